@@ -1,0 +1,69 @@
+# cachost — build, test, bench, demo.  Every target installs what it needs (make deps) first.
+.DEFAULT_GOAL := all
+
+PKGS     := lua5.4 lua5.4-cjson libcurl sqlite3 libevent openssl readline
+DEBS     := build-essential pkg-config liblua5.4-dev lua5.4 lua-cjson-dev libcurl4-openssl-dev \
+            libsqlite3-dev sqlite3 libevent-dev libssl-dev libreadline-dev libcmocka-dev lua-busted curl
+BUILD    ?= build
+CC       ?= cc
+CFLAGS   ?= -O2 -g
+WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter
+CPPFLAGS += -D_GNU_SOURCE -DCACHOST_ROOT='"$(CURDIR)"' $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
+
+HOST_SRC := $(wildcard host/*.c)
+HOST_OBJ := $(HOST_SRC:host/%.c=$(BUILD)/%.o)
+LIB_OBJ  := $(filter-out $(BUILD)/main.o,$(HOST_OBJ))
+CTESTS   := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(wildcard tests/c/test_*.c))
+
+all: deps-check $(BUILD)/cachost cachost
+
+cachost: $(BUILD)/cachost
+	@ln -sf $(BUILD)/cachost cachost
+
+$(BUILD)/cachost: $(HOST_OBJ)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/%.o: host/%.c host/*.h | $(BUILD)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -c -o $@ $<
+
+$(BUILD)/tests/%: tests/c/%.c $(LIB_OBJ) | $(BUILD)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -Ihost $(CFLAGS) $(WARN) -o $@ $< $(LIB_OBJ) $(LDLIBS) -lcmocka
+
+$(BUILD):
+	@mkdir -p $(BUILD)
+
+ctests: $(CTESTS)
+
+# --- set-up: install what is missing (Debian 12), idempotent and non-interactive ---
+deps:
+	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+deps-check:
+	@pkg-config --exists $(PKGS) || { echo "missing libraries: run 'make deps' (or make test / make demo)"; exit 1; }
+
+test: deps
+	@$(MAKE) --no-print-directory all ctests
+	@tests/run.sh $(BUILD)
+
+asan: deps
+	@$(MAKE) --no-print-directory BUILD=build-asan CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer" \
+	  LDFLAGS="-fsanitize=address,undefined" build-asan/cachost ctests
+	@ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp tests/run.sh build-asan
+
+bench: deps all
+	@bench/run.sh
+
+demo: deps all
+	@scripts/demo.sh
+
+clean:
+	rm -rf build build-asan cachost
+
+.PHONY: all deps deps-check test asan bench demo clean ctests

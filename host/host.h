@@ -1,0 +1,77 @@
+/* host.h — what the host's C modules share: the one Lua state, the one event loop, and tasks.
+ *
+ * Every Lua module lives in its own host/<name>.c and exports `int luaopen_<name>(lua_State *L)`;
+ * modules.c lists them (like Lua's linit.c).
+ *
+ * Blocking primitives follow one pattern (OpenResty's sleep.c):
+ *   1. the entry function checks its arguments and calls task_current() (raises outside a task),
+ *      arms the I/O with an op record that remembers the task, and returns task_wait(...);
+ *   2. the I/O callback never resumes Lua: it pushes results onto task_stack(t) and calls task_wake(t, n);
+ *   3. the continuation k receives those n values on top of the stack and returns them;
+ *   4. the cancel function releases the op if the task is cancelled or times out first.
+ */
+#ifndef CACHOST_HOST_H
+#define CACHOST_HOST_H
+
+#include <lua.h>
+#include <lauxlib.h>
+#include <lualib.h>
+
+#define CACHOST_VERSION "0.1.0"
+
+struct event_base;
+struct task;
+
+struct host {
+    lua_State *L;              /* the main state */
+    struct event_base *base;   /* the one event loop */
+    struct task *current;      /* task being resumed; NULL at top level */
+    const char *root;          /* where scripts/, connectors/, policies/ live */
+    const char *home;          /* $CACHOST_HOME (may be NULL until decided by Lua) */
+    int stopping;              /* a graceful stop was requested */
+    int exit_code;
+};
+extern struct host H;
+
+/* ---- tasks (sched.c) ---- */
+
+/* The running task; raises "<what>: must be called inside a task" when there is none. */
+struct task *task_current(lua_State *L, const char *what);
+
+/* Suspend the running task (call as `return task_wait(...)`).  `cancel(op)` is called if the task is
+ * cancelled or the timeout (seconds, <= 0 for none) fires first; the op must then be released and never
+ * woken.  On timeout k receives nil, "timeout"; on cancel nil, "cancelled".  k may be NULL: the values
+ * given to task_wake are then returned as they are. */
+typedef void (*task_cancel_fn)(void *op);
+int task_wait(lua_State *L, double timeout, task_cancel_fn cancel, void *op, lua_KContext ctx, lua_KFunction k);
+
+/* The thread on which a waker pushes the values the waiting task will receive. */
+lua_State *task_stack(struct task *t);
+
+/* Make a waiting task ready with the n values pushed on task_stack(t).  Never resumes directly: the
+ * loop resumes ready tasks at top level. */
+void task_wake(struct task *t, int n);
+
+/* Start fn (on top of L's stack, followed by nargs args, all popped) as a new task. Returns the task;
+ * leaves nothing on the stack. */
+struct task *task_spawn(lua_State *L, int nargs, const char *name);
+
+/* Run the loop until no task is alive and no event is pending (or a forced exit). */
+int sched_run(void);
+
+/* Log an error with traceback from C (used by callbacks that run Lua outside tasks). */
+void host_report(lua_State *L, const char *where);
+
+/* SIGINT handling can be taken over (the REPL cancels the running entry instead of stopping). */
+extern void (*host_sigint_hook)(void);
+
+/* ---- logging from C (log.c) ---- */
+enum { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
+void log_msg(int level, const char *msg, const char *fmt_kv, ...);  /* fmt_kv: printf-style "k=v ..." or NULL */
+int log_set_level(const char *name);   /* 0 ok, -1 unknown */
+void log_set_json(int on);
+/* Replace every registered secret in buf (in place, NUL-terminated, may shrink). Returns a new malloc'd
+ * string; caller frees. */
+char *log_redact(const char *s, size_t len, size_t *outlen);
+
+#endif
