@@ -1,0 +1,769 @@
+/* store.c — the `sqlite` Lua module: a small, sharp SQLite binding.
+ *
+ *   sqlite.open(path, {readonly=, busy_timeout=ms, create=true}) -> db | nil, err
+ *   db:exec(sql, ...) -> true | nil, err          (no params: may hold several statements)
+ *   db:query(sql, ...) -> {rows keyed by column} | nil, err
+ *   db:rows(sql, ...) -> iterator, for `for row in db:rows(...)` (raises on error, like io.lines)
+ *   db:cursor(sql, ...) -> cursor | nil, err       cursor:next([array]), cursor:columns(), cursor:close()
+ *   db:exec_many(sql, rows, columns) -> {per-row sqlite3_changes()} | nil, err, row_index
+ *   db:changes(), db:last_insert_rowid(), db:autocommit(), db:close()
+ *   sqlite.blob(s) marks a string to bind as a BLOB.
+ *
+ * Parameters: nil / json.null -> NULL, boolean -> 0/1, integer, float, string -> TEXT, sqlite.blob -> BLOB.
+ * A single plain table argument binds named parameters (:name, @name, $name) from its fields.
+ * Errors: "<token>: <sqlite3_errmsg>" with token busy, locked, full, corrupt, notadb, readonly,
+ * constraint, io, cantopen, perm, interrupt, auth or sqlite (anything else).
+ *
+ * This file never calls back into Lua (no lua_call, no metamethods: raw table access only), so every
+ * function here is safe to use from a task that yields between calls. */
+#include "host.h"
+
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+#include <ctype.h>
+
+#define DB_MT     "sqlite.db"
+#define CURSOR_MT "sqlite.cursor"
+#define BLOB_MT   "sqlite.blob"
+#define CACHE_MAX 64
+
+struct cached {
+    char *sql;
+    size_t len;
+    sqlite3_stmt *stmt;
+    unsigned long used;      /* LRU clock */
+};
+
+struct cursor;
+
+typedef struct {
+    sqlite3 *db;             /* NULL once closed */
+    int readonly;
+    unsigned long clock;
+    int ncache;
+    struct cached cache[CACHE_MAX];
+    struct cursor *cursors;  /* open cursors, finalized on close */
+} db_t;
+
+typedef struct cursor {
+    sqlite3_stmt *stmt;      /* NULL once closed */
+    db_t *owner;
+    struct cursor *next, **pprev;
+    int ncol;
+} cursor_t;
+
+/* ---------- errors ---------- */
+
+static const char *err_token(int rc) {
+    switch (rc & 0xff) {
+    case SQLITE_BUSY: return "busy";
+    case SQLITE_LOCKED: return "locked";
+    case SQLITE_FULL: return "full";
+    case SQLITE_CORRUPT: return "corrupt";
+    case SQLITE_NOTADB: return "notadb";
+    case SQLITE_READONLY: return "readonly";
+    case SQLITE_CONSTRAINT: return "constraint";
+    case SQLITE_IOERR: return "io";
+    case SQLITE_CANTOPEN: return "cantopen";
+    case SQLITE_PERM: return "perm";
+    case SQLITE_INTERRUPT: return "interrupt";
+    case SQLITE_AUTH: return "auth";
+    default: return "sqlite";
+    }
+}
+
+static int push_err(lua_State *L, sqlite3 *db, int rc) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s: %s", err_token(rc), db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+    return 2;
+}
+
+/* ---------- handles ---------- */
+
+static db_t *check_db(lua_State *L, int i) {
+    db_t *d = luaL_checkudata(L, i, DB_MT);
+    if (!d->db) luaL_error(L, "attempt to use a closed database");
+    return d;
+}
+
+static void cursor_release(cursor_t *c) {
+    if (c->stmt) {
+        sqlite3_finalize(c->stmt);
+        c->stmt = NULL;
+    }
+    if (c->pprev) {
+        *c->pprev = c->next;
+        if (c->next) c->next->pprev = c->pprev;
+        c->pprev = NULL;
+        c->next = NULL;
+    }
+    c->owner = NULL;
+}
+
+static void db_release(db_t *d) {
+    if (!d->db) return;
+    while (d->cursors) cursor_release(d->cursors);
+    for (int i = 0; i < d->ncache; i++) {
+        sqlite3_finalize(d->cache[i].stmt);
+        free(d->cache[i].sql);
+    }
+    d->ncache = 0;
+    sqlite3_close_v2(d->db);
+    d->db = NULL;
+}
+
+static int db_gc(lua_State *L) {
+    db_release(luaL_checkudata(L, 1, DB_MT));
+    return 0;
+}
+
+static int db_close(lua_State *L) {
+    db_release(luaL_checkudata(L, 1, DB_MT));
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int db_tostring(lua_State *L) {
+    db_t *d = luaL_checkudata(L, 1, DB_MT);
+    if (d->db) lua_pushfstring(L, "sqlite.db (%p)", (void *)d);
+    else lua_pushliteral(L, "sqlite.db (closed)");
+    return 1;
+}
+
+/* ---------- statement cache ---------- */
+
+/* Returns a reset statement for sql (cached by text), or NULL with rc set. */
+static sqlite3_stmt *stmt_get(db_t *d, const char *sql, size_t len, int *rc, const char **tail) {
+    for (int i = 0; i < d->ncache; i++) {
+        struct cached *c = &d->cache[i];
+        if (c->len == len && memcmp(c->sql, sql, len) == 0) {
+            c->used = ++d->clock;
+            if (tail) *tail = NULL;
+            return c->stmt;
+        }
+    }
+    sqlite3_stmt *st = NULL;
+    const char *t = NULL;
+    *rc = sqlite3_prepare_v3(d->db, sql, (int)len, SQLITE_PREPARE_PERSISTENT, &st, &t);
+    if (*rc != SQLITE_OK) return NULL;
+    if (tail) *tail = t;
+    if (!st) return NULL; /* empty SQL */
+    char *copy = malloc(len + 1);
+    if (!copy) return st; /* uncached: caller must not know the difference except finalize below */
+    memcpy(copy, sql, len);
+    copy[len] = 0;
+    int slot = d->ncache;
+    if (slot == CACHE_MAX) {
+        slot = 0;
+        for (int i = 1; i < CACHE_MAX; i++)
+            if (d->cache[i].used < d->cache[slot].used) slot = i;
+        sqlite3_finalize(d->cache[slot].stmt);
+        free(d->cache[slot].sql);
+    } else {
+        d->ncache++;
+    }
+    d->cache[slot] = (struct cached){copy, len, st, ++d->clock};
+    return st;
+}
+
+/* A statement not in the cache (malloc failure above) is finalized here instead of reset. */
+static void stmt_done(db_t *d, sqlite3_stmt *st) {
+    if (!st) return;
+    for (int i = 0; i < d->ncache; i++)
+        if (d->cache[i].stmt == st) {
+            sqlite3_reset(st);
+            sqlite3_clear_bindings(st);
+            return;
+        }
+    sqlite3_finalize(st);
+}
+
+static int only_space(const char *s) {
+    if (!s) return 1;
+    while (*s) {
+        if (!isspace((unsigned char)*s) && *s != ';') return 0;
+        s++;
+    }
+    return 1;
+}
+
+/* ---------- binding ---------- */
+
+/* Bind the Lua value at idx to parameter i. Returns NULL or a static error message.  Strings are bound
+ * SQLITE_STATIC: every caller keeps them reachable (stack or row table) until the step is over. */
+static const char *bind_one(lua_State *L, sqlite3_stmt *st, int i, int idx) {
+    int rc;
+    switch (lua_type(L, idx)) {
+    case LUA_TNIL:
+    case LUA_TNONE:
+        rc = sqlite3_bind_null(st, i);
+        break;
+    case LUA_TLIGHTUSERDATA:
+        if (lua_touserdata(L, idx) != NULL) return "unsupported parameter type (lightuserdata)";
+        rc = sqlite3_bind_null(st, i); /* json.null */
+        break;
+    case LUA_TBOOLEAN:
+        rc = sqlite3_bind_int(st, i, lua_toboolean(L, idx));
+        break;
+    case LUA_TNUMBER:
+        if (lua_isinteger(L, idx)) rc = sqlite3_bind_int64(st, i, lua_tointeger(L, idx));
+        else rc = sqlite3_bind_double(st, i, lua_tonumber(L, idx));
+        break;
+    case LUA_TSTRING: {
+        size_t n;
+        const char *s = lua_tolstring(L, idx, &n);
+        rc = sqlite3_bind_text64(st, i, s, n, SQLITE_STATIC, SQLITE_UTF8);
+        break;
+    }
+    case LUA_TTABLE: {
+        if (!lua_getmetatable(L, idx)) return "unsupported parameter type (table)";
+        luaL_getmetatable(L, BLOB_MT);
+        int isblob = lua_rawequal(L, -1, -2);
+        lua_pop(L, 2);
+        if (!isblob) return "unsupported parameter type (table)";
+        lua_rawgeti(L, idx, 1);
+        size_t n;
+        const char *s = lua_tolstring(L, -1, &n);
+        lua_pop(L, 1); /* still referenced by the blob table */
+        rc = sqlite3_bind_blob64(st, i, s ? s : "", s ? n : 0, SQLITE_STATIC);
+        break;
+    }
+    default:
+        return "unsupported parameter type";
+    }
+    return rc == SQLITE_OK ? NULL : "parameter index out of range";
+}
+
+static int is_plain_table(lua_State *L, int idx) {
+    if (lua_type(L, idx) != LUA_TTABLE) return 0;
+    if (!lua_getmetatable(L, idx)) return 1;
+    luaL_getmetatable(L, BLOB_MT);
+    int isblob = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    return !isblob;
+}
+
+/* Bind args first..top. Returns NULL or an error message. */
+static const char *bind_args(lua_State *L, sqlite3_stmt *st, int first) {
+    int top = lua_gettop(L), nparam = sqlite3_bind_parameter_count(st);
+    if (top == first && is_plain_table(L, first)) {
+        for (int i = 1; i <= nparam; i++) {
+            const char *name = sqlite3_bind_parameter_name(st, i);
+            if (!name) return "positional parameter with a table of named values";
+            lua_pushstring(L, name + 1);
+            lua_rawget(L, first);
+            const char *e = bind_one(L, st, i, lua_gettop(L));
+            lua_pop(L, 1); /* kept alive by the table */
+            if (e) return e;
+        }
+        return NULL;
+    }
+    int nargs = top >= first ? top - first + 1 : 0;
+    if (nargs != nparam) return nargs < nparam ? "too few parameters" : "too many parameters";
+    for (int i = 0; i < nargs; i++) {
+        const char *e = bind_one(L, st, i + 1, first + i);
+        if (e) return e;
+    }
+    return NULL;
+}
+
+/* ---------- reading values ---------- */
+
+static void push_column(lua_State *L, sqlite3_stmt *st, int i) {
+    switch (sqlite3_column_type(st, i)) {
+    case SQLITE_INTEGER: lua_pushinteger(L, sqlite3_column_int64(st, i)); break;
+    case SQLITE_FLOAT: lua_pushnumber(L, sqlite3_column_double(st, i)); break;
+    case SQLITE_TEXT:
+        lua_pushlstring(L, (const char *)sqlite3_column_text(st, i), sqlite3_column_bytes(st, i));
+        break;
+    case SQLITE_BLOB: {
+        const void *b = sqlite3_column_blob(st, i);
+        lua_pushlstring(L, b ? b : "", sqlite3_column_bytes(st, i));
+        break;
+    }
+    default: lua_pushnil(L);
+    }
+}
+
+/* Push the current row as a table keyed by column name; names at stack index names (array). */
+static void push_row(lua_State *L, sqlite3_stmt *st, int ncol, int names) {
+    lua_createtable(L, 0, ncol);
+    for (int i = 0; i < ncol; i++) {
+        if (sqlite3_column_type(st, i) == SQLITE_NULL) continue;
+        lua_rawgeti(L, names, i + 1);
+        push_column(L, st, i);
+        lua_rawset(L, -3);
+    }
+}
+
+static void push_array_row(lua_State *L, sqlite3_stmt *st, int ncol) {
+    lua_createtable(L, ncol, 0);
+    for (int i = 0; i < ncol; i++) {
+        push_column(L, st, i);
+        lua_rawseti(L, -2, i + 1);
+    }
+}
+
+static void push_names(lua_State *L, sqlite3_stmt *st, int ncol) {
+    lua_createtable(L, ncol, 0);
+    for (int i = 0; i < ncol; i++) {
+        const char *n = sqlite3_column_name(st, i);
+        lua_pushstring(L, n ? n : "?");
+        lua_rawseti(L, -2, i + 1);
+    }
+}
+
+/* ---------- open ---------- */
+
+/* Read-only connections (policies, the REPL, `cachost query`) may read and nothing else: no ATTACH
+ * (which could create a writable file), no PRAGMA that changes state (query_only cannot be turned off). */
+static int ro_authorizer(void *ud, int action, const char *a, const char *b, const char *c, const char *d) {
+    (void)ud; (void)c; (void)d;
+    switch (action) {
+    case SQLITE_SELECT: case SQLITE_READ: case SQLITE_FUNCTION: case SQLITE_RECURSIVE:
+    case SQLITE_TRANSACTION: case SQLITE_SAVEPOINT:
+        return SQLITE_OK;
+    case SQLITE_PRAGMA: {
+        static const char *const ok[] = {"table_info", "table_xinfo", "table_list", "index_list", "index_info",
+                                         "index_xinfo", "foreign_key_list", "user_version", "schema_version",
+                                         "database_list", "collation_list", "function_list", NULL};
+        if (b) return SQLITE_DENY; /* setting a value */
+        for (int i = 0; ok[i]; i++)
+            if (a && sqlite3_stricmp(a, ok[i]) == 0) return SQLITE_OK;
+        return SQLITE_DENY;
+    }
+    default:
+        return SQLITE_DENY;
+    }
+}
+
+static int getopt_int(lua_State *L, int t, const char *k, int dflt) {
+    if (lua_isnoneornil(L, t)) return dflt;
+    lua_getfield(L, t, k);
+    int v = lua_isnil(L, -1) ? dflt : (int)luaL_checkinteger(L, -1);
+    lua_pop(L, 1);
+    return v;
+}
+
+static int getopt_bool(lua_State *L, int t, const char *k, int dflt) {
+    if (lua_isnoneornil(L, t)) return dflt;
+    lua_getfield(L, t, k);
+    int v = lua_isnil(L, -1) ? dflt : lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return v;
+}
+
+/* Run a statement that must succeed on a fresh connection; returns rc. */
+static int simple(sqlite3 *db, const char *sql) {
+    return sqlite3_exec(db, sql, NULL, NULL, NULL);
+}
+
+static int l_open(lua_State *L) {
+    const char *path = luaL_checkstring(L, 1);
+    if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
+    int readonly = getopt_bool(L, 2, "readonly", 0);
+    int create = getopt_bool(L, 2, "create", 1);
+    int busy = getopt_int(L, 2, "busy_timeout", 5000);
+
+    db_t *d = lua_newuserdatauv(L, sizeof *d, 0); /* "closed" until the connection exists */
+    memset(d, 0, sizeof *d);
+    luaL_setmetatable(L, DB_MT);
+
+    int flags = SQLITE_OPEN_NOFOLLOW | SQLITE_OPEN_NOMUTEX;
+    flags |= readonly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0));
+    sqlite3 *db = NULL;
+    int rc = sqlite3_open_v2(path, &db, flags, NULL);
+    if (rc != SQLITE_OK) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "%s: %s: %s", err_token(rc), path, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+        sqlite3_close_v2(db);
+        return 2;
+    }
+    d->db = db;
+    d->readonly = readonly;
+    sqlite3_busy_timeout(db, busy);
+    sqlite3_extended_result_codes(db, 0);
+    /* Reading the schema refuses a file that is not a database (NOTADB) before anything is written. */
+    rc = simple(db, "SELECT count(*) FROM sqlite_schema");
+    if (rc == SQLITE_OK && !readonly) {
+        rc = simple(db, "PRAGMA journal_mode=WAL");
+        if (rc == SQLITE_OK) rc = simple(db, "PRAGMA foreign_keys=ON; PRAGMA synchronous=NORMAL");
+    }
+    if (rc == SQLITE_OK && readonly) {
+        rc = simple(db, "PRAGMA query_only=ON");
+        if (rc == SQLITE_OK) rc = sqlite3_set_authorizer(db, ro_authorizer, NULL);
+    }
+    if (rc != SQLITE_OK) {
+        lua_pushnil(L);
+        if ((rc & 0xff) == SQLITE_NOTADB)
+            lua_pushfstring(L, "notadb: %s is not a SQLite database (left untouched)", path);
+        else
+            lua_pushfstring(L, "%s: %s: %s", err_token(rc), path, sqlite3_errmsg(db));
+        db_release(d);
+        return 2;
+    }
+    return 1;
+}
+
+/* ---------- exec / query ---------- */
+
+static int l_exec(lua_State *L) {
+    db_t *d = check_db(L, 1);
+    size_t len;
+    const char *sql = luaL_checklstring(L, 2, &len);
+    int rc;
+    if (lua_gettop(L) == 2) {
+        /* No parameters: run every statement of the script (migrations), uncached. */
+        const char *p = sql, *end = sql + len;
+        while (p < end) {
+            sqlite3_stmt *st = NULL;
+            const char *tail = NULL;
+            rc = sqlite3_prepare_v2(d->db, p, (int)(end - p), &st, &tail);
+            if (rc != SQLITE_OK) return push_err(L, d->db, rc);
+            if (!st) break; /* only whitespace / comments left */
+            if (sqlite3_bind_parameter_count(st) > 0) {
+                sqlite3_finalize(st);
+                return luaL_error(L, "exec: too few parameters");
+            }
+            while ((rc = sqlite3_step(st)) == SQLITE_ROW) {}
+            sqlite3_finalize(st);
+            if (rc != SQLITE_DONE) return push_err(L, d->db, rc);
+            p = tail;
+        }
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    const char *tail = NULL;
+    sqlite3_stmt *st = stmt_get(d, sql, len, &rc, &tail);
+    if (!st) return rc == SQLITE_OK ? (lua_pushboolean(L, 1), 1) : push_err(L, d->db, rc);
+    if (!only_space(tail)) {
+        stmt_done(d, st);
+        return luaL_error(L, "exec: parameters given with more than one statement");
+    }
+    const char *e = bind_args(L, st, 3);
+    if (e) {
+        stmt_done(d, st);
+        return luaL_error(L, "exec: %s", e);
+    }
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {}
+    if (rc != SQLITE_DONE) {
+        push_err(L, d->db, rc);
+        stmt_done(d, st);
+        return 2;
+    }
+    stmt_done(d, st);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* Prepare (cached) and bind, or push an error / raise on misuse. */
+static sqlite3_stmt *prepare_bound(lua_State *L, db_t *d, const char *what, int *nret) {
+    size_t len;
+    const char *sql = luaL_checklstring(L, 2, &len);
+    int rc;
+    const char *tail = NULL;
+    sqlite3_stmt *st = stmt_get(d, sql, len, &rc, &tail);
+    if (!st) {
+        if (rc == SQLITE_OK) luaL_error(L, "%s: empty SQL", what);
+        *nret = push_err(L, d->db, rc);
+        return NULL;
+    }
+    if (!only_space(tail)) {
+        stmt_done(d, st);
+        luaL_error(L, "%s: more than one statement", what);
+    }
+    const char *e = bind_args(L, st, 3);
+    if (e) {
+        stmt_done(d, st);
+        luaL_error(L, "%s: %s", what, e);
+    }
+    return st;
+}
+
+static int l_query(lua_State *L) {
+    db_t *d = check_db(L, 1);
+    int nret = 0;
+    sqlite3_stmt *st = prepare_bound(L, d, "query", &nret);
+    if (!st) return nret;
+    int ncol = sqlite3_column_count(st);
+    push_names(L, st, ncol);
+    int names = lua_gettop(L);
+    lua_newtable(L);
+    int rc, n = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        push_row(L, st, ncol, names);
+        lua_rawseti(L, -2, ++n);
+    }
+    if (rc != SQLITE_DONE) {
+        push_err(L, d->db, rc);
+        stmt_done(d, st);
+        return 2;
+    }
+    stmt_done(d, st);
+    return 1;
+}
+
+/* exec_many(sql, rows, columns): columns[j] is a field name of each row, {value = v} (the same value for
+ * every row) or {list = t} (t[i] for row i). One cached statement stepped per row; results[i] is
+ * sqlite3_changes() after row i (1 inserted/updated, 0 e.g. ON CONFLICT DO NOTHING). Call it inside a
+ * transaction. On failure: nil, err, i (the failing row; earlier rows are not rolled back here). */
+enum { COL_KEY, COL_VALUE, COL_LIST };
+
+static int l_exec_many(lua_State *L) {
+    db_t *d = check_db(L, 1);
+    luaL_checktype(L, 3, LUA_TTABLE);
+    luaL_checktype(L, 4, LUA_TTABLE);
+    lua_settop(L, 4);
+    lua_Integer nrows = (lua_Integer)lua_rawlen(L, 3);
+    int ncols = (int)lua_rawlen(L, 4);
+    if (ncols == 0) return luaL_argerror(L, 4, "no columns");
+    luaL_checkstack(L, ncols + 8, "too many columns");
+    /* Resolve the column specs once: stack slots 5..4+ncols hold the key, the value or the list. */
+    int kinds[ncols];
+    for (int j = 1; j <= ncols; j++) {
+        int t = lua_rawgeti(L, 4, j);
+        if (t == LUA_TSTRING) { kinds[j - 1] = COL_KEY; continue; }
+        if (t != LUA_TTABLE) return luaL_argerror(L, 4, "column spec must be a name, {value=} or {list=}");
+        lua_getfield(L, -1, "list");
+        if (lua_type(L, -1) == LUA_TTABLE) {
+            kinds[j - 1] = COL_LIST;
+        } else {
+            lua_pop(L, 1);
+            lua_getfield(L, -1, "value");
+            kinds[j - 1] = COL_VALUE;
+        }
+        lua_remove(L, -2);
+    }
+    int base = 4;
+    size_t len;
+    const char *sql = luaL_checklstring(L, 2, &len);
+    int rc;
+    const char *tail = NULL;
+    sqlite3_stmt *st = stmt_get(d, sql, len, &rc, &tail);
+    if (!st) {
+        if (rc == SQLITE_OK) return luaL_argerror(L, 2, "empty SQL");
+        return push_err(L, d->db, rc);
+    }
+    if (!only_space(tail) || sqlite3_bind_parameter_count(st) != ncols) {
+        stmt_done(d, st);
+        return luaL_error(L, "exec_many: need one statement with exactly %d parameters", ncols);
+    }
+    lua_createtable(L, (int)(nrows > 1 << 24 ? 1 << 24 : nrows), 0);
+    int results = lua_gettop(L);
+    for (lua_Integer i = 1; i <= nrows; i++) {
+        if (lua_rawgeti(L, 3, i) != LUA_TTABLE) {
+            stmt_done(d, st);
+            return luaL_error(L, "exec_many: row %d is not a table", (int)i);
+        }
+        int row = lua_gettop(L);
+        for (int j = 1; j <= ncols; j++) {
+            int spec = base + j;
+            switch (kinds[j - 1]) {
+            case COL_KEY: lua_pushvalue(L, spec); lua_rawget(L, row); break;
+            case COL_LIST: lua_rawgeti(L, spec, i); break;
+            default: lua_pushvalue(L, spec);
+            }
+            const char *e = bind_one(L, st, j, -1);
+            lua_pop(L, 1); /* still reachable from the row, the list or the spec */
+            if (e) {
+                stmt_done(d, st);
+                lua_pushvalue(L, spec);
+                return luaL_error(L, "exec_many: row %d column %s: %s", (int)i,
+                                  lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?", e);
+            }
+        }
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {}
+        if (rc != SQLITE_DONE) {
+            push_err(L, d->db, rc);
+            stmt_done(d, st);
+            lua_pushinteger(L, i);
+            return 3;
+        }
+        sqlite3_reset(st);
+        lua_pushinteger(L, sqlite3_changes(d->db));
+        lua_rawseti(L, results, i);
+        lua_settop(L, results);
+    }
+    stmt_done(d, st);
+    return 1;
+}
+
+/* ---------- cursors ---------- */
+
+static cursor_t *check_cursor(lua_State *L, int i) {
+    return luaL_checkudata(L, i, CURSOR_MT);
+}
+
+/* Returns the cursor on the stack, or nil, err. Raises on misuse. */
+static int open_cursor(lua_State *L, db_t *d) {
+    size_t len;
+    const char *sql = luaL_checklstring(L, 2, &len);
+    cursor_t *c = lua_newuserdatauv(L, sizeof *c, 2); /* uv1: the db (kept alive), uv2: column names */
+    memset(c, 0, sizeof *c);
+    luaL_setmetatable(L, CURSOR_MT);
+    lua_pushvalue(L, 1);
+    lua_setiuservalue(L, -2, 1);
+    lua_insert(L, 3); /* cursor at 3, parameters now from 4 */
+    const char *tail = NULL;
+    int rc = sqlite3_prepare_v2(d->db, sql, (int)len, &c->stmt, &tail);
+    if (rc != SQLITE_OK) return push_err(L, d->db, rc);
+    if (!c->stmt) return luaL_error(L, "rows: empty SQL");
+    c->owner = d;
+    c->next = d->cursors;
+    if (d->cursors) d->cursors->pprev = &c->next;
+    d->cursors = c;
+    c->pprev = &d->cursors;
+    if (!only_space(tail)) {
+        cursor_release(c);
+        return luaL_error(L, "rows: more than one statement");
+    }
+    const char *e = bind_args(L, c->stmt, 4);
+    if (e) {
+        cursor_release(c);
+        return luaL_error(L, "rows: %s", e);
+    }
+    c->ncol = sqlite3_column_count(c->stmt);
+    push_names(L, c->stmt, c->ncol);
+    lua_setiuservalue(L, 3, 2);
+    lua_settop(L, 3);
+    return 1;
+}
+
+static int l_cursor(lua_State *L) {
+    db_t *d = check_db(L, 1);
+    return open_cursor(L, d);
+}
+
+/* cursor:next([array]) -> row | nil (done, cursor closed) | nil, err (cursor closed) */
+static int cursor_next(lua_State *L) {
+    cursor_t *c = check_cursor(L, 1);
+    if (!c->stmt) return 0;
+    int asarray = lua_toboolean(L, 2);
+    int rc = sqlite3_step(c->stmt);
+    if (rc == SQLITE_ROW) {
+        if (asarray) {
+            push_array_row(L, c->stmt, c->ncol);
+        } else {
+            lua_getiuservalue(L, 1, 2);
+            push_row(L, c->stmt, c->ncol, lua_gettop(L));
+        }
+        return 1;
+    }
+    if (rc == SQLITE_DONE) {
+        cursor_release(c);
+        return 0;
+    }
+    int n = push_err(L, c->owner->db, rc);
+    cursor_release(c);
+    return n;
+}
+
+static int cursor_columns(lua_State *L) {
+    check_cursor(L, 1);
+    lua_getiuservalue(L, 1, 2);
+    return 1;
+}
+
+static int cursor_close(lua_State *L) {
+    cursor_release(check_cursor(L, 1));
+    return 0;
+}
+
+static int cursor_tostring(lua_State *L) {
+    cursor_t *c = check_cursor(L, 1);
+    if (c->stmt) lua_pushfstring(L, "sqlite.cursor (%p)", (void *)c);
+    else lua_pushliteral(L, "sqlite.cursor (closed)");
+    return 1;
+}
+
+/* The for-loop step: raises on error (like io.lines), so a failing query never ends a loop silently. */
+static int rows_step(lua_State *L) {
+    check_cursor(L, 1);
+    lua_settop(L, 1);
+    int n = cursor_next(L);
+    if (n == 2) return lua_error(L);
+    return n;
+}
+
+/* for row in db:rows(sql, ...) do ... end — the cursor is the loop's to-be-closed value, so a break or
+ * an error finalizes the statement at once. */
+static int l_rows(lua_State *L) {
+    db_t *d = check_db(L, 1);
+    if (open_cursor(L, d) == 2) return lua_error(L);
+    lua_pushcfunction(L, rows_step);
+    lua_insert(L, -2);
+    lua_pushnil(L);
+    lua_pushvalue(L, -2);
+    return 4;
+}
+
+/* ---------- misc ---------- */
+
+static int l_changes(lua_State *L) {
+    lua_pushinteger(L, sqlite3_changes(check_db(L, 1)->db));
+    return 1;
+}
+
+static int l_last_rowid(lua_State *L) {
+    lua_pushinteger(L, sqlite3_last_insert_rowid(check_db(L, 1)->db));
+    return 1;
+}
+
+static int l_autocommit(lua_State *L) {
+    lua_pushboolean(L, sqlite3_get_autocommit(check_db(L, 1)->db));
+    return 1;
+}
+
+static int l_readonly(lua_State *L) {
+    lua_pushboolean(L, check_db(L, 1)->readonly);
+    return 1;
+}
+
+static int l_blob(lua_State *L) {
+    luaL_checkstring(L, 1);
+    lua_createtable(L, 1, 0);
+    lua_pushvalue(L, 1);
+    lua_rawseti(L, -2, 1);
+    luaL_setmetatable(L, BLOB_MT);
+    return 1;
+}
+
+static const luaL_Reg db_methods[] = {
+    {"exec", l_exec},       {"query", l_query},        {"rows", l_rows},
+    {"cursor", l_cursor},   {"exec_many", l_exec_many}, {"changes", l_changes},
+    {"last_insert_rowid", l_last_rowid}, {"autocommit", l_autocommit},
+    {"readonly", l_readonly}, {"close", db_close},     {NULL, NULL}};
+
+static const luaL_Reg db_meta[] = {
+    {"__gc", db_gc}, {"__close", db_gc}, {"__tostring", db_tostring}, {"__index", NULL}, {NULL, NULL}};
+
+static const luaL_Reg cursor_methods[] = {
+    {"next", cursor_next}, {"columns", cursor_columns}, {"close", cursor_close}, {NULL, NULL}};
+
+static const luaL_Reg cursor_meta[] = {
+    {"__gc", cursor_close}, {"__close", cursor_close}, {"__tostring", cursor_tostring},
+    {"__index", NULL}, {NULL, NULL}};
+
+static const luaL_Reg funcs[] = {{"open", l_open}, {"blob", l_blob}, {NULL, NULL}};
+
+int luaopen_sqlite(lua_State *L) {
+    luaL_newmetatable(L, DB_MT);
+    luaL_setfuncs(L, db_meta, 0);
+    luaL_newlib(L, db_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+    luaL_newmetatable(L, CURSOR_MT);
+    luaL_setfuncs(L, cursor_meta, 0);
+    luaL_newlib(L, cursor_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+    luaL_newmetatable(L, BLOB_MT);
+    lua_pushliteral(L, "sqlite.blob");
+    lua_setfield(L, -2, "__name");
+    lua_pop(L, 1);
+    luaL_newlib(L, funcs);
+    lua_pushstring(L, sqlite3_libversion());
+    lua_setfield(L, -2, "version");
+    return 1;
+}
