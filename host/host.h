@@ -56,6 +56,12 @@ void task_wake(struct task *t, int n);
  * leaves nothing on the stack. */
 struct task *task_spawn(lua_State *L, int nargs, const char *name);
 
+/* Push ok, results... | false, err of an ended task; returns the count. */
+int task_outcome(lua_State *L, struct task *t);
+
+/* Push the handle (userdata) of a live task, e.g. to keep it after it ends. */
+void task_push(lua_State *L, struct task *t);
+
 /* Run the loop until no task is alive and no event is pending (or a forced exit). */
 int sched_run(void);
 

@@ -1,0 +1,203 @@
+/* hostlib.c — Lua module `host`: facts about this process and small OS services the CLI needs
+ * (getopt_long, terminals, environment).  Trusted code only: sandboxes never see it. */
+#include "host.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <termios.h>
+#include <unistd.h>
+
+#define MAX_OPTS 64
+
+/* host.getopt(argv, spec) -> opts, rest | nil, err.  spec = { {"name", arg=bool, short="n", many=bool}, ... } */
+static int l_getopt(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    int argc = (int)lua_rawlen(L, 1) + 1, nopt = (int)lua_rawlen(L, 2);
+    luaL_argcheck(L, nopt < MAX_OPTS, 2, "too many options");
+    struct option longopts[MAX_OPTS + 1];
+    char shortopts[3 * MAX_OPTS + 3] = "-:";   /* '-': operands come back in order (c == 1); ':': missing values reported */
+    size_t sp = 2;
+    const char **argv = lua_newuserdatauv(L, sizeof(char *) * (size_t)(argc + 1), 0);   /* index 3 */
+    argv[0] = "cachost";
+    for (int i = 1; i < argc; i++) {
+        lua_rawgeti(L, 1, i);
+        argv[i] = luaL_checkstring(L, -1);   /* the string stays anchored in argv table 1 */
+        lua_pop(L, 1);
+    }
+    argv[argc] = NULL;
+    for (int i = 0; i < nopt; i++) {
+        lua_rawgeti(L, 2, i + 1);
+        lua_rawgeti(L, -1, 1);
+        longopts[i].name = luaL_checkstring(L, -1);   /* anchored in spec table */
+        lua_pop(L, 1);
+        longopts[i].has_arg = lua_getfield(L, -1, "arg") != LUA_TNIL && lua_toboolean(L, -1) ? required_argument : no_argument;
+        lua_pop(L, 1);
+        longopts[i].flag = NULL;
+        longopts[i].val = 256 + i;
+        if (lua_getfield(L, -1, "short") == LUA_TSTRING) {
+            char c = lua_tostring(L, -1)[0];
+            shortopts[sp++] = c;
+            if (longopts[i].has_arg) shortopts[sp++] = ':';
+        }
+        lua_pop(L, 2);
+    }
+    shortopts[sp] = 0;
+    memset(&longopts[nopt], 0, sizeof longopts[nopt]);
+
+    lua_newtable(L);   /* 4: opts */
+    lua_newtable(L);   /* 5: rest */
+    int nrest = 0, c, idx;
+    char err[160] = "";
+    opterr = 0;
+    optind = 0;        /* glibc: full re-initialisation */
+    while ((c = getopt_long(argc, (char *const *)argv, shortopts, longopts, &idx)) != -1) {
+        int oi = -1;
+        if (c == 1) { lua_pushstring(L, optarg); lua_rawseti(L, 5, ++nrest); continue; }
+        if (c == '?') {
+            if (optopt) snprintf(err, sizeof err, "unknown option '-%c'", optopt);
+            else snprintf(err, sizeof err, "unknown option '%s'", argv[optind - 1]);
+            break;
+        }
+        if (c == ':') {
+            snprintf(err, sizeof err, "option '%s' needs a value", argv[optind - 1]);
+            break;
+        }
+        if (c >= 256) oi = c - 256;
+        else for (int i = 0; i < nopt; i++) {
+            lua_rawgeti(L, 2, i + 1);
+            int match = lua_getfield(L, -1, "short") == LUA_TSTRING && lua_tostring(L, -1)[0] == c;
+            lua_pop(L, 2);
+            if (match) { oi = i; break; }
+        }
+        if (oi < 0) continue;
+        lua_rawgeti(L, 2, oi + 1);
+        int many = lua_getfield(L, -1, "many") != LUA_TNIL && lua_toboolean(L, -1);
+        lua_pop(L, 2);
+        const char *name = longopts[oi].name;
+        if (longopts[oi].has_arg) lua_pushstring(L, optarg); else lua_pushboolean(L, 1);
+        if (many) {
+            if (lua_getfield(L, 4, name) != LUA_TTABLE) { lua_pop(L, 1); lua_newtable(L); lua_pushvalue(L, -1); lua_setfield(L, 4, name); }
+            lua_insert(L, -2);
+            lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+            lua_pop(L, 1);
+        } else {
+            lua_setfield(L, 4, name);
+        }
+    }
+    if (err[0]) { lua_pushnil(L); lua_pushstring(L, err); return 2; }
+    for (int i = optind; i < argc; i++) { lua_pushstring(L, argv[i]); lua_rawseti(L, 5, ++nrest); }
+    return 2;
+}
+
+static int l_isatty(lua_State *L) { lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1))); return 1; }
+
+static int l_getenv(lua_State *L)
+{
+    const char *v = getenv(luaL_checkstring(L, 1));
+    if (v) lua_pushstring(L, v); else lua_pushnil(L);
+    return 1;
+}
+
+/* host.readpass(prompt) -> line | nil, err: read a secret from the terminal without echo. */
+static int l_readpass(lua_State *L)
+{
+    const char *prompt = luaL_optstring(L, 1, "");
+    FILE *tty = fopen("/dev/tty", "r+");
+    if (!tty) { lua_pushnil(L); lua_pushliteral(L, "no terminal"); return 2; }
+    struct termios old, quiet;
+    int fd = fileno(tty), restore = tcgetattr(fd, &old) == 0;
+    if (restore) { quiet = old; quiet.c_lflag &= ~(tcflag_t)ECHO; tcsetattr(fd, TCSAFLUSH, &quiet); }
+    fputs(prompt, tty);
+    fflush(tty);
+    char buf[4096];
+    char *got = fgets(buf, sizeof buf, tty);
+    if (restore) tcsetattr(fd, TCSAFLUSH, &old);
+    fputc('\n', tty);
+    fclose(tty);
+    if (!got) { lua_pushnil(L); lua_pushliteral(L, "no input"); return 2; }
+    buf[strcspn(buf, "\r\n")] = 0;
+    lua_pushstring(L, buf);
+    explicit_bzero(buf, sizeof buf);
+    return 1;
+}
+
+static int fail(lua_State *L, const char *what)
+{
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s: %s", what, strerror(errno));
+    return 2;
+}
+
+/* host.mkdir(path[, mode=0700]) -> true | nil, err (an existing directory is fine) */
+static int l_mkdir(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    mode_t mode = (mode_t)luaL_optinteger(L, 2, 0700);
+    if (mkdir(path, mode) != 0 && errno != EEXIST) return fail(L, path);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* host.stat(path) -> {type=, mode=, size=, uid=, mtime=} | nil, err (does not follow a final link) */
+static int l_stat(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    struct stat st;
+    if (lstat(path, &st) != 0) return fail(L, path);
+    lua_createtable(L, 0, 5);
+    lua_pushstring(L, S_ISDIR(st.st_mode) ? "directory" : S_ISREG(st.st_mode) ? "file" : S_ISLNK(st.st_mode) ? "link" : "other");
+    lua_setfield(L, -2, "type");
+    lua_pushinteger(L, st.st_mode & 07777);
+    lua_setfield(L, -2, "mode");
+    lua_pushinteger(L, (lua_Integer)st.st_size);
+    lua_setfield(L, -2, "size");
+    lua_pushinteger(L, (lua_Integer)st.st_uid);
+    lua_setfield(L, -2, "uid");
+    lua_pushinteger(L, (lua_Integer)st.st_mtime);
+    lua_setfield(L, -2, "mtime");
+    return 1;
+}
+
+/* host.write_new(path, data[, mode=0600]) -> true | nil, err: create a file that must not exist yet
+ * (O_EXCL, no link followed), with its mode set from the start — for key files. */
+static int l_write_new(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    size_t len;
+    const char *data = luaL_checklstring(L, 2, &len);
+    mode_t mode = (mode_t)luaL_optinteger(L, 3, 0600);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+    if (fd < 0) return fail(L, path);
+    size_t off = 0;
+    while (off < len) {
+        ssize_t n = write(fd, data + off, len - off);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) { int e = errno; close(fd); unlink(path); errno = e; return fail(L, path); }
+        off += (size_t)n;
+    }
+    if (fsync(fd) != 0 || close(fd) != 0) return fail(L, path);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_pid(lua_State *L) { lua_pushinteger(L, getpid()); return 1; }
+
+int luaopen_host(lua_State *L)
+{
+    static const luaL_Reg f[] = {
+        {"getopt", l_getopt}, {"isatty", l_isatty}, {"getenv", l_getenv}, {"readpass", l_readpass},
+        {"pid", l_pid}, {"mkdir", l_mkdir}, {"stat", l_stat}, {"write_new", l_write_new}, {NULL, NULL}};
+    luaL_newlib(L, f);
+    lua_pushliteral(L, CACHOST_VERSION);
+    lua_setfield(L, -2, "version");
+    lua_pushstring(L, H.root);
+    lua_setfield(L, -2, "root");
+    return 1;
+}

@@ -1,0 +1,44 @@
+/* modules.c — every Lua module the host provides, like Lua's linit.c.  Each lives in host/<name>.c. */
+#include "host.h"
+
+int luaopen_host(lua_State *L);
+int luaopen_sched(lua_State *L);
+int luaopen_vm(lua_State *L) __attribute__((weak));
+int luaopen_json(lua_State *L) __attribute__((weak));
+int luaopen_crypto(lua_State *L) __attribute__((weak));
+int luaopen_log(lua_State *L) __attribute__((weak));
+int luaopen_http(lua_State *L) __attribute__((weak));
+int luaopen_server(lua_State *L) __attribute__((weak));
+int luaopen_sqlite(lua_State *L) __attribute__((weak));
+int luaopen_repl(lua_State *L) __attribute__((weak));
+void http_shutdown(void) __attribute__((weak));
+void server_shutdown(void) __attribute__((weak));
+void log_shutdown(void) __attribute__((weak));
+void sched_shutdown(void);
+
+static const luaL_Reg modules[] = {
+    {"host", luaopen_host}, {"sched", luaopen_sched}, {"vm", luaopen_vm},
+    {"json", luaopen_json}, {"crypto", luaopen_crypto}, {"log", luaopen_log},
+    {"http", luaopen_http}, {"server", luaopen_server}, {"sqlite", luaopen_sqlite}, {"repl", luaopen_repl},
+    {NULL, NULL}};
+
+/* Open each module as a global and in package.loaded. */
+void host_openlibs(lua_State *L)
+{
+    for (const luaL_Reg *m = modules; m->name; m++) {
+        if (!m->func) continue;   /* not built yet */
+        luaL_requiref(L, m->name, m->func, 1);
+        lua_pop(L, 1);
+    }
+}
+
+/* Close in dependency order: I/O owners first, then the state (running __gc), then the loop. */
+void host_shutdown(void)
+{
+    if (server_shutdown) server_shutdown();
+    if (http_shutdown) http_shutdown();
+    if (H.L) lua_close(H.L);
+    H.L = NULL;
+    sched_shutdown();
+    if (log_shutdown) log_shutdown();
+}
