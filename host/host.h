@@ -76,6 +76,7 @@ enum { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
 void log_msg(int level, const char *msg, const char *fmt_kv, ...);  /* fmt_kv: printf-style "k=v ..." or NULL */
 int log_set_level(const char *name);   /* 0 ok, -1 unknown */
 void log_set_json(int on);
+void log_shutdown(void);               /* free registered secrets (wiped) and close the sink; at exit */
 /* Replace every registered secret in buf (in place, NUL-terminated, may shrink). Returns a new malloc'd
  * string; caller frees. */
 char *log_redact(const char *s, size_t len, size_t *outlen);
