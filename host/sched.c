@@ -31,6 +31,8 @@ struct task {
     struct event *timer;      /* timeout of the current wait */
     task_cancel_fn cancel;    /* releases the operation being waited on */
     void *op;
+    lua_KFunction k;          /* continuation of the current wait, and its context */
+    lua_KContext kctx;
     struct task *next_ready;
     struct join *joiners;     /* tasks waiting for this one to end */
     char name[64];
@@ -137,9 +139,11 @@ static void finish(struct task *t, int state, int nres)
     if (t->timer) { event_free(t->timer); t->timer = NULL; }
     while (t->joiners) {
         struct join *j = t->joiners;
+        struct task *waiter = j->waiter;
         unlink_join(j);
-        push_outcome(t, j->waiter->co);
-        task_wake(j->waiter, outcome_size(t));
+        free(j);
+        push_outcome(t, waiter->co);
+        task_wake(waiter, outcome_size(t));
     }
     luaL_unref(L, LUA_REGISTRYINDEX, t->co_ref);
     t->co_ref = LUA_NOREF;
@@ -232,6 +236,14 @@ struct task *task_current(lua_State *L, const char *what)
 
 static int return_all(lua_State *L, int status, lua_KContext base) { return lua_gettop(L) - (int)base; }
 
+/* Every wait resumes here first: a cancelled task raises "cancelled" at its wait point. */
+static int park_k(lua_State *L, int status, lua_KContext ctx)
+{
+    struct task *t = (struct task *)ctx;
+    if (t->cancel_requested) return luaL_error(L, "cancelled");
+    return t->k(L, status, t->kctx);
+}
+
 static int task_park(lua_State *L, int state, double timeout, task_cancel_fn cancel, void *op,
                      lua_KContext ctx, lua_KFunction k)
 {
@@ -245,8 +257,10 @@ static int task_park(lua_State *L, int state, double timeout, task_cancel_fn can
         evtimer_add(t->timer, &tv);
     }
     if (!k) { k = return_all; ctx = lua_gettop(L); }
+    t->k = k;
+    t->kctx = ctx;
     lua_pushlightuserdata(L, &MARKER);
-    return lua_yieldk(L, 1, ctx, k);
+    return lua_yieldk(L, 1, (lua_KContext)t, park_k);
 }
 
 int task_wait(lua_State *L, double timeout, task_cancel_fn cancel, void *op, lua_KContext ctx, lua_KFunction k)
@@ -322,13 +336,13 @@ static int l_wake(lua_State *L)
     return 1;
 }
 
-static void join_cancel(void *op) { unlink_join(op); }   /* join_k frees it when the waiter resumes */
-
-static int join_k(lua_State *L, int status, lua_KContext ctx)
+static void join_cancel(void *op)
 {
-    free((void *)ctx);   /* the join record, already unlinked by finish() or join_cancel */
-    return lua_gettop(L) - 1;
+    unlink_join(op);
+    free(op);
 }
+
+static int join_k(lua_State *L, int status, lua_KContext ctx) { return lua_gettop(L) - 1; }
 
 static int l_join(lua_State *L)
 {
@@ -349,7 +363,7 @@ static int l_join(lua_State *L)
     j->pprev = &t->joiners;
     t->joiners = j;
     lua_settop(L, 1);
-    return task_wait(L, timeout, join_cancel, j, (lua_KContext)j, join_k);
+    return task_wait(L, timeout, join_cancel, j, 0, join_k);
 }
 
 static int l_cancel(lua_State *L)
