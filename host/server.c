@@ -1,0 +1,761 @@
+/* server.c — Lua module `server`: an HTTP server on libevent's evhttp, bound to the one loop (H.base).
+ *
+ * evhttp parses requests and enforces the size limits; this file routes them to Lua handlers, each run as
+ * its own task, and turns the handler's `status, body, headers` into the reply.
+ *
+ * Who owns a request (libevent 2.1): the evhttp_request belongs to its connection until we reply; after
+ * evhttp_send_reply evhttp frees it once written.  While a handler runs evhttp does not read from the
+ * connection, so it never notices the client leaving on its own; we watch the socket ourselves and free the
+ * connection when the peer closes.  The connection (and the request with it) can also be freed by
+ * srv:close(), by server.DROP, or by evhttp itself; every such path goes through the request's record
+ * (struct rec), which then forgets the request, so a late reply is dropped instead of touching freed memory.
+ */
+#include "host.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+#define SERVER_MT "cachost.server"
+#define REC_MT "cachost.server.request"
+#define DROP_KEY "cachost.server.DROP"
+#define SPAWNING_KEY "cachost.server.spawning"
+
+struct rec;
+
+struct srv {
+    struct evhttp *http;              /* NULL once closed */
+    int self_ref;                     /* registry anchor while open: a listening server is never collected */
+    int port;
+    char host[64];
+    struct rec *pending;              /* requests whose handler has not answered yet */
+    struct srv *next, **pprev;        /* all open servers, for server_shutdown() */
+    lua_Integer inflight, served, gone, failed, dropped;
+};
+
+struct rec {
+    struct evhttp_request *req;       /* NULL once answered or once its connection is gone */
+    struct evhttp_connection *evcon;  /* whose close callback points at us while pending */
+    struct srv *srv;                  /* NULL once detached */
+    struct event *watch;              /* notices the peer closing while the handler runs */
+    struct rec *next, **pprev;
+    char what[80];                    /* "GET /path" for logs */
+};
+
+static struct srv *servers;
+
+/* ---- request records ---- */
+
+/* Forget every link between the record and libevent / its server; the request itself is left alone. */
+static void rec_detach(struct rec *r)
+{
+    if (r->watch) { event_free(r->watch); r->watch = NULL; }
+    /* touch the connection only while our request still hangs on it (it is alive then) */
+    if (r->evcon && r->req && evhttp_request_get_connection(r->req) == r->evcon)
+        evhttp_connection_set_closecb(r->evcon, NULL, NULL);
+    r->evcon = NULL;
+    if (r->pprev) {
+        *r->pprev = r->next;
+        if (r->next) r->next->pprev = r->pprev;
+        r->pprev = NULL;
+        r->next = NULL;
+    }
+    if (r->srv) { r->srv->inflight--; r->srv = NULL; }
+}
+
+/* The request's connection is going away (evhttp_connection_free): it frees the request right after. */
+static void on_conn_close(struct evhttp_connection *evcon, void *arg)
+{
+    struct rec *r = arg;
+    if (r->srv) r->srv->gone++;
+    if (r->req && evhttp_request_get_connection(r->req) == evcon) {
+        evhttp_connection_set_closecb(evcon, NULL, NULL);
+        r->req = NULL;                /* freed by evhttp in a moment */
+    }
+    rec_detach(r);
+}
+
+/* The socket became readable while the handler runs: either the client left, or it pipelined more. */
+static void on_peer(evutil_socket_t fd, short what, void *arg)
+{
+    struct rec *r = arg;
+    char c;
+    ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n > 0) return;                /* more data: evhttp reads it after our reply */
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+        event_add(r->watch, NULL);
+        return;
+    }
+    struct evhttp_connection *evcon = r->evcon;
+    if (!evcon || !r->req || evhttp_request_get_connection(r->req) != evcon) return;
+    log_msg(LOG_DEBUG, "server: client gone before the reply", "request=\"%s\"", r->what);
+    if (r->srv) r->srv->gone++;
+    rec_detach(r);                    /* frees r->watch: allowed, it is not pending inside its callback */
+    r->req = NULL;
+    evhttp_connection_free(evcon);    /* frees the request too */
+}
+
+/* Detach the record and take its request for answering; NULL if there is nobody left to answer. */
+static struct evhttp_request *rec_take(struct rec *r)
+{
+    struct evhttp_request *req = r->req;
+    rec_detach(r);
+    r->req = NULL;
+    if (req && !evhttp_request_get_connection(req)) {   /* evhttp let go of the connection: only free */
+        evhttp_request_free(req);
+        return NULL;
+    }
+    return req;
+}
+
+static int status_has_body(int status) { return status >= 200 && status != 204 && status != 304; }
+
+/* Answer with a small JSON body (404, 405, 500, ...).  Never raises. */
+static void send_json(struct evhttp_request *req, int status, const char *json, const char *allow)
+{
+    struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
+    char len[24];
+    snprintf(len, sizeof len, "%zu", strlen(json));
+    evhttp_add_header(oh, "Content-Type", "application/json");
+    evhttp_add_header(oh, "Content-Length", len);
+    if (allow) evhttp_add_header(oh, "Allow", allow);
+    evbuffer_add(evhttp_request_get_output_buffer(req), json, strlen(json));
+    evhttp_send_reply(req, status, NULL, NULL);
+}
+
+static void rec_fail(struct rec *r, int status)
+{
+    struct srv *s = r->srv;
+    struct evhttp_request *req = rec_take(r);
+    if (s) s->failed++;
+    if (req) send_json(req, status, status == 503 ? "{\"error\":\"unavailable\"}" : "{\"error\":\"internal error\"}",
+                       NULL);
+}
+
+/* A connection to drop without an answer: RST rather than FIN, like a crashed peer. */
+static void drop_connection(struct evhttp_connection *evcon)
+{
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
+    evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+    if (fd >= 0) {
+        struct linger lg = {1, 0};
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    }
+    evhttp_connection_free(evcon);
+}
+
+/* A header value the handler gave: a string or a number (formatted into buf); NULL otherwise.
+ * Never raises (no lua_tolstring on numbers, which may allocate). */
+static const char *header_value(lua_State *L, int i, char *buf, size_t n)
+{
+    if (lua_type(L, i) == LUA_TSTRING) return lua_tostring(L, i);
+    if (lua_isinteger(L, i)) { snprintf(buf, n, "%lld", (long long)lua_tointeger(L, i)); return buf; }
+    if (lua_type(L, i) == LUA_TNUMBER) { snprintf(buf, n, "%.14g", lua_tonumber(L, i)); return buf; }
+    return NULL;
+}
+
+/* Add the handler's headers (table at index h, or none); 0 ok, -1 invalid (name/value type, CR/LF). */
+static int add_headers(lua_State *L, int h, struct evkeyvalq *oh)
+{
+    char buf[64];
+    if (lua_isnoneornil(L, h)) return 0;
+    if (!lua_istable(L, h)) return -1;
+    lua_pushnil(L);
+    while (lua_next(L, h)) {
+        if (lua_type(L, -2) != LUA_TSTRING) { lua_pop(L, 2); return -1; }
+        const char *name = lua_tostring(L, -2);
+        if (!strcasecmp(name, "Content-Length")) { lua_pop(L, 1); continue; }   /* ours is right */
+        if (lua_istable(L, -1)) {                  /* several values: Set-Cookie = {a, b} */
+            lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+            for (lua_Integer k = 1; k <= n; k++) {
+                lua_rawgeti(L, -1, k);
+                const char *v = header_value(L, -1, buf, sizeof buf);
+                int bad = !v || evhttp_add_header(oh, name, v) != 0;
+                lua_pop(L, 1);
+                if (bad) { lua_pop(L, 2); return -1; }
+            }
+        } else {
+            const char *v = header_value(L, -1, buf, sizeof buf);
+            if (!v || evhttp_add_header(oh, name, v) != 0) { lua_pop(L, 2); return -1; }
+        }
+        lua_pop(L, 1);
+    }
+    return 0;
+}
+
+/* Send what the handler returned: status at index i, body at i+1, headers at i+2.  Never raises. */
+static void rec_reply(lua_State *L, struct rec *r, int i)
+{
+    struct srv *s = r->srv;
+    if (!r->req) {
+        log_msg(LOG_DEBUG, "server: reply dropped, the client or the server is gone", "request=\"%s\"", r->what);
+        rec_detach(r);
+        return;
+    }
+    lua_getfield(L, LUA_REGISTRYINDEX, DROP_KEY);
+    int drop = lua_rawequal(L, i, -1);
+    lua_pop(L, 1);
+    if (drop) {
+        struct evhttp_connection *evcon = evhttp_request_get_connection(r->req);
+        struct evhttp_request *req = rec_take(r);
+        if (s) s->dropped++;
+        if (req && evcon) drop_connection(evcon);   /* frees req with the connection */
+        return;
+    }
+    lua_Integer status = lua_isinteger(L, i) ? lua_tointeger(L, i) : 0;
+    const char *problem = NULL;
+    size_t len = 0;
+    const char *body = NULL;
+    if (status < 100 || status > 599) problem = lua_isnoneornil(L, i) ? "handler returned no status" : "bad status";
+    else if (lua_type(L, i + 1) == LUA_TSTRING) body = lua_tolstring(L, i + 1, &len);
+    else if (!lua_isnoneornil(L, i + 1)) problem = "body must be a string";
+    if (!problem && lua_istable(L, i + 2) == 0 && !lua_isnoneornil(L, i + 2)) problem = "headers must be a table";
+    if (problem) {
+        log_msg(LOG_ERROR, "server: handler failed", "request=\"%s\" error=\"%s\"", r->what, problem);
+        rec_fail(r, 500);
+        return;
+    }
+    struct evhttp_request *req = rec_take(r);
+    if (!req) return;
+    struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
+    if (add_headers(L, i + 2, oh) != 0) {
+        log_msg(LOG_ERROR, "server: handler failed", "request=\"%s\" error=\"invalid response header\"", r->what);
+        evhttp_clear_headers(oh);
+        if (s) s->failed++;
+        send_json(req, 500, "{\"error\":\"internal error\"}", NULL);
+        return;
+    }
+    if (status_has_body((int)status)) {
+        char clen[24];
+        snprintf(clen, sizeof clen, "%zu", len);
+        evhttp_add_header(oh, "Content-Length", clen);
+        if (!evhttp_find_header(oh, "Content-Type"))
+            evhttp_add_header(oh, "Content-Type", len && (body[0] == '{' || body[0] == '[') ?
+                              "application/json" : "text/plain; charset=utf-8");
+        if (len) evbuffer_add(evhttp_request_get_output_buffer(req), body, len);
+    }
+    if (s) s->served++;
+    evhttp_send_reply(req, (int)status, NULL, NULL);
+}
+
+/* A record collected with its request unanswered (its task died before running): answer 503. */
+static int rec_gc(lua_State *L)
+{
+    struct rec *r = luaL_checkudata(L, 1, REC_MT);
+    if (r->req) rec_fail(r, 503);
+    else rec_detach(r);
+    return 0;
+}
+
+/* ---- the handler task: pcall the handler, then reply, from C so nothing runs between the two ---- */
+
+static int msgh(lua_State *L)
+{
+    const char *msg = lua_tostring(L, 1);
+    if (!msg) msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    luaL_traceback(L, L, msg, 1);
+    return 1;
+}
+
+/* stack: rec, msgh, then the handler's three results or the error */
+static int run_k(lua_State *L, int status, lua_KContext ctx)
+{
+    struct rec *r = luaL_checkudata(L, 1, REC_MT);
+    if (status != LUA_OK && status != LUA_YIELD) {
+        log_msg(LOG_ERROR, "server: handler failed", "request=\"%s\" error=%s", r->what, lua_tostring(L, -1));
+        rec_fail(r, 500);
+        return 0;
+    }
+    rec_reply(L, r, 3);
+    return 0;
+}
+
+/* run(rec, handler, req): the function each handler task starts with */
+static int run_handler(lua_State *L)
+{
+    lua_settop(L, 3);
+    lua_pushcfunction(L, msgh);
+    lua_insert(L, 2);                                     /* rec, msgh, handler, req */
+    return run_k(L, lua_pcallk(L, 1, 3, 2, 0, run_k), 0);
+}
+
+/* ---- dispatching a request (inside lua_pcall: C memory lives in struct dispatch, freed by the caller) ---- */
+
+struct dispatch {
+    struct srv *srv;
+    struct evhttp_request *req;
+    struct rec *rec;                  /* set once the record owns req */
+    int status;                       /* answered directly: 404/405 */
+    char allow[80];
+    struct evkeyvalq query;
+    char *tmp, *tmp2;
+};
+
+static void push_decoded(lua_State *L, struct dispatch *d, const char *s, size_t len, int plus)
+{
+    lua_pushlstring(L, s, len);                           /* NUL-terminated copy */
+    size_t n;
+    d->tmp = evhttp_uridecode(lua_tostring(L, -1), plus, &n);
+    if (!d->tmp) luaL_error(L, "out of memory");
+    lua_pop(L, 1);
+    lua_pushlstring(L, d->tmp, n);
+    free(d->tmp);
+    d->tmp = NULL;
+}
+
+/* Does path match the route's segments (table at index segs)?  On success pushes the params table. */
+static int match(lua_State *L, struct dispatch *d, int segs, const char *path)
+{
+    int n = (int)lua_rawlen(L, segs);
+    const char *p = path[0] == '/' ? path + 1 : path;    /* NULL once the path is used up */
+    int params = 0;
+    for (int i = 1; i <= n; i++) {
+        size_t sl;
+        lua_rawgeti(L, segs, i);
+        const char *seg = lua_tolstring(L, -1, &sl);
+        lua_pop(L, 1);                                    /* still anchored in segs */
+        if (i == n && sl == 1 && seg[0] == '*') {
+            if (!params) { lua_newtable(L); params = lua_gettop(L); }
+            push_decoded(L, d, p ? p : "", p ? strlen(p) : 0, 0);
+            lua_setfield(L, params, "rest");
+            p = NULL;
+            break;
+        }
+        if (!p) goto fail;
+        const char *e = strchr(p, '/');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (seg[0] == ':') {
+            if (len == 0) goto fail;
+            if (!params) { lua_newtable(L); params = lua_gettop(L); }
+            push_decoded(L, d, p, len, 0);
+            lua_setfield(L, params, seg + 1);
+        } else if (len != sl || memcmp(p, seg, len) != 0) goto fail;
+        p = e ? e + 1 : NULL;
+    }
+    if (p) goto fail;
+    if (!params) lua_newtable(L);
+    return 1;
+fail:
+    if (params) lua_pop(L, 1);
+    return 0;
+}
+
+static const char *method_name(enum evhttp_cmd_type m)
+{
+    switch (m) {
+    case EVHTTP_REQ_GET: return "GET";
+    case EVHTTP_REQ_POST: return "POST";
+    case EVHTTP_REQ_HEAD: return "HEAD";
+    case EVHTTP_REQ_PUT: return "PUT";
+    case EVHTTP_REQ_DELETE: return "DELETE";
+    case EVHTTP_REQ_OPTIONS: return "OPTIONS";
+    case EVHTTP_REQ_PATCH: return "PATCH";
+    default: return "OTHER";
+    }
+}
+
+/* query = {k = v} (decoded; repeated keys: last wins); a bare key `?flag` gets "" */
+static void push_query(lua_State *L, struct dispatch *d, const char *q)
+{
+    lua_newtable(L);
+    if (!q || !*q) return;
+    int rc = evhttp_parse_query_str(q, &d->query);
+    if (rc != 0) {                                        /* evhttp refuses bare keys: give them '=' */
+        size_t n = strlen(q);
+        d->tmp2 = malloc(2 * n + 1);
+        if (!d->tmp2) luaL_error(L, "out of memory");
+        char *o = d->tmp2;
+        for (const char *p = q; ; ) {
+            const char *e = strchr(p, '&');
+            size_t len = e ? (size_t)(e - p) : strlen(p);
+            if (len) {
+                if (o != d->tmp2) *o++ = '&';
+                memcpy(o, p, len);
+                o += len;
+                if (!memchr(p, '=', len)) *o++ = '=';
+            }
+            if (!e) break;
+            p = e + 1;
+        }
+        *o = 0;
+        evhttp_clear_headers(&d->query);
+        rc = evhttp_parse_query_str(d->tmp2, &d->query);
+    }
+    if (rc != 0) return;
+    for (struct evkeyval *kv = d->query.tqh_first; kv; kv = kv->next.tqe_next) {
+        push_decoded(L, d, kv->key, strlen(kv->key), 1);
+        lua_pushstring(L, kv->value);
+        lua_settable(L, -3);
+    }
+}
+
+/* headers = {lowercase name = value}; repeated headers are joined with ", " */
+static void push_headers(lua_State *L, struct evkeyvalq *h)
+{
+    lua_newtable(L);
+    for (struct evkeyval *kv = h->tqh_first; kv; kv = kv->next.tqe_next) {
+        luaL_Buffer b;
+        size_t n = strlen(kv->key);
+        char *lower = luaL_buffinitsize(L, &b, n);
+        for (size_t i = 0; i < n; i++) lower[i] = (char)((kv->key[i] >= 'A' && kv->key[i] <= 'Z') ? kv->key[i] + 32 : kv->key[i]);
+        luaL_pushresultsize(&b, n);
+        lua_pushvalue(L, -1);
+        if (lua_rawget(L, -3) == LUA_TSTRING) {
+            lua_pushliteral(L, ", ");
+            lua_pushstring(L, kv->value);
+            lua_concat(L, 3);
+        } else {
+            lua_pop(L, 1);
+            lua_pushstring(L, kv->value);
+        }
+        lua_rawset(L, -3);
+    }
+}
+
+static int dispatch_p(lua_State *L)
+{
+    struct dispatch *d = lua_touserdata(L, 1);
+    struct srv *s = d->srv;
+    struct evhttp_request *req = d->req;
+    const char *method = method_name(evhttp_request_get_command(req));
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+    const char *rawq = uri ? evhttp_uri_get_query(uri) : NULL;
+    if (!path || !*path) path = "/";
+
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->self_ref);       /* 2: srv */
+    lua_getiuservalue(L, 2, 1);                           /* 3: routes */
+    int n = (int)lua_rawlen(L, 3), found = 0, path_matched = 0;
+    for (int i = 1; i <= n && !found; i++) {
+        lua_rawgeti(L, 3, i);                             /* route */
+        int route = lua_gettop(L);
+        lua_getfield(L, route, "segs");
+        if (match(L, d, route + 1, path)) {               /* params on top */
+            lua_getfield(L, route, "method");
+            const char *m = lua_tostring(L, -1);
+            if (!strcmp(m, "*") || !strcmp(m, method) || (!strcmp(method, "HEAD") && !strcmp(m, "GET"))) {
+                lua_pop(L, 1);
+                lua_getfield(L, route, "handler");        /* route, segs, params, handler */
+                found = 1;
+                break;
+            }
+            if (!path_matched) d->allow[0] = 0;
+            size_t used = strlen(d->allow);
+            snprintf(d->allow + used, sizeof d->allow - used, "%s%s", used ? ", " : "", m);
+            path_matched = 1;
+        }
+        lua_settop(L, route - 1);
+    }
+    if (!found) {
+        d->status = path_matched ? 405 : 404;
+        return 0;
+    }
+    int params = lua_gettop(L) - 1, handler = lua_gettop(L);
+
+    lua_createtable(L, 0, 10);                            /* the req table */
+    int t = lua_gettop(L);
+    lua_pushstring(L, method); lua_setfield(L, t, "method");
+    lua_pushstring(L, path); lua_setfield(L, t, "path");
+    lua_pushstring(L, rawq ? rawq : ""); lua_setfield(L, t, "raw_query");
+    push_query(L, d, rawq); lua_setfield(L, t, "query");
+    push_headers(L, evhttp_request_get_input_headers(req)); lua_setfield(L, t, "headers");
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t blen = evbuffer_get_length(in);
+    lua_pushlstring(L, blen ? (const char *)evbuffer_pullup(in, -1) : "", blen); lua_setfield(L, t, "body");
+    lua_pushvalue(L, params); lua_setfield(L, t, "params");
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    char *addr = NULL;
+    ev_uint16_t port = 0;
+    evhttp_connection_get_peer(evcon, &addr, &port);
+    lua_pushfstring(L, strchr(addr ? addr : "", ':') ? "[%s]:%d" : "%s:%d", addr ? addr : "?", (int)port);
+    lua_setfield(L, t, "remote");
+
+    /* the record, created empty first so a failure below leaves nothing half-owned; anchored until
+     * on_request is done with it, so it survives an error in task_spawn */
+    lua_pushcfunction(L, run_handler);
+    struct rec *r = lua_newuserdatauv(L, sizeof *r, 0);
+    memset(r, 0, sizeof *r);
+    luaL_setmetatable(L, REC_MT);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, SPAWNING_KEY);
+    lua_pushvalue(L, handler);
+    lua_pushvalue(L, t);
+    snprintf(r->what, sizeof r->what, "%s %s", method, path);
+    r->req = req;
+    r->evcon = evcon;
+    r->srv = s;
+    r->next = s->pending;
+    if (r->next) r->next->pprev = &r->next;
+    r->pprev = &s->pending;
+    s->pending = r;
+    s->inflight++;
+    d->rec = r;
+    evhttp_connection_set_closecb(evcon, on_conn_close, r);
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
+    evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+    if (fd >= 0 && (r->watch = event_new(H.base, fd, EV_READ, on_peer, r)) != NULL) event_add(r->watch, NULL);
+    task_spawn(L, 3, r->what);
+    return 0;
+}
+
+/* evhttp's callback for every well-formed request (malformed and oversized ones are answered by evhttp). */
+static void on_request(struct evhttp_request *req, void *arg)
+{
+    lua_State *L = H.L;
+    int top = lua_gettop(L);
+    struct dispatch d;
+    memset(&d, 0, sizeof d);
+    d.srv = arg;
+    d.req = req;
+    d.query.tqh_first = NULL;
+    d.query.tqh_last = &d.query.tqh_first;
+    lua_pushcfunction(L, dispatch_p);
+    lua_pushlightuserdata(L, &d);
+    int rc = lua_pcall(L, 1, 0, 0);
+    free(d.tmp);
+    free(d.tmp2);
+    evhttp_clear_headers(&d.query);
+    if (rc != LUA_OK) {
+        log_msg(LOG_ERROR, "server: cannot dispatch request", "error=\"%s\"", lua_tostring(L, -1));
+        if (d.rec) rec_fail(d.rec, 500);
+        else send_json(req, 500, "{\"error\":\"internal error\"}", NULL);
+    } else if (d.status == 404) {
+        send_json(req, 404, "{\"error\":\"not found\"}", NULL);
+    } else if (d.status == 405) {
+        send_json(req, 405, "{\"error\":\"method not allowed\"}", d.allow);
+    }
+    lua_pushnil(L);                                       /* the record is owned by its task now */
+    lua_setfield(L, LUA_REGISTRYINDEX, SPAWNING_KEY);
+    lua_settop(L, top);
+}
+
+/* ---- the server handle ---- */
+
+static struct srv *check_srv(lua_State *L, int i)
+{
+    struct srv *s = luaL_checkudata(L, i, SERVER_MT);
+    if (!s->http) luaL_error(L, "attempt to use a closed server");
+    return s;
+}
+
+/* Free the evhttp; pending requests are forgotten first (evhttp frees them with their connections). */
+static void srv_close(lua_State *L, struct srv *s)
+{
+    if (!s->http) return;
+    while (s->pending) {
+        struct rec *r = s->pending;
+        struct evhttp_request *req = r->req;
+        int detached = req && !evhttp_request_get_connection(req);
+        rec_detach(r);
+        r->req = NULL;
+        if (detached) evhttp_request_free(req);             /* no connection will free it */
+    }
+    evhttp_free(s->http);
+    s->http = NULL;
+    if (s->pprev) {
+        *s->pprev = s->next;
+        if (s->next) s->next->pprev = s->pprev;
+        s->pprev = NULL;
+    }
+    if (L && s->self_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, s->self_ref);
+    s->self_ref = LUA_NOREF;
+}
+
+void server_shutdown(void)
+{
+    while (servers) srv_close(H.L, servers);
+}
+
+static int srv_gc(lua_State *L)
+{
+    srv_close(L, luaL_checkudata(L, 1, SERVER_MT));
+    return 0;
+}
+
+static int l_close(lua_State *L)
+{
+    srv_close(L, check_srv(L, 1));
+    return 0;
+}
+
+/* srv:route(method, pattern, handler) -> srv */
+static int l_route(lua_State *L)
+{
+    check_srv(L, 1);
+    const char *m = luaL_checkstring(L, 2);
+    const char *pat = luaL_checkstring(L, 3);
+    luaL_checktype(L, 4, LUA_TFUNCTION);
+    luaL_argcheck(L, *m, 2, "empty method");
+    for (const char *c = m; *c; c++)
+        luaL_argcheck(L, (*c >= 'A' && *c <= 'Z') || *m == '*', 2, "method must be upper case, or \"*\"");
+    luaL_argcheck(L, pat[0] == '/', 3, "pattern must start with '/'");
+    lua_createtable(L, 0, 4);
+    lua_pushvalue(L, 2); lua_setfield(L, -2, "method");
+    lua_pushvalue(L, 3); lua_setfield(L, -2, "pattern");
+    lua_pushvalue(L, 4); lua_setfield(L, -2, "handler");
+    lua_newtable(L);                                      /* segs */
+    int k = 0;
+    for (const char *p = pat + 1; ; ) {
+        const char *e = strchr(p, '/');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (len == 1 && p[0] == '*') luaL_argcheck(L, !e, 3, "'*' only as the last segment");
+        if (p[0] == ':') luaL_argcheck(L, len > 1, 3, "':' needs a name");
+        lua_pushlstring(L, p, len);
+        lua_rawseti(L, -2, ++k);
+        if (!e) break;
+        p = e + 1;
+    }
+    lua_setfield(L, -2, "segs");
+    lua_getiuservalue(L, 1, 1);
+    lua_pushvalue(L, -2);
+    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+    lua_settop(L, 1);
+    return 1;
+}
+
+/* srv:stats() -> {inflight=, served=, failed=, dropped=, gone=} */
+static int l_stats(lua_State *L)
+{
+    struct srv *s = check_srv(L, 1);
+    lua_createtable(L, 0, 5);
+    lua_pushinteger(L, s->inflight); lua_setfield(L, -2, "inflight");
+    lua_pushinteger(L, s->served); lua_setfield(L, -2, "served");
+    lua_pushinteger(L, s->failed); lua_setfield(L, -2, "failed");
+    lua_pushinteger(L, s->dropped); lua_setfield(L, -2, "dropped");
+    lua_pushinteger(L, s->gone); lua_setfield(L, -2, "gone");
+    return 1;
+}
+
+static int srv_index(lua_State *L)
+{
+    struct srv *s = luaL_checkudata(L, 1, SERVER_MT);
+    const char *k = luaL_checkstring(L, 2);
+    if (!strcmp(k, "port")) lua_pushinteger(L, s->port);
+    else if (!strcmp(k, "host")) lua_pushstring(L, s->host);
+    else if (!strcmp(k, "url")) lua_pushfstring(L, strchr(s->host, ':') ? "http://[%s]:%d" : "http://%s:%d", s->host, s->port);
+    else { lua_getmetatable(L, 1); lua_getfield(L, -1, "methods"); lua_getfield(L, -1, k); }
+    return 1;
+}
+
+static int srv_tostring(lua_State *L)
+{
+    struct srv *s = luaL_checkudata(L, 1, SERVER_MT);
+    if (!s->http) lua_pushliteral(L, "server (closed)");
+    else lua_pushfstring(L, strchr(s->host, ':') ? "server [%s]:%d" : "server %s:%d", s->host, s->port);
+    return 1;
+}
+
+static lua_Integer opt_int(lua_State *L, const char *k, lua_Integer def, lua_Integer lo, lua_Integer hi)
+{
+    lua_Integer v = def;
+    if (lua_getfield(L, 1, k) != LUA_TNIL) {
+        if (!lua_isinteger(L, -1)) luaL_error(L, "server.listen: '%s' must be an integer", k);
+        v = lua_tointeger(L, -1);
+        if (v < lo || v > hi) luaL_error(L, "server.listen: '%s' out of range", k);
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+/* server.listen{host=, port=, max_body=, max_headers=, timeout=} -> srv | nil, err */
+static int l_listen(lua_State *L)
+{
+    if (lua_isnoneornil(L, 1)) lua_newtable(L);
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    lua_getfield(L, 1, "host");
+    const char *host = lua_isnil(L, -1) ? "127.0.0.1" : luaL_checkstring(L, -1);   /* stays at 2 */
+    luaL_argcheck(L, strlen(host) < sizeof ((struct srv *)0)->host, 1, "host too long");
+    lua_Integer port = opt_int(L, "port", 0, 0, 65535);
+    lua_Integer max_body = opt_int(L, "max_body", 1048576, 0, (lua_Integer)1 << 40);
+    lua_Integer max_headers = opt_int(L, "max_headers", 65536, 256, (lua_Integer)1 << 30);
+    lua_Number timeout = 30;
+    if (lua_getfield(L, 1, "timeout") != LUA_TNIL) timeout = luaL_checknumber(L, -1);
+    lua_pop(L, 1);
+    luaL_argcheck(L, timeout > 0, 1, "timeout must be positive");
+
+    struct srv *s = lua_newuserdatauv(L, sizeof *s, 1);   /* 3: closed until the evhttp exists */
+    memset(s, 0, sizeof *s);
+    s->self_ref = LUA_NOREF;
+    luaL_setmetatable(L, SERVER_MT);
+    lua_newtable(L);
+    lua_setiuservalue(L, 3, 1);                           /* routes */
+    snprintf(s->host, sizeof s->host, "%s", host);
+    s->http = evhttp_new(H.base);
+    if (!s->http) { lua_pushnil(L); lua_pushliteral(L, "error: evhttp_new failed"); return 2; }
+    evhttp_set_max_body_size(s->http, (ev_ssize_t)max_body);
+    evhttp_set_max_headers_size(s->http, (ev_ssize_t)max_headers);
+    struct timeval tv = {(time_t)timeout, (suseconds_t)((timeout - (double)(time_t)timeout) * 1e6)};
+    evhttp_set_timeout_tv(s->http, &tv);
+    evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
+                               EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
+    evhttp_set_default_content_type(s->http, "text/plain; charset=utf-8");
+    evhttp_set_gencb(s->http, on_request, s);
+    errno = 0;
+    struct evhttp_bound_socket *bs = evhttp_bind_socket_with_handle(s->http, host, (ev_uint16_t)port);
+    if (!bs) {
+        int e = errno;
+        evhttp_free(s->http);
+        s->http = NULL;
+        lua_pushnil(L);
+        if (e) lua_pushfstring(L, "bind: %s", strerror(e));
+        else lua_pushfstring(L, "bind: cannot listen on %s:%d", host, (int)port);
+        return 2;
+    }
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (getsockname(evhttp_bound_socket_get_fd(bs), (struct sockaddr *)&ss, &sl) == 0)
+        s->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                                 : ((struct sockaddr_in *)&ss)->sin_port);
+    lua_pushvalue(L, 3);
+    s->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    s->next = servers;
+    if (s->next) s->next->pprev = &s->next;
+    s->pprev = &servers;
+    servers = s;
+    return 1;
+}
+
+static int drop_tostring(lua_State *L)
+{
+    lua_pushliteral(L, "server.DROP");
+    return 1;
+}
+
+int luaopen_server(lua_State *L)
+{
+    static const luaL_Reg srv_meta[] = {
+        {"__index", srv_index}, {"__gc", srv_gc}, {"__close", srv_gc}, {"__tostring", srv_tostring}, {NULL, NULL}};
+    static const luaL_Reg srv_methods[] = {{"route", l_route}, {"close", l_close}, {"stats", l_stats}, {NULL, NULL}};
+    static const luaL_Reg f[] = {{"listen", l_listen}, {NULL, NULL}};
+    luaL_newmetatable(L, SERVER_MT);
+    luaL_setfuncs(L, srv_meta, 0);
+    luaL_newlib(L, srv_methods);
+    lua_setfield(L, -2, "methods");
+    lua_pop(L, 1);
+    luaL_newmetatable(L, REC_MT);
+    lua_pushcfunction(L, rec_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
+    luaL_newlib(L, f);
+    lua_newuserdatauv(L, 0, 0);                           /* server.DROP: unique, prints nicely */
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, drop_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, DROP_KEY);
+    lua_setfield(L, -2, "DROP");
+    return 1;
+}
