@@ -1,0 +1,510 @@
+-- store.lua — the store: cachost's source of truth, on SQLite (the `sqlite` module of host/store.c).
+--
+--   local store = require "store"
+--   local st = assert(store.open(host.home))          -- creates / migrates $CACHOST_HOME/cachost.db
+--   st:transaction(function(st) ... end)               -- serialised between tasks; yielding inside is fine
+--   st:upsert("users", instance_id, rows, {complete = true, scan_started = t})
+--       -> {added=, changed=, unchanged=, removed=, status = {per row}, changes = {...}} | nil, err
+--   st:save_stream(instance_id, "users", {cursor =, watermark =, ...})   (same transaction as the rows)
+--   st:query(sql, ...) / st:rows(sql, ...) / st:cursor(sql, ...)        read-only connection
+--   store.sql(sql, ...) -> rows                          (the REPL's `sql` helper, on host.home)
+--
+-- Errors: operational failures return nil, "<token>: detail" (token from the sqlite module: busy, full,
+-- corrupt, notadb, constraint..., or schema / missing here).
+local sqlite = require "sqlite"
+local schema = require "store.schema"
+
+local M = { schema = schema, DB_FILE = "cachost.db" }
+
+local json = rawget(_G, "json") or require "cjson"   -- the host's json (lua-cjson); cjson until it lands
+local null = json.null
+local unpack, concat, sort = table.unpack, table.concat, table.sort
+
+---------------------------------------------------------------------------------------------- times
+
+local function wall() return (sched and sched.time and sched.time()) or os.time() end
+
+-- ISO 8601 UTC with milliseconds; strings pass through (already a time).
+function M.iso(t)
+  if type(t) == "string" then return t end
+  t = t or wall()
+  local s = math.floor(t)
+  local ms = math.floor((t - s) * 1000 + 0.5)
+  if ms >= 1000 then s, ms = s + 1, ms - 1000 end
+  return os.date("!%Y-%m-%dT%H:%M:%S", s) .. (".%03dZ"):format(ms)
+end
+function M.now() return M.iso(wall()) end
+
+---------------------------------------------------------------------------------------------- values
+
+-- JSON with sorted keys, so the same content always gives the same text (change detection on raw).
+local function canon(v, out)
+  local t = type(v)
+  if t == "table" then
+    local n = #v
+    local is_array = n > 0 or (json and getmetatable(v) and next(v) == nil)
+    if is_array then
+      out[#out + 1] = "["
+      for i = 1, n do
+        if i > 1 then out[#out + 1] = "," end
+        canon(v[i], out)
+      end
+      out[#out + 1] = "]"
+    else
+      local keys = {}
+      for k in pairs(v) do keys[#keys + 1] = tostring(k) end
+      sort(keys)
+      out[#out + 1] = "{"
+      for i, k in ipairs(keys) do
+        if i > 1 then out[#out + 1] = "," end
+        out[#out + 1] = json.encode(k)
+        out[#out + 1] = ":"
+        local val = v[k]
+        if val == nil then val = v[tonumber(k)] end
+        canon(val, out)
+      end
+      out[#out + 1] = "}"
+    end
+  elseif v == nil then
+    out[#out + 1] = "null"
+  else
+    out[#out + 1] = json.encode(v)
+  end
+  return out
+end
+function M.canonical_json(v) return concat(canon(v, {})) end
+
+-- A row value as stored: booleans 0/1, tables as canonical JSON, json.null as nil, integral floats as
+-- integers (so 123.0 from a JSON decoder and 123 compare and print the same).
+local function norm(v)
+  local t = type(v)
+  if t == "boolean" then return v and 1 or 0 end
+  if t == "table" then return M.canonical_json(v) end
+  if t == "number" and math.type(v) == "float" and v == math.floor(v) and v > -2^53 and v < 2^53 then
+    return math.tointeger(v)
+  end
+  if v == null and v ~= nil then return nil end
+  return v
+end
+M.norm = norm
+
+local function same(a, b)
+  if a == b then return true end
+  if a == nil or b == nil then return false end
+  return tostring(a) == tostring(b)
+end
+
+local function ext_id_of(row, i)
+  local id = row.ext_id
+  if id == nil or id == null then error(("row %d has no ext_id"):format(i), 0) end
+  id = norm(id)
+  return type(id) == "string" and id or tostring(id)
+end
+
+local function raw_of(row, canonical)
+  local r = row.raw
+  if r == nil or r == null then return nil end
+  if type(r) == "string" then return r end
+  return canonical and M.canonical_json(r) or json.encode(r)
+end
+
+---------------------------------------------------------------------------------------------- open
+
+local Store = {}
+Store.__index = Store
+M.Store = Store
+
+local function db_path(where)
+  if where:match("%.db$") or where:match("%.sqlite3?$") then return where end
+  return where .. "/" .. M.DB_FILE
+end
+M.db_path = db_path
+
+local function check(ok, err)
+  if not ok then error(err, 0) end
+  return ok
+end
+
+function Store:user_version()
+  return self.db:query("PRAGMA user_version")[1].user_version
+end
+
+-- Applies pending migrations (each in its own transaction, with user_version) up to `target`.
+function Store:migrate(target)
+  target = target or schema.version
+  local db = self.db
+  local v = self:user_version()
+  if v > schema.version then
+    return nil, ("schema: %s has schema version %d, newer than this cachost understands (%d): "
+      .. "upgrade cachost, or point --home elsewhere"):format(self.path, v, schema.version)
+  end
+  while v < target do
+    local ok, err = db:exec("BEGIN IMMEDIATE")
+    if not ok then return nil, err end
+    v = self:user_version()          -- another process may have migrated meanwhile
+    if v >= target then db:exec("ROLLBACK"); break end
+    local n = v + 1
+    ok, err = db:exec(schema.migrations[n])
+    if ok then ok, err = db:exec(("PRAGMA user_version = %d"):format(n)) end
+    if ok then ok, err = db:exec("COMMIT") end
+    if not ok then
+      db:exec("ROLLBACK")
+      return nil, ("migration %d: %s"):format(n, err)
+    end
+    v = n
+  end
+  return true
+end
+
+-- store.open(home_or_db_path, {busy_timeout = ms, migrate_to = n}) -> st | nil, err
+function M.open(where, opts)
+  opts = opts or {}
+  where = where or host.home
+  local path = db_path(where)
+  local db, err = sqlite.open(path, { busy_timeout = opts.busy_timeout or 5000 })
+  if not db then return nil, err end
+  local st = setmetatable({ db = db, path = path, home = path:match("^(.*)/[^/]*$") or ".",
+                            waiters = {}, depth = 0, busy_timeout = opts.busy_timeout or 5000 }, Store)
+  local ok, merr = st:migrate(opts.migrate_to)
+  if not ok then db:close(); return nil, merr end
+  return st
+end
+
+-- A read-only handle (what policies, the REPL and `cachost query` get): query / rows / cursor only.
+local Reader = {}
+Reader.__index = Reader
+
+function M.open_readonly(where, opts)
+  local path = db_path(where or host.home)
+  local f = io.open(path, "rb")
+  if not f then return nil, "missing: no database at " .. path .. " (add an instance first)" end
+  f:close()
+  local db, err = sqlite.open(path, { readonly = true, busy_timeout = (opts and opts.busy_timeout) or 5000 })
+  if not db then return nil, err end
+  local v = db:query("PRAGMA user_version")[1].user_version
+  if v > schema.version then
+    db:close()
+    return nil, ("schema: %s has schema version %d, newer than this cachost understands (%d)")
+      :format(path, v, schema.version)
+  end
+  return setmetatable({ db = db, path = path }, Reader)
+end
+
+function Reader:query(sql, ...) return self.db:query(sql, ...) end
+function Reader:rows(sql, ...) return self.db:rows(sql, ...) end
+function Reader:cursor(sql, ...) return self.db:cursor(sql, ...) end
+function Reader:close() self.db:close() end
+
+function Store:reader()
+  if not self.ro then
+    self.ro = check(M.open_readonly(self.path, { busy_timeout = self.busy_timeout }))
+  end
+  return self.ro
+end
+function Store:query(sql, ...) return self:reader():query(sql, ...) end
+function Store:rows(sql, ...) return self:reader():rows(sql, ...) end
+function Store:cursor(sql, ...) return self:reader():cursor(sql, ...) end
+
+function Store:close()
+  if self.ro then self.ro:close(); self.ro = nil end
+  self.db:close()
+end
+
+---------------------------------------------------------------------------------------------- transactions
+
+local function me() return sched and sched.current and sched.current() or "main" end
+
+local function release(self)
+  self.owner = nil
+  self.depth = 0
+  while #self.waiters > 0 do
+    local t = table.remove(self.waiters, 1)
+    if sched.wake(t, true) then break end    -- a cancelled waiter is skipped
+  end
+end
+
+-- BEGIN IMMEDIATE takes the write lock up front (no deadlock later in the transaction).  Another
+-- process holding it: retry with sched.sleep, so the loop keeps running, until busy_timeout.
+local function begin(self)
+  local deadline = wall() + self.busy_timeout / 1000
+  while true do
+    local ok, err = self.db:exec("BEGIN IMMEDIATE")
+    if ok then return true end
+    if not tostring(err):match("^busy") or wall() >= deadline then
+      if tostring(err):match("^busy") then
+        return nil, "busy: the database is locked by another process (waited " .. self.busy_timeout .. " ms)"
+      end
+      return nil, err
+    end
+    if sched and sched.current and sched.current() then sched.sleep(0.05) end
+  end
+end
+
+-- st:transaction(fn, ...) -> fn's results (true if none) | nil, err.  One writer at a time among tasks (a task that
+-- yields inside fn keeps the others waiting, so their writes never interleave with its own); fn raising
+-- rolls everything back and returns nil, err.  Nested calls from the same task use a SAVEPOINT.
+function Store:transaction(fn, ...)
+  local task = me()
+  if self.owner == task then
+    local name = "sp" .. (self.depth + 1)
+    check(self.db:exec("SAVEPOINT " .. name))
+    self.depth = self.depth + 1
+    local r = table.pack(pcall(fn, self, ...))
+    self.depth = self.depth - 1
+    if r[1] then
+      check(self.db:exec("RELEASE " .. name))
+      return unpack(r, 2, r.n)
+    end
+    self.db:exec("ROLLBACK TO " .. name)
+    self.db:exec("RELEASE " .. name)
+    return nil, r[2]
+  end
+  while self.owner ~= nil do
+    if task == "main" then return nil, "busy: a task holds the store's transaction" end
+    self.waiters[#self.waiters + 1] = task
+    sched.suspend()
+  end
+  self.owner = task
+  self.depth = 1
+  -- A task cancelled while yielding inside fn closes this, so the lock and the SQL transaction go too.
+  local guard <close> = setmetatable({}, { __close = function()
+    if self.owner == task then
+      if not self.db:autocommit() then self.db:exec("ROLLBACK") end
+      release(self)
+    end
+  end })
+  local ok, err = begin(self)
+  if not ok then return nil, err end
+  local r = table.pack(pcall(fn, self, ...))
+  if not r[1] then
+    self.db:exec("ROLLBACK")
+    return nil, r[2]
+  end
+  local cok, cerr = self.db:exec("COMMIT")
+  if not cok then
+    if not self.db:autocommit() then self.db:exec("ROLLBACK") end
+    return nil, cerr
+  end
+  if r.n == 1 then return true end
+  return unpack(r, 2, r.n)
+end
+
+function Store:in_transaction() return self.owner ~= nil and self.owner == me() end
+
+-- Run fn inside the caller's transaction, or in a new one.  Errors raise inside (so the transaction
+-- rolls back) and come out as nil, err.
+local function within(self, fn, ...)
+  if self:in_transaction() then return fn(self, ...) end
+  return self:transaction(fn, ...)
+end
+
+---------------------------------------------------------------------------------------------- upsert
+
+local stmts = {}   -- entity -> generated SQL
+
+local function sql_for(entity)
+  if stmts[entity] then return stmts[entity] end
+  local spec = schema.entities[entity]
+  local cols = spec.columns
+  local q = {}
+  local ph = {}
+  for i = 1, #cols do ph[i] = "?" end
+  local quoted = {}
+  for i, c in ipairs(cols) do quoted[i] = '"' .. c .. '"' end
+  if spec.inventory then
+    local sets = {}
+    for i, c in ipairs(quoted) do sets[i] = c .. " = ?" end
+    q.select = ("SELECT * FROM %s WHERE instance_id = ? AND ext_id = ?"):format(entity)
+    q.insert = ("INSERT INTO %s (instance_id, ext_id, %s, raw, first_seen, last_seen) VALUES (?, ?, %s, ?, ?, ?)")
+      :format(entity, concat(quoted, ", "), concat(ph, ", "))
+    q.update = ("UPDATE %s SET %s, raw = ?, last_seen = ?, deleted_at = NULL WHERE id = ?")
+      :format(entity, concat(sets, ", "))
+    q.touch = ("UPDATE %s SET last_seen = ? WHERE id = ? AND last_seen < ?"):format(entity)
+    q.gone = ("SELECT ext_id FROM %s WHERE instance_id = ? AND deleted_at IS NULL AND last_seen < ?"):format(entity)
+    q.mark = ("UPDATE %s SET deleted_at = ? WHERE instance_id = ? AND deleted_at IS NULL AND last_seen < ?")
+      :format(entity)
+  else
+    -- Events are immutable facts: a known (instance_id, ext_id) is left as it is.
+    q.insert = ("INSERT INTO %s (instance_id, ext_id, %s, raw, recorded_at) VALUES (?, ?, %s, ?, ?) "
+      .. "ON CONFLICT (instance_id, ext_id) DO NOTHING"):format(entity, concat(quoted, ", "), concat(ph, ", "))
+    q.spec = { false, "ext_id" }
+    for i, c in ipairs(cols) do q.spec[i + 2] = c end
+  end
+  q.change = "INSERT INTO changes (instance_id, entity, ext_id, op, time, diff) VALUES (?, ?, ?, ?, ?, ?)"
+  stmts[entity] = q
+  return q
+end
+
+local function upsert_events(self, entity, inst, rows, res)
+  local q = sql_for(entity)
+  local n = #rows
+  local raws, ids = {}, {}
+  for i = 1, n do
+    local row = rows[i]
+    ids[i] = ext_id_of(row, i)
+    raws[i] = raw_of(row, false)
+  end
+  local spec = { { value = inst }, { list = ids } }
+  for i = 3, #q.spec do spec[i] = q.spec[i] end
+  spec[#spec + 1] = { list = raws }
+  spec[#spec + 1] = { value = M.now() }
+  local r, err, at = self.db:exec_many(q.insert, rows, spec)
+  if not r then error(at and (err .. " (row " .. at .. ")") or err, 0) end
+  local status, added = {}, 0
+  for i = 1, n do
+    if r[i] > 0 then added = added + 1; status[i] = "added" else status[i] = "unchanged" end
+  end
+  res.added, res.unchanged, res.status = added, n - added, status
+end
+
+local function record(self, q, inst, entity, ext, op, diff, now, res, row)
+  check(self.db:exec(q.change, inst, entity, ext, op, now, diff and json.encode(diff) or nil))
+  res.changes[#res.changes + 1] = { op = op, entity = entity, ext_id = ext, diff = diff, row = row }
+end
+
+local function upsert_inventory(self, entity, inst, rows, seen, res)
+  local db, q = self.db, sql_for(entity)
+  local cols = schema.entities[entity].columns
+  local nc = #cols
+  local now = M.now()
+  local status = {}
+  for i, row in ipairs(rows) do
+    local ext = ext_id_of(row, i)
+    local vals = {}
+    for j = 1, nc do vals[j] = norm(row[cols[j]]) end
+    local raw = raw_of(row, true)
+    local found, err = db:query(q.select, inst, ext)
+    if not found then error(err, 0) end
+    local old = found[1]
+    if not old then
+      vals[nc + 1], vals[nc + 2], vals[nc + 3] = raw, seen, seen
+      check(db:exec(q.insert, inst, ext, unpack(vals, 1, nc + 3)))
+      res.added = res.added + 1
+      status[i] = "added"
+      record(self, q, inst, entity, ext, "added", nil, now, res, row)
+    else
+      local diff
+      for j = 1, nc do
+        local c = cols[j]
+        if not same(old[c], vals[j]) then
+          diff = diff or {}
+          diff[c] = { old[c] == nil and null or old[c], vals[j] == nil and null or vals[j] }
+        end
+      end
+      if old.raw ~= raw then diff = diff or {}; diff.raw = true end
+      if diff or old.deleted_at then
+        vals[nc + 1], vals[nc + 2], vals[nc + 3] = raw, seen, old.id
+        check(db:exec(q.update, unpack(vals, 1, nc + 3)))
+        local op = old.deleted_at and "added" or "changed"   -- a row that came back is added again
+        if op == "added" then res.added = res.added + 1 else res.changed = res.changed + 1 end
+        status[i] = op
+        record(self, q, inst, entity, ext, op, diff, now, res, row)
+      else
+        check(db:exec(q.touch, seen, old.id, seen))
+        res.unchanged = res.unchanged + 1
+        status[i] = "unchanged"
+      end
+    end
+  end
+  res.status = status
+end
+
+-- Marks rows of a complete listing that were not seen since scan_started (deleted_at; never DELETE).
+function Store:mark_deleted(entity, inst, scan_started)
+  local q = sql_for(entity)
+  assert(q.gone, "mark_deleted: " .. entity .. " is not an inventory entity")
+  local started = M.iso(scan_started)
+  local res = { removed = 0, changes = {} }
+  local ok, err = within(self, function()
+    local now = M.now()
+    for r in self.db:rows(q.gone, inst, started) do
+      record(self, q, inst, entity, r.ext_id, "removed", nil, now, res)
+    end
+    check(self.db:exec(q.mark, now, inst, started))
+    res.removed = self.db:changes()
+    return true
+  end)
+  if not ok then return nil, err end
+  return res
+end
+
+-- st:upsert(entity, instance_id, rows, {complete = bool, scan_started = t})
+-- Idempotent: the same rows twice add and change nothing.  Inventory entities record added / changed
+-- (with a diff) / removed rows in `changes`; with complete = true (the caller's listing finished), rows
+-- not seen since scan_started get deleted_at.  All of it in one transaction (the caller's, if any).
+function Store:upsert(entity, inst, rows, opts)
+  local spec = schema.entities[entity]
+  if not spec then error("upsert: unknown entity '" .. tostring(entity) .. "'", 2) end
+  if math.type(inst) ~= "integer" then error("upsert: instance_id must be an integer", 2) end
+  if type(rows) ~= "table" then error("upsert: rows must be a table", 2) end
+  opts = opts or {}
+  local res = { added = 0, changed = 0, unchanged = 0, removed = 0, changes = {} }
+  local ok, err = within(self, function()
+    if spec.inventory then
+      local seen = M.iso(opts.scan_started)
+      upsert_inventory(self, entity, inst, rows, seen, res)
+      if opts.complete then
+        local m = check(self:mark_deleted(entity, inst, seen))
+        res.removed = m.removed
+        for _, c in ipairs(m.changes) do res.changes[#res.changes + 1] = c end
+      end
+    else
+      upsert_events(self, entity, inst, rows, res)
+    end
+    return true
+  end)
+  if not ok then return nil, err end
+  return res
+end
+
+---------------------------------------------------------------------------------------------- streams
+
+local STREAM_FIELDS = { "cursor", "watermark", "scan_started", "last_success", "last_error", "last_error_at", "counts" }
+local STREAM_OK = {}
+for _, f in ipairs(STREAM_FIELDS) do STREAM_OK[f] = true end
+
+-- st:save_stream(instance_id, stream, {cursor=, watermark=, ...}): only the given fields change
+-- (json.null clears one); tables are stored as JSON.  Call it in the transaction of the rows it covers.
+function Store:save_stream(inst, stream, fields)
+  local cols, vals = {}, {}
+  for k, v in pairs(fields or {}) do
+    if not STREAM_OK[k] then error("save_stream: unknown field '" .. tostring(k) .. "'", 2) end
+    cols[#cols + 1] = k
+  end
+  sort(cols)
+  local sets, ph = {}, {}
+  for i, k in ipairs(cols) do
+    local v = fields[k]
+    if v == null then v = nil
+    elseif type(v) == "table" then v = json.encode(v)
+    elseif type(v) == "number" and k ~= "cursor" and k ~= "watermark" then v = M.iso(v) end
+    vals[i] = v
+    sets[i] = k .. " = excluded." .. k
+    ph[i] = "?"
+  end
+  local n = #cols
+  cols[n + 1] = "updated_at"; ph[n + 1] = "?"; vals[n + 1] = M.now(); sets[n + 1] = "updated_at = excluded.updated_at"
+  local sql = ("INSERT INTO stream_state (instance_id, stream, %s) VALUES (?, ?, %s) "
+    .. "ON CONFLICT (instance_id, stream) DO UPDATE SET %s"):format(concat(cols, ", "), concat(ph, ", "), concat(sets, ", "))
+  return within(self, function()
+    check(self.db:exec(sql, inst, stream, unpack(vals, 1, n + 1)))
+    return true
+  end)
+end
+
+function Store:stream(inst, stream)
+  return self.db:query("SELECT * FROM stream_state WHERE instance_id = ? AND stream = ?", inst, stream)[1]
+end
+
+---------------------------------------------------------------------------------------------- REPL
+
+-- store.sql(sql, ...) -> rows: the REPL's `sql "..."` helper, read-only, on host.home.
+local default_reader
+function M.sql(sql, ...)
+  if not default_reader then default_reader = check(M.open_readonly(host.home)) end
+  local rows, err = default_reader:query(sql, ...)
+  if not rows then error(err, 2) end
+  return rows
+end
+
+return M

@@ -1,0 +1,185 @@
+-- store/schema.lua — the common entity model (DESIGN.md §3) and its versioned migrations.
+--
+-- Every entity table is keyed by (instance_id, ext_id): ext_id is the provider's own id, so re-reading a page
+-- is harmless.  `raw` keeps the provider's JSON.  Inventory tables carry first_seen / last_seen / deleted_at
+-- (a row missing from a complete listing is marked, never deleted).  Times are ISO 8601 UTC text
+-- ("2024-05-01T12:00:00.000Z"): sortable, readable, and understood by SQLite's date functions.
+--
+-- Migrations only ever append: migration N upgrades a database at user_version N-1.  Never edit a
+-- released migration; add the next one.
+local M = {}
+
+-- Normalised columns per entity (besides id, instance_id, ext_id, raw and the inventory times).
+-- `inventory = true` tables get first_seen / last_seen / deleted_at and a change history.
+M.entities = {
+  users = { inventory = true, columns = {
+    "email", "display_name", "status", "is_admin", "last_login", "external", "created_at" } },
+  groups = { inventory = true, columns = { "name", "email", "description" } },
+  group_members = { inventory = true, columns = { "group_id", "member_id", "member_type", "role" } },
+  privileges = { inventory = true, columns = { "user_id", "role", "scope" } },
+  files = { inventory = true, columns = {
+    "name", "path", "parent_id", "is_folder", "owner", "size", "mime", "md5", "sha1", "sha256",
+    "access_level", "trashed", "quarantined", "scan_status", "created_at", "modified_at" } },
+  file_permissions = { inventory = true, columns = {
+    "file_id", "principal", "principal_type", "role", "external", "link", "expires_at" } },
+  app_grants = { inventory = true, columns = {
+    "client_id", "app_name", "user_id", "user", "scopes", "created_at", "last_used" } },
+  activities = { inventory = false, columns = {
+    "time", "kind", "action", "actor", "actor_id", "target", "target_id", "ip", "location", "user_agent",
+    "outcome", "app" } },
+}
+
+local function inventory_table(name, cols)
+  return ([[
+CREATE TABLE %s (
+  id          INTEGER PRIMARY KEY,
+  instance_id INTEGER NOT NULL REFERENCES instances(id) ON DELETE CASCADE,
+  ext_id      TEXT NOT NULL,
+  %s,
+  raw         TEXT,
+  first_seen  TEXT NOT NULL,
+  last_seen   TEXT NOT NULL,
+  deleted_at  TEXT,
+  UNIQUE (instance_id, ext_id)
+);
+]]):format(name, cols)
+end
+
+M.migrations = {
+  -- 1: the initial schema.
+  [1] = table.concat({ [[
+CREATE TABLE instances (
+  id         INTEGER PRIMARY KEY,
+  app        TEXT NOT NULL,
+  name       TEXT NOT NULL,
+  settings   TEXT NOT NULL DEFAULT '{}',   -- JSON, never a secret
+  status     TEXT NOT NULL DEFAULT 'new',
+  components TEXT,                          -- JSON: which streams / capabilities are on
+  enabled    INTEGER NOT NULL DEFAULT 1,
+  created_at TEXT NOT NULL,
+  updated_at TEXT NOT NULL,
+  last_scan  TEXT
+);
+CREATE UNIQUE INDEX instances_name ON instances(name);
+
+CREATE TABLE secrets (
+  instance_id INTEGER NOT NULL REFERENCES instances(id) ON DELETE CASCADE,
+  name        TEXT NOT NULL,
+  nonce       BLOB NOT NULL,
+  ciphertext  BLOB NOT NULL,                -- AES-256-GCM ciphertext || tag, AAD = instance id + name
+  key_id      TEXT NOT NULL,
+  updated_at  TEXT NOT NULL,
+  PRIMARY KEY (instance_id, name)
+);
+]],
+  inventory_table("users", [[email TEXT, display_name TEXT, status TEXT, is_admin INTEGER, last_login TEXT,
+  external INTEGER, created_at TEXT]]),
+  inventory_table("groups", "name TEXT, email TEXT, description TEXT"),
+  inventory_table("group_members", "group_id TEXT, member_id TEXT, member_type TEXT, role TEXT"),
+  inventory_table("privileges", "user_id TEXT, role TEXT, scope TEXT"),
+  inventory_table("files", [[name TEXT, path TEXT, parent_id TEXT, is_folder INTEGER, owner TEXT, size INTEGER,
+  mime TEXT, md5 TEXT, sha1 TEXT, sha256 TEXT, access_level TEXT, trashed INTEGER, quarantined INTEGER,
+  scan_status TEXT, created_at TEXT, modified_at TEXT]]),
+  inventory_table("file_permissions", [[file_id TEXT, principal TEXT, principal_type TEXT, role TEXT,
+  external INTEGER, link TEXT, expires_at TEXT]]),
+  inventory_table("app_grants", [[client_id TEXT, app_name TEXT, user_id TEXT, user TEXT, scopes TEXT,
+  created_at TEXT, last_used TEXT]]),
+  [[
+CREATE TABLE activities (
+  id          INTEGER PRIMARY KEY,
+  instance_id INTEGER NOT NULL REFERENCES instances(id) ON DELETE CASCADE,
+  ext_id      TEXT NOT NULL,
+  time        TEXT,
+  kind        TEXT,        -- user / admin / signin
+  action      TEXT,
+  actor       TEXT,
+  actor_id    TEXT,
+  target      TEXT,
+  target_id   TEXT,
+  ip          TEXT,
+  location    TEXT,
+  user_agent  TEXT,
+  outcome     TEXT,
+  app         TEXT,        -- the sub-app, e.g. SharePoint
+  raw         TEXT,
+  recorded_at TEXT NOT NULL,
+  UNIQUE (instance_id, ext_id)
+);
+
+CREATE TABLE alerts (
+  id          INTEGER PRIMARY KEY,
+  instance_id INTEGER REFERENCES instances(id) ON DELETE CASCADE,
+  ext_id      TEXT NOT NULL,     -- dedup key chosen by the policy engine
+  policy      TEXT NOT NULL,
+  severity    TEXT NOT NULL,
+  title       TEXT,
+  entity      TEXT,
+  entity_id   TEXT,
+  evidence    TEXT,              -- JSON
+  status      TEXT NOT NULL DEFAULT 'open',
+  created_at  TEXT NOT NULL,
+  updated_at  TEXT NOT NULL,
+  raw         TEXT,
+  UNIQUE (instance_id, ext_id)
+);
+
+CREATE TABLE governance_actions (
+  id              INTEGER PRIMARY KEY,
+  instance_id     INTEGER REFERENCES instances(id) ON DELETE CASCADE,
+  ext_id          TEXT NOT NULL,
+  action          TEXT NOT NULL,
+  target          TEXT,
+  target_id       TEXT,
+  policy          TEXT,
+  operator        TEXT,
+  mode            TEXT NOT NULL,  -- dry-run / executed / held
+  result          TEXT,
+  provider_status INTEGER,
+  error           TEXT,
+  undo            TEXT,           -- JSON: how to undo, where the API allows
+  created_at      TEXT NOT NULL,
+  finished_at     TEXT,
+  raw             TEXT,
+  UNIQUE (instance_id, ext_id)
+);
+
+CREATE TABLE stream_state (
+  instance_id   INTEGER NOT NULL REFERENCES instances(id) ON DELETE CASCADE,
+  stream        TEXT NOT NULL,
+  cursor        TEXT,
+  watermark     TEXT,           -- complete up to
+  scan_started  TEXT,
+  last_success  TEXT,
+  last_error    TEXT,
+  last_error_at TEXT,
+  counts        TEXT,           -- JSON
+  updated_at    TEXT NOT NULL,
+  PRIMARY KEY (instance_id, stream)
+);
+
+CREATE TABLE changes (
+  id          INTEGER PRIMARY KEY,
+  instance_id INTEGER NOT NULL REFERENCES instances(id) ON DELETE CASCADE,
+  entity      TEXT NOT NULL,
+  ext_id      TEXT NOT NULL,
+  op          TEXT NOT NULL,    -- added / changed / removed
+  time        TEXT NOT NULL,
+  diff        TEXT              -- JSON {column = {old, new}}
+);
+CREATE INDEX changes_entity ON changes(instance_id, entity, ext_id);
+]] }, "\n"),
+
+  -- 2: removing an instance without --purge keeps its data, so its row stays (marked removed_at) and
+  -- the name becomes free again; activities are read by time far more than by id.
+  [2] = [[
+ALTER TABLE instances ADD COLUMN removed_at TEXT;
+DROP INDEX instances_name;
+CREATE UNIQUE INDEX instances_live_name ON instances(name) WHERE removed_at IS NULL;
+CREATE INDEX activities_time ON activities(instance_id, time);
+CREATE INDEX changes_time ON changes(time);
+]],
+}
+
+M.version = #M.migrations
+
+return M
