@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -187,13 +188,33 @@ static int l_write_new(lua_State *L)
     return 1;
 }
 
+/* host.listdir(path) -> { names... } (sorted, without . and ..) | nil, err */
+static int l_listdir(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    struct dirent **names;
+    int n = scandir(path, &names, NULL, alphasort);
+    if (n < 0) return fail(L, path);
+    lua_createtable(L, n, 0);
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        if (strcmp(names[i]->d_name, ".") && strcmp(names[i]->d_name, "..")) {
+            lua_pushstring(L, names[i]->d_name);   /* may raise on OOM: names leak then, acceptable */
+            lua_rawseti(L, -2, ++k);
+        }
+        free(names[i]);
+    }
+    free(names);
+    return 1;
+}
+
 static int l_pid(lua_State *L) { lua_pushinteger(L, getpid()); return 1; }
 
 int luaopen_host(lua_State *L)
 {
     static const luaL_Reg f[] = {
         {"getopt", l_getopt}, {"isatty", l_isatty}, {"getenv", l_getenv}, {"readpass", l_readpass},
-        {"pid", l_pid}, {"mkdir", l_mkdir}, {"stat", l_stat}, {"write_new", l_write_new}, {NULL, NULL}};
+        {"pid", l_pid}, {"mkdir", l_mkdir}, {"stat", l_stat}, {"write_new", l_write_new}, {"listdir", l_listdir}, {NULL, NULL}};
     luaL_newlib(L, f);
     lua_pushliteral(L, CACHOST_VERSION);
     lua_setfield(L, -2, "version");

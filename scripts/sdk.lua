@@ -1,0 +1,96 @@
+-- sdk.lua — what a connector is, and how connectors are found and loaded.
+--
+-- A connector is one file connectors/<app>.lua, confined (scripts/env.lua), that declares its app and
+-- returns a table made by connector(app).  It may only declare while loading; its functions run later,
+-- inside tasks, with a ctx (scripts/sdk/context.lua) as their first argument.
+local env = require "env"
+local util = require "sdk.util"
+
+local M = {}
+
+local CAPABILITIES = { "users", "groups", "privileges", "activities", "files", "app_grants" }
+M.CAPABILITIES = CAPABILITIES
+M.ACTIONS = {
+  account = { "suspend_user", "unsuspend_user", "expire_password", "reset_password", "revoke_sessions",
+              "remove_member" },
+  data = { "quarantine_file", "unquarantine_file", "remove_collaborator", "remove_shared_link",
+           "make_private", "trash_file", "overwrite_file" },
+  app_permission = { "revoke_grant", "revoke_token" },
+}
+
+local function connector(app)
+  if type(app) ~= "string" or not app:match("^[%w_%-]+$") then error("connector: bad app id", 2) end
+  return {
+    app = app, title = app, settings = {}, capabilities = {}, streams = {}, actions = {}, fetch = {},
+    single_instance = false,
+    -- defaults every connector may override
+    page_size = 200,
+  }
+end
+
+-- The globals a connector file sees, besides the safe base (env.lua).
+local function connector_env()
+  return env.new {
+    connector = connector, json = json, crypto = crypto, log = log, sched = sched,
+    iso = util.iso, parse_iso = util.parse_iso, links = util.links, urlencode = http.urlencode,
+  }
+end
+
+local function check(c, path)
+  local function bad(msg) error(("%s: %s"):format(path, msg), 0) end
+  if type(c) ~= "table" or type(c.streams) ~= "table" then bad("must return connector(app)") end
+  if type(c.base_url) ~= "function" and type(c.base_url) ~= "string" then bad("base_url missing") end
+  for i, s in ipairs(c.settings) do
+    if type(s[1]) ~= "string" then bad("setting #" .. i .. " has no name") end
+  end
+  for name in pairs(c.actions) do
+    local known = false
+    for _, list in pairs(M.ACTIONS) do for _, a in ipairs(list) do known = known or a == name end end
+    if not known then bad("unknown action '" .. name .. "'") end
+  end
+  return c
+end
+
+local cache = {}
+function M.dir() return host.root .. "/connectors" end
+
+-- sdk.load(app) -> connector | nil, err
+function M.load(app)
+  if cache[app] then return cache[app] end
+  if type(app) ~= "string" or not app:match("^[%w_%-]+$") then return nil, "unknown app '" .. tostring(app) .. "'" end
+  local path = M.dir() .. "/" .. app .. ".lua"
+  local e = connector_env()
+  local fn, err = env.loadfile(path, e)
+  if not fn then
+    if tostring(err):find("No such file") then return nil, "unknown app '" .. app .. "'" end
+    return nil, err
+  end
+  local ok, c = pcall(fn)
+  if not ok then return nil, tostring(c) end
+  ok, err = pcall(check, c, path)
+  if not ok then return nil, err end
+  cache[app] = c
+  return c
+end
+
+-- Every app with a connector file, sorted.
+function M.apps()
+  local list = {}
+  for _, name in ipairs(host.listdir(M.dir()) or {}) do
+    local app = name:match("^([%w_%-]+)%.lua$")
+    if app then list[#list + 1] = app end
+  end
+  table.sort(list)
+  return list
+end
+
+-- The base URL of an instance: the `base_url` setting (a sandbox tenant) wins over the real provider's.
+function M.base_url(c, settings)
+  local url = settings.base_url
+  if not url or url == "" then
+    url = type(c.base_url) == "function" and c.base_url(settings) or c.base_url
+  end
+  return util.trim_slash(url)
+end
+
+return M

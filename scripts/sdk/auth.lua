@@ -1,0 +1,123 @@
+-- sdk/auth.lua — the ways a connector authenticates, declared in its `auth` table, run for every request.
+--   { type = "token", header = "Authorization", format = "SSWS %s", secret = "api_token" }
+--   { type = "oauth2", token_url = "/oauth/token", authorize_url = ..., scopes = {...}, pkce = true,
+--     client_id = "client_id" (setting), client_secret = "client_secret" (secret), grant = "authorization_code"|"client_credentials" }
+-- OAuth tokens live in the vault as secrets access_token / refresh_token / token_expires_at, and are
+-- refreshed shortly before they expire; a refused refresh means "reconnect needed".
+local util = require "sdk.util"
+
+local M = {}
+local REFRESH_MARGIN = 120   -- seconds before expiry
+
+local function scheme_of(connector, inst)
+  local auth = connector.auth or {}
+  if auth.type then return auth end
+  local pick = inst.settings.auth or auth.default
+  return auth[pick] or error(("%s: unknown auth scheme '%s'"):format(connector.app, tostring(pick)), 0)
+end
+M.scheme = scheme_of
+
+-- Exchange a grant at the token endpoint; stores the tokens.  -> token table | nil, err
+function M.token_request(client, scheme, form)
+  local inst = client.inst
+  local resp, err = client:request("POST", scheme.token_url, {
+    form = form, no_auth = true, headers = { Accept = "application/json" }, expect_json = true })
+  if not resp then return nil, "auth: token request refused: " .. tostring(err) end
+  local t = resp.data
+  if type(t) ~= "table" or not t.access_token then
+    return nil, "auth: token endpoint answered without access_token" ..
+      (type(t) == "table" and t.error and (": " .. tostring(t.error)) or "")
+  end
+  inst:set_secret("access_token", t.access_token)
+  if t.refresh_token then inst:set_secret("refresh_token", t.refresh_token) end
+  if t.expires_in then inst:set_secret("token_expires_at", tostring(sched.time() + tonumber(t.expires_in))) end
+  if t.scope then inst:set_granted(t.scope) end
+  return t
+end
+
+local function client_credentials(client, scheme)
+  local inst = client.inst
+  local form = { grant_type = "client_credentials", scope = table.concat(scheme.scopes or {}, " ") }
+  if scheme.assertion then                         -- private_key_jwt (Okta service apps)
+    form.client_assertion_type = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+    form.client_assertion = scheme.assertion(client)
+  else
+    form.client_id = inst.settings[scheme.client_id or "client_id"]
+    form.client_secret = inst:secret(scheme.client_secret or "client_secret")
+  end
+  return M.token_request(client, scheme, form)
+end
+
+local function refresh(client, scheme)
+  local inst = client.inst
+  local rt = inst:secret("refresh_token")
+  if not rt then
+    if (scheme.grant or "authorization_code") == "client_credentials" then return client_credentials(client, scheme) end
+    return nil, "auth: no refresh token: reconnect needed (cachost instance connect " .. inst.name .. ")"
+  end
+  local t, err = M.token_request(client, scheme, {
+    grant_type = "refresh_token", refresh_token = rt,
+    client_id = inst.settings[scheme.client_id or "client_id"],
+    client_secret = inst:secret(scheme.client_secret or "client_secret"),
+  })
+  if not t then return nil, "auth: token refresh refused, reconnect needed: " .. tostring(err) end
+  return t
+end
+
+-- The `auth(client, req)` hook the client calls before every request.
+function M.for_connector(connector)
+  return function(client, req)
+    local inst = client.inst
+    local scheme = scheme_of(connector, inst)
+    if scheme.type == "token" then
+      local secret = inst:secret(scheme.secret)
+      if not secret then return nil, ("auth: secret '%s' is not set (cachost instance edit %s)"):format(scheme.secret, inst.name) end
+      req.headers[scheme.header or "Authorization"] = (scheme.format or "Bearer %s"):format(secret)
+      return true
+    elseif scheme.type == "oauth2" then
+      local token = inst:secret("access_token")
+      local exp = tonumber(inst:secret("token_expires_at") or "")
+      if not token or (exp and exp - REFRESH_MARGIN < sched.time()) then
+        local t, err
+        if not token and (scheme.grant == "client_credentials") then t, err = client_credentials(client, scheme)
+        elseif not token then return nil, "auth: not connected: run cachost instance connect " .. inst.name
+        else t, err = refresh(client, scheme) end
+        if not t then return nil, err end
+        token = t.access_token
+      end
+      req.headers["Authorization"] = (scheme.format or "Bearer %s"):format(token)
+      return true
+    end
+    return nil, "auth: unknown scheme type " .. tostring(scheme.type)
+  end
+end
+
+-- OAuth2 authorization code with PKCE: returns the URL to open and a function that waits for the
+-- redirect on the loopback server and exchanges the code.  state and the PKCE verifier are checked.
+function M.authorization_code(client, scheme, redirect_uri)
+  local inst = client.inst
+  local verifier = crypto.b64url(crypto.random(32))
+  local state = crypto.b64url(crypto.random(16))
+  local q = {
+    response_type = "code", client_id = inst.settings[scheme.client_id or "client_id"],
+    redirect_uri = redirect_uri, state = state, scope = table.concat(scheme.scopes or {}, " "),
+  }
+  if scheme.pkce ~= false then
+    q.code_challenge = crypto.b64url(crypto.sha256(verifier))
+    q.code_challenge_method = "S256"
+  end
+  local url = client:url(scheme.authorize_url) .. "?" .. http.form(q)
+  local function exchange(params)
+    if not params.state or not crypto.equal(params.state, state) then return nil, "auth: state mismatch (forged redirect?)" end
+    if params.error then return nil, "auth: consent refused: " .. tostring(params.error_description or params.error) end
+    if not params.code then return nil, "auth: redirect without code" end
+    return M.token_request(client, scheme, {
+      grant_type = "authorization_code", code = params.code, redirect_uri = redirect_uri,
+      client_id = q.client_id, client_secret = inst:secret(scheme.client_secret or "client_secret"),
+      code_verifier = scheme.pkce ~= false and verifier or nil,
+    })
+  end
+  return url, exchange
+end
+
+return M

@@ -1,0 +1,203 @@
+-- sdk/client.lua — every request a connector makes for an instance goes through here: base URL, auth,
+-- one rate budget per instance (shared by sync, actions and the REPL), retries with capped exponential
+-- backoff and jitter, and a circuit breaker so one failing instance never starves the others.
+local util = require "sdk.util"
+
+local Client = {}
+Client.__index = Client
+
+local MAX_ATTEMPTS = 6
+local BACKOFF_BASE, BACKOFF_CAP = 0.25, 30
+local BREAKER_THRESHOLD, BREAKER_COOLDOWN = 8, 60
+local MAX_WAIT = 300            -- never sleep longer than this on a provider's say-so
+
+local clients = {}              -- instance id -> client: the budget is per instance, not per caller
+
+-- Client.for_instance(inst, connector, auth) -- auth(client, req) adds credentials to req.headers and
+-- may refresh tokens; it returns nil, err when the credentials are unusable.
+function Client.for_instance(inst, connector, auth)
+  local c = clients[inst.id]
+  if c and c.connector == connector then c.inst, c.auth = inst, auth; return c end
+  c = setmetatable({
+    inst = inst, connector = connector, auth = auth,
+    blocked_until = 0,          -- rate limit: no request before this (sched.time)
+    failures = 0, open_until = 0,
+    stats = { requests = 0, retries = 0, throttled = 0 },
+  }, Client)
+  clients[inst.id] = c
+  return c
+end
+
+function Client.forget(id) clients[id] = nil end
+
+function Client:url(path)
+  if path:match("^https?://") then return path end
+  return util.trim_slash(self.base) .. path
+end
+
+local function header_number(h, name) return tonumber(h[name] or "") end
+
+-- How long the provider asks us to wait, from Retry-After or X-RateLimit-Reset style headers.
+local function wait_hint(resp)
+  local h = resp.headers
+  local ra = h["retry-after"]
+  if ra then
+    local n = tonumber(ra)
+    if n then return n end
+    local t = util.parse_iso(ra)     -- an HTTP date is rare here; treat unknown formats as 1 s
+    return t and math.max(0, t - sched.time()) or 1
+  end
+  local reset = header_number(h, "x-rate-limit-reset") or header_number(h, "x-ratelimit-reset")
+  if reset then return math.max(0, reset - sched.time()) end
+  return nil
+end
+
+-- The connector decides what a throttled answer looks like beyond 429 (e.g. GitHub's 403 secondary limit).
+function Client:throttled(resp)
+  if resp.status == 429 then return true end
+  local fn = self.connector.is_throttled
+  return fn and fn(resp) or false
+end
+
+local function backoff(attempt)
+  local d = math.min(BACKOFF_CAP, BACKOFF_BASE * 2 ^ (attempt - 1))
+  return d / 2 + math.random() * d / 2          -- "equal jitter"
+end
+
+-- Remember the budget the provider reports, so the next request waits before hitting the wall.
+function Client:note_budget(resp)
+  local h = resp.headers
+  local remaining = header_number(h, "x-rate-limit-remaining") or header_number(h, "x-ratelimit-remaining")
+  if remaining and remaining <= 0 then
+    local w = wait_hint(resp)
+    if w then self.blocked_until = math.max(self.blocked_until, sched.time() + math.min(w, MAX_WAIT)) end
+  end
+end
+
+local RETRYABLE = { timeout = true, connect = true, reset = true, resolve = false, http2 = true, error = true }
+
+-- client:request(method, path, {query=, headers=, body=, json=, form=, timeout=}) -> resp | nil, err
+-- resp.data is the decoded JSON body when the answer is JSON.  Errors are "token: detail" with token in
+-- auth (401/403: reconnect needed), not_found, http (other 4xx), server (5xx after retries),
+-- throttled (429 after retries), bad_json, circuit_open, or an http.request token.
+function Client:request(method, path, opts)
+  opts = opts or {}
+  local now = sched.time()
+  if now < self.open_until then
+    return nil, ("circuit_open: %d consecutive failures, retrying after %s"):format(self.failures, util.iso(self.open_until))
+  end
+  local req = {
+    method = method, url = self:url(path), query = opts.query, headers = {}, body = opts.body,
+    timeout = opts.timeout or 60, instance = self.inst.name, app = self.inst.app,
+    max_size = opts.max_size, proxy = self.inst.settings.proxy,
+    insecure = self.insecure,
+  }
+  for k, v in pairs(opts.headers or {}) do req.headers[k] = v end
+  req.headers["Accept"] = req.headers["Accept"] or "application/json"
+  req.headers["User-Agent"] = "cachost/" .. host.version
+  if opts.json ~= nil then
+    req.body = assert(json.encode(opts.json))
+    req.headers["Content-Type"] = "application/json"
+  elseif opts.form then
+    req.body = http.form(opts.form)
+    req.headers["Content-Type"] = "application/x-www-form-urlencoded"
+  end
+  if not opts.no_auth then
+    local ok, err = self.auth(self, req)
+    if not ok then return nil, err end
+  end
+
+  local resp, err
+  for attempt = 1, MAX_ATTEMPTS do
+    local wait = self.blocked_until - sched.time()
+    if wait > 0 then sched.sleep(wait) end
+    self.stats.requests = self.stats.requests + 1
+    resp, err = http.request(req)
+    local retry_in
+    if not resp then
+      local token = err:match("^(%w+)")
+      if not RETRYABLE[token] then break end
+      retry_in = backoff(attempt)
+    else
+      self:note_budget(resp)
+      if self:throttled(resp) then
+        self.stats.throttled = self.stats.throttled + 1
+        retry_in = math.min(wait_hint(resp) or backoff(attempt), MAX_WAIT)
+        self.blocked_until = math.max(self.blocked_until, sched.time() + retry_in)
+        err = "throttled: " .. resp.status
+      elseif resp.status >= 500 then
+        retry_in = backoff(attempt)
+        err = "server: HTTP " .. resp.status
+      else
+        break
+      end
+    end
+    if attempt == MAX_ATTEMPTS then break end
+    self.stats.retries = self.stats.retries + 1
+    log.debug("retrying", { instance = self.inst.name, url = req.url, error = err, wait = ("%.2f"):format(retry_in) })
+    sched.sleep(retry_in)
+    resp = nil
+  end
+
+  if not resp or resp.status >= 500 or self:throttled(resp) then
+    self.failures = self.failures + 1
+    if self.failures >= BREAKER_THRESHOLD then self.open_until = sched.time() + BREAKER_COOLDOWN end
+    return nil, err
+  end
+  self.failures = 0
+
+  local ctype = resp.headers["content-type"] or ""
+  if resp.body ~= "" and (ctype:find("json", 1, true) or opts.expect_json) then
+    local data, jerr = json.decode(resp.body)
+    if data == nil then
+      return nil, ("bad_json: HTTP %d from %s: %s"):format(resp.status, req.url:gsub("%?.*", ""), jerr), resp
+    end
+    resp.data = data
+  elseif resp.status < 300 and resp.body ~= "" and not opts.raw and ctype:find("html", 1, true) then
+    return nil, ("bad_json: HTTP %d from %s answered HTML, not JSON"):format(resp.status, req.url:gsub("%?.*", "")), resp
+  end
+  if resp.status >= 400 then
+    local msg = self.connector.error_message and self.connector.error_message(resp) or resp.body:sub(1, 200)
+    local token = (resp.status == 401 or resp.status == 403) and "auth"
+      or resp.status == 404 and "not_found" or "http"
+    return nil, ("%s: HTTP %d: %s"):format(token, resp.status, msg), resp
+  end
+  return resp
+end
+
+function Client:get(path, query, opts)
+  opts = opts or {}
+  opts.query = query
+  return self:request("GET", path, opts)
+end
+
+-- Iterates the pages of a listing: for items, resp in client:pages(path, query, opts) do ... end.
+-- The next page comes from the Link header (rel="next") unless opts.next(resp, items) returns the next
+-- {path, query}; opts.items(data) picks the array out of the body (default: the body itself).
+-- An endless next link (the same URL again) or more than opts.max_pages pages ends with an error.
+function Client:pages(path, query, opts)
+  opts = opts or {}
+  local seen, n, done = {}, 0, false
+  local max_pages = opts.max_pages or 100000
+  return function()
+    if done or not path then return nil end
+    local key = path .. "?" .. (query and json.encode(query) or "")
+    if seen[key] then error(("endless pagination: %s was already fetched"):format(path:gsub("%?.*", "")), 0) end
+    seen[key] = true
+    n = n + 1
+    if n > max_pages then error("pagination: more than " .. max_pages .. " pages", 0) end
+    local resp, err = self:get(path, query, { expect_json = true })
+    if not resp then error(err, 0) end
+    local items = opts.items and opts.items(resp.data) or resp.data
+    if type(items) ~= "table" then error(("bad page from %s: expected a list"):format(path:gsub("%?.*", "")), 0) end
+    if opts.next then
+      path, query = opts.next(resp, items)
+    else
+      path, query = util.links(resp.headers["link"]).next, nil
+    end
+    if not path then done = true end
+    return items, resp
+  end
+end
+
+return Client

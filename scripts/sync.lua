@@ -1,0 +1,162 @@
+-- sync.lua — the sync engine: runs one stream of one instance, committing each page with its cursor.
+--
+-- A stream is a connector function c.streams.NAME(ctx, cursor).  It reads pages through ctx and hands
+-- them to ctx:emit(entity, items, map); each emit is one transaction: the rows, the stream's cursor and
+-- watermark together, so killing the process at any instant loses nothing and duplicates nothing.
+-- When a stream returns normally its listing was complete: inventory rows it no longer saw are marked
+-- deleted (never before).  A stream that calls ctx:checkpoint(cursor) is incremental (activities).
+local sdk = require "sdk"
+local util = require "sdk.util"
+local Client = require "sdk.client"
+local auth = require "sdk.auth"
+
+local M = {}
+
+local Ctx = {}
+Ctx.__index = Ctx
+
+-- ctx for running connector code on behalf of an instance (streams, actions, webhooks).
+function M.context(st, inst, stream)
+  local c = assert(sdk.load(inst.app))
+  local client = Client.for_instance(inst, c, auth.for_connector(c))
+  client.base = sdk.base_url(c, inst.settings)
+  client.insecure = inst.settings.insecure_loopback == true or inst.settings.insecure_loopback == "true"
+  return setmetatable({
+    st = st, inst = inst, connector = c, client = client, stream = stream,
+    settings = inst.settings, instance = inst.name,
+    emitted = {}, counts = {}, changes = {}, cursor = nil, pending_cursor = false,
+  }, Ctx)
+end
+
+-- HTTP for connectors: raise on failure (the engine records it), return the decoded body and response.
+function Ctx:request(method, path, opts)
+  local resp, err = self.client:request(method, path, opts)
+  if not resp then error(err, 0) end
+  return resp.data, resp
+end
+function Ctx:get(path, query) return self:request("GET", path, { query = query, expect_json = true }) end
+function Ctx:post(path, body, query) return self:request("POST", path, { json = body, query = query }) end
+function Ctx:put(path, body) return self:request("PUT", path, { json = body }) end
+function Ctx:patch(path, body) return self:request("PATCH", path, { json = body }) end
+function Ctx:delete(path, query) return self:request("DELETE", path, { query = query }) end
+function Ctx:pages(path, query, opts) return self.client:pages(path, query, opts) end
+function Ctx:secret(name) return self.inst:secret(name) end
+
+-- The users of this instance as last stored: {ext_id, email}, for per-user listings.
+function Ctx:known_users()
+  return assert(self.st:query("SELECT ext_id, email FROM users WHERE instance_id = ? AND deleted_at IS NULL ORDER BY ext_id",
+    self.inst.id))
+end
+
+-- users.is_admin follows the privileges the connector found (a set of user ext_ids).
+function Ctx:set_admins(ids)
+  local ok, err = self.st:transaction(function()
+    assert(self.st.db:exec("UPDATE users SET is_admin = 0 WHERE instance_id = ? AND is_admin = 1", self.inst.id))
+    for uid in pairs(ids) do
+      assert(self.st.db:exec("UPDATE users SET is_admin = 1 WHERE instance_id = ? AND ext_id = ?", self.inst.id, uid))
+    end
+    return true
+  end)
+  if not ok then error("store: " .. tostring(err), 0) end
+end
+
+function Ctx:checkpoint(cursor, watermark)
+  self.cursor, self.watermark, self.pending_cursor = cursor, watermark or self.watermark, true
+  self.incremental = true
+end
+
+-- Normalise and commit one page.  map(item) -> row (with ext_id) or nil to skip; an item map() fails
+-- on is skipped and counted as bad, the page still commits.
+function Ctx:emit(entity, items, map)
+  local rows, bad = {}, 0
+  for i, item in ipairs(items) do
+    local ok, row = pcall(map or function(x) return x end, item)
+    if ok and row then
+      if row.raw == nil then row.raw = item end
+      rows[#rows + 1] = row
+    elseif not ok then
+      bad = bad + 1
+      if bad == 1 then log.warn("skipped a malformed item", { instance = self.instance, entity = entity, error = row, index = i }) end
+    end
+  end
+  local res
+  local ok, err = self.st:transaction(function()
+    res = assert(self.st:upsert(entity, self.inst.id, rows))
+    if self.pending_cursor then
+      assert(self.st:save_stream(self.inst.id, self.stream, { cursor = self.cursor or json.null,
+        watermark = self.watermark or json.null }))
+      self.pending_cursor = false
+    end
+    return true
+  end)
+  if not ok then error("store: " .. tostring(err), 0) end
+  self.emitted[entity] = true
+  local c = self.counts[entity] or { added = 0, changed = 0, unchanged = 0, removed = 0, bad = 0 }
+  for _, k in ipairs { "added", "changed", "unchanged" } do c[k] = c[k] + res[k] end
+  c.bad = c.bad + bad
+  self.counts[entity] = c
+  for _, ch in ipairs(res.changes or {}) do self.changes[#self.changes + 1] = ch end
+  if M.on_changes and #(res.changes or {}) > 0 then M.on_changes(self, entity, res.changes, rows) end
+  return res
+end
+
+-- Errors that mean the credentials no longer work.
+local function status_of(err)
+  err = tostring(err)
+  if err:match("^auth:") then return "reconnect_needed" end
+  return "error"
+end
+M.status_of = status_of
+
+-- sync.run(st, inst, stream, {full = bool}) -> counts | nil, err
+function M.run(st, inst, stream, opts)
+  opts = opts or {}
+  local ctx = M.context(st, inst, stream)
+  local fn = ctx.connector.streams[stream]
+  if not fn then return nil, ("%s has no stream '%s'"):format(inst.app, stream) end
+  local state = st:stream(inst.id, stream) or {}
+  local cursor = not opts.full and state.cursor or nil
+  local started = sched.time()
+  ctx.watermark = state.watermark
+  assert(st:save_stream(inst.id, stream, { scan_started = started }))
+  local ok, err = xpcall(fn, function(e)
+    if type(e) == "string" and (e:match("^%w+: ") or e:match("^endless") or e:match("^bad page")) then return e end
+    return debug.traceback(tostring(e), 2)
+  end, ctx, cursor)
+  if not ok then
+    log.warn("sync failed", { instance = inst.name, stream = stream, error = err })
+    st:save_stream(inst.id, stream, { last_error = tostring(err), last_error_at = sched.time(),
+      counts = ctx.counts })
+    return nil, err, status_of(err)
+  end
+  local done = st:transaction(function()
+    if not ctx.incremental then     -- a complete listing: what it no longer saw is gone
+      for entity in pairs(ctx.emitted) do
+        local res = assert(st:upsert(entity, inst.id, {}, { complete = true, scan_started = started }))
+        local c = ctx.counts[entity]
+        c.removed = c.removed + res.removed
+        for _, ch in ipairs(res.changes or {}) do ctx.changes[#ctx.changes + 1] = ch end
+      end
+    end
+    assert(st:save_stream(inst.id, stream, { last_success = sched.time(), last_error = json.null,
+      counts = ctx.counts, cursor = ctx.incremental and (ctx.cursor or json.null) or nil,
+      watermark = ctx.incremental and (ctx.watermark or json.null) or util.iso(started) }))
+    return true
+  end)
+  if not done then return nil, "store: could not finish the scan" end
+  return ctx.counts
+end
+
+-- Streams of a connector, full listings first (activities need users to resolve actors).
+function M.streams(c)
+  local list = {}
+  for name in pairs(c.streams) do list[#list + 1] = name end
+  table.sort(list, function(a, b)
+    local oa, ob = (c.stream_order or {})[a] or 50, (c.stream_order or {})[b] or 50
+    if oa ~= ob then return oa < ob end
+    return a < b
+  end)
+  return list
+end
+
+return M
