@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <string.h>
 #include <openssl/crypto.h>
+#include <openssl/decoder.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -163,17 +164,25 @@ static EVP_PKEY *read_private(const char *pem, size_t len) {
     return k;
 }
 
-/* A public key PEM, or a certificate PEM (SAML/OIDC providers often publish certificates). */
+/* A public key PEM ("PUBLIC KEY" or PKCS#1 "RSA PUBLIC KEY"), or a certificate PEM (SAML/OIDC providers
+ * often publish certificates). */
 static EVP_PKEY *read_public(const char *pem, size_t len) {
+    EVP_PKEY *k = NULL;
+    OSSL_DECODER_CTX *dctx =
+        OSSL_DECODER_CTX_new_for_pkey(&k, "PEM", NULL, "RSA", EVP_PKEY_PUBLIC_KEY, NULL, NULL);
+    if (dctx) {
+        const unsigned char *p = (const unsigned char *)pem;
+        size_t left = len;
+        if (OSSL_DECODER_from_data(dctx, &p, &left) != 1) k = NULL;
+        OSSL_DECODER_CTX_free(dctx);
+    }
+    if (k) return k;
     BIO *bio = BIO_new_mem_buf(pem, (int)len);
     if (!bio) return NULL;
-    EVP_PKEY *k = PEM_read_bio_PUBKEY(bio, NULL, no_passphrase, NULL);
-    if (!k && BIO_reset(bio) == 1) {
-        X509 *x = PEM_read_bio_X509(bio, NULL, no_passphrase, NULL);
-        if (x) {
-            k = X509_get_pubkey(x);
-            X509_free(x);
-        }
+    X509 *x = PEM_read_bio_X509(bio, NULL, no_passphrase, NULL);
+    if (x) {
+        k = X509_get_pubkey(x);
+        X509_free(x);
     }
     BIO_free(bio);
     return k;

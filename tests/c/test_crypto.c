@@ -8,7 +8,9 @@
 #include <string.h>
 #include <cmocka.h>
 #include <openssl/evp.h>
+#include <openssl/encoder.h>
 #include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include "host.h"
 
@@ -146,6 +148,36 @@ static void set_pem(lua_State *L, const char *name, EVP_PKEY *k, int private) {
     BIO_free(bio);
 }
 
+/* PKCS#1 "RSA PUBLIC KEY" PEM and a self-signed certificate PEM for the same key. */
+static void set_pkcs1_and_cert(lua_State *L, EVP_PKEY *k) {
+    unsigned char *data = NULL;
+    size_t n = 0;
+    OSSL_ENCODER_CTX *ectx = OSSL_ENCODER_CTX_new_for_pkey(k, EVP_PKEY_PUBLIC_KEY, "PEM", "type-specific", NULL);
+    assert_non_null(ectx);
+    assert_int_equal(OSSL_ENCODER_to_data(ectx, &data, &n), 1);
+    OSSL_ENCODER_CTX_free(ectx);
+    lua_pushlstring(L, (const char *)data, n);
+    lua_setglobal(L, "pkcs1_pub");
+    OPENSSL_free(data);
+
+    X509 *x = X509_new();
+    assert_non_null(x);
+    X509_gmtime_adj(X509_getm_notBefore(x), 0);
+    X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+    X509_set_pubkey(x, k);
+    X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC, (const unsigned char *)"t", -1, -1, 0);
+    X509_set_issuer_name(x, X509_get_subject_name(x));
+    assert_true(X509_sign(x, k, EVP_sha256()) > 0);
+    BIO *bio = BIO_new(BIO_s_mem());
+    assert_int_equal(PEM_write_bio_X509(bio, x), 1);
+    char *pem;
+    long len = BIO_get_mem_data(bio, &pem);
+    lua_pushlstring(L, pem, (size_t)len);
+    lua_setglobal(L, "cert");
+    BIO_free(bio);
+    X509_free(x);
+}
+
 static void test_rs256(void **state) {
     lua_State *L = *state;
     EVP_PKEY *k = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
@@ -156,6 +188,7 @@ static void test_rs256(void **state) {
     set_pem(L, "pub", k, 0);
     set_pem(L, "other_pub", other, 0);
     set_pem(L, "ec_priv", ec, 1);
+    set_pkcs1_and_cert(L, k);
     EVP_PKEY_free(k); EVP_PKEY_free(other); EVP_PKEY_free(ec);
     run(L,
         "local sig = assert(crypto.rs256_sign(priv, 'header.payload'))\n"
@@ -164,6 +197,10 @@ static void test_rs256(void **state) {
         "eq(crypto.rs256_sign(priv, 'header.payload'), sig)\n"
         "eq(crypto.rs256_verify(pub, 'header.payload', sig), true)\n"
         "eq(crypto.rs256_verify(pub, 'header.payloaD', sig), false)\n"
+        "assert(pkcs1_pub:find('BEGIN RSA PUBLIC KEY', 1, true))\n"
+        "eq(crypto.rs256_verify(pkcs1_pub, 'header.payload', sig), true, 'pkcs1 public key')\n"
+        "eq(crypto.rs256_verify(cert, 'header.payload', sig), true, 'certificate')\n"
+        "eq(crypto.rs256_verify(cert, 'header.payloaD', sig), false, 'certificate, changed')\n"
         "eq(crypto.rs256_verify(other_pub, 'header.payload', sig), false)\n"
         "local bent = sig:sub(1, 10) .. string.char(sig:byte(11) ~ 1) .. sig:sub(12)\n"
         "eq(crypto.rs256_verify(pub, 'header.payload', bent), false)\n"
