@@ -54,6 +54,8 @@ static struct {
     struct sock *socks;
     FILE *trace;
     int global_init;
+    CURL *pool[64];                /* idle easy handles, reset, for reuse (saves their set-up per request) */
+    int npool;
 } S;
 
 static double mono_now(void) {
@@ -146,7 +148,7 @@ static void trace_write(struct req *r, long status, const char *err) {
     free(line);
 }
 
-int http_set_trace(const char *path) {
+static int http_set_trace(const char *path) {
     if (S.trace) { fclose(S.trace); S.trace = NULL; }
     if (!path || !*path) return 0;
     S.trace = fopen(path, "ae");
@@ -156,7 +158,12 @@ int http_set_trace(const char *path) {
 /* ---- request records ---- */
 
 static void req_free(struct req *r) {
-    if (r->easy) curl_easy_cleanup(r->easy);
+    if (r->easy && S.npool < (int)(sizeof S.pool / sizeof S.pool[0])) {
+        curl_easy_reset(r->easy);       /* options back to defaults; nothing of this request survives */
+        S.pool[S.npool++] = r->easy;
+    } else if (r->easy) {
+        curl_easy_cleanup(r->easy);
+    }
     curl_slist_free_all(r->hdrs);
     free(r->body);
     free(r->trace_url);
@@ -404,6 +411,7 @@ void http_shutdown(void) {
         req_free(r);
     }
     if (S.multi) curl_multi_cleanup(S.multi);
+    while (S.npool) curl_easy_cleanup(S.pool[--S.npool]);
     while (S.socks) sock_free(S.socks);      /* any socket curl did not report removed */
     if (S.timer) event_free(S.timer);
     S.multi = NULL; S.timer = NULL;
@@ -707,7 +715,7 @@ static int l_request(lua_State *L) {
         struct curl_slist *nl = curl_slist_append(r->hdrs, "Expect:");
         if (nl) r->hdrs = nl;
     }
-    CURL *e = r->easy = curl_easy_init();
+    CURL *e = r->easy = S.npool ? S.pool[--S.npool] : curl_easy_init();
     if (!e) { snprintf(err, sizeof err, "error: out of memory"); goto fail; }
     curl_easy_setopt(e, CURLOPT_URL, full);
     curl_easy_setopt(e, CURLOPT_PRIVATE, r);

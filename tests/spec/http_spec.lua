@@ -1,6 +1,5 @@
 -- http_spec.lua — the http client (host/http.c) against an independent HTTP/1.1 server
--- (tests/e2e/http_server.py, started in a child process).  Runs inside the host: `cachost test` (or, until
--- then, `cachost script tests/e2e/http_run_spec.lua`).
+-- (tests/e2e/http_server.py, started in a child process).  Runs inside the host: `cachost test`.
 
 local root = (host and host.root) or "."
 
