@@ -20,6 +20,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -54,6 +55,29 @@ struct rec {
 };
 
 static struct srv *servers;
+
+/* log.c reads `k="v"` with backslash escapes: quote what we did not write ourselves (paths, tracebacks). */
+static char *quoted(const char *s)
+{
+    size_t n = strlen(s);
+    char *q = malloc(2 * n + 1), *o = q;
+    if (!q) return NULL;
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\') *o++ = '\\';
+        *o++ = *s;
+    }
+    *o = 0;
+    return q;
+}
+
+static void log_req(int level, const char *msg, const char *what, const char *err)
+{
+    char *w = quoted(what), *e = err ? quoted(err) : NULL;
+    if (e) log_msg(level, msg, "request=\"%s\" error=\"%s\"", w ? w : "?", e);
+    else log_msg(level, msg, "request=\"%s\"", w ? w : "?");
+    free(w);
+    free(e);
+}
 
 /* ---- request records ---- */
 
@@ -99,7 +123,7 @@ static void on_peer(evutil_socket_t fd, short what, void *arg)
     }
     struct evhttp_connection *evcon = r->evcon;
     if (!evcon || !r->req || evhttp_request_get_connection(r->req) != evcon) return;
-    log_msg(LOG_DEBUG, "server: client gone before the reply", "request=\"%s\"", r->what);
+    log_req(LOG_DEBUG, "server: client gone before the reply", r->what, NULL);
     if (r->srv) r->srv->gone++;
     rec_detach(r);                    /* frees r->watch: allowed, it is not pending inside its callback */
     r->req = NULL;
@@ -149,8 +173,16 @@ static void drop_connection(struct evhttp_connection *evcon)
     struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
     evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
     if (fd >= 0) {
+        /* evhttp_connection_free shuts the socket down (FIN) before closing it, which reads as an empty
+         * reply.  Close the real socket first with linger 0 (RST) by putting a fresh unconnected socket in
+         * its place on the same fd number, which evhttp then shuts down and closes harmlessly. */
         struct linger lg = {1, 0};
         setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        int spare = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (spare >= 0) {
+            dup2(spare, fd);
+            close(spare);
+        }
     }
     evhttp_connection_free(evcon);
 }
@@ -199,7 +231,7 @@ static void rec_reply(lua_State *L, struct rec *r, int i)
 {
     struct srv *s = r->srv;
     if (!r->req) {
-        log_msg(LOG_DEBUG, "server: reply dropped, the client or the server is gone", "request=\"%s\"", r->what);
+        log_req(LOG_DEBUG, "server: reply dropped, the client or the server is gone", r->what, NULL);
         rec_detach(r);
         return;
     }
@@ -222,7 +254,7 @@ static void rec_reply(lua_State *L, struct rec *r, int i)
     else if (!lua_isnoneornil(L, i + 1)) problem = "body must be a string";
     if (!problem && lua_istable(L, i + 2) == 0 && !lua_isnoneornil(L, i + 2)) problem = "headers must be a table";
     if (problem) {
-        log_msg(LOG_ERROR, "server: handler failed", "request=\"%s\" error=\"%s\"", r->what, problem);
+        log_req(LOG_ERROR, "server: handler failed", r->what, problem);
         rec_fail(r, 500);
         return;
     }
@@ -230,7 +262,7 @@ static void rec_reply(lua_State *L, struct rec *r, int i)
     if (!req) return;
     struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
     if (add_headers(L, i + 2, oh) != 0) {
-        log_msg(LOG_ERROR, "server: handler failed", "request=\"%s\" error=\"invalid response header\"", r->what);
+        log_req(LOG_ERROR, "server: handler failed", r->what, "invalid response header (type, or CR/LF)");
         evhttp_clear_headers(oh);
         if (s) s->failed++;
         send_json(req, 500, "{\"error\":\"internal error\"}", NULL);
@@ -273,7 +305,7 @@ static int run_k(lua_State *L, int status, lua_KContext ctx)
 {
     struct rec *r = luaL_checkudata(L, 1, REC_MT);
     if (status != LUA_OK && status != LUA_YIELD) {
-        log_msg(LOG_ERROR, "server: handler failed", "request=\"%s\" error=%s", r->what, lua_tostring(L, -1));
+        log_req(LOG_ERROR, "server: handler failed", r->what, lua_tostring(L, -1));
         rec_fail(r, 500);
         return 0;
     }
@@ -527,7 +559,7 @@ static void on_request(struct evhttp_request *req, void *arg)
     free(d.tmp2);
     evhttp_clear_headers(&d.query);
     if (rc != LUA_OK) {
-        log_msg(LOG_ERROR, "server: cannot dispatch request", "error=\"%s\"", lua_tostring(L, -1));
+        log_req(LOG_ERROR, "server: cannot dispatch request", "?", lua_tostring(L, -1));
         if (d.rec) rec_fail(d.rec, 500);
         else send_json(req, 500, "{\"error\":\"internal error\"}", NULL);
     } else if (d.status == 404) {
