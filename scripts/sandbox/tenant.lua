@@ -560,4 +560,69 @@ function M.intparam(v, default, min, max)
   return n
 end
 
+---------------------------------------------------------------------------------------------------
+-- A log made of lazily generated events (index i -> ms, monotonic) merged with stored records
+-- {ms=, seq=, ev=}, sorted by (ms, seq).  Order key: (ms, 0, i) for generated, (ms, 1, seq) stored.
+-- scan(K, dir, visit): visits events strictly after K (dir=1) or strictly before K (dir=-1), in
+-- order; visit(ms, key3, get_event) returns true to stop.
+---------------------------------------------------------------------------------------------------
+local function key_lt(a1, b1, c1, a2, b2, c2)
+  if a1 ~= a2 then return a1 < a2 end
+  if b1 ~= b2 then return b1 < b2 end
+  return c1 < c2
+end
+M.key_lt = key_lt
+
+function M.merged_scan(n, gen_ms, gen_event, list, K, dir, visit)
+  local kms, ksrc, kidx = K[1], K[2], K[3]
+  local gi, si
+  if dir > 0 then
+    local lo, hi = 0, n
+    while lo < hi do local mid = (lo + hi) // 2
+      if key_lt(kms, ksrc, kidx, gen_ms(mid), 0, mid) then hi = mid else lo = mid + 1 end end
+    gi = lo
+    lo, hi = 1, #list + 1
+    while lo < hi do local mid = (lo + hi) // 2
+      if key_lt(kms, ksrc, kidx, list[mid].ms, 1, list[mid].seq) then hi = mid else lo = mid + 1 end end
+    si = lo
+  else
+    local lo, hi = 0, n
+    while lo < hi do local mid = (lo + hi) // 2
+      if key_lt(gen_ms(mid), 0, mid, kms, ksrc, kidx) then lo = mid + 1 else hi = mid end end
+    gi = lo - 1
+    lo, hi = 1, #list + 1
+    while lo < hi do local mid = (lo + hi) // 2
+      if key_lt(list[mid].ms, 1, list[mid].seq, kms, ksrc, kidx) then lo = mid + 1 else hi = mid end end
+    si = lo - 1
+  end
+  while true do
+    local gms = (gi >= 0 and gi < n) and gen_ms(gi) or nil
+    local s = list[si]
+    local take_gen
+    if gms and s then
+      if dir > 0 then take_gen = key_lt(gms, 0, gi, s.ms, 1, s.seq) else take_gen = key_lt(s.ms, 1, s.seq, gms, 0, gi) end
+    elseif gms then take_gen = true
+    elseif s then take_gen = false
+    else return end
+    local stop
+    if take_gen then
+      local i = gi
+      stop = visit(gms, { gms, 0, i }, function() return gen_event(i) end)
+      gi = gi + dir
+    else
+      local rec = s
+      stop = visit(rec.ms, { rec.ms, 1, rec.seq }, function() return rec.ev end)
+      si = si + dir
+    end
+    if stop then return end
+  end
+end
+
+-- insert a stored record keeping (ms, seq) order
+function M.insert_sorted(list, rec)
+  local pos = #list + 1
+  while pos > 1 and list[pos - 1].ms > rec.ms do pos = pos - 1 end
+  table.insert(list, pos, rec)
+end
+
 return M
