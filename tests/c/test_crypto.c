@@ -270,7 +270,7 @@ static void test_seal_open(void **state) {
         "  eq(crypto.open(key, s1), pt); eq(crypto.open(key, s2), pt)\n"
         "  local s3 = crypto.seal(key, pt, 'instance:1')\n"
         "  eq(crypto.open(key, s3, 'instance:1'), pt); eq(crypto.open(key, s3, 'instance:2'), nil)\n"
-        "  if #pt > 0 then assert(not s1:find(pt, 1, true)) end\n"
+        "  if #pt >= 8 then assert(not s1:find(pt, 1, true)) end\n"
         "end\n"
         /* misuse raises */
         "assert(not pcall(crypto.seal, 'short', 'x'))\n"
