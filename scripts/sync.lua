@@ -120,7 +120,7 @@ function M.run(st, inst, stream, opts)
   ctx.watermark = state.watermark
   assert(st:save_stream(inst.id, stream, { scan_started = started }))
   local ok, err = xpcall(fn, function(e)
-    if type(e) == "string" and (e:match("^%w+: ") or e:match("^endless") or e:match("^bad page")) then return e end
+    if type(e) == "string" and (e:match("^[%w_]+: ") or e:match("^endless") or e:match("^bad page")) then return e end
     return debug.traceback(tostring(e), 2)
   end, ctx, cursor)
   if not ok then

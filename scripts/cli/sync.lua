@@ -1,0 +1,38 @@
+local runtime = require "runtime"
+
+return {
+  summary = "scan an instance now",
+  usage = [[usage: cachost sync INSTANCE [--stream S]... [--full]
+Runs the instance's streams now (all of them, full listings first), committing page by page.
+  --stream S   only this stream (users, groups, privileges, app_grants, activities, ...); repeatable
+  --full       ignore saved cursors: re-read incremental streams from their start]],
+  options = { { "stream", arg = true, many = true, short = "s" }, { "full" } },
+  run = function(opts, args, ctx)
+    if #args ~= 1 then return ctx.usage_error(ctx.load_command("sync"), "expected one INSTANCE") end
+    local inst, err = runtime.instance(args[1])
+    if not inst then return ctx.fail("%s", err) end
+    if not inst.enabled then return ctx.fail("instance '%s' is disabled (cachost instance enable %s)", inst.name, inst.name) end
+    local tty = host.isatty(2)
+    local results, ok = runtime.sync(inst, {
+      streams = opts.stream, full = opts.full,
+      progress = tty and function(stream) ctx.err("\r%-60s", ("%s: %s done"):format(inst.name, stream)) end or nil,
+    })
+    if tty then ctx.err("\r%-60s\r", "") end
+    for _, r in ipairs(results) do
+      if r.counts then
+        local parts = {}
+        local entities = {}
+        for e in pairs(r.counts) do entities[#entities + 1] = e end
+        table.sort(entities)
+        for _, e in ipairs(entities) do
+          local c = r.counts[e]
+          parts[#parts + 1] = ("%s +%d ~%d -%d%s"):format(e, c.added, c.changed, c.removed, c.bad > 0 and (" bad " .. c.bad) or "")
+        end
+        ctx.out("%s %-11s ok    %5.2fs  %s\n", inst.name, r.stream, r.seconds, table.concat(parts, ", "))
+      else
+        ctx.out("%s %-11s FAIL  %5.2fs  %s\n", inst.name, r.stream, r.seconds, tostring(r.error))
+      end
+    end
+    return ok and 0 or 1
+  end,
+}

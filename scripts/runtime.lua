@@ -1,0 +1,93 @@
+-- runtime.lua — the live objects the daemon, the CLI and the REPL share: the store, the vault, and
+-- instances as connector code sees them (settings, secrets through the vault, status).
+local store = require "store"
+local vault = require "store.vault"
+local sdk = require "sdk"
+
+local M = {}
+local st_cache, vault_cache
+
+function M.store()
+  if st_cache then return st_cache end
+  local home = host.home
+  host.mkdir(home, 448)
+  local st = assert(store.open(home))
+  st_cache = st
+  return st
+end
+
+function M.vault()
+  if vault_cache then return vault_cache end
+  vault_cache = assert(vault.open(M.store()))
+  return vault_cache
+end
+
+local Instance = {}
+Instance.__index = Instance
+
+function Instance:secret(name)
+  local v = M.vault():get(self.id, name)
+  if v then log.redact(v) end
+  return v
+end
+function Instance:set_secret(name, value)
+  log.redact(value)
+  assert(M.vault():put(self.id, name, value))
+end
+-- What the provider says it granted (OAuth scopes), kept with the instance.
+function Instance:set_granted(scope)
+  local comp = json.decode(self.row.components or "null")
+  if type(comp) ~= "table" then comp = {} end
+  comp.granted = scope
+  self.row.components = json.encode(comp)
+  assert(M.store().db:exec("UPDATE instances SET components = ? WHERE id = ?", self.row.components, self.id))
+end
+function Instance:set_status(status)
+  assert(M.store().db:exec("UPDATE instances SET status = ?, updated_at = ? WHERE id = ?", status, store.now(), self.id))
+end
+
+function M.wrap(row)
+  local settings = json.decode(row.settings or "{}") or {}
+  return setmetatable({ id = row.id, name = row.name, app = row.app, settings = settings, row = row,
+                        enabled = row.enabled == 1 }, Instance)
+end
+
+-- runtime.instance(name) -> inst | nil, err
+function M.instance(name)
+  local rows = assert(M.store().db:query("SELECT * FROM instances WHERE name = ? AND removed_at IS NULL", name))
+  if not rows[1] then return nil, ("no instance named '%s' (cachost instance list)"):format(name) end
+  return M.wrap(rows[1])
+end
+
+function M.instances(opts)
+  local sql = "SELECT * FROM instances WHERE removed_at IS NULL" .. ((opts and opts.enabled) and " AND enabled = 1" or "") .. " ORDER BY name"
+  local list = {}
+  for _, r in ipairs(assert(M.store().db:query(sql))) do list[#list + 1] = M.wrap(r) end
+  return list
+end
+
+-- Sync every stream of an instance (or the ones named), full listings first.  -> results, ok
+function M.sync(inst, opts)
+  opts = opts or {}
+  local sync = require "sync"
+  local c = assert(sdk.load(inst.app))
+  local results, all_ok = {}, true
+  for _, stream in ipairs(opts.streams or sync.streams(c)) do
+    local t0 = sched.now()
+    local counts, err, status = sync.run(M.store(), inst, stream, opts)
+    results[#results + 1] = { stream = stream, counts = counts, error = err, seconds = sched.now() - t0 }
+    if not counts then
+      all_ok = false
+      inst:set_status(status)
+      if status == "reconnect_needed" then break end
+    end
+    if opts.progress then opts.progress(stream, counts, err) end
+  end
+  if all_ok then
+    inst:set_status("connected")
+    assert(M.store().db:exec("UPDATE instances SET last_scan = ? WHERE id = ?", store.now(), inst.id))
+  end
+  return results, all_ok
+end
+
+return M
