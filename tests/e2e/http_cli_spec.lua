@@ -62,6 +62,16 @@ describe("http from the command line", function()
     assert.truthy(slurp(trace):find('"url":"http://127.0.0.1:' .. srv.port .. '/echo"', 1, true))
   end)
 
+  it("honours the proxy environment (http_proxy)", function()
+    local s = script("t4.lua", [[
+      local r, err = http.request{ url = "http://upstream.invalid/echo?via=env" }
+      print(r and r.status, err, r and r.body:match('"host": "([^"]+)"'))
+    ]])
+    local rc, out = sh("http_proxy=http://127.0.0.1:" .. srv.port .. " " .. bin .. " script " .. s)
+    assert.are.equal(0, rc, out)
+    assert.truthy(out:find("200\tnil\tupstream.invalid", 1, true), out)
+  end)
+
   it("exits cleanly while requests are still in flight", function()
     local s = script("t3.lua", ([[
       for i = 1, 5 do sched.spawn(function() http.request{ url = "http://127.0.0.1:%d/slow?s=5" } end) end

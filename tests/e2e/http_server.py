@@ -9,6 +9,8 @@ against the host's own server).  Prints its port on the first line of stdout, th
   /headers         repeated headers: X-Multi twice, Set-Cookie twice, two Link headers
   /redirect?n=N    302 chains down to /echo
   /status?code=C   an empty answer with that status
+A request with an absolute URI (as sent to a proxy) is answered the same way, so the server doubles as
+a forward proxy for the tests.  With --tls CERT KEY it speaks HTTPS.
 """
 import gzip
 import json
@@ -75,6 +77,12 @@ class Server(ThreadingHTTPServer):
 
 
 if __name__ == "__main__":
-    srv = Server(("127.0.0.1", int(sys.argv[1]) if len(sys.argv) > 1 else 0), Handler)
+    # http_server.py [--tls CERT KEY]
+    srv = Server(("127.0.0.1", 0), Handler)
+    if len(sys.argv) == 4 and sys.argv[1] == "--tls":
+        import ssl
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(sys.argv[2], sys.argv[3])
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
     print(srv.server_address[1], flush=True)
     srv.serve_forever()

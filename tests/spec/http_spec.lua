@@ -3,11 +3,13 @@
 
 local root = (host and host.root) or "."
 
-local function start_server()
-  local p = assert(io.popen("exec sh -c 'echo $$; exec python3 " .. root .. "/tests/e2e/http_server.py'", "r"))
+local function start_server(tls_args)
+  local p = assert(io.popen("exec sh -c 'echo $$; exec python3 " .. root .. "/tests/e2e/http_server.py "
+                            .. (tls_args or "") .. "'", "r"))
   local pid = assert(tonumber(p:read("l")), "server pid")
   local port = assert(tonumber(p:read("l")), "server port")
-  return { pipe = p, pid = pid, port = port, url = "http://127.0.0.1:" .. port }
+  local scheme = tls_args and "https" or "http"
+  return { pipe = p, pid = pid, port = port, url = scheme .. "://127.0.0.1:" .. port }
 end
 
 local function stop_server(s)
@@ -232,6 +234,53 @@ describe("http", function()
       local r = assert(http.request{ url = srv.url .. "/echo", insecure = true })
       assert.are.equal(200, r.status)
       r = assert(http.request{ url = "http://localhost:" .. srv.port .. "/echo", insecure = true })
+      assert.are.equal(200, r.status)
+    end)
+  end)
+
+  describe("proxy", function()
+    it("proxy= sends the request through that proxy", function()
+      -- the test server answers absolute-URI requests too: it stands in for a forward proxy
+      local r, err = http.request{ url = "http://upstream.invalid/echo?via=proxy", proxy = srv.url }
+      assert.is_nil(err)
+      assert.are.equal(200, r.status)
+      assert.truthy(r.body:find('"query": "via=proxy"', 1, true))
+      assert.truthy(r.body:find('"host": "upstream.invalid"', 1, true))
+    end)
+  end)
+
+  describe("tls", function()
+    local tls, dir
+    setup(function()
+      dir = os.tmpname(); os.remove(dir); os.execute("mkdir -p " .. dir)
+      assert(os.execute("openssl req -x509 -newkey rsa:2048 -nodes -keyout " .. dir .. "/key.pem -out "
+        .. dir .. "/cert.pem -days 2 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1"
+        .. " >/dev/null 2>&1"))
+      tls = start_server("--tls " .. dir .. "/cert.pem " .. dir .. "/key.pem")
+    end)
+    teardown(function() stop_server(tls); os.execute("rm -rf " .. dir) end)
+
+    it("verifies certificates: an unknown issuer is a tls error", function()
+      local r, err = http.request{ url = tls.url .. "/echo" }
+      assert.is_nil(r)
+      assert.matches("^tls: ", err)
+    end)
+
+    it("ca_file makes a private CA trusted", function()
+      local r, err = http.request{ url = tls.url .. "/echo", ca_file = dir .. "/cert.pem" }
+      assert.is_nil(err)
+      assert.are.equal(200, r.status)
+    end)
+
+    it("the certificate must match the host even with ca_file", function()
+      -- "localhost" reaches the same server, but the certificate names only 127.0.0.1
+      local r, err = http.request{ url = "https://localhost:" .. tls.port .. "/echo", ca_file = dir .. "/cert.pem" }
+      assert.is_nil(r)
+      assert.matches("^tls: ", err)
+    end)
+
+    it("insecure=true skips verification for loopback only", function()
+      local r = assert(http.request{ url = tls.url .. "/echo", insecure = true })
       assert.are.equal(200, r.status)
     end)
   end)
