@@ -1,0 +1,46 @@
+-- cachost query — run SQL on a read-only connection to the store and stream the result.
+local store = require "store"
+local format = require "format"
+
+return {
+  summary = "run a read-only SQL query on the store",
+  usage = [[usage: cachost query "SQL" [--format table|json|csv] [PARAM...]
+Runs one SQL statement on a read-only connection (nothing can be written) and streams the rows, so a
+result of any size prints in constant memory.  PARAMs bind the statement's ? placeholders, as text.
+Tables: instances, users, groups, group_members, privileges, activities, files, file_permissions,
+app_grants, alerts, governance_actions, stream_state, changes (secrets are encrypted and never shown).
+Example: cachost query "SELECT email, last_login FROM users WHERE is_admin AND deleted_at IS NULL"]],
+  options = { { "format", arg = true, short = "f" } },
+  run = function(opts, args, ctx)
+    local sql = args[1]
+    if not sql then return ctx.usage_error(ctx.load_command("query"), "missing SQL") end
+    local fmt = opts.format or "table"
+    if not format.FORMATS[fmt] then
+      return ctx.usage_error(ctx.load_command("query"), "unknown format '" .. fmt .. "' (table, json or csv)")
+    end
+    local rd, err = store.open_readonly(host.home)
+    if not rd then return ctx.fail("%s", err) end
+    local cur, cerr = rd:cursor(sql, table.unpack(args, 2))
+    if not cur then
+      rd:close()
+      if tostring(cerr):match("^auth:") or tostring(cerr):match("^readonly:") then
+        cerr = "read-only: cachost query can only read (" .. cerr .. ")"
+      end
+      return ctx.fail("%s", cerr)
+    end
+    local w = format.writer(cur:columns(), fmt, function(s) io.stdout:write(s) end)
+    local code = 0
+    while true do
+      local row, rerr = cur:next(true)
+      if not row then
+        if rerr then code = ctx.fail("%s", rerr) end
+        break
+      end
+      w:row(row)
+    end
+    w:finish()
+    cur:close()
+    rd:close()
+    return code
+  end,
+}
