@@ -705,12 +705,12 @@ function Okta:query_log(q)
     if not until_ms then return nil, "until" end
   end
   local bounded = until_ms ~= nil
-  local upper = until_ms or now
+  local upper = until_ms or (now + 1)      -- polling includes events published at `now`
   if q.since and q.since ~= "" then
     since_ms = T.parse_iso(q.since)
     if not since_ms then return nil, "since" end
   else
-    since_ms = upper - 7 * 86400000
+    since_ms = (until_ms or now) - 7 * 86400000
   end
   local limit = T.intparam(q.limit, 100, 0)
   if not limit then return nil, "limit" end
