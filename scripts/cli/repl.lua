@@ -1,0 +1,135 @@
+-- `cachost repl`: lua.c's read-eval-print loop on the host's event loop.  Each entry runs as its own task
+-- (so http.request and sched.sleep work interactively); the loop keeps serving other tasks while the user
+-- types.  Line input, history, completion and Ctrl-C are host/repl.c (the global `repl`); printing,
+-- compiling and completion lists are scripts/repl.lua.
+local usage = [[usage: cachost repl [--no-history]
+Interactive Lua 5.4 with every host module (sched, http, server, json, crypto, log, store, ...).
+An expression prints its value (tables pretty-printed); a statement runs; an incomplete chunk
+continues on the next line (prompt '>>').  `sql "SELECT ..."` queries the store and prints a table.
+Each entry runs as a task: Ctrl-C interrupts it, Ctrl-C at the prompt clears the line, Ctrl-D exits.
+Tab completes globals and fields (`string.fo<TAB>`, `s:up<TAB>`).  History: $CACHOST_HOME/repl_history.
+With stdin not a terminal, lines are read without prompts (`cachost repl < script.lua`); errors go to
+stderr and the session goes on; the exit status is 0.
+  --no-history   neither read nor write the history file]]
+
+local function load_helpers()
+  local fn = assert(loadfile(host.root .. "/scripts/repl.lua", "t"))
+  return fn()
+end
+
+-- The entry environment: every global (host modules included), plus the REPL's helpers.  Assignments
+-- land here, so they persist from one entry to the next.
+local function make_env(R)
+  local env = setmetatable({}, { __index = _G })
+  env.pretty = R.pretty
+  local ok, store = pcall(require, "store")
+  if ok then env.store = store end
+  function env.sql(q, ...)
+    if not ok then error("sql: the store is not available in this build (" .. tostring(store) .. ")", 2) end
+    if type(store.sql) ~= "function" then error("sql: store.sql is not available in this build", 2) end
+    local rows = store.sql(q, ...)
+    if type(rows) == "table" then R.mark_grid(rows) end
+    return rows
+  end
+  return env
+end
+
+return {
+  summary = "interactive Lua with every host module, on the event loop",
+  usage = usage,
+  options = { { "no-history" } },
+  run = function(opts, args, ctx)
+    if args[1] then return ctx.usage_error(ctx.load_command("repl"), "unexpected argument '" .. args[1] .. "'") end
+    local C = repl
+    if type(C) ~= "table" or not C.open then return ctx.fail("repl: not available in this build") end
+    local R = load_helpers()
+    local env = make_env(R)
+
+    local history
+    if not opts["no-history"] then
+      local home = ctx.ensure_home()
+      if home then history = home .. "/repl_history" end
+    end
+    local tty = C.open { history = history, complete = function(word) return R.complete(word, env) end }
+
+    local entry
+    -- A graceful stop (SIGTERM) leaves the prompt and interrupts the running entry.
+    local watcher = sched.spawn(function()
+      if sched.wait_stop() then
+        if entry then entry:cancel() end
+        C.abort()
+      end
+    end)
+    watcher.name, watcher.quiet = "repl-stop", true
+
+    local function report(err)
+      io.stdout:flush()
+      if err == "cancelled" then err = "interrupted" end
+      io.stderr:write(R.trim_traceback(err), "\n")
+      io.stderr:flush()
+    end
+
+    local function execute(fn)
+      local t = sched.spawn(function()
+        local ok, err = xpcall(function()
+          local r = table.pack(fn())
+          local text = R.format_results(r, 1, r.n)
+          if text then io.stdout:write(text, "\n") end
+        end, C.traceback)
+        io.stdout:flush()
+        return ok, err
+      end)
+      t.name, t.quiet = "repl-entry", true
+      entry = t
+      C.set_entry(t)
+      local joined, ok, err = t:join()
+      C.set_entry(nil)
+      entry = nil
+      if not joined then ok, err = false, ok end   -- the task itself failed or was cancelled
+      if not ok then report(err) end
+      return ok
+    end
+
+    -- Read one entry: lines until they compile (or fail for another reason than an early end).
+    -- -> fn, src | false, err, src | nil, why ("eof", "stopped", "interrupted")
+    local function read_entry()
+      local line, why = C.readline("> ")
+      if not line then return nil, why end
+      local src, first = line, true
+      while true do
+        local fn, err, incomplete = R.compile(src, env, first)
+        if fn then return fn, src end
+        if not incomplete then return false, err, src end
+        first = false
+        local more, why2 = C.readline(">> ")
+        if not more then
+          if why2 == "interrupted" then return nil, why2 end
+          return false, err, src, why2     -- input ended inside a chunk: report it, then stop
+        end
+        src = src .. "\n" .. more
+      end
+    end
+
+    if tty then
+      ctx.out("cachost %s (%s) - Ctrl-D exits, Ctrl-C interrupts, Tab completes\n", host.version, _VERSION)
+    end
+    local ok, err = pcall(function()
+      while not sched.stopping() do
+        local fn, err2, src, ended = read_entry()
+        if fn == nil then
+          if err2 ~= "interrupted" then break end
+        else
+          if tty and src then C.add_history(src) end
+          if fn then execute(fn) else report(err2) end
+          if ended then break end
+        end
+      end
+    end)
+    C.close()
+    watcher:cancel()
+    if not ok then error(err, 0) end
+    sched.sleep(0)                                   -- let the watcher end
+    if sched.alive() > 1 then C.exit(0) end          -- tasks started in the session do not hold the exit
+    return 0
+  end,
+}
