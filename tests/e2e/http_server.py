@@ -9,6 +9,7 @@ against the host's own server).  Prints its port on the first line of stdout, th
   /headers         repeated headers: X-Multi twice, Set-Cookie twice, two Link headers
   /redirect?n=N    302 chains down to /echo
   /status?code=C   an empty answer with that status
+  /drop            closes the connection without answering
 A request with an absolute URI (as sent to a proxy) is answered the same way, so the server doubles as
 a forward proxy for the tests.  With --tls CERT KEY it speaks HTTPS.
 """
@@ -60,6 +61,8 @@ class Handler(BaseHTTPRequestHandler):
             left = int(q.get("n", ["1"])[0])
             to = "/echo" if left <= 1 else "/redirect?n=%d" % (left - 1)
             self.send(302, b"", [("Location", to)])
+        elif u.path == "/drop":
+            self.close_connection = True     # no answer at all
         elif u.path == "/status":
             self.send(int(q.get("code", ["200"])[0]))
         else:

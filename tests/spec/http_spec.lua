@@ -174,6 +174,12 @@ describe("http", function()
       assert.matches("^resolve: ", err)
     end)
 
+    it("reset: the server closes without answering", function()
+      local r, err = http.request{ url = srv.url .. "/drop" }
+      assert.is_nil(r)
+      assert.matches("^reset: ", err)
+    end)
+
     it("bad_url", function()
       for _, u in ipairs{ "not a url", "ftp://127.0.0.1/x", "file:///etc/passwd", "http://exa mple/" } do
         local r, err = http.request{ url = u }
