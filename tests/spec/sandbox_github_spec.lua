@@ -1,0 +1,218 @@
+-- sandbox_github_spec.lua — the GitHub organization sandbox tenant over real HTTP on port-0 servers.
+local T = require "sandbox.tenant"
+local github = require "sandbox.github"
+local J = T.host("json")
+
+local NOW = 1735689600
+local TOKEN = "ghp_specToken000000000000000000000000"
+
+local function new_tenant(extra)
+  local o = { seed = 3, org = "acme", members = 40, teams = 5, outside_collaborators = 6, audit_events = 300,
+              token = TOKEN, now = NOW, frozen = true,
+              oauth_app = { client_id = "Iv1.sandbox", client_secret = "shh", name = "cachost" } }
+  for k, v in pairs(extra or {}) do o[k] = v end
+  return github.new(o)
+end
+
+local function start(t)
+  local srv = assert(server.listen{ port = 0 })
+  t:mount(srv)
+  return srv
+end
+
+local function call(srv, method, path, body, hdr)
+  local h = { Authorization = "Bearer " .. TOKEN, Accept = "application/vnd.github+json",
+              ["X-GitHub-Api-Version"] = "2022-11-28", ["User-Agent"] = "cachost-spec" }
+  for k, v in pairs(hdr or {}) do if v == false then h[k] = nil else h[k] = v end end
+  local url = path:match("^http") and path or (srv.url .. path)
+  return assert(http.request{ method = method, url = url, headers = h, body = body })
+end
+local function get(srv, path, hdr) return call(srv, "GET", path, nil, hdr) end
+
+local function rel(res, name)
+  return (res.headers["link"] or ""):match('<([^>]+)>; rel="' .. name .. '"')
+end
+
+describe("sandbox github", function()
+  local t, srv
+  before_each(function() t = new_tenant(); srv = start(t) end)
+  after_each(function() srv:close() end)
+
+  it("refuses missing, wrong and malformed credentials with GitHub's error body", function()
+    local res = get(srv, "/orgs/acme/members", { Authorization = false })
+    assert.are.equal(401, res.status)
+    local e = J.decode(res.body)
+    assert.are.equal("Requires authentication", e.message)
+    assert.matches("^https://docs.github.com/", e.documentation_url)
+    res = get(srv, "/orgs/acme/members", { Authorization = "token ghp_wrong" })
+    assert.are.equal(401, res.status)
+    assert.are.equal("Bad credentials", J.decode(res.body).message)
+    -- legacy "token" prefix works as well as Bearer
+    assert.are.equal(200, get(srv, "/orgs/acme/members", { Authorization = "token " .. TOKEN }).status)
+    -- no User-Agent: 403 (the HTTP client always sends one, so ask the pre-check directly)
+    local st = t:precheck({ method = "GET", path = "/orgs/acme/members", headers = { authorization = "Bearer " .. TOKEN } }, {})
+    assert.are.equal(403, st)
+  end)
+
+  it("pages members with per_page/page and Link next/last, each member once", function()
+    local seen, n = {}, 0
+    local url = "/orgs/acme/members?per_page=7"
+    local first = get(srv, url)
+    assert.is_string(rel(first, "last"))
+    assert.matches("/organizations/%d+/members", rel(first, "next"))
+    while url do
+      local res = get(srv, url)
+      assert.are.equal(200, res.status)
+      assert.are.equal("core", res.headers["x-ratelimit-resource"])
+      for _, hname in ipairs({ "x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-used", "x-ratelimit-reset" }) do
+        assert.is_truthy(tonumber(res.headers[hname]), hname)
+      end
+      for _, u in ipairs(J.decode(res.body)) do
+        assert.is_nil(seen[u.login]); seen[u.login] = true; n = n + 1
+        assert.are.equal("User", u.type)
+        assert.is_number(u.id)
+      end
+      url = rel(res, "next")
+    end
+    local active = 0
+    for _, m in ipairs(t.state.members) do if m.state == "active" then active = active + 1 end end
+    assert.are.equal(active, n)
+    local admins = J.decode(get(srv, "/orgs/acme/members?role=admin&per_page=100").body)
+    for _, u in ipairs(admins) do assert.are.equal("admin", t:member(u.login).role) end
+  end)
+
+  it("is deterministic from the seed", function()
+    local a, b, c = new_tenant(), new_tenant(), new_tenant{ seed = 4 }
+    assert.are.equal(a.state.members[5].login, b.state.members[5].login)
+    assert.are.same(a:gen_audit(17), b:gen_audit(17))
+    assert.are_not.same(a:gen_audit(17), c:gen_audit(17))
+  end)
+
+  it("audit log: cursor pages newest first, phrase filter, asc order", function()
+    local seen, prev_ts, n = {}, math.huge, 0
+    local url = "/orgs/acme/audit-log?per_page=100"
+    while url do
+      local res = get(srv, url)
+      assert.are.equal(200, res.status)
+      for _, e in ipairs(J.decode(res.body)) do
+        assert.is_nil(seen[e._document_id]); seen[e._document_id] = true; n = n + 1
+        assert.is_true(e["@timestamp"] <= prev_ts); prev_ts = e["@timestamp"]
+        assert.are.equal("acme", e.org)
+      end
+      url = rel(res, "next")
+      if url then assert.matches("after=", url) end
+    end
+    assert.are.equal(t:count("audit_events"), n)
+    local res = get(srv, "/orgs/acme/audit-log?per_page=100&phrase=" .. T.urlencode("action:team.add_member"))
+    for _, e in ipairs(J.decode(res.body)) do assert.are.equal("team.add_member", e.action) end
+    res = get(srv, "/orgs/acme/audit-log?per_page=5&order=asc")
+    local evs = J.decode(res.body)
+    for i = 2, #evs do assert.is_true(evs[i]["@timestamp"] >= evs[i - 1]["@timestamp"]) end
+    -- a "before" cursor from page 2 leads back to page 1
+    local p2 = get(srv, rel(res, "next"))
+    local back = get(srv, rel(p2, "prev"))
+    assert.are.same(evs, J.decode(back.body))
+  end)
+
+  it("removing a member changes state, writes the audit log and sends a signed webhook", function()
+    local rx = assert(server.listen{ port = 0 })
+    local got = {}
+    rx:route("POST", "/gh", function(r) got[#got + 1] = r; return 200, "" end)
+    t:webhook_target(rx.url .. "/gh", "whsecret")
+    local victim
+    for _, m in ipairs(t.state.members) do if m.role == "member" and m.state == "active" then victim = m; break end end
+    local res = call(srv, "DELETE", "/orgs/acme/members/" .. victim.login)
+    assert.are.equal(204, res.status)
+    assert.is_nil(t:member(victim.login))
+    assert.are.equal(404, get(srv, "/orgs/acme/memberships/" .. victim.login).status)
+    res = get(srv, "/orgs/acme/audit-log?phrase=" .. T.urlencode("action:org.remove_member user:" .. victim.login))
+    local evs = J.decode(res.body)
+    assert.are.equal(1, #evs)
+    assert.are.equal(t.admin.login, evs[1].actor)
+    t:flush(5)
+    local member_removed
+    for _, r in ipairs(got) do
+      local sig = r.headers["x-hub-signature-256"]
+      assert.are.equal("sha256=" .. crypto.hex(crypto.hmac_sha256("whsecret", r.body)), sig)
+      assert.is_string(r.headers["x-github-delivery"])
+      if r.headers["x-github-event"] == "organization" then member_removed = J.decode(r.body) end
+    end
+    assert.are.equal("ping", got[1].headers["x-github-event"])
+    assert.are.equal("member_removed", member_removed.action)
+    assert.are.equal(victim.login, member_removed.membership.user.login)
+    rx:close()
+  end)
+
+  it("outside collaborator and credential authorization revocation", function()
+    local oc = t.state.outside[1]
+    assert.are.equal(204, call(srv, "DELETE", "/orgs/acme/outside_collaborators/" .. oc.login).status)
+    assert.is_nil(t:outside(oc.login))
+    local list = J.decode(get(srv, "/orgs/acme/outside_collaborators?per_page=100").body)
+    for _, u in ipairs(list) do assert.are_not.equal(oc.login, u.login) end
+    local cred = t.state.creds[1]
+    assert.are.equal(204, call(srv, "DELETE", "/orgs/acme/credential-authorizations/" .. cred.credential_id).status)
+    assert.are.equal(404, call(srv, "DELETE", "/orgs/acme/credential-authorizations/" .. cred.credential_id).status)
+  end)
+
+  it("OAuth web flow: authorize redirects with code and state; code exchanges once for a token", function()
+    local rx = assert(server.listen{ port = 0 })
+    local cb
+    rx:route("GET", "/cb", function(r) cb = r.query; return 200, "ok" end)
+    local res = assert(http.request{ url = srv.url .. "/login/oauth/authorize?" .. T.qs{ { "client_id", "Iv1.sandbox" },
+      { "redirect_uri", rx.url .. "/cb" }, { "scope", "read:org read:audit_log" }, { "state", "xyz" } },
+      headers = { ["User-Agent"] = "spec" } })
+    assert.are.equal(200, res.status)          -- redirect followed to our callback
+    rx:close()
+    local code, state = cb.code, cb.state
+    assert.are.equal("xyz", state)
+    local form = T.qs{ { "client_id", "Iv1.sandbox" }, { "client_secret", "shh" }, { "code", code } }
+    res = assert(http.request{ method = "POST", url = srv.url .. "/login/oauth/access_token", body = form,
+      headers = { Accept = "application/json", ["Content-Type"] = "application/x-www-form-urlencoded", ["User-Agent"] = "spec" } })
+    local tok = J.decode(res.body)
+    assert.are.equal("bearer", tok.token_type)
+    assert.are.equal("read:org,read:audit_log", tok.scope)
+    assert.matches("^gho_", tok.access_token)
+    assert.are.equal(200, get(srv, "/orgs/acme/teams", { Authorization = "Bearer " .. tok.access_token }).status)
+    res = assert(http.request{ method = "POST", url = srv.url .. "/login/oauth/access_token", body = form,
+      headers = { ["Content-Type"] = "application/x-www-form-urlencoded", ["User-Agent"] = "spec" } })
+    assert.matches("error=bad_verification_code", res.body)
+    -- the app deletes the user's grant: the token stops working
+    res = assert(http.request{ method = "DELETE", url = srv.url .. "/applications/Iv1.sandbox/grant",
+      body = J.encode{ access_token = tok.access_token },
+      headers = { Authorization = "Basic " .. crypto.b64("Iv1.sandbox:shh"), ["User-Agent"] = "spec", ["Content-Type"] = "application/json" } })
+    assert.are.equal(204, res.status)
+    assert.are.equal(401, get(srv, "/orgs/acme/teams", { Authorization = "Bearer " .. tok.access_token }).status)
+  end)
+
+  it("faults and limits: 429 with retry-after, secondary 403, primary budget exhaustion", function()
+    t:fault{ kind = "429", retry_after = 2 }
+    local res = get(srv, "/orgs/acme/teams")
+    assert.are.equal(429, res.status)
+    assert.are.equal("2", res.headers["retry-after"])
+    assert.are.equal("0", res.headers["x-ratelimit-remaining"])
+    t:fault{ kind = "secondary", retry_after = 5 }
+    res = get(srv, "/orgs/acme/teams")
+    assert.are.equal(403, res.status)
+    assert.are.equal("5", res.headers["retry-after"])
+    assert.matches("secondary rate limit", J.decode(res.body).message)
+    t:fault{ kind = "500", path = "/teams$" }
+    assert.are.equal(200, get(srv, "/orgs/acme/members").status)
+    assert.are.equal(500, get(srv, "/orgs/acme/teams").status)
+    t:set_rate_limit(2, 3600)
+    assert.are.equal("1", get(srv, "/orgs/acme/teams").headers["x-ratelimit-remaining"])
+    assert.are.equal(200, get(srv, "/orgs/acme/teams").status)
+    res = get(srv, "/orgs/acme/teams")
+    assert.are.equal(403, res.status)
+    assert.are.equal("0", res.headers["x-ratelimit-remaining"])
+    assert.matches("rate limit exceeded", J.decode(res.body).message)
+  end)
+
+  it("two orgs run at once on separate servers", function()
+    local t2 = new_tenant{ org = "globex", seed = 9 }
+    local s2 = start(t2)
+    assert.are.equal(200, get(s2, "/orgs/globex/members").status)
+    assert.are.equal(404, get(s2, "/orgs/acme/members").status)
+    assert.are.equal(200, get(srv, "/orgs/acme/members").status)
+    s2:close()
+  end)
+end)
