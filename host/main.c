@@ -23,7 +23,7 @@ static int exists(const char *dir, const char *file)
 {
     char p[PATH_MAX];
     struct stat st;
-    snprintf(p, sizeof p, "%s/%s", dir, file);
+    if ((size_t)snprintf(p, sizeof p, "%s/%s", dir, file) >= sizeof p) return 0;
     return stat(p, &st) == 0;
 }
 
@@ -82,6 +82,8 @@ static int pmain(lua_State *L)
     luaL_checktype(L, -1, LUA_TFUNCTION);
     struct task *t = task_spawn(L, 0, "main");
     task_push(L, t);                          /* keeps its outcome reachable after it ends */
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "quiet");             /* its failure is reported below, once */
     if (sched_run() < 0) return luaL_error(L, "event loop failed");
     if (H.stopping == 2) return 0;            /* forced stop: exit code already set */
     int n = task_outcome(L, t);               /* ok, results... | false, err */

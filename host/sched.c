@@ -132,7 +132,7 @@ static void finish(struct task *t, int state, int nres)
         t->result_ref = luaL_ref(L, LUA_REGISTRYINDEX);
         if (!t->joiners && !t->quiet) {
             lua_rawgeti(L, LUA_REGISTRYINDEX, t->result_ref);
-            log_msg(LOG_ERROR, "task failed", "task=%s error=%s", t->name, lua_tostring(L, -1));
+            log_msg(LOG_ERROR, lua_tostring(L, -1), "task=%s", t->name);
             lua_pop(L, 1);
         }
     }

@@ -1,11 +1,11 @@
 -- runtime.lua — the live objects the daemon, the CLI and the REPL share: the store, the vault, and
 -- instances as connector code sees them (settings, secrets through the vault, status).
 local store = require "store"
-local vault = require "store.vault"
+local instances = require "instances"
 local sdk = require "sdk"
 
 local M = {}
-local st_cache, vault_cache
+local st_cache
 
 function M.store()
   if st_cache then return st_cache end
@@ -16,11 +16,7 @@ function M.store()
   return st
 end
 
-function M.vault()
-  if vault_cache then return vault_cache end
-  vault_cache = assert(vault.open(M.store()))
-  return vault_cache
-end
+function M.vault() return assert(instances.vault(M.store())) end
 
 local Instance = {}
 Instance.__index = Instance

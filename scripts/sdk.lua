@@ -51,6 +51,17 @@ local function check(c, path)
   return c
 end
 
+-- Settings every instance has, whatever its app.
+local COMMON_SETTINGS = {
+  { "base_url", help = "API base URL override, e.g. a sandbox tenant (default: the real provider)" },
+  { "insecure_loopback", type = "boolean", help = "skip TLS verification; refused unless base_url is loopback" },
+  { "proxy", help = "outbound proxy for providers that allow-list addresses" },
+  { "full_scan_interval", type = "integer", help = "seconds between full scans (default 43200)" },
+  { "poll_interval", type = "integer", help = "seconds between activity polls (default 300)" },
+  { "initial_days", type = "integer", help = "days of activity pulled on the first scan (default 7)" },
+  { "auth", help = "auth scheme when the app offers several" },
+}
+
 local cache = {}
 function M.dir() return host.root .. "/connectors" end
 
@@ -69,6 +80,11 @@ function M.load(app)
   if not ok then return nil, tostring(c) end
   ok, err = pcall(check, c, path)
   if not ok then return nil, err end
+  local have = {}
+  for _, s in ipairs(c.settings) do have[s[1]] = true end
+  for _, s in ipairs(COMMON_SETTINGS) do
+    if not have[s[1]] then c.settings[#c.settings + 1] = s end
+  end
   cache[app] = c
   return c
 end

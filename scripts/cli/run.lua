@@ -1,0 +1,19 @@
+return {
+  summary = "the daemon: scheduled scans, webhooks, policies",
+  usage = [[usage: cachost run [--listen HOST:PORT]
+Schedules every enabled instance (a full scan every 12 hours, activity polling every 5 minutes; per
+instance settings full_scan_interval and poll_interval, in seconds) and serves webhooks at
+http://HOST:PORT/webhooks/<instance>.  SIGINT/SIGTERM stop gracefully (twice: at once); SIGHUP reloads.]],
+  options = { { "listen", arg = true, short = "l" } },
+  run = function(opts, args, ctx)
+    local host_, port = "127.0.0.1", 8787
+    if opts.listen then
+      host_, port = opts.listen:match("^%[?([^%]]*)%]?:(%d+)$")
+      if not host_ then return ctx.usage_error(ctx.load_command("run"), "--listen wants HOST:PORT") end
+      port = tonumber(port)
+    end
+    local ok, err = require("daemon").run { host = host_, port = port }
+    if not ok then return ctx.fail("%s", err) end
+    return 0
+  end,
+}

@@ -1,0 +1,38 @@
+-- Sandbox tenants: emulators of the providers' APIs (scripts/sandbox/<app>.lua) on loopback, to try
+-- cachost, policies and governance safely, and for the tests and the demo.
+local AVAILABLE = { okta = "sandbox.okta", github = "sandbox.github" }
+
+return {
+  summary = "start sandbox tenants (API emulators) and print their URLs",
+  usage = [=[usage: cachost sandbox [APP[:NAME]]... [--port P] [--seed N] [--size N]
+Starts one emulated tenant per APP (okta, github; give the same app twice for two tenants, e.g.
+github:acme github:globex) on loopback ports P, P+1, ... (default: free ports) and prints one line
+per tenant: app, name, url and the credential to use.  Serves until SIGINT/SIGTERM.
+  --seed N   deterministic data (default 1)     --size N   users per tenant (default 50)]=],
+  options = { { "port", arg = true, short = "p" }, { "seed", arg = true }, { "size", arg = true } },
+  run = function(opts, args, ctx)
+    if #args == 0 then args = { "okta", "github" } end
+    local port = tonumber(opts.port or 0)
+    local seed, size = tonumber(opts.seed or 1), tonumber(opts.size or 50)
+    if not port or not seed or not size then return ctx.usage_error(ctx.load_command("sandbox"), "--port, --seed and --size take numbers") end
+    local servers = {}
+    for i, spec in ipairs(args) do
+      local app, name = spec:match("^([%w_]+):?([%w_%-]*)$")
+      if not app or not AVAILABLE[app] then return ctx.fail("no sandbox tenant for '%s' (have: okta, github)", spec) end
+      name = name ~= "" and name or app
+      local mod = require(AVAILABLE[app])
+      local tenant = app == "okta"
+        and mod.new { seed = seed + i, users = size, org_name = name }
+        or mod.new { seed = seed + i, members = size, org = name }
+      local srv, err = server.listen { host = "127.0.0.1", port = port > 0 and port + i - 1 or 0 }
+      if not srv then return ctx.fail("cannot listen: %s", err) end
+      tenant:mount(srv)
+      servers[#servers + 1] = srv
+      ctx.out("%s\t%s\t%s\t%s\n", app, name, srv.url, tenant.token)
+    end
+    io.stdout:flush()
+    sched.wait_stop()
+    for _, s in ipairs(servers) do s:close() end
+    return 0
+  end,
+}

@@ -1,0 +1,39 @@
+-- Health of every instance and stream: "no new data" is told apart from "broken".
+local runtime = require "runtime"
+local format = require "format"
+
+return {
+  summary = "health of each instance and stream",
+  usage = [[usage: cachost status [INSTANCE] [--format table|json|csv]
+One row per instance and stream: status (ok, error, reconnect_needed, never run, disabled), last
+successful scan, last error, and the counts of the last scan.]],
+  options = { { "format", arg = true, short = "f" } },
+  run = function(opts, args, ctx)
+    local st = runtime.store()
+    local rows = {}
+    for _, inst in ipairs(runtime.instances()) do
+      if not args[1] or args[1] == inst.name then
+        local states = assert(st.db:query("SELECT * FROM stream_state WHERE instance_id = ? ORDER BY stream", inst.id))
+        if #states == 0 then
+          rows[#rows + 1] = { instance = inst.name, app = inst.app, stream = "-", status = inst.enabled and "never run" or "disabled" }
+        end
+        for _, s in ipairs(states) do
+          local status = not inst.enabled and "disabled"
+            or (s.last_error and s.last_error ~= "" and (s.last_error:match("^auth:") and "reconnect_needed" or "error"))
+            or (s.last_success and "ok") or "running"
+          local counts = json.decode(s.counts or "null")
+          local summary = {}
+          if type(counts) == "table" then
+            for entity, c in pairs(counts) do summary[#summary + 1] = ("%s +%d ~%d -%d"):format(entity, c.added or 0, c.changed or 0, c.removed or 0) end
+            table.sort(summary)
+          end
+          rows[#rows + 1] = { instance = inst.name, app = inst.app, stream = s.stream, status = status,
+            last_success = s.last_success, error = s.last_error and s.last_error:gsub("\n.*", "") or nil,
+            last_scan = table.concat(summary, ", ") }
+        end
+      end
+    end
+    format.rows(rows, { "instance", "app", "stream", "status", "last_success", "last_scan", "error" }, opts.format or "table")
+    return 0
+  end,
+}

@@ -1,0 +1,80 @@
+-- daemon.lua — what `cachost run` does: schedule every enabled instance, serve webhooks, stop cleanly.
+local runtime = require "runtime"
+local sync = require "sync"
+local sdk = require "sdk"
+
+local M = {}
+
+local FULL_EVERY = 12 * 3600     -- full scan of listings
+local POLL_EVERY = 5 * 60        -- incremental streams (activities)
+
+local function interval(inst, key, default)
+  return tonumber(inst.settings[key]) or default
+end
+
+-- One instance: its full listings and its incremental streams on their own cadence, with jitter, never
+-- two scans of the same instance at once.
+function M.schedule(inst, tasks)
+  local c = assert(sdk.load(inst.app))
+  local busy = false
+  local function scan(streams, label)
+    if busy then return end
+    busy = true
+    local ok, err = pcall(function()
+      local results = runtime.sync(inst, { streams = streams })
+      for _, r in ipairs(results) do
+        if r.error then log.warn("scan failed", { instance = inst.name, stream = r.stream, error = r.error }) end
+      end
+      log.info("scan done", { instance = inst.name, kind = label })
+    end)
+    busy = false
+    if not ok then log.error("scan crashed", { instance = inst.name, error = err }) end
+  end
+  local full, incremental = {}, {}
+  for _, s in ipairs(sync.streams(c)) do
+    if s == "activities" then incremental[#incremental + 1] = s else full[#full + 1] = s end
+  end
+  local full_every = interval(inst, "full_scan_interval", FULL_EVERY)
+  local poll_every = interval(inst, "poll_interval", POLL_EVERY)
+  tasks[#tasks + 1] = sched.spawn(function() scan(nil, "initial") end)
+  tasks[#tasks + 1] = sched.every(full_every, function() scan(full, "full") end, { jitter = full_every / 20 })
+  if #incremental > 0 then
+    tasks[#tasks + 1] = sched.every(poll_every, function() scan(incremental, "poll") end, { jitter = poll_every / 10 })
+  end
+end
+
+-- A webhook: the connector verifies it and names what changed; we re-fetch just that.
+function M.webhook(req)
+  local inst = runtime.instance(req.params.instance)
+  if not inst or not inst.enabled then return 404, { error = "no such instance" } end
+  local ctx = sync.context(runtime.store(), inst, "webhook")
+  if not ctx.connector.webhook then return 404, { error = "this app has no webhooks" } end
+  local status, body, refetch = ctx.connector.webhook(ctx, req)
+  for _, r in ipairs(refetch or {}) do
+    local fetch = ctx.connector.fetch[r.entity]
+    if fetch then
+      sched.spawn(function()
+        local ok, err = pcall(fetch, sync.context(runtime.store(), inst, "webhook"), r.id)
+        if not ok then log.warn("webhook re-fetch failed", { instance = inst.name, entity = r.entity, id = r.id, error = err }) end
+      end)
+    end
+  end
+  return status, body and json.encode(body) or ""
+end
+
+function M.run(opts)
+  local tasks = {}
+  for _, inst in ipairs(runtime.instances { enabled = true }) do M.schedule(inst, tasks) end
+  local srv, err = server.listen { host = opts.host or "127.0.0.1", port = opts.port or 0, max_body = 1024 * 1024 }
+  if not srv then return nil, "cannot listen: " .. tostring(err) end
+  srv:route("*", "/webhooks/:instance", M.webhook)
+  log.info("cachost running", { instances = #tasks > 0 and #runtime.instances { enabled = true } or 0, webhooks = srv.url .. "/webhooks/<instance>" })
+  sched.wait_stop()
+  log.info("stopping: letting scans finish their current page")
+  for _, t in ipairs(tasks) do t:cancel() end
+  for _, t in ipairs(tasks) do t:join(30) end
+  srv:close()
+  return true
+end
+
+return M
