@@ -51,7 +51,7 @@ local function asker(ctx)
       stdin_values = {}
       for line in io.lines() do
         local k, val = line:match("^%s*([^=%s]+)%s*=(.*)$")
-        if k then stdin_values[k] = val end
+        if k then stdin_values[k] = val:match("^%s*(.-)%s*$") end
       end
     end
     return stdin_values[key]
