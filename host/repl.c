@@ -44,18 +44,24 @@ static struct {
     char *history;
     struct sigaction old_int;
     volatile sig_atomic_t hooked;   /* the signal handler already interrupted running Lua */
+    volatile sig_atomic_t interrupted;   /* Ctrl-C reached the current entry */
 } R = {.complete_ref = LUA_NOREF, .entry_ref = LUA_NOREF};
 
 /* ---- interrupting ---- */
 
 static void interrupt_hook(lua_State *L, lua_Debug *ar)
 {
-    (void)ar;
-    luaL_error(L, "interrupted");   /* stays armed: a pcall in the entry cannot swallow it */
+    /* the position of the interrupted code (luaL_where would name its caller); the hook stays armed so a
+     * pcall in the entry cannot swallow the error — repl.traceback disarms it */
+    lua_getinfo(L, "Sl", ar);
+    if (ar->currentline > 0) lua_pushfstring(L, "%s:%d: interrupted", ar->short_src, ar->currentline);
+    else lua_pushliteral(L, "interrupted");
+    lua_error(L);
 }
 
 static void arm(lua_State *co)
 {
+    R.interrupted = 1;
     lua_sethook(co, interrupt_hook, LUA_MASKCOUNT, 1);
 }
 
@@ -241,6 +247,7 @@ static int l_readline(lua_State *L)
 static char **attempt_completion(const char *text, int start, int end)
 {
     rl_attempted_completion_over = 1;          /* never fall back to file names */
+    rl_completion_append_character = '\0';     /* readline resets it before every attempt */
     if (R.complete_ref == LUA_NOREF) return NULL;
     lua_State *L = H.L;
     int top = lua_gettop(L);
@@ -323,7 +330,6 @@ static int l_open(lua_State *L)
         rl_catch_signals = 0;                  /* SIGINT stays with the loop (and on_sigint) */
         rl_attempted_completion_function = attempt_completion;
         rl_completer_word_break_characters = " \t\n\"\\'><=;+-*/%^~#&|,{}()[]";
-        rl_completion_append_character = '\0';
         using_history();
         stifle_history(HISTORY_MAX);
         if (R.history) read_history(R.history);   /* a missing file is fine */
@@ -351,17 +357,23 @@ static int l_add_history(lua_State *L)
     return 0;
 }
 
+/* repl.set_entry(task | nil) -> whether Ctrl-C interrupted the previous entry.  (R.hooked is left alone:
+ * the loop's SIGINT callback still has to see it once.) */
 static int l_set_entry(lua_State *L)
 {
+    int was = R.interrupted;
+    if (!lua_isnoneornil(L, 1)) luaL_checkudata(L, 1, "cachost.task");
     luaL_unref(L, LUA_REGISTRYINDEX, R.entry_ref);
     R.entry_ref = LUA_NOREF;
     R.entry = NULL;
-    R.hooked = 0;
-    if (lua_isnoneornil(L, 1)) return 0;
-    R.entry = luaL_checkudata(L, 1, "cachost.task");
-    lua_settop(L, 1);
-    R.entry_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    return 0;
+    R.interrupted = 0;
+    if (!lua_isnoneornil(L, 1)) {
+        R.entry = lua_touserdata(L, 1);
+        lua_settop(L, 1);
+        R.entry_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    lua_pushboolean(L, was);
+    return 1;
 }
 
 /* Message handler: disarm the interrupt hook (a C function runs no counted instructions), add the

@@ -62,9 +62,15 @@ return {
     end)
     watcher.name, watcher.quiet = "repl-stop", true
 
-    local function report(err)
+    local function report(err, interrupted)
       io.stdout:flush()
-      if err == "cancelled" then err = "interrupted" end
+      err = tostring(err)
+      if interrupted and not err:find("interrupted", 1, true) then
+        -- cancelled while waiting: say so at the place it waited
+        local where = err:match("^(stdin:%d+): ") or err:match("\n%s*(stdin:%d+): in ")
+        err = (where and where .. ": " or "") .. "interrupted" .. (err:match("\nstack traceback:.*$") or "")
+      end
+      if interrupted and tty then io.stderr:write("\n") end
       io.stderr:write(R.trim_traceback(err), "\n")
       io.stderr:flush()
     end
@@ -83,10 +89,10 @@ return {
       entry = t
       C.set_entry(t)
       local joined, ok, err = t:join()
-      C.set_entry(nil)
+      local interrupted = C.set_entry(nil)
       entry = nil
       if not joined then ok, err = false, ok end   -- the task itself failed or was cancelled
-      if not ok then report(err) end
+      if not ok then report(err, interrupted) end
       return ok
     end
 
