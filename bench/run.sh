@@ -1,0 +1,17 @@
+#!/bin/sh
+# make bench: each figure printed beside the floor measured in the same run (never a timed test).
+here=$(cd "$(dirname "$0")" && pwd)
+bin=${1:-$here/../build/cachost}
+echo "== host: 1,000,000 sched.sleep(0) yield/resume cycles (target < 1 s)"
+"$bin" script "$here/sched.lua"
+echo "== host: start-up (target: version < 5 ms)"
+t0=$(date +%s%N); for _ in 1 2 3 4 5 6 7 8 9 10; do "$bin" version >/dev/null; done; t1=$(date +%s%N)
+t2=$(date +%s%N); for _ in 1 2 3 4 5 6 7 8 9 10; do /bin/true; done; t3=$(date +%s%N)
+echo "cachost version: $(( (t1 - t0) / 10000 )) us per run   floor (/bin/true): $(( (t3 - t2) / 10000 )) us"
+t0=$(date +%s%N); echo 'return 1' | "$bin" repl >/dev/null 2>&1; t1=$(date +%s%N)
+echo "cachost repl (start, one entry, exit): $(( (t1 - t0) / 1000 )) us"
+for b in http store; do
+  [ -x "$here/$b.sh" ] || [ -f "$here/$b.sh" ] || continue
+  echo "== $b"
+  sh "$here/$b.sh" "$bin" || echo "bench $b failed"
+done
