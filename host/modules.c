@@ -3,30 +3,26 @@
 
 int luaopen_host(lua_State *L);
 int luaopen_sched(lua_State *L);
-int luaopen_vm(lua_State *L) __attribute__((weak));
-int luaopen_json(lua_State *L) __attribute__((weak));
-int luaopen_crypto(lua_State *L) __attribute__((weak));
-int luaopen_log(lua_State *L) __attribute__((weak));
-int luaopen_http(lua_State *L) __attribute__((weak));
-int luaopen_server(lua_State *L) __attribute__((weak));
-int luaopen_sqlite(lua_State *L) __attribute__((weak));
-int luaopen_repl(lua_State *L) __attribute__((weak));
-void http_shutdown(void) __attribute__((weak));
-void server_shutdown(void) __attribute__((weak));
-void log_shutdown(void) __attribute__((weak));
+int luaopen_json(lua_State *L);
+int luaopen_crypto(lua_State *L);
+int luaopen_log(lua_State *L);
+int luaopen_http(lua_State *L);
+int luaopen_server(lua_State *L);
+int luaopen_sqlite(lua_State *L);
+int luaopen_repl(lua_State *L);
+void http_shutdown(void);
+void server_shutdown(void);
 void sched_shutdown(void);
 
 static const luaL_Reg modules[] = {
-    {"host", luaopen_host}, {"sched", luaopen_sched}, {"vm", luaopen_vm},
-    {"json", luaopen_json}, {"crypto", luaopen_crypto}, {"log", luaopen_log},
-    {"http", luaopen_http}, {"server", luaopen_server}, {"sqlite", luaopen_sqlite}, {"repl", luaopen_repl},
-    {NULL, NULL}};
+    {"host", luaopen_host}, {"sched", luaopen_sched}, {"json", luaopen_json}, {"crypto", luaopen_crypto},
+    {"log", luaopen_log}, {"http", luaopen_http}, {"server", luaopen_server}, {"sqlite", luaopen_sqlite},
+    {"repl", luaopen_repl}, {NULL, NULL}};
 
 /* Open each module as a global and in package.loaded. */
 void host_openlibs(lua_State *L)
 {
     for (const luaL_Reg *m = modules; m->name; m++) {
-        if (!m->func) continue;   /* not built yet */
         luaL_requiref(L, m->name, m->func, 1);
         lua_pop(L, 1);
     }
@@ -35,10 +31,10 @@ void host_openlibs(lua_State *L)
 /* Close in dependency order: I/O owners first, then the state (running __gc), then the loop. */
 void host_shutdown(void)
 {
-    if (server_shutdown) server_shutdown();
-    if (http_shutdown) http_shutdown();
+    server_shutdown();
+    http_shutdown();
     if (H.L) lua_close(H.L);
     H.L = NULL;
     sched_shutdown();
-    if (log_shutdown) log_shutdown();
+    log_shutdown();
 }
