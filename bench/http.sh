@@ -21,9 +21,10 @@ curl -s -o /dev/null "http://127.0.0.1:$port/item/0"
 # (user+sys, via /usr/bin/time when installed) is printed too: it is less sensitive to a busy machine.
 rounds=${HTTP_BENCH_ROUNDS:-5}
 timer=""; [ -x /usr/bin/time ] && timer="/usr/bin/time -f %U+%S -o $tmp/cpu"
-cpu() { if [ -n "$timer" ]; then echo "$(cat "$tmp/cpu")" | bc -l; else echo 0; fi; }
+calc() { awk "BEGIN { print $1 }"; }     # awk, not bc: always there on Debian
+cpu() { if [ -n "$timer" ]; then calc "$(cat "$tmp/cpu")"; else echo 0; fi; }
 best_curl=999999; best_ours=999999; cpu_curl=999999; cpu_ours=999999
-min() { echo "if ($1 < $2) $1 else $2" | bc -l; }
+min() { awk "BEGIN { a = $1; b = $2; print (a < b) ? a : b }"; }
 r=0
 while [ $r -lt "$rounds" ]; do
   t0=$(date +%s.%N)
@@ -38,7 +39,7 @@ while [ $r -lt "$rounds" ]; do
   best_ours=$(min "$t2 - $t1" "$best_ours")
   r=$((r + 1))
 done
-printf 'curl --parallel --parallel-max %d: %d GETs in %.3f s = %.0f req/s (best of %d)\n' "$par" "$n" "$best_curl" "$(echo "$n / $best_curl" | bc -l)" "$rounds"
-printf 'cachost http.request, %d tasks:  %d GETs in %.3f s = %.0f req/s (best of %d)\n' "$par" "$n" "$best_ours" "$(echo "$n / $best_ours" | bc -l)" "$rounds"
+printf 'curl --parallel --parallel-max %d: %d GETs in %.3f s = %.0f req/s (best of %d)\n' "$par" "$n" "$best_curl" "$(calc "$n / $best_curl")" "$rounds"
+printf 'cachost http.request, %d tasks:  %d GETs in %.3f s = %.0f req/s (best of %d)\n' "$par" "$n" "$best_ours" "$(calc "$n / $best_ours")" "$rounds"
 [ -n "$timer" ] && printf 'client CPU (user+sys, best): curl %.2f s, cachost %.2f s\n' "$cpu_curl" "$cpu_ours"
-printf 'http: cachost/curl throughput = %.2fx (floor 0.80x)\n' "$(echo "$best_curl / $best_ours" | bc -l)"
+printf 'http: cachost/curl throughput = %.2fx (floor 0.80x)\n' "$(calc "$best_curl / $best_ours")"
