@@ -2,6 +2,9 @@
 --   { type = "token", header = "Authorization", format = "SSWS %s", secret = "api_token" }
 --   { type = "oauth2", token_url = "/oauth/token", authorize_url = ..., scopes = {...}, pkce = true,
 --     client_id = "client_id" (setting), client_secret = "client_secret" (secret), grant = "authorization_code"|"client_credentials" }
+-- Relative endpoint URLs resolve against the scheme's own host `base_url` when it declares one (GitHub's
+-- web flow is on github.com, its API on api.github.com), else against the API base URL; the instance
+-- setting `oauth_base_url` overrides the scheme's host (GHES, sandbox tenants).
 -- OAuth tokens live in the vault as secrets access_token / refresh_token / token_expires_at, and are
 -- refreshed shortly before they expire; a refused refresh means "reconnect needed".
 local util = require "sdk.util"
@@ -17,10 +20,19 @@ local function scheme_of(connector, inst)
 end
 M.scheme = scheme_of
 
+local function endpoint(client, scheme, path)
+  if path:match("^https?://") then return path end
+  local base = client.inst.settings.oauth_base_url
+  if not base or base == "" then base = scheme.base_url end
+  if base then return util.trim_slash(base) .. path end
+  return client:url(path)
+end
+M.endpoint = endpoint
+
 -- Exchange a grant at the token endpoint; stores the tokens.  -> token table | nil, err
 function M.token_request(client, scheme, form)
   local inst = client.inst
-  local resp, err = client:request("POST", scheme.token_url, {
+  local resp, err = client:request("POST", endpoint(client, scheme, scheme.token_url), {
     form = form, no_auth = true, headers = { Accept = "application/json" }, expect_json = true })
   if not resp then return nil, "auth: token request refused: " .. tostring(err) end
   local t = resp.data
@@ -106,7 +118,7 @@ function M.authorization_code(client, scheme, redirect_uri)
     q.code_challenge = crypto.b64url(crypto.sha256(verifier))
     q.code_challenge_method = "S256"
   end
-  local url = client:url(scheme.authorize_url) .. "?" .. http.form(q)
+  local url = endpoint(client, scheme, scheme.authorize_url) .. "?" .. http.form(q)
   local function exchange(params)
     if not params.state or not crypto.equal(params.state, state) then return nil, "auth: state mismatch (forged redirect?)" end
     if params.error then return nil, "auth: consent refused: " .. tostring(params.error_description or params.error) end

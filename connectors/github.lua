@@ -1,0 +1,265 @@
+-- GitHub (organization scope, REST API).  Reference: shared/api/github.md.
+local c = connector "github"
+c.title = "GitHub"
+c.settings = {
+  { "org", required = true, example = "acme", help = "the organization's login" },
+  { "token", secret = true, help = "a token of an org owner (classic PAT: read:org, admin:org, read:audit_log)" },
+  { "client_id", help = "OAuth app client id (instead of a token: cachost instance connect)" },
+  { "client_secret", secret = true, help = "OAuth app client secret" },
+  { "webhook_secret", secret = true, help = "the secret configured on the organization webhook" },
+}
+c.base_url = "https://api.github.com"          -- GHES: https://HOST/api/v3 in the base_url setting
+
+-- The web flow lives on github.com, not api.github.com (§2.2).  PKCE is not supported; tokens of OAuth
+-- apps do not expire, so there is no refresh.  The `oauth_base_url` setting overrides the host (GHES).
+c.auth = {
+  default = "token",
+  token = { type = "token", header = "Authorization", format = "Bearer %s", secret = "token" },
+  oauth = {
+    type = "oauth2", grant = "authorization_code", pkce = false,
+    base_url = "https://github.com",
+    authorize_url = "/login/oauth/authorize", token_url = "/login/oauth/access_token",
+    scopes = { "read:org", "admin:org", "read:audit_log" },
+  },
+}
+
+-- No sign-in log on github.com: SSO credential and OAuth authorizations in the audit log stand in (§3).
+c.capabilities = {
+  users = true, groups = true, privileges = true, app_grants = true, files = false,
+  activities = { "signin", "admin", "user" },
+}
+
+-- {"message", "documentation_url", "status"}; 422 adds errors[].
+function c.error_message(resp)
+  local d = resp.data
+  if type(d) ~= "table" then return resp.body:sub(1, 200) end
+  local msg = tostring(d.message or d.error_description or d.error or resp.body:sub(1, 200))
+  if type(d.errors) == "table" and type(d.errors[1]) == "table" then
+    local e = d.errors[1]
+    msg = msg .. (" (%s %s: %s)"):format(tostring(e.resource), tostring(e.field), tostring(e.message or e.code))
+  end
+  return msg
+end
+
+-- Primary limit: 403/429 with x-ratelimit-remaining 0; secondary: 403/429 naming a secondary rate limit,
+-- optionally with retry-after (§6).  Any other 403 is a permission problem.
+function c.is_throttled(resp)
+  if resp.status ~= 403 and resp.status ~= 429 then return false end
+  local h = resp.headers
+  if h["retry-after"] or h["x-ratelimit-remaining"] == "0" then return true end
+  local body = (resp.body or ""):lower()
+  return body:find("secondary rate limit", 1, true) ~= nil or body:find("rate limit exceeded", 1, true) ~= nil
+end
+
+local PAGE = 100                               -- per_page max
+
+local function org_path(ctx, rest) return "/orgs/" .. urlencode(ctx.settings.org) .. (rest or "") end
+local function str(v) return type(v) == "string" and v ~= "" and v or nil end
+
+---------------------------------------------------------------------------------------------- users
+-- simple-user has no status, e-mail or creation time: members listed are active (pending invitees
+-- are not members yet); outside collaborators are external.
+local function user_row(u, is_admin, external)
+  return {
+    ext_id = u.login, email = str(u.email), display_name = str(u.name) or u.login, status = "active",
+    is_admin = is_admin and 1 or 0, external = external and 1 or 0,
+  }
+end
+
+function c.streams.users(ctx)
+  for _, role in ipairs { "admin", "member" } do
+    for page in ctx:pages(org_path(ctx, "/members"), { role = role, per_page = PAGE }) do
+      ctx:emit("users", page, function(u) return user_row(u, role == "admin", false) end)
+    end
+  end
+  for page in ctx:pages(org_path(ctx, "/outside_collaborators"), { per_page = PAGE }) do
+    ctx:emit("users", page, function(u) return user_row(u, false, true) end)
+  end
+end
+
+---------------------------------------------------------------------------------------------- teams
+local function team_row(t)
+  return { ext_id = tostring(t.id), name = t.name, description = str(t.description) }
+end
+
+function c.streams.groups(ctx)
+  local teams = {}
+  for page in ctx:pages(org_path(ctx, "/teams"), { per_page = PAGE }) do
+    ctx:emit("groups", page, team_row)
+    for _, t in ipairs(page) do teams[#teams + 1] = t end
+  end
+  -- Team members include child teams' members (§3); the role filter tells maintainers apart.
+  for _, t in ipairs(teams) do
+    local tid = tostring(t.id)
+    for _, role in ipairs { "maintainer", "member" } do
+      for page in ctx:pages(org_path(ctx, "/teams/" .. urlencode(t.slug) .. "/members"), { role = role, per_page = PAGE }) do
+        ctx:emit("group_members", page, function(u)
+          return { ext_id = tid .. ":" .. u.login, group_id = tid, member_id = u.login, member_type = "user", role = role }
+        end)
+      end
+    end
+  end
+end
+
+---------------------------------------------------------------------------------------------- owners
+function c.streams.privileges(ctx)
+  local admins = {}
+  for page in ctx:pages(org_path(ctx, "/members"), { role = "admin", per_page = PAGE }) do
+    ctx:emit("privileges", page, function(u)
+      admins[u.login] = true
+      return { ext_id = u.login .. ":owner", user_id = u.login, role = "owner", scope = ctx.settings.org }
+    end)
+  end
+  ctx:set_admins(admins)
+end
+
+---------------------------------------------------------------------------------------------- app grants
+-- SAML SSO credential authorizations (GHEC only: 404 elsewhere) and GitHub Apps installed on the org.
+local function cred_row(a)
+  local scopes = type(a.scopes) == "table" and table.concat(a.scopes, " ") or nil
+  return {
+    ext_id = "credential:" .. tostring(a.credential_id), client_id = a.credential_type, app_name = a.credential_type,
+    user_id = a.login, user = a.login, scopes = scopes,
+    created_at = str(a.credential_authorized_at), last_used = str(a.credential_accessed_at),
+  }
+end
+
+local function installation_row(i)
+  local perms = {}
+  for k, v in pairs(type(i.permissions) == "table" and i.permissions or {}) do perms[#perms + 1] = k .. ":" .. tostring(v) end
+  table.sort(perms)
+  return {
+    ext_id = "installation:" .. tostring(i.id), client_id = tostring(i.app_id), app_name = i.app_slug,
+    scopes = table.concat(perms, " "), created_at = str(i.created_at),
+  }
+end
+
+function c.streams.app_grants(ctx)
+  local ok, err = pcall(function()
+    for page in ctx:pages(org_path(ctx, "/credential-authorizations"), { per_page = PAGE }) do
+      ctx:emit("app_grants", page, cred_row)
+    end
+  end)
+  if not ok and not tostring(err):match("^not_found:") then error(err, 0) end
+  for page in ctx:pages(org_path(ctx, "/installations"), { per_page = PAGE }, { items = function(d) return d.installations end }) do
+    ctx:emit("app_grants", page, installation_row)
+  end
+end
+
+---------------------------------------------------------------------------------------------- audit log
+local SIGNIN = { oauth_authorization = true, org_credential_authorization = true, oauth_access = true }
+local ADMIN = { org = true, team = true, repo = true, protected_branch = true, hook = true, integration_installation = true,
+  business = true, org_credential_authorization_admin = true, personal_access_token = true, members_can_create_repos = true,
+  repository_visibility_change = true, saml = true, two_factor_authentication = true, ip_allow_list = true }
+local function kind_of(action)
+  local fam = action:match("^([^%.]+)") or action
+  if SIGNIN[fam] or fam == "user" and action:match("^user%.login") then return "signin" end
+  if ADMIN[fam] then return "admin" end
+  return "user"
+end
+
+local function event_row(e)
+  local ms = math.tointeger(e["@timestamp"]) or math.tointeger(e.created_at)
+  local loc = type(e.actor_location) == "table" and str(e.actor_location.country_name) or nil
+  return {
+    ext_id = e._document_id, time = iso(ms / 1000), kind = kind_of(e.action), action = e.action,
+    actor = str(e.actor), actor_id = e.actor_id and tostring(e.actor_id) or nil,
+    target = str(e.user) or str(e.repo) or str(e.team), target_id = (e.user_id or e.repo_id) and tostring(e.user_id or e.repo_id) or nil,
+    ip = str(e.actor_ip), location = loc, user_agent = str(e.user_agent), outcome = nil, app = "GitHub",
+  }
+end
+
+-- Whole seconds: the audit-log search syntax takes ISO dates and date-times (`created:>=…`).
+local function phrase_time(sec) return (iso(sec):gsub("%.%d+Z$", "Z")) end
+
+-- Audit log, incremental, oldest first: the cursor is the Link rel="next" URL (an `after` cursor) while
+-- there is one; the last page has none, so we then keep the last event's time and resume with
+-- `created:>=` (events of that second are read again; ext_id makes them no-ops).
+c.initial_days = 7
+function c.streams.activities(ctx, cursor)
+  local path, query
+  if cursor and cursor:match("^https?://") then
+    path = cursor
+  else
+    local days = tonumber(ctx.settings.initial_days) or c.initial_days
+    local since = cursor or phrase_time(sched.time() - days * 86400)
+    path, query = org_path(ctx, "/audit-log"), { phrase = "created:>=" .. since, order = "asc", per_page = PAGE }
+  end
+  local resume = cursor
+  for page, resp in ctx:pages(path, query, { max_pages = 1000000 }) do
+    local next_url = links(resp.headers["link"]).next
+    if #page > 0 then
+      local last = page[#page]
+      local ms = math.tointeger(last["@timestamp"]) or 0
+      resume = phrase_time(ms // 1000)
+      ctx:checkpoint(next_url or resume, iso(ms / 1000))
+      ctx:emit("activities", page, event_row)
+    elseif resume then
+      ctx:checkpoint(next_url or resume)
+    end
+  end
+end
+
+c.stream_order = { users = 1, groups = 2, privileges = 3, app_grants = 4, activities = 5 }
+
+-- Targeted re-fetch (webhooks): one user by login.  Not (or no longer) an active member: nothing to
+-- emit; the next full scan marks the row deleted.
+function c.fetch.users(ctx, login)
+  local resp, err = ctx.client:request("GET", org_path(ctx, "/memberships/" .. urlencode(login)), { expect_json = true })
+  if not resp then
+    if tostring(err):match("^not_found:") then return end
+    error(err, 0)
+  end
+  local m = resp.data
+  if m.state ~= "active" then return end
+  ctx:emit("users", { m.user }, function(u) return user_row(u, m.role == "admin", false) end)
+end
+
+---------------------------------------------------------------------------------------------- governance
+-- Removing a member drops them from all teams and repositories; an outside collaborator is removed from
+-- every repository of the org.  github.com has no suspension for org members (only GHES site admins).
+function c.actions.remove_member(ctx, user)
+  local login = urlencode(user.ext_id)
+  if user.external == 1 then ctx:delete(org_path(ctx, "/outside_collaborators/" .. login))
+  else ctx:delete(org_path(ctx, "/members/" .. login)) end
+end
+
+-- Only SAML credential authorizations can be revoked by the org; an installed app is removed by the
+-- app itself (JWT) or in the org's settings.
+function c.actions.revoke_grant(ctx, grant)
+  local id = tostring(grant.ext_id):match("^credential:(%d+)$")
+  if not id then error("http: only SAML credential authorizations can be revoked through the API", 0) end
+  ctx:delete(org_path(ctx, "/credential-authorizations/" .. id))
+end
+
+---------------------------------------------------------------------------------------------- webhooks
+-- X-Hub-Signature-256: "sha256=" .. hex HMAC-SHA256(secret, raw body), compared in constant time (§7).
+local function logins_of(event, p)
+  local out = {}
+  local function add(u) if type(u) == "table" and type(u.login) == "string" then out[#out + 1] = u.login end end
+  if event == "organization" then
+    add(type(p.membership) == "table" and p.membership.user or nil)
+  elseif event == "membership" or event == "member" then
+    add(p.member)
+  elseif event == "org_block" then
+    add(p.blocked_user)
+  end
+  return out
+end
+
+function c.webhook(ctx, req)
+  local secret = ctx:secret("webhook_secret")
+  if not secret then return 403, { error = "webhook secret not configured" } end
+  local sig = req.headers["x-hub-signature-256"] or ""
+  local want = "sha256=" .. crypto.hex(crypto.hmac_sha256(secret, req.body or ""))
+  if not crypto.equal(sig, want) then return 401, { error = "bad signature" } end
+  local event = req.headers["x-github-event"] or ""
+  if event == "ping" then return 200, { ok = true } end
+  local p = json.decode(req.body or "")
+  if type(p) ~= "table" then return 400, { error = "body is not JSON" } end
+  local refetch = {}
+  for _, login in ipairs(logins_of(event, p)) do refetch[#refetch + 1] = { entity = "users", id = login } end
+  return 200, nil, refetch
+end
+
+return c
