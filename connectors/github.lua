@@ -6,6 +6,7 @@ c.settings = {
   { "token", secret = true, help = "a token of an org owner (classic PAT: read:org, admin:org, read:audit_log)" },
   { "client_id", help = "OAuth app client id (instead of a token: cachost instance connect)" },
   { "client_secret", secret = true, help = "OAuth app client secret" },
+  { "oauth_base_url", example = "https://github.example.com", help = "host of the OAuth web flow (default https://github.com; GHES: the server)" },
   { "webhook_secret", secret = true, help = "the secret configured on the organization webhook" },
 }
 c.base_url = "https://api.github.com"          -- GHES: https://HOST/api/v3 in the base_url setting
