@@ -10,8 +10,7 @@ t2=$(date +%s%N); for _ in 1 2 3 4 5 6 7 8 9 10; do /bin/true; done; t3=$(date +
 echo "cachost version: $(( (t1 - t0) / 10000 )) us per run   floor (/bin/true): $(( (t3 - t2) / 10000 )) us"
 t0=$(date +%s%N); echo 'return 1' | "$bin" repl >/dev/null 2>&1; t1=$(date +%s%N)
 echo "cachost repl (start, one entry, exit): $(( (t1 - t0) / 1000 )) us"
-for b in http store; do
-  [ -x "$here/$b.sh" ] || [ -f "$here/$b.sh" ] || continue
-  echo "== $b"
-  sh "$here/$b.sh" "$bin" || echo "bench $b failed"
-done
+echo "== http: 10,000 GETs, 64 in flight"
+sh "$here/http.sh" "$bin" || echo "bench http failed"
+echo "== store: 1,000,000 activity rows"
+CACHOST_BIN="$bin" sh "$here/store.sh" || echo "bench store failed"
