@@ -97,14 +97,14 @@ return {
     end
 
     -- Read one entry: lines until they compile (or fail for another reason than an early end).
-    -- -> fn, src | false, err, src | nil, why ("eof", "stopped", "interrupted")
+    -- -> fn, nil, src | false, err, src[, ended] | nil, why ("eof", "stopped", "interrupted")
     local function read_entry()
       local line, why = C.readline("> ")
       if not line then return nil, why end
       local src, first = line, true
       while true do
         local fn, err, incomplete = R.compile(src, env, first)
-        if fn then return fn, src end
+        if fn then return fn, nil, src end
         if not incomplete then return false, err, src end
         first = false
         local more, why2 = C.readline(">> ")
