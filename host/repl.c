@@ -39,6 +39,7 @@ static struct {
     struct task *owner;             /* the REPL's own task: never interrupted */
     struct task *entry;             /* the running entry (anchored by entry_ref) */
     struct event *ev;               /* read event on stdin while a readline waits */
+    struct event *winch;            /* terminal resized */
     struct evbuffer *in;            /* non-terminal input */
     int eof;
     char *history;
@@ -242,6 +243,11 @@ static int l_readline(lua_State *L)
     return task_wait(L, 0, reader_cancel, NULL, 0, NULL);
 }
 
+static void on_winch(evutil_socket_t sig, short what, void *arg)
+{
+    if (R.rl_active) rl_resize_terminal();
+}
+
 /* ---- completion: the Lua completer lists candidates; C hands them to readline ---- */
 
 static char **attempt_completion(const char *text, int start, int end)
@@ -285,6 +291,8 @@ static void cleanup(void)
     R.waiter = NULL;
     if (R.ev) event_free(R.ev);
     R.ev = NULL;
+    if (R.winch) event_free(R.winch);
+    R.winch = NULL;
     if (R.in) evbuffer_free(R.in);
     R.in = NULL;
     if (R.have_old) sigaction(SIGINT, &R.old_int, NULL);
@@ -328,6 +336,8 @@ static int l_open(lua_State *L)
         rl_instream = stdin;
         rl_outstream = stdout;
         rl_catch_signals = 0;                  /* SIGINT stays with the loop (and on_sigint) */
+        rl_catch_sigwinch = 0;                 /* so does SIGWINCH: readline only watches it while reading */
+        if ((R.winch = evsignal_new(H.base, SIGWINCH, on_winch, NULL))) evsignal_add(R.winch, NULL);
         rl_attempted_completion_function = attempt_completion;
         rl_completer_word_break_characters = " \t\n\"\\'><=;+-*/%^~#&|,{}()[]";
         using_history();

@@ -27,7 +27,8 @@ local function make_env(R)
   function env.sql(q, ...)
     if not ok then error("sql: the store is not available in this build (" .. tostring(store) .. ")", 2) end
     if type(store.sql) ~= "function" then error("sql: store.sql is not available in this build", 2) end
-    local rows = store.sql(q, ...)
+    local okq, rows = pcall(store.sql, q, ...)
+    if not okq then error("sql: " .. tostring(rows):gsub("^[^\n]-:%d+: ", ""), 0) end
     if type(rows) == "table" then R.mark_grid(rows) end
     return rows
   end

@@ -148,6 +148,8 @@ describe("cachost repl through a pipe", function()
     if err == "" then
       assert.truthy(out:find("one | two", 1, true), out)
       assert.truthy(out:find("(1 row)", 1, true), out)
+      local _, _, err2 = repl("sql 'select * from no_such_table'\n")
+      assert.truthy(err2:find("^sql: sqlite: no such table: no_such_table"), err2)
     else
       assert.truthy(err:find("sql", 1, true) or err:find("store", 1, true), err)
     end
