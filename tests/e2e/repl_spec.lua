@@ -101,6 +101,14 @@ describe("cachost repl through a pipe", function()
     assert.truthy(out:find("background\n\"done\"\n", 1, true), out)
   end)
 
+  it("serves its own webhook server while an entry waits on http.request", function()
+    local code, out, err = repl('srv = assert(server.listen{port = 0})\n'
+      .. '_ = srv:route("GET", "/x", function(req) return 200, "hi " .. req.path end)\n'
+      .. 'http.request{url = srv.url .. "/x"}.body\nsrv:close()\n')
+    assert.are.equal(0, code, err)
+    assert.are.equal('"hi /x"\n', out)
+  end)
+
   it("exits 0 at the end of input even with tasks still waiting", function()
     local code, out = repl("t = sched.spawn(function() sched.sleep(60) end)\n'bye'\n")
     assert.are.equal(0, code)
@@ -159,23 +167,24 @@ describe("cachost repl through a pipe", function()
     local pidf, out, err = dir .. "/pid", dir .. "/out2", dir .. "/err2"
     local p = assert(io.popen(("sh -c 'echo $$ > %s; exec env CACHOST_HOME=%s %s repl >%s 2>%s'"):format(
       q(pidf), q(home), q(bin), q(out), q(err)), "w"))
-    p:write("while true do end\n")
+    p:write("io.stdout:write('busy\\n'); io.stdout:flush(); while true do end\n")
     p:flush()
     local pid
-    for _ = 1, 100 do
+    for _ = 1, 250 do                               -- wait until the entry is really spinning
       pid = slurp(pidf):match("%d+")
-      if pid then break end
+      if pid and slurp(out) == "busy\n" then break end
       pause(0.02)
     end
     assert.truthy(pid)
-    pause(0.3)
+    assert.are.equal("busy\n", slurp(out))
+    pause(0.05)
     os.execute("kill -INT " .. pid)
     pause(0.1)
     p:write("'after'\n")
     local _, _, code = p:close()
-    assert.are.equal(0, code)
+    assert.are.equal(0, code, slurp(err))
     assert.truthy(slurp(err):find("stdin:1: interrupted", 1, true), slurp(err))
-    assert.are.equal('"after"\n', slurp(out))
+    assert.are.equal('busy\n"after"\n', slurp(out))
   end)
 end)
 
