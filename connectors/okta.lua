@@ -133,6 +133,7 @@ local function event_row(e)
   local cl, geo = e.client or {}, nil
   geo = type(cl.geographicalContext) == "table" and cl.geographicalContext or {}
   local target = type(e.target) == "table" and e.target[1] or nil
+  local point = type(geo.geolocation) == "table" and geo.geolocation or {}
   local place = {}
   for _, k in ipairs { "city", "state", "country" } do
     if type(geo[k]) == "string" then place[#place + 1] = geo[k] end
@@ -146,6 +147,7 @@ local function event_row(e)
     user_agent = type(cl.userAgent) == "table" and cl.userAgent.rawUserAgent or nil,
     outcome = type(e.outcome) == "table" and e.outcome.result and e.outcome.result:lower() or nil,
     app = "Okta",
+    lat = tonumber(point.lat), lon = tonumber(point.lon),
   }
 end
 

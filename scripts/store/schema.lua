@@ -26,7 +26,7 @@ M.entities = {
     "client_id", "app_name", "user_id", "user", "scopes", "created_at", "last_used" } },
   activities = { inventory = false, columns = {
     "time", "kind", "action", "actor", "actor_id", "target", "target_id", "ip", "location", "user_agent",
-    "outcome", "app" } },
+    "outcome", "app", "lat", "lon" } },
 }
 
 local function inventory_table(name, cols)
@@ -177,6 +177,30 @@ DROP INDEX instances_name;
 CREATE UNIQUE INDEX instances_live_name ON instances(name) WHERE removed_at IS NULL;
 CREATE INDEX activities_time ON activities(instance_id, time);
 CREATE INDEX changes_time ON changes(time);
+]],
+
+  -- 3: policies.  Sign-in coordinates (where the provider reports them) for impossible travel; the
+  -- state of each policy's windows, so they survive a restart; per-policy switches and health.
+  [3] = [[
+ALTER TABLE activities ADD COLUMN lat REAL;
+ALTER TABLE activities ADD COLUMN lon REAL;
+CREATE TABLE policies (
+  name        TEXT PRIMARY KEY,       -- the policy file's base name
+  enabled     INTEGER NOT NULL DEFAULT 1,
+  mode        TEXT,                   -- overrides the file's mode when set (audit / enforce)
+  status      TEXT NOT NULL DEFAULT 'ok',
+  last_error  TEXT,
+  updated_at  TEXT NOT NULL
+);
+CREATE TABLE policy_state (
+  policy      TEXT NOT NULL,
+  instance_id INTEGER NOT NULL REFERENCES instances(id) ON DELETE CASCADE,
+  key         TEXT NOT NULL,          -- e.g. the actor a window counts for
+  data        TEXT NOT NULL,          -- JSON
+  updated_at  TEXT NOT NULL,
+  PRIMARY KEY (policy, instance_id, key)
+);
+CREATE INDEX alerts_status ON alerts(status, created_at);
 ]],
 }
 
