@@ -12,15 +12,16 @@ local util = require "sdk.util"
 local M = {}
 local REFRESH_MARGIN = 120   -- seconds before expiry
 
-local function scheme_of(connector, inst)
+local function scheme_of(connector, inst, which)
   local auth = connector.auth or {}
   if auth.type then return auth end
-  local pick = inst.settings.auth or auth.default
+  local pick = which or inst.settings.auth or auth.default
   return auth[pick] or error(("%s: unknown auth scheme '%s'"):format(connector.app, tostring(pick)), 0)
 end
 M.scheme = scheme_of
 
 local function endpoint(client, scheme, path)
+  if type(path) == "function" then path = path(client.inst.settings) end   -- e.g. a tenant in the path
   if path:match("^https?://") then return path end
   local base = client.inst.settings.oauth_base_url
   if not base or base == "" then base = scheme.base_url end
@@ -29,8 +30,18 @@ local function endpoint(client, scheme, path)
 end
 M.endpoint = endpoint
 
+-- Where a scheme's tokens live in the vault.  A request may name a scheme of its own (opts.auth: an app
+-- with several OAuth resources, e.g. Graph and manage.office.com, holds one token per resource); such
+-- tokens are keyed by the scheme's name, the instance's own scheme keeps the plain names.
+local function names(key)
+  local sfx = key and ("." .. key) or ""
+  return { access = "access_token" .. sfx, refresh = "refresh_token" .. sfx, expires = "token_expires_at" .. sfx }
+end
+M.token_names = names
+
 -- Exchange a grant at the token endpoint; stores the tokens.  -> token table | nil, err
-function M.token_request(client, scheme, form)
+function M.token_request(client, scheme, form, key)
+  local n = names(key)
   local inst = client.inst
   local resp, err = client:request("POST", endpoint(client, scheme, scheme.token_url), {
     form = form, no_auth = true, headers = { Accept = "application/json" }, expect_json = true })
@@ -40,14 +51,14 @@ function M.token_request(client, scheme, form)
     return nil, "auth: token endpoint answered without access_token" ..
       (type(t) == "table" and t.error and (": " .. tostring(t.error)) or "")
   end
-  inst:set_secret("access_token", t.access_token)
-  if t.refresh_token then inst:set_secret("refresh_token", t.refresh_token) end
-  if t.expires_in then inst:set_secret("token_expires_at", tostring(sched.time() + tonumber(t.expires_in))) end
+  inst:set_secret(n.access, t.access_token)
+  if t.refresh_token then inst:set_secret(n.refresh, t.refresh_token) end
+  if t.expires_in then inst:set_secret(n.expires, tostring(sched.time() + tonumber(t.expires_in))) end
   if t.scope then inst:set_granted(t.scope) end
   return t
 end
 
-local function client_credentials(client, scheme)
+local function client_credentials(client, scheme, key)
   local inst = client.inst
   local form = { grant_type = "client_credentials", scope = table.concat(scheme.scopes or {}, " ") }
   if scheme.assertion then                         -- private_key_jwt (Okta service apps)
@@ -57,43 +68,46 @@ local function client_credentials(client, scheme)
     form.client_id = inst.settings[scheme.client_id or "client_id"]
     form.client_secret = inst:secret(scheme.client_secret or "client_secret")
   end
-  return M.token_request(client, scheme, form)
+  return M.token_request(client, scheme, form, key)
 end
 
-local function refresh(client, scheme)
+local function refresh(client, scheme, key)
   local inst = client.inst
-  local rt = inst:secret("refresh_token")
+  local rt = inst:secret(names(key).refresh)
   if not rt then
-    if (scheme.grant or "authorization_code") == "client_credentials" then return client_credentials(client, scheme) end
+    if (scheme.grant or "authorization_code") == "client_credentials" then return client_credentials(client, scheme, key) end
     return nil, "auth: no refresh token: reconnect needed (cachost instance connect " .. inst.name .. ")"
   end
   local t, err = M.token_request(client, scheme, {
     grant_type = "refresh_token", refresh_token = rt,
     client_id = inst.settings[scheme.client_id or "client_id"],
     client_secret = inst:secret(scheme.client_secret or "client_secret"),
-  })
+  }, key)
   if not t then return nil, "auth: token refresh refused, reconnect needed: " .. tostring(err) end
   return t
 end
 
--- The `auth(client, req)` hook the client calls before every request.
+-- The `auth(client, req, which)` hook the client calls before every request; `which` names a scheme
+-- other than the instance's (a request's opts.auth).
 function M.for_connector(connector)
-  return function(client, req)
+  return function(client, req, which)
     local inst = client.inst
-    local scheme = scheme_of(connector, inst)
+    local scheme = scheme_of(connector, inst, which)
+    local key = which and scheme ~= scheme_of(connector, inst) and which or nil
     if scheme.type == "token" then
       local secret = inst:secret(scheme.secret)
       if not secret then return nil, ("auth: secret '%s' is not set (cachost instance edit %s)"):format(scheme.secret, inst.name) end
       req.headers[scheme.header or "Authorization"] = (scheme.format or "Bearer %s"):format(secret)
       return true
     elseif scheme.type == "oauth2" then
-      local token = inst:secret("access_token")
-      local exp = tonumber(inst:secret("token_expires_at") or "")
+      local n = names(key)
+      local token = inst:secret(n.access)
+      local exp = tonumber(inst:secret(n.expires) or "")
       if not token or (exp and exp - REFRESH_MARGIN < sched.time()) then
         local t, err
-        if not token and (scheme.grant == "client_credentials") then t, err = client_credentials(client, scheme)
+        if not token and (scheme.grant == "client_credentials") then t, err = client_credentials(client, scheme, key)
         elseif not token then return nil, "auth: not connected: run cachost instance connect " .. inst.name
-        else t, err = refresh(client, scheme) end
+        else t, err = refresh(client, scheme, key) end
         if not t then return nil, err end
         token = t.access_token
       end

@@ -76,7 +76,7 @@ end
 
 local RETRYABLE = { timeout = true, connect = true, reset = true, resolve = false, http2 = true, error = true }
 
--- client:request(method, path, {query=, headers=, body=, json=, form=, timeout=}) -> resp | nil, err
+-- client:request(method, path, {query=, headers=, body=, json=, form=, timeout=, auth=}) -> resp | nil, err
 -- resp.data is the decoded JSON body when the answer is JSON.  Errors are "token: detail" with token in
 -- auth (401/403: reconnect needed), not_found, http (other 4xx), server (5xx after retries),
 -- throttled (429 after retries), bad_json, circuit_open, or an http.request token.
@@ -103,7 +103,7 @@ function Client:request(method, path, opts)
     req.headers["Content-Type"] = "application/x-www-form-urlencoded"
   end
   if not opts.no_auth then
-    local ok, err = self.auth(self, req)
+    local ok, err = self.auth(self, req, opts.auth)   -- opts.auth: another of the app's auth schemes
     if not ok then return nil, err end
   end
 
@@ -174,6 +174,7 @@ end
 -- Iterates the pages of a listing: for items, resp in client:pages(path, query, opts) do ... end.
 -- The next page comes from the Link header (rel="next") unless opts.next(resp, items) returns the next
 -- {path, query}; opts.items(data) picks the array out of the body (default: the body itself).
+-- opts.auth and opts.headers go with every page's request.
 -- An endless next link (the same URL again) or more than opts.max_pages pages ends with an error.
 function Client:pages(path, query, opts)
   opts = opts or {}
@@ -186,7 +187,7 @@ function Client:pages(path, query, opts)
     seen[key] = true
     n = n + 1
     if n > max_pages then error("pagination: more than " .. max_pages .. " pages", 0) end
-    local resp, err = self:get(path, query, { expect_json = true })
+    local resp, err = self:get(path, query, { expect_json = true, auth = opts.auth, headers = opts.headers })
     if not resp then error(err, 0) end
     local items = opts.items and opts.items(resp.data) or resp.data
     if type(items) ~= "table" then error(("bad page from %s: expected a list"):format(path:gsub("%?.*", "")), 0) end

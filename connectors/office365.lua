@@ -1,0 +1,788 @@
+-- Microsoft Office 365 (Entra ID + Office 365 through Microsoft Graph v1.0, and the Office 365 Management
+-- Activity API).  References: shared/api/microsoft-graph.md, shared/api/office365-management.md.
+local c = connector "office365"
+c.title = "Microsoft Office 365"
+c.single_instance = true
+c.settings = {
+  { "tenant_id", required = true, example = "84bd8158-6d4d-4958-8b9f-9d6445542f95", help = "the Entra tenant id (GUID)" },
+  { "client_id", required = true, help = "application (client) id of the app registration" },
+  { "client_secret", secret = true, help = "a client secret of the app registration" },
+  { "components", example = "users,audits,signins,apps,activities,files",
+    help = "what to collect (default all): users (Entra users and groups, required by the others), audits "
+      .. "(Entra management events), signins (Entra sign-in events), apps (Entra apps), activities "
+      .. "(Office 365 activities), files (Office 365 files)" },
+  { "client_state", secret = true, help = "the clientState of the Graph change-notification subscriptions" },
+  { "publisher_id", help = "PublisherIdentifier for the Management Activity API quota (default: tenant_id)" },
+}
+
+-- Graph, manage.office.com and login each have their own host; a `base_url` setting (a sandbox tenant)
+-- serves all three.
+local GRAPH, MANAGE, LOGIN = "https://graph.microsoft.com", "https://manage.office.com", "https://login.microsoftonline.com"
+c.base_url = GRAPH
+local function host(settings, real)
+  local b = settings.base_url
+  if type(b) == "string" and b ~= "" then return (b:gsub("/+$", "")) end
+  return real
+end
+local function token_url(settings)
+  return host(settings, LOGIN) .. "/" .. urlencode(settings.tenant_id) .. "/oauth2/v2.0/token"
+end
+
+-- App-only (client credentials, §2).  One token per resource: requests to manage.office.com name the
+-- `mgmt` scheme.
+c.auth = {
+  default = "graph",
+  graph = { type = "oauth2", grant = "client_credentials", token_url = token_url,
+            scopes = { "https://graph.microsoft.com/.default" } },
+  mgmt = { type = "oauth2", grant = "client_credentials", token_url = token_url,
+           scopes = { "https://manage.office.com/.default" } },
+}
+
+c.capabilities = {
+  users = true, groups = true, privileges = true, app_grants = true, files = true,
+  activities = { "signin", "admin", "user" },
+}
+
+-- Graph and Management API errors: {"error":{"code","message"}}; token errors: {"error","error_description"}.
+function c.error_message(resp)
+  local d = resp.data
+  if type(d) ~= "table" then return (resp.body or ""):sub(1, 200) end
+  if type(d.error) == "table" then
+    return ("%s (%s)"):format(tostring(d.error.message or "?"), tostring(d.error.code or "?"))
+  end
+  return tostring(d.error_description or d.error or (resp.body or ""):sub(1, 200))
+end
+
+-- 429 always; 503 (and 504) when they carry Retry-After (§6).
+function c.is_throttled(resp)
+  return resp.status == 429 or ((resp.status == 503 or resp.status == 504) and resp.headers["retry-after"] ~= nil)
+end
+
+local function str(v) return type(v) == "string" and v ~= "" and v or nil end
+
+---------------------------------------------------------------------------------------------- components
+local COMPONENTS = { "users", "audits", "signins", "apps", "activities", "files" }
+local TITLES = { users = "Entra users and groups", audits = "Entra management events", signins = "Entra sign-in events",
+  apps = "Entra apps", activities = "Office 365 activities", files = "Office 365 files" }
+
+-- The components an instance has on: a set, or nil, err.
+local function components(settings)
+  local v = settings.components
+  local on = {}
+  if v == nil or v == "" or v == "all" then
+    for _, k in ipairs(COMPONENTS) do on[k] = true end
+    return on
+  end
+  for name in tostring(v):gmatch("[^,%s]+") do
+    if not TITLES[name] then
+      return nil, ("office365: unknown component '%s' (components: %s)"):format(name, table.concat(COMPONENTS, ", "))
+    end
+    on[name] = true
+  end
+  if not on.users then
+    return nil, "office365: the 'users' component (Entra users and groups) is required by every other component: "
+      .. "add it (cachost instance edit <name> --set components=users,...)"
+  end
+  return on
+end
+c.components = components
+
+local STREAM_NEEDS = { users = { "users" }, groups = { "users" }, app_grants = { "apps" }, files = { "files" },
+  activities = { "audits", "signins", "activities" } }
+
+function c.enabled(stream, settings)
+  local on, err = components(settings)
+  if not on then return nil, err end
+  for _, comp in ipairs(STREAM_NEEDS[stream] or {}) do if on[comp] then return true end end
+  return false
+end
+
+---------------------------------------------------------------------------------------------- Graph helpers
+local GRAPH_PAGES = {
+  items = function(d) return d.value end,
+  next = function(resp) return resp.data["@odata.nextLink"] end,
+}
+local function graph_pages(ctx, path, query) return ctx:pages(path, query, GRAPH_PAGES) end
+
+local function odata_type(o) return (type(o["@odata.type"]) == "string" and o["@odata.type"] or ""):match("([^%.]+)$") end
+
+---------------------------------------------------------------------------------------------- users
+local USER_SELECT = "id,displayName,mail,userPrincipalName,accountEnabled,userType,createdDateTime"
+
+local function user_row(u, admins)
+  return {
+    ext_id = u.id, email = str(u.mail) or str(u.userPrincipalName), display_name = str(u.displayName),
+    status = u.accountEnabled == false and "disabled" or "active",
+    is_admin = admins and (admins[u.id] and 1 or 0) or nil,
+    external = u.userType == "Guest" and 1 or 0, created_at = str(u.createdDateTime),
+  }
+end
+
+-- Activated directory roles and their user members (§3: /directoryRoles does not page).
+local function admin_roles(ctx)
+  local rows, admins = {}, {}
+  local roles = ctx:get("/v1.0/directoryRoles")
+  for _, r in ipairs(roles.value or {}) do
+    for page in graph_pages(ctx, "/v1.0/directoryRoles/" .. urlencode(r.id) .. "/members") do
+      for _, m in ipairs(page) do
+        if odata_type(m) == "user" then
+          admins[m.id] = true
+          rows[#rows + 1] = { ext_id = r.id .. ":" .. m.id, user_id = m.id, role = r.displayName, scope = "/",
+                              raw = { role = r, member = { id = m.id } } }
+        end
+      end
+    end
+  end
+  return rows, admins
+end
+
+-- Users with their admin roles: privileges rows and users.is_admin from the same listing.
+function c.streams.users(ctx)
+  local privs, admins = admin_roles(ctx)
+  for page in graph_pages(ctx, "/v1.0/users", { ["$select"] = USER_SELECT, ["$top"] = 999 }) do
+    ctx:emit("users", page, function(u) return user_row(u, admins) end)
+  end
+  ctx:emit("privileges", privs)
+end
+
+function c.streams.groups(ctx)
+  local ids = {}
+  for page in graph_pages(ctx, "/v1.0/groups", { ["$top"] = 999 }) do
+    ctx:emit("groups", page, function(g)
+      ids[#ids + 1] = g.id
+      return { ext_id = g.id, name = g.displayName, email = str(g.mail), description = str(g.description) }
+    end)
+  end
+  for _, gid in ipairs(ids) do
+    for page in graph_pages(ctx, "/v1.0/groups/" .. urlencode(gid) .. "/members", { ["$top"] = 999 }) do
+      ctx:emit("group_members", page, function(m)
+        return { ext_id = gid .. ":" .. m.id, group_id = gid, member_id = m.id, member_type = odata_type(m) or "user" }
+      end)
+    end
+  end
+end
+
+---------------------------------------------------------------------------------------------- apps
+-- Delegated permission grants with their scopes; the client is a service principal (named by its id).
+function c.streams.app_grants(ctx)
+  local sps = {}
+  for page in graph_pages(ctx, "/v1.0/servicePrincipals", { ["$top"] = 999 }) do
+    for _, sp in ipairs(page) do sps[sp.id] = sp end
+  end
+  local emails = {}
+  for _, u in ipairs(ctx:known_users()) do emails[u.ext_id] = u.email end
+  for page in graph_pages(ctx, "/v1.0/oauth2PermissionGrants") do
+    ctx:emit("app_grants", page, function(g)
+      local sp = sps[g.clientId] or {}
+      local uid = str(g.principalId)
+      return {
+        ext_id = g.id, client_id = sp.appId or g.clientId, app_name = sp.displayName or g.clientId,
+        user_id = uid, user = uid and emails[uid] or (g.consentType == "AllPrincipals" and "all users" or nil),
+        scopes = str(g.scope),
+      }
+    end)
+  end
+end
+
+---------------------------------------------------------------------------------------------- activities
+-- One stream, three sources (each a component): Entra directory audits and sign-ins through Graph, and
+-- the Office 365 Management Activity API.  The cursor is a JSON object with one position per source.
+local OVERLAP = 15 * 60              -- Entra logs arrive late: re-read this much before the last event
+local MGMT_OVERLAP = 60 * 60         -- content blobs too (documented delays); dedup by ext_id
+local MAX_WINDOW = 24 * 3600         -- content listing windows (§3)
+local MAX_AGE = 7 * 24 * 3600 - 600  -- content older than 7 days cannot be listed
+
+local function place(loc)
+  if type(loc) ~= "table" then return nil end
+  local parts = {}
+  for _, k in ipairs { "city", "state", "countryOrRegion" } do
+    if str(loc[k]) then parts[#parts + 1] = loc[k] end
+  end
+  return #parts > 0 and table.concat(parts, ", ") or nil
+end
+
+local function audit_row(a)
+  local by = type(a.initiatedBy) == "table" and a.initiatedBy or {}
+  local u = type(by.user) == "table" and by.user or {}
+  local app = type(by.app) == "table" and by.app or {}
+  local t = type(a.targetResources) == "table" and a.targetResources[1] or {}
+  if type(t) ~= "table" then t = {} end
+  return {
+    ext_id = a.id, time = iso(assert(parse_iso(a.activityDateTime))), kind = "admin",
+    action = a.activityDisplayName, actor = str(u.userPrincipalName) or str(app.displayName),
+    actor_id = str(u.id) or str(app.servicePrincipalId), target = str(t.userPrincipalName) or str(t.displayName),
+    target_id = str(t.id), ip = str(u.ipAddress), outcome = str(a.result), app = "Microsoft Entra ID",
+  }
+end
+
+-- A sign-in: the app signed in to is the target, the client app (browser, mobile, legacy protocols...)
+-- goes in user_agent, errorCode 0 is success.
+local function signin_row(s)
+  local st = type(s.status) == "table" and s.status or {}
+  local geo = type(s.location) == "table" and type(s.location.geoCoordinates) == "table" and s.location.geoCoordinates or {}
+  local dev = type(s.deviceDetail) == "table" and s.deviceDetail or {}
+  local client = str(s.clientAppUsed)
+  if str(dev.browser) then client = (client and (client .. "; ") or "") .. dev.browser end
+  return {
+    ext_id = s.id, time = iso(assert(parse_iso(s.createdDateTime))), kind = "signin", action = "sign-in",
+    actor = str(s.userPrincipalName), actor_id = str(s.userId), target = str(s.appDisplayName), target_id = str(s.appId),
+    ip = str(s.ipAddress), location = place(s.location), user_agent = client,
+    outcome = tonumber(st.errorCode) == 0 and "success" or "failure", app = "Microsoft Entra ID",
+    lat = tonumber(geo.latitude), lon = tonumber(geo.longitude),
+  }
+end
+
+-- Graph log listing from a time (ge), any order: returns the newest time seen.
+local function graph_log(ctx, path, field, since, map, save)
+  local newest = since
+  local filter = ("%s ge %s"):format(field, iso(since):gsub("%.%d+Z$", "Z"))
+  for page in graph_pages(ctx, path, { ["$filter"] = filter }) do
+    for _, e in ipairs(page) do
+      local t = parse_iso(e[field])
+      if t and t > newest then newest = t end
+    end
+    ctx:emit("activities", page, map)
+  end
+  save(newest)
+end
+
+-- Office 365 workloads -> the app an activity came from.
+local WORKLOAD = {
+  Exchange = "Exchange", SharePoint = "SharePoint", OneDrive = "OneDrive", MicrosoftTeams = "Teams",
+  PowerBI = "Power BI", Dynamics365 = "Dynamics 365", CRM = "Dynamics 365", MicrosoftFlow = "Power Automate",
+  PowerAutomate = "Power Automate", Yammer = "Yammer", SkypeForBusiness = "Skype for Business",
+}
+local SIGNIN_TYPES = { [9] = true, [15] = true }
+local ADMIN_TYPES = { [1] = true, [8] = true, [10] = true, [18] = true }
+local OUTCOME = { succeeded = "success", ["true"] = "success", success = "success", partiallysucceeded = "partial",
+  failed = "failure", ["false"] = "failure", failure = "failure" }
+
+local function record_time(s)
+  if type(s) ~= "string" then return nil end
+  if not s:match("[Zz]$") and not s:match("[+-]%d%d:?%d%d$") then s = s .. "Z" end   -- UTC without a zone (§4)
+  local t = parse_iso(s)
+  return t and iso(t) or nil
+end
+
+local function record_row(r)
+  local rt = tonumber(r.RecordType)
+  local kind = SIGNIN_TYPES[rt] and "signin" or ADMIN_TYPES[rt] and "admin" or "user"
+  local outcome = r.ResultStatus ~= nil and OUTCOME[tostring(r.ResultStatus):lower()] or nil
+  if rt == 15 and r.ErrorCode ~= nil then outcome = tostring(r.ErrorCode) == "0" and "success" or "failure" end
+  return {
+    ext_id = assert(str(r.Id), "record without Id"), time = assert(record_time(r.CreationTime), "record without CreationTime"),
+    kind = kind, action = r.Operation, actor = str(r.UserId), actor_id = str(r.UserKey),
+    target = str(r.ObjectId), ip = str(r.ClientIP) or str(r.ActorIpAddress), user_agent = str(r.UserAgent),
+    outcome = outcome, app = WORKLOAD[r.Workload] or "Office",
+  }
+end
+
+local CONTENT_TYPES = { "Audit.AzureActiveDirectory", "Audit.Exchange", "Audit.SharePoint", "Audit.General" }
+
+local function feed(ctx) return host(ctx.settings, MANAGE) .. "/api/v1.0/" .. urlencode(ctx.settings.tenant_id) .. "/activity/feed" end
+local function mgmt(ctx, method, url, query)
+  query = query or {}
+  query.PublisherIdentifier = ctx.settings.publisher_id or ctx.settings.tenant_id
+  return ctx.client:request(method, url, { query = query, auth = "mgmt", expect_json = true })
+end
+
+-- Subscriptions must be started once per content type before content is listed.
+local function ensure_subscriptions(ctx)
+  local list, lerr = mgmt(ctx, "GET", feed(ctx) .. "/subscriptions/list")
+  if not list then error(lerr, 0) end
+  local enabled = {}
+  for _, s in ipairs(type(list.data) == "table" and list.data or {}) do
+    if s.status == "enabled" then enabled[s.contentType] = true end
+  end
+  for _, ct in ipairs(CONTENT_TYPES) do
+    if not enabled[ct] then
+      local _, err = mgmt(ctx, "POST", feed(ctx) .. "/subscriptions/start", { contentType = ct })
+      if err then error(err, 0) end
+      log.info("office365: started Management Activity subscription", { instance = ctx.instance, content_type = ct })
+    end
+  end
+end
+
+local function fmt(t) return (iso(t):gsub("%.%d+Z$", "")) end     -- YYYY-MM-DDTHH:MM:SS, UTC
+
+-- One content blob: its records, or nil when it expired / disappeared (logged, skipped).
+local function fetch_blob(ctx, uri)
+  local resp, err, raw = mgmt(ctx, "GET", uri)
+  if resp then return type(resp.data) == "table" and resp.data or {} end
+  local code = raw and type(raw.data) == "table" and type(raw.data.error) == "table" and raw.data.error.code
+  if tostring(err):match("^not_found:") or code == "AF20051" or code == "AF20050" then
+    log.warn("office365: content blob expired or gone, skipped", { instance = ctx.instance, error = err })
+    return nil
+  end
+  error(err, 0)
+end
+
+-- Content of [from, now) in windows of at most 24 h; blobs already fetched in the overlap are skipped.
+-- state = {time = end of the last complete window, seen = {contentId = contentCreated}}.
+local function management(ctx, state, save)
+  ensure_subscriptions(ctx)
+  local now = sched.time()
+  local from = math.max(state.time and (state.time - MGMT_OVERLAP) or 0, now - MAX_AGE)
+  local seen = type(state.seen) == "table" and state.seen or {}
+  while from < now do
+    local to = math.min(from + MAX_WINDOW, now)
+    for _, ct in ipairs(CONTENT_TYPES) do
+      local url, query = feed(ctx) .. "/subscriptions/content", { contentType = ct, startTime = fmt(from), endTime = fmt(to) }
+      while url do
+        local resp, err = mgmt(ctx, "GET", url, query)
+        if not resp then error(err, 0) end
+        for _, blob in ipairs(type(resp.data) == "table" and resp.data or {}) do
+          if not seen[blob.contentId] then
+            local records = fetch_blob(ctx, blob.contentUri)
+            if records then ctx:emit("activities", records, record_row) end
+            seen[blob.contentId] = blob.contentCreated or fmt(to)
+          end
+        end
+        url, query = resp.headers["nextpageuri"], nil
+      end
+    end
+    -- forget blobs older than the next overlap
+    local keep = to - MGMT_OVERLAP
+    for id, created in pairs(seen) do
+      local t = parse_iso(record_time(created) or "")
+      if not t or t < keep then seen[id] = nil end
+    end
+    save { time = to, seen = seen }
+    from = to
+  end
+end
+
+c.initial_days = 7
+function c.streams.activities(ctx, cursor)
+  local on = assert(components(ctx.settings))
+  local state = cursor and json.decode(cursor) or nil
+  if type(state) ~= "table" then state = {} end
+  local days = tonumber(ctx.settings.initial_days) or c.initial_days
+  local start = sched.time() - days * 86400
+  local function saver(key)
+    return function(v)
+      state[key] = v
+      ctx:checkpoint(json.encode(state))
+      ctx:emit("activities", {})           -- commits the cursor now: a later source's failure keeps it
+    end
+  end
+  local errors = {}
+  local function source(name, fn)
+    if not on[name] then return end
+    local ok, err = pcall(fn)
+    if not ok then errors[#errors + 1] = tostring(err) end
+  end
+  source("audits", function()
+    local since = state.audits and math.max(state.audits - OVERLAP, start - 86400 * 365) or start
+    graph_log(ctx, "/v1.0/auditLogs/directoryAudits", "activityDateTime", since, audit_row, saver("audits"))
+  end)
+  source("signins", function()
+    local since = state.signins and (state.signins - OVERLAP) or start
+    graph_log(ctx, "/v1.0/auditLogs/signIns", "createdDateTime", since, signin_row, saver("signins"))
+  end)
+  source("activities", function()
+    local m = type(state.management) == "table" and state.management or {}
+    if not m.time then m.time = start + MGMT_OVERLAP end
+    management(ctx, m, saver("management"))
+  end)
+  ctx:checkpoint(json.encode(state))
+  if #errors > 0 then error(table.concat(errors, "; "), 0) end
+end
+
+---------------------------------------------------------------------------------------------- files
+-- OneDrive and SharePoint document libraries, read with delta queries: the cursor is a JSON object
+-- drive id -> deltaLink.  A run that started every drive afresh is a complete listing.
+local QUARANTINE = "cachost quarantine"
+
+local function decode_raw(row)
+  if type(row.raw) == "table" then return row.raw end
+  return type(row.raw) == "string" and json.decode(row.raw) or {}
+end
+
+local function drive_of(row)
+  local raw = decode_raw(row)
+  local pr = type(raw.parentReference) == "table" and raw.parentReference or {}
+  return assert(str(pr.driveId) or str(raw.drive_id), "file has no drive id (scan it again)")
+end
+
+-- Internal domains: the tenant's verified domains.
+local function tenant_domains(ctx)
+  local doms = {}
+  local org = ctx:get("/v1.0/organization")
+  for _, o in ipairs(org.value or {}) do
+    for _, d in ipairs(type(o.verifiedDomains) == "table" and o.verifiedDomains or {}) do
+      if str(d.name) then doms[d.name:lower()] = true end
+    end
+  end
+  return doms
+end
+
+local function identity(set)
+  if type(set) ~= "table" then return nil end
+  for _, k in ipairs { "user", "group", "siteUser", "siteGroup", "application", "device" } do
+    if type(set[k]) == "table" then return set[k], (k:gsub("^site", ""):lower()) end
+  end
+end
+
+local function is_external(ident, doms)
+  if type(ident) ~= "table" then return false end
+  local mail = str(ident.email) or str(ident.loginName) or ""
+  if mail:find("#ext#", 1, true) then return true end
+  local dom = mail:match("@([^@|]+)$")
+  return dom ~= nil and not doms[dom:lower()]
+end
+
+-- A permission -> a file_permissions row, and how open it leaves the item.
+local LEVEL = { private = 0, internal = 1, external = 2, public = 3 }
+local function permission_row(item_id, p, doms)
+  local roles = type(p.roles) == "table" and p.roles or {}
+  local row = { ext_id = item_id .. ":" .. p.id, file_id = item_id, role = roles[1], expires_at = str(p.expirationDateTime),
+                external = 0 }
+  local level = "private"
+  if type(p.link) == "table" then
+    row.principal_type, row.link = "link", str(p.link.webUrl)
+    local scope = p.link.scope or "anonymous"
+    row.principal = "link:" .. tostring(scope)
+    if scope == "anonymous" then level, row.external = "public", 1
+    elseif scope == "organization" then level = "internal"
+    else level = "internal" end
+  end
+  local grants = {}
+  local who, kind = identity(p.grantedToV2 or p.grantedTo)
+  if who then grants[1] = { who, kind } end
+  for _, g in ipairs(type(p.grantedToIdentitiesV2 or p.grantedToIdentities) == "table" and (p.grantedToIdentitiesV2 or p.grantedToIdentities) or {}) do
+    local w, k = identity(g)
+    if w then grants[#grants + 1] = { w, k } end
+  end
+  for _, g in ipairs(grants) do
+    row.principal = row.principal or str(g[1].email) or str(g[1].displayName) or str(g[1].id)
+    row.principal_type = row.principal_type or g[2]
+    if roles[1] ~= "owner" then
+      if is_external(g[1], doms) then row.external = 1; if LEVEL[level] < LEVEL.external then level = "external" end
+      elseif LEVEL[level] < LEVEL.internal then level = "internal" end
+    end
+  end
+  if type(p.invitation) == "table" and str(p.invitation.email) and is_external({ email = p.invitation.email }, doms) then
+    row.external = 1
+    if LEVEL[level] < LEVEL.external then level = "external" end
+  end
+  return row, level
+end
+
+local function file_path(it)
+  local pr = type(it.parentReference) == "table" and it.parentReference or {}
+  local parent = str(pr.path) and (pr.path:gsub("^/drives?/[^/]*/?root:", ""):gsub("^/drive/root:", "")) or ""
+  return parent .. "/" .. tostring(it.name)
+end
+
+local function file_row(it, drive, level)
+  local f = type(it.file) == "table" and it.file or nil
+  local h = f and type(f.hashes) == "table" and f.hashes or {}
+  local pr = type(it.parentReference) == "table" and it.parentReference or {}
+  local owner = type(drive.owner) == "table" and identity(drive.owner) or nil
+  local by = identity(it.createdBy)
+  if not str(pr.driveId) then                   -- actions need the drive: keep it with the item
+    pr.driveId = drive.id
+    it.parentReference = pr
+  end
+  return {
+    ext_id = it.id, name = it.name, path = file_path(it), parent_id = str(pr.id), is_folder = it.folder and 1 or 0,
+    owner = owner and (str(owner.email) or str(owner.displayName)) or by and (str(by.email) or str(by.displayName)) or nil,
+    size = math.tointeger(it.size), mime = f and str(f.mimeType) or nil, sha1 = str(h.sha1Hash), sha256 = str(h.sha256Hash),
+    access_level = level, trashed = 0, quarantined = pr.name == QUARANTINE and 1 or 0,
+    created_at = str(it.createdDateTime), modified_at = str(it.lastModifiedDateTime),
+    raw = it,
+  }
+end
+
+-- Permissions of one item: rows and the item's access level.
+local function item_permissions(ctx, drive_id, item_id, doms)
+  local rows, level = {}, "private"
+  for page in graph_pages(ctx, "/v1.0/drives/" .. urlencode(drive_id) .. "/items/" .. urlencode(item_id) .. "/permissions") do
+    for _, p in ipairs(page) do
+      local row, l = permission_row(item_id, p, doms)
+      row.raw = p
+      if not (type(p.roles) == "table" and p.roles[1] == "owner" and not p.link) then rows[#rows + 1] = row end
+      if LEVEL[l] > LEVEL[level] then level = l end
+    end
+  end
+  return rows, level
+end
+
+-- Every drive: each user's OneDrive and each site's document libraries.
+local function drives(ctx)
+  local list, seen = {}, {}
+  local function add(d) if type(d) == "table" and d.id and not seen[d.id] then seen[d.id] = true; list[#list + 1] = d end end
+  for _, u in ipairs(ctx:known_users()) do
+    local resp, err = ctx.client:request("GET", "/v1.0/users/" .. urlencode(u.ext_id) .. "/drive", { expect_json = true })
+    if resp then add(resp.data)
+    elseif not tostring(err):match("^not_found:") then error(err, 0) end    -- no OneDrive provisioned
+  end
+  local ok, err = pcall(function()
+    for page in graph_pages(ctx, "/v1.0/sites", { search = "*" }) do
+      for _, s in ipairs(page) do
+        for dpage in graph_pages(ctx, "/v1.0/sites/" .. urlencode(s.id) .. "/drives") do
+          for _, d in ipairs(dpage) do add(d) end
+        end
+      end
+    end
+  end)
+  if not ok and not tostring(err):match("^not_found:") then error(err, 0) end
+  return list
+end
+
+-- One drive's delta from `link` (nil: from scratch).  -> the new deltaLink, restarted (bool)
+local function drive_delta(ctx, drive, link, doms)
+  local restarted = link == nil
+  local function run(from)
+    local path, query = from, nil
+    if not path then path = "/v1.0/drives/" .. urlencode(drive.id) .. "/root/delta" end
+    local delta
+    for page, resp in ctx:pages(path, query, { items = function(d) return d.value end,
+        next = function(r) delta = r.data["@odata.deltaLink"] or delta; return r.data["@odata.nextLink"] end }) do
+      local files, perms = {}, {}
+      for _, it in ipairs(page) do
+        if not it.root then
+          if type(it.deleted) == "table" then
+            files[#files + 1] = { it = it, deleted = true }
+          else
+            local rows, level = item_permissions(ctx, drive.id, it.id, doms)
+            files[#files + 1] = { it = it, level = level }
+            for _, r in ipairs(rows) do perms[#perms + 1] = r end
+          end
+        end
+      end
+      ctx:emit("files", files, function(f)
+        local row = file_row(f.it, drive, f.level or "private")
+        if f.deleted then row.trashed = 1 end
+        return row
+      end)
+      ctx:emit("file_permissions", perms)
+    end
+    return delta
+  end
+  local ok, res = pcall(run, link)
+  if not ok then
+    -- 410 Gone (resyncRequired / syncStateNotFound): the token is stale; enumerate again (§5)
+    if link and tostring(res):match("HTTP 410") then
+      log.warn("office365: delta link expired, restarting the drive's delta", { instance = ctx.instance, drive = drive.id })
+      return run(nil), true
+    end
+    error(res, 0)
+  end
+  return res, restarted
+end
+
+function c.streams.files(ctx, cursor)
+  local links = cursor and json.decode(cursor) or nil
+  if type(links) ~= "table" then links = {} end
+  local doms = tenant_domains(ctx)
+  local all_fresh = true
+  local next_links = {}
+  for _, d in ipairs(drives(ctx)) do
+    local link, fresh = drive_delta(ctx, d, links[d.id], doms)
+    all_fresh = all_fresh and fresh
+    next_links[d.id] = link
+    links[d.id] = link
+    ctx:checkpoint(json.encode(links))
+  end
+  ctx:checkpoint(json.encode(next_links))
+  ctx.complete_listing = all_fresh
+end
+
+---------------------------------------------------------------------------------------------- re-fetch
+c.stream_order = { users = 1, groups = 2, app_grants = 3, files = 4, activities = 5 }
+
+function c.fetch.users(ctx, id)
+  local u = ctx:get("/v1.0/users/" .. urlencode(id), { ["$select"] = USER_SELECT })
+  local row = user_row(u)
+  local cur = ctx.st:query("SELECT is_admin FROM users WHERE instance_id = ? AND ext_id = ?", ctx.inst.id, u.id)[1]
+  row.is_admin = cur and cur.is_admin or 0
+  ctx:emit("users", { u }, function() return row end)
+end
+
+-- A file (after an action) or a whole drive ("drive:<id>", after a change notification): the drive's
+-- delta from its stored link, which then moves on.
+function c.fetch.files(ctx, id)
+  local drive_id = tostring(id):match("^drive:(.+)$")
+  local doms = tenant_domains(ctx)
+  if not drive_id then
+    local row = ctx.st:query("SELECT * FROM files WHERE instance_id = ? AND ext_id = ?", ctx.inst.id, id)[1]
+    if not row then return end
+    drive_id = drive_of(row)
+    local resp, err = ctx.client:request("GET", "/v1.0/drives/" .. urlencode(drive_id) .. "/items/" .. urlencode(id), { expect_json = true })
+    local drive = { id = drive_id }
+    if not resp then
+      if not tostring(err):match("^not_found:") then error(err, 0) end
+      local gone = file_row(decode_raw(row), drive, row.access_level)
+      gone.trashed, gone.raw = 1, decode_raw(row)
+      ctx:emit("files", { gone }, function(x) return x end)
+      return
+    end
+    local rows, level = item_permissions(ctx, drive_id, id, doms)
+    local frow = file_row(resp.data, drive, level)
+    frow.owner = row.owner
+    ctx:emit("files", { frow }, function(x) return x end)
+    ctx:emit("file_permissions", rows)
+    -- permissions removed by the action: the item's rows not listed now are gone
+    local keep = {}
+    for _, r in ipairs(rows) do keep[r.ext_id] = true end
+    for _, old in ipairs(ctx.st:query("SELECT ext_id FROM file_permissions WHERE instance_id = ? AND file_id = ? AND deleted_at IS NULL",
+        ctx.inst.id, id)) do
+      if not keep[old.ext_id] then
+        ctx.st.db:exec("UPDATE file_permissions SET deleted_at = ? WHERE instance_id = ? AND ext_id = ?", iso(), ctx.inst.id, old.ext_id)
+      end
+    end
+    return
+  end
+  local state = ctx.st:stream(ctx.inst.id, "files") or {}
+  local links = state.cursor and json.decode(state.cursor) or {}
+  if type(links) ~= "table" then links = {} end
+  local link = drive_delta(ctx, { id = drive_id }, links[drive_id], doms)
+  links[drive_id] = link
+  assert(ctx.st:save_stream(ctx.inst.id, "files", { cursor = json.encode(links) }))
+end
+
+---------------------------------------------------------------------------------------------- governance
+local function user_path(user) return "/v1.0/users/" .. urlencode(user.ext_id) end
+
+function c.actions.suspend_user(ctx, user) ctx:patch(user_path(user), { accountEnabled = false }) end
+function c.actions.unsuspend_user(ctx, user) ctx:patch(user_path(user), { accountEnabled = true }) end
+function c.actions.revoke_sessions(ctx, user) ctx:post(user_path(user) .. "/revokeSignInSessions") end
+function c.actions.expire_password(ctx, user)
+  ctx:patch(user_path(user), { passwordProfile = { forceChangePasswordNextSignIn = true } })
+end
+function c.actions.revoke_grant(ctx, grant) ctx:delete("/v1.0/oauth2PermissionGrants/" .. urlencode(grant.ext_id)) end
+c.undo = { suspend_user = "unsuspend_user", unsuspend_user = "suspend_user" }
+
+local function item_path(drive_id, item_id)
+  return "/v1.0/drives/" .. urlencode(drive_id) .. "/items/" .. urlencode(item_id)
+end
+
+-- The item's own (not inherited) permissions that `pick` selects are deleted (§4: only non-inherited
+-- permissions can be removed).  -> how many
+local function delete_permissions(ctx, file, pick)
+  local drive_id = drive_of(file)
+  local n = 0
+  local list = {}
+  for page in graph_pages(ctx, item_path(drive_id, file.ext_id) .. "/permissions") do
+    for _, p in ipairs(page) do list[#list + 1] = p end
+  end
+  for _, p in ipairs(list) do
+    local owner = type(p.roles) == "table" and p.roles[1] == "owner"
+    if not p.inheritedFrom and not owner and pick(p) then
+      ctx:delete(item_path(drive_id, file.ext_id) .. "/permissions/" .. urlencode(p.id))
+      n = n + 1
+    end
+  end
+  return n
+end
+
+-- params.permission_id: just that one.
+function c.actions.remove_shared_link(ctx, file, params)
+  params = params or {}
+  delete_permissions(ctx, file, function(p)
+    if params.permission_id then return p.id == params.permission_id end
+    return type(p.link) == "table"
+  end)
+end
+
+-- params.permission_id or params.principal (an e-mail); neither: every external collaborator.
+function c.actions.remove_collaborator(ctx, file, params)
+  params = params or {}
+  local doms = (params.permission_id or params.principal) and {} or tenant_domains(ctx)
+  local n = delete_permissions(ctx, file, function(p)
+    if type(p.link) == "table" then return params.permission_id == p.id end
+    if params.permission_id then return p.id == params.permission_id end
+    local who = identity(p.grantedToV2 or p.grantedTo)
+    if params.principal then
+      return who ~= nil and (tostring(who.email or ""):lower() == tostring(params.principal):lower())
+    end
+    return is_external(who, doms)
+  end)
+  if n == 0 and (params.permission_id or params.principal) then
+    error("http: no such removable permission on " .. tostring(file.name), 0)
+  end
+end
+
+function c.actions.make_private(ctx, file) delete_permissions(ctx, file, function() return true end) end
+
+function c.actions.trash_file(ctx, file) ctx:delete(item_path(drive_of(file), file.ext_id)) end
+
+local function quarantine_folder(ctx, drive_id)
+  local root = "/v1.0/drives/" .. urlencode(drive_id) .. "/root"
+  for page in graph_pages(ctx, root .. "/children") do
+    for _, it in ipairs(page) do if it.name == QUARANTINE and it.folder then return it.id end end
+  end
+  local f = ctx:post(root .. "/children", { name = QUARANTINE, folder = json.decode("{}"),
+    ["@microsoft.graph.conflictBehavior"] = "fail" })
+  return f.id
+end
+
+local function upload(ctx, drive_id, parent_id, name, text)
+  return ctx:request("PUT", item_path(drive_id, parent_id) .. ":/" .. urlencode(name) .. ":/content",
+    { body = text, headers = { ["Content-Type"] = "text/plain" } })
+end
+
+-- Move the item into the drive's quarantine folder and leave a tombstone at its place.
+function c.actions.quarantine_file(ctx, file, params)
+  params = params or {}
+  local drive_id = drive_of(file)
+  local it = ctx:get(item_path(drive_id, file.ext_id))
+  local parent = assert(type(it.parentReference) == "table" and str(it.parentReference.id), "item has no parent")
+  local folder = quarantine_folder(ctx, drive_id)
+  if parent == folder then return end
+  ctx:patch(item_path(drive_id, file.ext_id), { parentReference = { id = folder } })
+  local note = ("%s was quarantined by the organization's administrator (cachost).\n"
+    .. "Correlation id: %s\n"):format(it.name, tostring(params.correlation_id))
+  local tomb = upload(ctx, drive_id, parent, it.name .. ".quarantined.txt", note)
+  return { undo = { action = "unquarantine_file", params = {
+    drive_id = drive_id, parent_id = parent, name = it.name, tombstone_id = type(tomb) == "table" and tomb.id or nil } } }
+end
+
+function c.actions.unquarantine_file(ctx, file, params)
+  params = params or {}
+  local drive_id = params.drive_id or drive_of(file)
+  local parent = params.parent_id
+  if not parent then error("http: unquarantine_file needs the original folder (params.parent_id)", 0) end
+  ctx:patch(item_path(drive_id, file.ext_id), { parentReference = { id = parent }, name = params.name })
+  if params.tombstone_id then
+    local _, err = ctx.client:request("DELETE", item_path(drive_id, params.tombstone_id))
+    if err and not tostring(err):match("^not_found:") then error(err, 0) end
+  end
+end
+
+---------------------------------------------------------------------------------------------- change notifications
+-- Graph POSTs `?validationToken=` to verify the URL (echo it as text/plain, §7); notifications carry the
+-- subscription's clientState, compared in constant time.  Users -> re-fetch the user; drive roots ->
+-- the drive's delta.
+function c.webhook(ctx, req)
+  local token = req.query and req.query.validationToken
+  if token then return 200, token, nil, { ["Content-Type"] = "text/plain" } end
+  local secret = ctx:secret("client_state")
+  if not secret then return 403, { error = "client_state not configured" } end
+  local body = json.decode(req.body or "")
+  if type(body) ~= "table" or type(body.value) ~= "table" then return 400, { error = "not a change notification" } end
+  local refetch, seen = {}, {}
+  for _, n in ipairs(body.value) do
+    if type(n) ~= "table" or type(n.clientState) ~= "string" or not crypto.equal(n.clientState, secret) then
+      return 401, { error = "bad clientState" }
+    end
+    local res = tostring(n.resource or "")
+    local rd = type(n.resourceData) == "table" and n.resourceData or {}
+    local item
+    local uid = res:match("^[Uu]sers/([^/]+)$")
+    if uid then item = { entity = "users", id = str(rd.id) or uid }
+    else
+      local did = res:match("^/?drives/([^/]+)/root") or res:match("^/?[Dd]rives/([^/]+)")
+      if did then item = { entity = "files", id = "drive:" .. did } end
+    end
+    if item and not seen[item.entity .. item.id] then
+      seen[item.entity .. item.id] = true
+      refetch[#refetch + 1] = item
+    end
+  end
+  return 202, nil, refetch
+end
+
+return c
