@@ -49,7 +49,8 @@ function M.webhook(req)
   if not inst or not inst.enabled then return 404, { error = "no such instance" } end
   local ctx = sync.context(runtime.store(), inst, "webhook")
   if not ctx.connector.webhook then return 404, { error = "this app has no webhooks" } end
-  local status, body, refetch = ctx.connector.webhook(ctx, req)
+  -- a string body goes out as it is, with the connector's headers (e.g. Graph's text/plain handshake)
+  local status, body, refetch, headers = ctx.connector.webhook(ctx, req)
   for _, r in ipairs(refetch or {}) do
     local fetch = ctx.connector.fetch[r.entity]
     if fetch then
@@ -59,7 +60,8 @@ function M.webhook(req)
       end)
     end
   end
-  return status, body and json.encode(body) or ""
+  if type(body) == "string" then return status, body, headers end
+  return status, body and json.encode(body) or "", headers
 end
 
 function M.run(opts)

@@ -68,7 +68,7 @@ function M.sync(inst, opts)
   local sync = require "sync"
   local c = assert(sdk.load(inst.app))
   local results, all_ok = {}, true
-  for _, stream in ipairs(opts.streams or sync.streams(c)) do
+  for _, stream in ipairs(opts.streams or sync.streams(c, inst.settings)) do
     local t0 = sched.now()
     local counts, err, status = sync.run(M.store(), inst, stream, opts)
     results[#results + 1] = { stream = stream, counts = counts, error = err, seconds = sched.now() - t0 }

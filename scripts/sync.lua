@@ -114,6 +114,12 @@ function M.run(st, inst, stream, opts)
   local ctx = M.context(st, inst, stream)
   local fn = ctx.connector.streams[stream]
   if not fn then return nil, ("%s has no stream '%s'"):format(inst.app, stream) end
+  -- c.enabled(stream, settings) -> true | false (switched off: skipped, nothing changes) | nil, err
+  if ctx.connector.enabled then
+    local on, why = ctx.connector.enabled(stream, inst.settings)
+    if on == nil then return nil, why, "error" end
+    if not on then return {}, nil, "skipped" end
+  end
   local state = st:stream(inst.id, stream) or {}
   local cursor = not opts.full and state.cursor or nil
   local started = sched.time()
@@ -130,7 +136,9 @@ function M.run(st, inst, stream, opts)
     return nil, err, status_of(err)
   end
   local done = st:transaction(function()
-    if not ctx.incremental then     -- a complete listing: what it no longer saw is gone
+    -- a complete listing: what it no longer saw is gone (an incremental stream may say that a run of
+    -- it was complete: ctx.complete_listing, e.g. delta queries started afresh)
+    if not ctx.incremental or ctx.complete_listing then
       for entity in pairs(ctx.emitted) do
         local res = assert(st:upsert(entity, inst.id, {}, { complete = true, scan_started = started }))
         local c = ctx.counts[entity]
@@ -147,10 +155,14 @@ function M.run(st, inst, stream, opts)
   return ctx.counts
 end
 
--- Streams of a connector, full listings first (activities need users to resolve actors).
-function M.streams(c)
+-- Streams of a connector, full listings first (activities need users to resolve actors).  With the
+-- instance's settings, only the streams c.enabled leaves on (an error from it keeps the stream listed:
+-- running it reports the error).
+function M.streams(c, settings)
   local list = {}
-  for name in pairs(c.streams) do list[#list + 1] = name end
+  for name in pairs(c.streams) do
+    if not (settings and c.enabled and c.enabled(name, settings) == false) then list[#list + 1] = name end
+  end
   table.sort(list, function(a, b)
     local oa, ob = (c.stream_order or {})[a] or 50, (c.stream_order or {})[b] or 50
     if oa ~= ob then return oa < ob end
