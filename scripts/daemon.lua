@@ -66,6 +66,8 @@ end
 
 function M.run(opts)
   local tasks = {}
+  runtime.watch(true)
+  sched.on_reload(function() runtime.policies(true); log.info("policies reloaded") end)
   for _, inst in ipairs(runtime.instances { enabled = true }) do M.schedule(inst, tasks) end
   local srv, err = server.listen { host = opts.host or "127.0.0.1", port = opts.port or 0, max_body = 1024 * 1024 }
   if not srv then return nil, "cannot listen: " .. tostring(err) end

@@ -62,6 +62,29 @@ function M.instances(opts)
   return list
 end
 
+-- The policies, loaded once per process (cachost policy reload / SIGHUP load them again).
+local policies_cache
+function M.policies(reload)
+  if policies_cache and not reload then return policies_cache end
+  local policy = require "policy"
+  local list, errors = policy.load_all(M.store())
+  for _, e in ipairs(errors) do log.error("policy not loaded", { error = e }) end
+  policies_cache = list
+  return list
+end
+
+-- Policies watch the change feed of every committed page.
+function M.watch(enabled)
+  local sync = require "sync"
+  if not enabled then sync.on_feed = nil; return end
+  local policy = require "policy"
+  sync.on_feed = function(ctx, entity, feed)
+    local ok, err = pcall(policy.feed, ctx.st, ctx.inst, M.policies(), entity, feed,
+      { ctx = ctx, first_scan = ctx.first_scan })
+    if not ok then log.error("policy evaluation failed", { instance = ctx.instance, entity = entity, error = err }) end
+  end
+end
+
 -- Sync every stream of an instance (or the ones named), full listings first.  -> results, ok
 function M.sync(inst, opts)
   opts = opts or {}

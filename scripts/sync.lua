@@ -24,7 +24,7 @@ function M.context(st, inst, stream)
   return setmetatable({
     st = st, inst = inst, connector = c, client = client, stream = stream,
     settings = inst.settings, instance = inst.name,
-    emitted = {}, counts = {}, changes = {}, cursor = nil, pending_cursor = false,
+    emitted = {}, counts = {}, cursor = nil, pending_cursor = false,
   }, Ctx)
 end
 
@@ -95,8 +95,12 @@ function Ctx:emit(entity, items, map)
   for _, k in ipairs { "added", "changed", "unchanged" } do c[k] = c[k] + res[k] end
   c.bad = c.bad + bad
   self.counts[entity] = c
-  for _, ch in ipairs(res.changes or {}) do self.changes[#self.changes + 1] = ch end
-  if M.on_changes and #(res.changes or {}) > 0 then M.on_changes(self, entity, res.changes, rows) end
+  -- the change feed: new events, and inventory rows added or changed (policies watch it)
+  local feed = res.changes or {}
+  if #feed == 0 and res.status then
+    for i, s in ipairs(res.status) do if s == "added" then feed[#feed + 1] = { op = "added", row = rows[i] } end end
+  end
+  if M.on_feed and #feed > 0 then M.on_feed(self, entity, feed) end
   return res
 end
 
@@ -124,6 +128,7 @@ function M.run(st, inst, stream, opts)
   local cursor = not opts.full and state.cursor or nil
   local started = sched.time()
   ctx.watermark = state.watermark
+  ctx.first_scan = state.last_success == nil
   assert(st:save_stream(inst.id, stream, { scan_started = started }))
   local ok, err = xpcall(fn, function(e)
     if type(e) == "string" and (e:match("^[%w_]+: ") or e:match("^endless") or e:match("^bad page")) then return e end
@@ -143,7 +148,6 @@ function M.run(st, inst, stream, opts)
         local res = assert(st:upsert(entity, inst.id, {}, { complete = true, scan_started = started }))
         local c = ctx.counts[entity]
         c.removed = c.removed + res.removed
-        for _, ch in ipairs(res.changes or {}) do ctx.changes[#ctx.changes + 1] = ch end
       end
     end
     assert(st:save_stream(inst.id, stream, { last_success = sched.time(), last_error = json.null,

@@ -5,13 +5,15 @@ return {
   usage = [[usage: cachost sync INSTANCE [--stream S]... [--full]
 Runs the instance's streams now (all of them, full listings first), committing page by page.
   --stream S   only this stream (users, groups, privileges, app_grants, activities, ...); repeatable
-  --full       ignore saved cursors: re-read incremental streams from their start]],
-  options = { { "stream", arg = true, many = true, short = "s" }, { "full" } },
+  --full         ignore saved cursors: re-read incremental streams from their start
+  --no-policies  do not evaluate policies on what changed]],
+  options = { { "stream", arg = true, many = true, short = "s" }, { "full" }, { "no-policies" } },
   run = function(opts, args, ctx)
     if #args ~= 1 then return ctx.usage_error(ctx.load_command("sync"), "expected one INSTANCE") end
     local inst, err = runtime.instance(args[1])
     if not inst then return ctx.fail("%s", err) end
     if not inst.enabled then return ctx.fail("instance '%s' is disabled (cachost instance enable %s)", inst.name, inst.name) end
+    runtime.watch(not opts["no-policies"])
     local tty = host.isatty(2)
     local results, ok = runtime.sync(inst, {
       streams = opts.stream, full = opts.full,

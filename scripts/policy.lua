@@ -1,0 +1,411 @@
+-- policy.lua — governance policies: loading them confined, and evaluating them on the change feed.
+--
+-- A policy is a Lua file returning policy{...} (see policies/*.lua).  It is loaded in its own Lua state
+-- (the `vm` module: a hard memory cap and an instruction budget), so a broken, runaway or hostile policy
+-- is disabled with an alert and never stops the others.  Only what is data leaves that state; a `match`
+-- function is called there on batches of rows, which are copied in.  Windows (repeated, travel) are
+-- kept by the engine here and saved in policy_state, so they survive a restart.
+local governance = require "governance"
+local store = require "store"
+local util = require "sdk.util"
+
+local M = {}
+
+M.MEMORY = 16 * 1024 * 1024
+M.INSTRUCTIONS = 20 * 1000 * 1000     -- per call, i.e. per batch of rows
+M.BATCH = 1000
+
+-- What a policy watches -> the entity of the change feed.
+local ON = { activity = "activities", user = "users", file = "files", app_grant = "app_grants",
+             privilege = "privileges", group_member = "group_members" }
+M.ON = ON
+
+-- Runs inside the policy's own state, before the policy file.
+local PRELUDE = [[
+local P
+function policy(t)
+  if type(t) ~= "table" then error("policy{...} expects a table", 2) end
+  P = t
+  return true      -- the declaration stays in here; __describe copies out what is data
+end
+function __describe()
+  if not P then error("the file does not return policy{...}", 0) end
+  local d = {}
+  for k, v in pairs(P) do if type(v) ~= "function" then d[k] = v end end
+  d.match_fn = type(P.match) == "function"
+  return d
+end
+function __match(rows)
+  local out, match = {}, P.match
+  for i = 1, #rows do out[i] = match(rows[i]) and true or false end
+  return out
+end
+]]
+
+local function seconds(spec)
+  if type(spec) == "number" then return spec end
+  local n, unit = tostring(spec):match("^(%d+)%s*([smhd]?)$")
+  if not n then return nil end
+  return tonumber(n) * ({ s = 1, m = 60, h = 3600, d = 86400, [""] = 1 })[unit]
+end
+
+local SEVERITIES = { low = true, medium = true, high = true, critical = true }
+
+-- Checks a description and fills defaults; returns it or nil, err.
+local function validate(d, name)
+  if type(d.name) ~= "string" then return nil, "name missing" end
+  if not ON[d.on] then return nil, ("'on' must be one of activity, user, file, app_grant, privilege, group_member (got %s)"):format(tostring(d.on)) end
+  d.severity = d.severity or "medium"
+  if not SEVERITIES[d.severity] then return nil, "severity must be low, medium, high or critical" end
+  if d.match ~= nil and type(d.match) ~= "table" and not d.match_fn then return nil, "match must be a table or a function" end
+  d.mode = d.mode or "audit"
+  if d.mode ~= "audit" and d.mode ~= "enforce" then return nil, "mode must be audit or enforce" end
+  d.actions = d.actions or { "alert" }
+  for _, a in ipairs(d.actions) do
+    if a ~= "alert" and not governance.ENTITY[a] then return nil, ("unknown action '%s'"):format(tostring(a)) end
+  end
+  if d.repeated then
+    local r = d.repeated
+    r.within = seconds(r.within)
+    if type(r.count) ~= "number" or r.count < 1 or not r.within then
+      return nil, "repeated = {count = N, within = '5m', by = 'actor'}"
+    end
+    r.by = r.by or "actor"
+  end
+  if d.travel then
+    d.travel.max_kmh = d.travel.max_kmh or 900
+    d.travel.min_km = d.travel.min_km or 100
+  end
+  local known = { name = 1, severity = 1, on = 1, match = 1, match_fn = 1, repeated = 1, followed_by = 1, travel = 1,
+                  alert = 1, actions = 1, mode = 1, description = 1, ops = 1, new_only = 1, dlp = 1 }
+  for k in pairs(d) do
+    if not known[k] then return nil, ("unknown field '%s'"):format(tostring(k)) end
+  end
+  d.id = name
+  return d
+end
+
+-- policy.load(path) -> policy | nil, err
+function M.load(path)
+  local fh, ferr = io.open(path, "rb")
+  if not fh then return nil, ferr end
+  local text = fh:read("a")
+  fh:close()
+  local id = path:match("([^/]+)%.lua$") or path
+  local v = vm.new { memory = M.MEMORY, instructions = M.INSTRUCTIONS, name = id }
+  local ok, err = v:load(PRELUDE, "=prelude")
+  if ok then ok, err = v:load(text, id .. ".lua") end
+  if not ok then v:close(); return nil, ("%s: %s"):format(id, err) end
+  local okd, d = v:call("__describe")
+  if not okd then v:close(); return nil, ("%s: %s"):format(id, d) end
+  local p, verr = validate(d, id)
+  if not p then v:close(); return nil, ("%s: %s"):format(id, verr) end
+  p.vm, p.path = v, path
+  return p
+end
+
+-- Every policy shipped in policies/ and the operator's in $CACHOST_HOME/policies/, with their switches.
+function M.load_all(st)
+  local list, errors = {}, {}
+  local switches = {}
+  for _, r in ipairs(st.db:query("SELECT * FROM policies")) do switches[r.name] = r end
+  for _, dir in ipairs { host.root .. "/policies", host.home .. "/policies" } do
+    for _, f in ipairs(host.listdir(dir) or {}) do
+      if f:match("%.lua$") then
+        local p, err = M.load(dir .. "/" .. f)
+        if p then
+          local sw = switches[p.id]
+          p.enabled = not sw or sw.enabled == 1
+          if sw and sw.mode then p.mode = sw.mode end
+          list[#list + 1] = p
+        else
+          errors[#errors + 1] = err
+        end
+      end
+    end
+  end
+  return list, errors
+end
+
+---------------------------------------------------------------------------------------------- matching
+
+local function value_matches(want, got)
+  if type(want) == "table" then
+    for _, w in ipairs(want) do if w == got then return true end end
+    return false
+  end
+  return want == got
+end
+
+local function table_match(m, row)
+  for k, want in pairs(m) do
+    if not value_matches(want, row[k]) then return false end
+  end
+  return true
+end
+
+-- -> array of booleans, or nil, err (the policy failed: budget, memory, runtime error)
+local function match_rows(p, rows)
+  if p.match_fn then
+    local out = {}
+    for first = 1, #rows, M.BATCH do
+      local batch = table.move(rows, first, math.min(#rows, first + M.BATCH - 1), 1, {})
+      local ok, res = p.vm:call("__match", batch)
+      if not ok then return nil, res end
+      table.move(res, 1, #res, first, out)
+    end
+    return out
+  end
+  local out = {}
+  local m = p.match or {}
+  for i, r in ipairs(rows) do out[i] = table_match(m, r) end
+  return out
+end
+
+---------------------------------------------------------------------------------------------- windows
+
+local function haversine_km(lat1, lon1, lat2, lon2)
+  local r = math.rad
+  local dlat, dlon = r(lat2 - lat1), r(lon2 - lon1)
+  local a = math.sin(dlat / 2) ^ 2 + math.cos(r(lat1)) * math.cos(r(lat2)) * math.sin(dlon / 2) ^ 2
+  return 6371 * 2 * math.atan(math.sqrt(a), math.sqrt(1 - a))
+end
+M.haversine_km = haversine_km
+
+local function ipv4(s)
+  local a, b, c, d = tostring(s or ""):match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
+  if not a then return nil end
+  return ((tonumber(a) * 256 + tonumber(b)) * 256 + tonumber(c)) * 256 + tonumber(d)
+end
+local function in_cidr(ip, cidr)
+  local net, bits = cidr:match("^([%d%.]+)/(%d+)$")
+  local a, n = ipv4(ip), ipv4(net or cidr)
+  if not a or not n then return false end
+  local shift = 32 - tonumber(bits or 32)
+  return a >> shift == n >> shift
+end
+M.in_cidr = in_cidr
+
+local State = {}
+State.__index = State
+
+-- Window state per (policy, instance, key), cached for a feed and saved when it ends.
+local function state_for(st, inst)
+  return setmetatable({ st = st, inst = inst, cache = {}, dirty = {} }, State)
+end
+function State:get(policy, key)
+  local k = policy .. "\0" .. key
+  local v = self.cache[k]
+  if v == nil then
+    local r = self.st.db:query("SELECT data FROM policy_state WHERE policy = ? AND instance_id = ? AND key = ?",
+      policy, self.inst.id, key)[1]
+    v = r and json.decode(r.data) or {}
+    self.cache[k] = v
+  end
+  return v
+end
+function State:put(policy, key, v)
+  local k = policy .. "\0" .. key
+  self.cache[k] = v
+  self.dirty[k] = { policy, key }
+end
+function State:save()
+  local now = store.now()
+  for k, pk in pairs(self.dirty) do
+    assert(self.st.db:exec([[INSERT INTO policy_state (policy, instance_id, key, data, updated_at) VALUES (?, ?, ?, ?, ?)
+      ON CONFLICT (policy, instance_id, key) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at]],
+      pk[1], self.inst.id, pk[2], json.encode(self.cache[k]), now))
+  end
+  self.dirty = {}
+end
+
+local function row_time(row) return util.parse_iso(row.time) or sched.time() end
+
+-- repeated = {count, within, by}, optional followed_by: N matches within the window (then a follower).
+-- Returns the evidence when the policy fires on this row.
+local function repeated_step(p, state, row, matched)
+  local r = p.repeated
+  local key = tostring(row[r.by] or "?")
+  local t = row_time(row)
+  local w = state:get(p.id, key)
+  local times = {}
+  for _, x in ipairs(w.times or {}) do if t - x <= r.within then times[#times + 1] = x end end
+  local fired
+  if matched then
+    times[#times + 1] = t
+    if not p.followed_by and #times >= r.count then fired = { count = #times, key = key }; times = {} end
+  elseif p.followed_by and table_match(p.followed_by, row) and #times >= r.count then
+    fired = { count = #times, key = key, followed_by = row.ext_id }
+    times = {}
+  end
+  state:put(p.id, key, { times = json.array(times) })
+  return fired
+end
+
+-- travel = {max_kmh, min_km, exclude = {cidr...}}: two sign-ins farther apart than a plane can fly.
+local function travel_step(p, state, row)
+  if not row.lat or not row.lon then return nil end
+  for _, cidr in ipairs(p.travel.exclude or {}) do if in_cidr(row.ip, cidr) then return nil end end
+  local key = tostring(row.actor or "?")
+  local t = row_time(row)
+  local last = state:get(p.id, key)
+  state:put(p.id, key, { lat = row.lat, lon = row.lon, t = t, location = row.location, ip = row.ip })
+  if not last.lat then return nil end
+  local km = haversine_km(last.lat, last.lon, row.lat, row.lon)
+  local hours = math.max(math.abs(t - last.t), 60) / 3600
+  if km >= p.travel.min_km and km / hours > p.travel.max_kmh then
+    return { km = math.floor(km), kmh = math.floor(km / hours), from = last.location, to = row.location,
+             from_ip = last.ip, to_ip = row.ip }
+  end
+end
+
+---------------------------------------------------------------------------------------------- enrichment
+
+-- What policies may look at beyond the row itself: the actor's account status for activities, and for
+-- app grants how many users of the instance have granted that app anything (a rarely seen app).
+local function enrich(st, inst, entity, rows)
+  if entity == "app_grants" then
+    local seen = {}
+    for _, r in ipairs(rows) do
+      if r.client_id and seen[r.client_id] == nil then
+        seen[r.client_id] = st.db:query([[SELECT count(DISTINCT user_id) n FROM app_grants WHERE instance_id = ?
+          AND client_id = ? AND deleted_at IS NULL]], inst.id, r.client_id)[1].n
+      end
+      r.app_users = seen[r.client_id]
+    end
+    return
+  end
+  if entity ~= "activities" then return end
+  local status = {}
+  for _, r in ipairs(rows) do
+    local who = r.actor_id or r.actor
+    if who and status[who] == nil then
+      local u = st.db:query("SELECT status FROM users WHERE instance_id = ? AND (ext_id = ? OR lower(email) = lower(?)) LIMIT 1",
+        inst.id, who, r.actor or who)[1]
+      status[who] = u and u.status or false
+    end
+    r.actor_status = who and status[who] or nil
+  end
+end
+
+---------------------------------------------------------------------------------------------- content
+
+-- dlp = {detectors = {...}, min = N, max_size = bytes}: download the file through its connector and
+-- scan it; the file row records the scan status.  -> evidence (masked samples only) or nil
+local function dlp_step(st, inst, p, row, opts)
+  local c = opts.ctx and opts.ctx.connector
+  if not c or not c.content or row.is_folder == 1 or row.is_folder == true then return nil end
+  local max = p.dlp.max_size or 50 * 1024 * 1024
+  local ok, body, err = pcall(c.content, opts.ctx, row, max)
+  local result
+  if not ok or not body then
+    local why = tostring(ok and err or body)
+    result = { status = why:match("too_large") and "too_large" or "failed", reason = why }
+  else
+    result = dlp.scan_file(body, { name = row.name, mime = row.mime, max_size = max, detectors = p.dlp.detectors })
+  end
+  assert(st.db:exec("UPDATE files SET scan_status = ? WHERE instance_id = ? AND ext_id = ?", result.status, inst.id, row.ext_id))
+  if result.status ~= "completed" then return nil end
+  local total, found = 0, {}
+  for kind, m in pairs(result.matches or {}) do
+    total = total + m.count
+    found[kind] = { count = m.count, samples = m.samples }
+  end
+  if total >= (p.dlp.min or 1) then return { matches = found, count = total } end
+end
+
+---------------------------------------------------------------------------------------------- outcomes
+
+local function alert_title(p, row, ev)
+  local t = p.alert or p.name
+  return (t:gsub("{([%w_]+)}", function(k) return tostring(row[k] or (ev and ev[k]) or "?") end))
+end
+
+local function target_of(entity, action, row)
+  local target_entity = governance.ENTITY[action]
+  if target_entity == entity then return row.ext_id end
+  if target_entity == "users" then return row.actor_id or row.actor or row.user_id or row.member_id end
+  return nil
+end
+
+-- One hit: an alert (deduplicated per policy, entity and window), and the policy's actions through
+-- the governance path (audit mode plans them as dry runs).
+local function fire(st, inst, p, entity, row, evidence, opts)
+  local bucket = math.floor(row_time(row) / 3600)
+  local title = alert_title(p, row, evidence)
+  local key = ("%s:%s:%s:%d"):format(p.id, entity, row.ext_id or "?", bucket)
+  local now = store.now()
+  evidence = evidence or {}
+  evidence.row = { ext_id = row.ext_id, time = row.time, actor = row.actor, action = row.action, ip = row.ip,
+                   location = row.location, email = row.email, name = row.name, path = row.path }
+  local plans = {}
+  local mode = opts.mode or p.mode
+  for _, action in ipairs(p.actions) do
+    if action ~= "alert" then
+      local target = target_of(entity, action, row)
+      if target then
+        local rec, err = governance.act { store = st, instance = inst, action = action, target = target,
+          policy = p.id, dry_run = mode ~= "enforce", params = { reason = title } }
+        plans[#plans + 1] = { action = action, target = target, mode = rec and rec.mode or "error",
+                              result = rec and rec.result or err, id = rec and rec.id }
+      end
+    end
+  end
+  evidence.actions = plans
+  assert(st.db:exec([[INSERT INTO alerts (instance_id, ext_id, policy, severity, title, entity, entity_id, evidence,
+      status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?)
+    ON CONFLICT (instance_id, ext_id) DO UPDATE SET updated_at = excluded.updated_at]],
+    inst.id, key, p.id, p.severity, title, entity, row.ext_id, json.encode(evidence), now, now))
+  if opts.on_alert then opts.on_alert { policy = p.id, severity = p.severity, title = title, entity = entity,
+                                         entity_id = row.ext_id, evidence = evidence } end
+end
+
+-- A policy failed (error, budget, memory): disable it, say so with an alert, go on with the others.
+local function disable(st, inst, p, err)
+  p.enabled = false
+  log.error("policy disabled", { policy = p.id, error = err })
+  assert(st.db:exec([[INSERT INTO policies (name, enabled, status, last_error, updated_at) VALUES (?, 0, 'failed', ?, ?)
+    ON CONFLICT (name) DO UPDATE SET enabled = 0, status = 'failed', last_error = excluded.last_error,
+    updated_at = excluded.updated_at]], p.id, err, store.now()))
+  governance.alert(st, inst, "cachost", "high", "policy " .. p.id .. " disabled: " .. err, "policy", p.id, { error = err })
+end
+
+-- engine.feed(st, inst, entity, items, opts) evaluates every enabled policy on the change feed:
+-- items = { {op = "added"|"changed"|"removed", row = {...}}, ... }.  opts.mode overrides every
+-- policy's mode (policy test runs "audit"); opts.on_alert sees each alert; opts.ctx is the sync
+-- context (content downloads); opts.first_scan skips new_only policies.  Returns the alert count.
+function M.feed(st, inst, policies, entity, items, opts)
+  opts = opts or {}
+  local rows = {}
+  for _, it in ipairs(items) do
+    if it.op ~= "removed" then rows[#rows + 1] = it.row end
+  end
+  if #rows == 0 then return 0 end
+  enrich(st, inst, entity, rows)     -- in place: the items see it too
+  local state = state_for(st, inst)
+  local alerts = 0
+  for _, p in ipairs(policies) do
+    if p.enabled ~= false and ON[p.on] == entity and not (p.new_only and opts.first_scan) then
+      local ops = p.ops and (function() local s = {} for _, o in ipairs(p.ops) do s[o] = true end return s end)() or (entity == "activities" and { added = true } or { added = true, changed = true })
+      local mine = {}
+      for _, it in ipairs(items) do if ops[it.op] then mine[#mine + 1] = it.row end end
+      local matched, err = match_rows(p, mine)
+      if not matched then
+        disable(st, inst, p, tostring(err))
+      else
+        for i, row in ipairs(mine) do
+          local ev
+          if p.repeated then ev = repeated_step(p, state, row, matched[i])
+          elseif p.travel then ev = matched[i] and travel_step(p, state, row) or nil
+          elseif p.dlp then ev = matched[i] and dlp_step(st, inst, p, row, opts) or nil
+          elseif matched[i] then ev = {} end
+          if ev then fire(st, inst, p, entity, row, ev, opts); alerts = alerts + 1 end
+        end
+      end
+    end
+  end
+  state:save()
+  return alerts
+end
+
+return M

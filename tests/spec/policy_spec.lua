@@ -1,0 +1,194 @@
+-- Policies: the shipped ones (positive and negative), confinement of broken ones, windows across a
+-- restart, and the governance limits and kill switch they go through.
+local policy = require "policy"
+local runtime = require "runtime"
+local governance = require "governance"
+local store = require "store"
+local util = require "sdk.util"
+
+local function tmp_home()
+  local p = os.tmpname(); os.remove(p); host.mkdir(p, 448)
+  return p
+end
+
+local T0 = 1790000000
+local function at(s) return util.iso(T0 + s) end
+local seq = 0
+local function signin(actor, outcome, s, extra)
+  seq = seq + 1
+  local r = { ext_id = "ev" .. seq, time = at(s), kind = "signin", action = "user.session.start", actor = actor,
+              actor_id = actor, outcome = outcome, ip = "198.51.100.7" }
+  for k, v in pairs(extra or {}) do r[k] = v end
+  return { op = "added", row = r }
+end
+
+local function write(dir, name, text)
+  local f = assert(io.open(dir .. "/" .. name .. ".lua", "w")); f:write(text); f:close()
+  return dir .. "/" .. name .. ".lua"
+end
+
+describe("policies", function()
+  local st, inst, shipped
+  local function alerts(p) return st.db:query("SELECT * FROM alerts WHERE policy = ? ORDER BY id", p) end
+  local function only(name)
+    for _, p in ipairs(shipped) do if p.id == name then return { p } end end
+    error("no policy " .. name)
+  end
+
+  before_each(function()
+    host.home = tmp_home()
+    package.loaded.runtime = nil
+    runtime = require "runtime"
+    st = runtime.store()
+    local now = store.now()
+    assert(st.db:exec("INSERT INTO instances (app, name, settings, created_at, updated_at) VALUES ('okta', 'o', '{}', ?, ?)", now, now))
+    inst = assert(runtime.instance("o"))
+    local users = {}
+    for i = 1, 30 do users[i] = { ext_id = "u" .. i, email = "u" .. i .. "@example.com", status = "active" } end
+    users[30].status = "suspended"
+    assert(st:upsert("users", inst.id, users))
+    shipped = assert(policy.load_all(st))
+  end)
+
+  it("ships policies that all load", function()
+    local names = {}
+    for _, p in ipairs(shipped) do names[#names + 1] = p.id end
+    table.sort(names)
+    assert.same({ "bruteforce", "impossible_travel", "mass_download", "new_admin", "risky_oauth_grant",
+                  "sensitive_file_shared", "suspended_user_activity" }, names)
+  end)
+
+  it("bruteforce: failures then a success alert and plan a suspension (audit mode)", function()
+    local feed = {}
+    for i = 1, 5 do feed[#feed + 1] = signin("u1", "failure", i * 10) end
+    feed[#feed + 1] = signin("u1", "success", 70)
+    assert.equal(1, policy.feed(st, inst, only("bruteforce"), "activities", feed))
+    local a = alerts("bruteforce")
+    assert.equal(1, #a)
+    assert.matches("u1 signed in after 5 failed attempts", a[1].title)
+    local g = st.db:query("SELECT * FROM governance_actions WHERE policy = 'bruteforce'")
+    assert.equal(1, #g); assert.equal("dry-run", g[1].mode); assert.equal("suspend_user", g[1].action)
+  end)
+
+  it("bruteforce: too few failures, or failures outside the window, do not fire", function()
+    local feed = {}
+    for i = 1, 4 do feed[#feed + 1] = signin("u2", "failure", i) end
+    feed[#feed + 1] = signin("u2", "success", 10)
+    for i = 1, 5 do feed[#feed + 1] = signin("u3", "failure", i * 300) end   -- 5 over 25 minutes
+    feed[#feed + 1] = signin("u3", "success", 1600)
+    assert.equal(0, policy.feed(st, inst, only("bruteforce"), "activities", feed))
+  end)
+
+  it("keeps windows across a restart", function()
+    local feed = {}
+    for i = 1, 3 do feed[#feed + 1] = signin("u4", "failure", i) end
+    assert.equal(0, policy.feed(st, inst, only("bruteforce"), "activities", feed))
+    local again = assert(policy.load_all(st))            -- a new process would load them like this
+    local p
+    for _, x in ipairs(again) do if x.id == "bruteforce" then p = x end end
+    feed = { signin("u4", "failure", 4), signin("u4", "failure", 5), signin("u4", "success", 6) }
+    assert.equal(1, policy.feed(st, inst, { p }, "activities", feed))
+  end)
+
+  it("impossible travel: Paris then New York twenty minutes later, but not a VPN range", function()
+    local feed = {
+      signin("u5", "success", 0, { lat = 48.85, lon = 2.35, location = "Paris" }),
+      signin("u5", "success", 1200, { lat = 40.71, lon = -74.0, location = "New York" }),
+      signin("u6", "success", 0, { lat = 48.85, lon = 2.35, location = "Paris" }),
+      signin("u6", "success", 9 * 3600, { lat = 40.71, lon = -74.0, location = "New York" }),   -- a plane can
+    }
+    assert.equal(1, policy.feed(st, inst, only("impossible_travel"), "activities", feed))
+    assert.matches("u5 signed in from New York", alerts("impossible_travel")[1].title)
+    local p = only("impossible_travel")[1]
+    p.travel.exclude = { "198.51.100.0/24" }
+    assert.equal(0, policy.feed(st, inst, { p }, "activities", {
+      signin("u7", "success", 0, { lat = 48.85, lon = 2.35 }), signin("u7", "success", 60, { lat = 40.71, lon = -74.0 }) }))
+  end)
+
+  it("activity of a suspended account alerts; of an active one does not", function()
+    local feed = { signin("u30", "success", 1), signin("u1", "success", 2) }
+    assert.equal(1, policy.feed(st, inst, only("suspended_user_activity"), "activities", feed))
+    assert.matches("u30 %(suspended%)", alerts("suspended_user_activity")[1].title)
+  end)
+
+  it("mass download fires at the threshold within the window only", function()
+    local feed = {}
+    for i = 1, 50 do seq = seq + 1; feed[i] = { op = "added", row = { ext_id = "d" .. seq, time = at(i), action = "DOWNLOAD", actor = "u8" } } end
+    assert.equal(1, policy.feed(st, inst, only("mass_download"), "activities", feed))
+    feed = {}
+    for i = 1, 49 do seq = seq + 1; feed[i] = { op = "added", row = { ext_id = "d" .. seq, time = at(i), action = "DOWNLOAD", actor = "u9" } } end
+    assert.equal(0, policy.feed(st, inst, only("mass_download"), "activities", feed))
+  end)
+
+  it("risky OAuth grant: a function match in the policy's own state", function()
+    local feed = {
+      { op = "added", row = { ext_id = "g1", client_id = "c1", app_name = "Shady", user = "u1", user_id = "u1", scopes = "Mail.Send openid" } },
+      { op = "added", row = { ext_id = "g2", client_id = "c2", app_name = "Calendar", user = "u1", user_id = "u1", scopes = "openid profile" } },
+    }
+    assert.equal(1, policy.feed(st, inst, only("risky_oauth_grant"), "app_grants", feed))
+    assert.equal("g1", alerts("risky_oauth_grant")[1].entity_id)
+  end)
+
+  it("new admin alerts on a new privilege but not on the first scan's baseline", function()
+    local feed = { { op = "added", row = { ext_id = "u1:r1", user_id = "u1", role = "SUPER_ADMIN" } } }
+    assert.equal(0, policy.feed(st, inst, only("new_admin"), "privileges", feed, { first_scan = true }))
+    assert.equal(1, policy.feed(st, inst, only("new_admin"), "privileges", feed))
+  end)
+
+  it("disables a broken policy with an alert and keeps evaluating the others", function()
+    local dir = tmp_home()
+    for name, text in pairs {
+      loop = 'return policy { name = "loop", on = "activity", match = function(r) while true do end end }',
+      bomb = 'return policy { name = "bomb", on = "activity", match = function(r) local t = {} while true do t[#t+1] = ("x"):rep(4096) end end }',
+      crash = 'return policy { name = "crash", on = "activity", match = function(r) return r.nope.deeper end }',
+    } do write(dir, name, text) end
+    local list = {}
+    for _, name in ipairs { "loop", "bomb", "crash" } do list[#list + 1] = assert(policy.load(dir .. "/" .. name .. ".lua")) end
+    list[#list + 1] = only("suspended_user_activity")[1]
+    assert.equal(1, policy.feed(st, inst, list, "activities", { signin("u30", "success", 1) }))
+    local failed = st.db:query("SELECT name, last_error FROM policies WHERE status = 'failed' ORDER BY name")
+    assert.equal(3, #failed)
+    assert.same({ "bomb", "crash", "loop" }, { failed[1].name, failed[2].name, failed[3].name })
+    assert.matches("^memory: policy bomb exceeded", failed[1].last_error)
+    assert.matches("^error: crash.lua:1: attempt to index a nil value", failed[2].last_error)
+    assert.matches("^budget: policy loop exceeded", failed[3].last_error)
+    assert.equal(3, #st.db:query("SELECT * FROM alerts WHERE policy = 'cachost'"))
+  end)
+
+  it("refuses malformed policy files with a clear message", function()
+    local dir = tmp_home()
+    local cases = {
+      syntax = { "return policy { name = ", "expected" },
+      field = { 'return policy { name = "x", on = "activity", colour = "red" }', "unknown field 'colour'" },
+      on = { 'return policy { name = "x", on = "weather" }', "'on' must be one of" },
+      action = { 'return policy { name = "x", on = "activity", actions = { "explode" } }', "unknown action 'explode'" },
+      io = { 'io.open("/etc/passwd") return policy { name = "x", on = "activity" }', "io" },
+      bytecode = { string.dump(function() end), "binary" },
+    }
+    for name, c in pairs(cases) do
+      local p, err = policy.load(write(dir, name, c[1]))
+      assert.is_nil(p, name)
+      assert.matches(c[2], err, 1, true)
+    end
+  end)
+
+  it("enforce mode goes through the limits and the kill switch", function()
+    local p = only("suspended_user_activity")[1]
+    p.actions = { "alert", "suspend_user" }
+    p.mode = "enforce"
+    governance.pause("test")
+    policy.feed(st, inst, { p }, "activities", { signin("u30", "success", 1) })
+    local g = st.db:query("SELECT * FROM governance_actions WHERE policy = 'suspended_user_activity'")
+    assert.equal("held", g[1].mode)
+    assert.matches("paused", g[1].error)
+    assert.equal(1, #st.db:query("SELECT * FROM alerts WHERE title LIKE 'governance action held%'"))
+    governance.resume()
+    local saved = governance.limits.max_user_share
+    governance.limits.max_user_share = 0.01       -- 1 of 30 users is already over it
+    policy.feed(st, inst, { p }, "activities", { signin("u30", "success", 2) })
+    governance.limits.max_user_share = saved
+    g = st.db:query("SELECT * FROM governance_actions WHERE policy = 'suspended_user_activity' ORDER BY id")
+    assert.equal("held", g[2].mode)
+    assert.matches("share limit", g[2].error)
+  end)
+end)
