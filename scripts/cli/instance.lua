@@ -11,6 +11,9 @@ local usage = [[usage: cachost instance COMMAND [OPTIONS]
   edit NAME --set KEY=VALUE...               change settings (secrets too)
   rename NAME NEW_NAME
   enable NAME | disable NAME                 a disabled instance is not scanned; data and credentials stay
+  connect NAME [--port P]                    run the provider's authorization (OAuth consent in a browser,
+                                             redirect to 127.0.0.1:P), then fetch the users
+  test NAME                                  check the credentials now (a real call to the provider)
   remove NAME [--purge] [--yes]              forget the instance and its credentials; --purge also deletes
                                              its data (asks for confirmation on a terminal unless --yes)
 Settings are validated against what the app's connector declares (required, type, secret).  Missing
@@ -140,6 +143,30 @@ local function toggle(on)
 end
 SUB.enable, SUB.disable = toggle(true), toggle(false)
 
+-- connect and test talk to the provider through the runtime (its own store connection).
+local function connecting(test_only)
+  return function(opts, args, ctx)
+    if not args[2] then return 2, "missing NAME" end
+    local runtime = require "runtime"
+    local i, err = runtime.instance(args[2])
+    if not i then return 1, err end
+    local port = opts.port and tonumber(opts.port)
+    if opts.port and not port then return 2, "--port takes a number" end
+    local ok, cerr
+    if test_only then
+      local c = require("sdk").load(i.app)
+      local results, rok = runtime.sync(i, { streams = c and c.streams.users and { "users" } or {} })
+      ok, cerr = rok, results[1] and results[1].error
+      if ok then ctx.out("%s: credentials work (%s)\n", i.name, i.app) end
+    else
+      ok, cerr = require("connect").run(i, { port = port, say = function(line) ctx.err("%s\n", line) end })
+    end
+    if not ok then return 1, ("%s: %s"):format(i.name, tostring(cerr)) end
+    return 0
+  end
+end
+SUB.connect, SUB.test = connecting(false), connecting(true)
+
 function SUB.remove(opts, args, ctx, st)
   local name = args[2]
   if not name then return 2, "missing NAME" end
@@ -160,7 +187,7 @@ return {
   summary = "manage app instances (add, list, show, edit, rename, enable, disable, remove)",
   usage = usage,
   options = { { "name", arg = true }, { "set", arg = true, many = true }, { "format", arg = true, short = "f" },
-              { "purge" }, { "yes", short = "y" } },
+              { "purge" }, { "yes", short = "y" }, { "port", arg = true } },
   run = function(opts, args, ctx)
     local sub = args[1]
     local fn = sub and SUB[sub]

@@ -7,7 +7,8 @@ return {
   usage = [=[usage: cachost sandbox [APP[:NAME]]... [--port P] [--seed N] [--size N]
 Starts one emulated tenant per APP (okta, github; give the same app twice for two tenants, e.g.
 github:acme github:globex) on loopback ports P, P+1, ... (default: free ports) and prints one line
-per tenant: app, name, url and the credential to use.  Serves until SIGINT/SIGTERM.
+per tenant: app, name, url and the credential to use (GitHub tenants also accept the OAuth web flow
+for client id sandbox-NAME, client secret sandbox-secret-NAME).  Serves until SIGINT/SIGTERM.
   --seed N   deterministic data (default 1)     --size N   users per tenant (default 50)]=],
   options = { { "port", arg = true, short = "p" }, { "seed", arg = true }, { "size", arg = true } },
   run = function(opts, args, ctx)
@@ -23,7 +24,8 @@ per tenant: app, name, url and the credential to use.  Serves until SIGINT/SIGTE
       local mod = require(AVAILABLE[app])
       local tenant = app == "okta"
         and mod.new { seed = seed + i, users = size, org_name = name }
-        or mod.new { seed = seed + i, members = size, org = name }
+        or mod.new { seed = seed + i, members = size, org = name,
+                     oauth_app = { client_id = "sandbox-" .. name, client_secret = "sandbox-secret-" .. name, name = "cachost" } }
       local srv, err = server.listen { host = "127.0.0.1", port = port > 0 and port + i - 1 or 0 }
       if not srv then return ctx.fail("cannot listen: %s", err) end
       tenant:mount(srv)

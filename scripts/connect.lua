@@ -1,0 +1,52 @@
+-- connect.lua — connecting an instance: the provider's own authorization flow, then a first fetch of
+-- the users.  Token schemes are tested with a real call; OAuth authorization code runs the consent in
+-- the user's browser with a redirect to a loopback server of ours (state and PKCE checked).
+local sdk = require "sdk"
+local auth = require "sdk.auth"
+local runtime = require "runtime"
+local sync = require "sync"
+
+local M = {}
+
+-- connect.run(inst, {say = fn(line), port = n, timeout = s}) -> true | nil, err
+function M.run(inst, opts)
+  opts = opts or {}
+  local say = opts.say or function() end
+  local c, err = sdk.load(inst.app)
+  if not c then return nil, err end
+  local scheme = auth.scheme(c, inst)
+  if scheme.type == "oauth2" and (scheme.grant or "authorization_code") == "authorization_code" then
+    local srv, lerr = server.listen { host = "127.0.0.1", port = opts.port or 0 }
+    if not srv then return nil, "cannot listen for the redirect: " .. tostring(lerr) end
+    local ctx = sync.context(runtime.store(), inst, "connect")
+    local url, exchange = auth.authorization_code(ctx.client, scheme, srv.url .. "/callback")
+    local done = sched.cond()
+    srv:route("GET", "/callback", function(req)
+      local t, xerr = exchange(req.query)
+      done:signal(t ~= nil, xerr)
+      if not t then return 400, "cachost could not connect: " .. tostring(xerr) .. "\n" end
+      return 200, "cachost is connected. You can close this window.\n", { ["Content-Type"] = "text/plain" }
+    end)
+    say("Open this URL in a browser to authorize cachost:")
+    say(url)
+    local ok, xerr = done:wait(opts.timeout or 600)
+    srv:close()
+    if not ok then return nil, xerr == "timeout" and "no authorization within the time allowed" or xerr end
+    say("authorized.")
+  end
+  -- the credentials work when the connector's test (or a first listing of users) does
+  if c.test then
+    local ok, terr = pcall(c.test, sync.context(runtime.store(), inst, "connect"))
+    if not ok then inst:set_status(sync.status_of(terr)); return nil, tostring(terr) end
+  end
+  local streams = c.streams.users and { "users" } or nil
+  if streams then
+    local results, ok = runtime.sync(inst, { streams = streams })
+    if not ok then return nil, tostring(results[#results].error) end
+    say(("connected: %s users fetched"):format(results[1].counts.users and (results[1].counts.users.added + results[1].counts.users.changed + results[1].counts.users.unchanged) or 0))
+  end
+  inst:set_status("connected")
+  return true
+end
+
+return M
