@@ -226,40 +226,39 @@ end
 
 ---------------------------------------------------------------------------------------------- connection test
 -- The app must hold Security Administrator or Global Administrator in Entra ID (built-in role template
--- ids below), besides Reader on the subscriptions.  -> ok, message
+-- ids below), besides Reader on the subscriptions.  Raises a clear "auth: ..." error when it does not
+-- (cachost instance connect calls it); returns a one-line summary when it does.
 local ADMIN_ROLES = {
   ["62e90394-69f5-4237-9190-012177145e10"] = "Global Administrator",
   ["194ae4cb-b126-40b2-bd5b-6091b380977d"] = "Security Administrator",
 }
 
 function c.test(ctx)
-  local ok, res = pcall(function()
-    local subs = subscriptions(ctx)
-    local sps
-    for page in ctx:pages(graph(ctx, "/v1.0/servicePrincipals"),
-        { ["$filter"] = ("appId eq '%s'"):format(ctx.settings.client_id) }, GRAPH_PAGES) do
-      sps = page
-      break
+  local subs = subscriptions(ctx)
+  local sp
+  for page in ctx:pages(graph(ctx, "/v1.0/servicePrincipals"),
+      { ["$filter"] = ("appId eq '%s'"):format(ctx.settings.client_id) }, GRAPH_PAGES) do
+    sp = page[1]
+    break
+  end
+  if not sp then
+    error(("auth: the app %s has no service principal in tenant %s (admin consent missing?)")
+      :format(ctx.settings.client_id, ctx.settings.tenant_id), 0)
+  end
+  local held = {}
+  for page in ctx:pages(graph(ctx, "/v1.0/roleManagement/directory/roleAssignments"),
+      { ["$filter"] = ("principalId eq '%s'"):format(sp.id) }, GRAPH_PAGES) do
+    for _, a in ipairs(page) do
+      local name = ADMIN_ROLES[tostring(a.roleDefinitionId):lower()]
+      if name and (a.directoryScopeId == nil or a.directoryScopeId == "/") then held[#held + 1] = name end
     end
-    local sp = sps and sps[1]
-    if not sp then return { false, "the app's service principal was not found in the tenant (admin consent missing?)" } end
-    local held = {}
-    for page in ctx:pages(graph(ctx, "/v1.0/roleManagement/directory/roleAssignments"),
-        { ["$filter"] = ("principalId eq '%s'"):format(sp.id) }, GRAPH_PAGES) do
-      for _, a in ipairs(page) do
-        local name = ADMIN_ROLES[tostring(a.roleDefinitionId):lower()]
-        if name and (a.directoryScopeId == nil or a.directoryScopeId == "/") then held[#held + 1] = name end
-      end
-    end
-    if #held == 0 then
-      return { false, ("the app (%s) holds neither the Security Administrator nor the Global Administrator role "
-        .. "in Entra ID: assign one to it and test again"):format(ctx.settings.client_id) }
-    end
-    table.sort(held)
-    return { true, ("ok: %s; %d subscription(s) readable"):format(table.concat(held, ", "), #subs) }
-  end)
-  if not ok then return false, "connection failed: " .. tostring(res) end
-  return res[1], res[2]
+  end
+  if #held == 0 then
+    error(("auth: the app %s holds neither the Security Administrator nor the Global Administrator role in "
+      .. "Entra ID: assign one of them to it, then test again"):format(ctx.settings.client_id), 0)
+  end
+  table.sort(held)
+  return ("%s; %d subscription(s) readable"):format(table.concat(held, ", "), #subs)
 end
 
 return c
