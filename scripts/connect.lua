@@ -30,6 +30,7 @@ function M.run(inst, opts)
     say("Open this URL in a browser to authorize cachost:")
     say(url)
     local ok, xerr = done:wait(opts.timeout or 600)
+    sched.sleep(0.5)        -- let the browser receive its answer before the listener goes away
     srv:close()
     if not ok then return nil, xerr == "timeout" and "no authorization within the time allowed" or xerr end
     say("authorized.")

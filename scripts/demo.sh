@@ -17,20 +17,27 @@ for _ in 1 2 3 4 5 6 7 8 9 10; do [ "$(wc -l <"$ROOT/build/demo-tenants.txt")" -
 cat "$ROOT/build/demo-tenants.txt"
 field() { awk -v a="$1" -v n="$2" -v f="$3" '$1==a && $2==n {print $f}' "$ROOT/build/demo-tenants.txt"; }
 
-say "adding three instances (secrets go to the encrypted vault, read from the environment)"
+say "adding three instances: one Okta org (API token), two GitHub orgs (OAuth web flow)"
 CACHOST_SET_API_TOKEN=$(field okta okta 4) "$BIN" instance add okta --name acme-okta \
   --set domain=acme.okta.com --set base_url="$(field okta okta 3)" --set insecure_loopback=true </dev/null
-if "$BIN" connectors github >/dev/null 2>&1; then
-  for org in acme globex; do
-    CACHOST_SET_TOKEN=$(field github $org 4) "$BIN" instance add github --name "$org-github" \
-      --set org=$org --set base_url="$(field github $org 3)" --set insecure_loopback=true </dev/null
-  done
-fi
-
-say "scanning every instance"
-for i in $("$BIN" query "SELECT name FROM instances ORDER BY name" --format csv | tail -n +2 | tr -d '\r'); do
-  "$BIN" sync "$i" || true
+"$BIN" instance connect acme-okta
+for org in acme globex; do
+  url=$(field github $org 3)
+  CACHOST_SET_CLIENT_SECRET=sandbox-secret-$org "$BIN" instance add github --name "$org-github" --set org=$org \
+    --set auth=oauth --set client_id=sandbox-$org --set base_url="$url" --set oauth_base_url="$url" \
+    --set insecure_loopback=true </dev/null
+  # the consent: cachost prints the provider's authorize URL; a browser (curl here) follows it back to cachost
+  "$BIN" instance connect "$org-github" 2>"$ROOT/build/demo-connect.txt" &
+  CONNECT=$!
+  for _ in 1 2 3 4 5 6 7 8 9 10; do grep -q '^http' "$ROOT/build/demo-connect.txt" && break; sleep 0.3; done
+  cat "$ROOT/build/demo-connect.txt"
+  curl -s -L "$(grep '^http' "$ROOT/build/demo-connect.txt")" || true
+  wait $CONNECT
+  tail -n +3 "$ROOT/build/demo-connect.txt"
 done
+
+say "scanning every instance (policies watch what changes)"
+for i in acme-okta acme-github globex-github; do "$BIN" sync "$i" || true; done
 
 say "instances and health"
 "$BIN" instance list
@@ -44,6 +51,16 @@ say "what cachost now knows"
    (SELECT count(*) FROM activities a WHERE a.instance_id = i.id) AS activities,
    (SELECT count(*) FROM app_grants g WHERE g.instance_id = i.id) AS grants
  FROM instances i ORDER BY i.name"
+
+say "a brute-force attempt in the Okta sandbox, with the brute-force policy in enforce mode"
+"$BIN" policy mode bruteforce enforce
+victim=$("$BIN" query "SELECT email FROM users u JOIN instances i ON i.id = u.instance_id
+  WHERE i.name = 'acme-okta' AND u.status = 'active' AND coalesce(u.is_admin, 0) = 0 ORDER BY u.email LIMIT 1" --format csv | tail -n 1 | tr -d '\r')
+curl -s -X POST "$(field okta okta 3)/_sandbox/bruteforce" -d "login=$victim&failures=8" >/dev/null
+"$BIN" sync acme-okta --stream activities --stream users
+"$BIN" alerts --open --limit 5
+"$BIN" governance log --limit 3
+"$BIN" query "SELECT email, status FROM users WHERE email = '$victim'"
 
 say "a few recent sign-ins"
 "$BIN" query "SELECT time, actor, outcome, ip, location FROM activities WHERE kind = 'signin' ORDER BY time DESC LIMIT 8"

@@ -276,15 +276,25 @@ local function enrich(st, inst, entity, rows)
     return
   end
   if entity ~= "activities" then return end
-  local status = {}
+  -- actor_status is the account's status when the event happened, as far as cachost knows: the current
+  -- status counts from when cachost saw it (its last change, else when the account was first seen), so
+  -- history from before a suspension is not taken for activity after it.
+  local known = {}
   for _, r in ipairs(rows) do
     local who = r.actor_id or r.actor
-    if who and status[who] == nil then
-      local u = st.db:query("SELECT status FROM users WHERE instance_id = ? AND (ext_id = ? OR lower(email) = lower(?)) LIMIT 1",
-        inst.id, who, r.actor or who)[1]
-      status[who] = u and u.status or false
+    if who and known[who] == nil then
+      local u = st.db:query([[SELECT ext_id, status, first_seen FROM users WHERE instance_id = ?
+        AND (ext_id = ? OR lower(email) = lower(?)) LIMIT 1]], inst.id, who, r.actor or who)[1]
+      if u then
+        local ch = st.db:query([[SELECT max(time) t FROM changes WHERE instance_id = ? AND entity = 'users'
+          AND ext_id = ? AND diff LIKE '%"status"%']], inst.id, u.ext_id)[1]
+        known[who] = { status = u.status, since = (ch and ch.t) or u.first_seen }
+      else
+        known[who] = false
+      end
     end
-    r.actor_status = who and status[who] or nil
+    local k = who and known[who]
+    r.actor_status = k and (r.time or "") >= k.since and k.status or nil
   end
 end
 

@@ -383,6 +383,11 @@ local function upsert_inventory(self, entity, inst, rows, seen, res)
       status[i] = "added"
       record(self, q, inst, entity, ext, "added", nil, now, res, row)
     else
+      -- a column the row does not mention (nil) keeps its value: a connector that does not know a field
+      -- (users.is_admin comes from the privileges stream) must not erase it; json.null clears it
+      for j = 1, nc do
+        if row[cols[j]] == nil then vals[j] = old[cols[j]] end
+      end
       local diff
       for j = 1, nc do
         local c = cols[j]

@@ -5,7 +5,7 @@ local store = require "store"
 
 local function set_switch(name, fields)
   local st = runtime.store()
-  assert(st.db:exec([[INSERT INTO policies (name, enabled, mode, status, updated_at) VALUES (?, ?, ?, 'ok', ?)
+  assert(st.db:exec([[INSERT INTO policies (name, enabled, mode, status, updated_at) VALUES (?, coalesce(?, 1), ?, 'ok', ?)
     ON CONFLICT (name) DO UPDATE SET enabled = coalesce(excluded.enabled, enabled), mode = coalesce(excluded.mode, mode),
       status = 'ok', last_error = NULL, updated_at = excluded.updated_at]],
     name, fields.enabled, fields.mode, store.now()))

@@ -9,7 +9,9 @@ Starts one emulated tenant per APP (okta, github; give the same app twice for tw
 github:acme github:globex) on loopback ports P, P+1, ... (default: free ports) and prints one line
 per tenant: app, name, url and the credential to use (GitHub tenants also accept the OAuth web flow
 for client id sandbox-NAME, client secret sandbox-secret-NAME).  Serves until SIGINT/SIGTERM.
-  --seed N   deterministic data (default 1)     --size N   users per tenant (default 50)]=],
+  --seed N   deterministic data (default 1)     --size N   users per tenant (default 50)
+Controls (not part of the providers' APIs): POST /_sandbox/bruteforce (form: login, failures) appends
+failed sign-ins then a success; POST /_sandbox/fault {"kind": "429"|"500"|"reset"|..., "count": N}.]=],
   options = { { "port", arg = true, short = "p" }, { "seed", arg = true }, { "size", arg = true } },
   run = function(opts, args, ctx)
     if #args == 0 then args = { "okta", "github" } end
@@ -28,6 +30,20 @@ for client id sandbox-NAME, client secret sandbox-secret-NAME).  Serves until SI
                      oauth_app = { client_id = "sandbox-" .. name, client_secret = "sandbox-secret-" .. name, name = "cachost" } }
       local srv, err = server.listen { host = "127.0.0.1", port = port > 0 and port + i - 1 or 0 }
       if not srv then return ctx.fail("cannot listen: %s", err) end
+      -- controls of the emulator itself (not part of the provider's API), for demos and manual tests
+      srv:route("POST", "/_sandbox/bruteforce", function(req)
+        local q = {}
+        for k, v in req.body:gmatch("([^&=]+)=([^&]*)") do q[k] = v:gsub("%%40", "@") end
+        if not q.login or not tenant.simulate_bruteforce then return 400, { error = "login required (okta tenants)" } end
+        tenant:simulate_bruteforce(q.login, tonumber(q.failures) or 10)
+        return 200, json.encode { ok = true }
+      end)
+      srv:route("POST", "/_sandbox/fault", function(req)
+        local f = json.decode(req.body)
+        if type(f) ~= "table" or not f.kind then return 400, json.encode { error = 'body: {"kind": "429", "count": 3}' } end
+        tenant:fault(f)
+        return 200, json.encode { ok = true }
+      end)
       tenant:mount(srv)
       servers[#servers + 1] = srv
       ctx.out("%s\t%s\t%s\t%s\n", app, name, srv.url, tenant.token)

@@ -11,7 +11,7 @@ local function tmp_home()
   return p
 end
 
-local T0 = 1790000000
+local T0 = math.floor(sched.time()) + 60     -- after the accounts were first seen
 local function at(s) return util.iso(T0 + s) end
 local seq = 0
 local function signin(actor, outcome, s, extra)

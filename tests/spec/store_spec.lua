@@ -114,6 +114,16 @@ describe("store", function()
     local id
     before_each(function() id = new_instance(st, "t1") end)
 
+    it("keeps a column the row does not mention, and clears one given as json.null", function()
+      assert(st:upsert("users", id, { { ext_id = "a", email = "a@x", is_admin = true, raw = { id = "a" } } }))
+      local r = assert(st:upsert("users", id, { { ext_id = "a", email = "a@x", raw = { id = "a" } } }))
+      assert.equal(1, r.unchanged)
+      assert.equal(1, st.db:query("SELECT is_admin FROM users WHERE ext_id = 'a'")[1].is_admin)
+      r = assert(st:upsert("users", id, { { ext_id = "a", email = "a@x", is_admin = json.null, raw = { id = "a" } } }))
+      assert.equal(1, r.changed)
+      assert.is_nil(st.db:query("SELECT is_admin FROM users WHERE ext_id = 'a'")[1].is_admin)
+    end)
+
     it("is idempotent: the same page twice adds and changes nothing", function()
       local r1 = assert(st:upsert("users", id, users(5), { scan_started = 1000 }))
       assert.same({ 5, 0, 0 }, { r1.added, r1.changed, r1.unchanged })
