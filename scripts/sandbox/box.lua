@@ -44,7 +44,7 @@ M.SENSITIVE = {
   aws = "aws_access_key_id = AKIAIOSFODNN7EXAMPLE\naws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
   private_key = "-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA1c7+9z5Pad7OejecsQ0bu3aozN3tihPmljnnudb9G3HECdnH\nlWu2/a1gB9JW5TBQ+AVpum9Okx7KfqkfBKL9mcHgSL0yWMdjMfNOqNtrQqKlN4kE\n-----END RSA PRIVATE KEY-----",
 }
-local KINDS = { "card", "ssn", "aws", "private_key" }
+local KINDS = { "card", "aws", "ssn", "private_key" }   -- files 1..4 get these, in order
 
 -- SHA-1 of content (Box's `sha1` field); the host's crypto has no SHA-1 digest, and the emulator's files
 -- are small, so plain Lua is enough here.
@@ -189,7 +189,7 @@ function Box:generate()
       self:add_collab(f, st.externals[r:int(1, #st.externals)], r:pick({ "viewer", "editor", "previewer" }), f.created)
     end
     if r:chance(0.15) then self:add_collab(f, st.users[r:int(1, #st.users)], "editor", f.created) end
-    if i == 3 or (i > 4 and r:chance(0.07)) then f.trashed_at = now - r:int(1, 20) * 86400000 end
+    if i == 5 or (i > 5 and r:chance(0.07)) then f.trashed_at = now - r:int(1, 20) * 86400000 end
   end
   -- a folder shared with a group and one with an external collaborator (inherited by its content)
   if #folders >= 2 then

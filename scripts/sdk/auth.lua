@@ -68,6 +68,8 @@ local function client_credentials(client, scheme, key)
     form.client_id = inst.settings[scheme.client_id or "client_id"]
     form.client_secret = inst:secret(scheme.client_secret or "client_secret")
   end
+  -- provider-specific grant fields, e.g. Box's box_subject_type / box_subject_id
+  for k, v in pairs(scheme.form and scheme.form(inst.settings) or {}) do form[k] = v end
   return M.token_request(client, scheme, form, key)
 end
 

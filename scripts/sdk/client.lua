@@ -101,6 +101,8 @@ function Client:request(method, path, opts)
   elseif opts.form then
     req.body = http.form(opts.form)
     req.headers["Content-Type"] = "application/x-www-form-urlencoded"
+  elseif opts.multipart then                    -- ordered parts, see util.multipart
+    req.body, req.headers["Content-Type"] = util.multipart(opts.multipart)
   end
   if not opts.no_auth then
     local ok, err = self.auth(self, req, opts.auth)   -- opts.auth: another of the app's auth schemes

@@ -41,4 +41,20 @@ end
 
 function M.trim_slash(s) return (s:gsub("/+$", "")) end
 
+-- multipart/form-data body (RFC 7578) from an ordered list of parts {name=, data=, filename=, content_type=};
+-- order matters to some APIs (Box wants `attributes` before `file`).  -> body, content_type
+function M.multipart(parts)
+  local boundary = "cachost-" .. crypto.hex(crypto.random(12))
+  local out = {}
+  for _, p in ipairs(parts) do
+    local disp = ('form-data; name="%s"'):format(p.name)
+    if p.filename then disp = disp .. ('; filename="%s"'):format((p.filename:gsub('[\r\n"]', "_"))) end
+    out[#out + 1] = "--" .. boundary .. "\r\nContent-Disposition: " .. disp .. "\r\n"
+    if p.content_type then out[#out + 1] = "Content-Type: " .. p.content_type .. "\r\n" end
+    out[#out + 1] = "\r\n" .. p.data .. "\r\n"
+  end
+  out[#out + 1] = "--" .. boundary .. "--\r\n"
+  return table.concat(out), "multipart/form-data; boundary=" .. boundary
+end
+
 return M
