@@ -1,0 +1,1688 @@
+-- sandbox/microsoft.lua — a Microsoft cloud tenant emulator: the identity platform token endpoint,
+-- Microsoft Graph v1.0 (directory, audit logs, sign-ins, OAuth grants, OneDrive/SharePoint files,
+-- change notifications), the Office 365 Management Activity API and Azure Resource Manager
+-- (activity log, RBAC), following /work/shared/api/{microsoft-graph,office365-management,azure}.md.
+--
+--   local ms = require "sandbox.microsoft"
+--   local t = ms.new{seed=1, users=50, groups=8, domain="contoso.com", signins=2000, audits=500,
+--                    mgmt_records_per_day=2000, days=7, files_per_user=5, subscriptions=2,
+--                    client_id=..., client_secret=...}
+--   t:mount(srv[, prefix])      -- every host on one server: login, graph (/v1.0), manage (/api/v1.0), ARM
+--
+-- Tokens are opaque strings bound to one resource (Graph, Management, ARM).  Large logs (sign-ins,
+-- directory audits, Management Activity records, ARM activity log) are generated lazily: record i
+-- of a stream is a pure function of (seed, stream, i) with timestamps monotonic in i; only records
+-- caused by state changes or added by tests are stored.
+local T = require "sandbox.tenant"
+
+local M = {}
+local MS = setmetatable({}, { __index = T.Base })
+MS.__index = MS
+MS.default_rate_limit = 2000
+
+local function json() return T.host("json") end
+local function crypto() return T.host("crypto") end
+local function jnull() return json().null end
+local function A(t) return json().array(t or {}) end
+local function obj() return setmetatable({}, { __jsontype = "object" }) end
+local function nz(v) if v == nil then return jnull() end return v end
+
+M.RESOURCES = {
+  graph = "https://graph.microsoft.com", mgmt = "https://manage.office.com", arm = "https://management.azure.com",
+}
+local RES_APPID = { graph = "00000003-0000-0000-c000-000000000000", mgmt = "c5393580-f805-4401-95e8-94b7a6ef2fc2",
+                    arm = "797f4846-ba00-4fd7-ba43-dac1f8f63013" }
+local MS_TENANT = "f8cdef31-a31e-4b4a-93e4-5f571e91255a"   -- Microsoft Services (first-party apps)
+
+-- Entra built-in roles: {displayName, templateId, description}
+local DIR_ROLES = {
+  { "Global Administrator", "62e90394-69f5-4237-9190-012177145e10", "Can manage all aspects of Microsoft Entra ID and Microsoft services that use Microsoft Entra identities." },
+  { "Security Administrator", "194ae4cb-b126-40b2-bd5b-6091b380977d", "Can read security information and reports, and manage configuration in Microsoft Entra ID and Office 365." },
+  { "Security Reader", "5d6b6bb7-de71-4623-b4af-96380a352509", "Can read security information and reports in Microsoft Entra ID and Office 365." },
+  { "Global Reader", "f2ef992c-3afb-46b9-b7cf-a126ee74c451", "Can read everything that a Global Administrator can, but not update anything." },
+  { "User Administrator", "fe930be7-5e62-47db-91af-98c3a49a38b1", "Can manage all aspects of users and groups, including resetting passwords for limited admins." },
+  { "Exchange Administrator", "29232cdf-9323-42fd-ade2-1d097af3e4de", "Can manage all aspects of the Exchange product." },
+  { "SharePoint Administrator", "f28a1f50-f6e7-4571-818b-6a12f2af6b6c", "Can manage all aspects of the SharePoint service." },
+  { "Privileged Role Administrator", "e8611ab8-c189-46e8-94e1-60213ab1f814", "Can manage role assignments in Microsoft Entra ID, and all aspects of Privileged Identity Management." },
+}
+M.DIR_ROLES = DIR_ROLES
+local ROLE_BY_NAME = {}
+for _, r in ipairs(DIR_ROLES) do ROLE_BY_NAME[r[1]] = r end
+
+-- Azure built-in roles: {roleName, guid, description, actions, notActions}
+local ARM_ROLES = {
+  { "Owner", "8e3af657-a8ff-443c-a75c-2fe8c4bcb635", "Grants full access to manage all resources, including the ability to assign roles in Azure RBAC.", { "*" }, {} },
+  { "Contributor", "b24988ac-6180-42a0-ab88-20f7382dd24c", "Grants full access to manage all resources, but does not allow you to assign roles in Azure RBAC, manage assignments in Azure Blueprints, or share image galleries.", { "*" },
+    { "Microsoft.Authorization/*/Delete", "Microsoft.Authorization/*/Write", "Microsoft.Authorization/elevateAccess/Action", "Microsoft.Blueprint/blueprintAssignments/write", "Microsoft.Blueprint/blueprintAssignments/delete", "Microsoft.Compute/galleries/share/action" } },
+  { "User Access Administrator", "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9", "Lets you manage user access to Azure resources.", { "*/read", "Microsoft.Authorization/*", "Microsoft.Support/*" }, {} },
+  { "Reader", "acdd72a7-3385-48ef-bd42-f606fba81ae7", "View all resources, but does not allow you to make any changes.", { "*/read" }, {} },
+}
+M.ARM_ROLES = ARM_ROLES
+local ARM_ROLE_BY_NAME, ARM_ROLE_BY_ID = {}, {}
+for _, r in ipairs(ARM_ROLES) do ARM_ROLE_BY_NAME[r[1]] = r; ARM_ROLE_BY_ID[r[2]] = r end
+
+local FIRST = { "Adele", "Alex", "Allan", "Christie", "Debra", "Diego", "Emily", "Enrico", "Grady", "Henrietta",
+  "Irvin", "Isaiah", "Johanna", "Joni", "Lee", "Lidia", "Lynne", "Megan", "Miriam", "Nestor", "Patti", "Pradeep",
+  "Raul", "Sofia", "Tomas", "Uma", "Vikram", "Wanda", "Yara", "Zoltan" }
+local LAST = { "Vance", "Wilber", "Deyoung", "Cline", "Berg", "Siciliani", "Braun", "Catteneo", "Archie", "Gonzalez",
+  "Sayers", "Langer", "Lanier", "Sherman", "Gu", "Holloway", "Robbins", "Bowen", "Graham", "Wilke", "Fernandez",
+  "Gupta", "Okafor", "Novak", "Kowalski", "Tanaka", "Moreau", "Silva" }
+local DEPTS = { "Engineering", "Sales", "Marketing", "Finance", "Legal", "IT", "HR", "Operations", "Retail" }
+local TITLES = { "Engineer", "Senior Engineer", "Marketing Manager", "Director", "Analyst", "Sales Rep", "Attorney", "IT Admin" }
+local OFFICES = { "12/1110", "131/1104", "20/1101", "18/2111", "19/3123", "98/2202" }
+local GROUP_NAMES = { "Sales and Marketing", "Retail", "U.S. Sales", "Mark 8 Project Team", "Digital Initiative Public Relations",
+  "Leadership", "Finance", "IT Admins", "Engineering", "Contractors", "Legal", "Security", "Design", "Data", "Operations" }
+local CITIES = {   -- city, state, countryOrRegion, lat, lon
+  { "Redmond", "Washington", "US", 47.6740, -122.1215 }, { "New York", "New York", "US", 40.7128, -74.0060 },
+  { "Seattle", "Washington", "US", 47.6062, -122.3321 }, { "London", "England", "GB", 51.5072, -0.1276 },
+  { "Berlin", "Berlin", "DE", 52.5200, 13.4050 }, { "Toronto", "Ontario", "CA", 43.6532, -79.3832 },
+}
+local FOREIGN = { { "Lagos", "Lagos", "NG", 6.5244, 3.3792 }, { "Moscow", "Moscow", "RU", 55.7558, 37.6173 },
+  { "Sao Paulo", "Sao Paulo", "BR", -23.5505, -46.6333 }, { "Pyongyang", "Pyongyang", "KP", 39.0392, 125.7625 } }
+local DEVICES = { { "Windows 10", "Edge 126.0.0" }, { "MacOs", "Chrome 127.0.0" }, { "Ios", "Mobile Safari 17.5" },
+  { "Android", "Chrome Mobile 126.0" }, { "Windows 10", "Rich Client 16.0.17" } }
+local SIGNIN_APPS = {   -- appDisplayName, appId, resourceDisplayName, resourceId, clientAppUsed
+  { "Office 365 Exchange Online", "00000002-0000-0ff1-ce00-000000000000", "Office 365 Exchange Online", "00000002-0000-0ff1-ce00-000000000000", "Browser" },
+  { "Microsoft Teams", "1fec8e78-bce4-4aaf-ab1b-5451cc387264", "Microsoft Teams Services", "cc15fd57-2c6c-4117-a88c-83b1d56b4bbe", "Mobile Apps and Desktop clients" },
+  { "Office 365 SharePoint Online", "00000003-0000-0ff1-ce00-000000000000", "Office 365 SharePoint Online", "00000003-0000-0ff1-ce00-000000000000", "Browser" },
+  { "Azure Portal", "c44b4083-3bb0-49c1-b47d-974e53cbdf3c", "Windows Azure Service Management API", "797f4846-ba00-4fd7-ba43-dac1f8f63013", "Browser" },
+  { "Graph Explorer", "de8bc8b5-d9f9-48b1-a8ad-b748da725064", "Microsoft Graph", "00000003-0000-0000-c000-000000000000", "Browser" },
+  { "Microsoft Office", "d3590ed6-52b3-4102-aeff-aad2292ab01c", "Office 365 Exchange Online", "00000002-0000-0ff1-ce00-000000000000", "Mobile Apps and Desktop clients" },
+  { "Office 365 Exchange Online", "00000002-0000-0ff1-ce00-000000000000", "Office 365 Exchange Online", "00000002-0000-0ff1-ce00-000000000000", "IMAP4" },
+  { "Office 365 Exchange Online", "00000002-0000-0ff1-ce00-000000000000", "Office 365 Exchange Online", "00000002-0000-0ff1-ce00-000000000000", "Exchange ActiveSync" },
+}
+local SIGNIN_FAIL = {
+  { 50126, "Error validating credentials due to invalid username or password." },
+  { 50053, "The account is locked, you've tried to sign in too many times with an incorrect user ID or password." },
+  { 50074, "Strong Authentication is required." },
+  { 53003, "Access has been blocked by Conditional Access policies. The access policy does not allow token issuance." },
+  { 50057, "The user account is disabled." },
+}
+-- third-party / line-of-business apps that hold delegated grants
+local THIRD_APPS = { { "Contoso Expenses", "Contoso" }, { "Slack", "Slack Technologies" }, { "Zoom", "Zoom Video Communications" },
+  { "Free PDF Converter", nil }, { "Adobe Acrobat", "Adobe Inc." }, { "Mail Merge Pro", nil } }
+local DELEGATED_SCOPES = { "User.Read", "openid profile email offline_access User.Read", "Mail.Read Mail.Send offline_access",
+  "Files.ReadWrite.All Sites.Read.All offline_access", "User.Read Calendars.ReadWrite Contacts.Read",
+  "Directory.ReadWrite.All Mail.ReadWrite Files.ReadWrite.All offline_access" }
+
+---------------------------------------------------------------------------------------------------
+-- Small helpers
+---------------------------------------------------------------------------------------------------
+-- "2024-12-27T10:01:19.5796748Z": Graph/ARM spell fractions with 7 digits
+local function iso7(ms)
+  if ms == nil then return jnull() end
+  return (T.iso_ms(ms):gsub("Z$", "0000Z"))
+end
+local function isoz(ms) if ms == nil then return jnull() end return T.iso_s(ms // 1000) end
+-- Management Activity API: "2015-06-29T20:03:19" (UTC, no zone)
+local function iso_mgmt(ms) return (T.iso_s(ms // 1000):gsub("Z$", "")) end
+M.iso7, M.iso_mgmt = iso7, iso_mgmt
+
+local function ip_of(h)
+  return string.format("%d.%d.%d.%d", 20 + T.below(T.hash(h, 1), 180), T.below(T.hash(h, 2), 256),
+                       T.below(T.hash(h, 3), 256), 1 + T.below(T.hash(h, 4), 254))
+end
+
+-- query-string builder that keeps OData's `$` literal (as Graph's own links do)
+local function odata_qs(list)
+  local out = {}
+  for _, kv in ipairs(list) do
+    if kv[2] ~= nil then out[#out + 1] = kv[1] .. "=" .. T.urlencode(kv[2]) end
+  end
+  return table.concat(out, "&")
+end
+
+---------------------------------------------------------------------------------------------------
+-- OData $filter: comparisons (eq ne gt ge lt le), and/or/not, parentheses, startswith/endswith/
+-- contains, lambda any/all over collections (groupTypes/any(c:c eq 'Unified')).  Paths use `/`.
+-- Returns predicate(obj) -> bool, or nil, err.
+---------------------------------------------------------------------------------------------------
+local function odata_tokens(s)
+  local toks, i, n = {}, 1, #s
+  while i <= n do
+    local c = s:sub(i, i)
+    if c:match("%s") then i = i + 1
+    elseif c == "(" or c == ")" or c == "," or c == ":" then toks[#toks + 1] = { t = c }; i = i + 1
+    elseif c == "'" then
+      local buf, j = {}, i + 1
+      while true do
+        if j > n then return nil, "unterminated string literal" end
+        local d = s:sub(j, j)
+        if d == "'" then
+          if s:sub(j + 1, j + 1) == "'" then buf[#buf + 1] = "'"; j = j + 2 else break end
+        else buf[#buf + 1] = d; j = j + 1 end
+      end
+      toks[#toks + 1] = { t = "val", v = table.concat(buf) }; i = j + 1
+    else
+      local dt = s:match("^%d%d%d%d%-%d%d%-%d%dT[%d:%.]+Z", i) or s:match("^%d%d%d%d%-%d%d%-%d%dT[%d:%.]+[+-]%d%d:%d%d", i)
+                 or s:match("^%d%d%d%d%-%d%d%-%d%dT[%d:%.]+", i)
+      if dt then toks[#toks + 1] = { t = "val", v = dt }; i = i + #dt
+      elseif s:match("^%-?%d", i) then
+        local num = s:match("^%-?%d+%.?%d*", i)
+        toks[#toks + 1] = { t = "val", v = tonumber(num) }; i = i + #num
+      else
+        local w = s:match("^[%w_%./@#%$]+", i)
+        if not w then return nil, "unexpected character '" .. c .. "'" end
+        i = i + #w
+        local lw = w:lower()
+        if lw == "true" then toks[#toks + 1] = { t = "val", v = true }
+        elseif lw == "false" then toks[#toks + 1] = { t = "val", v = false }
+        elseif lw == "null" then toks[#toks + 1] = { t = "val", v = T.NULL }
+        elseif lw == "and" or lw == "or" or lw == "not" then toks[#toks + 1] = { t = lw }
+        else toks[#toks + 1] = { t = "word", v = w } end
+      end
+    end
+  end
+  return toks
+end
+
+local function isnull(v) return v == nil or v == T.NULL or v == jnull() end
+
+local function resolve(ctx, path)
+  local v, first = nil, true
+  for seg in path:gmatch("[^/]+") do
+    if first then
+      first = false
+      if ctx.vars[seg] ~= nil then v = ctx.vars[seg]
+      else v = ctx.root; if type(v) ~= "table" then return nil end; v = v[seg] end
+    else
+      if type(v) ~= "table" then return nil end
+      v = v[seg]
+    end
+  end
+  return v
+end
+
+local function ocompare(op, a, b)
+  if b == T.NULL then
+    if op == "eq" then return isnull(a) elseif op == "ne" then return not isnull(a) end
+    return false
+  end
+  if isnull(a) then return op == "ne" end
+  if type(a) == "string" and type(b) == "string" then
+    local ta, tb = T.parse_iso(a), T.parse_iso(b)
+    if ta and tb and a:find("T") and b:find("T") then a, b = ta, tb else a, b = a:lower(), b:lower() end
+  elseif type(a) ~= type(b) then
+    if op == "ne" then return true end
+    return false
+  end
+  if op == "eq" then return a == b elseif op == "ne" then return a ~= b
+  elseif op == "gt" then return a > b elseif op == "ge" then return a >= b
+  elseif op == "lt" then return a < b elseif op == "le" then return a <= b end
+  return false
+end
+local CMP = { eq = true, ne = true, gt = true, ge = true, lt = true, le = true }
+
+function M.odata_filter(expr)
+  local toks, terr = odata_tokens(expr or "")
+  if not toks then return nil, terr end
+  local pos = 1
+  local function peek() return toks[pos] end
+  local function take() pos = pos + 1; return toks[pos - 1] end
+  local function expect(t) local x = take(); if not x or x.t ~= t then error("expected '" .. t .. "'", 0) end; return x end
+  local parse_or
+  local function primary()
+    local t = take()
+    if not t then error("unexpected end of $filter", 0) end
+    if t.t == "(" then local f = parse_or(); expect(")"); return f end
+    if t.t == "not" then local f = primary(); return function(c) return not f(c) end end
+    if t.t ~= "word" then error("syntax error in $filter", 0) end
+    local nx = peek()
+    if nx and nx.t == "(" then
+      local name, lname = t.v, t.v:lower()
+      take()
+      local quant = lname:match("/(any)$") or lname:match("/(all)$")
+      if quant then
+        local coll = name:sub(1, -5)
+        local var = take()
+        if not var or var.t ~= "word" then error("lambda variable expected", 0) end
+        expect(":")
+        local body = parse_or()
+        expect(")")
+        return function(c)
+          local list = resolve(c, coll)
+          if type(list) ~= "table" then return false end
+          for _, el in ipairs(list) do
+            local vars = setmetatable({ [var.v] = el }, { __index = c.vars })
+            local ok = body({ root = c.root, vars = vars })
+            if quant == "any" and ok then return true end
+            if quant == "all" and not ok then return false end
+          end
+          return quant == "all"
+        end
+      elseif lname == "startswith" or lname == "endswith" or lname == "contains" then
+        local p = take()
+        if not p or p.t ~= "word" then error(name .. ": property expected", 0) end
+        expect(",")
+        local v = take()
+        if not v or v.t ~= "val" or type(v.v) ~= "string" then error(name .. ": string expected", 0) end
+        expect(")")
+        local needle = v.v:lower()
+        return function(c)
+          local x = resolve(c, p.v)
+          if type(x) ~= "string" then return false end
+          x = x:lower()
+          if lname == "startswith" then return x:sub(1, #needle) == needle
+          elseif lname == "endswith" then return #needle == 0 or x:sub(-#needle) == needle end
+          return x:find(needle, 1, true) ~= nil
+        end
+      end
+      error("unsupported function '" .. name .. "'", 0)
+    end
+    local op = take()
+    if not op or op.t ~= "word" or not CMP[op.v:lower()] then error("operator expected after '" .. t.v .. "'", 0) end
+    local v = take()
+    if not v or v.t ~= "val" then error("value expected after '" .. op.v .. "'", 0) end
+    local path, o, val = t.v, op.v:lower(), v.v
+    return function(c) return ocompare(o, resolve(c, path), val) end
+  end
+  local function parse_and()
+    local f = primary()
+    while peek() and peek().t == "and" do
+      take()
+      local a, g = f, primary()
+      f = function(c) return a(c) and g(c) end
+    end
+    return f
+  end
+  parse_or = function()
+    local f = parse_and()
+    while peek() and peek().t == "or" do
+      take()
+      local a, g = f, parse_and()
+      f = function(c) return a(c) or g(c) end
+    end
+    return f
+  end
+  local ok, f = pcall(parse_or)
+  if not ok then return nil, f end
+  if pos <= #toks then return nil, "syntax error near token " .. pos end
+  return function(o) return f({ root = o, vars = {} }) end
+end
+
+-- `prop ge <datetime>` bound from a raw $filter (lets a log scan start/stop early)
+local function time_bound(filter, prop, ops)
+  if not filter then return nil end
+  for _, op in ipairs(ops) do
+    local v = filter:match(prop .. "%s+" .. op .. "%s+'?([%d%-T:%.Z+]+)'?")
+    if v then return T.parse_iso(v) end
+  end
+end
+
+---------------------------------------------------------------------------------------------------
+-- Construction
+---------------------------------------------------------------------------------------------------
+function M.new(opts)
+  opts = opts or {}
+  local self = setmetatable({}, MS)
+  T.Base.init(self, opts)
+  local seed = self.seed
+  self.tenant_id = opts.tenant_id or T.uuid(seed, "tenant")
+  self.domain = opts.domain or "contoso.com"
+  self.initial_domain = (self.domain:match("^([^%.]+)") or "contoso") .. ".onmicrosoft.com"
+  self.nusers = opts.users or 50
+  self.ngroups = opts.groups or 8
+  self.days = opts.days or 7
+  self.nsignins = opts.signins or 2000
+  self.naudits = opts.audits or 500
+  self.files_per_user = opts.files_per_user or 5
+  self.nsubs = opts.subscriptions or 2
+  self.client_id = opts.client_id or T.uuid(seed, "client")
+  self.client_secret = opts.client_secret or "sandbox~secret.value"
+  self.client_cert = opts.client_certificate           -- PEM public key/cert for client_assertion
+  self.client_name = opts.client_name or "cachost connector"
+  self.client_roles = opts.client_roles or { "Security Administrator" }
+  self.arm_client_roles = opts.arm_client_roles or { "Reader", "User Access Administrator" }
+  local per_day = opts.mgmt_records_per_day or 2000
+  self.nmgmt = opts.mgmt_records or math.floor(per_day * self.days)
+  self.arm_events = opts.arm_events or math.floor((opts.arm_events_per_day or 40) * self.days)
+  self.blob_ms = math.floor((opts.blob_minutes or 15) * 60000)
+  self.dup_share = opts.duplicate_share or 0.01
+  self.tokens, self.codes, self.refresh = {}, {}, {}
+  self.nseq = 0
+  self.delta_epoch = 1
+  self:generate()
+  return self
+end
+
+function MS:seq() self.nseq = self.nseq + 1; return self.nseq end
+
+function MS:generate()
+  local seed, r = self.seed, T.rng(self.seed, "microsoft")
+  local now = self.t0_ms
+  local st = { users = {}, user_by_id = {}, user_by_upn = {}, groups = {}, group_by_id = {}, sps = {}, sp_by_id = {},
+               grants = {}, role_assignments = {}, audits = {}, signins = {}, drives = {}, drive_by_id = {},
+               items = {}, sites = {}, subscriptions = {}, mgmt_subs = {}, mgmt_stored = {}, mgmt_notifications = {},
+               arm_subs = {}, arm_sub_by_id = {}, arm_assignments = {}, arm_events = {}, expired_blobs = {},
+               deleted_users = {} }
+  self.state = st
+  -- users (generation order = index; listing order = id)
+  local used = {}
+  for i = 1, self.nusers do
+    local first, last = r:pick(FIRST), r:pick(LAST)
+    local nick = (first .. last:sub(1, 1)):gsub("[^%w]", "")
+    local k = 1
+    while used[nick:lower()] do k = k + 1; nick = first .. last:sub(1, 1) .. k end
+    used[nick:lower()] = true
+    local guest = i > 2 and r:chance(0.08)
+    local u = {
+      id = T.uuid(seed, "user", i), index = i, givenName = first, surname = last, displayName = first .. " " .. last,
+      jobTitle = r:pick(TITLES), department = r:pick(DEPTS), officeLocation = r:pick(OFFICES),
+      mobilePhone = r:chance(0.5) and string.format("+1 425 555 %04d", r:int(0, 9999)) or nil,
+      businessPhones = r:chance(0.6) and { string.format("+1 425 555 %04d", r:int(0, 9999)) } or {},
+      preferredLanguage = "en-US", accountEnabled = true, userType = "Member",
+      created = now - r:int(60, 1200) * 86400000 - r:int(0, 86399999),
+      city = r:int(1, #CITIES), device = r:int(1, #DEVICES), forceChange = false,
+    }
+    u.ip = ip_of(T.hash(seed, "uip", i))
+    if guest then
+      local ext = nick:lower() .. "@" .. r:pick({ "gmail.com", "outlook.com", "fabrikam.com", "partner.example" })
+      u.userType = "Guest"
+      u.mail = ext
+      u.upn = ext:gsub("@", "_") .. "#EXT#@" .. self.initial_domain
+      u.externalUserState = r:chance(0.8) and "Accepted" or "PendingAcceptance"
+      u.jobTitle, u.department, u.officeLocation = nil, nil, nil
+    else
+      u.upn = nick .. "@" .. self.domain
+      u.mail = u.upn
+    end
+    if i > 1 and r:chance(0.06) then u.accountEnabled = false end
+    u.lastPasswordChange = u.created + r:int(1, 50) * 86400000
+    u.sessionsValidFrom = u.lastPasswordChange
+    u.lastSignIn = u.accountEnabled and (now - r:int(60, 20 * 86400) * 1000) or nil
+    st.users[#st.users + 1] = u
+    st.user_by_id[u.id] = u
+    st.user_by_upn[u.upn:lower()] = u
+  end
+  self.gen_users = {}
+  for i, u in ipairs(st.users) do self.gen_users[i] = u end
+  table.sort(st.users, function(a, b) return a.id < b.id end)
+  self.admin = self.gen_users[1]
+  self.admin.jobTitle = "IT Admin"
+
+  -- groups: Microsoft 365 (Unified) groups and security groups
+  for i = 1, self.ngroups do
+    local name = GROUP_NAMES[(i - 1) % #GROUP_NAMES + 1] .. (i > #GROUP_NAMES and (" " .. (i // #GROUP_NAMES + 1)) or "")
+    local unified = (i % 3) ~= 0
+    local nick = name:gsub("[^%w]", "")
+    local g = { id = T.uuid(seed, "group", i), index = i, displayName = name, description = "Group for " .. name,
+                mailNickname = nick, mailEnabled = unified, securityEnabled = not unified or i == 1,
+                groupTypes = unified and { "Unified" } or {}, visibility = unified and (i % 2 == 0 and "Public" or "Private") or nil,
+                isAssignableToRole = (i == 8), created = now - r:int(100, 900) * 86400000, members = {}, member_set = {} }
+    g.mail = unified and (nick .. "@" .. self.domain) or nil
+    for _, u in ipairs(self.gen_users) do
+      if r:chance(0.35) then g.members[#g.members + 1] = u.id; g.member_set[u.id] = true end
+    end
+    g.owner = g.members[1]
+    st.groups[#st.groups + 1] = g
+    st.group_by_id[g.id] = g
+  end
+  table.sort(st.groups, function(a, b) return a.id < b.id end)
+
+  -- service principals: first-party resources, the connector's own app, third-party apps
+  local function addsp(key, appId, name, owner_tid, publisher)
+    local sp = { id = T.uuid(seed, "sp", key), appId = appId, displayName = name, accountEnabled = true,
+                 appOwnerOrganizationId = owner_tid, publisherName = publisher, created = now - r:int(30, 700) * 86400000 }
+    st.sps[#st.sps + 1] = sp
+    st.sp_by_id[sp.id] = sp
+    return sp
+  end
+  self.sp_graph = addsp("graph", RES_APPID.graph, "Microsoft Graph", MS_TENANT, "Microsoft Services")
+  self.sp_mgmt = addsp("mgmt", RES_APPID.mgmt, "Office 365 Management APIs", MS_TENANT, "Microsoft Services")
+  self.sp_arm = addsp("arm", RES_APPID.arm, "Windows Azure Service Management API", MS_TENANT, "Microsoft Services")
+  self.sp_client = addsp("client", self.client_id, self.client_name, self.tenant_id, "Contoso")
+  local third = {}
+  for i, a in ipairs(THIRD_APPS) do
+    third[i] = addsp("third" .. i, T.uuid(seed, "appid", i), a[1], a[2] and T.uuid(seed, "pubtenant", i) or T.uuid(seed, "unverified", i), a[2] or jnull())
+  end
+  table.sort(st.sps, function(a, b) return a.id < b.id end)
+
+  -- delegated permission grants (to Microsoft Graph)
+  local gi = 0
+  local function addgrant(sp, ctype, principal, scope)
+    gi = gi + 1
+    local g = { id = T.b62(43, seed, "grant", gi), clientId = sp.id, consentType = ctype, principalId = principal,
+                resourceId = self.sp_graph.id, scope = scope }
+    st.grants[#st.grants + 1] = g
+  end
+  addgrant(third[1], "AllPrincipals", nil, DELEGATED_SCOPES[2])
+  addgrant(third[5], "AllPrincipals", nil, DELEGATED_SCOPES[1])
+  for _, u in ipairs(self.gen_users) do
+    if u.accountEnabled and r:chance(0.25) then
+      local k = r:int(2, #third)
+      addgrant(third[k], "Principal", u.id, DELEGATED_SCOPES[(k % #DELEGATED_SCOPES) + 1])
+    end
+  end
+  table.sort(st.grants, function(a, b) return a.id < b.id end)
+
+  -- directory role assignments (unifiedRoleAssignment); directoryRoles are derived from them
+  local ai = 0
+  local function assign(principal, role_name)
+    ai = ai + 1
+    local role = ROLE_BY_NAME[role_name]
+    st.role_assignments[#st.role_assignments + 1] = { id = T.b62(43, seed, "roleassign", ai) .. "-1",
+      principalId = principal, roleDefinitionId = role[2], directoryScopeId = "/" }
+  end
+  assign(self.admin.id, "Global Administrator")
+  local others = { "User Administrator", "Exchange Administrator", "SharePoint Administrator", "Security Reader",
+                   "Global Reader", "Global Administrator", "Privileged Role Administrator" }
+  for _, u in ipairs(self.gen_users) do
+    if u.index > 1 and u.userType == "Member" and r:chance(0.1) then assign(u.id, r:pick(others)) end
+  end
+  for _, rn in ipairs(self.client_roles) do assign(self.sp_client.id, rn) end
+
+  self:generate_files(r)
+  self:generate_arm(r)
+end
+
+---------------------------------------------------------------------------------------------------
+-- Which API a path belongs to (routes share one server)
+---------------------------------------------------------------------------------------------------
+function MS:api_of(path)
+  if self.prefix and self.prefix ~= "" and path:sub(1, #self.prefix) == self.prefix then path = path:sub(#self.prefix + 1) end
+  if path:find("^/v1%.0/") or path:find("^/beta/") then return "graph", path end
+  if path:find("^/api/v1") then return "mgmt", path end
+  if path:find("^/subscriptions") or path:find("^/providers") then return "arm", path end
+  return "login", path
+end
+
+---------------------------------------------------------------------------------------------------
+-- Error bodies
+---------------------------------------------------------------------------------------------------
+function MS:request_id() return T.uuid(self.seed, "request", self:seq()) end
+
+function MS:graph_err(status, code, message, req)
+  local inner = { date = isoz(self:now_ms()), ["request-id"] = self:request_id() }
+  local crid = req and req.headers and req.headers["client-request-id"]
+  inner["client-request-id"] = crid or inner["request-id"]
+  return status, { error = { code = code, message = message, innerError = inner } }, { ["Content-Type"] = "application/json" }
+end
+function MS:mgmt_err(status, code, message)
+  return status, { error = { code = code, message = message } }, { ["Content-Type"] = "application/json; charset=utf-8" }
+end
+function MS:arm_err(status, code, message)
+  return status, { error = { code = code, message = message } }, { ["Content-Type"] = "application/json; charset=utf-8" }
+end
+-- identity platform (token endpoint) errors
+function MS:aad_err(status, err, aadsts, desc)
+  local trace, corr = self:request_id(), self:request_id()
+  local d = string.format("AADSTS%d: %s Trace ID: %s Correlation ID: %s Timestamp: %s", aadsts, desc, trace, corr,
+                          (T.iso_s(self:wall_s()):gsub("T", " "):gsub("Z", "Z")))
+  return status, { error = err, error_description = d, error_codes = A({ aadsts }), timestamp = (T.iso_s(self:wall_s()):gsub("T", " ")),
+                   trace_id = trace, correlation_id = corr, error_uri = "https://login.microsoftonline.com/error?code=" .. aadsts },
+         { ["Content-Type"] = "application/json; charset=utf-8", ["Cache-Control"] = "no-store, no-cache", Pragma = "no-cache" }
+end
+
+---------------------------------------------------------------------------------------------------
+-- Auth, rate budget, headers
+---------------------------------------------------------------------------------------------------
+local ARM_AUDIENCES = "'https://management.core.windows.net/','https://management.core.windows.net','https://management.azure.com/','https://management.azure.com'"
+
+function MS:precheck(req, ropts)
+  local api, path = self:api_of(req.path)
+  req._api = api
+  if api == "login" then return nil end
+  local limit, remaining, reset, exceeded = self:rate_take(api)
+  req._rl = { limit, remaining, reset }
+  if exceeded then return self:throttled(api, req, math.max(1, reset - self:wall_s())) end
+  if ropts.noauth then return nil end
+  local auth = req.headers["authorization"] or ""
+  local tok = auth:match("^[Bb]earer%s+(%S+)$")
+  local rec = tok and self.tokens[tok]
+  if api == "graph" then
+    if not tok then return self:graph_err(401, "InvalidAuthenticationToken", "Access token is empty.", req) end
+    if not rec then return self:graph_err(401, "InvalidAuthenticationToken", "IDX14100: JWT is not well formed, there are no dots (.).", req) end
+    if rec.res ~= "graph" then return self:graph_err(401, "InvalidAuthenticationToken", "Access token validation failure. Invalid audience.", req) end
+    if rec.exp <= self:wall_s() then return self:graph_err(401, "InvalidAuthenticationToken", "Lifetime validation failed, the token is expired.", req) end
+  elseif api == "mgmt" then
+    if not rec then return self:mgmt_err(401, "AF10001", "Authorization has been denied for this request.") end
+    if rec.res ~= "mgmt" then
+      return self:mgmt_err(401, "AF10001", "The permission set () sent in the request does not include the expected permission.")
+    end
+    if rec.exp <= self:wall_s() then return self:mgmt_err(401, "AF10001", "Authorization has been denied for this request.") end
+  else
+    if not tok then return self:arm_err(401, "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing.") end
+    if not rec then return self:arm_err(401, "InvalidAuthenticationToken", "The access token is invalid.") end
+    if rec.res ~= "arm" then
+      return self:arm_err(401, "InvalidAuthenticationToken", "The access token has been obtained for wrong audience or resource '"
+        .. M.RESOURCES[rec.res] .. "'. It should exactly match with one of the allowed audiences " .. ARM_AUDIENCES .. ".")
+    end
+    if rec.exp <= self:wall_s() then
+      return self:arm_err(401, "ExpiredAuthenticationToken", "The access token expiry UTC time '" .. T.iso_s(rec.exp)
+        .. "' is earlier than current UTC time '" .. T.iso_s(self:wall_s()) .. "'.")
+    end
+    if not req.query["api-version"] or req.query["api-version"] == "" then
+      return self:arm_err(400, "MissingApiVersionParameter", "The api-version query parameter (?api-version=) is required for all requests.")
+    end
+  end
+  req.token = rec
+  return nil
+end
+
+function MS:throttled(api, req, retry_after)
+  local st, body, hdr
+  if api == "graph" then
+    st, body, hdr = self:graph_err(429, "activityLimitReached", "The request has been throttled", req)
+  elseif api == "mgmt" then
+    st, body, hdr = self:mgmt_err(429, "AF429", "Too many requests. Method=" .. (req.path:match("feed/(%a+)") or "List")
+      .. ", PublisherId=" .. (req.query.PublisherIdentifier or "00000000-0000-0000-0000-000000000000"))
+  else
+    st, body, hdr = self:arm_err(429, "SubscriptionRequestsThrottled", "Number of 'read' requests for subscription '"
+      .. (req.path:match("^/subscriptions/([^/]+)") or "") .. "' actor '" .. self.sp_client.id
+      .. "' exceeded. Please try again after '" .. retry_after .. "' seconds after additional tokens are available.")
+  end
+  hdr["Retry-After"] = tostring(retry_after)
+  return st, body, hdr
+end
+
+function MS:fault_response(f, req)
+  local api = self:api_of(req.path)
+  local st, body, hdr
+  if f.kind == "429" then
+    st, body, hdr = self:throttled(api, req, f.retry_after or 1)
+  else
+    local code = tonumber(f.kind) or 500
+    if api == "graph" then st, body, hdr = self:graph_err(code, code == 503 and "serviceNotAvailable" or "generalException",
+        code == 503 and "The service is temporarily unavailable." or "An unspecified error has occurred.", req)
+      if code == 503 then hdr["Retry-After"] = tostring(f.retry_after or 1) end
+    elseif api == "mgmt" then st, body, hdr = self:mgmt_err(code, "AF50000", "An internal server error occurred. Retry the request.")
+    else st, body, hdr = self:arm_err(code, code == 503 and "ServiceUnavailable" or "InternalServerError", "The server encountered an internal error.") end
+  end
+  return st, json().encode(body), hdr
+end
+
+function MS:decorate(req, status, hdr)
+  local api = req._api or self:api_of(req.path)
+  hdr["Content-Type"] = hdr["Content-Type"] or "application/json"
+  local rid = self:request_id()
+  if api == "graph" then
+    hdr["request-id"] = rid
+    hdr["client-request-id"] = req.headers["client-request-id"] or rid
+    hdr["x-ms-ags-diagnostic"] = '{"ServerInfo":{"DataCenter":"West US","Slice":"E","Ring":"5","ScaleUnit":"001","RoleInstance":"sandbox"}}'
+  elseif api == "arm" then
+    hdr["x-ms-request-id"] = rid
+    hdr["x-ms-correlation-request-id"] = req.headers["x-ms-correlation-request-id"] or rid
+    local rl = req._rl
+    if rl then
+      local kind = (req.method == "GET" or req.method == "HEAD") and "reads" or (req.method == "DELETE" and "deletes" or "writes")
+      hdr["x-ms-ratelimit-remaining-subscription-" .. kind] = tostring(rl[2])
+      hdr["x-ms-ratelimit-remaining-tenant-" .. kind] = tostring(rl[2])
+    end
+  end
+end
+
+---------------------------------------------------------------------------------------------------
+-- Identity platform: /{tenant}/oauth2/v2.0/token (+ v1 /oauth2/token), /authorize, /adminconsent
+---------------------------------------------------------------------------------------------------
+function MS:known_tenant(t)
+  return t == self.tenant_id or t == "organizations" or t == "common" or t == self.domain or t == self.initial_domain
+end
+
+-- resource key of a scope list ("https://graph.microsoft.com/.default", "User.Read offline_access")
+local function scope_resource(scope)
+  for s in (scope or ""):gmatch("%S+") do
+    for k, base in pairs(M.RESOURCES) do
+      if s:sub(1, #base) == base then return k, s end
+    end
+    if s:match("^https?://") then return nil, s end
+  end
+  return "graph"
+end
+local function resource_key(resource)
+  if not resource then return nil end
+  resource = resource:gsub("/$", "")
+  for k, base in pairs(M.RESOURCES) do if base == resource then return k end end
+  if resource == "https://management.core.windows.net" then return "arm" end
+end
+
+function MS:issue(res, extra)
+  local cr = crypto()
+  local tok = "eyJ0eXAiOiJKV1QiLCJub25jZSI6" .. cr.b64url(cr.random(48))
+  local rec = { res = res, client_id = self.client_id, exp = self:wall_s() + 3599, tid = self.tenant_id }
+  for k, v in pairs(extra or {}) do rec[k] = v end
+  self.tokens[tok] = rec
+  return tok, rec
+end
+
+-- client authentication: secret (constant-time) or a client_assertion JWT signed by the registered key
+function MS:client_auth(f, token_url)
+  if f.client_id ~= self.client_id then
+    return nil, { 400, "unauthorized_client", 700016, "Application with identifier '" .. tostring(f.client_id)
+      .. "' was not found in the directory '" .. self.domain .. "'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant." }
+  end
+  if f.client_assertion then
+    if f.client_assertion_type ~= "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" then
+      return nil, { 400, "invalid_request", 50027, "Invalid client_assertion_type." }
+    end
+    local cr = crypto()
+    local h64, p64, s64 = f.client_assertion:match("^([%w_%-]+)%.([%w_%-]+)%.([%w_%-]+)$")
+    local claims = p64 and json().decode(cr.unb64url(p64) or "")
+    if type(claims) ~= "table" or not self.client_cert
+       or not cr.rs256_verify(self.client_cert, h64 .. "." .. p64, cr.unb64url(s64) or "") then
+      return nil, { 401, "invalid_client", 700027, "Client assertion failed signature validation." }
+    end
+    if claims.iss ~= self.client_id or claims.sub ~= self.client_id then
+      return nil, { 401, "invalid_client", 700023, "Client assertion audience claim does not match Realm issuer." }
+    end
+    if claims.aud ~= token_url then
+      return nil, { 401, "invalid_client", 700021, "Client assertion application identifier doesn't match 'client_id' parameter." }
+    end
+    if type(claims.exp) ~= "number" or claims.exp <= self:wall_s() then
+      return nil, { 401, "invalid_client", 700024, "Client assertion is not within its valid time range." }
+    end
+    return true
+  end
+  if not f.client_secret or f.client_secret == "" then
+    return nil, { 401, "invalid_client", 7000218, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'." }
+  end
+  if not crypto().equal(f.client_secret, self.client_secret) then
+    return nil, { 401, "invalid_client", 7000215, "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '" .. self.client_id .. "'." }
+  end
+  return true
+end
+
+function MS:h_token(req)
+  local tenant = req.params.tenant
+  local v1 = not req.path:find("/v2%.0/token$")
+  if not self:known_tenant(tenant) then
+    return self:aad_err(400, "invalid_request", 90002, "Tenant '" .. tenant .. "' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud.")
+  end
+  local f = T.parse_form(req.body)
+  local token_url = self.base_url .. "/" .. tenant .. (v1 and "/oauth2/token" or "/oauth2/v2.0/token")
+  local ok, e = self:client_auth(f, token_url)
+  if not ok then return self:aad_err(e[1], e[2], e[3], e[4]) end
+  local gt = f.grant_type
+  local res, scope_str
+  if v1 then
+    res = resource_key(f.resource)
+    if not res and gt == "client_credentials" then
+      return self:aad_err(400, "invalid_resource", 500011, "The resource principal named " .. tostring(f.resource) .. " was not found in the tenant named " .. self.domain .. ".")
+    end
+  else
+    local bad
+    res, bad = scope_resource(f.scope)
+    if not res and bad then
+      return self:aad_err(400, "invalid_resource", 500011, "The resource principal named " .. bad .. " was not found in the tenant named " .. self.domain .. ". This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant.")
+    end
+  end
+  local function answer(tok, rec, extra)
+    local b
+    if v1 then
+      b = { token_type = "Bearer", expires_in = "3599", ext_expires_in = "3599", expires_on = tostring(rec.exp),
+            not_before = tostring(rec.exp - 3599), resource = M.RESOURCES[rec.res], access_token = tok }
+    else
+      b = { token_type = "Bearer", expires_in = 3599, ext_expires_in = 3599, access_token = tok }
+    end
+    for k, v in pairs(extra or {}) do b[k] = v end
+    return 200, b, { ["Cache-Control"] = "no-store, no-cache", Pragma = "no-cache" }
+  end
+  if gt == "client_credentials" then
+    if not v1 then
+      local sc = f.scope or ""
+      if sc == "" then
+        return self:aad_err(400, "invalid_request", 900144, "The request body must contain the following parameter: 'scope'.")
+      end
+      if not sc:match("^%S+/%.default$") then
+        return self:aad_err(400, "invalid_scope", 1002012, "The provided value for scope " .. sc .. " is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI).")
+      end
+    end
+    local tok, rec = self:issue(res, { app_only = true })
+    return answer(tok, rec)
+  elseif gt == "authorization_code" then
+    local c = f.code and self.codes[f.code]
+    if not c or c.used or c.exp < self:wall_s() then
+      return self:aad_err(400, "invalid_grant", 70008, "The provided authorization code or refresh token has expired due to inactivity. Send a new interactive authorization request for this user and resource.")
+    end
+    c.used = true
+    if c.redirect_uri ~= f.redirect_uri then
+      return self:aad_err(400, "invalid_grant", 50148, "The redirect_uri specified in the token request does not match the redirect_uri used in the authorization request.")
+    end
+    if c.challenge then
+      local v = f.code_verifier or ""
+      local cr = crypto()
+      local calc = c.method == "plain" and v or cr.b64url(cr.sha256(v))
+      if v == "" or not cr.equal(calc, c.challenge) then
+        return self:aad_err(400, "invalid_grant", 501481, "The Code_Verifier does not match the code_challenge supplied in the authorization request.")
+      end
+    end
+    return self:delegated_answer(c.user, c.scope, v1 and (res or "graph") or scope_resource(c.scope) or "graph", answer)
+  elseif gt == "refresh_token" then
+    local rt = f.refresh_token and self.refresh[f.refresh_token]
+    if not rt then
+      return self:aad_err(400, "invalid_grant", 9002313, "Invalid request. Request is malformed or invalid.")
+    end
+    local u = self.state.user_by_id[rt.user]
+    if not u or not u.accountEnabled then
+      return self:aad_err(400, "invalid_grant", 50057, "The user account is disabled.")
+    end
+    if rt.issued < (u.sessionsValidFrom or 0) then
+      return self:aad_err(400, "invalid_grant", 50173, "The provided grant has expired due to it being revoked, a fresh auth token is needed. The user might have changed or reset their password. The grant was issued on '"
+        .. T.iso_s(rt.issued // 1000) .. "' and the TokensValidFrom date (before which tokens are not valid) for this user is '" .. T.iso_s(u.sessionsValidFrom // 1000) .. "'.")
+    end
+    local scope = (f.scope and f.scope ~= "") and f.scope or rt.scope
+    return self:delegated_answer(u.id, scope, v1 and (res or "graph") or scope_resource(scope) or "graph", answer)
+  end
+  return self:aad_err(400, "unsupported_grant_type", 70003, "The app requested an unsupported grant type '" .. tostring(gt) .. "'.")
+end
+
+function MS:delegated_answer(user_id, scope, res, answer)
+  local tok, rec = self:issue(res, { user = user_id, scope = scope })
+  local extra = { scope = scope }
+  local has = {}
+  for s in (scope or ""):gmatch("%S+") do has[s] = true end
+  if has.offline_access then
+    local cr = crypto()
+    local rt = "0.AXoA" .. cr.b64url(cr.random(64))
+    self.refresh[rt] = { user = user_id, scope = scope, issued = self:now_ms() }
+    extra.refresh_token = rt
+  end
+  if has.openid then
+    local cr, u = crypto(), self.state.user_by_id[user_id]
+    local hdr = cr.b64url(json().encode{ typ = "JWT", alg = "RS256", kid = T.b62(27, self.seed, "kid") })
+    local body = cr.b64url(json().encode{ aud = self.client_id, iss = "https://login.microsoftonline.com/" .. self.tenant_id .. "/v2.0",
+      iat = self:wall_s(), nbf = self:wall_s(), exp = self:wall_s() + 3600, name = u and u.displayName,
+      oid = user_id, preferred_username = u and u.upn, tid = self.tenant_id, ver = "2.0" })
+    extra.id_token = hdr .. "." .. body .. "." .. cr.b64url(cr.random(64))
+  end
+  return answer(tok, rec, extra)
+end
+
+-- authorize: auto-consent as the tenant's admin, redirect with code & state
+function MS:h_authorize(req)
+  local q = req.query
+  if not self:known_tenant(req.params.tenant) then
+    return self:aad_err(400, "invalid_request", 90002, "Tenant '" .. req.params.tenant .. "' not found.")
+  end
+  if q.client_id ~= self.client_id then
+    return self:aad_err(400, "unauthorized_client", 700016, "Application with identifier '" .. tostring(q.client_id) .. "' was not found in the directory '" .. self.domain .. "'.")
+  end
+  if not q.redirect_uri or q.redirect_uri == "" then
+    return self:aad_err(400, "invalid_request", 900144, "The request body must contain the following parameter: 'redirect_uri'.")
+  end
+  if (q.response_type or "code") ~= "code" then
+    return self:aad_err(400, "unsupported_response_type", 700054, "response_type '" .. tostring(q.response_type) .. "' is not enabled for the application.")
+  end
+  local code = "0.AXoA" .. crypto().b64url(crypto().random(48))
+  self.codes[code] = { user = (q.login_hint and self:find_user(q.login_hint) or self.admin).id, scope = q.scope or "",
+                       redirect_uri = q.redirect_uri, challenge = q.code_challenge, method = q.code_challenge_method or "plain",
+                       exp = self:wall_s() + 600 }
+  local sep = q.redirect_uri:find("?", 1, true) and "&" or "?"
+  local loc = q.redirect_uri .. sep .. T.qs{ { "code", code }, { "state", q.state }, { "session_state", T.uuid(self.seed, "session", self:seq()) } }
+  return 302, "", { Location = loc }
+end
+
+function MS:h_adminconsent(req)
+  local q = req.query
+  if q.client_id ~= self.client_id or not q.redirect_uri then
+    return self:aad_err(400, "unauthorized_client", 700016, "Application with identifier '" .. tostring(q.client_id) .. "' was not found in the directory '" .. self.domain .. "'.")
+  end
+  local sep = q.redirect_uri:find("?", 1, true) and "&" or "?"
+  local loc = q.redirect_uri .. sep .. T.qs{ { "admin_consent", "True" }, { "tenant", self.tenant_id }, { "state", q.state }, { "scope", q.scope } }
+  return 302, "", { Location = loc }
+end
+
+-- test helper: every issued token expires now
+function MS:expire_tokens() for _, rec in pairs(self.tokens) do rec.exp = 0 end end
+
+---------------------------------------------------------------------------------------------------
+-- Graph rendering
+---------------------------------------------------------------------------------------------------
+local USER_DEFAULT = { "businessPhones", "displayName", "givenName", "jobTitle", "mail", "mobilePhone", "officeLocation",
+                       "preferredLanguage", "surname", "userPrincipalName", "id" }
+local USER_PROPS = { "accountEnabled", "businessPhones", "createdDateTime", "department", "deletedDateTime", "displayName",
+  "externalUserState", "givenName", "id", "jobTitle", "lastPasswordChangeDateTime", "mail", "mailNickname", "mobilePhone",
+  "officeLocation", "onPremisesSyncEnabled", "passwordProfile", "preferredLanguage", "signInActivity",
+  "signInSessionsValidFromDateTime", "surname", "userPrincipalName", "userType", "usageLocation", "creationType" }
+
+function MS:user_full(u)
+  return {
+    id = u.id, businessPhones = A(T.deep(u.businessPhones)), displayName = u.displayName, givenName = nz(u.givenName),
+    jobTitle = nz(u.jobTitle), mail = nz(u.mail), mobilePhone = nz(u.mobilePhone), officeLocation = nz(u.officeLocation),
+    preferredLanguage = nz(u.preferredLanguage), surname = nz(u.surname), userPrincipalName = u.upn,
+    accountEnabled = u.accountEnabled, userType = u.userType, createdDateTime = isoz(u.created), department = nz(u.department),
+    deletedDateTime = isoz(u.deleted), externalUserState = nz(u.externalUserState), mailNickname = u.upn:match("^[^@]+"),
+    lastPasswordChangeDateTime = isoz(u.lastPasswordChange), onPremisesSyncEnabled = jnull(),
+    passwordProfile = { forceChangePasswordNextSignIn = u.forceChange, forceChangePasswordNextSignInWithMfa = false, password = jnull() },
+    signInSessionsValidFromDateTime = isoz(u.sessionsValidFrom), usageLocation = "US",
+    creationType = u.userType == "Guest" and "Invitation" or jnull(),
+    signInActivity = { lastSignInDateTime = iso7(u.lastSignIn), lastSignInRequestId = u.lastSignIn and T.uuid(self.seed, "lsr", u.index) or jnull(),
+                       lastNonInteractiveSignInDateTime = iso7(u.lastSignIn and u.lastSignIn - 3600000),
+                       lastNonInteractiveSignInRequestId = u.lastSignIn and T.uuid(self.seed, "lnsr", u.index) or jnull(),
+                       lastSuccessfulSignInDateTime = iso7(u.lastSignIn),
+                       lastSuccessfulSignInRequestId = u.lastSignIn and T.uuid(self.seed, "lssr", u.index) or jnull() },
+  }
+end
+
+local GROUP_PROPS = { "id", "displayName", "description", "mail", "mailEnabled", "mailNickname", "securityEnabled", "groupTypes",
+  "visibility", "isAssignableToRole", "membershipRule", "membershipRuleProcessingState", "createdDateTime", "deletedDateTime",
+  "classification", "renewedDateTime", "securityIdentifier", "proxyAddresses", "onPremisesSyncEnabled" }
+function MS:group_full(g)
+  return { id = g.id, displayName = g.displayName, description = g.description, mail = nz(g.mail), mailEnabled = g.mailEnabled,
+           mailNickname = g.mailNickname, securityEnabled = g.securityEnabled, groupTypes = A(T.deep(g.groupTypes)),
+           visibility = nz(g.visibility), isAssignableToRole = g.isAssignableToRole, membershipRule = jnull(),
+           membershipRuleProcessingState = jnull(), createdDateTime = isoz(g.created), deletedDateTime = jnull(),
+           classification = jnull(), renewedDateTime = isoz(g.created),
+           securityIdentifier = "S-1-12-1-" .. (T.hash(self.seed, "sid", g.index) >> 33),
+           proxyAddresses = A(g.mail and { "SMTP:" .. g.mail } or {}), onPremisesSyncEnabled = jnull() }
+end
+
+local SP_PROPS = { "id", "appId", "displayName", "accountEnabled", "servicePrincipalType", "appOwnerOrganizationId",
+  "appDisplayName", "publisherName", "signInAudience", "servicePrincipalNames", "tags", "appRoles", "oauth2PermissionScopes",
+  "passwordCredentials", "keyCredentials", "replyUrls", "homepage", "verifiedPublisher", "deletedDateTime", "createdDateTime" }
+function MS:sp_full(sp)
+  local verified = sp.publisherName ~= jnull() and sp.publisherName ~= nil
+  return { id = sp.id, appId = sp.appId, displayName = sp.displayName, appDisplayName = sp.displayName,
+           accountEnabled = sp.accountEnabled, servicePrincipalType = "Application",
+           appOwnerOrganizationId = sp.appOwnerOrganizationId, publisherName = nz(sp.publisherName),
+           signInAudience = sp.appOwnerOrganizationId == self.tenant_id and "AzureADMyOrg" or "AzureADMultipleOrgs",
+           servicePrincipalNames = A({ sp.appId }), tags = A({ "WindowsAzureActiveDirectoryIntegratedApp" }),
+           appRoles = A(), oauth2PermissionScopes = A(), passwordCredentials = A(), keyCredentials = A(), replyUrls = A(),
+           homepage = jnull(), deletedDateTime = jnull(), createdDateTime = isoz(sp.created),
+           verifiedPublisher = { displayName = verified and sp.publisherName or jnull(),
+                                 verifiedPublisherId = verified and tostring(T.hash(self.seed, "mpn", sp.id) >> 44) or jnull(),
+                                 addedDateTime = verified and isoz(sp.created) or jnull() } }
+end
+
+local GRANT_PROPS = { "id", "clientId", "consentType", "principalId", "resourceId", "scope" }
+function MS:grant_full(g)
+  return { id = g.id, clientId = g.clientId, consentType = g.consentType, principalId = nz(g.principalId),
+           resourceId = g.resourceId, scope = g.scope }
+end
+
+-- directory objects (members lists) carry @odata.type
+function MS:dirobj(id)
+  local st = self.state
+  local u = st.user_by_id[id]
+  if u then
+    local o = {}
+    for _, k in ipairs(USER_DEFAULT) do o[k] = self:user_full(u)[k] end
+    o["@odata.type"] = "#microsoft.graph.user"
+    return o, "user"
+  end
+  local sp = st.sp_by_id[id]
+  if sp then
+    local o = { id = sp.id, appId = sp.appId, displayName = sp.displayName, accountEnabled = sp.accountEnabled,
+                servicePrincipalType = "Application", ["@odata.type"] = "#microsoft.graph.servicePrincipal" }
+    return o, "servicePrincipal"
+  end
+  local g = st.group_by_id[id]
+  if g then
+    local o = self:group_full(g)
+    o["@odata.type"] = "#microsoft.graph.group"
+    return o, "group"
+  end
+end
+
+---------------------------------------------------------------------------------------------------
+-- Graph collections: $select, $filter, $top, $count, @odata.nextLink with $skiptoken
+---------------------------------------------------------------------------------------------------
+local function enc_skip(s) return "RFNwdAIA" .. crypto().b64url(s) end
+local function dec_skip(s)
+  if type(s) ~= "string" or s:sub(1, 8) ~= "RFNwdAIA" then return nil end
+  return crypto().unb64url(s:sub(9))
+end
+
+function MS:graph_select(req, props, type_name)
+  local sel = req.query["$select"]
+  if not sel or sel == "" then return nil end
+  local allowed = {}
+  for _, p in ipairs(props) do allowed[p] = true end
+  local list = {}
+  for p in sel:gmatch("[^,%s]+") do
+    if not allowed[p] then return nil, "Could not find a property named '" .. p .. "' on type 'microsoft.graph." .. type_name .. "'." end
+    list[#list + 1] = p
+  end
+  return list
+end
+
+local function project(full, sel)
+  local o = {}
+  for _, k in ipairs(sel) do o[k] = full[k] end
+  if full["@odata.type"] then o["@odata.type"] = full["@odata.type"] end
+  return o
+end
+
+-- spec: {list (sorted by .id), full(x) -> table, props, defaults (nil = all props), type, context,
+--        top_default, top_max, where(x) -> bool (pre-filter)}
+function MS:graph_collection(req, spec)
+  local q = req.query
+  local _, path = self:api_of(req.path)
+  local top = spec.top_default or 100
+  if q["$top"] and q["$top"] ~= "" then
+    local n = math.tointeger(tonumber(q["$top"]))
+    if not n or n < 1 then
+      return self:graph_err(400, "Request_BadRequest", "Invalid page size specified: '" .. q["$top"] .. "'. Must be between 1 and " .. (spec.top_max or 999) .. " inclusive.", req)
+    end
+    top = math.min(n, spec.top_max or 999)
+  end
+  local sel, serr = self:graph_select(req, spec.props, spec.type)
+  if serr then return self:graph_err(400, "Request_BadRequest", serr, req) end
+  local pred
+  if q["$filter"] and q["$filter"] ~= "" then
+    local ferr
+    pred, ferr = M.odata_filter(q["$filter"])
+    if not pred then return self:graph_err(400, "Request_UnsupportedQuery", "Invalid filter clause: " .. ferr, req) end
+  end
+  if q["$skip"] then return self:graph_err(400, "Request_BadRequest", "'$skip' is not supported by the service.", req) end
+  local after
+  if q["$skiptoken"] then
+    after = dec_skip(q["$skiptoken"])
+    if not after then return self:graph_err(400, "Request_BadRequest", "Invalid skip token.", req) end
+  end
+  local out, last, more, total = {}, nil, false, 0
+  for _, x in ipairs(spec.list) do
+    if (not spec.where or spec.where(x)) then
+      local full = spec.full(x)
+      if not pred or pred(full) then
+        total = total + 1
+        if not after or x.id > after then
+          if #out < top then
+            out[#out + 1] = sel and project(full, sel) or (spec.defaults and project(full, spec.defaults) or full)
+            last = x.id
+          else more = true end
+        end
+      end
+    end
+  end
+  local ctx = self.base_url .. "/v1.0/$metadata#" .. spec.context .. (sel and ("(" .. table.concat(sel, ",") .. ")") or "")
+  local body = { ["@odata.context"] = ctx, value = A(out) }
+  if q["$count"] == "true" and not after then body["@odata.count"] = total end
+  if more then
+    local params = {}
+    for _, k in ipairs({ "$select", "$filter", "$count", "$top" }) do
+      if q[k] and q[k] ~= "" then params[#params + 1] = { k, q[k] } end
+    end
+    if not q["$top"] then params[#params + 1] = { "$top", tostring(top) } end
+    params[#params + 1] = { "$skiptoken", enc_skip(last) }
+    body["@odata.nextLink"] = self.base_url .. path:gsub("%?.*$", "") .. "?" .. odata_qs(params)
+  end
+  return 200, body
+end
+
+function MS:find_user(id)
+  if type(id) == "table" then return id end
+  local st = self.state
+  local u = st.user_by_id[id] or st.user_by_upn[tostring(id):lower()]
+  if u and not u.deleted then return u end
+end
+
+function MS:graph_404(req, what)
+  return self:graph_err(404, "Request_ResourceNotFound", "Resource '" .. tostring(what) .. "' does not exist or one of its queried reference-property objects are not present.", req)
+end
+
+local function body_json(req)
+  local b = json().decode(req.body or "")
+  if type(b) ~= "table" then return nil end
+  return b
+end
+
+---------------------------------------------------------------------------------------------------
+-- Graph: users
+---------------------------------------------------------------------------------------------------
+function MS:h_users(req)
+  return self:graph_collection(req, { list = self.state.users, full = function(u) return self:user_full(u) end,
+    where = function(u) return not u.deleted end, props = USER_PROPS, defaults = USER_DEFAULT, type = "user",
+    context = "users", top_default = 100, top_max = 999 })
+end
+
+function MS:h_user(req)
+  local u = self:find_user(req.params.id)
+  if not u then return self:graph_404(req, req.params.id) end
+  if req.method == "GET" then
+    local sel, serr = self:graph_select(req, USER_PROPS, "user")
+    if serr then return self:graph_err(400, "Request_BadRequest", serr, req) end
+    local o = project(self:user_full(u), sel or USER_DEFAULT)
+    o["@odata.context"] = self.base_url .. "/v1.0/$metadata#users/$entity"
+    return 200, o
+  elseif req.method == "DELETE" then
+    u.deleted = self:now_ms()
+    self:audit{ activity = "Delete user", category = "UserManagement", operationType = "Delete", target = u, req = req }
+    self:mgmt_state_record("Audit.AzureActiveDirectory", { Operation = "Delete user.", ObjectId = u.upn, RecordType = 8, target = u })
+    self:notify_change("users", "deleted", u.id, "#Microsoft.Graph.User", "Users/" .. u.id)
+    return 204, ""
+  end
+  -- PATCH
+  local b = body_json(req)
+  if not b then return self:graph_err(400, "Request_BadRequest", "Invalid request body.", req) end
+  local allowed = { accountEnabled = "boolean", passwordProfile = "table", displayName = "string", jobTitle = "string",
+                    department = "string", officeLocation = "string", mobilePhone = "string", usageLocation = "string" }
+  for k, v in pairs(b) do
+    if not allowed[k] then return self:graph_err(400, "Request_BadRequest", "Property '" .. k .. "' is read-only or does not exist on type 'microsoft.graph.user'.", req) end
+    if type(v) ~= allowed[k] then return self:graph_err(400, "Request_BadRequest", "Invalid value specified for property '" .. k .. "' of resource 'User'.", req) end
+  end
+  local mods = {}
+  if b.accountEnabled ~= nil and b.accountEnabled ~= u.accountEnabled then
+    mods[#mods + 1] = { displayName = "AccountEnabled", oldValue = "[" .. tostring(u.accountEnabled) .. "]", newValue = "[" .. tostring(b.accountEnabled) .. "]" }
+    u.accountEnabled = b.accountEnabled
+  end
+  if b.passwordProfile then
+    local pp = b.passwordProfile
+    if pp.forceChangePasswordNextSignIn ~= nil then u.forceChange = pp.forceChangePasswordNextSignIn and true or false end
+    if type(pp.password) == "string" then u.lastPasswordChange = self:now_ms() end
+    mods[#mods + 1] = { displayName = "PasswordProfile", oldValue = jnull(), newValue = jnull() }
+  end
+  for _, k in ipairs({ "displayName", "jobTitle", "department", "officeLocation", "mobilePhone" }) do
+    if b[k] ~= nil then mods[#mods + 1] = { displayName = k, oldValue = json().encode({ u[k] }), newValue = json().encode({ b[k] }) }; u[k] = b[k] end
+  end
+  local act = "Update user"
+  if b.accountEnabled == false then act = "Disable account" elseif b.accountEnabled == true then act = "Enable account" end
+  self:audit{ activity = act, category = "UserManagement", operationType = "Update", target = u, modified = mods, req = req }
+  self:mgmt_state_record("Audit.AzureActiveDirectory", { Operation = act .. ".", ObjectId = u.upn, RecordType = 8, target = u })
+  self:notify_change("users", "updated", u.id, "#Microsoft.Graph.User", "Users/" .. u.id)
+  return 204, ""
+end
+
+function MS:h_revoke_sessions(req)
+  local u = self:find_user(req.params.id)
+  if not u then return self:graph_404(req, req.params.id) end
+  u.sessionsValidFrom = self:now_ms()
+  for _, rt in pairs(self.refresh) do if rt.user == u.id then rt.revoked = true end end
+  self:audit{ activity = "Invalidate all refresh tokens for a user", category = "UserManagement", operationType = "Update", target = u, req = req }
+  self:mgmt_state_record("Audit.AzureActiveDirectory", { Operation = "Invalidate all refresh tokens for a user.", ObjectId = u.upn, RecordType = 8, target = u })
+  return 200, { ["@odata.context"] = self.base_url .. "/v1.0/$metadata#Edm.Boolean", value = true }
+end
+
+local PASSWORD_METHOD = "28c10230-6103-485e-b985-444c60001490"
+function MS:h_reset_password(req)
+  local u = self:find_user(req.params.id)
+  if not u then return self:graph_404(req, req.params.id) end
+  if req.params.mid ~= PASSWORD_METHOD then return self:graph_404(req, req.params.mid) end
+  if req.token and req.token.app_only then
+    return self:graph_err(403, "accessDenied", "Request Authorization failed", req)
+  end
+  local b = body_json(req) or {}
+  u.lastPasswordChange = self:now_ms()
+  u.forceChange = true
+  self:audit{ activity = "Reset password (by admin)", category = "UserManagement", operationType = "Update", target = u, req = req }
+  local op = T.uuid(self.seed, "pwop", self:seq())
+  local body = b.newPassword and {} or { ["@odata.context"] = self.base_url .. "/v1.0/$metadata#microsoft.graph.passwordResetResponse",
+                                         newPassword = "Sbx" .. T.b62(9, self.seed, "pw", op) }
+  return 202, body, { Location = self.base_url .. "/v1.0/users/" .. u.id .. "/authentication/operations/" .. op, ["Retry-After"] = "5" }
+end
+
+function MS:h_member_of(req)
+  local u = self:find_user(req.params.id)
+  if not u then return self:graph_404(req, req.params.id) end
+  local out = {}
+  for _, g in ipairs(self.state.groups) do
+    if g.member_set[u.id] then local o = self:group_full(g); o["@odata.type"] = "#microsoft.graph.group"; out[#out + 1] = o end
+  end
+  for _, r in ipairs(self:directory_roles()) do
+    if r.members[u.id] then out[#out + 1] = self:dirrole_json(r, true) end
+  end
+  return 200, { ["@odata.context"] = self.base_url .. "/v1.0/$metadata#directoryObjects", value = A(out) }
+end
+
+---------------------------------------------------------------------------------------------------
+-- Graph: groups and members
+---------------------------------------------------------------------------------------------------
+function MS:h_groups(req)
+  return self:graph_collection(req, { list = self.state.groups, full = function(g) return self:group_full(g) end,
+    props = GROUP_PROPS, type = "group", context = "groups", top_default = 100, top_max = 999 })
+end
+
+function MS:h_group(req)
+  local g = self.state.group_by_id[req.params.gid]
+  if not g then return self:graph_404(req, req.params.gid) end
+  local sel, serr = self:graph_select(req, GROUP_PROPS, "group")
+  if serr then return self:graph_err(400, "Request_BadRequest", serr, req) end
+  local o = sel and project(self:group_full(g), sel) or self:group_full(g)
+  o["@odata.context"] = self.base_url .. "/v1.0/$metadata#groups/$entity"
+  return 200, o
+end
+
+function MS:h_group_members(req)
+  local g = self.state.group_by_id[req.params.gid]
+  if not g then return self:graph_404(req, req.params.gid) end
+  local list = {}
+  local ids = req.path:find("/owners$") and { g.owner } or g.members
+  for _, id in ipairs(ids) do
+    local u = self.state.user_by_id[id]
+    if u and not u.deleted then list[#list + 1] = { id = id } end
+  end
+  table.sort(list, function(a, b) return a.id < b.id end)
+  return self:graph_collection(req, { list = list, full = function(x) return (self:dirobj(x.id)) end,
+    props = USER_PROPS, type = "directoryObject", context = "directoryObjects", top_default = 100, top_max = 999 })
+end
+
+function MS:h_group_member_ref(req)
+  local g = self.state.group_by_id[req.params.gid]
+  if not g then return self:graph_404(req, req.params.gid) end
+  if req.method == "POST" then
+    local b = body_json(req)
+    local id = b and type(b["@odata.id"]) == "string" and b["@odata.id"]:match("([%x%-]+)$")
+    if not id or not self.state.user_by_id[id] then return self:graph_err(400, "Request_BadRequest", "Invalid object identifier.", req) end
+    if g.member_set[id] then
+      return self:graph_err(400, "Request_BadRequest", "One or more added object references already exist for the following modified properties: 'members'.", req)
+    end
+    g.members[#g.members + 1] = id; g.member_set[id] = true
+    self:audit{ activity = "Add member to group", category = "GroupManagement", operationType = "Assign", target = self.state.user_by_id[id], group = g, req = req }
+    self:notify_change("groups", "updated", g.id, "#Microsoft.Graph.Group", "Groups/" .. g.id)
+    return 204, ""
+  end
+  local id = req.params.oid
+  if not g.member_set[id] then return self:graph_404(req, id) end
+  g.member_set[id] = nil
+  for i, m in ipairs(g.members) do if m == id then table.remove(g.members, i) break end end
+  local u = self.state.user_by_id[id]
+  self:audit{ activity = "Remove member from group", category = "GroupManagement", operationType = "Unassign", target = u, group = g, req = req }
+  self:mgmt_state_record("Audit.AzureActiveDirectory", { Operation = "Remove member from group.", ObjectId = u and u.upn or id, RecordType = 8, target = u })
+  self:notify_change("groups", "updated", g.id, "#Microsoft.Graph.Group", "Groups/" .. g.id)
+  return 204, ""
+end
+
+---------------------------------------------------------------------------------------------------
+-- Graph: directory roles and role management
+---------------------------------------------------------------------------------------------------
+-- activated directory roles: Global Administrator plus every role with an assignment
+function MS:directory_roles()
+  local by_t, out = {}, {}
+  for _, r in ipairs(DIR_ROLES) do
+    by_t[r[2]] = { def = r, id = T.uuid(self.seed, "dirrole", r[2]), members = {}, order = {}, active = r[1] == "Global Administrator" }
+  end
+  for _, a in ipairs(self.state.role_assignments) do
+    local r = by_t[a.roleDefinitionId]
+    if r then r.active = true; if not r.members[a.principalId] then r.members[a.principalId] = a; r.order[#r.order + 1] = a.principalId end end
+  end
+  for _, r in ipairs(DIR_ROLES) do if by_t[r[2]].active then out[#out + 1] = by_t[r[2]] end end
+  return out
+end
+
+function MS:dirrole_json(r, typed)
+  local o = { id = r.id, displayName = r.def[1], description = r.def[3], roleTemplateId = r.def[2], deletedDateTime = jnull() }
+  if typed then o["@odata.type"] = "#microsoft.graph.directoryRole" end
+  return o
+end
+
+function MS:h_directory_roles(req)
+  local out = {}
+  local pred
+  if req.query["$filter"] then
+    local err
+    pred, err = M.odata_filter(req.query["$filter"])
+    if not pred then return self:graph_err(400, "Request_UnsupportedQuery", "Invalid filter clause: " .. err, req) end
+  end
+  for _, r in ipairs(self:directory_roles()) do
+    local o = self:dirrole_json(r)
+    if not pred or pred(o) then out[#out + 1] = o end
+  end
+  return 200, { ["@odata.context"] = self.base_url .. "/v1.0/$metadata#directoryRoles", value = A(out) }
+end
+
+function MS:find_dirrole(id)
+  for _, r in ipairs(self:directory_roles()) do
+    if r.id == id or r.def[2] == id then return r end
+  end
+end
+
+function MS:h_directory_role_members(req)
+  local r = self:find_dirrole(req.params.rid)
+  if not r then return self:graph_404(req, req.params.rid) end
+  local out = {}
+  for _, pid in ipairs(r.order) do
+    local o = self:dirobj(pid)
+    if o then out[#out + 1] = o end
+  end
+  return 200, { ["@odata.context"] = self.base_url .. "/v1.0/$metadata#directoryObjects", value = A(out) }
+end
+
+function MS:h_directory_role_member_delete(req)
+  local r = self:find_dirrole(req.params.rid)
+  if not r or not r.members[req.params.oid] then return self:graph_404(req, req.params.oid) end
+  return self:remove_role_assignment(r.members[req.params.oid], req)
+end
+
+function MS:remove_role_assignment(a, req)
+  for i, x in ipairs(self.state.role_assignments) do
+    if x == a then table.remove(self.state.role_assignments, i) break end
+  end
+  local role = self:role_def(a.roleDefinitionId)
+  local target = self.state.user_by_id[a.principalId]
+  self:audit{ activity = "Remove member from role", category = "RoleManagement", operationType = "Unassign", target = target,
+              role = role, req = req }
+  self:mgmt_state_record("Audit.AzureActiveDirectory", { Operation = "Remove member from role.", ObjectId = target and target.upn or a.principalId, RecordType = 8, target = target })
+  return 204, ""
+end
+
+function MS:role_def(tid) for _, r in ipairs(DIR_ROLES) do if r[2] == tid then return r end end end
+
+local RDEF_PROPS = { "id", "displayName", "description", "isBuiltIn", "isEnabled", "templateId", "version", "rolePermissions", "resourceScopes" }
+function MS:rdef_full(r)
+  return { id = r[2], displayName = r[1], description = r[3], isBuiltIn = true, isEnabled = true, templateId = r[2], version = "1",
+           resourceScopes = A({ "/" }),
+           rolePermissions = A({ { allowedResourceActions = A({ r[1] == "Global Administrator" and "microsoft.directory/*/allTasks" or "microsoft.directory/*/read" }), condition = jnull() } }) }
+end
+function MS:h_role_definitions(req)
+  local list = {}
+  for _, r in ipairs(DIR_ROLES) do list[#list + 1] = { id = r[2], r = r } end
+  table.sort(list, function(a, b) return a.id < b.id end)
+  return self:graph_collection(req, { list = list, full = function(x) return self:rdef_full(x.r) end, props = RDEF_PROPS,
+    type = "unifiedRoleDefinition", context = "roleManagement/directory/roleDefinitions", top_default = 100, top_max = 999 })
+end
+
+local RA_PROPS = { "id", "principalId", "roleDefinitionId", "directoryScopeId", "appScopeId", "condition", "principal", "roleDefinition" }
+function MS:h_role_assignments(req)
+  local list = {}
+  for _, a in ipairs(self.state.role_assignments) do list[#list + 1] = a end
+  table.sort(list, function(a, b) return a.id < b.id end)
+  local expand = req.query["$expand"] or ""
+  return self:graph_collection(req, { list = list, props = RA_PROPS, type = "unifiedRoleAssignment",
+    context = "roleManagement/directory/roleAssignments", top_default = 100, top_max = 999,
+    full = function(a)
+      local o = { id = a.id, principalId = a.principalId, roleDefinitionId = a.roleDefinitionId, directoryScopeId = a.directoryScopeId,
+                  appScopeId = jnull(), condition = jnull() }
+      if expand:find("principal", 1, true) then o.principal = (self:dirobj(a.principalId)) or jnull() end
+      if expand:find("roleDefinition", 1, true) then local r = self:role_def(a.roleDefinitionId); o.roleDefinition = r and self:rdef_full(r) or jnull() end
+      return o
+    end })
+end
+
+function MS:h_role_assignment(req)
+  for _, a in ipairs(self.state.role_assignments) do
+    if a.id == req.params.aid then
+      if req.method == "DELETE" then return self:remove_role_assignment(a, req) end
+      return 200, { ["@odata.context"] = self.base_url .. "/v1.0/$metadata#roleManagement/directory/roleAssignments/$entity",
+                    id = a.id, principalId = a.principalId, roleDefinitionId = a.roleDefinitionId, directoryScopeId = a.directoryScopeId,
+                    appScopeId = jnull(), condition = jnull() }
+    end
+  end
+  return self:graph_404(req, req.params.aid)
+end
+
+---------------------------------------------------------------------------------------------------
+-- Graph: service principals and delegated permission grants
+---------------------------------------------------------------------------------------------------
+function MS:h_sps(req)
+  return self:graph_collection(req, { list = self.state.sps, full = function(sp) return self:sp_full(sp) end,
+    props = SP_PROPS, type = "servicePrincipal", context = "servicePrincipals", top_default = 100, top_max = 999 })
+end
+
+function MS:h_sp(req)
+  local sp = self.state.sp_by_id[req.params.spid]
+  if not sp then return self:graph_404(req, req.params.spid) end
+  if req.method == "PATCH" then
+    local b = body_json(req)
+    if not b or type(b.accountEnabled) ~= "boolean" then return self:graph_err(400, "Request_BadRequest", "Invalid request body.", req) end
+    sp.accountEnabled = b.accountEnabled
+    self:audit{ activity = "Update service principal", category = "ApplicationManagement", operationType = "Update", sp = sp, req = req,
+                modified = { { displayName = "AccountEnabled", oldValue = "[" .. tostring(not b.accountEnabled) .. "]", newValue = "[" .. tostring(b.accountEnabled) .. "]" } } }
+    return 204, ""
+  end
+  local o = self:sp_full(sp)
+  o["@odata.context"] = self.base_url .. "/v1.0/$metadata#servicePrincipals/$entity"
+  return 200, o
+end
+
+function MS:h_grants(req)
+  local where
+  if req.params.id then
+    local u = self:find_user(req.params.id)
+    if not u then return self:graph_404(req, req.params.id) end
+    where = function(g) return g.principalId == u.id end
+  elseif req.params.spid then
+    local sp = self.state.sp_by_id[req.params.spid]
+    if not sp then return self:graph_404(req, req.params.spid) end
+    where = function(g) return g.clientId == sp.id end
+  end
+  return self:graph_collection(req, { list = self.state.grants, full = function(g) return self:grant_full(g) end, where = where,
+    props = GRANT_PROPS, type = "oAuth2PermissionGrant", context = "oauth2PermissionGrants", top_default = 100, top_max = 999 })
+end
+
+function MS:h_grant(req)
+  local st = self.state
+  for i, g in ipairs(st.grants) do
+    if g.id == req.params.grid then
+      local sp = st.sp_by_id[g.clientId]
+      if req.method == "DELETE" then
+        table.remove(st.grants, i)
+        self:audit{ activity = "Remove delegated permission grant", category = "ApplicationManagement", operationType = "Unassign", sp = sp, req = req,
+                    modified = { { displayName = "DelegatedPermissionGrant.Scope", oldValue = '"' .. g.scope .. '"', newValue = '""' } } }
+        self:mgmt_state_record("Audit.AzureActiveDirectory", { Operation = "Remove delegated permission grant.", ObjectId = sp and sp.displayName or g.clientId, RecordType = 8 })
+        return 204, ""
+      elseif req.method == "PATCH" then
+        local b = body_json(req)
+        if not b or type(b.scope) ~= "string" then return self:graph_err(400, "Request_BadRequest", "Invalid request body.", req) end
+        local old = g.scope
+        g.scope = b.scope
+        self:audit{ activity = "Update delegated permission grant", category = "ApplicationManagement", operationType = "Update", sp = sp, req = req,
+                    modified = { { displayName = "DelegatedPermissionGrant.Scope", oldValue = '"' .. old .. '"', newValue = '"' .. b.scope .. '"' } } }
+        return 204, ""
+      end
+      local o = self:grant_full(g)
+      o["@odata.context"] = self.base_url .. "/v1.0/$metadata#oauth2PermissionGrants/$entity"
+      return 200, o
+    end
+  end
+  return self:graph_404(req, req.params.grid)
+end
+
+---------------------------------------------------------------------------------------------------
+-- Lazy logs: directory audits and sign-ins (newest first), stored records merged in
+---------------------------------------------------------------------------------------------------
+local function spread_ms(self, stream, n, i)
+  local span = self.days * 86400000
+  local u = T.unit(T.hash(self.seed, stream, "t", i))
+  return self.t0_ms - span + math.floor((i + u) * span / n)
+end
+
+local AUDIT_ACTS = {   -- activityDisplayName, category, loggedByService, operationType, target kind
+  { "Update user", "UserManagement", "Core Directory", "Update", "user" },
+  { "Add member to group", "GroupManagement", "Core Directory", "Assign", "group" },
+  { "Add user", "UserManagement", "Core Directory", "Add", "user" },
+  { "Reset password (by admin)", "UserManagement", "Core Directory", "Update", "user" },
+  { "Consent to application", "ApplicationManagement", "Core Directory", "Assign", "app" },
+  { "Add member to role", "RoleManagement", "Core Directory", "Assign", "user" },
+  { "Change user password", "UserManagement", "Self-service Password Management", "Update", "user" },
+  { "Add app role assignment to service principal", "ApplicationManagement", "Core Directory", "Assign", "app" },
+  { "Update group", "GroupManagement", "Core Directory", "Update", "group" },
+  { "GroupLifecyclePolicies_Get", "GroupManagement", "Self-service Group Management", "Update", "group" },
+}
+
+function MS:audit_json(e)
+  local actor = e.actor
+  local init
+  if e.app then
+    init = { user = jnull(), app = { appId = e.app.appId, displayName = e.app.displayName, servicePrincipalId = e.app.id,
+                                     servicePrincipalName = e.app.displayName } }
+  else
+    init = { app = jnull(), user = { id = actor.id, displayName = jnull(), userPrincipalName = actor.upn, ipAddress = e.ip or actor.ip,
+                                     userType = jnull(), homeTenantId = jnull(), homeTenantName = jnull() } }
+  end
+  local targets = {}
+  for _, t in ipairs(e.targets or {}) do
+    targets[#targets + 1] = { id = t.id, displayName = nz(t.displayName), type = t.type, userPrincipalName = nz(t.upn),
+                              groupType = nz(t.groupType), modifiedProperties = A(t.modified) }
+  end
+  return { id = e.id, category = e.category, correlationId = e.correlationId, result = e.result or "success",
+           resultReason = e.resultReason or "", activityDisplayName = e.activity, activityDateTime = iso7(e.ms),
+           loggedByService = e.service or "Core Directory", operationType = e.operationType or "Update", initiatedBy = init,
+           targetResources = A(targets), additionalDetails = A(e.additional or {}) }
+end
+
+local function user_target(u, mods)
+  return { id = u.id, displayName = jnull(), type = "User", upn = u.upn, modified = mods or {} }
+end
+local function group_target(g, mods)
+  return { id = g.id, displayName = g.displayName, type = "Group", groupType = #g.groupTypes > 0 and "unifiedGroups" or "azureAD", modified = mods or {} }
+end
+
+function MS:gen_audit(i)
+  local seed = self.seed
+  local h = T.hash(seed, "audit", i)
+  local a = AUDIT_ACTS[T.below(h, #AUDIT_ACTS) + 1]
+  local actor = self.gen_users[T.below(T.hash(h, 1), math.min(#self.gen_users, 5)) + 1]
+  local target = self.gen_users[T.below(T.hash(h, 2), #self.gen_users) + 1]
+  local targets
+  if a[5] == "group" and #self.state.groups > 0 then
+    local g = self.state.groups[T.below(T.hash(h, 3), #self.state.groups) + 1]
+    targets = { group_target(g), user_target(target) }
+  elseif a[5] == "app" then
+    local sp = self.state.sps[T.below(T.hash(h, 3), #self.state.sps) + 1]
+    targets = { { id = sp.id, displayName = sp.displayName, type = "ServicePrincipal", modified = {} } }
+  else
+    targets = { user_target(target) }
+  end
+  local corr = T.uuid(seed, "acorr", i)
+  local fail = T.unit(T.hash(h, 4)) < 0.03
+  return self:audit_json{ id = "Directory_" .. corr .. "_" .. T.b62(5, seed, "aid", i) .. "_" .. (T.hash(h, 5) >> 37),
+    ms = spread_ms(self, "audit", self.naudits, i), activity = a[1], category = a[2], service = a[3], operationType = a[4],
+    actor = actor, targets = targets, correlationId = corr, result = fail and "failure" or "success",
+    resultReason = fail and "Microsoft.Online.Directory.Framework.DirectoryException" or "" }
+end
+
+-- a governance change or a test's record: stored, merged into the lazy log
+function MS:audit(spec)
+  local st = self.state
+  local seq = self:seq()
+  local ms = spec.ms or self:now_ms()
+  local targets = {}
+  if spec.target then targets[#targets + 1] = user_target(spec.target, spec.modified) end
+  if spec.group then targets[#targets + 1] = group_target(spec.group) end
+  if spec.sp then targets[#targets + 1] = { id = spec.sp.id, displayName = spec.sp.displayName, type = "ServicePrincipal", modified = spec.modified or {} } end
+  if spec.role then targets[#targets + 1] = { id = spec.role[2], displayName = spec.role[1], type = "Role", modified = {} } end
+  local caller = spec.req and spec.req.token
+  local app = (not caller or caller.app_only) and self.sp_client or nil
+  local actor = (caller and caller.user and st.user_by_id[caller.user]) or self.admin
+  local corr = T.uuid(self.seed, "scorr", seq)
+  local ev = self:audit_json{ id = "Directory_" .. corr .. "_S" .. seq, ms = ms, activity = spec.activity, category = spec.category,
+    service = "Core Directory", operationType = spec.operationType, actor = actor, app = app, targets = targets,
+    correlationId = corr, ip = spec.req and spec.req.remote and tostring(spec.req.remote):match("^[^:]+") }
+  T.insert_sorted(st.audits, { ms = ms, seq = seq, ev = ev })
+  return ev
+end
+
+function MS:signin_json(s)
+  local c = s.city
+  return {
+    id = s.id, createdDateTime = iso7(s.ms), userDisplayName = s.user.displayName, userPrincipalName = s.user.upn, userId = s.user.id,
+    appId = s.app[2], appDisplayName = s.app[1], ipAddress = s.ip, clientAppUsed = s.clientAppUsed or s.app[5],
+    correlationId = s.correlationId, conditionalAccessStatus = s.errorCode == 53003 and "failure" or (s.ca and "success" or "notApplied"),
+    isInteractive = s.isInteractive ~= false, riskDetail = "none", riskLevelAggregated = s.risk or "none",
+    riskLevelDuringSignIn = s.risk or "none", riskState = s.risk and s.risk ~= "none" and "atRisk" or "none",
+    riskEventTypes = A(s.riskEvents), riskEventTypes_v2 = A(s.riskEvents), resourceDisplayName = s.app[3], resourceId = s.app[4],
+    status = { errorCode = s.errorCode or 0, failureReason = nz(s.failureReason), additionalDetails = nz(s.additionalDetails) },
+    deviceDetail = { deviceId = "", displayName = jnull(), operatingSystem = s.device[1], browser = s.device[2], isCompliant = false,
+                     isManaged = false, trustType = jnull() },
+    location = { city = c[1], state = c[2], countryOrRegion = c[3], geoCoordinates = { altitude = jnull(), latitude = c[4], longitude = c[5] } },
+    appliedConditionalAccessPolicies = A(s.ca and { { id = T.uuid(self.seed, "capolicy", 1), displayName = "Require MFA for admins",
+      enforcedGrantControls = A({ "Mfa" }), enforcedSessionControls = A(), result = s.errorCode == 0 and "success" or "failure" } } or {}),
+  }
+end
+
+function MS:gen_signin(i)
+  local seed = self.seed
+  local h = T.hash(seed, "signin", i)
+  local u = self.gen_users[T.below(h, #self.gen_users) + 1]
+  local app = SIGNIN_APPS[T.below(T.hash(h, 1), #SIGNIN_APPS) + 1]
+  local s = { id = T.uuid(seed, "signinid", i), ms = spread_ms(self, "signin", self.nsignins, i), user = u, app = app,
+              ip = u.ip, city = CITIES[u.city], device = DEVICES[u.device], correlationId = T.uuid(seed, "scorr", i),
+              errorCode = 0, ca = T.unit(T.hash(h, 2)) < 0.3 }
+  local x = T.unit(T.hash(h, 3))
+  if not u.accountEnabled then
+    s.errorCode, s.failureReason = SIGNIN_FAIL[5][1], SIGNIN_FAIL[5][2]
+  elseif x < 0.12 then
+    local f = SIGNIN_FAIL[T.below(T.hash(h, 4), 4) + 1]
+    s.errorCode, s.failureReason = f[1], f[2]
+    if T.unit(T.hash(h, 5)) < 0.35 then    -- failures from elsewhere
+      s.city = FOREIGN[T.below(T.hash(h, 6), #FOREIGN) + 1]
+      s.ip = ip_of(T.hash(h, 7))
+      s.risk = "medium"; s.riskEvents = { "unfamiliarFeatures" }
+    end
+  end
+  return self:signin_json(s)
+end
+
+-- test helper: store one sign-in; spec {user=, ms=, errorCode=, failureReason=, city=, state=, countryOrRegion=,
+-- latitude=, longitude=, ip=, clientAppUsed=, app= (appDisplayName), risk=}
+function MS:add_signin(spec)
+  spec = spec or {}
+  local u = assert(self:find_user(spec.user or self.admin.id), "add_signin: no such user")
+  local seq = self:seq()
+  local app = SIGNIN_APPS[1]
+  for _, a in ipairs(SIGNIN_APPS) do if a[1] == spec.app then app = a; break end end
+  local city = CITIES[u.city]
+  if spec.city or spec.countryOrRegion then
+    city = { spec.city or city[1], spec.state or jnull(), spec.countryOrRegion or city[3], spec.latitude or city[4], spec.longitude or city[5] }
+  end
+  local ms = spec.ms or self:now_ms()
+  local code = spec.errorCode or 0
+  local reason = spec.failureReason
+  if code ~= 0 and not reason then
+    for _, f in ipairs(SIGNIN_FAIL) do if f[1] == code then reason = f[2] end end
+    reason = reason or "Other."
+  end
+  local ev = self:signin_json{ id = T.uuid(self.seed, "ssignin", seq), ms = ms, user = u, app = app, ip = spec.ip or u.ip, city = city,
+    device = DEVICES[u.device], correlationId = T.uuid(self.seed, "sscorr", seq), errorCode = code, failureReason = reason,
+    clientAppUsed = spec.clientAppUsed, risk = spec.risk, riskEvents = spec.riskEventTypes }
+  T.insert_sorted(self.state.signins, { ms = ms, seq = seq, ev = ev })
+  if code == 0 and (not u.lastSignIn or ms > u.lastSignIn) then u.lastSignIn = ms end
+  self:mgmt_state_record("Audit.AzureActiveDirectory", { Operation = code == 0 and "UserLoggedIn" or "UserLoginFailed", RecordType = 15,
+    ObjectId = "00000003-0000-0ff1-ce00-000000000000", target = u, user = u, ErrorCode = tostring(code), ClientIP = ev.ipAddress,
+    ResultStatus = code == 0 and "Success" or "Failed" }, ms)
+  return ev
+end
+
+-- spec: {n, gen(i), stream, list, prop, context, top_default, top_max}
+function MS:log_page(req, spec)
+  local q = req.query
+  local _, path = self:api_of(req.path)
+  local top = spec.top_default
+  if q["$top"] and q["$top"] ~= "" then
+    local n = math.tointeger(tonumber(q["$top"]))
+    if not n or n < 1 then return self:graph_err(400, "Request_BadRequest", "Invalid page size specified: '" .. q["$top"] .. "'.", req) end
+    top = math.min(n, spec.top_max)
+  end
+  local filter = q["$filter"] ~= "" and q["$filter"] or nil
+  local pred
+  if filter then
+    local err
+    pred, err = M.odata_filter(filter)
+    if not pred then return self:graph_err(400, "Request_UnsupportedQuery", "Invalid filter clause: " .. err, req) end
+  end
+  local lower = time_bound(filter, spec.prop, { "ge", "gt" })
+  local upper = time_bound(filter, spec.prop, { "le", "lt" })
+  local K = { upper and (upper + 1) or math.maxinteger, 0, 0 }
+  if q["$skiptoken"] then
+    local s = dec_skip(q["$skiptoken"])
+    local a, b, c = (s or ""):match("^(%-?%d+)_(%d+)_(%-?%d+)$")
+    if not a then return self:graph_err(400, "Request_BadRequest", "Invalid skip token.", req) end
+    K = { math.tointeger(tonumber(a)), math.tointeger(tonumber(b)), math.tointeger(tonumber(c)) }
+  end
+  local out, last, more, scanned, peeked = {}, nil, false, 0, 0
+  local n = spec.n
+  local stream = spec.stream
+  T.merged_scan(n, function(i) return spread_ms(self, stream, n, i) end, spec.gen, spec.list, K, -1, function(ms, key, get)
+    if lower and ms < lower then return true end
+    if #out >= top then
+      peeked = peeked + 1
+      if not pred or pred(get()) or peeked > 5000 then more = true; return true end
+      return false
+    end
+    local ev = get()
+    if not pred or pred(ev) then out[#out + 1] = ev end
+    last = key
+    scanned = scanned + 1
+    if scanned >= 50000 then more = true; return true end
+    return false
+  end)
+  local body = { ["@odata.context"] = self.base_url .. "/v1.0/$metadata#" .. spec.context, value = A(out) }
+  if more and last then
+    local params = {}
+    if q["$top"] then params[#params + 1] = { "$top", q["$top"] } end
+    if filter then params[#params + 1] = { "$filter", filter } end
+    params[#params + 1] = { "$skiptoken", enc_skip(string.format("%d_%d_%d", last[1], last[2], last[3])) }
+    body["@odata.nextLink"] = self.base_url .. path .. "?" .. odata_qs(params)
+  end
+  return 200, body
+end
+
+function MS:h_audits(req)
+  return self:log_page(req, { n = self.naudits, stream = "audit", gen = function(i) return self:gen_audit(i) end,
+    list = self.state.audits, prop = "activityDateTime", context = "auditLogs/directoryAudits", top_default = 100, top_max = 1000 })
+end
+function MS:h_signins(req)
+  return self:log_page(req, { n = self.nsignins, stream = "signin", gen = function(i) return self:gen_signin(i) end,
+    list = self.state.signins, prop = "createdDateTime", context = "auditLogs/signIns", top_default = 1000, top_max = 1000 })
+end
+function MS:h_log_item(req)
+  local signin = req.path:find("/signIns/")
+  local id = req.params.lid
+  local n = signin and self.nsignins or self.naudits
+  local gen = signin and function(i) return self:gen_signin(i) end or function(i) return self:gen_audit(i) end
+  for _, r in ipairs(signin and self.state.signins or self.state.audits) do if r.ev.id == id then return 200, r.ev end end
+  for i = 0, n - 1 do local ev = gen(i); if ev.id == id then return 200, ev end end
+  return self:graph_404(req, id)
+end
+
+function MS:generate_files() end
+function MS:generate_arm() end
+function MS:mgmt_state_record() end
+function MS:notify_change() end
+
+---------------------------------------------------------------------------------------------------
+-- Ground truth
+---------------------------------------------------------------------------------------------------
+function MS:count(what, arg)
+  local st = self.state
+  local function n_if(list, f) local n = 0; for _, x in ipairs(list) do if f(x) then n = n + 1 end end; return n end
+  if what == "users" then return n_if(st.users, function(u) return not u.deleted end)
+  elseif what == "users_enabled" then return n_if(st.users, function(u) return not u.deleted and u.accountEnabled end)
+  elseif what == "users_disabled" then return n_if(st.users, function(u) return not u.deleted and not u.accountEnabled end)
+  elseif what == "guests" then return n_if(st.users, function(u) return not u.deleted and u.userType == "Guest" end)
+  elseif what == "groups" then return #st.groups
+  elseif what == "members" then
+    local n = 0
+    for _, g in ipairs(st.groups) do if not arg or g.id == arg then n = n + #g.members end end
+    return n
+  elseif what == "directory_roles" then return #self:directory_roles()
+  elseif what == "role_assignments" then return #st.role_assignments
+  elseif what == "service_principals" then return #st.sps
+  elseif what == "grants" then return #st.grants
+  elseif what == "audits" then return self.naudits + #st.audits
+  elseif what == "signins" then return self.nsignins + #st.signins
+  elseif self.count_more then return self:count_more(what, arg) end
+  error("count: unknown " .. tostring(what))
+end
+
+---------------------------------------------------------------------------------------------------
+-- Mount
+---------------------------------------------------------------------------------------------------
+function MS:routes()
+  local G = {}
+  local V = "/v1.0"
+  local routes = {
+    { "POST", "/:tenant/oauth2/v2.0/token", MS.h_token, { public = true } },
+    { "POST", "/:tenant/oauth2/token", MS.h_token, { public = true } },
+    { "GET", "/:tenant/oauth2/v2.0/authorize", MS.h_authorize, { public = true } },
+    { "GET", "/:tenant/oauth2/authorize", MS.h_authorize, { public = true } },
+    { "GET", "/:tenant/adminconsent", MS.h_adminconsent, { public = true } },
+    { "GET", "/:tenant/v2.0/adminconsent", MS.h_adminconsent, { public = true } },
+    { "GET", V .. "/users", MS.h_users, G },
+    { "GET", V .. "/users/:id", MS.h_user, G },
+    { "PATCH", V .. "/users/:id", MS.h_user, G },
+    { "DELETE", V .. "/users/:id", MS.h_user, G },
+    { "POST", V .. "/users/:id/revokeSignInSessions", MS.h_revoke_sessions, G },
+    { "POST", V .. "/users/:id/authentication/methods/:mid/resetPassword", MS.h_reset_password, G },
+    { "GET", V .. "/users/:id/memberOf", MS.h_member_of, G },
+    { "GET", V .. "/users/:id/oauth2PermissionGrants", MS.h_grants, G },
+    { "GET", V .. "/groups", MS.h_groups, G },
+    { "GET", V .. "/groups/:gid", MS.h_group, G },
+    { "GET", V .. "/groups/:gid/members", MS.h_group_members, G },
+    { "GET", V .. "/groups/:gid/transitiveMembers", MS.h_group_members, G },
+    { "GET", V .. "/groups/:gid/owners", MS.h_group_members, G },
+    { "POST", V .. "/groups/:gid/members/$ref", MS.h_group_member_ref, G },
+    { "DELETE", V .. "/groups/:gid/members/:oid/$ref", MS.h_group_member_ref, G },
+    { "GET", V .. "/directoryRoles", MS.h_directory_roles, G },
+    { "GET", V .. "/directoryRoles/:rid/members", MS.h_directory_role_members, G },
+    { "DELETE", V .. "/directoryRoles/:rid/members/:oid/$ref", MS.h_directory_role_member_delete, G },
+    { "GET", V .. "/roleManagement/directory/roleDefinitions", MS.h_role_definitions, G },
+    { "GET", V .. "/roleManagement/directory/roleAssignments", MS.h_role_assignments, G },
+    { "GET", V .. "/roleManagement/directory/roleAssignments/:aid", MS.h_role_assignment, G },
+    { "DELETE", V .. "/roleManagement/directory/roleAssignments/:aid", MS.h_role_assignment, G },
+    { "GET", V .. "/servicePrincipals", MS.h_sps, G },
+    { "GET", V .. "/servicePrincipals/:spid", MS.h_sp, G },
+    { "PATCH", V .. "/servicePrincipals/:spid", MS.h_sp, G },
+    { "GET", V .. "/servicePrincipals/:spid/oauth2PermissionGrants", MS.h_grants, G },
+    { "GET", V .. "/oauth2PermissionGrants", MS.h_grants, G },
+    { "GET", V .. "/oauth2PermissionGrants/:grid", MS.h_grant, G },
+    { "PATCH", V .. "/oauth2PermissionGrants/:grid", MS.h_grant, G },
+    { "DELETE", V .. "/oauth2PermissionGrants/:grid", MS.h_grant, G },
+    { "GET", V .. "/auditLogs/directoryAudits", MS.h_audits, G },
+    { "GET", V .. "/auditLogs/directoryAudits/:lid", MS.h_log_item, G },
+    { "GET", V .. "/auditLogs/signIns", MS.h_signins, G },
+    { "GET", V .. "/auditLogs/signIns/:lid", MS.h_log_item, G },
+  }
+  for _, r in ipairs(self.more_routes and self:more_routes() or {}) do routes[#routes + 1] = r end
+  routes[#routes + 1] = { "*", V .. "/*", function(t, req)
+    return t:graph_err(400, "BadRequest", "Resource not found for the segment '" .. (req.params.rest:match("^([^/]+)") or "") .. "'.", req) end, G }
+  return routes
+end
+
+function MS:mount(srv, prefix)
+  self:mount_routes(srv, prefix, self:routes())
+  self.urls = { login = self.base_url, graph = self.base_url .. "/v1.0",
+                mgmt = self.base_url .. "/api/v1.0/" .. self.tenant_id .. "/activity/feed", arm = self.base_url }
+  return self
+end
+
+return M
