@@ -270,6 +270,7 @@ end
 -- Content for the data scan: GET /files/{id}/content answers 302 to a download URL (followed); the
 -- body is capped at max_size (the http layer aborts with too_large).
 function c.content(ctx, file, max_size)
+  if file.is_folder == 1 then return nil, "unsupported: a folder has no content" end
   local resp, err = ctx.client:request("GET", "/files/" .. urlencode(file.ext_id) .. "/content",
     { max_size = max_size, raw = true, headers = { Accept = "*/*" } })
   if not resp then return nil, err end
