@@ -10,9 +10,11 @@ github:acme github:globex) on loopback ports P, P+1, ... (default: free ports) a
 per tenant: app, name, url and the credential to use (GitHub tenants also accept the OAuth web flow
 for client id sandbox-NAME, client secret sandbox-secret-NAME).  Serves until SIGINT/SIGTERM.
   --seed N   deterministic data (default 1)     --size N   users per tenant (default 50)
+  --events N  System Log events of an Okta tenant (default 200 a day over 8 days)
 Controls (not part of the providers' APIs): POST /_sandbox/bruteforce (form: login, failures) appends
-failed sign-ins then a success; POST /_sandbox/fault {"kind": "429"|"500"|"reset"|..., "count": N}.]=],
-  options = { { "port", arg = true, short = "p" }, { "seed", arg = true }, { "size", arg = true } },
+failed sign-ins then a success; GET /_sandbox/count/WHAT (users, events...) the ground truth;
+POST /_sandbox/fault {"kind": "429"|"500"|"reset"|..., "count": N}.]=],
+  options = { { "port", arg = true, short = "p" }, { "seed", arg = true }, { "size", arg = true }, { "events", arg = true } },
   run = function(opts, args, ctx)
     if #args == 0 then args = { "okta", "github" } end
     local port = tonumber(opts.port or 0)
@@ -25,7 +27,7 @@ failed sign-ins then a success; POST /_sandbox/fault {"kind": "429"|"500"|"reset
       name = name ~= "" and name or app
       local mod = require(AVAILABLE[app])
       local tenant = app == "okta"
-        and mod.new { seed = seed + i, users = size, org_name = name }
+        and mod.new { seed = seed + i, users = size, org_name = name, events = tonumber(opts.events) }
         or mod.new { seed = seed + i, members = size, org = name,
                      oauth_app = { client_id = "sandbox-" .. name, client_secret = "sandbox-secret-" .. name, name = "cachost" } }
       local srv, err = server.listen { host = "127.0.0.1", port = port > 0 and port + i - 1 or 0 }
@@ -37,6 +39,11 @@ failed sign-ins then a success; POST /_sandbox/fault {"kind": "429"|"500"|"reset
         if not q.login or not tenant.simulate_bruteforce then return 400, { error = "login required (okta tenants)" } end
         tenant:simulate_bruteforce(q.login, tonumber(q.failures) or 10)
         return 200, json.encode { ok = true }
+      end)
+      srv:route("GET", "/_sandbox/count/:what", function(req)
+        local ok, n = pcall(tenant.count, tenant, req.params.what)
+        if not ok then return 404, json.encode { error = tostring(n) } end
+        return 200, json.encode { count = n }
       end)
       srv:route("POST", "/_sandbox/fault", function(req)
         local f = json.decode(req.body)
