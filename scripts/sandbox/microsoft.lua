@@ -1594,10 +1594,960 @@ function MS:h_log_item(req)
   return self:graph_404(req, id)
 end
 
+---------------------------------------------------------------------------------------------------
+-- Office 365 Management Activity API: lazy records per content type, bucketed into content blobs
+---------------------------------------------------------------------------------------------------
+local CONTENT_TYPES = { "Audit.AzureActiveDirectory", "Audit.Exchange", "Audit.SharePoint", "Audit.General", "DLP.All" }
+local CT_WEIGHT = { 0.25, 0.22, 0.33, 0.18, 0.02 }
+local CT_INDEX = {}
+for i, c in ipairs(CONTENT_TYPES) do CT_INDEX[c] = i end
+M.CONTENT_TYPES = CONTENT_TYPES
+
+-- {Workload, RecordType, {operations}}
+local GENERAL = {
+  { "MicrosoftTeams", 25, { "TeamCreated", "MemberAdded", "ChannelAdded", "TeamsSessionStarted", "MessageSent" } },
+  { "PowerBI", 20, { "ViewReport", "ExportReport", "ViewDashboard", "ShareReport" } },
+  { "CRM", 21, { "Retrieve", "Update", "RetrieveMultiple", "Create" } },                   -- Dynamics 365
+  { "MicrosoftFlow", 30, { "CreateFlow", "EditFlow", "DeleteFlow" } },                      -- Power Automate
+  { "PowerApps", 45, { "LaunchPowerApp", "CreatePowerApp", "PowerAppPermissionEdited" } },
+  { "Yammer", 22, { "MessageCreated", "FileDownloaded", "GroupCreation" } },
+  { "SkypeForBusiness", 23, { "Set-CsUser", "Grant-CsConferencingPolicy" } },
+  { "OfficeNative", 83, { "SensitivityLabelApplied", "SensitivityLabelUpdated" } },
+}
+local EXCHANGE_OPS = { { "MailItemsAccessed", 50 }, { "Send", 2 }, { "New-InboxRule", 1 }, { "Set-Mailbox", 1 },
+  { "HardDelete", 2 }, { "Add-MailboxPermission", 1 }, { "MailboxLogin", 2 } }
+local SP_OPS = { { "FileAccessed", 6 }, { "FileDownloaded", 6 }, { "FileModified", 6 }, { "FileUploaded", 6 }, { "FileDeleted", 6 },
+  { "FileMoved", 6 }, { "SharingSet", 14 }, { "AnonymousLinkCreated", 14 }, { "SharingInvitationCreated", 14 }, { "PageViewed", 4 } }
+local AAD_OPS = { { "UserLoggedIn", 15 }, { "UserLoggedIn", 15 }, { "UserLoginFailed", 15 }, { "Update user.", 8 },
+  { "Add member to group.", 8 }, { "Add user.", 8 } }
+local FILE_EXT = { "docx", "xlsx", "pptx", "pdf", "txt", "png", "csv" }
+
+function MS:mgmt_n(c)
+  self._mgmt_n = self._mgmt_n or {}
+  if not self._mgmt_n[c] then
+    local total, acc = self.nmgmt, 0
+    for i = 1, #CONTENT_TYPES - 1 do
+      local k = math.floor(total * CT_WEIGHT[i])
+      self._mgmt_n[i] = k; acc = acc + k
+    end
+    self._mgmt_n[#CONTENT_TYPES] = total - acc
+  end
+  return self._mgmt_n[c]
+end
+function MS:mgmt_ms(c, i) return spread_ms(self, "mgmt" .. c, self:mgmt_n(c), i) end
+-- first record index of content type c with time >= ms
+function MS:mgmt_first(c, ms)
+  local lo, hi = 0, self:mgmt_n(c)
+  while lo < hi do
+    local mid = (lo + hi) // 2
+    if self:mgmt_ms(c, mid) < ms then lo = mid + 1 else hi = mid end
+  end
+  return lo
+end
+
+local function stamp(ms) return (T.iso_ms(ms):gsub("[^%d]", "")) end
+local function unstamp(s)
+  local y, mo, d, h, mi, se, f = s:match("^(%d%d%d%d)(%d%d)(%d%d)(%d%d)(%d%d)(%d%d)(%d%d%d)$")
+  if not y then return nil end
+  return T.parse_iso(string.format("%s-%s-%sT%s:%s:%s.%sZ", y, mo, d, h, mi, se, f))
+end
+
+-- blob of generated slot s for content type index c
+function MS:blob_created(c, s)
+  local h = T.hash(self.seed, "blobdelay", c, s)
+  local delay = (2 + T.below(h, 38)) * 60000
+  if T.unit(T.hash(h, 1)) < 0.02 then delay = delay + 6 * 3600000 end     -- a documented long delay
+  return (s + 1) * self.blob_ms + delay
+end
+function MS:blob_id(c, s)
+  local ct = CONTENT_TYPES[c]:gsub("%.", "_")
+  return string.format("%s$%s$%s$%s$na%04d", stamp(s * self.blob_ms), stamp((s + 1) * self.blob_ms - 1), ct:lower(), ct,
+                       T.below(T.hash(self.seed, "region", c), 60))
+end
+-- parse a content id: gen -> c, s ; stored -> c, nil, seq
+function MS:parse_blob_id(id)
+  local a, _, _, ct, tail = id:match("^(%d+)%$(%d+)%$([%w_]+)%$([%w_]+)%$([%w]+)$")
+  if not a then return nil end
+  local c = CT_INDEX[(ct:gsub("_", "."))]
+  if not c then return nil end
+  local seq = tail:match("^s(%d+)$")
+  if seq then return c, nil, math.tointeger(tonumber(seq)) end
+  local ms = unstamp(a)
+  if not ms then return nil end
+  return c, ms // self.blob_ms
+end
+function MS:slot_range(c, s) return self:mgmt_first(c, s * self.blob_ms), self:mgmt_first(c, (s + 1) * self.blob_ms) end
+
+function MS:is_dup(c, i) return T.unit(T.hash(self.seed, "dup", c, i)) < self.dup_share end
+
+-- records of a generated blob: its own slot plus duplicates re-delivered from the previous slot
+function MS:blob_records(c, s)
+  local out = {}
+  local a, b = self:slot_range(c, s)
+  for i = a, b - 1 do out[#out + 1] = self:gen_record(c, i) end
+  if #out > 0 then
+    local pa, pb = self:slot_range(c, s - 1)
+    for i = pa, pb - 1 do if self:is_dup(c, i) then out[#out + 1] = self:gen_record(c, i) end end
+  end
+  return out
+end
+
+function MS:mgmt_common(ms, id, op, rtype, workload, u, status, ip)
+  return { CreationTime = iso_mgmt(ms), Id = id, Operation = op, OrganizationId = self.tenant_id, RecordType = rtype,
+           ResultStatus = status or "Succeeded", UserKey = u and ("1003" .. string.format("%012X", T.hash(self.seed, "puid", u.index or 0) >> 16)) or "app@sharepoint",
+           UserType = u and 0 or 5, Version = 1, Workload = workload, ClientIP = ip or (u and u.ip) or "", ObjectId = "",
+           UserId = u and u.upn or "app@sharepoint", Scope = 0 }
+end
+
+function MS:gen_record(c, i)
+  local seed = self.seed
+  local h = T.hash(seed, "mrec", c, i)
+  local ms = self:mgmt_ms(c, i)
+  local id = T.uuid(seed, "mrecid", c, i)
+  local u = self.gen_users[T.below(T.hash(h, 1), #self.gen_users) + 1]
+  local ct = CONTENT_TYPES[c]
+  local r
+  if ct == "Audit.AzureActiveDirectory" then
+    local op = AAD_OPS[T.below(T.hash(h, 2), #AAD_OPS) + 1]
+    if op[2] == 15 then
+      local fail = op[1] == "UserLoginFailed"
+      r = self:mgmt_common(ms, id, op[1], 15, "AzureActiveDirectory", u, fail and "Failed" or "Success")
+      r.ObjectId = "00000003-0000-0ff1-ce00-000000000000"
+      r.AzureActiveDirectoryEventType = 1
+      r.ApplicationId = SIGNIN_APPS[T.below(T.hash(h, 3), #SIGNIN_APPS) + 1][2]
+      r.ErrorCode = fail and "50126" or "0"
+      r.LogonError = fail and "InvalidUserNameOrPassword" or nil
+      r.ExtendedProperties = A({ { Name = "UserAgent", Value = "Mozilla/5.0 (Windows NT 10.0; Win64; x64)" },
+                                 { Name = "RequestType", Value = "Login:login" }, { Name = "ResultStatusDetail", Value = fail and "Redirect" or "Success" } })
+      r.DeviceProperties = A({ { Name = "OS", Value = DEVICES[u.device][1] }, { Name = "BrowserType", Value = DEVICES[u.device][2] } })
+      r.Actor = A({ { ID = u.id, Type = 0 }, { ID = u.upn, Type = 5 } })
+      r.ActorContextId = self.tenant_id
+      r.InterSystemsId = T.uuid(seed, "isid", c, i)
+      r.IntraSystemId = T.uuid(seed, "intra", c, i)
+      r.Target = A({ { ID = r.ObjectId, Type = 0 } })
+      r.TargetContextId = self.tenant_id
+    else
+      local tu = self.gen_users[T.below(T.hash(h, 3), #self.gen_users) + 1]
+      r = self:mgmt_common(ms, id, op[1], 8, "AzureActiveDirectory", self.admin, "Success")
+      r.ObjectId = tu.upn
+      r.AzureActiveDirectoryEventType = 1
+      r.Actor = A({ { ID = self.admin.upn, Type = 5 }, { ID = self.admin.id, Type = 2 } })
+      r.ActorContextId = self.tenant_id
+      r.ModifiedProperties = A()
+      r.Target = A({ { ID = "User_" .. tu.id, Type = 2 }, { ID = tu.upn, Type = 5 } })
+      r.TargetContextId = self.tenant_id
+      r.InterSystemsId = T.uuid(seed, "isid", c, i)
+      r.IntraSystemId = T.uuid(seed, "intra", c, i)
+    end
+  elseif ct == "Audit.Exchange" then
+    local op = EXCHANGE_OPS[T.below(T.hash(h, 2), #EXCHANGE_OPS) + 1]
+    r = self:mgmt_common(ms, id, op[1], op[2], "Exchange", u, op[2] == 1 and "True" or "Succeeded")
+    r.ObjectId = op[2] == 1 and u.upn or ("<" .. T.hexs(16, seed, "msgid", c, i) .. "@" .. self.domain .. ">")
+    r.MailboxGuid = T.uuid(seed, "mbx", u.index)
+    r.MailboxOwnerUPN = u.upn
+    r.LogonType = 0
+    r.ClientInfoString = "Client=OWA;Action=ViaProxy"
+    if op[2] == 1 then
+      r.Parameters = A({ { Name = "Identity", Value = u.upn } })
+      r.OrganizationName = self.initial_domain
+      r.OriginatingServer = "BY1PR00MB0000 (15.20.7800.000)"
+    end
+  elseif ct == "Audit.SharePoint" then
+    local op = SP_OPS[T.below(T.hash(h, 2), #SP_OPS) + 1]
+    local onedrive = T.unit(T.hash(h, 3)) < 0.5
+    local wl = onedrive and "OneDrive" or "SharePoint"
+    local site = onedrive and (self.base_url .. "/personal/" .. u.upn:gsub("[@%.]", "_"):lower())
+                          or (self.base_url .. "/sites/" .. ((self.state.sites[1] and self.state.sites[1].name) or "Marketing"))
+    local fname = "Document" .. (T.hash(h, 4) >> 50) .. "." .. FILE_EXT[T.below(T.hash(h, 5), #FILE_EXT) + 1]
+    r = self:mgmt_common(ms, id, op[1], op[2], wl, u, "Succeeded")
+    r.ObjectId = site .. "/Shared Documents/" .. fname
+    r.Site = T.uuid(seed, "spsite", onedrive and u.index or 0)
+    r.ItemType = op[1] == "PageViewed" and "Page" or "File"
+    r.EventSource = "SharePoint"
+    r.SourceName = "ObjectModel"
+    r.UserAgent = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36 Edg/126.0.0.0"
+    r.ListId = T.uuid(seed, "splist", onedrive and u.index or 0)
+    r.ListItemUniqueId = T.uuid(seed, "spitem", c, i)
+    r.WebId = T.uuid(seed, "spweb", onedrive and u.index or 0)
+    r.SiteUrl = site .. "/"
+    r.SourceRelativeUrl = "Shared Documents"
+    r.SourceFileName = fname
+    r.SourceFileExtension = fname:match("%.(%w+)$")
+    if op[2] == 14 then
+      local ext = T.unit(T.hash(h, 6)) < 0.4
+      r.TargetUserOrGroupName = ext and ("guest" .. (T.hash(h, 7) >> 56) .. "@gmail.com") or self.gen_users[T.below(T.hash(h, 7), #self.gen_users) + 1].upn
+      r.TargetUserOrGroupType = ext and "Guest" or "Member"
+      r.EventData = op[1] == "AnonymousLinkCreated" and "<Type>View</Type>" or "<PermissionsGranted>Contribute</PermissionsGranted>"
+      r.UniqueSharingId = T.uuid(seed, "share", c, i)
+    end
+    if op[1] == "FileMoved" then r.DestinationRelativeUrl = "Shared Documents/Archive"; r.DestinationFileName = fname end
+  elseif ct == "Audit.General" then
+    local w = GENERAL[T.below(T.hash(h, 2), #GENERAL) + 1]
+    local op = w[3][T.below(T.hash(h, 3), #w[3]) + 1]
+    r = self:mgmt_common(ms, id, op, w[2], w[1], u, "Succeeded")
+    r.ObjectId = w[1] .. "/" .. T.hexs(12, seed, "obj", c, i)
+    if w[1] == "MicrosoftTeams" then r.TeamName = (self.state.groups[1] and self.state.groups[1].displayName) or "Team"; r.TeamGuid = "19:" .. T.hexs(32, seed, "team") .. "@thread.tacv2"
+    elseif w[1] == "PowerBI" then r.Activity = op; r.ItemName = "Quarterly Sales"; r.WorkSpaceName = "Sales"
+    elseif w[1] == "CRM" then r.CrmOrganizationUniqueName = "org" .. T.hexs(8, seed, "crm"); r.EntityName = "account"; r.InstanceUrl = "https://contoso.crm.dynamics.com"
+    elseif w[1] == "MicrosoftFlow" then r.FlowDetailsUrl = "https://make.powerautomate.com/environments/Default-" .. self.tenant_id .. "/flows/" .. T.uuid(seed, "flow", i)
+    elseif w[1] == "PowerApps" then r.AppName = "Expense Tracker"; r.EnvironmentName = "Default-" .. self.tenant_id
+    elseif w[1] == "Yammer" then r.ActorUserId = u.upn; r.ActorYammerUserId = T.below(h, 1000000000)
+    end
+  else   -- DLP.All
+    local exch = T.unit(T.hash(h, 2)) < 0.5
+    r = self:mgmt_common(ms, id, "DlpRuleMatch", exch and 13 or 11, exch and "Exchange" or "SharePoint", u, "Succeeded")
+    r.ObjectId = exch and ("<" .. T.hexs(16, seed, "dlpmsg", i) .. "@" .. self.domain .. ">") or (self.base_url .. "/sites/Finance/Shared Documents/cards.xlsx")
+    r.IncidentId = T.uuid(seed, "incident", c, i)
+    r.PolicyDetails = A({ { PolicyId = T.uuid(seed, "dlppolicy"), PolicyName = "U.S. Financial Data",
+      Rules = A({ { RuleId = T.uuid(seed, "dlprule"), RuleName = "Low volume of content detected", Severity = "Low",
+        ConditionsMatched = { SensitiveInformation = A({ { SensitiveType = "50842eb7-edc8-4019-85dd-5a5c1f2bb085", Count = 1 + T.below(h, 5), Confidence = 85 } }) },
+        Actions = A({ "NotifyUser" }) } }) } })
+    r.SensitiveInfoDetectionIsIncluded = false
+  end
+  return r
+end
+
+-- a stored record (governance or test), in its own blob, available at once
+function MS:mgmt_state_record(ct, fields, ms)
+  local c = CT_INDEX[ct]
+  assert(c, "unknown content type " .. tostring(ct))
+  ms = ms or self:now_ms()
+  local seq = self:seq()
+  local u = fields.user or self.admin
+  local wl = fields.Workload or ({ "AzureActiveDirectory", "Exchange", "SharePoint", "MicrosoftTeams", "SharePoint" })[c]
+  local r = self:mgmt_common(ms, T.uuid(self.seed, "smrec", seq), fields.Operation or "Unknown", fields.RecordType or 8, wl, u, fields.ResultStatus or "Success")
+  for k, v in pairs(fields) do
+    if k ~= "user" and k ~= "target" then r[k] = v end
+  end
+  if ct == "Audit.AzureActiveDirectory" and not fields.Actor then
+    r.Actor = A({ { ID = u.upn, Type = 5 }, { ID = u.id, Type = 2 } })
+    r.ActorContextId = self.tenant_id
+    if fields.target then r.Target = A({ { ID = "User_" .. fields.target.id, Type = 2 }, { ID = fields.target.upn, Type = 5 } }) end
+  end
+  local ctn = ct:gsub("%.", "_")
+  local rec = { ms = ms, seq = seq, rec = r, c = c, created = ms,
+                id = string.format("%s$%s$%s$%s$s%d", stamp(ms), stamp(ms), ctn:lower(), ctn, seq) }
+  local list = self.state.mgmt_stored
+  list[#list + 1] = rec
+  self:mgmt_notify(rec)
+  return r, rec.id
+end
+
+-- test helper: add a record; spec {workload=, operation=, user=, ms=, content_type=, ...extra fields}
+local WORKLOAD_CT = { AzureActiveDirectory = "Audit.AzureActiveDirectory", Exchange = "Audit.Exchange", SharePoint = "Audit.SharePoint",
+                      OneDrive = "Audit.SharePoint" }
+function MS:add_record(spec)
+  spec = spec or {}
+  local wl = spec.workload or "SharePoint"
+  local ct = spec.content_type or WORKLOAD_CT[wl] or "Audit.General"
+  local f = { Workload = wl, Operation = spec.operation or "FileAccessed", RecordType = spec.record_type or 6,
+              user = spec.user and self:find_user(spec.user) or self.admin, ResultStatus = spec.result or "Succeeded" }
+  for k, v in pairs(spec) do if type(k) == "string" and k:match("^%u") then f[k] = v end end
+  return self:mgmt_state_record(ct, f, spec.ms)
+end
+
+function MS:expire_blob(id) self.state.expired_blobs[id] = true end
+
+function MS:content_obj(c, id, created)
+  return { contentType = CONTENT_TYPES[c], contentId = id,
+           contentUri = self.base_url .. "/api/v1.0/" .. self.tenant_id .. "/activity/feed/audit/" .. id,
+           contentCreated = T.iso_ms(created), contentExpiration = T.iso_ms(created + 7 * 86400000) }
+end
+
+-- every available blob of content type c with start <= contentCreated < end, sorted by (created, id)
+function MS:list_blobs(c, start, stop)
+  local now = self:now_ms()
+  local out = {}
+  local B = self.blob_ms
+  local s0 = (start - 7 * 3600000) // B - 1
+  local s1 = stop // B
+  for s = s0, s1 do
+    local cr = self:blob_created(c, s)
+    if cr >= start and cr < stop and cr <= now then
+      local a, b = self:slot_range(c, s)
+      if b > a then out[#out + 1] = { created = cr, id = self:blob_id(c, s) } end
+    end
+  end
+  for _, r in ipairs(self.state.mgmt_stored) do
+    if r.c == c and r.created >= start and r.created < stop and r.created <= now then out[#out + 1] = { created = r.created, id = r.id } end
+  end
+  table.sort(out, function(x, y) if x.created ~= y.created then return x.created < y.created end return x.id < y.id end)
+  return out
+end
+
+function MS:mgmt_tenant_check(req)
+  local tid = req.params.tid
+  if not tid:match("^%x%x%x%x%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$") then
+    return self:mgmt_err(400, "AF20013", "The tenant ID passed in the URL (" .. tid .. ") is not a valid GUID.")
+  end
+  if tid ~= self.tenant_id or (req.token and req.token.tid ~= tid) then
+    return self:mgmt_err(400, "AF20010", "The tenant ID passed in the URL (" .. tid .. ") does not match the tenant ID passed in the access token (" .. self.tenant_id .. ").")
+  end
+end
+
+local function parse_mgmt_time(s)
+  if not s then return nil end
+  if s:match("^%d%d%d%d%-%d%d%-%d%d$") or s:match("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d$") or s:match("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d") then
+    return T.parse_iso(s)
+  end
+end
+
+function MS:mgmt_ct(req)
+  local ct = req.query.contentType
+  if not ct or ct == "" then return nil, { self:mgmt_err(400, "AF20001", "A required parameter is missing: contentType.") } end
+  local c = CT_INDEX[ct]
+  if not c then return nil, { self:mgmt_err(400, "AF20020", "The specified content type is not valid.") } end
+  return c
+end
+
+function MS:sub_json(s)
+  return { contentType = s.contentType, status = s.status,
+           webhook = s.webhook and { status = s.webhook.status, address = s.webhook.address, authId = nz(s.webhook.authId),
+                                     expiration = nz(s.webhook.expiration) } or jnull() }
+end
+
+function MS:h_mgmt_start(req)
+  local e1, e2, e3 = self:mgmt_tenant_check(req); if e1 then return e1, e2, e3 end
+  local c, err = self:mgmt_ct(req); if not c then return table.unpack(err) end
+  local ct = CONTENT_TYPES[c]
+  local st = self.state.mgmt_subs
+  local s = st[ct] or { contentType = ct }
+  local b = (req.body and req.body ~= "") and json().decode(req.body) or nil
+  if req.body and req.body ~= "" and type(b) ~= "table" then return self:mgmt_err(400, "AF20002", "The request body is not valid JSON.") end
+  if b and type(b.webhook) == "table" then
+    local w = b.webhook
+    local addr = w.address
+    if type(addr) ~= "string" or not (addr:match("^https://") or addr:match("^http://127%.") or addr:match("^http://localhost")) then
+      return self:mgmt_err(400, "AF20002", "The webhook address must be a valid HTTPS URL.")
+    end
+    if w.expiration and w.expiration ~= "" and w.expiration ~= jnull() then
+      local ex = T.parse_iso(w.expiration)
+      if not ex then return self:mgmt_err(400, "AF20002", "Invalid parameter type: expiration.") end
+      if ex < self:now_ms() then return self:mgmt_err(400, "AF20003", "Expiration " .. w.expiration .. " provided is set to past date and time.") end
+    end
+    -- validation: POST {"validationCode": ...}; any 200 validates
+    local code = T.uuid(self.seed, "validation", self:seq())
+    local headers = { ["Content-Type"] = "application/json", ["Webhook-ValidationCode"] = code }
+    if type(w.authId) == "string" then headers["Webhook-AuthID"] = w.authId end
+    local res = T.host("http").request{ method = "POST", url = addr, headers = headers, body = json().encode{ validationCode = code }, timeout = 10 }
+    if not res or res.status ~= 200 then
+      return self:mgmt_err(400, "AF20021", "The webhook endpoint {" .. addr .. "} could not be validated. " .. (res and ("The endpoint returned HTTP " .. res.status .. ".") or "The endpoint did not respond."))
+    end
+    s.webhook = { status = "enabled", address = addr, authId = type(w.authId) == "string" and w.authId or nil,
+                  expiration = (type(w.expiration) == "string" and w.expiration ~= "") and w.expiration or nil }
+  end
+  s.status = "enabled"
+  st[ct] = s
+  return 200, self:sub_json(s)
+end
+
+function MS:h_mgmt_stop(req)
+  local e1, e2, e3 = self:mgmt_tenant_check(req); if e1 then return e1, e2, e3 end
+  local c, err = self:mgmt_ct(req); if not c then return table.unpack(err) end
+  local s = self.state.mgmt_subs[CONTENT_TYPES[c]]
+  if not s then return self:mgmt_err(400, "AF20022", "No subscription found for the specified content type.") end
+  s.status = "disabled"
+  return 200, ""
+end
+
+function MS:h_mgmt_list(req)
+  local e1, e2, e3 = self:mgmt_tenant_check(req); if e1 then return e1, e2, e3 end
+  local out = {}
+  for _, ct in ipairs(CONTENT_TYPES) do
+    local s = self.state.mgmt_subs[ct]
+    if s then out[#out + 1] = self:sub_json(s) end
+  end
+  return 200, A(out)
+end
+
+-- window checks shared by content and notifications listing; returns start, stop or an error answer
+function MS:mgmt_window(req)
+  local q = req.query
+  local now = self:now_ms()
+  local hs, he = q.startTime and q.startTime ~= "", q.endTime and q.endTime ~= ""
+  if hs ~= he then
+    return nil, { self:mgmt_err(400, "AF20055", "Start time and end time must both be specified (or both omitted) and must be less than or equal to 24 hours apart, with the start time no more than 7 days in the past.") }
+  end
+  if not hs then return now - 86400000, now + 1 end
+  local a, b = parse_mgmt_time(q.startTime), parse_mgmt_time(q.endTime)
+  if not a or not b then return nil, { self:mgmt_err(400, "AF20002", "Invalid parameter type: startTime/endTime.") } end
+  if b <= a or b - a > 86400000 or a < now - 7 * 86400000 then
+    return nil, { self:mgmt_err(400, "AF20055", "Start time and end time must both be specified (or both omitted) and must be less than or equal to 24 hours apart, with the start time no more than 7 days in the past.") }
+  end
+  return a, b
+end
+
+function MS:h_mgmt_content(req)
+  local e1, e2, e3 = self:mgmt_tenant_check(req); if e1 then return e1, e2, e3 end
+  local c, err = self:mgmt_ct(req); if not c then return table.unpack(err) end
+  local s = self.state.mgmt_subs[CONTENT_TYPES[c]]
+  if not s or s.status ~= "enabled" then return self:mgmt_err(400, "AF20022", "No subscription found for the specified content type.") end
+  local a, b = self:mgmt_window(req)
+  if not a then return table.unpack(b) end
+  local blobs = self:list_blobs(c, a, b)
+  local start = 1
+  local np = req.query.nextPage
+  if np and np ~= "" then
+    local cms, cid = np:match("^(%d+)_(.+)$")
+    if not cms then return self:mgmt_err(400, "AF20031", "Invalid nextPage Input: " .. np .. ".") end
+    cms = math.tointeger(tonumber(cms))
+    start = #blobs + 1
+    for i, x in ipairs(blobs) do
+      if x.created > cms or (x.created == cms and x.id > cid) then start = i; break end
+    end
+  end
+  local size = self.opts.content_page or 200
+  local out = {}
+  for i = start, math.min(#blobs, start + size - 1) do out[#out + 1] = self:content_obj(c, blobs[i].id, blobs[i].created) end
+  local hdr = {}
+  if start + size - 1 < #blobs then
+    local last = blobs[start + size - 1]
+    local qs = T.qs{ { "contentType", CONTENT_TYPES[c] }, { "startTime", req.query.startTime }, { "endTime", req.query.endTime },
+                     { "nextPage", string.format("%d_%s", last.created, last.id) } }
+    hdr.NextPageUri = self.base_url .. "/api/v1/" .. self.tenant_id .. "/activity/feed/subscriptions/content?" .. qs
+  end
+  return 200, A(out), hdr
+end
+
+function MS:h_mgmt_blob(req)
+  local e1, e2, e3 = self:mgmt_tenant_check(req); if e1 then return e1, e2, e3 end
+  local id = req.params.cid
+  local c, s, seq = self:parse_blob_id(id)
+  if not c then return self:mgmt_err(400, "AF20052", "Content ID " .. id .. " in the URL is invalid.") end
+  local now = self:now_ms()
+  local records, created
+  if seq then
+    for _, r in ipairs(self.state.mgmt_stored) do if r.seq == seq and r.id == id then records, created = { r.rec }, r.created end end
+  else
+    if id == self:blob_id(c, s) then
+      created = self:blob_created(c, s)
+      local a, b = self:slot_range(c, s)
+      if b > a and created <= now then records = true end
+    end
+  end
+  if not records then return self:mgmt_err(404, "AF20050", "The specified content (" .. id .. ") doesn't exist.") end
+  if self.state.expired_blobs[id] or created + 7 * 86400000 < now then
+    return self:mgmt_err(404, "AF20051", "Content requested with the key " .. id .. " has already expired. Content older than 7 days cannot be retrieved.")
+  end
+  if records == true then records = self:blob_records(c, s) end
+  return 200, A(records)
+end
+
+function MS:h_mgmt_notifications(req)
+  local e1, e2, e3 = self:mgmt_tenant_check(req); if e1 then return e1, e2, e3 end
+  local c, err = self:mgmt_ct(req); if not c then return table.unpack(err) end
+  local a, b = self:mgmt_window(req)
+  if not a then return table.unpack(b) end
+  local out = {}
+  for _, n in ipairs(self.state.mgmt_notifications) do
+    if n.c == c and n.sent >= a and n.sent < b then
+      local o = self:content_obj(c, n.id, n.created)
+      o.notificationSent = T.iso_ms(n.sent)
+      o.notificationStatus = n.rec.status == 200 and "success" or (n.rec.status == "pending" and "pending" or "failed")
+      out[#out + 1] = o
+    end
+  end
+  return 200, A(out)
+end
+
+function MS:h_dlp_types(req)
+  return 200, A({ { id = "50842eb7-edc8-4019-85dd-5a5c1f2bb085", name = "CreditCardNumber" },
+                  { id = "0e9b3178-9678-47dd-a509-37222ca96b42", name = "EUDebitCardNumber" },
+                  { id = "a44669fe-0d48-453d-a9b1-2cc83f2cba77", name = "U.S. Social Security Number (SSN)" } })
+end
+
+-- webhook notification for a newly available stored blob
+function MS:mgmt_notify(rec)
+  local ct = CONTENT_TYPES[rec.c]
+  local s = self.state.mgmt_subs[ct]
+  if not s or s.status ~= "enabled" or not s.webhook or s.webhook.status ~= "enabled" then return end
+  local o = self:content_obj(rec.c, rec.id, rec.created)
+  o.tenantId = self.tenant_id
+  o.clientId = self.client_id
+  local headers = { ["Content-Type"] = "application/json" }
+  if s.webhook.authId then headers["Webhook-AuthID"] = s.webhook.authId end
+  local d = { url = s.webhook.address, headers = headers, body = json().encode(A({ o })), event = ct, retries = 2, timeout = 10 }
+  self.state.mgmt_notifications[#self.state.mgmt_notifications + 1] = { c = rec.c, id = rec.id, created = rec.created, sent = self:now_ms(), rec = d }
+  self:deliver(d)
+end
+
+function MS:mgmt_routes()
+  local R = {}
+  for _, v in ipairs({ "/api/v1.0/:tid/activity/feed", "/api/v1/:tid/activity/feed" }) do
+    R[#R + 1] = { "POST", v .. "/subscriptions/start", MS.h_mgmt_start, {} }
+    R[#R + 1] = { "POST", v .. "/subscriptions/stop", MS.h_mgmt_stop, {} }
+    R[#R + 1] = { "GET", v .. "/subscriptions/list", MS.h_mgmt_list, {} }
+    R[#R + 1] = { "GET", v .. "/subscriptions/content", MS.h_mgmt_content, {} }
+    R[#R + 1] = { "GET", v .. "/subscriptions/notifications", MS.h_mgmt_notifications, {} }
+    R[#R + 1] = { "GET", v .. "/audit/:cid", MS.h_mgmt_blob, {} }
+    R[#R + 1] = { "GET", v .. "/resources/dlpSensitiveTypes", MS.h_dlp_types, {} }
+  end
+  return R
+end
+
+-- ground truth: unique records of content type ct (or all), optionally only those available now
+function MS:mgmt_count(ct)
+  local n = 0
+  for c = 1, #CONTENT_TYPES do
+    if not ct or CONTENT_TYPES[c] == ct then n = n + self:mgmt_n(c) end
+  end
+  for _, r in ipairs(self.state.mgmt_stored) do if not ct or CONTENT_TYPES[r.c] == ct then n = n + 1 end end
+  return n
+end
+
+---------------------------------------------------------------------------------------------------
+-- Azure Resource Manager: subscriptions, activity log (lazy, newest first), RBAC
+---------------------------------------------------------------------------------------------------
+local SUB_NAMES = { "Contoso Production", "Contoso Development", "Contoso Sandbox", "Contoso Shared Services" }
+local RGS = { "rg-web", "rg-data", "rg-network" }
+local ARM_OPS = {   -- operationName, provider, resource type, method, subStatus
+  { "Microsoft.Compute/virtualMachines/write", "Microsoft.Compute", "virtualMachines", "PUT", "Created", 201 },
+  { "Microsoft.Storage/storageAccounts/listKeys/action", "Microsoft.Storage", "storageAccounts", "POST", "OK", 200 },
+  { "Microsoft.Authorization/roleAssignments/write", "Microsoft.Authorization", "roleAssignments", "PUT", "Created", 201 },
+  { "Microsoft.Network/networkSecurityGroups/securityRules/write", "Microsoft.Network", "networkSecurityGroups/securityRules", "PUT", "Created", 201 },
+  { "Microsoft.Resources/deployments/write", "Microsoft.Resources", "deployments", "PUT", "Created", 201 },
+  { "Microsoft.KeyVault/vaults/delete", "Microsoft.KeyVault", "vaults", "DELETE", "OK", 200 },
+  { "Microsoft.Compute/virtualMachines/start/action", "Microsoft.Compute", "virtualMachines", "POST", "Accepted", 202 },
+  { "Microsoft.Sql/servers/firewallRules/write", "Microsoft.Sql", "servers/firewallRules", "PUT", "Created", 201 },
+}
+
+function MS:generate_arm(r)
+  local seed, st = self.seed, self.state
+  local now = self.t0_ms
+  for k = 1, self.nsubs do
+    local sub = { id = T.uuid(seed, "armsub", k), index = k, displayName = SUB_NAMES[k] or ("Contoso Subscription " .. k) }
+    st.arm_subs[k] = sub
+    st.arm_sub_by_id[sub.id] = sub
+    st.arm_events[k] = {}
+  end
+  local ai = 0
+  local function assign(sub, scope, role, principal, ptype)
+    ai = ai + 1
+    local a = { name = T.uuid(seed, "armassign", ai), scope = scope, sub = sub.id, role = role, principalId = principal,
+                principalType = ptype, created = now - r:int(5, 600) * 86400000, createdBy = self.admin.id }
+    st.arm_assignments[#st.arm_assignments + 1] = a
+    return a
+  end
+  for _, sub in ipairs(st.arm_subs) do
+    local sscope = "/subscriptions/" .. sub.id
+    assign(sub, sscope, "Owner", self.admin.id, "User")
+    for _, u in ipairs(self.gen_users) do
+      if u.index > 1 and u.userType == "Member" and r:chance(0.08) then
+        local x = r:float()
+        local role = x < 0.6 and "Contributor" or (x < 0.8 and "User Access Administrator" or "Owner")
+        local scope = r:chance(0.3) and (sscope .. "/resourceGroups/" .. r:pick(RGS)) or sscope
+        assign(sub, scope, role, u.id, "User")
+      end
+    end
+    if st.groups[1] then assign(sub, sscope, "Reader", st.groups[1].id, "Group") end
+    for _, rn in ipairs(self.arm_client_roles) do assign(sub, sscope, rn, self.sp_client.id, "ServicePrincipal") end
+  end
+  table.sort(st.arm_assignments, function(a, b) return a.name < b.name end)
+end
+
+function MS:arm_role_def_id(sub_id, role)
+  local def = ARM_ROLE_BY_NAME[role]
+  return (sub_id and ("/subscriptions/" .. sub_id) or "") .. "/providers/Microsoft.Authorization/roleDefinitions/" .. def[2]
+end
+
+function MS:arm_assignment_json(a)
+  return { id = a.scope .. "/providers/Microsoft.Authorization/roleAssignments/" .. a.name, name = a.name,
+           type = "Microsoft.Authorization/roleAssignments",
+           properties = { roleDefinitionId = self:arm_role_def_id(a.sub, a.role), principalId = a.principalId,
+                          principalType = a.principalType, scope = a.scope, description = jnull(), condition = jnull(),
+                          conditionVersion = jnull(), createdOn = iso7(a.created), updatedOn = iso7(a.updated or a.created),
+                          createdBy = a.createdBy, updatedBy = a.createdBy, delegatedManagedIdentityResourceId = jnull() } }
+end
+
+function MS:arm_role_def_json(sub_id, def)
+  return { id = self:arm_role_def_id(sub_id, def[1]), name = def[2], type = "Microsoft.Authorization/roleDefinitions",
+           properties = { roleName = def[1], type = "BuiltInRole", description = def[3],
+                          assignableScopes = A({ "/" }),
+                          permissions = A({ { actions = A(T.deep(def[4])), notActions = A(T.deep(def[5])), dataActions = A(), notDataActions = A() } }),
+                          createdOn = "2015-02-02T21:55:09.8806423Z", updatedOn = "2021-11-11T20:13:47.8628684Z",
+                          createdBy = jnull(), updatedBy = jnull() } }
+end
+
+-- the caller's roles at a subscription (assignments to the calling principal or its groups)
+function MS:arm_caller_roles(sub_id)
+  local roles = {}
+  for _, a in ipairs(self.state.arm_assignments) do
+    if a.sub == sub_id and a.principalId == self.sp_client.id then roles[a.role] = true end
+  end
+  return roles
+end
+
+function MS:arm_authz(req, sub_id, action, write)
+  local sub = self.state.arm_sub_by_id[sub_id]
+  if not sub then
+    return self:arm_err(404, "SubscriptionNotFound", "The subscription '" .. tostring(sub_id) .. "' could not be found.")
+  end
+  local roles = self:arm_caller_roles(sub_id)
+  local ok = write and (roles.Owner or roles["User Access Administrator"]) or (not write and next(roles) ~= nil)
+  if not ok then
+    return self:arm_err(403, "AuthorizationFailed", "The client '" .. self.client_id .. "' with object id '" .. self.sp_client.id
+      .. "' does not have authorization to perform action '" .. action .. "' over scope '/subscriptions/" .. sub_id
+      .. "' or the scope is invalid. If access was recently granted, please refresh your credentials.")
+  end
+  return nil, sub
+end
+
+function MS:h_arm_subscriptions(req)
+  local out = {}
+  for _, sub in ipairs(self.state.arm_subs) do
+    if next(self:arm_caller_roles(sub.id)) then
+      out[#out + 1] = { id = "/subscriptions/" .. sub.id, authorizationSource = "RoleBased", managedByTenants = A(),
+        subscriptionId = sub.id, tenantId = self.tenant_id, displayName = sub.displayName, state = "Enabled",
+        subscriptionPolicies = { locationPlacementId = "Public_2014-09-01", quotaId = "EnterpriseAgreement_2014-09-01", spendingLimit = "Off" } }
+    end
+  end
+  return 200, { value = A(out), count = { type = "Total", value = #out } }
+end
+
+function MS:h_arm_subscription(req)
+  local err, sub = self:arm_authz(req, req.params.sid, "Microsoft.Resources/subscriptions/read")
+  if err then return err, sub end
+  return 200, { id = "/subscriptions/" .. sub.id, subscriptionId = sub.id, tenantId = self.tenant_id, displayName = sub.displayName,
+                state = "Enabled", authorizationSource = "RoleBased", managedByTenants = A(),
+                subscriptionPolicies = { locationPlacementId = "Public_2014-09-01", quotaId = "EnterpriseAgreement_2014-09-01", spendingLimit = "Off" } }
+end
+
+function MS:arm_event(sub, e)
+  local op = e.op
+  local rid = "/subscriptions/" .. sub.id .. "/resourceGroups/" .. e.rg .. "/providers/" .. op[2] .. "/" .. op[3] .. "/" .. e.resname
+  local ticks = 621355968000000000 + e.ms * 10000
+  local caller = e.caller
+  return {
+    authorization = { action = op[1], scope = rid },
+    caller = caller.upn or caller.appId,
+    channels = "Operation",
+    claims = { aud = "https://management.core.windows.net/", iss = "https://sts.windows.net/" .. self.tenant_id .. "/",
+               iat = tostring(e.ms // 1000 - 300), nbf = tostring(e.ms // 1000 - 300), exp = tostring(e.ms // 1000 + 3300), ver = "1.0",
+               ["http://schemas.microsoft.com/identity/claims/tenantid"] = self.tenant_id,
+               ["http://schemas.microsoft.com/identity/claims/objectidentifier"] = caller.id,
+               ["http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn"] = caller.upn,
+               ["http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name"] = caller.upn or caller.displayName,
+               name = caller.displayName, appid = caller.appId or "c44b4083-3bb0-49c1-b47d-974e53cbdf3c", appidacr = "2",
+               ["http://schemas.microsoft.com/identity/claims/scope"] = "user_impersonation" },
+    correlationId = e.corr, description = "", eventDataId = e.id,
+    eventName = { value = "EndRequest", localizedValue = "End request" },
+    category = { value = "Administrative", localizedValue = "Administrative" },
+    httpRequest = { clientRequestId = T.uuid(self.seed, "armcrid", e.id), clientIpAddress = e.ip, method = op[4] },
+    id = rid .. "/events/" .. e.id .. "/ticks/" .. ticks,
+    level = e.failed and "Error" or "Informational",
+    resourceGroupName = e.rg,
+    resourceProviderName = { value = op[2], localizedValue = op[2] },
+    resourceId = rid,
+    resourceType = { value = op[2] .. "/" .. op[3], localizedValue = op[2] .. "/" .. op[3] },
+    operationId = e.corr,
+    operationName = { value = op[1], localizedValue = op[1] },
+    properties = { statusCode = e.failed and "Forbidden" or op[5], serviceRequestId = jnull(), eventCategory = "Administrative",
+                   entity = rid, message = op[1], hierarchy = self.tenant_id .. "/" .. sub.id },
+    status = { value = e.failed and "Failed" or "Succeeded", localizedValue = e.failed and "Failed" or "Succeeded" },
+    subStatus = { value = e.failed and "Forbidden" or op[5],
+                  localizedValue = e.failed and "Forbidden (HTTP Status Code: 403)" or (op[5] .. " (HTTP Status Code: " .. op[6] .. ")") },
+    eventTimestamp = iso7(e.ms), submissionTimestamp = iso7(e.ms + 12000 + (T.hash(self.seed, "sub", e.id) >> 50)),
+    subscriptionId = sub.id, tenantId = self.tenant_id,
+  }
+end
+
+function MS:gen_arm_event(k, i)
+  local seed = self.seed
+  local sub = self.state.arm_subs[k]
+  local h = T.hash(seed, "armev", k, i)
+  local op = ARM_OPS[T.below(h, #ARM_OPS) + 1]
+  local u = self.gen_users[T.below(T.hash(h, 1), math.min(6, #self.gen_users)) + 1]
+  return self:arm_event(sub, { op = op, rg = RGS[T.below(T.hash(h, 2), #RGS) + 1], resname = op[3]:match("([^/]+)$") .. "-" .. (T.hash(h, 3) >> 54),
+    ms = spread_ms(self, "arm" .. k, self.arm_events, i), caller = u, id = T.uuid(seed, "armevid", k, i), corr = T.uuid(seed, "armcorr", k, i),
+    ip = u.ip, failed = T.unit(T.hash(h, 4)) < 0.04 })
+end
+
+function MS:add_arm_event(sub, spec)
+  local k = sub.index
+  local seq = self:seq()
+  local ms = spec.ms or self:now_ms()
+  local caller = spec.caller or { id = self.sp_client.id, appId = self.client_id, displayName = self.client_name }
+  local ev = self:arm_event(sub, { op = spec.op, rg = spec.rg or "rg-web", resname = spec.resname or "x", ms = ms, caller = caller,
+    id = T.uuid(self.seed, "sarmev", seq), corr = T.uuid(self.seed, "sarmcorr", seq), ip = spec.ip or "127.0.0.1" })
+  if spec.resource_id then
+    ev.resourceId = spec.resource_id; ev.authorization.scope = spec.resource_id
+    ev.id = spec.resource_id .. "/events/" .. ev.eventDataId .. "/ticks/" .. (621355968000000000 + ms * 10000)
+  end
+  T.insert_sorted(self.state.arm_events[k], { ms = ms, seq = seq, ev = ev })
+  return ev
+end
+
+local EVENT_SELECT = { authorization = 1, claims = 1, correlationId = 1, description = 1, eventDataId = 1, eventName = 1, eventTimestamp = 1,
+  httpRequest = 1, level = 1, operationId = 1, operationName = 1, properties = 1, resourceGroupName = 1, resourceProviderName = 1,
+  resourceId = 1, status = 1, submissionTimestamp = 1, subStatus = 1, subscriptionId = 1, caller = 1, category = 1, id = 1,
+  resourceType = 1, tenantId = 1, channels = 1 }
+
+function MS:h_arm_activity(req)
+  local err, sub = self:arm_authz(req, req.params.sid, "Microsoft.Insights/eventtypes/values/read")
+  if err then return err, sub end
+  local q = req.query
+  local f = q["$filter"] or ""
+  local ge = f:match("eventTimestamp%s+ge%s+'([^']+)'")
+  local le = f:match("eventTimestamp%s+le%s+'([^']+)'")
+  local lower, upper = ge and T.parse_iso(ge), le and T.parse_iso(le)
+  if not lower or not upper then
+    return self:arm_err(400, "BadRequest", "The $filter query parameter value is invalid: it must contain 'eventTimestamp ge' and 'eventTimestamp le' with ISO 8601 values.")
+  end
+  if upper - lower > 90 * 86400000 then
+    return self:arm_err(400, "BadRequest", "The time range between eventTimestamp ge and eventTimestamp le must be 90 days or less.")
+  end
+  local extra = {}
+  for _, k in ipairs({ "resourceGroupName", "resourceUri", "resourceProvider", "correlationId" }) do
+    local v = f:match(k .. "%s+eq%s+'([^']*)'")
+    if v then extra[k] = v:lower() end
+  end
+  local sel
+  if q["$select"] and q["$select"] ~= "" then
+    sel = {}
+    for p in q["$select"]:gmatch("[^,%s]+") do
+      if not EVENT_SELECT[p] then return self:arm_err(400, "BadRequest", "The $select query parameter value '" .. p .. "' is invalid.") end
+      sel[#sel + 1] = p
+    end
+  end
+  local K = { upper + 1, 0, 0 }
+  if q["$skiptoken"] then
+    local a, b, c = (dec_skip(q["$skiptoken"]) or ""):match("^(%-?%d+)_(%d+)_(%-?%d+)$")
+    if not a then return self:arm_err(400, "BadRequest", "The $skiptoken query parameter value is invalid.") end
+    K = { math.tointeger(tonumber(a)), math.tointeger(tonumber(b)), math.tointeger(tonumber(c)) }
+  end
+  local k = sub.index
+  local size = self.opts.arm_page_size or 200
+  local out, last, more = {}, nil, false
+  local n = self.arm_events
+  T.merged_scan(n, function(i) return spread_ms(self, "arm" .. k, n, i) end, function(i) return self:gen_arm_event(k, i) end,
+    self.state.arm_events[k], K, -1, function(ms, key, get)
+      if ms < lower then return true end
+      if #out >= size then more = true; return true end
+      local ev = get()
+      local keep = true
+      if extra.resourceGroupName and (ev.resourceGroupName or ""):lower() ~= extra.resourceGroupName then keep = false end
+      if extra.resourceUri and ev.resourceId:lower() ~= extra.resourceUri then keep = false end
+      if extra.resourceProvider and ev.resourceProviderName.value:lower() ~= extra.resourceProvider then keep = false end
+      if extra.correlationId and ev.correlationId:lower() ~= extra.correlationId then keep = false end
+      if keep then
+        if sel then local o = {}; for _, p in ipairs(sel) do o[p] = ev[p] end; ev = o end
+        out[#out + 1] = ev
+      end
+      last = key
+      return false
+    end)
+  local body = { value = A(out) }
+  if more and last then
+    local path = select(2, self:api_of(req.path))
+    local params = { { "api-version", q["api-version"] }, { "$filter", f } }
+    if q["$select"] then params[#params + 1] = { "$select", q["$select"] } end
+    params[#params + 1] = { "$skiptoken", enc_skip(string.format("%d_%d_%d", last[1], last[2], last[3])) }
+    body.nextLink = self.base_url .. path .. "?" .. odata_qs(params)
+  end
+  return 200, body
+end
+
+function MS:h_arm_categories(req)
+  local out = {}
+  for _, c in ipairs({ "Administrative", "Security", "ServiceHealth", "Alert", "Recommendation", "Policy", "Autoscale", "ResourceHealth" }) do
+    out[#out + 1] = { value = c, localizedValue = c }
+  end
+  return 200, { value = A(out) }
+end
+
+-- scope of a request: /subscriptions/{sid}[/resourceGroups/{rg}]
+local function arm_scope(req)
+  local s = "/subscriptions/" .. req.params.sid
+  if req.params.rg then s = s .. "/resourceGroups/" .. req.params.rg end
+  return s
+end
+
+function MS:h_arm_assignments(req)
+  local err, sub = self:arm_authz(req, req.params.sid, "Microsoft.Authorization/roleAssignments/read")
+  if err then return err, sub end
+  local scope = arm_scope(req):lower()
+  local f = req.query["$filter"] or ""
+  local at_scope = f:find("atScope%(%)") ~= nil
+  local pid = f:match("principalId%s+eq%s+'([^']+)'")
+  local assigned = f:match("assignedTo%('([^']+)'%)")
+  if f ~= "" and not at_scope and not pid and not assigned then
+    return self:arm_err(400, "InvalidFilter", "The filter '" .. f .. "' is not supported. Supported filters are 'atScope()', 'principalId eq {id}' and 'assignedTo('{id}')'.")
+  end
+  local groups_of = {}
+  if assigned then
+    for _, g in ipairs(self.state.groups) do if g.member_set[assigned] then groups_of[g.id] = true end end
+  end
+  local list = {}
+  for _, a in ipairs(self.state.arm_assignments) do
+    local s = a.scope:lower()
+    local above_or_at = scope:sub(1, #s) == s and (#s == #scope or scope:sub(#s + 1, #s + 1) == "/")
+    local below = s:sub(1, #scope) == scope and s:sub(#scope + 1, #scope + 1) == "/"
+    local keep = a.sub == sub.id and (above_or_at or (not at_scope and below))
+    if keep and pid and a.principalId ~= pid then keep = false end
+    if keep and assigned and a.principalId ~= assigned and not groups_of[a.principalId] then keep = false end
+    if keep then list[#list + 1] = a end
+  end
+  local size = self.opts.arm_page_size or 200
+  local start = 1
+  local tok = req.query["$skiptoken"] or req.query["$skipToken"]
+  if tok then
+    local after = dec_skip(tok)
+    if not after then return self:arm_err(400, "BadRequest", "The $skipToken query parameter value is invalid.") end
+    start = #list + 1
+    for i, a in ipairs(list) do if a.name > after then start = i; break end end
+  end
+  local out = {}
+  for i = start, math.min(#list, start + size - 1) do out[#out + 1] = self:arm_assignment_json(list[i]) end
+  local body = { value = A(out) }
+  if start + size - 1 < #list then
+    local path = select(2, self:api_of(req.path))
+    local params = { { "api-version", req.query["api-version"] } }
+    if f ~= "" then params[#params + 1] = { "$filter", f } end
+    params[#params + 1] = { "$skiptoken", enc_skip(list[start + size - 1].name) }
+    body.nextLink = self.base_url .. path .. "?" .. odata_qs(params)
+  end
+  return 200, body
+end
+
+function MS:h_arm_assignment(req)
+  local write = req.method ~= "GET"
+  local action = "Microsoft.Authorization/roleAssignments/" .. (req.method == "GET" and "read" or (req.method == "DELETE" and "delete" or "write"))
+  local err, sub = self:arm_authz(req, req.params.sid, action, write)
+  if err then return err, sub end
+  local scope = arm_scope(req)
+  local st = self.state
+  local idx, a
+  for i, x in ipairs(st.arm_assignments) do
+    if x.name == req.params.name and x.scope:lower() == scope:lower() then idx, a = i, x; break end
+  end
+  if req.method == "GET" then
+    if not a then return self:arm_err(404, "RoleAssignmentNotFound", "The role assignment '" .. req.params.name .. "' is not found.") end
+    return 200, self:arm_assignment_json(a)
+  elseif req.method == "DELETE" then
+    if not a then return 204, "" end
+    table.remove(st.arm_assignments, idx)
+    local body = self:arm_assignment_json(a)
+    self:add_arm_event(sub, { op = { "Microsoft.Authorization/roleAssignments/delete", "Microsoft.Authorization", "roleAssignments", "DELETE", "OK", 200 },
+                              resource_id = body.id, rg = req.params.rg })
+    return 200, body
+  end
+  -- PUT
+  local b = body_json(req)
+  local p = b and b.properties
+  if type(p) ~= "table" or type(p.roleDefinitionId) ~= "string" or type(p.principalId) ~= "string" then
+    return self:arm_err(400, "InvalidRoleAssignmentRequest", "The request body must contain properties.roleDefinitionId and properties.principalId.")
+  end
+  local guid = p.roleDefinitionId:match("([%x%-]+)$")
+  local def = guid and ARM_ROLE_BY_ID[guid]
+  if not def then return self:arm_err(400, "RoleDefinitionDoesNotExist", "The specified role definition with ID '" .. tostring(guid) .. "' does not exist.") end
+  for _, x in ipairs(st.arm_assignments) do
+    if x.scope:lower() == scope:lower() and x.principalId == p.principalId and x.role == def[1] and x.name ~= req.params.name then
+      return self:arm_err(409, "RoleAssignmentExists", "The role assignment already exists.")
+    end
+  end
+  local created = not a
+  if not a then
+    a = { name = req.params.name, scope = scope, sub = sub.id, created = self:now_ms(), createdBy = self.sp_client.id }
+    st.arm_assignments[#st.arm_assignments + 1] = a
+    table.sort(st.arm_assignments, function(x, y) return x.name < y.name end)
+  end
+  a.role, a.principalId, a.principalType, a.updated = def[1], p.principalId, p.principalType or "User", self:now_ms()
+  local body = self:arm_assignment_json(a)
+  self:add_arm_event(sub, { op = ARM_OPS[3], resource_id = body.id, rg = req.params.rg })
+  return created and 201 or 200, body
+end
+
+function MS:h_arm_role_defs(req)
+  local sid = req.params.sid
+  if sid then
+    local err, sub = self:arm_authz(req, sid, "Microsoft.Authorization/roleDefinitions/read")
+    if err then return err, sub end
+  end
+  local f = req.query["$filter"] or ""
+  local name = f:match("roleName%s+eq%s+'([^']+)'")
+  local typ = f:match("type%s+eq%s+'([^']+)'")
+  local out = {}
+  for _, def in ipairs(ARM_ROLES) do
+    if (not name or name:lower() == def[1]:lower()) and (not typ or typ == "BuiltInRole") then out[#out + 1] = self:arm_role_def_json(sid, def) end
+  end
+  return 200, { value = A(out) }
+end
+
+function MS:h_arm_role_def(req)
+  local sid = req.params.sid
+  if sid then
+    local err, sub = self:arm_authz(req, sid, "Microsoft.Authorization/roleDefinitions/read")
+    if err then return err, sub end
+  end
+  local def = ARM_ROLE_BY_ID[req.params.rdid]
+  if not def then return self:arm_err(404, "RoleDefinitionDoesNotExist", "The specified role definition with ID '" .. req.params.rdid .. "' does not exist.") end
+  return 200, self:arm_role_def_json(sid, def)
+end
+
+function MS:arm_routes()
+  local R = {
+    { "GET", "/subscriptions", MS.h_arm_subscriptions, {} },
+    { "GET", "/subscriptions/:sid", MS.h_arm_subscription, {} },
+    { "GET", "/providers/microsoft.insights/eventcategories", MS.h_arm_categories, {} },
+    { "GET", "/providers/Microsoft.Insights/eventcategories", MS.h_arm_categories, {} },
+    { "GET", "/providers/Microsoft.Authorization/roleDefinitions/:rdid", MS.h_arm_role_def, {} },
+  }
+  for _, ns in ipairs({ "microsoft.insights", "Microsoft.Insights" }) do
+    R[#R + 1] = { "GET", "/subscriptions/:sid/providers/" .. ns .. "/eventtypes/management/values", MS.h_arm_activity, {} }
+  end
+  for _, base in ipairs({ "/subscriptions/:sid", "/subscriptions/:sid/resourceGroups/:rg" }) do
+    local p = base .. "/providers/Microsoft.Authorization"
+    R[#R + 1] = { "GET", p .. "/roleAssignments", MS.h_arm_assignments, {} }
+    R[#R + 1] = { "GET", p .. "/roleAssignments/:name", MS.h_arm_assignment, {} }
+    R[#R + 1] = { "DELETE", p .. "/roleAssignments/:name", MS.h_arm_assignment, {} }
+    R[#R + 1] = { "PUT", p .. "/roleAssignments/:name", MS.h_arm_assignment, {} }
+  end
+  R[#R + 1] = { "GET", "/subscriptions/:sid/providers/Microsoft.Authorization/roleDefinitions", MS.h_arm_role_defs, {} }
+  R[#R + 1] = { "GET", "/subscriptions/:sid/providers/Microsoft.Authorization/roleDefinitions/:rdid", MS.h_arm_role_def, {} }
+  return R
+end
+
+function MS:arm_count(what, arg)
+  local st = self.state
+  if what == "arm_subscriptions" then return #st.arm_subs
+  elseif what == "arm_role_assignments" then
+    local n = 0
+    for _, a in ipairs(st.arm_assignments) do if not arg or a.sub == arg or a.role == arg then n = n + 1 end end
+    return n
+  elseif what == "arm_events" then
+    local n = 0
+    for k, sub in ipairs(st.arm_subs) do if not arg or sub.id == arg then n = n + self.arm_events + #st.arm_events[k] end end
+    return n
+  end
+end
+
 function MS:generate_files() end
-function MS:generate_arm() end
-function MS:mgmt_state_record() end
+function MS:file_routes() return {} end
+function MS:sub_routes() return {} end
+function MS:files_count() end
 function MS:notify_change() end
+
+---------------------------------------------------------------------------------------------------
+-- Route assembly and ground truth for the other surfaces
+---------------------------------------------------------------------------------------------------
+function MS:more_routes()
+  local R = {}
+  for _, part in ipairs({ self:file_routes(), self:sub_routes(), self:mgmt_routes(), self:arm_routes() }) do
+    for _, r in ipairs(part) do R[#R + 1] = r end
+  end
+  return R
+end
+
+function MS:count_more(what, arg)
+  if what == "mgmt_records" then return self:mgmt_count(arg) end
+  if what == "mgmt_stored" then return #self.state.mgmt_stored end
+  local n = self:arm_count(what, arg)
+  if n then return n end
+  n = self:files_count(what, arg)
+  if n then return n end
+  if what == "graph_subscriptions" then return #self.state.subscriptions end
+  error("count: unknown " .. tostring(what))
+end
 
 ---------------------------------------------------------------------------------------------------
 -- Ground truth

@@ -212,3 +212,289 @@ describe("sandbox microsoft: graph directory", function()
     assert.are.equal(t:count("members", gr.id), n)
   end)
 end)
+
+describe("sandbox microsoft: audit logs and sign-ins", function()
+  local t, srv, g
+  before_each(function() t = new_tenant(); srv = start(t); g = bearer(srv, t, "graph") end)
+  after_each(function() srv:close() end)
+
+  it("sign-ins: newest first, $filter createdDateTime ge, paging to the end exactly once, full shape", function()
+    local since = T.iso_s(NOW - 3 * 86400)
+    local url = "/v1.0/auditLogs/signIns?$top=50&$filter=" .. T.urlencode("createdDateTime ge " .. since)
+    local seen, n, prev, pages = {}, 0, nil, 0
+    while url do
+      local r = call(srv, g, "GET", url)
+      assert.are.equal(200, r.status)
+      for _, s in ipairs(r.json.value) do
+        assert.is_nil(seen[s.id]); seen[s.id] = true; n = n + 1
+        assert.is_true(s.createdDateTime >= since)
+        if prev then assert.is_true(s.createdDateTime <= prev) end
+        prev = s.createdDateTime
+        assert.is_number(s.status.errorCode)
+        assert.is_string(s.location.countryOrRegion)
+        assert.is_number(s.location.geoCoordinates.latitude)
+        assert.is_string(s.clientAppUsed)
+      end
+      pages = pages + 1
+      url = r.json["@odata.nextLink"]
+    end
+    local expect = 0
+    for _ = 1, 1 do
+      for i = 0, t.nsignins - 1 do if T.parse_iso(t:gen_signin(i).createdDateTime) >= (NOW - 3 * 86400) * 1000 then expect = expect + 1 end end
+    end
+    assert.are.equal(expect, n)
+    assert.is_true(pages > 1)
+    -- failures only
+    local r = call(srv, g, "GET", "/v1.0/auditLogs/signIns?$filter=" .. T.urlencode("status/errorCode eq 50126"))
+    for _, s in ipairs(r.json.value) do assert.are.equal(50126, s.status.errorCode); assert.is_string(s.status.failureReason) end
+  end)
+
+  it("add_signin appears first with its location, and governance writes directory audits", function()
+    t:add_signin{ user = t.admin.upn, errorCode = 50126, city = "Lagos", countryOrRegion = "NG", latitude = 6.52, longitude = 3.37,
+                  ip = "203.0.113.9", clientAppUsed = "IMAP4" }
+    local r = call(srv, g, "GET", "/v1.0/auditLogs/signIns?$top=1")
+    local s = r.json.value[1]
+    assert.are.equal("Lagos", s.location.city)
+    assert.are.equal("NG", s.location.countryOrRegion)
+    assert.are.equal(6.52, s.location.geoCoordinates.latitude)
+    assert.are.equal("IMAP4", s.clientAppUsed)
+    assert.are.equal(50126, s.status.errorCode)
+    local before = t:count("audits")
+    local u = t.gen_users[5]
+    assert.are.equal(204, call(srv, g, "PATCH", "/v1.0/users/" .. u.id, { accountEnabled = false }).status)
+    assert.are.equal(before + 1, t:count("audits"))
+    r = call(srv, g, "GET", "/v1.0/auditLogs/directoryAudits?$top=5&$filter=" .. T.urlencode("activityDateTime ge " .. T.iso_s(NOW - 60)))
+    assert.are.equal(200, r.status)
+    assert.are.equal(1, #r.json.value)
+    local a = r.json.value[1]
+    assert.are.equal("Disable account", a.activityDisplayName)
+    assert.are.equal(u.id, a.targetResources[1].id)
+    assert.are.equal("AccountEnabled", a.targetResources[1].modifiedProperties[1].displayName)
+    assert.are.equal(t.client_id, a.initiatedBy.app.appId)
+  end)
+end)
+
+describe("sandbox microsoft: office 365 management activity api", function()
+  local t, srv, m, root
+  before_each(function()
+    t = new_tenant(); srv = start(t); m = bearer(srv, t, "mgmt")
+    root = "/api/v1.0/" .. t.tenant_id .. "/activity/feed"
+  end)
+  after_each(function() srv:close() end)
+
+  local function collect(ct, a, b)
+    local blobs, url = {}, root .. "/subscriptions/content?" .. form{ contentType = ct, startTime = T.iso_s(a // 1000):sub(1, 19), endTime = T.iso_s(b // 1000):sub(1, 19) }
+    while url do
+      local r = call(srv, m, "GET", url)
+      assert.are.equal(200, r.status, r.body)
+      for _, c in ipairs(r.json) do blobs[#blobs + 1] = c end
+      url = r.headers["nextpageuri"]
+    end
+    return blobs
+  end
+
+  it("requires a started subscription, lists content in 24 h windows with NextPageUri, fetches blobs", function()
+    local r = call(srv, m, "GET", root .. "/subscriptions/content?contentType=Audit.SharePoint")
+    assert.are.equal(400, r.status)
+    assert.are.equal("AF20022", r.json.error.code)
+    r = call(srv, m, "POST", root .. "/subscriptions/start?contentType=Audit.SharePoint")
+    assert.are.equal(200, r.status)
+    assert.are.equal("enabled", r.json.status)
+    r = call(srv, m, "POST", root .. "/subscriptions/start?contentType=Audit.Bogus")
+    assert.are.equal("AF20020", r.json.error.code)
+    r = call(srv, m, "GET", root .. "/subscriptions/list")
+    assert.are.equal(1, #r.json)
+    assert.are.equal("Audit.SharePoint", r.json[1].contentType)
+    -- window rules
+    r = call(srv, m, "GET", root .. "/subscriptions/content?" .. form{ contentType = "Audit.SharePoint", startTime = "2024-12-20T00:00:00", endTime = "2024-12-22T00:00:00" })
+    assert.are.equal("AF20055", r.json.error.code)
+    r = call(srv, m, "GET", root .. "/subscriptions/content?" .. form{ contentType = "Audit.SharePoint", startTime = "2024-12-30T00:00:00" })
+    assert.are.equal("AF20055", r.json.error.code)
+    -- walk 6 days of windows, every record exactly once after de-duplicating by Id
+    t.opts.content_page = 10
+    local ids, dups, n, wl = {}, 0, 0, {}
+    for d = 6, 1, -1 do
+      local blobs = collect("Audit.SharePoint", (NOW - d * 86400) * 1000, (NOW - (d - 1) * 86400) * 1000)
+      for _, c in ipairs(blobs) do
+        assert.are.equal("Audit.SharePoint", c.contentType)
+        assert.is_true(c.contentExpiration > c.contentCreated)
+        local b = call(srv, m, "GET", c.contentUri)
+        assert.are.equal(200, b.status)
+        for _, rec in ipairs(b.json) do
+          if ids[rec.Id] then dups = dups + 1 else ids[rec.Id] = true; n = n + 1 end
+          wl[rec.Workload] = true
+          assert.are.equal(t.tenant_id, rec.OrganizationId)
+          assert.matches("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d$", rec.CreationTime)
+        end
+      end
+    end
+    assert.is_true(wl.SharePoint and wl.OneDrive)
+    assert.is_true(n > 0)
+    -- ground truth: records whose blob became available in the walked span
+    local expect, walked = 0, {}
+    local c = 3
+    local lo_s, hi_s = ((NOW - 7 * 86400) * 1000) // t.blob_ms - 40, (NOW * 1000) // t.blob_ms
+    for s = lo_s, hi_s do
+      local cr = t:blob_created(c, s)
+      local a, b = t:slot_range(c, s)
+      if cr >= (NOW - 6 * 86400) * 1000 and cr < NOW * 1000 and b > a then walked[s] = true; expect = expect + (b - a) end
+    end
+    -- duplicates re-delivered from a slot whose own blob was outside the walk are new Ids too
+    for s in pairs(walked) do
+      if not walked[s - 1] then
+        local a, b = t:slot_range(c, s - 1)
+        for i = a, b - 1 do if t:is_dup(c, i) then expect = expect + 1 end end
+      end
+    end
+    assert.are.equal(expect, n)
+  end)
+
+  it("general workloads, duplicates across blobs, expired and missing blobs", function()
+    t = new_tenant{ mgmt_records_per_day = 3000, duplicate_share = 0.2 }
+    srv:close(); srv = start(t); m = bearer(srv, t, "mgmt")
+    root = "/api/v1.0/" .. t.tenant_id .. "/activity/feed"
+    call(srv, m, "POST", root .. "/subscriptions/start?contentType=Audit.General")
+    local blobs = collect("Audit.General", (NOW - 86400) * 1000, NOW * 1000)
+    local wl, seen, dup = {}, {}, 0
+    for _, c in ipairs(blobs) do
+      for _, rec in ipairs(call(srv, m, "GET", c.contentUri).json) do
+        wl[rec.Workload] = true
+        if seen[rec.Id] then dup = dup + 1 end
+        seen[rec.Id] = true
+      end
+    end
+    for _, w in ipairs({ "MicrosoftTeams", "PowerBI", "CRM", "MicrosoftFlow", "PowerApps", "Yammer", "SkypeForBusiness", "OfficeNative" }) do
+      assert.is_true(wl[w], w)
+    end
+    assert.is_true(dup > 0)
+    t:expire_blob(blobs[1].contentId)
+    local r = call(srv, m, "GET", blobs[1].contentUri)
+    assert.are.equal(404, r.status)
+    assert.are.equal("AF20051", r.json.error.code)
+    r = call(srv, m, "GET", root .. "/audit/" .. (blobs[2].contentId:gsub("^%d", "1")))
+    assert.are.equal(404, r.status)
+    r = call(srv, m, "GET", root .. "/audit/garbage")
+    assert.are.equal("AF20052", r.json.error.code)
+    -- tenant in URL must be the token's
+    r = call(srv, m, "GET", "/api/v1.0/" .. T.uuid(1, "other") .. "/activity/feed/subscriptions/list")
+    assert.are.equal("AF20010", r.json.error.code)
+  end)
+
+  it("webhook: validation on start, notification for a new record with Webhook-AuthID", function()
+    local got, validated = {}, nil
+    srv:route("POST", "/hook", function(req)
+      if req.headers["webhook-validationcode"] then
+        validated = J.decode(req.body).validationCode == req.headers["webhook-validationcode"] and req.headers["webhook-authid"]
+      else
+        got[#got + 1] = { auth = req.headers["webhook-authid"], body = J.decode(req.body) }
+      end
+      return 200, ""
+    end)
+    srv:route("POST", "/badhook", function() return 500, "" end)
+    local r = call(srv, m, "POST", root .. "/subscriptions/start?contentType=Audit.Exchange", { webhook = { address = srv.url .. "/badhook", authId = "x" } })
+    assert.are.equal(400, r.status)
+    assert.are.equal("AF20021", r.json.error.code)
+    r = call(srv, m, "POST", root .. "/subscriptions/start?contentType=Audit.Exchange",
+             { webhook = { address = srv.url .. "/hook", authId = "o365activityapinotification", expiration = "" } })
+    assert.are.equal(200, r.status, r.body)
+    assert.are.equal("o365activityapinotification", validated)
+    assert.are.equal("enabled", r.json.webhook.status)
+    local _, id = t:add_record{ workload = "Exchange", operation = "New-InboxRule", record_type = 1 }
+    t:flush(5)
+    assert.are.equal(1, #got)
+    assert.are.equal("o365activityapinotification", got[1].auth)
+    assert.are.equal(id, got[1].body[1].contentId)
+    assert.are.equal("Audit.Exchange", got[1].body[1].contentType)
+    local b = call(srv, m, "GET", got[1].body[1].contentUri)
+    assert.are.equal("New-InboxRule", b.json[1].Operation)
+    assert.are.equal("Exchange", b.json[1].Workload)
+  end)
+end)
+
+describe("sandbox microsoft: azure resource manager", function()
+  local t, srv, a
+  before_each(function() t = new_tenant(); srv = start(t); a = bearer(srv, t, "arm") end)
+  after_each(function() srv:close() end)
+
+  it("lists subscriptions and pages the activity log (newest first) to the end exactly once", function()
+    local r = call(srv, a, "GET", "/subscriptions?api-version=2020-01-01")
+    assert.are.equal(200, r.status)
+    assert.are.equal(2, #r.json.value)
+    assert.is_string(r.headers["x-ms-ratelimit-remaining-subscription-reads"])
+    local sid = r.json.value[1].subscriptionId
+    r = call(srv, a, "GET", "/subscriptions/" .. sid .. "/providers/microsoft.insights/eventtypes/management/values")
+    assert.are.equal(400, r.status)
+    assert.are.equal("MissingApiVersionParameter", r.json.error.code)
+    t.opts.arm_page_size = 25
+    local f = "eventTimestamp ge '" .. T.iso_s(NOW - 5 * 86400) .. "' and eventTimestamp le '" .. T.iso_s(NOW) .. "'"
+    local url = "/subscriptions/" .. sid .. "/providers/Microsoft.Insights/eventtypes/management/values?api-version=2015-04-01&$filter=" .. T.urlencode(f)
+    local seen, n, prev = {}, 0, nil
+    while url do
+      r = call(srv, a, "GET", url)
+      assert.are.equal(200, r.status, r.body)
+      for _, e in ipairs(r.json.value) do
+        assert.is_nil(seen[e.eventDataId]); seen[e.eventDataId] = true; n = n + 1
+        if prev then assert.is_true(e.eventTimestamp <= prev) end
+        prev = e.eventTimestamp
+        assert.is_string(e.operationName.value)
+        assert.are.equal(sid, e.subscriptionId)
+      end
+      url = r.json.nextLink
+    end
+    local expect = 0
+    for i = 0, t.arm_events - 1 do
+      local ms_ = T.parse_iso(t:gen_arm_event(1, i).eventTimestamp)
+      if ms_ >= (NOW - 5 * 86400) * 1000 and ms_ <= NOW * 1000 then expect = expect + 1 end
+    end
+    assert.are.equal(expect, n)
+    r = call(srv, a, "GET", "/subscriptions/" .. sid .. "/providers/microsoft.insights/eventtypes/management/values?api-version=2015-04-01")
+    assert.are.equal(400, r.status)
+  end)
+
+  it("role assignments and definitions; deleting an assignment is logged; RBAC refusal", function()
+    local sid = t.state.arm_subs[1].id
+    local r = call(srv, a, "GET", "/subscriptions/" .. sid .. "/providers/Microsoft.Authorization/roleAssignments?api-version=2022-04-01")
+    assert.are.equal(200, r.status)
+    assert.are.equal(t:count("arm_role_assignments", sid), #r.json.value)
+    local owner
+    for _, x in ipairs(r.json.value) do
+      assert.are.equal("Microsoft.Authorization/roleAssignments", x.type)
+      if x.properties.roleDefinitionId:find("8e3af657%-a8ff%-443c%-a75c%-2fe8c4bcb635$") and x.properties.principalId == t.admin.id then owner = x end
+    end
+    assert.is_table(owner)
+    r = call(srv, a, "GET", "/subscriptions/" .. sid .. "/providers/Microsoft.Authorization/roleDefinitions?api-version=2022-04-01&$filter=" .. T.urlencode("roleName eq 'User Access Administrator'"))
+    assert.are.equal(1, #r.json.value)
+    assert.are.equal("18d7d88d-d35e-4fb5-a5c3-7773c20a72d9", r.json.value[1].name)
+    r = call(srv, a, "GET", "/subscriptions/" .. sid .. "/providers/Microsoft.Authorization/roleAssignments?api-version=2022-04-01&$filter=" .. T.urlencode("principalId eq '" .. t.admin.id .. "'"))
+    for _, x in ipairs(r.json.value) do assert.are.equal(t.admin.id, x.properties.principalId) end
+    local before = t:count("arm_role_assignments")
+    r = call(srv, a, "DELETE", owner.id .. "?api-version=2022-04-01")
+    assert.are.equal(200, r.status)
+    assert.are.equal(owner.name, r.json.name)
+    assert.are.equal(before - 1, t:count("arm_role_assignments"))
+    assert.are.equal(204, call(srv, a, "DELETE", owner.id .. "?api-version=2022-04-01").status)
+    local f = "eventTimestamp ge '" .. T.iso_s(NOW - 60) .. "' and eventTimestamp le '" .. T.iso_s(NOW + 60) .. "'"
+    r = call(srv, a, "GET", "/subscriptions/" .. sid .. "/providers/microsoft.insights/eventtypes/management/values?api-version=2015-04-01&$filter=" .. T.urlencode(f))
+    assert.are.equal(1, #r.json.value)
+    assert.are.equal("Microsoft.Authorization/roleAssignments/delete", r.json.value[1].operationName.value)
+    -- a principal without Azure roles is refused
+    local t2 = new_tenant{ arm_client_roles = {} }
+    local srv2 = start(t2)
+    local a2 = bearer(srv2, t2, "arm")
+    r = call(srv2, a2, "GET", "/subscriptions/" .. t2.state.arm_subs[1].id .. "/providers/Microsoft.Authorization/roleAssignments?api-version=2022-04-01")
+    assert.are.equal(403, r.status)
+    assert.are.equal("AuthorizationFailed", r.json.error.code)
+    srv2:close()
+  end)
+
+  it("the connector's directory role is visible through Graph (Security Administrator)", function()
+    local g = bearer(srv, t, "graph")
+    local r = call(srv, g, "GET", "/v1.0/servicePrincipals?$filter=" .. T.urlencode("appId eq '" .. t.client_id .. "'"))
+    assert.are.equal(1, #r.json.value)
+    local spid = r.json.value[1].id
+    r = call(srv, g, "GET", "/v1.0/roleManagement/directory/roleAssignments?$filter=" .. T.urlencode("principalId eq '" .. spid .. "'") .. "&$expand=roleDefinition")
+    assert.are.equal(1, #r.json.value)
+    assert.are.equal("Security Administrator", r.json.value[1].roleDefinition.displayName)
+    assert.are.equal("194ae4cb-b126-40b2-bd5b-6091b380977d", r.json.value[1].roleDefinitionId)
+  end)
+end)
