@@ -199,7 +199,8 @@ function c.streams.activities(ctx, cursor)
     local last = parse_iso(state[sub] or "")
     local from = math.max(last and (last - OVERLAP) or (now - days * 86400), now - RETENTION)
     local newest = last or from
-    local filter = ("eventTimestamp ge '%s' and eventTimestamp le '%s'"):format(z(from), z(now))
+    -- the upper bound a little ahead: events of the current second are not left for the next poll
+    local filter = ("eventTimestamp ge '%s' and eventTimestamp le '%s'"):format(z(from), z(now + 60))
     for page in ctx:pages("/subscriptions/" .. urlencode(sub) .. "/providers/microsoft.insights/eventtypes/management/values",
         { ["api-version"] = "2015-04-01", ["$filter"] = filter }, ARM_PAGES) do
       for _, e in ipairs(page) do

@@ -324,7 +324,7 @@ local function management(ctx, state, save)
   local now = sched.time()
   local from = math.max(state.time and (state.time - MGMT_OVERLAP) or 0, now - MAX_AGE)
   local seen = type(state.seen) == "table" and state.seen or {}
-  while from < now do
+  while now - from >= 1 do                -- the API's times have whole seconds
     local to = math.min(from + MAX_WINDOW, now)
     for _, ct in ipairs(CONTENT_TYPES) do
       local url, query = feed(ctx) .. "/subscriptions/content", { contentType = ct, startTime = fmt(from), endTime = fmt(to) }
@@ -405,14 +405,12 @@ local function drive_of(row)
   return assert(str(pr.driveId) or str(raw.drive_id), "file has no drive id (scan it again)")
 end
 
--- Internal domains: the tenant's verified domains.
+-- Internal domains: those of the tenant's own (member, not guest) users as last scanned.
 local function tenant_domains(ctx)
   local doms = {}
-  local org = ctx:get("/v1.0/organization")
-  for _, o in ipairs(org.value or {}) do
-    for _, d in ipairs(type(o.verifiedDomains) == "table" and o.verifiedDomains or {}) do
-      if str(d.name) then doms[d.name:lower()] = true end
-    end
+  for _, r in ipairs(ctx.st:query("SELECT DISTINCT lower(substr(email, instr(email, '@') + 1)) d FROM users "
+      .. "WHERE instance_id = ? AND external = 0 AND deleted_at IS NULL AND email LIKE '%@%'", ctx.inst.id)) do
+    doms[r.d] = true
   end
   return doms
 end
