@@ -321,10 +321,12 @@ end
 -- state = {time = end of the last complete window, seen = {contentId = contentCreated}}.
 local function management(ctx, state, save)
   ensure_subscriptions(ctx)
-  local now = sched.time()
-  local from = math.max(state.time and (state.time - MGMT_OVERLAP) or 0, now - MAX_AGE)
+  -- whole-second windows (the API's resolution), the last one ending at the next second: what it
+  -- misses that is created later in that second comes with the overlap of the next run
+  local now = math.ceil(sched.time())
+  local from = math.floor(math.max(state.time and (state.time - MGMT_OVERLAP) or 0, now - MAX_AGE))
   local seen = type(state.seen) == "table" and state.seen or {}
-  while now - from >= 1 do                -- the API's times have whole seconds
+  while from < now do
     local to = math.min(from + MAX_WINDOW, now)
     for _, ct in ipairs(CONTENT_TYPES) do
       local url, query = feed(ctx) .. "/subscriptions/content", { contentType = ct, startTime = fmt(from), endTime = fmt(to) }
