@@ -753,6 +753,45 @@ function c.actions.unquarantine_file(ctx, file, params)
 end
 
 ---------------------------------------------------------------------------------------------- change notifications
+-- Subscriptions for users and (with the files component) every drive root, pointing at `url` (the
+-- daemon's /webhooks/<instance>): created, or renewed when one exists (lifetimes below the maxima of
+-- §7).  Graph validates the URL during the POST/PATCH, so the webhook must already be served.
+-- -> the subscriptions' ids
+local LIFETIME = { users = 41000, drive = 42000 }     -- minutes
+function c.subscribe(ctx, url)
+  local state = ctx:secret("client_state")
+  if not state then
+    state = crypto.b64url(crypto.random(24))
+    ctx.inst:set_secret("client_state", state)
+  end
+  local existing = {}
+  for page in graph_pages(ctx, "/v1.0/subscriptions") do
+    for _, s in ipairs(page) do
+      if s.notificationUrl == url then existing[(tostring(s.resource):gsub("^/", ""))] = s end
+    end
+  end
+  local wanted = { { resource = "users", changeType = "updated,deleted", minutes = LIFETIME.users } }
+  if assert(components(ctx.settings)).files then
+    for _, d in ipairs(drives(ctx)) do
+      wanted[#wanted + 1] = { resource = "drives/" .. d.id .. "/root", changeType = "updated", minutes = LIFETIME.drive }
+    end
+  end
+  local ids = {}
+  for _, w in ipairs(wanted) do
+    local exp = iso(sched.time() + w.minutes * 60)
+    local have = existing[w.resource]
+    if have then
+      ctx:patch("/v1.0/subscriptions/" .. urlencode(have.id), { expirationDateTime = exp })
+      ids[#ids + 1] = have.id
+    else
+      local s = ctx:post("/v1.0/subscriptions", { changeType = w.changeType, notificationUrl = url, resource = w.resource,
+        expirationDateTime = exp, clientState = state, latestSupportedTlsVersion = "v1_2" })
+      ids[#ids + 1] = s.id
+    end
+  end
+  return ids
+end
+
 -- Graph POSTs `?validationToken=` to verify the URL (echo it as text/plain, §7); notifications carry the
 -- subscription's clientState, compared in constant time.  Users -> re-fetch the user; drive roots ->
 -- the drive's delta.
