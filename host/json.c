@@ -273,10 +273,17 @@ static int j_pretty(lua_State *L) { return encode(L, 1); }
 
 /* ---- decoding ---- */
 
+#define SOURCES "cachost.json.sources"
+
 struct dec {
     lua_State *L;
     int depth;
     const char *err;
+    /* sources: the exact text of each object in the first array met (a listing's items) */
+    yajl_handle h;
+    const char *text;
+    int want_sources, items_depth;   /* items_depth: 0 none yet, -1 done */
+    size_t start;
     unsigned char is_map[DECODE_MAX_DEPTH + 1];
     lua_Integer count[DECODE_MAX_DEPTH + 1];
 };
@@ -326,9 +333,12 @@ static int open_container(struct dec *d, int map) {
         return 0; /* cancels the parse */
     }
     luaL_checkstack(d->L, 4, "json: too deep");
+    if (d->want_sources && d->items_depth > 0 && map && d->depth == d->items_depth)
+        d->start = yajl_get_bytes_consumed(d->h) - 1;          /* just after its '{' */
     lua_newtable(d->L);
     if (!map) luaL_setmetatable(d->L, ARRAY_MT);
     d->depth++;
+    if (d->want_sources && !map && d->items_depth == 0) d->items_depth = d->depth;
     d->is_map[d->depth] = (unsigned char)map;
     d->count[d->depth] = 0;
     return 1;
@@ -342,6 +352,18 @@ static int cb_key(void *ctx, const unsigned char *s, size_t len) {
 }
 static int cb_end(void *ctx) {
     struct dec *d = ctx;
+    if (d->want_sources && d->items_depth > 0) {
+        if (d->depth == d->items_depth + 1 && d->is_map[d->depth]) {   /* an item closes: sources[item] = text */
+            size_t end = yajl_get_bytes_consumed(d->h);
+            lua_getfield(d->L, LUA_REGISTRYINDEX, SOURCES);
+            lua_pushvalue(d->L, -2);
+            lua_pushlstring(d->L, d->text + d->start, end - d->start);
+            lua_rawset(d->L, -3);
+            lua_pop(d->L, 1);
+        } else if (d->depth == d->items_depth) {
+            d->items_depth = -1;
+        }
+    }
     d->depth--;
     return add(d);
 }
@@ -351,18 +373,26 @@ static const yajl_callbacks callbacks = {
     cb_start_map, cb_key, cb_end, cb_start_array, cb_end,
 };
 
+/* json.decode(s[, {sources = true}]): with sources, json.source(item) is the exact text of each object
+ * of the first array in s (a listing's items), so the provider's raw JSON is kept as it came. */
 static int j_decode(lua_State *L) {
     size_t len;
     const char *s = luaL_checklstring(L, 1, &len);
+    int want = 0;
+    if (lua_istable(L, 2)) { lua_getfield(L, 2, "sources"); want = lua_toboolean(L, -1); }
     lua_settop(L, 1);
     struct box *b = box_new(L, 1);                                   /* 2 */
     struct dec *d = lua_newuserdatauv(L, sizeof *d, 0);              /* 3 */
     d->L = L;
     d->depth = 0;
     d->err = NULL;
+    d->want_sources = want;
+    d->items_depth = 0;
+    d->text = s;
     yajl_handle h = yajl_alloc(&callbacks, NULL, d);
     if (!h) return luaL_error(L, "json: out of memory");
     b->h = h;
+    d->h = h;
     yajl_status st = yajl_parse(h, (const unsigned char *)s, len);
     if (st == yajl_status_ok) st = yajl_complete_parse(h);
     if (st != yajl_status_ok) {
@@ -391,6 +421,13 @@ static int j_decode(lua_State *L) {
 
 /* ---- the rest ---- */
 
+static int j_source(lua_State *L) {
+    lua_getfield(L, LUA_REGISTRYINDEX, SOURCES);
+    lua_pushvalue(L, 1);
+    lua_rawget(L, -2);
+    return 1;
+}
+
 static int j_array(lua_State *L) {
     if (lua_isnoneornil(L, 1)) {
         lua_settop(L, 0);
@@ -415,7 +452,13 @@ static int j_is_array(lua_State *L) {
 int luaopen_json(lua_State *L) {
     static const luaL_Reg fns[] = {
         {"encode", j_encode}, {"decode", j_decode}, {"pretty", j_pretty},
-        {"array", j_array}, {"is_array", j_is_array}, {NULL, NULL}};
+        {"array", j_array}, {"is_array", j_is_array}, {"source", j_source}, {NULL, NULL}};
+    lua_newtable(L);                                  /* sources: weak keys, gone with their items */
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_setfield(L, LUA_REGISTRYINDEX, SOURCES);
     if (luaL_newmetatable(L, "cachost.json.box")) {
         lua_pushcfunction(L, box_gc);
         lua_setfield(L, -2, "__gc");

@@ -72,7 +72,7 @@ function Ctx:emit(entity, items, map)
   for i, item in ipairs(items) do
     local ok, row = pcall(map or function(x) return x end, item)
     if ok and row then
-      if row.raw == nil then row.raw = item end
+      if row.raw == nil then row.raw = json.source(item) or item end   -- the provider's own text
       rows[#rows + 1] = row
     elseif not ok then
       bad = bad + 1

@@ -150,7 +150,7 @@ function Client:request(method, path, opts)
 
   local ctype = resp.headers["content-type"] or ""
   if resp.body ~= "" and (ctype:find("json", 1, true) or opts.expect_json) then
-    local data, jerr = json.decode(resp.body)
+    local data, jerr = json.decode(resp.body, { sources = true })   -- items keep their exact text (raw)
     if data == nil then
       return nil, ("bad_json: HTTP %d from %s: %s"):format(resp.status, req.url:gsub("%?.*", ""), jerr), resp
     end
@@ -176,31 +176,44 @@ end
 -- Iterates the pages of a listing: for items, resp in client:pages(path, query, opts) do ... end.
 -- The next page comes from the Link header (rel="next") unless opts.next(resp, items) returns the next
 -- {path, query}; opts.items(data) picks the array out of the body (default: the body itself).
--- opts.auth and opts.headers go with every page's request.
 -- An endless next link (the same URL again) or more than opts.max_pages pages ends with an error.
+-- The next page is requested while the caller works on this one (the provider's latency and our
+-- processing overlap); leaving the loop early cancels that request.
 function Client:pages(path, query, opts)
   opts = opts or {}
-  local seen, n, done = {}, 0, false
+  local seen, n = {}, 0
   local max_pages = opts.max_pages or 100000
-  return function()
-    if done or not path then return nil end
-    local key = path .. "?" .. (query and json.encode(query) or "")
-    if seen[key] then error(("endless pagination: %s was already fetched"):format(path:gsub("%?.*", "")), 0) end
+  local function fetch(p, q)
+    local key = p .. "?" .. (q and json.encode(q) or "")
+    if seen[key] then return nil, ("endless pagination: %s was already fetched"):format(p:gsub("%?.*", "")) end
     seen[key] = true
     n = n + 1
-    if n > max_pages then error("pagination: more than " .. max_pages .. " pages", 0) end
-    local resp, err = self:get(path, query, { expect_json = true, auth = opts.auth, headers = opts.headers })
-    if not resp then error(err, 0) end
+    if n > max_pages then return nil, "pagination: more than " .. max_pages .. " pages" end
+    local resp, err = self:get(p, q, { expect_json = true, auth = opts.auth, headers = opts.headers })
+    if not resp then return nil, err end
     local items = opts.items and opts.items(resp.data) or resp.data
-    if type(items) ~= "table" then error(("bad page from %s: expected a list"):format(path:gsub("%?.*", "")), 0) end
-    if opts.next then
-      path, query = opts.next(resp, items)
-    else
-      path, query = util.links(resp.headers["link"]).next, nil
-    end
-    if not path then done = true end
-    return items, resp
+    if type(items) ~= "table" then return nil, ("bad page from %s: expected a list"):format(p:gsub("%?.*", "")) end
+    local np, nq
+    if opts.next then np, nq = opts.next(resp, items) else np = util.links(resp.headers["link"]).next end
+    return { items = items, resp = resp, path = np, query = nq }
   end
+  local ahead = sched.spawn(fetch, path, query)
+  local closer = setmetatable({}, { __close = function() if ahead then ahead:cancel() end end })
+  local function iter()
+    if not ahead then return nil end
+    local ok, page, err = ahead:join()
+    ahead = nil
+    if not ok then error(page, 0) end          -- the fetch task itself failed
+    if not page then error(err, 0) end
+    if page.path then
+      ahead = sched.spawn(fetch, page.path, page.query)
+      -- a spawned task only runs when we yield: give it a moment to send its request before the caller
+      -- starts its (non-yielding) work on this page, so the provider works while we do
+      sched.sleep(0.001)
+    end
+    return page.items, page.resp
+  end
+  return iter, nil, nil, closer
 end
 
 return Client

@@ -1,0 +1,25 @@
+describe("json", function()
+  it("keeps integers as integers and marks arrays", function()
+    local v = assert(json.decode('{"id": 123, "f": 1.5, "a": [], "o": {}}'))
+    assert.equal("integer", math.type(v.id))
+    assert.equal('{"a":[],"f":1.5,"id":123,"o":{}}', json.encode(v))
+  end)
+
+  it("returns nil and a message on malformed input", function()
+    for _, s in ipairs { '{"a":', '[1,2', '{"a" 1}', 'nul', '{"a":1} x', '' } do
+      local v, err = json.decode(s)
+      assert.is_nil(v, s)
+      assert.matches("^json: ", err)
+    end
+  end)
+
+  it("keeps the exact text of a listing's items when asked (raw JSON as the provider sent it)", function()
+    local body = ' { "value" : [ {"a": 1, "b": [ {"x":1} ]} , { "c" : "}" } ], "n": [{"z":2}] } '
+    local d = assert(json.decode(body, { sources = true }))
+    assert.equal('{"a": 1, "b": [ {"x":1} ]}', json.source(d.value[1]))
+    assert.equal('{ "c" : "}" }', json.source(d.value[2]))
+    assert.is_nil(json.source(d.value[1].b[1]))    -- only the first array's items
+    assert.is_nil(json.source(d.n[1]))
+    assert.is_nil(json.source(assert(json.decode('[{"k":1}]'))[1]))   -- not asked
+  end)
+end)
