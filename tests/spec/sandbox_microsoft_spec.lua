@@ -498,3 +498,255 @@ describe("sandbox microsoft: azure resource manager", function()
     assert.are.equal("194ae4cb-b126-40b2-bd5b-6091b380977d", r.json.value[1].roleDefinitionId)
   end)
 end)
+
+describe("sandbox microsoft: onedrive and sharepoint files", function()
+  local t, srv, g
+  before_each(function() t = new_tenant(); srv = start(t); g = bearer(srv, t, "graph") end)
+  after_each(function() srv:close() end)
+
+  local function delta_all(url)
+    local items, pages = {}, 0
+    while true do
+      local r = call(srv, g, "GET", url)
+      assert.are.equal(200, r.status, r.body)
+      for _, it in ipairs(r.json.value) do items[#items + 1] = it end
+      pages = pages + 1
+      if r.json["@odata.deltaLink"] then return items, r.json["@odata.deltaLink"], pages end
+      url = assert(r.json["@odata.nextLink"])
+    end
+  end
+
+  it("delta enumerates a drive exactly once, then returns only changes; a stale token is 410 resyncRequired", function()
+    local u = t.gen_users[2]
+    local r = call(srv, g, "GET", "/v1.0/users/" .. u.id .. "/drive")
+    assert.are.equal(200, r.status)
+    assert.are.equal("business", r.json.driveType)
+    local did = r.json.id
+    local items, dl, pages = delta_all("/v1.0/drives/" .. did .. "/root/delta?$top=2")
+    assert.is_true(pages > 1)
+    local seen = {}
+    for _, it in ipairs(items) do assert.is_nil(seen[it.id]); seen[it.id] = true end
+    assert.are.equal(t:count("items", did) + 1, #items)         -- + the root
+    -- nothing changed: empty page with a new deltaLink
+    local ch, dl2 = delta_all(dl)
+    assert.are.equal(0, #ch)
+    -- create a folder, upload a file into it, delete another file
+    r = call(srv, g, "POST", "/v1.0/drives/" .. did .. "/root/children", { name = "Quarantine", folder = {}, ["@microsoft.graph.conflictBehavior"] = "fail" })
+    assert.are.equal(201, r.status)
+    local qid = r.json.id
+    assert.are.equal(409, call(srv, g, "POST", "/v1.0/drives/" .. did .. "/root/children", { name = "Quarantine", folder = {} }).status)
+    r = call(srv, g, "PUT", "/v1.0/drives/" .. did .. "/items/" .. qid .. ":/README.txt:/content", "this file was quarantined", { ["Content-Type"] = "text/plain" })
+    assert.are.equal(201, r.status, r.body)
+    assert.are.equal(25, r.json.size)
+    local victim
+    for _, it in ipairs(items) do if it.file then victim = it; break end end
+    assert.are.equal(204, call(srv, g, "DELETE", "/v1.0/drives/" .. did .. "/items/" .. victim.id).status)
+    assert.are.equal(404, call(srv, g, "GET", "/v1.0/drives/" .. did .. "/items/" .. victim.id).status)
+    ch = delta_all(dl2)
+    local by = {}
+    for _, it in ipairs(ch) do by[it.id] = it end
+    assert.is_table(by[qid]); assert.is_table(by[qid].folder)
+    assert.are.same({ state = "deleted" }, by[victim.id].deleted)
+    local readme
+    for _, it in ipairs(ch) do if it.name == "README.txt" then readme = it end end
+    assert.are.equal(qid, readme.parentReference.id)
+    -- token expiry: 410 Gone with the real error, then a clean restart
+    t:expire_delta()
+    r = call(srv, g, "GET", dl2)
+    assert.are.equal(410, r.status)
+    assert.are.equal("resyncRequired", r.json.error.code)
+    local again = delta_all(r.headers.location or ("/v1.0/drives/" .. did .. "/root/delta"))
+    assert.are.equal(t:count("items", did) + 1, #again)
+  end)
+
+  it("permissions: sharing links, external users, inherited; remove and move (quarantine)", function()
+    -- find a drive item with an own external-user or anonymous link permission
+    local target, tperm
+    for _, it in pairs(t.state.items) do
+      if not it.folder and #it.perms > 0 and not target then target, tperm = it, it.perms[1] end
+    end
+    local did = target.drive.id
+    local r = call(srv, g, "GET", "/v1.0/drives/" .. did .. "/items/" .. target.id .. "/permissions")
+    assert.are.equal(200, r.status)
+    local own
+    for _, p in ipairs(r.json.value) do if p.id == tperm.id then own = p end end
+    assert.is_table(own)
+    if tperm.kind == "link" then assert.are.equal(tperm.scope, own.link.scope) else assert.are.equal(tperm.email, own.invitation.email) end
+    local item = call(srv, g, "GET", "/v1.0/drives/" .. did .. "/items/" .. target.id).json
+    assert.is_table(item.shared)
+    local before = t:count("permissions")
+    assert.are.equal(204, call(srv, g, "DELETE", "/v1.0/drives/" .. did .. "/items/" .. target.id .. "/permissions/" .. tperm.id).status)
+    assert.are.equal(before - 1, t:count("permissions"))
+    r = call(srv, g, "GET", "/v1.0/drives/" .. did .. "/items/" .. target.id .. "/permissions")
+    for _, p in ipairs(r.json.value) do assert.are_not.equal(tperm.id, p.id) end
+    -- inherited permissions (children of "Shared") cannot be removed on the child
+    local shared, child
+    for _, it in ipairs(target.drive.items) do if it.name == "Shared" then shared = it end end
+    for _, it in ipairs(target.drive.items) do if it.parent == shared.id and not it.deleted then child = it end end
+    if child then
+      r = call(srv, g, "GET", "/v1.0/drives/" .. did .. "/items/" .. child.id .. "/permissions")
+      local inh
+      for _, p in ipairs(r.json.value) do if p.inheritedFrom then inh = p end end
+      assert.are.equal(shared.id, inh.inheritedFrom.id)
+      assert.are.equal("anonymous", inh.link.scope)
+      assert.are.equal(400, call(srv, g, "DELETE", "/v1.0/drives/" .. did .. "/items/" .. child.id .. "/permissions/" .. inh.id).status)
+      -- move the child out of Shared into a new quarantine folder: inherited link gone
+      local q = call(srv, g, "POST", "/v1.0/drives/" .. did .. "/root/children", { name = "Quarantine", folder = {} }).json
+      r = call(srv, g, "PATCH", "/v1.0/drives/" .. did .. "/items/" .. child.id, { parentReference = { id = q.id } })
+      assert.are.equal(200, r.status)
+      assert.are.equal(q.id, r.json.parentReference.id)
+      assert.matches("/Quarantine$", r.json.parentReference.path)
+      r = call(srv, g, "GET", "/v1.0/drives/" .. did .. "/items/" .. child.id .. "/permissions")
+      for _, p in ipairs(r.json.value) do assert.is_nil(p.inheritedFrom) end
+    end
+    -- the owner permission stays
+    local udrive = t:user_drive(t.gen_users[2])
+    r = call(srv, g, "GET", "/v1.0/drives/" .. udrive.id .. "/items/" .. udrive.root.id .. "/permissions")
+    assert.are.equal("owner", r.json.value[1].roles[1])
+    assert.are.equal(403, call(srv, g, "DELETE", "/v1.0/drives/" .. udrive.id .. "/items/" .. udrive.root.id .. "/permissions/" .. r.json.value[1].id).status)
+  end)
+
+  it("lists sites and their document libraries", function()
+    local r = call(srv, g, "GET", "/v1.0/sites?search=*")
+    assert.are.equal(t:count("sites"), #r.json.value)
+    r = call(srv, g, "GET", "/v1.0/sites/" .. r.json.value[1].id .. "/drives")
+    assert.are.equal("documentLibrary", r.json.value[1].driveType)
+    r = call(srv, g, "GET", "/v1.0/drives/" .. r.json.value[1].id .. "/root/children")
+    assert.are.equal(200, r.status)
+    assert.is_true(#r.json.value > 0)
+  end)
+end)
+
+describe("sandbox microsoft: change notifications", function()
+  local t, srv, g
+  before_each(function() t = new_tenant(); srv = start(t); g = bearer(srv, t, "graph") end)
+  after_each(function() srv:close() end)
+
+  it("validation handshake (echo as text/plain), notifications with clientState, renew and delete", function()
+    local got = {}
+    srv:route("POST", "/notify", function(req)
+      if req.query.validationToken then return 200, req.query.validationToken, { ["Content-Type"] = "text/plain" } end
+      got[#got + 1] = J.decode(req.body)
+      return 202, ""
+    end)
+    srv:route("POST", "/wrong", function(req) return 200, "nope", { ["Content-Type"] = "text/plain" } end)
+    local exp = T.iso_ms((NOW + 3600) * 1000)
+    local r = call(srv, g, "POST", "/v1.0/subscriptions", { changeType = "updated,deleted", notificationUrl = srv.url .. "/wrong",
+      resource = "users", expirationDateTime = exp, clientState = "s3cr3t" })
+    assert.are.equal(400, r.status)
+    assert.matches("validationToken", r.json.error.message)
+    r = call(srv, g, "POST", "/v1.0/subscriptions", { changeType = "updated,deleted", notificationUrl = srv.url .. "/notify",
+      resource = "users", expirationDateTime = T.iso_ms((NOW + 40 * 86400) * 1000), clientState = "s3cr3t" })
+    assert.are.equal(400, r.status)          -- beyond the 41,760-minute maximum
+    r = call(srv, g, "POST", "/v1.0/subscriptions", { changeType = "updated,deleted", notificationUrl = srv.url .. "/notify",
+      resource = "users", expirationDateTime = exp, clientState = "s3cr3t" })
+    assert.are.equal(201, r.status, r.body)
+    local sid = r.json.id
+    assert.are.equal("s3cr3t", r.json.clientState)
+    local u = t.gen_users[3]
+    assert.are.equal(204, call(srv, g, "PATCH", "/v1.0/users/" .. u.id, { accountEnabled = false }).status)
+    t:flush(5)
+    assert.are.equal(1, #got)
+    local n = got[1].value[1]
+    assert.are.equal(sid, n.subscriptionId)
+    assert.are.equal("s3cr3t", n.clientState)
+    assert.are.equal("updated", n.changeType)
+    assert.are.equal(u.id, n.resourceData.id)
+    assert.are.equal(t.tenant_id, n.tenantId)
+    -- drive subscription: a file change notifies
+    local d = t:user_drive(t.gen_users[2])
+    r = call(srv, g, "POST", "/v1.0/subscriptions", { changeType = "updated", notificationUrl = srv.url .. "/notify",
+      resource = "/drives/" .. d.id .. "/root", expirationDateTime = exp, clientState = "d" })
+    assert.are.equal(201, r.status, r.body)
+    call(srv, g, "PUT", "/v1.0/drives/" .. d.id .. "/root:/new.txt:/content", "hello", { ["Content-Type"] = "text/plain" })
+    t:flush(5)
+    local drive_notes = 0
+    for _, x in ipairs(got) do if x.value[1].clientState == "d" then drive_notes = drive_notes + 1 end end
+    assert.is_true(drive_notes >= 1)
+    -- renew, then delete
+    r = call(srv, g, "PATCH", "/v1.0/subscriptions/" .. sid, { expirationDateTime = T.iso_ms((NOW + 7200) * 1000) })
+    assert.are.equal(200, r.status)
+    assert.matches("^2025%-01%-01T02:00:00", r.json.expirationDateTime)
+    assert.are.equal(204, call(srv, g, "DELETE", "/v1.0/subscriptions/" .. sid).status)
+    assert.are.equal(1, t:count("graph_subscriptions"))
+  end)
+end)
+
+describe("sandbox microsoft: governance state and throttling", function()
+  local t, srv, g
+  before_each(function() t = new_tenant(); srv = start(t); g = bearer(srv, t, "graph") end)
+  after_each(function() srv:close() end)
+
+  it("a disabled user stays disabled, force-change sticks, a revoked grant is gone", function()
+    local u = t.gen_users[4]
+    assert.are.equal(204, call(srv, g, "PATCH", "/v1.0/users/" .. u.id, { accountEnabled = false, passwordProfile = { forceChangePasswordNextSignIn = true } }).status)
+    local r = call(srv, g, "GET", "/v1.0/users/" .. u.id .. "?$select=accountEnabled,passwordProfile")
+    assert.is_false(r.json.accountEnabled)
+    assert.is_true(r.json.passwordProfile.forceChangePasswordNextSignIn)
+    assert.are.equal(400, call(srv, g, "PATCH", "/v1.0/users/" .. u.id, { id = "x" }).status)
+    r = call(srv, g, "POST", "/v1.0/users/" .. u.id .. "/revokeSignInSessions")
+    assert.are.equal(200, r.status)
+    assert.is_true(r.json.value)
+    r = call(srv, g, "GET", "/v1.0/oauth2PermissionGrants")
+    local n = #r.json.value
+    assert.are.equal(t:count("grants"), n)
+    local gid = r.json.value[1].id
+    assert.are.equal(204, call(srv, g, "DELETE", "/v1.0/oauth2PermissionGrants/" .. gid).status)
+    assert.are.equal(404, call(srv, g, "DELETE", "/v1.0/oauth2PermissionGrants/" .. gid).status)
+    r = call(srv, g, "GET", "/v1.0/oauth2PermissionGrants")
+    assert.are.equal(n - 1, #r.json.value)
+    local m = bearer(srv, t, "mgmt")
+    local root = "/api/v1.0/" .. t.tenant_id .. "/activity/feed"
+    call(srv, m, "POST", root .. "/subscriptions/start?contentType=Audit.AzureActiveDirectory")
+    local list = call(srv, m, "GET", root .. "/subscriptions/content?contentType=Audit.AzureActiveDirectory").json
+    local ops = {}
+    for _, c in ipairs(list) do
+      if c.contentId:find("%$s%d+$") then
+        for _, rec in ipairs(call(srv, m, "GET", c.contentUri).json) do ops[rec.Operation] = true end
+      end
+    end
+    assert.is_true(ops["Disable account."])
+    assert.is_true(ops["Invalidate all refresh tokens for a user."])
+    assert.is_true(ops["Remove delegated permission grant."])
+  end)
+
+  it("429 with Retry-After from the rate budget and from injected faults, per API error shape", function()
+    t:set_rate_limit(3, 60)
+    local last
+    for _ = 1, 4 do last = call(srv, g, "GET", "/v1.0/groups") end
+    assert.are.equal(429, last.status)
+    assert.is_truthy(tonumber(last.headers["retry-after"]))
+    assert.are.equal("activityLimitReached", last.json.error.code)
+    t:set_rate_limit(1000, 60)
+    t:fault{ kind = "429", path = "/activity/feed/", retry_after = 7 }
+    local m = bearer(srv, t, "mgmt")
+    local r = call(srv, m, "GET", "/api/v1.0/" .. t.tenant_id .. "/activity/feed/subscriptions/list")
+    assert.are.equal(429, r.status)
+    assert.are.equal("7", r.headers["retry-after"])
+    assert.are.equal("AF429", r.json.error.code)
+    assert.are.equal(200, call(srv, m, "GET", "/api/v1.0/" .. t.tenant_id .. "/activity/feed/subscriptions/list").status)
+    t:fault{ kind = "429", path = "^/subscriptions", retry_after = 2 }
+    local a = bearer(srv, t, "arm")
+    r = call(srv, a, "GET", "/subscriptions?api-version=2020-01-01")
+    assert.are.equal(429, r.status)
+    assert.are.equal("2", r.headers["retry-after"])
+    t:fault{ kind = "503", path = "^/v1.0/users" }
+    r = call(srv, g, "GET", "/v1.0/users")
+    assert.are.equal(503, r.status)
+    assert.are.equal("serviceNotAvailable", r.json.error.code)
+  end)
+
+  it("is deterministic from the seed and generates big Management streams lazily", function()
+    local a, b, c = new_tenant(), new_tenant(), new_tenant{ seed = 12 }
+    assert.are.equal(a.state.users[1].id, b.state.users[1].id)
+    assert.are.same(a:gen_record(3, 17), b:gen_record(3, 17))
+    assert.are.same(a:gen_signin(5), b:gen_signin(5))
+    assert.are_not.equal(a.state.users[1].id, c.state.users[1].id)
+    local big = new_tenant{ mgmt_records = 1000000 }
+    assert.are.equal(1000000, big:count("mgmt_records"))
+    local s = (NOW * 1000 - 3 * 86400000) // big.blob_ms
+    local recs = big:blob_records(3, s)
+    assert.is_true(#recs > 100)
+    for _, r in ipairs(recs) do assert.are.equal(big.tenant_id, r.OrganizationId) end
+  end)
+end)
