@@ -108,6 +108,24 @@ local DELEGATED_SCOPES = { "User.Read", "openid profile email offline_access Use
 ---------------------------------------------------------------------------------------------------
 -- Small helpers
 ---------------------------------------------------------------------------------------------------
+-- Hot-path derivation for the lazy streams (the base's T.hash with string salts costs a mix per
+-- character): sub(h, k) is an independent 64-bit value derived from one record hash h.
+local GOLDEN = -7046029254386353131
+local function mix(z)
+  z = (z ~ (z >> 30)) * -4658895280553007687
+  z = (z ~ (z >> 27)) * -7723592293110705685
+  return z ~ (z >> 31)
+end
+local function sub(h, k) return mix(h + k * GOLDEN) end
+local function below(h, n) return (h >> 1) % n end
+local function unit(h) return (h >> 11) * (1.0 / 9007199254740992.0) end
+local function fuuid(h)
+  local a, b = mix(h + 101 * GOLDEN), mix(h + 102 * GOLDEN)
+  return string.format("%08x-%04x-4%03x-a%03x-%012x", (a >> 32) & 0xffffffff, (a >> 16) & 0xffff, a & 0xfff,
+                       (b >> 52) & 0xfff, b & 0xffffffffffff)
+end
+local function fhex(h, n) return string.format("%016x%016x", mix(h + 103 * GOLDEN), mix(h + 104 * GOLDEN)):sub(1, n) end
+
 -- "2024-12-27T10:01:19.5796748Z": Graph/ARM spell fractions with 7 digits
 local function iso7(ms)
   if ms == nil then return jnull() end
@@ -115,7 +133,14 @@ local function iso7(ms)
 end
 local function isoz(ms) if ms == nil then return jnull() end return T.iso_s(ms // 1000) end
 -- Management Activity API: "2015-06-29T20:03:19" (UTC, no zone)
-local function iso_mgmt(ms) return (T.iso_s(ms // 1000):gsub("Z$", "")) end
+local day_cache = {}
+local function iso_mgmt(ms)
+  local sec = ms // 1000
+  local day, rem = sec // 86400, sec % 86400
+  local d = day_cache[day]
+  if not d then d = T.iso_s(day * 86400):sub(1, 10); day_cache[day] = d end
+  return string.format("%sT%02d:%02d:%02d", d, rem // 3600, rem % 3600 // 60, rem % 60)
+end
 M.iso7, M.iso_mgmt = iso7, iso_mgmt
 
 local function ip_of(h)
@@ -1364,8 +1389,11 @@ end
 ---------------------------------------------------------------------------------------------------
 local function spread_ms(self, stream, n, i)
   local span = self.days * 86400000
-  local u = T.unit(T.hash(self.seed, stream, "t", i))
-  return self.t0_ms - span + math.floor((i + u) * span / n)
+  local bases = self._stream_base
+  if not bases then bases = {}; self._stream_base = bases end
+  local b = bases[stream]
+  if not b then b = T.hash(self.seed, stream, "t"); bases[stream] = b end
+  return self.t0_ms - span + math.floor((i + unit(sub(b, i))) * span / n)
 end
 
 local AUDIT_ACTS = {   -- activityDisplayName, category, loggedByService, operationType, target kind
@@ -1681,7 +1709,7 @@ function MS:parse_blob_id(id)
 end
 function MS:slot_range(c, s) return self:mgmt_first(c, s * self.blob_ms), self:mgmt_first(c, (s + 1) * self.blob_ms) end
 
-function MS:is_dup(c, i) return T.unit(T.hash(self.seed, "dup", c, i)) < self.dup_share end
+function MS:is_dup(c, i) return unit(sub(T.hash(self.seed, c, i), 30)) < self.dup_share end
 
 -- records of a generated blob: its own slot plus duplicates re-delivered from the previous slot
 function MS:blob_records(c, s)
@@ -1695,29 +1723,42 @@ function MS:blob_records(c, s)
   return out
 end
 
+function MS:const(name, k)
+  local c = self._const
+  if not c then c = {}; self._const = c end
+  local key = name .. ":" .. k
+  local v = c[key]
+  if not v then v = T.uuid(self.seed, name, k); c[key] = v end
+  return v
+end
+function MS:user_key(u)
+  if not u.key then u.key = "1003" .. string.format("%012X", T.hash(self.seed, "puid", u.index or 0) >> 16) end
+  return u.key
+end
+
 function MS:mgmt_common(ms, id, op, rtype, workload, u, status, ip)
   return { CreationTime = iso_mgmt(ms), Id = id, Operation = op, OrganizationId = self.tenant_id, RecordType = rtype,
-           ResultStatus = status or "Succeeded", UserKey = u and ("1003" .. string.format("%012X", T.hash(self.seed, "puid", u.index or 0) >> 16)) or "app@sharepoint",
+           ResultStatus = status or "Succeeded", UserKey = u and self:user_key(u) or "app@sharepoint",
            UserType = u and 0 or 5, Version = 1, Workload = workload, ClientIP = ip or (u and u.ip) or "", ObjectId = "",
            UserId = u and u.upn or "app@sharepoint", Scope = 0 }
 end
 
 function MS:gen_record(c, i)
   local seed = self.seed
-  local h = T.hash(seed, "mrec", c, i)
+  local h = T.hash(seed, c, i)
   local ms = self:mgmt_ms(c, i)
-  local id = T.uuid(seed, "mrecid", c, i)
-  local u = self.gen_users[T.below(T.hash(h, 1), #self.gen_users) + 1]
+  local id = fuuid(h)
+  local u = self.gen_users[below(sub(h, 1), #self.gen_users) + 1]
   local ct = CONTENT_TYPES[c]
   local r
   if ct == "Audit.AzureActiveDirectory" then
-    local op = AAD_OPS[T.below(T.hash(h, 2), #AAD_OPS) + 1]
+    local op = AAD_OPS[below(sub(h, 2), #AAD_OPS) + 1]
     if op[2] == 15 then
       local fail = op[1] == "UserLoginFailed"
       r = self:mgmt_common(ms, id, op[1], 15, "AzureActiveDirectory", u, fail and "Failed" or "Success")
       r.ObjectId = "00000003-0000-0ff1-ce00-000000000000"
       r.AzureActiveDirectoryEventType = 1
-      r.ApplicationId = SIGNIN_APPS[T.below(T.hash(h, 3), #SIGNIN_APPS) + 1][2]
+      r.ApplicationId = SIGNIN_APPS[below(sub(h, 3), #SIGNIN_APPS) + 1][2]
       r.ErrorCode = fail and "50126" or "0"
       r.LogonError = fail and "InvalidUserNameOrPassword" or nil
       r.ExtendedProperties = A({ { Name = "UserAgent", Value = "Mozilla/5.0 (Windows NT 10.0; Win64; x64)" },
@@ -1725,12 +1766,12 @@ function MS:gen_record(c, i)
       r.DeviceProperties = A({ { Name = "OS", Value = DEVICES[u.device][1] }, { Name = "BrowserType", Value = DEVICES[u.device][2] } })
       r.Actor = A({ { ID = u.id, Type = 0 }, { ID = u.upn, Type = 5 } })
       r.ActorContextId = self.tenant_id
-      r.InterSystemsId = T.uuid(seed, "isid", c, i)
-      r.IntraSystemId = T.uuid(seed, "intra", c, i)
+      r.InterSystemsId = fuuid(sub(h, 21))
+      r.IntraSystemId = fuuid(sub(h, 22))
       r.Target = A({ { ID = r.ObjectId, Type = 0 } })
       r.TargetContextId = self.tenant_id
     else
-      local tu = self.gen_users[T.below(T.hash(h, 3), #self.gen_users) + 1]
+      local tu = self.gen_users[below(sub(h, 3), #self.gen_users) + 1]
       r = self:mgmt_common(ms, id, op[1], 8, "AzureActiveDirectory", self.admin, "Success")
       r.ObjectId = tu.upn
       r.AzureActiveDirectoryEventType = 1
@@ -1739,14 +1780,14 @@ function MS:gen_record(c, i)
       r.ModifiedProperties = A()
       r.Target = A({ { ID = "User_" .. tu.id, Type = 2 }, { ID = tu.upn, Type = 5 } })
       r.TargetContextId = self.tenant_id
-      r.InterSystemsId = T.uuid(seed, "isid", c, i)
-      r.IntraSystemId = T.uuid(seed, "intra", c, i)
+      r.InterSystemsId = fuuid(sub(h, 21))
+      r.IntraSystemId = fuuid(sub(h, 22))
     end
   elseif ct == "Audit.Exchange" then
-    local op = EXCHANGE_OPS[T.below(T.hash(h, 2), #EXCHANGE_OPS) + 1]
+    local op = EXCHANGE_OPS[below(sub(h, 2), #EXCHANGE_OPS) + 1]
     r = self:mgmt_common(ms, id, op[1], op[2], "Exchange", u, op[2] == 1 and "True" or "Succeeded")
-    r.ObjectId = op[2] == 1 and u.upn or ("<" .. T.hexs(16, seed, "msgid", c, i) .. "@" .. self.domain .. ">")
-    r.MailboxGuid = T.uuid(seed, "mbx", u.index)
+    r.ObjectId = op[2] == 1 and u.upn or ("<" .. fhex(sub(h, 23), 16) .. "@" .. self.domain .. ">")
+    r.MailboxGuid = self:const("mbx", u.index)
     r.MailboxOwnerUPN = u.upn
     r.LogonType = 0
     r.ClientInfoString = "Client=OWA;Action=ViaProxy"
@@ -1756,54 +1797,54 @@ function MS:gen_record(c, i)
       r.OriginatingServer = "BY1PR00MB0000 (15.20.7800.000)"
     end
   elseif ct == "Audit.SharePoint" then
-    local op = SP_OPS[T.below(T.hash(h, 2), #SP_OPS) + 1]
-    local onedrive = T.unit(T.hash(h, 3)) < 0.5
+    local op = SP_OPS[below(sub(h, 2), #SP_OPS) + 1]
+    local onedrive = unit(sub(h, 3)) < 0.5
     local wl = onedrive and "OneDrive" or "SharePoint"
     local site = onedrive and (self.my_host .. "/personal/" .. u.upn:gsub("[@%.]", "_"):lower())
                           or (self.sp_host .. "/sites/" .. ((self.state.sites[1] and self.state.sites[1].name) or "Marketing"))
-    local fname = "Document" .. (T.hash(h, 4) >> 50) .. "." .. FILE_EXT[T.below(T.hash(h, 5), #FILE_EXT) + 1]
+    local fname = "Document" .. (sub(h, 4) >> 50) .. "." .. FILE_EXT[below(sub(h, 5), #FILE_EXT) + 1]
     r = self:mgmt_common(ms, id, op[1], op[2], wl, u, "Succeeded")
     r.ObjectId = site .. "/Shared Documents/" .. fname
-    r.Site = T.uuid(seed, "spsite", onedrive and u.index or 0)
+    r.Site = self:const("spsite", onedrive and u.index or 0)
     r.ItemType = op[1] == "PageViewed" and "Page" or "File"
     r.EventSource = "SharePoint"
     r.SourceName = "ObjectModel"
     r.UserAgent = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36 Edg/126.0.0.0"
-    r.ListId = T.uuid(seed, "splist", onedrive and u.index or 0)
-    r.ListItemUniqueId = T.uuid(seed, "spitem", c, i)
-    r.WebId = T.uuid(seed, "spweb", onedrive and u.index or 0)
+    r.ListId = self:const("splist", onedrive and u.index or 0)
+    r.ListItemUniqueId = fuuid(sub(h, 24))
+    r.WebId = self:const("spweb", onedrive and u.index or 0)
     r.SiteUrl = site .. "/"
     r.SourceRelativeUrl = "Shared Documents"
     r.SourceFileName = fname
     r.SourceFileExtension = fname:match("%.(%w+)$")
     if op[2] == 14 then
-      local ext = T.unit(T.hash(h, 6)) < 0.4
-      r.TargetUserOrGroupName = ext and ("guest" .. (T.hash(h, 7) >> 56) .. "@gmail.com") or self.gen_users[T.below(T.hash(h, 7), #self.gen_users) + 1].upn
+      local ext = unit(sub(h, 6)) < 0.4
+      r.TargetUserOrGroupName = ext and ("guest" .. (sub(h, 7) >> 56) .. "@gmail.com") or self.gen_users[below(sub(h, 7), #self.gen_users) + 1].upn
       r.TargetUserOrGroupType = ext and "Guest" or "Member"
       r.EventData = op[1] == "AnonymousLinkCreated" and "<Type>View</Type>" or "<PermissionsGranted>Contribute</PermissionsGranted>"
-      r.UniqueSharingId = T.uuid(seed, "share", c, i)
+      r.UniqueSharingId = fuuid(sub(h, 25))
     end
     if op[1] == "FileMoved" then r.DestinationRelativeUrl = "Shared Documents/Archive"; r.DestinationFileName = fname end
   elseif ct == "Audit.General" then
-    local w = GENERAL[T.below(T.hash(h, 2), #GENERAL) + 1]
-    local op = w[3][T.below(T.hash(h, 3), #w[3]) + 1]
+    local w = GENERAL[below(sub(h, 2), #GENERAL) + 1]
+    local op = w[3][below(sub(h, 3), #w[3]) + 1]
     r = self:mgmt_common(ms, id, op, w[2], w[1], u, "Succeeded")
-    r.ObjectId = w[1] .. "/" .. T.hexs(12, seed, "obj", c, i)
-    if w[1] == "MicrosoftTeams" then r.TeamName = (self.state.groups[1] and self.state.groups[1].displayName) or "Team"; r.TeamGuid = "19:" .. T.hexs(32, seed, "team") .. "@thread.tacv2"
+    r.ObjectId = w[1] .. "/" .. fhex(sub(h, 26), 12)
+    if w[1] == "MicrosoftTeams" then r.TeamName = (self.state.groups[1] and self.state.groups[1].displayName) or "Team"; r.TeamGuid = "19:" .. self:const("team", 0):gsub("-", "") .. "@thread.tacv2"
     elseif w[1] == "PowerBI" then r.Activity = op; r.ItemName = "Quarterly Sales"; r.WorkSpaceName = "Sales"
-    elseif w[1] == "CRM" then r.CrmOrganizationUniqueName = "org" .. T.hexs(8, seed, "crm"); r.EntityName = "account"; r.InstanceUrl = "https://contoso.crm.dynamics.com"
-    elseif w[1] == "MicrosoftFlow" then r.FlowDetailsUrl = "https://make.powerautomate.com/environments/Default-" .. self.tenant_id .. "/flows/" .. T.uuid(seed, "flow", i)
+    elseif w[1] == "CRM" then r.CrmOrganizationUniqueName = "org" .. self:const("crm", 0):sub(1, 8); r.EntityName = "account"; r.InstanceUrl = "https://contoso.crm.dynamics.com"
+    elseif w[1] == "MicrosoftFlow" then r.FlowDetailsUrl = "https://make.powerautomate.com/environments/Default-" .. self.tenant_id .. "/flows/" .. fuuid(sub(h, 27))
     elseif w[1] == "PowerApps" then r.AppName = "Expense Tracker"; r.EnvironmentName = "Default-" .. self.tenant_id
-    elseif w[1] == "Yammer" then r.ActorUserId = u.upn; r.ActorYammerUserId = T.below(h, 1000000000)
+    elseif w[1] == "Yammer" then r.ActorUserId = u.upn; r.ActorYammerUserId = below(h, 1000000000)
     end
   else   -- DLP.All
-    local exch = T.unit(T.hash(h, 2)) < 0.5
+    local exch = unit(sub(h, 2)) < 0.5
     r = self:mgmt_common(ms, id, "DlpRuleMatch", exch and 13 or 11, exch and "Exchange" or "SharePoint", u, "Succeeded")
-    r.ObjectId = exch and ("<" .. T.hexs(16, seed, "dlpmsg", i) .. "@" .. self.domain .. ">") or (self.sp_host .. "/sites/Finance/Shared Documents/cards.xlsx")
-    r.IncidentId = T.uuid(seed, "incident", c, i)
-    r.PolicyDetails = A({ { PolicyId = T.uuid(seed, "dlppolicy"), PolicyName = "U.S. Financial Data",
-      Rules = A({ { RuleId = T.uuid(seed, "dlprule"), RuleName = "Low volume of content detected", Severity = "Low",
-        ConditionsMatched = { SensitiveInformation = A({ { SensitiveType = "50842eb7-edc8-4019-85dd-5a5c1f2bb085", Count = 1 + T.below(h, 5), Confidence = 85 } }) },
+    r.ObjectId = exch and ("<" .. fhex(sub(h, 28), 16) .. "@" .. self.domain .. ">") or (self.sp_host .. "/sites/Finance/Shared Documents/cards.xlsx")
+    r.IncidentId = fuuid(sub(h, 29))
+    r.PolicyDetails = A({ { PolicyId = self:const("dlppolicy", 0), PolicyName = "U.S. Financial Data",
+      Rules = A({ { RuleId = self:const("dlprule", 0), RuleName = "Low volume of content detected", Severity = "Low",
+        ConditionsMatched = { SensitiveInformation = A({ { SensitiveType = "50842eb7-edc8-4019-85dd-5a5c1f2bb085", Count = 1 + below(h, 5), Confidence = 85 } }) },
         Actions = A({ "NotifyUser" }) } }) } })
     r.SensitiveInfoDetectionIsIncluded = false
   end
