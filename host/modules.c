@@ -10,6 +10,7 @@ int luaopen_http(lua_State *L);
 int luaopen_server(lua_State *L);
 int luaopen_sqlite(lua_State *L);
 int luaopen_repl(lua_State *L);
+int luaopen_vm(lua_State *L);
 void http_shutdown(void);
 void server_shutdown(void);
 void sched_shutdown(void);
@@ -17,7 +18,7 @@ void sched_shutdown(void);
 static const luaL_Reg modules[] = {
     {"host", luaopen_host}, {"sched", luaopen_sched}, {"json", luaopen_json}, {"crypto", luaopen_crypto},
     {"log", luaopen_log}, {"http", luaopen_http}, {"server", luaopen_server}, {"sqlite", luaopen_sqlite},
-    {"repl", luaopen_repl}, {NULL, NULL}};
+    {"repl", luaopen_repl}, {"vm", luaopen_vm}, {NULL, NULL}};
 
 /* Open each module as a global and in package.loaded. */
 void host_openlibs(lua_State *L)
