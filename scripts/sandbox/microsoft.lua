@@ -9,6 +9,17 @@
 --                    client_id=..., client_secret=...}
 --   t:mount(srv[, prefix])      -- every host on one server: login, graph (/v1.0), manage (/api/v1.0), ARM
 --
+-- t.urls = {login=, graph=, mgmt=, arm=} after mount (all on srv.url); t.tenant_id, t.client_id, t.admin.
+-- Test helpers: t:count(what[, arg]) ground truth ("users", "users_enabled", "users_disabled", "guests",
+-- "groups", "members"[, group id], "directory_roles", "role_assignments", "service_principals", "grants",
+-- "audits", "signins", "drives", "sites", "items"/"files"/"folders"/"permissions"/"shared_items"/
+-- "deleted_items"[, drive id], "graph_subscriptions", "mgmt_records"[, content type], "mgmt_available"
+-- [, content type], "mgmt_stored", "arm_subscriptions", "arm_role_assignments"[, sub id or role name],
+-- "arm_events"[, sub id]); t:add_signin{user=, errorCode=, city=, countryOrRegion=, latitude=, longitude=,
+-- ip=, clientAppUsed=, app=, ms=}; t:add_record{workload=, operation=, record_type=, user=, ms=, <Field>=};
+-- t:expire_delta() (drive and user delta tokens go stale: 410); t:expire_blob(contentId) (AF20051);
+-- t:expire_tokens(); t:fault{...}, t:set_rate_limit(n, window), t:advance(s), t:flush() from the base.
+--
 -- Tokens are opaque strings bound to one resource (Graph, Management, ARM).  Large logs (sign-ins,
 -- directory audits, Management Activity records, ARM activity log) are generated lazily: record i
 -- of a stream is a pure function of (seed, stream, i) with timestamps monotonic in i; only records
@@ -375,6 +386,17 @@ end
 
 function MS:seq() self.nseq = self.nseq + 1; return self.nseq end
 
+-- stable per-tenant identifiers, computed once
+function MS:const(name, k)
+  local c = self._const
+  if not c then c = {}; self._const = c end
+  local key = name .. ":" .. k
+  local v = c[key]
+  if not v then v = T.uuid(self.seed, name, k); c[key] = v end
+  return v
+end
+
+
 function MS:generate()
   local seed, r = self.seed, T.rng(self.seed, "microsoft")
   local now = self.t0_ms
@@ -415,6 +437,7 @@ function MS:generate()
       u.mail = u.upn
     end
     if i > 1 and r:chance(0.06) then u.accountEnabled = false end
+    u.enabled0 = u.accountEnabled            -- generated history depends on the initial state only
     u.lastPasswordChange = u.created + r:int(1, 50) * 86400000
     u.sessionsValidFrom = u.lastPasswordChange
     u.lastSignIn = u.accountEnabled and (now - r:int(60, 20 * 86400) * 1000) or nil
@@ -873,11 +896,11 @@ function MS:user_full(u)
     passwordProfile = { forceChangePasswordNextSignIn = u.forceChange, forceChangePasswordNextSignInWithMfa = false, password = jnull() },
     signInSessionsValidFromDateTime = isoz(u.sessionsValidFrom), usageLocation = "US",
     creationType = u.userType == "Guest" and "Invitation" or jnull(),
-    signInActivity = { lastSignInDateTime = iso7(u.lastSignIn), lastSignInRequestId = u.lastSignIn and T.uuid(self.seed, "lsr", u.index) or jnull(),
+    signInActivity = { lastSignInDateTime = iso7(u.lastSignIn), lastSignInRequestId = u.lastSignIn and self:const("lsr", u.index) or jnull(),
                        lastNonInteractiveSignInDateTime = iso7(u.lastSignIn and u.lastSignIn - 3600000),
-                       lastNonInteractiveSignInRequestId = u.lastSignIn and T.uuid(self.seed, "lnsr", u.index) or jnull(),
+                       lastNonInteractiveSignInRequestId = u.lastSignIn and self:const("lnsr", u.index) or jnull(),
                        lastSuccessfulSignInDateTime = iso7(u.lastSignIn),
-                       lastSuccessfulSignInRequestId = u.lastSignIn and T.uuid(self.seed, "lssr", u.index) or jnull() },
+                       lastSuccessfulSignInRequestId = u.lastSignIn and self:const("lssr", u.index) or jnull() },
   }
 end
 
@@ -922,8 +945,8 @@ function MS:dirobj(id)
   local st = self.state
   local u = st.user_by_id[id]
   if u then
-    local o = {}
-    for _, k in ipairs(USER_DEFAULT) do o[k] = self:user_full(u)[k] end
+    local o, full = {}, self:user_full(u)
+    for _, k in ipairs(USER_DEFAULT) do o[k] = full[k] end
     o["@odata.type"] = "#microsoft.graph.user"
     return o, "user"
   end
@@ -998,8 +1021,10 @@ function MS:graph_collection(req, spec)
     if not after then return self:graph_err(400, "Request_BadRequest", "Invalid skip token.", req) end
   end
   local out, last, more, total = {}, nil, false, 0
+  local counting = q["$count"] == "true" and not after
   for _, x in ipairs(spec.list) do
-    if (not spec.where or spec.where(x)) then
+    if more and not counting then break end
+    if (not spec.where or spec.where(x)) and (counting or not after or x.id > after) then
       local full = spec.full(x)
       if not pred or pred(full) then
         total = total + 1
@@ -1064,6 +1089,7 @@ function MS:h_user(req)
     return 200, o
   elseif req.method == "DELETE" then
     u.deleted = self:now_ms()
+    self:user_changed(u)
     self:audit{ activity = "Delete user", category = "UserManagement", operationType = "Delete", target = u, req = req }
     self:mgmt_state_record("Audit.AzureActiveDirectory", { Operation = "Delete user.", ObjectId = u.upn, RecordType = 8, target = u })
     self:notify_change("users", "deleted", u.id, "#Microsoft.Graph.User", "Users/" .. u.id)
@@ -1092,6 +1118,7 @@ function MS:h_user(req)
   for _, k in ipairs({ "displayName", "jobTitle", "department", "officeLocation", "mobilePhone" }) do
     if b[k] ~= nil then mods[#mods + 1] = { displayName = k, oldValue = json().encode({ u[k] }), newValue = json().encode({ b[k] }) }; u[k] = b[k] end
   end
+  self:user_changed(u)
   local act = "Update user"
   if b.accountEnabled == false then act = "Disable account" elseif b.accountEnabled == true then act = "Enable account" end
   self:audit{ activity = act, category = "UserManagement", operationType = "Update", target = u, modified = mods, req = req }
@@ -1104,6 +1131,7 @@ function MS:h_revoke_sessions(req)
   local u = self:find_user(req.params.id)
   if not u then return self:graph_404(req, req.params.id) end
   u.sessionsValidFrom = self:now_ms()
+  self:user_changed(u)
   for _, rt in pairs(self.refresh) do if rt.user == u.id then rt.revoked = true end end
   self:audit{ activity = "Invalidate all refresh tokens for a user", category = "UserManagement", operationType = "Update", target = u, req = req }
   self:mgmt_state_record("Audit.AzureActiveDirectory", { Operation = "Invalidate all refresh tokens for a user.", ObjectId = u.upn, RecordType = 8, target = u })
@@ -1139,6 +1167,52 @@ function MS:h_member_of(req)
     if r.members[u.id] then out[#out + 1] = self:dirrole_json(r, true) end
   end
   return 200, { ["@odata.context"] = self.base_url .. "/v1.0/$metadata#directoryObjects", value = A(out) }
+end
+
+-- users/delta(): full enumeration then changes; removed users carry @removed
+function MS:user_changed(u)
+  self.user_seq = (self.user_seq or 0) + 1
+  u.cseq = self.user_seq
+end
+
+function MS:h_users_delta(req)
+  local q = req.query
+  local top = math.min(math.tointeger(tonumber(q["$top"] or "")) or 100, 999)
+  local sel, serr = self:graph_select(req, USER_PROPS, "user")
+  if serr then return self:graph_err(400, "Request_BadRequest", serr, req) end
+  local base = self.base_url .. "/v1.0/users/delta()"
+  -- token: "epoch:mode:since:after"; mode n = initial enumeration (snapshot since), d = changes after since
+  local mode, since, after = "n", self.user_seq or 0, ""
+  local tok = q["$deltatoken"] or q["$skiptoken"]
+  if tok then
+    local e, m, s2, a2 = (dec_skip(tok) or ""):match("^(%d+):([nd]):(%d+):(.*)$")
+    if not e then return self:graph_err(400, "Request_BadRequest", "Invalid delta token.", req) end
+    if tonumber(e) ~= self.delta_epoch then
+      return self:graph_err(410, "syncStateNotFound", "The sync state generation is not found. Please restart the delta query without a token.", req)
+    end
+    mode, since, after = m, math.tointeger(tonumber(s2)), a2
+  end
+  local out, last, more = {}, nil, false
+  for _, u in ipairs(self.state.users) do
+    local want
+    if mode == "d" then want = (u.cseq or 0) > since else want = not u.deleted end
+    if want and u.id > after then
+      if #out >= top then more = true; break end
+      local o
+      if u.deleted then o = { id = u.id, ["@removed"] = { reason = "changed" } }
+      else o = project(self:user_full(u), sel or USER_DEFAULT); o.id = u.id end
+      out[#out + 1] = o; last = u.id
+    end
+  end
+  local body = { ["@odata.context"] = self.base_url .. "/v1.0/$metadata#users", value = A(out) }
+  local selq = q["$select"] and ("$select=" .. T.urlencode(q["$select"]) .. "&") or ""
+  if more then
+    body["@odata.nextLink"] = base .. "?" .. selq .. "$skiptoken=" .. enc_skip(table.concat({ self.delta_epoch, mode, since, last }, ":"))
+  else
+    local nxt = mode == "n" and since or (self.user_seq or 0)
+    body["@odata.deltaLink"] = base .. "?" .. selq .. "$deltatoken=" .. enc_skip(table.concat({ self.delta_epoch, "d", nxt, "" }, ":"))
+  end
+  return 200, body
 end
 
 ---------------------------------------------------------------------------------------------------
@@ -1509,7 +1583,7 @@ function MS:gen_signin(i)
               ip = u.ip, city = CITIES[u.city], device = DEVICES[u.device], correlationId = T.uuid(seed, "scorr", i),
               errorCode = 0, ca = T.unit(T.hash(h, 2)) < 0.3 }
   local x = T.unit(T.hash(h, 3))
-  if not u.accountEnabled then
+  if not u.enabled0 then
     s.errorCode, s.failureReason = SIGNIN_FAIL[5][1], SIGNIN_FAIL[5][2]
   elseif x < 0.12 then
     local f = SIGNIN_FAIL[T.below(T.hash(h, 4), 4) + 1]
@@ -1723,14 +1797,6 @@ function MS:blob_records(c, s)
   return out
 end
 
-function MS:const(name, k)
-  local c = self._const
-  if not c then c = {}; self._const = c end
-  local key = name .. ":" .. k
-  local v = c[key]
-  if not v then v = T.uuid(self.seed, name, k); c[key] = v end
-  return v
-end
 function MS:user_key(u)
   if not u.key then u.key = "1003" .. string.format("%012X", T.hash(self.seed, "puid", u.index or 0) >> 16) end
   return u.key
@@ -2129,7 +2195,25 @@ function MS:mgmt_routes()
   return R
 end
 
--- ground truth: unique records of content type ct (or all), optionally only those available now
+-- ground truth: unique records (generated + stored) whose blob is listed with start <= contentCreated < stop
+-- and already available; duplicates counted once
+function MS:mgmt_available(ct, start, stop)
+  local now = self:now_ms()
+  stop = math.min(stop or (now + 1), now + 1)
+  start = start or (now - 7 * 86400000)
+  local n = 0
+  for c = 1, #CONTENT_TYPES do
+    if not ct or CONTENT_TYPES[c] == ct then
+      for _, b in ipairs(self:list_blobs(c, start, stop)) do
+        local _, s = self:parse_blob_id(b.id)
+        if s then local a, e = self:slot_range(c, s); n = n + (e - a) else n = n + 1 end
+      end
+    end
+  end
+  return n
+end
+
+-- ground truth: unique records of content type ct (or all)
 function MS:mgmt_count(ct)
   local n = 0
   for c = 1, #CONTENT_TYPES do
@@ -3342,6 +3426,7 @@ end
 function MS:count_more(what, arg)
   if what == "mgmt_records" then return self:mgmt_count(arg) end
   if what == "mgmt_stored" then return #self.state.mgmt_stored end
+  if what == "mgmt_available" then return self:mgmt_available(arg) end
   local n = self:arm_count(what, arg)
   if n then return n end
   n = self:files_count(what, arg)
@@ -3389,6 +3474,8 @@ function MS:routes()
     { "GET", "/:tenant/adminconsent", MS.h_adminconsent, { public = true } },
     { "GET", "/:tenant/v2.0/adminconsent", MS.h_adminconsent, { public = true } },
     { "GET", V .. "/users", MS.h_users, G },
+    { "GET", V .. "/users/delta()", MS.h_users_delta, G },
+    { "GET", V .. "/users/delta", MS.h_users_delta, G },
     { "GET", V .. "/users/:id", MS.h_user, G },
     { "PATCH", V .. "/users/:id", MS.h_user, G },
     { "DELETE", V .. "/users/:id", MS.h_user, G },

@@ -750,3 +750,34 @@ describe("sandbox microsoft: governance state and throttling", function()
     for _, r in ipairs(recs) do assert.are.equal(big.tenant_id, r.OrganizationId) end
   end)
 end)
+
+describe("sandbox microsoft: users delta", function()
+  it("enumerates users once, then reports changes and removals", function()
+    local t = new_tenant()
+    local srv = start(t)
+    local g = bearer(srv, t, "graph")
+    local function run(url)
+      local all = {}
+      while true do
+        local r = call(srv, g, "GET", url)
+        assert.are.equal(200, r.status, r.body)
+        for _, u in ipairs(r.json.value) do all[#all + 1] = u end
+        if r.json["@odata.deltaLink"] then return all, r.json["@odata.deltaLink"] end
+        url = r.json["@odata.nextLink"]
+      end
+    end
+    local all, dl = run("/v1.0/users/delta()?$select=id,accountEnabled&$top=9")
+    assert.are.equal(t:count("users"), #all)
+    local a, b = t.gen_users[6], t.gen_users[7]
+    call(srv, g, "PATCH", "/v1.0/users/" .. a.id, { accountEnabled = false })
+    call(srv, g, "DELETE", "/v1.0/users/" .. b.id)
+    local ch = run(dl)
+    assert.are.equal(2, #ch)
+    local by = {}
+    for _, u in ipairs(ch) do by[u.id] = u end
+    assert.is_false(by[a.id].accountEnabled)
+    assert.are.equal("changed", by[b.id]["@removed"].reason)
+    assert.are.equal(t:count("users") + 1, #all)
+    srv:close()
+  end)
+end)
