@@ -3,7 +3,7 @@
 
 PKGS     := lua5.4 lua5.4-cjson yajl libcurl sqlite3 libevent openssl readline libzip
 DEBS     := build-essential pkg-config liblua5.4-dev lua5.4 lua-cjson-dev libyajl-dev libcurl4-openssl-dev \
-            libsqlite3-dev sqlite3 libevent-dev libssl-dev libreadline-dev libcmocka-dev lua-busted curl python3 openssl libzip-dev
+            libsqlite3-dev sqlite3 libevent-dev libssl-dev libreadline-dev libcmocka-dev lua-busted curl python3 openssl time libzip-dev
 BUILD    ?= build
 CC       ?= cc
 CFLAGS   ?= -O2 -g

@@ -13,6 +13,8 @@
 #ifndef CACHOST_HOST_H
 #define CACHOST_HOST_H
 
+#include <signal.h>
+
 #include <lua.h>
 #include <lauxlib.h>
 #include <lualib.h>
@@ -28,8 +30,8 @@ struct host {
     struct task *current;      /* task being resumed; NULL at top level */
     const char *root;          /* where scripts/, connectors/, policies/ live */
     const char *home;          /* $CACHOST_HOME (may be NULL until decided by Lua) */
-    int stopping;              /* a graceful stop was requested */
-    int exit_code;
+    volatile sig_atomic_t stopping;    /* 1: a graceful stop was requested; 2: stop now (also set by signal handlers) */
+    volatile sig_atomic_t exit_code;
 };
 extern struct host H;
 

@@ -478,6 +478,43 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     call_hook("cachost.on_stop");
 }
 
+/* A task that computes without ever yielding keeps the loop (and so on_signal) from running.  The
+ * second SIGINT/SIGTERM therefore also interrupts the running task directly, with lua.c's trick: a hook
+ * set from the signal handler raises in the task, and stays armed so pcall cannot swallow it.  The
+ * handler then chains to libevent's, which queues the signal for on_signal. */
+static struct sigaction chained[2];
+static volatile sig_atomic_t signals_seen;
+
+static void interrupt_hook(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    lua_sethook(L, interrupt_hook, LUA_MASKCOUNT | LUA_MASKLINE, 1);
+    luaL_error(L, "interrupted: stopping now");
+}
+
+static void on_raw_signal(int sig, siginfo_t *info, void *uctx)
+{
+    struct sigaction *old = &chained[sig == SIGTERM];
+    if ((sig == SIGTERM || !host_sigint_hook) && ++signals_seen >= 2) {   /* the REPL owns Ctrl-C */
+        H.exit_code = 128 + sig;
+        H.stopping = 2;
+        if (H.current && H.current->co)
+            lua_sethook(H.current->co, interrupt_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+    }
+    if (old->sa_flags & SA_SIGINFO) { if (old->sa_sigaction) old->sa_sigaction(sig, info, uctx); }
+    else if (old->sa_handler != SIG_DFL && old->sa_handler != SIG_IGN) old->sa_handler(sig);
+}
+
+static void chain_signal(int sig)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_raw_signal;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(sig, &sa, &chained[sig == SIGTERM]);
+}
+
 static int l_on(lua_State *L)
 {
     static const char *const names[] = {"stop", "reload", NULL};
@@ -514,6 +551,8 @@ void sched_init(void)
         sig_ev[i] = evsignal_new(H.base, sigs[i], on_signal, NULL);
         evsignal_add(sig_ev[i], NULL);
     }
+    chain_signal(SIGINT);
+    chain_signal(SIGTERM);
     signal(SIGPIPE, SIG_IGN);
 }
 
