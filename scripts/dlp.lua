@@ -131,9 +131,15 @@ local function digit_runs(text, emit, want_card, want_ssn)
       i = se + 1
     end
     local ng = #groups
-    if want_ssn and ng == 3 and #groups[1] == 3 and #groups[2] == 2 and #groups[3] == 4 and seps[1] and seps[1] == seps[2]
-        and ssn_ok(groups[1], groups[2], groups[3]) then
-      emit("ssn", s, e, "***-**-" .. groups[3])
+    if want_ssn and ng >= 3 then
+      -- ddd?dd?dddd with one separator kind, not continued by that same separator on either side
+      for gi = 1, ng - 2 do
+        local sep = seps[gi]
+        if sep and seps[gi + 1] == sep and #groups[gi] == 3 and #groups[gi + 1] == 2 and #groups[gi + 2] == 4
+            and seps[gi - 1] ~= sep and seps[gi + 2] ~= sep and ssn_ok(groups[gi], groups[gi + 1], groups[gi + 2]) then
+          emit("ssn", starts[gi], ends[gi + 2], "***-**-" .. groups[gi + 2])
+        end
+      end
     end
     if want_card then
       local gi = 1
@@ -218,18 +224,20 @@ local function aws_secret(text, emit, ids)
   table.sort(near)
   local from = 1 -- windows are visited in order, so each secret is reported once
   for _, p in ipairs(near) do
+    -- search a copy of the window only: an unanchored find over the rest of the text would be quadratic
     local ws = math.max(from, p - 256)
-    local window_end = p + 256
-    local i = ws
+    local w = sub(text, ws > 1 and ws - 1 or 1, p + 256 + 81) -- room for the frontier after a match
+    local off = (ws > 1 and ws - 1 or 1) - 1
+    local i = ws - off
     while true do
-      local s, e = find(text, SECRET, i)
-      if not s or s > window_end then break end
-      local k = sub(text, s, e)
+      local s, e = find(w, SECRET, i)
+      if not s or s + off > p + 256 then break end
+      local k = sub(w, s, e)
       if find(k, "%u") and find(k, "%l") and find(k, "%d") then
-        emit("aws_secret_key", s, e, stars(36) .. sub(k, -4))
+        emit("aws_secret_key", s + off, e + off, stars(36) .. sub(k, -4))
       end
       i = e + 1
-      from = e + 1
+      from = e + off + 1
     end
   end
 end

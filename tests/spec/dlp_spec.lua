@@ -1,0 +1,205 @@
+-- dlp_spec.lua — detectors (positives and negatives), masking, min counts, custom patterns, file extractors,
+-- streaming across chunk boundaries.
+local dlp = require "dlp"
+
+local function fixture(name)
+  local fh = assert(io.open(host.root .. "/tests/fixtures/dlp/" .. name, "rb"))
+  local c = fh:read("a")
+  fh:close()
+  return c
+end
+
+local function count(r, kind) return r.matches[kind] and r.matches[kind].count or 0 end
+
+-- the result, serialised, must not contain any raw value (nor its digits without separators)
+local function assert_masked(r, raws)
+  local out = assert(json.encode(r))
+  for _, raw in ipairs(raws) do
+    assert.is_nil(out:find(raw, 1, true), "raw value in result: " .. raw)
+    local digits = raw:gsub("[ %-]", "")
+    if #digits >= 8 then assert.is_nil(out:find(digits, 1, true), "raw digits in result: " .. digits) end
+  end
+end
+
+describe("dlp credit cards", function()
+  it("finds Luhn-valid numbers with known prefixes, plain or grouped", function()
+    local cards = { "4111111111111111", "5555 5555 5555 4444", "3782-822463-10005", "6011111111111117",
+      "3530111333300000", "4222222222222", "2223003122003222" }
+    local r = dlp.scan("cards: " .. table.concat(cards, " ; ") .. ".", { detectors = { "credit_card" } })
+    assert.equal(#cards, count(r, "credit_card"))
+    assert.same({ "4111********1111", "5555********4444", "3782*******0005" }, r.matches.credit_card.samples)
+    assert_masked(r, cards)
+    assert.equal("completed", r.status)
+  end)
+  it("refuses Luhn-invalid numbers, unknown prefixes, wrong lengths and mixed separators", function()
+    local r = dlp.scan("4111111111111112 1234567812345670 41111111111111111 4111-1111 1111-1111 "
+      .. "order 12345678901234567890123 3782822463100055")
+    assert.equal(0, count(r, "credit_card"))
+  end)
+  it("splits two cards in one run of groups", function()
+    local r = dlp.scan("4111 1111 1111 1111 5555 5555 5555 4444")
+    assert.equal(2, count(r, "credit_card"))
+  end)
+end)
+
+describe("dlp SSN", function()
+  it("finds valid numbers with dashes or spaces", function()
+    local r = dlp.scan("ssn 536-22-1234, also 536 22 1235 and 001-01-0001")
+    assert.equal(3, count(r, "ssn"))
+    assert.same({ "***-**-1234", "***-**-1235", "***-**-0001" }, r.matches.ssn.samples)
+    assert_masked(r, { "536-22-1234", "536 22 1235", "001-01-0001" })
+  end)
+  it("excludes the invalid ranges, known fakes, bare digits and mixed separators", function()
+    local r = dlp.scan("000-12-3456 666-12-3456 900-12-3456 999-99-9999 536-00-1234 536-22-0000 123-45-6789 "
+      .. "078-05-1120 219-09-9999 536221234 536-22 1234 1536-22-1234 536-22-12345")
+    assert.equal(0, count(r, "ssn"))
+  end)
+end)
+
+describe("dlp IBAN", function()
+  it("checks mod-97 and the country's length", function()
+    local r = dlp.scan("GB82 WEST 1234 5698 7654 32 / DE89370400440532013000 / FR1420041010050500013M02606")
+    assert.equal(3, count(r, "iban"))
+    assert.equal("GB82**************5432", r.matches.iban.samples[1])
+    assert_masked(r, { "GB82WEST12345698765432", "DE89370400440532013000", "WEST 1234 5698" })
+    local bad = dlp.scan("GB82WEST12345698765433 GB82WEST1234569876543 DE89370400440532013000X ZZ82WEST12345698765432")
+    assert.equal(0, count(bad, "iban"))
+  end)
+end)
+
+describe("dlp AWS keys", function()
+  it("finds access key ids and a secret near them", function()
+    local text = "aws_access_key_id = AKIAIOSFODNN7EXAMPLE\naws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n"
+      .. "temp ASIAY34FZKBOKMUTVV7A"
+    local r = dlp.scan(text)
+    assert.equal(2, count(r, "aws_access_key"))
+    assert.equal("AKIA************MPLE", r.matches.aws_access_key.samples[1])
+    assert.equal(1, count(r, "aws_secret_key"))
+    assert_masked(r, { "AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "IOSFODNN7EXA" })
+  end)
+  it("refuses wrong lengths, other prefixes and a 40-character word far from any key", function()
+    local r = dlp.scan("AKIAIOSFODNN7EXAMPL AKIAIOSFODNN7EXAMPLEX xAKIAIOSFODNN7EXAMPLE AKIBIOSFODNN7EXAMPLE "
+      .. string.rep("lorem ipsum ", 40) .. " wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+    assert.equal(0, count(r, "aws_access_key"))
+    assert.equal(0, count(r, "aws_secret_key"))
+  end)
+end)
+
+describe("dlp private keys and JWTs", function()
+  it("counts key blocks of every type", function()
+    local r = dlp.scan("-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n-----BEGIN OPENSSH PRIVATE KEY-----\nb3B\n"
+      .. "-----BEGIN PUBLIC KEY-----\n-----BEGIN CERTIFICATE-----")
+    assert.equal(2, count(r, "private_key"))
+    assert.same({ "-----BEGIN PRIVATE KEY----- ***", "-----BEGIN OPENSSH PRIVATE KEY----- ***" }, r.matches.private_key.samples)
+    assert_masked(r, { "MIIE", "b3B" })
+  end)
+  it("finds a JWT whose header has alg, never its payload or signature", function()
+    local header = crypto.b64url('{"alg":"RS256","typ":"JWT"}')
+    local payload, sig = crypto.b64url('{"sub":"alice@example.com"}'), crypto.b64url(("s"):rep(32))
+    local tok = header .. "." .. payload .. "." .. sig
+    local noalg = crypto.b64url('{"typ":"JWT"}') .. "." .. payload .. "." .. sig
+    local r = dlp.scan("Authorization: Bearer " .. tok .. "\n" .. noalg .. " eyJub3QganNvbg.eyJ4.y")
+    assert.equal(1, count(r, "jwt"))
+    assert.equal(header .. ".***.***", r.matches.jwt.samples[1])
+    assert_masked(r, { payload, sig })
+  end)
+end)
+
+describe("dlp options", function()
+  it("reports a type only at its minimum count", function()
+    local one = dlp.scan("4111111111111111", { min_counts = { credit_card = 2 } })
+    assert.is_nil(one.matches.credit_card)
+    local two = dlp.scan("4111111111111111 5555555555554444", { min_counts = { credit_card = 2 } })
+    assert.equal(2, count(two, "credit_card"))
+    assert.equal(2, two.total)
+  end)
+  it("runs custom Lua patterns with their own minimum", function()
+    local opts = { detectors = {}, custom = { { name = "employee_id", pattern = "EMP%-%d%d%d%d%d%d", min = 2 },
+      { name = "project", pattern = "PROJECT%-ORION" } } }
+    local r = dlp.scan("EMP-123456 and EMP-654321, codename PROJECT-ORION", opts)
+    assert.equal(2, count(r, "employee_id"))
+    assert.same({ "EM******56", "EM******21" }, r.matches.employee_id.samples)
+    assert.equal(1, count(r, "project"))
+    assert_masked(r, { "EMP-123456", "PROJECT-ORION" })
+    assert.is_nil(dlp.scan("EMP-123456", opts).matches.employee_id)
+    assert.is_nil(r.matches.credit_card)
+    assert.has_error(function() dlp.scan("x", { custom = { { name = "bad", pattern = "[a" } } }) end)
+    assert.has_error(function() dlp.scan("x", { detectors = { "nope" } }) end)
+    -- a pattern that can match empty does not loop
+    assert.equal(1, count(dlp.scan("abc", { detectors = {}, custom = { { name = "e", pattern = "b*" } } }), "e"))
+  end)
+  it("selects detectors", function()
+    local r = dlp.scan("4111111111111111 536-22-1234", { detectors = { "ssn" } })
+    assert.is_nil(r.matches.credit_card)
+    assert.equal(1, count(r, "ssn"))
+  end)
+end)
+
+describe("dlp streaming", function()
+  it("counts every match once across chunk boundaries, whatever the feed sizes", function()
+    local parts, n, filler = {}, 0, ("lorem ipsum dolor sit amet "):rep(40)
+    local i, size = 0, 0
+    while size < 3 * 1024 * 1024 do
+      i = i + 1
+      parts[#parts + 1] = filler:sub(1, 500 + (i * 7919) % 600)
+      parts[#parts + 1] = i % 2 == 0 and " 4111 1111 1111 1111 " or " AKIAIOSFODNN7EXAMPLE "
+      size = size + #parts[#parts - 1] + #parts[#parts]
+      n = n + 1
+    end
+    local text = table.concat(parts)
+    local r = dlp.scan(text, { detectors = { "credit_card", "aws_access_key" } })
+    assert.equal(n, count(r, "credit_card") + count(r, "aws_access_key"))
+    assert.equal(#text, r.bytes)
+    local s, pos, k = dlp.stream { detectors = { "credit_card", "aws_access_key" } }, 1, 0
+    while pos <= #text do
+      k = k + 1
+      local len = 1 + (k * 104729) % 70000
+      s:feed(text:sub(pos, pos + len - 1))
+      pos = pos + len
+    end
+    local r2 = s:finish()
+    assert.equal(count(r, "credit_card"), count(r2, "credit_card"))
+    assert.equal(count(r, "aws_access_key"), count(r2, "aws_access_key"))
+  end)
+  it("finds a card split exactly at a window edge", function()
+    local s = dlp.stream { detectors = { "credit_card" } }
+    local pad = ("x"):rep(dlp.CHUNK + dlp.OVERLAP + dlp.MARGIN - 8)
+    s:feed(pad .. "4111 1111")
+    s:feed(" 1111 1111 end")
+    assert.equal(1, count(s:finish(), "credit_card"))
+  end)
+end)
+
+describe("dlp files", function()
+  it("extracts text from docx and xlsx", function()
+    local r = dlp.scan_file(fixture("cards.docx"), { name = "Q3 cards.docx" })
+    assert.equal("completed", r.status)
+    assert.equal("docx", r.extractor)
+    assert.equal(1, count(r, "credit_card")) -- split over two runs in the XML
+    assert.equal(1, count(r, "aws_access_key"))
+    assert.equal(1, count(r, "ssn"))
+    local x = dlp.scan_file(fixture("ssn.xlsx"), { mime = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet" })
+    assert.equal("xlsx", x.extractor)
+    assert.equal(2, count(x, "ssn"))
+    assert.equal(1, count(x, "credit_card"))
+    assert_masked(x, { "536-22-1234", "5555555555554444" })
+  end)
+  it("reports encrypted, too large, unsupported and failed files", function()
+    assert.equal("encrypted", dlp.scan_file(fixture("encrypted.zip"), { name = "a.zip" }).status)
+    local ole = "\xD0\xCF\x11\xE0\xA1\xB1\x1A\xE1" .. ("\0"):rep(500)
+    assert.equal("encrypted", dlp.scan_file(ole, { name = "locked.docx" }).status)
+    local big = dlp.scan_file(("4111111111111111 "):rep(100), { name = "a.txt", max_size = 1000 })
+    assert.equal("too_large", big.status)
+    assert.is_nil(big.matches.credit_card)
+    assert.equal("unsupported", dlp.scan_file("\x89PNG\r\n\26\n\0\0\0", { name = "x.png", mime = "image/png" }).status)
+    local bad = dlp.scan_file("PK\3\4 not really a zip", { name = "broken.docx" })
+    assert.equal("failed", bad.status)
+    assert.matches("^zip: ", bad.reason)
+    assert.equal("failed", dlp.scan_file("plain text", { name = "fake.xlsx" }).status)
+  end)
+  it("scans plain text by extension, mime or content", function()
+    assert.equal(1, count(dlp.scan_file("x 536-22-1234", { name = "people.csv" }), "ssn"))
+    assert.equal(1, count(dlp.scan_file("x 536-22-1234", { mime = "text/plain; charset=utf-8" }), "ssn"))
+    assert.equal(1, count(dlp.scan_file("x 536-22-1234", {}), "ssn"))
+  end)
+end)
