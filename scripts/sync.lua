@@ -101,6 +101,7 @@ function Ctx:emit(entity, items, map)
     for i, s in ipairs(res.status) do if s == "added" then feed[#feed + 1] = { op = "added", row = rows[i] } end end
   end
   if M.on_feed and #feed > 0 then M.on_feed(self, entity, feed) end
+  collectgarbage()    -- the page is garbage now: collect it before the next, so memory stays flat (halves the peak)
   return res
 end
 
