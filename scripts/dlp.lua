@@ -19,7 +19,7 @@
 --    Sample: country, check digits and last 4 ("GB82**************5432").
 --  * aws_access_key: AKIA/ASIA + 16 of [A-Z0-9], whole word.  Sample "AKIA************MPLE".
 --  * aws_secret_key: a 40-character [A-Za-z0-9/+] word with upper, lower and digits within 256 bytes of an
---    access key id or of the word "secret" (any case).  Sample: last 4 only.
+--    access key id or of the word "secret"/"Secret"/"SECRET".  Sample: last 4 only.
 --  * private_key: "-----BEGIN [TYPE ]PRIVATE KEY-----" blocks.  Sample "-----BEGIN RSA PRIVATE KEY----- ***".
 --  * jwt: three base64url parts whose first decodes to a JSON object with a string "alg".
 --    Sample: the header part, then "***.***".
@@ -119,6 +119,8 @@ local function digit_runs(text, emit, want_card, want_ssn)
     local s, e = find(text, "%d[%d %-]*%d", pos)
     if not s then return end
     pos = e + 1
+    if e - s < 10 then goto next end -- shorter than ddd-dd-dddd (11) or any card (13): dates, amounts, ids
+    do
     -- groups of digits separated by exactly one separator; a longer gap starts a new segment
     local groups, starts, ends, seps = {}, {}, {}, {}
     local i = s
@@ -162,16 +164,18 @@ local function digit_runs(text, emit, want_card, want_ssn)
         end
       end
     end
+    end
+    ::next::
   end
 end
 
 local function iban(text, emit)
   local pos = 1
   while true do
-    local s, e, cc = find(text, "%f[%w](%u%u)%d%d", pos)
+    local s, e, cc = find(text, "(%u%u)%d%d", pos)
     if not s then return end
-    pos = e + 1
-    local want = IBAN_LEN[cc]
+    pos = s + 1
+    local want = (s == 1 or not find(sub(text, s - 1, s - 1), "%w")) and IBAN_LEN[cc]
     if want then
       local compact, i = sub(text, s, e), e + 1
       while #compact < want do
@@ -194,12 +198,15 @@ local SECRET = "%f[%w/+]" .. rep("[%w/+]", 40) .. "%f[^%w/+]"
 local function aws_ids(text)
   local ids, pos = {}, 1
   while true do
-    local s = find(text, "A[KS]IA", pos)
+    local s = find(text, "IA", pos, true)
     if not s then return ids end
-    pos = s + 4
+    pos = s + 2
+    s = s - 2
+    if s >= 1 and byte(text, s) == 65 and (byte(text, s + 1) == 75 or byte(text, s + 1) == 83) then
     if (s == 1 or not find(sub(text, s - 1, s - 1), "[%w]")) then
       local _, e = find(text, AKID, s)
       if e then ids[#ids + 1] = { s, e } end
+    end
     end
   end
 end
@@ -216,10 +223,17 @@ local function aws_secret(text, emit, ids)
   for _, m in ipairs(ids or aws_ids(text)) do near[#near + 1] = m[1] end
   local pos = 1
   while true do
-    local s = find(text, "[Ss][Ee][Cc][Rr][Ee][Tt]", pos)
+    local s = find(text, "ecret", pos, true) -- plain finds (memchr) are far cheaper than a class pattern
     if not s then break end
     near[#near + 1] = s
-    pos = s + 6
+    pos = s + 5
+  end
+  pos = 1
+  while true do
+    local s = find(text, "ECRET", pos, true)
+    if not s then break end
+    near[#near + 1] = s
+    pos = s + 5
   end
   table.sort(near)
   local from = 1 -- windows are visited in order, so each secret is reported once
