@@ -2421,9 +2421,10 @@ function MS:h_arm_activity(req)
   if not lower or not upper then
     return self:arm_err(400, "BadRequest", "The $filter query parameter value is invalid: it must contain 'eventTimestamp ge' and 'eventTimestamp le' with ISO 8601 values.")
   end
-  if upper - lower > 90 * 86400000 then
-    return self:arm_err(400, "BadRequest", "The time range between eventTimestamp ge and eventTimestamp le must be 90 days or less.")
+  if upper < lower then
+    return self:arm_err(400, "BadRequest", "The $filter query parameter value is invalid: eventTimestamp le is before eventTimestamp ge.")
   end
+  lower = math.max(lower, self:now_ms() - 90 * 86400000)     -- retention: 90 days
   local extra = {}
   for _, k in ipairs({ "resourceGroupName", "resourceUri", "resourceProvider", "correlationId" }) do
     local v = f:match(k .. "%s+eq%s+'([^']*)'")
