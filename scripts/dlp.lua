@@ -112,14 +112,36 @@ M.iban_ok = iban_ok
 ---------------------------------------------------------------------------------------------------------
 -- detectors: det(text, emit) calls emit(type, s, e, sample) for each match at text[s..e]
 
--- one pass over digit runs feeds both the card and the SSN checks
-local function digit_runs(text, emit, want_card, want_ssn)
+-- an IBAN whose country code starts at s (the digit pass found its check digits at s+2)
+local function iban_at(text, s, emit)
+  local cc = sub(text, s, s + 1)
+  local want = IBAN_LEN[cc]
+  if not want or (s > 1 and find(sub(text, s - 1, s - 1), "%w")) then return end
+  local compact, i = sub(text, s, s + 3), s + 4
+  while #compact < want do
+    local cs, ce = find(text, "^ ?[%u%d]", i)
+    if not cs then break end
+    compact = compact .. sub(text, ce, ce)
+    i = ce + 1
+  end
+  if #compact == want and not find(text, "^[%w]", i) and iban_ok(compact) then
+    emit("iban", s, i - 1, sub(compact, 1, 4) .. stars(want - 8) .. sub(compact, -4))
+  end
+end
+
+-- one pass over digit runs feeds the card, SSN and IBAN checks (a single pattern scan is the main cost)
+local function digit_runs(text, emit, want_card, want_ssn, want_iban)
   local pos = 1
   while true do
     local s, e = find(text, "%d[%d %-]*%d", pos)
     if not s then return end
     pos = e + 1
-    if e - s < 10 then goto next end -- shorter than ddd-dd-dddd (11) or any card (13): dates, amounts, ids
+    if want_iban and s > 2 then
+      local a, b, c = byte(text, s - 2, s - 1)
+      c = byte(text, s + 1)
+      if a >= 65 and a <= 90 and b >= 65 and b <= 90 and c >= 48 and c <= 57 then iban_at(text, s - 2, emit) end
+    end
+    if e - s < 10 or not (want_card or want_ssn) then goto next end -- shorter than ddd-dd-dddd or a card
     do
     -- groups of digits separated by exactly one separator; a longer gap starts a new segment
     local groups, starts, ends, seps = {}, {}, {}, {}
@@ -166,29 +188,6 @@ local function digit_runs(text, emit, want_card, want_ssn)
     end
     end
     ::next::
-  end
-end
-
-local function iban(text, emit)
-  local pos = 1
-  while true do
-    local s, e, cc = find(text, "(%u%u)%d%d", pos)
-    if not s then return end
-    pos = s + 1
-    local want = (s == 1 or not find(sub(text, s - 1, s - 1), "%w")) and IBAN_LEN[cc]
-    if want then
-      local compact, i = sub(text, s, e), e + 1
-      while #compact < want do
-        local cs, ce = find(text, "^ ?[%u%d]", i)
-        if not cs then break end
-        compact = compact .. sub(text, ce, ce)
-        i = ce + 1
-      end
-      if #compact == want and not find(text, "^[%w]", i) and iban_ok(compact) then
-        emit("iban", s, i - 1, sub(compact, 1, 4) .. stars(want - 8) .. sub(compact, -4))
-        pos = i
-      end
-    end
   end
 end
 
@@ -299,8 +298,7 @@ local function custom_sample(m)
 end
 
 local function run_detectors(text, want, custom, emit)
-  if want.credit_card or want.ssn then digit_runs(text, emit, want.credit_card, want.ssn) end
-  if want.iban then iban(text, emit) end
+  if want.credit_card or want.ssn or want.iban then digit_runs(text, emit, want.credit_card, want.ssn, want.iban) end
   if want.aws_access_key or want.aws_secret_key then
     local ids = aws_ids(text)
     if want.aws_access_key then aws_access(text, emit, ids) end
