@@ -489,7 +489,8 @@ local function file_row(it, drive, level)
     ext_id = it.id, name = it.name, path = file_path(it), parent_id = str(pr.id), is_folder = it.folder and 1 or 0,
     owner = owner and (str(owner.email) or str(owner.displayName)) or by and (str(by.email) or str(by.displayName)) or nil,
     size = math.tointeger(it.size), mime = f and str(f.mimeType) or nil, sha1 = str(h.sha1Hash), sha256 = str(h.sha256Hash),
-    access_level = level, trashed = 0, quarantined = pr.name == QUARANTINE and 1 or 0,
+    access_level = level, trashed = 0,
+    quarantined = (pr.name == QUARANTINE or tostring(pr.path or ""):sub(-#QUARANTINE - 1) == "/" .. QUARANTINE) and 1 or 0,
     created_at = str(it.createdDateTime), modified_at = str(it.lastModifiedDateTime),
     raw = it,
   }
@@ -594,7 +595,12 @@ end
 c.stream_order = { users = 1, groups = 2, app_grants = 3, files = 4, activities = 5 }
 
 function c.fetch.users(ctx, id)
-  local u = ctx:get("/v1.0/users/" .. urlencode(id), { ["$select"] = USER_SELECT })
+  local resp, err = ctx.client:request("GET", "/v1.0/users/" .. urlencode(id), { query = { ["$select"] = USER_SELECT }, expect_json = true })
+  if not resp then
+    if tostring(err):match("^not_found:") then return end      -- deleted: the next full scan marks it
+    error(err, 0)
+  end
+  local u = resp.data
   local row = user_row(u)
   local cur = ctx.st:query("SELECT is_admin FROM users WHERE instance_id = ? AND ext_id = ?", ctx.inst.id, u.id)[1]
   row.is_admin = cur and cur.is_admin or 0

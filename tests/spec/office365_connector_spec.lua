@@ -69,7 +69,7 @@ describe("office365 connector", function()
     tenant:mount(srv)
     assert(instances.add(runtime.store(), "office365", "o365", {
       tenant_id = TENANT, client_id = CLIENT, client_secret = SECRET, client_state = CLIENT_STATE,
-      components = "users,audits,signins,apps,activities", base_url = srv.url, insecure_loopback = "true" }))
+      components = "users,audits,signins,apps,activities,files", base_url = srv.url, insecure_loopback = "true" }))
     inst = assert(runtime.instance("o365"))
     -- the webhook endpoint as the daemon serves it
     hooks = assert(server.listen { port = 0 })
@@ -119,6 +119,16 @@ describe("office365 connector", function()
     end
     assert.equal(0, n_act(inst, "time IS NULL OR kind IS NULL OR action IS NULL"))
     assert.is_true(n_act(inst, "app <> 'Microsoft Entra ID' AND kind = 'signin'") > 0)
+    -- OneDrive and SharePoint: every item but the roots, the item's own permissions, access levels
+    assert.equal(tenant:count("items"), n_of("files", inst, "trashed = 0"))
+    assert.equal(tenant:count("folders"), n_of("files", inst, "trashed = 0 AND is_folder = 1"))
+    assert.equal(tenant:count("permissions"), n_of("file_permissions", inst, "json_extract(raw, '$.inheritedFrom') IS NULL"))
+    assert.equal(tenant:count("shared_items"), n_of("files", inst, "access_level <> 'private'"))
+    for _, level in ipairs { "public", "external", "internal", "private" } do
+      assert.is_true(n_of("files", inst, "access_level = '" .. level .. "'") > 0, level)
+    end
+    assert.is_true(n_of("file_permissions", inst, "external = 1 AND principal_type = 'user'") > 0)
+    assert.equal(0, n_of("files", inst, "owner IS NULL OR path IS NULL OR name IS NULL"))
     -- the Management API subscriptions were started
     local list = 0
     for _, ct in ipairs(MGMT_TYPES) do if tenant.state.mgmt_subs[ct] and tenant.state.mgmt_subs[ct].status == "enabled" then list = list + 1 end end
@@ -128,7 +138,8 @@ describe("office365 connector", function()
   it("re-scans without changes and polls only new events, resuming from the cursor", function()
     local before = n_act(inst)
     local by = sync_ok(inst)
-    for stream, entities in pairs { users = { "users", "privileges" }, groups = { "groups", "group_members" }, app_grants = { "app_grants" } } do
+    for stream, entities in pairs { users = { "users", "privileges" }, groups = { "groups", "group_members" }, app_grants = { "app_grants" },
+                                    files = { "files", "file_permissions" } } do
       for _, e in ipairs(entities) do
         local c = by[stream][e]
         assert.equal(0, c.added + c.changed + c.removed, stream .. "/" .. e)
@@ -188,7 +199,7 @@ describe("office365 connector", function()
     res, ok = results_of(i2, { streams = { "users" } })
     assert.is_false(ok)
     assert.matches("unknown component 'bogus'", res.users.error)
-    inst = set("o365", { components = "users,audits,signins,apps,activities" })
+    inst = set("o365", { components = "users,audits,signins,apps,activities,files" })
     by = sync_ok(inst, { streams = { "activities" } })
     assert.equal(1, by.activities.activities.added)        -- the Management record of that sign-in
   end)
