@@ -233,6 +233,98 @@ describe("office365 connector", function()
     assert.equal(n - 1, n_of("app_grants", inst))
   end)
 
+  -- a file of the tenant whose only sharing is one permission of its own matching pred
+  local function file_with(pred)
+    local best
+    for _, it in pairs(tenant.state.items) do
+      if not it.folder and not it.deleted and #it.perms == 1 and #tenant:effective_perms(it) == 1 and pred(it.perms[1])
+        and (not best or it.id < best.id) then best = it end
+    end
+    return assert(best, "no such file in the tenant")
+  end
+  local function file_row(id) return runtime.store().db:query("SELECT * FROM files WHERE instance_id = ? AND ext_id = ?", inst.id, id)[1] end
+  local function act(action, target, params)
+    local rec, err = governance.act { store = runtime.store(), instance = inst, action = action, target = target, operator = "spec", params = params }
+    assert(rec, err)
+    assert.equal("ok", rec.result, tostring(rec.error))
+    return rec
+  end
+
+  it("removes shared links and external collaborators, makes files private, in the tenant and the store", function()
+    local it = file_with(function(p) return p.kind == "link" and p.scope == "anonymous" end)
+    assert.equal("public", file_row(it.id).access_level)
+    act("remove_shared_link", it.id)
+    assert.equal(0, #it.perms)
+    assert.equal("private", file_row(it.id).access_level)
+    assert.equal(0, n_of("file_permissions", inst, "file_id = '" .. it.id .. "'"))
+
+    it = file_with(function(p) return p.kind == "user" and p.external end)
+    assert.equal("external", file_row(it.id).access_level)
+    act("remove_collaborator", it.id)
+    assert.equal(0, #it.perms)
+    assert.equal("private", file_row(it.id).access_level)
+
+    it = file_with(function(p) return p.kind == "link" and p.scope == "organization" end)
+    assert.equal("internal", file_row(it.id).access_level)
+    act("make_private", it.id)
+    assert.equal(0, #it.perms)
+    assert.equal("private", file_row(it.id).access_level)
+    -- an inherited permission is not the file's to remove: nothing to do is not an error, the link stays
+    local kid
+    for _, x in pairs(tenant.state.items) do
+      if not x.folder and not x.deleted and #x.perms == 0 and #tenant:effective_perms(x) > 0 and (not kid or x.id < kid.id) then kid = x end
+    end
+    if kid then
+      act("remove_shared_link", kid.id)
+      assert.is_true(#tenant:effective_perms(kid) > 0)
+    end
+  end)
+
+  it("quarantines a file with a tombstone, and undoes it", function()
+    local it = file_with(function(p) return p.kind == "link" end)
+    local parent, name = it.parent, it.name
+    local rec = act("quarantine_file", it.id)
+    local folder = tenant.state.items[it.parent]
+    assert.equal("cachost quarantine", folder.name)
+    local tomb = tenant:child_named(tenant.state.items[parent], name .. ".quarantined.txt")
+    assert(tomb, "no tombstone")
+    assert.truthy(tomb.content:find(rec.ext_id, 1, true))           -- the correlation id
+    assert.equal(1, file_row(it.id).quarantined)
+    local undo, err = governance.undo(runtime.store(), function() return inst end, rec.id)
+    assert(undo, err)
+    assert.equal("ok", undo.result, tostring(undo.error))
+    assert.equal(parent, it.parent)
+    assert.equal(name, it.name)
+    assert.is_nil(tenant:child_named(tenant.state.items[parent], name .. ".quarantined.txt"))
+    assert.equal(0, file_row(it.id).quarantined)
+  end)
+
+  it("trashes a file; incremental delta sees it; a stale delta link restarts cleanly", function()
+    local it = file_with(function(p) return p.kind == "link" end)
+    act("trash_file", it.id)
+    assert.is_true(it.deleted)
+    assert.equal(1, file_row(it.id).trashed)
+    sync_ok(inst, { streams = { "files" } })
+    assert.equal(tenant:count("items"), n_of("files", inst, "trashed = 0"))
+    -- every delta link goes stale; a file changes meanwhile
+    tenant:expire_delta()
+    local victim = file_with(function(p) return p.kind == "user" end)
+    victim.deleted = true
+    tenant:touch(victim)
+    local req0 = #tenant.log
+    local by = sync_ok(inst, { streams = { "files" } })
+    local gone = 0
+    for i = req0 + 1, #tenant.log do if tenant.log[i].status == 410 then gone = gone + 1 end end
+    assert.is_true(gone > 0)
+    assert.equal(tenant:count("items"), n_of("files", inst, "trashed = 0"))
+    assert.equal(tenant:count("permissions"), n_of("file_permissions", inst, "json_extract(raw, '$.inheritedFrom') IS NULL"))
+    assert.equal(0, by.files.files.added)
+    -- the next poll uses the fresh links: no 410
+    req0 = #tenant.log
+    sync_ok(inst, { streams = { "files" } })
+    for i = req0 + 1, #tenant.log do assert.are_not.equal(410, tenant.log[i].status) end
+  end)
+
   it("answers the Graph validation handshake and re-fetches a user named by a change notification", function()
     local url = hooks.url .. "/webhooks/o365"
     local resp = assert(http.request { method = "POST", url = url, query = { validationToken = "Validation: token&1" },
@@ -256,6 +348,32 @@ describe("office365 connector", function()
     assert.equal(202, notify(CLIENT_STATE).status)
     for _ = 1, 50 do if name() == "Renamed By Admin" then break end; sched.sleep(0.05) end
     assert.equal("Renamed By Admin", name())
+  end)
+
+  it("subscribes to Graph change notifications, and follows the tenant's own notifications", function()
+    local ctx = sync.context(runtime.store(), inst, "spec")
+    local url = hooks.url .. "/webhooks/o365"
+    local ids = ctx.connector.subscribe(ctx, url)
+    assert.equal(1 + tenant:count("drives"), #ids)
+    assert.equal(#ids, tenant:count("graph_subscriptions"))
+    assert.same(ids, ctx.connector.subscribe(ctx, url))                  -- renewed, not duplicated
+    assert.equal(#ids, tenant:count("graph_subscriptions"))
+    -- a user changed by someone else
+    local u = tenant.state.users[9]
+    ctx:patch("/v1.0/users/" .. u.id, { displayName = "Changed Elsewhere" })
+    -- a file uploaded by someone else
+    local d = tenant.state.drives[1]
+    local up = ctx:request("PUT", "/v1.0/drives/" .. http.urlencode(d.id) .. "/root:/" .. http.urlencode("from elsewhere.txt") .. ":/content",
+      { body = "hello", headers = { ["Content-Type"] = "text/plain" } })
+    tenant:flush(5)
+    local st = runtime.store()
+    local function got()
+      local a = st.db:query("SELECT display_name FROM users WHERE instance_id = ? AND ext_id = ?", inst.id, u.id)[1].display_name
+      local f = st.db:query("SELECT name FROM files WHERE instance_id = ? AND ext_id = ?", inst.id, up.id)[1]
+      return a == "Changed Elsewhere" and f ~= nil
+    end
+    for _ = 1, 100 do if got() then break end; sched.sleep(0.05) end
+    assert.is_true(got())
   end)
 
   it("survives Graph 429 and 503 with Retry-After, and Management API 429", function()
