@@ -11,6 +11,7 @@ local Client = require "sdk.client"
 local auth = require "sdk.auth"
 
 local M = {}
+local gc_mark = 16 * 1024      -- KB of Lua heap after the last collection (see Ctx:emit)
 
 local Ctx = {}
 Ctx.__index = Ctx
@@ -101,7 +102,12 @@ function Ctx:emit(entity, items, map)
     for i, s in ipairs(res.status) do if s == "added" then feed[#feed + 1] = { op = "added", row = rows[i] } end end
   end
   if M.on_feed and #feed > 0 then M.on_feed(self, entity, feed) end
-  collectgarbage()    -- the page is garbage now: collect it before the next, so memory stays flat (halves the peak)
+  -- the page is garbage now: collect once the heap has grown by half since the last collection (a
+  -- listing's pages are large and short-lived; Lua's default waits for it to double)
+  if collectgarbage("count") > gc_mark * 1.5 then
+    collectgarbage()
+    gc_mark = math.max(collectgarbage("count"), 16 * 1024)
+  end
   return res
 end
 

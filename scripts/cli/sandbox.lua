@@ -11,10 +11,11 @@ per tenant: app, name, url and the credential to use (GitHub tenants also accept
 for client id sandbox-NAME, client secret sandbox-secret-NAME).  Serves until SIGINT/SIGTERM.
   --seed N   deterministic data (default 1)     --size N   users per tenant (default 50)
   --events N  System Log events of an Okta tenant (default 200 a day over 8 days)
+  --rate-limit N  requests a minute per API bucket (default: the provider's usual)
 Controls (not part of the providers' APIs): POST /_sandbox/bruteforce (form: login, failures) appends
 failed sign-ins then a success; GET /_sandbox/count/WHAT (users, events...) the ground truth;
 POST /_sandbox/fault {"kind": "429"|"500"|"reset"|..., "count": N}.]=],
-  options = { { "port", arg = true, short = "p" }, { "seed", arg = true }, { "size", arg = true }, { "events", arg = true } },
+  options = { { "port", arg = true, short = "p" }, { "seed", arg = true }, { "size", arg = true }, { "events", arg = true }, { "rate-limit", arg = true } },
   run = function(opts, args, ctx)
     if #args == 0 then args = { "okta", "github" } end
     local port = tonumber(opts.port or 0)
@@ -51,6 +52,7 @@ POST /_sandbox/fault {"kind": "429"|"500"|"reset"|..., "count": N}.]=],
         tenant:fault(f)
         return 200, json.encode { ok = true }
       end)
+      if opts["rate-limit"] then tenant:set_rate_limit(tonumber(opts["rate-limit"]), 60) end
       tenant:mount(srv)
       servers[#servers + 1] = srv
       ctx.out("%s\t%s\t%s\t%s\n", app, name, srv.url, tenant.token)
