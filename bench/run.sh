@@ -18,3 +18,6 @@ echo "== sync: full sync of an Okta System Log of 1,000,000 events"
 sh "$here/sync.sh" "$bin" || echo "bench sync failed"
 echo "== dlp: scanning 1 GB of text files, all detectors"
 CACHOST_BIN="$bin" sh "$here/dlp.sh" || echo "bench dlp failed"
+
+echo "== instances: 200 instances syncing at once in one process"
+sh "$here/instances.sh" "$bin" || echo "bench instances failed"

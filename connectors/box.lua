@@ -401,6 +401,8 @@ end
 
 -- Quarantine (§7): a trashed file is restored first (POST /files/{id}); the file moves to the admin
 -- quarantine folder and a tombstone "<name>.quarantined.txt" in its original folder says why and where.
+-- Admin quarantine: the file leaves its folder for one only admins see, loses its own shared link and
+-- external collaborators on the way, and a tombstone with the correlation id takes its place.
 function c.actions.quarantine_file(ctx, file, params)
   params = params or {}
   local it = current(ctx, file)
@@ -409,6 +411,7 @@ function c.actions.quarantine_file(ctx, file, params)
   local qid = quarantine_folder(ctx)
   if origin == qid then error("http: file is already in the quarantine folder", 0) end
   local moved = move(ctx, it, qid)
+  c.actions.make_private(ctx, file)
   local note = ("This file was quarantined by your administrator.\n\nFile: %s\nOriginal location: %s\n" ..
     "Moved to: admin quarantine folder '%s' (id %s) as '%s'\nCorrelation id: %s\n"):format(
     it.name, path_of(it), QUARANTINE, qid, moved.name, tostring(params.correlation_id or "-"))

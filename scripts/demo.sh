@@ -10,12 +10,13 @@ rm -rf "$CACHOST_HOME"
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 say "starting sandbox tenants (API emulators on loopback)"
-"$BIN" sandbox okta github:acme github:globex >"$ROOT/build/demo-tenants.txt" 2>"$ROOT/build/demo-tenants.log" &
+"$BIN" sandbox okta github:acme github:globex box microsoft >"$ROOT/build/demo-tenants.txt" 2>"$ROOT/build/demo-tenants.log" &
 SANDBOX=$!
 trap 'kill $SANDBOX 2>/dev/null' EXIT
-for _ in 1 2 3 4 5 6 7 8 9 10; do [ "$(wc -l <"$ROOT/build/demo-tenants.txt")" -ge 3 ] && break; sleep 0.3; done
+for _ in 1 2 3 4 5 6 7 8 9 10; do [ "$(wc -l <"$ROOT/build/demo-tenants.txt")" -ge 5 ] && break; sleep 0.3; done
 cat "$ROOT/build/demo-tenants.txt"
 field() { awk -v a="$1" -v n="$2" -v f="$3" '$1==a && $2==n {print $f}' "$ROOT/build/demo-tenants.txt"; }
+cred() { grep "^$1	" "$ROOT/build/demo-tenants.txt" | cut -f4 | tr ' ' '\n' | sed -n "s/^$2=//p"; }
 
 say "adding three instances: one Okta org (API token), two GitHub orgs (OAuth web flow)"
 CACHOST_SET_API_TOKEN=$(field okta okta 4) "$BIN" instance add okta --name acme-okta \
@@ -36,8 +37,18 @@ for org in acme globex; do
   tail -n +3 "$ROOT/build/demo-connect.txt"
 done
 
-say "scanning every instance (policies watch what changes)"
-for i in acme-okta acme-github globex-github; do "$BIN" sync "$i" || true; done
+box=$(field box box 3)
+CACHOST_SET_CLIENT_SECRET=$(cred box client_secret) "$BIN" instance add box --name acme-box --set auth=client_credentials \
+  --set client_id=$(cred box client_id) --set enterprise_id=$(cred box enterprise_id) --set base_url="$box/2.0" \
+  --set upload_base_url="$box/api/2.0" --set oauth_base_url="$box" --set insecure_loopback=true </dev/null
+ms=$(field microsoft microsoft 3)
+CACHOST_SET_CLIENT_SECRET=$(cred microsoft client_secret) "$BIN" instance add office365 --name contoso-365 \
+  --set tenant_id=$(cred microsoft tenant_id) --set client_id=$(cred microsoft client_id) --set base_url="$ms" \
+  --set insecure_loopback=true </dev/null
+
+say "scanning every instance (policies watch what changes; the file policy quarantines in enforce mode)"
+"$BIN" policy mode sensitive_file_shared enforce
+for i in acme-okta acme-github globex-github acme-box contoso-365; do "$BIN" sync "$i" || true; done
 
 say "instances and health"
 "$BIN" instance list
@@ -61,6 +72,13 @@ curl -s -X POST "$(field okta okta 3)/_sandbox/bruteforce" -d "login=$victim&fai
 "$BIN" alerts --open --limit 5
 "$BIN" governance log --limit 3
 "$BIN" query "SELECT email, status FROM users WHERE email = '$victim'"
+
+say "a card-number file shared publicly in the Box sandbox: quarantined, with a tombstone left behind"
+"$BIN" sync acme-box --stream files >/dev/null     # the next scan sees the tombstones
+"$BIN" query "SELECT g.id, g.action, g.target, g.mode, g.result FROM governance_actions g
+  JOIN instances i ON i.id = g.instance_id WHERE i.name = 'acme-box' ORDER BY g.id"
+"$BIN" query "SELECT path, access_level, scan_status, quarantined FROM files f JOIN instances i ON i.id = f.instance_id
+  WHERE i.name = 'acme-box' AND (f.quarantined = 1 OR f.name LIKE '%.quarantined.txt') ORDER BY path"
 
 say "a few recent sign-ins"
 "$BIN" query "SELECT time, actor, outcome, ip, location FROM activities WHERE kind = 'signin' ORDER BY time DESC LIMIT 8"

@@ -158,6 +158,10 @@ function M.act(req)
   local undo = type(res) == "table" and res.undo or (c.undo and c.undo[action] and { action = c.undo[action] }) or nil
   local rec = record(st, inst, req, row, { mode = "executed", result = "ok", undo = undo,
     provider_status = type(res) == "table" and res.status or nil })
+  if action == "quarantine_file" or action == "unquarantine_file" then
+    assert(st.db:exec("UPDATE files SET quarantined = ? WHERE instance_id = ? AND ext_id = ?",
+      action == "quarantine_file" and 1 or 0, inst.id, row.ext_id))
+  end
   -- the store follows the provider: re-fetch what changed, where the connector can
   local fetch = c.fetch[entity]
   if fetch then

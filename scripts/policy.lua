@@ -6,6 +6,7 @@
 -- function is called there on batches of rows, which are copied in.  Windows (repeated, travel) are
 -- kept by the engine here and saved in policy_state, so they survive a restart.
 local governance = require "governance"
+local dlp = require "dlp"
 local store = require "store"
 local util = require "sdk.util"
 

@@ -1,11 +1,30 @@
 -- Sandbox tenants: emulators of the providers' APIs (scripts/sandbox/<app>.lua) on loopback, to try
 -- cachost, policies and governance safely, and for the tests and the demo.
-local AVAILABLE = { okta = "sandbox.okta", github = "sandbox.github" }
+local AVAILABLE = { okta = "sandbox.okta", github = "sandbox.github", box = "sandbox.box",
+                    microsoft = "sandbox.microsoft" }
+
+-- One tenant of each app, from the command line's options.
+local function tenant_for(app, name, mod, seed, size, opts)
+  if app == "okta" then return mod.new { seed = seed, users = size, org_name = name, events = tonumber(opts.events) } end
+  if app == "github" then
+    return mod.new { seed = seed, members = size, org = name,
+      oauth_app = { client_id = "sandbox-" .. name, client_secret = "sandbox-secret-" .. name, name = "cachost" } }
+  end
+  if app == "box" then return mod.new { seed = seed, users = size } end
+  return mod.new { seed = seed, users = size }
+end
+
+-- The credential line printed for each tenant.
+local function credential(app, t)
+  if app == "microsoft" then return ("tenant_id=%s client_id=%s client_secret=%s"):format(t.tenant_id, t.client_id, t.client_secret) end
+  if app == "box" then return ("client_id=%s client_secret=%s enterprise_id=%s"):format(t.client_id, t.client_secret, t.enterprise_id) end
+  return t.token
+end
 
 return {
   summary = "start sandbox tenants (API emulators) and print their URLs",
   usage = [=[usage: cachost sandbox [APP[:NAME]]... [--port P] [--seed N] [--size N]
-Starts one emulated tenant per APP (okta, github; give the same app twice for two tenants, e.g.
+Starts one emulated tenant per APP (okta, github, box, microsoft; the same app twice for two tenants, e.g.
 github:acme github:globex) on loopback ports P, P+1, ... (default: free ports) and prints one line
 per tenant: app, name, url and the credential to use (GitHub tenants also accept the OAuth web flow
 for client id sandbox-NAME, client secret sandbox-secret-NAME).  Serves until SIGINT/SIGTERM.
@@ -24,13 +43,10 @@ POST /_sandbox/fault {"kind": "429"|"500"|"reset"|..., "count": N}.]=],
     local servers = {}
     for i, spec in ipairs(args) do
       local app, name = spec:match("^([%w_]+):?([%w_%-]*)$")
-      if not app or not AVAILABLE[app] then return ctx.fail("no sandbox tenant for '%s' (have: okta, github)", spec) end
+      if not app or not AVAILABLE[app] then return ctx.fail("no sandbox tenant for '%s' (have: box, github, microsoft, okta)", spec) end
       name = name ~= "" and name or app
       local mod = require(AVAILABLE[app])
-      local tenant = app == "okta"
-        and mod.new { seed = seed + i, users = size, org_name = name, events = tonumber(opts.events) }
-        or mod.new { seed = seed + i, members = size, org = name,
-                     oauth_app = { client_id = "sandbox-" .. name, client_secret = "sandbox-secret-" .. name, name = "cachost" } }
+      local tenant = tenant_for(app, name, mod, seed + i, size, opts)
       local srv, err = server.listen { host = "127.0.0.1", port = port > 0 and port + i - 1 or 0 }
       if not srv then return ctx.fail("cannot listen: %s", err) end
       -- controls of the emulator itself (not part of the provider's API), for demos and manual tests
@@ -55,7 +71,7 @@ POST /_sandbox/fault {"kind": "429"|"500"|"reset"|..., "count": N}.]=],
       if opts["rate-limit"] then tenant:set_rate_limit(tonumber(opts["rate-limit"]), 60) end
       tenant:mount(srv)
       servers[#servers + 1] = srv
-      ctx.out("%s\t%s\t%s\t%s\n", app, name, srv.url, tenant.token)
+      ctx.out("%s\t%s\t%s\t%s\n", app, name, srv.url, credential(app, tenant))
     end
     io.stdout:flush()
     sched.wait_stop()
