@@ -190,56 +190,92 @@ M.in_cidr = in_cidr
 local State = {}
 State.__index = State
 
--- Window state per (policy, instance, key), cached for a feed and saved when it ends.
+-- Window state per (policy, instance, key): read from policy_state once, kept in memory for the life of
+-- the process, and written back after each feed for the keys it changed.
+local states = setmetatable({}, { __mode = "k" })     -- store -> instance id -> State
 local function state_for(st, inst)
-  return setmetatable({ st = st, inst = inst, cache = {}, dirty = {} }, State)
+  local per = states[st] or {}
+  states[st] = per
+  per[inst.id] = per[inst.id] or setmetatable({ st = st, inst = inst, cache = {}, dirty = {} }, State)
+  return per[inst.id]
 end
 function State:get(policy, key)
-  local k = policy .. "\0" .. key
-  local v = self.cache[k]
+  local per = self.cache[policy]
+  if not per then per = {}; self.cache[policy] = per end
+  local v = per[key]
   if v == nil then
     local r = self.st.db:query("SELECT data FROM policy_state WHERE policy = ? AND instance_id = ? AND key = ?",
       policy, self.inst.id, key)[1]
     v = r and json.decode(r.data) or {}
-    self.cache[k] = v
+    per[key] = v
   end
   return v
 end
 function State:put(policy, key, v)
-  local k = policy .. "\0" .. key
-  self.cache[k] = v
-  self.dirty[k] = { policy, key }
+  self.cache[policy][key] = v
+  local d = self.dirty[policy]
+  if not d then d = {}; self.dirty[policy] = d end
+  d[key] = true
 end
-function State:save()
+-- Writing every window after every page would cost more than evaluating the page, so changes are
+-- written at most every SAVE_EVERY seconds, and always by policy.flush() (end of a scan, stop).
+local SAVE_EVERY = 2
+function State:save(force)
+  if not next(self.dirty) or (not force and sched.now() - (self.saved_at or 0) < SAVE_EVERY) then return end
   local now = store.now()
-  for k, pk in pairs(self.dirty) do
-    assert(self.st.db:exec([[INSERT INTO policy_state (policy, instance_id, key, data, updated_at) VALUES (?, ?, ?, ?, ?)
-      ON CONFLICT (policy, instance_id, key) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at]],
-      pk[1], self.inst.id, pk[2], json.encode(self.cache[k]), now))
-  end
-  self.dirty = {}
+  local ok, err = self.st:transaction(function()
+    for policy, keys in pairs(self.dirty) do
+      for key in pairs(keys) do
+        assert(self.st.db:exec([[INSERT INTO policy_state (policy, instance_id, key, data, updated_at) VALUES (?, ?, ?, ?, ?)
+          ON CONFLICT (policy, instance_id, key) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at]],
+          policy, self.inst.id, key, json.encode(self.cache[policy][key]), now))
+      end
+    end
+    return true
+  end)
+  if not ok then error(err, 0) end
+  self.dirty, self.saved_at = {}, sched.now()
 end
 
-local function row_time(row) return util.parse_iso(row.time) or sched.time() end
+-- Write every pending window change now.
+function M.flush()
+  for _, per in pairs(states) do
+    for _, state in pairs(per) do state:save(true) end
+  end
+end
+
+-- Forget what is cached in memory (as a restart would).
+function M.forget() states = setmetatable({}, { __mode = "k" }) end
+
+local function row_time(row)
+  local t = row._t
+  if not t then t = util.parse_iso(row.time) or sched.time(); row._t = t end
+  return t
+end
 
 -- repeated = {count, within, by}, optional followed_by: N matches within the window (then a follower).
 -- Returns the evidence when the policy fires on this row.
 local function repeated_step(p, state, row, matched)
   local r = p.repeated
+  local follower = not matched and p.followed_by and table_match(p.followed_by, row)
+  if not matched and not follower then return nil end        -- neither counts nor closes a window
   local key = tostring(row[r.by] or "?")
   local t = row_time(row)
   local w = state:get(p.id, key)
-  local times = {}
-  for _, x in ipairs(w.times or {}) do if t - x <= r.within then times[#times + 1] = x end end
+  local times = w.times or json.array {}
+  -- drop what fell out of the window (in place: the oldest are first)
+  local drop = 0
+  while times[drop + 1] and t - times[drop + 1] > r.within do drop = drop + 1 end
+  if drop > 0 then table.move(times, drop + 1, #times + drop, 1) end
   local fired
   if matched then
     times[#times + 1] = t
-    if not p.followed_by and #times >= r.count then fired = { count = #times, key = key }; times = {} end
-  elseif p.followed_by and table_match(p.followed_by, row) and #times >= r.count then
+    if not p.followed_by and #times >= r.count then fired = { count = #times, key = key } end
+  elseif #times >= r.count then
     fired = { count = #times, key = key, followed_by = row.ext_id }
-    times = {}
   end
-  state:put(p.id, key, { times = json.array(times) })
+  if fired then times = json.array {} end
+  if matched or fired or drop > 0 then w.times = times; state:put(p.id, key, w) end
   return fired
 end
 
@@ -250,14 +286,18 @@ local function travel_step(p, state, row)
   local key = tostring(row.actor or "?")
   local t = row_time(row)
   local last = state:get(p.id, key)
-  state:put(p.id, key, { lat = row.lat, lon = row.lon, t = t, location = row.location, ip = row.ip })
-  if not last.lat then return nil end
-  local km = haversine_km(last.lat, last.lon, row.lat, row.lon)
-  local hours = math.max(math.abs(t - last.t), 60) / 3600
-  if km >= p.travel.min_km and km / hours > p.travel.max_kmh then
-    return { km = math.floor(km), kmh = math.floor(km / hours), from = last.location, to = row.location,
+  local ev
+  if last.lat and (last.lat ~= row.lat or last.lon ~= row.lon) then
+    local km = haversine_km(last.lat, last.lon, row.lat, row.lon)
+    local hours = math.max(math.abs(t - last.t), 60) / 3600
+    if km >= p.travel.min_km and km / hours > p.travel.max_kmh then
+      ev = { km = math.floor(km), kmh = math.floor(km / hours), from = last.location, to = row.location,
              from_ip = last.ip, to_ip = row.ip }
+    end
   end
+  last.lat, last.lon, last.t, last.location, last.ip = row.lat, row.lon, t, row.location, row.ip
+  state:put(p.id, key, last)
+  return ev
 end
 
 ---------------------------------------------------------------------------------------------- enrichment
@@ -279,8 +319,10 @@ local function enrich(st, inst, entity, rows)
   if entity ~= "activities" then return end
   -- actor_status is the account's status when the event happened, as far as cachost knows: the current
   -- status counts from when cachost saw it (its last change, else when the account was first seen), so
-  -- history from before a suspension is not taken for activity after it.
-  local known = {}
+  -- history from before a suspension is not taken for activity after it.  Cached per instance until
+  -- the users of that instance change (M.feed of "users" clears it).
+  local known = state_for(st, inst).actors
+  if not known then known = {}; state_for(st, inst).actors = known end
   for _, r in ipairs(rows) do
     local who = r.actor_id or r.actor
     if who and known[who] == nil then
@@ -392,12 +434,17 @@ function M.feed(st, inst, policies, entity, items, opts)
     if it.op ~= "removed" then rows[#rows + 1] = it.row end
   end
   if #rows == 0 then return 0 end
+  if entity == "users" then state_for(st, inst).actors = nil end   -- statuses may have changed
   enrich(st, inst, entity, rows)     -- in place: the items see it too
   local state = state_for(st, inst)
   local alerts = 0
   for _, p in ipairs(policies) do
     if p.enabled ~= false and ON[p.on] == entity and not (p.new_only and opts.first_scan) then
-      local ops = p.ops and (function() local s = {} for _, o in ipairs(p.ops) do s[o] = true end return s end)() or (entity == "activities" and { added = true } or { added = true, changed = true })
+      if not p.op_set then
+        p.op_set = {}
+        for _, o in ipairs(p.ops or (entity == "activities" and { "added" } or { "added", "changed" })) do p.op_set[o] = true end
+      end
+      local ops = p.op_set
       local mine = {}
       for _, it in ipairs(items) do if ops[it.op] then mine[#mine + 1] = it.row end end
       local matched, err = match_rows(p, mine)
