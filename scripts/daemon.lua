@@ -28,6 +28,7 @@ function M.schedule(inst, tasks)
       log.info("scan done", { instance = inst.name, kind = label })
     end)
     busy = false
+    if not ok and tostring(err):match("cancelled$") then error("cancelled", 0) end
     if not ok then log.error("scan crashed", { instance = inst.name, error = err }) end
   end
   local full, incremental = {}, {}
@@ -64,11 +65,30 @@ function M.webhook(req)
   return status, body and json.encode(body) or "", headers
 end
 
+-- Providers that push changes only to subscribers (Graph change notifications) need a subscription to
+-- our public webhook URL, created at start and renewed before it expires.
+local RENEW_EVERY = 24 * 3600
+function M.subscribe(inst, public_url, tasks)
+  local c = assert(sdk.load(inst.app))
+  if not c.subscribe or not public_url then return end
+  local url = public_url:gsub("/+$", "") .. "/webhooks/" .. inst.name
+  local function renew()
+    local ok, err = pcall(c.subscribe, sync.context(runtime.store(), inst, "subscribe"), url)
+    if not ok then log.warn("webhook subscription failed", { instance = inst.name, error = err })
+    else log.info("webhook subscription renewed", { instance = inst.name, url = url }) end
+  end
+  tasks[#tasks + 1] = sched.spawn(renew)
+  tasks[#tasks + 1] = sched.every(RENEW_EVERY, renew, { jitter = 600 })
+end
+
 function M.run(opts)
   local tasks = {}
   runtime.watch(true)
   sched.on_reload(function() runtime.policies(true); log.info("policies reloaded") end)
-  for _, inst in ipairs(runtime.instances { enabled = true }) do M.schedule(inst, tasks) end
+  for _, inst in ipairs(runtime.instances { enabled = true }) do
+    M.schedule(inst, tasks)
+    M.subscribe(inst, opts.public_url, tasks)
+  end
   local srv, err = server.listen { host = opts.host or "127.0.0.1", port = opts.port or 0, max_body = 1024 * 1024 }
   if not srv then return nil, "cannot listen: " .. tostring(err) end
   srv:route("*", "/webhooks/:instance", M.webhook)
@@ -77,6 +97,7 @@ function M.run(opts)
   log.info("stopping: letting scans finish their current page")
   for _, t in ipairs(tasks) do t:cancel() end
   for _, t in ipairs(tasks) do t:join(30) end
+  require("policy").flush()
   srv:close()
   return true
 end

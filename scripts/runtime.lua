@@ -102,6 +102,7 @@ function M.sync(inst, opts)
     end
     if opts.progress then opts.progress(stream, counts, err) end
   end
+  if sync.on_feed then require("policy").flush() end      -- windows the scan moved, on disk now
   if all_ok then
     inst:set_status("connected")
     assert(M.store().db:exec("UPDATE instances SET last_scan = ? WHERE id = ?", store.now(), inst.id))

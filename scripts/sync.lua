@@ -138,9 +138,12 @@ function M.run(st, inst, stream, opts)
   ctx.first_scan = state.last_success == nil
   assert(st:save_stream(inst.id, stream, { scan_started = started }))
   local ok, err = xpcall(fn, function(e)
+    if type(e) == "string" and e:match("cancelled$") then return "cancelled" end
     if type(e) == "string" and (e:match("^[%w_]+: ") or e:match("^endless") or e:match("^bad page")) then return e end
     return debug.traceback(tostring(e), 2)
   end, ctx, cursor)
+  -- stopped, not broken: what was committed stays, the task goes on ending
+  if not ok and err == "cancelled" then error("cancelled", 0) end
   if not ok then
     log.warn("sync failed", { instance = inst.name, stream = stream, error = err })
     st:save_stream(inst.id, stream, { last_error = tostring(err), last_error_at = sched.time(),

@@ -46,6 +46,7 @@ local function test(file, opts, ctx)
     flush()
   end
   out:finish()
+  policy.flush()
   ctx.err("%d alert(s); actions were planned as dry runs, nothing was changed\n", total)
   return 0
 end
