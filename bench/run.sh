@@ -24,3 +24,6 @@ sh "$here/instances.sh" "$bin" || echo "bench instances failed"
 
 echo "== policies: the shipped activity policies over 1,000,000 stored activities"
 sh "$here/policy.sh" "$bin" || echo "bench policy failed"
+
+echo "== office365: Management Activity API, 1,000,000 records"
+sh "$here/o365.sh" "$bin" || echo "bench o365 failed"

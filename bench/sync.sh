@@ -7,7 +7,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 bin=${1:-$here/../build/cachost}
 events=${2:-${SYNC_BENCH_EVENTS:-1000000}}
 tmp=$(mktemp -d)
-"$bin" sandbox okta --events "$events" >"$tmp/tenants" 2>"$tmp/sandbox.log" &
+"$bin" sandbox okta --events "$events" --rate-limit 100000000 >"$tmp/tenants" 2>"$tmp/sandbox.log" &
 spid=$!
 trap 'kill $spid 2>/dev/null; wait $spid 2>/dev/null; rm -rf "$tmp"' EXIT INT TERM
 i=0; while [ ! -s "$tmp/tenants" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done

@@ -305,6 +305,8 @@ end
 
 local function fmt(t) return (iso(t):gsub("%.%d+Z$", "")) end     -- YYYY-MM-DDTHH:MM:SS, UTC
 
+local BLOBS_IN_FLIGHT = 8
+
 -- One content blob: its records, or nil when it expired / disappeared (logged, skipped).
 local function fetch_blob(ctx, uri)
   local resp, err, raw = mgmt(ctx, "GET", uri)
@@ -333,13 +335,24 @@ local function management(ctx, state, save)
       while url do
         local resp, err = mgmt(ctx, "GET", url, query)
         if not resp then error(err, 0) end
+        -- the listing's new blobs, BLOBS_IN_FLIGHT at a time; their records committed together
+        local todo, records = {}, {}
         for _, blob in ipairs(type(resp.data) == "table" and resp.data or {}) do
-          if not seen[blob.contentId] then
-            local records = fetch_blob(ctx, blob.contentUri)
-            if records then ctx:emit("activities", records, record_row) end
-            seen[blob.contentId] = blob.contentCreated or fmt(to)
+          if not seen[blob.contentId] then todo[#todo + 1] = blob end
+        end
+        for first = 1, #todo, BLOBS_IN_FLIGHT do
+          local tasks = {}
+          for i = first, math.min(#todo, first + BLOBS_IN_FLIGHT - 1) do
+            tasks[#tasks + 1] = sched.spawn(fetch_blob, ctx, todo[i].contentUri)
+          end
+          for _, t in ipairs(tasks) do
+            local ok, got = t:join()
+            if not ok then error(got, 0) end
+            for _, r in ipairs(got or {}) do records[#records + 1] = r end
           end
         end
+        if #records > 0 then ctx:emit("activities", records, record_row) end
+        for _, blob in ipairs(todo) do seen[blob.contentId] = blob.contentCreated or fmt(to) end
         url, query = resp.headers["nextpageuri"], nil
       end
     end

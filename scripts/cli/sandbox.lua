@@ -11,7 +11,7 @@ local function tenant_for(app, name, mod, seed, size, opts)
       oauth_app = { client_id = "sandbox-" .. name, client_secret = "sandbox-secret-" .. name, name = "cachost" } }
   end
   if app == "box" then return mod.new { seed = seed, users = size } end
-  return mod.new { seed = seed, users = size }
+  return mod.new { seed = seed, users = size, mgmt_records = tonumber(opts.events) }
 end
 
 -- The credential line printed for each tenant.
@@ -29,7 +29,8 @@ github:acme github:globex) on loopback ports P, P+1, ... (default: free ports) a
 per tenant: app, name, url and the credential to use (GitHub tenants also accept the OAuth web flow
 for client id sandbox-NAME, client secret sandbox-secret-NAME).  Serves until SIGINT/SIGTERM.
   --seed N   deterministic data (default 1)     --size N   users per tenant (default 50)
-  --events N  System Log events of an Okta tenant (default 200 a day over 8 days)
+  --events N  System Log events of an Okta tenant (default 200 a day over 8 days), Management Activity
+              records of a Microsoft tenant (default 2,000 a day over 7 days)
   --rate-limit N  requests a minute per API bucket (default: the provider's usual)
 Controls (not part of the providers' APIs): POST /_sandbox/bruteforce (form: login, failures) appends
 failed sign-ins then a success; GET /_sandbox/count/WHAT (users, events...) the ground truth;
