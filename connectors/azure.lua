@@ -14,13 +14,8 @@ c.settings = {
 -- ARM, Graph and login each have their own host; a `base_url` setting (a sandbox tenant) serves all three.
 local ARM, GRAPH, LOGIN = "https://management.azure.com", "https://graph.microsoft.com", "https://login.microsoftonline.com"
 c.base_url = ARM
-local function host(settings, real)
-  local b = settings.base_url
-  if type(b) == "string" and b ~= "" then return (b:gsub("/+$", "")) end
-  return real
-end
 local function token_url(settings)
-  return host(settings, LOGIN) .. "/" .. urlencode(settings.tenant_id) .. "/oauth2/v2.0/token"
+  return provider_host(settings, LOGIN) .. "/" .. urlencode(settings.tenant_id) .. "/oauth2/v2.0/token"
 end
 
 -- Client credentials (§1), one token per resource: Graph requests name the `graph` scheme.
@@ -61,7 +56,7 @@ local GRAPH_PAGES = {
   next = function(resp) return resp.data["@odata.nextLink"] end,
   auth = "graph",
 }
-local function graph(ctx, path) return host(ctx.settings, GRAPH) .. path end
+local function graph(ctx, path) return provider_host(ctx.settings, GRAPH) .. path end
 
 -- The subscriptions to read: the setting, or every subscription the app can see.
 local function subscriptions(ctx)

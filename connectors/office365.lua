@@ -19,13 +19,8 @@ c.settings = {
 -- serves all three.
 local GRAPH, MANAGE, LOGIN = "https://graph.microsoft.com", "https://manage.office.com", "https://login.microsoftonline.com"
 c.base_url = GRAPH
-local function host(settings, real)
-  local b = settings.base_url
-  if type(b) == "string" and b ~= "" then return (b:gsub("/+$", "")) end
-  return real
-end
 local function token_url(settings)
-  return host(settings, LOGIN) .. "/" .. urlencode(settings.tenant_id) .. "/oauth2/v2.0/token"
+  return provider_host(settings, LOGIN) .. "/" .. urlencode(settings.tenant_id) .. "/oauth2/v2.0/token"
 end
 
 -- App-only (client credentials, §2).  One token per resource: requests to manage.office.com name the
@@ -279,7 +274,7 @@ end
 
 local CONTENT_TYPES = { "Audit.AzureActiveDirectory", "Audit.Exchange", "Audit.SharePoint", "Audit.General" }
 
-local function feed(ctx) return host(ctx.settings, MANAGE) .. "/api/v1.0/" .. urlencode(ctx.settings.tenant_id) .. "/activity/feed" end
+local function feed(ctx) return provider_host(ctx.settings, MANAGE) .. "/api/v1.0/" .. urlencode(ctx.settings.tenant_id) .. "/activity/feed" end
 local function mgmt(ctx, method, url, query)
   query = query or {}
   query.PublisherIdentifier = ctx.settings.publisher_id or ctx.settings.tenant_id

@@ -29,10 +29,19 @@ local function connector(app)
 end
 
 -- The globals a connector file sees, besides the safe base (env.lua).
+-- A provider spread over several hosts (Microsoft: login, Graph, manage.office.com): the real host, unless
+-- the instance's base_url points at a sandbox tenant, which serves them all.
+local function provider_host(settings, real)
+  local b = settings.base_url
+  if type(b) == "string" and b ~= "" then return util.trim_slash(b) end
+  return real
+end
+
 local function connector_env()
   return env.new {
     connector = connector, json = json, crypto = crypto, log = log, sched = sched,
     iso = util.iso, parse_iso = util.parse_iso, links = util.links, urlencode = http.urlencode,
+    provider_host = provider_host,
   }
 end
 
