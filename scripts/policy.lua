@@ -343,7 +343,8 @@ end
 
 ---------------------------------------------------------------------------------------------- content
 
--- dlp = {detectors = {...}, min = N, max_size = bytes}: download the file through its connector and
+-- dlp = {detectors = {...}, custom = {{name=, pattern=, min=}}, min_counts = {...}, min = N, max_size = bytes}:
+-- download the file through its connector and
 -- scan it; the file row records the scan status.  -> evidence (masked samples only) or nil
 local function dlp_step(st, inst, p, row, opts)
   local c = opts.ctx and opts.ctx.connector
@@ -355,7 +356,8 @@ local function dlp_step(st, inst, p, row, opts)
     local why = tostring(ok and err or body)
     result = { status = why:match("too_large") and "too_large" or "failed", reason = why }
   else
-    result = dlp.scan_file(body, { name = row.name, mime = row.mime, max_size = max, detectors = p.dlp.detectors })
+    result = dlp.scan_file(body, { name = row.name, mime = row.mime, max_size = max, detectors = p.dlp.detectors,
+      custom = p.dlp.custom, min_counts = p.dlp.min_counts })
   end
   assert(st.db:exec("UPDATE files SET scan_status = ? WHERE instance_id = ? AND ext_id = ?", result.status, inst.id, row.ext_id))
   if result.status ~= "completed" then return nil end
