@@ -22,6 +22,12 @@ c.auth = {
     authorize_url = "/login/oauth/authorize", token_url = "/login/oauth/access_token",
     scopes = { "read:org", "admin:org", "read:audit_log" },
   },
+  -- device flow (§2.2): for a machine without a browser; the user enters a code on github.com/login/device
+  device = {
+    type = "oauth2", grant = "device_code", base_url = "https://github.com",
+    device_url = "/login/device/code", token_url = "/login/oauth/access_token",
+    scopes = { "read:org", "admin:org", "read:audit_log" },
+  },
 }
 
 -- No sign-in log on github.com: SSO credential and OAuth authorizations in the audit log stand in (§3).

@@ -15,7 +15,15 @@ function M.run(inst, opts)
   local c, err = sdk.load(inst.app)
   if not c then return nil, err end
   local scheme = auth.scheme(c, inst)
-  if scheme.type == "oauth2" and (scheme.grant or "authorization_code") == "authorization_code" then
+  if scheme.type == "oauth2" and scheme.grant == "device_code" then
+    local ctx = sync.context(runtime.store(), inst, "connect")
+    local d, poll = auth.device_code(ctx.client, scheme)
+    if not d then return nil, poll end
+    say(("Open %s and enter the code %s to authorize cachost."):format(d.verification_uri, d.user_code))
+    local t, perr = poll()
+    if not t then return nil, perr end
+    say("authorized.")
+  elseif scheme.type == "oauth2" and (scheme.grant or "authorization_code") == "authorization_code" then
     local srv, lerr = server.listen { host = "127.0.0.1", port = opts.port or 0 }
     if not srv then return nil, "cannot listen for the redirect: " .. tostring(lerr) end
     local ctx = sync.context(runtime.store(), inst, "connect")

@@ -1075,6 +1075,7 @@ function GH:h_access_token(req)
                  { "error", "error_description", "error_uri" })
   end
   local app = self.oauth_apps[f.client_id or ""]
+  if f.grant_type == "urn:ietf:params:oauth:grant-type:device_code" then return self:device_token(f, app, reply, oerr) end
   if not app or not crypto().equal(f.client_secret or "", app.client_secret or "") then
     return oerr("incorrect_client_credentials", "The client_id and/or client_secret passed are incorrect.")
   end
@@ -1093,6 +1094,58 @@ function GH:h_access_token(req)
   self.tokens[tok] = { login = c.login, scopes = table.concat(scopes, ", "), client_id = app.client_id, kind = "oauth",
                        created = self:wall_s() }
   return reply({ access_token = tok, scope = scope, token_type = "bearer" }, { "access_token", "scope", "token_type" })
+end
+
+-- Device flow (§2.2): POST /login/device/code issues a device code and a user code; the user enters the
+-- user code at verification_uri (POST /login/device, user_code=...: what the browser form does); the
+-- app polls /login/oauth/access_token with the device_code grant until then.
+function GH:h_device_code(req)
+  local f = T.parse_form(req.body)
+  local app = self.oauth_apps[f.client_id or ""]
+  if not app then return 200, { error = "incorrect_client_credentials", error_description = "The client_id is not valid." } end
+  self.devices = self.devices or {}
+  self.ndev = (self.ndev or 0) + 1
+  local dc = T.hexs(40, self.seed, "device", self.ndev)
+  local uc = T.b62(8, self.seed, "user_code", self.ndev):upper()
+  uc = uc:sub(1, 4) .. "-" .. uc:sub(5, 8)
+  self.devices[dc] = { user_code = uc, client_id = app.client_id, scope = f.scope or "", exp = self:wall_s() + 900,
+                       interval = self.device_interval or 5, approved = false }
+  return 200, { device_code = dc, user_code = uc, verification_uri = "http://" .. (req.headers.host or "localhost") .. "/login/device",
+                expires_in = 900, interval = self.device_interval or 5 }
+end
+
+function GH:h_device_approve(req)
+  local f = T.parse_form(req.body)
+  for _, d in pairs(self.devices or {}) do
+    if d.user_code == f.user_code and d.exp > self:wall_s() then
+      d.approved = true
+      return 200, "Congratulations, you're all set! Your device is now connected.", { ["Content-Type"] = "text/plain" }
+    end
+  end
+  return 404, "That code is not valid.", { ["Content-Type"] = "text/plain" }
+end
+
+function GH:device_token(f, app, reply, oerr)
+  local d = (self.devices or {})[f.device_code or ""]
+  if not app or not d or d.client_id ~= app.client_id then return oerr("incorrect_device_code", "The device_code provided is not valid.") end
+  if d.exp <= self:wall_s() then return oerr("expired_token", "The device_code has expired.") end
+  local now = self:wall_s()
+  if not d.approved then
+    if d.last_poll and now - d.last_poll < d.interval - 0.5 then
+      d.interval = d.interval + 5
+      d.last_poll = now
+      return reply({ error = "slow_down", error_description = "Too many requests have been made in the same timeframe.", interval = d.interval })
+    end
+    d.last_poll = now
+    return oerr("authorization_pending", "The authorization request is still pending.")
+  end
+  self.devices[f.device_code] = nil
+  local tok = "gho_" .. T.b62(36, self.seed, "gho-device", f.device_code)
+  local scopes = {}
+  for s in (d.scope or ""):gmatch("[^%s,]+") do scopes[#scopes + 1] = s end
+  self.tokens[tok] = { login = self.admin.login, scopes = table.concat(scopes, ", "), client_id = app.client_id, kind = "oauth",
+                       created = now }
+  return reply({ access_token = tok, scope = table.concat(scopes, ","), token_type = "bearer" }, { "access_token", "scope", "token_type" })
 end
 
 -- Basic client_id:client_secret for /applications/{client_id}/...
@@ -1219,6 +1272,8 @@ function GH:mount(srv, prefix)
     { "GET", "/user", GH.h_user },
     { "GET", "/login/oauth/authorize", GH.h_authorize, { public = true } },
     { "POST", "/login/oauth/access_token", GH.h_access_token, { public = true } },
+    { "POST", "/login/device/code", GH.h_device_code, { public = true } },
+    { "POST", "/login/device", GH.h_device_approve, { public = true } },
     { "POST", "/applications/:client_id/token", GH.h_app_token, { basic = true } },
     { "DELETE", "/applications/:client_id/token", GH.h_app_token, { basic = true } },
     { "DELETE", "/applications/:client_id/grant", GH.h_app_token, { basic = true } },

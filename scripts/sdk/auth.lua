@@ -49,7 +49,7 @@ function M.token_request(client, scheme, form, key)
   local t = resp.data
   if type(t) ~= "table" or not t.access_token then
     return nil, "auth: token endpoint answered without access_token" ..
-      (type(t) == "table" and t.error and (": " .. tostring(t.error)) or "")
+      (type(t) == "table" and t.error and (": " .. tostring(t.error)) or ""), t
   end
   inst:set_secret(n.access, t.access_token)
   if t.refresh_token then inst:set_secret(n.refresh, t.refresh_token) end
@@ -146,6 +146,38 @@ function M.authorization_code(client, scheme, redirect_uri)
     })
   end
   return url, exchange
+end
+
+-- OAuth2 device authorization (RFC 8628, GitHub's device flow): returns what the user must do
+-- ({user_code, verification_uri, ...}) and a function that polls the token endpoint until they did,
+-- honouring `interval` and `slow_down`.
+local DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+function M.device_code(client, scheme)
+  local client_id = client.inst.settings[scheme.client_id or "client_id"]
+  local resp, err = client:request("POST", endpoint(client, scheme, scheme.device_url), {
+    form = { client_id = client_id, scope = table.concat(scheme.scopes or {}, " ") }, no_auth = true,
+    headers = { Accept = "application/json" }, expect_json = true })
+  if not resp then return nil, "auth: device code request refused: " .. tostring(err) end
+  local d = resp.data
+  if type(d) ~= "table" or not d.device_code or not d.user_code then
+    return nil, "auth: device code endpoint answered without device_code" .. (type(d) == "table" and d.error and (": " .. tostring(d.error)) or "")
+  end
+  local function poll()
+    local interval = tonumber(d.interval) or 5
+    local deadline = sched.time() + (tonumber(d.expires_in) or 900)
+    while sched.time() < deadline do
+      sched.sleep(interval)
+      local t, terr, body = M.token_request(client, scheme, { client_id = client_id, device_code = d.device_code, grant_type = DEVICE_GRANT })
+      if t then return t end
+      local code = type(body) == "table" and body.error
+      if code == "slow_down" then interval = interval + 5
+      elseif code ~= "authorization_pending" then
+        return nil, "auth: device authorization failed: " .. tostring(type(body) == "table" and (body.error_description or body.error) or terr)
+      end
+    end
+    return nil, "auth: the device code expired before it was authorized"
+  end
+  return d, poll
 end
 
 return M

@@ -1,0 +1,70 @@
+-- Connecting instances through the providers' own flows, against sandbox tenants.
+local runtime = require "runtime"
+local connect = require "connect"
+local store = require "store"
+
+local function tmp_home()
+  local p = os.tmpname(); os.remove(p); host.mkdir(p, 448)
+  return p
+end
+
+local function add(app, name, settings, secrets)
+  local st = runtime.store()
+  local now = store.now()
+  assert(st.db:exec("INSERT INTO instances (app, name, settings, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
+    app, name, json.encode(settings), now, now))
+  local inst = assert(runtime.instance(name))
+  for k, v in pairs(secrets or {}) do inst:set_secret(k, v) end
+  return inst
+end
+
+describe("connect", function()
+  local gh, srv
+  setup(function()
+    host.home = tmp_home()
+    package.loaded.runtime = nil
+    runtime = require "runtime"
+    gh = require("sandbox.github").new { seed = 3, org = "acme", members = 12,
+      oauth_app = { client_id = "Iv1.dev", client_secret = "s3cret", name = "cachost" } }
+    gh.device_interval = 1
+    srv = assert(server.listen { port = 0 }); gh:mount(srv)
+  end)
+  teardown(function() srv:close() end)
+
+  it("runs GitHub's device flow: shows a code, waits for the user, then fetches the users", function()
+    local inst = add("github", "dev", { org = "acme", auth = "device", client_id = "Iv1.dev", base_url = srv.url,
+      oauth_base_url = srv.url, insecure_loopback = true })
+    local said = {}
+    local t = sched.spawn(connect.run, inst, { say = function(line) said[#said + 1] = line end })
+    local code
+    for _ = 1, 50 do
+      sched.sleep(0.05)
+      code = said[1] and said[1]:match("enter the code (%S+)")
+      if code then break end
+    end
+    assert(code, "a user code was shown")
+    sched.sleep(1.2)                   -- a poll or two stay pending before the user acts
+    local r = assert(http.request { method = "POST", url = srv.url .. "/login/device", body = "user_code=" .. code })
+    assert.equal(200, r.status)
+    assert.same({ true, true }, { t:join(30) })
+    assert.matches("^gho_", runtime.instance("dev"):secret("access_token"))
+    assert.equal("connected", runtime.instance("dev").row.status)
+    assert.is_true(runtime.store().db:query("SELECT count(*) n FROM users WHERE instance_id = ?", inst.id)[1].n >= 12)
+  end)
+
+  it("fails clearly when the device code is refused", function()
+    local inst = add("github", "dev2", { org = "acme", auth = "device", client_id = "unknown-client", base_url = srv.url,
+      oauth_base_url = srv.url, insecure_loopback = true })
+    local ok, err = connect.run(inst)
+    assert.is_nil(ok)
+    assert.matches("^auth: device code endpoint answered without device_code: incorrect_client_credentials", err)
+  end)
+
+  it("tests a token scheme with a real call and reports a bad token", function()
+    local inst = add("github", "tok", { org = "acme", base_url = srv.url, insecure_loopback = true }, { token = "wrong" })
+    local ok, err = connect.run(inst)
+    assert.is_nil(ok)
+    assert.matches("^auth: HTTP 401", err)
+    assert.equal("reconnect_needed", runtime.instance("tok").row.status)
+  end)
+end)
