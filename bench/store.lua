@@ -35,6 +35,8 @@ if mode == "csv" then
     local line = { tostring(i), "1" }
     for _, c in ipairs(COLS) do line[#line + 1] = csvf(r[c]) end
     line[#line + 1] = now
+    line[#line + 1] = ""    -- lat, lon: added by migration 3, so last in the table
+    line[#line + 1] = ""
     buf[#buf + 1] = table.concat(line, ",")
     if #buf == 10000 then f:write(table.concat(buf, "\n"), "\n"); buf = {} end
   end
