@@ -83,7 +83,9 @@ describe("policies", function()
     local feed = {}
     for i = 1, 3 do feed[#feed + 1] = signin("u4", "failure", i) end
     assert.equal(0, policy.feed(st, inst, only("bruteforce"), "activities", feed))
-    local again = assert(policy.load_all(st))            -- a new process would load them like this
+    policy.flush()                                      -- what a graceful stop writes
+    policy.forget()                                     -- what a restart loses: all that is in memory
+    local again = assert(policy.load_all(st))
     local p
     for _, x in ipairs(again) do if x.id == "bruteforce" then p = x end end
     feed = { signin("u4", "failure", 4), signin("u4", "failure", 5), signin("u4", "success", 6) }
