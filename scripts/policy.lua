@@ -130,36 +130,39 @@ end
 
 ---------------------------------------------------------------------------------------------- matching
 
-local function value_matches(want, got)
-  if type(want) == "table" then
-    for _, w in ipairs(want) do if w == got then return true end end
-    return false
-  end
-  return want == got
-end
-
-local function table_match(m, row)
-  for k, want in pairs(m) do
-    if not value_matches(want, row[k]) then return false end
-  end
-  return true
-end
-
--- -> array of booleans, or nil, err (the policy failed: budget, memory, runtime error)
-local function match_rows(p, rows)
-  if p.match_fn then
-    local out = {}
-    for first = 1, #rows, M.BATCH do
-      local batch = table.move(rows, first, math.min(#rows, first + M.BATCH - 1), 1, {})
-      local ok, res = p.vm:call("__match", batch)
-      if not ok then return nil, res end
-      table.move(res, 1, #res, first, out)
+-- A table match as a function of the row, specialised once per policy: lists become sets, and the
+-- common one- and two-key cases are direct comparisons (this is the hot path of evaluation).
+local function compile(m)
+  local tests = {}
+  for k, want in pairs(m or {}) do
+    if type(want) == "table" then
+      local set = {}
+      for _, w in ipairs(want) do set[w] = true end
+      tests[#tests + 1] = function(r) return set[r[k]] == true end
+    else
+      tests[#tests + 1] = function(r) return r[k] == want end
     end
-    return out
   end
+  local a, b = tests[1], tests[2]
+  if #tests == 0 then return function() return true end end
+  if #tests == 1 then return a end
+  if #tests == 2 then return function(r) return a(r) and b(r) end end
+  return function(r)
+    for i = 1, #tests do if not tests[i](r) then return false end end
+    return true
+  end
+end
+
+-- Function matches run in the policy's own state, a batch of rows per call -> array of booleans, or
+-- nil, err (the policy failed: budget, memory, runtime error).
+local function match_in_vm(p, rows)
   local out = {}
-  local m = p.match or {}
-  for i, r in ipairs(rows) do out[i] = table_match(m, r) end
+  for first = 1, #rows, M.BATCH do
+    local batch = table.move(rows, first, math.min(#rows, first + M.BATCH - 1), 1, {})
+    local ok, res = p.vm:call("__match", batch)
+    if not ok then return nil, res end
+    table.move(res, 1, #res, first, out)
+  end
   return out
 end
 
@@ -257,7 +260,8 @@ end
 -- Returns the evidence when the policy fires on this row.
 local function repeated_step(p, state, row, matched)
   local r = p.repeated
-  local follower = not matched and p.followed_by and table_match(p.followed_by, row)
+  if p.followed_by and not p.follower then p.follower = compile(p.followed_by) end
+  local follower = not matched and p.follower and p.follower(row)
   if not matched and not follower then return nil end        -- neither counts nor closes a window
   local key = tostring(row[r.by] or "?")
   local t = row_time(row)
@@ -445,20 +449,25 @@ function M.feed(st, inst, policies, entity, items, opts)
       if not p.op_set then
         p.op_set = {}
         for _, o in ipairs(p.ops or (entity == "activities" and { "added" } or { "added", "changed" })) do p.op_set[o] = true end
+        if not p.match_fn then p.matcher = compile(p.match) end
       end
-      local ops = p.op_set
-      local mine = {}
+      local ops, mine = p.op_set, {}
       for _, it in ipairs(items) do if ops[it.op] then mine[#mine + 1] = it.row end end
-      local matched, err = match_rows(p, mine)
-      if not matched then
+      local matched, err
+      if p.match_fn then matched, err = match_in_vm(p, mine) end
+      if p.match_fn and not matched then
         disable(st, inst, p, tostring(err))
       else
+        local matcher = p.matcher
         for i, row in ipairs(mine) do
+          local hit
+          if matched then hit = matched[i] else hit = matcher(row) end
           local ev
-          if p.repeated then ev = repeated_step(p, state, row, matched[i])
-          elseif p.travel then ev = matched[i] and travel_step(p, state, row) or nil
-          elseif p.dlp then ev = matched[i] and dlp_step(st, inst, p, row, opts) or nil
-          elseif matched[i] then ev = {} end
+          if p.repeated then ev = repeated_step(p, state, row, hit)
+          elseif not hit then ev = nil
+          elseif p.travel then ev = travel_step(p, state, row)
+          elseif p.dlp then ev = dlp_step(st, inst, p, row, opts)
+          else ev = {} end
           if ev then fire(st, inst, p, entity, row, ev, opts); alerts = alerts + 1 end
         end
       end
