@@ -12,7 +12,7 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
-#include <curl/curl.h>
+#include "curl_dl.h"
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -767,6 +767,8 @@ int luaopen_http(lua_State *L) {
         {"request", l_request}, {"urlencode", l_urlencode}, {"form", l_form},
         {"parse_url", l_parse_url}, {"trace", l_trace}, {NULL, NULL},
     };
+    const char *why = curl_dl_load();
+    if (why) return luaL_error(L, "http: %s", why);
     if (!S.global_init && curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK) S.global_init = 1;
     const char *tp = getenv("CACHOST_TRACE_HTTP");
     if (tp && *tp && !S.trace) http_set_trace(tp);
