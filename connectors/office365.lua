@@ -330,24 +330,23 @@ local function management(ctx, state, save)
       while url do
         local resp, err = mgmt(ctx, "GET", url, query)
         if not resp then error(err, 0) end
-        -- the listing's new blobs, BLOBS_IN_FLIGHT at a time; their records committed together
-        local todo, records = {}, {}
+        -- the listing's new blobs, BLOBS_IN_FLIGHT at a time; each group's records committed together
+        local todo = {}
         for _, blob in ipairs(type(resp.data) == "table" and resp.data or {}) do
           if not seen[blob.contentId] then todo[#todo + 1] = blob end
         end
         for first = 1, #todo, BLOBS_IN_FLIGHT do
-          local tasks = {}
-          for i = first, math.min(#todo, first + BLOBS_IN_FLIGHT - 1) do
-            tasks[#tasks + 1] = sched.spawn(fetch_blob, ctx, todo[i].contentUri)
-          end
+          local last = math.min(#todo, first + BLOBS_IN_FLIGHT - 1)
+          local tasks, records = {}, {}
+          for i = first, last do tasks[#tasks + 1] = sched.spawn(fetch_blob, ctx, todo[i].contentUri) end
           for _, t in ipairs(tasks) do
             local ok, got = t:join()
             if not ok then error(got, 0) end
             for _, r in ipairs(got or {}) do records[#records + 1] = r end
           end
+          if #records > 0 then ctx:emit("activities", records, record_row) end
+          for i = first, last do seen[todo[i].contentId] = todo[i].contentCreated or fmt(to) end
         end
-        if #records > 0 then ctx:emit("activities", records, record_row) end
-        for _, blob in ipairs(todo) do seen[blob.contentId] = blob.contentCreated or fmt(to) end
         url, query = resp.headers["nextpageuri"], nil
       end
     end
