@@ -28,7 +28,9 @@ end
 c.auth = {
   default = "graph",
   graph = { type = "oauth2", grant = "client_credentials", token_url = token_url,
-            scopes = { "https://graph.microsoft.com/.default" } },
+            scopes = { "https://graph.microsoft.com/.default" },
+            -- `instance connect` first asks an administrator's consent for the tenant (§2)
+            admin_consent = function(s) return provider_host(s, LOGIN) .. "/" .. urlencode(s.tenant_id) .. "/adminconsent" end },
   mgmt = { type = "oauth2", grant = "client_credentials", token_url = token_url,
            scopes = { "https://manage.office.com/.default" } },
 }
@@ -81,6 +83,7 @@ local function components(settings)
   return on
 end
 c.components = components
+function c.validate(settings) return components(settings) end   -- at instance add / edit
 
 local STREAM_NEEDS = { users = { "users" }, groups = { "users" }, app_grants = { "apps" }, files = { "files" },
   activities = { "audits", "signins", "activities" } }

@@ -43,6 +43,33 @@ function M.run(inst, opts)
     if not ok then return nil, xerr == "timeout" and "no authorization within the time allowed" or xerr end
     say("authorized.")
   end
+  -- admin consent (Microsoft): an administrator grants the app its permissions for the whole tenant
+  -- in the browser once; app-only tokens (client credentials) work from then on
+  if scheme.admin_consent then
+    local srv, lerr = server.listen { host = "127.0.0.1", port = opts.port or 0 }
+    if not srv then return nil, "cannot listen for the redirect: " .. tostring(lerr) end
+    local state = crypto.b64url(crypto.random(16))
+    local url = scheme.admin_consent(inst.settings) .. "?" .. http.form {
+      client_id = inst.settings[scheme.client_id or "client_id"], redirect_uri = srv.url .. "/callback", state = state }
+    local done = sched.cond()
+    srv:route("GET", "/callback", function(req)
+      local q = req.query
+      local ok = q.state and crypto.equal(q.state, state) and q.admin_consent == "True"
+      local why = not (q.state and crypto.equal(q.state, state)) and "auth: state mismatch (forged redirect?)"
+        or not ok and ("auth: consent refused: " .. tostring(q.error_description or q.error or "no admin_consent"))
+      done:signal(ok, why)
+      return ok and 200 or 400, ok and "cachost has the administrator's consent. You can close this window.\n" or (why .. "\n"),
+        { ["Content-Type"] = "text/plain" }
+    end)
+    say("Open this URL as an administrator to grant cachost its permissions:")
+    say(url)
+    local ok, why = done:wait(opts.timeout or 600)
+    sched.sleep(0.5)        -- let the browser receive its answer before the listener goes away
+    srv:close()
+    if not ok then return nil, why == "timeout" and "no consent within the time allowed" or why end
+    say("consent granted.")
+  end
+
   -- the credentials work when the connector's test (or a first listing of users) does
   if c.test then
     local ok, terr = pcall(c.test, sync.context(runtime.store(), inst, "connect"))

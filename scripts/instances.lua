@@ -143,6 +143,10 @@ function M.add(st, app, name, values, opts)
   end
   local settings, secrets = resolve(c, values or {}, opts.ask)
   if not settings then return nil, secrets end
+  if c.validate then   -- what types cannot say (e.g. Office 365's components), the connector checks
+    local ok, verr = c.validate(settings)
+    if not ok then return nil, verr end
+  end
   local v, verr
   if next(secrets) then
     v, verr = M.vault(st)
@@ -195,6 +199,10 @@ function M.edit(st, name, values)
   if not settings then return nil, secrets end
   local merged = json.decode(r.settings) or {}
   for k, v in pairs(settings) do merged[k] = v end
+  if c.validate then
+    local ok, verr = c.validate(merged)
+    if not ok then return nil, verr end
+  end
   local v, verr
   if next(secrets) then
     v, verr = M.vault(st)

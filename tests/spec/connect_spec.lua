@@ -60,6 +60,45 @@ describe("connect", function()
     assert.matches("^auth: device code endpoint answered without device_code: incorrect_client_credentials", err)
   end)
 
+  it("refuses Office 365 components that cannot work, at add and at edit", function()
+    local instances = require "instances"
+    local st = runtime.store()
+    local r, err = instances.add(st, "office365", "bad365", { tenant_id = "t", client_id = "c", components = "files" })
+    assert.is_nil(r)
+    assert.matches("'users' component .* is required", err)
+    r, err = instances.add(st, "office365", "bad365", { tenant_id = "t", client_id = "c", components = "users,mail" })
+    assert.is_nil(r)
+    assert.matches("unknown component 'mail'", err)
+    assert(instances.add(st, "office365", "ok365", { tenant_id = "t", client_id = "c", components = "users,files" }))
+    r, err = instances.edit(st, "ok365", { components = "signins" })
+    assert.is_nil(r)
+    assert.matches("'users' component", err)
+    assert(instances.remove(st, "ok365", { purge = true }))   -- one Office 365 instance at a time
+  end)
+
+  it("asks a Microsoft administrator's consent, then connects with app-only tokens", function()
+    local ms = require("sandbox.microsoft").new { seed = 4, users = 10 }
+    local msrv = assert(server.listen { port = 0 }); ms:mount(msrv)
+    local inst = add("office365", "m365", { tenant_id = ms.tenant_id, client_id = ms.client_id, base_url = msrv.url,
+      insecure_loopback = true, components = "users" }, { client_secret = ms.client_secret })
+    local said = {}
+    local t = sched.spawn(connect.run, inst, { say = function(line) said[#said + 1] = line end })
+    local url
+    for _ = 1, 50 do
+      sched.sleep(0.05)
+      for _, l in ipairs(said) do url = url or l:match("^(http%S+/adminconsent%?%S+)") end
+      if url then break end
+    end
+    assert(url, "the consent URL was shown")
+    -- the administrator's browser: the consent page redirects back to cachost's loopback server
+    local r = assert(http.request { url = url })
+    assert.equal(200, r.status)
+    assert.matches("consent", r.body)
+    assert.same({ true, true }, { t:join(30) })
+    assert.equal(10, runtime.store().db:query("SELECT count(*) n FROM users WHERE instance_id = ?", inst.id)[1].n)
+    msrv:close()
+  end)
+
   it("tests a token scheme with a real call and reports a bad token", function()
     local inst = add("github", "tok", { org = "acme", base_url = srv.url, insecure_loopback = true }, { token = "wrong" })
     local ok, err = connect.run(inst)

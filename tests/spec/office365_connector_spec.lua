@@ -190,12 +190,23 @@ describe("office365 connector", function()
     i2 = set("o365", { components = "users,signins" })
     by = sync_ok(i2, { streams = { "activities" } })
     assert.equal(1, by.activities.activities.added)
-    -- without users: a clear error, and nothing runs
-    i2 = set("o365", { components = "signins,files" })
+    -- without users: refused at edit; a database that holds such settings anyway (written by hand, or
+    -- by an older cachost) gets a clear error at sync, and nothing runs
+    local refused, why = instances.edit(runtime.store(), "o365", { components = "signins,files" })
+    assert.is_nil(refused)
+    assert.matches("'users' component", why)
+    local function force(components)
+      local st = runtime.store()
+      local row = runtime.instance("o365").row
+      local s2 = json.decode(row.settings); s2.components = components
+      assert(st.db:exec("UPDATE instances SET settings = ? WHERE id = ?", json.encode(s2), row.id))
+      return assert(runtime.instance("o365"))
+    end
+    i2 = force("signins,files")
     local res, ok = results_of(i2)
     assert.is_false(ok)
     assert.matches("'users' component %(Entra users and groups%) is required", res.users.error)
-    i2 = set("o365", { components = "users,bogus" })
+    i2 = force("users,bogus")
     res, ok = results_of(i2, { streams = { "users" } })
     assert.is_false(ok)
     assert.matches("unknown component 'bogus'", res.users.error)
