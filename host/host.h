@@ -67,9 +67,6 @@ void task_push(lua_State *L, struct task *t);
 /* Run the loop until no task is alive and no event is pending (or a forced exit). */
 int sched_run(void);
 
-/* Log an error with traceback from C (used by callbacks that run Lua outside tasks). */
-void host_report(lua_State *L, const char *where);
-
 /* SIGINT handling can be taken over (the REPL cancels the running entry instead of stopping). */
 extern void (*host_sigint_hook)(void);
 

@@ -55,12 +55,6 @@ static int traceback(lua_State *L)
     return 1;
 }
 
-void host_report(lua_State *L, const char *where)
-{
-    log_msg(LOG_ERROR, where, "error=%s", lua_tostring(L, -1));
-    lua_pop(L, 1);
-}
-
 /* Runs inside lua_pcall: everything that may raise happens here (lua.c's pmain). */
 static int pmain(lua_State *L)
 {
