@@ -135,6 +135,15 @@ function M.act(req)
 
   if req.dry_run then return record(st, inst, req, row, { mode = "dry-run", result = "planned" }) end
   if req.policy then
+    -- an operator undid this very action on this target: a policy does not simply do it again
+    local undone = st.db:query([[SELECT u.operator, u.created_at FROM governance_actions u
+      JOIN governance_actions a ON u.operator = 'undo of #' || a.id
+      WHERE a.instance_id = ? AND a.action = ? AND a.target_id = ? AND u.result = 'ok' ORDER BY u.id DESC LIMIT 1]],
+      inst.id, action, row.ext_id)[1]
+    if undone then
+      return record(st, inst, req, row, { mode = "held", result = "held",
+        error = ("an operator undid %s on this target at %s; not repeated automatically"):format(action, undone.created_at) })
+    end
     local why = limit_hit(st, inst, req)
     if why then
       local rec = record(st, inst, req, row, { mode = "held", result = "held", error = why })

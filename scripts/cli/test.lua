@@ -10,7 +10,7 @@ Runs the busted specs under PATHS (default tests/spec) inside the host's event l
 works (-o TAP, --filter, --pattern...).  Specs may call blocking primitives (http.request, sched.sleep).]],
   raw = true,
   run = function(_, args, ctx)
-    package.path = package.path .. ";" .. SYSTEM_PATHS
+    package.path = package.path .. ";" .. SYSTEM_PATHS .. host.root .. "/tests/?.lua;"
     package.cpath = package.cpath .. ";" .. SYSTEM_CPATHS .. host.root .. "/?.so"
     local ok_busted, runner = pcall(require, "busted.runner")
     if not ok_busted then return ctx.fail("busted is not installed (make deps): %s", runner) end

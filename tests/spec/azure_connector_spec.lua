@@ -9,10 +9,7 @@ local sync = require "sync"
 local TENANT = "6f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0"
 local CLIENT, SECRET = "0a1b2c3d-1111-4222-8333-944455556666", "sandbox~azure.secret"
 
-local function tmp_home()
-  local p = os.tmpname(); os.remove(p); host.mkdir(p, 448)
-  return p
-end
+local tmp_home = require("helpers").tmp_dir
 
 local function count(sql, ...) return runtime.store().db:query(sql, ...)[1].n end
 local function n_of(entity, inst, extra)

@@ -8,10 +8,7 @@ local runtime = require "runtime"
 local sync = require "sync"
 local store = require "store"
 
-local function tmp_home()
-  local p = os.tmpname(); os.remove(p); host.mkdir(p, 448)
-  return p
-end
+local tmp_home = require("helpers").tmp_dir
 
 local function count(sql, ...) return runtime.store().db:query(sql, ...)[1].n end
 local function n_of(entity, inst, extra)

@@ -3,20 +3,9 @@ local runtime = require "runtime"
 local connect = require "connect"
 local store = require "store"
 
-local function tmp_home()
-  local p = os.tmpname(); os.remove(p); host.mkdir(p, 448)
-  return p
-end
+local tmp_home = require("helpers").tmp_dir
 
-local function add(app, name, settings, secrets)
-  local st = runtime.store()
-  local now = store.now()
-  assert(st.db:exec("INSERT INTO instances (app, name, settings, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
-    app, name, json.encode(settings), now, now))
-  local inst = assert(runtime.instance(name))
-  for k, v in pairs(secrets or {}) do inst:set_secret(k, v) end
-  return inst
-end
+local add = require("helpers").instance
 
 describe("connect", function()
   local gh, srv

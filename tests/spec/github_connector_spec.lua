@@ -6,21 +6,12 @@ local runtime = require "runtime"
 local sync = require "sync"
 local store = require "store"
 
-local function tmp_home()
-  local p = os.tmpname(); os.remove(p); host.mkdir(p, 448)
-  return p
-end
+local tmp_home = require("helpers").tmp_dir
 
 local function add_instance(name, org, url, token, extra)
-  local st = runtime.store()
-  local now = store.now()
   local settings = { org = org, base_url = url, insecure_loopback = true, initial_days = 90 }
   for k, v in pairs(extra or {}) do settings[k] = v end
-  assert(st.db:exec("INSERT INTO instances (app, name, settings, created_at, updated_at) VALUES ('github', ?, ?, ?, ?)",
-    name, json.encode(settings), now, now))
-  local inst = assert(runtime.instance(name))
-  inst:set_secret("token", token)
-  return inst
+  return require("helpers").instance("github", name, settings, { token = token })
 end
 
 local function count(sql, ...) return runtime.store().db:query(sql, ...)[1].n end

@@ -6,20 +6,9 @@ local policy = require "policy"
 local sync = require "sync"
 local store = require "store"
 
-local function tmp_home()
-  local p = os.tmpname(); os.remove(p); host.mkdir(p, 448)
-  return p
-end
+local tmp_home = require("helpers").tmp_dir
 
-local function add(app, name, settings, secrets)
-  local st = runtime.store()
-  local now = store.now()
-  assert(st.db:exec("INSERT INTO instances (app, name, settings, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
-    app, name, json.encode(settings), now, now))
-  local inst = assert(runtime.instance(name))
-  for k, v in pairs(secrets or {}) do inst:set_secret(k, v) end
-  return inst
-end
+local add = require("helpers").instance
 
 describe("governance", function()
   local okta_t, box_t, srv_o, srv_b, okta, box
@@ -87,6 +76,9 @@ describe("governance", function()
     -- undo: back where it was, tombstone gone
     local undo = assert(governance.undo(runtime.store(), function() return box end, q[1].id, "t"))
     assert.equal("ok", undo.result)
+    assert.is_nil(box_t:path_of(box_t:find_file(q[1].target_id)):match("^/cachost quarantine/"))
+    -- and the policy does not quarantine it again on the next scan
+    assert(select(2, runtime.sync(box, { streams = { "files" } })))
     assert.is_nil(box_t:path_of(box_t:find_file(q[1].target_id)):match("^/cachost quarantine/"))
   end)
 end)

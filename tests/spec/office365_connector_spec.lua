@@ -15,10 +15,7 @@ local MGMT_TYPES = { "Audit.AzureActiveDirectory", "Audit.Exchange", "Audit.Shar
 local APPS = { Exchange = 1, SharePoint = 1, OneDrive = 1, Teams = 1, ["Power BI"] = 1, ["Dynamics 365"] = 1,
   ["Power Automate"] = 1, Yammer = 1, ["Skype for Business"] = 1, Office = 1 }
 
-local function tmp_home()
-  local p = os.tmpname(); os.remove(p); host.mkdir(p, 448)
-  return p
-end
+local tmp_home = require("helpers").tmp_dir
 
 local function count(sql, ...) return runtime.store().db:query(sql, ...)[1].n end
 local function n_of(entity, inst, extra)

@@ -5,19 +5,11 @@ local runtime = require "runtime"
 local sync = require "sync"
 local store = require "store"
 
-local function tmp_home()
-  local p = os.tmpname(); os.remove(p); host.mkdir(p, 448)
-  return p
-end
+local tmp_home = require("helpers").tmp_dir
 
 local function add_instance(name, url, token)
-  local st = runtime.store()
-  local now = store.now()
-  assert(st.db:exec("INSERT INTO instances (app, name, settings, created_at, updated_at) VALUES ('okta', ?, ?, ?, ?)",
-    name, json.encode { domain = "acme.okta.com", base_url = url, insecure_loopback = true }, now, now))
-  local inst = assert(runtime.instance(name))
-  inst:set_secret("api_token", token)
-  return inst
+  return require("helpers").instance("okta", name, { domain = "acme.okta.com", base_url = url, insecure_loopback = true },
+    { api_token = token })
 end
 
 local function count(sql, ...) return runtime.store().db:query(sql, ...)[1].n end

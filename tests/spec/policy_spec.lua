@@ -6,10 +6,7 @@ local governance = require "governance"
 local store = require "store"
 local util = require "sdk.util"
 
-local function tmp_home()
-  local p = os.tmpname(); os.remove(p); host.mkdir(p, 448)
-  return p
-end
+local tmp_home = require("helpers").tmp_dir
 
 local T0 = math.floor(sched.time()) + 60     -- after the accounts were first seen
 local function at(s) return util.iso(T0 + s) end
