@@ -13,12 +13,12 @@ say "starting sandbox tenants (API emulators on loopback)"
 "$BIN" sandbox okta github:acme github:globex box microsoft >"$ROOT/build/demo-tenants.txt" 2>"$ROOT/build/demo-tenants.log" &
 SANDBOX=$!
 trap 'kill $SANDBOX 2>/dev/null' EXIT
-for _ in 1 2 3 4 5 6 7 8 9 10; do [ "$(wc -l <"$ROOT/build/demo-tenants.txt")" -ge 5 ] && break; sleep 0.3; done
+i=0; while [ "$(wc -l <"$ROOT/build/demo-tenants.txt")" -lt 5 ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
 cat "$ROOT/build/demo-tenants.txt"
 field() { awk -v a="$1" -v n="$2" -v f="$3" '$1==a && $2==n {print $f}' "$ROOT/build/demo-tenants.txt"; }
 cred() { grep "^$1	" "$ROOT/build/demo-tenants.txt" | cut -f4 | tr ' ' '\n' | sed -n "s/^$2=//p"; }
 
-say "adding three instances: one Okta org (API token), two GitHub orgs (OAuth web flow)"
+say "adding instances: one Okta org (API token), two GitHub orgs (OAuth web flow), Box, Office 365"
 CACHOST_SET_API_TOKEN=$(field okta okta 4) "$BIN" instance add okta --name acme-okta \
   --set domain=acme.okta.com --set base_url="$(field okta okta 3)" --set insecure_loopback=true </dev/null
 "$BIN" instance connect acme-okta
@@ -30,7 +30,7 @@ for org in acme globex; do
   # the consent: cachost prints the provider's authorize URL; a browser (curl here) follows it back to cachost
   "$BIN" instance connect "$org-github" 2>"$ROOT/build/demo-connect.txt" &
   CONNECT=$!
-  for _ in 1 2 3 4 5 6 7 8 9 10; do grep -q '^http' "$ROOT/build/demo-connect.txt" && break; sleep 0.3; done
+  i=0; while ! grep -q '^http' "$ROOT/build/demo-connect.txt" && [ $i -lt 200 ]; do sleep 0.1; i=$((i + 1)); done
   cat "$ROOT/build/demo-connect.txt"
   curl -s -L "$(grep '^http' "$ROOT/build/demo-connect.txt")" || true
   wait $CONNECT
