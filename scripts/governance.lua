@@ -137,7 +137,7 @@ function M.act(req)
   if req.policy then
     -- an operator undid this very action on this target: a policy does not simply do it again
     local undone = st.db:query([[SELECT u.operator, u.created_at FROM governance_actions u
-      JOIN governance_actions a ON u.operator = 'undo of #' || a.id
+      JOIN governance_actions a ON u.operator LIKE 'undo of #' || a.id || ' by %'
       WHERE a.instance_id = ? AND a.action = ? AND a.target_id = ? AND u.result = 'ok' ORDER BY u.id DESC LIMIT 1]],
       inst.id, action, row.ext_id)[1]
     if undone then
@@ -198,7 +198,7 @@ function M.undo(st, instances, id, operator)
   if type(undo) ~= "table" or not undo.action then return nil, ("%s cannot be undone through the API"):format(r.action) end
   local inst = instances(r.instance_id)
   return M.act { store = st, instance = inst, action = undo.action, target = r.target_id,
-    operator = operator or ("undo of #" .. id), params = undo.params, force = true }
+    operator = ("undo of #%d by %s"):format(id, operator or "operator"), params = undo.params, force = true }
 end
 
 return M
