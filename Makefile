@@ -28,7 +28,7 @@ $(BUILD)/cachost: $(HOST_OBJ)
 $(BUILD)/%.o: host/%.c host/*.h | $(BUILD)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -c -o $@ $<
 
-$(BUILD)/tests/%: tests/c/%.c $(LIB_OBJ) | $(BUILD)
+$(BUILD)/tests/%: tests/c/%.c tests/c/*.h $(LIB_OBJ) | $(BUILD)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -Ihost $(CFLAGS) $(WARN) -o $@ $< $(LIB_OBJ) $(LDLIBS) -lcmocka
 

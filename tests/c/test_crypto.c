@@ -13,6 +13,7 @@
 #include <openssl/x509.h>
 
 #include "host.h"
+#include "lua_harness.h"
 
 int luaopen_crypto(lua_State *L);
 int crypto_gcm_seal(const unsigned char *key, const unsigned char *iv, const unsigned char *aad, size_t aadlen,
@@ -21,32 +22,9 @@ int crypto_gcm_open(const unsigned char *key, const unsigned char *iv, const uns
                     const unsigned char *ct, size_t len, const unsigned char *tag, unsigned char *out);
 
 static const char *prelude =
-    "function unhex(h) return (h:gsub('%x%x', function(x) return string.char(tonumber(x, 16)) end)) end\n"
-    "function eq(a, b, what) if a ~= b then error((what or '') .. ': expected ' .. tostring(b) .. ', got ' .. "
-    "tostring(a), 2) end end\n";
+    "function unhex(h) return (h:gsub('%x%x', function(x) return string.char(tonumber(x, 16)) end)) end\n";
 
-static int setup(void **state) {
-    lua_State *L = luaL_newstate();
-    luaL_openlibs(L);
-    luaL_requiref(L, "crypto", luaopen_crypto, 1);
-    lua_pop(L, 1);
-    if (luaL_dostring(L, prelude) != LUA_OK) return -1;
-    *state = L;
-    return 0;
-}
-
-static int teardown(void **state) {
-    lua_close(*state);
-    return 0;
-}
-
-/* Run a chunk; fail the test with the Lua error if it raises. */
-static void run(lua_State *L, const char *code) {
-    if (luaL_dostring(L, code) != LUA_OK) {
-        fail_msg("lua: %s", lua_tostring(L, -1));
-    }
-    lua_settop(L, 0);
-}
+static int setup(void **state) { return harness_open(state, "crypto", luaopen_crypto, prelude); }
 
 static void test_sha256(void **state) {
     run(*state,

@@ -8,35 +8,18 @@
 #include <cmocka.h>
 
 #include "host.h"
+#include "lua_harness.h"
 
 int luaopen_vm(lua_State *L);
 
 static const char *prelude =
-    "function eq(a, b, what) if a ~= b then error((what or '') .. ': expected ' .. tostring(b) .. ', got ' .. "
-    "tostring(a), 2) end end\n"
     "function fails(token, ok, err) eq(ok, nil, token); "
     "  assert(type(err) == 'string' and err:find(token, 1, true) == 1, token .. ' <- ' .. tostring(err)) "
     "  return err end\n";
 
-static int setup(void **state) {
-    lua_State *L = luaL_newstate();
-    luaL_openlibs(L);
-    luaL_requiref(L, "vm", luaopen_vm, 1);
-    lua_pop(L, 1);
-    if (luaL_dostring(L, prelude) != LUA_OK) return -1;
-    *state = L;
-    return 0;
-}
+static int setup(void **state) { return harness_open(state, "vm", luaopen_vm, prelude); }
 
-static int teardown(void **state) {
-    lua_close(*state);
-    return 0;
-}
 
-static void run(lua_State *L, const char *code) {
-    if (luaL_dostring(L, code) != LUA_OK) fail_msg("lua: %s", lua_tostring(L, -1));
-    lua_settop(L, 0);
-}
 
 static void test_memory_bomb(void **state) {
     run(*state,
