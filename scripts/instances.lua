@@ -128,6 +128,21 @@ function M.vault(st)
   return st._vault
 end
 
+-- The last checks before settings are stored: the connector's own (what types cannot say, e.g. Office
+-- 365's components), and a usable vault when there are secrets.  -> vault or nil | nil, err
+local function accept(st, c, settings, secrets)
+  if c.validate then
+    local ok, err = c.validate(settings)
+    if not ok then return nil, err end
+  end
+  if next(secrets) then
+    local v, err = M.vault(st)
+    if not v then return nil, err end
+    return v
+  end
+  return nil
+end
+
 function M.add(st, app, name, values, opts)
   opts = opts or {}
   local c, cerr = M.connector(app)
@@ -143,15 +158,8 @@ function M.add(st, app, name, values, opts)
   end
   local settings, secrets = resolve(c, values or {}, opts.ask)
   if not settings then return nil, secrets end
-  if c.validate then   -- what types cannot say (e.g. Office 365's components), the connector checks
-    local ok, verr = c.validate(settings)
-    if not ok then return nil, verr end
-  end
-  local v, verr
-  if next(secrets) then
-    v, verr = M.vault(st)
-    if not v then return nil, verr end
-  end
+  local v, verr = accept(st, c, settings, secrets)
+  if verr then return nil, verr end
   local id, err = st:transaction(function()
     local now = store.now()
     assert(st.db:exec([[INSERT INTO instances (app, name, settings, status, enabled, created_at, updated_at)
@@ -199,15 +207,8 @@ function M.edit(st, name, values)
   if not settings then return nil, secrets end
   local merged = json.decode(r.settings) or {}
   for k, v in pairs(settings) do merged[k] = v end
-  if c.validate then
-    local ok, verr = c.validate(merged)
-    if not ok then return nil, verr end
-  end
-  local v, verr
-  if next(secrets) then
-    v, verr = M.vault(st)
-    if not v then return nil, verr end
-  end
+  local v, verr = accept(st, c, merged, secrets)
+  if verr then return nil, verr end
   local ok, terr = st:transaction(function()
     assert(st.db:exec("UPDATE instances SET settings = ?, updated_at = ? WHERE id = ?", json.encode(merged), store.now(), r.id))
     for k, sv in pairs(secrets) do assert(v:put(r.id, k, sv)) end
