@@ -1,16 +1,17 @@
 # cachost — build, test, bench, demo.  Every target installs what it needs (make deps) first.
 .DEFAULT_GOAL := all
 
-PKGS     := lua5.4 lua5.4-cjson yajl libcurl sqlite3 libevent openssl readline libzip
+PKGS     := lua5.4 lua5.4-cjson yajl libcurl sqlite3 libevent openssl readline libzip poppler-glib
 DEBS     := build-essential pkg-config liblua5.4-dev lua5.4 lua-cjson-dev libyajl-dev libcurl4-openssl-dev \
-            libsqlite3-dev sqlite3 libevent-dev libssl-dev libreadline-dev libcmocka-dev lua-busted curl python3 openssl time libzip-dev
+            libsqlite3-dev sqlite3 libevent-dev libssl-dev libreadline-dev libcmocka-dev lua-busted curl python3 openssl time libzip-dev libpoppler-glib-dev
 BUILD    ?= build
 CC       ?= cc
 CFLAGS   ?= -O2 -g
 WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter
 CPPFLAGS += -D_GNU_SOURCE -DCACHOST_ROOT='"$(CURDIR)"' $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-# libcurl is loaded at run time by host/curl_dl.c (its headers only at build time): see curl_dl.h
-LDLIBS   += $(shell pkg-config --libs $(filter-out libcurl,$(PKGS)) 2>/dev/null) -lm
+# libcurl and poppler-glib are loaded at run time by host/curl_dl.c and host/pdf.c (their headers only at
+# build time): see curl_dl.h
+LDLIBS   += $(shell pkg-config --libs $(filter-out libcurl poppler-glib,$(PKGS)) 2>/dev/null) -lm
 
 HOST_SRC := $(wildcard host/*.c)
 HOST_OBJ := $(HOST_SRC:host/%.c=$(BUILD)/%.o)
