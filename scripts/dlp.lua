@@ -4,6 +4,7 @@
 --   dlp.stream(opts) -> s; s:feed(chunk) ...; s:finish() -> result        (bounded memory, chunk overlap)
 --   dlp.scan_file(content, {name =, mime =, max_size =, detectors =, custom =, min_counts =}) -> result
 --       result.status: completed | too_large | encrypted | unsupported | failed (with result.reason)
+--       result.extractor: text | docx | xlsx | pptx | zip | pdf (see dlp/extract.lua)
 --
 -- opts: detectors = {"credit_card", ...} (nil = all), custom = {{name =, pattern =, min =}},
 --       min_counts = {credit_card = 2}: a type is reported only when its count reaches its minimum.

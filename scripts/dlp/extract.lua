@@ -1,4 +1,5 @@
--- dlp/extract.lua — turn file content into text for the detectors, by name, mime type and magic bytes.
+-- dlp/extract.lua — turn file content into text for the detectors, by name, mime type and magic bytes:
+-- plain text, docx/xlsx/pptx and zip archives (the `zip` module), PDF (the `pdf` module, poppler).
 -- extract.text(content, name, mime, max) -> "text", text, extractor
 --                                        | "encrypted" | "unsupported" | "failed" | "too_large", reason
 local M = {}
@@ -71,6 +72,17 @@ local function office(content, kind, max)
   return "text", table.concat(parts, "\n"), kind
 end
 
+-- PDF: the text of every page; "unsupported" when poppler-glib is not installed
+local PDF_ERR = { encrypted = "encrypted", too_large = "too_large" }
+local function pdf_text(content, max)
+  if not pdf then return "unsupported", "no pdf support" end
+  local text, err, why = pdf.text(content, math.tointeger(max))
+  if text then return "text", text, "pdf" end
+  if err == "unavailable" then return "unsupported", "pdf: " .. (why or err) end
+  if PDF_ERR[err] then return PDF_ERR[err], "pdf" end
+  return "failed", err
+end
+
 -- a plain zip archive: the text files inside (nested archives are not opened)
 local function archive(content, max)
   if not zip then return "unsupported", "no zip support" end
@@ -105,6 +117,7 @@ function M.text(content, name, mime, max)
     return office(content, office_kind, max)
   end
   if is_zip then return archive(content, max) end
+  if ext == "pdf" or mime == "application/pdf" or content:sub(1, 5) == "%PDF-" then return pdf_text(content, max) end
   if (mime and (mime:find("^text/") or TEXT_MIME[mime])) or TEXT_EXT[ext or ""] then
     return "text", content, "text"
   end

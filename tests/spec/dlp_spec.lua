@@ -203,3 +203,66 @@ describe("dlp files", function()
     assert.equal(1, count(dlp.scan_file("x 536-22-1234", {}), "ssn"))
   end)
 end)
+
+describe("dlp PDF files", function()
+  local function pdf_fixture(name)
+    local fh = assert(io.open(host.root .. "/tests/fixtures/pdf/" .. name, "rb"))
+    local c = fh:read("a")
+    fh:close()
+    return c
+  end
+
+  it("finds the card number and the AWS key in a PDF's text, samples masked", function()
+    local r = dlp.scan_file(pdf_fixture("cards.pdf"), { name = "vendors.pdf" })
+    assert.equal("completed", r.status)
+    assert.equal("pdf", r.extractor)
+    assert.equal(1, count(r, "credit_card"))
+    assert.same({ "4111********1111" }, r.matches.credit_card.samples)
+    assert.equal(1, count(r, "aws_access_key"))
+    assert.same({ "AKIA************MPLE" }, r.matches.aws_access_key.samples)
+    assert.equal(1, count(r, "aws_secret_key"))
+    assert_masked(r, { "4111 1111 1111 1111", "AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY" })
+  end)
+
+  it("reads every page, and knows a PDF by mime type or magic bytes as well as by name", function()
+    local content = pdf_fixture("multipage.pdf")
+    for _, opts in ipairs({ { name = "Payroll.PDF" }, { mime = "application/pdf" }, { name = "payroll.bin" }, {} }) do
+      local r = dlp.scan_file(content, opts)
+      assert.equal("completed", r.status)
+      assert.equal("pdf", r.extractor)
+      assert.equal(1, count(r, "credit_card")) -- page 2
+      assert.equal(1, count(r, "ssn"))         -- page 3
+    end
+    local text = pdf.text(content)
+    assert.matches("^Page one:.*\nPage two:.*\nPage three:", text)
+  end)
+
+  it("reports encrypted, damaged and too large PDFs", function()
+    local enc = dlp.scan_file(pdf_fixture("encrypted.pdf"), { name = "locked.pdf" })
+    assert.equal("encrypted", enc.status)
+    assert.same({}, enc.matches)
+    local bad = dlp.scan_file(pdf_fixture("damaged.pdf"), { name = "cut.pdf" })
+    assert.equal("failed", bad.status)
+    assert.matches("^damaged: ", bad.reason)
+    assert.equal("failed", dlp.scan_file("plain text, not a PDF", { name = "fake.pdf" }).status)
+    -- big.pdf: 9 KB of deflated streams, ~35 KB of text; the cap applies to the text too
+    local big = pdf_fixture("big.pdf")
+    assert.is_true(#big < 10000)
+    local r = dlp.scan_file(big, { name = "big.pdf", max_size = 10000 })
+    assert.equal("too_large", r.status)
+    assert.is_nil(r.matches.credit_card)
+    local all = dlp.scan_file(big, { name = "big.pdf" })
+    assert.equal("completed", all.status)
+    assert.equal(1000, count(all, "credit_card"))
+  end)
+
+  it("says unsupported when poppler cannot be loaded", function()
+    local real = pdf
+    _G.pdf = { text = function() return nil, "unavailable", "cannot load libpoppler-glib.so.8" end }
+    local ok, r = pcall(dlp.scan_file, pdf_fixture("cards.pdf"), { name = "a.pdf" })
+    _G.pdf = real
+    assert(ok, r)
+    assert.equal("unsupported", r.status)
+    assert.matches("libpoppler", r.reason)
+  end)
+end)
