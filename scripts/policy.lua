@@ -50,6 +50,40 @@ local function seconds(spec)
   return tonumber(n) * ({ s = 1, m = 60, h = 3600, d = 86400, [""] = 1 })[unit]
 end
 
+-- travel.geoip = path of a MaxMind DB (GeoLite2-City): where a sign-in has an ip but no coordinates,
+-- they come from there.  Each file is opened once (memory-mapped) and kept; loading the policies again
+-- reopens it only if it changed on disk (GeoIP updates replace the file).
+local geo_dbs = {}      -- path -> {db =, stamp =}
+local function geo_db(path, check)
+  if type(path) ~= "string" then return nil, "a path to a MaxMind DB file expected" end
+  local c = geo_dbs[path]
+  if c and not check then return c.db end
+  local s = host.stat(path)
+  local stamp = s and (s.mtime .. ":" .. s.size)
+  if c and c.stamp == stamp then return c.db end
+  local db, err = geoip.open(path)
+  if not db then return nil, err end
+  geo_dbs[path] = { db = db, stamp = stamp }
+  return db
+end
+
+-- Fills row.lat/lon (and row.location, unless the provider named one) from travel.geoip -> true, or
+-- false when the address is missing, malformed or not in the database.
+local function geo_fill(p, row)
+  if not row.ip or p.enabled == false then return false end
+  local db, err = geo_db(p.travel.geoip)
+  if not db then         -- validate opened it at load: only a policy table changed since gets here
+    p.enabled = false
+    log.error("policy disabled", { policy = p.id, error = "travel.geoip: " .. err })
+    return false
+  end
+  local g = db:lookup(row.ip)
+  if not g or not g.lat or not g.lon then return false end
+  row.lat, row.lon = g.lat, g.lon
+  if row.location == nil then row.location = g.city and g.country and g.city .. ", " .. g.country or g.city or g.country end
+  return true
+end
+
 local SEVERITIES = { low = true, medium = true, high = true, critical = true }
 
 -- Checks a description and fills defaults; returns it or nil, err.
@@ -76,6 +110,10 @@ local function validate(d, name)
   if d.travel then
     d.travel.max_kmh = d.travel.max_kmh or 900
     d.travel.min_km = d.travel.min_km or 100
+    if d.travel.geoip ~= nil then
+      local _, gerr = geo_db(d.travel.geoip, true)
+      if gerr then return nil, "travel.geoip: " .. gerr end
+    end
   end
   local known = { name = 1, severity = 1, on = 1, match = 1, match_fn = 1, repeated = 1, followed_by = 1, travel = 1,
                   alert = 1, actions = 1, mode = 1, description = 1, ops = 1, new_only = 1, dlp = 1 }
@@ -285,7 +323,7 @@ end
 
 -- travel = {max_kmh, min_km, exclude = {cidr...}}: two sign-ins farther apart than a plane can fly.
 local function travel_step(p, state, row)
-  if not row.lat or not row.lon then return nil end
+  if (not row.lat or not row.lon) and not (p.travel.geoip and geo_fill(p, row)) then return nil end
   for _, cidr in ipairs(p.travel.exclude or {}) do if in_cidr(row.ip, cidr) then return nil end end
   local key = tostring(row.actor or "?")
   local t = row_time(row)
