@@ -5,7 +5,7 @@
 --   local bytes = mmdb.build {
 --     networks = { {"81.2.69.0/24", mmdb.city{lat = 51.5, lon = -0.1, accuracy = 20, city = "London",
 --                                             country = "GB", subdivision = "ENG"}}, {"2001:db8::/32", ...} },
---     record_size = 24 | 28, database_type = "GeoLite2-City", build_epoch = 1700000000 }
+--     record_size = 24 | 28 | 32, ip_version = 6 | 4, database_type = "GeoLite2-City", build_epoch = 1700000000 }
 --   mmdb.write(path, opts)                       -- build + write the file
 --
 -- Values: Lua strings -> utf8_string, floats -> double, integers -> uint32, booleans, sequences -> array,
@@ -17,6 +17,7 @@ local M = {}
 local TYPED = {}
 local function typed(t) return function(v) return setmetatable({ t = t, v = v }, TYPED) end end
 M.uint16, M.uint32, M.uint64, M.double = typed(5), typed(6), typed(9), typed(3)
+M.raw = typed("raw")          -- bytes written as they are (to make corrupt records)
 
 -- Control byte(s): type in the top 3 bits (extended types: 0, then type - 7 in the next byte), size in
 -- the low 5 bits with 29/30/31 meaning 1/2/3 more size bytes.
@@ -40,6 +41,7 @@ end
 local function encode(v)
   local tv = type(v)
   if getmetatable(v) == TYPED then
+    if v.t == "raw" then return v.v end
     if v.t == 3 then return control(3, 8) .. string.pack(">d", v.v) end
     return uint(v.t, v.v, ({ [5] = 2, [6] = 4, [9] = 8 })[v.t])
   elseif tv == "string" then return control(2, #v) .. v
@@ -75,8 +77,9 @@ function M.city(c)
   return r
 end
 
--- "a.b.c.d/n" or an IPv6 prefix -> array of 128 bits, prefix length in the IPv6 tree.
-local function bits_of(cidr)
+-- "a.b.c.d/n" or an IPv6 prefix -> array of 128 bits, prefix length in the IPv6 tree (or 32 bits and
+-- the prefix length in an IPv4 tree).
+local function bits_of(cidr, v4)
   local addr, len = cidr:match("^([^/]+)/(%d+)$")
   addr = addr or cidr
   local bytes = {}
@@ -84,8 +87,10 @@ local function bits_of(cidr)
   if a then
     for _ = 1, 12 do bytes[#bytes + 1] = 0 end
     for _, x in ipairs { a, b, c, d } do bytes[#bytes + 1] = assert(tonumber(x) <= 255 and tonumber(x)) end
-    len = 96 + tonumber(len or 32)
+    len = (v4 and 0 or 96) + tonumber(len or 32)
+    if v4 then bytes = table.move(bytes, 13, 16, 1, {}) end
   else
+    assert(not v4, "IPv6 network in an IPv4 database")
     local head, tail = addr:match("^(.-)::(.*)$")
     local function groups(s)
       local g = {}
@@ -117,7 +122,7 @@ function M.build(opts)
     local value = net[2]
     if not data_index[value] then data[#data + 1] = value; data_index[value] = #data end
     local leaf = { data = data_index[value] }
-    local bits, len = bits_of(net[1])
+    local bits, len = bits_of(net[1], opts.ip_version == 4)
     local node = root
     for i = 1, len - 1 do
       local child = node[bits[i]]
@@ -171,7 +176,7 @@ function M.build(opts)
     end
   end
   local meta = {
-    node_count = M.uint32(count), record_size = M.uint16(record_size), ip_version = M.uint16(6),
+    node_count = M.uint32(count), record_size = M.uint16(record_size), ip_version = M.uint16(opts.ip_version or 6),
     database_type = opts.database_type or "GeoLite2-City", languages = { "en" },
     binary_format_major_version = M.uint16(2), binary_format_minor_version = M.uint16(0),
     build_epoch = M.uint64(opts.build_epoch or 1700000000),
