@@ -46,6 +46,41 @@ M.SENSITIVE = {
 }
 local KINDS = { "card", "aws", "ssn", "private_key" }   -- files 1..4 get these, in order
 
+-- A minimal valid PDF (one page, Helvetica, uncompressed) holding `text`, ten words a line so nothing falls
+-- off the page: the DLP scan reads PDF text with poppler.
+local function pdf_doc(text)
+  local ops, words = { "BT /F1 11 Tf 14 TL 72 760 Td" }, {}
+  local function flush()
+    if #words > 0 then ops[#ops + 1] = "(" .. table.concat(words, " "):gsub("[\\()]", "\\%0") .. ") Tj T*" end
+    words = {}
+  end
+  for line in text:gmatch("[^\n]+") do
+    for w in line:gmatch("%S+") do
+      words[#words + 1] = w
+      if #words == 10 then flush() end
+    end
+    flush()
+  end
+  ops[#ops + 1] = "ET"
+  local stream = table.concat(ops, "\n")
+  local objs = { "<< /Type /Catalog /Pages 2 0 R >>", "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+    "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 5 0 R >> >> /Contents 4 0 R >>",
+    ("<< /Length %d >>\nstream\n%s\nendstream"):format(#stream, stream),
+    "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>" }
+  local out, offsets = { "%PDF-1.4\n" }, {}
+  local pos = #out[1]
+  for i, o in ipairs(objs) do
+    out[#out + 1] = ("%d 0 obj\n%s\nendobj\n"):format(i, o)
+    offsets[i] = pos
+    pos = pos + #out[#out]
+  end
+  out[#out + 1] = ("xref\n0 %d\n0000000000 65535 f \n"):format(#objs + 1)
+  for _, off in ipairs(offsets) do out[#out + 1] = ("%010d 00000 n \n"):format(off) end
+  out[#out + 1] = ("trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n"):format(#objs + 1, pos)
+  return table.concat(out)
+end
+M.pdf_doc = pdf_doc
+
 -- SHA-1 of content (Box's `sha1` field); the host's crypto has no SHA-1 digest, and the emulator's files
 -- are small, so plain Lua is enough here.
 local function sha1_hex(msg)
@@ -165,6 +200,7 @@ function Box:generate()
     folders[#folders + 1] = f
   end
   -- files: seeded sensitive content on a share of the text files; the first ones are guaranteed cases
+  local pdf_seeded = false
   for i = 1, self.nfiles do
     local folder = folders[r:int(1, #folders)]
     local ext = (i <= 4 or r:chance(0.6)) and "txt" or r:pick({ "pdf", "docx", "xlsx", "png" })
@@ -177,6 +213,13 @@ function Box:generate()
       local kind = i <= 4 and KINDS[i] or KINDS[r:int(1, #KINDS)]
       sensitive[#sensitive + 1] = kind
       content = content .. M.SENSITIVE[kind] .. "\n" .. table.concat(body, " ", 1, math.min(10, #body)) .. "\n"
+    elseif ext == "pdf" then
+      if not pdf_seeded then   -- the first PDF holds a card number (no extra draw: the seed's tenant stays)
+        pdf_seeded = true
+        sensitive[#sensitive + 1] = "card"
+        content = content .. M.SENSITIVE.card .. "\n"
+      end
+      content = pdf_doc(content)
     elseif ext ~= "txt" then
       content = "%" .. ext:upper() .. "-sandbox\0\1\2" .. content
     end

@@ -256,6 +256,22 @@ describe("dlp PDF files", function()
     assert.equal(1000, count(all, "credit_card"))
   end)
 
+  it("reads the Box sandbox's seeded card-number PDF (what the periodic and real-time scans download)", function()
+    local t = require("sandbox.box").new { seed = 1 }
+    local pdfs = {}
+    for _, id in ipairs(t:sensitive_files("card")) do
+      if t:find_file(id).name:match("%.pdf$") then pdfs[#pdfs + 1] = id end
+    end
+    assert.equal(1, #pdfs)
+    local f = t:find_file(pdfs[1])
+    assert.equal("%PDF-", f.content:sub(1, 5))
+    local r = dlp.scan_file(t:file_content(f.id), { name = f.name })
+    assert.equal("completed", r.status)
+    assert.equal("pdf", r.extractor)
+    assert.equal(2, count(r, "credit_card"))
+    assert.same({ "4111********1111", "5555********4444" }, r.matches.credit_card.samples)
+  end)
+
   it("says unsupported when poppler cannot be loaded", function()
     local real = pdf
     _G.pdf = { text = function() return nil, "unavailable", "cannot load libpoppler-glib.so.8" end }
