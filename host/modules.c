@@ -12,6 +12,7 @@ int luaopen_sqlite(lua_State *L);
 int luaopen_repl(lua_State *L);
 int luaopen_vm(lua_State *L);
 int luaopen_zip(lua_State *L);
+int luaopen_iso8601(lua_State *L);
 int luaopen_geoip(lua_State *L);
 int luaopen_pdf(lua_State *L);
 void http_shutdown(void);
@@ -21,7 +22,7 @@ void sched_shutdown(void);
 static const luaL_Reg modules[] = {
     {"host", luaopen_host}, {"sched", luaopen_sched}, {"json", luaopen_json}, {"crypto", luaopen_crypto},
     {"log", luaopen_log}, {"http", luaopen_http}, {"server", luaopen_server}, {"sqlite", luaopen_sqlite},
-    {"repl", luaopen_repl}, {"vm", luaopen_vm}, {"zip", luaopen_zip},
+    {"repl", luaopen_repl}, {"vm", luaopen_vm}, {"zip", luaopen_zip}, {"iso8601", luaopen_iso8601},
     {"pdf", luaopen_pdf}, {"geoip", luaopen_geoip}, {NULL, NULL}};
 
 /* Open each module as a global and in package.loaded. */

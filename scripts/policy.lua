@@ -67,19 +67,13 @@ local function geo_db(path, check)
   return db
 end
 
--- Fills row.lat/lon (and row.location, unless the provider named one) from travel.geoip -> true, or
--- false when the address is missing, malformed or not in the database.
-local function geo_fill(p, row)
-  if not row.ip or p.enabled == false then return false end
-  local db, err = geo_db(p.travel.geoip)
-  if not db then         -- validate opened it at load: only a policy table changed since gets here
-    p.enabled = false
-    log.error("policy disabled", { policy = p.id, error = "travel.geoip: " .. err })
-    return false
-  end
+-- Fills row.lat/lon/accuracy_km (and row.location, unless the provider named one) from a MaxMind
+-- database -> true, or false when the address is missing, malformed or not in the database.
+local function geo_fill(db, row)
+  if not row.ip then return false end
   local g = db:lookup(row.ip)
   if not g or not g.lat or not g.lon then return false end
-  row.lat, row.lon = g.lat, g.lon
+  row.lat, row.lon, row.accuracy_km = g.lat, g.lon, g.accuracy_km
   if row.location == nil then row.location = g.city and g.country and g.city .. ", " .. g.country or g.city or g.country end
   return true
 end
@@ -99,6 +93,12 @@ local function validate(d, name)
   for _, a in ipairs(d.actions) do
     if a ~= "alert" and not governance.ENTITY[a] then return nil, ("unknown action '%s'"):format(tostring(a)) end
   end
+  if d.ops ~= nil then
+    if type(d.ops) ~= "table" or #d.ops == 0 then return nil, "ops must be a list of 'added' and 'changed'" end
+    for _, o in ipairs(d.ops) do
+      if o ~= "added" and o ~= "changed" then return nil, ("ops: unknown op '%s' (added, changed)"):format(tostring(o)) end
+    end
+  end
   if d.repeated then
     local r = d.repeated
     r.within = seconds(r.within)
@@ -114,6 +114,7 @@ local function validate(d, name)
       local _, gerr = geo_db(d.travel.geoip, true)
       if gerr then return nil, "travel.geoip: " .. gerr end
     end
+    d.travel.exclude = d.travel.exclude or {}
   end
   local known = { name = 1, severity = 1, on = 1, match = 1, match_fn = 1, repeated = 1, followed_by = 1, travel = 1,
                   alert = 1, actions = 1, mode = 1, description = 1, ops = 1, new_only = 1, dlp = 1 }
@@ -168,28 +169,38 @@ end
 
 ---------------------------------------------------------------------------------------------- matching
 
--- A table match as a function of the row, specialised once per policy: lists become sets, and the
--- common one- and two-key cases are direct comparisons (this is the hot path of evaluation).
+-- A table match as a function of the row, generated once per policy as one Lua function (this is the
+-- hot path of evaluation): `{kind = "signin", action = {"a", "b"}}` becomes
+-- `function(r) return r["kind"] == v1 and v2[r["action"]] == true end`, values and sets as upvalues.
 local function compile(m)
-  local tests = {}
+  local args, tests = {}, {}
   for k, want in pairs(m or {}) do
+    local i = #tests + 1
     if type(want) == "table" then
       local set = {}
       for _, w in ipairs(want) do set[w] = true end
-      tests[#tests + 1] = function(r) return set[r[k]] == true end
-    else
-      tests[#tests + 1] = function(r) return r[k] == want end
+      want = set
+    end
+    args[2 * i - 1], args[2 * i] = want, k
+    local field = type(k) == "string" and ("r[%q]"):format(k) or ("r[k%d]"):format(i)
+    tests[i] = type(want) == "table" and ("v%d[%s] == true"):format(i, field) or ("%s == v%d"):format(field, i)
+  end
+  if #tests == 0 then return function() return true end end
+  if #tests > 50 then      -- past Lua's limits on locals: a loop over the tests
+    return function(r)
+      for i = 1, #tests do
+        local want, v = args[2 * i - 1], r[args[2 * i]]
+        if type(want) == "table" then if want[v] ~= true then return false end elseif v ~= want then return false end
+      end
+      return true
     end
   end
-  local a, b = tests[1], tests[2]
-  if #tests == 0 then return function() return true end end
-  if #tests == 1 then return a end
-  if #tests == 2 then return function(r) return a(r) and b(r) end end
-  return function(r)
-    for i = 1, #tests do if not tests[i](r) then return false end end
-    return true
-  end
+  local src = { "local a = ..." }
+  for i = 1, #tests do src[#src + 1] = ("local v%d, k%d = a[%d], a[%d]"):format(i, i, 2 * i - 1, 2 * i) end
+  src[#src + 1] = "return function(r) return " .. table.concat(tests, " and ") .. " end"
+  return assert(load(table.concat(src, "\n"), "=match", "t", {}))(args)
 end
+M.compile = compile
 
 -- Function matches run in the policy's own state, a batch of rows per call -> array of booleans, or
 -- nil, err (the policy failed: budget, memory, runtime error).
@@ -240,33 +251,37 @@ local function state_for(st, inst)
   per[inst.id] = per[inst.id] or setmetatable({ st = st, inst = inst, cache = {}, dirty = {} }, State)
   return per[inst.id]
 end
-function State:get(policy, key)
-  local per = self.cache[policy]
-  if not per then per = {}; self.cache[policy] = per end
-  local v = per[key]
-  if v == nil then
-    local r = self.st.db:query("SELECT data FROM policy_state WHERE policy = ? AND instance_id = ? AND key = ?",
-      policy, self.inst.id, key)[1]
-    v = r and json.decode(r.data) or {}
-    per[key] = v
+-- The windows of one policy: wins[key] is the state of that key (read from policy_state on first use);
+-- a step that changes it sets dirty[key] = true.  Plain tables, because steps run once per row.
+function State:windows(policy)
+  local wins = self.cache[policy]
+  if not wins then
+    local st, inst = self.st, self.inst
+    wins = setmetatable({}, { __index = function(t, key)
+      local r = st.db:query("SELECT data FROM policy_state WHERE policy = ? AND instance_id = ? AND key = ?",
+        policy, inst.id, key)[1]
+      local v = r and json.decode(r.data) or {}
+      rawset(t, key, v)
+      return v
+    end })
+    self.cache[policy] = wins
   end
-  return v
-end
-function State:put(policy, key, v)
-  self.cache[policy][key] = v
-  local d = self.dirty[policy]
-  if not d then d = {}; self.dirty[policy] = d end
-  d[key] = true
+  local dirty = self.dirty[policy]
+  if not dirty then dirty = {}; self.dirty[policy] = dirty end
+  return wins, dirty
 end
 -- Writing every window after every page would cost more than evaluating the page, so changes are
 -- written at most every SAVE_EVERY seconds, and always by policy.flush() (end of a scan, stop).
 local SAVE_EVERY = 2
 function State:save(force)
-  if not next(self.dirty) or (not force and sched.now() - (self.saved_at or 0) < SAVE_EVERY) then return end
+  local pending = false
+  for _, keys in pairs(self.dirty) do if next(keys) then pending = true; break end end
+  if not pending or (not force and sched.now() - (self.saved_at or 0) < SAVE_EVERY) then return end
   local now = store.now()
   local ok, err = self.st:transaction(function()
     for policy, keys in pairs(self.dirty) do
       for key in pairs(keys) do
+        keys[key] = nil          -- cleared in place: a feed paused in an action still holds this table
         assert(self.st.db:exec([[INSERT INTO policy_state (policy, instance_id, key, data, updated_at) VALUES (?, ?, ?, ?, ?)
           ON CONFLICT (policy, instance_id, key) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at]],
           policy, self.inst.id, key, json.encode(self.cache[policy][key]), now))
@@ -275,7 +290,7 @@ function State:save(force)
     return true
   end)
   if not ok then error(err, 0) end
-  self.dirty, self.saved_at = {}, sched.now()
+  self.saved_at = sched.now()
 end
 
 -- Write every pending window change now.
@@ -296,15 +311,16 @@ end
 
 -- repeated = {count, within, by}, optional followed_by: N matches within the window (then a follower).
 -- Returns the evidence when the policy fires on this row.
-local function repeated_step(p, state, row, matched)
+-- Called for the rows that match and, with followed_by, for the followers.
+local function repeated_step(p, wins, dirty, row, matched)
   local r = p.repeated
-  if p.followed_by and not p.follower then p.follower = compile(p.followed_by) end
-  local follower = not matched and p.follower and p.follower(row)
-  if not matched and not follower then return nil end        -- neither counts nor closes a window
-  local key = tostring(row[r.by] or "?")
+  local key = row[r.by]
+  if type(key) ~= "string" then key = tostring(key or "?") end
+  local w = wins[key]
+  local times = w.times
+  if not matched and (not times or #times < r.count) then return nil end   -- a follower of too few
+  if not times then times = json.array {} end
   local t = row_time(row)
-  local w = state:get(p.id, key)
-  local times = w.times or json.array {}
   -- drop what fell out of the window (in place: the oldest are first)
   local drop = 0
   while times[drop + 1] and t - times[drop + 1] > r.within do drop = drop + 1 end
@@ -312,33 +328,40 @@ local function repeated_step(p, state, row, matched)
   local fired
   if matched then
     times[#times + 1] = t
-    if not p.followed_by and #times >= r.count then fired = { count = #times, key = key } end
+    if not p.follower and #times >= r.count then fired = { count = #times, key = key } end
   elseif #times >= r.count then
     fired = { count = #times, key = key, followed_by = row.ext_id }
   end
   if fired then times = json.array {} end
-  if matched or fired or drop > 0 then w.times = times; state:put(p.id, key, w) end
+  if matched or fired or drop > 0 then w.times = times; dirty[key] = true end
   return fired
 end
 
--- travel = {max_kmh, min_km, exclude = {cidr...}}: two sign-ins farther apart than a plane can fly.
-local function travel_step(p, state, row)
-  if (not row.lat or not row.lon) and not (p.travel.geoip and geo_fill(p, row)) then return nil end
-  for _, cidr in ipairs(p.travel.exclude or {}) do if in_cidr(row.ip, cidr) then return nil end end
-  local key = tostring(row.actor or "?")
+-- travel = {max_kmh, min_km, exclude = {cidr...}, geoip = path}: two sign-ins farther apart than a plane
+-- can fly.  Where the location came from a database, its accuracy radii are taken off the distance (a
+-- country-level record can be 1,000 km off): only travel that is impossible however wrong they are fires.
+-- geo is the opened travel.geoip database, if any.
+local function travel_step(p, wins, dirty, row, geo)
+  local exclude = p.travel.exclude
+  for i = 1, #exclude do if in_cidr(row.ip, exclude[i]) then return nil end end
+  if (not row.lat or not row.lon) and not (geo and geo_fill(geo, row)) then return nil end
+  local key = row.actor
+  if type(key) ~= "string" then key = tostring(key or "?") end
   local t = row_time(row)
-  local last = state:get(p.id, key)
+  local last = wins[key]
   local ev
   if last.lat and (last.lat ~= row.lat or last.lon ~= row.lon) then
     local km = haversine_km(last.lat, last.lon, row.lat, row.lon)
+    local least = km - (last.accuracy_km or 0) - (row.accuracy_km or 0)
     local hours = math.max(math.abs(t - last.t), 60) / 3600
-    if km >= p.travel.min_km and km / hours > p.travel.max_kmh then
+    if least >= p.travel.min_km and least / hours > p.travel.max_kmh then
       ev = { km = math.floor(km), kmh = math.floor(km / hours), from = last.location, to = row.location,
              from_ip = last.ip, to_ip = row.ip }
     end
   end
-  last.lat, last.lon, last.t, last.location, last.ip = row.lat, row.lon, t, row.location, row.ip
-  state:put(p.id, key, last)
+  last.lat, last.lon, last.accuracy_km, last.t, last.location, last.ip = row.lat, row.lon, row.accuracy_km, t,
+    row.location, row.ip
+  dirty[key] = true
   return ev
 end
 
@@ -373,13 +396,13 @@ local function enrich(st, inst, entity, rows)
       if u then
         local ch = st.db:query([[SELECT max(time) t FROM changes WHERE instance_id = ? AND entity = 'users'
           AND ext_id = ? AND diff LIKE '%"status"%']], inst.id, u.ext_id)[1]
-        known[who] = { status = u.status, since = (ch and ch.t) or u.first_seen }
+        known[who] = { status = u.status, since = util.parse_iso((ch and ch.t) or u.first_seen) or 0 }
       else
         known[who] = false
       end
     end
     local k = who and known[who]
-    r.actor_status = k and (r.time or "") >= k.since and k.status or nil
+    if k then r.actor_status = row_time(r) >= k.since and k.status or nil end
   end
 end
 
@@ -467,20 +490,64 @@ local function disable(st, inst, p, err)
   governance.alert(st, inst, "cachost", "high", "policy " .. p.id .. " disabled: " .. err, "policy", p.id, { error = err })
 end
 
+-- One policy over rows of the feed; match(row, i) -> whether row i matches.  Returns the alert count.
+-- The loops are apart per kind of policy: most rows match nothing, and that path must stay short.
+function M.evaluate(st, inst, p, entity, rows, match, state, opts)
+  local alerts = 0
+  if p.repeated then
+    local wins, dirty = state:windows(p.id)
+    local follower = p.follower
+    for i = 1, #rows do
+      local row = rows[i]
+      local hit = match(row, i)
+      if hit or follower and follower(row) then
+        local ev = repeated_step(p, wins, dirty, row, hit)
+        if ev then fire(st, inst, p, entity, row, ev, opts); alerts = alerts + 1 end
+      end
+    end
+  elseif p.travel then
+    local wins, dirty = state:windows(p.id)
+    local geo
+    if p.travel.geoip then      -- opened at load; only a policy table changed since can fail here
+      local err
+      geo, err = geo_db(p.travel.geoip)
+      if not geo then disable(st, inst, p, "travel.geoip: " .. err); return 0 end
+    end
+    for i = 1, #rows do
+      local row = rows[i]
+      if match(row, i) then
+        local ev = travel_step(p, wins, dirty, row, geo)
+        if ev then fire(st, inst, p, entity, row, ev, opts); alerts = alerts + 1 end
+      end
+    end
+  else
+    for i = 1, #rows do
+      local row = rows[i]
+      if match(row, i) then
+        local ev = {}
+        if p.dlp then ev = dlp_step(st, inst, p, row, opts) end
+        if ev then fire(st, inst, p, entity, row, ev, opts); alerts = alerts + 1 end
+      end
+    end
+  end
+  return alerts
+end
+
 -- engine.feed(st, inst, entity, items, opts) evaluates every enabled policy on the change feed:
 -- items = { {op = "added"|"changed"|"removed", row = {...}}, ... }.  opts.mode overrides every
 -- policy's mode (policy test runs "audit"); opts.on_alert sees each alert; opts.ctx is the sync
 -- context (content downloads); opts.first_scan skips new_only policies.  Returns the alert count.
 function M.feed(st, inst, policies, entity, items, opts)
   opts = opts or {}
-  local rows = {}
+  local rows, ops_seen = {}, {}
   for _, it in ipairs(items) do
-    if it.op ~= "removed" then rows[#rows + 1] = it.row end
+    local op = it.op
+    if op ~= "removed" then rows[#rows + 1] = it.row; ops_seen[op] = true end
   end
   if #rows == 0 then return 0 end
-  if entity == "users" then state_for(st, inst).actors = nil end   -- statuses may have changed
-  enrich(st, inst, entity, rows)     -- in place: the items see it too
   local state = state_for(st, inst)
+  if entity == "users" then state.actors = nil end   -- statuses may have changed
+  enrich(st, inst, entity, rows)     -- in place: the items see it too
   local alerts = 0
   for _, p in ipairs(policies) do
     if p.enabled ~= false and ON[p.on] == entity and not (p.new_only and opts.first_scan) then
@@ -488,27 +555,22 @@ function M.feed(st, inst, policies, entity, items, opts)
         p.op_set = {}
         for _, o in ipairs(p.ops or (entity == "activities" and { "added" } or { "added", "changed" })) do p.op_set[o] = true end
         if not p.match_fn then p.matcher = compile(p.match) end
+        if p.followed_by then p.follower = compile(p.followed_by) end
       end
-      local ops, mine = p.op_set, {}
-      for _, it in ipairs(items) do if ops[it.op] then mine[#mine + 1] = it.row end end
-      local matched, err
-      if p.match_fn then matched, err = match_in_vm(p, mine) end
-      if p.match_fn and not matched then
-        disable(st, inst, p, tostring(err))
-      else
-        local matcher = p.matcher
-        for i, row in ipairs(mine) do
-          local hit
-          if matched then hit = matched[i] else hit = matcher(row) end
-          local ev
-          if p.repeated then ev = repeated_step(p, state, row, hit)
-          elseif not hit then ev = nil
-          elseif p.travel then ev = travel_step(p, state, row)
-          elseif p.dlp then ev = dlp_step(st, inst, p, row, opts)
-          else ev = {} end
-          if ev then fire(st, inst, p, entity, row, ev, opts); alerts = alerts + 1 end
+      local mine, ops = rows, p.op_set
+      for op in pairs(ops_seen) do
+        if not ops[op] then       -- this policy skips some of these rows
+          mine = {}
+          for _, it in ipairs(items) do if ops[it.op] then mine[#mine + 1] = it.row end end
+          break
         end
       end
+      local match = p.matcher
+      if p.match_fn then
+        local hits, err = match_in_vm(p, mine)
+        if hits then match = function(_, i) return hits[i] end else disable(st, inst, p, tostring(err)) end
+      end
+      if match then alerts = alerts + M.evaluate(st, inst, p, entity, mine, match, state, opts) end
     end
   end
   state:save()

@@ -14,6 +14,7 @@ local NETWORKS = {
   { "2001:db8:1::/48", mmdb.city(C.tokyo) },
   { "89.160.20.0/24", mmdb.city(C.tokyo) },
   { "10.0.0.0/8", { country = { iso_code = "ZZ" } } },     -- a record without a location
+  { "5.5.5.0/24", mmdb.city { lat = 51.1657, lon = 10.4515, accuracy = 1000, country = "DE" } },  -- country level
 }
 
 local function shell(cmd)
@@ -133,6 +134,26 @@ describe("impossible travel from a MaxMind database", function()
       signin("ed", "not-an-ip", 180), signin("ed", nil, 240) }))
     assert.equal(0, #alerts())
     assert.is_true(p.enabled ~= false)
+  end)
+
+  it("takes the accuracy radii off the distance: a country-level location is not a journey", function()
+    local p = assert(load(('{ min_km = 500, geoip = %q }'):format(db_path)))
+    -- Paris to the middle of Germany is ~600 km, but that record is only good to 1,000 km
+    assert.equal(0, policy.feed(st, inst, { p }, "activities", {
+      signin("hal", "81.2.69.5", 0), signin("hal", "5.5.5.5", 60) }))
+    -- Tokyo is far enough whatever the radii
+    assert.equal(1, policy.feed(st, inst, { p }, "activities", { signin("hal", "89.160.20.7", 120) }))
+  end)
+
+  it("a database that cannot be opened any more disables the policy with an alert", function()
+    local p = assert(load(('{ min_km = 500, geoip = %q }'):format(db_path)))
+    p.travel.geoip = dir .. "/gone.mmdb"
+    assert.equal(0, policy.feed(st, inst, { p }, "activities", { signin("ivy", "81.2.69.5", 0) }))
+    assert.is_false(p.enabled)
+    local row = st.db:query("SELECT * FROM policies WHERE name = 'travel'")[1]
+    assert.equal("failed", row.status)
+    assert.matches("travel.geoip: geoip: Error opening", row.last_error, 1, true)
+    assert.equal(1, #st.db:query("SELECT * FROM alerts WHERE policy = 'cachost' AND entity_id = 'travel'"))
   end)
 
   it("skips excluded ranges", function()

@@ -161,6 +161,8 @@ describe("policies", function()
       field = { 'return policy { name = "x", on = "activity", colour = "red" }', "unknown field 'colour'" },
       on = { 'return policy { name = "x", on = "weather" }', "'on' must be one of" },
       action = { 'return policy { name = "x", on = "activity", actions = { "explode" } }', "unknown action 'explode'" },
+      ops = { 'return policy { name = "x", on = "file", ops = { "renamed" } }', "ops: unknown op 'renamed'" },
+      ops_type = { 'return policy { name = "x", on = "file", ops = "added" }', "ops must be a list" },
       io = { 'io.open("/etc/passwd") return policy { name = "x", on = "activity" }', "io" },
       bytecode = { string.dump(function() end), "binary" },
     }
