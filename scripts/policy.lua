@@ -99,6 +99,9 @@ local function validate(d, name)
       if o ~= "added" and o ~= "changed" then return nil, ("ops: unknown op '%s' (added, changed)"):format(tostring(o)) end
     end
   end
+  if d.followed_by ~= nil and (type(d.followed_by) ~= "table" or not d.repeated) then
+    return nil, "followed_by is a table match, after repeated = {...}"
+  end
   if d.repeated then
     local r = d.repeated
     r.within = seconds(r.within)
@@ -106,6 +109,7 @@ local function validate(d, name)
       return nil, "repeated = {count = N, within = '5m', by = 'actor'}"
     end
     r.by = r.by or "actor"
+    if type(r.by) ~= "string" then return nil, "repeated.by names a field of the row" end
   end
   if d.travel then
     d.travel.max_kmh = d.travel.max_kmh or 900
@@ -169,38 +173,45 @@ end
 
 ---------------------------------------------------------------------------------------------- matching
 
--- A table match as a function of the row, generated once per policy as one Lua function (this is the
--- hot path of evaluation): `{kind = "signin", action = {"a", "b"}}` becomes
--- `function(r) return r["kind"] == v1 and v2[r["action"]] == true end`, values and sets as upvalues.
-local function compile(m)
-  local args, tests = {}, {}
-  for k, want in pairs(m or {}) do
-    local i = #tests + 1
+-- How a policy walks a batch of rows is generated once per policy as one Lua function, its tests inline:
+-- this is the hot path, and most rows match nothing.  A table match {kind = "signin", action = {"a", "b"}}
+-- becomes `r["kind"] == c1 and c2[r["action"]] == true`, values and sets as upvalues; a function match
+-- (run in the policy's own state beforehand) is hits[i].  scan(rows, step, hits) calls step(row, hit)
+-- for each row that matches, and with followed_by also for each follower (hit false) of a key in
+-- armed (see State:armed); it returns the sum of what step returned (the alerts).
+local function test_of(m, consts)
+  local function const(v)
+    consts[#consts + 1] = v
+    return #consts <= 100 and "c" .. #consts or ("C[%d]"):format(#consts)   -- past 100: Lua's limit on locals
+  end
+  local tests = {}
+  for k, want in pairs(m) do
+    local field = type(k) == "string" and ("r[%q]"):format(k) or ("r[%s]"):format(const(k))
     if type(want) == "table" then
       local set = {}
       for _, w in ipairs(want) do set[w] = true end
-      want = set
-    end
-    args[2 * i - 1], args[2 * i] = want, k
-    local field = type(k) == "string" and ("r[%q]"):format(k) or ("r[k%d]"):format(i)
-    tests[i] = type(want) == "table" and ("v%d[%s] == true"):format(i, field) or ("%s == v%d"):format(field, i)
-  end
-  if #tests == 0 then return function() return true end end
-  if #tests > 50 then      -- past Lua's limits on locals: a loop over the tests
-    return function(r)
-      for i = 1, #tests do
-        local want, v = args[2 * i - 1], r[args[2 * i]]
-        if type(want) == "table" then if want[v] ~= true then return false end elseif v ~= want then return false end
-      end
-      return true
+      tests[#tests + 1] = ("%s[%s] == true"):format(const(set), field)
+    else
+      tests[#tests + 1] = ("%s == %s"):format(field, const(want))
     end
   end
-  local src = { "local a = ..." }
-  for i = 1, #tests do src[#src + 1] = ("local v%d, k%d = a[%d], a[%d]"):format(i, i, 2 * i - 1, 2 * i) end
-  src[#src + 1] = "return function(r) return " .. table.concat(tests, " and ") .. " end"
-  return assert(load(table.concat(src, "\n"), "=match", "t", {}))(args)
+  return #tests > 0 and table.concat(tests, " and ") or "true"
 end
-M.compile = compile
+
+local function scanner(p)
+  local consts = {}
+  local hit = p.match_fn and "hits[i]" or test_of(p.match or {}, consts)
+  local body = ("if %s then n = n + step(r, true) end"):format(hit)
+  if p.followed_by then      -- keys that are not strings are left to the step
+    body = ("local hit, k = %s, r[%q]\n    if hit or (armed[k] or type(k) ~= 'string') and %s then n = n + step(r, hit) end")
+      :format(hit, p.repeated.by, test_of(p.followed_by, consts))
+  end
+  local src = { "local C = ..." }
+  for i = 1, math.min(#consts, 100) do src[#src + 1] = ("local c%d = C[%d]"):format(i, i) end
+  src[#src + 1] = ("return function(rows, step, hits, armed)\n  local n = 0\n  for i = 1, #rows do\n    local r = rows[i]\n    %s\n  end\n  return n\nend"):format(body)
+  return assert(load(table.concat(src, "\n"), "=" .. p.id .. " (match)", "t", { type = type }))(consts)
+end
+M.scanner = scanner
 
 -- Function matches run in the policy's own state, a batch of rows per call -> array of booleans, or
 -- nil, err (the policy failed: budget, memory, runtime error).
@@ -248,7 +259,7 @@ local states = setmetatable({}, { __mode = "k" })     -- store -> instance id ->
 local function state_for(st, inst)
   local per = states[st] or {}
   states[st] = per
-  per[inst.id] = per[inst.id] or setmetatable({ st = st, inst = inst, cache = {}, dirty = {} }, State)
+  per[inst.id] = per[inst.id] or setmetatable({ st = st, inst = inst, cache = {}, dirty = {}, armed_keys = {} }, State)
   return per[inst.id]
 end
 -- The windows of one policy: wins[key] is the state of that key (read from policy_state on first use);
@@ -269,6 +280,19 @@ function State:windows(policy)
   local dirty = self.dirty[policy]
   if not dirty then dirty = {}; self.dirty[policy] = dirty end
   return wins, dirty
+end
+-- The keys of a followed_by policy whose window may hold enough matches for a follower to fire: every
+-- key stored before this process read them, then exactly what repeated_step leaves.  The scan skips
+-- the followers of other keys without a step (most sign-ins follow no failures).
+function State:armed(policy)
+  local armed = self.armed_keys[policy]
+  if not armed then
+    armed = {}
+    for _, r in ipairs(self.st.db:query("SELECT key FROM policy_state WHERE policy = ? AND instance_id = ?",
+        policy, self.inst.id)) do armed[r.key] = true end
+    self.armed_keys[policy] = armed
+  end
+  return armed
 end
 -- Writing every window after every page would cost more than evaluating the page, so changes are
 -- written at most every SAVE_EVERY seconds, and always by policy.flush() (end of a scan, stop).
@@ -312,15 +336,15 @@ end
 -- repeated = {count, within, by}, optional followed_by: N matches within the window (then a follower).
 -- Returns the evidence when the policy fires on this row.
 -- Called for the rows that match and, with followed_by, for the followers.
-local function repeated_step(p, wins, dirty, row, matched)
+local function repeated_step(p, run, row, matched)
   local r = p.repeated
   local key = row[r.by]
   if type(key) ~= "string" then key = tostring(key or "?") end
-  local w = wins[key]
+  local w = run.wins[key]
   local times = w.times
   if not matched and (not times or #times < r.count) then return nil end   -- a follower of too few
   if not times then times = json.array {} end
-  local t = row_time(row)
+  local t = row._t or row_time(row)
   -- drop what fell out of the window (in place: the oldest are first)
   local drop = 0
   while times[drop + 1] and t - times[drop + 1] > r.within do drop = drop + 1 end
@@ -328,27 +352,28 @@ local function repeated_step(p, wins, dirty, row, matched)
   local fired
   if matched then
     times[#times + 1] = t
-    if not p.follower and #times >= r.count then fired = { count = #times, key = key } end
+    if not p.followed_by and #times >= r.count then fired = { count = #times, key = key } end
   elseif #times >= r.count then
     fired = { count = #times, key = key, followed_by = row.ext_id }
   end
   if fired then times = json.array {} end
-  if matched or fired or drop > 0 then w.times = times; dirty[key] = true end
+  if matched or fired or drop > 0 then w.times = times; run.dirty[key] = true end
+  if run.armed then run.armed[key] = #times >= r.count or nil end
   return fired
 end
 
 -- travel = {max_kmh, min_km, exclude = {cidr...}, geoip = path}: two sign-ins farther apart than a plane
 -- can fly.  Where the location came from a database, its accuracy radii are taken off the distance (a
 -- country-level record can be 1,000 km off): only travel that is impossible however wrong they are fires.
--- geo is the opened travel.geoip database, if any.
-local function travel_step(p, wins, dirty, row, geo)
+-- run.geo is the opened travel.geoip database, if any.
+local function travel_step(p, run, row)
   local exclude = p.travel.exclude
   for i = 1, #exclude do if in_cidr(row.ip, exclude[i]) then return nil end end
-  if (not row.lat or not row.lon) and not (geo and geo_fill(geo, row)) then return nil end
+  if (not row.lat or not row.lon) and not (run.geo and geo_fill(run.geo, row)) then return nil end
   local key = row.actor
   if type(key) ~= "string" then key = tostring(key or "?") end
-  local t = row_time(row)
-  local last = wins[key]
+  local t = row._t or row_time(row)
+  local last = run.wins[key]
   local ev
   if last.lat and (last.lat ~= row.lat or last.lon ~= row.lon) then
     local km = haversine_km(last.lat, last.lon, row.lat, row.lon)
@@ -361,7 +386,7 @@ local function travel_step(p, wins, dirty, row, geo)
   end
   last.lat, last.lon, last.accuracy_km, last.t, last.location, last.ip = row.lat, row.lon, row.accuracy_km, t,
     row.location, row.ip
-  dirty[key] = true
+  run.dirty[key] = true
   return ev
 end
 
@@ -402,7 +427,7 @@ local function enrich(st, inst, entity, rows)
       end
     end
     local k = who and known[who]
-    if k then r.actor_status = row_time(r) >= k.since and k.status or nil end
+    if k then r.actor_status = (r._t or row_time(r)) >= k.since and k.status or nil end
   end
 end
 
@@ -411,7 +436,8 @@ end
 -- dlp = {detectors = {...}, custom = {{name=, pattern=, min=}}, min_counts = {...}, min = N, max_size = bytes}:
 -- download the file through its connector and
 -- scan it; the file row records the scan status.  -> evidence (masked samples only) or nil
-local function dlp_step(st, inst, p, row, opts)
+local function dlp_step(p, run, row)
+  local st, inst, opts = run.st, run.inst, run.opts
   local c = opts.ctx and opts.ctx.connector
   if not c or not c.content or row.is_folder == 1 or row.is_folder == true then return nil end
   local max = p.dlp.max_size or 50 * 1024 * 1024
@@ -490,47 +516,26 @@ local function disable(st, inst, p, err)
   governance.alert(st, inst, "cachost", "high", "policy " .. p.id .. " disabled: " .. err, "policy", p.id, { error = err })
 end
 
--- One policy over rows of the feed; match(row, i) -> whether row i matches.  Returns the alert count.
--- The loops are apart per kind of policy: most rows match nothing, and that path must stay short.
-function M.evaluate(st, inst, p, entity, rows, match, state, opts)
-  local alerts = 0
-  if p.repeated then
-    local wins, dirty = state:windows(p.id)
-    local follower = p.follower
-    for i = 1, #rows do
-      local row = rows[i]
-      local hit = match(row, i)
-      if hit or follower and follower(row) then
-        local ev = repeated_step(p, wins, dirty, row, hit)
-        if ev then fire(st, inst, p, entity, row, ev, opts); alerts = alerts + 1 end
-      end
-    end
-  elseif p.travel then
-    local wins, dirty = state:windows(p.id)
-    local geo
-    if p.travel.geoip then      -- opened at load; only a policy table changed since can fail here
-      local err
-      geo, err = geo_db(p.travel.geoip)
-      if not geo then disable(st, inst, p, "travel.geoip: " .. err); return 0 end
-    end
-    for i = 1, #rows do
-      local row = rows[i]
-      if match(row, i) then
-        local ev = travel_step(p, wins, dirty, row, geo)
-        if ev then fire(st, inst, p, entity, row, ev, opts); alerts = alerts + 1 end
-      end
-    end
-  else
-    for i = 1, #rows do
-      local row = rows[i]
-      if match(row, i) then
-        local ev = {}
-        if p.dlp then ev = dlp_step(st, inst, p, row, opts) end
-        if ev then fire(st, inst, p, entity, row, ev, opts); alerts = alerts + 1 end
-      end
-    end
+local function always() return {} end
+
+-- The step of one policy for its scan: what it does with a row that matches (or follows), through fire().
+-- -> step(row, hit) -> 1 when it alerted, else 0 | nil, err
+local function stepper(st, inst, p, entity, state, opts)
+  local run = { st = st, inst = inst, opts = opts }      -- what the policy's kind of step needs
+  if p.repeated or p.travel then run.wins, run.dirty = state:windows(p.id) end
+  if p.followed_by then run.armed = state:armed(p.id) end
+  if p.travel and p.travel.geoip then     -- opened at load; only a policy table changed since can fail here
+    local err
+    run.geo, err = geo_db(p.travel.geoip)
+    if not run.geo then return nil, "travel.geoip: " .. err end
   end
-  return alerts
+  local kind = p.repeated and repeated_step or p.travel and travel_step or p.dlp and dlp_step or always
+  return function(row, hit)
+    local ev = kind(p, run, row, hit)
+    if not ev then return 0 end
+    fire(st, inst, p, entity, row, ev, opts)
+    return 1
+  end
 end
 
 -- engine.feed(st, inst, entity, items, opts) evaluates every enabled policy on the change feed:
@@ -539,12 +544,13 @@ end
 -- context (content downloads); opts.first_scan skips new_only policies.  Returns the alert count.
 function M.feed(st, inst, policies, entity, items, opts)
   opts = opts or {}
-  local rows, ops_seen = {}, {}
-  for _, it in ipairs(items) do
+  local rows, n, ops_seen = {}, 0, {}
+  for i = 1, #items do
+    local it = items[i]
     local op = it.op
-    if op ~= "removed" then rows[#rows + 1] = it.row; ops_seen[op] = true end
+    if op ~= "removed" then n = n + 1; rows[n] = it.row; ops_seen[op] = true end
   end
-  if #rows == 0 then return 0 end
+  if n == 0 then return 0 end
   local state = state_for(st, inst)
   if entity == "users" then state.actors = nil end   -- statuses may have changed
   enrich(st, inst, entity, rows)     -- in place: the items see it too
@@ -554,8 +560,7 @@ function M.feed(st, inst, policies, entity, items, opts)
       if not p.op_set then
         p.op_set = {}
         for _, o in ipairs(p.ops or (entity == "activities" and { "added" } or { "added", "changed" })) do p.op_set[o] = true end
-        if not p.match_fn then p.matcher = compile(p.match) end
-        if p.followed_by then p.follower = compile(p.followed_by) end
+        p.scan = scanner(p)
       end
       local mine, ops = rows, p.op_set
       for op in pairs(ops_seen) do
@@ -565,12 +570,10 @@ function M.feed(st, inst, policies, entity, items, opts)
           break
         end
       end
-      local match = p.matcher
-      if p.match_fn then
-        local hits, err = match_in_vm(p, mine)
-        if hits then match = function(_, i) return hits[i] end else disable(st, inst, p, tostring(err)) end
-      end
-      if match then alerts = alerts + M.evaluate(st, inst, p, entity, mine, match, state, opts) end
+      local hits, step, err
+      if p.match_fn then hits, err = match_in_vm(p, mine) end
+      if not err then step, err = stepper(st, inst, p, entity, state, opts) end
+      if step then alerts = alerts + p.scan(mine, step, hits, state.armed_keys[p.id]) else disable(st, inst, p, tostring(err)) end
     end
   end
   state:save()

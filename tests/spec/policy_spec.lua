@@ -87,6 +87,24 @@ describe("policies", function()
     for _, x in ipairs(again) do if x.id == "bruteforce" then p = x end end
     feed = { signin("u4", "failure", 4), signin("u4", "failure", 5), signin("u4", "success", 6) }
     assert.equal(1, policy.feed(st, inst, { p }, "activities", feed))
+    -- all the failures before the restart, only the success after it
+    feed = {}
+    for i = 1, 5 do feed[#feed + 1] = signin("u5", "failure", i) end
+    assert.equal(0, policy.feed(st, inst, { p }, "activities", feed))
+    policy.flush()
+    policy.forget()
+    for _, x in ipairs(assert(policy.load_all(st))) do if x.id == "bruteforce" then p = x end end
+    assert.equal(0, policy.feed(st, inst, { p }, "activities", { signin("u6", "success", 7) }))
+    assert.equal(1, policy.feed(st, inst, { p }, "activities", { signin("u5", "success", 8) }))
+  end)
+
+  it("followed_by: followers of keys with no window, or with non-string keys, are judged alike", function()
+    local dir = tmp_home()
+    local p = assert(policy.load(write(dir, "byid", [[return policy { name = "by id", on = "activity",
+      match = { outcome = "failure" }, repeated = { count = 2, within = "1h", by = "n" }, followed_by = { outcome = "success" } }]])))
+    local function ev(n, outcome, t) return signin("x", outcome, t, { n = n }) end
+    assert.equal(1, policy.feed(st, inst, { p }, "activities", { ev(7, "failure", 1), ev(7, "failure", 2), ev(8, "success", 3), ev(7, "success", 4) }))
+    assert.equal(0, policy.feed(st, inst, { p }, "activities", { ev(7, "success", 5) }))    -- the window was closed
   end)
 
   it("impossible travel: Paris then New York twenty minutes later, but not a VPN range", function()
