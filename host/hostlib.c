@@ -2,6 +2,7 @@
  * (getopt_long, terminals, environment).  Trusted code only: sandboxes never see it. */
 #include "host.h"
 
+#include <arpa/inet.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -210,11 +211,62 @@ static int l_listdir(lua_State *L)
 
 static int l_pid(lua_State *L) { lua_pushinteger(L, getpid()); return 1; }
 
+/* Text address -> 16 bytes (IPv4 as ::ffff:a.b.c.d, so both families compare alike); 0 if malformed. */
+static int ip_parse(const char *s, unsigned char out[16])
+{
+    struct in_addr v4;
+    if (inet_pton(AF_INET, s, &v4) == 1) {
+        memset(out, 0, 10);
+        out[10] = out[11] = 0xff;
+        memcpy(out + 12, &v4, 4);
+        return 4;
+    }
+    return inet_pton(AF_INET6, s, out) == 1 ? 6 : 0;
+}
+
+/* host.ip_in(ip, cidr) -> boolean | nil, "bad_cidr".  "a.b.c.d/n", "v6::/n" or a single address; an
+ * ip that is not an address (events carry anything) is simply not in it. */
+static int l_ip_in(lua_State *L)
+{
+    const char *ip = lua_type(L, 1) == LUA_TSTRING ? lua_tostring(L, 1) : "";
+    const char *cidr = luaL_checkstring(L, 2);
+    char net[INET6_ADDRSTRLEN + 1];
+    const char *slash = strchr(cidr, '/');
+    size_t nl = slash ? (size_t)(slash - cidr) : strlen(cidr);
+    unsigned char a[16], n[16];
+    int fam = 0;
+    if (nl < sizeof net) {
+        memcpy(net, cidr, nl);
+        net[nl] = 0;
+        fam = ip_parse(net, n);
+    }
+    long bits = fam == 4 ? 32 : 128;
+    if (fam && slash) {
+        char *end;
+        long b = strtol(slash + 1, &end, 10);
+        bits = (*end || end == slash + 1 || b < 0 || b > bits) ? -1 : b;
+    }
+    if (!fam || bits < 0) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "bad_cidr");
+        return 2;
+    }
+    if (fam == 4) bits += 96;
+    int in = ip_parse(ip, a) != 0;
+    for (long i = 0; in && i < bits; i += 8) {
+        unsigned char mask = bits - i >= 8 ? 0xff : (unsigned char)(0xff << (8 - (bits - i)));
+        in = ((a[i / 8] ^ n[i / 8]) & mask) == 0;
+    }
+    lua_pushboolean(L, in);
+    return 1;
+}
+
 int luaopen_host(lua_State *L)
 {
     static const luaL_Reg f[] = {
         {"getopt", l_getopt}, {"isatty", l_isatty}, {"getenv", l_getenv}, {"readpass", l_readpass},
-        {"pid", l_pid}, {"mkdir", l_mkdir}, {"stat", l_stat}, {"write_new", l_write_new}, {"listdir", l_listdir}, {NULL, NULL}};
+        {"pid", l_pid}, {"mkdir", l_mkdir}, {"stat", l_stat}, {"write_new", l_write_new}, {"listdir", l_listdir},
+        {"ip_in", l_ip_in}, {NULL, NULL}};
     luaL_newlib(L, f);
     lua_pushliteral(L, CACHOST_VERSION);
     lua_setfield(L, -2, "version");

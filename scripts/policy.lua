@@ -119,6 +119,11 @@ local function validate(d, name)
       if gerr then return nil, "travel.geoip: " .. gerr end
     end
     d.travel.exclude = d.travel.exclude or {}
+    for _, cidr in ipairs(d.travel.exclude) do
+      if type(cidr) ~= "string" or host.ip_in("", cidr) == nil then
+        return nil, ("travel.exclude: '%s' is not an address range (a.b.c.d/n or an IPv6 prefix)"):format(tostring(cidr))
+      end
+    end
   end
   local known = { name = 1, severity = 1, on = 1, match = 1, match_fn = 1, repeated = 1, followed_by = 1, travel = 1,
                   alert = 1, actions = 1, mode = 1, description = 1, ops = 1, new_only = 1, dlp = 1 }
@@ -235,20 +240,6 @@ local function haversine_km(lat1, lon1, lat2, lon2)
   return 6371 * 2 * math.atan(math.sqrt(a), math.sqrt(1 - a))
 end
 M.haversine_km = haversine_km
-
-local function ipv4(s)
-  local a, b, c, d = tostring(s or ""):match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
-  if not a then return nil end
-  return ((tonumber(a) * 256 + tonumber(b)) * 256 + tonumber(c)) * 256 + tonumber(d)
-end
-local function in_cidr(ip, cidr)
-  local net, bits = cidr:match("^([%d%.]+)/(%d+)$")
-  local a, n = ipv4(ip), ipv4(net or cidr)
-  if not a or not n then return false end
-  local shift = 32 - tonumber(bits or 32)
-  return a >> shift == n >> shift
-end
-M.in_cidr = in_cidr
 
 local State = {}
 State.__index = State
@@ -368,7 +359,7 @@ end
 -- run.geo is the opened travel.geoip database, if any.
 local function travel_step(p, run, row)
   local exclude = p.travel.exclude
-  for i = 1, #exclude do if in_cidr(row.ip, exclude[i]) then return nil end end
+  for i = 1, #exclude do if host.ip_in(row.ip, exclude[i]) then return nil end end
   if (not row.lat or not row.lon) and not (run.geo and geo_fill(run.geo, row)) then return nil end
   local key = row.actor
   if type(key) ~= "string" then key = tostring(key or "?") end

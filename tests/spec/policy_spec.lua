@@ -122,6 +122,30 @@ describe("policies", function()
       signin("u7", "success", 0, { lat = 48.85, lon = 2.35 }), signin("u7", "success", 60, { lat = 40.71, lon = -74.0 }) }))
   end)
 
+  it("travel excludes IPv4 and IPv6 ranges, and refuses a range that is not one", function()
+    local dir = tmp_home()
+    local function load(exclude)
+      return policy.load(write(dir, "t", ([[return policy { name = "t", on = "activity", match = { kind = "signin" },
+        travel = { min_km = 500, exclude = %s } }]]):format(exclude)))
+    end
+    local p = assert(load('{ "10.0.0.0/8", "2001:db8:1::/48" }'))
+    local function trip(actor, ip2)
+      return policy.feed(st, inst, { p }, "activities", {
+        signin(actor, "success", 0, { lat = 48.85, lon = 2.35, ip = "192.0.2.1" }),
+        signin(actor, "success", 60, { lat = 40.71, lon = -74.0, ip = ip2 }) })
+    end
+    assert.equal(0, trip("v4", "10.9.9.9"))
+    assert.equal(0, trip("v6", "2001:db8:1:ff::1"))
+    assert.equal(0, trip("mapped", "::ffff:10.1.1.1"))
+    assert.equal(1, trip("outside6", "2001:db8:2::1"))
+    assert.equal(1, trip("outside4", "11.0.0.1"))
+    for _, bad in ipairs { '{ "10.0.0.0/33" }', '{ "corp-vpn" }', '{ 42 }', '{ "2001:db8::/129" }' } do
+      local q, err = load(bad)
+      assert.is_nil(q, bad)
+      assert.matches("travel.exclude: .* is not an address range", err)
+    end
+  end)
+
   it("activity of a suspended account alerts; of an active one does not", function()
     local feed = { signin("u30", "success", 1), signin("u1", "success", 2) }
     assert.equal(1, policy.feed(st, inst, only("suspended_user_activity"), "activities", feed))
