@@ -216,7 +216,6 @@ local function scanner(p)
   src[#src + 1] = ("return function(rows, step, hits, armed)\n  local n = 0\n  for i = 1, #rows do\n    local r = rows[i]\n    %s\n  end\n  return n\nend"):format(body)
   return assert(load(table.concat(src, "\n"), "=" .. p.id .. " (match)", "t", { type = type }))(consts)
 end
-M.scanner = scanner
 
 -- Function matches run in the policy's own state, a batch of rows per call -> array of booleans, or
 -- nil, err (the policy failed: budget, memory, runtime error).
@@ -239,7 +238,6 @@ local function haversine_km(lat1, lon1, lat2, lon2)
   local a = math.sin(dlat / 2) ^ 2 + math.cos(r(lat1)) * math.cos(r(lat2)) * math.sin(dlon / 2) ^ 2
   return 6371 * 2 * math.atan(math.sqrt(a), math.sqrt(1 - a))
 end
-M.haversine_km = haversine_km
 
 local State = {}
 State.__index = State

@@ -98,6 +98,24 @@ describe("policies", function()
     assert.equal(1, policy.feed(st, inst, { p }, "activities", { signin("u5", "success", 8) }))
   end)
 
+  it("table matches: sets, non-string keys, and more tests than Lua has locals", function()
+    local dir = tmp_home()
+    local fields = {}
+    for i = 1, 120 do fields[#fields + 1] = ("f%d = %d"):format(i, i) end
+    local p = assert(policy.load(write(dir, "wide", ([[return policy { name = "wide", on = "activity",
+      match = { %s, [1] = "first", action = { "a", "b\n\"c" } } }]]):format(table.concat(fields, ", ")))))
+    local row = { [1] = "first", action = 'b\n"c' }
+    for i = 1, 120 do row["f" .. i] = i end
+    local function one(changes)
+      local r = {}
+      for k, v in pairs(row) do r[k] = v end
+      for k, v in pairs(changes) do r[k] = v end
+      return signin("w", "success", 1, r)
+    end
+    assert.equal(1, policy.feed(st, inst, { p }, "activities", { one {} }))
+    assert.equal(0, policy.feed(st, inst, { p }, "activities", { one { f120 = 0 }, one { f1 = 0 }, one { [1] = "x" }, one { action = "c" } }))
+  end)
+
   it("followed_by: followers of keys with no window, or with non-string keys, are judged alike", function()
     local dir = tmp_home()
     local p = assert(policy.load(write(dir, "byid", [[return policy { name = "by id", on = "activity",
