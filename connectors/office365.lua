@@ -278,10 +278,10 @@ end
 local CONTENT_TYPES = { "Audit.AzureActiveDirectory", "Audit.Exchange", "Audit.SharePoint", "Audit.General" }
 
 local function feed(ctx) return provider_host(ctx.settings, MANAGE) .. "/api/v1.0/" .. urlencode(ctx.settings.tenant_id) .. "/activity/feed" end
-local function mgmt(ctx, method, url, query)
+local function mgmt(ctx, method, url, query, body)
   query = query or {}
   query.PublisherIdentifier = ctx.settings.publisher_id or ctx.settings.tenant_id
-  return ctx.client:request(method, url, { query = query, auth = "mgmt", expect_json = true })
+  return ctx.client:request(method, url, { query = query, json = body, auth = "mgmt", expect_json = true })
 end
 
 -- Subscriptions must be started once per content type before content is listed.
@@ -301,6 +301,16 @@ local function ensure_subscriptions(ctx)
   end
 end
 
+-- A contentUri a webhook notification names, if it is a blob of this tenant's feed ({root}/audit/
+-- {contentId}, §3): no other URL a notification names is ever fetched.
+local function content_uri(ctx, uri)
+  if type(uri) ~= "string" then return nil end
+  local prefix = feed(ctx) .. "/audit/"
+  local id = uri:sub(1, #prefix) == prefix and uri:sub(#prefix + 1) or ""
+  if not id:match("^[%w%$_%-%.]+$") or id:match("^%.+$") then return nil end
+  return uri
+end
+
 local function fmt(t) return (iso(t):gsub("%.%d+Z$", "")) end     -- YYYY-MM-DDTHH:MM:SS, UTC
 
 local BLOBS_IN_FLIGHT = 8
@@ -315,6 +325,23 @@ local function fetch_blob(ctx, uri)
     return nil
   end
   error(err, 0)
+end
+
+-- Content blobs ({contentUri}), BLOBS_IN_FLIGHT at a time, each group's records committed together;
+-- stored(blob) after its group is.  The poller and the webhook's re-fetch both store records here.
+local function store_blobs(ctx, blobs, stored)
+  for first = 1, #blobs, BLOBS_IN_FLIGHT do
+    local last = math.min(#blobs, first + BLOBS_IN_FLIGHT - 1)
+    local tasks, records = {}, {}
+    for i = first, last do tasks[#tasks + 1] = sched.spawn(fetch_blob, ctx, blobs[i].contentUri) end
+    for _, t in ipairs(tasks) do
+      local ok, got = t:join()
+      if not ok then error(got, 0) end
+      for _, r in ipairs(got or {}) do records[#records + 1] = r end
+    end
+    if #records > 0 then ctx:emit("activities", records, record_row) end
+    if stored then for i = first, last do stored(blobs[i]) end end
+  end
 end
 
 -- Content of [from, now) in windows of at most 24 h; blobs already fetched in the overlap are skipped.
@@ -333,23 +360,12 @@ local function management(ctx, state, save)
       while url do
         local resp, err = mgmt(ctx, "GET", url, query)
         if not resp then error(err, 0) end
-        -- the listing's new blobs, BLOBS_IN_FLIGHT at a time; each group's records committed together
+        -- the listing's new blobs
         local todo = {}
         for _, blob in ipairs(type(resp.data) == "table" and resp.data or {}) do
           if not seen[blob.contentId] then todo[#todo + 1] = blob end
         end
-        for first = 1, #todo, BLOBS_IN_FLIGHT do
-          local last = math.min(#todo, first + BLOBS_IN_FLIGHT - 1)
-          local tasks, records = {}, {}
-          for i = first, last do tasks[#tasks + 1] = sched.spawn(fetch_blob, ctx, todo[i].contentUri) end
-          for _, t in ipairs(tasks) do
-            local ok, got = t:join()
-            if not ok then error(got, 0) end
-            for _, r in ipairs(got or {}) do records[#records + 1] = r end
-          end
-          if #records > 0 then ctx:emit("activities", records, record_row) end
-          for i = first, last do seen[todo[i].contentId] = todo[i].contentCreated or fmt(to) end
-        end
+        store_blobs(ctx, todo, function(blob) seen[blob.contentId] = blob.contentCreated or fmt(to) end)
         url, query = resp.headers["nextpageuri"], nil
       end
     end
@@ -659,6 +675,12 @@ function c.fetch.files(ctx, id)
   assert(ctx.st:save_stream(ctx.inst.id, "files", { cursor = json.encode(links) }))
 end
 
+-- Content blobs named by a Management Activity notification (c.webhook checked the URI): stored as the
+-- poller stores them; the poll that lists them later finds the same records and adds nothing.
+function c.fetch.activities(ctx, uri)
+  store_blobs(ctx, { { contentUri = assert(content_uri(ctx, uri), "not a content blob of this tenant") } })
+end
+
 ---------------------------------------------------------------------------------------------- governance
 local function user_path(user) return "/v1.0/users/" .. urlencode(user.ext_id) end
 
@@ -769,17 +791,56 @@ function c.actions.unquarantine_file(ctx, file, params)
 end
 
 ---------------------------------------------------------------------------------------------- change notifications
--- Subscriptions for users and (with the files component) every drive root, pointing at `url` (the
--- daemon's /webhooks/<instance>): created, or renewed when one exists (lifetimes below the maxima of
--- §7).  Graph validates the URL during the POST/PATCH, so the webhook must already be served.
--- -> the subscriptions' ids
-local LIFETIME = { users = 41000, drive = 42000 }     -- minutes
-function c.subscribe(ctx, url)
+-- Two kinds arrive at the daemon's /webhooks/<instance>: Graph change notifications (users, drives) and
+-- Management Activity API notifications (new content blobs).  One secret, client_state, authenticates
+-- both: Graph echoes it as clientState; the Management API's authId (sent back as Webhook-AuthID, its
+-- notifications have no signature) is derived from it.
+local function client_state(ctx)
   local state = ctx:secret("client_state")
   if not state then
     state = crypto.b64url(crypto.random(24))
     ctx.inst:set_secret("client_state", state)
   end
+  return state
+end
+
+local function mgmt_auth_id(state)
+  local id = crypto.b64url(crypto.hmac_sha256(state, "cachost office365 Management Activity webhook authId"))
+  log.redact(id)
+  return id
+end
+
+-- Management Activity subscriptions with the webhook (§3, §7): each content type is started with it
+-- unless already enabled with this address and authId (start also updates and re-enables a webhook the
+-- service disabled).  The service validates the address during the start.
+local function subscribe_management(ctx, url, auth_id)
+  local list, lerr = mgmt(ctx, "GET", feed(ctx) .. "/subscriptions/list")
+  if not list then error(lerr, 0) end
+  local have = {}
+  for _, s in ipairs(type(list.data) == "table" and list.data or {}) do
+    if type(s) == "table" then have[s.contentType] = s end
+  end
+  for _, ct in ipairs(CONTENT_TYPES) do
+    local s = have[ct] or {}
+    local w = type(s.webhook) == "table" and s.webhook or {}
+    if not (s.status == "enabled" and w.status == "enabled" and w.address == url
+            and type(w.authId) == "string" and crypto.equal(w.authId, auth_id)) then
+      local _, err = mgmt(ctx, "POST", feed(ctx) .. "/subscriptions/start", { contentType = ct },
+        { webhook = { address = url, authId = auth_id, expiration = "" } })
+      if err then error(err, 0) end
+      log.info("office365: Management Activity webhook started", { instance = ctx.instance, content_type = ct })
+    end
+  end
+end
+
+-- Graph subscriptions for users and (with the files component) every drive root, pointing at `url`:
+-- created, or renewed when one exists (lifetimes below the maxima of §7).  Graph validates the URL
+-- during the POST/PATCH, so the webhook must already be served.  With the activities component, the
+-- Management Activity webhook too.  -> the Graph subscriptions' ids
+local LIFETIME = { users = 41000, drive = 42000 }     -- minutes
+function c.subscribe(ctx, url)
+  local state = client_state(ctx)
+  local on = assert(components(ctx.settings))
   local existing = {}
   for page in graph_pages(ctx, "/v1.0/subscriptions") do
     for _, s in ipairs(page) do
@@ -787,7 +848,7 @@ function c.subscribe(ctx, url)
     end
   end
   local wanted = { { resource = "users", changeType = "updated,deleted", minutes = LIFETIME.users } }
-  if assert(components(ctx.settings)).files then
+  if on.files then
     for _, d in ipairs(drives(ctx)) do
       wanted[#wanted + 1] = { resource = "drives/" .. d.id .. "/root", changeType = "updated", minutes = LIFETIME.drive }
     end
@@ -805,13 +866,45 @@ function c.subscribe(ctx, url)
       ids[#ids + 1] = s.id
     end
   end
+  if on.activities then subscribe_management(ctx, url, mgmt_auth_id(state)) end
   return ids
 end
 
--- Graph POSTs `?validationToken=` to verify the URL (echo it as text/plain, §7); notifications carry the
--- subscription's clientState, compared in constant time.  Users -> re-fetch the user; drive roots ->
--- the drive's delta.
+-- Management Activity notifications (§7): Webhook-AuthID must be ours (validation included); the
+-- validation is answered 200, no echo; a notification is a JSON array of content blobs, each re-fetched
+-- if its contentUri is in this tenant's feed (else the whole notification is refused).
+local function management_webhook(ctx, req)
+  local state = ctx:secret("client_state")
+  if not state then return 403, { error = "client_state not configured" } end
+  local got = req.headers["webhook-authid"]
+  if type(got) ~= "string" or not crypto.equal(got, mgmt_auth_id(state)) then return 401, { error = "bad Webhook-AuthID" } end
+  if req.headers["webhook-validationcode"] then return 200 end
+  local list = json.decode(req.body or "")
+  if type(list) ~= "table" or not json.is_array(list) then return 400, { error = "not a content notification" } end
+  local refetch, seen = {}, {}
+  for _, n in ipairs(list) do
+    local uri = type(n) == "table" and content_uri(ctx, n.contentUri)
+    if not uri then
+      log.warn("office365: notification names a content URI outside this tenant's feed, refused", { instance = ctx.instance })
+      return 400, { error = "contentUri is not a content blob of this tenant" }
+    end
+    if not seen[uri] then
+      seen[uri] = true
+      refetch[#refetch + 1] = { entity = "activities", id = uri }
+    end
+  end
+  return 200, nil, refetch
+end
+
+-- Management Activity notifications (Webhook-AuthID / Webhook-ValidationCode headers, an array body)
+-- are answered above.  Graph POSTs `?validationToken=` to verify the URL (echo it as text/plain, §7);
+-- its notifications carry the subscription's clientState, compared in constant time.  Users -> re-fetch
+-- the user; drive roots -> the drive's delta.
 function c.webhook(ctx, req)
+  req.headers = req.headers or {}
+  if req.headers["webhook-authid"] or req.headers["webhook-validationcode"] or (req.body or ""):match("^%s*%[") then
+    return management_webhook(ctx, req)
+  end
   local token = req.query and req.query.validationToken
   if token then return 200, token, nil, { ["Content-Type"] = "text/plain" } end
   local secret = ctx:secret("client_state")

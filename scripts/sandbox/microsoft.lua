@@ -18,7 +18,8 @@
 -- "arm_events"[, sub id]); t:add_signin{user=, errorCode=, city=, countryOrRegion=, latitude=, longitude=,
 -- ip=, clientAppUsed=, app=, ms=}; t:add_record{workload=, operation=, record_type=, user=, ms=, <Field>=};
 -- t:expire_delta() (drive and user delta tokens go stale: 410); t:expire_blob(contentId) (AF20051);
--- t:expire_tokens(); t:fault{...}, t:set_rate_limit(n, window), t:advance(s), t:flush() from the base.
+-- t:expire_tokens(); t:fault{...}, t:set_rate_limit(n, window), t:advance(s) (also notifies Management
+-- webhooks of the blobs that became available: t:mgmt_pump()), t:flush() from the base.
 --
 -- Tokens are opaque strings bound to one resource (Graph, Management, ARM).  Large logs (sign-ins,
 -- directory audits, Management Activity records, ARM activity log) are generated lazily: record i
@@ -2043,8 +2044,11 @@ function MS:h_mgmt_start(req)
     if not res or res.status ~= 200 then
       return self:mgmt_err(400, "AF20021", "The webhook endpoint {" .. addr .. "} could not be validated. " .. (res and ("The endpoint returned HTTP " .. res.status .. ".") or "The endpoint did not respond."))
     end
+    -- content that becomes available from now on is notified (see mgmt_pump); an update keeps the mark
+    local since = s.webhook and s.webhook.since or self:now_ms() + 1
     s.webhook = { status = "enabled", address = addr, authId = type(w.authId) == "string" and w.authId or nil,
-                  expiration = (type(w.expiration) == "string" and w.expiration ~= "") and w.expiration or nil }
+                  expiration = (type(w.expiration) == "string" and w.expiration ~= "") and w.expiration or nil,
+                  since = since }
   end
   s.status = "enabled"
   st[ct] = s
@@ -2166,19 +2170,54 @@ function MS:h_dlp_types(req)
                   { id = "a44669fe-0d48-453d-a9b1-2cc83f2cba77", name = "U.S. Social Security Number (SSN)" } })
 end
 
--- webhook notification for a newly available stored blob
-function MS:mgmt_notify(rec)
-  local ct = CONTENT_TYPES[rec.c]
-  local s = self.state.mgmt_subs[ct]
-  if not s or s.status ~= "enabled" or not s.webhook or s.webhook.status ~= "enabled" then return end
-  local o = self:content_obj(rec.c, rec.id, rec.created)
-  o.tenantId = self.tenant_id
-  o.clientId = self.client_id
+-- One webhook notification (§7): a JSON array of the content objects of blobs {c=, id=, created=} of one
+-- content type, with Webhook-AuthID; recorded in the notification history.
+function MS:mgmt_send(c, blobs)
+  local s = self.state.mgmt_subs[CONTENT_TYPES[c]]
+  if #blobs == 0 or not s or s.status ~= "enabled" or not s.webhook or s.webhook.status ~= "enabled" then return end
+  local list = {}
+  for i, b in ipairs(blobs) do
+    local o = self:content_obj(c, b.id, b.created)
+    o.tenantId = self.tenant_id
+    o.clientId = self.client_id
+    list[i] = o
+  end
   local headers = { ["Content-Type"] = "application/json" }
   if s.webhook.authId then headers["Webhook-AuthID"] = s.webhook.authId end
-  local d = { url = s.webhook.address, headers = headers, body = json().encode(A({ o })), event = ct, retries = 2, timeout = 10 }
-  self.state.mgmt_notifications[#self.state.mgmt_notifications + 1] = { c = rec.c, id = rec.id, created = rec.created, sent = self:now_ms(), rec = d }
+  local d = { url = s.webhook.address, headers = headers, body = json().encode(A(list)), event = CONTENT_TYPES[c], retries = 2, timeout = 10 }
+  local sent = self:now_ms()
+  for _, b in ipairs(blobs) do
+    self.state.mgmt_notifications[#self.state.mgmt_notifications + 1] = { c = c, id = b.id, created = b.created, sent = sent, rec = d }
+  end
   self:deliver(d)
+end
+
+-- webhook notification for a newly available stored blob
+function MS:mgmt_notify(rec) self:mgmt_send(rec.c, { rec }) end
+
+-- Generated blobs become available as the tenant clock moves: notify those that did since the last
+-- pump (or the webhook's start), one notification per content type.  Runs on t:advance(); a test (or
+-- a host that lets real time pass) calls t:mgmt_pump().
+function MS:mgmt_pump()
+  local now = self:now_ms()
+  for c, ct in ipairs(CONTENT_TYPES) do
+    local s = self.state.mgmt_subs[ct]
+    local w = s and s.webhook
+    if s and s.status == "enabled" and w and w.status == "enabled" and (w.since or now + 1) <= now then
+      local due = {}
+      for _, b in ipairs(self:list_blobs(c, w.since, now + 1)) do
+        local _, _, seq = self:parse_blob_id(b.id)
+        if not seq then due[#due + 1] = b end          -- stored blobs were notified when stored
+      end
+      w.since = now + 1
+      self:mgmt_send(c, due)
+    end
+  end
+end
+
+function MS:advance(seconds)
+  T.Base.advance(self, seconds)
+  self:mgmt_pump()
 end
 
 function MS:mgmt_routes()
