@@ -408,6 +408,32 @@ describe("sandbox microsoft: office 365 management activity api", function()
     local b = call(srv, m, "GET", got[1].body[1].contentUri)
     assert.are.equal("New-InboxRule", b.json[1].Operation)
     assert.are.equal("Exchange", b.json[1].Workload)
+    -- listed with its webhook
+    r = call(srv, m, "GET", root .. "/subscriptions/list")
+    assert.are.equal(srv.url .. "/hook", r.json[1].webhook.address)
+    assert.are.equal("o365activityapinotification", r.json[1].webhook.authId)
+    -- generated blobs that become available as time passes are notified once, in one array, with the
+    -- blobs the content listing gives for that time
+    local t0 = t:now_ms()
+    t:advance(2 * 3600)
+    t:flush(5)
+    assert.are.equal(2, #got)
+    local listed = call(srv, m, "GET", root .. "/subscriptions/content?contentType=Audit.Exchange&startTime="
+      .. T.iso_s(t0 // 1000):gsub("Z$", "") .. "&endTime=" .. T.iso_s(t:now_ms() // 1000 + 1):gsub("Z$", ""))
+    assert.are.equal(200, listed.status, listed.body)
+    local want = {}
+    for _, o in ipairs(listed.json) do if o.contentCreated >= T.iso_ms(t0 + 1) then want[#want + 1] = o.contentId end end
+    local notified = {}
+    for _, o in ipairs(got[2].body) do
+      notified[#notified + 1] = o.contentId
+      assert.are.equal("Audit.Exchange", o.contentType)
+      assert.are.equal("o365activityapinotification", got[2].auth)
+    end
+    assert.is_true(#want > 0)
+    assert.are.same(want, notified)
+    t:advance(1)
+    t:flush(5)
+    assert.are.equal(2, #got)
   end)
 end)
 
