@@ -192,6 +192,93 @@ local function digit_runs(text, emit, want_card, want_ssn, want_iban)
   end
 end
 
+-- The same findings from PCRE2 (the host's `regex` module, JIT-compiled): three exact candidate regexes
+-- replace the Lua digit-run pass, which paid an unanchored Lua find per byte and a table per run.  Only the
+-- candidates come back to Lua; the checks (IIN, Luhn, SSN ranges, mod-97) stay here.  Without the module
+-- (a vm state) the Lua pass above runs; the spec compares both.
+--  * IBAN: two capitals and two digits not after a letter or digit (what the run pass tried at a run start).
+--  * SSN: ddd S dd S dddd, whole digit groups, not continued by the same single separator S on either side
+--    (the run pass's seps[gi - 1] ~= sep and seps[gi + 2] ~= sep).  SSN candidates never overlap.
+--  * cards: a chain, i.e. maximal digit groups joined by single separators (a longer gap ends the run pass's
+--    card search, which never spans it), in which at least 13 digits from a group start are joined by one
+--    separator kind (or none); the run pass's card search runs on each such chain.
+local RE
+if type(regex) == "table" and regex.compile then
+  RE = {
+    iban = assert(regex.compile("(?<![A-Za-z0-9])[A-Z]{2}[0-9]{2}")),
+    ssn = assert(regex.compile("(?<![0-9]|[0-9] )[0-9]{3} [0-9]{2} [0-9]{4}(?![0-9]| [0-9])"
+      .. "|(?<![0-9]|[0-9]-)[0-9]{3}-[0-9]{2}-[0-9]{4}(?![0-9]|-[0-9])")),
+    chain = assert(regex.compile("(?<![0-9]|[0-9][ \\-])(?=(?:[0-9][ \\-]?){12}[0-9])" -- a chain of 13 digits or more
+      .. "(?=(?:[0-9]++[ \\-](?=[0-9]))*?(?:(?:[0-9] ?){12}[0-9]|(?:[0-9]-?){12}[0-9]))"  -- 13 with one separator kind
+      .. "[0-9]++(?:[ \\-][0-9]++)*+")),
+  }
+end
+M.use_regex = RE ~= nil -- the spec turns it off to compare with the Lua pass
+
+-- the card search of the run pass on one chain text[cs..ce]: the longest card from each group on
+local groups, starts, ends, seps = {}, {}, {}, {} -- reused: only [1..ng] is read
+local function chain_cards(text, cs, ce, emit)
+  local ng = 0
+  local i = cs
+  while true do
+    local _, ge = find(text, "^%d+", i)
+    ng = ng + 1
+    groups[ng], starts[ng], ends[ng] = sub(text, i, ge), i, ge
+    if ge >= ce then break end
+    seps[ng] = byte(text, ge + 1) -- one separator within a chain
+    i = ge + 2
+  end
+  local gi = 1
+  while gi <= ng do
+    local digits, found, d, sep = "", nil, nil, seps[gi]
+    for gj = gi, ng do
+      if gj > gi and seps[gj - 1] ~= sep then break end
+      digits = digits .. groups[gj]
+      local n = #digits
+      if n > 19 then break end
+      if n >= 13 and iin_ok(digits, n) and luhn(digits) then found, d = gj, digits end
+    end
+    if found then
+      emit("credit_card", starts[gi], ends[found], sub(d, 1, 4) .. stars(#d - 8) .. sub(d, -4))
+      gi = found + 1
+    else
+      gi = gi + 1
+    end
+  end
+end
+
+local function digit_regex(text, emit, want_card, want_ssn, want_iban)
+  if want_iban then
+    local re, pos = RE.iban, 1
+    while true do
+      local s, e = re:find(text, pos)
+      if not s then break end
+      iban_at(text, s, emit)
+      pos = e + 1
+    end
+  end
+  if want_ssn then
+    local re, pos = RE.ssn, 1
+    while true do
+      local s, e = re:find(text, pos)
+      if not s then break end
+      if ssn_ok(sub(text, s, s + 2), sub(text, s + 4, s + 5), sub(text, s + 7, e)) then
+        emit("ssn", s, e, "***-**-" .. sub(text, s + 7, e))
+      end
+      pos = e + 1
+    end
+  end
+  if want_card then
+    local re, pos = RE.chain, 1
+    while true do
+      local s, e = re:find(text, pos)
+      if not s then break end
+      chain_cards(text, s, e, emit)
+      pos = e + 1
+    end
+  end
+end
+
 local AKID = "^A[KS]IA[%u%d][%u%d][%u%d][%u%d][%u%d][%u%d][%u%d][%u%d][%u%d][%u%d][%u%d][%u%d][%u%d][%u%d][%u%d][%u%d]%f[^%w]"
 local SECRET = "%f[%w/+]" .. rep("[%w/+]", 40) .. "%f[^%w/+]"
 
@@ -299,7 +386,9 @@ local function custom_sample(m)
 end
 
 local function run_detectors(text, want, custom, emit)
-  if want.credit_card or want.ssn or want.iban then digit_runs(text, emit, want.credit_card, want.ssn, want.iban) end
+  if want.credit_card or want.ssn or want.iban then
+    (M.use_regex and RE and digit_regex or digit_runs)(text, emit, want.credit_card, want.ssn, want.iban)
+  end
   if want.aws_access_key or want.aws_secret_key then
     local ids = aws_ids(text)
     if want.aws_access_key then aws_access(text, emit, ids) end
