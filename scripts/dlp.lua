@@ -279,6 +279,18 @@ local function digit_regex(text, emit, want_card, want_ssn, want_iban)
   end
 end
 
+-- plain literals the detectors look for first: PCRE2's JIT finds them several times faster than string.find
+-- (memchr stops at every "e" of English text)
+local LIT = {}
+if RE then
+  for _, lit in ipairs { "ecret", "ECRET", "eyJ", "-----BEGIN " } do LIT[lit] = assert(regex.compile(lit)) end
+end
+local function find_lit(text, lit, pos)
+  local re = M.use_regex and LIT[lit]
+  if re then return re:find(text, pos) end
+  return find(text, lit, pos, true)
+end
+
 local AKID = "^A[KS]IA[%u%d][%u%d][%u%d][%u%d][%u%d][%u%d][%u%d][%u%d][%u%d][%u%d][%u%d][%u%d][%u%d][%u%d][%u%d][%u%d]%f[^%w]"
 local SECRET = "%f[%w/+]" .. rep("[%w/+]", 40) .. "%f[^%w/+]"
 
@@ -310,14 +322,14 @@ local function aws_secret(text, emit, ids)
   for _, m in ipairs(ids or aws_ids(text)) do near[#near + 1] = m[1] end
   local pos = 1
   while true do
-    local s = find(text, "ecret", pos, true) -- plain finds (memchr) are far cheaper than a class pattern
+    local s = find_lit(text, "ecret", pos) -- plain finds are far cheaper than a class pattern
     if not s then break end
     near[#near + 1] = s
     pos = s + 5
   end
   pos = 1
   while true do
-    local s = find(text, "ECRET", pos, true)
+    local s = find_lit(text, "ECRET", pos)
     if not s then break end
     near[#near + 1] = s
     pos = s + 5
@@ -346,7 +358,7 @@ end
 local function private_key(text, emit)
   local pos = 1
   while true do
-    local s = find(text, "-----BEGIN ", pos, true)
+    local s = find_lit(text, "-----BEGIN ", pos)
     if not s then return end
     local _, e, kind = find(text, "^%-%-%-%-%-BEGIN ([%u ]-)PRIVATE KEY%-%-%-%-%-", s)
     if e then
@@ -361,7 +373,7 @@ end
 local function jwt(text, emit)
   local pos = 1
   while true do
-    local s = find(text, "eyJ", pos, true)
+    local s = find_lit(text, "eyJ", pos)
     if not s then return end
     pos = s + 3
     if s == 1 or not find(sub(text, s - 1, s - 1), "[%w_%-]") then
