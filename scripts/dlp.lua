@@ -2,6 +2,7 @@
 --
 --   dlp.scan(text, opts) -> {status = "completed", matches = {type = {count =, samples = {...}}}, bytes =, total =}
 --   dlp.stream(opts) -> s; s:feed(chunk) ...; s:finish() -> result        (bounded memory, chunk overlap)
+--   Inside a task, scan, scan_file and feed yield to the event loop after each 1 MiB window (sched.sleep(0)).
 --   dlp.scan_file(content, {name =, mime =, max_size =, detectors =, custom =, min_counts =}) -> result
 --       result.status: completed | too_large | encrypted | unsupported | failed (with result.reason)
 --       result.extractor: text | docx | xlsx | pptx | zip | pdf (see dlp/extract.lua)
@@ -24,6 +25,9 @@
 --  * private_key: "-----BEGIN [TYPE ]PRIVATE KEY-----" blocks.  Sample "-----BEGIN RSA PRIVATE KEY----- ***".
 --  * jwt: three base64url parts whose first decodes to a JSON object with a string "alg".
 --    Sample: the header part, then "***.***".
+--  * speed: with the host's `regex` module (PCRE2, JIT) the card, SSN and IBAN candidates and the literal
+--    prefilters come from exact regexes; the checks stay in Lua.  Without it (dlp.use_regex = false, or a
+--    state without the module) pure Lua passes give the same findings.
 --  * custom: Lua patterns (string.find semantics; anchors and captures allowed, the whole match counts).
 --    A malformed pattern raises (policy bug).  Sample: first 2 and last 2 characters (all masked if < 8).
 local M = {}
@@ -33,6 +37,7 @@ M.OVERLAP = 8192       -- longest match found across a chunk boundary (a JWT can
 M.MARGIN = 256         -- context a detector may need after a match (frontiers, proximity)
 M.CHUNK = 1 << 20
 M.MAX_SIZE = 64 << 20  -- scan_file default
+M.YIELD = true         -- yield to the loop between windows when inside a task (see pause)
 
 local find, byte, sub, rep = string.find, string.byte, string.sub, string.rep
 
@@ -450,6 +455,15 @@ local function prepare(opts)
   return want, custom, mins
 end
 
+-- Between windows a scan inside a task lets the event loop run the other ready tasks (sched.sleep(0)), so
+-- a 50 MB document does not stall webhooks and other instances; outside a task, or where the caller cannot
+-- yield (a C boundary, a vm state without sched), it runs straight through.
+local function pause()
+  if M.YIELD and type(sched) == "table" and sched.current and sched.current() and coroutine.isyieldable() then
+    sched.sleep(0)
+  end
+end
+
 -- dlp.stream(opts): feed chunks of any size; each match is counted in exactly one window (by its end).
 function M.stream(opts)
   local want, custom, mins = prepare(opts)
@@ -481,7 +495,10 @@ function M.stream(opts)
   function st.feed(_, chunk)
     st.bytes = st.bytes + #chunk
     buf = buf .. chunk
-    if #buf >= M.CHUNK + M.OVERLAP + M.MARGIN then window(false) end
+    if #buf >= M.CHUNK + M.OVERLAP + M.MARGIN then
+      window(false)
+      pause()
+    end
   end
   function st.finish()
     window(true)

@@ -282,3 +282,87 @@ describe("dlp PDF files", function()
     assert.matches("libpoppler", r.reason)
   end)
 end)
+
+describe("dlp speed paths", function()
+  -- the regex candidates (host regex module) and the Lua passes must give the same findings
+  local function both(text, opts)
+    local saved = dlp.use_regex
+    dlp.use_regex = true
+    local ok1, a = pcall(dlp.scan, text, opts)
+    dlp.use_regex = false
+    local ok2, b = pcall(dlp.scan, text, opts)
+    dlp.use_regex = saved
+    assert(ok1, a)
+    assert(ok2, b)
+    return a, b
+  end
+
+  it("uses the regex module when the host has it", function()
+    assert.is_table(regex)
+    assert.is_true(dlp.use_regex)
+  end)
+
+  it("finds exactly what the Lua passes find, on random digit, separator and letter soup", function()
+    local pieces = { "4111 1111 1111 1111", "5555555555554444", "3782-822463-10005", "4222222222222", "536-22-1234",
+      "536 22 1234", "GB82 WEST 1234 5698 7654 32", "DE89370400440532013000", "4111-1111-1111-1111",
+      "6011111111111117", "2223003122003222", "001-01-0001", "4 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1", "378282246310005",
+      "AKIAIOSFODNN7EXAMPLE", "secret wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "-----BEGIN RSA PRIVATE KEY-----",
+      crypto.b64url('{"alg":"HS256"}') .. ".eyJ4IjoxfQ.c2ln", "FR1420041010050500013M02606" }
+    local alphabets = { "0123456789012345678901234567890123456789  --AZGBDEx\n", "0123456789 -", "45 -",
+      "0123456789 -  --ABx" }
+    local rnd = 12345
+    local function rand(n) rnd = (rnd * 1103515245 + 12345) % 2147483648; return rnd % n + 1 end
+    local found, differ = 0, {}
+    for round = 1, 400 do
+      local alpha, t = alphabets[round % #alphabets + 1], {}
+      for _ = 1, rand(2000) + 50 do
+        if rand(100) <= 3 then t[#t + 1] = pieces[rand(#pieces)]
+        else local k = rand(#alpha); t[#t + 1] = alpha:sub(k, k) end
+      end
+      local text = table.concat(t)
+      local a, b = both(text)
+      found = found + a.total
+      if not (a.total == b.total and json.encode(a.matches) == json.encode(b.matches)) then
+        differ[#differ + 1] = text
+      end
+      for kind, m in pairs(a.matches) do
+        assert.same(b.matches[kind], m, kind .. " differs on: " .. text)
+      end
+      for kind in pairs(b.matches) do assert.is_table(a.matches[kind], kind .. " missed on: " .. text) end
+    end
+    assert.same({}, differ)
+    assert.is_true(found > 2000, "the soup should hold findings: " .. found)
+  end)
+
+  it("keeps the edge cases of runs: separators either side, mixed kinds, long chains, 19 digits", function()
+    local cases = {
+      "1 536-22-1234", "1-536-22-1234", "536-22-1234-5", "536-22-1234 5", "536 22 1234-5", "9-536 22 1234",
+      "12--4111 1111 1111 1111", "4111 1111 1111 1111-5555 5555 5555 4444", "4111-1111 1111 1111",
+      "6011 0000 0000 0000 004", "4111111111111111111 4111111111111111118", "x4111111111111111x",
+      "4 5 5 5 5 5 5 5 5 5 5 5 5 5 5 4 4 4 4", "GB82WEST12345698765432 aGB82WEST12345698765432 9GB82 WEST 1234 5698 7654 32",
+      ("1 "):rep(5000) .. "4111111111111111", ("12-"):rep(3000) .. "536-22-1234",
+    }
+    for _, text in ipairs(cases) do
+      local a, b = both(text)
+      assert.same(b.matches, a.matches, text)
+    end
+  end)
+
+  it("yields to the loop between windows when scanning inside a task", function()
+    assert.is_truthy(sched.current(), "specs run inside a task")
+    local ticks = 0
+    local t = sched.spawn(function() while true do ticks = ticks + 1; sched.sleep(0) end end)
+    local text = ("lorem ipsum 4111 1111 1111 1111 dolor "):rep(100000) -- ~3.8 MB: three windows or more
+    local r = dlp.scan(text, { detectors = { "credit_card" } })
+    local during = ticks
+    dlp.YIELD = false
+    local before = ticks
+    dlp.scan(text, { detectors = { "credit_card" } })
+    local still = ticks
+    dlp.YIELD = true
+    t:cancel()
+    assert.equal(100000, count(r, "credit_card"))
+    assert.is_true(during >= 2, "the other task ran " .. during .. " times during the scan")
+    assert.equal(before, still) -- and does not when told not to
+  end)
+end)
