@@ -197,31 +197,51 @@ local function digit_runs(text, emit, want_card, want_ssn, want_iban)
   end
 end
 
--- The same findings from PCRE2 (the host's `regex` module, JIT-compiled): three exact candidate regexes
--- replace the Lua digit-run pass, which paid an unanchored Lua find per byte and a table per run.  Only the
--- candidates come back to Lua; the checks (IIN, Luhn, SSN ranges, mod-97) stay here.  Without the module
--- (a vm state) the Lua pass above runs; the spec compares both.
+-- The same findings from PCRE2 (the host's `regex` module, JIT-compiled): exact candidate regexes replace
+-- the Lua digit-run pass, which paid an unanchored Lua find per byte and tables per run.  Only candidates
+-- come back to Lua; the checks (IIN, Luhn, SSN ranges, mod-97) stay here.  Without the module (a vm state)
+-- the Lua pass above runs; the spec compares both.
 --  * IBAN: two capitals and two digits not after a letter or digit (what the run pass tried at a run start).
 --  * SSN: ddd S dd S dddd, whole digit groups, not continued by the same single separator S on either side
 --    (the run pass's seps[gi - 1] ~= sep and seps[gi + 2] ~= sep).  SSN candidates never overlap.
 --  * cards: a chain, i.e. maximal digit groups joined by single separators (a longer gap ends the run pass's
 --    card search, which never spans it), in which at least 13 digits from a group start are joined by one
 --    separator kind (or none); the run pass's card search runs on each such chain.
-local RE
+-- The wanted kinds are alternatives of one regex, so the text is scanned once.  A match tells its kind by
+-- shape: a capital first is an IBAN (4 bytes), 11 bytes an SSN, 13 or more a chain.  What the alternation
+-- skips: a chain may hold SSNs (searched in the chain alone: its ends are frontiers for them), and the
+-- check digits of an IBAN may start a chain or an SSN (the scan resumes on them).  Nothing else can start
+-- inside a candidate.
+local RX = {
+  iban = "(?<![A-Za-z0-9])[A-Z]{2}[0-9]{2}",
+  ssn = "(?<![0-9]|[0-9] )[0-9]{3} [0-9]{2} [0-9]{4}(?![0-9]| [0-9])"
+    .. "|(?<![0-9]|[0-9]-)[0-9]{3}-[0-9]{2}-[0-9]{4}(?![0-9]|-[0-9])",
+  card = "(?<![0-9]|[0-9][ \\-])(?=(?:[0-9][ \\-]?){12}[0-9])"         -- a chain of 13 digits or more,
+    .. "(?=(?:[0-9]++[ \\-](?=[0-9]))*?(?:(?:[0-9] ?){12}[0-9]|(?:[0-9]-?){12}[0-9]))" -- 13 with one kind
+    .. "[0-9]++(?:[ \\-][0-9]++)*+",                                    -- the whole chain
+}
+local RE -- compiled: RE.ssn, and RE[key] for each combination of wanted kinds, on first use
 if type(regex) == "table" and regex.compile then
-  RE = {
-    iban = assert(regex.compile("(?<![A-Za-z0-9])[A-Z]{2}[0-9]{2}")),
-    ssn = assert(regex.compile("(?<![0-9]|[0-9] )[0-9]{3} [0-9]{2} [0-9]{4}(?![0-9]| [0-9])"
-      .. "|(?<![0-9]|[0-9]-)[0-9]{3}-[0-9]{2}-[0-9]{4}(?![0-9]|-[0-9])")),
-    chain = assert(regex.compile("(?<![0-9]|[0-9][ \\-])(?=(?:[0-9][ \\-]?){12}[0-9])" -- a chain of 13 digits or more
-      .. "(?=(?:[0-9]++[ \\-](?=[0-9]))*?(?:(?:[0-9] ?){12}[0-9]|(?:[0-9]-?){12}[0-9]))"  -- 13 with one separator kind
-      .. "[0-9]++(?:[ \\-][0-9]++)*+")),
-  }
+  RE = { ssn = assert(regex.compile(RX.ssn)) }
 end
 M.use_regex = RE ~= nil -- the spec turns it off to compare with the Lua pass
 
--- the card search of the run pass on one chain text[cs..ce]: the longest card from each group on
+local function candidates_re(want_card, want_ssn, want_iban)
+  local key = (want_card and "c" or "") .. (want_ssn and "s" or "") .. (want_iban and "i" or "")
+  local re = RE[key]
+  if not re then
+    local alts = {}
+    if want_card then alts[#alts + 1] = RX.card end -- first: a chain and an SSN may start at one place
+    if want_ssn then alts[#alts + 1] = RX.ssn end
+    if want_iban then alts[#alts + 1] = RX.iban end
+    re = assert(regex.compile(table.concat(alts, "|")))
+    RE[key] = re
+  end
+  return re
+end
+
 local groups, starts, ends, seps = {}, {}, {}, {} -- reused: only [1..ng] is read
+-- the card search of the run pass on one chain text[cs..ce]: the longest card from each group on
 local function chain_cards(text, cs, ce, emit)
   local ng = 0
   local i = cs
@@ -252,32 +272,34 @@ local function chain_cards(text, cs, ce, emit)
   end
 end
 
+local function ssn_at(text, s, e, emit)
+  if ssn_ok(sub(text, s, s + 2), sub(text, s + 4, s + 5), sub(text, s + 7, e)) then
+    emit("ssn", s, e, "***-**-" .. sub(text, s + 7, e))
+  end
+end
+
 local function digit_regex(text, emit, want_card, want_ssn, want_iban)
-  if want_iban then
-    local re, pos = RE.iban, 1
-    while true do
-      local s, e = re:find(text, pos)
-      if not s then break end
+  local re, pos = candidates_re(want_card, want_ssn, want_iban), 1
+  while true do
+    local s, e = re:find(text, pos)
+    if not s then return end
+    local c = byte(text, s)
+    if c >= 65 then                -- IBAN; its check digits may start something else
       iban_at(text, s, emit)
+      pos = s + 2
+    elseif e - s == 10 then        -- SSN
+      ssn_at(text, s, e, emit)
       pos = e + 1
-    end
-  end
-  if want_ssn then
-    local re, pos = RE.ssn, 1
-    while true do
-      local s, e = re:find(text, pos)
-      if not s then break end
-      if ssn_ok(sub(text, s, s + 2), sub(text, s + 4, s + 5), sub(text, s + 7, e)) then
-        emit("ssn", s, e, "***-**-" .. sub(text, s + 7, e))
+    else                           -- chain
+      if want_ssn then
+        local chain, off, p = sub(text, s, e), s - 1, 1
+        while true do
+          local ss, se = RE.ssn:find(chain, p)
+          if not ss then break end
+          ssn_at(text, ss + off, se + off, emit)
+          p = se + 1
+        end
       end
-      pos = e + 1
-    end
-  end
-  if want_card then
-    local re, pos = RE.chain, 1
-    while true do
-      local s, e = re:find(text, pos)
-      if not s then break end
       chain_cards(text, s, e, emit)
       pos = e + 1
     end

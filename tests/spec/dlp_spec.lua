@@ -326,9 +326,9 @@ describe("dlp speed paths", function()
         differ[#differ + 1] = text
       end
       for kind, m in pairs(a.matches) do
-        assert.same(b.matches[kind], m, kind .. " differs on: " .. text)
+        assert.same(b.matches[kind], m, kind .. " differs on: " .. text:sub(1, 300))
       end
-      for kind in pairs(b.matches) do assert.is_table(a.matches[kind], kind .. " missed on: " .. text) end
+      for kind in pairs(b.matches) do assert.is_table(a.matches[kind], kind .. " missed on: " .. text:sub(1, 300)) end
     end
     assert.same({}, differ)
     assert.is_true(found > 2000, "the soup should hold findings: " .. found)
