@@ -320,6 +320,7 @@ end
 
 local AKID = "^A[KS]IA[%u%d][%u%d][%u%d][%u%d][%u%d][%u%d][%u%d][%u%d][%u%d][%u%d][%u%d][%u%d][%u%d][%u%d][%u%d][%u%d]%f[^%w]"
 local SECRET = "%f[%w/+]" .. rep("[%w/+]", 40) .. "%f[^%w/+]"
+local SECRET_RE = RE and assert(regex.compile("(?<![A-Za-z0-9/+])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+])"))
 
 local function aws_ids(text)
   local ids, pos = {}, 1
@@ -370,7 +371,8 @@ local function aws_secret(text, emit, ids)
     local off = (ws > 1 and ws - 1 or 1) - 1
     local i = ws - off
     while true do
-      local s, e = find(w, SECRET, i)
+      local s, e
+      if M.use_regex and SECRET_RE then s, e = SECRET_RE:find(w, i) else s, e = find(w, SECRET, i) end
       if not s or s + off > p + 256 then break end
       local k = sub(w, s, e)
       if find(k, "%u") and find(k, "%l") and find(k, "%d") then
