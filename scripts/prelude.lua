@@ -67,6 +67,20 @@ function sched.cond()
   return c
 end
 
+-- A counting semaphore: at most n holders at once; acquire() waits in turn (FIFO) for a slot, which
+-- release() hands straight to the next waiter, so a newcomer never overtakes a task that was waiting.
+function sched.semaphore(n)
+  local free, cond = n, sched.cond()
+  local s = {}
+  function s:acquire(timeout)
+    if free > 0 then free = free - 1; return true end
+    return cond:wait(timeout)        -- true when a release handed its slot over; nil, "timeout"
+  end
+  function s:release() if not cond:signal(true) then free = free + 1 end end
+  function s:free() return free end
+  return s
+end
+
 -- A FIFO queue between tasks; get() waits (with an optional timeout) while it is empty.
 function sched.queue()
   local items, head, tail, cond = {}, 1, 0, sched.cond()

@@ -86,7 +86,7 @@ function M.watch(enabled)
 end
 
 -- Sync every stream of an instance (or the ones named), full listings first.  -> results, ok
-function M.sync(inst, opts)
+local function sync_now(inst, opts)
   opts = opts or {}
   local sync = require "sync"
   local c = assert(sdk.load(inst.app))
@@ -107,6 +107,22 @@ function M.sync(inst, opts)
     inst:set_status("connected")
     assert(M.store().db:exec("UPDATE instances SET last_scan = ? WHERE id = ?", store.now(), inst.id))
   end
+  return results, all_ok
+end
+
+-- Scans at once in this process: each holds a page in flight per stream, so many instances scanning
+-- together would take memory in proportion; the others wait their turn.  `cachost run --max-scans N`.
+M.MAX_SCANS = 16
+local scan_slots
+function M.set_max_scans(n) scan_slots = sched.semaphore(n) end
+
+function M.sync(inst, opts)
+  scan_slots = scan_slots or sched.semaphore(M.MAX_SCANS)
+  local slots = scan_slots     -- the one this scan releases to, should the limit change meanwhile
+  slots:acquire()
+  local ok, results, all_ok = pcall(sync_now, inst, opts)
+  slots:release()
+  if not ok then error(results, 0) end
   return results, all_ok
 end
 

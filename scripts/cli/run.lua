@@ -1,18 +1,25 @@
 return {
   summary = "the daemon: scheduled scans, webhooks, policies",
-  usage = [[usage: cachost run [--listen HOST:PORT] [--public-url URL]
+  usage = [[usage: cachost run [--listen HOST:PORT] [--public-url URL] [--max-scans N]
 Schedules every enabled instance (a full scan every 12 hours, activity polling every 5 minutes; per
 instance settings full_scan_interval and poll_interval, in seconds) and serves webhooks at
 http://HOST:PORT/webhooks/<instance>.  SIGINT/SIGTERM stop gracefully (twice: at once); SIGHUP reloads
 the policies.  --public-url is how the providers reach that server (e.g. https://cachost.example.com,
-through a reverse proxy): apps that push changes only to subscribers (Office 365) are subscribed there.]],
-  options = { { "listen", arg = true, short = "l" }, { "public-url", arg = true } },
+through a reverse proxy): apps that push changes only to subscribers (Office 365) are subscribed there.
+--max-scans bounds the scans running at once (default 16): each holds pages in flight, so memory grows
+with it; the other instances wait their turn.]],
+  options = { { "listen", arg = true, short = "l" }, { "public-url", arg = true }, { "max-scans", arg = true } },
   run = function(opts, args, ctx)
     local host_, port = "127.0.0.1", 8787
     if opts.listen then
       host_, port = opts.listen:match("^%[?([^%]]*)%]?:(%d+)$")
       if not host_ then return ctx.usage_error(ctx.load_command("run"), "--listen wants HOST:PORT") end
       port = tonumber(port)
+    end
+    if opts["max-scans"] then
+      local n = math.tointeger(tonumber(opts["max-scans"]))
+      if not n or n < 1 then return ctx.usage_error(ctx.load_command("run"), "--max-scans wants a number >= 1") end
+      require("runtime").set_max_scans(n)
     end
     local ok, err = require("daemon").run { host = host_, port = port, public_url = opts["public-url"] }
     if not ok then return ctx.fail("%s", err) end

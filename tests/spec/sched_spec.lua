@@ -55,6 +55,36 @@ describe("sched", function()
     assert.same({ nil, "timeout" }, { q:get(0.01) })
   end)
 
+  it("a semaphore bounds the holders and serves waiters in turn", function()
+    local sem = sched.semaphore(2)
+    local running, most, order = 0, 0, {}
+    local tasks = {}
+    for i = 1, 6 do
+      tasks[i] = sched.spawn(function()
+        assert.is_true(sem:acquire())
+        running = running + 1
+        most = math.max(most, running)
+        order[#order + 1] = i
+        sched.sleep(0.005)
+        running = running - 1
+        sem:release()
+      end)
+    end
+    for _, t in ipairs(tasks) do assert.is_true((t:join(2))) end
+    assert.equal(2, most)
+    assert.same({ 1, 2, 3, 4, 5, 6 }, order)
+    assert.equal(2, sem:free())
+    -- a waiter that times out does not take a slot; one released later goes to the next waiter
+    local one = sched.semaphore(1)
+    assert.is_true(one:acquire())
+    assert.same({ nil, "timeout" }, { one:acquire(0.01) })
+    local got = sched.spawn(function() return one:acquire(1) end)
+    sched.sleep(0.005)
+    one:release()
+    assert.same({ true, true }, { got:join(1) })
+    assert.equal(0, one:free())
+  end)
+
   it("runs periodic work with sched.every until cancelled", function()
     local n = 0
     local t = sched.every(0.005, function() n = n + 1 end)
