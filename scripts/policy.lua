@@ -423,8 +423,8 @@ end
 ---------------------------------------------------------------------------------------------- content
 
 -- dlp = {detectors = {...}, custom = {{name=, pattern=, min=}}, min_counts = {...}, min = N, max_size = bytes}:
--- download the file through its connector and
--- scan it; the file row records the scan status.  -> evidence (masked samples only) or nil
+-- download the file through its connector and scan it; the file row records the outcome (scan_status,
+-- scan_reason, scan_matches with masked samples, scanned_at).  -> evidence (masked samples only) or nil
 local function dlp_step(p, run, row)
   local st, inst, opts = run.st, run.inst, run.opts
   local c = opts.ctx and opts.ctx.connector
@@ -439,13 +439,14 @@ local function dlp_step(p, run, row)
     result = dlp.scan_file(body, { name = row.name, mime = row.mime, max_size = max, detectors = p.dlp.detectors,
       custom = p.dlp.custom, min_counts = p.dlp.min_counts })
   end
-  assert(st.db:exec("UPDATE files SET scan_status = ? WHERE instance_id = ? AND ext_id = ?", result.status, inst.id, row.ext_id))
-  if result.status ~= "completed" then return nil end
   local total, found = 0, {}
-  for kind, m in pairs(result.matches or {}) do
+  for kind, m in pairs(result.status == "completed" and result.matches or {}) do
     total = total + m.count
     found[kind] = { count = m.count, samples = m.samples }
   end
+  assert(st.db:exec([[UPDATE files SET scan_status = ?, scan_reason = ?, scan_matches = ?, scanned_at = ?
+    WHERE instance_id = ? AND ext_id = ?]], result.status, result.reason,
+    result.status == "completed" and json.encode(found) or nil, store.now(), inst.id, row.ext_id))
   if total >= (p.dlp.min or 1) then return { matches = found, count = total } end
 end
 

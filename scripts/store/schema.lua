@@ -202,6 +202,15 @@ CREATE TABLE policy_state (
 );
 CREATE INDEX alerts_status ON alerts(status, created_at);
 ]],
+
+  -- 4: the outcome of a file's last content scan, beside its scan_status: why it did not complete, and
+  -- what it found by type (counts and masked samples, never the data itself).  Written by the scan
+  -- only, so not columns of the entity (a scan result is not a change of the file).
+  [4] = [[
+ALTER TABLE files ADD COLUMN scan_reason TEXT;
+ALTER TABLE files ADD COLUMN scan_matches TEXT;
+ALTER TABLE files ADD COLUMN scanned_at TEXT;
+]],
 }
 
 M.version = #M.migrations

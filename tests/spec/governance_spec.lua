@@ -73,6 +73,23 @@ describe("governance", function()
     assert.matches('"credit_card":{"count":', evidence)          -- the public card-number file was found
     assert.is_nil(evidence:find("4111111111111111", 1, true))   -- masked samples only
     assert.is_nil(evidence:find("4111 1111 1111 1111", 1, true))
+    -- each quarantined file's row keeps the outcome of its scan, masked too
+    for _, g in ipairs(q) do
+      local f = db:query("SELECT * FROM files WHERE instance_id = ? AND ext_id = ?", box.id, g.target_id)[1]
+      assert.equal("completed", f.scan_status)
+      assert.is_nil(f.scan_reason)
+      assert.matches("^%d%d%d%d%-%d%d%-%d%dT", f.scanned_at)
+      local kinds = 0
+      for _, m in pairs(json.decode(f.scan_matches)) do
+        kinds = kinds + 1
+        assert.is_true(m.count >= 1)
+        assert.matches("%*", m.samples[1])
+      end
+      assert.is_true(kinds >= 1)
+      for _, raw in ipairs { "4111111111111111", "4111 1111 1111 1111", "AKIAIOSFODNN7EXAMPLE", "MII" } do
+        assert.is_nil(f.scan_matches:find(raw, 1, true))
+      end
+    end
     -- undo: back where it was, tombstone gone
     local undo = assert(governance.undo(runtime.store(), function() return box end, q[1].id, "t"))
     assert.equal("ok", undo.result)

@@ -116,6 +116,42 @@ describe("policies", function()
     assert.equal(0, policy.feed(st, inst, { p }, "activities", { one { f120 = 0 }, one { f1 = 0 }, one { [1] = "x" }, one { action = "c" } }))
   end)
 
+  it("dlp: each file row records its scan's outcome and why a scan did not complete", function()
+    local dir = tmp_home()
+    local p = assert(policy.load(write(dir, "scan", [[return policy { name = "scan", on = "file",
+      dlp = { detectors = { "credit_card" } } }]])))
+    local bodies = {
+      ["cards.txt"] = "card 4111 1111 1111 1111 and 5555555555554444",
+      ["clean.txt"] = "nothing to see",
+      ["broken.pdf"] = "%PDF-1.4\n1 0 obj <<",
+    }
+    local ctx = { connector = { content = function(_, row, max)
+      if row.name == "huge.bin" then return nil, "too_large: over " .. max .. " bytes" end
+      if row.name == "gone.txt" then error("http 404: item_not_found") end
+      return bodies[row.name]
+    end } }
+    local files, items = {}, {}
+    for _, name in ipairs { "cards.txt", "clean.txt", "broken.pdf", "huge.bin", "gone.txt" } do
+      files[#files + 1] = { ext_id = name, name = name }
+      items[#items + 1] = { op = "added", row = files[#files] }
+    end
+    assert(st:upsert("files", inst.id, files))
+    assert.equal(1, policy.feed(st, inst, { p }, "files", items, { ctx = ctx }))
+    local got = {}
+    for _, f in ipairs(st.db:query("SELECT * FROM files WHERE instance_id = ?", inst.id)) do got[f.name] = f end
+    assert.equal("completed", got["cards.txt"].scan_status)
+    assert.same({ credit_card = { count = 2, samples = { "4111********1111", "5555********4444" } } },
+      json.decode(got["cards.txt"].scan_matches))
+    assert.equal("completed", got["clean.txt"].scan_status)
+    assert.equal("{}", got["clean.txt"].scan_matches)
+    assert.equal("failed", got["broken.pdf"].scan_status)
+    assert.matches("damaged", got["broken.pdf"].scan_reason)
+    assert.equal("too_large", got["huge.bin"].scan_status)
+    assert.equal("failed", got["gone.txt"].scan_status)
+    assert.matches("item_not_found", got["gone.txt"].scan_reason)
+    for _, f in pairs(got) do assert.is_string(f.scanned_at) end
+  end)
+
   it("followed_by: followers of keys with no window, or with non-string keys, are judged alike", function()
     local dir = tmp_home()
     local p = assert(policy.load(write(dir, "byid", [[return policy { name = "by id", on = "activity",
