@@ -1,6 +1,7 @@
 /* test_pdf.c — the pdf module on the fixtures of tests/fixtures/pdf (see its README): exact text, page
- * joins, encrypted / damaged / too_large tokens, misuse, and out-of-memory raises mid-extraction (the box
- * frees poppler's objects: run under ASan to see it). */
+ * joins, encrypted / damaged / too_large tokens, the child's limits, misuse, and out-of-memory raises while
+ * the result is handed over (the job is freed first: run under ASan to see it).  Outside a task, as here,
+ * pdf.text waits for its child in place. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -56,6 +57,20 @@ static void test_max_bytes(void **state) {
         "eq(pdf.text(mp, #full), full)\n"
         "eq(select(2, pdf.text(mp, #full - 1)), 'too_large', 'the last page passes the cap')\n"
         "eq(select(2, pdf.text(fixture('big.pdf'), 100)), 'too_large', 'stops at the first page')\n");
+}
+
+static void test_limits(void **state) {
+    run(*state,
+        "local big = fixture('big.pdf')\n"
+        "if pdf.memory_limited then\n"
+        "  local t, err = pdf.text(big, nil, {memory_bytes = 0})\n"
+        "  eq(t, nil, 'no room to parse')\n"
+        "  assert(err == 'too_complex' or err:find('^crashed: signal %d+$'), err)\n"
+        "end\n"
+        "eq(#pdf.text(big, nil, {cpu_seconds = 5, memory_bytes = 256 << 20}), #pdf.text(big), 'room enough')\n"
+        "assert(not pcall(pdf.text, big, nil, {cpu_seconds = 0}))\n"
+        "assert(not pcall(pdf.text, big, nil, {memory_bytes = -1}))\n"
+        "assert(not pcall(pdf.text, big, nil, 'fast'))\n");
 }
 
 static void test_misuse(void **state) {
@@ -116,6 +131,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_text, setup, teardown),
         cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_max_bytes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_misuse, setup, teardown),
         cmocka_unit_test(test_out_of_memory),
     };
