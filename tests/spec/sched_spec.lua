@@ -85,6 +85,19 @@ describe("sched", function()
     assert.equal(0, one:free())
   end)
 
+  it("a task yielding in a loop does not starve timers", function()
+    local t0 = sched.now()
+    local woke
+    local sleeper = sched.spawn(function() sched.sleep(0.02); woke = sched.now() - t0 end)
+    local spins = 0
+    local spinner = sched.spawn(function() while not woke and sched.now() - t0 < 2 do spins = spins + 1; sched.sleep(0) end end)
+    spinner:join(5)
+    sleeper:join(1)
+    assert.is_number(woke)
+    assert.is_true(woke < 0.5, "the timer fired late: " .. tostring(woke))
+    assert.is_true(spins > 10)
+  end)
+
   it("runs periodic work with sched.every until cancelled", function()
     local n = 0
     local t = sched.every(0.005, function() n = n + 1 end)
