@@ -54,6 +54,10 @@ lua_State *task_stack(struct task *t);
  * loop resumes ready tasks at top level. */
 void task_wake(struct task *t, int n);
 
+/* From an I/O callback: push(L) runs protected on the main state with arg as its one (light userdata)
+ * argument; what it returns wakes t (nil, "error: out of memory" if it raised).  arg stays the caller's. */
+void task_deliver(struct task *t, lua_CFunction push, void *arg);
+
 /* Start fn (on top of L's stack, followed by nargs args, all popped) as a new task. Returns the task;
  * leaves nothing on the stack. */
 struct task *task_spawn(lua_State *L, int nargs, const char *name);

@@ -270,7 +270,6 @@ static int push_result(lua_State *L) {
 
 /* A transfer finished: detach it, hand the results to its task, trace, free. */
 static void req_done(struct req *r, CURLcode rc) {
-    lua_State *L = H.L;
     r->rc = rc;
     curl_multi_remove_handle(S.multi, r->easy);
     req_unlink(r);
@@ -279,25 +278,7 @@ static void req_done(struct req *r, CURLcode rc) {
     if (rc == CURLE_OK && !r->too_large) curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
     else format_error(r, err, sizeof err);
 
-    int top = lua_gettop(L), n;
-    lua_pushcfunction(L, push_result);
-    lua_pushlightuserdata(L, r);
-    if (lua_pcall(L, 1, LUA_MULTRET, 0) == LUA_OK) {
-        n = lua_gettop(L) - top;
-    } else {
-        lua_settop(L, top);
-        lua_pushnil(L);
-        lua_pushliteral(L, "error: out of memory");
-        n = 2;
-    }
-    lua_State *T = task_stack(r->task);
-    if (lua_checkstack(T, n)) {
-        lua_xmove(L, T, n);
-        task_wake(r->task, n);
-    } else {
-        lua_settop(L, top);
-        task_wake(r->task, 0);
-    }
+    task_deliver(r->task, push_result, r);
     trace_write(r, status, rc == CURLE_OK && !r->too_large ? NULL : err);
     req_free(r);
 }

@@ -5,8 +5,8 @@
  *
  * Pages are joined with "\n".  err tokens: "encrypted" (a user password is needed), "too_large" (the text
  * passes max_bytes, default 64 MiB), "unavailable" (libpoppler-glib cannot be loaded; a third value says
- * why), "damaged: <poppler message>", "too_complex" (the CPU or memory limit), "crashed: signal N",
- * "timeout".
+ * why), "damaged: <poppler message>", "too_complex" (the CPU limit), "crashed: signal N" or "crashed:
+ * exit N" (e.g. out of memory under its limit), "timeout".
  *
  * Poppler parses untrusted documents, and the daemon holds every tenant's tokens: a crash, a hang or a
  * memory bomb in it must cost that file's scan, nothing more.  So the parsing runs in a child process
@@ -150,12 +150,13 @@ static void child(const char *bytes, size_t len, size_t max, struct limits lim, 
 
 typedef struct {
     pid_t pid;
-    int fd;                 /* the pipe's read end, non-blocking when a task waits on it */
+    int fd;                 /* the pipe's read end, non-blocking */
     struct event *ev;
     struct task *task;
     char *buf;
     size_t len, cap, max;
     int overflow;           /* the child wrote more than max (it checks too: belt and braces) */
+    int read_rc;            /* job_read's at the end: 1 end of file, -1 error */
 } job_t;
 
 static void job_free(job_t *j)
@@ -195,9 +196,10 @@ static int job_read(job_t *j)
     }
 }
 
-/* The child's end (its pipe is at EOF or broken) -> results on L. */
-static int job_result(lua_State *L, job_t *j, int read_rc)
+/* Protected, with the job: the child has ended (its pipe is at EOF or broken) -> results on L. */
+static int push_result(lua_State *L)
 {
+    job_t *j = lua_touserdata(L, 1);
     int status = 0;
     while (waitpid(j->pid, &status, 0) < 0 && errno == EINTR) {}
     j->pid = 0;
@@ -206,7 +208,7 @@ static int job_result(lua_State *L, job_t *j, int read_rc)
         int sig = WTERMSIG(status);
         if (sig == SIGXCPU || sig == SIGKILL) lua_pushliteral(L, "too_complex");
         else lua_pushfstring(L, "crashed: signal %d", sig);
-    } else if (read_rc < 0) {
+    } else if (j->read_rc < 0) {
         lua_pushliteral(L, "damaged: could not read the extracted text");
     } else if (WEXITSTATUS(status) == CHILD_TEXT) {
         if (j->overflow || j->len > j->max) {
@@ -225,15 +227,9 @@ static int job_result(lua_State *L, job_t *j, int read_rc)
         lua_pushlstring(L, j->buf, j->len);
         lua_concat(L, 2);
     } else {
-        lua_pushliteral(L, "too_complex");   /* e.g. out of memory under its limit: abort() or exit(1) */
+        lua_pushfstring(L, "crashed: exit %d", WEXITSTATUS(status));
     }
     return 2;
-}
-
-static int push_result(lua_State *L)
-{
-    job_t *j = lua_touserdata(L, 1);
-    return job_result(L, j, (int)lua_tointeger(L, 2));
 }
 
 /* The pipe has data or reached its end: read; at the end, hand the result to the waiting task. */
@@ -242,29 +238,9 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     job_t *j = arg;
-    int rc = job_read(j);
-    if (rc == 0) return;
-    lua_State *L = H.L;
-    int top = lua_gettop(L), n;
-    lua_pushcfunction(L, push_result);
-    lua_pushlightuserdata(L, j);
-    lua_pushinteger(L, rc);
-    if (lua_pcall(L, 2, LUA_MULTRET, 0) == LUA_OK) {
-        n = lua_gettop(L) - top;
-    } else {
-        lua_settop(L, top);
-        lua_pushnil(L);
-        lua_pushliteral(L, "error: out of memory");
-        n = 2;
-    }
-    lua_State *T = task_stack(j->task);
-    if (lua_checkstack(T, n)) {
-        lua_xmove(L, T, n);
-        task_wake(j->task, n);
-    } else {
-        lua_settop(L, top);
-        task_wake(j->task, 0);
-    }
+    j->read_rc = job_read(j);
+    if (j->read_rc == 0) return;
+    task_deliver(j->task, push_result, j);
     job_free(j);
 }
 
@@ -274,12 +250,11 @@ static void job_cancel(void *op) { job_free(op); }
 /* Outside a task: wait on the pipe here, up to WALL_SECONDS. */
 static int wait_here(lua_State *L, job_t *j)
 {
-    int rc = 0;
     struct pollfd p = {.fd = j->fd, .events = POLLIN};
-    for (int waited = 0; rc == 0;) {
+    for (int waited = 0; j->read_rc == 0;) {
         int r = poll(&p, 1, 1000);
-        if (r < 0 && errno != EINTR) rc = -1;
-        else if (r > 0) rc = job_read(j);
+        if (r < 0 && errno != EINTR) j->read_rc = -1;
+        else if (r > 0) j->read_rc = job_read(j);
         else if (r == 0 && ++waited >= (int)WALL_SECONDS) {
             job_free(j);
             lua_pushnil(L);
@@ -289,8 +264,7 @@ static int wait_here(lua_State *L, job_t *j)
     }
     lua_pushcfunction(L, push_result);
     lua_pushlightuserdata(L, j);
-    lua_pushinteger(L, rc);
-    int st = lua_pcall(L, 2, LUA_MULTRET, 0);
+    int st = lua_pcall(L, 1, LUA_MULTRET, 0);
     job_free(j);
     if (st != LUA_OK) return lua_error(L);   /* out of memory, raised after the job is freed */
     return lua_gettop(L) - 2;

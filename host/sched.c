@@ -42,6 +42,7 @@ struct join { struct task *waiter, *target; struct join *next, **pprev; };
 
 static char MARKER;           /* yielded by task_wait: "this task waits for the loop" */
 static struct task *ready_head, *ready_tail;
+static int draining;   /* inside drain_ready */
 static struct event *ready_ev, *sig_ev[4];
 static int alive, next_id;
 
@@ -56,10 +57,7 @@ static void make_ready(struct task *t)
     t->next_ready = NULL;
     if (ready_tail) ready_tail->next_ready = t; else ready_head = t;
     ready_tail = t;
-    /* a zero timeout, not event_active: libevent runs events activated during its active pass in that same
-     * pass, so a task yielding in a loop would starve timers and I/O; timers are due only after a poll */
-    static const struct timeval now = {0, 0};
-    if (!event_pending(ready_ev, EV_TIMEOUT, NULL)) event_add(ready_ev, &now);
+    if (!draining) event_active(ready_ev, 0, 0);   /* else drain_ready sees it */
 }
 
 static void clear_wait(struct task *t)
@@ -81,6 +79,29 @@ void task_wake(struct task *t, int n)
 }
 
 lua_State *task_stack(struct task *t) { return t->co; }
+
+void task_deliver(struct task *t, lua_CFunction push, void *arg)
+{
+    lua_State *L = H.L;
+    int top = lua_gettop(L), n;
+    lua_pushcfunction(L, push);
+    lua_pushlightuserdata(L, arg);
+    if (lua_pcall(L, 1, LUA_MULTRET, 0) == LUA_OK) {
+        n = lua_gettop(L) - top;
+    } else {
+        lua_settop(L, top);
+        lua_pushnil(L);
+        lua_pushliteral(L, "error: out of memory");
+        n = 2;
+    }
+    if (lua_checkstack(t->co, n)) {
+        lua_xmove(L, t->co, n);
+        task_wake(t, n);
+    } else {
+        lua_settop(L, top);
+        task_wake(t, 0);
+    }
+}
 
 /* ---- finishing ---- */
 
@@ -203,13 +224,16 @@ static void resume(struct task *t)
 }
 
 /* Resume what is ready, round after round (tasks readied meanwhile make the next round), for up to
- * DRAIN_SECONDS; then the loop polls timers and I/O before the rest, so they are never starved and a
- * yield costs no system call. */
+ * DRAIN_SECONDS; what is still ready then waits for a zero timeout, which libevent runs only after it
+ * has polled timers and I/O (an event activated during its active pass would run in that same pass), so
+ * a task yielding in a loop starves nothing and a yield costs no system call. */
 #define DRAIN_SECONDS 0.002
 static void drain_ready(evutil_socket_t fd, short what, void *arg)
 {
+    static const struct timeval zero = {0, 0};
     struct timespec start, now;
     clock_gettime(CLOCK_MONOTONIC, &start);
+    draining = 1;
     do {
         struct task *t = ready_head;
         ready_head = ready_tail = NULL;
@@ -221,6 +245,8 @@ static void drain_ready(evutil_socket_t fd, short what, void *arg)
         }
         clock_gettime(CLOCK_MONOTONIC, &now);
     } while (ready_head && (double)(now.tv_sec - start.tv_sec) + (now.tv_nsec - start.tv_nsec) / 1e9 < DRAIN_SECONDS);
+    draining = 0;
+    if (ready_head) event_add(ready_ev, &zero);
 }
 
 /* ---- waiting ---- */

@@ -9,6 +9,14 @@ function M.tmp_dir()
   return p
 end
 
+-- The bytes of tests/fixtures/<path>.
+function M.fixture(path)
+  local fh = assert(io.open(host.root .. "/tests/fixtures/" .. path, "rb"))
+  local c = fh:read("a")
+  fh:close()
+  return c
+end
+
 -- An instance row as `instance add` would leave it, without the CLI's validation: tests point instances
 -- at sandbox tenants with settings of their choosing.  Secrets go to the vault.
 function M.instance(app, name, settings, secrets)

@@ -2,12 +2,7 @@
 -- streaming across chunk boundaries.
 local dlp = require "dlp"
 
-local function fixture(name)
-  local fh = assert(io.open(host.root .. "/tests/fixtures/dlp/" .. name, "rb"))
-  local c = fh:read("a")
-  fh:close()
-  return c
-end
+local function fixture(name) return require("helpers").fixture("dlp/" .. name) end
 
 local function count(r, kind) return r.matches[kind] and r.matches[kind].count or 0 end
 
@@ -205,12 +200,7 @@ describe("dlp files", function()
 end)
 
 describe("dlp PDF files", function()
-  local function pdf_fixture(name)
-    local fh = assert(io.open(host.root .. "/tests/fixtures/pdf/" .. name, "rb"))
-    local c = fh:read("a")
-    fh:close()
-    return c
-  end
+  local function pdf_fixture(name) return require("helpers").fixture("pdf/" .. name) end
 
   it("finds the card number and the AWS key in a PDF's text, samples masked", function()
     local r = dlp.scan_file(pdf_fixture("cards.pdf"), { name = "vendors.pdf" })

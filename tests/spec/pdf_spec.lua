@@ -1,11 +1,6 @@
 -- pdf_spec.lua — PDF text extraction in a child process, seen from tasks: the loop goes on meanwhile,
 -- and a cancelled extraction leaves no child behind.
-local function fixture(name)
-  local f = assert(io.open(host.root .. "/tests/fixtures/pdf/" .. name, "rb"))
-  local c = f:read("a")
-  f:close()
-  return c
-end
+local function fixture(name) return require("helpers").fixture("pdf/" .. name) end
 
 -- the pids of this process's children, zombies included
 local function children()
