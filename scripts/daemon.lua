@@ -44,7 +44,10 @@ function M.schedule(inst, tasks)
   end
 end
 
--- A webhook: the connector verifies it and names what changed; we re-fetch just that.
+-- A webhook: the connector verifies it and names what changed; we re-fetch just that, REFETCHES at a
+-- time in the process (a notification may name hundreds of items; a burst of them, thousands).
+M.REFETCHES = 8
+local refetch_slots
 function M.webhook(req)
   local inst = runtime.instance(req.params.instance)
   if not inst or not inst.enabled then return 404, { error = "no such instance" } end
@@ -55,8 +58,12 @@ function M.webhook(req)
   for _, r in ipairs(refetch or {}) do
     local fetch = ctx.connector.fetch[r.entity]
     if fetch then
+      refetch_slots = refetch_slots or sched.semaphore(M.REFETCHES)
+      local slots = refetch_slots
       sched.spawn(function()
+        slots:acquire()
         local ok, err = pcall(fetch, sync.context(runtime.store(), inst, "webhook"), r.id)
+        slots:release()
         if not ok then log.warn("webhook re-fetch failed", { instance = inst.name, entity = r.entity, id = r.id, error = err }) end
       end)
     end

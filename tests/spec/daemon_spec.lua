@@ -1,0 +1,39 @@
+-- daemon_spec.lua — scripts/daemon.lua: what a webhook names is re-fetched, a bounded number at a time.
+local helpers = require "helpers"
+
+describe("daemon.webhook", function()
+  it("re-fetches what a notification names, at most REFETCHES at once, all of it", function()
+    host.home = helpers.tmp_dir()
+    package.loaded.runtime = nil
+    local runtime = require "runtime"
+    local daemon = require "daemon"
+    helpers.instance("okta", "o", { domain = "x.okta.com" }, { api_token = "t" })
+    local c = assert(require("sdk").load("okta"))
+    local webhook, fetch = c.webhook, c.fetch.users
+    local running, most, fetched = 0, 0, {}
+    c.webhook = function()
+      local names = {}
+      for i = 1, 30 do names[i] = { entity = "users", id = "u" .. i } end
+      return 200, { ok = true }, names
+    end
+    c.fetch.users = function(_, id)
+      running = running + 1
+      most = math.max(most, running)
+      sched.sleep(0.005)
+      running = running - 1
+      if id == "u7" then error("the provider said no") end     -- a failure frees its slot too
+      fetched[#fetched + 1] = id
+    end
+    local ok, err = pcall(function()
+      local status = daemon.webhook { params = { instance = "o" }, headers = {}, body = "" }
+      assert.equal(200, status)
+      local t0 = sched.now()
+      while #fetched < 29 and sched.now() - t0 < 5 do sched.sleep(0.01) end
+    end)
+    c.webhook, c.fetch.users = webhook, fetch
+    runtime.watch(false)
+    assert(ok, err)
+    assert.equal(29, #fetched)
+    assert.equal(daemon.REFETCHES, most)
+  end)
+end)
