@@ -41,7 +41,7 @@ POST /_sandbox/fault {"kind": "429"|"500"|"reset"|..., "count": N}.]=],
     local port = tonumber(opts.port or 0)
     local seed, size = tonumber(opts.seed or 1), tonumber(opts.size or 50)
     if not port or not seed or not size then return ctx.usage_error(ctx.load_command("sandbox"), "--port, --seed and --size take numbers") end
-    local servers = {}
+    local servers, pumps = {}, {}
     for i, spec in ipairs(args) do
       local app, name = spec:match("^([%w_]+):?([%w_%-]*)$")
       if not app or not AVAILABLE[app] then return ctx.fail("no sandbox tenant for '%s' (have: box, github, microsoft, okta)", spec) end
@@ -72,10 +72,13 @@ POST /_sandbox/fault {"kind": "429"|"500"|"reset"|..., "count": N}.]=],
       if opts["rate-limit"] then tenant:set_rate_limit(tonumber(opts["rate-limit"]), 60) end
       tenant:mount(srv)
       servers[#servers + 1] = srv
+      -- content that becomes available as real time passes is pushed to Management webhooks (microsoft)
+      if tenant.mgmt_pump then pumps[#pumps + 1] = sched.every(30, function() tenant:mgmt_pump() end) end
       ctx.out("%s\t%s\t%s\t%s\n", app, name, srv.url, credential(app, tenant))
     end
     io.stdout:flush()
     sched.wait_stop()
+    for _, p in ipairs(pumps) do p:cancel() end
     for _, s in ipairs(servers) do s:close() end
     return 0
   end,
