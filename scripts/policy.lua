@@ -293,11 +293,20 @@ function State:save(force)
   local now = store.now()
   local ok, err = self.st:transaction(function()
     for policy, keys in pairs(self.dirty) do
+      local wins = self.cache[policy]
       for key in pairs(keys) do
         keys[key] = nil          -- cleared in place: a feed paused in an action still holds this table
-        assert(self.st.db:exec([[INSERT INTO policy_state (policy, instance_id, key, data, updated_at) VALUES (?, ?, ?, ?, ?)
-          ON CONFLICT (policy, instance_id, key) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at]],
-          policy, self.inst.id, key, json.encode(self.cache[policy][key]), now))
+        local v = rawget(wins, key)
+        if v == nil or next(v) == nil then
+          -- an empty window: no row, and no memory (a key seen once must not stay for the process's life)
+          assert(self.st.db:exec("DELETE FROM policy_state WHERE policy = ? AND instance_id = ? AND key = ?",
+            policy, self.inst.id, key))
+          rawset(wins, key, nil)
+        else
+          assert(self.st.db:exec([[INSERT INTO policy_state (policy, instance_id, key, data, updated_at) VALUES (?, ?, ?, ?, ?)
+            ON CONFLICT (policy, instance_id, key) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at]],
+            policy, self.inst.id, key, json.encode(v), now))
+        end
       end
     end
     return true
@@ -345,9 +354,9 @@ local function repeated_step(p, run, row, matched)
   elseif #times >= r.count then
     fired = { count = #times, key = key, followed_by = row.ext_id }
   end
-  if fired then times = json.array {} end
+  if fired or #times == 0 then times = nil end      -- an empty window is forgotten at the next save
   if matched or fired or drop > 0 then w.times = times; run.dirty[key] = true end
-  if run.armed then run.armed[key] = #times >= r.count or nil end
+  if run.armed then run.armed[key] = times and #times >= r.count or nil end
   return fired
 end
 

@@ -152,6 +152,26 @@ describe("policies", function()
     for _, f in pairs(got) do assert.is_string(f.scanned_at) end
   end)
 
+  it("forgets a window once it is empty: no row, and the key starts afresh", function()
+    local p = only("bruteforce")[1]
+    local feed = {}
+    for i = 1, 5 do feed[#feed + 1] = signin("u8", "failure", i) end
+    feed[#feed + 1] = signin("u9", "failure", 6)
+    feed[#feed + 1] = signin("u8", "success", 7)
+    assert.equal(1, policy.feed(st, inst, { p }, "activities", feed))
+    policy.flush()
+    local function stored(key)
+      return st.db:query("SELECT data FROM policy_state WHERE policy = 'bruteforce' AND key = ?", key)[1]
+    end
+    assert.is_nil(stored("u8"))                                   -- fired: closed and gone
+    assert.equal(1, #json.decode(stored("u9").data).times)        -- still open: kept
+    -- u8 starts from nothing: four more failures and a success do not fire
+    feed = {}
+    for i = 8, 11 do feed[#feed + 1] = signin("u8", "failure", i) end
+    feed[#feed + 1] = signin("u8", "success", 12)
+    assert.equal(0, policy.feed(st, inst, { p }, "activities", feed))
+  end)
+
   it("followed_by: followers of keys with no window, or with non-string keys, are judged alike", function()
     local dir = tmp_home()
     local p = assert(policy.load(write(dir, "byid", [[return policy { name = "by id", on = "activity",
