@@ -9,6 +9,31 @@ function M.tmp_dir()
   return p
 end
 
+-- count(*) AS n of a query on the current store.
+function M.count(sql, ...) return require("runtime").store().db:query(sql, ...)[1].n end
+
+-- Live rows of an entity of an instance (extra: more SQL conditions).
+function M.n_of(entity, inst, extra)
+  return M.count("SELECT count(*) n FROM " .. entity .. " WHERE instance_id = ? AND deleted_at IS NULL AND " .. (extra or "1"), inst.id)
+end
+
+-- runtime.sync that raises on any stream that failed -> counts by stream.
+function M.sync_ok(inst, opts)
+  local results, ok = require("runtime").sync(inst, opts)
+  for _, r in ipairs(results) do assert(r.counts, r.stream .. ": " .. tostring(r.error)) end
+  assert(ok == true, "the sync did not complete")
+  local by = {}
+  for _, r in ipairs(results) do by[r.stream] = r.counts end
+  return by
+end
+
+-- A loopback server with sandbox tenant t mounted on it.
+function M.serve(t)
+  local srv = assert(server.listen { port = 0 })
+  t:mount(srv)
+  return srv
+end
+
 -- The bytes of tests/fixtures/<path>.
 function M.fixture(path)
   local fh = assert(io.open(host.root .. "/tests/fixtures/" .. path, "rb"))

@@ -11,19 +11,10 @@ local CLIENT, SECRET = "0a1b2c3d-1111-4222-8333-944455556666", "sandbox~azure.se
 
 local tmp_home = require("helpers").tmp_dir
 
-local function count(sql, ...) return runtime.store().db:query(sql, ...)[1].n end
-local function n_of(entity, inst, extra)
-  return count("SELECT count(*) n FROM " .. entity .. " WHERE instance_id = ? AND deleted_at IS NULL AND " .. (extra or "1"), inst.id)
-end
+local count = require("helpers").count
+local n_of = require("helpers").n_of
 
-local function sync_ok(inst, opts)
-  local results, ok = runtime.sync(inst, opts)
-  for _, r in ipairs(results) do assert(r.counts, r.stream .. ": " .. tostring(r.error)) end
-  assert.is_true(ok)
-  local by = {}
-  for _, r in ipairs(results) do by[r.stream] = r.counts end
-  return by
-end
+local sync_ok = require("helpers").sync_ok
 
 local PRIV = { Owner = true, Contributor = true, ["User Access Administrator"] = true }
 

@@ -10,19 +10,10 @@ local store = require "store"
 
 local tmp_home = require("helpers").tmp_dir
 
-local function count(sql, ...) return runtime.store().db:query(sql, ...)[1].n end
-local function n_of(entity, inst, extra)
-  return count("SELECT count(*) n FROM " .. entity .. " WHERE instance_id = ? AND deleted_at IS NULL AND " .. (extra or "1"), inst.id)
-end
+local count = require("helpers").count
+local n_of = require("helpers").n_of
 
-local function sync_ok(inst, opts)
-  local results, ok = runtime.sync(inst, opts)
-  for _, r in ipairs(results) do assert(r.counts, r.stream .. ": " .. tostring(r.error)) end
-  assert.is_true(ok)
-  local by = {}
-  for _, r in ipairs(results) do by[r.stream] = r.counts end
-  return by
-end
+local sync_ok = require("helpers").sync_ok
 
 local function row(inst, ext_id)
   return runtime.store().db:query("SELECT * FROM files WHERE instance_id = ? AND ext_id = ?", inst.id, ext_id)[1]

@@ -14,7 +14,7 @@ local function add_instance(name, org, url, token, extra)
   return require("helpers").instance("github", name, settings, { token = token })
 end
 
-local function count(sql, ...) return runtime.store().db:query(sql, ...)[1].n end
+local count = require("helpers").count
 local function n_of(entity, inst, extra)
   return count("SELECT count(*) n FROM " .. entity .. " WHERE instance_id = ? AND " .. (extra or "1"), inst.id)
 end
@@ -38,14 +38,7 @@ local function truth(t)
   return { members = active, admins = admins, team_members = team_members }
 end
 
-local function sync_ok(inst, opts)
-  local results, ok = runtime.sync(inst, opts)
-  for _, r in ipairs(results) do assert(r.counts, r.stream .. ": " .. tostring(r.error)) end
-  assert.is_true(ok)
-  local by = {}
-  for _, r in ipairs(results) do by[r.stream] = r.counts end
-  return by
-end
+local sync_ok = require("helpers").sync_ok
 
 describe("github connector", function()
   local ta, tb, srv_a, srv_b, hooks, inst_a, inst_b

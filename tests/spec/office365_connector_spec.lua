@@ -17,10 +17,8 @@ local APPS = { Exchange = 1, SharePoint = 1, OneDrive = 1, Teams = 1, ["Power BI
 
 local tmp_home = require("helpers").tmp_dir
 
-local function count(sql, ...) return runtime.store().db:query(sql, ...)[1].n end
-local function n_of(entity, inst, extra)
-  return count("SELECT count(*) n FROM " .. entity .. " WHERE instance_id = ? AND deleted_at IS NULL AND " .. (extra or "1"), inst.id)
-end
+local count = require("helpers").count
+local n_of = require("helpers").n_of
 local function n_act(inst, extra)
   return count("SELECT count(*) n FROM activities WHERE instance_id = ? AND " .. (extra or "1"), inst.id)
 end
@@ -31,14 +29,7 @@ local function results_of(inst, opts)
   for _, r in ipairs(results) do by[r.stream] = r end
   return by, ok, results
 end
-local function sync_ok(inst, opts)
-  local by, ok, results = results_of(inst, opts)
-  for _, r in ipairs(results) do assert(r.counts, r.stream .. ": " .. tostring(r.error)) end
-  assert.is_true(ok)
-  local counts = {}
-  for k, r in pairs(by) do counts[k] = r.counts end
-  return counts
-end
+local sync_ok = require("helpers").sync_ok
 
 local function mgmt_truth(t)
   local n = 0

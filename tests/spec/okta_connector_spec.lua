@@ -12,7 +12,7 @@ local function add_instance(name, url, token)
     { api_token = token })
 end
 
-local function count(sql, ...) return runtime.store().db:query(sql, ...)[1].n end
+local count = require("helpers").count
 
 describe("okta connector", function()
   local tenant, srv, inst

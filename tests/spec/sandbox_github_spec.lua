@@ -14,11 +14,7 @@ local function new_tenant(extra)
   return github.new(o)
 end
 
-local function start(t)
-  local srv = assert(server.listen{ port = 0 })
-  t:mount(srv)
-  return srv
-end
+local start = require("helpers").serve
 
 local function call(srv, method, path, body, hdr)
   local h = { Authorization = "Bearer " .. TOKEN, Accept = "application/vnd.github+json",

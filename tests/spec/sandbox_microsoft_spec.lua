@@ -14,11 +14,7 @@ local function new_tenant(extra)
   return ms.new(o)
 end
 
-local function start(t)
-  local srv = assert(server.listen{ port = 0 })
-  t:mount(srv)
-  return srv
-end
+local start = require("helpers").serve
 
 local function form(t)
   local l = {}

@@ -13,11 +13,7 @@ local function new_tenant(extra)
   return okta.new(o)
 end
 
-local function start(t)
-  local srv = assert(server.listen{ port = 0 })
-  t:mount(srv)
-  return srv
-end
+local start = require("helpers").serve
 
 local function get(srv, path, hdr)
   local h = { Authorization = "SSWS " .. TOKEN, Accept = "application/json" }
