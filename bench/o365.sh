@@ -4,6 +4,7 @@
 # fetching the same blobs from the same sandbox, plus the sqlite3 CLI importing the same records.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/floor.sh"
 bin=${1:-$here/../build/cachost}
 records=${2:-${O365_BENCH_RECORDS:-1000000}}
 tmp=$(mktemp -d)
@@ -43,21 +44,10 @@ done
 curl -s -H "Authorization: Bearer $token" --config "$tmp/blobs.conf"
 t1=$(date +%s.%N)
 # floor 2: sqlite3 imports the same records
-{
-  echo "CREATE TABLE activities (ext_id TEXT PRIMARY KEY, time TEXT, action TEXT, actor TEXT, app TEXT, ip TEXT, raw TEXT);"
-  echo "BEGIN;"
-  i=1; while [ $i -le $n ]; do
-    echo "INSERT OR IGNORE INTO activities SELECT json_extract(value, '\$.Id'), json_extract(value, '\$.CreationTime'),
-      json_extract(value, '\$.Operation'), json_extract(value, '\$.UserId'), json_extract(value, '\$.Workload'),
-      json_extract(value, '\$.ClientIP'), value FROM json_each(readfile('$tmp/blob$i.json'));"
-    i=$((i + 1))
-  done
-  echo "COMMIT;"
-} >"$tmp/import.sql"
-sqlite3 "$tmp/floor.db" <"$tmp/import.sql"
+floor_import "$tmp/floor.db" "$tmp/blob" "$n" "time TEXT, action TEXT, actor TEXT, app TEXT, ip TEXT" \
+  '$.Id' '$.CreationTime' '$.Operation' '$.UserId' '$.Workload' '$.ClientIP'
 t2=$(date +%s.%N)
 rows=$(sqlite3 "$tmp/floor.db" "SELECT count(*) FROM activities")
-rm -f "$tmp"/blob*.json
 
 # cachost: the office365 instance's activities (Management Activity API, plus the directory audits and
 # sign-ins that the same stream reads through Graph)

@@ -4,6 +4,7 @@
 # CLI importing the same rows (from the saved pages, with its JSON functions).  Peak memory of the sync.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/floor.sh"
 bin=${1:-$here/../build/cachost}
 events=${2:-${SYNC_BENCH_EVENTS:-1000000}}
 tmp=$(mktemp -d)
@@ -27,22 +28,10 @@ while [ -n "$next" ]; do
 done
 t1=$(date +%s.%N)
 # floor 2: sqlite3 imports the same rows
-{
-  echo "CREATE TABLE activities (ext_id TEXT PRIMARY KEY, time TEXT, action TEXT, actor TEXT, outcome TEXT, ip TEXT, raw TEXT);"
-  echo "BEGIN;"
-  i=1; while [ $i -le $n ]; do
-    echo "INSERT OR IGNORE INTO activities SELECT json_extract(value, '\$.uuid'), json_extract(value, '\$.published'),
-      json_extract(value, '\$.eventType'), json_extract(value, '\$.actor.alternateId'),
-      json_extract(value, '\$.outcome.result'), json_extract(value, '\$.client.ipAddress'), value
-      FROM json_each(readfile('$tmp/page$i.json'));"
-    i=$((i + 1))
-  done
-  echo "COMMIT;"
-} >"$tmp/import.sql"
-sqlite3 "$tmp/floor.db" <"$tmp/import.sql"
+floor_import "$tmp/floor.db" "$tmp/page" "$n" "time TEXT, action TEXT, actor TEXT, outcome TEXT, ip TEXT" \
+  '$.uuid' '$.published' '$.eventType' '$.actor.alternateId' '$.outcome.result' '$.client.ipAddress'
 t2=$(date +%s.%N)
 rows=$(sqlite3 "$tmp/floor.db" "SELECT count(*) FROM activities")
-rm -f "$tmp"/page*.json
 
 # cachost: a full sync of the same log
 export CACHOST_HOME="$tmp/home"

@@ -8,6 +8,28 @@ local sync = require "sync"
 
 local M = {}
 
+-- A round trip through the user's browser: a loopback listener takes the redirect to
+-- <listener>/callback.  url_for(callback) -> the URL to open; on_callback(req) -> ok, why, page (the text
+-- the browser shows; why when not ok).  -> true | nil, why ("timeout" after opts.timeout, default 600 s)
+local function browser_redirect(opts, say, prompt, url_for, on_callback)
+  local srv, lerr = server.listen { host = "127.0.0.1", port = opts.port or 0 }
+  if not srv then return nil, "cannot listen for the redirect: " .. tostring(lerr) end
+  local url = url_for(srv.url .. "/callback")
+  local done = sched.cond()
+  srv:route("GET", "/callback", function(req)
+    local ok, why, page = on_callback(req)
+    done:signal(ok, why)
+    return ok and 200 or 400, (page or why) .. "\n", { ["Content-Type"] = "text/plain" }
+  end)
+  say(prompt)
+  say(url)
+  local ok, why = done:wait(opts.timeout or 600)
+  sched.sleep(0.5)        -- let the browser receive its answer before the listener goes away
+  srv:close()
+  if not ok then return nil, why end
+  return true
+end
+
 -- connect.run(inst, {say = fn(line), port = n, timeout = s}) -> true | nil, err
 function M.run(inst, opts)
   opts = opts or {}
@@ -24,48 +46,35 @@ function M.run(inst, opts)
     if not t then return nil, perr end
     say("authorized.")
   elseif scheme.type == "oauth2" and (scheme.grant or "authorization_code") == "authorization_code" then
-    local srv, lerr = server.listen { host = "127.0.0.1", port = opts.port or 0 }
-    if not srv then return nil, "cannot listen for the redirect: " .. tostring(lerr) end
-    local ctx = sync.context(runtime.store(), inst, "connect")
-    local url, exchange = auth.authorization_code(ctx.client, scheme, srv.url .. "/callback")
-    local done = sched.cond()
-    srv:route("GET", "/callback", function(req)
+    local exchange
+    local ok, why = browser_redirect(opts, say, "Open this URL in a browser to authorize cachost:", function(callback)
+      local url
+      url, exchange = auth.authorization_code(sync.context(runtime.store(), inst, "connect").client, scheme, callback)
+      return url
+    end, function(req)
       local t, xerr = exchange(req.query)
-      done:signal(t ~= nil, xerr)
-      if not t then return 400, "cachost could not connect: " .. tostring(xerr) .. "\n" end
-      return 200, "cachost is connected. You can close this window.\n", { ["Content-Type"] = "text/plain" }
+      if not t then return false, xerr, "cachost could not connect: " .. tostring(xerr) end
+      return true, nil, "cachost is connected. You can close this window."
     end)
-    say("Open this URL in a browser to authorize cachost:")
-    say(url)
-    local ok, xerr = done:wait(opts.timeout or 600)
-    sched.sleep(0.5)        -- let the browser receive its answer before the listener goes away
-    srv:close()
-    if not ok then return nil, xerr == "timeout" and "no authorization within the time allowed" or xerr end
+    if not ok then return nil, why == "timeout" and "no authorization within the time allowed" or why end
     say("authorized.")
   end
   -- admin consent (Microsoft): an administrator grants the app its permissions for the whole tenant
   -- in the browser once; app-only tokens (client credentials) work from then on
   if scheme.admin_consent then
-    local srv, lerr = server.listen { host = "127.0.0.1", port = opts.port or 0 }
-    if not srv then return nil, "cannot listen for the redirect: " .. tostring(lerr) end
     local state = crypto.b64url(crypto.random(16))
-    local url = scheme.admin_consent(inst.settings) .. "?" .. http.form {
-      client_id = inst.settings[scheme.client_id or "client_id"], redirect_uri = srv.url .. "/callback", state = state }
-    local done = sched.cond()
-    srv:route("GET", "/callback", function(req)
-      local q = req.query
-      local ok = q.state and crypto.equal(q.state, state) and q.admin_consent == "True"
-      local why = not (q.state and crypto.equal(q.state, state)) and "auth: state mismatch (forged redirect?)"
-        or not ok and ("auth: consent refused: " .. tostring(q.error_description or q.error or "no admin_consent"))
-      done:signal(ok, why)
-      return ok and 200 or 400, ok and "cachost has the administrator's consent. You can close this window.\n" or (why .. "\n"),
-        { ["Content-Type"] = "text/plain" }
-    end)
-    say("Open this URL as an administrator to grant cachost its permissions:")
-    say(url)
-    local ok, why = done:wait(opts.timeout or 600)
-    sched.sleep(0.5)        -- let the browser receive its answer before the listener goes away
-    srv:close()
+    local ok, why = browser_redirect(opts, say, "Open this URL as an administrator to grant cachost its permissions:",
+      function(callback)
+        return scheme.admin_consent(inst.settings) .. "?" .. http.form {
+          client_id = inst.settings[scheme.client_id or "client_id"], redirect_uri = callback, state = state }
+      end, function(req)
+        local q = req.query
+        if not (q.state and crypto.equal(q.state, state)) then return false, "auth: state mismatch (forged redirect?)" end
+        if q.admin_consent ~= "True" then
+          return false, "auth: consent refused: " .. tostring(q.error_description or q.error or "no admin_consent")
+        end
+        return true, nil, "cachost has the administrator's consent. You can close this window."
+      end)
     if not ok then return nil, why == "timeout" and "no consent within the time allowed" or why end
     say("consent granted.")
   end
