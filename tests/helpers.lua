@@ -55,4 +55,10 @@ function M.instance(app, name, settings, secrets)
   return inst
 end
 
+-- A robustness figure (kills, faults, attacks, fuzzing): tests/run.sh prints it beside the summary line.
+function M.figure(fmt, ...)
+  io.stdout:write("# figure: ", string.format(fmt, ...), "\n")
+  io.stdout:flush()
+end
+
 return M
