@@ -48,11 +48,11 @@ end
 local function str(v) return type(v) == "string" and v ~= "" and v or nil end
 
 local ARM_PAGES = {
-  items = function(d) return d.value end,
+  items = "value",
   next = function(resp) return str(resp.data.nextLink) end,
 }
 local GRAPH_PAGES = {
-  items = function(d) return d.value end,
+  items = "value",
   next = function(resp) return resp.data["@odata.nextLink"] end,
   auth = "graph",
 }
@@ -89,11 +89,21 @@ local function role_of(a)
   return guid and PRIVILEGED[guid:lower()], p
 end
 
-local function each_assignment(ctx, fn)
+-- Each page of role assignments; an assignment without its principal is not understood (rejected: the
+-- run then marks nothing deleted) and left out.
+local function each_assignment(ctx, fn, entity)
   for _, sub in ipairs(subscriptions(ctx)) do
     for page in ctx:pages("/subscriptions/" .. urlencode(sub) .. "/providers/Microsoft.Authorization/roleAssignments",
         { ["api-version"] = "2022-04-01" }, ARM_PAGES) do
-      fn(page, sub)
+      local good = {}
+      for _, a in ipairs(page) do
+        if type(a) == "table" and str(a.id) and type(a.properties) == "table" and str(a.properties.principalId) then
+          good[#good + 1] = a
+        else
+          ctx:reject(entity, "a role assignment without id or properties.principalId")
+        end
+      end
+      fn(good, sub)
     end
   end
 end
@@ -107,7 +117,7 @@ function c.streams.privileges(ctx)
       if (p.principalType or "User") == "User" then admins[p.principalId] = true end
       return { ext_id = a.id, user_id = p.principalId, role = role, scope = p.scope }
     end)
-  end)
+  end, "privileges")
   ctx:set_admins(admins)
 end
 
@@ -143,7 +153,7 @@ function c.streams.users(ctx)
         set[p.principalId] = set[p.principalId] or role ~= nil
       end
     end
-  end)
+  end, "users")
   local urows, grows = {}, {}
   for _, o in ipairs(order) do
     local set, id = o[1], o[2]

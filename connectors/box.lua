@@ -57,7 +57,7 @@ local function marker_pages(ctx, path, query)
   query = query or {}
   query.usemarker, query.limit = "true", query.limit or PAGE
   return ctx:pages(path, query, {
-    items = function(d) return d.entries end,
+    items = "entries",
     next = function(resp)
       local m = resp.data.next_marker
       if type(m) ~= "string" or m == "" then return nil end
@@ -74,7 +74,7 @@ local function offset_pages(ctx, path, query)
   query = query or {}
   query.limit, query.offset = query.limit or PAGE, 0
   return ctx:pages(path, query, {
-    items = function(d) return d.entries end,
+    items = "entries",
     next = function(resp)
       local d = resp.data
       local nxt = (tonumber(d.offset) or 0) + (tonumber(d.limit) or PAGE)
@@ -229,6 +229,8 @@ function c.streams.files(ctx)
           rows[#rows + 1] = row
           for _, x in ipairs(p) do perms[#perms + 1] = x end
           if it.type == "folder" then queue[#queue + 1] = { id = it.id, path = path, level = level } end
+        elseif not (str(it.id) and str(it.type)) then
+          ctx:reject("files", "an item without id or type")     -- web links are skipped, not this
         end
       end
       ctx:emit("files", rows, function(r) return r end)
@@ -315,8 +317,8 @@ function c.streams.activities(ctx, cursor)
   end
   local pos = cursor
   for _ = 1, 100000 do
-    local d = ctx:get("/events", query)
-    local entries = type(d.entries) == "table" and d.entries or {}
+    local entries, resp = ctx:list("/events", query, "entries")
+    local d = resp.data
     local nxt = d.next_stream_position ~= nil and tostring(d.next_stream_position) or pos
     ctx:checkpoint(nxt, #entries > 0 and when(entries[#entries].created_at) or nil)
     ctx:emit("activities", entries, event_row)

@@ -148,7 +148,7 @@ function c.streams.app_grants(ctx)
     end
   end)
   if not ok and not tostring(err):match("^not_found:") then error(err, 0) end
-  for page in ctx:pages(org_path(ctx, "/installations"), { per_page = PAGE }, { items = function(d) return d.installations end }) do
+  for page in ctx:pages(org_path(ctx, "/installations"), { per_page = PAGE }, { items = "installations" }) do
     ctx:emit("app_grants", page, installation_row)
   end
 end

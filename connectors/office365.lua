@@ -97,7 +97,7 @@ end
 
 ---------------------------------------------------------------------------------------------- Graph helpers
 local GRAPH_PAGES = {
-  items = function(d) return d.value end,
+  items = "value",
   next = function(resp) return resp.data["@odata.nextLink"] end,
 }
 local function graph_pages(ctx, path, query) return ctx:pages(path, query, GRAPH_PAGES) end
@@ -119,8 +119,7 @@ end
 -- Activated directory roles and their user members (§3: /directoryRoles does not page).
 local function admin_roles(ctx)
   local rows, admins = {}, {}
-  local roles = ctx:get("/v1.0/directoryRoles")
-  for _, r in ipairs(roles.value or {}) do
+  for _, r in ipairs(ctx:list("/v1.0/directoryRoles", nil, "value")) do
     for page in graph_pages(ctx, "/v1.0/directoryRoles/" .. urlencode(r.id) .. "/members") do
       for _, m in ipairs(page) do
         if odata_type(m) == "user" then
@@ -318,7 +317,7 @@ local BLOBS_IN_FLIGHT = 8
 -- One content blob: its records, or nil when it expired / disappeared (logged, skipped).
 local function fetch_blob(ctx, uri)
   local resp, err, raw = mgmt(ctx, "GET", uri)
-  if resp then return type(resp.data) == "table" and resp.data or {} end
+  if resp then return ctx:listing(resp.data, nil, "content blob") end
   local code = raw and type(raw.data) == "table" and type(raw.data.error) == "table" and raw.data.error.code
   if tostring(err):match("^not_found:") or code == "AF20051" or code == "AF20050" then
     log.warn("office365: content blob expired or gone, skipped", { instance = ctx.instance, error = err })
@@ -362,7 +361,7 @@ local function management(ctx, state, save)
         if not resp then error(err, 0) end
         -- the listing's new blobs
         local todo = {}
-        for _, blob in ipairs(type(resp.data) == "table" and resp.data or {}) do
+        for _, blob in ipairs(ctx:listing(resp.data, nil, url)) do
           if not seen[blob.contentId] then todo[#todo + 1] = blob end
         end
         store_blobs(ctx, todo, function(blob) seen[blob.contentId] = blob.contentCreated or fmt(to) end)
@@ -542,7 +541,9 @@ local function drives(ctx)
   local function add(d) if type(d) == "table" and d.id and not seen[d.id] then seen[d.id] = true; list[#list + 1] = d end end
   for _, u in ipairs(ctx:known_users()) do
     local resp, err = ctx.client:request("GET", "/v1.0/users/" .. urlencode(u.ext_id) .. "/drive", { expect_json = true })
-    if resp then add(resp.data)
+    -- a drive without an id is not understood: its files are then not listed, so none is deleted
+    if resp then
+      if type(resp.data) == "table" and str(resp.data.id) then add(resp.data) else ctx:reject("files", "a drive without id") end
     elseif not tostring(err):match("^not_found:") then error(err, 0) end    -- no OneDrive provisioned
   end
   local ok, err = pcall(function()
@@ -565,7 +566,7 @@ local function drive_delta(ctx, drive, link, doms)
     local path, query = from, nil
     if not path then path = "/v1.0/drives/" .. urlencode(drive.id) .. "/root/delta" end
     local delta
-    for page, resp in ctx:pages(path, query, { items = function(d) return d.value end,
+    for page, resp in ctx:pages(path, query, { items = "value",
         next = function(r) delta = r.data["@odata.deltaLink"] or delta; return r.data["@odata.nextLink"] end }) do
       local files, perms = {}, {}
       for _, it in ipairs(page) do

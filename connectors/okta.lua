@@ -92,12 +92,12 @@ end
 -- Admin roles: who holds one (IAM assignees), then each holder's role assignments.
 function c.streams.privileges(ctx)
   local holders = {}
-  for page in ctx:pages("/api/v1/iam/assignees/users", { limit = 100 }, { items = function(d) return d.value end }) do
+  for page in ctx:pages("/api/v1/iam/assignees/users", { limit = 100 }, { items = "value" }) do
     for _, a in ipairs(page) do holders[#holders + 1] = a.id end
   end
   local admins = {}
   for _, uid in ipairs(holders) do
-    local roles = ctx:get("/api/v1/users/" .. uid .. "/roles")
+    local roles = ctx:list("/api/v1/users/" .. uid .. "/roles")
     ctx:emit("privileges", roles, function(r)
       admins[uid] = true
       return { ext_id = uid .. ":" .. r.id, user_id = uid, role = r.type, scope = r.assignmentType }

@@ -41,6 +41,19 @@ function Ctx:put(path, body) return self:request("PUT", path, { json = body }) e
 function Ctx:patch(path, body) return self:request("PATCH", path, { json = body }) end
 function Ctx:delete(path, query) return self:request("DELETE", path, { query = query }) end
 function Ctx:pages(path, query, opts) return self.client:pages(path, query, opts) end
+-- The items of a listing answered in one body, checked against the documented shape (`where`: the
+-- array field of an object body, nil: the body is the array; see Client.listing); raises if it is not.
+function Ctx:listing(data, where, path)
+  local items, err = Client.listing(data, where)
+  if not items then error(("%s (GET %s)"):format(err, (tostring(path):gsub("%?.*", ""))), 0) end
+  return items
+end
+function Ctx:list(path, query, where, opts)
+  opts = opts or {}
+  opts.query, opts.expect_json = query, true
+  local data, resp = self:request("GET", path, opts)
+  return self:listing(data, where, path), resp
+end
 function Ctx:secret(name) return self.inst:secret(name) end
 
 -- The users of this instance as last stored: {ext_id, email}, for per-user listings.
@@ -66,18 +79,33 @@ function Ctx:checkpoint(cursor, watermark)
   self.incremental = true
 end
 
+-- An item of a listing that could not be understood (no id, a field of the wrong type): counted, and
+-- the run is then not a complete listing (sync.run marks no deletions and reports the error).
+function Ctx:reject(entity, why)
+  self.rejected = (self.rejected or 0) + 1
+  if self.rejected == 1 then
+    self.rejected_first = ("%s: %s"):format(entity, tostring(why))
+    log.warn("skipped a malformed item", { instance = self.instance, entity = entity, error = why })
+  end
+  local c = self.counts[entity] or { added = 0, changed = 0, unchanged = 0, removed = 0, bad = 0 }
+  c.bad = c.bad + 1
+  self.counts[entity] = c
+end
+
 -- Normalise and commit one page.  map(item) -> row (with ext_id) or nil to skip; an item map() fails
--- on is skipped and counted as bad, the page still commits.
+-- on, or whose row has no ext_id, is rejected (Ctx:reject), the page's other rows still commit.
 function Ctx:emit(entity, items, map)
-  local rows, bad = {}, 0
-  for i, item in ipairs(items) do
+  local rows = {}
+  for _, item in ipairs(items) do
     local ok, row = pcall(map or function(x) return x end, item)
+    if ok and row and (row.ext_id == nil or row.ext_id == json.null or row.ext_id == "") then
+      ok, row = false, "no id"
+    end
     if ok and row then
       if row.raw == nil then row.raw = json.source(item) or item end   -- the provider's own text
       rows[#rows + 1] = row
     elseif not ok then
-      bad = bad + 1
-      if bad == 1 then log.warn("skipped a malformed item", { instance = self.instance, entity = entity, error = row, index = i }) end
+      self:reject(entity, row)
     end
   end
   local res
@@ -94,7 +122,6 @@ function Ctx:emit(entity, items, map)
   self.emitted[entity] = true
   local c = self.counts[entity] or { added = 0, changed = 0, unchanged = 0, removed = 0, bad = 0 }
   for _, k in ipairs { "added", "changed", "unchanged" } do c[k] = c[k] + res[k] end
-  c.bad = c.bad + bad
   self.counts[entity] = c
   -- the change feed: new events, and inventory rows added or changed (policies watch it)
   local feed = res.changes or {}
@@ -139,11 +166,17 @@ function M.run(st, inst, stream, opts)
   assert(st:save_stream(inst.id, stream, { scan_started = started }))
   local ok, err = xpcall(fn, function(e)
     if type(e) == "string" and e:match("cancelled$") then return "cancelled" end
-    if type(e) == "string" and (e:match("^[%w_]+: ") or e:match("^endless") or e:match("^bad page")) then return e end
+    if type(e) == "string" and (e:match("^[%w_]+: ") or e:match("^endless") or e:match("^malformed")) then return e end
     return debug.traceback(tostring(e), 2)
   end, ctx, cursor)
   -- stopped, not broken: what was committed stays, the task goes on ending
   if not ok and err == "cancelled" then error("cancelled", 0) end
+  -- items it could not understand: what they stood for may still exist, so this was no complete
+  -- listing (nothing is marked deleted) and the stream's health says so
+  if ok and ctx.rejected then
+    ok, err = false, ("malformed items: %d item(s) could not be read (first: %s); nothing was marked deleted")
+      :format(ctx.rejected, ctx.rejected_first)
+  end
   if not ok then
     log.warn("sync failed", { instance = inst.name, stream = stream, error = err })
     st:save_stream(inst.id, stream, { last_error = tostring(err), last_error_at = sched.time(),

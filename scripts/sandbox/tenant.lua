@@ -400,11 +400,18 @@ function Base:set_rate_limit(limit, window)
   self.rate.limit = limit; self.rate.window = window or self.rate.window; self.rates = {}
 end
 
--- fault{kind=, count=1, path=lua pattern, retry_after=, status=, delay=}
+-- fault{kind=, count=1, path=lua pattern, retry_after=, status=, delay=, body=}
+--   429 / 5xx / 403 / primary / secondary: the provider's own error (its fault_response)
+--   reset: the connection is dropped; slow: the answer waits `delay` seconds
+--   malformed: 200 with invalid JSON (or `body`); truncated: the real answer cut in half
+--   html: an HTML error page (status `status`, default 502)
+--   shape: 200 with valid JSON of the wrong shape: the real answer with its items replaced by an object
+--     ({"error":"maintenance"} where the list of users was)
+--   garbled: 200 with the real answer's shape, but every item an object without any expected field
 function Base:fault(f)
   assert(type(f) == "table" and f.kind, "fault: kind required")
   local known = { ["429"] = 1, ["500"] = 1, ["502"] = 1, ["503"] = 1, reset = 1, slow = 1, malformed = 1,
-                  truncated = 1, html = 1, ["403"] = 1, secondary = 1, primary = 1 }
+                  truncated = 1, html = 1, ["403"] = 1, secondary = 1, primary = 1, shape = 1, garbled = 1 }
   assert(known[tostring(f.kind)], "fault: unknown kind " .. tostring(f.kind))
   local rec = { kind = tostring(f.kind), count = f.count or 1, path = f.path, retry_after = f.retry_after,
                 status = f.status, delay = f.delay or f.seconds, method = f.method, hits = 0 }
@@ -428,6 +435,30 @@ local HTML_PAGE = [[<!DOCTYPE html>
 <body><h1>Bad Gateway</h1><p>The server encountered a temporary error and could not complete your request.</p></body></html>
 ]]
 
+-- A JSON answer made plausible but wrong (faults `shape` and `garbled`): the arrays of the body (the
+-- body itself, or the arrays among its fields) become an object, or keep their length with every item
+-- an object without any of the expected fields.
+local MAINTENANCE = { error = "maintenance", message = "The service is under maintenance." }
+function M.rewrite(body, how)
+  local json = host("json")
+  local d = json.decode(body)
+  if type(d) ~= "table" then return body end
+  local function wrong(list)
+    if how == "shape" then return M.deep(MAINTENANCE) end
+    local out = {}
+    for i = 1, #list do out[i] = M.deep(MAINTENANCE) end
+    return json.array(out)
+  end
+  if json.is_array(d) then
+    d = wrong(d)
+  else
+    for k, v in pairs(d) do
+      if type(v) == "table" and json.is_array(v) then d[k] = wrong(v) end
+    end
+  end
+  return json.encode(d)
+end
+
 -- wrap(handler, opts) -> server handler.  Order: fault injection, then the app's pre-check (auth,
 -- rate budget) which may answer, then the handler; the app's decorate() adds headers to every answer.
 function Base:wrap(handler, ropts)
@@ -439,7 +470,7 @@ function Base:wrap(handler, ropts)
     req.headers = req.headers or {}
     req.params = req.params or {}
     local f = self:take_fault(req)
-    local truncate = false
+    local truncate, rewrite = false, nil
     if f then
       local k = f.kind
       if k == "reset" then
@@ -448,11 +479,13 @@ function Base:wrap(handler, ropts)
       elseif k == "slow" then
         host("sched").sleep(f.delay or 2)
       elseif k == "malformed" then
-        return 200, '{"id": "00u1", "status": "ACT', { ["Content-Type"] = "application/json" }
+        return 200, f.body or '{"id": "00u1", "status": "ACT', { ["Content-Type"] = "application/json" }
       elseif k == "html" then
         return f.status or 502, HTML_PAGE, { ["Content-Type"] = "text/html; charset=utf-8" }
       elseif k == "truncated" then
         truncate = true
+      elseif k == "shape" or k == "garbled" then
+        rewrite = k
       else
         local st, body, hdr = self:fault_response(f, req)
         self.log[#self.log + 1] = { method = req.method, path = req.path, status = st }
@@ -473,6 +506,7 @@ function Base:wrap(handler, ropts)
     end
     if not ropts.public then self:decorate(req, st, hdr) end
     if truncate and body then body = body:sub(1, #body // 2) end
+    if rewrite and body then body = M.rewrite(body, rewrite); st = 200 end
     self.requests = self.requests + 1
     self.log[#self.log + 1] = { method = req.method, path = req.path, status = st }
     return st, body or "", hdr

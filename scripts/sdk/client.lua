@@ -173,9 +173,36 @@ function Client:get(path, query, opts)
   return self:request("GET", path, opts)
 end
 
+-- What a value is, for error messages about a listing's shape.
+local function shape(v)
+  if v == nil then return "nothing" end
+  if v == json.null then return "null" end
+  if type(v) == "table" then return json.is_array(v) and "an array" or "an object" end
+  return "a " .. type(v)
+end
+
+-- The items of a listing page, checked against the provider's documented shape: `where` names the
+-- array field of an object body ("value", "entries"), or is nil when the body itself is the array.
+-- Anything else (a maintenance notice answered with 200, an HTML page, an array where an object was
+-- documented) is refused: it must never read as an empty listing, whose end marks every row deleted.
+-- -> items | nil, "malformed listing: ..."
+function Client.listing(data, where)
+  if where == nil then
+    if type(data) == "table" and json.is_array(data) then return data end
+    return nil, ("malformed listing: expected a JSON array, got %s"):format(shape(data))
+  end
+  if type(data) ~= "table" or json.is_array(data) then
+    return nil, ("malformed listing: expected an object with a '%s' array, got %s"):format(where, shape(data))
+  end
+  local items = data[where]
+  if type(items) == "table" and json.is_array(items) then return items end
+  return nil, ("malformed listing: expected '%s' to be a JSON array, got %s"):format(where, shape(items))
+end
+
 -- Iterates the pages of a listing: for items, resp in client:pages(path, query, opts) do ... end.
--- The next page comes from the Link header (rel="next") unless opts.next(resp, items) returns the next
--- {path, query}; opts.items(data) picks the array out of the body (default: the body itself).
+-- opts.items names the field of the body holding the items (nil: the body is the array); the page must
+-- have that shape (Client.listing).  The next page comes from the Link header (rel="next") unless
+-- opts.next(resp, items) returns the next {path, query}.
 -- An endless next link (the same URL again) or more than opts.max_pages pages ends with an error.
 -- The next page is requested while the caller works on this one (the provider's latency and our
 -- processing overlap); leaving the loop early cancels that request.
@@ -191,8 +218,8 @@ function Client:pages(path, query, opts)
     if n > max_pages then return nil, "pagination: more than " .. max_pages .. " pages" end
     local resp, err = self:get(p, q, { expect_json = true, auth = opts.auth, headers = opts.headers })
     if not resp then return nil, err end
-    local items = opts.items and opts.items(resp.data) or resp.data
-    if type(items) ~= "table" then return nil, ("bad page from %s: expected a list"):format(p:gsub("%?.*", "")) end
+    local items, lerr = Client.listing(resp.data, opts.items)
+    if not items then return nil, ("%s (GET %s)"):format(lerr, (p:gsub("%?.*", ""))) end
     local np, nq
     if opts.next then np, nq = opts.next(resp, items) else np = util.links(resp.headers["link"]).next end
     return { items = items, resp = resp, path = np, query = nq }
