@@ -451,28 +451,61 @@ end
 ---------------------------------------------------------------------------------------------------------
 -- options, streaming and results
 
-local function prepare(opts)
-  opts = opts or {}
-  local want = {}
+-- dlp.check_options(opts) -> list of {field, problem} (empty when the options are sound).  Policies are
+-- checked with it at load, so a wrong type is refused there rather than raised on the first file.
+function M.check_options(opts)
+  local errs = {}
+  local function bad(field, fmt, ...) errs[#errs + 1] = { field, fmt:format(...) } end
   local known = {}
   for _, t in ipairs(M.TYPES) do known[t] = true end
-  if opts.detectors then
-    for _, d in ipairs(opts.detectors) do
-      if not known[d] then error(("dlp: unknown detector '%s'"):format(tostring(d)), 3) end
-      want[d] = true
+  if opts.detectors ~= nil then
+    if type(opts.detectors) ~= "table" then bad("detectors", "must be a list of detector names, got a %s", type(opts.detectors))
+    else
+      for _, d in ipairs(opts.detectors) do
+        if not known[d] then bad("detectors", "unknown detector '%s' (%s)", tostring(d), table.concat(M.TYPES, ", ")) end
+      end
     end
+  end
+  if opts.min_counts ~= nil then
+    if type(opts.min_counts) ~= "table" then bad("min_counts", "must be a table of type = count, got a %s", type(opts.min_counts))
+    else
+      for k, v in pairs(opts.min_counts) do
+        if math.type(v) ~= "integer" or v < 1 then bad("min_counts." .. tostring(k), "must be a whole number of at least 1") end
+      end
+    end
+  end
+  if opts.custom ~= nil then
+    if type(opts.custom) ~= "table" then bad("custom", "must be a list of {name =, pattern =, min =}, got a %s", type(opts.custom))
+    else
+      for i, c in ipairs(opts.custom) do
+        local f = ("custom[%d]"):format(i)
+        if type(c) ~= "table" or type(c.name) ~= "string" or type(c.pattern) ~= "string" then
+          bad(f, "needs a name and a pattern (strings)")
+        else
+          local ok, err = pcall(find, "", c.pattern)
+          if not ok then bad(f, "pattern '%s': %s", c.name, tostring(err):gsub("^[^:]*:%d+: ", "")) end
+          if c.min ~= nil and (math.type(c.min) ~= "integer" or c.min < 1) then bad(f, "min must be a whole number of at least 1") end
+        end
+      end
+    end
+  end
+  return errs
+end
+
+local function prepare(opts)
+  opts = opts or {}
+  local errs = M.check_options(opts)
+  if errs[1] then error(("dlp: %s: %s"):format(errs[1][1], errs[1][2]), 3) end
+  local want = {}
+  if opts.detectors then
+    for _, d in ipairs(opts.detectors) do want[d] = true end
   else
-    want = known
+    for _, t in ipairs(M.TYPES) do want[t] = true end
   end
   local mins = {}
   for k, v in pairs(opts.min_counts or {}) do mins[k] = v end
   local custom = {}
-  for i, c in ipairs(opts.custom or {}) do
-    if type(c) ~= "table" or type(c.name) ~= "string" or type(c.pattern) ~= "string" then
-      error(("dlp: custom[%d] needs a name and a pattern"):format(i), 3)
-    end
-    local ok, err = pcall(find, "", c.pattern)
-    if not ok then error(("dlp: custom pattern '%s': %s"):format(c.name, err), 3) end
+  for _, c in ipairs(opts.custom or {}) do
     custom[#custom + 1] = { name = c.name, pattern = c.pattern }
     if c.min then mins[c.name] = c.min end
   end

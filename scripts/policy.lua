@@ -12,6 +12,19 @@ local util = require "sdk.util"
 
 local M = {}
 
+-- A store failure is the store's, not the policy's: it raises "store: ..." so that the engine tells it
+-- from a failure of the policy (which disables the policy) and lets it through to the caller.
+local function exec(db, sql, ...)
+  local ok, err = db:exec(sql, ...)
+  if not ok then error("store: " .. tostring(err), 0) end
+  return ok
+end
+local function query(db, sql, ...)
+  local rows, err = db:query(sql, ...)
+  if not rows then error("store: " .. tostring(err), 0) end
+  return rows
+end
+
 M.MEMORY = 16 * 1024 * 1024
 M.INSTRUCTIONS = 20 * 1000 * 1000     -- per call, i.e. per batch of rows
 M.BATCH = 1000
@@ -29,11 +42,30 @@ function policy(t)
   P = t
   return true      -- the declaration stays in here; __describe copies out what is data
 end
+-- What is data leaves the state; where a function stands (other than the match), its field is named so
+-- that the loader says which field is not what it should be.
 function __describe()
   if not P then error("the file does not return policy{...}", 0) end
+  local fns, seen = {}, {}
+  local function data(v, path, depth)
+    if type(v) == "function" or type(v) == "thread" or type(v) == "userdata" then fns[#fns + 1] = path; return nil end
+    if type(v) ~= "table" then return v end
+    if seen[v] or depth > 20 then fns[#fns + 1] = path; return nil end
+    seen[v] = true
+    local t = {}
+    for k, x in next, v do
+      if type(k) == "string" or type(k) == "number" then t[k] = data(x, path .. "." .. tostring(k), depth + 1) end
+    end
+    seen[v] = nil
+    return t
+  end
   local d = {}
-  for k, v in pairs(P) do if type(v) ~= "function" then d[k] = v end end
-  d.match_fn = type(P.match) == "function"
+  for k, v in next, P do
+    if k == "match" and type(v) == "function" then d.match_fn = true
+    elseif type(k) == "string" then d[k] = data(v, k, 1) end
+  end
+  d.match_fn = d.match_fn or false
+  d.functions = fns
   return d
 end
 function __match(rows)
@@ -79,62 +111,152 @@ local function geo_fill(db, row)
 end
 
 local SEVERITIES = { low = true, medium = true, high = true, critical = true }
+M.ALERT_MAX = 1000       -- characters of an alert template: the text is copied into every alert row
 
--- Checks a description and fills defaults; returns it or nil, err.
+-- What a value is, for a message: its type, and a short printable form of a string or number.
+local function got(v)
+  if type(v) == "string" then return ("string '%s'"):format((v:sub(1, 40):gsub("[%c']", "?")) .. (#v > 40 and "..." or "")) end
+  if type(v) == "number" then return ("number %s"):format(tostring(v)) end
+  return type(v)
+end
+
+local function is_list(t)
+  if type(t) ~= "table" then return false end
+  local n = 0
+  for _ in pairs(t) do n = n + 1 end
+  for i = 1, n do if t[i] == nil then return false end end
+  return true
+end
+
+local function scalar(v) return type(v) == "string" or type(v) == "boolean" or (type(v) == "number" and v == v) end
+
+-- A table match: field = value, or field = {value, ...} (any of them).
+local function check_match(m, field, bad)
+  if type(m) ~= "table" then return bad(field, "must be a table of field = value, got %s", got(m)) end
+  for k, want in pairs(m) do
+    local f = ("%s.%s"):format(field, tostring(k))
+    if type(k) ~= "string" and math.type(k) ~= "integer" then bad(field, "field names are strings, got %s", got(k))
+    elseif type(want) == "table" then
+      if not is_list(want) or #want == 0 then bad(f, "a set of values is a non-empty list, got a table with other keys") end
+      for _, w in ipairs(want) do
+        if not scalar(w) then bad(f, "values are strings, numbers or booleans, got %s", got(w)) end
+      end
+    elseif not scalar(want) then bad(f, "must be a string, number, boolean or list of them, got %s", got(want))
+    end
+  end
+end
+
+local function check_fields(t, field, known, bad)
+  if type(t) ~= "table" then return false end
+  for k in pairs(t) do
+    if not known[k] then bad(field, "unknown field '%s'", tostring(k)) end
+  end
+  return true
+end
+
+local function positive(v) return type(v) == "number" and v == v and v > 0 and v < math.huge end
+
+-- Checks every field of a description and fills defaults -> the policy, or nil and every problem found
+-- (each "field: what is wrong"), so that the author fixes a policy in one go.  What the engine later does
+-- with these values runs in the main state: a wrong type must stop here, not at the first page.
 local function validate(d, name)
-  if type(d.name) ~= "string" then return nil, "name missing" end
-  if not ON[d.on] then return nil, ("'on' must be one of activity, user, file, app_grant, privilege, group_member (got %s)"):format(tostring(d.on)) end
+  local errs = {}
+  local function bad(field, fmt, ...) errs[#errs + 1] = field .. ": " .. fmt:format(...) end
+  for _, k in ipairs(d.functions or {}) do
+    bad(k, "must be plain data (strings, numbers, booleans, tables), not a function or a cycle")
+  end
+  d.functions = nil
+  if type(d.name) ~= "string" or d.name == "" then bad("name", "a non-empty string is required, got %s", got(d.name)) end
+  if d.description ~= nil and type(d.description) ~= "string" then bad("description", "must be a string, got %s", got(d.description)) end
+  if not ON[d.on] then bad("on", "must be one of activity, user, file, app_grant, privilege, group_member, got %s", got(d.on)) end
   d.severity = d.severity or "medium"
-  if not SEVERITIES[d.severity] then return nil, "severity must be low, medium, high or critical" end
-  if d.match ~= nil and type(d.match) ~= "table" and not d.match_fn then return nil, "match must be a table or a function" end
+  if not SEVERITIES[d.severity] then bad("severity", "must be low, medium, high or critical, got %s", got(d.severity)) end
+  if d.match ~= nil and not d.match_fn then check_match(d.match, "match", bad) end
   d.mode = d.mode or "audit"
-  if d.mode ~= "audit" and d.mode ~= "enforce" then return nil, "mode must be audit or enforce" end
+  if d.mode ~= "audit" and d.mode ~= "enforce" then bad("mode", "must be audit or enforce, got %s", got(d.mode)) end
+  if d.alert ~= nil then
+    if type(d.alert) ~= "string" then bad("alert", "must be a string (the alert's title, {field} for values), got %s", got(d.alert))
+    elseif #d.alert > M.ALERT_MAX then bad("alert", "longer than %d characters (%d)", M.ALERT_MAX, #d.alert) end
+  end
+  if d.new_only ~= nil and type(d.new_only) ~= "boolean" then bad("new_only", "must be true or false, got %s", got(d.new_only)) end
   d.actions = d.actions or { "alert" }
-  for _, a in ipairs(d.actions) do
-    if a ~= "alert" and not governance.ENTITY[a] then return nil, ("unknown action '%s'"):format(tostring(a)) end
+  if not is_list(d.actions) then bad("actions", "must be a list of action names, got %s", got(d.actions))
+  else
+    for _, a in ipairs(d.actions) do
+      if a ~= "alert" and not governance.ENTITY[a] then bad("actions", "unknown action '%s'", tostring(a)) end
+    end
   end
   if d.ops ~= nil then
-    if type(d.ops) ~= "table" or #d.ops == 0 then return nil, "ops must be a list of 'added' and 'changed'" end
-    for _, o in ipairs(d.ops) do
-      if o ~= "added" and o ~= "changed" then return nil, ("ops: unknown op '%s' (added, changed)"):format(tostring(o)) end
-    end
-  end
-  if d.followed_by ~= nil and (type(d.followed_by) ~= "table" or not d.repeated) then
-    return nil, "followed_by is a table match, after repeated = {...}"
-  end
-  if d.repeated then
-    local r = d.repeated
-    r.within = seconds(r.within)
-    if type(r.count) ~= "number" or r.count < 1 or not r.within then
-      return nil, "repeated = {count = N, within = '5m', by = 'actor'}"
-    end
-    r.by = r.by or "actor"
-    if type(r.by) ~= "string" then return nil, "repeated.by names a field of the row" end
-  end
-  if d.travel then
-    d.travel.max_kmh = d.travel.max_kmh or 900
-    d.travel.min_km = d.travel.min_km or 100
-    if d.travel.geoip ~= nil then
-      local _, gerr = geo_db(d.travel.geoip, true)
-      if gerr then return nil, "travel.geoip: " .. gerr end
-    end
-    d.travel.exclude = d.travel.exclude or {}
-    for _, cidr in ipairs(d.travel.exclude) do
-      if type(cidr) ~= "string" or host.ip_in("", cidr) == nil then
-        return nil, ("travel.exclude: '%s' is not an address range (a.b.c.d/n or an IPv6 prefix)"):format(tostring(cidr))
+    if not is_list(d.ops) or #d.ops == 0 then bad("ops", "must be a list of 'added' and 'changed', got %s", got(d.ops))
+    else
+      for _, o in ipairs(d.ops) do
+        if o ~= "added" and o ~= "changed" then bad("ops", "unknown op '%s' (added, changed)", tostring(o)) end
       end
+    end
+  end
+  if d.repeated ~= nil then
+    local r = d.repeated
+    if check_fields(r, "repeated", { count = 1, within = 1, by = 1 }, bad) then
+      local within = seconds(r.within)
+      if not within or not positive(within) then bad("repeated.within", "a duration like 300, '90s', '5m', '2h' or '1d', got %s", got(r.within)) end
+      r.within = within
+      if math.type(r.count) ~= "integer" or r.count < 1 then bad("repeated.count", "must be a whole number of at least 1, got %s", got(r.count)) end
+      r.by = r.by or "actor"
+      if type(r.by) ~= "string" then bad("repeated.by", "names a field of the row, got %s", got(r.by)) end
+    else
+      bad("repeated", "must be {count = N, within = '5m', by = 'actor'}, got %s", got(r))
+    end
+  end
+  if d.followed_by ~= nil then
+    if d.repeated == nil then bad("followed_by", "needs repeated = {...} (what the follower follows)") end
+    check_match(d.followed_by, "followed_by", bad)
+  end
+  if d.travel ~= nil then
+    local t = d.travel
+    if check_fields(t, "travel", { max_kmh = 1, min_km = 1, exclude = 1, geoip = 1 }, bad) then
+      t.max_kmh = t.max_kmh or 900
+      t.min_km = t.min_km or 100
+      if not positive(t.max_kmh) then bad("travel.max_kmh", "must be a positive number, got %s", got(t.max_kmh)) end
+      if not (positive(t.min_km) or t.min_km == 0) then bad("travel.min_km", "must be a number of at least 0, got %s", got(t.min_km)) end
+      if t.geoip ~= nil then
+        local _, gerr = geo_db(t.geoip, true)
+        if gerr then bad("travel.geoip", "%s", gerr) end
+      end
+      t.exclude = t.exclude or {}
+      if not is_list(t.exclude) then bad("travel.exclude", "must be a list of address ranges, got %s", got(t.exclude))
+      else
+        for _, cidr in ipairs(t.exclude) do
+          if type(cidr) ~= "string" or host.ip_in("", cidr) == nil then
+            bad("travel.exclude", "'%s' is not an address range (a.b.c.d/n or an IPv6 prefix)", tostring(cidr))
+          end
+        end
+      end
+    else
+      bad("travel", "must be a table {max_kmh =, min_km =, exclude =, geoip =}, got %s", got(t))
+    end
+  end
+  if d.dlp ~= nil then
+    local x = d.dlp
+    if check_fields(x, "dlp", { detectors = 1, custom = 1, min_counts = 1, min = 1, max_size = 1 }, bad) then
+      local perr = dlp.check_options(x)
+      for _, e in ipairs(perr) do bad("dlp." .. e[1], "%s", e[2]) end
+      if x.min ~= nil and (math.type(x.min) ~= "integer" or x.min < 1) then bad("dlp.min", "must be a whole number of at least 1, got %s", got(x.min)) end
+      if x.max_size ~= nil and (math.type(x.max_size) ~= "integer" or x.max_size < 1) then bad("dlp.max_size", "must be a positive number of bytes, got %s", got(x.max_size)) end
+    else
+      bad("dlp", "must be a table {detectors =, custom =, min_counts =, min =, max_size =}, got %s", got(x))
     end
   end
   local known = { name = 1, severity = 1, on = 1, match = 1, match_fn = 1, repeated = 1, followed_by = 1, travel = 1,
                   alert = 1, actions = 1, mode = 1, description = 1, ops = 1, new_only = 1, dlp = 1 }
   for k in pairs(d) do
-    if not known[k] then return nil, ("unknown field '%s'"):format(tostring(k)) end
+    if not known[k] then bad(tostring(k), "unknown field '%s'", tostring(k)) end
   end
+  if #errs > 0 then return nil, table.concat(errs, "; ") end
   d.id = name
   return d
 end
 
--- policy.load(path) -> policy | nil, err
+-- policy.load(path) -> policy | nil, err ("<path>: field: problem; field: problem ...")
 function M.load(path)
   local fh, ferr = io.open(path, "rb")
   if not fh then return nil, ferr end
@@ -144,11 +266,11 @@ function M.load(path)
   local v = vm.new { memory = M.MEMORY, instructions = M.INSTRUCTIONS, name = id }
   local ok, err = v:load(PRELUDE, "=prelude")
   if ok then ok, err = v:load(text, id .. ".lua") end
-  if not ok then v:close(); return nil, ("%s: %s"):format(id, err) end
+  if not ok then v:close(); return nil, ("%s: %s"):format(path, err) end
   local okd, d = v:call("__describe")
-  if not okd then v:close(); return nil, ("%s: %s"):format(id, d) end
+  if not okd then v:close(); return nil, ("%s: %s"):format(path, d) end
   local p, verr = validate(d, id)
-  if not p then v:close(); return nil, ("%s: %s"):format(id, verr) end
+  if not p then v:close(); return nil, ("%s: %s"):format(path, verr) end
   p.vm, p.path = v, path
   return p
 end
@@ -157,7 +279,7 @@ end
 function M.load_all(st)
   local list, errors = {}, {}
   local switches = {}
-  for _, r in ipairs(st.db:query("SELECT * FROM policies")) do switches[r.name] = r end
+  for _, r in ipairs(query(st.db, "SELECT * FROM policies")) do switches[r.name] = r end
   for _, dir in ipairs { host.root .. "/policies", host.home .. "/policies" } do
     for _, f in ipairs(host.listdir(dir) or {}) do
       if f:match("%.lua$") then
@@ -225,6 +347,7 @@ local function match_in_vm(p, rows)
     local batch = table.move(rows, first, math.min(#rows, first + M.BATCH - 1), 1, {})
     local ok, res = p.vm:call("__match", batch)
     if not ok then return nil, res end
+    if type(res) ~= "table" then return nil, ("error: __match returned a %s, not a list"):format(type(res)) end
     table.move(res, 1, #res, first, out)
   end
   return out
@@ -258,7 +381,7 @@ function State:windows(policy)
   if not wins then
     local st, inst = self.st, self.inst
     wins = setmetatable({}, { __index = function(t, key)
-      local r = st.db:query("SELECT data FROM policy_state WHERE policy = ? AND instance_id = ? AND key = ?",
+      local r = query(st.db, "SELECT data FROM policy_state WHERE policy = ? AND instance_id = ? AND key = ?",
         policy, inst.id, key)[1]
       local v = r and json.decode(r.data) or {}
       rawset(t, key, v)
@@ -277,7 +400,7 @@ function State:armed(policy)
   local armed = self.armed_keys[policy]
   if not armed then
     armed = {}
-    for _, r in ipairs(self.st.db:query("SELECT key FROM policy_state WHERE policy = ? AND instance_id = ?",
+    for _, r in ipairs(query(self.st.db, "SELECT key FROM policy_state WHERE policy = ? AND instance_id = ?",
         policy, self.inst.id)) do armed[r.key] = true end
     self.armed_keys[policy] = armed
   end
@@ -299,13 +422,13 @@ function State:save(force)
         local v = rawget(wins, key)
         if v == nil or next(v) == nil then
           -- an empty window: no row, and no memory (a key seen once must not stay for the process's life)
-          assert(self.st.db:exec("DELETE FROM policy_state WHERE policy = ? AND instance_id = ? AND key = ?",
-            policy, self.inst.id, key))
+          exec(self.st.db, "DELETE FROM policy_state WHERE policy = ? AND instance_id = ? AND key = ?",
+            policy, self.inst.id, key)
           rawset(wins, key, nil)
         else
-          assert(self.st.db:exec([[INSERT INTO policy_state (policy, instance_id, key, data, updated_at) VALUES (?, ?, ?, ?, ?)
+          exec(self.st.db, [[INSERT INTO policy_state (policy, instance_id, key, data, updated_at) VALUES (?, ?, ?, ?, ?)
             ON CONFLICT (policy, instance_id, key) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at]],
-            policy, self.inst.id, key, json.encode(v), now))
+            policy, self.inst.id, key, json.encode(v), now)
         end
       end
     end
@@ -397,7 +520,7 @@ local function enrich(st, inst, entity, rows)
     local seen = {}
     for _, r in ipairs(rows) do
       if r.client_id and seen[r.client_id] == nil then
-        seen[r.client_id] = st.db:query([[SELECT count(DISTINCT user_id) n FROM app_grants WHERE instance_id = ?
+        seen[r.client_id] = query(st.db, [[SELECT count(DISTINCT user_id) n FROM app_grants WHERE instance_id = ?
           AND client_id = ? AND deleted_at IS NULL]], inst.id, r.client_id)[1].n
       end
       r.app_users = seen[r.client_id]
@@ -414,10 +537,10 @@ local function enrich(st, inst, entity, rows)
   for _, r in ipairs(rows) do
     local who = r.actor_id or r.actor
     if who and known[who] == nil then
-      local u = st.db:query([[SELECT ext_id, status, first_seen FROM users WHERE instance_id = ?
+      local u = query(st.db, [[SELECT ext_id, status, first_seen FROM users WHERE instance_id = ?
         AND (ext_id = ? OR lower(email) = lower(?)) LIMIT 1]], inst.id, who, r.actor or who)[1]
       if u then
-        local ch = st.db:query([[SELECT max(time) t FROM changes WHERE instance_id = ? AND entity = 'users'
+        local ch = query(st.db, [[SELECT max(time) t FROM changes WHERE instance_id = ? AND entity = 'users'
           AND ext_id = ? AND diff LIKE '%"status"%']], inst.id, u.ext_id)[1]
         known[who] = { status = u.status, since = util.parse_iso((ch and ch.t) or u.first_seen) or 0 }
       else
@@ -453,9 +576,9 @@ local function dlp_step(p, run, row)
     total = total + m.count
     found[kind] = { count = m.count, samples = m.samples }
   end
-  assert(st.db:exec([[UPDATE files SET scan_status = ?, scan_reason = ?, scan_matches = ?, scanned_at = ?
+  exec(st.db, [[UPDATE files SET scan_status = ?, scan_reason = ?, scan_matches = ?, scanned_at = ?
     WHERE instance_id = ? AND ext_id = ?]], result.status, result.reason,
-    result.status == "completed" and json.encode(found) or nil, store.now(), inst.id, row.ext_id))
+    result.status == "completed" and json.encode(found) or nil, store.now(), inst.id, row.ext_id)
   if total >= (p.dlp.min or 1) then return { matches = found, count = total } end
 end
 
@@ -497,10 +620,10 @@ local function fire(st, inst, p, entity, row, evidence, opts)
     end
   end
   evidence.actions = plans
-  assert(st.db:exec([[INSERT INTO alerts (instance_id, ext_id, policy, severity, title, entity, entity_id, evidence,
+  exec(st.db, [[INSERT INTO alerts (instance_id, ext_id, policy, severity, title, entity, entity_id, evidence,
       status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?)
     ON CONFLICT (instance_id, ext_id) DO UPDATE SET updated_at = excluded.updated_at]],
-    inst.id, key, p.id, p.severity, title, entity, row.ext_id, json.encode(evidence), now, now))
+    inst.id, key, p.id, p.severity, title, entity, row.ext_id, json.encode(evidence), now, now)
   if opts.on_alert then opts.on_alert { policy = p.id, severity = p.severity, title = title, entity = entity,
                                          entity_id = row.ext_id, evidence = evidence } end
 end
@@ -509,9 +632,9 @@ end
 local function disable(st, inst, p, err)
   p.enabled = false
   log.error("policy disabled", { policy = p.id, error = err })
-  assert(st.db:exec([[INSERT INTO policies (name, enabled, status, last_error, updated_at) VALUES (?, 0, 'failed', ?, ?)
+  exec(st.db, [[INSERT INTO policies (name, enabled, status, last_error, updated_at) VALUES (?, 0, 'failed', ?, ?)
     ON CONFLICT (name) DO UPDATE SET enabled = 0, status = 'failed', last_error = excluded.last_error,
-    updated_at = excluded.updated_at]], p.id, err, store.now()))
+    updated_at = excluded.updated_at]], p.id, err, store.now())
   governance.alert(st, inst, "cachost", "high", "policy " .. p.id .. " disabled: " .. err, "policy", p.id, { error = err })
 end
 
@@ -537,10 +660,44 @@ local function stepper(st, inst, p, entity, state, opts)
   end
 end
 
+-- One policy on one batch of the feed -> its alert count.  Raises when the policy fails.
+local function run_policy(st, inst, p, entity, items, rows, ops_seen, state, opts)
+  if not p.op_set then
+    local set = {}
+    for _, o in ipairs(p.ops or (entity == "activities" and { "added" } or { "added", "changed" })) do set[o] = true end
+    p.scan = scanner(p)
+    p.op_set = set
+  end
+  local mine, ops = rows, p.op_set
+  for op in pairs(ops_seen) do
+    if not ops[op] then       -- this policy skips some of these rows
+      mine = {}
+      for _, it in ipairs(items) do if ops[it.op] then mine[#mine + 1] = it.row end end
+      break
+    end
+  end
+  local hits, step, err
+  if p.match_fn then hits, err = match_in_vm(p, mine) end
+  if not err then step, err = stepper(st, inst, p, entity, state, opts) end
+  if not step then error(err, 0) end
+  return p.scan(mine, step, hits, state.armed_keys[p.id])
+end
+
+-- What a failure says, whatever was raised (an error object of the main state is ours: no __tostring
+-- of a policy's runs here).
+local function reason(e)
+  if type(e) ~= "string" then return ("error: (error object is a %s value)"):format(type(e)) end
+  if e:match("^[%w_]+: ") then return e end
+  return "error: " .. e
+end
+
 -- engine.feed(st, inst, entity, items, opts) evaluates every enabled policy on the change feed:
 -- items = { {op = "added"|"changed"|"removed", row = {...}}, ... }.  opts.mode overrides every
 -- policy's mode (policy test runs "audit"); opts.on_alert sees each alert; opts.ctx is the sync
 -- context (content downloads); opts.first_scan skips new_only policies.  Returns the alert count.
+-- Each policy runs protected: one that fails (its state's limits, an error in the engine on its values)
+-- is disabled with an alert and the others go on.  A store failure or a cancelled task is not the
+-- policy's doing: it goes up to the caller.
 function M.feed(st, inst, policies, entity, items, opts)
   opts = opts or {}
   local rows, n, ops_seen = {}, 0, {}
@@ -556,23 +713,14 @@ function M.feed(st, inst, policies, entity, items, opts)
   local alerts = 0
   for _, p in ipairs(policies) do
     if p.enabled ~= false and ON[p.on] == entity and not (p.new_only and opts.first_scan) then
-      if not p.op_set then
-        p.op_set = {}
-        for _, o in ipairs(p.ops or (entity == "activities" and { "added" } or { "added", "changed" })) do p.op_set[o] = true end
-        p.scan = scanner(p)
+      local ok, res = pcall(run_policy, st, inst, p, entity, items, rows, ops_seen, state, opts)
+      if ok then
+        alerts = alerts + res
+      elseif type(res) == "string" and (res:match("^store: ") or res:match("cancelled$")) then
+        error(res, 0)
+      else
+        disable(st, inst, p, reason(res))
       end
-      local mine, ops = rows, p.op_set
-      for op in pairs(ops_seen) do
-        if not ops[op] then       -- this policy skips some of these rows
-          mine = {}
-          for _, it in ipairs(items) do if ops[it.op] then mine[#mine + 1] = it.row end end
-          break
-        end
-      end
-      local hits, step, err
-      if p.match_fn then hits, err = match_in_vm(p, mine) end
-      if not err then step, err = stepper(st, inst, p, entity, state, opts) end
-      if step then alerts = alerts + p.scan(mine, step, hits, state.armed_keys[p.id]) else disable(st, inst, p, tostring(err)) end
     end
   end
   state:save()

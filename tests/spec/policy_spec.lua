@@ -275,10 +275,10 @@ describe("policies", function()
     local cases = {
       syntax = { "return policy { name = ", "expected" },
       field = { 'return policy { name = "x", on = "activity", colour = "red" }', "unknown field 'colour'" },
-      on = { 'return policy { name = "x", on = "weather" }', "'on' must be one of" },
+      on = { 'return policy { name = "x", on = "weather" }', "on: must be one of" },
       action = { 'return policy { name = "x", on = "activity", actions = { "explode" } }', "unknown action 'explode'" },
       ops = { 'return policy { name = "x", on = "file", ops = { "renamed" } }', "ops: unknown op 'renamed'" },
-      ops_type = { 'return policy { name = "x", on = "file", ops = "added" }', "ops must be a list" },
+      ops_type = { 'return policy { name = "x", on = "file", ops = "added" }', "ops: must be a list" },
       io = { 'io.open("/etc/passwd") return policy { name = "x", on = "activity" }', "io" },
       bytecode = { string.dump(function() end), "binary" },
     }
@@ -287,6 +287,58 @@ describe("policies", function()
       assert.is_nil(p, name)
       assert.matches(c[2], err, 1, true)
     end
+  end)
+
+  it("checks the type of every field at load, naming the file and each wrong field at once", function()
+    local dir = tmp_home()
+    local cases = {
+      alert = { 'return policy { name = "a", on = "activity", alert = 12345 }', { "alert: must be a string" } },
+      kmh = { 'return policy { name = "k", on = "activity", travel = { max_kmh = "fast" } }',
+              { "travel.max_kmh: must be a positive number, got string 'fast'" } },
+      many = { [[return policy { name = 7, on = "activity", severity = "dire", alert = {}, new_only = "yes",
+                   repeated = { count = 2.5, within = "soon", by = 1 }, travel = { min_km = -1, exclude = "10.0.0.0/8" },
+                   match = { kind = { x = 1 }, outcome = {} }, dlp = { detectors = { "dna" }, custom = { { name = "c", pattern = "[a" } },
+                   min_counts = { ssn = "two" }, max_size = "big" }, actions = { "alert", "explode" }, colour = "red" }]],
+              { "name: a non-empty string", "severity: must be low", "alert: must be a string", "new_only: must be true or false",
+                "repeated.within: a duration", "repeated.count: must be a whole number", "repeated.by: names a field",
+                "travel.min_km: must be a number of at least 0", "travel.exclude: must be a list", "match.kind: a set of values",
+                "match.outcome: a set of values", "dlp.detectors: unknown detector 'dna'", "dlp.custom[1]: pattern 'c'",
+                "dlp.min_counts.ssn: must be a whole number", "dlp.max_size: must be a positive", "actions: unknown action 'explode'",
+                "colour: unknown field 'colour'" } },
+      fn = { 'return policy { name = "f", on = "activity", alert = function() end, travel = { max_kmh = function() end } }',
+             { "alert: must be plain data", "travel.max_kmh: must be plain data" } },
+      nan = { 'return policy { name = "n", on = "activity", match = { kind = { 0/0 } } }', { "match.kind: values are strings" } },
+      huge = { 'return policy { name = "h", on = "activity", alert = ("x"):rep(5000) }', { "alert: longer than 1000" } },
+    }
+    for name, c in pairs(cases) do
+      local path = write(dir, name, c[1])
+      local p, err = policy.load(path)
+      assert.is_nil(p, name)
+      assert.equal(path .. ": ", err:sub(1, #path + 2), name)
+      assert.is_nil(err:find("\n"), name)
+      for _, want in ipairs(c[2]) do assert.truthy(err:find(want, 1, true), name .. ": " .. want .. " not in " .. err) end
+    end
+  end)
+
+  it("runs each policy protected: one that raises in the engine is disabled with an alert, the others run", function()
+    local dir = tmp_home()
+    local bad = assert(policy.load(write(dir, "travel2", 'return policy { name = "t", on = "activity", travel = { min_km = 1 } }')))
+    local titled = assert(policy.load(write(dir, "titled", 'return policy { name = "t", on = "activity", alert = "{actor}" }')))
+    bad.travel.max_kmh = "fast"          -- what a check at load would refuse: the engine raises on it
+    titled.alert = 12345
+    local list = { bad, titled, only("suspended_user_activity")[1] }
+    local feed = { signin("u30", "success", 1, { lat = 48.85, lon = 2.35 }), signin("u30", "success", 2, { lat = 40.71, lon = -74.0 }) }
+    assert.equal(2, policy.feed(st, inst, list, "activities", feed))
+    assert.equal(2, #alerts("suspended_user_activity"))
+    local failed = st.db:query("SELECT name, last_error FROM policies WHERE status = 'failed' ORDER BY name")
+    assert.equal(2, #failed)
+    assert.equal("titled", failed[1].name); assert.equal("travel2", failed[2].name)
+    assert.matches("^error: ", failed[2].last_error)
+    assert.equal(2, #st.db:query("SELECT * FROM alerts WHERE policy = 'cachost' AND title LIKE 'policy % disabled: %'"))
+    -- disabled: the next page runs the others only
+    assert.equal(1, policy.feed(st, inst, list, "activities", { signin("u30", "success", 3600 * 3) }))
+    assert.equal(2, #st.db:query("SELECT * FROM alerts WHERE policy = 'cachost'"))
+    assert.equal(3, #alerts("suspended_user_activity"))
   end)
 
   it("enforce mode goes through the limits and the kill switch", function()
