@@ -16,7 +16,8 @@ int task_outcome(lua_State *L, struct task *t);
 void host_shutdown(void);
 
 static const char usage[] =
-    "usage: cachost [--home DIR] [--log-level LEVEL] [--log-format logfmt|json] [--trace-http FILE] COMMAND [ARGS]\n"
+    "usage: cachost [--home DIR] [--log-level LEVEL] [--log-format logfmt|json] [--trace-http FILE] [--debug]\n"
+    "               COMMAND [ARGS]\n"
     "Run 'cachost help' for the commands.\n";
 
 static int exists(const char *dir, const char *file)
@@ -95,7 +96,8 @@ int main(int argc, char **argv)
     static const struct option opts[] = {
         {"home", required_argument, 0, 'H'}, {"log-level", required_argument, 0, 'l'},
         {"log-format", required_argument, 0, 'f'}, {"trace-http", required_argument, 0, 't'},
-        {"help", no_argument, 0, 'h'}, {"version", no_argument, 0, 'V'}, {0, 0, 0, 0}};
+        {"help", no_argument, 0, 'h'}, {"version", no_argument, 0, 'V'}, {"debug", no_argument, 0, 'd'},
+        {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "+hV", opts, NULL)) != -1) {
         switch (c) {
@@ -108,13 +110,14 @@ int main(int argc, char **argv)
             log_set_json(!strcmp(optarg, "json"));
             break;
         case 't': setenv("CACHOST_TRACE_HTTP", optarg, 1); break;
+        case 'd': setenv("CACHOST_DEBUG", "1", 1); break;   /* errors with their Lua trace */
         case 'h': argv[--optind] = "help"; goto run;
         case 'V': puts("cachost " CACHOST_VERSION); return 0;
         default: fputs(usage, stderr); return 2;
         }
     }
     if (optind >= argc) { fputs(usage, stderr); return 2; }
-    if (!strcmp(argv[optind], "version")) { puts("cachost " CACHOST_VERSION); return 0; }   /* fast path */
+    if (!strcmp(argv[optind], "version") && optind + 1 == argc) { puts("cachost " CACHOST_VERSION); return 0; }   /* fast path */
 run:
     H.root = find_root();
     H.L = luaL_newstate();

@@ -23,8 +23,9 @@ local function load_command(name)
     if c == name then
       local ok, cmd = pcall(require, "cli." .. name)
       if ok then cmd.name = name; return cmd end
-      if not tostring(cmd):find("module 'cli%." .. name .. "' not found") then error(cmd, 0) end
-      return nil, "not available in this build"
+      if tostring(cmd):find("module 'cli%." .. name .. "' not found") then return nil, "not available in this build" end
+      if host.getenv("CACHOST_DEBUG") == "1" then error(cmd, 0) end
+      return nil, "cannot load (" .. tostring(cmd):gsub("%s+", " ") .. ")"
     end
   end
   return nil, "unknown command"
@@ -55,6 +56,19 @@ function ctx.ensure_home()
   return home
 end
 
+-- A command that raises (a bug, or a failure nobody turned into a message) is one line for the user; the
+-- trace is for --debug.  xpcall is yieldable in Lua 5.4, so commands still wait on I/O inside it.
+local function run(cmd, opts, args)
+  local ok, code = xpcall(cmd.run, function(e)
+    if host.getenv("CACHOST_DEBUG") == "1" then return debug.traceback(tostring(e), 2) end
+    return (tostring(e):match("^[^\n]*"):gsub("^[%w_./-]+%.lua:%d+: ", ""))
+  end, opts, args, ctx)
+  if ok then return code or 0 end
+  local hint = host.getenv("CACHOST_DEBUG") == "1" and "" or " (cachost --debug shows the trace)"
+  ctx.err("cachost %s: %s%s\n", cmd.name, code, hint)
+  return 1
+end
+
 return function()
   local argv = host.args
   local name = argv[1]
@@ -62,15 +76,19 @@ return function()
   decide_home()
   local cmd, why = load_command(name)
   if not cmd then
-    ctx.err("cachost: %s: '%s'\nRun 'cachost help' for the list of commands.\n", why, name)
+    ctx.err("cachost: %s: '%s'%s\nRun 'cachost help' for the list of commands.\n", why, name,
+      require("format").did_you_mean(name, COMMANDS))
     return 2
   end
   ctx.argv = rest
-  if cmd.raw then return cmd.run(nil, rest, ctx) or 0 end
+  if cmd.raw then return run(cmd, nil, rest) end
   local spec = { { "help", short = "h" } }
   for _, o in ipairs(cmd.options or {}) do spec[#spec + 1] = o end
   local opts, args = host.getopt(rest, spec)
   if not opts then return ctx.usage_error(cmd, args) end
   if opts.help then ctx.out("%s\n", cmd.usage or ("cachost " .. name)); return 0 end
-  return cmd.run(opts, args, ctx) or 0
+  if opts.format and not require("format").FORMATS[opts.format] then
+    return ctx.usage_error(cmd, "unknown format '" .. opts.format .. "' (table, json or csv)")
+  end
+  return run(cmd, opts, args)
 end

@@ -3,20 +3,36 @@
 # kept apart), a scan through the real API paths, and what a newcomer wants to see.
 set -e
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BIN="$ROOT/build/cachost"
-mkdir -p "$ROOT/build"
-export CACHOST_HOME="${CACHOST_HOME:-$ROOT/build/demo-home}"
-rm -rf "$CACHOST_HOME"
+BIN="${CACHOST_BIN:-$ROOT/build/cachost}"
+DIR="${CACHOST_DEMO_DIR:-$ROOT/build}"      # the demo's home, tenants and logs
+mkdir -p "$DIR"
+# The demo has its own home, never the user's CACHOST_HOME, and only ever deletes a home it made itself
+# (marked by .cachost-demo).
+export CACHOST_HOME="$DIR/demo-home"
+if [ -e "$CACHOST_HOME" ]; then
+  if [ ! -f "$CACHOST_HOME/.cachost-demo" ]; then
+    echo "demo: $CACHOST_HOME exists and was not made by the demo; move it away and rerun" >&2; exit 1
+  fi
+  rm -rf "$CACHOST_HOME"
+fi
+mkdir -p "$CACHOST_HOME" && chmod 700 "$CACHOST_HOME" && : >"$CACHOST_HOME/.cachost-demo"
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 say "starting sandbox tenants (API emulators on loopback)"
-"$BIN" sandbox okta github:acme github:globex box microsoft >"$ROOT/build/demo-tenants.txt" 2>"$ROOT/build/demo-tenants.log" &
+TENANTS="$DIR/demo-tenants.txt"
+: >"$TENANTS"          # exists before the sandbox writes to it: the wait below reads it from the start
+"$BIN" sandbox okta github:acme github:globex box microsoft >"$TENANTS" 2>"$DIR/demo-tenants.log" &
 SANDBOX=$!
 trap 'kill $SANDBOX 2>/dev/null' EXIT
-i=0; while [ "$(wc -l <"$ROOT/build/demo-tenants.txt")" -lt 5 ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
-cat "$ROOT/build/demo-tenants.txt"
-field() { awk -v a="$1" -v n="$2" -v f="$3" '$1==a && $2==n {print $f}' "$ROOT/build/demo-tenants.txt"; }
-cred() { grep "^$1	" "$ROOT/build/demo-tenants.txt" | cut -f4 | tr ' ' '\n' | sed -n "s/^$2=//p"; }
+i=0; while [ "$(wc -l <"$TENANTS")" -lt 5 ]; do
+  if ! kill -0 $SANDBOX 2>/dev/null || [ $i -ge 300 ]; then
+    echo "demo: the sandbox tenants did not start (see $DIR/demo-tenants.log)" >&2; exit 1
+  fi
+  sleep 0.1; i=$((i + 1))
+done
+cat "$TENANTS"
+field() { awk -v a="$1" -v n="$2" -v f="$3" '$1==a && $2==n {print $f}' "$TENANTS"; }
+cred() { grep "^$1	" "$TENANTS" | cut -f4 | tr ' ' '\n' | sed -n "s/^$2=//p"; }
 
 say "adding instances: one Okta org (API token), two GitHub orgs (OAuth web flow), Box, Office 365"
 CACHOST_SET_API_TOKEN=$(field okta okta 4) "$BIN" instance add okta --name acme-okta \
@@ -28,13 +44,13 @@ for org in acme globex; do
     --set auth=oauth --set client_id=sandbox-$org --set base_url="$url" --set oauth_base_url="$url" \
     --set insecure_loopback=true </dev/null
   # the consent: cachost prints the provider's authorize URL; a browser (curl here) follows it back to cachost
-  "$BIN" instance connect "$org-github" 2>"$ROOT/build/demo-connect.txt" &
+  "$BIN" instance connect "$org-github" 2>"$DIR/demo-connect.txt" &
   CONNECT=$!
-  i=0; while ! grep -q '^http' "$ROOT/build/demo-connect.txt" && [ $i -lt 200 ]; do sleep 0.1; i=$((i + 1)); done
-  cat "$ROOT/build/demo-connect.txt"
-  curl -s -L "$(grep '^http' "$ROOT/build/demo-connect.txt")" || true
+  i=0; while ! grep -q '^http' "$DIR/demo-connect.txt" && [ $i -lt 200 ]; do sleep 0.1; i=$((i + 1)); done
+  cat "$DIR/demo-connect.txt"
+  curl -s -L "$(grep '^http' "$DIR/demo-connect.txt")" || true
   wait $CONNECT
-  tail -n +3 "$ROOT/build/demo-connect.txt"
+  tail -n +3 "$DIR/demo-connect.txt"
 done
 
 box=$(field box box 3)

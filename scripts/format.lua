@@ -129,6 +129,29 @@ function M.rows(rows, columns, fmt, out)
 end
 
 -- The columns of keyed rows, in first-seen order of a sorted key list (for ad-hoc tables).
+-- " (did you mean 'x'?)" when one of candidates is within a small edit distance of word, else "".
+function M.did_you_mean(word, candidates)
+  word = tostring(word or ""):lower()
+  local function distance(a, b)               -- Levenshtein, two rows
+    local prev = {}
+    for j = 0, #b do prev[j] = j end
+    for i = 1, #a do
+      local cur = { [0] = i }
+      for j = 1, #b do
+        cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a:byte(i) == b:byte(j) and 0 or 1))
+      end
+      prev = cur
+    end
+    return prev[#b]
+  end
+  local best, best_d
+  for _, c in ipairs(candidates) do
+    local d = distance(word, tostring(c):lower())
+    if d <= math.max(1, #word // 3) and (not best_d or d < best_d) then best, best_d = c, d end
+  end
+  return best and (" (did you mean '%s'?)"):format(best) or ""
+end
+
 function M.columns_of(rows)
   local seen, cols = {}, {}
   for _, r in ipairs(rows) do

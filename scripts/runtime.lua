@@ -21,10 +21,14 @@ function M.vault() return assert(instances.vault(M.store())) end
 local Instance = {}
 Instance.__index = Instance
 
+-- inst:secret(name) -> plaintext | nil, err ("missing: ..." when not set; "key: ..." / "auth: ..." when it
+-- is set but does not open: a wrong master key or a tampered vault, never reported as merely unset)
 function Instance:secret(name)
-  local v = M.vault():get(self.id, name)
+  local vault, verr = instances.vault(M.store())
+  if not vault then return nil, verr end
+  local v, err = vault:get(self.id, name)
   if v then log.redact(v) end
-  return v
+  return v, err
 end
 function Instance:set_secret(name, value)
   log.redact(value)
@@ -51,7 +55,12 @@ end
 -- runtime.instance(name) -> inst | nil, err
 function M.instance(name)
   local rows = assert(M.store().db:query("SELECT * FROM instances WHERE name = ? AND removed_at IS NULL", name))
-  if not rows[1] then return nil, ("no instance named '%s' (cachost instance list)"):format(name) end
+  if not rows[1] then
+    local names = {}
+    for _, r in ipairs(assert(M.store().db:query("SELECT name FROM instances WHERE removed_at IS NULL"))) do names[#names + 1] = r.name end
+    local hint = require("format").did_you_mean(name, names)
+    return nil, ("no instance named '%s'%s (cachost instance list)"):format(name, hint)
+  end
   return M.wrap(rows[1])
 end
 

@@ -3,7 +3,7 @@ local store = require "store"
 
 return {
   summary = "show or resolve one alert",
-  usage = [[usage: cachost alert show ID | resolve ID [--note TEXT]]],
+  usage = "usage: cachost alert show ID | resolve ID [--note TEXT]",
   options = { { "note", arg = true } },
   run = function(opts, args, ctx)
     local id = math.tointeger(tonumber(args[2] or ""))

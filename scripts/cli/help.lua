@@ -4,11 +4,12 @@ return {
   run = function(opts, args, ctx)
     if args[1] then
       local cmd, why = ctx.load_command(args[1])
-      if not cmd then return ctx.fail("%s: '%s'", why, args[1]) end
+      if not cmd then return ctx.fail("%s: '%s'%s", why, args[1], require("format").did_you_mean(args[1], ctx.commands)) end
       ctx.out("%s\n", cmd.usage or cmd.summary)
       return 0
     end
-    ctx.out("usage: cachost [--home DIR] [--log-level LEVEL] [--log-format logfmt|json] [--trace-http FILE] COMMAND [ARGS]\n\ncommands:\n")
+    ctx.out("usage: cachost [--home DIR] [--log-level LEVEL] [--log-format logfmt|json] [--trace-http FILE] [--debug]\n" ..
+            "               COMMAND [ARGS]\n\ncommands:\n")
     for _, name in ipairs(ctx.commands) do
       local cmd = ctx.load_command(name)
       if cmd then ctx.out("  %-12s %s\n", name, cmd.summary or "") end

@@ -195,10 +195,6 @@ return {
       ctx.err("cachost instance: %s\n%s\n", sub and ("unknown subcommand '" .. sub .. "'") or "missing subcommand", usage)
       return 2
     end
-    if opts.format and not format.FORMATS[opts.format] then
-      ctx.err("cachost instance: unknown format '%s' (table, json or csv)\n", opts.format)
-      return 2
-    end
     local st, err = open(ctx)
     if not st then return ctx.fail("%s", err) end
     local ok, code, msg = pcall(fn, opts, args, ctx, st)

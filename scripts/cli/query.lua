@@ -15,12 +15,12 @@ Example: cachost query "SELECT email, last_login FROM users WHERE is_admin AND d
     local sql = args[1]
     if not sql then return ctx.usage_error(ctx.load_command("query"), "missing SQL") end
     local fmt = opts.format or "table"
-    if not format.FORMATS[fmt] then
-      return ctx.usage_error(ctx.load_command("query"), "unknown format '" .. fmt .. "' (table, json or csv)")
-    end
     local rd, err = store.open_readonly(host.home)
     if not rd then return ctx.fail("%s", err) end
-    local cur, cerr = rd:cursor(sql, table.unpack(args, 2))
+    -- The SQL and its parameters are the user's input: a statement the cursor refuses as misuse (two
+    -- statements, a wrong number of parameters) is a usage error here, not a crash.
+    local ok, cur, cerr = pcall(rd.cursor, rd, sql, table.unpack(args, 2))
+    if not ok then cur, cerr = nil, tostring(cur):gsub("^.-:%d+: ", "") end
     if not cur then
       rd:close()
       if tostring(cerr):match("^auth:") or tostring(cerr):match("^readonly:") then
@@ -28,7 +28,13 @@ Example: cachost query "SELECT email, last_login FROM users WHERE is_admin AND d
       end
       return ctx.fail("%s", cerr)
     end
-    local w = format.writer(cur:columns(), fmt, function(s) io.stdout:write(s) end)
+    -- The writer starts at the first row or at the end, so a statement refused when it runs (VACUUM INTO
+    -- is authorized at its first step) prints nothing but its error.
+    local w
+    local function writer()
+      w = w or format.writer(cur:columns(), fmt, function(s) io.stdout:write(s) end)
+      return w
+    end
     local code = 0
     while true do
       local row, rerr = cur:next(true)
@@ -36,9 +42,9 @@ Example: cachost query "SELECT email, last_login FROM users WHERE is_admin AND d
         if rerr then code = ctx.fail("%s", rerr) end
         break
       end
-      w:row(row)
+      writer():row(row)
     end
-    w:finish()
+    if code == 0 then writer():finish() end
     cur:close()
     rd:close()
     return code

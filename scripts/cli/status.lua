@@ -10,6 +10,10 @@ successful scan, last error, and the counts of the last scan.]],
   options = { { "format", arg = true, short = "f" } },
   run = function(opts, args, ctx)
     local st = runtime.store()
+    if args[1] then
+      local _, err = runtime.instance(args[1])
+      if err then return ctx.fail("%s", err) end
+    end
     local rows = {}
     for _, inst in ipairs(runtime.instances()) do
       if not args[1] or args[1] == inst.name then

@@ -7,13 +7,16 @@ return {
   summary = "run busted specs inside the host",
   usage = [[usage: cachost test [BUSTED OPTIONS] [PATHS...]
 Runs the busted specs under PATHS (default tests/spec) inside the host's event loop; every busted option
-works (-o TAP, --filter, --pattern...).  Specs may call blocking primitives (http.request, sched.sleep).]],
+works (-o TAP, --filter, --pattern...; busted's own list: cachost test --busted-help).  Specs may call
+blocking primitives (http.request, sched.sleep).]],
   raw = true,
   run = function(_, args, ctx)
     package.path = package.path .. ";" .. SYSTEM_PATHS .. host.root .. "/tests/?.lua;"
     package.cpath = package.cpath .. ";" .. SYSTEM_CPATHS .. host.root .. "/?.so"
     local ok_busted, runner = pcall(require, "busted.runner")
     if not ok_busted then return ctx.fail("busted is not installed (make deps): %s", runner) end
+    if args[1] == "--help" or args[1] == "-h" then ctx.out("%s\n", ctx.load_command("test").usage); return 0 end
+    if args[1] == "--busted-help" then args[1] = "--help" end
     if #args == 0 then args = { "tests/spec" } end
     _G.arg = { [0] = "busted", table.unpack(args) }
     -- busted ends with os.exit(code): turn that into a return so the host shuts down cleanly

@@ -97,8 +97,11 @@ function M.for_connector(connector)
     local scheme = scheme_of(connector, inst, which)
     local key = which and scheme ~= scheme_of(connector, inst) and which or nil
     if scheme.type == "token" then
-      local secret = inst:secret(scheme.secret)
-      if not secret then return nil, ("auth: secret '%s' is not set (cachost instance edit %s)"):format(scheme.secret, inst.name) end
+      local secret, serr = inst:secret(scheme.secret)
+      if not secret then
+        if serr and not serr:match("^missing:") then return nil, serr end
+        return nil, ("auth: secret '%s' is not set (cachost instance edit %s)"):format(scheme.secret, inst.name)
+      end
       req.headers[scheme.header or "Authorization"] = (scheme.format or "Bearer %s"):format(secret)
       return true
     elseif scheme.type == "oauth2" then

@@ -1,0 +1,44 @@
+-- demo_spec.lua — `make demo` as a newcomer runs it: the first run on a fresh directory works, and the demo
+-- never touches the user's own CACHOST_HOME nor deletes a directory it did not make.
+local helpers = require "helpers"
+local root = (host and host.root) or "."
+
+local function slurp(path)
+  local f = io.open(path, "rb"); if not f then return "" end
+  local s = f:read("a"); f:close(); return s
+end
+
+describe("make demo", function()
+  local dir, user_home
+  before_each(function()
+    dir, user_home = helpers.tmp_dir(), helpers.tmp_dir()
+    local f = assert(io.open(user_home .. "/cachost.db", "wb")); f:write("the user's own data"); f:close()
+  end)
+  after_each(function() os.execute(("rm -rf '%s' '%s'"):format(dir, user_home)) end)
+
+  local function demo()
+    local out = dir .. "/.out"
+    local _, _, rc = os.execute(("CACHOST_HOME='%s' CACHOST_DEMO_DIR='%s' sh '%s/scripts/demo.sh' >'%s' 2>&1 </dev/null")
+      :format(user_home, dir, root, out))
+    return rc, slurp(out)
+  end
+
+  it("works the first time in a fresh directory, and leaves the user's CACHOST_HOME alone", function()
+    local rc, out = demo()
+    assert.equal(0, rc, out)
+    assert.matches("suspended", out)                        -- the brute force was acted on
+    assert.matches("quarantine_file", out)                  -- the card-number file was quarantined
+    assert.is_nil(out:find("stack traceback", 1, true), out)
+    assert.equal("the user's own data", slurp(user_home .. "/cachost.db"))
+    assert.truthy(host.stat(dir .. "/demo-home/.cachost-demo"))
+  end)
+
+  it("refuses to delete a demo-home it did not make", function()
+    assert(host.mkdir(dir .. "/demo-home", 448))
+    local f = assert(io.open(dir .. "/demo-home/keep", "wb")); f:write("x"); f:close()
+    local rc, out = demo()
+    assert.equal(1, rc, out)
+    assert.matches("was not made by the demo", out)
+    assert.equal("x", slurp(dir .. "/demo-home/keep"))
+  end)
+end)
