@@ -21,13 +21,37 @@ local function credential(app, t)
   return t.token
 end
 
+-- The exact commands that connect cachost to a tenant (secrets through the environment, never argv).
+local function add_lines(app, name, url, t)
+  name = name == app and "sandbox" or name
+  local loop = (" --set base_url=%s --set insecure_loopback=true"):format(url)
+  if app == "okta" then
+    return { ("CACHOST_SET_API_TOKEN=%s cachost instance add okta --name %s-okta --set domain=%s.okta.com%s")
+      :format(t.token, name, name, loop) }
+  elseif app == "github" then
+    return { ("CACHOST_SET_TOKEN=%s cachost instance add github --name %s-github --set org=%s%s")
+      :format(t.token, name, name, loop) }
+  elseif app == "box" then
+    return { ("CACHOST_SET_CLIENT_SECRET=%s cachost instance add box --name %s-box --set auth=client_credentials"
+      .. " --set client_id=%s --set enterprise_id=%s --set base_url=%s/2.0 --set upload_base_url=%s/api/2.0"
+      .. " --set oauth_base_url=%s --set insecure_loopback=true")
+      :format(t.client_secret, name, t.client_id, t.enterprise_id, url, url, url) }
+  end
+  local common = ("--set tenant_id=%s --set client_id=%s%s"):format(t.tenant_id, t.client_id, loop)
+  return {
+    ("CACHOST_SET_CLIENT_SECRET=%s cachost instance add office365 --name %s-365 %s"):format(t.client_secret, name, common),
+    ("CACHOST_SET_CLIENT_SECRET=%s cachost instance add azure --name %s-azure %s"):format(t.client_secret, name, common),
+  }
+end
+
 return {
   summary = "start sandbox tenants (API emulators) and print their URLs",
   usage = [=[usage: cachost sandbox [APP[:NAME]]... [--port P] [--seed N] [--size N]
 Starts one emulated tenant per APP (okta, github, box, microsoft; the same app twice for two tenants, e.g.
 github:acme github:globex) on loopback ports P, P+1, ... (default: free ports) and prints one line
 per tenant: app, name, url and the credential to use (GitHub tenants also accept the OAuth web flow
-for client id sandbox-NAME, client secret sandbox-secret-NAME).  Serves until SIGINT/SIGTERM.
+for client id sandbox-NAME, client secret sandbox-secret-NAME), and on stderr the `cachost instance add`
+command that connects an instance to it.  Serves until SIGINT/SIGTERM.
   --seed N   deterministic data (default 1)     --size N   users per tenant (default 50)
   --events N  System Log events of an Okta tenant (default 200 a day over 8 days), Management Activity
               records of a Microsoft tenant (default 2,000 a day over 7 days)
@@ -75,6 +99,7 @@ POST /_sandbox/fault {"kind": "429"|"500"|"reset"|..., "count": N}.]=],
       -- content that becomes available as real time passes is pushed to Management webhooks (microsoft)
       if tenant.mgmt_pump then pumps[#pumps + 1] = sched.every(30, function() tenant:mgmt_pump() end) end
       ctx.out("%s\t%s\t%s\t%s\n", app, name, srv.url, credential(app, tenant))
+      for _, line in ipairs(add_lines(app, name, srv.url, tenant)) do ctx.err("  %s\n", line) end
     end
     io.stdout:flush()
     sched.wait_stop()

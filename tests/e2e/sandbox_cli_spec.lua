@@ -1,0 +1,43 @@
+-- sandbox_cli_spec.lua — `cachost sandbox` tells a newcomer the exact `cachost instance add` command of each
+-- tenant: run as printed, each instance syncs every stream.
+local helpers = require "helpers"
+local root = (host and host.root) or "."
+local bin = os.getenv("CACHOST_BIN") or (root .. "/cachost")
+
+local function slurp(path)
+  local f = io.open(path, "rb"); if not f then return "" end
+  local s = f:read("a"); f:close(); return s
+end
+
+describe("cachost sandbox", function()
+  local home, pid
+  before_each(function() home = helpers.tmp_dir() end)
+  after_each(function()
+    if pid then os.execute("kill " .. pid .. " 2>/dev/null") end
+    os.execute("rm -rf '" .. home .. "'")
+  end)
+
+  it("prints for each tenant the instance add command that connects to it", function()
+    local p = assert(io.popen(("CACHOST_HOME='%s' %s sandbox okta github:acme box microsoft --size 5 --events 20 >'%s/out' 2>'%s/add' & echo $!")
+      :format(home, bin, home, home)))
+    pid = p:read("l"); p:close()
+    for _ = 1, 200 do
+      if select(2, slurp(home .. "/out"):gsub("\n", "")) >= 4 then break end
+      sched.sleep(0.05)
+    end
+    local lines = {}
+    for line in slurp(home .. "/add"):gmatch("[^\n]+") do
+      if line:match("^  CACHOST_SET_") then lines[#lines + 1] = line:gsub("^  ", ""):gsub(" cachost ", " " .. bin .. " ", 1) end
+    end
+    assert.equal(5, #lines, slurp(home .. "/add"))
+    for _, line in ipairs(lines) do
+      local _, _, rc = os.execute(("CACHOST_HOME='%s' %s >/dev/null 2>&1 </dev/null"):format(home, line))
+      assert.equal(0, rc, line)
+      local name = line:match("%-%-name (%S+)")
+      local out = home .. "/sync"
+      _, _, rc = os.execute(("CACHOST_HOME='%s' %s sync %s >'%s' 2>&1"):format(home, bin, name, out))
+      assert.equal(0, rc, name .. ": " .. slurp(out))
+      assert.is_nil(slurp(out):find(" error ", 1, true), slurp(out))
+    end
+  end)
+end)
