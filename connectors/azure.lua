@@ -18,6 +18,8 @@ local function token_url(settings)
   return provider_host(settings, LOGIN) .. "/" .. urlencode(settings.tenant_id) .. "/oauth2/v2.0/token"
 end
 
+c.hosts = function(s) return { provider_host(s, GRAPH) } end     -- login: the token endpoint
+
 -- Client credentials (§1), one token per resource: Graph requests name the `graph` scheme.
 c.auth = {
   default = "arm",

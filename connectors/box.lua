@@ -13,6 +13,7 @@ c.settings = {
 }
 c.base_url = "https://api.box.com/2.0"
 local UPLOAD = "https://upload.box.com/api/2.0"
+c.hosts = function(s) return { type(s.upload_base_url) == "string" and s.upload_base_url ~= "" and s.upload_base_url or UPLOAD } end
 
 -- §2: the token endpoint is at the API host's root (no /2.0); the browser consent is on account.box.com.
 -- Client credentials (server auth) act as the enterprise's service account; authorization code tokens

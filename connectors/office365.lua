@@ -23,6 +23,8 @@ local function token_url(settings)
   return provider_host(settings, LOGIN) .. "/" .. urlencode(settings.tenant_id) .. "/oauth2/v2.0/token"
 end
 
+c.hosts = function(s) return { provider_host(s, MANAGE) } end    -- login: the token endpoint
+
 -- App-only (client credentials, §2).  One token per resource: requests to manage.office.com name the
 -- `mgmt` scheme.
 c.auth = {

@@ -11,6 +11,7 @@
 --   inst.secret(st, instance_row, name) -> plaintext (for the instance's own connector only)
 local store = require "store"
 local vault = require "store.vault"
+local Client = require "sdk.client"
 
 local M = {}
 
@@ -131,6 +132,14 @@ end
 -- The last checks before settings are stored: the connector's own (what types cannot say, e.g. Office
 -- 365's components), and a usable vault when there are secrets.  -> vault or nil | nil, err
 local function accept(st, c, settings, secrets)
+  -- the instance's URLs carry its credentials: TLS, or plain http to a loopback sandbox it names
+  -- insecure_loopback for (sdk.client checks every request the same way)
+  for k, v in pairs(settings) do
+    if (k == "base_url" or k:match("_base_url$")) and type(v) == "string" and v ~= "" then
+      local ok, err = Client.check_transport(v, settings.insecure_loopback == true)
+      if not ok then return nil, ("setting '%s': %s"):format(k, err) end
+    end
+  end
   if c.validate then
     local ok, err = c.validate(settings)
     if not ok then return nil, err end

@@ -22,6 +22,11 @@ function M.context(st, inst, stream)
   local client = Client.for_instance(inst, c, auth.for_connector(c))
   client.base = sdk.base_url(c, inst.settings)
   client.insecure = inst.settings.insecure_loopback == true or inst.settings.insecure_loopback == "true"
+  -- where this instance's requests may go: its API, its auth endpoints, the hosts its connector names
+  local hosts = auth.hosts(c, inst.settings)
+  hosts[#hosts + 1] = client.base
+  for _, u in ipairs(type(c.hosts) == "function" and c.hosts(inst.settings) or {}) do hosts[#hosts + 1] = u end
+  client:set_hosts(hosts)
   return setmetatable({
     st = st, inst = inst, connector = c, client = client, stream = stream,
     settings = inst.settings, instance = inst.name,
@@ -146,6 +151,19 @@ local function status_of(err)
 end
 M.status_of = status_of
 
+-- An error of an instance as it may be stored or printed: one bounded line without any of the
+-- instance's secrets (every value of its vault: API tokens, client secrets, the tokens its auth
+-- obtained) or anything shaped like a credential (Client.redact).
+function M.redact(st, inst, text)
+  local secrets = {}
+  pcall(function()                -- a vault that cannot be read leaves the pattern rules
+    for _, r in ipairs(st.db:query("SELECT name FROM secrets WHERE instance_id = ?", inst.id)) do
+      secrets[#secrets + 1] = inst:secret(r.name)
+    end
+  end)
+  return Client.redact(text, secrets)
+end
+
 -- sync.run(st, inst, stream, {full = bool}) -> counts | nil, err
 function M.run(st, inst, stream, opts)
   opts = opts or {}
@@ -178,6 +196,7 @@ function M.run(st, inst, stream, opts)
       :format(ctx.rejected, ctx.rejected_first)
   end
   if not ok then
+    err = M.redact(st, inst, err)
     log.warn("sync failed", { instance = inst.name, stream = stream, error = err })
     st:save_stream(inst.id, stream, { last_error = tostring(err), last_error_at = sched.time(),
       counts = ctx.counts })

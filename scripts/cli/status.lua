@@ -1,6 +1,7 @@
 -- Health of every instance and stream: "no new data" is told apart from "broken".
 local runtime = require "runtime"
 local format = require "format"
+local sync = require "sync"
 
 return {
   summary = "health of each instance and stream",
@@ -32,7 +33,7 @@ successful scan, last error, and the counts of the last scan.]],
             table.sort(summary)
           end
           rows[#rows + 1] = { instance = inst.name, app = inst.app, stream = s.stream, status = status,
-            last_success = s.last_success, error = s.last_error and s.last_error:gsub("\n.*", "") or nil,
+            last_success = s.last_success, error = s.last_error and sync.redact(st, inst, s.last_error) or nil,
             last_scan = table.concat(summary, ", ") }
         end
       end

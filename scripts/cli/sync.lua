@@ -1,4 +1,5 @@
 local runtime = require "runtime"
+local sync = require "sync"
 
 return {
   summary = "scan an instance now",
@@ -32,7 +33,7 @@ Runs the instance's streams now (all of them, full listings first), committing p
         end
         ctx.out("%s %-11s ok    %5.2fs  %s\n", inst.name, r.stream, r.seconds, table.concat(parts, ", "))
       else
-        ctx.out("%s %-11s FAIL  %5.2fs  %s\n", inst.name, r.stream, r.seconds, tostring(r.error))
+        ctx.out("%s %-11s FAIL  %5.2fs  %s\n", inst.name, r.stream, r.seconds, sync.redact(runtime.store(), inst, r.error))
       end
     end
     return ok and 0 or 1

@@ -408,13 +408,19 @@ end
 --   shape: 200 with valid JSON of the wrong shape: the real answer with its items replaced by an object
 --     ({"error":"maintenance"} where the list of users was)
 --   garbled: 200 with the real answer's shape, but every item an object without any expected field
+--   echo: an error (status `status`, default 400) whose text body echoes the request's Authorization
+--     header, as some gateways do
+--   next: the real answer with a next link to `url` (default: the request's own URL, a self-link) in
+--     every form a provider uses (Link header, NextPageUri, @odata.nextLink and nextLink of an object)
 function Base:fault(f)
   assert(type(f) == "table" and f.kind, "fault: kind required")
   local known = { ["429"] = 1, ["500"] = 1, ["502"] = 1, ["503"] = 1, reset = 1, slow = 1, malformed = 1,
-                  truncated = 1, html = 1, ["403"] = 1, secondary = 1, primary = 1, shape = 1, garbled = 1 }
+                  truncated = 1, html = 1, ["403"] = 1, secondary = 1, primary = 1, shape = 1, garbled = 1,
+                  echo = 1, next = 1 }
   assert(known[tostring(f.kind)], "fault: unknown kind " .. tostring(f.kind))
   local rec = { kind = tostring(f.kind), count = f.count or 1, path = f.path, retry_after = f.retry_after,
-                status = f.status, delay = f.delay or f.seconds, method = f.method, hits = 0 }
+                status = f.status, delay = f.delay or f.seconds, method = f.method, hits = 0,
+                body = f.body, url = f.url }
   self.faults[#self.faults + 1] = rec
   return rec
 end
@@ -459,6 +465,22 @@ function M.rewrite(body, how)
   return json.encode(d)
 end
 
+-- The next link of an answer set to url, in every form providers use (fault `next`).
+function M.set_next(body, hdr, url)
+  for k in pairs(hdr) do
+    if k:lower() == "link" or k:lower() == "nextpageuri" then hdr[k] = nil end
+  end
+  hdr["Link"] = "<" .. url .. '>; rel="next"'
+  hdr["NextPageUri"] = url
+  local json = host("json")
+  local d = body and json.decode(body)
+  if type(d) == "table" and not json.is_array(d) then
+    d["@odata.nextLink"], d.nextLink = url, url
+    body = json.encode(d)
+  end
+  return body
+end
+
 -- wrap(handler, opts) -> server handler.  Order: fault injection, then the app's pre-check (auth,
 -- rate budget) which may answer, then the handler; the app's decorate() adds headers to every answer.
 function Base:wrap(handler, ropts)
@@ -470,7 +492,7 @@ function Base:wrap(handler, ropts)
     req.headers = req.headers or {}
     req.params = req.params or {}
     local f = self:take_fault(req)
-    local truncate, rewrite = false, nil
+    local truncate, rewrite, next_url = false, nil, nil
     if f then
       local k = f.kind
       if k == "reset" then
@@ -486,6 +508,14 @@ function Base:wrap(handler, ropts)
         truncate = true
       elseif k == "shape" or k == "garbled" then
         rewrite = k
+      elseif k == "echo" then
+        local auth = req.headers["authorization"] or ""
+        self.log[#self.log + 1] = { method = req.method, path = req.path, status = f.status or 400 }
+        return f.status or 400, ("Bad Request\r\nRequest: %s %s\r\nAuthorization: %s\r\nCredential: %s\r\n")
+          :format(req.method, req.path, auth, auth:match("%S+%s+(.+)") or ""), { ["Content-Type"] = "text/plain" }
+      elseif k == "next" then
+        next_url = f.url or ((self.base_url:match("^(https?://[^/]+)") or "") .. req.path
+          .. ((req.raw_query and req.raw_query ~= "") and ("?" .. req.raw_query) or ""))
       else
         local st, body, hdr = self:fault_response(f, req)
         self.log[#self.log + 1] = { method = req.method, path = req.path, status = st }
@@ -507,6 +537,7 @@ function Base:wrap(handler, ropts)
     if not ropts.public then self:decorate(req, st, hdr) end
     if truncate and body then body = body:sub(1, #body // 2) end
     if rewrite and body then body = M.rewrite(body, rewrite); st = 200 end
+    if next_url then body = M.set_next(body, hdr, next_url) end
     self.requests = self.requests + 1
     self.log[#self.log + 1] = { method = req.method, path = req.path, status = st }
     return st, body or "", hdr

@@ -30,6 +30,28 @@ local function endpoint(client, scheme, path)
 end
 M.endpoint = endpoint
 
+-- The hosts the auth schemes of a connector send credentials to (token and device endpoints), for an
+-- instance's settings: with the API base URL, the only hosts its requests may go to (Client:set_hosts).
+function M.hosts(connector, settings)
+  local out = {}
+  local auth = connector.auth or {}
+  for _, scheme in pairs(auth.type and { auth } or auth) do
+    if type(scheme) == "table" then
+      for _, k in ipairs { "token_url", "device_url" } do
+        local p = scheme[k]
+        if type(p) == "function" then p = p(settings) end
+        if type(p) == "string" and p:match("^https?://") then out[#out + 1] = p
+        elseif type(p) == "string" then
+          local base = settings.oauth_base_url
+          if not base or base == "" then base = scheme.base_url end
+          if base then out[#out + 1] = base end          -- else the API base URL, there already
+        end
+      end
+    end
+  end
+  return out
+end
+
 -- Where a scheme's tokens live in the vault.  A request may name a scheme of its own (opts.auth: an app
 -- with several OAuth resources, e.g. Graph and manage.office.com, holds one token per resource); such
 -- tokens are keyed by the scheme's name, the instance's own scheme keeps the plain names.

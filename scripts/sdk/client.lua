@@ -35,6 +35,102 @@ function Client:url(path)
   return util.trim_slash(self.base) .. path
 end
 
+---------------------------------------------------------------------------------------------- where credentials go
+local function origin(u) return (u.scheme .. "://" .. u.host .. ":" .. u.port):lower() end
+
+local function is_loopback(h)
+  h = h:lower():gsub("^%[(.*)%]$", "%1")
+  return h == "localhost" or host.ip_in(h, "127.0.0.0/8") == true or host.ip_in(h, "::1") == true
+end
+Client.is_loopback = is_loopback
+
+-- Credentials travel over TLS only: plain http is for a loopback address (a sandbox tenant) and only
+-- when the instance says so (insecure_loopback).  -> parsed url | nil, "insecure: ..."
+function Client.check_transport(url, insecure_loopback)
+  local u, err = http.parse_url(url)
+  if not u then return nil, err end
+  if u.scheme == "https" then return u end
+  if u.scheme == "http" and is_loopback(u.host) then
+    if insecure_loopback then return u end
+    return nil, ("insecure: %s is plain http; a loopback sandbox needs insecure_loopback=true"):format(origin(u))
+  end
+  return nil, ("insecure: %s is not https: credentials are only sent over TLS"):format(origin(u))
+end
+
+-- The instance's own hosts (its API base URL and the URLs the connector and its auth schemes declare):
+-- the only places a request of this client goes, so a next link, a notification or a provider's answer
+-- can never send the credentials elsewhere.
+function Client:set_hosts(urls)
+  self.origins = {}
+  for _, url in ipairs(urls) do
+    local u = type(url) == "string" and http.parse_url(url)
+    if u then self.origins[origin(u)] = true end
+  end
+end
+
+-- -> true | nil, err (no request is sent)
+function Client:check_url(url)
+  local u, err = Client.check_transport(url, self.insecure)
+  if not u then return nil, err end
+  if self.origins and not self.origins[origin(u)] then
+    local own = {}
+    for o in pairs(self.origins) do own[#own + 1] = o end
+    table.sort(own)
+    return nil, ("refused: %s is not a host of this instance (%s); nothing was sent there")
+      :format(origin(u), table.concat(own, ", "))
+  end
+  return true
+end
+
+---------------------------------------------------------------------------------------------- redaction
+local MASK = "********"
+local MAX_ERROR = 400            -- an error is one line; a provider's body is cut to fit
+
+local function ci(word)          -- a case-insensitive Lua pattern for a plain word
+  return (word:gsub("%a", function(c) return "[" .. c:upper() .. c:lower() .. "]" end))
+end
+local function escape(s) return (s:gsub("[%^%$%(%)%%%.%[%]%*%+%-%?]", "%%%0")) end
+
+-- A credential after its scheme (Bearer, Basic, SSWS): long, with a digit, a token68 sign or a capital
+-- inside, so that words ("Basic authentication failed") stay.
+local function cred(prefix, value)
+  if #value >= 8 and (value:find("[%d%+/=_%-%.~]") or value:sub(2):find("%u")) then return prefix .. MASK end
+end
+local SECRET_NAMES = { "authorization", "token", "secret", "password", "passwd", "api_key", "apikey", "assertion",
+  "signature", "cookie" }
+local RULES = {
+  -- an echoed header or field named Authorization, its value up to the end of it
+  { "(" .. ci("authorization") .. "[\"']?%s*[:=]%s*[\"']?)[^\"'\r\n,;}]+", "%1" .. MASK },
+  { "%f[%w](" .. ci("bearer") .. "%s+)([%w%-%._~%+/]+=*)", cred },
+  { "%f[%w](" .. ci("basic") .. "%s+)([%w%-%._~%+/]+=*)", cred },
+  { "%f[%w](" .. ci("ssws") .. "%s+)([%w%-%._~%+/]+=*)", cred },
+  -- JWTs, GitHub tokens, Okta API tokens
+  { "eyJ[%w_%-]+%.[%w_%-]+%.?[%w_%-]*", MASK },
+  { "%f[%w]gh[pousr]_%w+", MASK }, { "%f[%w]github_pat_[%w_]+", MASK },
+  { "%f[%w](00[%w_]+%-[%w_%-]+)", function(v) if #v >= 20 then return MASK end end },
+}
+for _, name in ipairs(SECRET_NAMES) do
+  local n = "[%w_%-]*" .. ci(name) .. "[%w_%-]*"
+  RULES[#RULES + 1] = { '("' .. n .. '"%s*:%s*")[^"]*', "%1" .. MASK }        -- "access_token": "..."
+  RULES[#RULES + 1] = { "(%f[%w_]" .. n .. "=)[^&%s\"']+", "%1" .. MASK }    -- access_token=...
+end
+
+-- Client.redact(text, secrets) -> one bounded line without credentials: every value of `secrets`
+-- (the instance's vault, the credentials a request carried) and anything shaped like a credential.
+function Client.redact(text, secrets)
+  text = tostring(text)
+  local list = {}
+  for _, s in pairs(secrets or {}) do
+    if type(s) == "string" and #s >= 4 then list[#list + 1] = s end
+  end
+  table.sort(list, function(a, b) return #a > #b end)        -- a secret containing another goes first
+  for _, s in ipairs(list) do text = text:gsub(escape(s), MASK) end
+  for _, r in ipairs(RULES) do text = text:gsub(r[1], r[2]) end
+  text = text:gsub("[%c]+", " ")
+  if #text > MAX_ERROR then text = text:sub(1, MAX_ERROR) .. "... (cut)" end
+  return text
+end
+
 local function header_number(h, name) return tonumber(h[name] or "") end
 
 -- How long the provider asks us to wait, from Retry-After or X-RateLimit-Reset style headers.
@@ -80,14 +176,39 @@ local RETRYABLE = { timeout = true, connect = true, reset = true, resolve = fals
 -- resp.data is the decoded JSON body when the answer is JSON.  Errors are "token: detail" with token in
 -- auth (401/403: reconnect needed), not_found, http (other 4xx), server (5xx after retries),
 -- throttled (429 after retries), bad_json, circuit_open, or an http.request token.
+local request
+
+-- Credentials a request carries (its Authorization header, a token request's secrets): masked in its errors.
+local function carried(req, form)
+  local out = {}
+  for k, v in pairs(req.headers) do
+    if k:lower() == "authorization" and type(v) == "string" then out[#out + 1] = v; out[#out + 1] = v:match("%S+%s+(.+)") end
+  end
+  for k, v in pairs(form or {}) do
+    if type(v) == "string" and (k:find("secret") or k:find("token") or k:find("assertion") or k:find("code")) then
+      out[#out + 1] = v
+    end
+  end
+  return out
+end
+
 function Client:request(method, path, opts)
   opts = opts or {}
+  local resp, err, raw, req = request(self, method, path, opts)
+  if resp then return resp end
+  return nil, Client.redact(err, req and carried(req, opts.form)), raw
+end
+
+function request(self, method, path, opts)
   local now = sched.time()
   if now < self.open_until then
     return nil, ("circuit_open: %d consecutive failures, retrying after %s"):format(self.failures, util.iso(self.open_until))
   end
+  local url = self:url(path)
+  local okurl, uerr = self:check_url(url)
+  if not okurl then return nil, uerr end
   local req = {
-    method = method, url = self:url(path), query = opts.query, headers = {}, body = opts.body,
+    method = method, url = url, query = opts.query, headers = {}, body = opts.body,
     timeout = opts.timeout or 60, instance = self.inst.name, app = self.inst.app,
     max_size = opts.max_size, proxy = self.inst.settings.proxy,
     insecure = self.insecure,
@@ -106,7 +227,7 @@ function Client:request(method, path, opts)
   end
   if not opts.no_auth then
     local ok, err = self.auth(self, req, opts.auth)   -- opts.auth: another of the app's auth schemes
-    if not ok then return nil, err end
+    if not ok then return nil, err, nil, req end
   end
 
   local resp, err
@@ -144,7 +265,7 @@ function Client:request(method, path, opts)
   if not resp or resp.status >= 500 or self:throttled(resp) then
     self.failures = self.failures + 1
     if self.failures >= BREAKER_THRESHOLD then self.open_until = sched.time() + BREAKER_COOLDOWN end
-    return nil, err
+    return nil, err, nil, req
   end
   self.failures = 0
 
@@ -152,17 +273,17 @@ function Client:request(method, path, opts)
   if resp.body ~= "" and (ctype:find("json", 1, true) or opts.expect_json) then
     local data, jerr = json.decode(resp.body, { sources = true })   -- items keep their exact text (raw)
     if data == nil then
-      return nil, ("bad_json: HTTP %d from %s: %s"):format(resp.status, req.url:gsub("%?.*", ""), jerr), resp
+      return nil, ("bad_json: HTTP %d from %s: %s"):format(resp.status, req.url:gsub("%?.*", ""), jerr), resp, req
     end
     resp.data = data
   elseif resp.status < 300 and resp.body ~= "" and not opts.raw and ctype:find("html", 1, true) then
-    return nil, ("bad_json: HTTP %d from %s answered HTML, not JSON"):format(resp.status, req.url:gsub("%?.*", "")), resp
+    return nil, ("bad_json: HTTP %d from %s answered HTML, not JSON"):format(resp.status, req.url:gsub("%?.*", "")), resp, req
   end
   if resp.status >= 400 then
     local msg = self.connector.error_message and self.connector.error_message(resp) or resp.body:sub(1, 200)
     local token = (resp.status == 401 or resp.status == 403) and "auth"
       or resp.status == 404 and "not_found" or "http"
-    return nil, ("%s: HTTP %d: %s"):format(token, resp.status, msg), resp
+    return nil, ("%s: HTTP %d: %s"):format(token, resp.status, msg), resp, req
   end
   return resp
 end
