@@ -45,17 +45,18 @@ static int parse(const char *s, size_t n, double *out)
         for (i++; i < n && s[i] >= '0' && s[i] <= '9'; i++, scale /= 10) frac += (s[i] - '0') * scale;
         t += frac;
     }
-    if (i == n || (s[i] == 'Z' && i + 1 == n)) {
-        *out = t;
-        return 0;
+    if (i < n && !(s[i] == 'Z' && i + 1 == n)) {
+        if (s[i] != '+' && s[i] != '-') return -1;
+        int sign = s[i] == '+' ? 1 : -1, oh, om;
+        if (n - i == 6 && s[i + 3] == ':') oh = digits(s + i + 1, 2), om = digits(s + i + 4, 2);
+        else if (n - i == 5) oh = digits(s + i + 1, 2), om = digits(s + i + 3, 2);
+        else return -1;
+        if (oh < 0 || oh > 23 || om < 0 || om > 59) return -1;
+        t -= sign * (oh * 3600 + om * 60);
     }
-    if (s[i] != '+' && s[i] != '-') return -1;
-    int sign = s[i] == '+' ? 1 : -1, oh, om;
-    if (n - i == 6 && s[i + 3] == ':') oh = digits(s + i + 1, 2), om = digits(s + i + 4, 2);
-    else if (n - i == 5) oh = digits(s + i + 1, 2), om = digits(s + i + 3, 2);
-    else return -1;
-    if (oh < 0 || oh > 23 || om < 0 || om > 59) return -1;
-    *out = t - sign * (oh * 3600 + om * 60);
+    /* an offset or a leap second can move the time out of years 0000-9999: format could not write it back */
+    if (t < (double)days_from_civil(0, 1, 1) * 86400 || t >= (double)days_from_civil(10000, 1, 1) * 86400) return -1;
+    *out = t;
     return 0;
 }
 

@@ -33,7 +33,14 @@ static void test_parse_refuses(void **state)
         "  '2024-05-01T12:00:00ZZ', '2024-05-01T12:00:00+02:00x', '2024-05-01T1a:00:00Z', '', 'x' } do\n"
         "  eq(iso8601.parse(s), nil, s)\n"
         "end\n"
-        "eq(iso8601.parse(nil), nil, 'nil'); eq(iso8601.parse(5), nil, 'number'); eq(iso8601.parse({}), nil, 'table')\n");
+        "eq(iso8601.parse(nil), nil, 'nil'); eq(iso8601.parse(5), nil, 'number'); eq(iso8601.parse({}), nil, 'table')\n"
+        /* found by fuzz_iso8601: an offset that moves the time out of years 0000-9999 gave a time whose
+         * format (year 10000, or -001) parse cannot read back */
+        "eq(iso8601.parse('9999-12-31T23:59:60-23:59'), nil, 'past 9999')\n"
+        "eq(iso8601.parse('0000-01-01T00:00:00+00:01'), nil, 'before 0000')\n"
+        "eq(iso8601.parse('9999-12-31T23:59:60.5Z'), nil, 'leap second into 10000')\n"
+        "local t = iso8601.parse('9999-12-31T23:59:59.999Z'); eq(iso8601.parse(iso8601.format(t)), t, 'last')\n"
+        "t = iso8601.parse('0000-01-01T00:00:00Z'); eq(iso8601.parse(iso8601.format(t)), t, 'first')\n");
 }
 
 static void test_format(void **state)
