@@ -4,6 +4,8 @@
 PKGS     := lua5.4 lua5.4-cjson yajl libcurl sqlite3 libevent openssl readline libzip poppler-glib libmaxminddb libpcre2-8
 DEBS     := build-essential pkg-config liblua5.4-dev lua5.4 lua-cjson-dev libyajl-dev libcurl4-openssl-dev \
             libsqlite3-dev sqlite3 libevent-dev libssl-dev libreadline-dev libcmocka-dev lua-busted curl python3 openssl time libzip-dev libpoppler-glib-dev libmaxminddb-dev mmdb-bin libpcre2-dev
+# the libFuzzer harnesses (make fuzz, and their smoke run in make test)
+FUZZ_DEBS := clang libclang-rt-14-dev
 BUILD    ?= build
 CC       ?= cc
 CFLAGS   ?= -O2 -g
@@ -39,8 +41,10 @@ $(BUILD):
 ctests: $(CTESTS)
 
 # --- set-up: install what is missing (Debian 12), idempotent and non-interactive ---
-deps:
-	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+deps: DEB_LIST = $(DEBS)
+fuzz-deps: DEB_LIST = $(FUZZ_DEBS)
+deps fuzz-deps:
+	@missing=""; for p in $(DEB_LIST); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
@@ -49,9 +53,11 @@ deps:
 deps-check:
 	@pkg-config --exists $(PKGS) || { echo "missing libraries: run 'make deps' (or make test / make demo)"; exit 1; }
 
-test: deps
+test: deps fuzz-deps
 	@$(MAKE) --no-print-directory all ctests
-	@tests/run.sh $(BUILD)
+	@if command -v $(FUZZ_CC) >/dev/null; then $(MAKE) --no-print-directory fuzz-build; \
+	 else echo "fuzz smoke skipped: $(FUZZ_CC) is not installed (make fuzz-deps)"; fi
+	@CACHOST_FUZZ=$$(command -v $(FUZZ_CC) >/dev/null && echo $(FUZZ_DIR)) tests/run.sh $(BUILD)
 
 asan: deps
 	@$(MAKE) --no-print-directory BUILD=build-asan CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer" \
@@ -65,7 +71,34 @@ bench: deps all
 demo: deps all
 	@scripts/demo.sh
 
-clean:
-	rm -rf build build-asan cachost
+# --- fuzzing: libFuzzer harnesses tests/fuzz/fuzz_<target>.c over the host built with clang, ASan and UBSan;
+# seeds in tests/fuzz/corpus/<target>/.  `make fuzz` runs each FUZZ_RUNS times (or FUZZ_SECONDS each) and
+# keeps a crashing input in build-fuzz/crashes/; `make test` runs each for a few seconds.
+FUZZ_CC      ?= clang
+FUZZ_DIR     := build-fuzz
+FUZZ_RUNS    ?= 10000000
+FUZZ_SECONDS ?=
+FUZZ_FLAGS   := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_OBJ     := $(filter-out $(FUZZ_DIR)/obj/main.o,$(HOST_SRC:host/%.c=$(FUZZ_DIR)/obj/%.o))
+FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BINS    := $(FUZZ_TARGETS:%=$(FUZZ_DIR)/fuzz_%)
 
-.PHONY: all deps deps-check test asan bench demo clean ctests
+$(FUZZ_DIR)/obj/%.o: host/%.c host/*.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link $(WARN) -c -o $@ $<
+
+$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/*.h $(FUZZ_OBJ)
+	$(FUZZ_CC) $(CPPFLAGS) -Ihost $(FUZZ_FLAGS) -fsanitize=fuzzer $(WARN) -o $@ $< $(FUZZ_OBJ) $(LDLIBS)
+
+fuzz-build: $(FUZZ_BINS)
+
+.SECONDARY: $(FUZZ_OBJ)
+
+fuzz: deps fuzz-deps
+	@$(MAKE) --no-print-directory fuzz-build
+	@tests/fuzz/run.sh $(FUZZ_DIR) $(if $(FUZZ_SECONDS),-max_total_time=$(FUZZ_SECONDS),-runs=$(FUZZ_RUNS)) $(FUZZ_ARGS)
+
+clean:
+	rm -rf build build-asan build-fuzz cachost
+
+.PHONY: all deps fuzz-deps deps-check test asan bench demo clean ctests fuzz fuzz-build

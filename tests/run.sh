@@ -33,6 +33,19 @@ for suite in tests/spec tests/e2e; do
   passed=$((passed + p)); failed=$((failed + f))
 done
 
+# Fuzz smoke (make test sets CACHOST_FUZZ to the built harnesses): each libFuzzer target for a few seconds;
+# a target that crashes is a failure, the others a pass.  The long campaign is `make fuzz`.
+if [ -n "$CACHOST_FUZZ" ]; then
+  echo "== fuzz smoke ($CACHOST_FUZZ)"
+  tests/fuzz/run.sh "$CACHOST_FUZZ" -max_total_time="${FUZZ_SMOKE_SECONDS:-3}" >"$TMP/out" 2>&1; rc=$?
+  cat "$TMP/out"
+  sed -n 's/^# figure: fuzz: /# figure: fuzz smoke: /p' "$TMP/out" >>"$TMP/figures"
+  n=$(sed -n 's/^# figure: fuzz: \([0-9]*\) targets.*/\1/p' "$TMP/out")
+  f=$(sed -n 's/^# figure: fuzz: .* \([0-9]*\) crashes$/\1/p' "$TMP/out")
+  if [ -z "$n" ] || [ -z "$f" ]; then n=1; f=1; echo "!! fuzz smoke did not finish (exit $rc)"; fi
+  passed=$((passed + n - f)); failed=$((failed + f))
+fi
+
 # Figures of the robustness suites (kills, faults, attacks, fuzzing): a spec prints "# figure: ..." lines.
 if [ -s "$TMP/figures" ]; then echo "== figures"; sed 's/^# figure: //' "$TMP/figures"; fi
 echo "$passed passed, $failed failed"
