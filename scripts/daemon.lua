@@ -16,12 +16,19 @@ end
 -- two scans of the same instance at once.
 function M.schedule(inst, tasks)
   local c = assert(sdk.load(inst.app))
-  local busy = false
+  local busy, skipped = false, false
   local function scan(streams, label)
     if busy then return end
-    busy = true
+    -- the row as it is now: `instance disable` / `edit` from the CLI apply from the next scan on
+    local now = runtime.instance(inst.id)
+    if not now or not now.enabled then
+      if not skipped then log.info("instance disabled: not scanning", { instance = inst.name }) end
+      skipped = true
+      return
+    end
+    busy, skipped = true, false
     local ok, err = pcall(function()
-      local results = runtime.sync(inst, { streams = streams })
+      local results = runtime.sync(now, { streams = streams })
       for _, r in ipairs(results) do
         if r.error then log.warn("scan failed", { instance = inst.name, stream = r.stream, error = r.error }) end
       end

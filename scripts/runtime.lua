@@ -52,10 +52,12 @@ function M.wrap(row)
                         enabled = row.enabled == 1 }, Instance)
 end
 
--- runtime.instance(name) -> inst | nil, err
+-- runtime.instance(name or id) -> inst | nil, err
 function M.instance(name)
-  local rows = assert(M.store().db:query("SELECT * FROM instances WHERE name = ? AND removed_at IS NULL", name))
+  local by = math.type(name) == "integer" and "id" or "name"
+  local rows = assert(M.store().db:query("SELECT * FROM instances WHERE " .. by .. " = ? AND removed_at IS NULL", name))
   if not rows[1] then
+    if by == "id" then return nil, ("no instance with id %d"):format(name) end
     local names = {}
     for _, r in ipairs(assert(M.store().db:query("SELECT name FROM instances WHERE removed_at IS NULL"))) do names[#names + 1] = r.name end
     local hint = require("format").did_you_mean(name, names)

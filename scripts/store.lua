@@ -176,11 +176,16 @@ Reader.__index = Reader
 
 function M.open_readonly(where, opts)
   local path = db_path(where or host.home)
-  local f = io.open(path, "rb")
-  if not f then return nil, "missing: no database at " .. path .. " (add an instance first)" end
-  f:close()
+  -- SQLite alone tells whether the database exists (a read-only open never creates it): a descriptor of
+  -- the file opened and closed outside SQLite would drop this process's locks on it, and the next process
+  -- to close would take itself for the last one and delete the -wal/-shm the others still use.
   local db, err = sqlite.open(path, { readonly = true, busy_timeout = (opts and opts.busy_timeout) or 5000 })
-  if not db then return nil, err end
+  if not db then
+    if tostring(err):match("^cantopen") and not host.stat(path) then
+      return nil, "missing: no database at " .. path .. " (add an instance first)"
+    end
+    return nil, err
+  end
   local v = db:query("PRAGMA user_version")[1].user_version
   if v > schema.version then
     db:close()

@@ -1,0 +1,60 @@
+-- procs.lua — other processes for the end-to-end specs: the built binary in the background (a daemon, a
+-- sandbox tenant, a sync), waiting for what it writes, stopping it.  Required as "procs".
+local M = {}
+
+M.BIN = os.getenv("CACHOST_BIN") or "./build/cachost"
+
+-- sh(cmd) -> output (stdout and stderr), exit code
+function M.sh(cmd)
+  local p = io.popen(cmd .. " 2>&1")
+  local out = p:read("a")
+  local ok, _, code = p:close()
+  return out, ok and 0 or code
+end
+
+-- spawn(cmd, log) -> pid: cmd in the background, its output to the file log.
+function M.spawn(cmd, log)
+  return assert(M.sh(("%s >%s 2>&1 & echo $!"):format(cmd, log)):match("%d+"), "could not start " .. cmd)
+end
+
+local function slurp(path)
+  local f = io.open(path, "rb")
+  if not f then return "" end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+M.slurp = slurp
+
+-- wait_for(path, pattern, seconds) -> the file's content once it matches pattern; raises after seconds
+-- (a bound for a hung process, not a measure: everything waited for happens much sooner).
+function M.wait_for(path, pattern, seconds)
+  local deadline = sched.now() + (seconds or 30)
+  while true do
+    local s = slurp(path)
+    if s:match(pattern) then return s end
+    if sched.now() > deadline then error(("timed out waiting for %q in %s, which ends:\n%s"):format(pattern, path, s:sub(-1500)), 2) end
+    sched.sleep(0.05)
+  end
+end
+
+function M.alive(pid) return os.execute("kill -0 " .. pid .. " 2>/dev/null") == true end
+
+-- stop(pid[, signal][, seconds]) -> true once the process has ended (kill -9 after seconds: false).
+function M.stop(pid, signal, seconds)
+  os.execute(("kill -%s %s 2>/dev/null"):format(signal or "TERM", pid))
+  local deadline = sched.now() + (seconds or 30)
+  while M.alive(pid) do
+    if sched.now() > deadline then os.execute("kill -9 " .. pid); return false end
+    sched.sleep(0.05)
+  end
+  return true
+end
+
+-- sandbox(dir, "okta --size 50") -> url, pid: one sandbox tenant serving in the background.
+function M.sandbox(dir, args)
+  local pid = M.spawn(("%s sandbox %s"):format(M.BIN, args), dir .. "/tenants.txt")
+  return M.wait_for(dir .. "/tenants.txt", "http://[%d%.:]+", 30):match("(http://[%d%.:]+)"), pid
+end
+
+return M
