@@ -43,103 +43,89 @@ end
 -- The store row an action targets: by ext_id, or for users by email, for files by path or name.
 function M.find_target(st, inst, entity, target)
   if type(target) == "table" then return target end
-  local db = st.db
-  local row = db:query(("SELECT * FROM %s WHERE instance_id = ? AND ext_id = ?"):format(entity), inst.id, tostring(target))[1]
-  if row then return row end
-  if entity == "users" then
-    row = db:query("SELECT * FROM users WHERE instance_id = ? AND lower(email) = lower(?)", inst.id, tostring(target))[1]
-  elseif entity == "files" then
-    row = db:query("SELECT * FROM files WHERE instance_id = ? AND (path = ? OR name = ?) ORDER BY deleted_at IS NOT NULL LIMIT 1",
-      inst.id, tostring(target), tostring(target))[1]
-  end
-  return row
+  return st:action_target(inst.id, entity, tostring(target))
 end
 
-local function count(st, sql, ...) return st.db:query(sql, ...)[1].n end
+---------------------------------------------------------------------------------------------- owners
+-- A pending row names the process sending it ("pid:start time" from /proc), so another process can
+-- tell an action in flight from one whose sender died.  The start time tells a reused pid apart.
+local function start_time(pid)
+  local f = io.open("/proc/" .. pid .. "/stat")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  local rest = s and s:match("%)%s+(.*)$")    -- after the command name, which may hold spaces
+  if not rest then return nil end
+  local i = 2
+  for v in rest:gmatch("%S+") do
+    i = i + 1
+    if i == 22 then return v end              -- field 22: starttime
+  end
+end
 
--- Which limit, if any, holds an automatic action back.
+local me
+function M.owner()
+  if not me then me = ("%d:%s"):format(host.pid(), start_time(host.pid()) or "?") end
+  return me
+end
+
+-- Without /proc nothing tells: a pending row is taken for in flight for an hour.
+M.STALE = 3600
+local function owner_alive(r)
+  local pid, start = tostring(r.owner or ""):match("^(%d+):(.*)$")
+  if not pid then return false end
+  if start == "?" then return util.parse_iso(r.created_at) > sched.time() - M.STALE end
+  return start_time(pid) == start
+end
+
+local inflight = {}   -- ids of the actions this process is sending right now
+
+---------------------------------------------------------------------------------------------- limits
+
+-- Which limit, if any, holds an automatic action back.  Actions in flight (pending) and those whose
+-- outcome is unknown count: they were sent, or may have been.
 local function limit_hit(st, inst, req)
   if M.paused() then return "governance is paused (cachost governance resume)" end
-  local since = util.iso(sched.time() - 3600)
   local L = M.limits
-  local n = count(st, [[SELECT count(*) n FROM governance_actions WHERE policy = ? AND mode = 'executed'
-    AND created_at >= ?]], req.policy, since)
-  if n >= L.per_policy_per_hour then return ("policy limit: %d actions in the last hour"):format(n) end
-  n = count(st, "SELECT count(*) n FROM governance_actions WHERE policy IS NOT NULL AND mode = 'executed' AND created_at >= ?", since)
-  if n >= L.global_per_hour then return ("global limit: %d automatic actions in the last hour"):format(n) end
-  if ENTITY[req.action] == "users" then
-    local users = count(st, "SELECT count(*) n FROM users WHERE instance_id = ? AND deleted_at IS NULL", inst.id)
-    local acted = count(st, [[SELECT count(DISTINCT target_id) n FROM governance_actions WHERE instance_id = ?
-      AND policy IS NOT NULL AND mode = 'executed' AND created_at >= ?]], inst.id, since)
-    if users > 0 and (acted + 1) / users > L.max_user_share then
-      return ("share limit: %d of %d users already acted on in the last hour"):format(acted, users)
-    end
+  local n = st:action_counts(inst.id, req.policy, util.iso(sched.time() - 3600))
+  if n.policy >= L.per_policy_per_hour then return ("policy limit: %d actions in the last hour"):format(n.policy) end
+  if n.global >= L.global_per_hour then return ("global limit: %d automatic actions in the last hour"):format(n.global) end
+  if ENTITY[req.action] == "users" and n.users > 0 and (n.targets + 1) / n.users > L.max_user_share then
+    return ("share limit: %d of %d users already acted on in the last hour"):format(n.targets, n.users)
   end
   return nil
 end
 
 local function record(st, inst, req, row, fields)
   local now = store.now()
-  local ext = req.correlation_id
-  assert(st.db:exec([[INSERT INTO governance_actions (instance_id, ext_id, action, target, target_id, policy, operator,
-      mode, result, provider_status, error, undo, created_at, finished_at, raw)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-    ON CONFLICT (instance_id, ext_id) DO UPDATE SET mode = excluded.mode, result = excluded.result,
-      provider_status = excluded.provider_status, error = excluded.error, undo = excluded.undo,
-      finished_at = excluded.finished_at]],
-    inst.id, ext, req.action, row and (row.email or row.path or row.name or row.ext_id) or tostring(req.target),
-    row and row.ext_id or tostring(req.target), req.policy, req.operator, fields.mode, fields.result,
-    fields.provider_status, fields.error, fields.undo and json.encode(fields.undo) or nil, now,
-    fields.mode ~= "planned" and now or nil, req.params and json.encode(req.params) or nil))
-  return st.db:query("SELECT * FROM governance_actions WHERE instance_id = ? AND ext_id = ?", inst.id, ext)[1]
+  return st:record_action {
+    instance_id = inst.id, ext_id = req.correlation_id, action = req.action,
+    target = row and (row.email or row.path or row.name or row.ext_id) or tostring(req.target),
+    target_id = row and row.ext_id or tostring(req.target), policy = req.policy, operator = req.operator,
+    mode = fields.mode, result = fields.result, provider_status = fields.provider_status, error = fields.error,
+    undo = fields.undo, created_at = now, finished_at = fields.result ~= "planned" and fields.result ~= "pending" and now or nil,
+    raw = req.params, owner = fields.owner,
+  }
 end
 
 -- Raises an alert through the policy engine's table (held actions, failures the operator must see).
 function M.alert(st, inst, policy, severity, title, entity, entity_id, evidence)
-  local now = store.now()
-  local key = ("%s:%s:%s:%s"):format(policy, entity or "", entity_id or "", title)
-  assert(st.db:exec([[INSERT INTO alerts (instance_id, ext_id, policy, severity, title, entity, entity_id, evidence,
-      status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?)
-    ON CONFLICT (instance_id, ext_id) DO UPDATE SET updated_at = excluded.updated_at, evidence = excluded.evidence]],
-    inst and inst.id or nil, key, policy, severity, title, entity, entity_id, json.encode(evidence or {}), now, now))
+  st:raise_alert { instance_id = inst and inst.id or nil, ext_id = ("%s:%s:%s:%s"):format(policy, entity or "", entity_id or "", title),
+    policy = policy, severity = severity, title = title, entity = entity, entity_id = entity_id, evidence = evidence }
 end
 
--- governance.act{instance=, action=, target=, params=, policy= | operator=, dry_run=}
---   -> record (a governance_actions row) | nil, err
--- Misuse (unknown action, an app that cannot do it, no such target) returns nil, err too: the caller
--- may be a CLI user.
-function M.act(req)
-  local st, inst = req.store, req.instance
-  local c, err = sdk.load(inst.app)
-  if not c then return nil, err end
-  local action = req.action
-  if not ENTITY[action] then return nil, ("unknown action '%s'"):format(tostring(action)) end
-  if not c.actions[action] then
-    return nil, ("%s (%s) cannot %s; it can: %s"):format(inst.name, c.title, action, can(c))
-  end
-  local entity = ENTITY[action]
-  local row = M.find_target(st, inst, entity, req.target)
-  if not row then return nil, ("no %s '%s' in %s (scan it first?)"):format(entity:gsub("s$", ""), tostring(req.target), inst.name) end
-  req.correlation_id = req.correlation_id or crypto.hex(crypto.random(8))
-  req.params = req.params or {}
-  req.params.correlation_id = req.params.correlation_id or req.correlation_id
-
-  -- idempotent on retry: the same action on the same target already done, and not undone since
-  local done = st.db:query([[SELECT * FROM governance_actions WHERE instance_id = ? AND action = ? AND target_id = ?
-    AND mode = 'executed' AND result = 'ok' ORDER BY id DESC LIMIT 1]], inst.id, action, row.ext_id)[1]
-  if done and not req.force then
-    local undone = c.undo and c.undo[action] and st.db:query([[SELECT 1 FROM governance_actions WHERE instance_id = ?
-      AND action = ? AND target_id = ? AND mode = 'executed' AND id > ? LIMIT 1]], inst.id, c.undo[action], row.ext_id, done.id)[1]
-    if not undone then done.already = true; return done end
-  end
-
+-- In the transaction of the checks: the answer without acting (already done, dry run, held), or the
+-- action's row recorded as pending before anything is sent.  Concurrent callers (tasks, processes)
+-- pass these checks one at a time, each seeing the rows of those before it.
+local function claim(st, inst, c, req, row)
+  local action, entity = req.action, ENTITY[req.action]
+  -- idempotent on retry: the same action on the same target done (or in flight), and not undone since
+  local done = st:action_done(inst.id, action, row.ext_id, c.undo and c.undo[action])
+  if done and not req.force then done.already = true; return done end
   if req.dry_run then return record(st, inst, req, row, { mode = "dry-run", result = "planned" }) end
   if req.policy then
     -- an operator undid this very action on this target: a policy does not simply do it again
-    local undone = st.db:query([[SELECT u.operator, u.created_at FROM governance_actions u
-      JOIN governance_actions a ON u.operator LIKE 'undo of #' || a.id || ' by %'
-      WHERE a.instance_id = ? AND a.action = ? AND a.target_id = ? AND u.result = 'ok' ORDER BY u.id DESC LIMIT 1]],
-      inst.id, action, row.ext_id)[1]
+    local undone = st:action_undone_by_operator(inst.id, action, row.ext_id)
     if undone then
       return record(st, inst, req, row, { mode = "held", result = "held",
         error = ("an operator undid %s on this target at %s; not repeated automatically"):format(action, undone.created_at) })
@@ -152,24 +138,173 @@ function M.act(req)
       return rec
     end
   end
+  return record(st, inst, req, row, { mode = "executed", result = "pending", owner = M.owner() })
+end
 
-  local ctx = sync.context(st, inst, "governance")
-  local ok, res = pcall(c.actions[action], ctx, row, req.params)
+---------------------------------------------------------------------------------------------- reconcile
+-- An action interrupted after it was sent (or whose process died) is settled by a re-fetch of its
+-- target: what the provider has now says whether it took effect.
+
+local function quarantined(r)
+  if r.path then return ("/" .. r.path .. "/"):find("/cachost quarantine/", 1, true) ~= nil end
+  return r.quarantined == 1
+end
+-- The target as re-fetched, once the action took effect.  Actions missing here change nothing cachost
+-- stores (sessions, passwords, one collaborator, content): a re-fetch cannot tell.
+local EFFECT = {
+  suspend_user = function(r) return r.status == "suspended" or r.status == "disabled" end,
+  unsuspend_user = function(r) return r.status == "active" end,
+  quarantine_file = quarantined,
+  unquarantine_file = function(r) return not quarantined(r) end,
+  make_private = function(r) return r.access_level == "private" end,
+  trash_file = function(r) return r.trashed == 1 end,
+}
+-- Actions whose effect is that the target is gone.
+local GONE = { remove_member = true, trash_file = true, revoke_grant = true, revoke_token = true }
+
+-- A provider may still be working on a request when its sender died: an effect not seen this soon
+-- after the call is not a failure yet.
+M.RECONCILE_GRACE = 120
+
+-- The target as the provider has it now -> "row", row | "gone" | nil, why not known now.
+local function refetch(st, inst, c, entity, r)
+  local fetch = c.fetch[entity]
+  if fetch then
+    local ctx = sync.context(st, inst, "governance")
+    local ok, err = pcall(fetch, ctx, r.target_id)
+    if not ok then
+      if tostring(err):match("^not_found") then return "gone" end
+      if tostring(err):match("cancelled$") then error(err, 0) end
+      return nil, "re-fetch failed: " .. tostring(err)
+    end
+    local now = st:action_target(inst.id, entity, r.target_id)
+    if not ctx.emitted[entity] or not now or now.deleted_at then return "gone" end
+    return "row", now
+  end
+  -- no targeted re-fetch: a complete listing that started after the action tells as much
+  local s = st:stream(inst.id, entity)
+  if s and s.scan_started and s.last_success and s.scan_started > r.created_at and s.last_success >= s.scan_started then
+    local now = st:action_target(inst.id, entity, r.target_id)
+    if not now or now.deleted_at then return "gone" end
+    return "row", now
+  end
+  return nil, ("%s has no re-fetch of %s: known after its next complete scan"):format(c.title, entity)
+end
+
+-- -> true | false | nil (cannot tell now), why, sure (the answer will not change by waiting)
+local function took_effect(st, inst, c, r)
+  local entity = ENTITY[r.action]
+  local kind, now = refetch(st, inst, c, entity, r)
+  if not kind then return nil, now end
+  if kind == "gone" then
+    if GONE[r.action] then return true, "the target is gone at the provider", true end
+    return false, "the target no longer exists at the provider", true
+  end
+  local eff = EFFECT[r.action]
+  if eff then
+    if eff(now) then return true, "the re-fetched target shows it", true end
+    return false, "the re-fetched target does not show it", false
+  end
+  if GONE[r.action] then return false, "the target is still there at the provider", false end
+  return false, ("a re-fetch cannot tell whether %s took effect: check at the provider (retry sends it again)")
+    :format(r.action), true
+end
+
+local function settle(st, id, fields) return st:settle_action(id, fields) end
+
+-- One unknown row -> the row, settled (ok / failed, with a note) or still unknown (why in its note).
+local function reconcile_one(st, inst, c, r)
+  local yes, why, sure = took_effect(st, inst, c, r)
+  local at = util.iso()
+  if yes == nil or (not yes and not sure and util.parse_iso(r.created_at) > sched.time() - M.RECONCILE_GRACE) then
+    return settle(st, r.id, { note = ("not settled at %s: %s"):format(at, yes == nil and why or why .. " yet") })
+  end
+  if yes then
+    local undo = c.undo and c.undo[r.action] and { action = c.undo[r.action] } or json.null
+    if r.action == "quarantine_file" or r.action == "unquarantine_file" then
+      st:set_quarantined(inst.id, r.target_id, r.action == "quarantine_file")
+    end
+    return settle(st, r.id, { result = "ok", undo = undo, finished_at = at,
+      note = ("reconciled at %s: took effect (%s)"):format(at, why) })
+  end
+  return settle(st, r.id, { result = "failed", finished_at = at,
+    error = (r.error and r.error .. "; " or "") .. "did not take effect",
+    note = ("reconciled at %s: %s"):format(at, why) })
+end
+
+-- Pending rows whose process is gone become unknown (no network: `governance log` shows the truth).
+function M.settle_orphans(st, inst_id)
+  local n = 0
+  for _, r in ipairs(st:unsettled_actions(inst_id)) do
+    -- this process's own pending rows are in flight, or their task ended without settling them
+    local mine = r.owner == M.owner()
+    if r.result == "pending" and not inflight[r.id] and (mine or not owner_alive(r)) then
+      settle(st, r.id, { result = "unknown", error = "interrupted: the process sending it ended before the answer",
+        finished_at = util.iso() })
+      n = n + 1
+    end
+  end
+  return n
+end
+
+-- governance.reconcile(st, inst) -> {ok =, failed =, unknown =} for the actions of inst whose outcome
+-- is not known (pending of a dead process, unknown).  Those in flight elsewhere are left alone.
+function M.reconcile(st, inst)
+  local counts = { ok = 0, failed = 0, unknown = 0 }
+  M.settle_orphans(st, inst.id)
+  local c
+  for _, r in ipairs(st:unsettled_actions(inst.id)) do
+    if r.result == "unknown" then
+      local err
+      if not c then c, err = sdk.load(inst.app) end
+      if not c then return nil, err end
+      local ok, res = pcall(reconcile_one, st, inst, c, r)
+      if not ok then
+        if tostring(res):match("cancelled$") then error(res, 0) end
+        log.warn("reconcile failed", { instance = inst.name, id = r.id, error = res })
+        counts.unknown = counts.unknown + 1
+      else
+        counts[res.result] = (counts[res.result] or 0) + 1
+      end
+    end
+  end
+  return counts
+end
+
+---------------------------------------------------------------------------------------------- act
+
+-- Interrupted after it may have been sent: the provider may or may not have done it.
+local function interrupted(err)
+  local e = tostring(err)
+  return e:match("cancelled$") or e:match("interrupted") or e:match("^timeout") or e:match("^reset")
+end
+
+local function execute(st, inst, c, req, row, rec)
+  local action, entity = req.action, ENTITY[req.action]
+  inflight[rec.id] = true
+  local ok, res = pcall(c.actions[action], sync.context(st, inst, "governance"), row, req.params)
+  inflight[rec.id] = nil
+  if not ok and interrupted(res) then
+    local msg = tostring(res)
+    rec = settle(st, rec.id, { result = "unknown", finished_at = store.now(),
+      error = "interrupted after it was sent: " .. msg })
+    if not (msg:match("^timeout") or msg:match("^reset")) then error(res, 0) end  -- the task goes on ending
+    return reconcile_one(st, inst, c, rec)      -- still running: find out now
+  end
   if not ok then
     local msg = tostring(res)
-    local status = tonumber(msg:match("HTTP (%d%d%d)"))
-    local rec = record(st, inst, req, row, { mode = "executed", result = "failed", error = msg, provider_status = status })
+    rec = settle(st, rec.id, { result = "failed", error = msg, provider_status = tonumber(msg:match("HTTP (%d%d%d)")),
+      finished_at = store.now() })
     if req.policy then
       M.alert(st, inst, req.policy, "medium", "governance action failed", entity, row.ext_id, { action = action, error = msg })
     end
     return rec
   end
   local undo = type(res) == "table" and res.undo or (c.undo and c.undo[action] and { action = c.undo[action] }) or nil
-  local rec = record(st, inst, req, row, { mode = "executed", result = "ok", undo = undo,
-    provider_status = type(res) == "table" and res.status or nil })
+  rec = settle(st, rec.id, { result = "ok", undo = undo or json.null, finished_at = store.now(),
+    provider_status = type(res) == "table" and res.status or json.null })
   if action == "quarantine_file" or action == "unquarantine_file" then
-    assert(st.db:exec("UPDATE files SET quarantined = ? WHERE instance_id = ? AND ext_id = ?",
-      action == "quarantine_file" and 1 or 0, inst.id, row.ext_id))
+    st:set_quarantined(inst.id, row.ext_id, action == "quarantine_file")
   end
   -- the store follows the provider: re-fetch what changed, where the connector can
   local fetch = c.fetch[entity]
@@ -180,18 +315,56 @@ function M.act(req)
   return rec
 end
 
--- Retry a held or failed action (the same correlation id), or undo an executed one.
+-- governance.act{instance=, action=, target=, params=, policy= | operator=, dry_run=}
+--   -> record (a governance_actions row) | nil, err
+-- Misuse (unknown action, an app that cannot do it, no such target) returns nil, err too: the caller
+-- may be a CLI user.  Not inside a store transaction (the pending row must be committed before the call).
+function M.act(req)
+  local st, inst = req.store, req.instance
+  local c, err = sdk.load(inst.app)
+  if not c then return nil, err end
+  local action = req.action
+  if not ENTITY[action] then return nil, ("unknown action '%s'"):format(tostring(action)) end
+  if not c.actions[action] then
+    return nil, ("%s (%s) cannot %s; it can: %s"):format(inst.name, c.title, action, can(c))
+  end
+  if not req.dry_run and st:in_transaction() then
+    error("governance.act: inside a store transaction the action's record would be committed after its call", 2)
+  end
+  local entity = ENTITY[action]
+  local row = M.find_target(st, inst, entity, req.target)
+  if not row then return nil, ("no %s '%s' in %s (scan it first?)"):format(entity:gsub("s$", ""), tostring(req.target), inst.name) end
+  req.correlation_id = req.correlation_id or crypto.hex(crypto.random(8))
+  req.params = req.params or {}
+  req.params.correlation_id = req.params.correlation_id or req.correlation_id
+
+  local rec, cerr = st:transaction(claim, inst, c, req, row)
+  if not rec then return nil, cerr end
+  if rec.already or rec.result ~= "pending" then return rec end
+  return execute(st, inst, c, req, row, rec)
+end
+
+-- Retry a held or failed action (the same correlation id), or undo an executed one.  One whose outcome
+-- is not known is reconciled first: it is sent again only if it did not take effect.
 function M.retry(st, instances, id)
-  local r = st.db:query("SELECT * FROM governance_actions WHERE id = ?", id)[1]
+  local r = st:action(id)
   if not r then return nil, "no governance action " .. tostring(id) end
-  if r.result == "ok" then return nil, ("action %d already succeeded"):format(id) end
   local inst = instances(r.instance_id)
+  if r.result == "pending" or r.result == "unknown" then
+    local ok, err = M.reconcile(st, inst)
+    if not ok then return nil, err end
+    r = st:action(id)
+    if r.result == "pending" or r.result == "unknown" then
+      return nil, ("action %d is in flight or its outcome is not known yet (%s)"):format(id, r.note or r.result)
+    end
+  end
+  if r.result == "ok" then return nil, ("action %d already succeeded"):format(id) end
   return M.act { store = st, instance = inst, action = r.action, target = r.target_id, policy = nil,
     operator = "retry of #" .. id, params = json.decode(r.raw or "{}"), correlation_id = r.ext_id, force = true }
 end
 
 function M.undo(st, instances, id, operator)
-  local r = st.db:query("SELECT * FROM governance_actions WHERE id = ?", id)[1]
+  local r = st:action(id)
   if not r then return nil, "no governance action " .. tostring(id) end
   if r.result ~= "ok" or r.mode ~= "executed" then return nil, ("action %d was not executed successfully"):format(id) end
   local undo = json.decode(r.undo or "null")

@@ -114,6 +114,11 @@ local function sync_now(inst, opts)
     if opts.progress then opts.progress(stream, counts, err) end
   end
   if sync.on_feed then require("policy").flush() end      -- windows the scan moved, on disk now
+  -- actions of this instance interrupted after they were sent (a crash, a stop): the provider is
+  -- reachable again, so settle them by a re-fetch
+  local rok, rerr = pcall(require("governance").reconcile, M.store(), inst)
+  if not rok and tostring(rerr):match("cancelled$") then error(rerr, 0) end
+  if not rok then log.warn("reconcile failed", { instance = inst.name, error = rerr }) end
   if all_ok then
     inst:set_status("connected")
     assert(M.store().db:exec("UPDATE instances SET last_scan = ? WHERE id = ?", store.now(), inst.id))

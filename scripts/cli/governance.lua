@@ -10,11 +10,14 @@ end
 return {
   summary = "kill switch, log, retry and undo of governance actions",
   usage = [[usage: cachost governance pause | resume | status | log [--limit N] [--format F] | retry ID | undo ID
+       | reconcile [INSTANCE]
   pause    stop every automatic action at once (policies keep planning and alerting)
   resume   let automatic actions run again
   log      every action planned, held or taken, newest first
   retry    run a held or failed action again
-  undo     reverse an executed action where the API allows]],
+  undo     reverse an executed action where the API allows
+  reconcile  settle actions whose outcome is unknown (interrupted after they were sent) by a
+           re-fetch of their target: succeeded or failed, with a note]],
   options = { { "limit", arg = true }, { "format", arg = true, short = "f" } },
   run = function(opts, args, ctx)
     local sub = args[1]
@@ -30,11 +33,25 @@ return {
     elseif sub == "log" then
       local n = tonumber(opts.limit or 50)
       if not n then return ctx.usage_error(ctx.load_command("governance"), "--limit takes a number") end
-      local rows = assert(runtime.store().db:query([[SELECT g.id, g.created_at, i.name AS instance, g.action, g.target,
-          coalesce(g.policy, g.operator) AS by, g.mode, g.result, g.provider_status, g.error
-        FROM governance_actions g LEFT JOIN instances i ON i.id = g.instance_id ORDER BY g.id DESC LIMIT ?]], n))
-      format.rows(rows, { "id", "created_at", "instance", "action", "target", "by", "mode", "result", "provider_status", "error" },
-        opts.format or "table")
+      local st = runtime.store()
+      governance.settle_orphans(st)      -- pending rows of a process that is gone show as unknown
+      format.rows(st:action_log(n), { "id", "created_at", "instance", "action", "target", "by", "mode", "result",
+        "provider_status", "error", "note" }, opts.format or "table")
+    elseif sub == "reconcile" then
+      local list = runtime.instances()
+      if args[2] then
+        local inst, err = runtime.instance(args[2])
+        if not inst then return ctx.fail("%s", err) end
+        list = { inst }
+      end
+      local total, failed = { ok = 0, failed = 0, unknown = 0 }, false
+      for _, inst in ipairs(list) do
+        local counts, err = governance.reconcile(runtime.store(), inst)
+        if not counts then ctx.err("cachost: %s: %s\n", inst.name, err); failed = true
+        else for k, v in pairs(counts) do total[k] = (total[k] or 0) + v end end
+      end
+      ctx.out("reconciled: %d succeeded, %d failed, %d still unknown\n", total.ok, total.failed, total.unknown)
+      if failed then return 1 end
     elseif sub == "retry" or sub == "undo" then
       local id = math.tointeger(tonumber(args[2] or ""))
       if not id then return ctx.usage_error(ctx.load_command("governance"), sub .. " needs an action ID") end
@@ -43,7 +60,7 @@ return {
       format.rows({ rec }, { "id", "action", "target", "mode", "result", "error" }, opts.format or "table")
       return rec.result == "ok" and 0 or 1
     else
-      return ctx.usage_error(ctx.load_command("governance"), "expected pause, resume, status, log, retry or undo")
+      return ctx.usage_error(ctx.load_command("governance"), "expected pause, resume, status, log, retry, undo or reconcile")
     end
     return 0
   end,

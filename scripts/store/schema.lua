@@ -211,6 +211,17 @@ ALTER TABLE files ADD COLUMN scan_reason TEXT;
 ALTER TABLE files ADD COLUMN scan_matches TEXT;
 ALTER TABLE files ADD COLUMN scanned_at TEXT;
 ]],
+
+  -- 5: an action is recorded (result 'pending') in the transaction of its limit check, before the call
+  -- goes out, by the process named in owner ("pid:start time"): the limits count actions in flight, and
+  -- one whose process died (pending) or was interrupted after sending (unknown) is found and reconciled
+  -- by a re-fetch of its target; note says how.
+  [5] = [[
+ALTER TABLE governance_actions ADD COLUMN owner TEXT;
+ALTER TABLE governance_actions ADD COLUMN note TEXT;
+CREATE INDEX governance_recent ON governance_actions(created_at);
+CREATE INDEX governance_unsettled ON governance_actions(instance_id) WHERE result IN ('pending', 'unknown');
+]],
 }
 
 M.version = #M.migrations

@@ -99,3 +99,131 @@ describe("governance", function()
     assert.is_nil(box_t:path_of(box_t:find_file(q[1].target_id)):match("^/cachost quarantine/"))
   end)
 end)
+
+-- Automatic actions racing each other: the limit is checked and the action recorded (pending) in one
+-- transaction before the call goes out, so concurrent scans cannot all pass the same check.
+describe("governance limits and interrupted actions", function()
+  local tenant, srv, inst, saved_limits
+  local function writes(path)       -- what the sandbox really received (not what cachost says it sent)
+    local n = 0
+    for _, r in ipairs(tenant.log) do
+      if r.method == "POST" and r.path:find(path, 1, true) and r.status ~= "reset" then n = n + 1 end
+    end
+    return n
+  end
+  local function active_users(n)
+    return runtime.store().db:query([[SELECT * FROM users WHERE instance_id = ? AND status = 'active'
+      AND deleted_at IS NULL ORDER BY ext_id LIMIT ?]], inst.id, n)
+  end
+  setup(function()
+    host.home = tmp_home()
+    package.loaded.runtime = nil
+    runtime = require "runtime"
+    tenant = require("sandbox.okta").new { seed = 12, users = 90, events_per_day = 5 }
+    srv = assert(server.listen { port = 0 }); tenant:mount(srv)
+    inst = add("okta", "burst", { domain = "x", base_url = srv.url, insecure_loopback = true }, { api_token = tenant.token })
+    assert(select(2, runtime.sync(inst, { streams = { "users" } })))
+    saved_limits = governance.limits
+  end)
+  teardown(function() governance.limits = saved_limits; srv:close() end)
+
+  it("lets exactly the per-policy limit reach the provider when 15 actions race; the rest are held with an alert", function()
+    governance.limits = { per_policy_per_hour = 10, global_per_hour = 50, max_user_share = 1 }
+    local users = active_users(15)
+    assert.equal(15, #users)
+    local before = writes("/lifecycle/suspend")
+    local tasks = {}
+    for i, u in ipairs(users) do
+      tasks[i] = sched.spawn(governance.act, { store = runtime.store(), instance = inst, action = "suspend_user",
+        target = u.ext_id, policy = "burst_policy", params = { reason = "test" } })
+    end
+    local results = {}
+    for i, t in ipairs(tasks) do
+      local ok, rec = t:join(60)
+      assert.is_true(ok, tostring(rec))
+      results[rec.result] = (results[rec.result] or 0) + 1
+    end
+    assert.equal(10, writes("/lifecycle/suspend") - before)
+    assert.equal(10, results.ok)
+    assert.equal(5, results.held)
+    local db = runtime.store().db
+    assert.equal(5, db:query([[SELECT count(*) n FROM governance_actions WHERE policy = 'burst_policy' AND mode = 'held'
+      AND error LIKE 'policy limit: 10 actions%']])[1].n)
+    assert.equal(5, db:query([[SELECT count(*) n FROM alerts WHERE policy = 'burst_policy'
+      AND title LIKE 'governance action held: policy limit%']])[1].n)
+    -- nothing stays pending once the calls have answered
+    assert.equal(0, db:query("SELECT count(*) n FROM governance_actions WHERE result IN ('pending', 'unknown')")[1].n)
+  end)
+
+  -- A task cancelled while the provider is working on its call: the action may have happened.
+  local function cancel_in_flight(user, policy)
+    local fault = tenant:fault { kind = "slow", path = "/users/" .. user.ext_id .. "/lifecycle/suspend$", delay = 1 }
+    local t = sched.spawn(governance.act, { store = runtime.store(), instance = inst, action = "suspend_user",
+      target = user.ext_id, policy = policy })
+    local deadline = sched.now() + 30
+    while fault.hits == 0 and sched.now() < deadline do sched.sleep(0.01) end
+    assert.equal(1, fault.hits, "the call reached the provider")
+    t:cancel()
+    local ok, err = t:join(10)
+    assert.is_false(ok)
+    assert.equal("cancelled", err)
+    local row = runtime.store().db:query([[SELECT * FROM governance_actions WHERE instance_id = ? AND target_id = ?
+      AND action = 'suspend_user' ORDER BY id DESC LIMIT 1]], inst.id, user.ext_id)[1]
+    -- the provider ends its work on the request (the sandbox's handler goes on without the client)
+    deadline = sched.now() + 30
+    local function answered()
+      for _, r in ipairs(tenant.log) do
+        if r.method == "POST" and r.path:find(user.ext_id .. "/lifecycle/suspend", 1, true) then return true end
+      end
+    end
+    while not answered() and sched.now() < deadline do sched.sleep(0.02) end
+    assert.is_truthy(answered())
+    return row
+  end
+
+  it("records an action cancelled with its call in flight as unknown, then a re-fetch settles it as done", function()
+    governance.limits = { per_policy_per_hour = 100, global_per_hour = 100, max_user_share = 1 }
+    local u = active_users(40)[40]
+    local row = cancel_in_flight(u, "cancel_policy")
+    assert.equal("unknown", row.result)
+    assert.equal("executed", row.mode)
+    assert.matches("interrupted after it was sent: .*cancelled", row.error)
+    assert.equal("SUSPENDED", tenant:find_user(u.ext_id).status)    -- it did happen
+    local counts = assert(governance.reconcile(runtime.store(), inst))
+    assert.equal(1, counts.ok)
+    row = runtime.store().db:query("SELECT * FROM governance_actions WHERE id = ?", row.id)[1]
+    assert.equal("ok", row.result)
+    assert.matches("reconciled at .*took effect", row.note)
+    assert.equal("suspended", runtime.store().db:query("SELECT status FROM users WHERE instance_id = ? AND ext_id = ?",
+      inst.id, u.ext_id)[1].status)
+    -- settled: the same action is not sent again
+    local again = assert(governance.act { store = runtime.store(), instance = inst, action = "suspend_user",
+      target = u.ext_id, policy = "cancel_policy" })
+    assert.is_true(again.already)
+  end)
+
+  it("settles a cancelled action the provider refused as failed, once past the grace a provider may need", function()
+    local u = active_users(41)[41]
+    -- deactivated at the provider since the last scan: Okta refuses to suspend it
+    local r = assert(http.request { method = "DELETE", url = srv.url .. "/api/v1/users/" .. u.ext_id,
+      headers = { Authorization = "SSWS " .. tenant.token } })
+    assert.equal(204, r.status)
+    local row = cancel_in_flight(u, "cancel_policy")
+    assert.equal("unknown", row.result)
+    assert.equal("DEPROVISIONED", tenant:find_user(u.ext_id).status)  -- refused: it did not happen
+    -- just after the call, an effect not seen yet is not a failure yet
+    assert.equal(1, assert(governance.reconcile(runtime.store(), inst)).unknown)
+    row = runtime.store().db:query("SELECT * FROM governance_actions WHERE id = ?", row.id)[1]
+    assert.equal("unknown", row.result)
+    assert.matches("not settled at .*does not show it yet", row.note)
+    local grace = governance.RECONCILE_GRACE
+    governance.RECONCILE_GRACE = 0
+    local counts = governance.reconcile(runtime.store(), inst)
+    governance.RECONCILE_GRACE = grace
+    assert.equal(1, counts.failed)
+    row = runtime.store().db:query("SELECT * FROM governance_actions WHERE id = ?", row.id)[1]
+    assert.equal("failed", row.result)
+    assert.matches("did not take effect", row.error)
+    assert.matches("reconciled at .*does not show it", row.note)
+  end)
+end)
