@@ -2,7 +2,7 @@
 # tests/fuzz/run.sh DIR [libFuzzer options...] — runs every harness DIR/fuzz_<target> (built by make
 # fuzz-build) over its seeds, tests/fuzz/corpus/<target>/, with the options given (e.g. -runs=10000000 or
 # -max_total_time=3), tests/fuzz/<target>.dict when there is one, and the target's own options from
-# tests/fuzz/<target>.options.  New inputs go to DIR/corpus/<target>/, a crashing one to DIR/crashes/.
+# tests/fuzz/<target>.options (or <prefix>.options: webhook.options for webhook_box).  New inputs go to DIR/corpus/<target>/, a crashing one to DIR/crashes/.
 # Prints per target: executions, exec/s, crashes, corpus size; then one line
 # "# figure: fuzz: N targets, M executions, K crashes" and exits 1 if any target crashed.
 # FUZZ_ONLY="json iso8601" runs just those.
@@ -18,7 +18,8 @@ for bin in "$DIR"/fuzz_*; do
   if [ -n "$FUZZ_ONLY" ]; then case " $FUZZ_ONLY " in *" $t "*) ;; *) continue ;; esac; fi
   mkdir -p "$DIR/corpus/$t"
   dict=""; [ -f "tests/fuzz/$t.dict" ] && dict="-dict=tests/fuzz/$t.dict"
-  opts=""; [ -f "tests/fuzz/$t.options" ] && opts=$(grep -v '^#' "tests/fuzz/$t.options")
+  o="tests/fuzz/$t.options"; [ -f "$o" ] || o="tests/fuzz/${t%%_*}.options"   # webhook_box: webhook.options
+  opts=""; [ -f "$o" ] && opts=$(grep -v '^#' "$o")
   log="$DIR/logs/$t.log"
   # shellcheck disable=SC2086  # options are words
   ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1} UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1} \

@@ -1,0 +1,5 @@
+/* fuzz_webhook_okta.c — the okta connector's webhook entry (verifier and handler) on fuzzed requests
+ * (tests/fuzz/webhook.lua says how an input becomes a request). */
+#include "fuzz.h"
+
+FUZZ_HOST_TARGET("webhook", "okta")
