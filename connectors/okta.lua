@@ -206,6 +206,8 @@ function c.webhook(ctx, req)
   if req.method == "GET" then
     local challenge = req.headers["x-okta-verification-challenge"]
     if not challenge then return 400, { error = "missing verification challenge" } end
+    -- echoed in JSON: bytes that are not UTF-8 could not be sent back (the answer would be empty)
+    if not utf8.len(challenge) then return 400, { error = "verification challenge is not UTF-8" } end
     return 200, { verification = challenge }
   end
   local body = json.decode(req.body)

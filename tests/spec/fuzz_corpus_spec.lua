@@ -30,4 +30,10 @@ describe("fuzz corpus", function()
     end)
   end
 
+  it("okta: a verification challenge that is not UTF-8 is refused, not answered 200 with an empty body", function()
+    local run = driver("webhook", "okta")
+    local status = run("x-fuzz-sign: 1\nx-fuzz-method: GET\nx-okta-verification-challenge: \0\0UX\xa0\xcc\x8c\x9babc\n\n")
+    assert.equal(400, status)
+    assert.equal(200, (run("x-fuzz-sign: 1\nx-fuzz-method: GET\nx-okta-verification-challenge: abc\n\n")))
+  end)
 end)
