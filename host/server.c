@@ -9,6 +9,17 @@
  * connection when the peer closes.  The connection (and the request with it) can also be freed by
  * srv:close(), by server.DROP, or by evhttp itself; every such path goes through the request's record
  * (struct rec), which then forgets the request, so a late reply is dropped instead of touching freed memory.
+ *
+ * Holding the server (slowloris): evhttp's own timeout is an inactivity timeout, so a client sending one byte
+ * every few seconds keeps its connection forever, and evhttp accepts without limit until accept() fails with
+ * EMFILE, which libevent's listener then retries (and logs) in a busy loop.  So every connection gets a record
+ * (struct conn): evhttp_set_bevcb tells us of each new connection (we make its bufferevent) and a closecb of
+ * its end.  A request must arrive whole within request_timeout of its start (the accept, or the end of the
+ * previous reply) or its connection is dropped; libevent 2.1 has no hook between a request's headers and its
+ * body, so one deadline covers both.  Past max_connections the connection whose request has been arriving for
+ * the longest is dropped to make room; when every connection is busy with a handler we stop accepting
+ * (evconnlistener_disable) until one is free, so the backlog waits in the kernel.  accept() errors (EMFILE)
+ * pause accepting for a moment instead of spinning, and what we and libevent log about them is rate limited.
  */
 #include "host.h"
 
@@ -20,6 +31,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -27,27 +39,57 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 
 #define SERVER_MT "cachost.server"
 #define REC_MT "cachost.server.request"
 #define DROP_KEY "cachost.server.DROP"
 #define SPAWNING_KEY "cachost.server.spawning"
 
+#define LOG_EVERY 10                  /* seconds: at most one line per kind of connection trouble */
+#define ACCEPT_RETRY_MS 250           /* pause after accept() failed (EMFILE, ENFILE, ENOBUFS) */
+
 struct rec;
+struct conn;
+
+/* One line per LOG_EVERY seconds; what is held back in between is counted and reported with the next line. */
+struct ratelimit { double last; long suppressed; };
+
+enum { PAUSE_FULL = 1, PAUSE_ERROR = 2 };  /* why accepting is paused */
 
 struct srv {
     struct evhttp *http;              /* NULL once closed */
+    struct evconnlistener *lev;       /* evhttp's listener; NULL once closed */
+    struct event *resume;             /* re-enables accepting after an accept() error */
+    int paused;                       /* PAUSE_* bits; the listener is enabled when 0 */
     int self_ref;                     /* registry anchor while open: a listening server is never collected */
     int port;
     char host[64];
     struct rec *pending;              /* requests whose handler has not answered yet */
+    struct conn *conns;               /* open connections */
+    lua_Integer nconns, max_conns;
+    struct timeval deadline;          /* request_timeout */
+    struct ratelimit rl_accept, rl_slow, rl_full;
     struct srv *next, **pprev;        /* all open servers, for server_shutdown() */
-    lua_Integer inflight, served, gone, failed, dropped;
+    lua_Integer inflight, served, gone, failed, dropped, timed_out, evicted, accept_errors;
+};
+
+/* A connection, from the accept (evhttp_set_bevcb) to its close callback. */
+struct conn {
+    struct srv *srv;
+    struct bufferevent *bev;          /* until setup: the bufferevent we made, held by a reference */
+    struct evhttp_connection *evcon;  /* set up the loop turn after the accept (evhttp makes it after bevcb) */
+    struct event *timer;              /* the setup, then the request deadline */
+    struct rec *rec;                  /* the request whose handler runs */
+    int busy;                         /* a request is with its handler, or its reply is being written */
+    double since;                     /* when the request now arriving started (monotonic) */
+    struct conn *next, **pprev;
 };
 
 struct rec {
     struct evhttp_request *req;       /* NULL once answered or once its connection is gone */
-    struct evhttp_connection *evcon;  /* whose close callback points at us while pending */
+    struct conn *conn;                /* whose close notice reaches us while pending (NULL if untracked) */
+    struct evhttp_connection *evcon;
     struct srv *srv;                  /* NULL once detached */
     struct event *watch;              /* notices the peer closing while the handler runs */
     struct rec *next, **pprev;
@@ -79,15 +121,230 @@ static void log_req(int level, const char *msg, const char *what, const char *er
     free(e);
 }
 
+static double mono_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* May a line be written now?  *held gets the count of lines held back since the last one written. */
+static int rl_pass(struct ratelimit *rl, long *held)
+{
+    double now = mono_now();
+    if (rl->last > 0 && now - rl->last < LOG_EVERY) { rl->suppressed++; return 0; }
+    rl->last = now;
+    *held = rl->suppressed;
+    rl->suppressed = 0;
+    return 1;
+}
+
+/* libevent's own warnings (the listener's "Error from accept() call" ...) go to our log, rate limited:
+ * a condition that repeats on every loop turn must not fill the disk.  Called inside libevent: only logs. */
+static struct ratelimit rl_libevent;
+static void on_libevent_log(int severity, const char *msg)
+{
+    long held;
+    if (severity == EVENT_LOG_DEBUG || !rl_pass(&rl_libevent, &held)) return;
+    char *q = quoted(msg ? msg : "");
+    log_msg(severity == EVENT_LOG_ERR ? LOG_ERROR : severity == EVENT_LOG_WARN ? LOG_WARN : LOG_INFO, "libevent",
+            "message=\"%s\" suppressed=%ld", q ? q : "?", held);
+    free(q);
+}
+
+/* ---- connections ---- */
+
+static void set_paused(struct srv *s, int bit, int on)
+{
+    int was = s->paused;
+    s->paused = on ? (s->paused | bit) : (s->paused & ~bit);
+    if (!s->lev || !was == !s->paused) return;
+    if (s->paused) evconnlistener_disable(s->lev);
+    else evconnlistener_enable(s->lev);
+}
+
+/* The connection that has been sending its request for the longest (not one whose handler runs). */
+static struct conn *oldest_waiting(struct srv *s)
+{
+    struct conn *best = NULL;
+    for (struct conn *c = s->conns; c; c = c->next)
+        if (c->evcon && !c->busy && (!best || c->since < best->since)) best = c;
+    return best;
+}
+
+/* A connection could be taken (closed, or no longer busy): accept again if the cap paused us. */
+static void room_made(struct srv *s)
+{
+    if ((s->paused & PAUSE_FULL) && (s->nconns < s->max_conns || oldest_waiting(s))) set_paused(s, PAUSE_FULL, 0);
+}
+
+static void conn_free(struct conn *c)
+{
+    struct srv *s = c->srv;
+    *c->pprev = c->next;
+    if (c->next) c->next->pprev = c->pprev;
+    event_free(c->timer);
+    if (c->bev) bufferevent_decref(c->bev);
+    s->nconns--;
+    free(c);
+    room_made(s);
+}
+
+static void arm_deadline(struct conn *c)
+{
+    c->busy = 0;
+    c->since = mono_now();
+    evtimer_add(c->timer, &c->srv->deadline);
+}
+
+static void rec_gone(struct rec *r);
+
+/* evhttp is freeing the connection (any path: EOF, error, timeout, DROP, eviction, evhttp_free). */
+static void on_conn_close(struct evhttp_connection *evcon, void *arg)
+{
+    struct conn *c = arg;
+    (void)evcon;
+    if (c->rec) rec_gone(c->rec);
+    conn_free(c);
+}
+
+static void drop_slow(struct conn *c, struct ratelimit *rl, const char *msg)
+{
+    long held;
+    char *addr = NULL;
+    ev_uint16_t port = 0;
+    evhttp_connection_get_peer(c->evcon, &addr, &port);
+    if (rl_pass(rl, &held))
+        log_msg(LOG_INFO, msg, "remote=\"%s:%d\" suppressed=%ld", addr ? addr : "?", (int)port, held);
+    evhttp_connection_free(c->evcon);   /* on_conn_close frees c */
+}
+
+/* Find the connection evhttp made around our bufferevent (its callbacks' argument), and hear of its end.
+ * 0 if evhttp already freed it (bufferevent_free clears the callbacks; our reference kept the memory). */
+static int conn_setup(struct conn *c)
+{
+    void *evcon = NULL;
+    bufferevent_getcb(c->bev, NULL, NULL, NULL, &evcon);
+    bufferevent_decref(c->bev);
+    c->bev = NULL;
+    if (!evcon) return 0;
+    c->evcon = evcon;
+    evhttp_connection_set_closecb(c->evcon, on_conn_close, c);
+    return 1;
+}
+
+/* First the setup (the loop turn after the accept: evhttp has made the connection around our bufferevent),
+ * then the request deadline. */
+static void on_conn_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    (void)fd; (void)what;
+    if (!c->evcon) {
+        if (!conn_setup(c)) conn_free(c);
+        else evtimer_add(c->timer, &c->srv->deadline);   /* since was set at the accept */
+        return;
+    }
+    if (c->busy) return;
+    c->srv->timed_out++;
+    drop_slow(c, &c->srv->rl_slow, "server: request not received in time, connection dropped");
+}
+
+/* evhttp_set_bevcb: a connection was just accepted.  Returning NULL lets evhttp make its own bufferevent (the
+ * connection then goes untracked: only when out of memory). */
+static struct bufferevent *on_accept(struct event_base *base, void *arg)
+{
+    struct srv *s = arg;
+    struct bufferevent *bev = bufferevent_socket_new(base, -1, 0);   /* as evhttp would: it closes the fd */
+    struct conn *c = bev ? calloc(1, sizeof *c) : NULL;
+    if (c) c->timer = evtimer_new(base, on_conn_timer, c);
+    if (!c || !c->timer) {
+        free(c);
+        return bev;
+    }
+    bufferevent_incref(bev);
+    c->bev = bev;
+    c->srv = s;
+    c->since = mono_now();
+    c->next = s->conns;
+    if (c->next) c->next->pprev = &c->next;
+    c->pprev = &s->conns;
+    s->conns = c;
+    s->nconns++;
+    event_active(c->timer, EV_TIMEOUT, 1);            /* setup once evhttp has wrapped bev */
+    while (s->nconns > s->max_conns) {                /* make room: the slowest request goes */
+        struct conn *v = oldest_waiting(s);
+        if (!v) break;
+        s->evicted++;
+        drop_slow(v, &s->rl_full, "server: too many connections, the slowest request dropped");
+    }
+    if (s->nconns >= s->max_conns && !oldest_waiting(s)) set_paused(s, PAUSE_FULL, 1);
+    return bev;
+}
+
+/* accept() failed with something other than a retriable error (EMFILE, ENFILE, ENOBUFS, ENOMEM): the listening
+ * socket stays readable, so drop the slowest request to free a descriptor, or when there is none pause
+ * accepting for a moment, instead of retrying on every loop turn. */
+static void on_accept_error(struct evconnlistener *lev, void *arg)
+{
+    int e = EVUTIL_SOCKET_ERROR();
+    struct srv *s = servers;
+    long held;
+    (void)arg;                        /* the listener's argument is evhttp's */
+    while (s && s->lev != lev) s = s->next;
+    if (!s) return;
+    s->accept_errors++;
+    if (rl_pass(&s->rl_accept, &held))
+        log_msg(LOG_WARN, "server: accept failed", "error=\"%s\" connections=%lld suppressed=%ld",
+                evutil_socket_error_to_string(e), (long long)s->nconns, held);
+    struct conn *v = oldest_waiting(s);
+    if (v) {                          /* out of descriptors: the slowest request gives its one up */
+        s->evicted++;
+        drop_slow(v, &s->rl_full, "server: too many connections, the slowest request dropped");
+        return;
+    }
+    set_paused(s, PAUSE_ERROR, 1);
+    struct timeval tv = {0, ACCEPT_RETRY_MS * 1000};
+    evtimer_add(s->resume, &tv);
+}
+
+static void on_resume(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd; (void)what;
+    set_paused(arg, PAUSE_ERROR, 0);
+}
+
+/* evhttp_request_set_on_complete_cb: the reply is written; the connection waits for its next request. */
+static void on_reply_sent(struct evhttp_request *req, void *arg)
+{
+    struct conn *c = arg;
+    (void)req;
+    arm_deadline(c);
+    room_made(c->srv);
+}
+
+/* The record of evcon (set up now if its setup has not run yet); NULL if untracked. */
+static struct conn *conn_of(struct srv *s, struct evhttp_connection *evcon)
+{
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
+    for (struct conn *c = s->conns; c; c = c->next) {
+        if (c->evcon == evcon) return c;
+        if (!c->evcon && c->bev == bev) {
+            event_del(c->timer);
+            if (conn_setup(c)) return c;
+            conn_free(c);
+            return NULL;
+        }
+    }
+    return NULL;
+}
+
 /* ---- request records ---- */
 
 /* Forget every link between the record and libevent / its server; the request itself is left alone. */
 static void rec_detach(struct rec *r)
 {
     if (r->watch) { event_free(r->watch); r->watch = NULL; }
-    /* touch the connection only while our request still hangs on it (it is alive then) */
-    if (r->evcon && r->req && evhttp_request_get_connection(r->req) == r->evcon)
-        evhttp_connection_set_closecb(r->evcon, NULL, NULL);
+    if (r->conn) { r->conn->rec = NULL; r->conn = NULL; }
     r->evcon = NULL;
     if (r->pprev) {
         *r->pprev = r->next;
@@ -99,14 +356,10 @@ static void rec_detach(struct rec *r)
 }
 
 /* The request's connection is going away (evhttp_connection_free): it frees the request right after. */
-static void on_conn_close(struct evhttp_connection *evcon, void *arg)
+static void rec_gone(struct rec *r)
 {
-    struct rec *r = arg;
     if (r->srv) r->srv->gone++;
-    if (r->req && evhttp_request_get_connection(r->req) == evcon) {
-        evhttp_connection_set_closecb(evcon, NULL, NULL);
-        r->req = NULL;                /* freed by evhttp in a moment */
-    }
+    r->req = NULL;                    /* freed by evhttp in a moment */
     rec_detach(r);
 }
 
@@ -328,6 +581,7 @@ struct dispatch {
     struct srv *srv;
     struct evhttp_request *req;
     struct rec *rec;                  /* set once the record owns req */
+    struct conn *conn;                /* req's connection */
     int status;                       /* answered directly: 404/405 */
     char allow[80];
     struct evkeyvalq query;
@@ -533,7 +787,8 @@ static int dispatch_p(lua_State *L)
     s->pending = r;
     s->inflight++;
     d->rec = r;
-    evhttp_connection_set_closecb(evcon, on_conn_close, r);
+    r->conn = d->conn;
+    d->conn->rec = r;
     struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
     evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
     if (fd >= 0 && (r->watch = event_new(H.base, fd, EV_READ, on_peer, r)) != NULL) event_add(r->watch, NULL);
@@ -552,6 +807,14 @@ static void on_request(struct evhttp_request *req, void *arg)
     d.req = req;
     d.query.tqh_first = NULL;
     d.query.tqh_last = &d.query.tqh_first;
+    d.conn = conn_of(d.srv, evhttp_request_get_connection(req));
+    if (!d.conn) {                                        /* untracked: we could not allocate its record */
+        send_json(req, 503, "{\"error\":\"unavailable\"}", NULL);
+        return;
+    }
+    d.conn->busy = 1;                                     /* its deadline stops: the rest is our time */
+    evtimer_del(d.conn->timer);
+    evhttp_request_set_on_complete_cb(req, on_reply_sent, d.conn);
     lua_pushcfunction(L, dispatch_p);
     lua_pushlightuserdata(L, &d);
     int rc = lua_pcall(L, 1, 0, 0);
@@ -593,8 +856,15 @@ static void srv_close(lua_State *L, struct srv *s)
         r->req = NULL;
         if (detached) evhttp_request_free(req);             /* no connection will free it */
     }
-    evhttp_free(s->http);
+    s->lev = NULL;                                        /* evhttp_free frees it */
+    evhttp_free(s->http);                                 /* closes every connection: on_conn_close */
     s->http = NULL;
+    while (s->conns) {                                    /* accepted, not set up yet */
+        struct conn *c = s->conns;
+        if (c->bev) { bufferevent_decref(c->bev); c->bev = NULL; }
+        conn_free(c);
+    }
+    if (s->resume) { event_free(s->resume); s->resume = NULL; }
     if (s->pprev) {
         *s->pprev = s->next;
         if (s->next) s->next->pprev = s->pprev;
@@ -656,16 +926,20 @@ static int l_route(lua_State *L)
     return 1;
 }
 
-/* srv:stats() -> {inflight=, served=, failed=, dropped=, gone=} */
+/* srv:stats() -> {inflight=, served=, failed=, dropped=, gone=, connections=, timed_out=, evicted=, accept_errors=} */
 static int l_stats(lua_State *L)
 {
     struct srv *s = check_srv(L, 1);
-    lua_createtable(L, 0, 5);
+    lua_createtable(L, 0, 9);
     lua_pushinteger(L, s->inflight); lua_setfield(L, -2, "inflight");
     lua_pushinteger(L, s->served); lua_setfield(L, -2, "served");
     lua_pushinteger(L, s->failed); lua_setfield(L, -2, "failed");
     lua_pushinteger(L, s->dropped); lua_setfield(L, -2, "dropped");
     lua_pushinteger(L, s->gone); lua_setfield(L, -2, "gone");
+    lua_pushinteger(L, s->nconns); lua_setfield(L, -2, "connections");
+    lua_pushinteger(L, s->timed_out); lua_setfield(L, -2, "timed_out");
+    lua_pushinteger(L, s->evicted); lua_setfield(L, -2, "evicted");
+    lua_pushinteger(L, s->accept_errors); lua_setfield(L, -2, "accept_errors");
     return 1;
 }
 
@@ -700,7 +974,26 @@ static lua_Integer opt_int(lua_State *L, const char *k, lua_Integer def, lua_Int
     return v;
 }
 
-/* server.listen{host=, port=, max_body=, max_headers=, timeout=} -> srv | nil, err */
+static lua_Number opt_seconds(lua_State *L, const char *k, lua_Number def)
+{
+    lua_Number v = def;
+    if (lua_getfield(L, 1, k) != LUA_TNIL) {
+        if (!lua_isnumber(L, -1)) luaL_error(L, "server.listen: '%s' must be a number of seconds", k);
+        v = lua_tonumber(L, -1);
+        if (!(v > 0 && v <= 86400)) luaL_error(L, "server.listen: '%s' out of range", k);
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+static struct timeval tv_of(lua_Number t)
+{
+    struct timeval tv = {(time_t)t, (suseconds_t)((t - (double)(time_t)t) * 1e6)};
+    return tv;
+}
+
+/* server.listen{host=, port=, max_body=, max_headers=, timeout=, request_timeout=, max_connections=}
+ * -> srv | nil, err */
 static int l_listen(lua_State *L)
 {
     if (lua_isnoneornil(L, 1)) lua_newtable(L);
@@ -712,10 +1005,9 @@ static int l_listen(lua_State *L)
     lua_Integer port = opt_int(L, "port", 0, 0, 65535);
     lua_Integer max_body = opt_int(L, "max_body", 1048576, 0, (lua_Integer)1 << 40);
     lua_Integer max_headers = opt_int(L, "max_headers", 65536, 256, (lua_Integer)1 << 30);
-    lua_Number timeout = 30;
-    if (lua_getfield(L, 1, "timeout") != LUA_TNIL) timeout = luaL_checknumber(L, -1);
-    lua_pop(L, 1);
-    luaL_argcheck(L, timeout > 0, 1, "timeout must be positive");
+    lua_Integer max_conns = opt_int(L, "max_connections", 256, 1, 1 << 20);
+    lua_Number timeout = opt_seconds(L, "timeout", 30);
+    lua_Number request_timeout = opt_seconds(L, "request_timeout", 30);
 
     struct srv *s = lua_newuserdatauv(L, sizeof *s, 1);   /* 3: closed until the evhttp exists */
     memset(s, 0, sizeof *s);
@@ -725,11 +1017,19 @@ static int l_listen(lua_State *L)
     lua_setiuservalue(L, 3, 1);                           /* routes */
     snprintf(s->host, sizeof s->host, "%s", host);
     s->http = evhttp_new(H.base);
-    if (!s->http) { lua_pushnil(L); lua_pushliteral(L, "error: evhttp_new failed"); return 2; }
+    s->resume = s->http ? evtimer_new(H.base, on_resume, s) : NULL;
+    if (!s->resume) {
+        if (s->http) evhttp_free(s->http);
+        s->http = NULL;
+        lua_pushnil(L); lua_pushliteral(L, "error: out of memory"); return 2;
+    }
     evhttp_set_max_body_size(s->http, (ev_ssize_t)max_body);
     evhttp_set_max_headers_size(s->http, (ev_ssize_t)max_headers);
-    struct timeval tv = {(time_t)timeout, (suseconds_t)((timeout - (double)(time_t)timeout) * 1e6)};
+    struct timeval tv = tv_of(timeout);
     evhttp_set_timeout_tv(s->http, &tv);
+    s->deadline = tv_of(request_timeout);
+    s->max_conns = max_conns;
+    evhttp_set_bevcb(s->http, on_accept, s);
     evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
                                EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
     evhttp_set_default_content_type(s->http, "text/plain; charset=utf-8");
@@ -740,11 +1040,15 @@ static int l_listen(lua_State *L)
         int e = errno;
         evhttp_free(s->http);
         s->http = NULL;
+        event_free(s->resume);
+        s->resume = NULL;
         lua_pushnil(L);
         if (e) lua_pushfstring(L, "bind: %s", strerror(e));
         else lua_pushfstring(L, "bind: cannot listen on %s:%d", host, (int)port);
         return 2;
     }
+    s->lev = evhttp_bound_socket_get_listener(bs);
+    evconnlistener_set_error_cb(s->lev, on_accept_error);
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
     if (getsockname(evhttp_bound_socket_get_fd(bs), (struct sockaddr *)&ss, &sl) == 0)
@@ -767,6 +1071,7 @@ static int drop_tostring(lua_State *L)
 
 int luaopen_server(lua_State *L)
 {
+    event_set_log_callback(on_libevent_log);
     static const luaL_Reg srv_meta[] = {
         {"__index", srv_index}, {"__gc", srv_gc}, {"__close", srv_gc}, {"__tostring", srv_tostring}, {NULL, NULL}};
     static const luaL_Reg srv_methods[] = {{"route", l_route}, {"close", l_close}, {"stats", l_stats}, {NULL, NULL}};

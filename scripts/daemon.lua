@@ -57,9 +57,9 @@ M.REFETCHES = 8
 local refetch_slots
 function M.webhook(req)
   local inst = runtime.instance(req.params.instance)
-  if not inst or not inst.enabled then return 404, { error = "no such instance" } end
+  if not inst or not inst.enabled then return 404, json.encode { error = "no such instance" } end
   local ctx = sync.context(runtime.store(), inst, "webhook")
-  if not ctx.connector.webhook then return 404, { error = "this app has no webhooks" } end
+  if not ctx.connector.webhook then return 404, json.encode { error = "this app has no webhooks" } end
   -- a string body goes out as it is, with the connector's headers (e.g. Graph's text/plain handshake)
   local status, body, refetch, headers = ctx.connector.webhook(ctx, req)
   for _, r in ipairs(refetch or {}) do

@@ -37,3 +37,23 @@ describe("daemon.webhook", function()
     assert.equal(daemon.REFETCHES, most)
   end)
 end)
+
+describe("daemon webhook route", function()
+  it("answers 404 (not 500) for an unknown or disabled instance and for an app without webhooks", function()
+    host.home = helpers.tmp_dir()
+    package.loaded.runtime, package.loaded.daemon = nil, nil
+    local runtime = require "runtime"
+    local daemon = require "daemon"
+    helpers.instance("azure", "az", { tenant_id = "t", client_id = "c" }, {})
+    local off = helpers.instance("okta", "off", { domain = "x.okta.com" }, { api_token = "t" })
+    assert(runtime.store().db:exec("UPDATE instances SET enabled = 0 WHERE id = ?", off.id))
+    local srv <close> = assert(server.listen { port = 0 })
+    srv:route("*", "/webhooks/:instance", daemon.webhook)
+    for path, want in pairs { nope = "no such instance", off = "no such instance", az = "this app has no webhooks" } do
+      local r = assert(http.request { method = "POST", url = srv.url .. "/webhooks/" .. path, body = "{}" })
+      assert.equal(404, r.status, path)
+      assert.same({ error = want }, json.decode(r.body))
+    end
+    assert.equal(0, srv:stats().failed)
+  end)
+end)
