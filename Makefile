@@ -98,7 +98,30 @@ fuzz: deps fuzz-deps
 	@$(MAKE) --no-print-directory fuzz-build
 	@tests/fuzz/run.sh $(FUZZ_DIR) $(if $(FUZZ_SECONDS),-max_total_time=$(FUZZ_SECONDS),-runs=$(FUZZ_RUNS)) $(FUZZ_ARGS)
 
+# --- install: relocatable (the binary finds PREFIX/share/cachost from its own path) ---
+PREFIX  ?= /usr/local
+DESTDIR ?=
+SHARE   := $(DESTDIR)$(PREFIX)/share/cachost
+install: $(BUILD)/cachost
+	install -d $(DESTDIR)$(PREFIX)/bin $(SHARE) $(DESTDIR)$(PREFIX)/share/man/man1 \
+	  $(DESTDIR)$(PREFIX)/share/bash-completion/completions $(DESTDIR)$(PREFIX)/share/zsh/site-functions \
+	  $(DESTDIR)$(PREFIX)/lib/systemd/system
+	install -m 755 $(BUILD)/cachost $(DESTDIR)$(PREFIX)/bin/cachost
+	cp -R scripts connectors policies $(SHARE)/
+	install -m 644 README.md LICENSE docs/PRIMITIVES.md $(SHARE)/
+	install -m 644 packaging/cachost.1 $(DESTDIR)$(PREFIX)/share/man/man1/cachost.1
+	install -m 644 packaging/cachost.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/cachost
+	install -m 644 packaging/_cachost $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_cachost
+	sed 's|@PREFIX@|$(PREFIX)|g' packaging/cachost.service >$(DESTDIR)$(PREFIX)/lib/systemd/system/cachost.service
+
+# Removes what install put there, and nothing else (never $CACHOST_HOME: that is the user's data).
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/cachost $(DESTDIR)$(PREFIX)/share/man/man1/cachost.1 \
+	  $(DESTDIR)$(PREFIX)/share/bash-completion/completions/cachost $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_cachost \
+	  $(DESTDIR)$(PREFIX)/lib/systemd/system/cachost.service
+	rm -rf $(SHARE)
+
 clean:
 	rm -rf build build-asan build-fuzz cachost
 
-.PHONY: all deps fuzz-deps deps-check test asan bench demo clean ctests fuzz fuzz-build
+.PHONY: all deps fuzz-deps deps-check test asan bench demo clean ctests fuzz fuzz-build install uninstall

@@ -28,7 +28,9 @@ static int exists(const char *dir, const char *file)
     return stat(p, &st) == 0;
 }
 
-/* scripts/ next to the binary (a build tree or the source tree), else the compiled-in root. */
+/* Where scripts/ is, found from the binary so that an installed tree is relocatable: PREFIX/bin/cachost
+ * reads PREFIX/share/cachost (make install), a build tree reads its source tree; else the compiled-in
+ * root. */
 static const char *find_root(void)
 {
     static char buf[PATH_MAX];
@@ -42,6 +44,11 @@ static const char *find_root(void)
             if (!slash) break;
             *slash = 0;
             if (exists(buf, "scripts/cli.lua")) return buf;
+            if (up == 1 && exists(buf, "share/cachost/scripts/cli.lua")
+                && strlen(buf) + sizeof "/share/cachost" <= sizeof buf) {
+                strcat(buf, "/share/cachost");
+                return buf;
+            }
         }
     }
     return CACHOST_ROOT;

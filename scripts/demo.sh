@@ -25,7 +25,7 @@ TENANTS="$DIR/demo-tenants.txt"
 SANDBOX=$!
 trap 'kill $SANDBOX 2>/dev/null' EXIT
 i=0; while [ "$(wc -l <"$TENANTS")" -lt 5 ]; do
-  if ! kill -0 $SANDBOX 2>/dev/null || [ $i -ge 300 ]; then
+  if ! kill -0 $SANDBOX 2>/dev/null || [ $i -ge 1200 ]; then
     echo "demo: the sandbox tenants did not start (see $DIR/demo-tenants.log)" >&2; exit 1
   fi
   sleep 0.1; i=$((i + 1))
@@ -46,7 +46,7 @@ for org in acme globex; do
   # the consent: cachost prints the provider's authorize URL; a browser (curl here) follows it back to cachost
   "$BIN" instance connect "$org-github" 2>"$DIR/demo-connect.txt" &
   CONNECT=$!
-  i=0; while ! grep -q '^http' "$DIR/demo-connect.txt" && [ $i -lt 200 ]; do sleep 0.1; i=$((i + 1)); done
+  while ! grep -q '^http' "$DIR/demo-connect.txt" && kill -0 $CONNECT 2>/dev/null; do sleep 0.1; done
   cat "$DIR/demo-connect.txt"
   curl -s -L "$(grep '^http' "$DIR/demo-connect.txt")" || true
   wait $CONNECT
