@@ -30,7 +30,7 @@ struct host {
     struct task *current;      /* task being resumed; NULL at top level */
     const char *root;          /* where scripts/, connectors/, policies/ live */
     const char *home;          /* $CACHOST_HOME (may be NULL until decided by Lua) */
-    volatile sig_atomic_t stopping;    /* 1: a graceful stop was requested; 2: stop now (also set by signal handlers) */
+    volatile sig_atomic_t stopping;    /* 1: a graceful stop was requested; 2: stop now (repl.exit) */
     volatile sig_atomic_t exit_code;
 };
 extern struct host H;

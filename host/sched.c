@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 struct host H;
 void (*host_sigint_hook)(void);
@@ -503,40 +504,31 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
     if (sig == SIGHUP) { call_hook("cachost.on_reload"); return; }
     if (sig == SIGINT && host_sigint_hook) { host_sigint_hook(); return; }
-    if (H.stopping) {                  /* a second request: stop now */
-        log_msg(LOG_WARN, "stopping now", NULL);
-        H.exit_code = 128 + (int)sig;
-        event_base_loopbreak(H.base);
-        H.stopping = 2;
-        return;
-    }
+    if (H.stopping) return;            /* a second one never gets here: on_raw_signal ended the process */
     H.stopping = 1;
     log_msg(LOG_INFO, "stopping (again to force)", "signal=%d", (int)sig);
     call_hook("cachost.on_stop");
 }
 
-/* A task that computes without ever yielding keeps the loop (and so on_signal) from running.  The
- * second SIGINT/SIGTERM therefore also interrupts the running task directly, with lua.c's trick: a hook
- * set from the signal handler raises in the task, and stays armed so pcall cannot swallow it.  The
- * handler then chains to libevent's, which queues the signal for on_signal. */
+/* The first SIGINT/SIGTERM asks for a graceful stop (on_signal, from the loop).  The second ends the
+ * process at once, whatever it is doing: a task stuck inside C (a backtracking pattern, an SQLite
+ * query, a blocking system call) never returns to the loop nor runs a Lua hook, so nothing short of
+ * _exit in the handler itself is sure to work.  Only async-signal-safe calls here: one line to stderr,
+ * then _exit(128 + sig).  SQLite's WAL makes this as safe as a kill -9, and a governance action sent
+ * meanwhile has its row (pending), reconciled at the next run.  The REPL owns Ctrl-C: with its hook set,
+ * SIGINT is not counted.  The handler otherwise chains to libevent's, which queues the signal for
+ * on_signal. */
 static struct sigaction chained[2];
 static volatile sig_atomic_t signals_seen;
-
-static void interrupt_hook(lua_State *L, lua_Debug *ar)
-{
-    (void)ar;
-    lua_sethook(L, interrupt_hook, LUA_MASKCOUNT | LUA_MASKLINE, 1);
-    luaL_error(L, "interrupted: stopping now");
-}
 
 static void on_raw_signal(int sig, siginfo_t *info, void *uctx)
 {
     struct sigaction *old = &chained[sig == SIGTERM];
-    if ((sig == SIGTERM || !host_sigint_hook) && ++signals_seen >= 2) {   /* the REPL owns Ctrl-C */
-        H.exit_code = 128 + sig;
-        H.stopping = 2;
-        if (H.current && H.current->co)
-            lua_sethook(H.current->co, interrupt_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+    if ((sig == SIGTERM || !host_sigint_hook) && ++signals_seen >= 2) {
+        static const char msg[] = "cachost: second stop signal: exiting now\n";
+        ssize_t n = write(STDERR_FILENO, msg, sizeof msg - 1);
+        (void)n;
+        _exit(128 + sig);
     }
     if (old->sa_flags & SA_SIGINFO) { if (old->sa_sigaction) old->sa_sigaction(sig, info, uctx); }
     else if (old->sa_handler != SIG_DFL && old->sa_handler != SIG_IGN) old->sa_handler(sig);

@@ -1,49 +1,112 @@
--- Stopping the binary: SIGTERM lets tasks finish their step; a second SIGTERM stops even a task that
--- computes without ever yielding.
+-- Stopping the binary: the first SIGTERM asks for a graceful stop (tasks finish their step); the second
+-- ends the process at once, whatever it is doing, even stuck inside C.
 local BIN = os.getenv("CACHOST_BIN") or "./build/cachost"
 
+local function slurp(path)
+  local f = io.open(path)
+  if not f then return nil end
+  local s = f:read("a"); f:close()
+  return s
+end
+local function wait(cond, what, seconds)
+  local deadline = sched.now() + (seconds or 30)
+  while not cond() and sched.now() < deadline do sched.sleep(0.02) end
+  assert(cond(), "timed out waiting for " .. what)
+end
+
+-- The binary in the background, so this process keeps running its own tasks (a sandbox tenant) ->
+-- pid, job (job.out, job.err, job.rc: the exit status, written by the shell that waited for it).
+local jobs = 0
+local function start(args, env)
+  jobs = jobs + 1
+  local job = ("%s-job%d"):format(os.tmpname(), jobs)
+  os.execute(("(%s sh -c 'echo $$ >%s.pid; exec %s %s' >%s.out 2>%s.err </dev/null; echo $? >%s.rc) &")
+    :format(env or "", job, BIN, args, job, job, job))
+  wait(function() return (slurp(job .. ".pid") or ""):match("%d+\n") end, "the pid of " .. args)
+  return slurp(job .. ".pid"):match("%d+"), job
+end
+-- -> exit status, stdout .. stderr, stdout; a job still running after `seconds` is killed (status 137).
+local function finish(job, pid, seconds)
+  local done = function() return (slurp(job .. ".rc") or ""):match("%d+") end
+  if pid then
+    local deadline = sched.now() + seconds
+    while not done() and sched.now() < deadline do sched.sleep(0.02) end
+    if not done() then os.execute("kill -9 " .. pid) end
+  end
+  wait(done, "the end of " .. job)
+  local rc, out = tonumber(slurp(job .. ".rc"):match("%d+")), slurp(job .. ".out") or ""
+  local both = out .. (slurp(job .. ".err") or "")
+  os.execute(("rm -f %s.pid %s.out %s.err %s.rc"):format(job, job, job, job))
+  return rc, both, out
+end
+
+-- `cachost script` of `script`, signalled once it says "ready" -> exit status, output, seconds from
+-- the last signal to the end (a script still running 20 s later is killed: status 137).
 local function run_with_signals(script, signals)
-  local dir = os.tmpname(); os.remove(dir); host.mkdir(dir, 448)
-  local f = assert(io.open(dir .. "/s.lua", "w")); f:write(script); f:close()
-  local pid = io.popen(("%s script %s/s.lua >%s/out 2>&1 & echo $!"):format(BIN, dir, dir)):read("l")
-  -- signal only once the script runs (it says "ready"), however loaded the machine is
-  local deadline = sched.now() + 20
-  repeat
-    sched.sleep(0.05)
-    local f = io.open(dir .. "/out")
-    local ready = f and f:read("a"):find("ready", 1, true)
-    if f then f:close() end
-  until ready or sched.now() > deadline
+  local path = os.tmpname()
+  local f = assert(io.open(path, "w")); f:write(script); f:close()
+  local pid, job = start("script " .. path)
+  wait(function() return (slurp(job .. ".out") or ""):find("ready", 1, true) end, "the script to start", 20)
   sched.sleep(0.2)
-  for _, s in ipairs(signals) do os.execute("kill -" .. s .. " " .. pid); sched.sleep(0.3) end
-  -- wait for it to end (bounded), then read its exit status through a shell that waited on nothing:
-  local deadline = sched.now() + 5
-  while sched.now() < deadline and os.execute("kill -0 " .. pid .. " 2>/dev/null") do sched.sleep(0.05) end
-  local alive = os.execute("kill -0 " .. pid .. " 2>/dev/null")
-  if alive then os.execute("kill -9 " .. pid) end
-  local out = io.open(dir .. "/out"):read("a")
-  os.execute("rm -rf '" .. dir .. "'")
-  return not alive, out
+  for i, s in ipairs(signals) do
+    if i > 1 then sched.sleep(0.3) end
+    os.execute("kill -" .. s .. " " .. pid)
+  end
+  local t0 = sched.now()
+  local rc, out = finish(job, pid, 20)
+  os.remove(path)
+  return rc, out, sched.now() - t0
 end
 
 describe("signals", function()
   it("SIGTERM stops gracefully: a task waiting for the stop finishes its work", function()
-    local ended, out = run_with_signals([[
+    local rc, out = run_with_signals([[
       print("ready"); io.stdout:flush()
       sched.wait_stop()
       print("cleaned up")
     ]], { "TERM" })
-    assert.is_true(ended)
+    assert.equal(0, rc, out)
     assert.matches("cleaned up", out)
   end)
 
-  it("a second SIGTERM interrupts a task that never yields", function()
-    local ended, out = run_with_signals([[
+  it("a second SIGTERM ends a task that never yields", function()
+    local rc, out = run_with_signals([[
       print("ready"); io.stdout:flush()
       sched.spawn(function() local x = 0 while true do x = x + 1 end end)
     ]], { "TERM", "TERM" })
-    assert.is_true(ended)
-    assert.matches("interrupted", out)
+    assert.equal(143, rc, out)
+    assert.matches("second stop signal: exiting now", out)
+  end)
+
+  -- Stuck inside C, neither the loop nor a Lua hook ever runs again: the handler itself ends it.
+  it("a second SIGTERM ends a process stuck in a C pattern match, at once", function()
+    local rc, out, took = run_with_signals([[
+      print("ready"); io.stdout:flush()
+      print(("a"):rep(4000):find(("a-"):rep(12) .. "b"))   -- backtracks for longer than anyone waits
+    ]], { "TERM", "TERM" })
+    assert.equal(143, rc, out)
+    assert.matches("second stop signal: exiting now", out)
+    assert.is_true(took < 10, ("took %.1f s"):format(took))
+  end)
+
+  it("a second SIGTERM ends a process blocked in a system call", function()
+    local fifo = os.tmpname(); os.remove(fifo)
+    assert(os.execute("mkfifo " .. fifo))
+    local rc, out, took = run_with_signals(([[
+      print("ready"); io.stdout:flush()
+      io.open(%q, "r")      -- open(2) of a FIFO nobody writes to blocks (restarted after each signal)
+    ]]):format(fifo), { "TERM", "TERM" })
+    os.remove(fifo)
+    assert.equal(143, rc, out)
+    assert.is_true(took < 10, ("took %.1f s"):format(took))
+  end)
+
+  it("outside the REPL, a second SIGINT ends the process too", function()
+    local rc, out = run_with_signals([[
+      print("ready"); io.stdout:flush()
+      print(("a"):rep(4000):find(("a-"):rep(12) .. "b"))
+    ]], { "INT", "INT" })
+    assert.equal(130, rc, out)
   end)
 end)
 
@@ -55,31 +118,7 @@ describe("signals during a governance action", function()
   local runtime, governance
   local saved_home, dir, tenant, srv, inst
 
-  local function slurp(path)
-    local f = io.open(path)
-    if not f then return nil end
-    local s = f:read("a"); f:close()
-    return s
-  end
-  local function wait(cond, what)
-    local deadline = sched.now() + 30
-    while not cond() and sched.now() < deadline do sched.sleep(0.02) end
-    assert(cond(), "timed out waiting for " .. what)
-  end
-  -- The binary in the background (this process keeps serving the tenant meanwhile) -> pid, job.
-  local n = 0
-  local function start(args)
-    n = n + 1
-    local job = ("%s/job%d"):format(dir, n)
-    os.execute(("(CACHOST_HOME=%s sh -c 'echo $$ >%s.pid; exec %s %s' >%s.out 2>%s.err </dev/null; echo $? >%s.rc) &")
-      :format(host.home, job, BIN, args, job, job, job))
-    wait(function() return (slurp(job .. ".pid") or ""):match("%d+\n") end, "the pid of " .. args)
-    return slurp(job .. ".pid"):match("%d+"), job
-  end
-  local function finish(job)
-    wait(function() return (slurp(job .. ".rc") or ""):match("%d+") end, "the end of " .. job)
-    return tonumber(slurp(job .. ".rc"):match("%d+")), (slurp(job .. ".out") or "") .. (slurp(job .. ".err") or "")
-  end
+  local function act(args) return start(args, "CACHOST_HOME=" .. host.home) end
   local function posts(user)
     local k = 0
     for _, r in ipairs(tenant.log) do
@@ -95,7 +134,7 @@ describe("signals during a governance action", function()
   -- `cachost act` suspending user, with the provider taking `delay` seconds over it -> pid, job, fault
   local function act_in_flight(user, delay)
     local fault = tenant:fault { kind = "slow", path = "/users/" .. user.ext_id .. "/lifecycle/suspend$", delay = delay }
-    local pid, job = start("act o suspend_user " .. user.ext_id)
+    local pid, job = act("act o suspend_user " .. user.ext_id)
     wait(function() return fault.hits == 1 end, "the call to reach the provider")
     return pid, job
   end
@@ -145,14 +184,14 @@ describe("signals during a governance action", function()
     local rows = actions(u)
     assert.equal(1, #rows)                       -- recorded before it was sent
     assert.equal("pending", rows[1].result)
-    local _, ljob = start("governance log --format json")
-    local lrc, log_out = finish(ljob)
+    local _, ljob = act("governance log --format json")
+    local lrc, log_out, log_json = finish(ljob)
     assert.equal(0, lrc, log_out)
-    local shown = json.decode(slurp(ljob .. ".out"))
+    local shown = json.decode(log_json)
     assert.equal("unknown", shown[1].result)
     assert.equal(rows[1].id, shown[1].id)
     wait(function() return posts(u) == 1 end, "the provider to finish its work")
-    local _, rjob = start("governance reconcile")
+    local _, rjob = act("governance reconcile")
     local rrc, rout = finish(rjob)
     assert.equal(0, rrc, rout)
     assert.matches("1 succeeded", rout)
@@ -172,7 +211,7 @@ describe("signals during a governance action", function()
     assert.equal("pending", rows[1].result)
     wait(function() return posts(u) == 1 end, "the provider to finish its work")
     -- the next run of the same action first settles the interrupted one, then has nothing to send
-    local _, job2 = start("act o suspend_user " .. u.ext_id)
+    local _, job2 = act("act o suspend_user " .. u.ext_id)
     local rc2, out2 = finish(job2)
     assert.equal(0, rc2, out2)
     assert.matches("already done", out2)
