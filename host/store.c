@@ -317,20 +317,33 @@ static void push_names(lua_State *L, sqlite3_stmt *st, int ncol) {
 /* ---------- open ---------- */
 
 /* Read-only connections (policies, the REPL, `cachost query`) may read and nothing else: no ATTACH
- * (which could create a writable file), no PRAGMA that changes state (query_only cannot be turned off). */
+ * (which could create a writable file), no PRAGMA that changes state (query_only cannot be turned off),
+ * no function that reaches outside the database (fts3_tokenizer hands out and takes C pointers), and
+ * nothing of the vault's table, not even its row count. */
 static int ro_authorizer(void *ud, int action, const char *a, const char *b, const char *c, const char *d) {
     (void)ud; (void)c; (void)d;
     switch (action) {
-    case SQLITE_SELECT: case SQLITE_READ: case SQLITE_FUNCTION: case SQLITE_RECURSIVE:
-    case SQLITE_TRANSACTION: case SQLITE_SAVEPOINT:
+    case SQLITE_SELECT: case SQLITE_RECURSIVE: case SQLITE_TRANSACTION: case SQLITE_SAVEPOINT:
         return SQLITE_OK;
+    case SQLITE_READ:
+        return a && sqlite3_stricmp(a, "secrets") == 0 ? SQLITE_DENY : SQLITE_OK;
+    case SQLITE_FUNCTION: {
+        static const char *const no[] = {"fts3_tokenizer", "load_extension", "readfile", "writefile", "edit", NULL};
+        for (int i = 0; no[i]; i++)
+            if (b && sqlite3_stricmp(b, no[i]) == 0) return SQLITE_DENY;
+        return SQLITE_OK;
+    }
     case SQLITE_PRAGMA: {
-        static const char *const ok[] = {"table_info", "table_xinfo", "table_list", "index_list", "index_info",
-                                         "index_xinfo", "foreign_key_list", "user_version", "schema_version",
+        /* pragmas that read the schema; the first few take a table or index name as their argument */
+        static const char *const ok[] = {"table_info", "table_xinfo", "index_list", "index_info", "index_xinfo",
+                                         "foreign_key_list", "table_list", "user_version", "schema_version",
                                          "database_list", "collation_list", "function_list", NULL};
-        if (b) return SQLITE_DENY; /* setting a value */
         for (int i = 0; ok[i]; i++)
-            if (a && sqlite3_stricmp(a, ok[i]) == 0) return SQLITE_OK;
+            if (a && sqlite3_stricmp(a, ok[i]) == 0) {
+                if (b && i >= 6) return SQLITE_DENY;   /* setting a value */
+                if (b && sqlite3_stricmp(b, "secrets") == 0) return SQLITE_DENY;
+                return SQLITE_OK;
+            }
         return SQLITE_DENY;
     }
     default:

@@ -247,9 +247,37 @@ function M.lookup(base, part)
   return v
 end
 
--- complete(word, env) -> sorted candidates (whole words, as typed plus the completion).
--- word: "pre" (globals), "a.b.pre" (fields), "a.b:pre" (methods).
-function M.complete(word, env)
+local SQL_KEYWORDS = {}
+for w in ([[SELECT FROM WHERE AND OR NOT NULL IS IN LIKE GLOB BETWEEN GROUP BY ORDER HAVING LIMIT OFFSET JOIN LEFT
+  INNER ON AS DISTINCT COUNT SUM MIN MAX AVG CASE WHEN THEN ELSE END WITH UNION ALL EXISTS DESC ASC
+  COALESCE LENGTH LOWER UPPER JSON_EXTRACT DATETIME STRFTIME]]):gmatch("[%w_]+") do SQL_KEYWORDS[#SQL_KEYWORDS + 1] = w end
+
+-- Is the cursor inside SQL: the open string of a sql "..." call, or the argument of .schema?
+local function in_sql(before)
+  if type(before) ~= "string" then return false end
+  if before:match("^%s*%.schema%s") then return true end
+  local s = before:match("sql%s*%(?%s*([\"'].*)$")
+  return s ~= nil and not s:find(s:sub(1, 1), 2, true)
+end
+
+-- complete(word, env[, before, sql_names]) -> sorted candidates (whole words, as typed plus the
+-- completion).  word: "pre" (globals), "a.b.pre" (fields), "a.b:pre" (methods).  Inside SQL (before: the
+-- line up to the word), SQL keywords and sql_names() (the store's tables and columns) instead.
+function M.complete(word, env, before, sql_names)
+  if in_sql(before) then
+    local out, seen, low = {}, {}, word:lower()
+    for _, list in ipairs { SQL_KEYWORDS, sql_names and sql_names() or {} } do
+      for _, k in ipairs(list) do
+        if #word > 0 and k:lower():sub(1, #low) == low and not seen[k] then
+          seen[k] = true
+          -- keywords follow the case typed
+          out[#out + 1] = (list == SQL_KEYWORDS and word:match("^%l")) and k:lower() or k
+        end
+      end
+    end
+    sort(out)
+    return out
+  end
   local path, sep, prefix = word:match("^(.-)([.:])([%w_]*)$")
   local base = env
   if path then

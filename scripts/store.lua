@@ -200,6 +200,22 @@ function Reader:rows(sql, ...) return self.db:rows(sql, ...) end
 function Reader:cursor(sql, ...) return self.db:cursor(sql, ...) end
 function Reader:close() self.db:close() end
 
+-- The tables a reader may list (the vault's secrets are never readable through query), and the columns of
+-- one as PRAGMA table_info gives them (nil for a table it may not see).
+M.HIDDEN = { secrets = true }
+function Reader:tables()
+  local out = {}
+  for _, r in ipairs(self.db:query("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%' ORDER BY name")) do
+    if not M.HIDDEN[r.name] then out[#out + 1] = r.name end
+  end
+  return out
+end
+function Reader:columns(name)
+  for _, t in ipairs(self:tables()) do
+    if t == name then return self.db:query(("PRAGMA table_info(%q)"):format(name)) end
+  end
+end
+
 function Store:reader()
   if not self.ro then
     self.ro = check(M.open_readonly(self.path, { busy_timeout = self.busy_timeout }))

@@ -7,7 +7,9 @@ Interactive Lua 5.4 with every host module (sched, http, server, json, crypto, l
 An expression prints its value (tables pretty-printed); a statement runs; an incomplete chunk
 continues on the next line (prompt '>>').  `sql "SELECT ..."` queries the store and prints a table.
 Each entry runs as a task: Ctrl-C interrupts it, Ctrl-C at the prompt clears the line, Ctrl-D exits.
-Tab completes globals and fields (`string.fo<TAB>`, `s:up<TAB>`).  History: $CACHOST_HOME/repl_history.
+Tab completes globals and fields (`string.fo<TAB>`, `s:up<TAB>`), and inside sql "..." SQL keywords,
+tables and columns.  .tables lists the store's tables, .schema TABLE its columns, .help the dot commands.
+History: $CACHOST_HOME/repl_history.
 With stdin not a terminal, lines are read without prompts (`cachost repl < script.lua`); errors go to
 stderr and the session goes on; the exit status is 0.
   --no-history   neither read nor write the history file]]
@@ -51,7 +53,49 @@ return {
       local home = ctx.ensure_home()
       if home then history = home .. "/repl_history" end
     end
-    local tty = C.open { history = history, complete = function(word) return R.complete(word, env) end }
+    -- The store's tables and columns, read once when first needed (for .tables, .schema, completion).
+    local reader
+    local function store_reader()
+      if not reader then
+        local rd, err = require("store").open_readonly(host.home)
+        if not rd then error(err, 0) end
+        reader = rd
+      end
+      return reader
+    end
+    local names
+    local function sql_names()
+      if not names then
+        names = {}
+        local ok = pcall(function()
+          local rd, seen = store_reader(), {}
+          for _, t in ipairs(rd:tables()) do
+            names[#names + 1] = t
+            for _, c in ipairs(rd:columns(t)) do
+              if not seen[c.name] then seen[c.name] = true; names[#names + 1] = c.name end
+            end
+          end
+        end)
+        if not ok then names = {} end
+      end
+      return names
+    end
+    local DOT = {
+      help = function()
+        io.stdout:write(".tables           the store's tables, described\n.schema TABLE     its columns, described\n" ..
+                        ".help             this list\nsql \"SELECT ...\"  query the store (read-only)\n")
+      end,
+      tables = function()
+        require("format").rows(require("store.docs").tables(store_reader()), { "table", "description" }, "table")
+      end,
+      schema = function(arg)
+        if arg == "" then error(".schema TABLE (.tables lists them)", 0) end
+        local rows, err = require("store.docs").columns(store_reader(), arg)
+        if not rows then error(err, 0) end
+        require("format").rows(rows, { "column", "type", "description" }, "table")
+      end,
+    }
+    local tty = C.open { history = history, complete = function(word, before) return R.complete(word, env, before, sql_names) end }
 
     local entry
     -- A graceful stop (SIGTERM) leaves the prompt and interrupts the running entry.
@@ -102,6 +146,11 @@ return {
     local function read_entry()
       local line, why = C.readline("> ")
       if not line then return nil, why end
+      local dot, arg = line:match("^%s*%.(%a+)%s*(.-)%s*$")
+      if dot then
+        if not DOT[dot] then return false, ("unknown command .%s (.help lists them)"):format(dot), line end
+        return function() DOT[dot](arg) end, nil, line
+      end
       local src, first = line, true
       while true do
         local fn, err, incomplete = R.compile(src, env, first)
@@ -133,6 +182,7 @@ return {
       end
     end)
     C.close()
+    if reader then reader:close() end
     watcher:cancel()
     if not ok then error(err, 0) end
     sched.sleep(0)                                   -- let the watcher end

@@ -53,7 +53,7 @@ describe("cachost instance", function()
     rc, out = run("instance show prod --format json")
     assert.equal("********", json.decode(out).settings.api_token)
     for _, args in ipairs { "instance list", "instance list -f json", "instance list -f csv", "instance show prod",
-                            "query 'SELECT * FROM secrets'", "query 'SELECT * FROM instances' -f json", "vault status" } do
+                            "query 'SELECT * FROM instances' -f json", "vault status" } do
       local r, o, e = run(args)
       assert.equal(0, r, args .. ": " .. e)
       assert.is_nil((o .. e):find(SECRET, 1, true), args)
@@ -64,6 +64,22 @@ describe("cachost instance", function()
     assert.equal("384", tostring(host.stat(home .. "/master.key").mode))
     os.execute(("CACHOST_HOME='%s/new/home' %s instance list >/dev/null"):format(home, bin))
     assert.equal(448, host.stat(home .. "/new/home").mode)
+  end)
+
+  it("describes the store with cachost schema, without the vault's table", function()
+    add_a()
+    local rc, out = run("schema")
+    assert.equal(0, rc)
+    assert.matches("users%s+accounts of each instance", out)
+    assert.is_nil(out:find("secrets", 1, true))
+    rc, out = run("schema users -f csv")
+    assert.equal(0, rc)
+    assert.matches("\r\nstatus,TEXT,active, suspended", out:gsub('"', ""))
+    local err
+    rc, out, err = run("schema secrets")
+    assert.equal(1, rc); assert.matches("no table 'secrets'", err)
+    rc, out, err = run("query 'PRAGMA table_info(users)' -f csv")
+    assert.equal(0, rc, err); assert.matches("email", out)
   end)
 
   it("lists as json and csv", function()
@@ -162,8 +178,8 @@ describe("cachost instance", function()
     assert.equal(0, (run("instance disable production")))
     _, out = run("instance list -f json")
     assert.equal("disabled", json.decode(out)[1].status)
-    _, out = run("query 'SELECT count(*) AS n FROM secrets' -f csv")
-    assert.equal("n\r\n1\r\n", out)                 -- credentials kept
+    _, out = run("vault status")
+    assert.matches("secrets:%s+1\n", out)                -- credentials kept
     assert.equal(0, (run("instance enable production")))
     _, out = run("instance list -f json")
     assert.equal("new", json.decode(out)[1].status)
@@ -192,8 +208,8 @@ describe("cachost instance", function()
     assert.equal(0, (run("instance remove prod")))      -- not a terminal: no question asked
     _, out = run("query 'SELECT count(*) AS n FROM users' -f csv")
     assert.equal("n\r\n4\r\n", out)
-    _, out = run("query 'SELECT count(*) AS n FROM secrets' -f csv")
-    assert.equal("n\r\n1\r\n", out)                      -- its credentials are gone
+    _, out = run("vault status")
+    assert.matches("secrets:%s+1\n", out)                 -- its credentials are gone
     assert.equal(0, (run("instance add test --name prod --set domain=d --set api_token=x")))   -- name free again
     assert.equal(0, (run("instance remove other --purge --yes")))
     _, out = run("query \"SELECT count(*) AS n FROM users WHERE email LIKE '%@other'\" -f csv")
