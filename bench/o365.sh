@@ -57,8 +57,8 @@ CACHOST_SET_CLIENT_SECRET="$secret" "$bin" instance add office365 --name bench -
 t3=$(date +%s.%N)
 /usr/bin/time -f "%M" -o "$tmp/rss" "$bin" sync bench --stream activities --no-policies >"$tmp/sync.out"
 t4=$(date +%s.%N)
-ours=$("$bin" query "SELECT count(*) AS n FROM activities WHERE app NOT IN ('Entra sign-ins', 'Entra audit')" --format csv | tail -n 1 | tr -d '\r')
-all=$("$bin" query "SELECT count(*) AS n FROM activities" --format csv | tail -n 1 | tr -d '\r')
+ours=$("$bin" query "SELECT count(*) AS n FROM activities WHERE app NOT IN ('Entra sign-ins', 'Entra audit')" --format csv | tail -n 1)
+all=$("$bin" query "SELECT count(*) AS n FROM activities" --format csv | tail -n 1)
 awk -v n="$n" -v rows="$rows" -v ours="$ours" -v all="$all" -v c="$(echo "$t1 - $t0" | bc -l)" -v s="$(echo "$t2 - $t1" | bc -l)" \
     -v sync="$(echo "$t4 - $t3" | bc -l)" -v rss="$(cat "$tmp/rss")" 'BEGIN {
   floor = c + s

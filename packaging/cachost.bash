@@ -12,7 +12,7 @@ _cachost() {
     return
   fi
   local instances
-  instances() { cachost instance list --format csv 2>/dev/null | tail -n +2 | cut -d, -f1 | tr -d '\r'; }
+  instances() { cachost instance list --format csv 2>/dev/null | tail -n +2 | cut -d, -f1; }
   case $cmd in
     help) COMPREPLY=($(compgen -W "$cmds" -- "$cur")) ;;
     instance)

@@ -88,7 +88,7 @@ return function()
   if not opts then return ctx.usage_error(cmd, args) end
   if opts.help then ctx.out("%s\n", cmd.usage or ("cachost " .. name)); return 0 end
   if opts.format and not require("format").FORMATS[opts.format] then
-    return ctx.usage_error(cmd, "unknown format '" .. opts.format .. "' (table, json or csv)")
+    return ctx.usage_error(cmd, "unknown format '" .. opts.format .. "' (table, json, csv or csv-crlf)")
   end
   return run(cmd, opts, args)
 end

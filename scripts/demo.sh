@@ -82,7 +82,7 @@ say "what cachost now knows"
 say "a brute-force attempt in the Okta sandbox, with the brute-force policy in enforce mode"
 "$BIN" policy mode bruteforce enforce
 victim=$("$BIN" query "SELECT email FROM users u JOIN instances i ON i.id = u.instance_id
-  WHERE i.name = 'acme-okta' AND u.status = 'active' AND coalesce(u.is_admin, 0) = 0 ORDER BY u.email LIMIT 1" --format csv | tail -n 1 | tr -d '\r')
+  WHERE i.name = 'acme-okta' AND u.status = 'active' AND coalesce(u.is_admin, 0) = 0 ORDER BY u.email LIMIT 1" --format csv | tail -n 1)
 curl -s -X POST "$(field okta okta 3)/_sandbox/bruteforce" -d "login=$victim&failures=8" >/dev/null
 "$BIN" sync acme-okta --stream activities --stream users
 "$BIN" alerts --open --limit 5

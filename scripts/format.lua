@@ -7,8 +7,9 @@
 -- table: aligned columns under a header; widths come from the first BUFFER rows, later rows stream
 --        (a wider value just widens its line), so memory stays flat on any result size.
 -- json:  one array of objects, keys in column order, NULL as null; streamed row by row.
--- csv:   RFC 4180: a header line, CRLF line ends, fields quoted when they hold , " CR or LF.
-local M = { FORMATS = { table = true, json = true, csv = true }, BUFFER = 500 }
+-- csv:   a header line, LF line ends (what Unix tools expect), fields quoted as RFC 4180 says when they
+--        hold , " CR or LF; csv-crlf: the same with RFC 4180's CRLF line ends.
+local M = { FORMATS = { table = true, json = true, csv = true, ["csv-crlf"] = true }, BUFFER = 500 }
 
 local json = rawget(_G, "json")
 local null = json and json.null
@@ -49,20 +50,21 @@ local function default_out(s) io.stdout:write(s) end
 
 function M.writer(columns, fmt, out)
   fmt = fmt or "table"
-  if not M.FORMATS[fmt] then error("format: unknown format '" .. tostring(fmt) .. "' (table, json or csv)", 2) end
+  if not M.FORMATS[fmt] then error("format: unknown format '" .. tostring(fmt) .. "' (table, json, csv or csv-crlf)", 2) end
   out = out or default_out
   local keys, titles = names(columns)
   local n = #keys
   local w = { count = 0 }
 
-  if fmt == "csv" then
+  if fmt == "csv" or fmt == "csv-crlf" then
+    local eol = fmt == "csv" and "\n" or "\r\n"
     local h = {}
     for i = 1, n do h[i] = csv_field(keys[i]) end
-    out(table.concat(h, ",") .. "\r\n")
+    out(table.concat(h, ",") .. eol)
     function w:row(vals)
       local f = {}
       for i = 1, n do f[i] = csv_field(vals[i]) end
-      out(table.concat(f, ",") .. "\r\n")
+      out(table.concat(f, ",") .. eol)
       self.count = self.count + 1
     end
     function w:finish() end

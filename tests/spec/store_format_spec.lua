@@ -15,8 +15,9 @@ describe("format", function()
       render(rows, { "name", "n", "ok" }, "table"))
   end)
 
-  it("writes RFC 4180 csv", function()
-    assert.equal('name,n,ok\r\na,1,true\r\nlonger name,22,\r\n"q""u,o\nte",,\r\n', render(rows, { "name", "n", "ok" }, "csv"))
+  it("writes csv quoted as RFC 4180 says, with LF line ends, or CRLF when asked", function()
+    assert.equal('name,n,ok\na,1,true\nlonger name,22,\n"q""u,o\nte",,\n', render(rows, { "name", "n", "ok" }, "csv"))
+    assert.equal('name,n,ok\r\na,1,true\r\nlonger name,22,\r\n"q""u,o\nte",,\r\n', render(rows, { "name", "n", "ok" }, "csv-crlf"))
   end)
 
   it("writes a json array of objects with keys in column order", function()
