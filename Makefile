@@ -68,6 +68,12 @@ asan: deps
 bench: deps all
 	@bench/run.sh
 
+# The injected-faults campaign: make test runs 4 syncs under faults per connector on small tenants.
+FAULT_ROUNDS ?= 30
+FAULT_SIZE ?= 4
+faults: deps all
+	@CACHOST_FAULT_ROUNDS=$(FAULT_ROUNDS) CACHOST_FAULT_SIZE=$(FAULT_SIZE) $(BUILD)/cachost test tests/spec/faults_spec.lua
+
 demo: deps all
 	@scripts/demo.sh
 
@@ -124,4 +130,4 @@ uninstall:
 clean:
 	rm -rf build build-asan build-fuzz cachost
 
-.PHONY: all deps fuzz-deps deps-check test asan bench demo clean ctests fuzz fuzz-build install uninstall
+.PHONY: all deps fuzz-deps deps-check test asan bench demo clean ctests fuzz fuzz-build install uninstall faults

@@ -15,24 +15,28 @@ M.USERS_PATH = {
 }
 
 -- M.start(app, name, opts) -> {tenant =, srv =, inst =}; opts.size scales the data (default small),
--- opts.seed, opts.settings (extra instance settings).
+-- opts.seed, opts.tenant (more options of the tenant), opts.settings (extra instance settings).
 function M.start(app, name, opts)
   opts = opts or {}
   local n = opts.size or 1
   local seed = opts.seed or 3
+  local function with(o)
+    for k, v in pairs(opts.tenant or {}) do o[k] = v end
+    return o
+  end
   local t, settings, secrets
   if app == "okta" then
-    t = require("sandbox.okta").new { seed = seed, users = 25 * n, groups = 3, events_per_day = 20 * n, days = 2 }
+    t = require("sandbox.okta").new(with { seed = seed, users = 25 * n, groups = 3, events_per_day = 20 * n, days = 2 })
   elseif app == "github" then
-    t = require("sandbox.github").new { seed = seed, org = "acme", members = 25 * n, teams = 3, outside_collaborators = 3,
-      audit_events = 40 * n, days = 2 }
+    t = require("sandbox.github").new(with { seed = seed, org = "acme", members = 25 * n, teams = 3,
+      outside_collaborators = 3, audit_events = 40 * n, days = 2 })
   elseif app == "box" then
-    t = require("sandbox.box").new { seed = seed, users = 20 * n, groups = 3, folders = 4, files = 12 * n, events = 60 * n,
-      days = 2, client_id = "box-client", client_secret = "box-secret", enterprise_id = "777001" }
+    t = require("sandbox.box").new(with { seed = seed, users = 20 * n, groups = 3, folders = 4, files = 12 * n,
+      events = 60 * n, days = 2, client_id = "box-client", client_secret = "box-secret", enterprise_id = "777001" })
   else
-    t = require("sandbox.microsoft").new { seed = seed, users = 20 * n, groups = 3, days = 1, signins = 30 * n,
+    t = require("sandbox.microsoft").new(with { seed = seed, users = 20 * n, groups = 3, days = 1, signins = 30 * n,
       audits = 20 * n, mgmt_records_per_day = 30 * n, subscriptions = 1, arm_events_per_day = 30 * n,
-      tenant_id = MS_TENANT, client_id = MS_CLIENT, client_secret = MS_SECRET }
+      tenant_id = MS_TENANT, client_id = MS_CLIENT, client_secret = MS_SECRET })
   end
   local srv = helpers.serve(t)
   if app == "okta" then
@@ -51,7 +55,12 @@ function M.start(app, name, opts)
   settings.insecure_loopback = true
   for k, v in pairs(opts.settings or {}) do settings[k] = v end
   local inst = helpers.instance(app, name, settings, secrets)
-  return { app = app, tenant = t, srv = srv, inst = inst }
+  return { app = app, tenant = t, srv = srv, inst = inst, settings = settings, secrets = secrets }
+end
+
+-- Another instance of the same app on the same tenant (the single-instance rule is the CLI's).
+function M.twin(r, name)
+  return helpers.instance(r.app, name, r.settings, r.secrets)
 end
 
 return M

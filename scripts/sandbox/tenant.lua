@@ -404,6 +404,8 @@ end
 --   429 / 5xx / 403 / primary / secondary: the provider's own error (its fault_response)
 --   reset: the connection is dropped; slow: the answer waits `delay` seconds
 --   malformed: 200 with invalid JSON (or `body`); truncated: the real answer cut in half
+--   stall: the real answer's first half, then nothing: it is sent chunked without its last chunk, so
+--     the client waits in the middle of the body until its own timeout
 --   html: an HTML error page (status `status`, default 502)
 --   shape: 200 with valid JSON of the wrong shape: the real answer with its items replaced by an object
 --     ({"error":"maintenance"} where the list of users was)
@@ -416,7 +418,7 @@ function Base:fault(f)
   assert(type(f) == "table" and f.kind, "fault: kind required")
   local known = { ["429"] = 1, ["500"] = 1, ["502"] = 1, ["503"] = 1, reset = 1, slow = 1, malformed = 1,
                   truncated = 1, html = 1, ["403"] = 1, secondary = 1, primary = 1, shape = 1, garbled = 1,
-                  echo = 1, next = 1 }
+                  echo = 1, next = 1, stall = 1 }
   assert(known[tostring(f.kind)], "fault: unknown kind " .. tostring(f.kind))
   local rec = { kind = tostring(f.kind), count = f.count or 1, path = f.path, retry_after = f.retry_after,
                 status = f.status, delay = f.delay or f.seconds, method = f.method, hits = 0,
@@ -426,6 +428,17 @@ function Base:fault(f)
 end
 function Base:clear_faults() self.faults = {} end
 
+-- Random faults: chaos{rate = 0.1, seed =, kinds = {...}, retry_after = 0} makes each request a fault
+-- with probability rate, of a kind drawn from kinds (a fixed seed: the same sequence every run);
+-- chaos(nil) stops.  self.injected counts them by kind.
+M.CHAOS_KINDS = { "429", "500", "502", "503", "reset", "stall", "truncated", "malformed", "html", "next" }
+function Base:chaos(opts)
+  if not opts then self.chaos_cfg = nil; return end
+  self.chaos_cfg = { rate = opts.rate or 0.1, rng = M.rng(opts.seed or 1, "chaos"), kinds = opts.kinds or M.CHAOS_KINDS,
+                     retry_after = opts.retry_after or 0 }
+  self.injected = self.injected or {}
+end
+
 function Base:take_fault(req)
   for i, f in ipairs(self.faults) do
     if f.count > 0 and (not f.path or req.path:find(f.path)) and (not f.method or f.method == req.method) then
@@ -433,6 +446,13 @@ function Base:take_fault(req)
       if f.count == 0 then table.remove(self.faults, i) end
       return f
     end
+  end
+  local c = self.chaos_cfg
+  if c and c.rng:chance(c.rate) then
+    local kind = c.rng:pick(c.kinds)
+    self.injected[kind] = (self.injected[kind] or 0) + 1
+    -- an HTML page answered with 200 (a captive portal, a proxy), not an error status
+    return { kind = kind, count = 0, hits = 1, retry_after = c.retry_after, status = kind == "html" and 200 or nil }
   end
 end
 
@@ -492,7 +512,7 @@ function Base:wrap(handler, ropts)
     req.headers = req.headers or {}
     req.params = req.params or {}
     local f = self:take_fault(req)
-    local truncate, rewrite, next_url = false, nil, nil
+    local truncate, rewrite, next_url, stall = false, nil, nil, false
     if f then
       local k = f.kind
       if k == "reset" then
@@ -506,6 +526,8 @@ function Base:wrap(handler, ropts)
         return f.status or 502, HTML_PAGE, { ["Content-Type"] = "text/html; charset=utf-8" }
       elseif k == "truncated" then
         truncate = true
+      elseif k == "stall" then
+        stall = true
       elseif k == "shape" or k == "garbled" then
         rewrite = k
       elseif k == "echo" then
@@ -538,6 +560,11 @@ function Base:wrap(handler, ropts)
     if truncate and body then body = body:sub(1, #body // 2) end
     if rewrite and body then body = M.rewrite(body, rewrite); st = 200 end
     if next_url then body = M.set_next(body, hdr, next_url) end
+    if stall and body then
+      local half = body:sub(1, #body // 2)
+      body = ("%x\r\n%s\r\n"):format(#half, half)
+      hdr["Transfer-Encoding"] = "chunked"
+    end
     self.requests = self.requests + 1
     self.log[#self.log + 1] = { method = req.method, path = req.path, status = st }
     return st, body or "", hdr

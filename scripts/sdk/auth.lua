@@ -66,8 +66,13 @@ function M.token_request(client, scheme, form, key)
   local n = names(key)
   local inst = client.inst
   local resp, err = client:request("POST", endpoint(client, scheme, scheme.token_url), {
-    form = form, no_auth = true, headers = { Accept = "application/json" }, expect_json = true })
-  if not resp then return nil, "auth: token request refused: " .. tostring(err) end
+    form = form, no_auth = true, headers = { Accept = "application/json" }, expect_json = true,
+    idempotent = form.grant_type == "client_credentials" })     -- a new token again: harmless
+  if not resp then
+    -- refused (4xx) is about the credentials; an outage (5xx, timeout, a garbled answer) is not
+    if not tostring(err):match("^auth:") and not tostring(err):match("^http:") then return nil, err end
+    return nil, "auth: token request refused: " .. tostring(err)
+  end
   local t = resp.data
   if type(t) ~= "table" or not t.access_token then
     return nil, "auth: token endpoint answered without access_token" ..
@@ -107,7 +112,10 @@ local function refresh(client, scheme, key)
     client_id = inst.settings[scheme.client_id or "client_id"],
     client_secret = inst:secret(scheme.client_secret or "client_secret"),
   }, key)
-  if not t then return nil, "auth: token refresh refused, reconnect needed: " .. tostring(err) end
+  if not t then
+    if not tostring(err):match("^auth:") then return nil, err end        -- an outage: try again later
+    return nil, "auth: token refresh refused, reconnect needed: " .. tostring(err)
+  end
   return t
 end
 

@@ -7,7 +7,8 @@ local Client = {}
 Client.__index = Client
 
 local MAX_ATTEMPTS = 6
-local BACKOFF_BASE, BACKOFF_CAP = 0.25, 30
+-- Retry timing; the fault suite shortens it (a stalled body waits for `timeout`).
+Client.BACKOFF_BASE, Client.BACKOFF_CAP, Client.TIMEOUT = 0.25, 30, 60
 local BREAKER_THRESHOLD, BREAKER_COOLDOWN = 8, 60
 local MAX_WAIT = 300            -- never sleep longer than this on a provider's say-so
 
@@ -156,7 +157,7 @@ function Client:throttled(resp)
 end
 
 local function backoff(attempt)
-  local d = math.min(BACKOFF_CAP, BACKOFF_BASE * 2 ^ (attempt - 1))
+  local d = math.min(Client.BACKOFF_CAP, Client.BACKOFF_BASE * 2 ^ (attempt - 1))
   return d / 2 + math.random() * d / 2          -- "equal jitter"
 end
 
@@ -176,6 +177,19 @@ local RETRYABLE = { timeout = true, connect = true, reset = true, resolve = fals
 -- resp.data is the decoded JSON body when the answer is JSON.  Errors are "token: detail" with token in
 -- auth (401/403: reconnect needed), not_found, http (other 4xx), server (5xx after retries),
 -- throttled (429 after retries), bad_json, circuit_open, or an http.request token.
+-- resp.data from a JSON body.  -> nil, or the error when the body cannot be read ("bad_json: ...").
+local function decode(resp, opts, req)
+  local ctype = resp.headers["content-type"] or ""
+  local where = (req.url:gsub("%?.*", ""))
+  if resp.body ~= "" and (ctype:find("json", 1, true) or opts.expect_json) then
+    local data, jerr = json.decode(resp.body, { sources = true })   -- items keep their exact text (raw)
+    if data == nil then return ("bad_json: HTTP %d from %s: %s"):format(resp.status, where, jerr) end
+    resp.data = data
+  elseif resp.status < 300 and resp.body ~= "" and not opts.raw and ctype:find("html", 1, true) then
+    return ("bad_json: HTTP %d from %s answered HTML, not JSON"):format(resp.status, where)
+  end
+end
+
 local request
 
 -- Credentials a request carries (its Authorization header, a token request's secrets): masked in its errors.
@@ -209,7 +223,7 @@ function request(self, method, path, opts)
   if not okurl then return nil, uerr end
   local req = {
     method = method, url = url, query = opts.query, headers = {}, body = opts.body,
-    timeout = opts.timeout or 60, instance = self.inst.name, app = self.inst.app,
+    timeout = opts.timeout or Client.TIMEOUT, instance = self.inst.name, app = self.inst.app,
     max_size = opts.max_size, proxy = self.inst.settings.proxy,
     insecure = self.insecure,
   }
@@ -230,12 +244,16 @@ function request(self, method, path, opts)
     if not ok then return nil, err, nil, req end
   end
 
-  local resp, err
+  -- a body that cannot be read (cut short, an HTML page from a proxy) is asked again when asking
+  -- again is harmless: a GET, or a request that says so (a client-credentials token)
+  local again = method == "GET" or method == "HEAD" or opts.idempotent
+  local resp, err, unread
   for attempt = 1, MAX_ATTEMPTS do
     local wait = self.blocked_until - sched.time()
     if wait > 0 then sched.sleep(wait) end
     self.stats.requests = self.stats.requests + 1
     resp, err = http.request(req)
+    unread = nil
     local retry_in
     if not resp then
       local token = err:match("^(%w+)")
@@ -252,33 +270,26 @@ function request(self, method, path, opts)
         retry_in = backoff(attempt)
         err = "server: HTTP " .. resp.status
       else
-        break
+        unread = decode(resp, opts, req)
+        if not (unread and again and resp.status < 400) then break end
+        retry_in, err = backoff(attempt), unread
       end
     end
     if attempt == MAX_ATTEMPTS then break end
     self.stats.retries = self.stats.retries + 1
-    log.debug("retrying", { instance = self.inst.name, url = req.url, error = err, wait = ("%.2f"):format(retry_in) })
+    log.debug("retrying", { instance = self.inst.name, url = (req.url:gsub("%?.*", "")), error = err,
+      wait = ("%.2f"):format(retry_in) })
     sched.sleep(retry_in)
     resp = nil
   end
 
-  if not resp or resp.status >= 500 or self:throttled(resp) then
+  if not resp or resp.status >= 500 or self:throttled(resp) or (unread and again and resp.status < 400) then
     self.failures = self.failures + 1
     if self.failures >= BREAKER_THRESHOLD then self.open_until = sched.time() + BREAKER_COOLDOWN end
-    return nil, err, nil, req
+    return nil, err, resp, req
   end
   self.failures = 0
-
-  local ctype = resp.headers["content-type"] or ""
-  if resp.body ~= "" and (ctype:find("json", 1, true) or opts.expect_json) then
-    local data, jerr = json.decode(resp.body, { sources = true })   -- items keep their exact text (raw)
-    if data == nil then
-      return nil, ("bad_json: HTTP %d from %s: %s"):format(resp.status, req.url:gsub("%?.*", ""), jerr), resp, req
-    end
-    resp.data = data
-  elseif resp.status < 300 and resp.body ~= "" and not opts.raw and ctype:find("html", 1, true) then
-    return nil, ("bad_json: HTTP %d from %s answered HTML, not JSON"):format(resp.status, req.url:gsub("%?.*", "")), resp, req
-  end
+  if unread then return nil, unread, resp, req end
   if resp.status >= 400 then
     local msg = self.connector.error_message and self.connector.error_message(resp) or resp.body:sub(1, 200)
     local token = (resp.status == 401 or resp.status == 403) and "auth"
@@ -332,8 +343,10 @@ function Client:pages(path, query, opts)
   local seen, n = {}, 0
   local max_pages = opts.max_pages or 100000
   local function fetch(p, q)
-    local key = p .. "?" .. (q and json.encode(q) or "")
-    if seen[key] then return nil, ("endless pagination: %s was already fetched"):format(p:gsub("%?.*", "")) end
+    -- the URL as sent: a next link naming a page already read (itself, or an earlier one) ends the loop
+    local key = self:url(p)
+    if q and next(q) then key = key .. (key:find("?", 1, true) and "&" or "?") .. http.form(q) end
+    if seen[key] then return nil, ("endless pagination: %s was already fetched"):format((p:gsub("%?.*", ""))) end
     seen[key] = true
     n = n + 1
     if n > max_pages then return nil, "pagination: more than " .. max_pages .. " pages" end

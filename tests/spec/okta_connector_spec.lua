@@ -73,9 +73,16 @@ describe("okta connector", function()
   end)
 
   it("refuses malformed pages without losing committed data", function()
+    local Client = require "sdk.client"
+    local base = Client.BACKOFF_BASE
+    Client.BACKOFF_BASE = 0.01
     local n = count("SELECT count(*) n FROM users WHERE instance_id = ?", inst.id)
+    -- a page that cannot be read is asked again: once is survived, every time is refused
     tenant:fault { kind = "malformed", count = 1 }
+    assert.is_true(select(2, runtime.sync(inst, { streams = { "users" } })))
+    tenant:fault { kind = "malformed", count = 6 }
     local results, ok = runtime.sync(inst, { streams = { "users" } })
+    Client.BACKOFF_BASE = base
     assert.is_false(ok)
     assert.matches("bad_json", results[1].error)
     assert.equal(n, count("SELECT count(*) n FROM users WHERE instance_id = ? AND deleted_at IS NULL", inst.id))
