@@ -95,6 +95,22 @@ function M.subscribe(inst, public_url, tasks)
   tasks[#tasks + 1] = sched.every(RENEW_EVERY, renew, { jitter = 600 })
 end
 
+-- The operator's endpoints, on their own listener (loopback by default, never the webhooks' public one):
+-- /healthz (the loop answers), /readyz (the store answers and we are not stopping), /metrics.
+function M.ops_routes(srv)
+  srv:route("GET", "/healthz", function() return 200, "ok\n", { ["Content-Type"] = "text/plain" } end)
+  srv:route("GET", "/readyz", function()
+    if sched.stopping() then return 503, "stopping\n", { ["Content-Type"] = "text/plain" } end
+    local ok, err = pcall(function() return runtime.store():query("SELECT 1") end)
+    if not ok then return 503, "store: " .. tostring(err) .. "\n", { ["Content-Type"] = "text/plain" } end
+    return 200, "ready\n", { ["Content-Type"] = "text/plain" }
+  end)
+  srv:route("GET", "/metrics", function()
+    return 200, require("metrics").render(runtime.store(), runtime.scan_slots()),
+      { ["Content-Type"] = "text/plain; version=0.0.4; charset=utf-8" }
+  end)
+end
+
 function M.run(opts)
   local tasks = {}
   runtime.watch(true)
@@ -106,6 +122,17 @@ function M.run(opts)
   local srv, err = server.listen { host = opts.host or "127.0.0.1", port = opts.port or 0, max_body = 1024 * 1024 }
   if not srv then return nil, "cannot listen: " .. tostring(err) end
   srv:route("*", "/webhooks/:instance", M.webhook)
+  local mhost, mport = opts.metrics_host or "127.0.0.1", opts.metrics_port or 9787
+  local ops, operr = server.listen { host = mhost, port = mport, max_body = 1024 }
+  if ops then
+    M.ops_routes(ops)
+    log.info("operator endpoints", { url = ops.url .. "/metrics", health = ops.url .. "/healthz" })
+  elseif opts.metrics_port then
+    srv:close()
+    return nil, "cannot listen for metrics: " .. tostring(operr)
+  else
+    log.error("no /metrics: cannot listen on the default address (cachost run --metrics-listen)", { error = operr })
+  end
   log.info("cachost running", { instances = #tasks > 0 and #runtime.instances { enabled = true } or 0, webhooks = srv.url .. "/webhooks/<instance>" })
   sched.wait_stop()
   log.info("stopping: letting scans finish their current page")
@@ -113,6 +140,7 @@ function M.run(opts)
   for _, t in ipairs(tasks) do t:join(30) end
   require("policy").flush()
   srv:close()
+  if ops then ops:close() end
   return true
 end
 

@@ -714,6 +714,7 @@ function M.feed(st, inst, policies, entity, items, opts)
   for _, p in ipairs(policies) do
     if p.enabled ~= false and ON[p.on] == entity and not (p.new_only and opts.first_scan) then
       local ok, res = pcall(run_policy, st, inst, p, entity, items, rows, ops_seen, state, opts)
+      require("metrics").inc("cachost_policy_evaluations_total", { policy = p.id }, n)
       if ok then
         alerts = alerts + res
       elseif type(res) == "string" and (res:match("^store: ") or res:match("cancelled$")) then

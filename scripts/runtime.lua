@@ -130,7 +130,10 @@ end
 -- together would take memory in proportion; the others wait their turn.  `cachost run --max-scans N`.
 M.MAX_SCANS = 16
 local scan_slots
-function M.set_max_scans(n) scan_slots = sched.semaphore(n) end
+local scan_size = M.MAX_SCANS
+function M.set_max_scans(n) scan_slots, scan_size = sched.semaphore(n), n end
+-- {in_use, size} of the scan slots, for /metrics
+function M.scan_slots() return { size = scan_size, in_use = scan_slots and scan_size - scan_slots:free() or 0 } end
 
 function M.sync(inst, opts)
   scan_slots = scan_slots or sched.semaphore(M.MAX_SCANS)

@@ -642,6 +642,22 @@ function Store:set_quarantined(inst, ext_id, on)
   check(self.db:exec("UPDATE files SET quarantined = ? WHERE instance_id = ? AND ext_id = ?", on and 1 or 0, inst, ext_id))
 end
 
+---------------------------------------------------------------------------------------------- metrics
+
+-- What /metrics reads at each scrape: per instance and stream its health, the newest activity per
+-- instance, alerts and governance actions by outcome.
+function Store:health_snapshot()
+  local q = function(sql) return check(self:query(sql)) end
+  return {
+    streams = q([[SELECT i.name AS instance, s.stream, s.last_success, s.last_error, s.counts FROM stream_state s
+      JOIN instances i ON i.id = s.instance_id WHERE i.removed_at IS NULL]]),
+    newest = q([[SELECT i.name AS instance, (SELECT max(time) FROM activities a WHERE a.instance_id = i.id) AS newest
+      FROM instances i WHERE i.removed_at IS NULL]]),
+    alerts = q("SELECT policy, severity, status, count(*) AS n FROM alerts GROUP BY policy, severity, status"),
+    actions = q("SELECT action, mode, result, count(*) AS n FROM governance_actions GROUP BY action, mode, result"),
+  }
+end
+
 ---------------------------------------------------------------------------------------------- REPL
 
 -- store.sql(sql, ...) -> rows: the REPL's `sql "..."` helper, read-only, on host.home.

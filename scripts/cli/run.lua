@@ -1,27 +1,40 @@
 return {
   summary = "the daemon: scheduled scans, webhooks, policies",
-  usage = [[usage: cachost run [--listen HOST:PORT] [--public-url URL] [--max-scans N]
+  usage = [[usage: cachost run [--listen HOST:PORT] [--public-url URL] [--max-scans N] [--metrics-listen HOST:PORT]
 Schedules every enabled instance (a full scan every 12 hours, activity polling every 5 minutes; per
 instance settings full_scan_interval and poll_interval, in seconds) and serves webhooks at
 http://HOST:PORT/webhooks/<instance>.  SIGINT/SIGTERM stop gracefully (twice: at once); SIGHUP reloads
 the policies.  --public-url is how the providers reach that server (e.g. https://cachost.example.com,
 through a reverse proxy): apps that push changes only to subscribers (Office 365) are subscribed there.
 --max-scans bounds the scans running at once (default 16): each holds pages in flight, so memory grows
-with it; the other instances wait their turn.]],
-  options = { { "listen", arg = true, short = "l" }, { "public-url", arg = true }, { "max-scans", arg = true } },
+with it; the other instances wait their turn.
+--metrics-listen (default 127.0.0.1:9787) serves the operator's endpoints, apart from the webhooks:
+/healthz, /readyz (503 while stopping or when the store does not answer) and /metrics (Prometheus text).]],
+  options = { { "listen", arg = true, short = "l" }, { "public-url", arg = true }, { "max-scans", arg = true },
+              { "metrics-listen", arg = true } },
   run = function(opts, args, ctx)
+    local function address(v, name)
+      local h, p = v:match("^%[?([^%]]*)%]?:(%d+)$")
+      if not h then return nil, ctx.usage_error(ctx.load_command("run"), name .. " wants HOST:PORT") end
+      return h, tonumber(p)
+    end
     local host_, port = "127.0.0.1", 8787
     if opts.listen then
-      host_, port = opts.listen:match("^%[?([^%]]*)%]?:(%d+)$")
-      if not host_ then return ctx.usage_error(ctx.load_command("run"), "--listen wants HOST:PORT") end
-      port = tonumber(port)
+      host_, port = address(opts.listen, "--listen")
+      if not host_ then return port end
+    end
+    local mhost, mport
+    if opts["metrics-listen"] then
+      mhost, mport = address(opts["metrics-listen"], "--metrics-listen")
+      if not mhost then return mport end
     end
     if opts["max-scans"] then
       local n = math.tointeger(tonumber(opts["max-scans"]))
       if not n or n < 1 then return ctx.usage_error(ctx.load_command("run"), "--max-scans wants a number >= 1") end
       require("runtime").set_max_scans(n)
     end
-    local ok, err = require("daemon").run { host = host_, port = port, public_url = opts["public-url"] }
+    local ok, err = require("daemon").run { host = host_, port = port, public_url = opts["public-url"],
+                                            metrics_host = mhost, metrics_port = mport }
     if not ok then return ctx.fail("%s", err) end
     return 0
   end,

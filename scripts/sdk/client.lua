@@ -2,6 +2,7 @@
 -- one rate budget per instance (shared by sync, actions and the REPL), retries with capped exponential
 -- backoff and jitter, and a circuit breaker so one failing instance never starves the others.
 local util = require "sdk.util"
+local metrics = require "metrics"
 
 local Client = {}
 Client.__index = Client
@@ -250,10 +251,14 @@ function request(self, method, path, opts)
   local resp, err, unread
   for attempt = 1, MAX_ATTEMPTS do
     local wait = self.blocked_until - sched.time()
-    if wait > 0 then sched.sleep(wait) end
+    if wait > 0 then
+      metrics.inc("cachost_rate_limit_wait_seconds_total", { app = self.inst.app }, wait)
+      sched.sleep(wait)
+    end
     self.stats.requests = self.stats.requests + 1
     resp, err = http.request(req)
     unread = nil
+    metrics.inc("cachost_http_requests_total", { app = self.inst.app, status = resp and resp.status or err:match("^(%w+)") })
     local retry_in
     if not resp then
       local token = err:match("^(%w+)")
@@ -265,6 +270,7 @@ function request(self, method, path, opts)
         self.stats.throttled = self.stats.throttled + 1
         retry_in = math.min(wait_hint(resp) or backoff(attempt), MAX_WAIT)
         self.blocked_until = math.max(self.blocked_until, sched.time() + retry_in)
+        metrics.inc("cachost_rate_limit_wait_seconds_total", { app = self.inst.app }, retry_in)
         err = "throttled: " .. resp.status
       elseif resp.status >= 500 then
         retry_in = backoff(attempt)
