@@ -84,4 +84,16 @@ void log_shutdown(void);               /* free registered secrets (wiped) and cl
  * string; caller frees. */
 char *log_redact(const char *s, size_t len, size_t *outlen);
 
+/* ---- bounded Lua patterns (lpattern.c) ---- */
+
+/* A metered pattern call charges its steps to charge(L, ud, steps) every LPATTERN_CHUNK steps and when it
+ * ends; charge raises (lua_error) to stop the match. */
+#define LPATTERN_CHUNK 4096
+typedef struct lpattern_meter {
+    void (*charge)(lua_State *L, void *ud, lua_Integer steps);
+    void *ud;
+} lpattern_meter;
+/* Set find/match/gmatch/gsub of the table at idx to metered copies (meter must outlive them). */
+void lpattern_install(lua_State *L, int idx, const lpattern_meter *meter);
+
 #endif

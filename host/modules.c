@@ -16,6 +16,7 @@ int luaopen_iso8601(lua_State *L);
 int luaopen_geoip(lua_State *L);
 int luaopen_pdf(lua_State *L);
 int luaopen_regex(lua_State *L);
+int luaopen_lpattern(lua_State *L);
 void http_shutdown(void);
 void server_shutdown(void);
 void sched_shutdown(void);
@@ -24,7 +25,8 @@ static const luaL_Reg modules[] = {
     {"host", luaopen_host}, {"sched", luaopen_sched}, {"json", luaopen_json}, {"crypto", luaopen_crypto},
     {"log", luaopen_log}, {"http", luaopen_http}, {"server", luaopen_server}, {"sqlite", luaopen_sqlite},
     {"repl", luaopen_repl}, {"vm", luaopen_vm}, {"zip", luaopen_zip}, {"iso8601", luaopen_iso8601},
-    {"pdf", luaopen_pdf}, {"geoip", luaopen_geoip}, {"regex", luaopen_regex}, {NULL, NULL}};
+    {"pdf", luaopen_pdf}, {"geoip", luaopen_geoip}, {"regex", luaopen_regex}, {"lpattern", luaopen_lpattern},
+    {NULL, NULL}};
 
 /* Open each module as a global and in package.loaded. */
 void host_openlibs(lua_State *L)

@@ -4,11 +4,16 @@
  *
  *   regex.compile(pattern[, flags]) -> re | nil, "syntax: <message> at <offset>"
  *       flags: i caseless, m multiline, s dotall, x extended, u UTF-8 (+ Unicode properties)
- *   re:find(subject[, init]) -> s, e, caps... | nil | nil, "limit" / "error: <message>"
+ *   re:find(subject[, init]) -> s, e, caps... | nil | nil, "too_complex" / "error: <message>"
  *       1-based inclusive positions like string.find; init may be negative (from the end); an unset
  *       group is false.  "^" is the start of the subject: anchor at init with \G.
  *   re:gmatch(subject[, init]) -> iterator of s, e, caps... (raises on a match error)
  *   regex.jit -> true when patterns are JIT-compiled
+ *
+ * Every match runs under explicit limits (one match context for all patterns): MATCH_LIMIT backtracking
+ * steps, DEPTH_LIMIT nested backtracking points and HEAP_LIMIT KiB of backtracking memory; a pathological
+ * pattern or subject reaching one (or the JIT stack) costs a bounded time and returns nil, "too_complex".
+ * PCRE2's own heap default (20 GB) is no bound at all.
  *
  * One match data block lives in each compiled pattern and is reused by every call (the state is single
  * threaded and a match never calls back into Lua); it is freed with the pattern by __gc, so a Lua error
@@ -20,6 +25,23 @@
 #include <string.h>
 
 #define REGEX_MT "cachost.regex"
+#define MATCH_LIMIT 10000000 /* PCRE2's default: the DLP candidates of a 1 MiB window of digits stay far below */
+#define DEPTH_LIMIT 250000
+#define HEAP_LIMIT 65536     /* KiB */
+
+static pcre2_match_context *limits; /* shared: the state is single threaded */
+
+static pcre2_match_context *match_limits(void)
+{
+    if (!limits) {
+        limits = pcre2_match_context_create(NULL);
+        if (!limits) return NULL;
+        pcre2_set_match_limit(limits, MATCH_LIMIT);
+        pcre2_set_depth_limit(limits, DEPTH_LIMIT);
+        pcre2_set_heap_limit(limits, HEAP_LIMIT);
+    }
+    return limits;
+}
 
 typedef struct {
     pcre2_code *code;
@@ -95,8 +117,10 @@ static int l_compile(lua_State *L)
 /* match at byte offset `off`; >0 on a match, PCRE2_ERROR_NOMATCH, or another (negative) error */
 static int do_match(Regex *re, const char *s, size_t n, size_t off, uint32_t mopts)
 {
-    if (re->jit) return pcre2_jit_match(re->code, (PCRE2_SPTR)s, n, off, mopts, re->md, NULL);
-    return pcre2_match(re->code, (PCRE2_SPTR)s, n, off, mopts, re->md, NULL);
+    pcre2_match_context *mc = match_limits();
+    if (!mc) return PCRE2_ERROR_NOMEMORY;
+    if (re->jit) return pcre2_jit_match(re->code, (PCRE2_SPTR)s, n, off, mopts, re->md, mc);
+    return pcre2_match(re->code, (PCRE2_SPTR)s, n, off, mopts, re->md, mc);
 }
 
 /* push s, e, captures of the last match; returns the count pushed */
@@ -118,7 +142,7 @@ static int push_error(lua_State *L, int rc)
     lua_pushnil(L);
     if (rc == PCRE2_ERROR_MATCHLIMIT || rc == PCRE2_ERROR_DEPTHLIMIT || rc == PCRE2_ERROR_HEAPLIMIT ||
         rc == PCRE2_ERROR_JIT_STACKLIMIT || rc == PCRE2_ERROR_NOMEMORY) {
-        lua_pushliteral(L, "limit");
+        lua_pushliteral(L, "too_complex");
     } else {
         PCRE2_UCHAR msg[256];
         if (pcre2_get_error_message(rc, msg, sizeof msg) < 0) strcpy((char *)msg, "match failed");

@@ -1,6 +1,6 @@
 /* vm.c — the `vm` Lua module: separate Lua states with hard caps, for running untrusted policies.
  *
- *   vm.new{memory = bytes, instructions = n, name = "..."} -> vm | nil, err
+ *   vm.new{memory = bytes, instructions = n, seconds = n, name = "..."} -> vm | nil, err
  *   vm:load(text, chunkname) -> true | nil, err        vm:call(fname, ...) -> true, results... | nil, err
  *   vm:set(name, value)   vm:memory()   vm:globals()   vm:close()   vm.null (== json.null)
  *
@@ -14,12 +14,20 @@
  * same reason.  __gc is refused (Lua runs finalizers with hooks off, so the budget could not stop one).
  * Outside a call the hook stays armed in "idle" mode: any Lua code run then dies at its first instruction.
  *
+ * The count hook never fires inside a C function, so what a policy can start in C is bounded too: pattern
+ * matching is lpattern.c's metered copy of Lua's (its steps are charged to the instruction budget),
+ * table.move/insert/remove/concat/sort charge the elements they will walk before they start, and
+ * string.rep of empty strings returns at once (Lua 5.4 loops n times).  What remains costs at most one
+ * pass over a string per instruction (== or < of long strings, utf8.len...): the hook, every HOOK_STEP
+ * instructions, also ends a call that runs past its time limit (`seconds`, 10 by default).
+ *
  * Never longjmp across states: everything that allocates in the vm runs under lua_pcall in the vm, and
  * everything that allocates in the main state under lua_pcall in the main state (see copy_values).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "host.h"
 
@@ -27,7 +35,10 @@
 #define DEFAULT_MEMORY (8u << 20)
 #define DEFAULT_BUDGET 10000000
 #define MIN_MEMORY (64u << 10)
-#define HOOK_STEP 100000 /* hook granularity while counting; small enough to be accurate, rare enough to be free */
+#define DEFAULT_SECONDS 10
+/* hook granularity while counting: small enough that the time limit is checked often even when each
+ * instruction compares megabytes, rare enough to be cheap (a hook call and a clock read per 1000) */
+#define HOOK_STEP 1000
 #define COPY_DEPTH 100
 
 typedef struct vm {
@@ -39,6 +50,10 @@ typedef struct vm {
     int running;           /* 1 inside load/call: the hook counts; 0: the hook kills at once */
     int tripped;           /* budget exhausted in this call */
     int memkill;           /* a memory error was raised in this call */
+    const char *why;       /* what tripped the budget beyond instructions (a pattern, a table walk, time) */
+    lua_Integer seconds;   /* time limit of one load/call */
+    double deadline;       /* of the running call (monotonic seconds) */
+    lpattern_meter meter;  /* pattern matching charges the budget through this */
     char name[64];
 } vm_t;
 
@@ -66,27 +81,62 @@ static vm_t *vm_of(lua_State *S) {
 
 /* ---- the budget hook ---- */
 
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void hook(lua_State *S, lua_Debug *ar);
+
+/* Trip the budget: from now on every instruction raises, so a pcall in the policy catches one error, not
+ * the next.  Raises. */
+static int trip(lua_State *S, vm_t *v, const char *why) {
+    if (!v->tripped) {
+        v->tripped = 1;
+        v->why = why;
+        lua_sethook(S, hook, LUA_MASKCOUNT | LUA_MASKLINE, 1);
+    }
+    lua_pushliteral(S, "instruction budget exceeded");
+    return lua_error(S);
+}
+
 static void hook(lua_State *S, lua_Debug *ar) {
     (void)ar;
     vm_t *v = vm_of(S);
     if (v->running && !v->tripped) {
         v->remaining -= v->step;
-        if (v->remaining > 0) {
+        if (v->remaining > 0 && now() <= v->deadline) {
             v->step = v->remaining < HOOK_STEP ? (int)v->remaining : HOOK_STEP;
             lua_sethook(S, hook, LUA_MASKCOUNT, v->step);
             return;
         }
-        v->tripped = 1;
-        /* from now on every instruction raises: a pcall in the policy catches one error, not the next */
-        lua_sethook(S, hook, LUA_MASKCOUNT | LUA_MASKLINE, 1);
+        trip(S, v, v->remaining > 0 ? "time" : NULL);
     }
-    lua_pushliteral(S, "instruction budget exceeded");
+    lua_pushliteral(S, "instruction budget exceeded"); /* tripped, or idle: no Lua runs outside a call */
     lua_error(S);
+}
+
+/* Work done in C on behalf of the policy (pattern steps, table elements) counts as instructions. */
+static void charge_work(lua_State *S, vm_t *v, lua_Integer steps, const char *why) {
+    if (!v->running || v->tripped) {
+        lua_pushliteral(S, "instruction budget exceeded");
+        lua_error(S);
+    }
+    v->remaining = steps >= v->remaining ? 0 : v->remaining - steps;
+    if (v->remaining <= 0) trip(S, v, why);
+    if (now() > v->deadline) trip(S, v, "time");
+}
+
+static void charge_pattern(lua_State *S, void *ud, lua_Integer steps) {
+    charge_work(S, ud, steps, "pattern too complex");
 }
 
 static void arm(vm_t *v) {
     v->running = 1;
     v->tripped = v->memkill = 0;
+    v->why = NULL;
+    v->deadline = now() + (double)v->seconds;
     v->remaining = v->budget;
     v->step = v->budget < HOOK_STEP ? (int)v->budget : HOOK_STEP;
     lua_sethook(v->S, hook, LUA_MASKCOUNT, v->step);
@@ -213,6 +263,79 @@ static int undefined_global(lua_State *S) {
     return luaL_error(S, "undefined global");
 }
 
+/* ---- C functions that could run long without an instruction: charged before they start ---- */
+
+static int call_original(lua_State *S) {
+    lua_pushvalue(S, lua_upvalueindex(1));
+    lua_insert(S, 1);
+    lua_call(S, lua_gettop(S) - 1, LUA_MULTRET);
+    return lua_gettop(S);
+}
+
+/* the number of integers from a to b, saturated */
+static lua_Integer span(lua_Integer a, lua_Integer b) {
+    if (b < a) return 0;
+    lua_Unsigned d = (lua_Unsigned)b - (lua_Unsigned)a;
+    return d >= (lua_Unsigned)LUA_MAXINTEGER ? LUA_MAXINTEGER : (lua_Integer)d + 1;
+}
+
+static void charge_table(lua_State *S, lua_Integer n) {
+    charge_work(S, vm_of(S), n, "table operation too long");
+}
+
+static int safe_move(lua_State *S) { /* table.move(a1, f, e, t[, a2]) */
+    charge_table(S, span(luaL_checkinteger(S, 2), luaL_checkinteger(S, 3)));
+    return call_original(S);
+}
+
+static int safe_insert(lua_State *S) { /* table.insert(t, [pos,] v): shifts #t - pos elements */
+    if (lua_gettop(S) == 3) {
+        lua_Integer n = luaL_len(S, 1), pos = luaL_checkinteger(S, 2);
+        charge_table(S, pos < n ? span(pos, n) : span(n, pos));
+    }
+    return call_original(S);
+}
+
+static int safe_remove(lua_State *S) { /* table.remove(t[, pos]) */
+    lua_Integer n = luaL_len(S, 1), pos = luaL_optinteger(S, 2, n);
+    charge_table(S, pos < n ? span(pos, n) : span(n, pos));
+    return call_original(S);
+}
+
+static int safe_concat(lua_State *S) { /* table.concat(t[, sep[, i[, j]]]) */
+    lua_Integer i = luaL_optinteger(S, 3, 1);
+    lua_Integer j = lua_isnoneornil(S, 4) ? luaL_len(S, 1) : luaL_checkinteger(S, 4);
+    charge_table(S, span(i, j));
+    return call_original(S);
+}
+
+static int safe_sort(lua_State *S) { /* n log n comparisons */
+    lua_Integer n = luaL_len(S, 1), log = 1;
+    for (lua_Integer k = n; k > 1; k >>= 1) log++;
+    charge_table(S, n > 0 && n < LUA_MAXINTEGER / log ? n * log : n > 0 ? LUA_MAXINTEGER : 0);
+    return call_original(S);
+}
+
+/* string.rep of an empty string (and empty separator) loops n times in Lua 5.4 */
+static int safe_rep(lua_State *S) {
+    size_t l, lsep;
+    luaL_checklstring(S, 1, &l);
+    lua_Integer n = luaL_checkinteger(S, 2);
+    luaL_optlstring(S, 3, "", &lsep);
+    if (l + lsep == 0 || n <= 0) {
+        lua_pushliteral(S, "");
+        return 1;
+    }
+    return call_original(S);
+}
+
+/* Replace t[name] (t on top) by fn with the original as its upvalue. */
+static void wrap(lua_State *S, const char *name, lua_CFunction fn) {
+    lua_getfield(S, -1, name);
+    lua_pushcclosure(S, fn, 1);
+    lua_setfield(S, -2, name);
+}
+
 static const char *const BASE_SAFE[] = {"assert", "error", "getmetatable", "ipairs", "next", "pairs", "rawequal",
                                         "rawget", "rawlen", "rawset", "select", "tonumber",
                                         "tostring", "type", "_VERSION", NULL};
@@ -247,6 +370,14 @@ static int setup(lua_State *S) {
         if (strcmp(l->name, LUA_STRLIBNAME) == 0) {
             lua_pushnil(S);
             lua_setfield(S, -2, "dump"); /* only useful to make bytecode */
+            lpattern_install(S, -1, &vm_of(S)->meter);
+            wrap(S, "rep", safe_rep);
+        } else if (strcmp(l->name, LUA_TABLIBNAME) == 0) {
+            wrap(S, "move", safe_move);
+            wrap(S, "insert", safe_insert);
+            wrap(S, "remove", safe_remove);
+            wrap(S, "concat", safe_concat);
+            wrap(S, "sort", safe_sort);
         }
         readonly(S);
         if (strcmp(l->name, LUA_STRLIBNAME) == 0) { /* methods on strings go through the proxy too */
@@ -420,8 +551,11 @@ static int fail(lua_State *L, vm_t *v, int status) {
         push_cap(L, v->cap);
         lua_pushfstring(L, "memory: policy %s exceeded its %s cap", v->name, lua_tostring(L, -1));
         lua_remove(L, -2);
+    } else if (budget && v->why && strcmp(v->why, "time") == 0) {
+        lua_pushfstring(L, "budget: policy %s exceeded its %I s time limit", v->name, (LUAI_UACINT)v->seconds);
     } else if (budget) {
-        lua_pushfstring(L, "budget: policy %s exceeded %I instructions", v->name, (LUAI_UACINT)v->budget);
+        lua_pushfstring(L, "budget: policy %s exceeded %I instructions%s%s%s", v->name, (LUAI_UACINT)v->budget,
+                        v->why ? " (" : "", v->why ? v->why : "", v->why ? ")" : "");
     } else if (lua_type(S, -1) == LUA_TSTRING) {
         lua_pushfstring(L, "error: %s", lua_tostring(S, -1));
     } else if (lua_type(S, -1) == LUA_TNUMBER) {
@@ -445,12 +579,13 @@ static void opt_field(lua_State *L, const char *k, lua_Integer *out) {
 }
 
 static int l_new(lua_State *L) {
-    lua_Integer memory = DEFAULT_MEMORY, budget = DEFAULT_BUDGET;
+    lua_Integer memory = DEFAULT_MEMORY, budget = DEFAULT_BUDGET, seconds = DEFAULT_SECONDS;
     const char *name = "?";
     if (!lua_isnoneornil(L, 1)) {
         luaL_checktype(L, 1, LUA_TTABLE);
         opt_field(L, "memory", &memory);
         opt_field(L, "instructions", &budget);
+        opt_field(L, "seconds", &seconds);
         lua_getfield(L, 1, "name");
         name = lua_isnil(L, -1) ? "?" : luaL_checkstring(L, -1); /* anchored in opts */
         lua_pop(L, 1);
@@ -461,6 +596,9 @@ static int l_new(lua_State *L) {
     snprintf(v->name, sizeof v->name, "%s", name);
     v->cap = (size_t)memory;
     v->budget = budget;
+    v->seconds = seconds;
+    v->meter.charge = charge_pattern;
+    v->meter.ud = v;
     luaL_setmetatable(L, VM_MT);
     lua_State *S = lua_newstate(vm_alloc, v);
     if (!S) {

@@ -30,6 +30,11 @@
 --    state without the module) pure Lua passes give the same findings.
 --  * custom: Lua patterns (string.find semantics; anchors and captures allowed, the whole match counts).
 --    A malformed pattern raises (policy bug).  Sample: first 2 and last 2 characters (all masked if < 8).
+--    They come from policies and run in the main state, so through the host's bounded matcher (lpattern):
+--    a pattern that backtracks too much on a text raises "dlp: custom pattern 'x': pattern too complex"
+--    (a policy bug: the engine disables the policy) instead of holding the process.
+--  * A built-in regex that reaches PCRE2's limits on a hostile text ("too_complex") fails the scan:
+--    status "failed", reason "too_complex: ..." (the file's doing, not the policy's).
 local M = {}
 
 M.SAMPLES = 3          -- masked samples kept per type
@@ -40,6 +45,7 @@ M.MAX_SIZE = 64 << 20  -- scan_file default
 M.YIELD = true         -- yield to the loop between windows when inside a task (see pause)
 
 local find, byte, sub, rep = string.find, string.byte, string.sub, string.rep
+local bounded_find = type(lpattern) == "table" and lpattern.find or find   -- for patterns from policies
 
 local function stars(n) return rep("*", n) end
 
@@ -282,7 +288,10 @@ local function digit_regex(text, emit, want_card, want_ssn, want_iban)
   local re, pos = candidates_re(want_card, want_ssn, want_iban), 1
   while true do
     local s, e = re:find(text, pos)
-    if not s then return end
+    if not s then
+      if e then error({ dlp_failed = "too_complex: the card, SSN and IBAN search" }) end
+      return
+    end
     local c = byte(text, s)
     if c >= 65 then                -- IBAN; its check digits may start something else
       iban_at(text, s, emit)
@@ -295,7 +304,10 @@ local function digit_regex(text, emit, want_card, want_ssn, want_iban)
         local chain, off, p = sub(text, s, e), s - 1, 1
         while true do
           local ss, se = RE.ssn:find(chain, p)
-          if not ss then break end
+          if not ss then
+            if se then error({ dlp_failed = "too_complex: the SSN search" }) end
+            break
+          end
           ssn_at(text, ss + off, se + off, emit)
           p = se + 1
         end
@@ -440,7 +452,8 @@ local function run_detectors(text, want, custom, emit)
   for _, c in ipairs(custom) do
     local pos = 1
     while pos <= #text + 1 do
-      local s, e = find(text, c.pattern, pos)
+      local ok, s, e = pcall(bounded_find, text, c.pattern, pos)
+      if not ok then error(("dlp: custom pattern '%s': %s"):format(c.name, tostring(s):gsub("^[^:]*:%d+: ", "")), 0) end
       if not s then break end
       if e >= s then emit(c.name, s, e, custom_sample(sub(text, s, e))) end
       pos = (e >= s and e or s) + 1
@@ -482,7 +495,7 @@ function M.check_options(opts)
         if type(c) ~= "table" or type(c.name) ~= "string" or type(c.pattern) ~= "string" then
           bad(f, "needs a name and a pattern (strings)")
         else
-          local ok, err = pcall(find, "", c.pattern)
+          local ok, err = pcall(bounded_find, "", c.pattern)
           if not ok then bad(f, "pattern '%s': %s", c.name, tostring(err):gsub("^[^:]*:%d+: ", "")) end
           if c.min ~= nil and (math.type(c.min) ~= "integer" or c.min < 1) then bad(f, "min must be a whole number of at least 1") end
         end
@@ -594,7 +607,13 @@ function M.scan_file(content, opts)
   if kind ~= "text" then
     return { status = kind, reason = text_or_reason, bytes = #content, matches = {}, total = 0 }
   end
-  local r = M.scan(text_or_reason, opts)
+  local ok, r = pcall(M.scan, text_or_reason, opts)
+  if not ok then
+    if type(r) == "table" and r.dlp_failed then
+      return { status = "failed", reason = r.dlp_failed, bytes = #content, matches = {}, total = 0 }
+    end
+    error(r, 0)
+  end
   r.bytes = #content
   r.extractor = how
   return r

@@ -26,7 +26,9 @@ local function query(db, sql, ...)
 end
 
 M.MEMORY = 16 * 1024 * 1024
-M.INSTRUCTIONS = 20 * 1000 * 1000     -- per call, i.e. per batch of rows
+M.INSTRUCTIONS = 20 * 1000 * 1000     -- per call, i.e. per batch of rows (pattern steps count too)
+M.SECONDS = 10                        -- per call: what no count bounds (long string compares)
+M.MAX_COUNT = 100000                  -- repeated.count: a window keeps that many times per key
 M.BATCH = 1000
 
 -- What a policy watches -> the entity of the change feed.
@@ -200,7 +202,9 @@ local function validate(d, name)
       local within = seconds(r.within)
       if not within or not positive(within) then bad("repeated.within", "a duration like 300, '90s', '5m', '2h' or '1d', got %s", got(r.within)) end
       r.within = within
-      if math.type(r.count) ~= "integer" or r.count < 1 then bad("repeated.count", "must be a whole number of at least 1, got %s", got(r.count)) end
+      if math.type(r.count) ~= "integer" or r.count < 1 or r.count > M.MAX_COUNT then
+        bad("repeated.count", "must be a whole number from 1 to %d, got %s", M.MAX_COUNT, got(r.count))
+      end
       r.by = r.by or "actor"
       if type(r.by) ~= "string" then bad("repeated.by", "names a field of the row, got %s", got(r.by)) end
     else
@@ -263,7 +267,7 @@ function M.load(path)
   local text = fh:read("a")
   fh:close()
   local id = path:match("([^/]+)%.lua$") or path
-  local v = vm.new { memory = M.MEMORY, instructions = M.INSTRUCTIONS, name = id }
+  local v = vm.new { memory = M.MEMORY, instructions = M.INSTRUCTIONS, seconds = M.SECONDS, name = id }
   local ok, err = v:load(PRELUDE, "=prelude")
   if ok then ok, err = v:load(text, id .. ".lua") end
   if not ok then v:close(); return nil, ("%s: %s"):format(path, err) end

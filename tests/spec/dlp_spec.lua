@@ -122,6 +122,10 @@ describe("dlp options", function()
     assert.has_error(function() dlp.scan("x", { detectors = { "nope" } }) end)
     -- a pattern that can match empty does not loop
     assert.equal(1, count(dlp.scan("abc", { detectors = {}, custom = { { name = "e", pattern = "b*" } } }), "e"))
+    -- a pattern that backtracks for hours on this text gives up at once, naming itself
+    local ok, err = pcall(dlp.scan, ("a"):rep(4000), { detectors = {}, custom = { { name = "aaa", pattern = ("a-"):rep(12) .. "b" } } })
+    assert.is_false(ok)
+    assert.equal("dlp: custom pattern 'aaa': pattern too complex", err)
   end)
   it("selects detectors", function()
     local r = dlp.scan("4111111111111111 536-22-1234", { detectors = { "ssn" } })

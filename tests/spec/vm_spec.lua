@@ -51,4 +51,45 @@ describe("vm", function()
     v:close()
     assert.has_error(function() v:call("id", 1) end)
   end)
+  it("bounds what a policy starts in C: patterns and table walks charge the budget, empty reps return", function()
+    local v <close> = assert(vm.new { instructions = 1000000, name = "c" })
+    assert(v:load([[
+      S = ("a"):rep(4000)
+      HOSTILE = ("a-"):rep(12) .. "b"
+      function find() return S:find(HOSTILE) end
+      function match() return string.match(S, HOSTILE) end
+      function gmatch() for _ in S:gmatch(HOSTILE) do end end
+      function gsub() return (S:gsub(HOSTILE, "")) end
+      function callback() return (("aaa"):gsub("a", function() while true do end end)) end
+      function many() local n = 0 for i = 1, 1e9 do if S:find("b", 1, true) then n = n + 1 end end return n end
+      function swallow() for i = 1, 1e9 do pcall(string.find, S, HOSTILE) end end
+      function move() return table.move({}, 1, 1 << 53, 1, {}) end
+      function insert() table.insert(setmetatable({}, { __len = function() return 1 << 53 end }), 1, "x") end
+      function remove() table.remove(setmetatable({}, { __len = function() return 1 << 53 end }), 1) end
+      function sort() table.sort(setmetatable({}, { __len = function() return 1 << 30 end, __index = rawlen })) end
+      function concat() return table.concat(setmetatable({}, { __index = function() return "" end }), "", 1, 1 << 53) end
+      function rep() return #string.rep("", math.maxinteger) + #("").rep("", 1 << 62, "") end
+      function ok() return ("key=value"):match("(%w+)=(%w+)") end
+    ]], "c.lua"))
+    for _, f in ipairs { "find", "match", "gmatch", "gsub", "many", "swallow" } do
+      assert.same({ nil, "budget: policy c exceeded 1000000 instructions (pattern too complex)" }, { v:call(f) }, f)
+    end
+    assert.same({ nil, "budget: policy c exceeded 1000000 instructions" }, { v:call("callback") })
+    for _, f in ipairs { "move", "insert", "remove", "sort", "concat" } do
+      assert.same({ nil, "budget: policy c exceeded 1000000 instructions (table operation too long)" }, { v:call(f) }, f)
+    end
+    assert.same({ true, 0 }, { v:call("rep") })
+    assert.same({ true, "key", "value" }, { v:call("ok") })     -- and the state goes on working
+  end)
+
+  it("ends a call that runs past its time limit, where each instruction compares megabytes", function()
+    local v <close> = assert(vm.new { instructions = 1 << 50, seconds = 1, memory = 32 << 20, name = "slow" })
+    assert(v:load([[
+      function spin()
+        local a, b, n = ("x"):rep(1 << 23), ("x"):rep((1 << 23) - 1) .. "x", 0
+        while true do if a == b then n = n + 1 end end
+      end
+    ]]))
+    assert.same({ nil, "budget: policy slow exceeded its 1 s time limit" }, { v:call("spin") })
+  end)
 end)
