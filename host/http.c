@@ -38,6 +38,9 @@ struct req {
     char method[24];
     char *trace_url;               /* request URL without credentials/fragment, secrets in query masked */
     char *instance, *app;
+    struct curl_slist *rcpt;       /* http.mail: recipients */
+    char *upload;                  /* http.mail: the message, read by curl */
+    size_t upload_len, upload_off;
     char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -165,6 +168,8 @@ static void req_free(struct req *r) {
         curl_easy_cleanup(r->easy);
     }
     curl_slist_free_all(r->hdrs);
+    curl_slist_free_all(r->rcpt);
+    free(r->upload);
     free(r->body);
     free(r->trace_url);
     free(r->instance);
@@ -743,9 +748,121 @@ fail:
     return 2;
 }
 
+/* ---- mail: SMTP through the same multi ---- */
+
+static size_t read_cb(char *buf, size_t size, size_t n, void *ud) {
+    struct req *r = ud;
+    size_t k = size * n, left = r->upload_len - r->upload_off;
+    if (k > left) k = left;
+    memcpy(buf, r->upload + r->upload_off, k);
+    r->upload_off += k;
+    return k;
+}
+
+/* http.mail{url=, from=, to={addr...}, body=, user=, password=, timeout=} ⏸ -> {status = 250, ...} | nil, err.
+ * url: smtps://host[:465] (TLS from the start), or smtp://host[:587] where STARTTLS is then required,
+ * except towards a loopback host (a local MTA).  body: the whole message, headers and text, CRLF lines.
+ * Raises on misuse; yields. */
+static int l_mail(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    const char *url = opt_string(L, 1, "url", NULL);
+    const char *from = opt_string(L, 1, "from", NULL);
+    const char *user = opt_string(L, 1, "user", NULL);
+    const char *password = opt_string(L, 1, "password", NULL);
+    if (!url || !from) return luaL_error(L, "http.mail: 'url' and 'from' are required");
+    if (strcspn(from, "\r\n") != strlen(from)) return luaL_error(L, "http.mail: 'from' contains a line break");
+    size_t blen = 0;
+    if (lua_getfield(L, 1, "body") != LUA_TSTRING) return luaL_error(L, "http.mail: 'body' must be a string");
+    const char *body = lua_tolstring(L, -1, &blen);
+    lua_pop(L, 1);                                   /* the table keeps it alive */
+    if (lua_getfield(L, 1, "to") != LUA_TTABLE || lua_rawlen(L, -1) == 0)
+        return luaL_error(L, "http.mail: 'to' must be a non-empty list of addresses");
+    lua_Integer nto = (lua_Integer)lua_rawlen(L, 2);
+    for (lua_Integer j = 1; j <= nto; j++) {
+        if (lua_rawgeti(L, 2, j) != LUA_TSTRING) return luaL_error(L, "http.mail: 'to' must list strings");
+        const char *a = lua_tostring(L, -1);
+        if (!*a || strcspn(a, "\r\n") != strlen(a)) return luaL_error(L, "http.mail: bad recipient");
+        lua_pop(L, 1);
+    }
+    double timeout = opt_number(L, 1, "timeout", DEFAULT_TIMEOUT);
+    struct task *task = task_current(L, "http.mail");
+
+    char err[CURL_ERROR_SIZE + 64] = "";
+    struct req *r = calloc(1, sizeof *r);
+    CURLU *u = curl_url();
+    char *host = NULL, *scheme = NULL, *tu = NULL;
+    if (!r || !u || ensure_multi() != 0 || !(r->upload = malloc(blen ? blen : 1))) {
+        snprintf(err, sizeof err, "error: out of memory");
+        goto fail;
+    }
+    memcpy(r->upload, body, blen);
+    r->upload_len = blen;
+    CURLUcode uc;
+    if ((uc = curl_url_set(u, CURLUPART_URL, url, 0)) != CURLUE_OK ||
+        (uc = curl_url_get(u, CURLUPART_HOST, &host, 0)) != CURLUE_OK ||
+        (uc = curl_url_get(u, CURLUPART_SCHEME, &scheme, 0)) != CURLUE_OK) {
+        snprintf(err, sizeof err, "bad_url: %s", curl_url_strerror(uc));
+        goto fail;
+    }
+    if (strcmp(scheme, "smtp") && strcmp(scheme, "smtps")) { snprintf(err, sizeof err, "bad_url: only smtp and smtps URLs"); goto fail; }
+    curl_url_set(u, CURLUPART_USER, NULL, 0);
+    curl_url_set(u, CURLUPART_PASSWORD, NULL, 0);
+    if (curl_url_get(u, CURLUPART_URL, &tu, 0) == CURLUE_OK) r->trace_url = strdup(tu);
+    for (lua_Integer j = 1; j <= nto; j++) {
+        lua_rawgeti(L, 2, j);
+        struct curl_slist *nl = curl_slist_append(r->rcpt, lua_tostring(L, -1));
+        lua_pop(L, 1);
+        if (!nl) { snprintf(err, sizeof err, "error: out of memory"); goto fail; }
+        r->rcpt = nl;
+    }
+    memcpy(r->method, "MAIL", 5);
+    r->task = task;
+    r->max_size = 1024 * 1024;
+    r->t0 = mono_now();
+    CURL *e = r->easy = S.npool ? S.pool[--S.npool] : curl_easy_init();
+    if (!e) { snprintf(err, sizeof err, "error: out of memory"); goto fail; }
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, r);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(e, CURLOPT_MAIL_FROM, from);
+    curl_easy_setopt(e, CURLOPT_MAIL_RCPT, r->rcpt);
+    curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
+    curl_easy_setopt(e, CURLOPT_READFUNCTION, read_cb);
+    curl_easy_setopt(e, CURLOPT_READDATA, r);
+    curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)blen);
+    /* never credentials or alert text in clear past this machine */
+    curl_easy_setopt(e, CURLOPT_USE_SSL, (long)(is_loopback(host) ? CURLUSESSL_TRY : CURLUSESSL_ALL));
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+    if (user) curl_easy_setopt(e, CURLOPT_USERNAME, user);
+    if (password) curl_easy_setopt(e, CURLOPT_PASSWORD, password);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(timeout * 1000));
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)((timeout < DEFAULT_CONNECT ? timeout : DEFAULT_CONNECT) * 1000));
+    curl_free(host); curl_free(scheme); curl_free(tu); curl_url_cleanup(u);
+    host = scheme = tu = NULL; u = NULL;
+    if (curl_multi_add_handle(S.multi, e) != CURLM_OK) { snprintf(err, sizeof err, "error: cannot start request"); goto fail; }
+    r->next = S.reqs;
+    if (S.reqs) S.reqs->prev = r;
+    S.reqs = r;
+    return task_wait(L, 0, req_cancel, r, 0, NULL);
+
+fail:
+    curl_free(host); curl_free(scheme); curl_free(tu);
+    if (u) curl_url_cleanup(u);
+    if (r) req_free(r);
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    return 2;
+}
+
 int luaopen_http(lua_State *L) {
     static const luaL_Reg fns[] = {
-        {"request", l_request}, {"urlencode", l_urlencode}, {"form", l_form},
+        {"request", l_request}, {"mail", l_mail}, {"urlencode", l_urlencode}, {"form", l_form},
         {"parse_url", l_parse_url}, {"trace", l_trace}, {NULL, NULL},
     };
     const char *why = curl_dl_load();

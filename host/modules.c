@@ -17,7 +17,9 @@ int luaopen_geoip(lua_State *L);
 int luaopen_pdf(lua_State *L);
 int luaopen_regex(lua_State *L);
 int luaopen_lpattern(lua_State *L);
+int luaopen_net(lua_State *L);
 void http_shutdown(void);
+void net_shutdown(void);
 void server_shutdown(void);
 void sched_shutdown(void);
 
@@ -26,7 +28,7 @@ static const luaL_Reg modules[] = {
     {"log", luaopen_log}, {"http", luaopen_http}, {"server", luaopen_server}, {"sqlite", luaopen_sqlite},
     {"repl", luaopen_repl}, {"vm", luaopen_vm}, {"zip", luaopen_zip}, {"iso8601", luaopen_iso8601},
     {"pdf", luaopen_pdf}, {"geoip", luaopen_geoip}, {"regex", luaopen_regex}, {"lpattern", luaopen_lpattern},
-    {NULL, NULL}};
+    {"net", luaopen_net}, {NULL, NULL}};
 
 /* Open each module as a global and in package.loaded. */
 void host_openlibs(lua_State *L)
@@ -44,6 +46,7 @@ void host_shutdown(void)
     http_shutdown();
     if (H.L) lua_close(H.L);
     H.L = NULL;
+    net_shutdown();                  /* after the state: its connections cancel their name lookups first */
     sched_shutdown();
     log_shutdown();
 }

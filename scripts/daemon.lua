@@ -113,6 +113,8 @@ end
 
 function M.run(opts)
   local tasks = {}
+  local sinks, serr = require("sinks").load(host.home)
+  if not sinks then return nil, serr end
   runtime.watch(true)
   sched.on_reload(function() runtime.policies(true); log.info("policies reloaded") end)
   for _, inst in ipairs(runtime.instances { enabled = true }) do
@@ -133,6 +135,7 @@ function M.run(opts)
   else
     log.error("no /metrics: cannot listen on the default address (cachost run --metrics-listen)", { error = operr })
   end
+  if #sinks > 0 then tasks[#tasks + 1] = sched.spawn(function() require("sinks").run(runtime.store(), sinks) end) end
   log.info("cachost running", { instances = #tasks > 0 and #runtime.instances { enabled = true } or 0, webhooks = srv.url .. "/webhooks/<instance>" })
   sched.wait_stop()
   log.info("stopping: letting scans finish their current page")

@@ -19,6 +19,7 @@ local FAMILIES = {
   { "cachost_activity_lag_seconds", "gauge", "age of the newest stored activity, by instance" },
   { "cachost_alerts", "gauge", "alerts by policy, severity and status" },
   { "cachost_governance_actions", "gauge", "governance actions by action, mode and result" },
+  { "cachost_alert_deliveries_waiting", "gauge", "alerts not yet taken by a sink (it is down, or they are new), by sink" },
   { "cachost_up", "gauge", "1 while the daemon runs" },
 }
 
@@ -95,6 +96,7 @@ local function gauges(st, slots)
   for _, r in ipairs(snap.actions) do
     set("cachost_governance_actions", { action = r.action, mode = r.mode, result = r.result or "" }, r.n)
   end
+  for _, r in ipairs(snap.deliveries) do set("cachost_alert_deliveries_waiting", { sink = r.sink }, r.n) end
   return g
 end
 

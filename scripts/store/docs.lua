@@ -86,6 +86,13 @@ local TABLES = {
   policies = { "per-policy switches and health", {
     name = "the policy file's base name", enabled = "1 if it runs", mode = "audit or enforce, when overridden",
     status = "ok or disabled (why in last_error)", last_error = "why it was disabled", updated_at = "last change" } },
+  sinks = { "alert sinks as first configured (sinks.json)", {
+    name = "the sink's name", after_alert = "alerts up to this id predate the sink and are not sent to it",
+    created_at = "when cachost first saw the sink" } },
+  deliveries = { "the outbox: each alert's delivery to each sink", {
+    sink = "the sink's name", alert_id = "alerts.id", attempts = "failed attempts so far",
+    next_at = "when the next attempt is due", last_error = "why the last attempt failed (redacted)",
+    delivered_at = "when the sink took it; NULL while waiting" } },
   policy_state = { "the windows of each policy (repetition, travel), kept across restarts", {
     policy = "the policy", instance_id = "the instance", key = "what the window counts for (e.g. an actor)",
     data = "JSON window state", updated_at = "last change" } },

@@ -222,6 +222,27 @@ ALTER TABLE governance_actions ADD COLUMN note TEXT;
 CREATE INDEX governance_recent ON governance_actions(created_at);
 CREATE INDEX governance_unsettled ON governance_actions(instance_id) WHERE result IN ('pending', 'unknown');
 ]],
+
+  -- 6: alerts leave the machine through sinks (sinks.lua).  The outbox: one delivery per sink and alert,
+  -- kept until the sink took it, retried with backoff meanwhile; a sink starts with the alerts raised
+  -- after it was first configured.
+  [6] = [[
+CREATE TABLE sinks (
+  name        TEXT PRIMARY KEY,
+  after_alert INTEGER NOT NULL,
+  created_at  TEXT NOT NULL
+);
+CREATE TABLE deliveries (
+  sink         TEXT NOT NULL,
+  alert_id     INTEGER NOT NULL REFERENCES alerts(id) ON DELETE CASCADE,
+  attempts     INTEGER NOT NULL DEFAULT 0,
+  next_at      TEXT NOT NULL,
+  last_error   TEXT,
+  delivered_at TEXT,
+  PRIMARY KEY (sink, alert_id)
+);
+CREATE INDEX deliveries_due ON deliveries(sink, next_at) WHERE delivered_at IS NULL;
+]],
 }
 
 M.version = #M.migrations

@@ -62,7 +62,7 @@ describe("operator endpoints", function()
     metrics.reset()
     metrics.inc("cachost_http_requests_total", { status = 200, app = 'a"b\\c\nd' })
     metrics.inc("cachost_http_requests_total", { app = 'a"b\\c\nd', status = 200 }, 2)
-    local st = { health_snapshot = function() return { streams = {}, newest = {}, alerts = {}, actions = {} } end }
+    local st = { health_snapshot = function() return { streams = {}, newest = {}, alerts = {}, actions = {}, deliveries = {} } end }
     local text = metrics.render(st)
     assert.matches('cachost_http_requests_total{app="a\\"b\\\\c\\nd",status="200"} 3\n', text, 1, true)
     metrics.reset()
