@@ -6,7 +6,7 @@ require "prelude"
 
 local COMMANDS = {
   "help", "version", "run", "repl", "script", "test", "instance", "connectors", "sync", "status",
-  "query", "schema", "act", "policy", "alerts", "alert", "sinks", "governance", "vault", "sandbox", "demo",
+  "query", "schema", "act", "policy", "alerts", "alert", "sinks", "export", "governance", "vault", "sandbox", "demo",
 }
 
 local ctx = {}
@@ -87,8 +87,12 @@ return function()
   local opts, args = host.getopt(rest, spec)
   if not opts then return ctx.usage_error(cmd, args) end
   if opts.help then ctx.out("%s\n", cmd.usage or ("cachost " .. name)); return 0 end
-  if opts.format and not require("format").FORMATS[opts.format] then
-    return ctx.usage_error(cmd, "unknown format '" .. opts.format .. "' (table, json, csv or csv-crlf)")
+  local formats = cmd.formats or require("format").FORMATS    -- a command may offer formats of its own
+  if opts.format and not formats[opts.format] then
+    local names = {}
+    for k in pairs(formats) do names[#names + 1] = k end
+    table.sort(names)
+    return ctx.usage_error(cmd, "unknown format '" .. opts.format .. "' (" .. table.concat(names, ", ") .. ")")
   end
   return run(cmd, opts, args)
 end

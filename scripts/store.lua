@@ -691,6 +691,19 @@ function Store:sink_health()
     FROM deliveries d GROUP BY sink ORDER BY sink]]))
 end
 
+---------------------------------------------------------------------------------------------- export
+
+-- A cursor over alerts or activities since an ISO time, of one instance (by name) or all, each row with its
+-- instance's name and app (cachost export).
+function Store:export_cursor(what, since, instance)
+  local sql = what == "alerts"
+    and [[SELECT a.*, i.name AS instance, i.app AS app_name FROM alerts a LEFT JOIN instances i ON i.id = a.instance_id
+          WHERE a.created_at >= ? AND (?2 IS NULL OR i.name = ?2) ORDER BY a.id]]
+    or [[SELECT a.*, i.name AS instance, i.app AS app_name FROM activities a JOIN instances i ON i.id = a.instance_id
+         WHERE a.time >= ? AND (?2 IS NULL OR i.name = ?2) ORDER BY a.time, a.id]]
+  return self:cursor(sql, since, instance)
+end
+
 ---------------------------------------------------------------------------------------------- metrics
 
 -- What /metrics reads at each scrape: per instance and stream its health, the newest activity per
