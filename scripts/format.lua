@@ -134,17 +134,20 @@ end
 -- " (did you mean 'x'?)" when one of candidates is within a small edit distance of word, else "".
 function M.did_you_mean(word, candidates)
   word = tostring(word or ""):lower()
-  local function distance(a, b)               -- Levenshtein, two rows
-    local prev = {}
-    for j = 0, #b do prev[j] = j end
+  local function distance(a, b)               -- edits, a swap of neighbours counting as one (OSA)
+    local d = {}
+    for i = 0, #a do d[i] = { [0] = i } end
+    for j = 0, #b do d[0][j] = j end
     for i = 1, #a do
-      local cur = { [0] = i }
       for j = 1, #b do
-        cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a:byte(i) == b:byte(j) and 0 or 1))
+        local cost = a:byte(i) == b:byte(j) and 0 or 1
+        d[i][j] = math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
+        if i > 1 and j > 1 and a:byte(i) == b:byte(j - 1) and a:byte(i - 1) == b:byte(j) then
+          d[i][j] = math.min(d[i][j], d[i - 2][j - 2] + 1)
+        end
       end
-      prev = cur
     end
-    return prev[#b]
+    return d[#a][#b]
   end
   local best, best_d
   for _, c in ipairs(candidates) do

@@ -77,12 +77,16 @@ function M.dir() return host.root .. "/connectors" end
 -- sdk.load(app) -> connector | nil, err
 function M.load(app)
   if cache[app] then return cache[app] end
-  if type(app) ~= "string" or not app:match("^[%w_%-]+$") then return nil, "unknown app '" .. tostring(app) .. "'" end
+  local function unknown()
+    return nil, ("unknown app '%s'%s (cachost connectors lists them)"):format(tostring(app),
+      require("format").did_you_mean(tostring(app), M.apps()))
+  end
+  if type(app) ~= "string" or not app:match("^[%w_%-]+$") then return unknown() end
   local path = M.dir() .. "/" .. app .. ".lua"
   local e = connector_env()
   local fn, err = env.loadfile(path, e)
   if not fn then
-    if tostring(err):find("No such file") then return nil, "unknown app '" .. app .. "'" end
+    if tostring(err):find("No such file") then return unknown() end
     return nil, err
   end
   local ok, c = pcall(fn)

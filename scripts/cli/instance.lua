@@ -5,7 +5,9 @@ local format = require "format"
 local vault = require "store.vault"
 
 local usage = [[usage: cachost instance COMMAND [OPTIONS]
-  add APP --name NAME [--set KEY=VALUE]...   connect a new instance of APP
+  add APP --name NAME [--set KEY=VALUE]... [--test]
+                                             connect a new instance of APP; --test tries the credentials
+                                             first and keeps the instance only if they work
   list [--format table|json|csv]             every instance: name, app, status, last scan, counts
   show NAME [--format table|json]            one instance; secrets shown as ********
   edit NAME --set KEY=VALUE...               change settings (secrets too)
@@ -94,6 +96,13 @@ function SUB.add(opts, args, ctx, st)
   if not values then return 2, err end
   local r, aerr = inst.add(st, app, opts.name, values, { ask = asker(ctx) })
   if not r then return 1, aerr end
+  if opts.test then
+    local code, terr = SUB.test(opts, { "test", r.name }, ctx)
+    if code ~= 0 then
+      inst.remove(st, r.name, { purge = true })          -- made a moment ago, by us: nothing else in it
+      return 1, terr .. " (the instance was not added)"
+    end
+  end
   ctx.out("added instance %s (%s)\n", r.name, r.app)
   return 0
 end
@@ -187,12 +196,15 @@ return {
   summary = "manage app instances (add, list, show, edit, rename, enable, disable, remove)",
   usage = usage,
   options = { { "name", arg = true }, { "set", arg = true, many = true }, { "format", arg = true, short = "f" },
-              { "purge" }, { "yes", short = "y" }, { "port", arg = true } },
+              { "purge" }, { "yes", short = "y" }, { "port", arg = true }, { "test" } },
   run = function(opts, args, ctx)
     local sub = args[1]
     local fn = sub and SUB[sub]
     if not fn then
-      ctx.err("cachost instance: %s\n%s\n", sub and ("unknown subcommand '" .. sub .. "'") or "missing subcommand", usage)
+      local names = {}
+      for k in pairs(SUB) do names[#names + 1] = k end
+      ctx.err("cachost instance: %s\n%s\n", sub and ("unknown subcommand '" .. sub .. "'" .. format.did_you_mean(sub, names))
+        or "missing subcommand", usage)
       return 2
     end
     local st, err = open(ctx)

@@ -54,6 +54,8 @@ describe("help", function()
   it("says what went wrong in one line, with the promised exit status", function()
     local cases = {
       { "statsu", 2, "did you mean 'status'" },
+      { "instance ad", 2, "did you mean 'add'" },
+      { "instance add okat --name x", 1, "unknown app 'okat' %(did you mean 'okta'%?%)" },
       { "help statsu", 1, "did you mean 'status'" },
       { "alert show 1", 1, "no alert 1" },
       { "alert frobnicate 1", 2, "expected show ID" },

@@ -30,6 +30,17 @@ describe("cachost sandbox", function()
       if line:match("^  CACHOST_SET_") then lines[#lines + 1] = line:gsub("^  ", ""):gsub(" cachost ", " " .. bin .. " ", 1) end
     end
     assert.equal(5, #lines, slurp(home .. "/add"))
+    -- --test keeps an instance only when its credentials work
+    local okta = lines[1]
+    local wrong = okta:gsub("^CACHOST_SET_API_TOKEN=%S+", "CACHOST_SET_API_TOKEN=wrong-token"):gsub("%-%-name %S+", "--name tried")
+    local _, _, rc = os.execute(("CACHOST_HOME='%s' %s --test >'%s/o' 2>&1 </dev/null"):format(home, wrong, home))
+    assert.equal(1, rc, slurp(home .. "/o"))
+    assert.matches("the instance was not added", slurp(home .. "/o"))
+    os.execute(("CACHOST_HOME='%s' %s instance list >'%s/o' 2>&1"):format(home, bin, home))
+    assert.is_nil(slurp(home .. "/o"):find("tried", 1, true))
+    _, _, rc = os.execute(("CACHOST_HOME='%s' %s --test >'%s/o' 2>&1 </dev/null"):format(home, okta:gsub("%-%-name %S+", "--name tried"), home))
+    assert.equal(0, rc, slurp(home .. "/o"))
+    assert.matches("credentials work", slurp(home .. "/o"))
     for _, line in ipairs(lines) do
       local _, _, rc = os.execute(("CACHOST_HOME='%s' %s >/dev/null 2>&1 </dev/null"):format(home, line))
       assert.equal(0, rc, line)
