@@ -109,54 +109,38 @@ function M.pretty(v, opts)
   return render(v, o, 0, {}, "")
 end
 
--- Rows marked as a result grid (the `sql` helper) print as an aligned text table.
+-- Rows marked as a result grid (the `sql` helper, with its columns in order) print as a table in the one
+-- style of every listing (format.lua): at most max_rows rows, long cells cut, and a row count.
 local grids = setmetatable({}, { __mode = "k" })
-function M.mark_grid(rows) grids[rows] = true; return rows end
-function M.is_grid(v) return grids[v] == true end
-
-local function cell(v)
-  if v == nil then return "" end
-  if type(v) == "string" then return (v:gsub("[%c]", " ")) end
-  return scalar(v)
-end
+function M.mark_grid(rows, columns) grids[rows] = columns or true; return rows end
+function M.is_grid(v) return grids[v] ~= nil end
 
 function M.grid(rows, opts)
-  local cols, seen = {}, {}
-  for _, r in ipairs(rows) do
-    for k in pairs(r) do if not seen[k] then seen[k] = true; cols[#cols + 1] = k end end
-  end
-  sort(cols, key_less)
-  local max_rows = opts and opts.max_rows or 200
-  local widths, lines = {}, {}
-  for j, c in ipairs(cols) do widths[j] = #tostring(c) end
-  local shown = math.min(#rows, max_rows)
-  local cells = {}
-  for i = 1, shown do
-    cells[i] = {}
-    for j, c in ipairs(cols) do
-      local s = cell(rows[i][c])
-      if #s > 60 then s = s:sub(1, 57) .. "..." end
-      cells[i][j] = s
-      if #s > widths[j] then widths[j] = #s end
+  local cols = type(grids[rows]) == "table" and grids[rows] or nil
+  if not cols then
+    local seen = {}
+    cols = {}
+    for _, r in ipairs(rows) do
+      for k in pairs(r) do if not seen[k] then seen[k] = true; cols[#cols + 1] = k end end
     end
+    sort(cols, key_less)
   end
-  local function line(vals)
-    local out = {}
-    for j, s in ipairs(vals) do out[j] = s .. (" "):rep(widths[j] - #s) end
-    return (concat(out, " | "):gsub("%s+$", ""))
+  local max_rows = opts and opts.max_rows or 200
+  local out = {}
+  local fmt = require "format"
+  local w = fmt.writer(cols, "table", function(s) out[#out + 1] = s end)
+  for i = 1, math.min(#rows, max_rows) do
+    local vals = {}
+    for j, c in ipairs(cols) do
+      local s = fmt.text(rows[i][c])
+      vals[j] = #s > 60 and s:sub(1, 57) .. "..." or s
+    end
+    w:row(vals)
   end
-  local head = {}
-  for j, c in ipairs(cols) do head[j] = tostring(c) end
-  if #cols > 0 then
-    lines[#lines + 1] = line(head)
-    local rule = {}
-    for j = 1, #cols do rule[j] = ("-"):rep(widths[j]) end
-    lines[#lines + 1] = concat(rule, "-+-")
-    for i = 1, shown do lines[#lines + 1] = line(cells[i]) end
-  end
-  if #rows > shown then lines[#lines + 1] = ("... (%d more rows)"):format(#rows - shown) end
-  lines[#lines + 1] = ("(%d row%s)"):format(#rows, #rows == 1 and "" or "s")
-  return concat(lines, "\n")
+  w:finish()
+  if #rows > max_rows then out[#out + 1] = ("... (%d more rows)\n"):format(#rows - max_rows) end
+  out[#out + 1] = ("(%d row%s)"):format(#rows, #rows == 1 and "" or "s")
+  return concat(out)
 end
 
 -- The text printed for an entry's results (n values in r[first..r.n]), or nil when there is nothing.

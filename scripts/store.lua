@@ -725,11 +725,21 @@ end
 
 -- store.sql(sql, ...) -> rows: the REPL's `sql "..."` helper, read-only, on host.home.
 local default_reader
+-- -> rows, columns (in the statement's order)
 function M.sql(sql, ...)
   if not default_reader then default_reader = check(M.open_readonly(host.home)) end
-  local rows, err = default_reader:query(sql, ...)
-  if not rows then error(err, 2) end
-  return rows
+  local cur, err = default_reader:cursor(sql, ...)
+  if not cur then error(err, 2) end
+  local rows, columns = {}, cur:columns()
+  while true do
+    local row, rerr = cur:next()
+    if not row then
+      if rerr then error(rerr, 2) end
+      break
+    end
+    rows[#rows + 1] = row
+  end
+  return rows, columns
 end
 
 return M

@@ -29,9 +29,9 @@ local function make_env(R)
   function env.sql(q, ...)
     if not ok then error("sql: the store is not available in this build (" .. tostring(store) .. ")", 2) end
     if type(store.sql) ~= "function" then error("sql: store.sql is not available in this build", 2) end
-    local okq, rows = pcall(store.sql, q, ...)
+    local okq, rows, columns = pcall(store.sql, q, ...)
     if not okq then error("sql: " .. tostring(rows):gsub("^[^\n]-:%d+: ", ""), 0) end
-    if type(rows) == "table" then R.mark_grid(rows) end
+    if type(rows) == "table" then R.mark_grid(rows, columns) end
     return rows
   end
   return env

@@ -154,7 +154,7 @@ describe("cachost repl through a pipe", function()
     local code, out, err = repl("s = store.open(host.home); s:close()\nsql 'select 1 as one, \"x\" as two'\n")
     assert.are.equal(0, code)
     if err == "" then
-      assert.truthy(out:find("one | two", 1, true), out)
+      assert.truthy(out:find("ONE  TWO\n1    x\n", 1, true), out)
       assert.truthy(out:find("(1 row)", 1, true), out)
       local _, _, err2 = repl("sql 'select * from no_such_table'\n")
       assert.truthy(err2:find("^sql: sqlite: no such table: no_such_table"), err2)
