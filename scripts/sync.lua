@@ -134,6 +134,7 @@ function Ctx:emit(entity, items, map)
     for i, s in ipairs(res.status) do if s == "added" then feed[#feed + 1] = { op = "added", row = rows[i] } end end
   end
   if M.on_feed and #feed > 0 then M.on_feed(self, entity, feed) end
+  if M.on_page then M.on_page(self, entity, #rows) end          -- progress on a terminal (cachost sync)
   -- the page is garbage now: collect once the heap has grown by half since the last collection (a
   -- listing's pages are large and short-lived; Lua's default waits for it to double)
   if collectgarbage("count") > gc_mark * 1.5 then

@@ -15,12 +15,28 @@ Runs the instance's streams now (all of them, full listings first), committing p
     if not inst then return ctx.fail("%s", err) end
     if not inst.enabled then return ctx.fail("instance '%s' is disabled (cachost instance enable %s)", inst.name, inst.name) end
     runtime.watch(not opts["no-policies"])
+    -- on a terminal, a line that says how far each stream got: pages, rows, rate; nothing in a pipe
     local tty = host.isatty(2)
+    local pages, rows, t0, shown = 0, 0, sched.now(), 0
+    local function show(stream, force)
+      local now = sched.now()
+      if not force and now - shown < 0.1 then return end
+      shown = now
+      local rate = rows / math.max(now - t0, 0.001)
+      ctx.err("\r\27[K%s %s: %d page%s, %d rows, %.0f rows/s", inst.name, stream, pages, pages == 1 and "" or "s", rows, rate)
+    end
+    if tty then
+      sync.on_page = function(c, _, n)
+        pages, rows = pages + 1, rows + n
+        show(c.stream)
+      end
+    end
     local results, ok = runtime.sync(inst, {
       streams = opts.stream, full = opts.full,
-      progress = tty and function(stream) ctx.err("\r%-60s", ("%s: %s done"):format(inst.name, stream)) end or nil,
+      progress = tty and function(stream) show(stream, true); pages, rows, t0 = 0, 0, sched.now() end or nil,
     })
-    if tty then ctx.err("\r%-60s\r", "") end
+    sync.on_page = nil
+    if tty then ctx.err("\r\27[K") end
     for _, r in ipairs(results) do
       if r.counts then
         local parts = {}

@@ -49,6 +49,11 @@ describe("cachost sandbox", function()
       _, _, rc = os.execute(("CACHOST_HOME='%s' %s sync %s >'%s' 2>&1"):format(home, bin, name, out))
       assert.equal(0, rc, name .. ": " .. slurp(out))
       assert.is_nil(slurp(out):find(" error ", 1, true), slurp(out))
+      assert.is_nil(slurp(out):find("rows/s", 1, true), "progress in a pipe")
     end
+    -- on a terminal, progress: pages, rows and rate of the stream being read
+    local _, _, rc = os.execute(("CACHOST_HOME='%s' script -qec \"%s sync tried\" /dev/null >'%s/tty' 2>&1"):format(home, bin, home))
+    assert.equal(0, rc, slurp(home .. "/tty"))
+    assert.matches("\27%[Ktried users: %d+ pages?, %d+ rows, %d+ rows/s", slurp(home .. "/tty"))
   end)
 end)
