@@ -57,4 +57,31 @@ function M.sandbox(dir, args)
   return M.wait_for(dir .. "/tenants.txt", "http://[%d%.:]+", 30):match("(http://[%d%.:]+)"), pid
 end
 
+-- start(args[, env]) -> pid, job: `cachost ARGS` in the background, with its exit status kept (job.rc,
+-- written by the shell that waited for it; job.out, job.err).  env: "NAME=value ..." before it.
+local jobs = 0
+function M.start(args, env)
+  jobs = jobs + 1
+  local job = ("%s-job%d"):format(os.tmpname(), jobs)
+  os.execute(("(%s sh -c 'echo $$ >%s.pid; exec %s %s' >%s.out 2>%s.err </dev/null; echo $? >%s.rc) &")
+    :format(env or "", job, M.BIN, args, job, job, job))
+  return M.wait_for(job .. ".pid", "%d+\n", 30):match("%d+"), job
+end
+
+-- finish(job[, pid, seconds]) -> exit status, stdout .. stderr, stdout.  With pid, a job still running
+-- after seconds is killed (status 137).
+function M.finish(job, pid, seconds)
+  local function done() return slurp(job .. ".rc"):match("%d+") end
+  if pid then
+    local deadline = sched.now() + seconds
+    while not done() and sched.now() < deadline do sched.sleep(0.02) end
+    if not done() then os.execute("kill -9 " .. pid) end
+  end
+  M.wait_for(job .. ".rc", "%d+", 30)
+  local rc, out = tonumber(done()), slurp(job .. ".out")
+  local both = out .. slurp(job .. ".err")
+  os.execute(("rm -f %s.pid %s.out %s.err %s.rc"):format(job, job, job, job))
+  return rc, both, out
+end
+
 return M

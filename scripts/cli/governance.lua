@@ -29,7 +29,11 @@ return {
       governance.resume()
       ctx.out("governance resumed\n")
     elseif sub == "status" then
-      ctx.out("%s\n", governance.paused() and "paused" or "active")
+      local st = runtime.store()
+      governance.settle_orphans(st)
+      local open = #st:unsettled_actions()
+      ctx.out("%s%s\n", governance.paused() and "paused" or "active", open > 0 and
+        (", %d action(s) in flight or with an unknown outcome (cachost governance reconcile)"):format(open) or "")
     elseif sub == "log" then
       local n = tonumber(opts.limit or 50)
       if not n then return ctx.usage_error(ctx.load_command("governance"), "--limit takes a number") end

@@ -1,43 +1,12 @@
 -- Stopping the binary: the first SIGTERM asks for a graceful stop (tasks finish their step); the second
 -- ends the process at once, whatever it is doing, even stuck inside C.
-local BIN = os.getenv("CACHOST_BIN") or "./build/cachost"
+local procs = require "procs"
+local start, finish = procs.start, procs.finish
 
-local function slurp(path)
-  local f = io.open(path)
-  if not f then return nil end
-  local s = f:read("a"); f:close()
-  return s
-end
 local function wait(cond, what, seconds)
   local deadline = sched.now() + (seconds or 30)
   while not cond() and sched.now() < deadline do sched.sleep(0.02) end
   assert(cond(), "timed out waiting for " .. what)
-end
-
--- The binary in the background, so this process keeps running its own tasks (a sandbox tenant) ->
--- pid, job (job.out, job.err, job.rc: the exit status, written by the shell that waited for it).
-local jobs = 0
-local function start(args, env)
-  jobs = jobs + 1
-  local job = ("%s-job%d"):format(os.tmpname(), jobs)
-  os.execute(("(%s sh -c 'echo $$ >%s.pid; exec %s %s' >%s.out 2>%s.err </dev/null; echo $? >%s.rc) &")
-    :format(env or "", job, BIN, args, job, job, job))
-  wait(function() return (slurp(job .. ".pid") or ""):match("%d+\n") end, "the pid of " .. args)
-  return slurp(job .. ".pid"):match("%d+"), job
-end
--- -> exit status, stdout .. stderr, stdout; a job still running after `seconds` is killed (status 137).
-local function finish(job, pid, seconds)
-  local done = function() return (slurp(job .. ".rc") or ""):match("%d+") end
-  if pid then
-    local deadline = sched.now() + seconds
-    while not done() and sched.now() < deadline do sched.sleep(0.02) end
-    if not done() then os.execute("kill -9 " .. pid) end
-  end
-  wait(done, "the end of " .. job)
-  local rc, out = tonumber(slurp(job .. ".rc"):match("%d+")), slurp(job .. ".out") or ""
-  local both = out .. (slurp(job .. ".err") or "")
-  os.execute(("rm -f %s.pid %s.out %s.err %s.rc"):format(job, job, job, job))
-  return rc, both, out
 end
 
 -- `cachost script` of `script`, signalled once it says "ready" -> exit status, output, seconds from
@@ -46,7 +15,7 @@ local function run_with_signals(script, signals)
   local path = os.tmpname()
   local f = assert(io.open(path, "w")); f:write(script); f:close()
   local pid, job = start("script " .. path)
-  wait(function() return (slurp(job .. ".out") or ""):find("ready", 1, true) end, "the script to start", 20)
+  procs.wait_for(job .. ".out", "ready", 20)
   sched.sleep(0.2)
   for i, s in ipairs(signals) do
     if i > 1 then sched.sleep(0.3) end
@@ -190,6 +159,9 @@ describe("signals during a governance action", function()
     local shown = json.decode(log_json)
     assert.equal("unknown", shown[1].result)
     assert.equal(rows[1].id, shown[1].id)
+    local src, status = finish(select(2, act("governance status")))
+    assert.equal(0, src, status)
+    assert.matches("active, 1 action%(s%) in flight or with an unknown outcome", status)
     wait(function() return posts(u) == 1 end, "the provider to finish its work")
     local _, rjob = act("governance reconcile")
     local rrc, rout = finish(rjob)

@@ -120,7 +120,7 @@ describe("governance limits and interrupted actions", function()
     package.loaded.runtime = nil
     runtime = require "runtime"
     tenant = require("sandbox.okta").new { seed = 12, users = 90, events_per_day = 5 }
-    srv = assert(server.listen { port = 0 }); tenant:mount(srv)
+    srv = require("helpers").serve(tenant)
     inst = add("okta", "burst", { domain = "x", base_url = srv.url, insecure_loopback = true }, { api_token = tenant.token })
     assert(select(2, runtime.sync(inst, { streams = { "users" } })))
     saved_limits = governance.limits
