@@ -32,6 +32,8 @@ struct host {
     const char *home;          /* $CACHOST_HOME (may be NULL until decided by Lua) */
     volatile sig_atomic_t stopping;    /* 1: a graceful stop was requested; 2: stop now (repl.exit) */
     volatile sig_atomic_t exit_code;
+    volatile sig_atomic_t signals;     /* SIGINT/SIGTERM received so far, counted in the handler: C work
+                                          the loop cannot interrupt (SQLite) stops when it changes */
 };
 extern struct host H;
 

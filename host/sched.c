@@ -524,6 +524,7 @@ static volatile sig_atomic_t signals_seen;
 static void on_raw_signal(int sig, siginfo_t *info, void *uctx)
 {
     struct sigaction *old = &chained[sig == SIGTERM];
+    H.signals++;
     if ((sig == SIGTERM || !host_sigint_hook) && ++signals_seen >= 2) {
         static const char msg[] = "cachost: second stop signal: exiting now\n";
         ssize_t n = write(STDERR_FILENO, msg, sizeof msg - 1);

@@ -1,6 +1,6 @@
 /* store.c — the `sqlite` Lua module: a small, sharp SQLite binding.
  *
- *   sqlite.open(path, {readonly=, busy_timeout=ms, create=true}) -> db | nil, err
+ *   sqlite.open(path, {readonly=, busy_timeout=ms, create=true, timeout=s}) -> db | nil, err
  *   db:exec(sql, ...) -> true | nil, err          (no params: may hold several statements)
  *   db:query(sql, ...) -> {rows keyed by column} | nil, err
  *   db:rows(sql, ...) -> iterator, for `for row in db:rows(...)` (raises on error, like io.lines)
@@ -12,7 +12,12 @@
  * Parameters: nil / json.null -> NULL, boolean -> 0/1, integer, float, string -> TEXT, sqlite.blob -> BLOB.
  * A single plain table argument binds named parameters (:name, @name, $name) from its fields.
  * Errors: "<token>: <sqlite3_errmsg>" with token busy, locked, full, corrupt, notadb, readonly,
- * constraint, io, cantopen, perm, interrupt, auth or sqlite (anything else).
+ * constraint, io, cantopen, perm, interrupt, timeout, auth or sqlite (anything else).
+ *
+ * Bounded work: a progress handler stops any statement (a recursive CTE never ends) when SIGINT/SIGTERM
+ * arrives during it ("interrupt: stopped by a signal"; the event loop cannot run while SQLite does), and,
+ * with timeout = s, once it has worked s seconds ("timeout: ..."; a cursor counts every step's work, not
+ * the time between steps).
  *
  * This file never calls back into Lua (no lua_call, no metamethods: raw table access only), so every
  * function here is safe to use from a task that yields between calls. */
@@ -22,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <ctype.h>
+#include <time.h>
 
 #define DB_MT     "sqlite.db"
 #define CURSOR_MT "sqlite.cursor"
@@ -44,13 +50,21 @@ typedef struct {
     int ncache;
     struct cached cache[CACHE_MAX];
     struct cursor *cursors;  /* open cursors, finalized on close */
+    double budget;           /* seconds of work a statement or cursor may take; 0: no bound */
+    double t0;               /* when the running work began (monotonic), less what it had used before */
+    sig_atomic_t sig0;       /* H.signals when it began */
+    int stopped;             /* why the progress handler stopped it: STOP_SIGNAL or STOP_BUDGET */
 } db_t;
+
+enum { STOP_SIGNAL = 1, STOP_BUDGET };
 
 typedef struct cursor {
     sqlite3_stmt *stmt;      /* NULL once closed */
     db_t *owner;
     struct cursor *next, **pprev;
     int ncol;
+    sig_atomic_t sig0;       /* H.signals when it was opened */
+    double used;             /* seconds of work its steps took so far */
 } cursor_t;
 
 /* ---------- errors ---------- */
@@ -73,10 +87,43 @@ static const char *err_token(int rc) {
     }
 }
 
-static int push_err(lua_State *L, sqlite3 *db, int rc) {
+static int push_err(lua_State *L, db_t *d, int rc) {
     lua_pushnil(L);
-    lua_pushfstring(L, "%s: %s", err_token(rc), db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+    if ((rc & 0xff) == SQLITE_INTERRUPT && d->stopped == STOP_BUDGET)
+        lua_pushfstring(L, "timeout: the statement worked longer than %f s", d->budget);
+    else if ((rc & 0xff) == SQLITE_INTERRUPT && d->stopped == STOP_SIGNAL)
+        lua_pushliteral(L, "interrupt: stopped by a signal");
+    else
+        lua_pushfstring(L, "%s: %s", err_token(rc), sqlite3_errmsg(d->db));
     return 2;
+}
+
+/* ---------- bounded work ---------- */
+
+static double mono(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Work on d begins: signals from sig0 on stop it, and the budget counts from `used` seconds. */
+static void work_begin(db_t *d, sig_atomic_t sig0, double used) {
+    d->sig0 = sig0;
+    d->stopped = 0;
+    if (d->budget > 0) d->t0 = mono() - used;
+}
+
+/* Seconds the work begun by work_begin has taken, with what it had used before. */
+static double work_used(db_t *d) { return d->budget > 0 ? mono() - d->t0 : 0; }
+
+/* SQLite calls this every PROGRESS_OPS virtual machine instructions; non-zero stops the statement with
+ * SQLITE_INTERRUPT. */
+#define PROGRESS_OPS 1000
+static int progress(void *ud) {
+    db_t *d = ud;
+    if (H.signals != d->sig0) d->stopped = STOP_SIGNAL;
+    else if (d->budget > 0 && mono() - d->t0 > d->budget) d->stopped = STOP_BUDGET;
+    return d->stopped;
 }
 
 /* ---------- handles ---------- */
@@ -378,6 +425,15 @@ static int l_open(lua_State *L) {
     int readonly = getopt_bool(L, 2, "readonly", 0);
     int create = getopt_bool(L, 2, "create", 1);
     int busy = getopt_int(L, 2, "busy_timeout", 5000);
+    double budget = 0;
+    if (!lua_isnoneornil(L, 2)) {
+        lua_getfield(L, 2, "timeout");
+        if (!lua_isnil(L, -1)) {
+            budget = luaL_checknumber(L, -1);
+            if (!(budget >= 0)) return luaL_argerror(L, 2, "timeout must be seconds >= 0");
+        }
+        lua_pop(L, 1);
+    }
 
     db_t *d = lua_newuserdatauv(L, sizeof *d, 0); /* "closed" until the connection exists */
     memset(d, 0, sizeof *d);
@@ -395,6 +451,9 @@ static int l_open(lua_State *L) {
     }
     d->db = db;
     d->readonly = readonly;
+    d->budget = budget;
+    d->sig0 = H.signals;
+    sqlite3_progress_handler(db, PROGRESS_OPS, progress, d);
     sqlite3_busy_timeout(db, busy);
     sqlite3_extended_result_codes(db, 0);
     /* Reading the schema refuses a file that is not a database (NOTADB) before anything is written. */
@@ -431,11 +490,12 @@ static int l_exec(lua_State *L) {
     if (lua_gettop(L) == 2) {
         /* No parameters: run every statement of the script (migrations), uncached. */
         const char *p = sql, *end = sql + len;
+        work_begin(d, H.signals, 0);
         while (p < end) {
             sqlite3_stmt *st = NULL;
             const char *tail = NULL;
             rc = sqlite3_prepare_v2(d->db, p, (int)(end - p), &st, &tail);
-            if (rc != SQLITE_OK) return push_err(L, d->db, rc);
+            if (rc != SQLITE_OK) return push_err(L, d, rc);
             if (!st) break; /* only whitespace / comments left */
             if (sqlite3_bind_parameter_count(st) > 0) {
                 sqlite3_finalize(st);
@@ -443,7 +503,7 @@ static int l_exec(lua_State *L) {
             }
             while ((rc = sqlite3_step(st)) == SQLITE_ROW) {}
             sqlite3_finalize(st);
-            if (rc != SQLITE_DONE) return push_err(L, d->db, rc);
+            if (rc != SQLITE_DONE) return push_err(L, d, rc);
             p = tail;
         }
         lua_pushboolean(L, 1);
@@ -451,7 +511,7 @@ static int l_exec(lua_State *L) {
     }
     const char *tail = NULL;
     sqlite3_stmt *st = stmt_get(d, sql, len, &rc, &tail);
-    if (!st) return rc == SQLITE_OK ? (lua_pushboolean(L, 1), 1) : push_err(L, d->db, rc);
+    if (!st) return rc == SQLITE_OK ? (lua_pushboolean(L, 1), 1) : push_err(L, d, rc);
     if (!only_space(tail)) {
         stmt_done(d, st);
         return luaL_error(L, "exec: parameters given with more than one statement");
@@ -461,9 +521,10 @@ static int l_exec(lua_State *L) {
         stmt_done(d, st);
         return luaL_error(L, "exec: %s", e);
     }
+    work_begin(d, H.signals, 0);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {}
     if (rc != SQLITE_DONE) {
-        push_err(L, d->db, rc);
+        push_err(L, d, rc);
         stmt_done(d, st);
         return 2;
     }
@@ -481,7 +542,7 @@ static sqlite3_stmt *prepare_bound(lua_State *L, db_t *d, const char *what, int 
     sqlite3_stmt *st = stmt_get(d, sql, len, &rc, &tail);
     if (!st) {
         if (rc == SQLITE_OK) luaL_error(L, "%s: empty SQL", what);
-        *nret = push_err(L, d->db, rc);
+        *nret = push_err(L, d, rc);
         return NULL;
     }
     if (!only_space(tail)) {
@@ -506,12 +567,13 @@ static int l_query(lua_State *L) {
     int names = lua_gettop(L);
     lua_newtable(L);
     int rc, n = 0;
+    work_begin(d, H.signals, 0);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         push_row(L, st, ncol, names);
         lua_rawseti(L, -2, ++n);
     }
     if (rc != SQLITE_DONE) {
-        push_err(L, d->db, rc);
+        push_err(L, d, rc);
         stmt_done(d, st);
         return 2;
     }
@@ -558,7 +620,7 @@ static int l_exec_many(lua_State *L) {
     sqlite3_stmt *st = stmt_get(d, sql, len, &rc, &tail);
     if (!st) {
         if (rc == SQLITE_OK) return luaL_argerror(L, 2, "empty SQL");
-        return push_err(L, d->db, rc);
+        return push_err(L, d, rc);
     }
     if (!only_space(tail) || sqlite3_bind_parameter_count(st) != ncols) {
         stmt_done(d, st);
@@ -566,6 +628,7 @@ static int l_exec_many(lua_State *L) {
     }
     lua_createtable(L, (int)(nrows > 1 << 24 ? 1 << 24 : nrows), 0);
     int results = lua_gettop(L);
+    work_begin(d, H.signals, 0);
     for (lua_Integer i = 1; i <= nrows; i++) {
         if (lua_rawgeti(L, 3, i) != LUA_TTABLE) {
             stmt_done(d, st);
@@ -590,7 +653,7 @@ static int l_exec_many(lua_State *L) {
         }
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {}
         if (rc != SQLITE_DONE) {
-            push_err(L, d->db, rc);
+            push_err(L, d, rc);
             stmt_done(d, st);
             lua_pushinteger(L, i);
             return 3;
@@ -622,9 +685,10 @@ static int open_cursor(lua_State *L, db_t *d) {
     lua_insert(L, 3); /* cursor at 3, parameters now from 4 */
     const char *tail = NULL;
     int rc = sqlite3_prepare_v2(d->db, sql, (int)len, &c->stmt, &tail);
-    if (rc != SQLITE_OK) return push_err(L, d->db, rc);
+    if (rc != SQLITE_OK) return push_err(L, d, rc);
     if (!c->stmt) return luaL_error(L, "rows: empty SQL");
     c->owner = d;
+    c->sig0 = H.signals;
     c->next = d->cursors;
     if (d->cursors) d->cursors->pprev = &c->next;
     d->cursors = c;
@@ -655,7 +719,9 @@ static int cursor_next(lua_State *L) {
     cursor_t *c = check_cursor(L, 1);
     if (!c->stmt) return 0;
     int asarray = lua_toboolean(L, 2);
+    work_begin(c->owner, c->sig0, c->used);
     int rc = sqlite3_step(c->stmt);
+    c->used = work_used(c->owner);
     if (rc == SQLITE_ROW) {
         if (asarray) {
             push_array_row(L, c->stmt, c->ncol);
@@ -669,7 +735,7 @@ static int cursor_next(lua_State *L) {
         cursor_release(c);
         return 0;
     }
-    int n = push_err(L, c->owner->db, rc);
+    int n = push_err(L, c->owner, rc);
     cursor_release(c);
     return n;
 }

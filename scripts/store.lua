@@ -174,12 +174,14 @@ end
 local Reader = {}
 Reader.__index = Reader
 
+-- store.open_readonly(home_or_db_path, {busy_timeout = ms, timeout = s}) -> reader | nil, err
 function M.open_readonly(where, opts)
   local path = db_path(where or host.home)
   -- SQLite alone tells whether the database exists (a read-only open never creates it): a descriptor of
   -- the file opened and closed outside SQLite would drop this process's locks on it, and the next process
   -- to close would take itself for the last one and delete the -wal/-shm the others still use.
-  local db, err = sqlite.open(path, { readonly = true, busy_timeout = (opts and opts.busy_timeout) or 5000 })
+  local db, err = sqlite.open(path, { readonly = true, busy_timeout = (opts and opts.busy_timeout) or 5000,
+                                      timeout = opts and opts.timeout })
   if not db then
     if tostring(err):match("^cantopen") and not host.stat(path) then
       return nil, "missing: no database at " .. path .. " (add an instance first)"

@@ -51,6 +51,17 @@ function M.stop(pid, signal, seconds)
   return true
 end
 
+-- Seconds of CPU the process has used (user + system): a process that computes shows it is at work.
+function M.cpu(pid)
+  local f = io.open("/proc/" .. pid .. "/stat")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  local fields = {}
+  for w in s:match("%) (.*)$"):gmatch("%S+") do fields[#fields + 1] = w end
+  return (tonumber(fields[12]) + tonumber(fields[13])) / 100     -- utime, stime in clock ticks (USER_HZ)
+end
+
 -- sandbox(dir, "okta --size 50") -> url, pid: one sandbox tenant serving in the background.
 function M.sandbox(dir, args)
   local pid = M.spawn(("%s sandbox %s"):format(M.BIN, args), dir .. "/tenants.txt")

@@ -339,6 +339,28 @@ describe("store", function()
       assert.equal(20, count(st, "users"))
     end)
 
+    it("bounds the work of a statement with timeout (a recursive CTE never ends)", function()
+      local endless = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT count(*) AS n FROM c"
+      local rd = assert(store.open_readonly(dir, { timeout = 0.2 }))
+      local ok, err = rd:query(endless)
+      assert.is_nil(ok)
+      assert.equal("timeout: the statement worked longer than 0.2 s", err)
+      -- the connection serves on, and a cursor counts the work of all its steps, not the time between them
+      assert.equal(3, rd:query("SELECT 1 + 2 AS n")[1].n)
+      local cur = assert(rd:cursor("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT x FROM c"))
+      local n, row, cerr = 0, nil, nil
+      repeat row, cerr = cur:next(true); n = n + 1 until not row
+      assert.equal("timeout: the statement worked longer than 0.2 s", cerr)
+      assert.is_true(n > 1000)
+      rd:close()
+      local db = assert(sqlite.open(":memory:", { timeout = 0.2 }))
+      ok, err = db:exec("CREATE TABLE t AS " .. endless)
+      assert.matches("^timeout:", err)
+      db:close()
+      assert.has_error(function() sqlite.open(":memory:", { timeout = -1 }) end)
+      assert.has_error(function() sqlite.open(":memory:", { timeout = "soon" }) end)
+    end)
+
     it("store.sql reads host.home", function()
       local saved = host.home
       host.home = dir
