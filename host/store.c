@@ -28,6 +28,8 @@
 #include <string.h>
 #include <ctype.h>
 #include <time.h>
+#include <stdio.h>
+#include <sys/stat.h>
 
 #define DB_MT     "sqlite.db"
 #define CURSOR_MT "sqlite.cursor"
@@ -419,6 +421,21 @@ static int simple(sqlite3 *db, const char *sql) {
     return sqlite3_exec(db, sql, NULL, NULL, NULL);
 }
 
+/* chmod go-rwx the database file and its -wal and -shm where others may read them (a store created by
+ * an older version under umask 022).  By name, never by a descriptor: closing one would drop SQLite's
+ * POSIX locks. */
+static void make_private(sqlite3 *db) {
+    const char *file = sqlite3_db_filename(db, "main");
+    if (!file || !*file) return;                       /* :memory: or a temporary database */
+    const char *names[] = {file, sqlite3_filename_wal(file), NULL};
+    char shm[4096];
+    struct stat st;
+    for (int i = 0; names[i]; i++)
+        if (stat(names[i], &st) == 0 && (st.st_mode & 077)) chmod(names[i], st.st_mode & 0700);
+    if (snprintf(shm, sizeof shm, "%s-shm", file) < (int)sizeof shm && stat(shm, &st) == 0 && (st.st_mode & 077))
+        chmod(shm, st.st_mode & 0700);
+}
+
 static int l_open(lua_State *L) {
     const char *path = luaL_checkstring(L, 1);
     if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
@@ -442,13 +459,19 @@ static int l_open(lua_State *L) {
     int flags = SQLITE_OPEN_NOFOLLOW | SQLITE_OPEN_NOMUTEX;
     flags |= readonly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0));
     sqlite3 *db = NULL;
+    /* The store holds what providers know about people: whatever the umask, the database is created
+     * 0600, and its -wal and -shm (SQLite gives them the database's mode) with it.  An existing file
+     * others may read is made private too. */
+    mode_t umask_was = umask(077);
     int rc = sqlite3_open_v2(path, &db, flags, NULL);
     if (rc != SQLITE_OK) {
+        umask(umask_was);
         lua_pushnil(L);
         lua_pushfstring(L, "%s: %s: %s", err_token(rc), path, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
         sqlite3_close_v2(db);
         return 2;
     }
+    if (!readonly) make_private(db);
     d->db = db;
     d->readonly = readonly;
     d->budget = budget;
@@ -468,6 +491,7 @@ static int l_open(lua_State *L) {
         rc = simple(db, "PRAGMA query_only=ON");
         if (rc == SQLITE_OK) rc = sqlite3_set_authorizer(db, ro_authorizer, NULL);
     }
+    umask(umask_was);
     if (rc != SQLITE_OK) {
         lua_pushnil(L);
         if ((rc & 0xff) == SQLITE_NOTADB)
