@@ -30,6 +30,19 @@ describe("fuzz corpus", function()
     end)
   end
 
+  it("policy loader: every seed loads, or fails with one line, and what loads runs on the feed", function()
+    local home, rt = host.home, package.loaded.runtime
+    local ok, err = pcall(function()
+      local run = driver("policy")
+      for _, s in ipairs(seeds("policy")) do
+        local ok1, err1 = pcall(run, s.input)
+        assert(ok1, s.name .. ": " .. tostring(err1))
+      end
+    end)
+    host.home, package.loaded.runtime = home, rt
+    assert(ok, err)
+  end)
+
   it("okta: a verification challenge that is not UTF-8 is refused, not answered 200 with an empty body", function()
     local run = driver("webhook", "okta")
     local status = run("x-fuzz-sign: 1\nx-fuzz-method: GET\nx-okta-verification-challenge: \0\0UX\xa0\xcc\x8c\x9babc\n\n")

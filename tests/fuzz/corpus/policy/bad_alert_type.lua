@@ -1,0 +1,1 @@
+return policy { name = "bad alert", on = "activity", alert = 12345 }

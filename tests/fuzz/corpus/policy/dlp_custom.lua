@@ -1,0 +1,1 @@
+return policy { name = "dlp", on = "file", dlp = { detectors = { "card" }, custom = { { name = "x", pattern = "[0-9]{4}" } } } }

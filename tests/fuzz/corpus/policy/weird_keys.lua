@@ -1,0 +1,1 @@
+return policy { name = "weird keys", on = "activity", match = { ["a\"]\n--"] = 1, [1] = true, [2.5] = { "x", 1 } } }
