@@ -521,7 +521,9 @@ function c.webhook(ctx, req)
   if type(p) ~= "table" then return 400, { error = "body is not JSON" } end
   local src = type(p.source) == "table" and p.source or {}
   local refetch = {}
-  if src.type == "file" and src.id then refetch[1] = { entity = "files", id = tostring(src.id) } end
+  -- an id we can put in a URL: a non-empty string (Box's), or an integer
+  local id = (type(src.id) == "string" and src.id ~= "" or math.type(src.id) == "integer") and tostring(src.id) or nil
+  if src.type == "file" and id then refetch[1] = { entity = "files", id = id } end
   return 200, nil, refetch
 end
 

@@ -243,7 +243,7 @@ end
 -- X-Hub-Signature-256: "sha256=" .. hex HMAC-SHA256(secret, raw body), compared in constant time (§7).
 local function logins_of(event, p)
   local out = {}
-  local function add(u) if type(u) == "table" and type(u.login) == "string" then out[#out + 1] = u.login end end
+  local function add(u) if type(u) == "table" and type(u.login) == "string" and u.login ~= "" then out[#out + 1] = u.login end end
   if event == "organization" then
     add(type(p.membership) == "table" and p.membership.user or nil)
   elseif event == "membership" or event == "member" then

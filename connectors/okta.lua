@@ -217,7 +217,7 @@ function c.webhook(ctx, req)
   local refetch = {}
   for _, e in ipairs(body.data.events) do
     for _, t in ipairs(type(e.target) == "table" and e.target or {}) do
-      if t.type == "User" and t.id then refetch[#refetch + 1] = { entity = "users", id = t.id } end
+      if t.type == "User" and type(t.id) == "string" and t.id ~= "" then refetch[#refetch + 1] = { entity = "users", id = t.id } end
     end
   end
   return 200, nil, refetch

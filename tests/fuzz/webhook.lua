@@ -77,7 +77,7 @@ local function check_answer(status, body, refetch, headers)
   assert(refetch == nil or type(refetch) == "table", "bad refetch list")
   for i, r in ipairs(refetch or {}) do
     assert(type(r) == "table" and type(r.entity) == "string", ("refetch[%d]: no entity"):format(i))
-    assert(type(r.id) == "string" and r.id ~= "", ("refetch[%d]: id is a %s, not a string"):format(i, type(r.id)))
+    assert(type(r.id) == "string" and r.id ~= "", ("refetch[%d]: the id (%s %q) is not a non-empty string"):format(i, type(r.id), tostring(r.id)))
     assert(status >= 200 and status < 300, "refetch with status " .. status)
   end
   assert(headers == nil or type(headers) == "table", "bad headers")

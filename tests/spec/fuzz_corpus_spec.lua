@@ -42,6 +42,29 @@ describe("fuzz corpus", function()
     end)
   end
 
+  it("webhooks ask to re-fetch only ids that are non-empty strings (or Box's integers)", function()
+    local function refetched(app, input)
+      local status, _, refetch = driver("webhook", app)(input)
+      assert.equal(200, status)
+      return refetch or {}
+    end
+    local gh = "x-fuzz-sign: 1\nx-github-event: member\n\n"
+    assert.same({}, refetched("github", gh .. '{"member":{"login":""}}'))
+    assert.same({ { entity = "users", id = "octo" } }, refetched("github", gh .. '{"member":{"login":"octo"}}'))
+    local okta = "x-fuzz-sign: 1\n\n"
+    local function targets(...)
+      local t = {}
+      for i, id in ipairs { ... } do t[i] = { type = "User", id = id } end
+      return okta .. json.encode { data = { events = { { target = t } } } }
+    end
+    assert.same({ { entity = "users", id = "00u1" } }, refetched("okta", targets("", 12, { x = 1 }, true, "00u1")))
+    for i, id in ipairs { '""', '{"a":1}', "[]", "true", "7" } do
+      local box = ("x-fuzz-sign: 1\nbox-delivery-id: id-%d\nbox-delivery-timestamp: now\n\n"):format(i)
+      local want = id == "7" and { { entity = "files", id = "7" } } or {}
+      assert.same(want, refetched("box", box .. '{"source":{"type":"file","id":' .. id .. '}}'))
+    end
+  end)
+
   it("okta: a verification challenge that is not UTF-8 is refused, not answered 200 with an empty body", function()
     local run = driver("webhook", "okta")
     local status = run("x-fuzz-sign: 1\nx-fuzz-method: GET\nx-okta-verification-challenge: \0\0UX\xa0\xcc\x8c\x9babc\n\n")
