@@ -5,7 +5,8 @@
 # tests/fuzz/<target>.options (or <prefix>.options: webhook.options for webhook_box).  New inputs go to DIR/corpus/<target>/, a crashing one to DIR/crashes/.
 # Prints per target: executions, exec/s, crashes, corpus size; then one line
 # "# figure: fuzz: N targets, M executions, K crashes" and exits 1 if any target crashed.
-# FUZZ_ONLY="json iso8601" runs just those.
+# FUZZ_ONLY="json iso8601" runs just those; FUZZ_CORPUS=DIR puts new inputs there instead (make test: a
+# temporary directory, so each smoke run starts from the committed seeds).
 DIR=${1:?usage: tests/fuzz/run.sh DIR [libFuzzer options...]}
 shift
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -16,7 +17,8 @@ for bin in "$DIR"/fuzz_*; do
   [ -x "$bin" ] || continue
   t=${bin##*/fuzz_}
   if [ -n "$FUZZ_ONLY" ]; then case " $FUZZ_ONLY " in *" $t "*) ;; *) continue ;; esac; fi
-  mkdir -p "$DIR/corpus/$t"
+  corpus=${FUZZ_CORPUS:-$DIR/corpus}/$t
+  mkdir -p "$corpus"
   dict=""; [ -f "tests/fuzz/$t.dict" ] && dict="-dict=tests/fuzz/$t.dict"
   o="tests/fuzz/$t.options"; [ -f "$o" ] || o="tests/fuzz/${t%%_*}.options"   # webhook_box: webhook.options
   opts=""; [ -f "$o" ] && opts=$(grep -v '^#' "$o")
@@ -24,7 +26,7 @@ for bin in "$DIR"/fuzz_*; do
   # shellcheck disable=SC2086  # options are words
   ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1} UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1} \
     "$bin" -print_final_stats=1 -artifact_prefix="$DIR/crashes/$t-" $dict $opts "$@" \
-    "$DIR/corpus/$t" "tests/fuzz/corpus/$t" >"$log" 2>&1
+    "$corpus" "tests/fuzz/corpus/$t" >"$log" 2>&1
   rc=$?
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
