@@ -260,6 +260,12 @@ local function validate(d, name)
   return d
 end
 
+-- One line, whatever the policy's error said (Lua's "unfinished string near ..." quotes the newline).
+local function load_error(v, path, why)
+  v:close()
+  return nil, ("%s: %s"):format(path, (tostring(why):gsub("%s*[\r\n]+%s*", " ")))
+end
+
 -- policy.load(path) -> policy | nil, err ("<path>: field: problem; field: problem ...")
 function M.load(path)
   local fh, ferr = io.open(path, "rb")
@@ -270,11 +276,11 @@ function M.load(path)
   local v = vm.new { memory = M.MEMORY, instructions = M.INSTRUCTIONS, seconds = M.SECONDS, name = id }
   local ok, err = v:load(PRELUDE, "=prelude")
   if ok then ok, err = v:load(text, id .. ".lua") end
-  if not ok then v:close(); return nil, ("%s: %s"):format(path, err) end
+  if not ok then return load_error(v, path, err) end
   local okd, d = v:call("__describe")
-  if not okd then v:close(); return nil, ("%s: %s"):format(path, d) end
+  if not okd then return load_error(v, path, d) end
   local p, verr = validate(d, id)
-  if not p then v:close(); return nil, ("%s: %s"):format(path, verr) end
+  if not p then return load_error(v, path, verr) end
   p.vm, p.path = v, path
   return p
 end

@@ -65,6 +65,20 @@ describe("fuzz corpus", function()
     end
   end)
 
+  it("a policy that does not load says why in one line", function()
+    local dir = require("helpers").tmp_dir()
+    -- a runtime error whose message has a newline, a syntax error quoting one (the seed the fuzzer found)
+    for i, text in ipairs { [[error("first\nsecond")]], [[return policy { match = { ["a\"]\nb"] } }]],
+                            'return policy { name = 1, on = 2 }' } do
+      local path = dir .. "/p" .. i .. ".lua"
+      local fh = assert(io.open(path, "w")); fh:write(text); fh:close()
+      local p, err = require("policy").load(path)
+      assert.is_nil(p)
+      assert.is_nil(err:find("\n"), err)
+      assert.truthy(err:find(path, 1, true), err)
+    end
+  end)
+
   it("okta: a verification challenge that is not UTF-8 is refused, not answered 200 with an empty body", function()
     local run = driver("webhook", "okta")
     local status = run("x-fuzz-sign: 1\nx-fuzz-method: GET\nx-okta-verification-challenge: \0\0UX\xa0\xcc\x8c\x9babc\n\n")
