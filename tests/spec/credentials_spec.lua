@@ -94,6 +94,20 @@ describe("credentials", function()
     end)
   end
 
+  it("sends no credentials along a redirect to another host (Box's content download is a 302)", function()
+    hits = {}
+    local redirector = assert(server.listen { port = 0 })
+    redirector:route("GET", "/*", function() return 302, "", { Location = foreign.url .. "/download" } end)
+    local inst = helpers.instance("okta", "o-redirect", { domain = "acme.okta.com", base_url = redirector.url,
+      insecure_loopback = true }, { api_token = "00redirect-token-must-stay-home" })
+    local ctx = require("sync").context(runtime.store(), inst, "test")
+    local resp = ctx.client:request("GET", "/api/v1/users/x/content", { raw = true })
+    redirector:close()
+    assert.equal(200, resp.status)
+    assert.equal(1, #hits)
+    assert.is_nil(hits[1].authorization)
+  end)
+
   it("refuses a base_url over plain http to another host, at add, edit and request time", function()
     local st = runtime.store()
     local row, err = instances.add(st, "okta", "o-http", { domain = "acme.okta.com", base_url = "http://10.0.0.1",
