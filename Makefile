@@ -71,8 +71,10 @@ bench: deps all
 # The injected-faults campaign: make test runs 4 syncs under faults per connector on small tenants.
 FAULT_ROUNDS ?= 30
 FAULT_SIZE ?= 4
+FAULT_RETRY_AFTER ?= 1
 faults: deps all
-	@CACHOST_FAULT_ROUNDS=$(FAULT_ROUNDS) CACHOST_FAULT_SIZE=$(FAULT_SIZE) $(BUILD)/cachost test tests/spec/faults_spec.lua
+	@CACHOST_FAULT_ROUNDS=$(FAULT_ROUNDS) CACHOST_FAULT_SIZE=$(FAULT_SIZE) CACHOST_FAULT_RETRY_AFTER=$(FAULT_RETRY_AFTER) \
+	  $(BUILD)/cachost test tests/spec/faults_spec.lua
 
 demo: deps all
 	@scripts/demo.sh

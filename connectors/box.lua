@@ -70,7 +70,8 @@ local function marker_pages(ctx, path, query)
   })
 end
 
--- Offset pagination (§8): stop when offset + limit >= total_count.
+-- Offset pagination (§8): stop when offset + limit >= total_count.  A page without total_count is not
+-- what Box documents: taking it for the last page would end the listing early (and mark the rest deleted).
 local function offset_pages(ctx, path, query)
   query = query or {}
   query.limit, query.offset = query.limit or PAGE, 0
@@ -78,8 +79,10 @@ local function offset_pages(ctx, path, query)
     items = "entries",
     next = function(resp)
       local d = resp.data
+      local total = math.tointeger(d.total_count)
+      if not total then error(("malformed listing: no total_count in an offset page (GET %s)"):format(path), 0) end
       local nxt = (tonumber(d.offset) or 0) + (tonumber(d.limit) or PAGE)
-      if nxt >= (tonumber(d.total_count) or 0) then return nil end
+      if nxt >= total then return nil end
       local q = {}
       for k, v in pairs(query) do q[k] = v end
       q.offset = nxt

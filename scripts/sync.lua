@@ -193,8 +193,9 @@ function M.run(st, inst, stream, opts)
   -- items it could not understand: what they stood for may still exist, so this was no complete
   -- listing (nothing is marked deleted) and the stream's health says so
   if ok and ctx.rejected then
-    ok, err = false, ("malformed items: %d item(s) could not be read (first: %s); nothing was marked deleted")
-      :format(ctx.rejected, ctx.rejected_first)
+    ok, err = false, ("malformed items: %d item(s) could not be read (first: %s); %s")
+      :format(ctx.rejected, ctx.rejected_first,
+        (ctx.incremental and not ctx.complete_listing) and "they were skipped" or "nothing was marked deleted")
   end
   if not ok then
     err = M.redact(st, inst, err)

@@ -4,8 +4,9 @@
 -- incremental syncs of every connector.  Every sync either completes exactly (the store equals the
 -- tenant's ground truth and a clean twin's scan: same ids, nothing lost, nothing extra) or fails with
 -- one clear line and keeps what it had; a later clean sync completes exactly.
--- CACHOST_FAULT_ROUNDS (default 4 syncs under faults per connector) and CACHOST_FAULT_SIZE (tenant
--- size, default 1) make a longer campaign: make faults.
+-- CACHOST_FAULT_ROUNDS (default 4 syncs under faults per connector), CACHOST_FAULT_SIZE (tenant size,
+-- default 1), CACHOST_FAULT_RETRY_AFTER (seconds a 429 asks for, default 0) and CACHOST_FAULT_SEED make a
+-- longer campaign: make faults.
 local runtime = require "runtime"
 local tenants = require "tenants"
 local helpers = require "helpers"
@@ -15,6 +16,8 @@ local schema = require "store.schema"
 local ROUNDS = tonumber(os.getenv("CACHOST_FAULT_ROUNDS") or "") or 4
 local SIZE = tonumber(os.getenv("CACHOST_FAULT_SIZE") or "") or 1
 local SEED = tonumber(os.getenv("CACHOST_FAULT_SEED") or "") or 10
+-- what the 429s ask the client to wait (each provider's own header): 0 keeps make test short
+local RETRY_AFTER = tonumber(os.getenv("CACHOST_FAULT_RETRY_AFTER") or "") or 0
 
 -- The users each tenant's connector must end with: ext_id -> true, from the tenant's own state.
 local TRUTH = {
@@ -103,7 +106,7 @@ describe("injected faults", function()
         local want = snapshot(twin)
         local truth = TRUTH[app](r.tenant)
         assert.same({ 0, 0 }, { diff(want.users, truth) })
-        r.tenant:chaos { rate = 0.1, seed = SEED * 100 + i }
+        r.tenant:chaos { rate = 0.1, seed = SEED * 100 + i, retry_after = RETRY_AFTER }
         for round = 1, ROUNDS do
           local before = snapshot(r.inst)
           local results, ok = runtime.sync(r.inst, { full = round % 2 == 1 })
