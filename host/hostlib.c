@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <termios.h>
 #include <unistd.h>
@@ -211,6 +212,62 @@ static int l_listdir(lua_State *L)
 
 static int l_pid(lua_State *L) { lua_pushinteger(L, getpid()); return 1; }
 
+/* host.lock(path) -> lock | nil, "busy", holder_pid | nil, err: an exclusive flock on path (created
+ * 0600, no link followed), without waiting.  The file then holds our pid, so whoever finds it busy can
+ * say who holds it.  The kernel releases it when the process ends, however it ends; lock:unlock() (or
+ * garbage collection, or a to-be-closed variable) releases it sooner.  Never use it on a SQLite
+ * database: closing a descriptor of one drops SQLite's own POSIX locks. */
+#define LOCK_MT "host.lock"
+
+static int lock_release(lua_State *L)
+{
+    int *fd = luaL_checkudata(L, 1, LOCK_MT);
+    if (*fd >= 0) { close(*fd); *fd = -1; }   /* closing releases the flock */
+    return 0;
+}
+
+static int l_lock(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    int *ud = lua_newuserdatauv(L, sizeof *ud, 0);
+    *ud = -1;
+    if (luaL_newmetatable(L, LOCK_MT)) {
+        static const luaL_Reg m[] = {{"unlock", lock_release}, {NULL, NULL}};
+        lua_pushcfunction(L, lock_release);
+        lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, lock_release);
+        lua_setfield(L, -2, "__close");
+        luaL_newlib(L, m);
+        lua_setfield(L, -2, "__index");
+    }
+    lua_setmetatable(L, -2);
+    int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) return fail(L, path);
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        char buf[32];
+        ssize_t n = e == EWOULDBLOCK ? pread(fd, buf, sizeof buf - 1, 0) : -1;
+        close(fd);
+        if (e != EWOULDBLOCK) { errno = e; return fail(L, path); }
+        buf[n > 0 ? n : 0] = 0;
+        lua_pushnil(L);
+        lua_pushliteral(L, "busy");
+        lua_pushinteger(L, strtol(buf, NULL, 10));
+        return 3;
+    }
+    *ud = fd;
+    char pid[32];
+    int len = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)len, 0) != len) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "%s: %s", path, strerror(errno));
+        close(fd);
+        *ud = -1;
+        return 2;
+    }
+    return 1;
+}
+
 /* Text address -> 16 bytes (IPv4 as ::ffff:a.b.c.d, so both families compare alike); 0 if malformed. */
 static int ip_parse(const char *s, unsigned char out[16])
 {
@@ -265,7 +322,7 @@ int luaopen_host(lua_State *L)
 {
     static const luaL_Reg f[] = {
         {"getopt", l_getopt}, {"isatty", l_isatty}, {"getenv", l_getenv}, {"readpass", l_readpass},
-        {"pid", l_pid}, {"mkdir", l_mkdir}, {"stat", l_stat}, {"write_new", l_write_new}, {"listdir", l_listdir},
+        {"pid", l_pid}, {"lock", l_lock}, {"mkdir", l_mkdir}, {"stat", l_stat}, {"write_new", l_write_new}, {"listdir", l_listdir},
         {"ip_in", l_ip_in}, {NULL, NULL}};
     luaL_newlib(L, f);
     lua_pushliteral(L, CACHOST_VERSION);

@@ -28,7 +28,8 @@ function M.schedule(inst, tasks)
     end
     busy, skipped = true, false
     local ok, err = pcall(function()
-      local results = runtime.sync(now, { streams = streams })
+      local results, _, locked = runtime.sync(now, { streams = streams })
+      if locked then return log.info("scan skipped", { instance = inst.name, reason = locked }) end
       for _, r in ipairs(results) do
         if r.error then log.warn("scan failed", { instance = inst.name, stream = r.stream, error = r.error }) end
       end

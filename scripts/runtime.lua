@@ -108,6 +108,10 @@ local function sync_now(inst, opts)
     results[#results + 1] = { stream = stream, counts = counts, error = err, seconds = sched.now() - t0 }
     if not counts then
       all_ok = false
+      -- a full disk or a database locked by another process stops the scan: every later stream would
+      -- fail alike (each committed page stays)
+      results.store_error = M.store_unavailable(err)
+      if results.store_error then break end
       inst:set_status(status)
       if status == "reconnect_needed" then break end
     end
@@ -126,6 +130,13 @@ local function sync_now(inst, opts)
   return results, all_ok
 end
 
+-- "full" when an error says the store could not grow (SQLITE_FULL: the disk, or CACHOST_DB_MAX_MB),
+-- "busy" when another process holds its lock past busy_timeout, else nil.
+function M.store_unavailable(err)
+  local token = tostring(err):match("^store: (%a+):") or tostring(err):match("^(%a+):")
+  return (token == "full" or token == "busy") and token or nil
+end
+
 -- Scans at once in this process: each holds a page in flight per stream, so many instances scanning
 -- together would take memory in proportion; the others wait their turn.  `cachost run --max-scans N`.
 M.MAX_SCANS = 16
@@ -135,7 +146,24 @@ function M.set_max_scans(n) scan_slots, scan_size = sched.semaphore(n), n end
 -- {in_use, size} of the scan slots, for /metrics
 function M.scan_slots() return { size = scan_size, in_use = scan_slots and scan_size - scan_slots:free() or 0 } end
 
+-- One sync of an instance at a time, across processes (the daemon, `cachost sync`): a flock on
+-- $CACHOST_HOME/locks/sync-<id>.lock (never on the database), released by the kernel however we end.
+local function sync_lock(inst)
+  local dir = M.store().home .. "/locks"
+  host.mkdir(dir, 448)
+  local lock, err, pid = host.lock(("%s/sync-%d.lock"):format(dir, inst.id))
+  if lock then return lock end
+  if err == "busy" then
+    return nil, ("locked: instance '%s' is being synced by another process%s; try again when it is done")
+      :format(inst.name, (pid and pid > 0) and (" (pid " .. pid .. ")") or "")
+  end
+  return nil, "lock: " .. tostring(err)
+end
+
+-- runtime.sync(inst, opts) -> results, all_ok | {}, false, err (another process syncs this instance)
 function M.sync(inst, opts)
+  local lock <close>, lerr = sync_lock(inst)
+  if not lock then return {}, false, lerr end
   scan_slots = scan_slots or sched.semaphore(M.MAX_SCANS)
   local slots = scan_slots     -- the one this scan releases to, should the limit change meanwhile
   slots:acquire()

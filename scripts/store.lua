@@ -167,6 +167,12 @@ function M.open(where, opts)
                             waiters = {}, depth = 0, busy_timeout = opts.busy_timeout or 5000 }, Store)
   local ok, merr = st:migrate(opts.migrate_to)
   if not ok then db:close(); return nil, merr end
+  -- CACHOST_DB_MAX_MB: a quota on the database (on a shared disk); past it, writes fail as on a full disk
+  local max_mb = tonumber(host.getenv("CACHOST_DB_MAX_MB") or "")
+  if max_mb then
+    local page = db:query("PRAGMA page_size")[1].page_size
+    check(db:exec(("PRAGMA max_page_count = %d"):format(math.max(1, math.floor(max_mb * 1048576 / page)))))
+  end
   return st
 end
 
@@ -249,11 +255,12 @@ end
 -- BEGIN IMMEDIATE takes the write lock up front (no deadlock later in the transaction).  Another
 -- process holding it: retry with sched.sleep, so the loop keeps running, until busy_timeout.
 local function begin(self)
-  local deadline = wall() + self.busy_timeout / 1000
+  local now = sched.now     -- monotonic: a wall clock jump neither cuts nor stretches the wait
+  local deadline = now() + self.busy_timeout / 1000
   while true do
     local ok, err = self.db:exec("BEGIN IMMEDIATE")
     if ok then return true end
-    if not tostring(err):match("^busy") or wall() >= deadline then
+    if not tostring(err):match("^busy") or now() >= deadline then
       if tostring(err):match("^busy") then
         return nil, "busy: the database is locked by another process (waited " .. self.busy_timeout .. " ms)"
       end

@@ -182,7 +182,9 @@ function M.run(st, inst, stream, opts)
   local started = sched.time()
   ctx.watermark = state.watermark
   ctx.first_scan = state.last_success == nil
-  assert(st:save_stream(inst.id, stream, { scan_started = started }))
+  -- a store that cannot be written (locked by another process, full) is an error of the sync, not a crash
+  local saved, serr = st:save_stream(inst.id, stream, { scan_started = started })
+  if not saved then return nil, "store: " .. tostring(serr), "error" end
   local ok, err = xpcall(fn, function(e)
     if type(e) == "string" and e:match("cancelled$") then return "cancelled" end
     if type(e) == "string" and (e:match("^[%w_]+: ") or e:match("^endless") or e:match("^malformed")) then return e end

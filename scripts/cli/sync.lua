@@ -31,11 +31,24 @@ Runs the instance's streams now (all of them, full listings first), committing p
         show(c.stream)
       end
     end
-    local results, ok = runtime.sync(inst, {
+    -- SIGINT/SIGTERM: stop at the next wait; the page in flight rolls back, committed pages and their
+    -- cursors stay, and the next sync goes on from there
+    local me = sched.current()
+    local stopper = sched.spawn(function() sched.wait_stop(); me:cancel() end)
+    local sok, results, ok, lerr = pcall(runtime.sync, inst, {
       streams = opts.stream, full = opts.full,
       progress = tty and function(stream) show(stream, true); pages, rows, t0 = 0, 0, sched.now() end or nil,
     })
+    stopper:cancel()
     sync.on_page = nil
+    if not sok then
+      if tostring(results):match("cancelled$") then
+        if tty then ctx.err("\r\27[K") end
+        return ctx.fail("sync of %s stopped by a signal: every page committed is kept; the next sync goes on from there", inst.name)
+      end
+      error(results, 0)
+    end
+    if lerr then return ctx.fail("%s", lerr) end
     if tty then ctx.err("\r\27[K") end
     for _, r in ipairs(results) do
       if r.counts then
@@ -51,6 +64,13 @@ Runs the instance's streams now (all of them, full listings first), committing p
       else
         ctx.out("%s %-11s FAIL  %5.2fs  %s\n", inst.name, r.stream, r.seconds, sync.redact(runtime.store(), inst, r.error))
       end
+    end
+    if results.store_error == "full" then
+      return ctx.fail("disk full: %s cannot grow: free space and rerun; nothing was lost (every page "
+        .. "committed is kept, the next sync goes on from there)", runtime.store().path)
+    elseif results.store_error == "busy" then
+      return ctx.fail("database locked: another process holds %s past %d ms; rerun when it is done; nothing "
+        .. "was lost", runtime.store().path, runtime.store().busy_timeout)
     end
     return ok and 0 or 1
   end,
