@@ -585,6 +585,36 @@ static double opt_number(lua_State *L, int t, const char *k, double def) {
 
 static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
 
+/* A pooled (reset) or new easy handle for r, with what every transfer sets: r as its private data, the
+ * error buffer, no signals, the response into r, the timeouts.  NULL when out of memory. */
+static CURL *easy_for(struct req *r, double timeout, double ctimeout) {
+    CURL *e = r->easy = S.npool ? S.pool[--S.npool] : curl_easy_init();
+    if (!e) return NULL;
+    curl_easy_setopt(e, CURLOPT_PRIVATE, r);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(timeout * 1000));
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)(ctimeout * 1000));
+    return e;
+}
+
+/* Hands r to the multi and suspends the task until the transfer ends (⏸); if it cannot start, frees r
+ * and returns nil, err. */
+static int req_start(lua_State *L, struct req *r) {
+    if (curl_multi_add_handle(S.multi, r->easy) != CURLM_OK) {
+        req_free(r);
+        lua_pushnil(L);
+        lua_pushstring(L, "error: cannot start request");
+        return 2;
+    }
+    r->next = S.reqs;
+    if (S.reqs) S.reqs->prev = r;
+    S.reqs = r;
+    return task_wait(L, 0, req_cancel, r, 0, NULL);
+}
+
 /* http.request{...} ⏸ — raises on misuse (before anything is allocated); yields. */
 static int l_request(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
@@ -701,14 +731,9 @@ static int l_request(lua_State *L) {
         struct curl_slist *nl = curl_slist_append(r->hdrs, "Expect:");
         if (nl) r->hdrs = nl;
     }
-    CURL *e = r->easy = S.npool ? S.pool[--S.npool] : curl_easy_init();
+    CURL *e = easy_for(r, timeout, ctimeout);
     if (!e) { snprintf(err, sizeof err, "error: out of memory"); goto fail; }
     curl_easy_setopt(e, CURLOPT_URL, full);
-    curl_easy_setopt(e, CURLOPT_PRIVATE, r);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->hdrs);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
@@ -721,8 +746,6 @@ static int l_request(lua_State *L) {
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, insecure ? 0L : 2L);
     if (ca_file) curl_easy_setopt(e, CURLOPT_CAINFO, ca_file);
     if (proxy) curl_easy_setopt(e, CURLOPT_PROXY, proxy);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(timeout * 1000));
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)(ctimeout * 1000));
     curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)r->max_size);
     if (!has_ua) curl_easy_setopt(e, CURLOPT_USERAGENT, "cachost/" CACHOST_VERSION);
     if (!strcmp(meth, "HEAD")) curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
@@ -732,12 +755,7 @@ static int l_request(lua_State *L) {
         if (strcmp(meth, "POST")) curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, meth);
     } else if (strcmp(meth, "GET")) curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, meth);
     curl_free(full); curl_free(host); curl_free(tu); curl_url_cleanup(u);
-    full = host = tu = NULL; u = NULL;
-    if (curl_multi_add_handle(S.multi, e) != CURLM_OK) { snprintf(err, sizeof err, "error: cannot start request"); goto fail; }
-    r->next = S.reqs;
-    if (S.reqs) S.reqs->prev = r;
-    S.reqs = r;
-    return task_wait(L, 0, req_cancel, r, 0, NULL);
+    return req_start(L, r);
 
 fail:
     curl_free(full); curl_free(host); curl_free(tu);
@@ -820,15 +838,10 @@ static int l_mail(lua_State *L) {
     r->task = task;
     r->max_size = 1024 * 1024;
     r->t0 = mono_now();
-    CURL *e = r->easy = S.npool ? S.pool[--S.npool] : curl_easy_init();
+    CURL *e = easy_for(r, timeout, timeout < DEFAULT_CONNECT ? timeout : DEFAULT_CONNECT);
     if (!e) { snprintf(err, sizeof err, "error: out of memory"); goto fail; }
     curl_easy_setopt(e, CURLOPT_URL, url);
-    curl_easy_setopt(e, CURLOPT_PRIVATE, r);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
     curl_easy_setopt(e, CURLOPT_MAIL_FROM, from);
     curl_easy_setopt(e, CURLOPT_MAIL_RCPT, r->rcpt);
     curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
@@ -841,15 +854,8 @@ static int l_mail(lua_State *L) {
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
     if (user) curl_easy_setopt(e, CURLOPT_USERNAME, user);
     if (password) curl_easy_setopt(e, CURLOPT_PASSWORD, password);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(timeout * 1000));
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)((timeout < DEFAULT_CONNECT ? timeout : DEFAULT_CONNECT) * 1000));
     curl_free(host); curl_free(scheme); curl_free(tu); curl_url_cleanup(u);
-    host = scheme = tu = NULL; u = NULL;
-    if (curl_multi_add_handle(S.multi, e) != CURLM_OK) { snprintf(err, sizeof err, "error: cannot start request"); goto fail; }
-    r->next = S.reqs;
-    if (S.reqs) S.reqs->prev = r;
-    S.reqs = r;
-    return task_wait(L, 0, req_cancel, r, 0, NULL);
+    return req_start(L, r);
 
 fail:
     curl_free(host); curl_free(scheme); curl_free(tu);

@@ -3,15 +3,12 @@
 -- secret is AES-256-GCM sealed and bound to its instance and name).  Each attempt must be refused with one
 -- line, no traceback, no secret in the output, and the database unchanged.
 local helpers = require "helpers"
-local root = (host and host.root) or "."
-local bin = os.getenv("CACHOST_BIN") or (root .. "/cachost")
+local procs = require "procs"
+local slurp = procs.slurp
+local bin = procs.BIN
 
 local SECRET = "ssws-" .. crypto.hex(crypto.random(12))
 
-local function slurp(path)
-  local f = io.open(path, "rb"); if not f then return "" end
-  local s = f:read("a"); f:close(); return s
-end
 
 local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 

@@ -2,11 +2,9 @@
 -- never touches the user's own CACHOST_HOME nor deletes a directory it did not make.
 local helpers = require "helpers"
 local root = (host and host.root) or "."
+local procs = require "procs"
+local slurp = procs.slurp
 
-local function slurp(path)
-  local f = io.open(path, "rb"); if not f then return "" end
-  local s = f:read("a"); f:close(); return s
-end
 
 describe("make demo", function()
   local dir, user_home

@@ -1,13 +1,10 @@
 -- help_spec.lua — the first minutes of a newcomer: every way of asking for help answers, every command's
 -- --help answers, and a mistake is one line (a usage error exits 2, a failure 1), never a Lua traceback.
 local helpers = require "helpers"
-local root = (host and host.root) or "."
-local bin = os.getenv("CACHOST_BIN") or (root .. "/cachost")
+local procs = require "procs"
+local slurp = procs.slurp
+local bin = procs.BIN
 
-local function slurp(path)
-  local f = io.open(path, "rb"); if not f then return "" end
-  local s = f:read("a"); f:close(); return s
-end
 
 local home
 local function run(args)

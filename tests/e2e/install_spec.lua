@@ -3,13 +3,11 @@
 -- user's CACHOST_HOME; `make uninstall` removes exactly what was installed.
 local helpers = require "helpers"
 local root = (host and host.root) or "."
-local bin = os.getenv("CACHOST_BIN") or (root .. "/cachost")
+local procs = require "procs"
+local slurp = procs.slurp
+local bin = procs.BIN
 local build = bin:match("^" .. root:gsub("%p", "%%%0") .. "/([^/]+)/cachost$") or "build"
 
-local function slurp(path)
-  local f = io.open(path, "rb"); if not f then return "" end
-  local s = f:read("a"); f:close(); return s
-end
 
 local function sh(cmd)
   local out = os.tmpname()

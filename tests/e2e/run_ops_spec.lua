@@ -1,13 +1,10 @@
 -- run_ops_spec.lua — `cachost run` serves /healthz, /readyz and /metrics on their own listener, apart from
 -- the webhooks, and says where in its log.
 local helpers = require "helpers"
-local root = (host and host.root) or "."
-local bin = os.getenv("CACHOST_BIN") or (root .. "/cachost")
+local procs = require "procs"
+local slurp = procs.slurp
+local bin = procs.BIN
 
-local function slurp(path)
-  local f = io.open(path, "rb"); if not f then return "" end
-  local s = f:read("a"); f:close(); return s
-end
 
 describe("cachost run operator endpoints", function()
   it("are served on --metrics-listen, not on the webhook listener", function()

@@ -1,13 +1,10 @@
 -- sandbox_cli_spec.lua — `cachost sandbox` tells a newcomer the exact `cachost instance add` command of each
 -- tenant: run as printed, each instance syncs every stream.
 local helpers = require "helpers"
-local root = (host and host.root) or "."
-local bin = os.getenv("CACHOST_BIN") or (root .. "/cachost")
+local procs = require "procs"
+local slurp = procs.slurp
+local bin = procs.BIN
 
-local function slurp(path)
-  local f = io.open(path, "rb"); if not f then return "" end
-  local s = f:read("a"); f:close(); return s
-end
 
 describe("cachost sandbox", function()
   local home, pid

@@ -3,11 +3,10 @@
 -- sink is down.
 local helpers = require "helpers"
 local root = (host and host.root) or "."
+local procs = require "procs"
+local slurp = procs.slurp
+local bin = procs.BIN
 
-local function slurp(path)
-  local f = io.open(path, "rb"); if not f then return "" end
-  local s = f:read("a"); f:close(); return s
-end
 
 local function records(path)
   local out = {}
@@ -180,8 +179,7 @@ describe("alert sinks", function()
   end)
 
   it("are served by cachost run from sinks.json, which it refuses to start with when broken", function()
-    local bin = os.getenv("CACHOST_BIN") or (root .. "/cachost")
-    local out, ready = dir .. "/d.out", dir .. "/d.ready"
+        local out, ready = dir .. "/d.out", dir .. "/d.ready"
     pids[#pids + 1] = receiver(dir, ("unix '%s/d.sock' '%s' >'%s'"):format(dir, out, ready))
     wait_ready(ready)
     local f = assert(io.open(dir .. "/sinks.json", "wb"))
