@@ -93,9 +93,25 @@ describe("injected faults", function()
       figures.syncs, figures.injected, table.concat(kinds, ", "), figures.exact, figures.failed, figures.lost, figures.duplicated)
   end)
 
+  it("waits as each provider's 429 asks, through its own header", function()
+    for i, app in ipairs(tenants.APPS) do
+      local r = tenants.start(app, app .. "-429", { seed = 50 + i, tenant = { rate_limit = { limit = 1000000 } } })
+      -- GitHub's primary limit says when it resets (x-ratelimit-reset) and nothing else
+      r.tenant:fault { kind = app == "github" and "primary" or "429", path = tenants.USERS_PATH[app], count = 1,
+                       retry_after = 2 }
+      local t0 = sched.now()
+      local ok, err = pcall(helpers.sync_ok, r.inst, { streams = { "users" } })
+      local waited = sched.now() - t0
+      r.srv:close()
+      assert(ok, err)
+      -- the backoff is 20 ms here: only the provider's header explains a wait of seconds
+      assert.is_true(waited >= 0.9, ("%s waited %.2f s"):format(app, waited))
+    end
+  end)
+
   for i, app in ipairs(tenants.APPS) do
     it(app .. ": every sync under faults completes exactly or fails cleanly, then a clean sync completes", function()
-      local extra = app == "office365" and { components = "users,audits,signins,apps,activities" } or nil
+      local extra = app == "office365" and { components = "users,audits,signins,apps,activities,files" } or nil
       -- a frozen tenant clock: the ground truth stays put while the syncs run; no rate limit of its own
       local r = tenants.start(app, app .. "-faults", { size = SIZE, seed = SEED + i, settings = extra,
         tenant = { frozen = true, rate_limit = { limit = 1000000 } } })
