@@ -491,14 +491,11 @@ c.undo = { suspend_user = "unsuspend_user", unsuspend_user = "suspend_user", qua
 
 ---------------------------------------------------------------------------------------------- webhooks
 -- §10: base64(HMAC-SHA256(key, body .. BOX-DELIVERY-TIMESTAMP)) with the primary and the secondary key;
--- either matching is enough (keys rotate one at a time).  Older than 10 minutes, or a delivery id seen
--- before, is refused.
+-- either matching is enough (keys rotate one at a time).  A timestamp more than 10 minutes away is
+-- refused.  BOX-DELIVERY-ID is not signed (and changes on retry), so what was already handled is known by
+-- the signed body's event id (stable across retries), or the signed bytes themselves: remembered while
+-- its timestamp can pass (twice MAX_AGE, for clock skew both ways), acknowledged 200 and not handled again.
 local MAX_AGE = 600
-local seen = {}                 -- instance .. delivery id -> time first accepted (replays)
-
-local function prune(now)
-  for k, t in pairs(seen) do if now - t > 2 * MAX_AGE then seen[k] = nil end end
-end
 
 function c.webhook(ctx, req)
   local h = req.headers
@@ -515,13 +512,11 @@ function c.webhook(ctx, req)
   local t = parse_iso(ts)
   local now = sched.time()
   if not t or now - t > MAX_AGE or t - now > MAX_AGE then return 401, { error = "stale delivery" } end
-  local id = h["box-delivery-id"] or crypto.hex(crypto.sha256(body .. ts))
-  local key = ctx.instance .. "\0" .. id
-  prune(now)
-  if seen[key] then return 409, { error = "replayed delivery" } end
-  seen[key] = now
-  local p = json.decode(body)
-  if type(p) ~= "table" then return 400, { error = "body is not JSON" } end
+  local p, status, why = webhook.json(req)
+  if not p then return status, { error = why } end
+  if type(p) ~= "table" then return 400, { error = "body is not a JSON object" } end
+  local key = type(p.id) == "string" and p.id ~= "" and "event:" .. p.id or "sig:" .. crypto.hex(crypto.sha256(body .. ts))
+  if not webhook.first(ctx.instance .. "/box", key, 2 * MAX_AGE + 60) then return 200, { ok = true, duplicate = true } end
   local src = type(p.source) == "table" and p.source or {}
   local refetch = {}
   -- an id we can put in a URL: a non-empty string (Box's), or an integer

@@ -254,6 +254,11 @@ local function logins_of(event, p)
   return out
 end
 
+-- A redelivery keeps its X-GitHub-Delivery GUID: one seen within REDELIVERY is acknowledged, not handled
+-- again.  The GUID is not signed (only the body is): a replay under a new GUID can only make us re-read
+-- the users it names.  Hooks must send JSON (content_type "json"), not form-encoded payloads.
+local REDELIVERY = 3 * 24 * 3600
+
 function c.webhook(ctx, req)
   local secret = ctx:secret("webhook_secret")
   if not secret then return 403, { error = "webhook secret not configured" } end
@@ -262,8 +267,13 @@ function c.webhook(ctx, req)
   if not crypto.equal(sig, want) then return 401, { error = "bad signature" } end
   local event = req.headers["x-github-event"] or ""
   if event == "ping" then return 200, { ok = true } end
-  local p = json.decode(req.body or "")
-  if type(p) ~= "table" then return 400, { error = "body is not JSON" } end
+  local p, status, why = webhook.json(req)
+  if not p then return status, { error = why } end
+  if type(p) ~= "table" then return 400, { error = "body is not a JSON object" } end
+  local guid = req.headers["x-github-delivery"]
+  if guid and not webhook.first(ctx.instance .. "/github", guid, REDELIVERY) then
+    return 200, { ok = true, duplicate = true }
+  end
   local refetch = {}
   for _, login in ipairs(logins_of(event, p)) do refetch[#refetch + 1] = { entity = "users", id = login } end
   return 200, nil, refetch

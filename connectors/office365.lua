@@ -875,24 +875,31 @@ end
 
 -- Management Activity notifications (§7): Webhook-AuthID must be ours (validation included); the
 -- validation is answered 200, no echo; a notification is a JSON array of content blobs, each re-fetched
--- if its contentUri is in this tenant's feed (else the whole notification is refused).
+-- if its contentUri is in this tenant's feed (else the whole notification is refused).  Notifications are
+-- unsigned and at-least-once: a blob already named within BLOB_SEEN_FOR is not fetched again (the authId
+-- is the only secret; a replayed notification can only name blobs of this tenant's own feed).
+local BLOB_SEEN_FOR = 24 * 3600
 local function management_webhook(ctx, req)
   local state = ctx:secret("client_state")
   if not state then return 403, { error = "client_state not configured" } end
   local got = req.headers["webhook-authid"]
   if type(got) ~= "string" or not crypto.equal(got, mgmt_auth_id(state)) then return 401, { error = "bad Webhook-AuthID" } end
   if req.headers["webhook-validationcode"] then return 200 end
-  local list = json.decode(req.body or "")
+  local list, status, why = webhook.json(req)
+  if not list then return status, { error = why } end
   if type(list) ~= "table" or not json.is_array(list) then return 400, { error = "not a content notification" } end
-  local refetch, seen = {}, {}
+  local uris = {}
   for _, n in ipairs(list) do
     local uri = type(n) == "table" and content_uri(ctx, n.contentUri)
     if not uri then
       log.warn("office365: notification names a content URI outside this tenant's feed, refused", { instance = ctx.instance })
       return 400, { error = "contentUri is not a content blob of this tenant" }
     end
-    if not seen[uri] then
-      seen[uri] = true
+    uris[#uris + 1] = uri
+  end
+  local refetch = {}
+  for _, uri in ipairs(uris) do
+    if webhook.first(ctx.instance .. "/office365-blobs", uri, BLOB_SEEN_FOR) then
       refetch[#refetch + 1] = { entity = "activities", id = uri }
     end
   end
@@ -902,7 +909,8 @@ end
 -- Management Activity notifications (Webhook-AuthID / Webhook-ValidationCode headers, an array body)
 -- are answered above.  Graph POSTs `?validationToken=` to verify the URL (echo it as text/plain, §7);
 -- its notifications carry the subscription's clientState, compared in constant time.  Users -> re-fetch
--- the user; drive roots -> the drive's delta.
+-- the user; drive roots -> the drive's delta.  Not de-duplicated: a notification carries no id, and two
+-- identical ones may mean two changes; a replay can only make us re-read the user or drive it names.
 function c.webhook(ctx, req)
   req.headers = req.headers or {}
   if req.headers["webhook-authid"] or req.headers["webhook-validationcode"] or (req.body or ""):match("^%s*%[") then
@@ -912,7 +920,8 @@ function c.webhook(ctx, req)
   if token then return 200, token, nil, { ["Content-Type"] = "text/plain" } end
   local secret = ctx:secret("client_state")
   if not secret then return 403, { error = "client_state not configured" } end
-  local body = json.decode(req.body or "")
+  local body, status, why = webhook.json(req)
+  if not body then return status, { error = why } end
   if type(body) ~= "table" or type(body.value) ~= "table" then return 400, { error = "not a change notification" } end
   local refetch, seen = {}, {}
   for _, n in ipairs(body.value) do

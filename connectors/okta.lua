@@ -198,7 +198,9 @@ c.undo = { suspend_user = "unsuspend_user", unsuspend_user = "suspend_user" }
 
 ---------------------------------------------------------------------------------------------- event hooks
 -- One-time verification: a GET with X-Okta-Verification-Challenge, echoed back as {"verification": v}.
--- Deliveries carry the configured Authorization value (no HMAC): compared in constant time.
+-- Deliveries carry the configured Authorization value (no HMAC): compared in constant time.  Delivery is
+-- at-least-once: an event (its uuid) already handled within a day is not re-fetched again.
+local SEEN_FOR = 24 * 3600
 function c.webhook(ctx, req)
   local secret = ctx:secret("hook_secret")
   if not secret then return 403, { error = "event hook secret not configured" } end
@@ -210,14 +212,18 @@ function c.webhook(ctx, req)
     if not utf8.len(challenge) then return 400, { error = "verification challenge is not UTF-8" } end
     return 200, { verification = challenge }
   end
-  local body = json.decode(req.body)
+  local body, status, why = webhook.json(req)
+  if not body then return status, { error = why } end
   if type(body) ~= "table" or type(body.data) ~= "table" or type(body.data.events) ~= "table" then
     return 400, { error = "not an event hook delivery" }
   end
   local refetch = {}
   for _, e in ipairs(body.data.events) do
-    for _, t in ipairs(type(e.target) == "table" and e.target or {}) do
-      if t.type == "User" and type(t.id) == "string" and t.id ~= "" then refetch[#refetch + 1] = { entity = "users", id = t.id } end
+    local new = type(e) == "table" and (type(e.uuid) ~= "string" or webhook.first(ctx.instance .. "/okta", e.uuid, SEEN_FOR))
+    for _, t in ipairs(new and type(e.target) == "table" and e.target or {}) do
+      if type(t) == "table" and t.type == "User" and type(t.id) == "string" and t.id ~= "" then
+        refetch[#refetch + 1] = { entity = "users", id = t.id }
+      end
     end
   end
   return 200, nil, refetch

@@ -112,6 +112,15 @@ function M.ops_routes(srv)
   end)
 end
 
+-- The webhook server: /webhooks/<instance>.  Deliveries are small (a 1 MiB cap); the server's defaults
+-- bound how long a request may take to arrive and how many connections are open (server.listen).
+M.MAX_BODY = 1024 * 1024
+function M.listen(opts)
+  local srv, err = server.listen { host = opts.host or "127.0.0.1", port = opts.port or 0, max_body = M.MAX_BODY }
+  if not srv then return nil, "cannot listen: " .. tostring(err) end
+  return srv:route("*", "/webhooks/:instance", M.webhook)
+end
+
 function M.run(opts)
   local tasks = {}
   local sinks, serr = require("sinks").load(host.home)
@@ -122,9 +131,8 @@ function M.run(opts)
     M.schedule(inst, tasks)
     M.subscribe(inst, opts.public_url, tasks)
   end
-  local srv, err = server.listen { host = opts.host or "127.0.0.1", port = opts.port or 0, max_body = 1024 * 1024 }
-  if not srv then return nil, "cannot listen: " .. tostring(err) end
-  srv:route("*", "/webhooks/:instance", M.webhook)
+  local srv, err = M.listen(opts)
+  if not srv then return nil, err end
   local mhost, mport = opts.metrics_host or "127.0.0.1", opts.metrics_port or 9787
   local ops, operr = server.listen { host = mhost, port = mport, max_body = 1024 }
   if ops then

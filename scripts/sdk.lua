@@ -41,7 +41,7 @@ local function connector_env()
   return env.new {
     connector = connector, json = json, crypto = crypto, log = log, sched = sched,
     iso = util.iso, parse_iso = util.parse_iso, links = util.links, urlencode = http.urlencode,
-    provider_host = provider_host,
+    provider_host = provider_host, webhook = require "sdk.webhook",
   }
 end
 

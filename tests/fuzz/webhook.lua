@@ -57,6 +57,9 @@ local function parse(input)
     end
   end
   local h = req.headers
+  -- every provider sends JSON as application/json (a missing type is refused with 415: the seeds and the
+  -- fuzzer reach the parsers with this default; "content-type: x" still tries others)
+  h["content-type"] = h["content-type"] or "application/json"
   if h["x-fuzz-method"] then req.method = h["x-fuzz-method"]:upper() end
   if h["x-fuzz-query"] then
     req.raw_query = h["x-fuzz-query"]

@@ -250,7 +250,7 @@ describe("office365 Management Activity webhooks", function()
 
   it("still tells Graph change notifications apart", function()
     local resp = post({ ["Content-Type"] = "text/plain" }, "")
-    assert.equal(400, resp.status)      -- no value: not a change notification
+    assert.equal(415, resp.status)      -- not JSON: not a change notification
     resp = assert(http.request { method = "POST", url = url, query = { validationToken = "tok&1" }, body = "" })
     assert.equal(200, resp.status)
     assert.equal("tok&1", resp.body)
