@@ -44,6 +44,7 @@ for org in acme globex; do
     --set auth=oauth --set client_id=sandbox-$org --set base_url="$url" --set oauth_base_url="$url" \
     --set insecure_loopback=true </dev/null
   # the consent: cachost prints the provider's authorize URL; a browser (curl here) follows it back to cachost
+  : >"$DIR/demo-connect.txt"    # now: the previous org's URL must not be read before the job truncates it
   "$BIN" instance connect "$org-github" 2>"$DIR/demo-connect.txt" &
   CONNECT=$!
   while ! grep -q '^http' "$DIR/demo-connect.txt" && kill -0 $CONNECT 2>/dev/null; do sleep 0.1; done
