@@ -2,20 +2,9 @@
 -- one byte at a time do not keep a normal client from being answered, are dropped once their request is
 -- late, the server's open descriptors stay bounded by max_connections, and the log holds a few lines, not
 -- one per failed accept().  Short deadlines are set through server.listen's options to keep it quick.
-local root = (host and host.root) or "."
-local bin = os.getenv("CACHOST_BIN") or (root .. "/cachost")
-
-local function sh(cmd)
-  local p = io.popen(cmd .. " 2>&1; echo \"rc=$?\"")
-  local out = p:read("a"); p:close()
-  local rc = tonumber(out:match("rc=(%d+)%s*$"))
-  return rc, (out:gsub("rc=%d+%s*$", ""))
-end
-
-local function slurp(path)
-  local f = io.open(path); if not f then return "" end
-  local s = f:read("a"); f:close(); return s
-end
+local procs = require "procs"
+local root = host.root
+local sh, slurp = procs.sh, procs.slurp
 
 local function lines(s) return select(2, s:gsub("\n", "")) end
 
@@ -32,53 +21,37 @@ local function start(options, nofile)
   local dir = os.tmpname(); os.remove(dir); os.execute("mkdir -p " .. dir)
   local f = assert(io.open(dir .. "/srv.lua", "w")); f:write(SERVER:format(options)); f:close()
   local s = { dir = dir, log = dir .. "/log" }
-  local p = io.popen(("sh -c 'ulimit -n %d; exec %s script %s/srv.lua %s/port > %s 2>&1' & echo $!")
-                     :format(nofile, bin, dir, dir, s.log))
-  s.pid = tonumber(p:read("l")); p:close()
-  for _ = 1, 250 do
-    s.port = tonumber(slurp(dir .. "/port"):match("%d+"))
-    if s.port then break end
-    os.execute("sleep 0.02")
-  end
-  assert(s.port, "server did not start: " .. slurp(s.log))
+  s.pid = procs.spawn(("sh -c 'ulimit -n %d; exec %s script %s/srv.lua %s/port'"):format(nofile, procs.BIN, dir, dir), s.log)
+  s.port = tonumber(procs.wait_for(dir .. "/port", "%d+\n"):match("%d+"))
   return s
 end
 
 -- SIGTERM (under `make asan` the exit reports leaks), then -> the whole log
 local function stop(s)
-  os.execute("kill -TERM " .. s.pid .. " 2>/dev/null")
-  for _ = 1, 100 do
-    if not os.execute("kill -0 " .. s.pid .. " 2>/dev/null") then break end
-    os.execute("sleep 0.05")
-  end
-  os.execute("kill -9 " .. s.pid .. " 2>/dev/null")
+  procs.stop(s.pid, "TERM", 10)
   local log = slurp(s.log)
   os.execute("rm -rf " .. s.dir)
   return log
 end
 
-local function fds(s) return tonumber((select(2, sh("ls /proc/" .. s.pid .. "/fd | wc -l")))) end
+local function fds(s) return tonumber((sh("ls /proc/" .. s.pid .. "/fd | wc -l"))) end
 
 -- 300 slow clients against s, a normal request while they hold on; -> {answer, most_fds, slow = "closed=..."}
 local function siege(s)
   local ready, out = s.dir .. "/ready", s.dir .. "/slow.out"
   local base = fds(s)
   os.execute(("python3 %s/tests/e2e/slow_clients.py %d 300 0.5 60 %s > %s 2>&1 &"):format(root, s.port, ready, out))
-  for _ = 1, 500 do
-    if slurp(ready) ~= "" then break end
-    os.execute("sleep 0.02")
-  end
+  procs.wait_for(ready, "ready")
   local r = { base = base, most = base }
   local function sample() r.most = math.max(r.most, fds(s) or 0) end
   sample()
   -- the normal client: answered while the slow ones are still at it (curl gives up after 10 s)
-  local rc
-  rc, r.answer = sh(("curl -s --max-time 10 http://127.0.0.1:%d/hello/normal"):format(s.port))
+  r.answer = sh(("curl -s --max-time 10 http://127.0.0.1:%d/hello/normal"):format(s.port))
   sample()
-  for _ = 1, 1200 do                                  -- until every slow client was dropped (or 60 s)
-    if slurp(out):match("open=%d+") then break end
+  local deadline = sched.now() + 90                        -- a bound for a hung client, not a measure
+  while not slurp(out):match("open=%d+") and sched.now() < deadline do   -- until every slow client is dropped
     sample()
-    os.execute("sleep 0.05")
+    sched.sleep(0.05)
   end
   r.slow = slurp(out)
   return r
