@@ -381,7 +381,7 @@ local states = setmetatable({}, { __mode = "k" })     -- store -> instance id ->
 local function state_for(st, inst)
   local per = states[st] or {}
   states[st] = per
-  per[inst.id] = per[inst.id] or setmetatable({ st = st, inst = inst, cache = {}, dirty = {}, armed_keys = {} }, State)
+  per[inst.id] = per[inst.id] or setmetatable({ st = st, inst = inst, cache = {}, dirty = {}, armed_keys = {}, done = {} }, State)
   return per[inst.id]
 end
 -- The windows of one policy: wins[key] is the state of that key (read from policy_state on first use);
@@ -417,14 +417,19 @@ function State:armed(policy)
   return armed
 end
 -- Writing every window after every page would cost more than evaluating the page, so changes are
--- written at most every SAVE_EVERY seconds, and always by policy.flush() (end of a scan, stop).
+-- written at most every SAVE_EVERY seconds, and always by policy.flush() (end of a scan, stop).  The
+-- notes of the pages evaluated since (self.done, see M.note) are deleted in the same transaction: after a
+-- crash, the pages still noted are exactly those whose effects on the windows were not saved.
 local SAVE_EVERY = 2
 function State:save(force)
-  local pending = false
+  local pending = next(self.done) ~= nil
   for _, keys in pairs(self.dirty) do if next(keys) then pending = true; break end end
   if not pending or (not force and sched.now() - (self.saved_at or 0) < SAVE_EVERY) then return end
   local now = store.now()
+  local done = {}
+  for id in pairs(self.done) do done[#done + 1] = id end
   local ok, err = self.st:transaction(function()
+    for _, id in ipairs(done) do exec(self.st.db, "DELETE FROM policy_pending WHERE id = ?", id) end
     for policy, keys in pairs(self.dirty) do
       local wins = self.cache[policy]
       for key in pairs(keys) do
@@ -445,6 +450,7 @@ function State:save(force)
     return true
   end)
   if not ok then error(err, 0) end
+  for _, id in ipairs(done) do self.done[id] = nil end
   self.saved_at = sched.now()
 end
 
@@ -616,6 +622,19 @@ local function fire(st, inst, p, entity, row, evidence, opts)
   evidence = evidence or {}
   evidence.row = { ext_id = row.ext_id, time = row.time, actor = row.actor, action = row.action, ip = row.ip,
                    location = row.location, email = row.email, name = row.name, path = row.path }
+  -- The alert is written first: an alert that exists was raised before (a page evaluated again after a
+  -- crash, or the same row again within its window), and its actions were planned then, so they are not
+  -- again (a crash between the two leaves the alert without its actions rather than acting twice).
+  -- opts.replay (policy test) plans them for every hit.
+  exec(st.db, [[INSERT INTO alerts (instance_id, ext_id, policy, severity, title, entity, entity_id, evidence,
+      status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?)
+    ON CONFLICT (instance_id, ext_id) DO NOTHING]],
+    inst.id, key, p.id, p.severity, title, entity, row.ext_id, json.encode(evidence), now, now)
+  local new = st.db:changes() == 1
+  if not new then
+    exec(st.db, "UPDATE alerts SET updated_at = ? WHERE instance_id = ? AND ext_id = ?", now, inst.id, key)
+    if not opts.replay then return 0 end
+  end
   local plans = {}
   local mode = opts.mode or p.mode
   for _, action in ipairs(p.actions) do
@@ -630,12 +649,12 @@ local function fire(st, inst, p, entity, row, evidence, opts)
     end
   end
   evidence.actions = plans
-  exec(st.db, [[INSERT INTO alerts (instance_id, ext_id, policy, severity, title, entity, entity_id, evidence,
-      status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?)
-    ON CONFLICT (instance_id, ext_id) DO UPDATE SET updated_at = excluded.updated_at]],
-    inst.id, key, p.id, p.severity, title, entity, row.ext_id, json.encode(evidence), now, now)
+  if new and #plans > 0 then
+    exec(st.db, "UPDATE alerts SET evidence = ? WHERE instance_id = ? AND ext_id = ?", json.encode(evidence), inst.id, key)
+  end
   if opts.on_alert then opts.on_alert { policy = p.id, severity = p.severity, title = title, entity = entity,
                                          entity_id = row.ext_id, evidence = evidence } end
+  return 1
 end
 
 -- A policy failed (error, budget, memory): disable it, say so with an alert, go on with the others.
@@ -665,8 +684,7 @@ local function stepper(st, inst, p, entity, state, opts)
   return function(row, hit)
     local ev = kind(p, run, row, hit)
     if not ev then return 0 end
-    fire(st, inst, p, entity, row, ev, opts)
-    return 1
+    return fire(st, inst, p, entity, row, ev, opts)
   end
 end
 
@@ -704,7 +722,8 @@ end
 -- engine.feed(st, inst, entity, items, opts) evaluates every enabled policy on the change feed:
 -- items = { {op = "added"|"changed"|"removed", row = {...}}, ... }.  opts.mode overrides every
 -- policy's mode (policy test runs "audit"); opts.on_alert sees each alert; opts.ctx is the sync
--- context (content downloads); opts.first_scan skips new_only policies.  Returns the alert count.
+-- context (content downloads); opts.first_scan skips new_only policies; opts.mark is the note of the
+-- page (M.note), done once it is evaluated.  Returns the count of alerts raised (not raised before).
 -- Each policy runs protected: one that fails (its state's limits, an error in the engine on its values)
 -- is disabled with an alert and the others go on.  A store failure or a cancelled task is not the
 -- policy's doing: it goes up to the caller.
@@ -716,8 +735,11 @@ function M.feed(st, inst, policies, entity, items, opts)
     local op = it.op
     if op ~= "removed" then n = n + 1; rows[n] = it.row; ops_seen[op] = true end
   end
-  if n == 0 then return 0 end
   local state = state_for(st, inst)
+  if n == 0 then
+    if opts.mark then state.done[opts.mark] = true end
+    return 0
+  end
   if entity == "users" then state.actors = nil end   -- statuses may have changed
   enrich(st, inst, entity, rows)     -- in place: the items see it too
   local alerts = 0
@@ -734,8 +756,77 @@ function M.feed(st, inst, policies, entity, items, opts)
       end
     end
   end
+  if opts.mark then state.done[opts.mark] = true end
   state:save()
   return alerts
+end
+
+---------------------------------------------------------------------------------------------- resuming
+
+local schema = require "store.schema"
+
+-- policy.note(st, inst, entity, res, first_scan) -> note id | nil: in the transaction of a page
+-- (sync's on_page), what the policies have to evaluate of it: the rowids of its new events, or of the
+-- changes its inventory rows made.  They are contiguous: the page's rows were inserted in this
+-- transaction, the last ones of their table.
+function M.note(st, inst, entity, res, first_scan)
+  local spec = schema.entities[entity]
+  if not spec then return nil end
+  local source = spec.inventory and "changes" or entity
+  local n = spec.inventory and #(res.changes or {}) or res.added
+  if n == 0 then return nil end
+  local last = query(st.db, ("SELECT max(id) m FROM %s"):format(source))[1].m
+  exec(st.db, [[INSERT INTO policy_pending (instance_id, source, first_id, last_id, first_scan, created_at)
+    VALUES (?, ?, ?, ?, ?, ?)]], inst.id, source, last - n + 1, last, first_scan and 1 or 0, store.now())
+  return st.db:last_insert_rowid()
+end
+
+-- The feed items of one note, read back from the store -> {entity = items}.
+local function noted(st, inst, note)
+  if note.source ~= "changes" then
+    local items = {}
+    for _, r in ipairs(query(st.db, ("SELECT * FROM %s WHERE instance_id = ? AND id BETWEEN ? AND ? ORDER BY id")
+        :format(note.source), inst.id, note.first_id, note.last_id)) do
+      items[#items + 1] = { op = "added", row = r }
+    end
+    return { [note.source] = items }
+  end
+  local by = {}
+  for _, c in ipairs(query(st.db, [[SELECT entity, ext_id, op FROM changes WHERE instance_id = ? AND id BETWEEN ? AND ?
+      ORDER BY id]], inst.id, note.first_id, note.last_id)) do
+    local spec = schema.entities[c.entity]
+    if spec and spec.inventory and c.op ~= "removed" then
+      local row = query(st.db, ("SELECT * FROM %s WHERE instance_id = ? AND ext_id = ?"):format(c.entity), inst.id, c.ext_id)[1]
+      if row then
+        by[c.entity] = by[c.entity] or {}
+        table.insert(by[c.entity], { op = c.op, row = row })
+      end
+    end
+  end
+  return by
+end
+
+-- policy.resume(st, inst, policies, opts) -> pages evaluated: the pages of this instance committed and
+-- not evaluated (a crash, a stop), evaluated now from the store, oldest first.  Their alerts that were
+-- raised already are not raised again (see fire).  opts.ctx: the sync context (content downloads).
+function M.resume(st, inst, policies, opts)
+  local state = state_for(st, inst)
+  local n = 0
+  for _, note in ipairs(query(st.db, "SELECT * FROM policy_pending WHERE instance_id = ? ORDER BY id", inst.id)) do
+    if not state.done[note.id] then      -- evaluated in this process, not saved yet
+      local feeds = noted(st, inst, note)
+      local entities = {}
+      for entity in pairs(feeds) do entities[#entities + 1] = entity end
+      table.sort(entities)
+      for _, entity in ipairs(entities) do
+        M.feed(st, inst, policies, entity, feeds[entity], { ctx = opts and opts.ctx, first_scan = note.first_scan == 1 })
+      end
+      state.done[note.id] = true
+      n = n + 1
+    end
+  end
+  state:save(true)
+  return n
 end
 
 return M

@@ -89,9 +89,11 @@ function M.watch(enabled)
   local sync = require "sync"
   if not enabled then sync.on_feed = nil; return end
   local policy = require "policy"
-  sync.on_feed = function(ctx, entity, feed)
+  -- in the page's transaction: the page is noted, so that a crash before its evaluation loses nothing
+  sync.on_commit = function(ctx, entity, res) return policy.note(ctx.st, ctx.inst, entity, res, ctx.first_scan) end
+  sync.on_feed = function(ctx, entity, feed, mark)
     local ok, err = pcall(policy.feed, ctx.st, ctx.inst, M.policies(), entity, feed,
-      { ctx = ctx, first_scan = ctx.first_scan })
+      { ctx = ctx, first_scan = ctx.first_scan, mark = mark })
     if not ok then log.error("policy evaluation failed", { instance = ctx.instance, entity = entity, error = err }) end
   end
 end
@@ -102,6 +104,13 @@ local function sync_now(inst, opts)
   local sync = require "sync"
   local c = assert(sdk.load(inst.app))
   local results, all_ok = {}, true
+  if sync.on_feed then
+    -- pages committed and never evaluated (the process died, or was stopped, between the two) go first
+    local policy = require "policy"
+    local ok, err = pcall(policy.resume, M.store(), inst, M.policies(), { ctx = sync.context(M.store(), inst, "policies") })
+    if not ok and tostring(err):match("cancelled$") then error(err, 0) end
+    if not ok then log.error("policy evaluation failed", { instance = inst.name, error = err }) end
+  end
   for _, stream in ipairs(opts.streams or sync.streams(c, inst.settings)) do
     local t0 = sched.now()
     local counts, err, status = sync.run(M.store(), inst, stream, opts)

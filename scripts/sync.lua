@@ -113,9 +113,12 @@ function Ctx:emit(entity, items, map)
       self:reject(entity, row)
     end
   end
-  local res
+  local res, mark
   local ok, err = self.st:transaction(function()
     res = assert(self.st:upsert(entity, self.inst.id, rows))
+    -- what policies have to evaluate is noted with the page (M.on_commit, policy.note): a crash before
+    -- they did loses nothing
+    if M.on_feed and M.on_commit then mark = M.on_commit(self, entity, res) end
     if self.pending_cursor then
       assert(self.st:save_stream(self.inst.id, self.stream, { cursor = self.cursor or json.null,
         watermark = self.watermark or json.null }))
@@ -133,7 +136,7 @@ function Ctx:emit(entity, items, map)
   if #feed == 0 and res.status then
     for i, s in ipairs(res.status) do if s == "added" then feed[#feed + 1] = { op = "added", row = rows[i] } end end
   end
-  if M.on_feed and #feed > 0 then M.on_feed(self, entity, feed) end
+  if M.on_feed and #feed > 0 then M.on_feed(self, entity, feed, mark) end
   if M.on_page then M.on_page(self, entity, #rows) end          -- progress on a terminal (cachost sync)
   -- the page is garbage now: collect once the heap has grown by half since the last collection (a
   -- listing's pages are large and short-lived; Lua's default waits for it to double)

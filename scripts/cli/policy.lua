@@ -31,7 +31,8 @@ local function test(file, opts, ctx)
       since and tcol and (" AND " .. tcol .. " >= ?") or "", tcol or "id")
     local batch = {}
     local function flush()
-      total = total + policy.feed(st, inst, { p }, entity, batch, { mode = "audit", ctx = require("sync").context(st, inst, "policy-test"),
+      total = total + policy.feed(st, inst, { p }, entity, batch, { mode = "audit", replay = true,
+        ctx = require("sync").context(st, inst, "policy-test"),
         on_alert = function(a)
           local planned = {}
           for _, x in ipairs(a.evidence.actions or {}) do planned[#planned + 1] = x.action .. " " .. tostring(x.target) end

@@ -96,6 +96,10 @@ local TABLES = {
   policy_state = { "the windows of each policy (repetition, travel), kept across restarts", {
     policy = "the policy", instance_id = "the instance", key = "what the window counts for (e.g. an actor)",
     data = "JSON window state", updated_at = "last change" } },
+  policy_pending = { "pages committed and not yet evaluated by the policies (evaluated first after a crash)", {
+    id = "note id", instance_id = "the instance", source = "activities or changes: whose rowids",
+    first_id = "first rowid of the page", last_id = "last rowid of the page",
+    first_scan = "1 if the page came from the instance's first scan", created_at = "when the page was committed" } },
 }
 
 local M = { TABLES = TABLES }

@@ -243,6 +243,23 @@ CREATE TABLE deliveries (
 );
 CREATE INDEX deliveries_due ON deliveries(sink, next_at) WHERE delivered_at IS NULL;
 ]],
+
+  -- 7: pages committed but not yet evaluated by the policies (the evaluation cursor): written in the
+  -- page's transaction, deleted in the transaction that saves the windows its evaluation moved.  What is
+  -- left after a crash is evaluated first at the next sync.  Ids are rowids of activities (events) or of
+  -- changes (inventory), first_id..last_id of one page of one instance.
+  [7] = [[
+CREATE TABLE policy_pending (
+  id          INTEGER PRIMARY KEY,
+  instance_id INTEGER NOT NULL REFERENCES instances(id) ON DELETE CASCADE,
+  source      TEXT NOT NULL,          -- activities / changes
+  first_id    INTEGER NOT NULL,
+  last_id     INTEGER NOT NULL,
+  first_scan  INTEGER NOT NULL DEFAULT 0,
+  created_at  TEXT NOT NULL
+);
+CREATE INDEX policy_pending_instance ON policy_pending(instance_id);
+]],
 }
 
 M.version = #M.migrations
