@@ -766,7 +766,7 @@ end
 local schema = require "store.schema"
 
 -- policy.note(st, inst, entity, res, first_scan) -> note id | nil: in the transaction of a page
--- (sync's on_page), what the policies have to evaluate of it: the rowids of its new events, or of the
+-- (sync's on_commit), what the policies have to evaluate of it: the rowids of its new events, or of the
 -- changes its inventory rows made.  They are contiguous: the page's rows were inserted in this
 -- transaction, the last ones of their table.
 function M.note(st, inst, entity, res, first_scan)
