@@ -22,7 +22,7 @@ _cachost() {
     sync|status|act) COMPREPLY=($(compgen -W "$(instances) --help" -- "$cur")) ;;
     connectors) COMPREPLY=($(compgen -W "okta github box office365 azure" -- "$cur")) ;;
     policy) COMPREPLY=($(compgen -W "list enable disable mode test" -- "$cur")) ;;
-    governance) COMPREPLY=($(compgen -W "log retry undo pause resume" -- "$cur")) ;;
+    governance) COMPREPLY=($(compgen -W "log retry undo pause resume status reconcile" -- "$cur")) ;;
     alert) COMPREPLY=($(compgen -W "show resolve" -- "$cur")) ;;
     vault) COMPREPLY=($(compgen -W "status rotate" -- "$cur")) ;;
     sandbox) COMPREPLY=($(compgen -W "okta github box microsoft --port --seed --size --events --rate-limit" -- "$cur")) ;;

@@ -63,9 +63,12 @@ local function start_time(pid)
   end
 end
 
+-- The owner name of process pid ("pid:start time"; "pid:?" without /proc).
+function M.process(pid) return ("%d:%s"):format(pid, start_time(pid) or "?") end
+
 local me
 function M.owner()
-  if not me then me = ("%d:%s"):format(host.pid(), start_time(host.pid()) or "?") end
+  if not me then me = M.process(host.pid()) end
   return me
 end
 

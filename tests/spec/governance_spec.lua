@@ -226,4 +226,40 @@ describe("governance limits and interrupted actions", function()
     assert.matches("did not take effect", row.error)
     assert.matches("reconciled at .*does not show it", row.note)
   end)
+
+  -- What a crashed process leaves: a pending row (its call may or may not have reached the provider).
+  local function pending_row(user, owner)
+    return runtime.store():record_action { instance_id = inst.id, ext_id = crypto.hex(crypto.random(8)),
+      action = "suspend_user", target = user.email, target_id = user.ext_id, policy = "crash_policy", mode = "executed",
+      result = "pending", created_at = require("store").now(), owner = owner }
+  end
+
+  it("settles a pending row whose process is gone, and leaves one whose process still runs", function()
+    local users = {}
+    for _, u in ipairs(active_users(90)) do
+      if tenant:find_user(u.ext_id).status == "ACTIVE" then users[#users + 1] = u end
+    end
+    local gone, running = users[#users], users[#users - 1]
+    -- a process that has ended: its pid names no process with that start time any more
+    local dead = assert(tonumber(io.popen("sh -c 'echo $$'"):read("l")))
+    local orphan = pending_row(gone, ("%d:1"):format(dead))                 -- and never started at tick 1
+    local live = pending_row(running, governance.process(1))        -- init runs as long as the machine
+    -- the crashed call had reached the provider
+    local r = assert(http.request { method = "POST", url = srv.url .. "/api/v1/users/" .. gone.ext_id .. "/lifecycle/suspend",
+      headers = { Authorization = "SSWS " .. tenant.token } })
+    assert.equal(200, r.status)
+    local counts = assert(governance.reconcile(runtime.store(), inst))
+    assert.equal(1, counts.ok)
+    local db = runtime.store().db
+    local o = db:query("SELECT * FROM governance_actions WHERE id = ?", orphan.id)[1]
+    assert.equal("ok", o.result)
+    assert.matches("the process sending it ended", o.error)
+    assert.matches("took effect", o.note)
+    assert.equal("pending", db:query("SELECT result FROM governance_actions WHERE id = ?", live.id)[1].result)
+    -- in flight elsewhere: the same action on that target is not sent again meanwhile
+    local again = assert(governance.act { store = runtime.store(), instance = inst, action = "suspend_user",
+      target = running.ext_id, policy = "crash_policy" })
+    assert.is_true(again.already)
+    assert.equal(live.id, again.id)
+  end)
 end)
