@@ -1,8 +1,10 @@
 -- dlp.lua — the fuzz driver of the DLP extractors and detectors (scripts/dlp.lua, scripts/dlp/extract.lua,
--- host/zip.c): the input's first line is "name [mime]" (e.g. "q3.xlsx", "blob application/zip"), the
+-- host/zip.c, host/regex.c's matching, the bounded pattern matcher of custom patterns): the input's first
+-- line is "name [mime] [| custom Lua pattern]" (e.g. "q3.xlsx", "blob application/zip | %d%d%d"), the
 -- rest is the file.  PDF is fuzz_pdf's: here the pdf module is hidden, so a PDF is "unsupported".
 -- Findings (raised): scan_file raises, or answers anything but a status the callers know, with a reason
--- when it is not "completed" and counted matches when it is.
+-- when it is not "completed" and counted matches when it is.  A custom pattern may be refused, with
+-- "dlp: custom pattern ..." (malformed, or too complex on this text: the policy is then disabled).
 local dlp = require "dlp"
 local STATUS = { completed = true, too_large = true, encrypted = true, unsupported = true, failed = true }
 
@@ -25,11 +27,16 @@ end
 return function(input)
   local head, content = input:match("^([^\n]*)\n(.*)$")
   if not head then head, content = "", input end
-  local name, mime = head:match("^(%S*)%s*(.-)%s*$")
+  local file, pattern = head:match("^(.-)|(.*)$")
+  local name, mime = (file or head):match("^(%S*)%s*(.-)%s*$")
   local saved = pdf
   pdf = nil
-  local ok, r = pcall(dlp.scan_file, content, { name = name ~= "" and name or nil, mime = mime ~= "" and mime or nil })
+  local ok, r = pcall(dlp.scan_file, content, { name = name ~= "" and name or nil, mime = mime ~= "" and mime or nil,
+    custom = pattern and { { name = "custom", pattern = pattern } } or nil })
   pdf = saved
-  if not ok then error(r, 0) end
+  if not ok then
+    if pattern and type(r) == "string" and r:match("dlp: custom") and not r:find("\n") then return end
+    error(r, 0)
+  end
   check(r)
 end
