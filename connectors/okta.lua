@@ -218,7 +218,7 @@ function c.webhook(ctx, req)
     return 400, { error = "not an event hook delivery" }
   end
   local refetch = {}
-  for _, e in ipairs(body.data.events) do
+  for _, e in ipairs(body.data.events) do        -- events and targets that are not objects are skipped
     local new = type(e) == "table" and (type(e.uuid) ~= "string" or webhook.first(ctx.instance .. "/okta", e.uuid, SEEN_FOR))
     for _, t in ipairs(new and type(e.target) == "table" and e.target or {}) do
       if type(t) == "table" and t.type == "User" and type(t.id) == "string" and t.id ~= "" then

@@ -58,6 +58,9 @@ describe("fuzz corpus", function()
       return okta .. json.encode { data = { events = { { target = t } } } }
     end
     assert.same({ { entity = "users", id = "00u1" } }, refetched("okta", targets("", 12, { x = 1 }, true, "00u1")))
+    -- events and targets that are not objects (found by fuzz_webhook_okta: they raised, a 500)
+    assert.same({ { entity = "users", id = "00u2" } }, refetched("okta",
+      okta .. '{"data":{"events":[1,null,"x",{"target":[2,false,{"type":"User","id":"00u2"}]}]}}'))
     for i, id in ipairs { '""', '{"a":1}', "[]", "true", "7" } do
       local box = ("x-fuzz-sign: 1\nbox-delivery-id: id-%d\nbox-delivery-timestamp: now\n\n"):format(i)
       local want = id == "7" and { { entity = "files", id = "7" } } or {}
