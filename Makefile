@@ -65,6 +65,12 @@ asan: deps
 	@ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp tests/run.sh build-asan
 
+# the kill -9 campaign at length (make test runs 50 kills): make kills [KILLS=500] [KILL_SEED=1]
+.PHONY: kills
+kills: deps all
+	@CACHOST_KILLS=$(or $(KILLS),500) CACHOST_KILL_SEED=$(or $(KILL_SEED),1) CACHOST_BIN=$(CURDIR)/$(BUILD)/cachost \
+	  $(BUILD)/cachost test tests/e2e/kill_spec.lua
+
 bench: deps all
 	@bench/run.sh
 

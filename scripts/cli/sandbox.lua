@@ -56,10 +56,13 @@ command that connects an instance to it.  Serves until SIGINT/SIGTERM.
   --events N  System Log events of an Okta tenant (default 200 a day over 8 days), Management Activity
               records of a Microsoft tenant (default 2,000 a day over 7 days)
   --rate-limit N  requests a minute per API bucket (default: the provider's usual)
+  --page-max N    items a page at most, whatever the client asks (default: the provider's maximum)
+  --frozen        the tenants' clocks stay at their start: no content becomes available as time passes
 Controls (not part of the providers' APIs): POST /_sandbox/bruteforce (form: login, failures) appends
 failed sign-ins then a success; GET /_sandbox/count/WHAT (users, events...) the ground truth;
+GET /_sandbox/truth the provider ids of every entity a complete sync holds ({"users": [...], ...});
 POST /_sandbox/fault {"kind": "429"|"500"|"reset"|..., "count": N}.]=],
-  options = { { "port", arg = true, short = "p" }, { "seed", arg = true }, { "size", arg = true }, { "events", arg = true }, { "rate-limit", arg = true } },
+  options = { { "port", arg = true, short = "p" }, { "seed", arg = true }, { "size", arg = true }, { "events", arg = true }, { "rate-limit", arg = true }, { "page-max", arg = true }, { "frozen" } },
   run = function(opts, args, ctx)
     if #args == 0 then args = { "okta", "github" } end
     local port = tonumber(opts.port or 0)
@@ -87,6 +90,10 @@ POST /_sandbox/fault {"kind": "429"|"500"|"reset"|..., "count": N}.]=],
         if not ok then return 404, json.encode { error = tostring(n) } end
         return 200, json.encode { count = n }
       end)
+      srv:route("GET", "/_sandbox/truth", function()
+        if not tenant.truth then return 404, json.encode { error = "no ground truth for " .. app } end
+        return 200, json.encode(tenant:truth())
+      end)
       srv:route("POST", "/_sandbox/fault", function(req)
         local f = json.decode(req.body)
         if type(f) ~= "table" or not f.kind then return 400, json.encode { error = 'body: {"kind": "429", "count": 3}' } end
@@ -94,6 +101,8 @@ POST /_sandbox/fault {"kind": "429"|"500"|"reset"|..., "count": N}.]=],
         return 200, json.encode { ok = true }
       end)
       if opts["rate-limit"] then tenant:set_rate_limit(tonumber(opts["rate-limit"]), 60) end
+      tenant.page_max = tonumber(opts["page-max"])
+      tenant.frozen = opts.frozen and true or false
       tenant:mount(srv)
       servers[#servers + 1] = srv
       -- content that becomes available as real time passes is pushed to Management webhooks (microsoft)

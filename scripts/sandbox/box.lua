@@ -18,6 +18,8 @@ local M = {}
 local Box = setmetatable({}, { __index = T.Base })
 Box.__index = Box
 Box.default_rate_limit = 1000          -- ~1000 requests/min per user (§9)
+-- admin_logs pages end at the first short page (API reference §events): a page cap would end the stream
+Box.page_exempt = "/events$"
 
 local function json() return T.host("json") end
 local function crypto() return T.host("crypto") end
@@ -389,6 +391,34 @@ function Box:count(what)
     end
   end
   return n
+end
+
+-- Ground truth by entity, as the ids a complete sync keys rows by ("user:role" privileges; membership
+-- ids; items and top-level trashed items, root excluded; "collab:id" and "link:item" permissions of live
+-- items; event ids): the kill suite compares stores with it.  External users are not managed users.
+function Box:truth()
+  local st = self.state
+  local t = { users = {}, groups = {}, group_members = {}, privileges = {}, files = {}, file_permissions = {}, activities = {} }
+  for _, u in ipairs(st.users) do
+    if not u.external then
+      t.users[#t.users + 1] = u.id
+      if u.role == "admin" or u.role == "coadmin" then t.privileges[#t.privileges + 1] = u.id .. ":" .. u.role end
+    end
+  end
+  for _, g in ipairs(st.groups) do t.groups[#t.groups + 1] = g.id end
+  for _, m in ipairs(st.memberships) do t.group_members[#t.group_members + 1] = m.id end
+  for _, id in ipairs(st.order) do
+    local it = st.items[id]
+    if id ~= "0" and not self:in_trash(it) then
+      t.files[#t.files + 1] = id
+      for _, c in ipairs(self:collabs_of(id)) do t.file_permissions[#t.file_permissions + 1] = "collab:" .. c.id end
+      if it.link then t.file_permissions[#t.file_permissions + 1] = "link:" .. id end
+    elseif it.trashed_at and not self:in_trash(st.items[it.parent]) then
+      t.files[#t.files + 1] = id
+    end
+  end
+  for _, e in ipairs(st.events) do t.activities[#t.activities + 1] = e.ev.event_id end
+  return t
 end
 
 -- ids of live files seeded with a kind of sensitive content ("card", "ssn", "aws", "private_key")

@@ -603,6 +603,32 @@ function GH:count(what)
   error("count: unknown " .. tostring(what))
 end
 
+-- Ground truth by entity, as the ids a complete sync keys rows by (logins; team ids; "team:login";
+-- "login:owner"; "credential:id" and "installation:id"; audit _document_id): the kill suite compares
+-- stores with it.  Pending invitees are not members yet.
+function GH:truth()
+  local st = self.state
+  local t = { users = {}, groups = {}, group_members = {}, privileges = {}, app_grants = {}, activities = {} }
+  for _, m in ipairs(st.members) do
+    if m.state == "active" then
+      t.users[#t.users + 1] = m.login
+      if m.role == "admin" then t.privileges[#t.privileges + 1] = m.login .. ":owner" end
+    end
+  end
+  for _, m in ipairs(st.outside) do t.users[#t.users + 1] = m.login end
+  for _, tm in ipairs(st.teams) do
+    t.groups[#t.groups + 1] = tostring(tm.id)
+    for _, m in ipairs(st.members) do
+      if tm.members[m.login:lower()] then t.group_members[#t.group_members + 1] = tm.id .. ":" .. m.login end
+    end
+  end
+  for _, c in ipairs(st.creds) do t.app_grants[#t.app_grants + 1] = "credential:" .. c.credential_id end
+  for _, i in ipairs(st.installations) do t.app_grants[#t.app_grants + 1] = "installation:" .. i.id end
+  for i = 0, self.naudit - 1 do t.activities[#t.activities + 1] = T.b62(22, self.seed, "doc", i) end
+  for _, rec in ipairs(st.events) do t.activities[#t.activities + 1] = rec.ev._document_id end
+  return t
+end
+
 function GH:member(login)
   for i, m in ipairs(self.state.members) do if m.login:lower() == login:lower() then return m, i end end
 end

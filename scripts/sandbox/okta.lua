@@ -937,6 +937,34 @@ function Okta:count(what, status)
   error("count: unknown " .. tostring(what))
 end
 
+-- Ground truth by entity, as the provider's ids (relations as "group:user", "user:role"): what a complete
+-- sync of this org holds (the kill suite compares stores with it), and the lifecycle calls served.
+-- Admin-granted consents belong to no user, so the per-user grants listing never shows them.
+function Okta:truth()
+  local st = self.state
+  local t = { users = {}, groups = {}, group_members = {}, privileges = {}, app_grants = {}, activities = {} }
+  for _, u in ipairs(st.users) do t.users[#t.users + 1] = u.id end
+  for _, g in ipairs(st.groups) do
+    t.groups[#t.groups + 1] = g.id
+    for uid in pairs(g.members) do t.group_members[#t.group_members + 1] = g.id .. ":" .. uid end
+  end
+  for uid, list in pairs(st.roles) do
+    for _, ra in ipairs(list) do t.privileges[#t.privileges + 1] = uid .. ":" .. ra.id end
+  end
+  for _, g in ipairs(st.grants) do
+    if g.userId and g.status == "ACTIVE" then t.app_grants[#t.app_grants + 1] = g.id end
+  end
+  for i = 0, self.nevents - 1 do t.activities[#t.activities + 1] = T.uuid(self.seed, "uuid", i) end
+  for _, rec in ipairs(st.events) do t.activities[#t.activities + 1] = rec.ev.uuid end
+  -- lifecycle operations that succeeded, by "user:operation": how often governance really acted
+  t.lifecycle = {}
+  for _, l in ipairs(self.log) do
+    local uid, op = l.path:match("/api/v1/users/([^/]+)/lifecycle/([%w_]+)$")
+    if uid and l.method == "POST" and l.status == 200 then t.lifecycle[uid .. ":" .. op] = (t.lifecycle[uid .. ":" .. op] or 0) + 1 end
+  end
+  return t
+end
+
 ---------------------------------------------------------------------------------------------------
 -- Route handlers
 ---------------------------------------------------------------------------------------------------

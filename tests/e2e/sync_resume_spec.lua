@@ -2,24 +2,8 @@
 -- binary against a sandbox tenant in another process.
 local BIN = os.getenv("CACHOST_BIN") or "./build/cachost"
 
-local function sh(cmd)
-  local p = io.popen(cmd .. " 2>&1")
-  local out = p:read("a")
-  local ok, _, code = p:close()
-  return out, ok and 0 or code
-end
-
-local function wait_for(path, pattern, seconds)
-  local deadline = sched.now() + seconds
-  while sched.now() < deadline do
-    local f = io.open(path)
-    local s = f and f:read("a") or ""
-    if f then f:close() end
-    if s:match(pattern) then return s end
-    sched.sleep(0.05)
-  end
-  error("timed out waiting for " .. path)
-end
+local helpers = require "helpers"
+local sh, wait_for = helpers.sh, helpers.wait_file
 
 describe("sync resumes after kill -9", function()
   local home, dir, sandbox_pid, url

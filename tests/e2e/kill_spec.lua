@@ -1,0 +1,351 @@
+-- kill -9 at random points: full and incremental syncs of every connector (okta, github, box, office365,
+-- azure), the daemon, and governance actions (an operator's `act`, a policy's automatic suspension),
+-- each killed at a uniform random fraction of its clean duration, then restarted to completion; the
+-- store must then equal the sandbox's ground truth.  The tenants run in their own process, so they
+-- survive the kills; small tenants serving pages of 10 give many commit points.
+--   CACHOST_KILLS=N       kills (default 50, what `make test` runs; `make kills` runs 500)
+--   CACHOST_KILL_SEED=N   the seed of the kill points (default 1)
+local helpers = require "helpers"
+local T = require "sandbox.tenant"
+
+local BIN = os.getenv("CACHOST_BIN") or "./build/cachost"
+local KILLS = math.tointeger(tonumber(os.getenv("CACHOST_KILLS") or "")) or 50
+local SEED = math.tointeger(tonumber(os.getenv("CACHOST_KILL_SEED") or "")) or 1
+local ENTITIES = { "users", "groups", "group_members", "privileges", "activities", "files", "file_permissions", "app_grants" }
+local INVENTORY = { activities = false }      -- every other entity has deleted_at
+
+local sh = helpers.sh
+
+-- Start a command in the background -> its pid (the shell execs it, so $! is the command itself).
+local function spawn(cmd, log, out)
+  local p = io.popen(("%s >>%s 2>>%s </dev/null & echo $!"):format(cmd, out or log, log))
+  local pid = math.tointeger(tonumber(p:read("l")))
+  p:close()
+  return assert(pid, "could not start " .. cmd)
+end
+
+-- Running (not gone, not a zombie waiting for init to reap it).
+local function alive(pid)
+  local f = io.open("/proc/" .. pid .. "/stat")
+  if not f then return false end
+  local s = f:read("a")
+  f:close()
+  local state = s:match("^%d+ %b() (%a)")
+  return state ~= nil and state ~= "Z" and state ~= "X"
+end
+
+local function wait_gone(pid)
+  local deadline = sched.now() + 20
+  while alive(pid) do
+    assert(sched.now() < deadline, "process " .. pid .. " did not end")
+    sched.sleep(0.01)
+  end
+end
+
+local function set_of(list)
+  local s = {}
+  for _, v in ipairs(list or {}) do s[v] = true end
+  return s
+end
+
+describe("kill -9 at random points", function()
+  local dir, sandboxes, tenants = nil, {}, {}
+  local K, R            -- the killed home and a reference home (one clean sync: truth for Microsoft)
+  local rng = T.rng(SEED, "kills")
+  local stats = { kills = 0, syncs = 0, actions = 0, missed = 0, lost = 0, duplicated = 0, extra = 0,
+                  problems = {}, alert_problems = {}, action_problems = {}, alerts_checked = 0, actions_checked = 0 }
+
+  local function cachost(home, args) return sh(("CACHOST_HOME=%s %s %s"):format(home, BIN, args)) end
+  local function must(home, args)
+    local out, code = cachost(home, args)
+    assert(code == 0, args .. ": " .. out)
+    return out
+  end
+
+  local function get_json(url, method, body)
+    local res = assert(http.request { method = method or "GET", url = url, body = body, timeout = 30,
+      headers = body and { ["content-type"] = "application/x-www-form-urlencoded" } or nil })
+    assert(res.status == 200, url .. ": " .. res.status .. " " .. res.body)
+    return json.decode(res.body)
+  end
+
+  -- Rows of an instance in a home, by entity: {live = {ext_id = true}, deleted = {...}, rows = n, distinct = n}.
+  local function stored(home, name)
+    local db = assert(sqlite.open(home .. "/cachost.db", { readonly = true, busy_timeout = 10000 }))
+    local out = {}
+    for _, e in ipairs(ENTITIES) do
+      local del = INVENTORY[e] == false and "NULL" or "e.deleted_at"
+      local rows = db:query(("SELECT e.ext_id, %s AS deleted_at FROM %s e JOIN instances i ON i.id = e.instance_id WHERE i.name = ?")
+        :format(del, e), name)
+      local r = { live = {}, deleted = {}, rows = #rows, distinct = 0 }
+      for _, row in ipairs(rows) do
+        if r.live[row.ext_id] == nil and r.deleted[row.ext_id] == nil then r.distinct = r.distinct + 1 end
+        if row.deleted_at ~= nil and row.deleted_at ~= sqlite.null then r.deleted[row.ext_id] = true else r.live[row.ext_id] = true end
+      end
+      out[e] = r
+    end
+    db:close()
+    return out
+  end
+
+  -- Ground truth of an instance: its tenant's /_sandbox/truth, or (the Microsoft tenant, which has none)
+  -- the live rows of the reference home, never killed, synced again now: the tenant records a sign-in
+  -- for every token it issues, so its logs grow with every instance that connects.
+  local function truth(inst)
+    if inst.tenant.truth_url then
+      local t = get_json(inst.tenant.truth_url)
+      local out = {}
+      for _, e in ipairs(ENTITIES) do out[e] = set_of(t[e]) end
+      return out, t
+    end
+    must(R, "sync " .. inst.name)
+    inst.reference = stored(R, inst.name)
+    local out = {}
+    for e, r in pairs(inst.reference) do out[e] = r.live end
+    return out
+  end
+
+  -- Compare one instance's rows in the killed home with its truth; count and describe what differs.
+  local function check(inst, what)
+    local want = truth(inst)
+    local have = stored(K, inst.name)
+    for _, e in ipairs(ENTITIES) do
+      local h, w = have[e], want[e]
+      local lost, extra, revived = {}, {}, {}
+      for id in pairs(w) do
+        if not h.live[id] then lost[#lost + 1] = id end
+        if h.deleted[id] then revived[#revived + 1] = id end
+      end
+      for id in pairs(h.live) do if not w[id] then extra[#extra + 1] = id end end
+      local dup = h.rows - h.distinct
+      stats.lost, stats.duplicated, stats.extra = stats.lost + #lost, stats.duplicated + dup, stats.extra + #extra
+      if #lost + #extra + dup > 0 then
+        stats.problems[#stats.problems + 1] = ("%s, %s.%s: %d lost (%d marked deleted) %s, %d not in the tenant %s, %d duplicated")
+          :format(what, inst.name, e, #lost, #revived, table.concat(lost, " ", 1, math.min(3, #lost)), #extra,
+            table.concat(extra, " ", 1, math.min(3, #extra)), dup)
+      end
+    end
+  end
+
+  local INSTANCES = {}
+
+  setup(function()
+    dir = helpers.tmp_dir()
+    K, R = dir .. "/killed", dir .. "/reference"
+    -- Okta, GitHub and Box keep real time (governance adds events as it happens); the Microsoft tenant's
+    -- Management Activity content appears as time passes, so its clock is frozen for a fixed truth.
+    local common = "--size 30 --events 600 --page-max 10 --rate-limit 1000000"
+    local procs = { { "okta github:acme box", 3 }, { "microsoft --frozen", 1 } }
+    for i, p in ipairs(procs) do
+      local out = ("%s/tenants%d.txt"):format(dir, i)
+      sandboxes[#sandboxes + 1] = spawn(("exec %s sandbox %s %s --seed %d"):format(BIN, p[1], common, SEED), dir .. "/sandbox.log", out)
+      for line in helpers.wait_file(out, ("[^\n]*\n"):rep(p[2]), 20):gmatch("[^\n]+") do
+        local app, name, url, cred = line:match("^(%S+)\t(%S+)\t(%S+)\t(.*)$")
+        local t = { app = app, url = url, cred = cred }
+        for k, v in cred:gmatch("([%w_]+)=(%S+)") do t[k] = v end
+        if app ~= "microsoft" then t.truth_url = url .. "/_sandbox/truth" end
+        tenants[app] = t
+      end
+    end
+    local o, g, b, m = tenants.okta, tenants.github, tenants.box, tenants.microsoft
+    -- initial_days past the tenants' history: a complete sync holds every event the tenant has
+    INSTANCES = {
+      { name = "o", tenant = o, env = "CACHOST_SET_API_TOKEN=" .. o.cred,
+        add = "okta --set domain=x --set base_url=" .. o.url },
+      { name = "g", tenant = g, env = "CACHOST_SET_TOKEN=" .. g.cred,
+        add = "github --set org=acme --set base_url=" .. g.url },
+      { name = "b", tenant = b, env = "CACHOST_SET_CLIENT_SECRET=" .. b.client_secret,
+        add = ("box --set auth=client_credentials --set client_id=%s --set enterprise_id=%s --set base_url=%s/2.0 "
+          .. "--set upload_base_url=%s/api/2.0 --set oauth_base_url=%s"):format(b.client_id, b.enterprise_id, b.url, b.url, b.url) },
+      { name = "m", tenant = m, env = "CACHOST_SET_CLIENT_SECRET=" .. m.client_secret,
+        add = ("office365 --set tenant_id=%s --set client_id=%s --set base_url=%s"):format(m.tenant_id, m.client_id, m.url) },
+      { name = "a", tenant = m, env = "CACHOST_SET_CLIENT_SECRET=" .. m.client_secret,
+        add = ("azure --set tenant_id=%s --set client_id=%s --set base_url=%s"):format(m.tenant_id, m.client_id, m.url) },
+    }
+    for _, home in ipairs { K, R } do
+      for _, inst in ipairs(INSTANCES) do
+        local out, code = sh(("%s CACHOST_HOME=%s %s instance add %s --name %s --set insecure_loopback=true --set initial_days=400 "
+          .. "--set full_scan_interval=1 --set poll_interval=1 </dev/null"):format(inst.env, home, BIN, inst.add, inst.name))
+        assert(code == 0, out)
+      end
+    end
+    must(K, "policy mode bruteforce enforce")
+    -- Clean durations: a first (full) sync and a second (incremental) one of each instance, in the
+    -- reference home; its rows are the truth of the Microsoft instances.
+    for _, inst in ipairs(INSTANCES) do
+      local t0 = sched.now()
+      must(R, "sync " .. inst.name)
+      inst.full = sched.now() - t0
+      t0 = sched.now()
+      must(R, "sync " .. inst.name)
+      inst.incremental = sched.now() - t0
+      inst.reference = stored(R, inst.name)
+    end
+  end)
+
+  teardown(function()
+    for _, pid in ipairs(sandboxes) do os.execute("kill " .. pid) end
+    if dir then os.execute("rm -rf '" .. dir .. "'") end
+  end)
+
+  it("a clean sync of each tenant equals its ground truth (the suite's yardstick)", function()
+    for _, inst in ipairs(INSTANCES) do
+      if inst.tenant.truth_url then
+        local want = truth(inst)
+        for _, e in ipairs(ENTITIES) do
+          local have = inst.reference[e].live
+          for id in pairs(want[e]) do assert(have[id], ("%s.%s: %s missing from a clean sync"):format(inst.name, e, id)) end
+          for id in pairs(have) do assert(want[e][id], ("%s.%s: %s not in the tenant"):format(inst.name, e, id)) end
+        end
+      end
+    end
+  end)
+
+  -- Kill `cmd` (in home K) at a uniform random fraction of `duration` -> true if it was still running.
+  local function kill_during(cmd, duration)
+    local pid = spawn(("CACHOST_HOME=%s exec %s %s"):format(K, BIN, cmd), dir .. "/killed.log")
+    sched.sleep(rng:float() * duration)
+    local hit = alive(pid)
+    os.execute("kill -9 " .. pid .. " 2>/dev/null")
+    wait_gone(pid)
+    if hit then stats.kills = stats.kills + 1 else stats.missed = stats.missed + 1 end
+    return hit
+  end
+
+  local function actions_taken()
+    local db = assert(sqlite.open(K .. "/cachost.db", { readonly = true, busy_timeout = 10000 }))
+    local n = db:query("SELECT count(*) n FROM governance_actions")[1].n
+    db:close()
+    return n
+  end
+
+  -- Sync each instance to completion; again while the sync's policies acted (in enforce mode the
+  -- bruteforce policy suspends users, which adds events to logs that sync had already read).
+  local function resync(names)
+    for _, n in ipairs(names) do
+      for _ = 1, 5 do
+        local before = actions_taken()
+        must(K, "sync " .. n)
+        if actions_taken() == before then break end
+      end
+    end
+  end
+
+  -- Okta users fit for governance: active, not admins, not used by an earlier round.
+  local used = {}
+  local function next_victim()
+    local db = assert(sqlite.open(K .. "/cachost.db", { readonly = true, busy_timeout = 10000 }))
+    local rows = db:query([[SELECT u.ext_id, u.email FROM users u JOIN instances i ON i.id = u.instance_id
+      WHERE i.name = 'o' AND u.status = 'active' AND coalesce(u.is_admin, 0) = 0 AND u.deleted_at IS NULL ORDER BY u.ext_id]])
+    db:close()
+    for _, r in ipairs(rows) do
+      if not used[r.ext_id] then used[r.ext_id] = true; return r end
+    end
+  end
+
+  -- What the killed home recorded about a user: bruteforce alerts and suspend_user actions.
+  local function governance_of(user)
+    local db = assert(sqlite.open(K .. "/cachost.db", { readonly = true, busy_timeout = 10000 }))
+    local alerts = db:query([[SELECT count(*) n FROM alerts a JOIN instances i ON i.id = a.instance_id
+      WHERE i.name = 'o' AND a.policy = 'bruteforce' AND json_extract(a.evidence, '$.row.actor') = ?]], user.email)[1].n
+    local actions = db:query([[SELECT g.mode, g.result FROM governance_actions g JOIN instances i ON i.id = g.instance_id
+      WHERE i.name = 'o' AND g.action = 'suspend_user' AND g.target_id = ?]], user.ext_id)
+    db:close()
+    local _, t = truth(INSTANCES[1])
+    local calls = t.lifecycle and t.lifecycle[user.ext_id .. ":suspend"] or 0
+    return alerts, actions, calls
+  end
+
+  -- One kill of each kind, in turn; the kill points are random.
+  local ROUNDS = {}
+  for i, inst in ipairs({ "o", "g", "b", "m", "a" }) do
+    ROUNDS[#ROUNDS + 1] = { kind = "full", inst = i, name = inst }
+    ROUNDS[#ROUNDS + 1] = { kind = "incremental", inst = i, name = inst }
+  end
+  ROUNDS[#ROUNDS + 1] = { kind = "daemon" }
+  ROUNDS[#ROUNDS + 1] = { kind = "act" }
+  ROUNDS[#ROUNDS + 1] = { kind = "policy" }
+
+  local function round(r)
+    if r.kind == "full" or r.kind == "incremental" then
+      local inst = INSTANCES[r.inst]
+      local full = r.kind == "full"
+      stats.syncs = stats.syncs + 1
+      kill_during("sync " .. inst.name .. (full and " --full" or ""), full and inst.full or inst.incremental)
+      resync { inst.name }
+      check(inst, ("kill %d (%s sync of %s)"):format(stats.kills + stats.missed, r.kind, inst.name))
+    elseif r.kind == "daemon" then
+      local longest = 0
+      for _, inst in ipairs(INSTANCES) do longest = math.max(longest, inst.full) end
+      stats.syncs = stats.syncs + 1
+      kill_during("run --listen 127.0.0.1:0", longest + 0.5)
+      local names = {}
+      for _, inst in ipairs(INSTANCES) do names[#names + 1] = inst.name end
+      resync(names)
+      for _, inst in ipairs(INSTANCES) do check(inst, ("kill %d (daemon)"):format(stats.kills + stats.missed)) end
+    elseif r.kind == "act" then
+      -- an operator suspends a user; killed, the action is either not sent or sent and recorded
+      local v = next_victim()
+      if not v then return end
+      stats.actions = stats.actions + 1
+      if not r.duration then
+        local t0 = sched.now()
+        local probe = next_victim()
+        must(K, "act o suspend_user " .. probe.ext_id)
+        r.duration = sched.now() - t0
+      end
+      kill_during("act o suspend_user " .. v.ext_id, r.duration)
+      resync { "o" }
+      local _, actions, calls = governance_of(v)
+      stats.actions_checked = stats.actions_checked + 1
+      if #actions > 1 or calls > #actions or calls > 1 then
+        stats.action_problems[#stats.action_problems + 1] = ("act on %s: %d provider calls, %d recorded"):format(v.ext_id, calls, #actions)
+      end
+      check(INSTANCES[1], "kill during act")
+    elseif r.kind == "policy" then
+      -- failed sign-ins then a success: the bruteforce policy (enforce) alerts and suspends, once
+      local v = next_victim()
+      if not v then return end
+      stats.actions = stats.actions + 1
+      get_json(INSTANCES[1].tenant.url .. "/_sandbox/bruteforce", "POST", "login=" .. v.email .. "&failures=6")
+      kill_during("sync o", INSTANCES[1].incremental)
+      resync { "o" }
+      local alerts, actions, calls = governance_of(v)
+      stats.alerts_checked, stats.actions_checked = stats.alerts_checked + 1, stats.actions_checked + 1
+      if alerts ~= 1 then
+        stats.alert_problems[#stats.alert_problems + 1] = ("bruteforce on %s: %d alerts"):format(v.email, alerts)
+      end
+      local ok = 0
+      for _, a in ipairs(actions) do if a.result == "ok" then ok = ok + 1 end end
+      if #actions ~= 1 or ok ~= 1 or calls ~= 1 then
+        stats.action_problems[#stats.action_problems + 1] = ("suspension of %s: %d recorded (%d ok), %d provider calls")
+          :format(v.email, #actions, ok, calls)
+      end
+      check(INSTANCES[1], "kill during a policy's action")
+    end
+  end
+
+  it("kills at random points lose nothing and duplicate nothing", function()
+    local i = 0
+    while stats.kills < KILLS do
+      i = i + 1
+      round(ROUNDS[(i - 1) % #ROUNDS + 1])
+      assert(i < KILLS * 3, "too many kills missed their process")
+    end
+    helpers.figure("kills: %d kills over %d syncs and %d actions; %d lost, %d duplicated, alerts once: %s, actions once: %s",
+      stats.kills, stats.syncs, stats.actions, stats.lost, stats.duplicated,
+      #stats.alert_problems == 0 and "yes" or ("no (" .. #stats.alert_problems .. " of " .. stats.alerts_checked .. ")"),
+      #stats.action_problems == 0 and "yes" or ("no (" .. #stats.action_problems .. " of " .. stats.actions_checked .. ")"))
+    assert(#stats.problems == 0, table.concat(stats.problems, "\n"))
+  end)
+
+  it("raises every alert once", function()
+    assert(stats.alerts_checked > 0)
+    assert(#stats.alert_problems == 0, table.concat(stats.alert_problems, "\n"))
+  end)
+
+  it("records every action once, and the provider agrees", function()
+    assert(stats.actions_checked > 0)
+    assert(#stats.action_problems == 0, table.concat(stats.action_problems, "\n"))
+  end)
+end)
