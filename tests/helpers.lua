@@ -55,27 +55,6 @@ function M.instance(app, name, settings, secrets)
   return inst
 end
 
--- Run a shell command -> its output (stdout and stderr), its exit code.
-function M.sh(cmd)
-  local p = io.popen(cmd .. " 2>&1")
-  local out = p:read("a")
-  local ok, _, code = p:close()
-  return out, ok and 0 or code
-end
-
--- Wait until the file at path matches pattern (a process writes it) -> its content; raises after seconds.
-function M.wait_file(path, pattern, seconds)
-  local deadline = sched.now() + seconds
-  while sched.now() < deadline do
-    local f = io.open(path)
-    local s = f and f:read("a") or ""
-    if f then f:close() end
-    if s:match(pattern) then return s end
-    sched.sleep(0.05)
-  end
-  error("timed out waiting for " .. path)
-end
-
 -- A robustness figure (kills, faults, attacks, fuzzing): tests/run.sh prints it beside the summary line.
 function M.figure(fmt, ...)
   io.stdout:write("# figure: ", string.format(fmt, ...), "\n")

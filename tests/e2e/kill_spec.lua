@@ -9,13 +9,13 @@
 local helpers = require "helpers"
 local T = require "sandbox.tenant"
 
-local BIN = os.getenv("CACHOST_BIN") or "./build/cachost"
 local KILLS = math.tointeger(tonumber(os.getenv("CACHOST_KILLS") or "")) or 50
 local SEED = math.tointeger(tonumber(os.getenv("CACHOST_KILL_SEED") or "")) or 1
 local ENTITIES = { "users", "groups", "group_members", "privileges", "activities", "files", "file_permissions", "app_grants" }
 local INVENTORY = { activities = false }      -- every other entity has deleted_at
 
-local sh = helpers.sh
+local procs = require "procs"
+local sh, BIN = procs.sh, procs.BIN
 
 -- Start a command in the background -> its pid (the shell execs it, so $! is the command itself).
 local function spawn(cmd, log, out)
@@ -136,11 +136,11 @@ describe("kill -9 at random points", function()
     -- Okta, GitHub and Box keep real time (governance adds events as it happens); the Microsoft tenant's
     -- Management Activity content appears as time passes, so its clock is frozen for a fixed truth.
     local common = "--size 30 --events 600 --page-max 10 --rate-limit 1000000"
-    local procs = { { "okta github:acme box", 3 }, { "microsoft --frozen", 1 } }
-    for i, p in ipairs(procs) do
+    local sandbox_procs = { { "okta github:acme box", 3 }, { "microsoft --frozen", 1 } }
+    for i, p in ipairs(sandbox_procs) do
       local out = ("%s/tenants%d.txt"):format(dir, i)
       sandboxes[#sandboxes + 1] = spawn(("exec %s sandbox %s %s --seed %d"):format(BIN, p[1], common, SEED), dir .. "/sandbox.log", out)
-      for line in helpers.wait_file(out, ("[^\n]*\n"):rep(p[2]), 20):gmatch("[^\n]+") do
+      for line in procs.wait_for(out, ("[^\n]*\n"):rep(p[2]), 20):gmatch("[^\n]+") do
         local app, name, url, cred = line:match("^(%S+)\t(%S+)\t(%S+)\t(.*)$")
         local t = { app = app, url = url, cred = cred }
         for k, v in cred:gmatch("([%w_]+)=(%S+)") do t[k] = v end

@@ -2,8 +2,8 @@
 -- binary against a sandbox tenant in another process.
 local BIN = os.getenv("CACHOST_BIN") or "./build/cachost"
 
-local helpers = require "helpers"
-local sh, wait_for = helpers.sh, helpers.wait_file
+local procs = require "procs"
+local sh, wait_for = procs.sh, procs.wait_for
 
 describe("sync resumes after kill -9", function()
   local home, dir, sandbox_pid, url
