@@ -277,7 +277,9 @@ function request(self, method, path, opts)
         err = "server: HTTP " .. resp.status
       else
         unread = decode(resp, opts, req)
-        if not (unread and again and resp.status < 400) then break end
+        -- an error whose body cannot be read is still that error: its status says what happened
+        if unread and resp.status >= 400 then unread = nil end
+        if not (unread and again) then break end
         retry_in, err = backoff(attempt), unread
       end
     end
@@ -289,7 +291,7 @@ function request(self, method, path, opts)
     resp = nil
   end
 
-  if not resp or resp.status >= 500 or self:throttled(resp) or (unread and again and resp.status < 400) then
+  if not resp or resp.status >= 500 or self:throttled(resp) or (unread and again) then
     self.failures = self.failures + 1
     if self.failures >= BREAKER_THRESHOLD then self.open_until = sched.time() + BREAKER_COOLDOWN end
     return nil, err, resp, req

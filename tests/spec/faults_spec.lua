@@ -93,6 +93,16 @@ describe("injected faults", function()
       figures.syncs, figures.injected, table.concat(kinds, ", "), figures.exact, figures.failed, figures.lost, figures.duplicated)
   end)
 
+  it("takes an error whose body is cut short for that error (a 404 stays not found)", function()
+    local r = tenants.start("okta", "okta-404")
+    r.tenant:fault { kind = "truncated", path = "/api/v1/users/nobody$", count = 1 }
+    local ctx = require("sync").context(runtime.store(), r.inst, "test")
+    local resp, err = ctx.client:request("GET", "/api/v1/users/nobody", { expect_json = true })
+    r.srv:close()
+    assert.is_nil(resp)
+    assert.matches("^not_found: HTTP 404", err)
+  end)
+
   it("waits as each provider's 429 asks, through its own header", function()
     for i, app in ipairs(tenants.APPS) do
       local r = tenants.start(app, app .. "-429", { seed = 50 + i, tenant = { rate_limit = { limit = 1000000 } } })
