@@ -132,11 +132,30 @@ end
 
 local function scalar(v) return type(v) == "string" or type(v) == "boolean" or (type(v) == "number" and v == v) end
 
--- A table match: field = value, or field = {value, ...} (any of them).
-local function check_match(m, field, bad)
+-- The fields a row of an entity has: its columns, and what the engine adds before policies see it.
+local ROW_FIELDS = { "id", "instance_id", "ext_id", "raw", "first_seen", "last_seen", "deleted_at", "recorded_at",
+                     "actor_status", "app_users", "accuracy_km" }
+local function fields_of(entity)
+  local schema = require "store.schema"
+  local e = schema.entities[entity]
+  if not e then return nil end
+  local set, list = {}, {}
+  for _, l in ipairs { e.columns, ROW_FIELDS } do
+    for _, c in ipairs(l) do set[c] = true; list[#list + 1] = c end
+  end
+  return set, list
+end
+
+-- A table match: field = value, or field = {value, ...} (any of them); a field the entity's rows do not
+-- have is refused (it would silently match nothing), with the likely one.
+local function check_match(m, field, bad, entity)
   if type(m) ~= "table" then return bad(field, "must be a table of field = value, got %s", got(m)) end
+  local known, names = fields_of(entity)
   for k, want in pairs(m) do
     local f = ("%s.%s"):format(field, tostring(k))
+    if known and type(k) == "string" and not known[k] then
+      bad(f, "rows of %s have no field '%s'%s", entity, k, require("format").did_you_mean(k, names))
+    end
     if type(k) ~= "string" and math.type(k) ~= "integer" then bad(field, "field names are strings, got %s", got(k))
     elseif type(want) == "table" then
       if not is_list(want) or #want == 0 then bad(f, "a set of values is a non-empty list, got a table with other keys") end
@@ -173,7 +192,7 @@ local function validate(d, name)
   if not ON[d.on] then bad("on", "must be one of activity, user, file, app_grant, privilege, group_member, got %s", got(d.on)) end
   d.severity = d.severity or "medium"
   if not SEVERITIES[d.severity] then bad("severity", "must be low, medium, high or critical, got %s", got(d.severity)) end
-  if d.match ~= nil and not d.match_fn then check_match(d.match, "match", bad) end
+  if d.match ~= nil and not d.match_fn then check_match(d.match, "match", bad, ON[d.on]) end
   d.mode = d.mode or "audit"
   if d.mode ~= "audit" and d.mode ~= "enforce" then bad("mode", "must be audit or enforce, got %s", got(d.mode)) end
   if d.alert ~= nil then
@@ -213,7 +232,7 @@ local function validate(d, name)
   end
   if d.followed_by ~= nil then
     if d.repeated == nil then bad("followed_by", "needs repeated = {...} (what the follower follows)") end
-    check_match(d.followed_by, "followed_by", bad)
+    check_match(d.followed_by, "followed_by", bad, ON[d.on])
   end
   if d.travel ~= nil then
     local t = d.travel
@@ -283,6 +302,21 @@ function M.load(path)
   if not p then return load_error(v, path, verr) end
   p.vm, p.path = v, path
   return p
+end
+
+-- The file of a policy given by path, or by name (policies/NAME.lua, $CACHOST_HOME/policies/NAME.lua;
+-- the operator's wins) -> path | nil, err
+function M.find(name)
+  if name:find("/", 1, true) or name:match("%.lua$") then return name end
+  for _, dir in ipairs { host.home .. "/policies", host.root .. "/policies" } do
+    local path = dir .. "/" .. name .. ".lua"
+    if host.stat(path) then return path end
+  end
+  local names = {}
+  for _, dir in ipairs { host.root .. "/policies", host.home .. "/policies" } do
+    for _, f in ipairs(host.listdir(dir) or {}) do names[#names + 1] = f:match("^(.*)%.lua$") end
+  end
+  return nil, ("no policy named '%s'%s (cachost policy list)"):format(name, require("format").did_you_mean(name, names))
 end
 
 -- Every policy shipped in policies/ and the operator's in $CACHOST_HOME/policies/, with their switches.
@@ -384,10 +418,18 @@ local function state_for(st, inst)
   per[inst.id] = per[inst.id] or setmetatable({ st = st, inst = inst, cache = {}, dirty = {}, armed_keys = {}, done = {} }, State)
   return per[inst.id]
 end
+-- A state that reads and writes nothing (cachost policy test): windows start empty and live in memory.
+function M.scratch_state(st, inst)
+  return setmetatable({ st = st, inst = inst, cache = {}, dirty = {}, armed_keys = {}, done = {}, scratch = true }, State)
+end
 -- The windows of one policy: wins[key] is the state of that key (read from policy_state on first use);
 -- a step that changes it sets dirty[key] = true.  Plain tables, because steps run once per row.
 function State:windows(policy)
   local wins = self.cache[policy]
+  if not wins and self.scratch then
+    wins = setmetatable({}, { __index = function(t, key) local v = {}; rawset(t, key, v); return v end })
+    self.cache[policy] = wins
+  end
   if not wins then
     local st, inst = self.st, self.inst
     wins = setmetatable({}, { __index = function(t, key)
@@ -408,6 +450,7 @@ end
 -- the followers of other keys without a step (most sign-ins follow no failures).
 function State:armed(policy)
   local armed = self.armed_keys[policy]
+  if not armed and self.scratch then armed = {}; self.armed_keys[policy] = armed end
   if not armed then
     armed = {}
     for _, r in ipairs(query(self.st.db, "SELECT key FROM policy_state WHERE policy = ? AND instance_id = ?",
@@ -422,6 +465,7 @@ end
 -- crash, the pages still noted are exactly those whose effects on the windows were not saved.
 local SAVE_EVERY = 2
 function State:save(force)
+  if self.scratch then return end
   local pending = next(self.done) ~= nil
   for _, keys in pairs(self.dirty) do if next(keys) then pending = true; break end end
   if not pending or (not force and sched.now() - (self.saved_at or 0) < SAVE_EVERY) then return end
@@ -592,9 +636,11 @@ local function dlp_step(p, run, row)
     total = total + m.count
     found[kind] = { count = m.count, samples = m.samples }
   end
-  exec(st.db, [[UPDATE files SET scan_status = ?, scan_reason = ?, scan_matches = ?, scanned_at = ?
-    WHERE instance_id = ? AND ext_id = ?]], result.status, result.reason,
-    result.status == "completed" and json.encode(found) or nil, store.now(), inst.id, row.ext_id)
+  if not opts.dry then
+    exec(st.db, [[UPDATE files SET scan_status = ?, scan_reason = ?, scan_matches = ?, scanned_at = ?
+      WHERE instance_id = ? AND ext_id = ?]], result.status, result.reason,
+      result.status == "completed" and json.encode(found) or nil, store.now(), inst.id, row.ext_id)
+  end
   if total >= (p.dlp.min or 1) then return { matches = found, count = total } end
 end
 
@@ -625,7 +671,20 @@ local function fire(st, inst, p, entity, row, evidence, opts)
   -- The alert is written first: an alert that exists was raised before (a page evaluated again after a
   -- crash, or the same row again within its window), and its actions were planned then, so they are not
   -- again (a crash between the two leaves the alert without its actions rather than acting twice).
-  -- opts.replay (policy test) plans them for every hit.
+  -- opts.dry (policy test) writes nothing: alerts once per key in memory, actions only said.
+  if opts.dry then
+    if opts.seen[key] then return 0 end
+    opts.seen[key] = true
+    local plans = {}
+    for _, action in ipairs(p.actions) do
+      local target = action ~= "alert" and target_of(entity, action, row)
+      if target then plans[#plans + 1] = { action = action, target = target, mode = "dry-run", result = "planned" } end
+    end
+    evidence.actions = plans
+    if opts.on_alert then opts.on_alert { policy = p.id, severity = p.severity, title = title, entity = entity,
+                                           entity_id = row.ext_id, evidence = evidence } end
+    return 1
+  end
   exec(st.db, [[INSERT INTO alerts (instance_id, ext_id, policy, severity, title, entity, entity_id, evidence,
       status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?)
     ON CONFLICT (instance_id, ext_id) DO NOTHING]],
@@ -633,7 +692,7 @@ local function fire(st, inst, p, entity, row, evidence, opts)
   local new = st.db:changes() == 1
   if not new then
     exec(st.db, "UPDATE alerts SET updated_at = ? WHERE instance_id = ? AND ext_id = ?", now, inst.id, key)
-    if not opts.replay then return 0 end
+    return 0
   end
   local plans = {}
   local mode = opts.mode or p.mode
@@ -658,8 +717,9 @@ local function fire(st, inst, p, entity, row, evidence, opts)
 end
 
 -- A policy failed (error, budget, memory): disable it, say so with an alert, go on with the others.
-local function disable(st, inst, p, err)
+local function disable(st, inst, p, err, opts)
   p.enabled = false
+  if opts.dry then opts.failed = err; return end
   log.error("policy disabled", { policy = p.id, error = err })
   exec(st.db, [[INSERT INTO policies (name, enabled, status, last_error, updated_at) VALUES (?, 0, 'failed', ?, ?)
     ON CONFLICT (name) DO UPDATE SET enabled = 0, status = 'failed', last_error = excluded.last_error,
@@ -721,7 +781,8 @@ end
 
 -- engine.feed(st, inst, entity, items, opts) evaluates every enabled policy on the change feed:
 -- items = { {op = "added"|"changed"|"removed", row = {...}}, ... }.  opts.mode overrides every
--- policy's mode (policy test runs "audit"); opts.on_alert sees each alert; opts.ctx is the sync
+-- policy's mode; opts.dry (policy test) writes nothing (give opts.seen = {} and opts.state =
+-- M.scratch_state(...); a failure is left in opts.failed); opts.on_alert sees each alert; opts.ctx is the sync
 -- context (content downloads); opts.first_scan skips new_only policies; opts.mark is the note of the
 -- page (M.note), done once it is evaluated.  Returns the count of alerts raised (not raised before).
 -- Each policy runs protected: one that fails (its state's limits, an error in the engine on its values)
@@ -735,7 +796,7 @@ function M.feed(st, inst, policies, entity, items, opts)
     local op = it.op
     if op ~= "removed" then n = n + 1; rows[n] = it.row; ops_seen[op] = true end
   end
-  local state = state_for(st, inst)
+  local state = opts.state or state_for(st, inst)
   if n == 0 then
     if opts.mark then state.done[opts.mark] = true end
     return 0
@@ -752,7 +813,7 @@ function M.feed(st, inst, policies, entity, items, opts)
       elseif type(res) == "string" and (res:match("^store: ") or res:match("cancelled$")) then
         error(res, 0)
       else
-        disable(st, inst, p, reason(res))
+        disable(st, inst, p, reason(res), opts)
       end
     end
   end

@@ -100,10 +100,12 @@ describe("policies", function()
 
   it("table matches: sets, non-string keys, and more tests than Lua has locals", function()
     local dir = tmp_home()
-    local fields = {}
-    for i = 1, 120 do fields[#fields + 1] = ("f%d = %d"):format(i, i) end
-    local p = assert(policy.load(write(dir, "wide", ([[return policy { name = "wide", on = "activity",
-      match = { %s, [1] = "first", action = { "a", "b\n\"c" } } }]]):format(table.concat(fields, ", ")))))
+    local p = assert(policy.load(write(dir, "wide", [[return policy { name = "wide", on = "activity",
+      match = { action = { "a", "b\n\"c" } } }]])))
+    -- fields no activity has (a loaded policy may not name them): set after loading, to push the
+    -- generated matcher past Lua's limits
+    for i = 1, 120 do p.match["f" .. i] = i end
+    p.match[1] = "first"
     local row = { [1] = "first", action = 'b\n"c' }
     for i = 1, 120 do row["f" .. i] = i end
     local function one(changes)
