@@ -623,6 +623,7 @@ local function dlp_step(p, run, row)
   if not c or not c.content or row.is_folder == 1 or row.is_folder == true then return nil end
   local max = p.dlp.max_size or 50 * 1024 * 1024
   local ok, body, err = pcall(c.content, opts.ctx, row, max)
+  if M.on_scan then M.on_scan(ok and type(body) == "string" and #body or 0) end   -- progress (cachost sync)
   local result
   if not ok or not body then
     local why = tostring(ok and err or body)

@@ -17,19 +17,22 @@ Runs the instance's streams now (all of them, full listings first), committing p
     runtime.watch(not opts["no-policies"])
     -- on a terminal, a line that says how far each stream got: pages, rows, rate; nothing in a pipe
     local tty = host.isatty(2)
-    local pages, rows, t0, shown = 0, 0, sched.now(), 0
+    local pages, rows, files, bytes, t0, shown, current = 0, 0, 0, 0, sched.now(), 0, "?"
     local function show(stream, force)
       local now = sched.now()
       if not force and now - shown < 0.1 then return end
       shown = now
       local rate = rows / math.max(now - t0, 0.001)
-      ctx.err("\r\27[K%s %s: %d page%s, %d rows, %.0f rows/s", inst.name, stream, pages, pages == 1 and "" or "s", rows, rate)
+      ctx.err("\r\27[K%s %s: %d page%s, %d rows, %.0f rows/s%s", inst.name, stream, pages, pages == 1 and "" or "s",
+        rows, rate, files > 0 and (", %d files scanned (%.1f MB)"):format(files, bytes / 1e6) or "")
     end
+    local policy = require "policy"
     if tty then
       sync.on_page = function(c, _, n)
-        pages, rows = pages + 1, rows + n
-        show(c.stream)
+        pages, rows, current = pages + 1, rows + n, c.stream
+        show(current)
       end
+      policy.on_scan = function(n) files, bytes = files + 1, bytes + n; show(current) end   -- DLP downloads
     end
     -- SIGINT/SIGTERM: stop at the next wait; the page in flight rolls back, committed pages and their
     -- cursors stay, and the next sync goes on from there
@@ -37,10 +40,13 @@ Runs the instance's streams now (all of them, full listings first), committing p
     local stopper = sched.spawn(function() sched.wait_stop(); me:cancel() end)
     local sok, results, ok, lerr = pcall(runtime.sync, inst, {
       streams = opts.stream, full = opts.full,
-      progress = tty and function(stream) show(stream, true); pages, rows, t0 = 0, 0, sched.now() end or nil,
+      progress = tty and function(stream)
+        show(stream, true)
+        pages, rows, files, bytes, t0 = 0, 0, 0, 0, sched.now()
+      end or nil,
     })
     stopper:cancel()
-    sync.on_page = nil
+    sync.on_page, policy.on_scan = nil, nil
     if not sok then
       if tostring(results):match("cancelled$") then
         if tty then ctx.err("\r\27[K") end
