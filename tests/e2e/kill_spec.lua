@@ -6,6 +6,7 @@
 --   CACHOST_KILLS=N       kills (default 50, what `make test` runs; `make kills` runs 500)
 --   CACHOST_KILL_SEED=N   the seed of the kill points (default 1)
 --   CACHOST_KILL_ROUNDS=  only these kinds of round: full,incremental,daemon,act,policy (default all)
+--   CACHOST_KILL_KEEP=1   keep the homes, logs and tenants' output (the directory is printed)
 local helpers = require "helpers"
 local T = require "sandbox.tenant"
 
@@ -133,13 +134,15 @@ describe("kill -9 at random points", function()
   setup(function()
     dir = helpers.tmp_dir()
     K, R = dir .. "/killed", dir .. "/reference"
+    if os.getenv("CACHOST_KILL_KEEP") then print("# kill suite directory: " .. dir) end
     -- Okta, GitHub and Box keep real time (governance adds events as it happens); the Microsoft tenant's
     -- Management Activity content appears as time passes, so its clock is frozen for a fixed truth.
-    local common = "--size 30 --events 600 --page-max 10 --rate-limit 1000000"
-    local sandbox_procs = { { "okta github:acme box", 3 }, { "microsoft --frozen", 1 } }
+    -- Okta has more users: each governance round takes a fresh victim (50 kills never run out of them).
+    local common = "--events 600 --page-max 10 --rate-limit 1000000"
+    local sandbox_procs = { { "okta --size 45", 1 }, { "github:acme box --size 30", 2 }, { "microsoft --frozen --size 30", 1 } }
     for i, p in ipairs(sandbox_procs) do
       local out = ("%s/tenants%d.txt"):format(dir, i)
-      sandboxes[#sandboxes + 1] = spawn(("exec %s sandbox %s %s --seed %d"):format(BIN, p[1], common, SEED), dir .. "/sandbox.log", out)
+      sandboxes[#sandboxes + 1] = spawn(("exec %s sandbox %s %s --seed %d"):format(BIN, p[1], common, SEED + i), dir .. "/sandbox.log", out)
       for line in procs.wait_for(out, ("[^\n]*\n"):rep(p[2]), 20):gmatch("[^\n]+") do
         local app, name, url, cred = line:match("^(%S+)\t(%S+)\t(%S+)\t(.*)$")
         local t = { app = app, url = url, cred = cred }
@@ -198,7 +201,7 @@ describe("kill -9 at random points", function()
 
   teardown(function()
     for _, pid in ipairs(sandboxes) do os.execute("kill " .. pid) end
-    if dir then os.execute("rm -rf '" .. dir .. "'") end
+    if dir and not os.getenv("CACHOST_KILL_KEEP") then os.execute("rm -rf '" .. dir .. "'") end   -- kept: to look at
   end)
 
   it("a clean sync of each tenant equals its ground truth (the suite's yardstick)", function()
@@ -217,8 +220,10 @@ describe("kill -9 at random points", function()
   -- Kill `cmd` (in home K) at a uniform random fraction of `duration` -> true if it was still running.
   local function kill_during(cmd, duration)
     local pid = spawn(("CACHOST_HOME=%s exec %s %s"):format(K, BIN, cmd), dir .. "/killed.log")
-    sched.sleep(rng:float() * duration)
+    local at = rng:float() * duration
+    sched.sleep(at)
     local hit = alive(pid)
+    stats.last = hit and ("killed %.3f s in"):format(at) or "ran to its end"
     os.execute("kill -9 " .. pid .. " 2>/dev/null")
     wait_gone(pid)
     if hit then stats.kills = stats.kills + 1 else stats.missed = stats.missed + 1 end
@@ -329,7 +334,7 @@ describe("kill -9 at random points", function()
       -- an operator suspends a user; killed, the action is either not sent, or sent and recorded
       local v = next_victim()
       local before = governance_of(v)
-      stats.actions = stats.actions + 1
+      stats.actions, stats.last = stats.actions + 1, "not killed"
       if r.duration then
         kill_during("act o suspend_user " .. v.ext_id, r.duration)
       else                                   -- the first round measures a clean action
@@ -341,8 +346,8 @@ describe("kill -9 at random points", function()
       local _, rows, calls = since(before, governance_of(v))
       stats.actions_checked = stats.actions_checked + 1
       if #rows > 1 or calls > 1 or calls > #rows then
-        stats.action_problems[#stats.action_problems + 1] = ("act on %s: %d provider calls, %d recorded: %s")
-          :format(v.ext_id, calls, #rows, describe_rows(rows))
+        stats.action_problems[#stats.action_problems + 1] = ("act on %s (%s): %d provider calls, %d recorded: %s")
+          :format(v.ext_id, stats.last, calls, #rows, describe_rows(rows))
       end
       check(INSTANCES[1], "kill during act")
     elseif r.kind == "policy" then
@@ -351,7 +356,7 @@ describe("kill -9 at random points", function()
       -- (the shipped bruteforce policy, in audit mode, plans it too: dry-runs are not counted)
       local v = next_victim()
       local before = governance_of(v)
-      stats.actions = stats.actions + 1
+      stats.actions, stats.last = stats.actions + 1, "not killed"
       get_json(INSTANCES[1].tenant.url .. "/_sandbox/bruteforce", "POST", "login=" .. v.email .. "&failures=6")
       if r.duration then
         kill_during("sync o --stream activities", r.duration)
@@ -364,14 +369,14 @@ describe("kill -9 at random points", function()
       local alerts, rows, calls = since(before, governance_of(v))
       stats.alerts_checked, stats.actions_checked = stats.alerts_checked + 1, stats.actions_checked + 1
       if alerts ~= 1 then
-        stats.alert_problems[#stats.alert_problems + 1] = ("bruteforce on %s: %d alerts"):format(v.email, alerts)
+        stats.alert_problems[#stats.alert_problems + 1] = ("bruteforce on %s (%s): %d alerts"):format(v.email, stats.last, alerts)
       end
       local row = rows[1]
       local agrees = #rows == 1 and ((row.result == "ok" and calls == 1) or ((row.mode == "held" or row.result == "failed") and calls == 0))
       if row and row.result == "ok" then stats.executed = stats.executed + 1 end
       if not agrees then
-        stats.action_problems[#stats.action_problems + 1] = ("suspension of %s: %d recorded (%s), %d provider calls")
-          :format(v.email, #rows, describe_rows(rows), calls)
+        stats.action_problems[#stats.action_problems + 1] = ("suspension of %s (%s): %d recorded (%s), %d provider calls")
+          :format(v.email, stats.last, #rows, describe_rows(rows), calls)
       end
       check(INSTANCES[1], "kill during a policy's action")
     end
@@ -393,17 +398,22 @@ describe("kill -9 at random points", function()
     assert(#stats.problems == 0, table.concat(stats.problems, "\n"))
   end)
 
-  -- PENDING until defect 7 of issue 10 lands (helper "policy": an evaluation cursor): a page committed but
-  -- not evaluated when the process dies is never evaluated, so its alerts are lost.  The figure above
-  -- still reports it ("alerts once: no (k of n)").
-  pending("raises every alert once", function()
+  it("raises every alert once", function()
     assert(stats.alerts_checked > 0)
     assert(#stats.alert_problems == 0, table.concat(stats.alert_problems, "\n"))
   end)
 
-  -- PENDING until defect 3 of issue 10 lands (helper "gov": the action recorded as pending before the HTTP
-  -- call): killed between the provider's answer and the record, an action is executed with no audit row;
-  -- a policy's action is also lost with its alert (defect 7).  The figure above still reports it.
+  -- PENDING: defect 3's pending record (helper "gov") and defect 7's evaluation resume (helper "policy")
+  -- have landed and the act rounds pass, but this suite still finds two ways a policy's action is lost
+  -- (the alert raised once, no action recorded, none sent):
+  -- 1. killed after the alert is written but before the action's pending row: the resumed evaluation
+  --    sees the alert and does not plan its actions again (seen: "suspension of heidi.harris@example.com
+  --    (killed 0.034 s in): 0 recorded (), 0 provider calls" in the default 50-kill run);
+  -- 2. an operator's action killed in flight stays "unknown" for RECONCILE_GRACE (120 s); a policy's
+  --    suspension of that user meanwhile counts as already done and is neither sent nor recorded, and
+  --    once the unknown one settles as failed nobody suspends the user (CACHOST_KILLS=100
+  --    CACHOST_KILL_SEED=2 CACHOST_KILL_ROUNDS=act,policy).
+  -- The figure above reports the check ("actions once: no (k of n)").
   pending("records every action once, and the provider agrees", function()
     assert(stats.actions_checked > 0)
     assert(#stats.action_problems == 0, table.concat(stats.action_problems, "\n"))
