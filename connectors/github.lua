@@ -182,6 +182,18 @@ local function phrase_time(sec) return (iso(sec):gsub("%.%d+Z$", "Z")) end
 -- Audit log, incremental, oldest first: the cursor is the Link rel="next" URL (an `after` cursor) while
 -- there is one; the last page has none, so we then keep the last event's time and resume with
 -- `created:>=` (events of that second are read again; ext_id makes them no-ops).
+-- The org audit log exists on GitHub Enterprise Cloud only; any other org answers it with a plain 404
+-- (as it answers a token that may not read it).  The org's plan.name, shown to its owners, tells which:
+-- -> "unavailable: needs ..." when the plan is the reason, else nil.
+local function audit_log_unavailable(ctx, err)
+  if not tostring(err):match("^not_found:") then return nil end
+  local resp = ctx.client:request("GET", org_path(ctx), { expect_json = true })
+  local plan = resp and type(resp.data) == "table" and type(resp.data.plan) == "table" and str(resp.data.plan.name)
+  if not plan or plan == "enterprise" then return nil end
+  return ("unavailable: needs GitHub Enterprise Cloud: the organization audit log is an Enterprise Cloud "
+    .. "feature and %s is on the %s plan"):format(ctx.settings.org, plan)
+end
+
 c.initial_days = 7
 function c.streams.activities(ctx, cursor)
   local path, query
@@ -193,18 +205,21 @@ function c.streams.activities(ctx, cursor)
     path, query = org_path(ctx, "/audit-log"), { phrase = "created:>=" .. since, order = "asc", per_page = PAGE }
   end
   local resume = cursor
-  for page, resp in ctx:pages(path, query, { max_pages = 1000000 }) do
-    local next_url = links(resp.headers["link"]).next
-    if #page > 0 then
-      local last = page[#page]
-      local ms = math.tointeger(last["@timestamp"]) or 0
-      resume = phrase_time(ms // 1000)
-      ctx:checkpoint(next_url or resume, iso(ms / 1000))
-      ctx:emit("activities", page, event_row)
-    elseif resume then
-      ctx:checkpoint(next_url or resume)
+  local ok, err = pcall(function()
+    for page, resp in ctx:pages(path, query, { max_pages = 1000000 }) do
+      local next_url = links(resp.headers["link"]).next
+      if #page > 0 then
+        local last = page[#page]
+        local ms = math.tointeger(last["@timestamp"]) or 0
+        resume = phrase_time(ms // 1000)
+        ctx:checkpoint(next_url or resume, iso(ms / 1000))
+        ctx:emit("activities", page, event_row)
+      elseif resume then
+        ctx:checkpoint(next_url or resume)
+      end
     end
-  end
+  end)
+  if not ok then error(audit_log_unavailable(ctx, err) or err, 0) end
 end
 
 c.stream_order = { users = 1, groups = 2, privileges = 3, app_grants = 4, activities = 5 }

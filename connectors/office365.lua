@@ -52,6 +52,15 @@ function c.error_message(resp)
   return tostring(d.error_description or d.error or (resp.body or ""):sub(1, 200))
 end
 
+-- Sign-in logs (and signInActivity) need Microsoft Entra ID P1 or P2: Graph answers a tenant without
+-- them 403 with this error code.
+function c.unavailable(resp)
+  local e = resp.status == 403 and type(resp.data) == "table" and resp.data.error
+  if type(e) == "table" and e.code == "Authentication_RequestFromNonPremiumTenantOrB2CTenant" then
+    return "Microsoft Entra ID P1 or P2"
+  end
+end
+
 -- 429 always; 503 (and 504) when they carry Retry-After (§6).
 function c.is_throttled(resp)
   return resp.status == 429 or ((resp.status == 503 or resp.status == 504) and resp.headers["retry-after"] ~= nil)
@@ -415,6 +424,10 @@ function c.streams.activities(ctx, cursor)
     management(ctx, m, saver("management"))
   end)
   ctx:checkpoint(json.encode(state))
+  -- the stream's health is its first error's token: a failure leads, a source the tenant's plan does
+  -- not offer (sign-ins without P1/P2) or this app may not read comes after
+  local later = { unavailable = 2, permission = 1 }
+  table.sort(errors, function(a, b) return (later[a:match("^(%a+):")] or 0) < (later[b:match("^(%a+):")] or 0) end)
   if #errors > 0 then error(table.concat(errors, "; "), 0) end
 end
 

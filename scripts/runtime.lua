@@ -103,7 +103,7 @@ local function sync_now(inst, opts)
   opts = opts or {}
   local sync = require "sync"
   local c = assert(sdk.load(inst.app))
-  local results, all_ok = {}, true
+  local results, all_ok, instance_ok = {}, true, true
   if sync.on_feed then
     -- pages committed and never evaluated (the process died, or was stopped, between the two) go first
     local policy = require "policy"
@@ -120,8 +120,13 @@ local function sync_now(inst, opts)
       -- a full disk or a database locked by another process stops the scan: every later stream would
       -- fail alike (each committed page stays)
       results.store_error = M.store_unavailable(err)
-      if results.store_error then break end
-      inst:set_status(status)
+      if results.store_error then instance_ok = false; break end
+      -- a stream this credential may not read, or the tenant's plan does not offer, is that stream's
+      -- health (stream_state): the instance stays connected and its other streams go on
+      if status ~= "permission_missing" and status ~= "unavailable" then
+        instance_ok = false
+        inst:set_status(status or "error")
+      end
       if status == "reconnect_needed" then break end
     end
     if opts.progress then opts.progress(stream, counts, err) end
@@ -132,7 +137,7 @@ local function sync_now(inst, opts)
   local rok, rerr = pcall(require("governance").reconcile, M.store(), inst)
   if not rok and tostring(rerr):match("cancelled$") then error(rerr, 0) end
   if not rok then log.warn("reconcile failed", { instance = inst.name, error = rerr }) end
-  if all_ok then
+  if instance_ok then
     inst:set_status("connected")
     assert(M.store().db:exec("UPDATE instances SET last_scan = ? WHERE id = ?", store.now(), inst.id))
   end

@@ -147,13 +147,26 @@ function Ctx:emit(entity, items, map)
   return res
 end
 
--- Errors that mean the credentials no longer work.
+-- A stream's health from its error's leading token: "auth:" the credential is dead (the instance needs
+-- reconnecting), "permission:" this credential may not read this stream (a 403: the other streams go
+-- on), "unavailable:" the tenant's plan does not offer it (the connector says what it needs).
+local STATUS = { auth = "reconnect_needed", permission = "permission_missing", unavailable = "unavailable" }
 local function status_of(err)
-  err = tostring(err)
-  if err:match("^auth:") then return "reconnect_needed" end
-  return "error"
+  return STATUS[tostring(err):match("^([%a_]+):")] or "error"
 end
 M.status_of = status_of
+
+-- How `cachost status` and /metrics name a stream's health from its stored error (nil: none):
+-- "reconnect needed", "permission missing: <what>", "unavailable (needs <what>)" or "error".  <what> is
+-- the rest of the message: the connector's "unavailable: needs X: detail", the provider's 403 text.
+function M.health(err)
+  if err == nil or err == "" then return nil end
+  local status, rest = status_of(err), tostring(err):gsub("^[%a_]+:%s*", "", 1)
+  if status == "reconnect_needed" then return "reconnect needed" end
+  if status == "permission_missing" then return "permission missing: " .. rest:gsub("^HTTP %d+: ", "", 1) end
+  if status == "unavailable" then return ("unavailable (needs %s)"):format(rest:match("^needs ([^:]+)") or rest) end
+  return "error"
+end
 
 -- An error of an instance as it may be stored or printed: one bounded line without any of the
 -- instance's secrets (every value of its vault: API tokens, client secrets, the tokens its auth

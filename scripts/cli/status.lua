@@ -6,8 +6,10 @@ local sync = require "sync"
 return {
   summary = "health of each instance and stream",
   usage = [[usage: cachost status [INSTANCE] [--format table|json|csv]
-One row per instance and stream: status (ok, error, reconnect_needed, never run, disabled), last
-successful scan, last error, and the counts of the last scan.]],
+One row per instance and stream: status (ok; reconnect needed: the credential is dead; permission
+missing: <what>: this stream may not be read, the others go on; unavailable (needs <plan>): the
+tenant's plan does not offer it; error; running; never run; disabled), last successful scan, last error, and the
+counts of the last scan.]],
   options = { { "format", arg = true, short = "f" } },
   run = function(opts, args, ctx)
     local st = runtime.store()
@@ -23,8 +25,8 @@ successful scan, last error, and the counts of the last scan.]],
           rows[#rows + 1] = { instance = inst.name, app = inst.app, stream = "-", status = inst.enabled and "never run" or "disabled" }
         end
         for _, s in ipairs(states) do
-          local status = not inst.enabled and "disabled"
-            or (s.last_error and s.last_error ~= "" and (s.last_error:match("^auth:") and "reconnect_needed" or "error"))
+          local err = s.last_error and sync.redact(st, inst, s.last_error) or nil
+          local status = not inst.enabled and "disabled" or sync.health(err)
             or (s.last_success and "ok") or "running"
           local counts = json.decode(s.counts or "null")
           local summary = {}
@@ -33,7 +35,7 @@ successful scan, last error, and the counts of the last scan.]],
             table.sort(summary)
           end
           rows[#rows + 1] = { instance = inst.name, app = inst.app, stream = s.stream, status = status,
-            last_success = s.last_success, error = s.last_error and sync.redact(st, inst, s.last_error) or nil,
+            last_success = s.last_success, error = err,
             last_scan = table.concat(summary, ", ") }
         end
       end

@@ -123,6 +123,10 @@ function M.new(opts)
   self.client_secret = opts.client_secret or T.b62(32, self.seed, "client_secret")
   self.token_ttl = opts.token_ttl or 3600
   self.nusers = opts.users or 30
+  -- application scopes the app was not granted (developer console), e.g. { "manage_groups" }: the
+  -- routes needing them answer 403 insufficient_scope
+  self.missing_scopes = {}
+  for _, sc in ipairs(opts.missing_scopes or {}) do self.missing_scopes[sc] = true end
   self.ngroups = opts.groups or 4
   self.nfolders = opts.folders or 10
   self.nfiles = opts.files or 40
@@ -609,6 +613,10 @@ function Box:not_found(what)
   return self:err(404, "not_found", "Not Found", { errors = json().array({ { reason = "invalid_parameter", name = what or "item", message = "Invalid value '" .. tostring(what) .. "'." } }) })
 end
 
+-- The application scope a route family needs (shared/api/box.md, capability -> requirement).
+local SCOPE_OF = { groups = "manage_groups", group_memberships = "manage_groups", users = "manage_managed_users",
+                   events = "manage_enterprise_properties" }
+
 function Box:precheck(req, ropts)
   local _, _, _, exceeded = self:rate_take(ropts.upload and "upload" or "api")
   if exceeded then
@@ -621,6 +629,11 @@ function Box:precheck(req, ropts)
   local rec = tok and self:find_token(tok)
   if not rec then
     return 401, "", { ["WWW-Authenticate"] = 'Bearer realm="Service", error="invalid_token", error_description="The access token provided is invalid."' }
+  end
+  local need = SCOPE_OF[req.path:match("/2%.0/([%w_]+)") or ""]
+  if need and self.missing_scopes[need] then
+    local st, body = self:err(403, "insufficient_scope", "The request requires higher privileges than provided by the access token.")
+    return st, body, { ["WWW-Authenticate"] = 'Bearer realm="Service", error="insufficient_scope", error_description="The request requires higher privileges than provided by the access token."' }
   end
   req.actor = self.state.by_id[rec.uid] or self.admin
   req.token = rec

@@ -40,6 +40,9 @@ function M.new(opts)
   self.org_login = opts.org or "acme"
   self.token = opts.token or "ghp_sandboxtoken0000000000000000000000"
   self.token_scopes = opts.token_scopes or "admin:org, read:audit_log, repo"
+  -- the org's plan (plan.name of GET /orgs/{org}): "enterprise" (GitHub Enterprise Cloud), "team" or
+  -- "free".  The audit log and SAML credential authorizations exist on Enterprise Cloud only.
+  self.plan = opts.plan or "enterprise"
   self.nmembers = opts.members or 40
   self.nteams = opts.teams or 5
   self.noutside = opts.outside_collaborators or 6
@@ -173,7 +176,8 @@ function GH:org_json(full)
     j.created_at = T.iso_s(self.t0_ms // 1000 - 2000 * 86400); j.updated_at = T.iso_s(self.t0_ms // 1000 - 86400)
     j.public_repos = 0; j.total_private_repos = #self.state.repos; j.two_factor_requirement_enabled = false
     j.members_can_create_repositories = true; j.default_repository_permission = "read"
-    j.plan = { name = "enterprise", space = 976562499, private_repos = 999999, filled_seats = #self.state.members, seats = 1000 }
+    j.plan = { name = self.plan, space = 976562499, private_repos = 999999, filled_seats = #self.state.members,
+               seats = self.plan == "free" and 0 or 1000 }
   end
   return j
 end
@@ -218,6 +222,9 @@ function GH:err(status, message, doc)
          { ["Content-Type"] = "application/json; charset=utf-8" }
 end
 function GH:not_found() return self:err(404, "Not Found", "https://docs.github.com/rest") end
+-- An Enterprise-Cloud-only route on an org of another plan: GitHub answers a plain 404, its
+-- documentation_url the route's page; the org's plan.name tells why.
+function GH:cloud_only(doc) return self:err(404, "Not Found", "https://docs.github.com/rest/" .. doc) end
 
 function GH:find_token(cred)
   if crypto().equal(cred, self.token) then
@@ -1273,8 +1280,15 @@ function GH:mount(srv, prefix)
   org("DELETE", "/teams/:slug/memberships/:username", GH.h_team_membership)
   routes[#routes + 1] = { "GET", "/organizations/:org/team/:slug/members", GH.h_team_members }
   org("GET", "/repos", GH.h_repos)
-  org("GET", "/audit-log", function(self, req) if not self:org_ok(req) then return self:not_found() end return self:h_audit(req) end)
-  org("GET", "/credential-authorizations", GH.h_creds)
+  org("GET", "/audit-log", function(self, req)
+    if not self:org_ok(req) then return self:not_found() end
+    if self.plan ~= "enterprise" then return self:cloud_only("orgs/orgs#get-the-audit-log-for-an-organization") end
+    return self:h_audit(req)
+  end)
+  org("GET", "/credential-authorizations", function(self, req)
+    if self.plan ~= "enterprise" then return self:cloud_only("orgs/orgs#list-saml-sso-authorizations-for-an-organization") end
+    return self:h_creds(req)
+  end)
   org("DELETE", "/credential-authorizations/:cid", GH.h_cred_delete)
   org("GET", "/installations", GH.h_installations)
   org("GET", "/installation", GH.h_org_installation, { app_jwt = true })

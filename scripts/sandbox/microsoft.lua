@@ -364,6 +364,8 @@ function M.new(opts)
   self.ngroups = opts.groups or 8
   self.days = opts.days or 7
   self.nsignins = opts.signins or 2000
+  -- Microsoft Entra ID P1 or P2 in the tenant (false: the free edition, whose sign-in logs Graph refuses)
+  self.entra_premium = opts.entra_premium ~= false
   self.naudits = opts.audits or 500
   self.files_per_user = opts.files_per_user or 5
   self.nsubs = opts.subscriptions or 2
@@ -1687,6 +1689,10 @@ function MS:h_audits(req)
     list = self.state.audits, prop = "activityDateTime", context = "auditLogs/directoryAudits", top_default = 100, top_max = 1000 })
 end
 function MS:h_signins(req)
+  if not self.entra_premium then
+    return self:graph_err(403, "Authentication_RequestFromNonPremiumTenantOrB2CTenant",
+      "Neither tenant is B2C or tenant doesn't have premium license", req)
+  end
   return self:log_page(req, { n = self.nsignins, stream = "signin", gen = function(i) return self:gen_signin(i) end,
     list = self.state.signins, prop = "createdDateTime", context = "auditLogs/signIns", top_default = 1000, top_max = 1000 })
 end

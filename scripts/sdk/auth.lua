@@ -70,7 +70,8 @@ function M.token_request(client, scheme, form, key)
     idempotent = form.grant_type == "client_credentials" })     -- a new token again: harmless
   if not resp then
     -- refused (4xx) is about the credentials; an outage (5xx, timeout, a garbled answer) is not
-    if not tostring(err):match("^auth:") and not tostring(err):match("^http:") then return nil, err end
+    local token = tostring(err):match("^(%a+):")
+    if token ~= "auth" and token ~= "permission" and token ~= "http" then return nil, err end
     return nil, "auth: token request refused: " .. tostring(err)
   end
   local t = resp.data

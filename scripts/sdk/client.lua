@@ -176,7 +176,9 @@ local RETRYABLE = { timeout = true, connect = true, reset = true, resolve = fals
 
 -- client:request(method, path, {query=, headers=, body=, json=, form=, timeout=, auth=}) -> resp | nil, err
 -- resp.data is the decoded JSON body when the answer is JSON.  Errors are "token: detail" with token in
--- auth (401/403: reconnect needed), not_found, http (other 4xx), server (5xx after retries),
+-- auth (401: the credential is dead, reconnect needed), permission (403: this credential may not do
+-- this; other requests go on), unavailable (the connector's c.unavailable recognised the provider's
+-- "your plan does not offer this"), not_found, http (other 4xx), server (5xx after retries),
 -- throttled (429 after retries), bad_json, circuit_open, or an http.request token.
 -- resp.data from a JSON body.  -> nil, or the error when the body cannot be read ("bad_json: ...").
 local function decode(resp, opts, req)
@@ -300,7 +302,11 @@ function request(self, method, path, opts)
   if unread then return nil, unread, resp, req end
   if resp.status >= 400 then
     local msg = self.connector.error_message and self.connector.error_message(resp) or resp.body:sub(1, 200)
-    local token = (resp.status == 401 or resp.status == 403) and "auth"
+    -- c.unavailable(resp) -> "<plan or licence>" | nil: the provider's own answer for "the tenant's plan
+    -- does not offer this" (e.g. Graph's sign-in logs without Entra ID P1/P2)
+    local needs = self.connector.unavailable and self.connector.unavailable(resp)
+    if needs then return nil, ("unavailable: needs %s: HTTP %d: %s"):format(needs, resp.status, msg), resp, req end
+    local token = resp.status == 401 and "auth" or resp.status == 403 and "permission"
       or resp.status == 404 and "not_found" or "http"
     return nil, ("%s: HTTP %d: %s"):format(token, resp.status, msg), resp, req
   end
