@@ -247,8 +247,10 @@ function request(self, method, path, opts)
     if not ok then return nil, err, nil, req end
   end
 
-  -- a body that cannot be read (cut short, an HTML page from a proxy) is asked again when asking
-  -- again is harmless: a GET, or a request that says so (a client-credentials token)
+  -- Asking again is harmless for a GET, or a request that says so (a client-credentials token): those
+  -- are retried after a timeout, a reset, a 5xx or a body that cannot be read.  A write is sent again
+  -- only when it cannot have been carried out (the connection never opened, or a 429): after the others
+  -- it may have been, and governance settles it by a re-fetch rather than acting twice.
   local again = method == "GET" or method == "HEAD" or opts.idempotent
   local resp, err, unread
   for attempt = 1, MAX_ATTEMPTS do
@@ -264,7 +266,7 @@ function request(self, method, path, opts)
     local retry_in
     if not resp then
       local token = err:match("^(%w+)")
-      if not RETRYABLE[token] then break end
+      if not RETRYABLE[token] or not (again or token == "connect") then break end
       retry_in = backoff(attempt)
     else
       self:note_budget(resp)
@@ -277,6 +279,7 @@ function request(self, method, path, opts)
       elseif resp.status >= 500 then
         retry_in = backoff(attempt)
         err = "server: HTTP " .. resp.status
+        if not again then break end
       else
         unread = decode(resp, opts, req)
         -- an error whose body cannot be read is still that error: its status says what happened
