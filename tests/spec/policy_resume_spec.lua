@@ -37,6 +37,7 @@ describe("policy evaluation after a crash", function()
     -- the actions planned for an alert were planned once: one dry run per alert
     assert.equal(events, helpers.count("SELECT count(*) n FROM governance_actions WHERE policy = 'every_event'"))
     assert.equal(0, helpers.count("SELECT count(*) n FROM policy_pending"))
+    return events
   end
 
   it("evaluates the pages committed before the crash first, each alert raised once", function()
@@ -54,17 +55,20 @@ describe("policy evaluation after a crash", function()
     local failed
     for _, r in ipairs(results) do if r.error then failed = r.error end end
     assert.matches("^killed", failed)
-    assert.is_true(helpers.count("SELECT count(*) n FROM policy_pending") >= 1)
+    local noted = helpers.count("SELECT count(*) n FROM policy_pending")
+    assert.is_true(noted >= 1)
     -- the restart: nothing of the first process's memory survives (unsaved windows, evaluated notes)
     policy.forget()
     runtime.policies(true)
     runtime.watch(true)
     helpers.sync_ok(inst)
-    check_once()
+    local events = check_once()
     -- and a third run changes nothing
     policy.forget()
     helpers.sync_ok(inst)
     check_once()
+    helpers.figure("policy crash: %d page(s) committed and not evaluated at the crash, %d events, each alert and action once, 0 lost, 0 duplicated",
+      noted, events)
   end)
 
   it("evaluates pages already evaluated but not saved again without raising their alerts twice", function()
