@@ -669,9 +669,11 @@ local function fire(st, inst, p, entity, row, evidence, opts)
   evidence = evidence or {}
   evidence.row = { ext_id = row.ext_id, time = row.time, actor = row.actor, action = row.action, ip = row.ip,
                    location = row.location, email = row.email, name = row.name, path = row.path }
-  -- The alert is written first: an alert that exists was raised before (a page evaluated again after a
-  -- crash, or the same row again within its window), and its actions were planned then, so they are not
-  -- again (a crash between the two leaves the alert without its actions rather than acting twice).
+  -- An alert that exists was raised before (a page evaluated again after a crash, or the same row again
+  -- within its window): nothing more.  Its actions carry correlation ids derived from the alert, which
+  -- governance records (pending) before they go out; they are planned first and the alert written last,
+  -- so after a crash between the two the page's second evaluation finds them and writes the alert
+  -- without planning them again: alert and actions once each.
   -- opts.dry (policy test) writes nothing: alerts once per key in memory, actions only said.
   if opts.dry then
     if opts.seen[key] then return 0 end
@@ -686,12 +688,7 @@ local function fire(st, inst, p, entity, row, evidence, opts)
                                            entity_id = row.ext_id, evidence = evidence } end
     return 1
   end
-  exec(st.db, [[INSERT INTO alerts (instance_id, ext_id, policy, severity, title, entity, entity_id, evidence,
-      status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?)
-    ON CONFLICT (instance_id, ext_id) DO NOTHING]],
-    inst.id, key, p.id, p.severity, title, entity, row.ext_id, json.encode(evidence), now, now)
-  local new = st.db:changes() == 1
-  if not new then
+  if query(st.db, "SELECT 1 FROM alerts WHERE instance_id = ? AND ext_id = ?", inst.id, key)[1] then
     exec(st.db, "UPDATE alerts SET updated_at = ? WHERE instance_id = ? AND ext_id = ?", now, inst.id, key)
     return 0
   end
@@ -701,17 +698,23 @@ local function fire(st, inst, p, entity, row, evidence, opts)
     if action ~= "alert" then
       local target = target_of(entity, action, row)
       if target then
-        local rec, err = governance.act { store = st, instance = inst, action = action, target = target,
-          policy = p.id, dry_run = mode ~= "enforce", params = { reason = title } }
+        local cid = crypto.hex(crypto.sha256(key .. "\0" .. action)):sub(1, 16)
+        local rec, err = query(st.db, "SELECT * FROM governance_actions WHERE instance_id = ? AND ext_id = ?", inst.id, cid)[1]
+        if not rec then
+          rec, err = governance.act { store = st, instance = inst, action = action, target = target, policy = p.id,
+            dry_run = mode ~= "enforce", params = { reason = title }, correlation_id = cid }
+        end
         plans[#plans + 1] = { action = action, target = target, mode = rec and rec.mode or "error",
                               result = rec and rec.result or err, id = rec and rec.id }
       end
     end
   end
   evidence.actions = plans
-  if new and #plans > 0 then
-    exec(st.db, "UPDATE alerts SET evidence = ? WHERE instance_id = ? AND ext_id = ?", json.encode(evidence), inst.id, key)
-  end
+  exec(st.db, [[INSERT INTO alerts (instance_id, ext_id, policy, severity, title, entity, entity_id, evidence,
+      status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?)
+    ON CONFLICT (instance_id, ext_id) DO NOTHING]],
+    inst.id, key, p.id, p.severity, title, entity, row.ext_id, json.encode(evidence), now, now)
+  if st.db:changes() ~= 1 then return 0 end     -- raised meanwhile by another task (an action yielded)
   if opts.on_alert then opts.on_alert { policy = p.id, severity = p.severity, title = title, entity = entity,
                                          entity_id = row.ext_id, evidence = evidence } end
   return 1
