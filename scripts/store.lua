@@ -35,6 +35,17 @@ function M.iso(t)
 end
 function M.now() return M.iso(wall()) end
 
+-- When a scan starts, for deletion marking (rows seen get last_seen = it; rows older were not seen):
+-- the wall clock, but always after the previous scan's start (prev, ISO).  A clock stepped back would
+-- otherwise leave every row "seen later than this scan started", and no deletion would be marked until
+-- the clock caught up.
+function M.scan_start(prev)
+  local t = wall()
+  local p = type(prev) == "string" and iso8601.parse(prev)
+  if p and t <= p then t = p + 0.001 end
+  return t
+end
+
 ---------------------------------------------------------------------------------------------- values
 
 -- JSON with sorted keys, so the same content always gives the same text (change detection on raw).

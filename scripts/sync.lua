@@ -195,7 +195,7 @@ function M.run(st, inst, stream, opts)
   end
   local state = st:stream(inst.id, stream) or {}
   local cursor = not opts.full and state.cursor or nil
-  local started = sched.time()
+  local started = require("store").scan_start(state.scan_started)    -- after the last, whatever the clock
   ctx.watermark = state.watermark
   ctx.first_scan = state.last_success == nil
   -- a store that cannot be written (locked by another process, full) is an error of the sync, not a crash

@@ -149,4 +149,73 @@ describe("the machine misbehaves", function()
     assert.equal(n, d)
     settles(home, "-s activities")
   end)
+
+  it("the wall clock jumps back a day, then forward two: scans go on, a deletion is still seen, nothing lost", function()
+    local lib = sh("ls /usr/lib/*/faketime/libfaketime.so.1"):match("^(%S+)\n")
+    assert(lib, "libfaketime is missing (make deps installs faketime)")
+    -- a tenant of its own, small, so the daemon's full scans (every second) are quick
+    local small_dir = dir .. "/small"
+    assert(host.mkdir(small_dir, 448))
+    local small_url, small_pid = procs.sandbox(small_dir, "okta --size 20")
+    local home = dir .. "/clock"
+    local out, code = sh(("CACHOST_HOME=%s %s instance add okta --name o --set domain=x --set base_url=%s "
+      .. "--set insecure_loopback=true --set api_token=00sandbox-okta-api-token --set initial_days=30 --set poll_interval=1 "
+      .. "--set full_scan_interval=1 </dev/null"):format(home, BIN, small_url))
+    assert(code == 0, out)
+    -- the daemon's wall clock (CLOCK_REALTIME) follows the file; its monotonic clock is the real one
+    local clock = dir .. "/faketime"
+    local function set_clock(offset)
+      local f = assert(io.open(clock, "w")); f:write(offset, "\n"); f:close()
+    end
+    set_clock("+0")
+    local log = dir .. "/clock-daemon.log"
+    local daemon = procs.spawn(("LD_PRELOAD=%s FAKETIME_TIMESTAMP_FILE=%s FAKETIME_NO_CACHE=1 "
+      .. "FAKETIME_DONT_FAKE_MONOTONIC=1 CACHOST_HOME=%s %s run --listen 127.0.0.1:0"):format(lib, clock, home, BIN), log)
+    local function full_scans()
+      return select(2, procs.slurp(log):gsub('msg="scan done" instance=o kind=full', ""))
+    end
+    local function more_full_scans(n)
+      local want = full_scans() + n
+      local deadline = sched.now() + 60
+      while full_scans() < want and sched.now() < deadline do sched.sleep(0.1) end
+      assert(full_scans() >= want, "the daemon stopped scanning:\n" .. procs.slurp(log):sub(-1500))
+    end
+    local ok, err = pcall(function()
+      more_full_scans(1)
+      set_clock("-1d")
+      more_full_scans(2)
+      -- a user deleted at the provider while the clock is a day behind is still marked deleted
+      local auth = "-H 'Authorization: SSWS 00sandbox-okta-api-token'"
+      local id = json.decode(sh(("curl -s %s '%s/api/v1/users?limit=1'"):format(auth, small_url)))[1].id
+      for _ = 1, 2 do sh(("curl -s -X DELETE %s %s/api/v1/users/%s"):format(auth, small_url, id)) end
+      local deadline, gone = sched.now() + 60, nil
+      repeat
+        sched.sleep(0.2)
+        gone = cachost(home, ("query \"SELECT count(*) AS n FROM users WHERE ext_id = '%s' AND deleted_at IS NOT NULL\" -f csv")
+          :format(id)):match("\n(%d+)")
+      until gone == "1" or sched.now() > deadline
+      assert.equal("1", gone, "the deletion was not seen after the clock stepped back")
+      set_clock("+2d")
+      more_full_scans(2)
+    end)
+    assert.is_true(procs.stop(daemon, "TERM", 60))
+    local function small_truth(what)
+      return tonumber(sh(("curl -s %s/_sandbox/count/%s"):format(small_url, what)):match('"count":(%d+)'))
+    end
+    local want_users, want_events = small_truth("users"), small_truth("events")
+    procs.stop(small_pid)
+    assert(ok, err)
+    -- the store equals the tenant: every live user, every System Log event once
+    local users = cachost(home, "query 'SELECT count(*) FROM users WHERE deleted_at IS NULL' -f csv"):match("\n(%d+)")
+    local n, d = stored(home, "activities")
+    lost = lost + math.max(0, want_events - d)
+    duplicated = duplicated + (n - d)
+    assert.equal(want_users, tonumber(users))
+    assert.equal(want_events, n)
+    assert.equal(n, d)
+    local db = assert(sqlite.open(home .. "/cachost.db", { create = false }))
+    assert.same({ { integrity_check = "ok" } }, db:query("PRAGMA integrity_check"))
+    db:close()
+    cases = cases + 1
+  end)
 end)

@@ -361,6 +361,14 @@ describe("store", function()
       assert.has_error(function() sqlite.open(":memory:", { timeout = "soon" }) end)
     end)
 
+    it("starts a scan after the previous one even when the wall clock stepped back", function()
+      local t = store.scan_start(nil)
+      assert.is_true(math.abs(t - sched.time()) < 5)
+      local future = "2999-01-01T00:00:00.000Z"
+      assert.equal("2999-01-01T00:00:00.001Z", store.iso(store.scan_start(future)))
+      assert.is_true(store.scan_start(store.iso(t - 3600)) >= t)     -- an older previous start: the clock
+    end)
+
     it("store.sql reads host.home", function()
       local saved = host.home
       host.home = dir
