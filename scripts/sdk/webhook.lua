@@ -25,7 +25,7 @@ function M.first(scope, key, window)
   -- forget what is out of its window, oldest first (keys are appended in time order)
   while c.head <= c.tail do
     local k = c.order[c.head]
-    if now - c.at[k] <= c.window and c.tail - c.head < M.MAX_KEYS then break end
+    if now - c.at[k] <= c.window and c.tail - c.head + 1 < M.MAX_KEYS then break end
     c.at[k], c.order[c.head], c.head = nil, nil, c.head + 1
   end
   if c.at[key] then return false end

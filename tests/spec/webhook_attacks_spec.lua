@@ -202,3 +202,31 @@ describe("webhook attacks", function()
     end)
   end
 end)
+
+describe("sdk.webhook", function()
+  local webhook = require "sdk.webhook"
+
+  it("remembers a key for its window, per scope, and at most MAX_KEYS of them", function()
+    assert.is_true(webhook.first("spec/a", "k1", 60))
+    assert.is_false(webhook.first("spec/a", "k1", 60))
+    assert.is_true(webhook.first("spec/b", "k1", 60))        -- another instance or kind
+    assert.is_true(webhook.first("spec/short", "k", 0.01))
+    sched.sleep(0.05)                                          -- past the window: a new delivery again
+    assert.is_true(webhook.first("spec/short", "k", 0.01))
+    local max = webhook.MAX_KEYS
+    webhook.MAX_KEYS = 3
+    for i = 1, 5 do assert.is_true(webhook.first("spec/cap", "k" .. i, 60)) end
+    webhook.MAX_KEYS = max
+    assert.is_true(webhook.first("spec/cap", "k1", 60))       -- the oldest made room
+    assert.is_false(webhook.first("spec/cap", "k5", 60))
+    assert.is_false(webhook.first("spec/cap", "k3", 60))      -- the three newest stayed
+  end)
+
+  it("takes JSON only as application/json", function()
+    assert.same({ a = 1 }, (webhook.json { headers = { ["content-type"] = "Application/JSON; charset=utf-8" }, body = '{"a":1}' }))
+    local function status(req) return select(2, webhook.json(req)) end
+    assert.equal(415, status { headers = { ["content-type"] = "text/plain" }, body = "{}" })
+    assert.equal(415, status { headers = {}, body = "{}" })
+    assert.equal(400, status { headers = { ["content-type"] = "application/json" }, body = "{" })
+  end)
+end)
