@@ -22,7 +22,7 @@ local function driver(name, arg) return assert(loadfile(root .. "/tests/fuzz/" .
 -- target (tests/fuzz/corpus/<target>/) -> its driver and the driver's argument
 local TARGETS = {
   { "webhook_box", "webhook", "box" }, { "webhook_github", "webhook", "github" }, { "webhook_okta", "webhook", "okta" },
-  { "webhook_office365", "webhook", "office365" }, { "policy", "policy" }, { "dlp", "dlp" }, { "pdf", "pdf" },
+  { "webhook_office365", "webhook", "office365" }, { "policy", "policy" }, { "dlp", "dlp" }, { "pdf", "pdf" }, { "client", "client" },
 }
 
 describe("fuzz corpus", function()
