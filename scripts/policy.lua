@@ -675,14 +675,17 @@ local function fire(st, inst, p, entity, row, evidence, opts)
   -- so after a crash between the two the page's second evaluation finds them and writes the alert
   -- without planning them again: alert and actions once each.
   -- opts.dry (policy test) writes nothing: alerts once per key in memory, actions only said.
+  -- what the hit asks for: {action, target} of each action that has a target in this row
+  local wanted = {}
+  for _, action in ipairs(p.actions) do
+    local target = action ~= "alert" and target_of(entity, action, row)
+    if target then wanted[#wanted + 1] = { action = action, target = target } end
+  end
   if opts.dry then
     if opts.seen[key] then return 0 end
     opts.seen[key] = true
     local plans = {}
-    for _, action in ipairs(p.actions) do
-      local target = action ~= "alert" and target_of(entity, action, row)
-      if target then plans[#plans + 1] = { action = action, target = target, mode = "dry-run", result = "planned" } end
-    end
+    for i, w in ipairs(wanted) do plans[i] = { action = w.action, target = w.target, mode = "dry-run", result = "planned" } end
     evidence.actions = plans
     if opts.on_alert then opts.on_alert { policy = p.id, severity = p.severity, title = title, entity = entity,
                                            entity_id = row.ext_id, evidence = evidence } end
@@ -694,20 +697,16 @@ local function fire(st, inst, p, entity, row, evidence, opts)
   end
   local plans = {}
   local mode = opts.mode or p.mode
-  for _, action in ipairs(p.actions) do
-    if action ~= "alert" then
-      local target = target_of(entity, action, row)
-      if target then
-        local cid = crypto.hex(crypto.sha256(key .. "\0" .. action)):sub(1, 16)
-        local rec, err = query(st.db, "SELECT * FROM governance_actions WHERE instance_id = ? AND ext_id = ?", inst.id, cid)[1]
-        if not rec then
-          rec, err = governance.act { store = st, instance = inst, action = action, target = target, policy = p.id,
-            dry_run = mode ~= "enforce", params = { reason = title }, correlation_id = cid }
-        end
-        plans[#plans + 1] = { action = action, target = target, mode = rec and rec.mode or "error",
-                              result = rec and rec.result or err, id = rec and rec.id }
-      end
+  for _, w in ipairs(wanted) do
+    local action, target = w.action, w.target
+    local cid = crypto.hex(crypto.sha256(key .. "\0" .. action)):sub(1, 16)
+    local rec, err = query(st.db, "SELECT * FROM governance_actions WHERE instance_id = ? AND ext_id = ?", inst.id, cid)[1]
+    if not rec then
+      rec, err = governance.act { store = st, instance = inst, action = action, target = target, policy = p.id,
+        dry_run = mode ~= "enforce", params = { reason = title }, correlation_id = cid }
     end
+    plans[#plans + 1] = { action = action, target = target, mode = rec and rec.mode or "error",
+                          result = rec and rec.result or err, id = rec and rec.id }
   end
   evidence.actions = plans
   exec(st.db, [[INSERT INTO alerts (instance_id, ext_id, policy, severity, title, entity, entity_id, evidence,

@@ -205,19 +205,28 @@ local function backoff(attempts)
   return d * (0.8 + 0.4 * math.random())
 end
 
+-- One round of sending to a sink -> send(alert) -> true | nil, err, and close(): syslog over TCP/TLS opens
+-- its connection once for the round.
+local function open_round(s)
+  local conn, err
+  if s.kind == "syslog" and s.transport ~= "unix" then
+    conn, err = net.connect { host = s.host, port = s.port, tls = s.transport == "tls", ca_file = s.ca_file, timeout = 10 }
+  end
+  local function send(a)
+    if err then return nil, err end
+    return SEND[s.kind](s, a, conn)
+  end
+  return send, function() if conn then conn:close() end end
+end
+
 -- Delivers what is due to one sink -> delivered, failed
 function M.deliver(st, s)
   local due = assert(st:sink_due(s.name, SEVERITY[s.min_severity], M.BATCH))
   if #due == 0 then return 0, 0 end
-  local conn, cerr
-  if s.kind == "syslog" and s.transport ~= "unix" then
-    conn, cerr = net.connect { host = s.host, port = s.port, tls = s.transport == "tls", ca_file = s.ca_file, timeout = 10 }
-  end
+  local send, close = open_round(s)
   local sent, failed = 0, 0
   for _, a in ipairs(due) do
-    local ok, err
-    if s.kind == "syslog" and s.transport ~= "unix" and not conn then ok, err = nil, cerr
-    else ok, err = SEND[s.kind](s, a, conn) end
+    local ok, err = send(a)
     if ok then
       st:delivery_done(s.name, a.id)
       sent = sent + 1
@@ -234,7 +243,7 @@ function M.deliver(st, s)
       break                                    -- the sink is down: the rest wait with it
     end
   end
-  if conn then conn:close() end
+  close()
   return sent, failed
 end
 
@@ -243,14 +252,10 @@ function M.test(s)
   local a = { id = 0, created_at = require("sdk.util").iso(), instance = "-", policy = "cachost-sink-test", severity = "low",
               title = "cachost sink test: if you read this, alerts reach you", entity = "-", entity_id = "-", status = "open",
               evidence = "{}" }
-  local conn, err
-  if s.kind == "syslog" and s.transport ~= "unix" then
-    conn, err = net.connect { host = s.host, port = s.port, tls = s.transport == "tls", ca_file = s.ca_file, timeout = 10 }
-    if not conn then return nil, err end
-  end
-  local ok, serr = SEND[s.kind](s, a, conn)
-  if conn then conn:close() end
-  return ok, serr
+  local send, close = open_round(s)
+  local ok, err = send(a)
+  close()
+  return ok, err
 end
 
 -- The daemon's task: every `every` seconds, each sink gets what is due.
