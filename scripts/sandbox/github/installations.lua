@@ -1,0 +1,122 @@
+-- sandbox/github/installations.lua — what holds access to the organization: GitHub App installations and
+-- their installation tokens (app JWT), SAML SSO credential authorizations, fine-grained PAT grants.
+local T = require "sandbox.tenant"
+local GH = require "sandbox.github.core"
+local json, jnull, isos, guard, DOCS = GH.lib.json, GH.lib.jnull, GH.lib.isos, GH.lib.guard, GH.lib.DOCS
+
+GH.h_creds = guard(function(self, req)
+  local sel = {}
+  for _, c in ipairs(self.state.creds) do
+    if not req.query.login or req.query.login == "" or c.login:lower() == req.query.login:lower() then sel[#sel + 1] = c end
+  end
+  return self:paged(req, self:mpath("/credential-authorizations"), sel, function(c)
+    return { login = c.login, credential_id = c.credential_id, credential_type = c.credential_type,
+             token_last_eight = c.credential_type == "personal access token" and c.token_last_eight or nil,
+             fingerprint = c.credential_type == "SSH key" and ("jklmnop" .. c.token_last_eight) or nil,
+             credential_authorized_at = isos(c.credential_authorized_at), credential_accessed_at = isos(c.credential_accessed_at),
+             authorized_credential_expires_at = isos(c.expires), scopes = json().array(T.deep(c.scopes)),
+             authorized_credential_id = c.credential_id + 1000000 }
+  end, req.query.login and { { "login", req.query.login } } or nil)
+end)
+
+GH.h_cred_delete = guard(function(self, req)
+  local id = math.tointeger(tonumber(req.params.cid))
+  for i, c in ipairs(self.state.creds) do
+    if c.credential_id == id then
+      table.remove(self.state.creds, i)
+      self:add_event{ action = "org_credential_authorization.deauthorized", actor = req.actor.login, user = c.login,
+                      credential_type = c.credential_type }
+      return 204, ""
+    end
+  end
+  return self:not_found()
+end)
+
+GH.h_installations = guard(function(self, req)
+  local out = {}
+  for i, ins in ipairs(self.state.installations) do out[i] = self:installation_json(ins) end
+  return 200, { total_count = #out, installations = json().array(out) }
+end)
+
+function GH:installation_json(ins)
+  return { id = ins.id, account = self:org_owner_json(), repository_selection = "all",
+           access_tokens_url = self.base_url .. "/app/installations/" .. ins.id .. "/access_tokens",
+           repositories_url = self.base_url .. "/installation/repositories",
+           html_url = self.web_url .. "/organizations/" .. self.org.login .. "/settings/installations/" .. ins.id,
+           app_id = ins.app_id, app_slug = ins.app_slug, target_id = self.org.id, target_type = "Organization",
+           permissions = { members = "write", organization_administration = "read", metadata = "read", contents = "read",
+                           personal_access_tokens = "write" },
+           events = json().array({ "organization", "member", "membership", "team" }),
+           created_at = isos(ins.created), updated_at = isos(ins.created), single_file_name = jnull(),
+           suspended_at = isos(ins.suspended), suspended_by = jnull() }
+end
+
+GH.h_pats = guard(function(self, req)
+  return self:paged(req, self:mpath("/personal-access-tokens"), self.state.pats, function(p)
+    local u = self.state.by_login[p.owner:lower()]
+    return { id = p.id, owner = self:user_json(u), repository_selection = p.repository_selection,
+             repositories_url = self.base_url .. "/organizations/" .. self.org.id .. "/personal-access-tokens/" .. p.id .. "/repositories",
+             permissions = { organization = { members = "read" }, repository = { metadata = "read", contents = "read" } },
+             access_granted_at = isos(p.granted), token_id = p.token_id, token_name = p.token_name, token_expired = false,
+             token_expires_at = isos(p.expires), token_last_used_at = isos(p.last_used) }
+  end)
+end)
+
+GH.h_pats_revoke = guard(function(self, req)
+  local body = json().decode(req.body or "")
+  if type(body) ~= "table" or body.action ~= "revoke" then
+    return 422, { message = "Validation Failed", errors = json().array({ { resource = "PersonalAccessToken", field = "action", code = "invalid" } }), documentation_url = DOCS, status = "422" }
+  end
+  local ids = {}
+  if req.params.pat_id then ids[math.tointeger(tonumber(req.params.pat_id)) or -1] = true
+  else for _, v in ipairs(body.pat_ids or {}) do ids[math.tointeger(v) or -1] = true end end
+  local found = false
+  for i = #self.state.pats, 1, -1 do
+    local p = self.state.pats[i]
+    if ids[p.id] then
+      found = true
+      table.remove(self.state.pats, i)
+      self:add_event{ action = "personal_access_token.access_revoked", actor = req.actor.login, user = p.owner }
+    end
+  end
+  if not found then return self:not_found() end
+  return 202, setmetatable({}, { __jsontype = "object" })
+end)
+
+-- GitHub App: installations and installation tokens (JWT-authenticated)
+function GH:h_app_installations(req)
+  local out = {}
+  for i, ins in ipairs(self.state.installations) do out[i] = self:installation_json(ins) end
+  return 200, json().array(out)
+end
+function GH:h_org_installation(req)
+  if not self:org_ok(req) then return self:not_found() end
+  return 200, self:installation_json(self.state.installations[1])
+end
+function GH:h_access_tokens(req)
+  local ins
+  for _, x in ipairs(self.state.installations) do if tostring(x.id) == req.params.iid then ins = x end end
+  if not ins then return self:not_found() end
+  if ins.suspended then return self:err(403, "This installation has been suspended") end
+  self.nins = (self.nins or 0) + 1
+  local tok = "ghs_" .. T.b62(36, self.seed, "ghs", self.nins, self:wall_s())
+  local exp = self:wall_s() + 3600
+  self.tokens[tok] = { login = self.org.login .. "-sandbox[bot]", kind = "installation", exp = exp }
+  return 201, { token = tok, expires_at = T.iso_s(exp), permissions = self:installation_json(ins).permissions,
+                repository_selection = "all" }
+end
+
+return function(org, route)
+  org("GET", "/credential-authorizations", function(self, req)
+    if self.plan ~= "enterprise" then return self:cloud_only("orgs/orgs#list-saml-sso-authorizations-for-an-organization") end
+    return self:h_creds(req)
+  end)
+  org("DELETE", "/credential-authorizations/:cid", GH.h_cred_delete)
+  org("GET", "/installations", GH.h_installations)
+  org("GET", "/installation", GH.h_org_installation, { app_jwt = true })
+  org("GET", "/personal-access-tokens", GH.h_pats)
+  org("POST", "/personal-access-tokens", GH.h_pats_revoke)
+  org("POST", "/personal-access-tokens/:pat_id", GH.h_pats_revoke)
+  route("GET", "/app/installations", GH.h_app_installations, { app_jwt = true })
+  route("POST", "/app/installations/:iid/access_tokens", GH.h_access_tokens, { app_jwt = true })
+end
