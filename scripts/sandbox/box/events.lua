@@ -1,0 +1,80 @@
+-- sandbox/box/events.lua — enterprise events: one chronological list; a stream position is POS_BASE + how
+-- many come before it.
+local T = require "sandbox.tenant"
+local C = require "sandbox.box.common"
+local Box = C.Box
+local json, jnull, btime, is_admin, POS_BASE = C.json, C.jnull, C.btime, C.is_admin, C.POS_BASE
+
+function Box:add_event(event_type, actor, source, extra)
+  extra = extra or {}
+  self.nseq = self.nseq + 1
+  local ms = extra.ms or self:now_ms()
+  local src = jnull()
+  if source then
+    if source.type == "file" or source.type == "folder" then
+      local p = source.parent and self.state.items[source.parent]
+      src = { item_type = source.type, item_id = source.id, item_name = source.name,
+              parent = p and { type = "folder", name = p.name, id = p.id } or jnull(), owned_by = self:user_mini(self.state.by_id[source.owner]) }
+    elseif source.login then
+      src = { type = "user", id = source.id, name = source.name, login = source.login }
+    elseif source.group_type or source.group then
+      src = { type = "group", id = source.id, name = source.name, group_type = "managed_group" }
+    end
+  end
+  local ev = { type = "event", event_id = T.hexs(8, self.seed, "ev", self.nseq) .. "-" .. T.hexs(4, self.seed, "ev2", self.nseq) .. "-" ..
+               T.hexs(4, self.seed, "ev3", self.nseq) .. "-" .. T.hexs(12, self.seed, "ev4", self.nseq),
+               created_at = btime(ms), recorded_at = btime(ms + 1000), created_by = self:user_mini(actor), event_type = event_type,
+               session_id = jnull(), source = src, ip_address = extra.ip or "10.0.0.1",
+               additional_details = extra.details or jnull(), action_by = jnull() }
+  local list = self.state.events
+  list[#list + 1] = { ms = ms, ev = ev }
+  return ev
+end
+
+
+function Box:h_events(req)
+  local q = req.query
+  local stype = q.stream_type or "all"
+  if stype ~= "admin_logs" and stype ~= "admin_logs_streaming" then
+    -- user streams are not emulated: an empty chunk at the current position
+    return 200, { chunk_size = 0, next_stream_position = tostring(POS_BASE + #self.state.events), entries = json().array({}) }
+  end
+  if not is_admin(req.actor) then return self:err(403, "access_denied_insufficient_permissions", "Access denied - insufficient permission") end
+  local limit = T.intparam(q.limit, 100, 1, 500)
+  if not limit then return self:err(400, "invalid_parameter", "Invalid value for 'limit'") end
+  local list = self.state.events
+  local pos = 0
+  local sp = q.stream_position
+  if sp == "now" then
+    return 200, { chunk_size = 0, next_stream_position = tostring(POS_BASE + #list), entries = json().array({}) }
+  elseif sp and sp ~= "" and sp ~= "0" then
+    local n = math.tointeger(tonumber(sp))
+    if not n or n < POS_BASE or n > POS_BASE + #list then return self:err(400, "invalid_parameter", "Invalid value for 'stream_position'") end
+    pos = n - POS_BASE
+  end
+  local after, before
+  if stype == "admin_logs" then
+    if q.created_after and q.created_after ~= "" then after = T.parse_iso(q.created_after)
+      if not after then return self:err(400, "invalid_parameter", "Invalid value for 'created_after'") end end
+    if q.created_before and q.created_before ~= "" then before = T.parse_iso(q.created_before)
+      if not before then return self:err(400, "invalid_parameter", "Invalid value for 'created_before'") end end
+  else
+    after = self:now_ms() - 14 * 86400000       -- streaming: the last two weeks
+  end
+  local types
+  if q.event_type and q.event_type ~= "" then
+    types = {}
+    for t in q.event_type:gmatch("[^,%s]+") do types[t] = true end
+  end
+  local out = {}
+  local i = pos
+  while i < #list and #out < limit do
+    i = i + 1
+    local e = list[i]
+    if before and e.ms >= before then i = #list; break end
+    if (not after or e.ms >= after) and (not types or types[e.ev.event_type]) then out[#out + 1] = e.ev end
+  end
+  return 200, { chunk_size = #out, next_stream_position = tostring(POS_BASE + i), entries = json().array(out) }
+end
+
+return Box
