@@ -1,4 +1,4 @@
-/* fuzz_policy.c — the policy loader (scripts/policy.lua) on fuzzed policy texts, and the engine on what loads
+/* fuzz_policy.c — the policy loader (scripts/policy/load.lua) on fuzzed policy texts, and the engine on what loads
  * (tests/fuzz/policy.lua). */
 #include "fuzz.h"
 

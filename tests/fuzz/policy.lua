@@ -1,5 +1,5 @@
 -- policy.lua — the fuzz driver of the policy loader: the input is the text of a policy file, loaded by
--- scripts/policy.lua (its own confined state, then validation), and a policy that loads is evaluated on a
+-- scripts/policy/load.lua (its own confined state, then validation), and a policy that loads is evaluated on a
 -- few rows of its entity in audit mode against a private store (the generated scanner, windows, alerts).
 -- Findings (raised): load raises or fails without a one-line error; feed raises.
 local policy = require "policy"

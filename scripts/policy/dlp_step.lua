@@ -1,0 +1,38 @@
+-- policy/dlp_step.lua — the step of a policy with dlp = {...}: the file's content, scanned.
+local dlp = require "dlp"
+local L = require "policy.limits"
+local store = require "store"
+local exec = L.exec
+
+-- dlp = {detectors = {...}, custom = {{name=, pattern=, min=}}, min_counts = {...}, min = N, max_size = bytes}:
+-- download the file through its connector and scan it; the file row records the outcome (scan_status,
+-- scan_reason, scan_matches with masked samples, scanned_at).  -> evidence (masked samples only) or nil
+local function dlp_step(p, run, row)
+  local st, inst, opts = run.st, run.inst, run.opts
+  local c = opts.ctx and opts.ctx.connector
+  if not c or not c.content or row.is_folder == 1 or row.is_folder == true then return nil end
+  local max = p.dlp.max_size or 50 * 1024 * 1024
+  local ok, body, err = pcall(c.content, opts.ctx, row, max)
+  if L.on_scan then L.on_scan(ok and type(body) == "string" and #body or 0) end   -- progress (cachost sync)
+  local result
+  if not ok or not body then
+    local why = tostring(ok and err or body)
+    result = { status = why:match("too_large") and "too_large" or "failed", reason = why }
+  else
+    result = dlp.scan_file(body, { name = row.name, mime = row.mime, max_size = max, detectors = p.dlp.detectors,
+      custom = p.dlp.custom, min_counts = p.dlp.min_counts })
+  end
+  local total, found = 0, {}
+  for kind, m in pairs(result.status == "completed" and result.matches or {}) do
+    total = total + m.count
+    found[kind] = { count = m.count, samples = m.samples }
+  end
+  if not opts.dry then
+    exec(st.db, [[UPDATE files SET scan_status = ?, scan_reason = ?, scan_matches = ?, scanned_at = ?
+      WHERE instance_id = ? AND ext_id = ?]], result.status, result.reason,
+      result.status == "completed" and json.encode(found) or nil, store.now(), inst.id, row.ext_id)
+  end
+  if total >= (p.dlp.min or 1) then return { matches = found, count = total } end
+end
+
+return dlp_step

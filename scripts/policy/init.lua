@@ -1,0 +1,196 @@
+-- policy — governance policies: loading them confined, and evaluating them on the change feed.
+--
+-- The engine is split along its concerns:
+--   policy/load.lua      loading a policy file in its own state (the `vm` module) and checking it
+--   policy/match.lua     which rows of a batch a policy matches (generated scanners, function matches)
+--   policy/window.lua    windows (repeated, followed_by, travel), saved in policy_state
+--   policy/enrich.lua    what policies see beyond the row (GeoIP coordinates, actor status, app users)
+--   policy/dlp_step.lua  file content downloaded and scanned
+--   policy/outcome.lua   alerts and actions of a hit; a failing policy disabled
+--   policy/limits.lua    the limits and hooks they all read (this module's table: policy.SECONDS = ...)
+-- This module runs them on the feed (feed), keeps track of the pages still to evaluate (note, resume),
+-- and is the API the rest of cachost uses.
+local L = require "policy.limits"
+local loader = require "policy.load"
+local match = require "policy.match"
+local window = require "policy.window"
+local enrich = require "policy.enrich"
+local dlp_step = require "policy.dlp_step"
+local outcome = require "policy.outcome"
+local store = require "store"
+local schema = require "store.schema"
+local exec, query = L.exec, L.query
+local ON, state_for = loader.ON, window.state_for
+local repeated_step, travel_step = window.repeated_step, window.travel_step
+local fire = outcome.fire
+
+local M = L
+M.ON = ON
+M.load, M.find, M.load_all = loader.load, loader.find, loader.load_all
+M.scratch_state, M.flush, M.forget = window.scratch_state, window.flush, window.forget
+
+---------------------------------------------------------------------------------------------- evaluating
+
+local function always() return {} end
+
+-- The step of one policy for its scan: what it does with a row that matches (or follows), through fire().
+-- -> step(row, hit) -> 1 when it alerted, else 0 | nil, err
+local function stepper(st, inst, p, entity, state, opts)
+  local run = { st = st, inst = inst, opts = opts }      -- what the policy's kind of step needs
+  if p.repeated or p.travel then run.wins, run.dirty = state:windows(p.id) end
+  if p.followed_by then run.armed = state:armed(p.id) end
+  if p.travel and p.travel.geoip then     -- opened at load; only a policy table changed since can fail here
+    local err
+    run.geo, err = enrich.geo_db(p.travel.geoip)
+    if not run.geo then return nil, "travel.geoip: " .. err end
+  end
+  local kind = p.repeated and repeated_step or p.travel and travel_step or p.dlp and dlp_step or always
+  return function(row, hit)
+    local ev = kind(p, run, row, hit)
+    if not ev then return 0 end
+    return fire(st, inst, p, entity, row, ev, opts)
+  end
+end
+
+-- One policy on one batch of the feed -> its alert count.  Raises when the policy fails.
+local function run_policy(st, inst, p, entity, items, rows, ops_seen, state, opts)
+  if not p.op_set then
+    local set = {}
+    for _, o in ipairs(p.ops or (entity == "activities" and { "added" } or { "added", "changed" })) do set[o] = true end
+    p.scan = match.scanner(p)
+    p.op_set = set
+  end
+  local mine, ops = rows, p.op_set
+  for op in pairs(ops_seen) do
+    if not ops[op] then       -- this policy skips some of these rows
+      mine = {}
+      for _, it in ipairs(items) do if ops[it.op] then mine[#mine + 1] = it.row end end
+      break
+    end
+  end
+  local hits, step, err
+  if p.match_fn then hits, err = match.in_vm(p, mine) end
+  if not err then step, err = stepper(st, inst, p, entity, state, opts) end
+  if not step then error(err, 0) end
+  return p.scan(mine, step, hits, state.armed_keys[p.id])
+end
+
+-- What a failure says, whatever was raised (an error object of the main state is ours: no __tostring
+-- of a policy's runs here).
+local function reason(e)
+  if type(e) ~= "string" then return ("error: (error object is a %s value)"):format(type(e)) end
+  if e:match("^[%w_]+: ") then return e end
+  return "error: " .. e
+end
+
+-- engine.feed(st, inst, entity, items, opts) evaluates every enabled policy on the change feed:
+-- items = { {op = "added"|"changed"|"removed", row = {...}}, ... }.  opts.mode overrides every
+-- policy's mode; opts.dry (policy test) writes nothing (give opts.seen = {} and opts.state =
+-- M.scratch_state(...); a failure is left in opts.failed); opts.on_alert sees each alert; opts.ctx is the sync
+-- context (content downloads); opts.first_scan skips new_only policies; opts.mark is the note of the
+-- page (M.note), done once it is evaluated.  Returns the count of alerts raised (not raised before).
+-- Each policy runs protected: one that fails (its state's limits, an error in the engine on its values)
+-- is disabled with an alert and the others go on.  A store failure or a cancelled task is not the
+-- policy's doing: it goes up to the caller.
+function M.feed(st, inst, policies, entity, items, opts)
+  opts = opts or {}
+  local rows, n, ops_seen = {}, 0, {}
+  for i = 1, #items do
+    local it = items[i]
+    local op = it.op
+    if op ~= "removed" then n = n + 1; rows[n] = it.row; ops_seen[op] = true end
+  end
+  local state = opts.state or state_for(st, inst)
+  if n == 0 then
+    if opts.mark then state.done[opts.mark] = true end
+    return 0
+  end
+  if entity == "users" then state.actors = nil end   -- statuses may have changed
+  enrich.rows(st, inst, entity, rows, state_for(st, inst))     -- in place: the items see it too
+  local alerts = 0
+  for _, p in ipairs(policies) do
+    if p.enabled ~= false and ON[p.on] == entity and not (p.new_only and opts.first_scan) then
+      local ok, res = pcall(run_policy, st, inst, p, entity, items, rows, ops_seen, state, opts)
+      require("metrics").inc("cachost_policy_evaluations_total", { policy = p.id }, n)
+      if ok then
+        alerts = alerts + res
+      elseif type(res) == "string" and (res:match("^store: ") or res:match("cancelled$")) then
+        error(res, 0)
+      else
+        outcome.disable(st, inst, p, reason(res), opts)
+      end
+    end
+  end
+  if opts.mark then state.done[opts.mark] = true end
+  state:save()
+  return alerts
+end
+
+---------------------------------------------------------------------------------------------- resuming
+
+
+-- policy.note(st, inst, entity, res, first_scan) -> note id | nil: in the transaction of a page
+-- (sync's on_commit), what the policies have to evaluate of it: the rowids of its new events, or of the
+-- changes its inventory rows made.  They are contiguous: the page's rows were inserted in this
+-- transaction, the last ones of their table.
+function M.note(st, inst, entity, res, first_scan)
+  local spec = schema.entities[entity]
+  if not spec then return nil end
+  local source = spec.inventory and "changes" or entity
+  local n = spec.inventory and #(res.changes or {}) or res.added
+  if n == 0 then return nil end
+  local last = query(st.db, ("SELECT max(id) m FROM %s"):format(source))[1].m
+  exec(st.db, [[INSERT INTO policy_pending (instance_id, source, first_id, last_id, first_scan, created_at)
+    VALUES (?, ?, ?, ?, ?, ?)]], inst.id, source, last - n + 1, last, first_scan and 1 or 0, store.now())
+  return st.db:last_insert_rowid()
+end
+
+-- The feed items of one note, read back from the store -> {entity = items}.
+local function noted(st, inst, note)
+  if note.source ~= "changes" then
+    local items = {}
+    for _, r in ipairs(query(st.db, ("SELECT * FROM %s WHERE instance_id = ? AND id BETWEEN ? AND ? ORDER BY id")
+        :format(note.source), inst.id, note.first_id, note.last_id)) do
+      items[#items + 1] = { op = "added", row = r }
+    end
+    return { [note.source] = items }
+  end
+  local by = {}
+  for _, c in ipairs(query(st.db, [[SELECT entity, ext_id, op FROM changes WHERE instance_id = ? AND id BETWEEN ? AND ?
+      ORDER BY id]], inst.id, note.first_id, note.last_id)) do
+    local spec = schema.entities[c.entity]
+    if spec and spec.inventory and c.op ~= "removed" then
+      local row = query(st.db, ("SELECT * FROM %s WHERE instance_id = ? AND ext_id = ?"):format(c.entity), inst.id, c.ext_id)[1]
+      if row then
+        by[c.entity] = by[c.entity] or {}
+        table.insert(by[c.entity], { op = c.op, row = row })
+      end
+    end
+  end
+  return by
+end
+
+-- policy.resume(st, inst, policies, opts) -> pages evaluated: the pages of this instance committed and
+-- not evaluated (a crash, a stop), evaluated now from the store, oldest first.  Their alerts that were
+-- raised already are not raised again (see fire).  opts.ctx: the sync context (content downloads).
+function M.resume(st, inst, policies, opts)
+  local state = state_for(st, inst)
+  local n = 0
+  for _, note in ipairs(query(st.db, "SELECT * FROM policy_pending WHERE instance_id = ? ORDER BY id", inst.id)) do
+    if not state.done[note.id] then      -- evaluated in this process, not saved yet
+      local feeds = noted(st, inst, note)
+      local entities = {}
+      for entity in pairs(feeds) do entities[#entities + 1] = entity end
+      table.sort(entities)
+      for _, entity in ipairs(entities) do
+        M.feed(st, inst, policies, entity, feeds[entity], { ctx = opts and opts.ctx, first_scan = note.first_scan == 1 })
+      end
+      state.done[note.id] = true
+      n = n + 1
+    end
+  end
+  state:save(true)
+  return n
+end
+
+return M

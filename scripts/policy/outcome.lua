@@ -1,0 +1,94 @@
+-- policy/outcome.lua — what a policy's hit does: an alert, and the policy's actions through governance;
+-- and what a policy's failure does: the policy disabled, with an alert.
+local governance = require "governance"
+local L = require "policy.limits"
+local enrich = require "policy.enrich"
+local store = require "store"
+local exec, query = L.exec, L.query
+local row_time = enrich.row_time
+
+local M = {}
+
+local function alert_title(p, row, ev)
+  local t = p.alert or p.name
+  return (t:gsub("{([%w_]+)}", function(k) return tostring(row[k] or (ev and ev[k]) or "?") end))
+end
+
+local function target_of(entity, action, row)
+  local target_entity = governance.ENTITY[action]
+  if target_entity == entity then return row.ext_id end
+  if target_entity == "users" then return row.actor_id or row.actor or row.user_id or row.member_id end
+  return nil
+end
+
+-- One hit: an alert (deduplicated per policy, entity and window), and the policy's actions through
+-- the governance path (audit mode plans them as dry runs).
+function M.fire(st, inst, p, entity, row, evidence, opts)
+  local bucket = math.floor(row_time(row) / 3600)
+  local title = alert_title(p, row, evidence)
+  local key = ("%s:%s:%s:%d"):format(p.id, entity, row.ext_id or "?", bucket)
+  local now = store.now()
+  evidence = evidence or {}
+  evidence.row = { ext_id = row.ext_id, time = row.time, actor = row.actor, action = row.action, ip = row.ip,
+                   location = row.location, email = row.email, name = row.name, path = row.path }
+  -- An alert that exists was raised before (a page evaluated again after a crash, or the same row again
+  -- within its window): nothing more.  Its actions carry correlation ids derived from the alert, which
+  -- governance records (pending) before they go out; they are planned first and the alert written last,
+  -- so after a crash between the two the page's second evaluation finds them and writes the alert
+  -- without planning them again: alert and actions once each.
+  -- opts.dry (policy test) writes nothing: alerts once per key in memory, actions only said.
+  -- what the hit asks for: {action, target} of each action that has a target in this row
+  local wanted = {}
+  for _, action in ipairs(p.actions) do
+    local target = action ~= "alert" and target_of(entity, action, row)
+    if target then wanted[#wanted + 1] = { action = action, target = target } end
+  end
+  if opts.dry then
+    if opts.seen[key] then return 0 end
+    opts.seen[key] = true
+    local plans = {}
+    for i, w in ipairs(wanted) do plans[i] = { action = w.action, target = w.target, mode = "dry-run", result = "planned" } end
+    evidence.actions = plans
+    if opts.on_alert then opts.on_alert { policy = p.id, severity = p.severity, title = title, entity = entity,
+                                           entity_id = row.ext_id, evidence = evidence } end
+    return 1
+  end
+  if query(st.db, "SELECT 1 FROM alerts WHERE instance_id = ? AND ext_id = ?", inst.id, key)[1] then
+    exec(st.db, "UPDATE alerts SET updated_at = ? WHERE instance_id = ? AND ext_id = ?", now, inst.id, key)
+    return 0
+  end
+  local plans = {}
+  local mode = opts.mode or p.mode
+  for _, w in ipairs(wanted) do
+    local action, target = w.action, w.target
+    local cid = crypto.hex(crypto.sha256(key .. "\0" .. action)):sub(1, 16)
+    local rec, err = query(st.db, "SELECT * FROM governance_actions WHERE instance_id = ? AND ext_id = ?", inst.id, cid)[1]
+    if not rec then
+      rec, err = governance.act { store = st, instance = inst, action = action, target = target, policy = p.id,
+        dry_run = mode ~= "enforce", params = { reason = title }, correlation_id = cid }
+    end
+    plans[#plans + 1] = { action = action, target = target, mode = rec and rec.mode or "error",
+                          result = rec and rec.result or err, id = rec and rec.id }
+  end
+  evidence.actions = plans
+  exec(st.db, [[INSERT INTO alerts (instance_id, ext_id, policy, severity, title, entity, entity_id, evidence,
+      status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?)
+    ON CONFLICT (instance_id, ext_id) DO NOTHING]],
+    inst.id, key, p.id, p.severity, title, entity, row.ext_id, json.encode(evidence), now, now)
+  if st.db:changes() ~= 1 then return 0 end     -- raised meanwhile by another task (an action yielded)
+  if opts.on_alert then opts.on_alert { policy = p.id, severity = p.severity, title = title, entity = entity,
+                                         entity_id = row.ext_id, evidence = evidence } end
+  return 1
+end
+
+-- A policy failed (error, budget, memory): disable it, say so with an alert, go on with the others.
+function M.disable(st, inst, p, err, opts)
+  p.enabled = false
+  if opts.dry then opts.failed = err; return end
+  log.error("policy disabled", { policy = p.id, error = err })
+  exec(st.db, [[INSERT INTO policies (name, enabled, status, last_error, updated_at) VALUES (?, 0, 'failed', ?, ?)
+    ON CONFLICT (name) DO UPDATE SET enabled = 0, status = 'failed', last_error = excluded.last_error,
+    updated_at = excluded.updated_at]], p.id, err, store.now())
+  governance.alert(st, inst, "cachost", "high", "policy " .. p.id .. " disabled: " .. err, "policy", p.id, { error = err })
+end
+return M

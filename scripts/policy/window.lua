@@ -1,0 +1,178 @@
+-- policy/window.lua — what policies remember between rows: the windows of repeated (and followed_by)
+-- and of travel, per (policy, instance, key), kept here and saved in policy_state so that they survive
+-- a restart; and the steps that move them.
+local enrich = require "policy.enrich"
+local L = require "policy.limits"
+local store = require "store"
+local exec, query = L.exec, L.query
+local geo_fill, row_time = enrich.geo_fill, enrich.row_time
+
+local M = {}
+
+local function haversine_km(lat1, lon1, lat2, lon2)
+  local r = math.rad
+  local dlat, dlon = r(lat2 - lat1), r(lon2 - lon1)
+  local a = math.sin(dlat / 2) ^ 2 + math.cos(r(lat1)) * math.cos(r(lat2)) * math.sin(dlon / 2) ^ 2
+  return 6371 * 2 * math.atan(math.sqrt(a), math.sqrt(1 - a))
+end
+
+local State = {}
+State.__index = State
+
+-- Window state per (policy, instance, key): read from policy_state once, kept in memory for the life of
+-- the process, and written back after each feed for the keys it changed.
+local states = setmetatable({}, { __mode = "k" })     -- store -> instance id -> State
+function M.state_for(st, inst)
+  local per = states[st] or {}
+  states[st] = per
+  per[inst.id] = per[inst.id] or setmetatable({ st = st, inst = inst, cache = {}, dirty = {}, armed_keys = {}, done = {} }, State)
+  return per[inst.id]
+end
+-- A state that reads and writes nothing (cachost policy test): windows start empty and live in memory.
+function M.scratch_state(st, inst)
+  return setmetatable({ st = st, inst = inst, cache = {}, dirty = {}, armed_keys = {}, done = {}, scratch = true }, State)
+end
+-- The windows of one policy: wins[key] is the state of that key (read from policy_state on first use);
+-- a step that changes it sets dirty[key] = true.  Plain tables, because steps run once per row.
+function State:windows(policy)
+  local wins = self.cache[policy]
+  if not wins and self.scratch then
+    wins = setmetatable({}, { __index = function(t, key) local v = {}; rawset(t, key, v); return v end })
+    self.cache[policy] = wins
+  end
+  if not wins then
+    local st, inst = self.st, self.inst
+    wins = setmetatable({}, { __index = function(t, key)
+      local r = query(st.db, "SELECT data FROM policy_state WHERE policy = ? AND instance_id = ? AND key = ?",
+        policy, inst.id, key)[1]
+      local v = r and json.decode(r.data) or {}
+      rawset(t, key, v)
+      return v
+    end })
+    self.cache[policy] = wins
+  end
+  local dirty = self.dirty[policy]
+  if not dirty then dirty = {}; self.dirty[policy] = dirty end
+  return wins, dirty
+end
+-- The keys of a followed_by policy whose window may hold enough matches for a follower to fire: every
+-- key stored before this process read them, then exactly what repeated_step leaves.  The scan skips
+-- the followers of other keys without a step (most sign-ins follow no failures).
+function State:armed(policy)
+  local armed = self.armed_keys[policy]
+  if not armed and self.scratch then armed = {}; self.armed_keys[policy] = armed end
+  if not armed then
+    armed = {}
+    for _, r in ipairs(query(self.st.db, "SELECT key FROM policy_state WHERE policy = ? AND instance_id = ?",
+        policy, self.inst.id)) do armed[r.key] = true end
+    self.armed_keys[policy] = armed
+  end
+  return armed
+end
+-- Writing every window after every page would cost more than evaluating the page, so changes are
+-- written at most every SAVE_EVERY seconds, and always by policy.flush() (end of a scan, stop).  The
+-- notes of the pages evaluated since (self.done, see policy.note) are deleted in the same transaction: after a
+-- crash, the pages still noted are exactly those whose effects on the windows were not saved.
+local SAVE_EVERY = 2
+function State:save(force)
+  if self.scratch then return end
+  local pending = next(self.done) ~= nil
+  for _, keys in pairs(self.dirty) do if next(keys) then pending = true; break end end
+  if not pending or (not force and sched.now() - (self.saved_at or 0) < SAVE_EVERY) then return end
+  local now = store.now()
+  local done = {}
+  for id in pairs(self.done) do done[#done + 1] = id end
+  local ok, err = self.st:transaction(function()
+    for _, id in ipairs(done) do exec(self.st.db, "DELETE FROM policy_pending WHERE id = ?", id) end
+    for policy, keys in pairs(self.dirty) do
+      local wins = self.cache[policy]
+      for key in pairs(keys) do
+        keys[key] = nil          -- cleared in place: a feed paused in an action still holds this table
+        local v = rawget(wins, key)
+        if v == nil or next(v) == nil then
+          -- an empty window: no row, and no memory (a key seen once must not stay for the process's life)
+          exec(self.st.db, "DELETE FROM policy_state WHERE policy = ? AND instance_id = ? AND key = ?",
+            policy, self.inst.id, key)
+          rawset(wins, key, nil)
+        else
+          exec(self.st.db, [[INSERT INTO policy_state (policy, instance_id, key, data, updated_at) VALUES (?, ?, ?, ?, ?)
+            ON CONFLICT (policy, instance_id, key) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at]],
+            policy, self.inst.id, key, json.encode(v), now)
+        end
+      end
+    end
+    return true
+  end)
+  if not ok then error(err, 0) end
+  for _, id in ipairs(done) do self.done[id] = nil end
+  self.saved_at = sched.now()
+end
+
+-- Write every pending window change now.
+function M.flush()
+  for _, per in pairs(states) do
+    for _, state in pairs(per) do state:save(true) end
+  end
+end
+
+-- Forget what is cached in memory (as a restart would).
+function M.forget() states = setmetatable({}, { __mode = "k" }) end
+
+-- repeated = {count, within, by}, optional followed_by: N matches within the window (then a follower).
+-- Returns the evidence when the policy fires on this row.
+-- Called for the rows that match and, with followed_by, for the followers.
+function M.repeated_step(p, run, row, matched)
+  local r = p.repeated
+  local key = row[r.by]
+  if type(key) ~= "string" then key = tostring(key or "?") end
+  local w = run.wins[key]
+  local times = w.times
+  if not matched and (not times or #times < r.count) then return nil end   -- a follower of too few
+  if not times then times = json.array {} end
+  local t = row._t or row_time(row)
+  -- drop what fell out of the window (in place: the oldest are first)
+  local drop = 0
+  while times[drop + 1] and t - times[drop + 1] > r.within do drop = drop + 1 end
+  if drop > 0 then table.move(times, drop + 1, #times + drop, 1) end
+  local fired
+  if matched then
+    times[#times + 1] = t
+    if not p.followed_by and #times >= r.count then fired = { count = #times, key = key } end
+  elseif #times >= r.count then
+    fired = { count = #times, key = key, followed_by = row.ext_id }
+  end
+  if fired or #times == 0 then times = nil end      -- an empty window is forgotten at the next save
+  if matched or fired or drop > 0 then w.times = times; run.dirty[key] = true end
+  if run.armed then run.armed[key] = times and #times >= r.count or nil end
+  return fired
+end
+
+-- travel = {max_kmh, min_km, exclude = {cidr...}, geoip = path}: two sign-ins farther apart than a plane
+-- can fly.  Where the location came from a database, its accuracy radii are taken off the distance (a
+-- country-level record can be 1,000 km off): only travel that is impossible however wrong they are fires.
+-- run.geo is the opened travel.geoip database, if any.
+function M.travel_step(p, run, row)
+  local exclude = p.travel.exclude
+  for i = 1, #exclude do if host.ip_in(row.ip, exclude[i]) then return nil end end
+  if (not row.lat or not row.lon) and not (run.geo and geo_fill(run.geo, row)) then return nil end
+  local key = row.actor
+  if type(key) ~= "string" then key = tostring(key or "?") end
+  local t = row._t or row_time(row)
+  local last = run.wins[key]
+  local ev
+  if last.lat and (last.lat ~= row.lat or last.lon ~= row.lon) then
+    local km = haversine_km(last.lat, last.lon, row.lat, row.lon)
+    local least = km - (last.accuracy_km or 0) - (row.accuracy_km or 0)
+    local hours = math.max(math.abs(t - last.t), 60) / 3600
+    if least >= p.travel.min_km and least / hours > p.travel.max_kmh then
+      ev = { km = math.floor(km), kmh = math.floor(km / hours), from = last.location, to = row.location,
+             from_ip = last.ip, to_ip = row.ip }
+    end
+  end
+  last.lat, last.lon, last.accuracy_km, last.t, last.location, last.ip = row.lat, row.lon, row.accuracy_km, t,
+    row.location, row.ip
+  run.dirty[key] = true
+  return ev
+end
+
+return M
