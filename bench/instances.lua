@@ -12,7 +12,7 @@ end
 local t0 = sched.now()
 local done, failed = {}, 0
 local tasks = {}
-for _, inst in ipairs(runtime.instances()) do
+for _, inst in ipairs(instances.all(runtime.store())) do
   tasks[#tasks + 1] = sched.spawn(function()
     local _, ok = runtime.sync(inst)
     if not ok then failed = failed + 1 end

@@ -2,13 +2,14 @@
 -- same rows read the same way (the floor).  bench/policy.sh runs it in a fresh CACHOST_HOME.
 local n = tonumber(arg[1] or 1000000)
 local runtime = require "runtime"
+local instances = require "instances"
 local policy = require "policy"
 local store = require "store"
 local util = require "sdk.util"
 local st = runtime.store()
 local now = store.now()
 assert(st.db:exec("INSERT INTO instances (app, name, settings, created_at, updated_at) VALUES ('okta', 'bench', '{}', ?, ?)", now, now))
-local inst = assert(runtime.instance("bench"))
+local inst = assert(instances.instance(runtime.store(), "bench"))
 local users = {}
 for i = 1, 500 do users[i] = { ext_id = "u" .. i, email = "u" .. i .. "@example.com", status = i % 50 == 0 and "suspended" or "active" } end
 assert(st:upsert("users", inst.id, users))

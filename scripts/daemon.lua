@@ -1,5 +1,6 @@
 -- daemon.lua — what `cachost run` does: schedule every enabled instance, serve webhooks, stop cleanly.
 local runtime = require "runtime"
+local instances = require "instances"
 local sync = require "sync"
 local sdk = require "sdk"
 
@@ -20,7 +21,7 @@ function M.schedule(inst, tasks)
   local function scan(streams, label)
     if busy then return end
     -- the row as it is now: `instance disable` / `edit` from the CLI apply from the next scan on
-    local now = runtime.instance(inst.id)
+    local now = instances.instance(runtime.store(), inst.id)
     if not now or not now.enabled then
       if not skipped then log.info("instance disabled: not scanning", { instance = inst.name }) end
       skipped = true
@@ -57,7 +58,7 @@ end
 M.REFETCHES = 8
 local refetch_slots
 function M.webhook(req)
-  local inst = runtime.instance(req.params.instance)
+  local inst = instances.instance(runtime.store(), req.params.instance)
   if not inst or not inst.enabled then return 404, json.encode { error = "no such instance" } end
   local ctx = sync.context(runtime.store(), inst, "webhook")
   if not ctx.connector.webhook then return 404, json.encode { error = "this app has no webhooks" } end
@@ -102,7 +103,7 @@ function M.ops_routes(srv)
   srv:route("GET", "/healthz", function() return 200, "ok\n", { ["Content-Type"] = "text/plain" } end)
   srv:route("GET", "/readyz", function()
     if sched.stopping() then return 503, "stopping\n", { ["Content-Type"] = "text/plain" } end
-    local ok, err = pcall(function() return runtime.store():query("SELECT 1") end)
+    local ok, err = pcall(function() return runtime.store():ping() end)
     if not ok then return 503, "store: " .. tostring(err) .. "\n", { ["Content-Type"] = "text/plain" } end
     return 200, "ready\n", { ["Content-Type"] = "text/plain" }
   end)
@@ -127,7 +128,7 @@ function M.run(opts)
   if not sinks then return nil, serr end
   runtime.watch(true)
   sched.on_reload(function() runtime.policies(true); log.info("policies reloaded") end)
-  for _, inst in ipairs(runtime.instances { enabled = true }) do
+  for _, inst in ipairs(instances.all(runtime.store(), { enabled = true })) do
     M.schedule(inst, tasks)
     M.subscribe(inst, opts.public_url, tasks)
   end
@@ -145,7 +146,7 @@ function M.run(opts)
     log.error("no /metrics: cannot listen on the default address (cachost run --metrics-listen)", { error = operr })
   end
   if #sinks > 0 then tasks[#tasks + 1] = sched.spawn(function() require("sinks").run(runtime.store(), sinks) end) end
-  log.info("cachost running", { instances = #tasks > 0 and #runtime.instances { enabled = true } or 0, webhooks = srv.url .. "/webhooks/<instance>" })
+  log.info("cachost running", { instances = #tasks > 0 and #instances.all(runtime.store(), { enabled = true }) or 0, webhooks = srv.url .. "/webhooks/<instance>" })
   sched.wait_stop()
   log.info("stopping: letting scans finish their current page")
   for _, t in ipairs(tasks) do t:cancel() end

@@ -2,49 +2,27 @@
 --
 -- Settings are validated against what the connector declares (c.settings: {name, required=, secret=,
 -- type = "string"|"integer"|"number"|"boolean", example=, help=}).  Secret settings go to the vault, the
--- rest to instances.settings (JSON).  Apps declaring single_instance = true (Azure, Office 365) get one.
+-- rest to instances.settings (JSON).  Apps whose connector declares single_instance = true (Azure,
+-- Office 365) get one.  The rows are the store's (store/instances.lua); what is valid is decided here.
 --
---   local inst = require "instances"
---   inst.add(st, app, name, {key = "value"}, {ask = function(setting) -> value | nil}) -> row | nil, err
---   inst.get(st, name) ; inst.list(st) ; inst.show(st, name) ; inst.edit(st, name, values)
---   inst.rename(st, old, new) ; inst.set_enabled(st, name, bool) ; inst.remove(st, name, {purge = bool})
---   inst.secret(st, instance_row, name) -> plaintext (for the instance's own connector only)
+--   local instances = require "instances"
+--   instances.add(st, app, name, {key = "value"}, {ask = function(setting) -> value | nil}) -> row | nil, err
+--   instances.get(st, name) ; instances.list(st) ; instances.show(st, name) ; instances.edit(st, name, values)
+--   instances.rename(st, old, new) ; instances.set_enabled(st, name, bool) ; instances.remove(st, name, {purge = bool})
+--   instances.settings(st, row) -> settings with secrets decrypted (for the instance's own connector only)
+--
+-- An instance as the runtime and connector code see it (settings decoded, secrets through the vault):
+--   instances.instance(st, name_or_id) -> inst | nil, err ; instances.all(st, {enabled = bool}) -> {inst...}
+--   inst.id, inst.name, inst.app, inst.settings, inst.enabled, inst.row
+--   inst:secret(name) ; inst:set_secret(name, value) ; inst:set_granted(scope) ; inst:set_status(status)
+--   inst:scanned()
 local store = require "store"
 local vault = require "store.vault"
 local Client = require "sdk.client"
 
 local M = {}
 
--- Apps that allow one instance each even if their connector file forgets to say so.
-local SINGLE = { azure = true, office365 = true }
-
--- Built-in connectors to exercise instances without a real app (and in tests).
-M.builtin = {
-  test = { app = "test", title = "Test app (built in)", settings = {
-    { "domain", required = true, example = "test.example.com", help = "tenant domain" },
-    { "api_token", secret = true, required = true, help = "API token" },
-    { "page_size", type = "integer", help = "items per page" },
-    { "verbose", type = "boolean" },
-  } },
-  ["test-single"] = { app = "test-single", title = "Test app, one instance only (built in)", single_instance = true,
-    settings = { { "tenant_id", required = true }, { "client_secret", secret = true, required = true } } },
-}
-
-local resolver
--- instances.connectors(fn): fn(app) -> connector declaration | nil, err (default: the SDK, then built-ins).
-function M.connectors(fn) resolver = fn end
-
-function M.connector(app)
-  if resolver then return resolver(app) end
-  if M.builtin[app] then return M.builtin[app] end
-  local ok, sdk = pcall(require, "sdk")
-  if ok and type(sdk) == "table" and sdk.load then
-    local c, err = sdk.load(app)
-    if c then return c end
-    return nil, err
-  end
-  return nil, "unknown app '" .. tostring(app) .. "'"
-end
+function M.connector(app) return require("sdk").load(app) end
 
 local function setting_names(c)
   local n = {}
@@ -87,8 +65,10 @@ local function check_name(name)
   return true
 end
 
+-- The live instance row named `name` | nil.
 function M.get(st, name)
-  return st.db:query("SELECT * FROM instances WHERE name = ? AND removed_at IS NULL", name)[1]
+  if type(name) ~= "string" then return nil end
+  return st:instance_row(name)
 end
 
 local function must_get(st, name)
@@ -120,15 +100,6 @@ local function resolve(c, values, ask, existing)
   return settings, secrets
 end
 
-function M.vault(st)
-  if not st._vault then
-    local v, err = vault.open(st)
-    if not v then return nil, err end
-    st._vault = v
-  end
-  return st._vault
-end
-
 -- The last checks before settings are stored: the connector's own (what types cannot say, e.g. Office
 -- 365's components), and a usable vault when there are secrets.  -> vault or nil | nil, err
 local function accept(st, c, settings, secrets)
@@ -145,7 +116,7 @@ local function accept(st, c, settings, secrets)
     if not ok then return nil, err end
   end
   if next(secrets) then
-    local v, err = M.vault(st)
+    local v, err = st:vault()
     if not v then return nil, err end
     return v
   end
@@ -159,8 +130,8 @@ function M.add(st, app, name, values, opts)
   local ok, nerr = check_name(name)
   if not ok then return nil, nerr end
   if M.get(st, name) then return nil, ("an instance named '%s' already exists"):format(name) end
-  if c.single_instance or SINGLE[app] then
-    local other = st.db:query("SELECT name FROM instances WHERE app = ? AND removed_at IS NULL", app)[1]
+  if c.single_instance then
+    local other = st:instance_rows({ app = app })[1]
     if other then
       return nil, ("%s allows a single instance, and '%s' already is one"):format(c.title or app, other.name)
     end
@@ -170,10 +141,7 @@ function M.add(st, app, name, values, opts)
   local v, verr = accept(st, c, settings, secrets)
   if verr then return nil, verr end
   local id, err = st:transaction(function()
-    local now = store.now()
-    assert(st.db:exec([[INSERT INTO instances (app, name, settings, status, enabled, created_at, updated_at)
-      VALUES (?, ?, ?, 'new', 1, ?, ?)]], app, name, json.encode(settings), now, now))
-    local iid = st.db:last_insert_rowid()
+    local iid = st:add_instance(app, name, json.encode(settings))
     for k, sv in pairs(secrets) do assert(v:put(iid, k, sv)) end
     return iid
   end)
@@ -182,15 +150,7 @@ function M.add(st, app, name, values, opts)
 end
 
 -- Instances with their last scan and entity counts (no secret ever).
-function M.list(st)
-  return st.db:query([[
-    SELECT i.id, i.name, i.app, CASE WHEN i.enabled THEN i.status ELSE 'disabled' END AS status, i.enabled,
-      (SELECT max(last_success) FROM stream_state s WHERE s.instance_id = i.id) AS last_scan,
-      (SELECT count(*) FROM users u WHERE u.instance_id = i.id AND u.deleted_at IS NULL) AS users,
-      (SELECT count(*) FROM activities a WHERE a.instance_id = i.id) AS activities,
-      (SELECT count(*) FROM files f WHERE f.instance_id = i.id AND f.deleted_at IS NULL) AS files
-    FROM instances i WHERE i.removed_at IS NULL ORDER BY i.name]])
-end
+function M.list(st) return st:instance_summaries() end
 
 -- One instance for display: settings, secrets as ********, streams.
 function M.show(st, name)
@@ -199,11 +159,12 @@ function M.show(st, name)
   local out = { id = r.id, name = r.name, app = r.app, status = r.enabled == 1 and r.status or "disabled",
                 enabled = r.enabled == 1, created_at = r.created_at, updated_at = r.updated_at }
   out.settings = json.decode(r.settings) or {}
-  for s in st.db:rows("SELECT name FROM secrets WHERE instance_id = ? ORDER BY name", r.id) do
-    out.settings[s.name] = vault.MASK
+  for _, name in ipairs(st:secret_names(r.id)) do out.settings[name] = vault.MASK end
+  out.streams = {}
+  for i, s in ipairs(st:stream_states(r.id)) do
+    out.streams[i] = { stream = s.stream, watermark = s.watermark, last_success = s.last_success,
+                       last_error = s.last_error, counts = s.counts }
   end
-  out.streams = st.db:query("SELECT stream, watermark, last_success, last_error, counts FROM stream_state "
-    .. "WHERE instance_id = ? ORDER BY stream", r.id)
   return out
 end
 
@@ -219,7 +180,7 @@ function M.edit(st, name, values)
   local v, verr = accept(st, c, merged, secrets)
   if verr then return nil, verr end
   local ok, terr = st:transaction(function()
-    assert(st.db:exec("UPDATE instances SET settings = ?, updated_at = ? WHERE id = ?", json.encode(merged), store.now(), r.id))
+    st:update_instance(r.id, { settings = json.encode(merged), updated_at = store.now() })
     for k, sv in pairs(secrets) do assert(v:put(r.id, k, sv)) end
   end)
   if not ok then return nil, terr end
@@ -232,7 +193,7 @@ function M.rename(st, old, new)
   local ok, nerr = check_name(new)
   if not ok then return nil, nerr end
   if M.get(st, new) then return nil, ("an instance named '%s' already exists"):format(new) end
-  local ok2, uerr = st.db:exec("UPDATE instances SET name = ?, updated_at = ? WHERE id = ?", new, store.now(), r.id)
+  local ok2, uerr = pcall(st.update_instance, st, r.id, { name = new, updated_at = store.now() })
   if not ok2 then return nil, uerr end
   return M.get(st, new)
 end
@@ -241,7 +202,7 @@ end
 function M.set_enabled(st, name, on)
   local r, err = must_get(st, name)
   if not r then return nil, err end
-  local ok, uerr = st.db:exec("UPDATE instances SET enabled = ?, updated_at = ? WHERE id = ?", on, store.now(), r.id)
+  local ok, uerr = pcall(st.update_instance, st, r.id, { enabled = on, updated_at = store.now() })
   if not ok then return nil, uerr end
   return M.get(st, name)
 end
@@ -251,15 +212,7 @@ end
 function M.remove(st, name, opts)
   local r, err = must_get(st, name)
   if not r then return nil, err end
-  local ok, terr = st:transaction(function()
-    if opts and opts.purge then
-      assert(st.db:exec("DELETE FROM instances WHERE id = ?", r.id))
-    else
-      assert(st.db:exec("DELETE FROM secrets WHERE instance_id = ?", r.id))
-      assert(st.db:exec("UPDATE instances SET removed_at = ?, enabled = 0, updated_at = ? WHERE id = ?",
-        store.now(), store.now(), r.id))
-    end
-  end)
+  local ok, terr = st:transaction(function() st:remove_instance(r.id, opts and opts.purge) end)
   if not ok then return nil, terr end
   return r
 end
@@ -267,17 +220,80 @@ end
 -- The settings of an instance for its connector, secrets decrypted (and registered with log.redact).
 function M.settings(st, row)
   local s = json.decode(row.settings) or {}
-  local names = st.db:query("SELECT name FROM secrets WHERE instance_id = ?", row.id)
+  local names = st:secret_names(row.id)
   if #names > 0 then
-    local v, err = M.vault(st)
+    local v, err = st:vault()
     if not v then return nil, err end
     for _, n in ipairs(names) do
-      local p, perr = v:get(row.id, n.name)
+      local p, perr = v:get(row.id, n)
       if not p then return nil, perr end
-      s[n.name] = p
+      s[n] = p
     end
   end
   return s
+end
+
+---------------------------------------------------------------------------------------------- Instance
+
+local Instance = {}
+Instance.__index = Instance
+
+-- inst:secret(name) -> plaintext | nil, err ("missing: ..." when not set; "key: ..." / "auth: ..." when it
+-- is set but does not open: a wrong master key or a tampered vault, never reported as merely unset)
+function Instance:secret(name)
+  local v, verr = self.st:vault()
+  if not v then return nil, verr end
+  local plain, err = v:get(self.id, name)
+  if plain then log.redact(plain) end
+  return plain, err
+end
+
+function Instance:set_secret(name, value)
+  log.redact(value)
+  assert(assert(self.st:vault()):put(self.id, name, value))
+end
+
+-- What the provider says it granted (OAuth scopes), kept with the instance.
+function Instance:set_granted(scope)
+  local comp = json.decode(self.row.components or "null")
+  if type(comp) ~= "table" then comp = {} end
+  comp.granted = scope
+  self.row.components = json.encode(comp)
+  self.st:update_instance(self.id, { components = self.row.components })
+end
+
+function Instance:set_status(status)
+  self.st:update_instance(self.id, { status = status, updated_at = store.now() })
+end
+
+-- A scan of every stream went through (instances.last_scan).
+function Instance:scanned()
+  self.st:update_instance(self.id, { last_scan = store.now() })
+end
+
+-- instances.wrap(st, row) -> inst: the row as the runtime and connectors see it.
+function M.wrap(st, row)
+  local settings = json.decode(row.settings or "{}") or {}
+  return setmetatable({ st = st, id = row.id, name = row.name, app = row.app, settings = settings, row = row,
+                        enabled = row.enabled == 1 }, Instance)
+end
+
+-- instances.instance(st, name or id) -> inst | nil, err (naming the instances there are)
+function M.instance(st, key)
+  local row = st:instance_row(key)
+  if row then return M.wrap(st, row) end
+  if math.type(key) == "integer" then return nil, ("no instance with id %d"):format(key) end
+  local names = {}
+  for _, r in ipairs(st:instance_rows()) do names[#names + 1] = r.name end
+  local hint = require("format").did_you_mean(tostring(key), names)
+  return nil, ("no instance named '%s'%s (cachost instance list)"):format(tostring(key), hint)
+end
+
+-- instances.all(st, {enabled = true}) -> every live instance (or the enabled ones), by name
+function M.all(st, opts)
+  local list = {}
+  for _, r in ipairs(st:instance_rows({ enabled = opts and opts.enabled })) do list[#list + 1] = M.wrap(st, r) end
+  return list
 end
 
 return M

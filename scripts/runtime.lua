@@ -1,7 +1,7 @@
--- runtime.lua — the live objects the daemon, the CLI and the REPL share: the store, the vault, and
--- instances as connector code sees them (settings, secrets through the vault, status).
+-- runtime.lua — the live objects of this process, which the daemon, the CLI and the REPL share: the store
+-- (its vault with it), the policies as loaded, the policy watch on the sync's pages, and the scheduling of
+-- syncs (one per instance across processes, MAX_SCANS at once here).  Instances are instances.lua's.
 local store = require "store"
-local instances = require "instances"
 local sdk = require "sdk"
 
 local M = {}
@@ -14,63 +14,6 @@ function M.store()
   local st = assert(store.open(home))
   st_cache = st
   return st
-end
-
-function M.vault() return assert(instances.vault(M.store())) end
-
-local Instance = {}
-Instance.__index = Instance
-
--- inst:secret(name) -> plaintext | nil, err ("missing: ..." when not set; "key: ..." / "auth: ..." when it
--- is set but does not open: a wrong master key or a tampered vault, never reported as merely unset)
-function Instance:secret(name)
-  local vault, verr = instances.vault(M.store())
-  if not vault then return nil, verr end
-  local v, err = vault:get(self.id, name)
-  if v then log.redact(v) end
-  return v, err
-end
-function Instance:set_secret(name, value)
-  log.redact(value)
-  assert(M.vault():put(self.id, name, value))
-end
--- What the provider says it granted (OAuth scopes), kept with the instance.
-function Instance:set_granted(scope)
-  local comp = json.decode(self.row.components or "null")
-  if type(comp) ~= "table" then comp = {} end
-  comp.granted = scope
-  self.row.components = json.encode(comp)
-  assert(M.store().db:exec("UPDATE instances SET components = ? WHERE id = ?", self.row.components, self.id))
-end
-function Instance:set_status(status)
-  assert(M.store().db:exec("UPDATE instances SET status = ?, updated_at = ? WHERE id = ?", status, store.now(), self.id))
-end
-
-function M.wrap(row)
-  local settings = json.decode(row.settings or "{}") or {}
-  return setmetatable({ id = row.id, name = row.name, app = row.app, settings = settings, row = row,
-                        enabled = row.enabled == 1 }, Instance)
-end
-
--- runtime.instance(name or id) -> inst | nil, err
-function M.instance(name)
-  local by = math.type(name) == "integer" and "id" or "name"
-  local rows = assert(M.store().db:query("SELECT * FROM instances WHERE " .. by .. " = ? AND removed_at IS NULL", name))
-  if not rows[1] then
-    if by == "id" then return nil, ("no instance with id %d"):format(name) end
-    local names = {}
-    for _, r in ipairs(assert(M.store().db:query("SELECT name FROM instances WHERE removed_at IS NULL"))) do names[#names + 1] = r.name end
-    local hint = require("format").did_you_mean(name, names)
-    return nil, ("no instance named '%s'%s (cachost instance list)"):format(name, hint)
-  end
-  return M.wrap(rows[1])
-end
-
-function M.instances(opts)
-  local sql = "SELECT * FROM instances WHERE removed_at IS NULL" .. ((opts and opts.enabled) and " AND enabled = 1" or "") .. " ORDER BY name"
-  local list = {}
-  for _, r in ipairs(assert(M.store().db:query(sql))) do list[#list + 1] = M.wrap(r) end
-  return list
 end
 
 -- The policies, loaded once per process (cachost policy reload / SIGHUP load them again).
@@ -139,7 +82,7 @@ local function sync_now(inst, opts)
   if not rok then log.warn("reconcile failed", { instance = inst.name, error = rerr }) end
   if instance_ok then
     inst:set_status("connected")
-    assert(M.store().db:exec("UPDATE instances SET last_scan = ? WHERE id = ?", store.now(), inst.id))
+    inst:scanned()
   end
   return results, all_ok
 end

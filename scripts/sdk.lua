@@ -72,7 +72,21 @@ local COMMON_SETTINGS = {
 }
 
 local cache = {}
-function M.dir() return host.root .. "/connectors" end
+-- Where connector files are looked for: the directories in CACHOST_CONNECTORS (colon-separated: an
+-- operator's own connectors, the specs' fixture apps in tests/fixtures/connectors), then connectors/.
+function M.dirs()
+  local list = {}
+  for d in (host.getenv("CACHOST_CONNECTORS") or ""):gmatch("[^:]+") do list[#list + 1] = d end
+  list[#list + 1] = host.root .. "/connectors"
+  return list
+end
+
+local function find(app)
+  for _, dir in ipairs(M.dirs()) do
+    local path = dir .. "/" .. app .. ".lua"
+    if host.stat(path) then return path end
+  end
+end
 
 -- sdk.load(app) -> connector | nil, err
 function M.load(app)
@@ -82,13 +96,10 @@ function M.load(app)
       require("format").did_you_mean(tostring(app), M.apps()))
   end
   if type(app) ~= "string" or not app:match("^[%w_%-]+$") then return unknown() end
-  local path = M.dir() .. "/" .. app .. ".lua"
-  local e = connector_env()
-  local fn, err = env.loadfile(path, e)
-  if not fn then
-    if tostring(err):find("No such file") then return unknown() end
-    return nil, err
-  end
+  local path = find(app)
+  if not path then return unknown() end
+  local fn, err = env.loadfile(path, connector_env())
+  if not fn then return nil, err end
   local ok, c = pcall(fn)
   if not ok then return nil, tostring(c) end
   ok, err = pcall(check, c, path)
@@ -104,10 +115,12 @@ end
 
 -- Every app with a connector file, sorted.
 function M.apps()
-  local list = {}
-  for _, name in ipairs(host.listdir(M.dir()) or {}) do
-    local app = name:match("^([%w_%-]+)%.lua$")
-    if app then list[#list + 1] = app end
+  local list, seen = {}, {}
+  for _, dir in ipairs(M.dirs()) do
+    for _, name in ipairs(host.listdir(dir) or {}) do
+      local app = name:match("^([%w_%-]+)%.lua$")
+      if app and not seen[app] then list[#list + 1], seen[app] = app, true end
+    end
   end
   table.sort(list)
   return list

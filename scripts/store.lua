@@ -1,4 +1,4 @@
--- store.lua — the store: cachost's source of truth, on SQLite (the `sqlite` module of host/store.c).
+-- store.lua — the store: cachost's source of truth, on SQLite (the `sqlite` module of host/sqlite.c).
 --
 --   local store = require "store"
 --   local st = assert(store.open(host.home))          -- creates / migrates $CACHOST_HOME/cachost.db
@@ -8,6 +8,10 @@
 --   st:save_stream(instance_id, "users", {cursor =, watermark =, ...})   (same transaction as the rows)
 --   st:query(sql, ...) / st:rows(sql, ...) / st:cursor(sql, ...)        read-only connection
 --   store.sql(sql, ...) -> rows                          (the REPL's `sql` helper, on host.home)
+--   st:vault() ; st:instance_row(name_or_id) ; st:update_instance(id, {...}) ... (store/instances.lua)
+--
+-- Every SQL statement of cachost is here or in store/*.lua: the rest of scripts/ calls named operations
+-- (tests/spec/sql_owner_spec.lua keeps it so); only `cachost query` / the REPL run the user's own, read-only.
 --
 -- Errors: operational failures return nil, "<token>: detail" (token from the sqlite module: busy, full,
 -- corrupt, notadb, constraint..., or schema / missing here).
@@ -16,7 +20,6 @@ local schema = require "store.schema"
 
 local M = { schema = schema, DB_FILE = "cachost.db" }
 
-local json = rawget(_G, "json") or require "cjson"   -- the host's json (lua-cjson); cjson until it lands
 local null = json.null
 local unpack, concat, sort = table.unpack, table.concat, table.sort
 
@@ -53,7 +56,7 @@ local function canon(v, out)
   local t = type(v)
   if t == "table" then
     local n = #v
-    local is_array = n > 0 or (json and getmetatable(v) and next(v) == nil)
+    local is_array = n > 0 or (getmetatable(v) and next(v) == nil)
     if is_array then
       out[#out + 1] = "["
       for i = 1, n do
@@ -248,6 +251,22 @@ function Store:cursor(sql, ...) return self:reader():cursor(sql, ...) end
 function Store:close()
   if self.ro then self.ro:close(); self.ro = nil end
   self.db:close()
+end
+
+-- Raises unless the store answers a read (/readyz).
+function Store:ping()
+  check(self:query("SELECT 1"))
+  return true
+end
+
+-- st:vault() -> the vault of the instances' secrets (store/vault.lua), opened once | nil, err
+function Store:vault()
+  if not self._vault then
+    local v, err = require("store.vault").open(self)
+    if not v then return nil, err end
+    self._vault = v
+  end
+  return self._vault
 end
 
 ---------------------------------------------------------------------------------------------- transactions
@@ -662,6 +681,54 @@ function Store:set_quarantined(inst, ext_id, on)
   check(self.db:exec("UPDATE files SET quarantined = ? WHERE instance_id = ? AND ext_id = ?", on and 1 or 0, inst, ext_id))
 end
 
+---------------------------------------------------------------------------------------------- the CLI's alerts and policies
+-- What `cachost alerts`, `alert` and `policy` read and set.
+
+function Store:alert(id)
+  return check(self.db:query("SELECT * FROM alerts WHERE id = ?", id))[1]
+end
+
+-- The operator resolved alert `id` (raw: their note as JSON, or nil).
+function Store:resolve_alert(id, raw)
+  check(self.db:exec("UPDATE alerts SET status = 'resolved', updated_at = ?, raw = ? WHERE id = ?", M.now(), raw, id))
+end
+
+-- Alerts newest first (at most limit; only the open ones with open_only), with their instance's name.
+function Store:alert_list(limit, open_only)
+  return check(self.db:query([[SELECT a.id, a.created_at, i.name AS instance, a.policy, a.severity, a.status,
+      a.title, a.entity_id FROM alerts a LEFT JOIN instances i ON i.id = a.instance_id
+    WHERE (?1 IS NULL OR a.status = 'open') ORDER BY a.id DESC LIMIT ?2]], open_only or nil, limit))
+end
+
+-- The policies table (the operator's switches and each policy's health), by policy name.
+function Store:policy_switches()
+  local out = {}
+  for _, r in ipairs(check(self.db:query("SELECT * FROM policies"))) do out[r.name] = r end
+  return out
+end
+
+-- The operator switches a policy: {enabled = 0|1} and/or {mode = "audit"|"enforce"}; its failure is
+-- forgotten (status ok), so a policy disabled after it failed runs again once enabled.
+function Store:set_policy_switch(name, fields)
+  check(self.db:exec([[INSERT INTO policies (name, enabled, mode, status, updated_at) VALUES (?, coalesce(?, 1), ?, 'ok', ?)
+    ON CONFLICT (name) DO UPDATE SET enabled = coalesce(excluded.enabled, enabled), mode = coalesce(excluded.mode, mode),
+      status = 'ok', last_error = NULL, updated_at = excluded.updated_at]],
+    name, fields.enabled, fields.mode, M.now()))
+end
+
+-- The stored rows of an entity of an instance, each in turn (policy test replays them): activities in time
+-- order, from `since` (ISO) if given; the others by id.
+local TIME_COLUMN = { activities = "time" }
+function Store:each_row(entity, inst, since)
+  if not schema.entities[entity] then error("each_row: unknown entity '" .. tostring(entity) .. "'", 2) end
+  local tcol = TIME_COLUMN[entity]
+  if tcol and since then
+    return self.db:rows(("SELECT * FROM %s WHERE instance_id = ? AND %s >= ? ORDER BY %s"):format(entity, tcol, tcol),
+      inst, since)
+  end
+  return self.db:rows(("SELECT * FROM %s WHERE instance_id = ? ORDER BY %s"):format(entity, tcol or "id"), inst)
+end
+
 ---------------------------------------------------------------------------------------------- sinks
 
 local SEVERITY_RANK = "CASE severity WHEN 'low' THEN 1 WHEN 'medium' THEN 2 WHEN 'high' THEN 3 WHEN 'critical' THEN 4 ELSE 0 END"
@@ -740,6 +807,10 @@ function Store:health_snapshot()
     deliveries = q("SELECT sink, count(*) AS n FROM deliveries WHERE delivered_at IS NULL GROUP BY sink"),
   }
 end
+
+---------------------------------------------------------------------------------------------- instances
+
+require("store.instances")(Store, M)
 
 ---------------------------------------------------------------------------------------------- REPL
 

@@ -9,6 +9,10 @@ function M.tmp_dir()
   return p
 end
 
+-- The environment that makes the fixture apps of tests/fixtures/connectors ("test", "test-single": no
+-- provider behind them) known to a cachost a spec starts, as NAME='value' for a shell command line.
+M.FIXTURE_APPS = ("CACHOST_CONNECTORS='%s/tests/fixtures/connectors'"):format(host.root)
+
 -- count(*) AS n of a query on the current store.
 function M.count(sql, ...) return require("runtime").store().db:query(sql, ...)[1].n end
 
@@ -50,7 +54,7 @@ function M.instance(app, name, settings, secrets)
   local now = require("store").now()
   assert(st.db:exec("INSERT INTO instances (app, name, settings, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
     app, name, json.encode(settings), now, now))
-  local inst = assert(runtime.instance(name))
+  local inst = assert(require("instances").instance(runtime.store(), name))
   for k, v in pairs(secrets or {}) do inst:set_secret(k, v) end
   return inst
 end

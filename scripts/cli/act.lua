@@ -1,4 +1,5 @@
 local runtime = require "runtime"
+local instances = require "instances"
 local governance = require "governance"
 local format = require "format"
 
@@ -16,7 +17,7 @@ Every action is recorded, before it is sent: cachost governance log.  One interr
   options = { { "dry-run", short = "n" }, { "param", arg = true, many = true, short = "p" }, { "format", arg = true } },
   run = function(opts, args, ctx)
     if #args ~= 3 then return ctx.usage_error(ctx.load_command("act"), "expected INSTANCE ACTION TARGET") end
-    local inst, err = runtime.instance(args[1])
+    local inst, err = instances.instance(runtime.store(), args[1])
     if not inst then return ctx.fail("%s", err) end
     local params = {}
     for _, p in ipairs(opts.param or {}) do

@@ -1,5 +1,4 @@
 local runtime = require "runtime"
-local store = require "store"
 
 return {
   summary = "show or resolve one alert",
@@ -10,8 +9,8 @@ return {
     if not id or (args[1] ~= "show" and args[1] ~= "resolve") then
       return ctx.usage_error(ctx.load_command("alert"), "expected show ID or resolve ID")
     end
-    local db = runtime.store().db
-    local a = db:query("SELECT * FROM alerts WHERE id = ?", id)[1]
+    local st = runtime.store()
+    local a = st:alert(id)
     if not a then return ctx.fail("no alert %d", id) end
     if args[1] == "show" then
       for _, k in ipairs { "id", "created_at", "updated_at", "policy", "severity", "status", "title", "entity", "entity_id" } do
@@ -20,8 +19,7 @@ return {
       ctx.out("evidence    %s\n", json.pretty(json.decode(a.evidence or "{}") or {}))
       return 0
     end
-    assert(db:exec("UPDATE alerts SET status = 'resolved', updated_at = ?, raw = ? WHERE id = ?", store.now(),
-      opts.note and json.encode { note = opts.note } or nil, id))
+    st:resolve_alert(id, opts.note and json.encode { note = opts.note } or nil)
     ctx.out("alert %d resolved\n", id)
     return 0
   end,

@@ -9,9 +9,7 @@ Alerts newest first, deduplicated per policy, entity and hour.  Resolve one: cac
   run = function(opts, args, ctx)
     local n = tonumber(opts.limit or 100)
     if not n then return ctx.usage_error(ctx.load_command("alerts"), "--limit takes a number") end
-    local rows = assert(runtime.store().db:query(([[SELECT a.id, a.created_at, i.name AS instance, a.policy, a.severity,
-        a.status, a.title, a.entity_id FROM alerts a LEFT JOIN instances i ON i.id = a.instance_id %s
-      ORDER BY a.id DESC LIMIT ?]]):format(opts.open and "WHERE a.status = 'open'" or ""), n))
+    local rows = runtime.store():alert_list(n, opts.open)
     format.rows(rows, { "id", "created_at", "instance", "policy", "severity", "status", "title", "entity_id" }, opts.format or "table")
     return 0
   end,

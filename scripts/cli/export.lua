@@ -1,5 +1,6 @@
 -- cachost export — alerts and activities for a SIEM, as OCSF events (one JSON object a line).
 local runtime = require "runtime"
+local instances = require "instances"
 local ocsf = require "ocsf"
 local util = require "sdk.util"
 
@@ -22,7 +23,7 @@ Activity (6006).  Other activities have no OCSF class here and are skipped (thei
     if not since then return usage("--since takes 1d, 12h, 30m or an ISO time") end
     if opts.only and opts.only ~= "alerts" and opts.only ~= "activities" then return usage("--only takes alerts or activities") end
     if opts.instance then
-      local _, err = runtime.instance(opts.instance)
+      local _, err = instances.instance(runtime.store(), opts.instance)
       if err then return ctx.fail("%s", err) end
     end
     local st = runtime.store()

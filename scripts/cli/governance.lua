@@ -1,9 +1,10 @@
 local runtime = require "runtime"
+local instances = require "instances"
 local governance = require "governance"
 local format = require "format"
 
 local function by_id(id)
-  for _, i in ipairs(runtime.instances()) do if i.id == id then return i end end
+  for _, i in ipairs(instances.all(runtime.store())) do if i.id == id then return i end end
   error("instance " .. tostring(id) .. " no longer exists", 0)
 end
 
@@ -42,9 +43,9 @@ return {
       format.rows(st:action_log(n), { "id", "created_at", "instance", "action", "target", "by", "mode", "result",
         "provider_status", "error", "note" }, opts.format or "table")
     elseif sub == "reconcile" then
-      local list = runtime.instances()
+      local list = instances.all(runtime.store())
       if args[2] then
-        local inst, err = runtime.instance(args[2])
+        local inst, err = instances.instance(runtime.store(), args[2])
         if not inst then return ctx.fail("%s", err) end
         list = { inst }
       end

@@ -157,7 +157,7 @@ local function connecting(test_only)
   return function(opts, args, ctx)
     if not args[2] then return 2, "missing NAME" end
     local runtime = require "runtime"
-    local i, err = runtime.instance(args[2])
+    local i, err = inst.instance(runtime.store(), args[2])
     if not i then return 1, err end
     local port = opts.port and tonumber(opts.port)
     if opts.port and not port then return 2, "--port takes a number" end

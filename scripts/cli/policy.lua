@@ -1,19 +1,12 @@
 local runtime = require "runtime"
+local instances = require "instances"
 local policy = require "policy"
 local format = require "format"
-local store = require "store"
 
-local function set_switch(name, fields)
-  local st = runtime.store()
-  assert(st.db:exec([[INSERT INTO policies (name, enabled, mode, status, updated_at) VALUES (?, coalesce(?, 1), ?, 'ok', ?)
-    ON CONFLICT (name) DO UPDATE SET enabled = coalesce(excluded.enabled, enabled), mode = coalesce(excluded.mode, mode),
-      status = 'ok', last_error = NULL, updated_at = excluded.updated_at]],
-    name, fields.enabled, fields.mode, store.now()))
-end
+local function set_switch(name, fields) runtime.store():set_policy_switch(name, fields) end
 
 -- Replays stored rows through one policy (a file, or a policy's name), in audit mode, and leaves no trace:
 -- no alert, action, window or switch is written.  What it would have done is printed.
-local ENTITY_TIME = { activities = "time" }
 local function test(name, opts, ctx)
   local file, ferr = policy.find(name)
   if not file then return ctx.fail("%s", ferr) end
@@ -21,9 +14,9 @@ local function test(name, opts, ctx)
   if not p then return ctx.fail("%s", err) end
   p.enabled = true
   local st = runtime.store()
-  local insts = runtime.instances()
+  local insts = instances.all(runtime.store())
   if opts.instance then
-    local i, ierr = runtime.instance(opts.instance)
+    local i, ierr = instances.instance(runtime.store(), opts.instance)
     if not i then return ctx.fail("%s", ierr) end
     insts = { i }
   end
@@ -34,11 +27,6 @@ local function test(name, opts, ctx)
   local out = format.writer({ "instance", "severity", "title", "entity_id", "planned" }, opts.format or "table")
   local total, seen = 0, {}
   for _, inst in ipairs(insts) do
-    local tcol = ENTITY_TIME[entity]
-    local sql = ("SELECT * FROM %s WHERE instance_id = ?%s ORDER BY %s"):format(entity,
-      since and tcol and (" AND " .. tcol .. " >= ?") or "", tcol or "id")
-    local params = { inst.id }
-    if since and tcol then params[2] = require("sdk.util").iso(since) end
     local run = { mode = "audit", dry = true, seen = seen, state = policy.scratch_state(st, inst),
       ctx = require("sync").context(st, inst, "policy-test"),
       on_alert = function(a)
@@ -51,7 +39,7 @@ local function test(name, opts, ctx)
       total = total + policy.feed(st, inst, { p }, entity, batch, run)
       batch = {}
     end
-    for row in st.db:rows(sql, table.unpack(params)) do
+    for row in st:each_row(entity, inst.id, since and require("sdk.util").iso(since)) do
       batch[#batch + 1] = { op = "added", row = row }
       if #batch >= policy.BATCH then flush() end
       if run.failed then break end
@@ -93,8 +81,7 @@ policy and reports every problem in it at once.]],
     local sub = args[1]
     if sub == "list" then
       local list, errors = policy.load_all(runtime.store())
-      local status = {}
-      for _, r in ipairs(runtime.store().db:query("SELECT * FROM policies")) do status[r.name] = r end
+      local status = runtime.store():policy_switches()
       local rows = {}
       for _, p in ipairs(list) do
         local s = status[p.id] or {}

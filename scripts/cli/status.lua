@@ -1,5 +1,6 @@
 -- Health of every instance and stream: "no new data" is told apart from "broken".
 local runtime = require "runtime"
+local instances = require "instances"
 local format = require "format"
 local sync = require "sync"
 
@@ -14,13 +15,13 @@ counts of the last scan.]],
   run = function(opts, args, ctx)
     local st = runtime.store()
     if args[1] then
-      local _, err = runtime.instance(args[1])
+      local _, err = instances.instance(runtime.store(), args[1])
       if err then return ctx.fail("%s", err) end
     end
     local rows = {}
-    for _, inst in ipairs(runtime.instances()) do
+    for _, inst in ipairs(instances.all(runtime.store())) do
       if not args[1] or args[1] == inst.name then
-        local states = assert(st.db:query("SELECT * FROM stream_state WHERE instance_id = ? ORDER BY stream", inst.id))
+        local states = st:stream_states(inst.id)
         if #states == 0 then
           rows[#rows + 1] = { instance = inst.name, app = inst.app, stream = "-", status = inst.enabled and "never run" or "disabled" }
         end

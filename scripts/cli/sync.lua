@@ -1,4 +1,5 @@
 local runtime = require "runtime"
+local instances = require "instances"
 local sync = require "sync"
 
 return {
@@ -11,7 +12,7 @@ Runs the instance's streams now (all of them, full listings first), committing p
   options = { { "stream", arg = true, many = true, short = "s" }, { "full" }, { "no-policies" } },
   run = function(opts, args, ctx)
     if #args ~= 1 then return ctx.usage_error(ctx.load_command("sync"), "expected one INSTANCE") end
-    local inst, err = runtime.instance(args[1])
+    local inst, err = instances.instance(runtime.store(), args[1])
     if not inst then return ctx.fail("%s", err) end
     if not inst.enabled then return ctx.fail("instance '%s' is disabled (cachost instance enable %s)", inst.name, inst.name) end
     runtime.watch(not opts["no-policies"])

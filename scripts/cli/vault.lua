@@ -21,7 +21,7 @@ Secret values are never printed.]],
     if not st then return ctx.fail("%s", err) end
     local v, verr = vault.open(st)
     if not v then st:close(); return ctx.fail("%s", verr) end
-    local n = st.db:query("SELECT count(*) AS n FROM secrets")[1].n
+    local n = st:secret_count()
     if sub == "status" then
       ctx.out("key source: %s\nkey id:     %s\nsecrets:    %d\n", v.source == "env" and "CACHOST_MASTER_KEY" or v.source, v.kid, n)
       st:close()

@@ -5,21 +5,10 @@
 local M = {}
 
 -- Host modules are globals inside cachost; fall back to require for other loaders.
-local shims = {}
 local function host(name)
   local m = rawget(_G, name)
   if m ~= nil then return m end
-  if shims[name] then return shims[name] end
-  local ok, r = pcall(require, name)
-  if ok then return r end
-  if name == "json" then
-    -- until the host's json module exists: plain lua-cjson (empty arrays then encode as {})
-    local c = require "cjson"
-    shims.json = { encode = c.encode, decode = function(s) local ok2, v = pcall(c.decode, s) if ok2 then return v end return nil, v end,
-                   null = c.null, array = function(t) return t end }
-    return shims.json
-  end
-  error(r)
+  return require(name)
 end
 M.host = host
 

@@ -1,4 +1,4 @@
--- store/schema.lua — the common entity model (DESIGN.md §3) and its versioned migrations.
+-- store/schema.lua — the common entity model and its versioned migrations.
 --
 -- Every entity table is keyed by (instance_id, ext_id): ext_id is the provider's own id, so re-reading a page
 -- is harmless.  `raw` keeps the provider's JSON.  Inventory tables carry first_seen / last_seen / deleted_at

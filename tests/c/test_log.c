@@ -9,9 +9,9 @@
 #include <unistd.h>
 #include <cmocka.h>
 #include "host.h"
-#include <lua-cjson.h> /* after lua.h: it uses lua_State */
 
 int luaopen_log(lua_State *L);
+int luaopen_json(lua_State *L);
 
 static const char *prelude =
     "function eq(a, b, what) if a ~= b then error((what or '') .. ': expected ' .. tostring(b) .. ', got ' .. "
@@ -31,7 +31,7 @@ static int setup(void **state) {
     fx->L = luaL_newstate();
     luaL_openlibs(fx->L);
     luaL_requiref(fx->L, "log", luaopen_log, 1);
-    luaL_requiref(fx->L, "cjson", luaopen_cjson, 1);
+    luaL_requiref(fx->L, "json", luaopen_json, 1);
     lua_pop(fx->L, 2);
     lua_pushstring(fx->L, fx->path);
     lua_setglobal(fx->L, "path");
@@ -80,10 +80,10 @@ static void test_redaction(void **state) {
         "has(ls[1], 'auth=\"Bearer ********\"')\n"
         "has(ls[1], '********=\"as key\"')\n"
         "has(ls[1], 'short=abc')\n"
-        "local j = cjson.decode(ls[2])\n"
+        "local j = json.decode(ls[2])\n"
         "eq(j.msg, 'json ********'); eq(j.auth, 'Bearer ********'); eq(j.q, '********')\n"
         "has(ls[3], 'url=\"https://x/?t=********\"')\n"
-        "eq(cjson.decode(ls[4]).tok, '********')\n");
+        "eq(json.decode(ls[4]).tok, '********')\n");
 }
 
 static void test_log_redact_c(void **state) {
@@ -151,13 +151,13 @@ static void test_json_lines(void **state) {
     run(L,
         "local ls = lines()\n"
         "eq(#ls, 2)\n"
-        "local j = cjson.decode(ls[1])\n"
+        "local j = json.decode(ls[1])\n"
         "assert(j.time:match('^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.%d%d%dZ$'), j.time)\n"
         "eq(j.level, 'error'); eq(j.msg, 'quote \" backslash \\\\ nl \\n ctl \\1')\n"
         "eq(j.n, 42); eq(j.f, 1.5); eq(j.b, false); eq(j.s, 'x y'); eq(j.bad, 'a\\u{fffd}b')\n"
         "eq(j.inf, 'inf'); eq(j.u, 'caf\\xc3\\xa9'); eq(j._msg, 'shadow')\n"
         "assert(ls[1]:find('\"b\":false,\"bad\"', 1, true), 'sorted keys')\n"
-        "local c = cjson.decode(ls[2])\n"
+        "local c = json.decode(ls[2])\n"
         "eq(c.level, 'warn'); eq(c.msg, 'from c'); eq(c.status, 200); eq(c.ok, true)\n"
         "eq(c.url, 'http://h/p q'); eq(c._, 'bare')\n");
 }

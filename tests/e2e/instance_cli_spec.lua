@@ -17,7 +17,7 @@ local home
 local function run(args, o)
   o = o or {}
   local out, err = home .. "/.out", home .. "/.err"
-  local env = "CACHOST_HOME='" .. home .. "' "
+  local env = "CACHOST_HOME='" .. home .. "' " .. require("helpers").FIXTURE_APPS .. " "
   for k, v in pairs(o.env or {}) do env = env .. k .. "='" .. v .. "' " end
   local input = "/dev/null"
   if o.stdin then
@@ -122,6 +122,18 @@ describe("cachost instance", function()
     assert.equal(1, rc); assert.matches("already exists", err)
     local _, out = run("query 'SELECT count(*) AS n FROM instances' -f csv")
     assert.equal("n\n1\n", out)
+  end)
+
+  it("knows the fixture apps only through CACHOST_CONNECTORS: production code has no test app", function()
+    local out = home .. "/.plain"
+    local ok = os.execute(("env -u CACHOST_CONNECTORS CACHOST_HOME='%s' %s instance add test --name t --set domain=d "
+      .. "--set api_token=x >%s 2>&1"):format(home, bin, out))
+    assert.is_not_true(ok)
+    assert.matches("unknown app 'test'", slurp(out))
+    local rc, list = run("connectors --format json")
+    assert.equal(0, rc)
+    assert.truthy(list:find('"app":"test-single"', 1, true))
+    assert.truthy(list:find('"app":"okta"', 1, true))      -- the shipped connectors are still found
   end)
 
   it("takes missing values from the environment or stdin", function()

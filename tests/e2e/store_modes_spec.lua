@@ -31,8 +31,8 @@ describe("the store's files", function()
   end
 
   it("are created 0600 under umask 022 in a 0755 home", function()
-    local out, code = sh(("umask 022; CACHOST_HOME=%s %s instance add test --name a --set domain=x --set api_token=y")
-      :format(home, BIN))
+    local out, code = sh(("umask 022; CACHOST_HOME=%s %s %s instance add test --name a --set domain=x --set api_token=y")
+      :format(home, helpers.FIXTURE_APPS, BIN))
     assert(code == 0, out)
     assert.equal(384, host.stat(home .. "/cachost.db").mode)
     assert.equal("\t600\n-wal\t600\n-shm\t600\n", modes_while_open())

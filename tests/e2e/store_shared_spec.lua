@@ -9,8 +9,8 @@ local BIN, sh = procs.BIN, procs.sh
 describe("the daemon and the CLI on one store", function()
   local dir, home, url, sandbox_pid, daemon_pid
 
-  local function cli(args)
-    local out, code = sh(("CACHOST_HOME=%s %s %s </dev/null"):format(home, BIN, args))
+  local function cli(args)     -- the fixture app "test" known too
+    local out, code = sh(("CACHOST_HOME=%s %s %s %s </dev/null"):format(home, helpers.FIXTURE_APPS, BIN, args))
     assert(code == 0, args .. ": " .. out)
     return out
   end

@@ -10,10 +10,11 @@ os.remove(host.home)
 assert(host.mkdir(host.home, 448))
 package.loaded.runtime = nil      -- a runtime of this home (a spec may have one of its own loaded)
 local runtime = require "runtime"
+local instances = require "instances"
 local st = runtime.store()
 local now = store.now()
 assert(st.db:exec("INSERT INTO instances (app, name, settings, created_at, updated_at) VALUES ('okta', 'o', '{}', ?, ?)", now, now))
-local inst = assert(runtime.instance("o"))
+local inst = assert(instances.instance(runtime.store(), "o"))
 assert(st:upsert("users", inst.id, { { ext_id = "u1", email = "u1@example.com", status = "active" },
                                      { ext_id = "u2", email = "u2@example.com", status = "suspended" } }))
 local path = host.home .. "/fuzz.lua"

@@ -5,6 +5,7 @@
 -- or replayed.
 local box_tenant = require "sandbox.box"
 local runtime = require "runtime"
+local instances = require "instances"
 local sync = require "sync"
 local store = require "store"
 
@@ -34,13 +35,13 @@ describe("box connector", function()
       json.encode { client_id = "box-client", enterprise_id = "777001", auth = "client_credentials",
                     base_url = srv.url .. "/2.0", upload_base_url = srv.url .. "/api/2.0", oauth_base_url = srv.url,
                     insecure_loopback = true, initial_days = 90 }, now, now))
-    inst = assert(runtime.instance("box-acme"))
+    inst = assert(instances.instance(runtime.store(), "box-acme"))
     inst:set_secret("client_secret", "box-secret")
     inst:set_secret("webhook_primary_key", tenant.keys.primary)
     inst:set_secret("webhook_secondary_key", tenant.keys.secondary)
     hooks = assert(server.listen { port = 0 })
     hooks:route("POST", "/webhooks/:instance", function(req)
-      local i = assert(runtime.instance(req.params.instance))
+      local i = assert(instances.instance(runtime.store(), req.params.instance))
       local ctx = sync.context(runtime.store(), i, "webhook")
       local status, body, refetch = ctx.connector.webhook(ctx, req)
       received[#received + 1] = { status = status, trigger = req.headers["box-delivery-id"] and json.decode(req.body).trigger, refetch = refetch }
@@ -121,7 +122,7 @@ describe("box connector", function()
     assert(st.db:exec("INSERT INTO instances (app, name, settings, created_at, updated_at) VALUES ('box', 'box-oauth', ?, ?, ?)",
       json.encode { client_id = "box-client", auth = "oauth", base_url = srv.url .. "/2.0", oauth_base_url = srv.url,
                     insecure_loopback = true }, now, now))
-    local oi = assert(runtime.instance("box-oauth"))
+    local oi = assert(instances.instance(runtime.store(), "box-oauth"))
     oi:set_secret("client_secret", "box-secret")
     local ctx = sync.context(st, oi, "connect")
     local scheme = auth.scheme(ctx.connector, oi)

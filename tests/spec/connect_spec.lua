@@ -1,5 +1,6 @@
 -- Connecting instances through the providers' own flows, against sandbox tenants.
 local runtime = require "runtime"
+local instances = require "instances"
 local connect = require "connect"
 local store = require "store"
 
@@ -36,8 +37,8 @@ describe("connect", function()
     local r = assert(http.request { method = "POST", url = srv.url .. "/login/device", body = "user_code=" .. code })
     assert.equal(200, r.status)
     assert.same({ true, true }, { t:join(30) })
-    assert.matches("^gho_", runtime.instance("dev"):secret("access_token"))
-    assert.equal("connected", runtime.instance("dev").row.status)
+    assert.matches("^gho_", instances.instance(runtime.store(), "dev"):secret("access_token"))
+    assert.equal("connected", instances.instance(runtime.store(), "dev").row.status)
     assert.is_true(runtime.store().db:query("SELECT count(*) n FROM users WHERE instance_id = ?", inst.id)[1].n >= 12)
   end)
 
@@ -93,6 +94,6 @@ describe("connect", function()
     local ok, err = connect.run(inst)
     assert.is_nil(ok)
     assert.matches("^auth: HTTP 401", err)
-    assert.equal("reconnect_needed", runtime.instance("tok").row.status)
+    assert.equal("reconnect_needed", instances.instance(runtime.store(), "tok").row.status)
   end)
 end)

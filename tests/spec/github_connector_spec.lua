@@ -3,6 +3,7 @@
 -- and webhooks are accepted only when signed with the shared secret.
 local github_tenant = require "sandbox.github"
 local runtime = require "runtime"
+local instances = require "instances"
 local sync = require "sync"
 local store = require "store"
 
@@ -58,7 +59,7 @@ describe("github connector", function()
     -- the webhook endpoint as the daemon would serve it: the connector's handler decides the answer
     hooks = assert(server.listen { port = 0 })
     hooks:route("POST", "/webhooks/:instance", function(req)
-      local inst = assert(runtime.instance(req.params.instance))
+      local inst = assert(instances.instance(runtime.store(), req.params.instance))
       local ctx = sync.context(runtime.store(), inst, "webhook")
       local status, body, refetch = ctx.connector.webhook(ctx, req)
       received[#received + 1] = { status = status, event = req.headers["x-github-event"], refetch = refetch }

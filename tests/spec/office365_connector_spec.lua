@@ -40,7 +40,7 @@ end
 -- The instance as the CLI would edit it, reloaded.
 local function set(name, values)
   assert(instances.edit(runtime.store(), name, values))
-  return assert(runtime.instance(name))
+  return assert(instances.instance(runtime.store(), name))
 end
 
 describe("office365 connector", function()
@@ -58,7 +58,7 @@ describe("office365 connector", function()
     assert(instances.add(runtime.store(), "office365", "o365", {
       tenant_id = TENANT, client_id = CLIENT, client_secret = SECRET, client_state = CLIENT_STATE,
       components = "users,audits,signins,apps,activities,files", base_url = srv.url, insecure_loopback = "true" }))
-    inst = assert(runtime.instance("o365"))
+    inst = assert(instances.instance(runtime.store(), "o365"))
     -- the webhook endpoint as the daemon serves it
     hooks = assert(server.listen { port = 0 })
     hooks:route("*", "/webhooks/:instance", require("daemon").webhook)
@@ -185,10 +185,10 @@ describe("office365 connector", function()
     assert.matches("'users' component", why)
     local function force(components)
       local st = runtime.store()
-      local row = runtime.instance("o365").row
+      local row = instances.instance(runtime.store(), "o365").row
       local s2 = json.decode(row.settings); s2.components = components
       assert(st.db:exec("UPDATE instances SET settings = ? WHERE id = ?", json.encode(s2), row.id))
-      return assert(runtime.instance("o365"))
+      return assert(instances.instance(runtime.store(), "o365"))
     end
     i2 = force("signins,files")
     local res, ok = results_of(i2)

@@ -86,7 +86,7 @@ describe("office365 Management Activity webhooks", function()
     assert(instances.add(runtime.store(), "office365", "o365", {
       tenant_id = TENANT, client_id = CLIENT, client_secret = SECRET, client_state = CLIENT_STATE,
       components = "users,activities", base_url = srv.url, insecure_loopback = "true" }))
-    inst = assert(runtime.instance("o365"))
+    inst = assert(instances.instance(runtime.store(), "o365"))
     ctx = sync.context(runtime.store(), inst, "spec")
     runtime.policies(true)
     runtime.watch(true)

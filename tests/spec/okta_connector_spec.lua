@@ -2,6 +2,7 @@
 -- ground truth, governance changes the tenant, faults are survived.
 local okta_tenant = require "sandbox.okta"
 local runtime = require "runtime"
+local instances = require "instances"
 local sync = require "sync"
 local store = require "store"
 
@@ -69,7 +70,7 @@ describe("okta connector", function()
     local results, ok = runtime.sync(bad, { streams = { "users" } })
     assert.is_false(ok)
     assert.matches("^auth: HTTP 401", results[1].error)
-    assert.equal("reconnect_needed", runtime.instance("okta-bad").row.status)
+    assert.equal("reconnect_needed", instances.instance(runtime.store(), "okta-bad").row.status)
   end)
 
   it("refuses malformed pages without losing committed data", function()

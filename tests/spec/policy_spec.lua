@@ -2,6 +2,7 @@
 -- restart, and the governance limits and kill switch they go through.
 local policy = require "policy"
 local runtime = require "runtime"
+local instances = require "instances"
 local governance = require "governance"
 local store = require "store"
 local util = require "sdk.util"
@@ -39,7 +40,7 @@ describe("policies", function()
     st = runtime.store()
     local now = store.now()
     assert(st.db:exec("INSERT INTO instances (app, name, settings, created_at, updated_at) VALUES ('okta', 'o', '{}', ?, ?)", now, now))
-    inst = assert(runtime.instance("o"))
+    inst = assert(instances.instance(runtime.store(), "o"))
     local users = {}
     for i = 1, 30 do users[i] = { ext_id = "u" .. i, email = "u" .. i .. "@example.com", status = "active" } end
     users[30].status = "suspended"

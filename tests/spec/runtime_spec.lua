@@ -43,7 +43,7 @@ describe("runtime.sync", function()
       runtime.set_max_scans(runtime.MAX_SCANS)
     end)
     for i = 1, 7 do
-      local inst = assert(runtime.instance("o" .. i))
+      local inst = assert(require("instances").instance(runtime.store(), "o" .. i))
       tasks[i] = sched.spawn(function()
         local _, ok = runtime.sync(inst, { streams = { "users" } })
         if ok then done = done + 1 end
@@ -71,7 +71,7 @@ describe("runtime.sync", function()
     local errors = {}
     tasks[#tasks + 1] = sched.spawn(function()
       for i = 1, 4 do
-        local ok, err = pcall(runtime.sync, assert(runtime.instance("o" .. i)), { streams = { "users" } })
+        local ok, err = pcall(runtime.sync, assert(require("instances").instance(runtime.store(), "o" .. i)), { streams = { "users" } })
         errors[#errors + 1] = not ok and err
       end
     end)

@@ -3,7 +3,6 @@
 -- transactions between yielding tasks, read-only access, and the bad inputs (foreign / newer / locked /
 -- full databases).
 local store = require "store"
-local json = rawget(_G, "json") or require "cjson"
 
 local function tmpdir()
   local p = os.tmpname()

@@ -1,4 +1,4 @@
-/* test_store.c — the sqlite module (host/store.c) driven from Lua: binding, rows, cursors and their
+/* test_sqlite.c — the sqlite module (host/sqlite.c) driven from Lua: binding, rows, cursors and their
  * finalization, the statement cache, exec_many, read-only connections, and the error tokens (busy,
  * constraint, notadb, closed handles, symlinks refused). */
 #include <setjmp.h>
@@ -24,7 +24,7 @@ static const char *prelude =
     " .. tostring(s) .. ' lacks ' .. pat, 2) end end\n";
 
 static int setup(void **state) {
-    snprintf(dir, sizeof dir, "/tmp/test_store.XXXXXX");
+    snprintf(dir, sizeof dir, "/tmp/test_sqlite.XXXXXX");
     if (!mkdtemp(dir)) return -1;
     lua_State *L = luaL_newstate();
     luaL_openlibs(L);

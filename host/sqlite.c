@@ -1,4 +1,4 @@
-/* store.c — the `sqlite` Lua module: a small, sharp SQLite binding.
+/* sqlite.c — the `sqlite` Lua module: a small, sharp SQLite binding.
  *
  *   sqlite.open(path, {readonly=, busy_timeout=ms, create=true, timeout=s}) -> db | nil, err
  *   db:exec(sql, ...) -> true | nil, err          (no params: may hold several statements)
