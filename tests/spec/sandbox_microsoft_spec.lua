@@ -207,6 +207,47 @@ describe("sandbox microsoft: graph directory", function()
     end
     assert.are.equal(t:count("members", gr.id), n)
   end)
+
+  it("a directory role held through a role-assignable group lists the group among the role's members", function()
+    local grp
+    for _, x in ipairs(t.state.groups) do if x.isAssignableToRole then grp = x end end
+    assert(grp and grp.securityEnabled and #grp.members > 0)
+    local roles = call(srv, g, "GET", "/v1.0/directoryRoles").json.value
+    local held
+    for _, role in ipairs(roles) do
+      for _, m in ipairs(call(srv, g, "GET", "/v1.0/directoryRoles/" .. role.id .. "/members").json.value) do
+        if m.id == grp.id then held = role; assert.are.equal("#microsoft.graph.group", m["@odata.type"]) end
+      end
+    end
+    assert.are.equal("Exchange Administrator", held.displayName)
+    local ra = call(srv, g, "GET", "/v1.0/roleManagement/directory/roleAssignments?$filter=" .. T.urlencode("principalId eq '" .. grp.id .. "'"))
+    assert.are.equal(1, #ra.json.value)
+  end)
+
+  it("application permissions: appRoleAssignments of a client, appRoleAssignedTo of Graph, revocable", function()
+    local graph_sp = call(srv, g, "GET", "/v1.0/servicePrincipals/" .. t.sp_graph.id).json
+    local role_name = {}
+    for _, role in ipairs(graph_sp.appRoles) do role_name[role.id] = role.value end
+    assert.are.equal("Mail.Read", role_name["810c84a8-4a9e-49e6-bf7d-12d183f40d01"])
+    local total = 0
+    for _, sp in ipairs(t.state.sps) do
+      local r = call(srv, g, "GET", "/v1.0/servicePrincipals/" .. sp.id .. "/appRoleAssignments")
+      assert.are.equal(200, r.status)
+      for _, a in ipairs(r.json.value) do
+        assert.are.equal(sp.id, a.principalId)
+        assert.are.equal("ServicePrincipal", a.principalType)
+        assert.is_string(role_name[a.appRoleId])
+        total = total + 1
+      end
+    end
+    assert.is_true(total > 2)
+    assert.are.equal(t:count("app_role_assignments"), total)
+    local to = call(srv, g, "GET", "/v1.0/servicePrincipals/" .. t.sp_graph.id .. "/appRoleAssignedTo?$top=999").json.value
+    assert.are.equal(total, #to)
+    assert.are.equal(404, call(srv, g, "DELETE", "/v1.0/servicePrincipals/" .. t.sp_mgmt.id .. "/appRoleAssignedTo/" .. to[1].id).status)
+    assert.are.equal(204, call(srv, g, "DELETE", "/v1.0/servicePrincipals/" .. t.sp_graph.id .. "/appRoleAssignedTo/" .. to[1].id).status)
+    assert.are.equal(total - 1, t:count("app_role_assignments"))
+  end)
 end)
 
 describe("sandbox microsoft: audit logs and sign-ins", function()
@@ -243,6 +284,33 @@ describe("sandbox microsoft: audit logs and sign-ins", function()
     -- failures only
     local r = call(srv, g, "GET", "/v1.0/auditLogs/signIns?$filter=" .. T.urlencode("status/errorCode eq 50126"))
     for _, s in ipairs(r.json.value) do assert.are.equal(50126, s.status.errorCode); assert.is_string(s.status.failureReason) end
+  end)
+
+  it("beta sign-ins: interactive by default, non-interactive only when the filter asks by signInEventTypes", function()
+    local function all(url)
+      local out = {}
+      while url do
+        local r = call(srv, g, "GET", url)
+        assert.are.equal(200, r.status, r.body)
+        for _, s in ipairs(r.json.value) do out[#out + 1] = s end
+        url = r.json["@odata.nextLink"]
+      end
+      return out
+    end
+    local plain = all("/beta/auditLogs/signIns?$top=500")
+    assert.are.equal(t:count("signins"), #plain)
+    for _, s in ipairs(plain) do assert.are.same({ "interactiveUser" }, s.signInEventTypes); assert.is_true(s.isInteractive) end
+    local ni = all("/beta/auditLogs/signIns?$top=500&$filter=" .. T.urlencode("createdDateTime ge " .. T.iso_s(NOW - 30 * 86400)
+      .. " and signInEventTypes/any(t: t eq 'nonInteractiveUser')"))
+    assert.is_true(t:count("noninteractive_signins") > 0)
+    assert.are.equal(t:count("noninteractive_signins"), #ni)
+    for _, s in ipairs(ni) do assert.are.same({ "nonInteractiveUser" }, s.signInEventTypes); assert.is_false(s.isInteractive) end
+    -- v1.0 has no non-interactive sign-ins; without Entra ID P1/P2 both logs are refused
+    assert.are.equal(t:count("signins"), #all("/v1.0/auditLogs/signIns?$top=500"))
+    t.entra_premium = false
+    local r = call(srv, g, "GET", "/beta/auditLogs/signIns?$filter=" .. T.urlencode("signInEventTypes/any(t: t eq 'nonInteractiveUser')"))
+    assert.are.equal(403, r.status)
+    assert.are.equal("Authentication_RequestFromNonPremiumTenantOrB2CTenant", r.json.error.code)
   end)
 
   it("add_signin appears first with its location, and governance writes directory audits", function()
@@ -626,6 +694,55 @@ describe("sandbox microsoft: onedrive and sharepoint files", function()
     r = call(srv, g, "GET", "/v1.0/drives/" .. udrive.id .. "/items/" .. udrive.root.id .. "/permissions")
     assert.are.equal("owner", r.json.value[1].roles[1])
     assert.are.equal(403, call(srv, g, "DELETE", "/v1.0/drives/" .. udrive.id .. "/items/" .. udrive.root.id .. "/permissions/" .. r.json.value[1].id).status)
+  end)
+
+  it("delta leaves parentReference.path out and honours the Prefer sharing tokens", function()
+    local d = t:user_drive(t.gen_users[2])
+    local base = "/v1.0/drives/" .. d.id .. "/root/delta"
+    local function delta(url, prefer)
+      local r = call(srv, g, "GET", url, nil, prefer and { Prefer = prefer } or nil)
+      assert.are.equal(200, r.status, r.body)
+      local by = {}
+      for _, it in ipairs(r.json.value) do by[it.id] = it end
+      return by, r.json["@odata.deltaLink"]
+    end
+    -- delta: parent ids, never paths (a plain GET has the path)
+    local plain, dl = delta(base)
+    local inside
+    for id, it in pairs(plain) do
+      if not it.root then
+        assert.is_string(it.parentReference.id)
+        assert.is_nil(it.parentReference.path)
+        if t.state.items[it.parentReference.id] ~= d.root then inside = id end
+      end
+    end
+    assert.matches("^/drives/.+/root:/", call(srv, g, "GET", "/v1.0/drives/" .. d.id .. "/items/" .. inside).json.parentReference.path)
+    -- without hierarchicalsharing every item under the shared folder carries the sharing facet; with it,
+    -- only the roots of permission hierarchies (the drive root with an empty one)
+    local shared_folder
+    for _, it in ipairs(d.items) do if it.name == "Shared" then shared_folder = it end end
+    local kid
+    for _, it in ipairs(d.items) do if it.parent == shared_folder.id and #it.perms == 0 then kid = it end end
+    assert(kid, "a file that inherits the Shared folder's link")
+    assert.are.equal("anonymous", plain[kid.id].shared.scope)
+    local hier = delta(base, "hierarchicalsharing")
+    assert.is_nil(hier[kid.id].shared)
+    assert.are.equal("anonymous", hier[shared_folder.id].shared.scope)
+    assert.are.same({}, hier[d.root.id].shared)
+    for id, it in pairs(hier) do
+      if it.shared and next(it.shared) then assert.is_true(#t.state.items[id].perms > 0) end
+    end
+    -- a sharing change: @microsoft.graph.sharedChanged only with all three tokens; removing an item's last
+    -- own permission leaves an empty facet
+    local all3 = "deltashowremovedasdeleted, deltatraversepermissiongaps, deltashowsharingchanges"
+    local _, dl_h = delta(base .. "?token=latest", "hierarchicalsharing")
+    local p = t:share(kid, { kind = "user", email = "auditor@fabrikam.com", roles = { "read" }, external = true })
+    local ch = delta(dl, all3)
+    assert.are.equal("True", ch[kid.id]["@microsoft.graph.sharedChanged"])
+    assert.is_nil(delta(dl, "deltashowsharingchanges")[kid.id]["@microsoft.graph.sharedChanged"])
+    assert.are.equal(204, call(srv, g, "DELETE", "/v1.0/drives/" .. d.id .. "/items/" .. kid.id .. "/permissions/" .. p.id).status)
+    local after = delta(dl_h, "hierarchicalsharing")
+    assert.are.same({}, after[kid.id].shared)
   end)
 
   it("lists sites and their document libraries", function()

@@ -14,7 +14,8 @@
 -- t.urls = {login=, graph=, mgmt=, arm=} after mount (all on srv.url); t.tenant_id, t.client_id, t.admin.
 -- Test helpers: t:count(what[, arg]) ground truth ("users", "users_enabled", "users_disabled", "guests",
 -- "groups", "members"[, group id], "directory_roles", "role_assignments", "service_principals", "grants",
--- "audits", "signins", "drives", "sites", "items"/"files"/"folders"/"permissions"/"shared_items"/
+-- "app_role_assignments",
+-- "audits", "signins", "noninteractive_signins", "drives", "sites", "items"/"files"/"folders"/"permissions"/"shared_items"/
 -- "deleted_items"[, drive id], "graph_subscriptions", "mgmt_records"[, content type], "mgmt_available"
 -- [, content type], "mgmt_stored", "arm_subscriptions", "arm_role_assignments"[, sub id or role name],
 -- "arm_events"[, sub id]); t:add_signin{user=, errorCode=, city=, countryOrRegion=, latitude=, longitude=,
@@ -67,6 +68,7 @@ function M.new(opts)
   self.ngroups = opts.groups or 8
   self.days = opts.days or 7
   self.nsignins = opts.signins or 2000
+  self.nsignins_ni = opts.noninteractive_signins or self.nsignins // 2
   -- Microsoft Entra ID P1 or P2 in the tenant (false: the free edition, whose sign-in logs Graph refuses)
   self.entra_premium = opts.entra_premium ~= false
   self.naudits = opts.audits or 500
@@ -283,8 +285,10 @@ function MS:count(what, arg)
   elseif what == "role_assignments" then return #st.role_assignments
   elseif what == "service_principals" then return #st.sps
   elseif what == "grants" then return #st.grants
+  elseif what == "app_role_assignments" then return #st.app_role_assignments
   elseif what == "audits" then return self.naudits + #st.audits
   elseif what == "signins" then return self.nsignins + #st.signins
+  elseif what == "noninteractive_signins" then return self.nsignins_ni
   elseif self.count_more then return self:count_more(what, arg) end
   error("count: unknown " .. tostring(what))
 end
@@ -330,6 +334,12 @@ function MS:routes()
     { "GET", V .. "/servicePrincipals/:spid", MS.h_sp, G },
     { "PATCH", V .. "/servicePrincipals/:spid", MS.h_sp, G },
     { "GET", V .. "/servicePrincipals/:spid/oauth2PermissionGrants", MS.h_grants, G },
+    { "GET", V .. "/servicePrincipals/:spid/appRoleAssignments", MS.h_app_role_assignments, G },
+    { "GET", V .. "/servicePrincipals/:spid/appRoleAssignments/:aid", MS.h_app_role_assignments, G },
+    { "DELETE", V .. "/servicePrincipals/:spid/appRoleAssignments/:aid", MS.h_app_role_assignments, G },
+    { "GET", V .. "/servicePrincipals/:spid/appRoleAssignedTo", MS.h_app_role_assignments, G },
+    { "GET", V .. "/servicePrincipals/:spid/appRoleAssignedTo/:aid", MS.h_app_role_assignments, G },
+    { "DELETE", V .. "/servicePrincipals/:spid/appRoleAssignedTo/:aid", MS.h_app_role_assignments, G },
     { "GET", V .. "/oauth2PermissionGrants", MS.h_grants, G },
     { "GET", V .. "/oauth2PermissionGrants/:grid", MS.h_grant, G },
     { "PATCH", V .. "/oauth2PermissionGrants/:grid", MS.h_grant, G },
@@ -338,6 +348,7 @@ function MS:routes()
     { "GET", V .. "/auditLogs/directoryAudits/:lid", MS.h_log_item, G },
     { "GET", V .. "/auditLogs/signIns", MS.h_signins, G },
     { "GET", V .. "/auditLogs/signIns/:lid", MS.h_log_item, G },
+    { "GET", "/beta/auditLogs/signIns", MS.h_beta_signins, G },
   }
   for _, r in ipairs(self.more_routes and self:more_routes() or {}) do routes[#routes + 1] = r end
   routes[#routes + 1] = { "*", V .. "/*", function(t, req)

@@ -80,7 +80,7 @@ function MS:generate()
   self.admin = self.gen_users[1]
   self.admin.jobTitle = "IT Admin"
 
-  -- groups: Microsoft 365 (Unified) groups and security groups
+  -- groups: Microsoft 365 (Unified) groups and security groups; the third can hold directory roles
   for i = 1, self.ngroups do
     local name = GROUP_NAMES[(i - 1) % #GROUP_NAMES + 1] .. (i > #GROUP_NAMES and (" " .. (i // #GROUP_NAMES + 1)) or "")
     local unified = (i % 3) ~= 0
@@ -88,7 +88,7 @@ function MS:generate()
     local g = { id = T.uuid(seed, "group", i), index = i, displayName = name, description = "Group for " .. name,
                 mailNickname = nick, mailEnabled = unified, securityEnabled = not unified or i == 1,
                 groupTypes = unified and { "Unified" } or {}, visibility = unified and (i % 2 == 0 and "Public" or "Private") or nil,
-                isAssignableToRole = (i == 8), created = now - r:int(100, 900) * 86400000, members = {}, member_set = {} }
+                isAssignableToRole = (i == 3), created = now - r:int(100, 900) * 86400000, members = {}, member_set = {} }
     g.mail = unified and (nick .. "@" .. self.domain) or nil
     for _, u in ipairs(self.gen_users) do
       if r:chance(0.35) then g.members[#g.members + 1] = u.id; g.member_set[u.id] = true end
@@ -116,6 +116,7 @@ function MS:generate()
     third[i] = addsp("third" .. i, T.uuid(seed, "appid", i), a[1], a[2] and T.uuid(seed, "pubtenant", i) or T.uuid(seed, "unverified", i), a[2] or jnull())
   end
   table.sort(st.sps, function(a, b) return a.id < b.id end)
+  self:generate_app_roles(third)
 
   -- delegated permission grants (to Microsoft Graph)
   local gi = 0
@@ -150,6 +151,8 @@ function MS:generate()
     if u.index > 1 and u.userType == "Member" and r:chance(0.1) then assign(u.id, r:pick(others)) end
   end
   for _, rn in ipairs(self.client_roles) do assign(self.sp_client.id, rn) end
+  -- a role held through a role-assignable group: its members are Exchange administrators
+  for _, g in ipairs(st.groups) do if g.isAssignableToRole then assign(g.id, "Exchange Administrator") end end
 
   self:generate_files(r)
   self:generate_arm(r)

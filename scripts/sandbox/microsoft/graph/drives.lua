@@ -164,7 +164,36 @@ function MS:owner_perm(it)
            grantedTo = { user = { id = u.id, displayName = u.displayName, email = u.mail } } }
 end
 
-function MS:item_json(it, deleted)
+-- Prefer tokens of a delta request (`Prefer: deltashowremovedasdeleted, deltatraversepermissiongaps,
+-- deltashowsharingchanges`, `Prefer: hierarchicalsharing`): a set
+function MS:prefer(req)
+  local set = {}
+  for tok in tostring(req.headers["prefer"] or ""):gmatch("[^,%s]+") do set[tok:lower()] = true end
+  return set
+end
+
+-- The sharing facet: the widest scope of the item's effective permissions.  In a delta answered with
+-- `hierarchicalsharing` only the roots of permission hierarchies carry it (items with permissions of
+-- their own, or whose own sharing was removed: then it is empty), and the drive root, to set the scope.
+function MS:shared_facet(it, hierarchical)
+  if hierarchical then
+    if #it.perms == 0 then
+      if it.unshared or not it.parent then return obj() end
+      return nil
+    end
+  end
+  local eff = self:effective_perms(it)
+  if #eff == 0 then return nil end
+  local scope = "users"
+  for _, e in ipairs(eff) do
+    if e.p.scope == "anonymous" then scope = "anonymous" elseif e.p.scope == "organization" and scope ~= "anonymous" then scope = "organization" end
+  end
+  return { scope = scope, owner = identity(it.drive.owner_user) }
+end
+
+-- delta: {prefer = set} when the item is answered in a delta: Graph's delta leaves parentReference.path
+-- out (a folder's rename does not bring its descendants back), and honours the Prefer tokens.
+function MS:item_json(it, deleted, delta)
   local d = it.drive
   local parts = self:item_path(it)
   local o = { id = it.id, name = it.name, eTag = '"{' .. T.uuid(self.seed, "etag", it.id):upper() .. '},' .. it.version .. '"',
@@ -175,6 +204,7 @@ function MS:item_json(it, deleted)
     o.parentReference = { driveId = d.id, driveType = d.driveType, id = it.parent,
                           path = "/drives/" .. d.id .. "/root:" .. (#parts > 0 and ("/" .. table.concat(parts, "/")) or ""),
                           siteId = d.site and d.site.id or nil }
+    if delta then o.parentReference.path = nil end
   else
     o.root = obj()
     o.parentReference = { driveId = d.id, driveType = d.driveType }
@@ -189,13 +219,12 @@ function MS:item_json(it, deleted)
                hashes = { quickXorHash = crypto().b64(T.hexs(40, self.seed, "qx", it.id, it.version):sub(1, 20)) } }
     o["@microsoft.graph.downloadUrl"] = self.base_url .. "/_download/" .. d.id .. "/" .. it.id .. "?tempauth=" .. T.b62(40, self.seed, "dl", it.id)
   end
-  local eff = self:effective_perms(it)
-  if #eff > 0 then
-    local scope = "users"
-    for _, e in ipairs(eff) do
-      if e.p.scope == "anonymous" then scope = "anonymous" elseif e.p.scope == "organization" and scope ~= "anonymous" then scope = "organization" end
-    end
-    o.shared = { scope = scope, owner = identity(d.owner_user) }
+  local prefer = delta and delta.prefer or {}
+  o.shared = self:shared_facet(it, prefer.hierarchicalsharing)
+  -- deltashowsharingchanges needs the other two tokens
+  if prefer.deltashowsharingchanges and prefer.deltashowremovedasdeleted and prefer.deltatraversepermissiongaps
+     and it.share_cseq == it.cseq then
+    o["@microsoft.graph.sharedChanged"] = "True"
   end
   if deleted then
     o.deleted = { state = "deleted" }
@@ -238,6 +267,22 @@ function MS:touch(it, by)
   self:notify_drive(it.drive)
 end
 
+-- the item's own sharing changed: it shows up in delta (with @microsoft.graph.sharedChanged when asked)
+function MS:sharing_changed(it)
+  self:touch(it)
+  it.share_cseq = it.cseq
+  if #it.perms == 0 then it.unshared = true end
+end
+
+-- test helper: share an item as a user would in OneDrive; perm {kind="link", scope=, type=, roles=} or
+-- {kind="user", email=, roles=, external=}.  -> the permission
+function MS:share(it, perm)
+  perm.id = perm.id or T.uuid(self.seed, "perm", it.id, "added", self:seq())
+  it.perms[#it.perms + 1] = perm
+  self:sharing_changed(it)
+  return perm
+end
+
 function MS:item_404(req)
   return self:graph_err(404, "itemNotFound", "The resource could not be found.", req)
 end
@@ -273,6 +318,7 @@ end
 local function enc_delta(s) return crypto().b64url(s) end
 function MS:h_delta(req, d, token)
   local q = req.query
+  local view = { prefer = self:prefer(req) }
   local top = math.min(math.tointeger(tonumber(q["$top"] or "")) or 200, 1000)
   local base = self.base_url .. "/v1.0/drives/" .. d.id .. "/root/delta"
   local epoch, mode, a, b
@@ -299,7 +345,7 @@ function MS:h_delta(req, d, token)
     for _, it in ipairs(d.items) do
       if it.order > b and not it.deleted then
         if #out >= top then more = true; break end
-        out[#out + 1] = self:item_json(it); last = it.order
+        out[#out + 1] = self:item_json(it, nil, view); last = it.order
       end
     end
     if more then
@@ -316,7 +362,7 @@ function MS:h_delta(req, d, token)
   local wm = a
   for _, it in ipairs(changed) do
     if #out >= top then more = true; break end
-    out[#out + 1] = self:item_json(it, it.deleted)
+    out[#out + 1] = self:item_json(it, it.deleted, view)
     wm = it.cseq
   end
   local body = { ["@odata.context"] = self.base_url .. "/v1.0/$metadata#Collection(driveItem)", value = A(out) }
@@ -465,7 +511,7 @@ function MS:h_permissions(req, d, it, pid)
       end
       if req.method == "DELETE" then
         for i, p in ipairs(it.perms) do if p == e.p then table.remove(it.perms, i) break end end
-        self:touch(it)
+        self:sharing_changed(it)
         local function touch_desc(x) for _, c in ipairs(d.items) do if c.parent == x.id and not c.deleted then self:touch(c); touch_desc(c) end end end
         if it.folder then touch_desc(it) end
         self:file_event(it, e.p.kind == "link" and "SharingLinkRemoved" or "SharingRevoked", 14,
@@ -476,7 +522,7 @@ function MS:h_permissions(req, d, it, pid)
         if not b or type(b.roles) ~= "table" or #b.roles == 0 then return self:graph_err(400, "invalidRequest", "roles is required.", req) end
         e.p.roles = T.deep(b.roles)
         if e.p.kind == "link" then e.p.type = (b.roles[1] == "write") and "edit" or "view" end
-        self:touch(it)
+        self:sharing_changed(it)
         return 200, self:perm_json(it, e.p)
       end
       return self:graph_err(405, "notAllowed", "Method not allowed.", req)

@@ -145,6 +145,25 @@ function MS:gen_signin(i)
   return self:signin_json(s)
 end
 
+-- Non-interactive sign-ins (a client refreshing its tokens on the user's behalf): Graph's beta signIns
+-- answers them only when the $filter asks for them by signInEventTypes.
+local REFRESH_FAIL = { 70043, "The refresh token has expired or is invalid due to sign-in frequency checks by conditional access." }
+function MS:gen_signin_ni(i)
+  local seed = self.seed
+  local h = T.hash(seed, "signin_ni", i)
+  local u = self.gen_users[T.below(h, #self.gen_users) + 1]
+  local s = { id = T.uuid(seed, "signinniid", i), ms = spread_ms(self, "signin_ni", self.nsignins_ni, i), user = u,
+              app = SIGNIN_APPS[T.below(T.hash(h, 1), #SIGNIN_APPS) + 1], ip = u.ip, city = CITIES[u.city],
+              device = DEVICES[u.device], correlationId = T.uuid(seed, "snicorr", i), errorCode = 0, isInteractive = false,
+              clientAppUsed = "Mobile Apps and Desktop clients" }
+  if not u.enabled0 then
+    s.errorCode, s.failureReason = SIGNIN_FAIL[5][1], SIGNIN_FAIL[5][2]
+  elseif T.unit(T.hash(h, 3)) < 0.05 then
+    s.errorCode, s.failureReason = REFRESH_FAIL[1], REFRESH_FAIL[2]
+  end
+  return self:signin_json(s)
+end
+
 -- test helper: store one sign-in; spec {user=, ms=, errorCode=, failureReason=, city=, state=, countryOrRegion=,
 -- latitude=, longitude=, ip=, clientAppUsed=, app= (appDisplayName), risk=}
 function MS:add_signin(spec)
@@ -241,6 +260,32 @@ function MS:h_signins(req)
   return self:log_page(req, { n = self.nsignins, stream = "signin", gen = function(i) return self:gen_signin(i) end,
     list = self.state.signins, prop = "createdDateTime", context = "auditLogs/signIns", top_default = 1000, top_max = 1000 })
 end
+-- beta: sign-ins carry signInEventTypes, and the log holds interactive sign-ins unless the $filter asks
+-- for non-interactive ones (`signInEventTypes/any(t: t eq 'nonInteractiveUser')`; a filter asking for
+-- both kinds at once is answered with the non-interactive ones only).
+local function typed(ev, kind)
+  local o = {}
+  for k, v in pairs(ev) do o[k] = v end
+  o.signInEventTypes = A({ kind })
+  return o
+end
+function MS:h_beta_signins(req)
+  if not self.entra_premium then
+    return self:graph_err(403, "Authentication_RequestFromNonPremiumTenantOrB2CTenant",
+      "Neither tenant is B2C or tenant doesn't have premium license", req)
+  end
+  if tostring(req.query["$filter"] or ""):find("'nonInteractiveUser'", 1, true) then
+    return self:log_page(req, { n = self.nsignins_ni, stream = "signin_ni", list = {},
+      gen = function(i) return typed(self:gen_signin_ni(i), "nonInteractiveUser") end,
+      prop = "createdDateTime", context = "auditLogs/signIns", top_default = 1000, top_max = 1000 })
+  end
+  local stored = {}
+  for k, r in ipairs(self.state.signins) do stored[k] = { ms = r.ms, seq = r.seq, ev = typed(r.ev, "interactiveUser") } end
+  return self:log_page(req, { n = self.nsignins, stream = "signin", list = stored,
+    gen = function(i) return typed(self:gen_signin(i), "interactiveUser") end,
+    prop = "createdDateTime", context = "auditLogs/signIns", top_default = 1000, top_max = 1000 })
+end
+
 function MS:h_log_item(req)
   local signin = req.path:find("/signIns/")
   local id = req.params.lid
