@@ -1,4 +1,5 @@
-/* crypto.c — the `crypto` Lua module: hashes, MACs, base64, RS256 and AES-256-GCM sealing.
+/* crypto.c — the `crypto` Lua module: hashes, MACs, base64, RS256, ES256, key pairs and their public
+ * JWKs (RFC 7517), AES-256-GCM sealing.
  *
  * OpenSSL 3 EVP APIs only.  Output buffers are Lua-owned (luaL_Buffer or a scratch userdata), and every
  * OpenSSL object is freed before anything can raise, so no error path leaks.
@@ -6,9 +7,13 @@
 #include <limits.h>
 #include <string.h>
 #include <openssl/crypto.h>
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
 #include <openssl/decoder.h>
+#include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/param_build.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/x509.h>
@@ -81,10 +86,8 @@ static int c_random(lua_State *L) {
 
 /* ---- base64 ---- */
 
-static int b64encode(lua_State *L, int url) {
-    size_t len;
-    const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &len);
-    luaL_argcheck(L, len <= (size_t)INT_MAX / 4 * 3 - 3, 1, "too long");
+/* pushes the base64 (url: base64url without padding) of len bytes at s */
+static void b64push(lua_State *L, const unsigned char *s, size_t len, int url) {
     size_t cap = 4 * ((len + 2) / 3) + 1;
     luaL_Buffer b;
     char *p = luaL_buffinitsize(L, &b, cap);
@@ -97,6 +100,13 @@ static int b64encode(lua_State *L, int url) {
         }
     }
     luaL_pushresultsize(&b, (size_t)n);
+}
+
+static int b64encode(lua_State *L, int url) {
+    size_t len;
+    const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &len);
+    luaL_argcheck(L, len <= (size_t)INT_MAX / 4 * 3 - 3, 1, "too long");
+    b64push(L, s, len, url);
     return 1;
 }
 static int c_b64(lua_State *L) { return b64encode(L, 0); }
@@ -165,11 +175,11 @@ static EVP_PKEY *read_private(const char *pem, size_t len) {
 }
 
 /* A public key PEM ("PUBLIC KEY" or PKCS#1 "RSA PUBLIC KEY"), or a certificate PEM (SAML/OIDC providers
- * often publish certificates). */
-static EVP_PKEY *read_public(const char *pem, size_t len) {
+ * often publish certificates), of the key type `type` ("RSA", "EC"; NULL: any). */
+static EVP_PKEY *read_public(const char *pem, size_t len, const char *type) {
     EVP_PKEY *k = NULL;
     OSSL_DECODER_CTX *dctx =
-        OSSL_DECODER_CTX_new_for_pkey(&k, "PEM", NULL, "RSA", EVP_PKEY_PUBLIC_KEY, NULL, NULL);
+        OSSL_DECODER_CTX_new_for_pkey(&k, "PEM", NULL, type, EVP_PKEY_PUBLIC_KEY, NULL, NULL);
     if (dctx) {
         const unsigned char *p = (const unsigned char *)pem;
         size_t left = len;
@@ -229,7 +239,7 @@ static int c_rs256_verify(lua_State *L) {
     const char *msg = luaL_checklstring(L, 2, &mlen);
     const char *sig = luaL_checklstring(L, 3, &slen);
     luaL_argcheck(L, plen <= INT_MAX, 1, "too long");
-    EVP_PKEY *key = read_public(pem, plen);
+    EVP_PKEY *key = read_public(pem, plen, "RSA");
     if (!key || !EVP_PKEY_is_a(key, "RSA")) {
         EVP_PKEY_free(key);
         ERR_clear_error();
@@ -245,6 +255,260 @@ static int c_rs256_verify(lua_State *L) {
     EVP_PKEY_free(key);
     ERR_clear_error();
     lua_pushboolean(L, ok);
+    return 1;
+}
+
+/* ---- ES256 (ECDSA P-256 with SHA-256, JWS signature format: R || S, 32 bytes each) ---- */
+
+#define ES256_HALF 32
+
+static int is_p256(EVP_PKEY *key) {
+    char group[32];
+    return key && EVP_PKEY_is_a(key, "EC") &&
+           EVP_PKEY_get_group_name(key, group, sizeof group, NULL) == 1 && strcmp(group, "prime256v1") == 0;
+}
+
+static int fail(lua_State *L, const char *err) {
+    ERR_clear_error();
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    return 2;
+}
+
+static int c_es256_sign(lua_State *L) {
+    size_t plen, mlen, derlen = 0;
+    const char *pem = luaL_checklstring(L, 1, &plen);
+    const char *msg = luaL_checklstring(L, 2, &mlen);
+    luaL_argcheck(L, plen <= INT_MAX, 1, "too long");
+    unsigned char out[2 * ES256_HALF];
+    const char *err = NULL;
+    unsigned char *der = NULL;
+    ECDSA_SIG *sig = NULL;
+    EVP_MD_CTX *ctx = NULL;
+    EVP_PKEY *key = read_private(pem, plen);
+    if (!is_p256(key)) { err = "key"; goto done; }
+    ctx = EVP_MD_CTX_new();
+    if (!ctx || EVP_DigestSignInit(ctx, NULL, EVP_sha256(), NULL, key) != 1 ||
+        EVP_DigestSign(ctx, NULL, &derlen, (const unsigned char *)msg, mlen) != 1 ||
+        !(der = OPENSSL_malloc(derlen)) ||
+        EVP_DigestSign(ctx, der, &derlen, (const unsigned char *)msg, mlen) != 1) {
+        err = "sign"; goto done;
+    }
+    /* OpenSSL signs in DER (SEQUENCE of two INTEGERs); JWS wants both fixed-width, big-endian */
+    const unsigned char *p = der;
+    const BIGNUM *r, *s;
+    if (!(sig = d2i_ECDSA_SIG(NULL, &p, (long)derlen))) { err = "sign"; goto done; }
+    ECDSA_SIG_get0(sig, &r, &s);
+    if (BN_bn2binpad(r, out, ES256_HALF) != ES256_HALF || BN_bn2binpad(s, out + ES256_HALF, ES256_HALF) != ES256_HALF)
+        err = "sign";
+done:
+    ECDSA_SIG_free(sig);
+    OPENSSL_free(der);
+    EVP_MD_CTX_free(ctx);
+    EVP_PKEY_free(key);
+    if (err) return fail(L, err);
+    lua_pushlstring(L, (const char *)out, sizeof out);
+    return 1;
+}
+
+static int c_es256_verify(lua_State *L) {
+    size_t plen, mlen, slen;
+    const char *pem = luaL_checklstring(L, 1, &plen);
+    const char *msg = luaL_checklstring(L, 2, &mlen);
+    const unsigned char *jws = (const unsigned char *)luaL_checklstring(L, 3, &slen);
+    luaL_argcheck(L, plen <= INT_MAX, 1, "too long");
+    EVP_PKEY *key = read_public(pem, plen, "EC");
+    if (!is_p256(key)) {
+        EVP_PKEY_free(key);
+        return fail(L, "key");
+    }
+    int ok = 0, derlen = 0;
+    unsigned char *der = NULL;
+    ECDSA_SIG *sig = NULL;
+    BIGNUM *r = NULL, *s = NULL;
+    EVP_MD_CTX *ctx = NULL;
+    if (slen != 2 * ES256_HALF) goto done;        /* any other length is not an ES256 signature */
+    r = BN_bin2bn(jws, ES256_HALF, NULL);
+    s = BN_bin2bn(jws + ES256_HALF, ES256_HALF, NULL);
+    if (!r || !s || !(sig = ECDSA_SIG_new()) || ECDSA_SIG_set0(sig, r, s) != 1) goto done;
+    r = s = NULL;                                  /* owned by sig now */
+    if ((derlen = i2d_ECDSA_SIG(sig, &der)) <= 0) goto done;
+    ctx = EVP_MD_CTX_new();
+    if (ctx && EVP_DigestVerifyInit(ctx, NULL, EVP_sha256(), NULL, key) == 1)
+        ok = EVP_DigestVerify(ctx, der, (size_t)derlen, (const unsigned char *)msg, mlen) == 1;
+done:
+    BN_free(r);
+    BN_free(s);
+    ECDSA_SIG_free(sig);
+    OPENSSL_free(der);
+    EVP_MD_CTX_free(ctx);
+    EVP_PKEY_free(key);
+    ERR_clear_error();
+    lua_pushboolean(L, ok);
+    return 1;
+}
+
+/* ---- key pairs and JWKs ---- */
+
+#define PEM_MAX 16384          /* an RSA 8192 private key in PEM is about 6.5 KB */
+#define JWK_MAX 1024           /* the largest JWK member: an RSA 8192 modulus */
+
+/* crypto.keygen("P-256") | crypto.keygen("RSA"[, bits]) -> PKCS#8 PEM of a new private key. */
+static int c_keygen(lua_State *L) {
+    static const char *const kinds[] = {"P-256", "RSA", NULL};
+    int kind = luaL_checkoption(L, 1, NULL, kinds);
+    lua_Integer bits = luaL_optinteger(L, 2, 2048);
+    luaL_argcheck(L, kind != 1 || (bits >= 2048 && bits <= 8192), 2, "RSA bits must be 2048 to 8192");
+    /* scratch first: nothing below may raise while OpenSSL objects are alive */
+    char *out = lua_newuserdatauv(L, PEM_MAX, 0);
+    EVP_PKEY *key = kind == 0 ? EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256")
+                              : EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)bits);
+    BIO *bio = key ? BIO_new(BIO_s_secmem()) : NULL;
+    char *data = NULL;
+    long n = 0;
+    if (bio && PEM_write_bio_PrivateKey(bio, key, NULL, NULL, 0, NULL, NULL) == 1) n = BIO_get_mem_data(bio, &data);
+    int ok = data && n > 0 && n <= PEM_MAX;
+    if (ok) memcpy(out, data, (size_t)n);
+    BIO_free(bio);
+    EVP_PKEY_free(key);
+    if (!ok) return fail(L, "keygen");
+    lua_pushlstring(L, out, (size_t)n);
+    OPENSSL_cleanse(out, (size_t)n);
+    return 1;
+}
+
+/* big-endian bytes of a key's BIGNUM parameter, left-padded to width (0: minimal) -> length, or -1 */
+static int bn_param(EVP_PKEY *key, const char *name, unsigned char *out, int width) {
+    BIGNUM *bn = NULL;
+    int n = -1;
+    if (EVP_PKEY_get_bn_param(key, name, &bn) == 1 && BN_num_bytes(bn) <= (width ? width : JWK_MAX))
+        n = width ? BN_bn2binpad(bn, out, width) : BN_bn2bin(bn, out);
+    BN_free(bn);
+    return n;
+}
+
+/* crypto.jwk(pem) -> the public JWK of a private or public key PEM: {kty="EC", crv="P-256", x=, y=} or
+ * {kty="RSA", n=, e=} (members base64url). */
+static int c_jwk(lua_State *L) {
+    size_t plen;
+    const char *pem = luaL_checklstring(L, 1, &plen);
+    luaL_argcheck(L, plen <= INT_MAX, 1, "too long");
+    unsigned char a[JWK_MAX], b[JWK_MAX];
+    int na = -1, nb = -1, ec = 0;
+    EVP_PKEY *key = read_private(pem, plen);
+    if (!key) key = read_public(pem, plen, NULL);
+    if (is_p256(key)) {
+        ec = 1;
+        na = bn_param(key, OSSL_PKEY_PARAM_EC_PUB_X, a, ES256_HALF);
+        nb = bn_param(key, OSSL_PKEY_PARAM_EC_PUB_Y, b, ES256_HALF);
+    } else if (key && EVP_PKEY_is_a(key, "RSA")) {
+        na = bn_param(key, OSSL_PKEY_PARAM_RSA_N, a, 0);
+        nb = bn_param(key, OSSL_PKEY_PARAM_RSA_E, b, 0);
+    }
+    EVP_PKEY_free(key);
+    if (na <= 0 || nb <= 0) return fail(L, "key");
+    ERR_clear_error();
+    lua_createtable(L, 0, 4);
+    lua_pushstring(L, ec ? "EC" : "RSA");
+    lua_setfield(L, -2, "kty");
+    if (ec) {
+        lua_pushliteral(L, "P-256");
+        lua_setfield(L, -2, "crv");
+    }
+    b64push(L, a, (size_t)na, 1);
+    lua_setfield(L, -2, ec ? "x" : "n");
+    b64push(L, b, (size_t)nb, 1);
+    lua_setfield(L, -2, ec ? "y" : "e");
+    return 1;
+}
+
+/* jwk[name] decoded from base64url into out -> length, or -1 (missing, not base64url, too long) */
+static int jwk_member(lua_State *L, const char *name, unsigned char *out, size_t cap) {
+    int n = -1;
+    if (lua_getfield(L, 1, name) == LUA_TSTRING) {
+        lua_pushcfunction(L, c_unb64url);
+        lua_insert(L, -2);
+        lua_call(L, 1, 1);
+        size_t len;
+        const char *s = lua_tolstring(L, -1, &len);
+        if (s && len > 0 && len <= cap) {
+            memcpy(out, s, len);
+            n = (int)len;
+        }
+    }
+    lua_pop(L, 1);
+    return n;
+}
+
+/* crypto.jwk_pem(jwk) -> the "PUBLIC KEY" PEM of a public JWK (EC P-256 or RSA), e.g. to verify a JWS whose
+ * header carries its key (DPoP proofs). */
+static int c_jwk_pem(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_getfield(L, 1, "kty");
+    const char *kty = lua_tostring(L, -1);
+    int ec = kty && strcmp(kty, "EC") == 0, rsa = kty && strcmp(kty, "RSA") == 0;
+    lua_pop(L, 1);
+    lua_getfield(L, 1, "crv");
+    const char *crv = lua_tostring(L, -1);
+    if (ec && !(crv && strcmp(crv, "P-256") == 0)) ec = 0;
+    lua_pop(L, 1);
+    /* decode everything before any OpenSSL object exists (the decoding may raise on OOM) */
+    unsigned char a[JWK_MAX], b[JWK_MAX], point[1 + 2 * ES256_HALF];
+    int na = -1, nb = -1;
+    if (ec) {
+        na = jwk_member(L, "x", a, sizeof a);
+        nb = jwk_member(L, "y", b, sizeof b);
+        if (na != ES256_HALF || nb != ES256_HALF) ec = 0;
+    } else if (rsa) {
+        na = jwk_member(L, "n", a, sizeof a);
+        nb = jwk_member(L, "e", b, 8);
+        if (na < 64 || nb <= 0) rsa = 0;
+    }
+    if (!ec && !rsa) return fail(L, "key");
+    char out[4096];
+    long n = 0;
+    EVP_PKEY *key = NULL;
+    EVP_PKEY_CTX *pctx = EVP_PKEY_CTX_new_from_name(NULL, ec ? "EC" : "RSA", NULL);
+    OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
+    OSSL_PARAM *params = NULL;
+    BIGNUM *bn_n = NULL, *bn_e = NULL;
+    BIO *bio = NULL;
+    char *data = NULL;
+    if (!pctx || !bld) goto done;
+    if (ec) {
+        point[0] = 0x04;                           /* uncompressed point: 04 || x || y */
+        memcpy(point + 1, a, ES256_HALF);
+        memcpy(point + 1 + ES256_HALF, b, ES256_HALF);
+        if (OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, "prime256v1", 0) != 1 ||
+            OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, point, sizeof point) != 1)
+            goto done;
+    } else {
+        bn_n = BN_bin2bn(a, na, NULL);
+        bn_e = BN_bin2bn(b, nb, NULL);
+        if (!bn_n || !bn_e || OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, bn_n) != 1 ||
+            OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, bn_e) != 1)
+            goto done;
+    }
+    /* the EC import refuses a point that is not on the curve */
+    if (!(params = OSSL_PARAM_BLD_to_param(bld)) || EVP_PKEY_fromdata_init(pctx) != 1 ||
+        EVP_PKEY_fromdata(pctx, &key, EVP_PKEY_PUBLIC_KEY, params) != 1)
+        goto done;
+    if ((bio = BIO_new(BIO_s_mem())) && PEM_write_bio_PUBKEY(bio, key) == 1) {
+        n = BIO_get_mem_data(bio, &data);
+        if (data && n > 0 && n <= (long)sizeof out) memcpy(out, data, (size_t)n);
+        else n = 0;
+    }
+done:
+    BIO_free(bio);
+    BN_free(bn_n);
+    BN_free(bn_e);
+    OSSL_PARAM_free(params);
+    OSSL_PARAM_BLD_free(bld);
+    EVP_PKEY_CTX_free(pctx);
+    EVP_PKEY_free(key);
+    if (n <= 0) return fail(L, "key");
+    ERR_clear_error();
+    lua_pushlstring(L, out, (size_t)n);
     return 1;
 }
 
@@ -335,6 +599,8 @@ int luaopen_crypto(lua_State *L) {
         {"hex", c_hex}, {"equal", c_equal}, {"random", c_random},
         {"b64", c_b64}, {"unb64", c_unb64}, {"b64url", c_b64url}, {"unb64url", c_unb64url},
         {"rs256_sign", c_rs256_sign}, {"rs256_verify", c_rs256_verify},
+        {"es256_sign", c_es256_sign}, {"es256_verify", c_es256_verify},
+        {"keygen", c_keygen}, {"jwk", c_jwk}, {"jwk_pem", c_jwk_pem},
         {"seal", c_seal}, {"open", c_open},
         {NULL, NULL}};
     luaL_newlib(L, fns);

@@ -1,5 +1,5 @@
 /* test_crypto.c — the crypto module against published vectors (FIPS 180 SHA-256, RFC 4231, RFC 2202,
- * RFC 4648, the GCM spec's test case 16) plus round trips and failure paths. */
+ * RFC 4648, RFC 7515 A.3's ES256 JWS, the GCM spec's test case 16) plus round trips and failure paths. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -190,6 +190,52 @@ static void test_rs256(void **state) {
         "assert(not pcall(crypto.rs256_sign, nil, 'x'))\n");
 }
 
+/* ES256, key generation and JWKs: RFC 7515 A.3's published ES256 JWS verifies with the key built from its
+ * JWK; generated keys sign, their JWK rebuilds the same public key; bad keys and points are refused. */
+static void test_es256_jwk(void **state) {
+    run(*state,
+        "local jwk = {kty = 'EC', crv = 'P-256', x = 'f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU',"
+        "             y = 'x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0'}\n"
+        "local pub = assert(crypto.jwk_pem(jwk))\n"
+        "eq(pub, '-----BEGIN PUBLIC KEY-----\\n"
+        "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEf83OJ3D2xF1Bg8vub9tLe1gHMzV7\\n"
+        "6e8Tus9uPHvRVEXH8UTNG72bfocs3+257rn0s2ldbqkLJK2KRiMohYjlrQ==\\n"
+        "-----END PUBLIC KEY-----\\n', 'SPKI of the JWK')\n"
+        "local input = 'eyJhbGciOiJFUzI1NiJ9.eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFt"
+        "cGxlLmNvbS9pc19yb290Ijp0cnVlfQ'\n"
+        "local sig = crypto.unb64url('DtEhU3ljbEg8L38VWAfUAqOyKAM6-Xx-F4GawxaepmXFCgfTjDxw5djxLa8ISlSApmWQxfKTUJqPP3-Kg6NU1Q')\n"
+        "eq(crypto.es256_verify(pub, input, sig), true, 'RFC 7515 A.3')\n"
+        "eq(crypto.es256_verify(pub, input .. 'x', sig), false, 'changed input')\n"
+        "eq(crypto.es256_verify(pub, input, sig:sub(1, 63)), false, 'short signature')\n"
+        "eq(crypto.es256_verify(pub, input, string.rep('\\0', 64)), false, 'zero signature')\n"
+        "local j2 = assert(crypto.jwk(pub)); eq(j2.kty, 'EC'); eq(j2.crv, 'P-256'); eq(j2.x, jwk.x); eq(j2.y, jwk.y)\n"
+        /* a generated P-256 key: fresh each time, signs 64-byte JWS signatures its own JWK verifies */
+        "local k = assert(crypto.keygen('P-256'))\n"
+        "assert(k:find('BEGIN PRIVATE KEY', 1, true))\n"
+        "assert(k ~= crypto.keygen('P-256'))\n"
+        "local kj = assert(crypto.jwk(k)); eq(kj.kty, 'EC'); eq(kj.d, nil, 'no private member')\n"
+        "local s = assert(crypto.es256_sign(k, 'a.b')); eq(#s, 64)\n"
+        "eq(crypto.es256_verify(crypto.jwk_pem(kj), 'a.b', s), true)\n"
+        "eq(crypto.es256_verify(pub, 'a.b', s), false, 'another key')\n"
+        /* RSA: the JWK of a generated key rebuilds a key that verifies its RS256 signatures */
+        "local r = assert(crypto.keygen('RSA'))\n"
+        "local rj = assert(crypto.jwk(r)); eq(rj.kty, 'RSA'); eq(rj.e, 'AQAB'); eq(#crypto.unb64url(rj.n), 256)\n"
+        "eq(crypto.rs256_verify(assert(crypto.jwk_pem(rj)), 'm', crypto.rs256_sign(r, 'm')), true)\n"
+        /* refusals: operational failures are nil, 'key'; misuse raises */
+        "local v, err = crypto.es256_sign(r, 'x'); eq(v, nil); eq(err, 'key')\n"
+        "v, err = crypto.es256_sign('junk', 'x'); eq(v, nil); eq(err, 'key')\n"
+        "v, err = crypto.es256_verify(crypto.jwk_pem(rj), 'x', s); eq(v, nil); eq(err, 'key')\n"
+        "v, err = crypto.jwk('junk'); eq(v, nil); eq(err, 'key')\n"
+        "v, err = crypto.jwk_pem({kty = 'EC', crv = 'P-256', x = jwk.x, y = jwk.x}); eq(v, nil, 'point off the curve'); eq(err, 'key')\n"
+        "v, err = crypto.jwk_pem({kty = 'EC', crv = 'P-384', x = jwk.x, y = jwk.y}); eq(v, nil); eq(err, 'key')\n"
+        "v, err = crypto.jwk_pem({kty = 'EC', crv = 'P-256', x = jwk.x}); eq(v, nil); eq(err, 'key')\n"
+        "v, err = crypto.jwk_pem({kty = 'EC', crv = 'P-256', x = '!!', y = jwk.y}); eq(v, nil); eq(err, 'key')\n"
+        "v, err = crypto.jwk_pem({kty = 'oct', k = 'AAAA'}); eq(v, nil); eq(err, 'key')\n"
+        "assert(not pcall(crypto.jwk_pem, 'x'))\n"
+        "assert(not pcall(crypto.keygen, 'P-384'))\n"
+        "assert(not pcall(crypto.keygen, 'RSA', 1024))\n");
+}
+
 static const char *TC16 =
     "K = unhex('feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308')\n"
     "P = unhex('d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a72"
@@ -264,6 +310,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_hex_equal_random, setup, teardown),
         cmocka_unit_test_setup_teardown(test_base64_rfc4648, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rs256, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_es256_jwk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gcm_vector_c, setup, teardown),
         cmocka_unit_test_setup_teardown(test_seal_open, setup, teardown),
     };
