@@ -248,6 +248,105 @@ describe("sandbox okta", function()
     s2:close()
   end)
 
+  -- RFC 9449 as Okta's DPoP guide has it: a proof on the token request, the server's nonce, a DPoP-bound
+  -- token, then `Authorization: DPoP` with a fresh proof carrying the token's hash on every request.
+  it("DPoP: an app that requires it wants a proof and the server's nonce, and binds the token to the key", function()
+    local client_key = assert(crypto.keygen("RSA"))
+    local pub = assert(crypto.jwk_pem(assert(crypto.jwk(client_key))))
+    local t2 = new_tenant{ oauth_client = { client_id = "0oadpop", public_key = pub, scopes = { "okta.users.read" }, dpop = true } }
+    local s2 = start(t2)
+    local token_url = s2.url .. "/oauth2/v1/token"
+    local n = 0
+    local function assertion()
+      n = n + 1
+      local now = math.floor(sched.time())
+      local h = crypto.b64url(J.encode{ alg = "RS256", typ = "JWT" })
+      local c = crypto.b64url(J.encode{ iss = "0oadpop", sub = "0oadpop", aud = token_url, iat = now, exp = now + 300, jti = "a" .. n })
+      return h .. "." .. c .. "." .. crypto.b64url(crypto.rs256_sign(client_key, h .. "." .. c))
+    end
+    local key = assert(crypto.keygen("P-256"))
+    -- a proof: claims over {htm, htu, iat, jti}; alg ES256 with `key` unless told
+    local function proof(claims, opts)
+      opts = opts or {}
+      local k = opts.key or key
+      local alg = opts.alg or "ES256"
+      n = n + 1
+      local c = { htm = "GET", iat = math.floor(sched.time()), jti = "p" .. n }
+      for kk, v in pairs(claims) do c[kk] = v end
+      local h = crypto.b64url(J.encode{ typ = opts.typ or "dpop+jwt", alg = alg, jwk = opts.jwk or crypto.jwk(k) })
+      local b = crypto.b64url(J.encode(c))
+      local sig = (alg == "ES256" and crypto.es256_sign or crypto.rs256_sign)(k, h .. "." .. b)
+      return h .. "." .. b .. "." .. crypto.b64url(sig)
+    end
+    local function token_req(dpop)
+      return assert(http.request{ method = "POST", url = token_url,
+        headers = { ["Content-Type"] = "application/x-www-form-urlencoded", DPoP = dpop },
+        body = T.qs{ { "grant_type", "client_credentials" }, { "scope", "okta.users.read" },
+                     { "client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" },
+                     { "client_assertion", assertion() } } })
+    end
+    local res = token_req(nil)
+    assert.are.equal(400, res.status)
+    assert.are.same({ error = "invalid_dpop_proof", error_description = "The DPoP proof JWT header is missing." }, J.decode(res.body))
+    res = token_req(proof{ htm = "POST", htu = token_url })
+    assert.are.equal(400, res.status)
+    assert.are.equal("use_dpop_nonce", J.decode(res.body).error)
+    local nonce = assert(res.headers["dpop-nonce"])
+    res = token_req(proof{ htm = "POST", htu = token_url, nonce = "stale" })
+    assert.are.equal("use_dpop_nonce", J.decode(res.body).error)
+    res = token_req(proof{ htm = "POST", htu = s2.url .. "/oauth2/v1/elsewhere", nonce = nonce })
+    assert.are.same({ error = "invalid_dpop_proof", error_description = "'htu' claim in the DPoP proof JWT is invalid." }, J.decode(res.body))
+    res = token_req(proof{ htm = "POST", htu = token_url, nonce = nonce })
+    assert.are.equal(200, res.status, res.body)
+    local tok = J.decode(res.body)
+    assert.are.equal("DPoP", tok.token_type)
+    assert.are.equal("okta.users.read", tok.scope)
+    local at = tok.access_token
+    local ath = crypto.b64url(crypto.sha256(at))
+    local url = s2.url .. "/api/v1/users"
+    local function call(auth, dpop)
+      return get(s2, "/api/v1/users?limit=2", { Authorization = auth, DPoP = dpop })
+    end
+    -- the token is no bearer token; DPoP wants a proof, of this request, with the token's hash, once
+    res = call("Bearer " .. at)
+    assert.are.equal(401, res.status)
+    res = call("DPoP " .. at)
+    assert.are.equal(400, res.status)
+    assert.matches('error="invalid_dpop_proof"', res.headers["www-authenticate"], 1, true)
+    assert.are.equal("The DPoP proof JWT header is missing.", J.decode(res.body).error_description)
+    local function refused(p) return J.decode(call("DPoP " .. at, p).body).error_description end
+    assert.are.equal("'ath' claim in the DPoP proof JWT is invalid.", refused(proof{ htu = url }))
+    assert.are.equal("'htm' claim in the DPoP proof JWT is invalid.", refused(proof{ htm = "POST", htu = url, ath = ath }))
+    assert.are.equal("'htu' claim in the DPoP proof JWT is invalid.", refused(proof{ htu = s2.url .. "/api/v1/groups", ath = ath }))
+    assert.are.equal("'iat' claim in the DPoP proof JWT is invalid.", refused(proof{ htu = url, ath = ath, iat = math.floor(sched.time()) - 3600 }))
+    assert.are.equal("The DPoP proof JWT 'typ' header must be 'dpop+jwt'.", refused(proof({ htu = url, ath = ath }, { typ = "JWT" })))
+    local other = crypto.keygen("P-256")
+    assert.are.equal("The DPoP proof JWT signature is invalid.", refused(proof({ htu = url, ath = ath }, { jwk = crypto.jwk(other) })))
+    assert.are.equal("The DPoP proof JWT key does not match the access token's binding.", refused(proof({ htu = url, ath = ath }, { key = other })))
+    local with_d = crypto.jwk(key); with_d.d = "AAAA"
+    assert.are.equal("The DPoP proof JWT 'jwk' header must not contain a private key.", refused(proof({ htu = url, ath = ath }, { jwk = with_d })))
+    local good = proof{ htu = url .. "?limit=2", ath = ath }       -- htu without the query counts
+    res = call("DPoP " .. at, good)
+    assert.are.equal(200, res.status, res.body)
+    assert.are.equal(2, #J.decode(res.body))
+    assert.are.equal("The DPoP proof JWT has already been used.", J.decode(call("DPoP " .. at, good).body).error_description)
+    -- the scope still rules, and a token bound to this key is no good as DPoP without the key
+    res = get(s2, "/api/v1/groups", { Authorization = "DPoP " .. at, DPoP = proof{ htu = s2.url .. "/api/v1/groups", ath = ath } })
+    assert.are.equal(403, res.status)
+    -- the nonce is renewed daily; the previous one still works, the one before is refused
+    t2:rotate_dpop_nonce()
+    assert.are.equal(200, token_req(proof{ htm = "POST", htu = token_url, nonce = nonce }).status)
+    t2:rotate_dpop_nonce()
+    res = token_req(proof{ htm = "POST", htu = token_url, nonce = nonce })
+    assert.are.equal("use_dpop_nonce", J.decode(res.body).error)
+    assert.are_not.equal(nonce, res.headers["dpop-nonce"])
+    -- RS256 proofs too
+    local rsa = crypto.keygen("RSA")
+    res = token_req(proof({ htm = "POST", htu = token_url, nonce = res.headers["dpop-nonce"] }, { key = rsa, alg = "RS256" }))
+    assert.are.equal(200, res.status, res.body)
+    s2:close()
+  end)
+
   it("event hooks: verification challenge, then deliveries with the configured Authorization header", function()
     local rx = assert(server.listen{ port = 0 })
     local got = {}

@@ -1,6 +1,16 @@
 -- sandbox/okta/auth.lua — who may call: SSWS API tokens and OAuth access tokens of service apps
 -- (client credentials with private_key_jwt at the org authorization server), scopes per route, the rate
 -- budget and X-Rate-Limit-* headers, Okta's 429 and 5xx answers.
+--
+-- DPoP (RFC 9449), as Okta's guide "Configure OAuth 2.0 Demonstrating Proof-of-Possession" describes it
+-- for Okta resources: a service app with `dpop = true` ("Require Demonstrating Proof of Possession (DPoP)
+-- header in token requests", on by default for new apps) must send a DPoP proof JWT (typ dpop+jwt, ES256
+-- or RS256, its public jwk in the header; htm, htu, iat, jti) with the token request; the first proof
+-- without the server's nonce gets 400 use_dpop_nonce and a DPoP-Nonce header (the nonce is renewed
+-- every 24 hours and the previous one stays valid); the token is then bound to the key (token_type DPoP,
+-- cnf.jkt) and each resource request needs `Authorization: DPoP <token>` and a fresh proof with ath (the
+-- token's hash).  Okta's resource server requires no nonce.  A refused proof is a 400 with
+-- WWW-Authenticate: DPoP error="invalid_dpop_proof", as Okta answers (okta-sdk-python issue 541).
 local O = require "sandbox.okta.org"
 local T, Okta = O.T, O.Okta
 local json, jnull, iso = O.json, O.jnull, O.iso
@@ -16,6 +26,81 @@ local function needed_scope(req, ropts)
   if not ropts.scope then return nil end
   if ropts.scope:find("%.read$") or ropts.scope:find("%.manage$") then return ropts.scope end
   return ropts.scope .. ((req.method == "GET" or req.method == "HEAD") and ".read" or ".manage")
+end
+
+---------------------------------------------------------------------------------------------- DPoP
+local DPOP_ALGS = { ES256 = "EC", RS256 = "RSA" }
+local PRIVATE_JWK = { "d", "p", "q", "dp", "dq", "qi", "k" }
+local IAT_PAST, IAT_FUTURE = 300, 60     -- seconds a proof's iat may lie before / after the server's clock
+
+-- RFC 7638 thumbprint of a public JWK: the SHA-256 of its required members, in lexical order
+local function thumbprint(jwk)
+  local canon = jwk.kty == "EC" and ('{"crv":%s,"kty":"EC","x":%s,"y":%s}'):format(json().encode(jwk.crv), json().encode(jwk.x), json().encode(jwk.y))
+    or ('{"e":%s,"kty":"RSA","n":%s}'):format(json().encode(jwk.e), json().encode(jwk.n))
+  return crypto().b64url(crypto().sha256(canon))
+end
+O.thumbprint = thumbprint
+
+-- the current nonce, and the one before it (still accepted)
+function Okta:dpop_nonce()
+  self.nonce_gen = self.nonce_gen or 1
+  return T.b62(32, self.seed, "dpop-nonce", self.nonce_gen), T.b62(32, self.seed, "dpop-nonce", self.nonce_gen - 1)
+end
+-- test helper: the daily renewal of the nonce
+function Okta:rotate_dpop_nonce() self.nonce_gen = (self.nonce_gen or 1) + 1 end
+
+-- The DPoP proof of a request -> the thumbprint of its key | nil, description.  htu is compared on the
+-- decoded URL without query, as Okta does; with `token`, ath must be its hash; with `nonce`, the proof
+-- must carry a valid nonce (-> nil, description, "use_dpop_nonce").
+function Okta:check_dpop(req, token, nonce)
+  local proof = req.headers["dpop"]
+  if not proof or proof == "" then return nil, "The DPoP proof JWT header is missing." end
+  local cr = crypto()
+  local h64, p64, s64 = proof:match("^([%w_%-]+)%.([%w_%-]+)%.([%w_%-]+)$")
+  local header = h64 and json().decode(cr.unb64url(h64) or "")
+  local claims = p64 and json().decode(cr.unb64url(p64) or "")
+  if type(header) ~= "table" or type(claims) ~= "table" then return nil, "The DPoP proof JWT is malformed." end
+  if header.typ ~= "dpop+jwt" then return nil, "The DPoP proof JWT 'typ' header must be 'dpop+jwt'." end
+  local kty = DPOP_ALGS[header.alg]
+  if not kty then return nil, "The DPoP proof JWT 'alg' header is not supported." end
+  local jwk = header.jwk
+  if type(jwk) ~= "table" or jwk.kty ~= kty then return nil, "The DPoP proof JWT 'jwk' header is invalid." end
+  for _, k in ipairs(PRIVATE_JWK) do
+    if jwk[k] ~= nil then return nil, "The DPoP proof JWT 'jwk' header must not contain a private key." end
+  end
+  local pem = cr.jwk_pem(jwk)
+  local verify = header.alg == "ES256" and cr.es256_verify or cr.rs256_verify
+  if not pem or verify(pem, h64 .. "." .. p64, cr.unb64url(s64) or "") ~= true then
+    return nil, "The DPoP proof JWT signature is invalid."
+  end
+  if claims.htm ~= req.method then return nil, "'htm' claim in the DPoP proof JWT is invalid." end
+  local origin = self.base_url:match("^(https?://[^/]+)")
+  if type(claims.htu) ~= "string" or T.urldecode(claims.htu:gsub("[?#].*$", "")) ~= T.urldecode(origin .. req.path) then
+    return nil, "'htu' claim in the DPoP proof JWT is invalid."
+  end
+  local now = self:wall_s()
+  if math.type(claims.iat) ~= "integer" or claims.iat < now - IAT_PAST or claims.iat > now + IAT_FUTURE then
+    return nil, "'iat' claim in the DPoP proof JWT is invalid."
+  end
+  if type(claims.jti) ~= "string" or claims.jti == "" then return nil, "'jti' claim in the DPoP proof JWT is missing." end
+  if token and claims.ath ~= cr.b64url(cr.sha256(token)) then return nil, "'ath' claim in the DPoP proof JWT is invalid." end
+  if nonce then
+    local cur, prev = self:dpop_nonce()
+    if claims.nonce ~= cur and claims.nonce ~= prev then
+      return nil, "Authorization server requires nonce in DPoP proof.", "use_dpop_nonce"
+    end
+  end
+  -- a proof is good once (Okta: resource servers track jti and accept none twice)
+  self.dpop_jti = self.dpop_jti or {}
+  if self.dpop_jti[claims.jti] then return nil, "The DPoP proof JWT has already been used." end
+  self.dpop_jti[claims.jti] = true
+  return thumbprint(jwk)
+end
+
+local function dpop_refused(desc)
+  return 400, { error = "invalid_dpop_proof", error_description = desc },
+    { ["Content-Type"] = "application/json",
+      ["WWW-Authenticate"] = ('DPoP algs="ES256 RS256", error="invalid_dpop_proof", error_description="%s"'):format(desc) }
 end
 
 function Okta:precheck(req, ropts)
@@ -34,8 +119,15 @@ function Okta:precheck(req, ropts)
     req.actor = { id = self.admin.id, type = "User", alternateId = self.admin.profile.login,
                   displayName = self.admin.profile.displayName, detailEntry = jnull() }
     return nil
-  elseif scheme == "bearer" then
+  elseif scheme == "bearer" or scheme == "dpop" then
     local at = self.access_tokens[cred]
+    -- a DPoP-bound token is refused as a bearer token, and a bearer one as DPoP (RFC 9449 7.1, 7.2)
+    if at and (at.jkt ~= nil) ~= (scheme == "dpop") then at = nil end
+    if at and at.jkt then
+      local jkt, why = self:check_dpop(req, cred)
+      if not jkt then return dpop_refused(why) end
+      if jkt ~= at.jkt then return dpop_refused("The DPoP proof JWT key does not match the access token's binding.") end
+    end
     if at and at.exp > self:wall_s() then
       local need = needed_scope(req, ropts)
       if need and not at.scopes[need] then
@@ -130,12 +222,22 @@ function Okta:h_token(req)
   if type(claims.iat) == "number" and claims.exp - claims.iat > 3600 then
     return oauth_err(401, "invalid_client", "The client_assertion token has an expiration too far in the future.")
   end
-  if claims.jti then
-    if self.used_jti[claims.jti] then
-      return oauth_err(401, "invalid_client", "The client_assertion token has already been used.")
-    end
-    self.used_jti[claims.jti] = true
+  if claims.jti and self.used_jti[claims.jti] then
+    return oauth_err(401, "invalid_client", "The client_assertion token has already been used.")
   end
+  -- the app requires DPoP: a proof, then one with the current nonce (the first answer gives it)
+  local jkt
+  if c.dpop then
+    local why, code
+    jkt, why, code = self:check_dpop(req, nil, true)
+    if not jkt and code == "use_dpop_nonce" then
+      local st, body, hdr = oauth_err(400, "use_dpop_nonce", why)
+      hdr["DPoP-Nonce"] = (self:dpop_nonce())
+      return st, body, hdr
+    end
+    if not jkt then return oauth_err(400, "invalid_dpop_proof", why) end
+  end
+  if claims.jti then self.used_jti[claims.jti] = true end
   if not f.scope or f.scope == "" then
     return oauth_err(400, "invalid_scope", "The authorization server resource does not have any configured default scopes, 'scope' must be provided.")
   end
@@ -149,8 +251,8 @@ function Okta:h_token(req)
     set[s] = true; list[#list + 1] = s
   end
   local tok = cr.b64url(cr.random(32))
-  self.access_tokens[tok] = { client_id = c.client_id, scopes = set, exp = now + 3600 }
-  return 200, { token_type = "Bearer", expires_in = 3600, access_token = tok, scope = table.concat(list, " ") },
+  self.access_tokens[tok] = { client_id = c.client_id, scopes = set, exp = now + 3600, jkt = jkt }
+  return 200, { token_type = jkt and "DPoP" or "Bearer", expires_in = 3600, access_token = tok, scope = table.concat(list, " ") },
          { ["Cache-Control"] = "no-store", Pragma = "no-cache" }
 end
 

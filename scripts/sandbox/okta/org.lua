@@ -57,7 +57,8 @@ local UAS = {
 local SCOPES = {
   "okta.users.read", "okta.users.manage", "okta.groups.read", "okta.groups.manage", "okta.roles.read",
   "okta.roles.manage", "okta.logs.read", "okta.apps.read", "okta.apps.manage", "okta.sessions.read",
-  "okta.sessions.manage", "okta.eventHooks.read", "okta.eventHooks.manage",
+  "okta.sessions.manage", "okta.eventHooks.read", "okta.eventHooks.manage", "okta.apiTokens.read",
+  "okta.apiTokens.manage",
 }
 
 O.CITIES, O.FOREIGN, O.UAS, O.SCOPES = CITIES, FOREIGN, UAS, SCOPES
@@ -79,7 +80,9 @@ function O.new(opts)
   -- OAuth service apps allowed to use client credentials: {client_id=, public_key=PEM, scopes={...}}
   self.clients = {}
   for _, c in ipairs(opts.clients or (opts.oauth_client and { opts.oauth_client }) or {}) do
+    -- dpop: the app's "Require Demonstrating Proof of Possession (DPoP) header in token requests"
     self.clients[c.client_id] = { client_id = c.client_id, public_key = c.public_key, scopes = c.scopes or SCOPES,
+                                  dpop = c.dpop or false,
                                   name = c.name or "cachost service app" }
   end
   self.access_tokens = {}
