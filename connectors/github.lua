@@ -167,7 +167,8 @@ end
 
 local function event_row(e)
   local ms = math.tointeger(e["@timestamp"]) or math.tointeger(e.created_at)
-  local loc = type(e.actor_location) == "table" and str(e.actor_location.country_name) or nil
+  -- actor_location carries the country's ISO 3166-1 alpha-2 code
+  local loc = type(e.actor_location) == "table" and str(e.actor_location.country_code) or nil
   return {
     ext_id = e._document_id, time = iso(ms / 1000), kind = kind_of(e.action), action = e.action,
     actor = str(e.actor), actor_id = e.actor_id and tostring(e.actor_id) or nil,
@@ -202,7 +203,8 @@ function c.streams.activities(ctx, cursor)
   else
     local days = tonumber(ctx.settings.initial_days) or c.initial_days
     local since = cursor or phrase_time(sched.time() - days * 86400)
-    path, query = org_path(ctx, "/audit-log"), { phrase = "created:>=" .. since, order = "asc", per_page = PAGE }
+    -- include=all: Git events (clone, fetch, push) as well as web and API events (web is the default)
+    path, query = org_path(ctx, "/audit-log"), { phrase = "created:>=" .. since, include = "all", order = "asc", per_page = PAGE }
   end
   local resume = cursor
   local ok, err = pcall(function()

@@ -86,7 +86,7 @@ describe("sandbox github", function()
 
   it("audit log: cursor pages newest first, phrase filter, asc order", function()
     local seen, prev_ts, n = {}, math.huge, 0
-    local url = "/orgs/acme/audit-log?per_page=100"
+    local url = "/orgs/acme/audit-log?per_page=100&include=all"
     while url do
       local res = get(srv, url)
       assert.are.equal(200, res.status)
@@ -108,6 +108,40 @@ describe("sandbox github", function()
     local p2 = get(srv, rel(res, "next"))
     local back = get(srv, rel(p2, "prev"))
     assert.are.same(evs, J.decode(back.body))
+  end)
+
+  it("audit log: web events by default, Git events with include=git, both with include=all; country codes", function()
+    local function walk(include)
+      local by, n = {}, 0
+      local url = "/orgs/acme/audit-log?per_page=100" .. (include and ("&include=" .. include) or "")
+      while url do
+        local res = get(srv, url)
+        assert.are.equal(200, res.status)
+        for _, e in ipairs(J.decode(res.body)) do
+          n = n + 1
+          by[e.action:match("^git%.") and "git" or "web"] = (by[e.action:match("^git%.") and "git" or "web"] or 0) + 1
+          assert.matches("^%u%u$", e.actor_location.country_code)     -- ISO 3166-1 alpha-2
+          assert.is_nil(e.actor_location.country_name)
+        end
+        url = rel(res, "next")
+        if url and include then assert.matches("include=" .. include, url) end
+      end
+      return by, n
+    end
+    local web, nweb = walk(nil)
+    local git, ngit = walk("git")
+    local _, nall = walk("all")
+    assert.is_nil(web.git); assert.is_nil(git.web)
+    assert.is_true(ngit > 0 and nweb > 0)
+    assert.are.equal(nweb, select(2, walk("web")))
+    assert.are.equal(t:count("audit_events"), nall)
+    assert.are.equal(nall, nweb + ngit)
+    assert.are.equal(422, get(srv, "/orgs/acme/audit-log?include=everything").status)
+    -- the country: qualifier searches the code
+    local res = get(srv, "/orgs/acme/audit-log?include=all&per_page=100&phrase=country:de")
+    local evs = J.decode(res.body)
+    assert.is_true(#evs > 0)
+    for _, e in ipairs(evs) do assert.are.equal("DE", e.actor_location.country_code) end
   end)
 
   it("removing a member changes state, writes the audit log and sends a signed webhook", function()

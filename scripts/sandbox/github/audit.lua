@@ -10,7 +10,11 @@ local AUDIT_ACTIONS = {   -- cumulative weights
   { 0.84, "team.remove_member" }, { 0.89, "org.update_member" }, { 0.93, "protected_branch.update" },
   { 0.97, "repo.destroy" }, { 1.01, "org.invite_member" },
 }
-local COUNTRIES = { "United States of America", "Germany", "United Kingdom", "Canada", "France", "Japan", "Brazil" }
+-- Git events (include=git|all; web is the default): clones, fetches and pushes over HTTPS or SSH.
+local GIT_ACTIONS = { "git.clone", "git.clone", "git.fetch", "git.push" }
+-- actor_location carries the ISO 3166-1 alpha-2 country_code (the `country:` qualifier searches it)
+local COUNTRIES = { "US", "DE", "GB", "CA", "FR", "JP", "BR" }
+local function is_git(ev) return (ev.action or ""):match("^git%.") ~= nil end
 
 function GH:gen_ms(i)
   local span = self.days * 86400000
@@ -23,13 +27,24 @@ function GH:gen_audit(i)
   local x = T.unit(T.hash(seed, "auda", i))
   local action = "repo.access"
   for _, w in ipairs(AUDIT_ACTIONS) do if x < w[1] then action = w[2]; break end end
+  local git = T.unit(T.hash(seed, "audgit", i)) < self.git_share
+  if git then action = GIT_ACTIONS[T.below(T.hash(seed, "audgita", i), #GIT_ACTIONS) + 1] end
   local ms = self:gen_ms(i)
   local members = self.state.members
   local actor = members[T.below(T.hash(seed, "audactor", i), #members) + 1]
   local ev = { ["@timestamp"] = ms, _document_id = T.b62(22, seed, "doc", i), action = action, actor = actor.login,
-               actor_id = actor.id, actor_location = { country_name = COUNTRIES[T.below(T.hash(seed, "cc", i), #COUNTRIES) + 1] },
+               actor_id = actor.id, actor_location = { country_code = COUNTRIES[T.below(T.hash(seed, "cc", i), #COUNTRIES) + 1] },
                created_at = ms, org = self.org.login, org_id = self.org.id, operation_type = "modify" }
   local fam = action:match("^(%w+)")
+  if git then
+    local rp = self.state.repos[T.below(T.hash(seed, "audrepo", i), #self.state.repos) + 1]
+    ev.repo = self.org.login .. "/" .. rp.name; ev.repository = ev.repo; ev.repository_public = rp.visibility == "public"
+    ev.transport_protocol_name = T.unit(T.hash(seed, "audproto", i)) < 0.5 and "http" or "ssh"
+    ev.transport_protocol = ev.transport_protocol_name == "http" and 1 or 2
+    ev.operation_type, ev.org_id = nil, nil
+    ev.user = actor.login
+    return ev
+  end
   if fam == "repo" or action == "protected_branch.update" then
     local rp = self.state.repos[T.below(T.hash(seed, "audrepo", i), #self.state.repos) + 1]
     ev.repo = self.org.login .. "/" .. rp.name; ev.repo_id = rp.id; ev.visibility = rp.visibility
@@ -53,7 +68,7 @@ function GH:add_event(spec)
   local ms = spec.ms or self:now_ms()
   local actor = spec.actor and (self.state.by_login[spec.actor:lower()] or { login = spec.actor, id = 0 }) or self.admin
   local ev = { ["@timestamp"] = ms, _document_id = T.b62(22, self.seed, "sdoc", self.seq), action = spec.action,
-               actor = actor.login, actor_id = actor.id, actor_location = { country_name = spec.country or "United States of America" },
+               actor = actor.login, actor_id = actor.id, actor_location = { country_code = spec.country or "US" },
                created_at = ms, org = self.org.login, org_id = self.org.id }
   for k, v in pairs(spec) do
     if k ~= "ms" and k ~= "actor" and k ~= "country" then ev[k] = v end
@@ -99,7 +114,7 @@ local function phrase_filter(phrase)
       local key = k == "country" and nil or k
       local want = v:lower()
       p = function(e)
-        local x = key and e[key] or (e.actor_location and e.actor_location.country_name)
+        local x = key and e[key] or (e.actor_location and e.actor_location.country_code)
         if x == nil then return false end
         x = tostring(x):lower()
         if key == "action" and not want:find("%.") then return x:match("^[^%.]+") == want end
@@ -134,6 +149,9 @@ function GH:h_audit(req)
   local order = (q.order or "desc"):lower()
   if order ~= "asc" and order ~= "desc" then return self:err(422, "Validation Failed") end
   local pred, perr = phrase_filter(q.phrase)
+  -- include: web (the default: web and API events), git (Git events only) or all
+  local include = (q.include or "web"):lower()
+  if include ~= "web" and include ~= "git" and include ~= "all" then return self:err(422, "Validation Failed") end
   if perr then return self:err(422, "Invalid phrase: " .. perr) end
   local now = self:now_ms()
   local K, dir
@@ -157,6 +175,7 @@ function GH:h_audit(req)
     self.state.events, K, dir, function(ms, key, get)
       if ms > now then return dir > 0 end   -- nothing from the future
       local ev = get()
+      if include ~= "all" and is_git(ev) ~= (include == "git") then return false end
       if pred and not pred(ev) then return false end
       if #out >= per then more = true; return true end
       out[#out + 1] = ev; keys[#keys + 1] = key

@@ -30,6 +30,7 @@ function M.new(opts)
   self.noutside = opts.outside_collaborators or 6
   self.naudit = opts.audit_events or 500
   self.days = opts.days or 30
+  self.git_share = opts.audit_git_share or 0.2      -- of the generated audit events, Git events
   -- OAuth apps for the web flow: {client_id=, client_secret=, name=}
   self.oauth_apps = {}
   for _, a in ipairs(opts.oauth_apps or (opts.oauth_app and { opts.oauth_app }) or {}) do self.oauth_apps[a.client_id] = a end
