@@ -3,13 +3,15 @@ local c = connector "github"
 c.title = "GitHub"
 c.settings = {
   { "org", required = true, example = "acme", help = "the organization's login" },
-  { "token", secret = true, help = "a token of an org owner (classic PAT: read:org, admin:org, read:audit_log)" },
+  { "token", secret = true, help = "a token of an org owner (classic PAT: read:org, admin:org, admin:read, read:audit_log)" },
   { "client_id", help = "OAuth app client id (instead of a token: cachost instance connect)" },
   { "client_secret", secret = true, help = "OAuth app client secret" },
   { "oauth_base_url", example = "https://github.example.com", help = "host of the OAuth web flow (default https://github.com; GHES: the server)" },
   { "webhook_secret", secret = true, help = "the secret configured on the organization webhook" },
 }
 c.base_url = "https://api.github.com"          -- GHES: https://HOST/api/v3 in the base_url setting
+-- Every API request names GitHub's media type and the REST API version it was written against (§1).
+c.headers = { Accept = "application/vnd.github+json", ["X-GitHub-Api-Version"] = "2022-11-28" }
 
 -- The web flow lives on github.com, not api.github.com (§2.2).  PKCE is not supported; tokens of OAuth
 -- apps do not expire, so there is no refresh.  The `oauth_base_url` setting overrides the host (GHES).
@@ -20,13 +22,13 @@ c.auth = {
     type = "oauth2", grant = "authorization_code", pkce = false,
     base_url = "https://github.com",
     authorize_url = "/login/oauth/authorize", token_url = "/login/oauth/access_token",
-    scopes = { "read:org", "admin:org", "read:audit_log" },
+    scopes = { "read:org", "admin:org", "admin:read", "read:audit_log" },
   },
   -- device flow (§2.2): for a machine without a browser; the user enters a code on github.com/login/device
   device = {
     type = "oauth2", grant = "device_code", base_url = "https://github.com",
     device_url = "/login/device/code", token_url = "/login/oauth/access_token",
-    scopes = { "read:org", "admin:org", "read:audit_log" },
+    scopes = { "read:org", "admin:org", "admin:read", "read:audit_log" },
   },
 }
 
@@ -148,8 +150,16 @@ function c.streams.app_grants(ctx)
     end
   end)
   if not ok and not tostring(err):match("^not_found:") then error(err, 0) end
-  for page in ctx:pages(org_path(ctx, "/installations"), { per_page = PAGE }, { items = "installations" }) do
-    ctx:emit("app_grants", page, installation_row)
+  -- The org's app installations need admin:read (a classic or OAuth token) or organization_administration:
+  -- read (a GitHub App): a 403 is that permission missing, the grants above are in.
+  ok, err = pcall(function()
+    for page in ctx:pages(org_path(ctx, "/installations"), { per_page = PAGE }, { items = "installations" }) do
+      ctx:emit("app_grants", page, installation_row)
+    end
+  end)
+  if not ok then
+    if not tostring(err):match("^permission:") then error(err, 0) end
+    error("permission: " .. (ctx.settings.auth == "app" and "organization_administration:read" or "admin:read"), 0)
   end
 end
 

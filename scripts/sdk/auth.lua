@@ -122,9 +122,14 @@ end
 
 -- The `auth(client, req, which)` hook the client calls before every request; `which` names a scheme
 -- other than the instance's (a request's opts.auth).
+-- A connector's `headers` ride on each of its authenticated API requests (GitHub's media type and API
+-- version); an Accept a request names itself stays, the client's default application/json gives way.
 function M.for_connector(connector)
   return function(client, req, which)
     local inst = client.inst
+    for k, v in pairs(connector.headers or {}) do
+      if req.headers[k] == nil or (k == "Accept" and req.headers[k] == "application/json") then req.headers[k] = v end
+    end
     local scheme = scheme_of(connector, inst, which)
     local key = which and scheme ~= scheme_of(connector, inst) and which or nil
     if scheme.type == "token" then

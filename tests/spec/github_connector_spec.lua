@@ -121,7 +121,7 @@ describe("github connector", function()
     local prefix = srv_a.url .. "/login/oauth/authorize?"
     assert.equal(prefix, url:sub(1, #prefix))
     assert.is_nil(url:find("code_challenge", 1, true))       -- GitHub has no PKCE
-    assert.matches("scope=read%%3Aorg%%20admin%%3Aorg%%20read%%3Aaudit_log", url)
+    assert.matches("scope=read%%3Aorg%%20admin%%3Aorg%%20admin%%3Aread%%20read%%3Aaudit_log", url)
     -- the browser: consent is automatic in the sandbox, which redirects to our loopback callback
     local resp = assert(http.request { url = url })
     local params = json.decode(resp.body)

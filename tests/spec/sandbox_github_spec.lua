@@ -144,6 +144,35 @@ describe("sandbox github", function()
     for _, e in ipairs(evs) do assert.are.equal("DE", e.actor_location.country_code) end
   end)
 
+  it("API versions and media types: 400 for a version GitHub does not serve, 415 for an Accept without JSON", function()
+    local res = get(srv, "/orgs/acme/members", { ["X-GitHub-Api-Version"] = false })
+    assert.are.equal(200, res.status)
+    assert.are.equal("2022-11-28", res.headers["x-github-api-version-selected"])     -- the default
+    res = get(srv, "/orgs/acme/members", { ["X-GitHub-Api-Version"] = "2026-03-10" })
+    assert.are.equal("2026-03-10", res.headers["x-github-api-version-selected"])
+    res = get(srv, "/orgs/acme/members", { ["X-GitHub-Api-Version"] = "2021-01-01" })
+    assert.are.equal(400, res.status)
+    assert.matches("X%-GitHub%-Api%-Version", J.decode(res.body).message)
+    assert.are.same({ "2022-11-28", "2026-03-10" }, J.decode(get(srv, "/versions").body))
+    assert.are.equal(200, get(srv, "/orgs/acme/members", { Accept = "application/json" }).status)
+    assert.are.equal(200, get(srv, "/orgs/acme/members", { Accept = "application/vnd.github.v3+json" }).status)
+    res = get(srv, "/orgs/acme/members", { Accept = "application/xml" })
+    assert.are.equal(415, res.status)
+    assert.matches("Must accept 'application/json'", J.decode(res.body).message)
+    assert.is_true(t.sent_versions["2022-11-28"] > 0 and t.sent_versions.none == 1)
+  end)
+
+  it("the org's app installations need admin:read from a classic token (403 and X-Accepted-OAuth-Scopes otherwise)", function()
+    local res = get(srv, "/orgs/acme/installations")
+    assert.are.equal(200, res.status)
+    assert.are.equal(#t.state.installations, J.decode(res.body).total_count)
+    t.token_scopes = "admin:org, read:audit_log"
+    res = get(srv, "/orgs/acme/installations")
+    assert.are.equal(403, res.status)
+    assert.are.equal("admin:read", res.headers["x-accepted-oauth-scopes"])
+    assert.are.equal("admin:org, read:audit_log", res.headers["x-oauth-scopes"])
+  end)
+
   it("removing a member changes state, writes the audit log and sends a signed webhook", function()
     local rx = assert(server.listen{ port = 0 })
     local got = {}

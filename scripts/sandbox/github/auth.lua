@@ -4,6 +4,16 @@ local T = require "sandbox.tenant"
 local GH = require "sandbox.github.core"
 local json, crypto, jnull, isos = GH.lib.json, GH.lib.crypto, GH.lib.jnull, GH.lib.isos
 
+-- A classic or OAuth token must carry `scope` (the route's X-Accepted-OAuth-Scopes) -> the 403 answer | nil.
+-- Installation tokens are held to their app's permissions instead.
+function GH:needs_scope(req, scope)
+  req._accepted = scope
+  local tk = req.token
+  if not tk or (tk.kind ~= "pat" and tk.kind ~= "oauth") then return nil end
+  for s in (tk.scopes or ""):gmatch("[^,%s]+") do if s == scope then return nil end end
+  return self:err(403, ("This request needs the '%s' scope; the token has: %s"):format(scope, tk.scopes ~= "" and tk.scopes or "none"))
+end
+
 function GH:find_token(cred)
   if crypto().equal(cred, self.token) then
     return { login = self.admin.login, scopes = self.token_scopes, kind = "pat" }

@@ -186,6 +186,36 @@ function GH:not_found() return self:err(404, "Not Found", "https://docs.github.c
 -- documentation_url the route's page; the org's plan.name tells why.
 function GH:cloud_only(doc) return self:err(404, "Not Found", "https://docs.github.com/rest/" .. doc) end
 
+-- REST API versions (GET /versions): a request without X-GitHub-Api-Version gets 2022-11-28; a version
+-- GitHub does not serve is refused with 400 (docs: "API Versions").
+GH.API_VERSIONS = { "2022-11-28", "2026-03-10" }
+local SERVED = {}
+for _, v in ipairs(GH.API_VERSIONS) do SERVED[v] = true end
+GH.DEFAULT_VERSION = "2022-11-28"
+
+-- The API answers JSON only: an Accept that admits no JSON media type (application/vnd.github+json, its
+-- v3 and preview forms, application/json, */*) is refused with 415.
+local function accepts_json(accept)
+  if not accept or accept == "" then return true end
+  for range in accept:gmatch("[^,]+") do
+    local mt = range:match("^%s*([^;%s]+)")
+    mt = mt and mt:lower()
+    if mt == "*/*" or mt == "application/*" or mt == "application/json"
+       or (mt and mt:match("^application/vnd%.github[%w%.%-]*%+json$")) or mt == "application/vnd.github+json" then
+      return true
+    end
+  end
+  return false
+end
+
+-- What the clients sent, per request: X-GitHub-Api-Version (or "none") and Accept, counted.
+function GH:note_request(req)
+  local v = req.headers["x-github-api-version"] or "none"
+  local a = req.headers["accept"] or "none"
+  self.sent_versions[v] = (self.sent_versions[v] or 0) + 1
+  self.sent_accept[a] = (self.sent_accept[a] or 0) + 1
+end
+
 function GH:precheck(req, ropts)
   if ropts.noauth then return nil end
   local limit, remaining, reset, exceeded, used = self:rate_take("core")
@@ -193,6 +223,17 @@ function GH:precheck(req, ropts)
   if not req.headers["user-agent"] or req.headers["user-agent"] == "" then
     return 403, "Request forbidden by administrative rules. Please make sure your request has a User-Agent header (https://docs.github.com/en/rest/overview/resources-in-the-rest-api#user-agent-required). Check https://developer.github.com for other possible causes.\n",
            { ["Content-Type"] = "text/plain; charset=utf-8" }
+  end
+  self:note_request(req)
+  local version = req.headers["x-github-api-version"]
+  if version and not SERVED[version] then
+    return self:err(400, ("Unsupported 'X-GitHub-Api-Version': %s"):format(version),
+      "https://docs.github.com/rest/about-the-rest-api/api-versions")
+  end
+  req._version = version or GH.DEFAULT_VERSION
+  if not accepts_json(req.headers["accept"]) then
+    return self:err(415, ("Unsupported 'Accept' header: [%q]. Must accept 'application/json'."):format(req.headers["accept"]),
+      "https://docs.github.com/rest/using-the-rest-api/getting-started-with-the-rest-api#media-types")
   end
   if ropts.basic then return nil end   -- the handler checks client_id:secret itself
   local auth = req.headers["authorization"]
@@ -230,7 +271,7 @@ function GH:decorate(req, status, hdr)
     hdr["X-Accepted-OAuth-Scopes"] = req._accepted or ""
   end
   hdr["X-GitHub-Media-Type"] = "github.v3; format=json"
-  hdr["X-GitHub-Api-Version-Selected"] = "2022-11-28"
+  hdr["X-GitHub-Api-Version-Selected"] = req._version or GH.DEFAULT_VERSION
   self.nreq = (self.nreq or 0) + 1
   hdr["X-GitHub-Request-Id"] = T.hexs(8, self.seed, "rid", self.nreq):upper() .. ":" .. T.hexs(6, self.seed, "rid2", self.nreq):upper()
   hdr["Content-Type"] = hdr["Content-Type"] or "application/json; charset=utf-8"
@@ -361,6 +402,8 @@ local function guard(fn)
 end
 
 function GH:mpath(rest) return "/organizations/" .. self.org.id .. rest end
+
+function GH:h_versions() return 200, json().array(T.deep(GH.API_VERSIONS)) end
 
 function GH:h_rate_limit(req)
   local r = self.rates and self.rates.core

@@ -21,7 +21,8 @@ function M.new(opts)
   T.Base.init(self, opts)
   self.org_login = opts.org or "acme"
   self.token = opts.token or "ghp_sandboxtoken0000000000000000000000"
-  self.token_scopes = opts.token_scopes or "admin:org, read:audit_log, repo"
+  -- the classic token's scopes (X-OAuth-Scopes); GET /orgs/{org}/installations needs admin:read
+  self.token_scopes = opts.token_scopes or "admin:org, admin:read, read:audit_log, repo"
   -- the org's plan (plan.name of GET /orgs/{org}): "enterprise" (GitHub Enterprise Cloud), "team" or
   -- "free".  The audit log and SAML credential authorizations exist on Enterprise Cloud only.
   self.plan = opts.plan or "enterprise"
@@ -38,6 +39,7 @@ function M.new(opts)
   self.app = opts.app
   self.tokens = {}            -- issued tokens -> {login=, scopes=, client_id=, kind=, exp=}
   self.codes = {}
+  self.sent_versions, self.sent_accept = {}, {}    -- what clients sent (GH:note_request)
   self.seq = 0
   self:generate()
   return self
@@ -53,6 +55,7 @@ function GH:mount(srv, prefix)
   end
   for _, add in ipairs(mounts) do add(org, route) end
   route("GET", "/rate_limit", GH.h_rate_limit)
+  route("GET", "/versions", GH.h_versions)
   route("*", "/*", function(t) return t:not_found() end)
   self:mount_routes(srv, prefix, routes)
   self.web_url = self.web_url or self.base_url

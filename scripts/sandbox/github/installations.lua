@@ -32,7 +32,11 @@ GH.h_cred_delete = guard(function(self, req)
   return self:not_found()
 end)
 
+-- GET /orgs/{org}/installations: "OAuth app tokens and personal access tokens (classic) need the
+-- admin:read scope" (GitHub's reference)
 GH.h_installations = guard(function(self, req)
+  local st, body, hdr = self:needs_scope(req, "admin:read")
+  if st then return st, body, hdr end
   local out = {}
   for i, ins in ipairs(self.state.installations) do out[i] = self:installation_json(ins) end
   return 200, { total_count = #out, installations = json().array(out) }
