@@ -142,6 +142,22 @@ describe("the store owns SQL", function()
     assert.same({}, bad)
   end)
 
+  it("defines each operation of the store once (a second definition would silently replace the first)", function()
+    local files, seen, twice = { "scripts/store.lua" }, {}, {}
+    for _, rel in ipairs(lua_files("scripts/store", {})) do files[#files + 1] = rel end
+    for _, rel in ipairs(files) do
+      local fh = assert(io.open(root .. "/" .. rel, "rb"))
+      local src = fh:read("a")
+      fh:close()
+      for name in src:gmatch("function%s+Store[:.]([%w_]+)") do
+        if seen[name] then twice[#twice + 1] = ("Store:%s in %s and %s"):format(name, seen[name], rel) end
+        seen[name] = seen[name] or rel
+      end
+    end
+    assert.is_true(seen.upsert ~= nil and seen.instance_row ~= nil)
+    assert.same({}, twice)
+  end)
+
   it("keeps the list of files still being moved true", function()
     local stale = {}
     for rel in pairs(PENDING) do
