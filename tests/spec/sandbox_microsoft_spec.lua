@@ -577,6 +577,57 @@ describe("sandbox microsoft: azure resource manager", function()
     srv2:close()
   end)
 
+  it("an event is readable only from its submissionTimestamp, whatever its eventTimestamp", function()
+    local sub = t.state.arm_subs[1]
+    local before = t:count("arm_events", sub.id)
+    -- happened 10 minutes ago, submitted 15 minutes after that
+    local ev = t:add_arm_event(sub, { op = { "Microsoft.Compute/virtualMachines/write", "Microsoft.Compute", "virtualMachines", "PUT", "Created", 201 },
+                                      ms = NOW * 1000 - 600000, delay = 900 })
+    assert.are.equal(NOW * 1000 + 300000, T.parse_iso(ev.submissionTimestamp))
+    local f = "eventTimestamp ge '" .. T.iso_s(NOW - 3600) .. "' and eventTimestamp le '" .. T.iso_s(NOW + 3600) .. "'"
+    local url = "/subscriptions/" .. sub.id .. "/providers/microsoft.insights/eventtypes/management/values?api-version=2015-04-01&$filter=" .. T.urlencode(f)
+    local function listed()
+      local r = call(srv, a, "GET", url)
+      assert.are.equal(200, r.status, r.body)
+      for _, e in ipairs(r.json.value) do if e.eventDataId == ev.eventDataId then return true end end
+      return false
+    end
+    assert.is_false(listed())
+    assert.are.equal(before, t:count("arm_events", sub.id))
+    t:advance(300)
+    assert.is_true(listed())
+    assert.are.equal(before + 1, t:count("arm_events", sub.id))
+  end)
+
+  it("role definitions: built-in and custom roles where they are assignable; atScopeAndBelow(); by id", function()
+    local sid = t.state.arm_subs[1].id
+    local base = "/subscriptions/" .. sid .. "/providers/Microsoft.Authorization/roleDefinitions?api-version=2022-04-01"
+    local function names(r)
+      assert.are.equal(200, r.status, r.body)
+      local out = {}
+      for _, d in ipairs(r.json.value) do out[d.properties.roleName] = d end
+      return out
+    end
+    local at = names(call(srv, a, "GET", base))
+    assert.is_table(at["Role Based Access Control Administrator"])
+    assert.are.equal("f58310d9-a9f6-439a-9e8d-f62e7b41a168", at["Role Based Access Control Administrator"].name)
+    assert.are.equal("CustomRole", at["Contoso Access Delegator"].properties.type)
+    assert.is_table(at["Contoso Auditor"])
+    assert.is_nil(at["Contoso Data Access Administrator"])          -- assignable only in a resource group
+    local below = names(call(srv, a, "GET", base .. "&$filter=" .. T.urlencode("atScopeAndBelow()")))
+    local rg_role = assert(below["Contoso Data Access Administrator"])
+    local custom = names(call(srv, a, "GET", base .. "&$filter=" .. T.urlencode("type eq 'CustomRole'")))
+    assert.is_nil(custom.Owner)
+    assert.is_table(custom["Contoso Auditor"])
+    local r = call(srv, a, "GET", rg_role.id .. "?api-version=2022-04-01")
+    assert.are.equal(200, r.status)
+    assert.are.equal("/subscriptions/" .. sid .. "/resourceGroups/rg-data", r.json.properties.assignableScopes[1])
+    -- a custom role is assigned only where it is assignable
+    r = call(srv, a, "PUT", "/subscriptions/" .. sid .. "/providers/Microsoft.Authorization/roleAssignments/" .. T.uuid(5, "x", 1)
+      .. "?api-version=2022-04-01", { properties = { roleDefinitionId = rg_role.id, principalId = t.admin.id } })
+    assert.are.equal(400, r.status)
+  end)
+
   it("the connector's directory role is visible through Graph (Security Administrator)", function()
     local g = bearer(srv, t, "graph")
     local r = call(srv, g, "GET", "/v1.0/servicePrincipals?$filter=" .. T.urlencode("appId eq '" .. t.client_id .. "'"))

@@ -27,6 +27,7 @@ function MS:generate_arm(r)
     st.arm_sub_by_id[sub.id] = sub
     st.arm_events[k] = {}
   end
+  st.arm_custom_roles = {}
   local ai = 0
   local function assign(sub, scope, role, principal, ptype)
     ai = ai + 1
@@ -49,11 +50,68 @@ function MS:generate_arm(r)
     if st.groups[1] then assign(sub, sscope, "Reader", st.groups[1].id, "Group") end
     for _, rn in ipairs(self.arm_client_roles) do assign(sub, sscope, rn, self.sp_client.id, "ServicePrincipal") end
   end
+  -- custom roles (CustomRole definitions): one that may assign roles (privileged), one that only reads, and
+  -- one assignable only in a resource group (so not listed at the subscription's scope)
+  local scopes = {}
+  for _, s in ipairs(st.arm_subs) do scopes[#scopes + 1] = "/subscriptions/" .. s.id end
+  local first = st.arm_subs[1]
+  local rg = "/subscriptions/" .. first.id .. "/resourceGroups/rg-data"
+  local function custom(key, name, description, actions, not_actions, assignable)
+    local def = { name, T.uuid(seed, "armrole", key), description, actions, not_actions, custom = true, scopes = assignable,
+                  created = now - 200 * 86400000 }
+    st.arm_custom_roles[#st.arm_custom_roles + 1] = def
+    return def
+  end
+  custom("delegator", "Contoso Access Delegator", "Grants access to resources to others.",
+    { "Microsoft.Authorization/*/read", "Microsoft.Authorization/*/write", "Microsoft.Resources/subscriptions/resourceGroups/read" }, {}, scopes)
+  custom("auditor", "Contoso Auditor", "Reads resources and the activity log.", { "*/read", "Microsoft.Insights/eventtypes/*" }, {}, scopes)
+  custom("dataaccess", "Contoso Data Access Administrator", "Manages role assignments in rg-data.",
+    { "Microsoft.Authorization/roleAssignments/*", "Microsoft.Resources/subscriptions/resourceGroups/read" }, {}, { rg })
+  -- who holds the newer kinds of role: users and service principals (not the connector's own app)
+  local x = T.rng(seed, "armextra")
+  local members, apps = {}, {}
+  for _, u in ipairs(self.gen_users) do if u.index > 1 and u.userType == "Member" then members[#members + 1] = u end end
+  for _, sp in ipairs(st.sps) do
+    if sp ~= self.sp_client and sp ~= self.sp_graph and sp ~= self.sp_mgmt and sp ~= self.sp_arm then apps[#apps + 1] = sp end
+  end
+  for _, s in ipairs(st.arm_subs) do
+    local sscope = "/subscriptions/" .. s.id
+    if #members > 0 then
+      assign(s, sscope, "Role Based Access Control Administrator", x:pick(members).id, "User")
+      assign(s, sscope, "Contoso Access Delegator", x:pick(members).id, "User")
+      assign(s, sscope, "Contoso Auditor", x:pick(members).id, "User")
+    end
+    if #apps > 0 then
+      assign(s, sscope, "Role Based Access Control Administrator", x:pick(apps).id, "ServicePrincipal")
+      assign(s, sscope, "Contoso Access Delegator", x:pick(apps).id, "ServicePrincipal")
+    end
+  end
+  if #members > 0 then assign(first, rg, "Contoso Data Access Administrator", x:pick(members).id, "User") end
   table.sort(st.arm_assignments, function(a, b) return a.name < b.name end)
 end
 
+-- a role definition by name or GUID: the built-in roles, then the tenant's custom roles
+function MS:arm_role(name, guid)
+  local def = name and ARM_ROLE_BY_NAME[name] or guid and ARM_ROLE_BY_ID[guid:lower()]
+  if def then return def end
+  for _, c in ipairs(self.state.arm_custom_roles) do
+    if (name and c[1] == name) or (guid and c[2] == guid:lower()) then return c end
+  end
+end
+
+-- a custom role is assignable at scope when one of its assignable scopes is the scope or above it
+local function assignable_at(def, scope)
+  if not def.custom then return true end
+  scope = scope:lower()
+  for _, s in ipairs(def.scopes) do
+    s = s:lower()
+    if scope == s or scope:sub(1, #s + 1) == s .. "/" then return true end
+  end
+  return false
+end
+
 function MS:arm_role_def_id(sub_id, role)
-  local def = ARM_ROLE_BY_NAME[role]
+  local def = self:arm_role(role)
   return (sub_id and ("/subscriptions/" .. sub_id) or "") .. "/providers/Microsoft.Authorization/roleDefinitions/" .. def[2]
 end
 
@@ -68,11 +126,12 @@ end
 
 function MS:arm_role_def_json(sub_id, def)
   return { id = self:arm_role_def_id(sub_id, def[1]), name = def[2], type = "Microsoft.Authorization/roleDefinitions",
-           properties = { roleName = def[1], type = "BuiltInRole", description = def[3],
-                          assignableScopes = A({ "/" }),
+           properties = { roleName = def[1], type = def.custom and "CustomRole" or "BuiltInRole", description = def[3],
+                          assignableScopes = A(T.deep(def.scopes or { "/" })),
                           permissions = A({ { actions = A(T.deep(def[4])), notActions = A(T.deep(def[5])), dataActions = A(), notDataActions = A() } }),
-                          createdOn = "2015-02-02T21:55:09.8806423Z", updatedOn = "2021-11-11T20:13:47.8628684Z",
-                          createdBy = jnull(), updatedBy = jnull() } }
+                          createdOn = def.created and iso7(def.created) or "2015-02-02T21:55:09.8806423Z",
+                          updatedOn = def.created and iso7(def.created) or "2021-11-11T20:13:47.8628684Z",
+                          createdBy = def.custom and self.admin.id or jnull(), updatedBy = def.custom and self.admin.id or jnull() } }
 end
 
 -- the caller's roles at a subscription (assignments to the calling principal or its groups)
@@ -90,7 +149,8 @@ function MS:arm_authz(req, sub_id, action, write)
     return self:arm_err(404, "SubscriptionNotFound", "The subscription '" .. tostring(sub_id) .. "' could not be found.")
   end
   local roles = self:arm_caller_roles(sub_id)
-  local ok = write and (roles.Owner or roles["User Access Administrator"]) or (not write and next(roles) ~= nil)
+  local ok = write and (roles.Owner or roles["User Access Administrator"] or roles["Role Based Access Control Administrator"])
+    or (not write and next(roles) ~= nil)
   if not ok then
     return self:arm_err(403, "AuthorizationFailed", "The client '" .. self.client_id .. "' with object id '" .. self.sp_client.id
       .. "' does not have authorization to perform action '" .. action .. "' over scope '/subscriptions/" .. sub_id
@@ -153,7 +213,7 @@ function MS:arm_event(sub, e)
     status = { value = e.failed and "Failed" or "Succeeded", localizedValue = e.failed and "Failed" or "Succeeded" },
     subStatus = { value = e.failed and "Forbidden" or op[5],
                   localizedValue = e.failed and "Forbidden (HTTP Status Code: 403)" or (op[5] .. " (HTTP Status Code: " .. op[6] .. ")") },
-    eventTimestamp = iso7(e.ms), submissionTimestamp = iso7(e.ms + 12000 + (T.hash(self.seed, "sub", e.id) >> 50)),
+    eventTimestamp = iso7(e.ms), submissionTimestamp = iso7(e.submitted),
     subscriptionId = sub.id, tenantId = self.tenant_id,
   }
 end
@@ -164,18 +224,24 @@ function MS:gen_arm_event(k, i)
   local h = T.hash(seed, "armev", k, i)
   local op = ARM_OPS[T.below(h, #ARM_OPS) + 1]
   local u = self.gen_users[T.below(T.hash(h, 1), math.min(6, #self.gen_users)) + 1]
+  local ms, id = spread_ms(self, "arm" .. k, self.arm_events, i), T.uuid(seed, "armevid", k, i)
   return self:arm_event(sub, { op = op, rg = RGS[T.below(T.hash(h, 2), #RGS) + 1], resname = op[3]:match("([^/]+)$") .. "-" .. (T.hash(h, 3) >> 54),
-    ms = spread_ms(self, "arm" .. k, self.arm_events, i), caller = u, id = T.uuid(seed, "armevid", k, i), corr = T.uuid(seed, "armcorr", k, i),
-    ip = u.ip, failed = T.unit(T.hash(h, 4)) < 0.04 })
+    ms = ms, caller = u, id = id, corr = T.uuid(seed, "armcorr", k, i), ip = u.ip, failed = T.unit(T.hash(h, 4)) < 0.04,
+    -- readable 12 to 28 seconds later, the seeded history all by the tenant's creation
+    submitted = math.min(ms + 12000 + (T.hash(seed, "sub", id) >> 50), self.t0_ms) })
 end
 
+-- An event that happened at spec.ms (default now) and becomes readable spec.delay seconds later (default 0:
+-- at once).  The activity log shows an event only from its submissionTimestamp on, whatever its
+-- eventTimestamp: Azure documents "usually within 3 to 20 minutes".
 function MS:add_arm_event(sub, spec)
   local k = sub.index
   local seq = self:seq()
   local ms = spec.ms or self:now_ms()
   local caller = spec.caller or { id = self.sp_client.id, appId = self.client_id, displayName = self.client_name }
   local ev = self:arm_event(sub, { op = spec.op, rg = spec.rg or "rg-web", resname = spec.resname or "x", ms = ms, caller = caller,
-    id = T.uuid(self.seed, "sarmev", seq), corr = T.uuid(self.seed, "sarmcorr", seq), ip = spec.ip or "127.0.0.1" })
+    id = T.uuid(self.seed, "sarmev", seq), corr = T.uuid(self.seed, "sarmcorr", seq), ip = spec.ip or "127.0.0.1",
+    submitted = ms + math.floor((spec.delay or 0) * 1000) })
   if spec.resource_id then
     ev.resourceId = spec.resource_id; ev.authorization.scope = spec.resource_id
     ev.id = spec.resource_id .. "/events/" .. ev.eventDataId .. "/ticks/" .. (621355968000000000 + ms * 10000)
@@ -225,6 +291,7 @@ function MS:h_arm_activity(req)
   end
   local k = sub.index
   local size = self.opts.arm_page_size or 200
+  local now = self:now_ms()
   local out, last, more = {}, nil, false
   local n = self.arm_events
   T.merged_scan(n, function(i) return spread_ms(self, "arm" .. k, n, i) end, function(i) return self:gen_arm_event(k, i) end,
@@ -232,7 +299,7 @@ function MS:h_arm_activity(req)
       if ms < lower then return true end
       if #out >= size then more = true; return true end
       local ev = get()
-      local keep = true
+      local keep = T.parse_iso(ev.submissionTimestamp) <= now     -- not readable before its submission
       if extra.resourceGroupName and (ev.resourceGroupName or ""):lower() ~= extra.resourceGroupName then keep = false end
       if extra.resourceUri and ev.resourceId:lower() ~= extra.resourceUri then keep = false end
       if extra.resourceProvider and ev.resourceProviderName.value:lower() ~= extra.resourceProvider then keep = false end
@@ -346,8 +413,11 @@ function MS:h_arm_assignment(req)
     return self:arm_err(400, "InvalidRoleAssignmentRequest", "The request body must contain properties.roleDefinitionId and properties.principalId.")
   end
   local guid = p.roleDefinitionId:match("([%x%-]+)$")
-  local def = guid and ARM_ROLE_BY_ID[guid]
+  local def = guid and self:arm_role(nil, guid)
   if not def then return self:arm_err(400, "RoleDefinitionDoesNotExist", "The specified role definition with ID '" .. tostring(guid) .. "' does not exist.") end
+  if not assignable_at(def, scope) then
+    return self:arm_err(400, "InvalidRoleDefinitionScope", "The role definition '" .. def[2] .. "' is not assignable at scope '" .. scope .. "'.")
+  end
   for _, x in ipairs(st.arm_assignments) do
     if x.scope:lower() == scope:lower() and x.principalId == p.principalId and x.role == def[1] and x.name ~= req.params.name then
       return self:arm_err(409, "RoleAssignmentExists", "The role assignment already exists.")
@@ -374,10 +444,21 @@ function MS:h_arm_role_defs(req)
   local f = req.query["$filter"] or ""
   local name = f:match("roleName%s+eq%s+'([^']+)'")
   local typ = f:match("type%s+eq%s+'([^']+)'")
+  local below = f:find("atScopeAndBelow%(%)") ~= nil
+  -- at a scope: the built-in roles and the custom roles assignable there; atScopeAndBelow() adds those
+  -- assignable only below it (a resource group's)
+  local scope = sid and ("/subscriptions/" .. sid):lower() or "/"
   local out = {}
-  for _, def in ipairs(ARM_ROLES) do
-    if (not name or name:lower() == def[1]:lower()) and (not typ or typ == "BuiltInRole") then out[#out + 1] = self:arm_role_def_json(sid, def) end
+  local function consider(def)
+    local here = assignable_at(def, scope)
+    if not here and below then
+      for _, s in ipairs(def.scopes) do if s:lower():sub(1, #scope + 1) == scope .. "/" then here = true end end
+    end
+    local kind = def.custom and "CustomRole" or "BuiltInRole"
+    if here and (not name or name:lower() == def[1]:lower()) and (not typ or typ == kind) then out[#out + 1] = self:arm_role_def_json(sid, def) end
   end
+  for _, def in ipairs(ARM_ROLES) do consider(def) end
+  for _, def in ipairs(self.state.arm_custom_roles) do consider(def) end
   return 200, { value = A(out) }
 end
 
@@ -387,7 +468,7 @@ function MS:h_arm_role_def(req)
     local err, sub = self:arm_authz(req, sid, "Microsoft.Authorization/roleDefinitions/read")
     if err then return err, sub end
   end
-  local def = ARM_ROLE_BY_ID[req.params.rdid]
+  local def = self:arm_role(nil, req.params.rdid)
   if not def then return self:arm_err(404, "RoleDefinitionDoesNotExist", "The specified role definition with ID '" .. req.params.rdid .. "' does not exist.") end
   return 200, self:arm_role_def_json(sid, def)
 end
@@ -424,7 +505,14 @@ function MS:arm_count(what, arg)
     return n
   elseif what == "arm_events" then
     local n = 0
-    for k, sub in ipairs(st.arm_subs) do if not arg or sub.id == arg then n = n + self.arm_events + #st.arm_events[k] end end
+    -- readable now: the seeded history, and the added events past their submission
+    local now = self:now_ms()
+    for k, s in ipairs(st.arm_subs) do
+      if not arg or s.id == arg then
+        n = n + self.arm_events
+        for _, x in ipairs(st.arm_events[k]) do if T.parse_iso(x.ev.submissionTimestamp) <= now then n = n + 1 end end
+      end
+    end
     return n
   end
 end

@@ -45,6 +45,8 @@ local ARM_ROLES = {
     { "Microsoft.Authorization/*/Delete", "Microsoft.Authorization/*/Write", "Microsoft.Authorization/elevateAccess/Action", "Microsoft.Blueprint/blueprintAssignments/write", "Microsoft.Blueprint/blueprintAssignments/delete", "Microsoft.Compute/galleries/share/action" } },
   { "User Access Administrator", "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9", "Lets you manage user access to Azure resources.", { "*/read", "Microsoft.Authorization/*", "Microsoft.Support/*" }, {} },
   { "Reader", "acdd72a7-3385-48ef-bd42-f606fba81ae7", "View all resources, but does not allow you to make any changes.", { "*/read" }, {} },
+  { "Role Based Access Control Administrator", "f58310d9-a9f6-439a-9e8d-f62e7b41a168", "Manage access to Azure resources by assigning roles using Azure RBAC. This role does not allow you to manage access using other ways, such as Azure Policy.",
+    { "Microsoft.Authorization/roleAssignments/write", "Microsoft.Authorization/roleAssignments/delete", "*/read", "Microsoft.Support/*" }, {} },
 }
 local ARM_ROLE_BY_NAME, ARM_ROLE_BY_ID = {}, {}
 for _, r in ipairs(ARM_ROLES) do ARM_ROLE_BY_NAME[r[1]] = r; ARM_ROLE_BY_ID[r[2]] = r end
