@@ -668,52 +668,193 @@ function Store:action_log(limit)
     FROM governance_actions g LEFT JOIN instances i ON i.id = g.instance_id ORDER BY g.id DESC LIMIT ?]], limit))
 end
 
--- An alert keyed by ext_id (a second one with the same key only refreshes evidence and time).
-function Store:raise_alert(f)
-  local now = M.now()
-  check(self.db:exec([[INSERT INTO alerts (instance_id, ext_id, policy, severity, title, entity, entity_id, evidence,
-      status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?)
-    ON CONFLICT (instance_id, ext_id) DO UPDATE SET updated_at = excluded.updated_at, evidence = excluded.evidence]],
-    f.instance_id, f.ext_id, f.policy, f.severity, f.title, f.entity, f.entity_id, norm(f.evidence or {}), now, now))
-end
-
 function Store:set_quarantined(inst, ext_id, on)
   check(self.db:exec("UPDATE files SET quarantined = ? WHERE instance_id = ? AND ext_id = ?", on and 1 or 0, inst, ext_id))
 end
 
----------------------------------------------------------------------------------------------- the CLI's alerts and policies
--- What `cachost alerts`, `alert` and `policy` read and set.
+---------------------------------------------------------------------------------------------- policies and alerts
+-- What the policy engine (scripts/policy/) keeps: the operator's switches (policies), the windows
+-- (policy_state) and the pages still to evaluate (policy_pending); and alerts, which have one writer
+-- (raise_alert).  A failure raises "store: <token>: detail", so that the engine tells a failure of the
+-- store (up to its caller) from one of the policy it was evaluating (which disables the policy).
 
-function Store:alert(id)
-  return check(self.db:query("SELECT * FROM alerts WHERE id = ?", id))[1]
-end
-
--- The operator resolved alert `id` (raw: their note as JSON, or nil).
-function Store:resolve_alert(id, raw)
-  check(self.db:exec("UPDATE alerts SET status = 'resolved', updated_at = ?, raw = ? WHERE id = ?", M.now(), raw, id))
-end
-
--- Alerts newest first (at most limit; only the open ones with open_only), with their instance's name.
-function Store:alert_list(limit, open_only)
-  return check(self.db:query([[SELECT a.id, a.created_at, i.name AS instance, a.policy, a.severity, a.status,
-      a.title, a.entity_id FROM alerts a LEFT JOIN instances i ON i.id = a.instance_id
-    WHERE (?1 IS NULL OR a.status = 'open') ORDER BY a.id DESC LIMIT ?2]], open_only or nil, limit))
+local function must(ok, err)
+  if not ok then error("store: " .. tostring(err), 0) end
+  return ok
 end
 
 -- The policies table (the operator's switches and each policy's health), by policy name.
 function Store:policy_switches()
   local out = {}
-  for _, r in ipairs(check(self.db:query("SELECT * FROM policies"))) do out[r.name] = r end
+  for _, r in ipairs(must(self.db:query("SELECT * FROM policies"))) do out[r.name] = r end
   return out
 end
 
 -- The operator switches a policy: {enabled = 0|1} and/or {mode = "audit"|"enforce"}; its failure is
 -- forgotten (status ok), so a policy disabled after it failed runs again once enabled.
 function Store:set_policy_switch(name, fields)
-  check(self.db:exec([[INSERT INTO policies (name, enabled, mode, status, updated_at) VALUES (?, coalesce(?, 1), ?, 'ok', ?)
+  must(self.db:exec([[INSERT INTO policies (name, enabled, mode, status, updated_at) VALUES (?, coalesce(?, 1), ?, 'ok', ?)
     ON CONFLICT (name) DO UPDATE SET enabled = coalesce(excluded.enabled, enabled), mode = coalesce(excluded.mode, mode),
       status = 'ok', last_error = NULL, updated_at = excluded.updated_at]],
     name, fields.enabled, fields.mode, M.now()))
+end
+
+-- A policy failed (its limits, an error): switched off, with why.
+function Store:policy_failed(name, err)
+  must(self.db:exec([[INSERT INTO policies (name, enabled, status, last_error, updated_at) VALUES (?, 0, 'failed', ?, ?)
+    ON CONFLICT (name) DO UPDATE SET enabled = 0, status = 'failed', last_error = excluded.last_error,
+    updated_at = excluded.updated_at]], name, err, M.now()))
+end
+
+-- The saved window of one key of a policy -> its data (decoded) | nil.
+function Store:policy_window(policy, inst, key)
+  local r = must(self.db:query("SELECT data FROM policy_state WHERE policy = ? AND instance_id = ? AND key = ?",
+    policy, inst, key))[1]
+  return r and json.decode(r.data)
+end
+
+-- The keys of a policy that have a saved window -> {key, ...}
+function Store:policy_window_keys(policy, inst)
+  local out = {}
+  for _, r in ipairs(must(self.db:query("SELECT key FROM policy_state WHERE policy = ? AND instance_id = ?",
+      policy, inst))) do out[#out + 1] = r.key end
+  return out
+end
+
+-- In one transaction: the notes `done` (ids, see note_pending) are deleted, and each window of
+-- `windows` ({policy =, key =, data =}) saved, or deleted when its data is nil or empty.
+function Store:save_policy_state(inst, done, windows)
+  local now = M.now()
+  local ok, err = self:transaction(function()
+    for _, id in ipairs(done) do must(self.db:exec("DELETE FROM policy_pending WHERE id = ?", id)) end
+    for _, w in ipairs(windows) do
+      if w.data == nil or next(w.data) == nil then
+        must(self.db:exec("DELETE FROM policy_state WHERE policy = ? AND instance_id = ? AND key = ?", w.policy, inst, w.key))
+      else
+        must(self.db:exec([[INSERT INTO policy_state (policy, instance_id, key, data, updated_at) VALUES (?, ?, ?, ?, ?)
+          ON CONFLICT (policy, instance_id, key) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at]],
+          w.policy, inst, w.key, json.encode(w.data), now))
+      end
+    end
+    return true
+  end)
+  if not ok then error(err, 0) end
+end
+
+-- In the transaction of a page: its last `n` rows of `source` (an event entity, or "changes" for an
+-- inventory page) are noted as still to be evaluated by the policies.  The page's rows were inserted in
+-- this transaction, the last ones of their table, so they are contiguous.  -> the note's id
+function Store:note_pending(inst, source, n, first_scan)
+  if source ~= "changes" and not schema.entities[source] then error("note_pending: unknown source '" .. tostring(source) .. "'", 2) end
+  local last = must(self.db:query(("SELECT max(id) m FROM %s"):format(source)))[1].m
+  must(self.db:exec([[INSERT INTO policy_pending (instance_id, source, first_id, last_id, first_scan, created_at)
+    VALUES (?, ?, ?, ?, ?, ?)]], inst, source, last - n + 1, last, first_scan and 1 or 0, M.now()))
+  return self.db:last_insert_rowid()
+end
+
+-- The notes of an instance not evaluated yet, oldest first.
+function Store:pending_notes(inst)
+  return must(self.db:query("SELECT * FROM policy_pending WHERE instance_id = ? ORDER BY id", inst))
+end
+
+-- The feed of one note, read back -> {entity = {{op =, row =}, ...}}: the events it covers, or the
+-- current rows of the inventory changes it covers (removed rows left out).
+function Store:noted_feed(inst, note)
+  if note.source ~= "changes" then
+    if not schema.entities[note.source] then error("noted_feed: unknown source '" .. tostring(note.source) .. "'", 2) end
+    local items = {}
+    for _, r in ipairs(must(self.db:query(("SELECT * FROM %s WHERE instance_id = ? AND id BETWEEN ? AND ? ORDER BY id")
+        :format(note.source), inst, note.first_id, note.last_id))) do
+      items[#items + 1] = { op = "added", row = r }
+    end
+    return { [note.source] = items }
+  end
+  local by = {}
+  for _, c in ipairs(must(self.db:query([[SELECT entity, ext_id, op FROM changes WHERE instance_id = ? AND id BETWEEN ? AND ?
+      ORDER BY id]], inst, note.first_id, note.last_id))) do
+    local spec = schema.entities[c.entity]
+    if spec and spec.inventory and c.op ~= "removed" then
+      local row = must(self.db:query(("SELECT * FROM %s WHERE instance_id = ? AND ext_id = ?"):format(c.entity), inst, c.ext_id))[1]
+      if row then
+        by[c.entity] = by[c.entity] or {}
+        table.insert(by[c.entity], { op = c.op, row = row })
+      end
+    end
+  end
+  return by
+end
+
+-- How many users of the instance have granted this app anything (deleted grants do not count).
+function Store:app_users(inst, client_id)
+  return must(self.db:query([[SELECT count(DISTINCT user_id) n FROM app_grants WHERE instance_id = ?
+    AND client_id = ? AND deleted_at IS NULL]], inst, client_id))[1].n
+end
+
+-- An actor's account (by ext_id, or email) -> {status =, since = ISO time cachost has known that status
+-- from: its last change, else when the account was first seen} | nil
+function Store:actor_status(inst, who, email)
+  local u = must(self.db:query([[SELECT ext_id, status, first_seen FROM users WHERE instance_id = ?
+    AND (ext_id = ? OR lower(email) = lower(?)) LIMIT 1]], inst, who, email))[1]
+  if not u then return nil end
+  local ch = must(self.db:query([[SELECT max(time) t FROM changes WHERE instance_id = ? AND entity = 'users'
+    AND ext_id = ? AND diff LIKE '%"status"%']], inst, u.ext_id))[1]
+  return { status = u.status, since = (ch and ch.t) or u.first_seen }
+end
+
+-- The outcome of a file's DLP scan: {status =, reason =, matches = table (stored as JSON) | nil}.
+function Store:record_scan(inst, ext_id, r)
+  must(self.db:exec([[UPDATE files SET scan_status = ?, scan_reason = ?, scan_matches = ?, scanned_at = ?
+    WHERE instance_id = ? AND ext_id = ?]], r.status, r.reason, r.matches ~= nil and json.encode(r.matches) or nil,
+    M.now(), inst, ext_id))
+end
+
+-- The governance action recorded under a correlation id (a policy's hit derives it from its alert).
+function Store:action_of(inst, correlation_id)
+  return must(self.db:query("SELECT * FROM governance_actions WHERE instance_id = ? AND ext_id = ?", inst, correlation_id))[1]
+end
+
+-- The one writer of alerts.  st:raise_alert{instance_id =, ext_id = key, policy =, severity =, title =,
+-- entity =, entity_id =, evidence = table} -> true when the alert is new.  An alert of the same key
+-- (instance_id, ext_id) raised before is the same alert: it stays, its updated_at moves on and its
+-- evidence is replaced by this one (the latest word on a held or failed action), unless f.keep_evidence
+-- (a policy's hit: the first hit's evidence and actions stand).
+function Store:raise_alert(f)
+  local now = M.now()
+  must(self.db:exec([[INSERT INTO alerts (instance_id, ext_id, policy, severity, title, entity, entity_id, evidence,
+      status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?)
+    ON CONFLICT (instance_id, ext_id) DO NOTHING]],
+    f.instance_id, f.ext_id, f.policy, f.severity, f.title, f.entity, f.entity_id, norm(f.evidence or {}), now, now))
+  if self.db:changes() == 1 then return true end
+  if f.keep_evidence then
+    must(self.db:exec("UPDATE alerts SET updated_at = ? WHERE instance_id = ? AND ext_id = ?", now, f.instance_id, f.ext_id))
+  else
+    must(self.db:exec("UPDATE alerts SET updated_at = ?, evidence = ? WHERE instance_id = ? AND ext_id = ?",
+      now, norm(f.evidence or {}), f.instance_id, f.ext_id))
+  end
+  return false
+end
+
+-- An alert of this key raised before -> true, its updated_at moved on (the same hit again).
+function Store:touch_alert(inst, ext_id)
+  must(self.db:exec("UPDATE alerts SET updated_at = ? WHERE instance_id = ? AND ext_id = ?", M.now(), inst, ext_id))
+  return self.db:changes() == 1
+end
+-- What `cachost alerts`, `alert` and `policy test` read and set.
+
+function Store:alert(id)
+  return must(self.db:query("SELECT * FROM alerts WHERE id = ?", id))[1]
+end
+
+-- The operator resolved alert `id` (raw: their note as JSON, or nil).
+function Store:resolve_alert(id, raw)
+  must(self.db:exec("UPDATE alerts SET status = 'resolved', updated_at = ?, raw = ? WHERE id = ?", M.now(), raw, id))
+end
+
+-- Alerts newest first (at most limit; only the open ones with open_only), with their instance's name.
+function Store:alert_list(limit, open_only)
+  return must(self.db:query([[SELECT a.id, a.created_at, i.name AS instance, a.policy, a.severity, a.status,
+      a.title, a.entity_id FROM alerts a LEFT JOIN instances i ON i.id = a.instance_id
+    WHERE (?1 IS NULL OR a.status = 'open') ORDER BY a.id DESC LIMIT ?2]], open_only or nil, limit))
 end
 
 -- The stored rows of an entity of an instance, each in turn (policy test replays them): activities in time

@@ -1,8 +1,6 @@
 -- policy/dlp_step.lua — the step of a policy with dlp = {...}: the file's content, scanned.
 local dlp = require "dlp"
 local L = require "policy.limits"
-local store = require "store"
-local exec = L.exec
 
 -- dlp = {detectors = {...}, custom = {{name=, pattern=, min=}}, min_counts = {...}, min = N, max_size = bytes}:
 -- download the file through its connector and scan it; the file row records the outcome (scan_status,
@@ -28,9 +26,8 @@ local function dlp_step(p, run, row)
     found[kind] = { count = m.count, samples = m.samples }
   end
   if not opts.dry then
-    exec(st.db, [[UPDATE files SET scan_status = ?, scan_reason = ?, scan_matches = ?, scanned_at = ?
-      WHERE instance_id = ? AND ext_id = ?]], result.status, result.reason,
-      result.status == "completed" and json.encode(found) or nil, store.now(), inst.id, row.ext_id)
+    st:record_scan(inst.id, row.ext_id, { status = result.status, reason = result.reason,
+      matches = result.status == "completed" and found or nil })
   end
   if total >= (p.dlp.min or 1) then return { matches = found, count = total } end
 end

@@ -2,7 +2,6 @@
 -- database (travel), the actor's account status, how many users granted an app.
 local L = require "policy.limits"
 local util = require "sdk.util"
-local query = L.query
 
 local M = {}
 
@@ -49,8 +48,7 @@ function M.rows(st, inst, entity, rows, state)
     local seen = {}
     for _, r in ipairs(rows) do
       if r.client_id and seen[r.client_id] == nil then
-        seen[r.client_id] = query(st.db, [[SELECT count(DISTINCT user_id) n FROM app_grants WHERE instance_id = ?
-          AND client_id = ? AND deleted_at IS NULL]], inst.id, r.client_id)[1].n
+        seen[r.client_id] = st:app_users(inst.id, r.client_id)
       end
       r.app_users = seen[r.client_id]
     end
@@ -66,15 +64,8 @@ function M.rows(st, inst, entity, rows, state)
   for _, r in ipairs(rows) do
     local who = r.actor_id or r.actor
     if who and known[who] == nil then
-      local u = query(st.db, [[SELECT ext_id, status, first_seen FROM users WHERE instance_id = ?
-        AND (ext_id = ? OR lower(email) = lower(?)) LIMIT 1]], inst.id, who, r.actor or who)[1]
-      if u then
-        local ch = query(st.db, [[SELECT max(time) t FROM changes WHERE instance_id = ? AND entity = 'users'
-          AND ext_id = ? AND diff LIKE '%"status"%']], inst.id, u.ext_id)[1]
-        known[who] = { status = u.status, since = util.parse_iso((ch and ch.t) or u.first_seen) or 0 }
-      else
-        known[who] = false
-      end
+      local a = st:actor_status(inst.id, who, r.actor or who)
+      known[who] = a and { status = a.status, since = util.parse_iso(a.since) or 0 } or false
     end
     local k = who and known[who]
     if k then r.actor_status = (r._t or M.row_time(r)) >= k.since and k.status or nil end

@@ -17,9 +17,7 @@ local window = require "policy.window"
 local enrich = require "policy.enrich"
 local dlp_step = require "policy.dlp_step"
 local outcome = require "policy.outcome"
-local store = require "store"
 local schema = require "store.schema"
-local exec, query = L.exec, L.query
 local ON, state_for = loader.ON, window.state_for
 local repeated_step, travel_step = window.repeated_step, window.travel_step
 local fire = outcome.fire
@@ -128,7 +126,6 @@ end
 
 ---------------------------------------------------------------------------------------------- resuming
 
-
 -- policy.note(st, inst, entity, res, first_scan) -> note id | nil: in the transaction of a page
 -- (sync's on_commit), what the policies have to evaluate of it: the rowids of its new events, or of the
 -- changes its inventory rows made.  They are contiguous: the page's rows were inserted in this
@@ -139,35 +136,7 @@ function M.note(st, inst, entity, res, first_scan)
   local source = spec.inventory and "changes" or entity
   local n = spec.inventory and #(res.changes or {}) or res.added
   if n == 0 then return nil end
-  local last = query(st.db, ("SELECT max(id) m FROM %s"):format(source))[1].m
-  exec(st.db, [[INSERT INTO policy_pending (instance_id, source, first_id, last_id, first_scan, created_at)
-    VALUES (?, ?, ?, ?, ?, ?)]], inst.id, source, last - n + 1, last, first_scan and 1 or 0, store.now())
-  return st.db:last_insert_rowid()
-end
-
--- The feed items of one note, read back from the store -> {entity = items}.
-local function noted(st, inst, note)
-  if note.source ~= "changes" then
-    local items = {}
-    for _, r in ipairs(query(st.db, ("SELECT * FROM %s WHERE instance_id = ? AND id BETWEEN ? AND ? ORDER BY id")
-        :format(note.source), inst.id, note.first_id, note.last_id)) do
-      items[#items + 1] = { op = "added", row = r }
-    end
-    return { [note.source] = items }
-  end
-  local by = {}
-  for _, c in ipairs(query(st.db, [[SELECT entity, ext_id, op FROM changes WHERE instance_id = ? AND id BETWEEN ? AND ?
-      ORDER BY id]], inst.id, note.first_id, note.last_id)) do
-    local spec = schema.entities[c.entity]
-    if spec and spec.inventory and c.op ~= "removed" then
-      local row = query(st.db, ("SELECT * FROM %s WHERE instance_id = ? AND ext_id = ?"):format(c.entity), inst.id, c.ext_id)[1]
-      if row then
-        by[c.entity] = by[c.entity] or {}
-        table.insert(by[c.entity], { op = c.op, row = row })
-      end
-    end
-  end
-  return by
+  return st:note_pending(inst.id, source, n, first_scan)
 end
 
 -- policy.resume(st, inst, policies, opts) -> pages evaluated: the pages of this instance committed and
@@ -176,9 +145,9 @@ end
 function M.resume(st, inst, policies, opts)
   local state = state_for(st, inst)
   local n = 0
-  for _, note in ipairs(query(st.db, "SELECT * FROM policy_pending WHERE instance_id = ? ORDER BY id", inst.id)) do
+  for _, note in ipairs(st:pending_notes(inst.id)) do
     if not state.done[note.id] then      -- evaluated in this process, not saved yet
-      local feeds = noted(st, inst, note)
+      local feeds = st:noted_feed(inst.id, note)
       local entities = {}
       for entity in pairs(feeds) do entities[#entities + 1] = entity end
       table.sort(entities)

@@ -11,17 +11,4 @@ M.BATCH = 1000
 M.ALERT_MAX = 1000       -- characters of an alert template: the text is copied into every alert row
 -- M.on_scan(bytes), when set (cachost sync's progress): called after each DLP download.
 
--- A store failure is the store's, not the policy's: it raises "store: ..." so that the engine tells it
--- from a failure of the policy (which disables the policy) and lets it through to the caller.
-function M.exec(db, sql, ...)
-  local ok, err = db:exec(sql, ...)
-  if not ok then error("store: " .. tostring(err), 0) end
-  return ok
-end
-function M.query(db, sql, ...)
-  local rows, err = db:query(sql, ...)
-  if not rows then error("store: " .. tostring(err), 0) end
-  return rows
-end
-
 return M

@@ -8,7 +8,6 @@ local governance = require "governance"
 local dlp = require "dlp"
 local L = require "policy.limits"
 local enrich = require "policy.enrich"
-local query = L.query
 
 local M = {}
 
@@ -274,8 +273,7 @@ end
 -- Every policy shipped in policies/ and the operator's in $CACHOST_HOME/policies/, with their switches.
 function M.load_all(st)
   local list, errors = {}, {}
-  local switches = {}
-  for _, r in ipairs(query(st.db, "SELECT * FROM policies")) do switches[r.name] = r end
+  local switches = st:policy_switches()
   for _, dir in ipairs { host.root .. "/policies", host.home .. "/policies" } do
     for _, f in ipairs(host.listdir(dir) or {}) do
       if f:match("%.lua$") then

@@ -1,10 +1,7 @@
 -- policy/outcome.lua — what a policy's hit does: an alert, and the policy's actions through governance;
 -- and what a policy's failure does: the policy disabled, with an alert.
 local governance = require "governance"
-local L = require "policy.limits"
 local enrich = require "policy.enrich"
-local store = require "store"
-local exec, query = L.exec, L.query
 local row_time = enrich.row_time
 
 local M = {}
@@ -27,7 +24,6 @@ function M.fire(st, inst, p, entity, row, evidence, opts)
   local bucket = math.floor(row_time(row) / 3600)
   local title = alert_title(p, row, evidence)
   local key = ("%s:%s:%s:%d"):format(p.id, entity, row.ext_id or "?", bucket)
-  local now = store.now()
   evidence = evidence or {}
   evidence.row = { ext_id = row.ext_id, time = row.time, actor = row.actor, action = row.action, ip = row.ip,
                    location = row.location, email = row.email, name = row.name, path = row.path }
@@ -53,16 +49,13 @@ function M.fire(st, inst, p, entity, row, evidence, opts)
                                            entity_id = row.ext_id, evidence = evidence } end
     return 1
   end
-  if query(st.db, "SELECT 1 FROM alerts WHERE instance_id = ? AND ext_id = ?", inst.id, key)[1] then
-    exec(st.db, "UPDATE alerts SET updated_at = ? WHERE instance_id = ? AND ext_id = ?", now, inst.id, key)
-    return 0
-  end
+  if st:touch_alert(inst.id, key) then return 0 end
   local plans = {}
   local mode = opts.mode or p.mode
   for _, w in ipairs(wanted) do
     local action, target = w.action, w.target
     local cid = crypto.hex(crypto.sha256(key .. "\0" .. action)):sub(1, 16)
-    local rec, err = query(st.db, "SELECT * FROM governance_actions WHERE instance_id = ? AND ext_id = ?", inst.id, cid)[1]
+    local rec, err = st:action_of(inst.id, cid)
     if not rec then
       rec, err = governance.act { store = st, instance = inst, action = action, target = target, policy = p.id,
         dry_run = mode ~= "enforce", params = { reason = title }, correlation_id = cid }
@@ -71,11 +64,10 @@ function M.fire(st, inst, p, entity, row, evidence, opts)
                           result = rec and rec.result or err, id = rec and rec.id }
   end
   evidence.actions = plans
-  exec(st.db, [[INSERT INTO alerts (instance_id, ext_id, policy, severity, title, entity, entity_id, evidence,
-      status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?)
-    ON CONFLICT (instance_id, ext_id) DO NOTHING]],
-    inst.id, key, p.id, p.severity, title, entity, row.ext_id, json.encode(evidence), now, now)
-  if st.db:changes() ~= 1 then return 0 end     -- raised meanwhile by another task (an action yielded)
+  if not st:raise_alert { instance_id = inst.id, ext_id = key, policy = p.id, severity = p.severity, title = title,
+      entity = entity, entity_id = row.ext_id, evidence = evidence, keep_evidence = true } then
+    return 0          -- raised meanwhile by another task (an action yielded)
+  end
   if opts.on_alert then opts.on_alert { policy = p.id, severity = p.severity, title = title, entity = entity,
                                          entity_id = row.ext_id, evidence = evidence } end
   return 1
@@ -86,9 +78,8 @@ function M.disable(st, inst, p, err, opts)
   p.enabled = false
   if opts.dry then opts.failed = err; return end
   log.error("policy disabled", { policy = p.id, error = err })
-  exec(st.db, [[INSERT INTO policies (name, enabled, status, last_error, updated_at) VALUES (?, 0, 'failed', ?, ?)
-    ON CONFLICT (name) DO UPDATE SET enabled = 0, status = 'failed', last_error = excluded.last_error,
-    updated_at = excluded.updated_at]], p.id, err, store.now())
+  st:policy_failed(p.id, err)
   governance.alert(st, inst, "cachost", "high", "policy " .. p.id .. " disabled: " .. err, "policy", p.id, { error = err })
 end
+
 return M

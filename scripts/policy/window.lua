@@ -2,9 +2,6 @@
 -- and of travel, per (policy, instance, key), kept here and saved in policy_state so that they survive
 -- a restart; and the steps that move them.
 local enrich = require "policy.enrich"
-local L = require "policy.limits"
-local store = require "store"
-local exec, query = L.exec, L.query
 local geo_fill, row_time = enrich.geo_fill, enrich.row_time
 
 local M = {}
@@ -43,9 +40,7 @@ function State:windows(policy)
   if not wins then
     local st, inst = self.st, self.inst
     wins = setmetatable({}, { __index = function(t, key)
-      local r = query(st.db, "SELECT data FROM policy_state WHERE policy = ? AND instance_id = ? AND key = ?",
-        policy, inst.id, key)[1]
-      local v = r and json.decode(r.data) or {}
+      local v = st:policy_window(policy, inst.id, key) or {}
       rawset(t, key, v)
       return v
     end })
@@ -63,8 +58,7 @@ function State:armed(policy)
   if not armed and self.scratch then armed = {}; self.armed_keys[policy] = armed end
   if not armed then
     armed = {}
-    for _, r in ipairs(query(self.st.db, "SELECT key FROM policy_state WHERE policy = ? AND instance_id = ?",
-        policy, self.inst.id)) do armed[r.key] = true end
+    for _, key in ipairs(self.st:policy_window_keys(policy, self.inst.id)) do armed[key] = true end
     self.armed_keys[policy] = armed
   end
   return armed
@@ -79,31 +73,19 @@ function State:save(force)
   local pending = next(self.done) ~= nil
   for _, keys in pairs(self.dirty) do if next(keys) then pending = true; break end end
   if not pending or (not force and sched.now() - (self.saved_at or 0) < SAVE_EVERY) then return end
-  local now = store.now()
-  local done = {}
+  local done, windows = {}, {}
   for id in pairs(self.done) do done[#done + 1] = id end
-  local ok, err = self.st:transaction(function()
-    for _, id in ipairs(done) do exec(self.st.db, "DELETE FROM policy_pending WHERE id = ?", id) end
-    for policy, keys in pairs(self.dirty) do
-      local wins = self.cache[policy]
-      for key in pairs(keys) do
-        keys[key] = nil          -- cleared in place: a feed paused in an action still holds this table
-        local v = rawget(wins, key)
-        if v == nil or next(v) == nil then
-          -- an empty window: no row, and no memory (a key seen once must not stay for the process's life)
-          exec(self.st.db, "DELETE FROM policy_state WHERE policy = ? AND instance_id = ? AND key = ?",
-            policy, self.inst.id, key)
-          rawset(wins, key, nil)
-        else
-          exec(self.st.db, [[INSERT INTO policy_state (policy, instance_id, key, data, updated_at) VALUES (?, ?, ?, ?, ?)
-            ON CONFLICT (policy, instance_id, key) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at]],
-            policy, self.inst.id, key, json.encode(v), now)
-        end
-      end
+  for policy, keys in pairs(self.dirty) do
+    local wins = self.cache[policy]
+    for key in pairs(keys) do
+      keys[key] = nil          -- cleared in place: a feed paused in an action still holds this table
+      local v = rawget(wins, key)
+      windows[#windows + 1] = { policy = policy, key = key, data = v }
+      -- an empty window: no row, and no memory (a key seen once must not stay for the process's life)
+      if v == nil or next(v) == nil then rawset(wins, key, nil) end
     end
-    return true
-  end)
-  if not ok then error(err, 0) end
+  end
+  self.st:save_policy_state(self.inst.id, done, windows)
   for _, id in ipairs(done) do self.done[id] = nil end
   self.saved_at = sched.now()
 end
