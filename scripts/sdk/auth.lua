@@ -2,12 +2,19 @@
 --   { type = "token", header = "Authorization", format = "SSWS %s", secret = "api_token" }
 --   { type = "oauth2", token_url = "/oauth/token", authorize_url = ..., scopes = {...}, pkce = true,
 --     client_id = "client_id" (setting), client_secret = "client_secret" (secret), grant = "authorization_code"|"client_credentials" }
+--   { type = "sigv4", service = "iam", region = "us-east-1" | function(settings), s3 = false,
+--     unsigned_payload = false, access_key = "access_key_id", secret_key = "secret_access_key",
+--     session_token = "session_token" (secret names; the token optional),
+--     credentials = function(client, scheme) -> {access_key=, secret_key=, session_token=} | nil, err }
+--     AWS Signature Version 4 (sdk/sigv4.lua) on every request; `credentials` replaces the secrets (keys
+--     obtained from STS, refreshed by whoever supplies them).
 -- Relative endpoint URLs resolve against the scheme's own host `base_url` when it declares one (GitHub's
 -- web flow is on github.com, its API on api.github.com), else against the API base URL; the instance
 -- setting `oauth_base_url` overrides the scheme's host (GHES, sandbox tenants).
 -- OAuth tokens live in the vault as secrets access_token / refresh_token / token_expires_at, and are
 -- refreshed shortly before they expire; a refused refresh means "reconnect needed".
 local util = require "sdk.util"
+local sigv4 = require "sdk.sigv4"
 
 local M = {}
 local REFRESH_MARGIN = 120   -- seconds before expiry
@@ -120,6 +127,36 @@ local function refresh(client, scheme, key)
   return t
 end
 
+-- The keys a sigv4 scheme signs with: its credentials function, else the instance's secrets.
+local function sigv4_credentials(client, scheme)
+  if scheme.credentials then return scheme.credentials(client, scheme) end
+  local inst = client.inst
+  local creds = {}
+  for _, f in ipairs { { "access_key", "access_key_id" }, { "secret_key", "secret_access_key" } } do
+    local field, name = f[1], scheme[f[1]] or f[2]
+    local v, err = inst:secret(name)
+    if not v then
+      if err and not err:match("^missing:") then return nil, err end
+      return nil, ("auth: secret '%s' is not set (cachost instance edit %s)"):format(name, inst.name)
+    end
+    creds[field] = v
+  end
+  creds.session_token = inst:secret(scheme.session_token or "session_token")
+  return creds
+end
+
+local function sign_sigv4(client, req, scheme)
+  local creds, err = sigv4_credentials(client, scheme)
+  if not creds then return nil, err end
+  local region = scheme.region
+  if type(region) == "function" then region = region(client.inst.settings) end
+  local service = scheme.service
+  if type(service) == "function" then service = service(client.inst.settings) end
+  sigv4.sign(req, creds, { service = service, region = region or "us-east-1", s3 = scheme.s3,
+                           unsigned_payload = scheme.unsigned_payload })
+  return true
+end
+
 -- The `auth(client, req, which)` hook the client calls before every request; `which` names a scheme
 -- other than the instance's (a request's opts.auth).
 -- A connector's `headers` ride on each of its authenticated API requests (GitHub's media type and API
@@ -154,6 +191,8 @@ function M.for_connector(connector)
       end
       req.headers["Authorization"] = (scheme.format or "Bearer %s"):format(token)
       return true
+    elseif scheme.type == "sigv4" then
+      return sign_sigv4(client, req, scheme)
     end
     return nil, "auth: unknown scheme type " .. tostring(scheme.type)
   end
