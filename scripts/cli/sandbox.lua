@@ -1,7 +1,7 @@
 -- Sandbox tenants: emulators of the providers' APIs (scripts/sandbox/<app>.lua) on loopback, to try
 -- cachost, policies and governance safely, and for the tests and the demo.
 local AVAILABLE = { okta = "sandbox.okta", github = "sandbox.github", box = "sandbox.box",
-                    microsoft = "sandbox.microsoft" }
+                    microsoft = "sandbox.microsoft", aws = "sandbox.aws" }
 
 -- One tenant of each app, from the command line's options.
 local function tenant_for(app, name, mod, seed, size, opts)
@@ -11,12 +11,14 @@ local function tenant_for(app, name, mod, seed, size, opts)
       oauth_app = { client_id = "sandbox-" .. name, client_secret = "sandbox-secret-" .. name, name = "cachost" } }
   end
   if app == "box" then return mod.new { seed = seed, users = size } end
+  if app == "aws" then return mod.new { seed = seed, users = size } end
   return mod.new { seed = seed, users = size, mgmt_records = tonumber(opts.events) }
 end
 
 -- The credential line printed for each tenant.
 local function credential(app, t)
   if app == "microsoft" then return ("tenant_id=%s client_id=%s client_secret=%s"):format(t.tenant_id, t.client_id, t.client_secret) end
+  if app == "aws" then return t:credential_line() end
   if app == "box" then return ("client_id=%s client_secret=%s enterprise_id=%s"):format(t.client_id, t.client_secret, t.enterprise_id) end
   return t.token
 end
@@ -37,6 +39,11 @@ local function add_lines(app, name, url, t)
       .. " --set oauth_base_url=%s --set insecure_loopback=true")
       :format(t.client_secret, name, t.client_id, t.enterprise_id, url, url, url) }
   end
+  if app == "aws" then
+    return { ("CACHOST_SET_ACCESS_KEY_ID=%s CACHOST_SET_SECRET_ACCESS_KEY=%s cachost instance add aws --name %s-aws"
+      .. " --set role_arn=%s --set external_id=%s --set endpoint=%s --set insecure_loopback=true")
+      :format(t.audit_key.id, t.audit_key.secret, name, t.role.Arn, t.role.external_id, url) }
+  end
   local common = ("--set tenant_id=%s --set client_id=%s%s"):format(t.tenant_id, t.client_id, loop)
   return {
     ("CACHOST_SET_CLIENT_SECRET=%s cachost instance add office365 --name %s-365 %s"):format(t.client_secret, name, common),
@@ -47,7 +54,7 @@ end
 return {
   summary = "start sandbox tenants (API emulators) and print their URLs",
   usage = [=[usage: cachost sandbox [APP[:NAME]]... [--port P] [--seed N] [--size N]
-Starts one emulated tenant per APP (okta, github, box, microsoft; the same app twice for two tenants, e.g.
+Starts one emulated tenant per APP (okta, github, box, microsoft, aws; the same app twice for two tenants, e.g.
 github:acme github:globex) on loopback ports P, P+1, ... (default: free ports) and prints one line
 per tenant: app, name, url and the credential to use (GitHub tenants also accept the OAuth web flow
 for client id sandbox-NAME, client secret sandbox-secret-NAME), and on stderr the `cachost instance add`
@@ -71,7 +78,7 @@ POST /_sandbox/fault {"kind": "429"|"500"|"reset"|..., "count": N}.]=],
     local servers, pumps = {}, {}
     for i, spec in ipairs(args) do
       local app, name = spec:match("^([%w_]+):?([%w_%-]*)$")
-      if not app or not AVAILABLE[app] then return ctx.fail("no sandbox tenant for '%s' (have: box, github, microsoft, okta)", spec) end
+      if not app or not AVAILABLE[app] then return ctx.fail("no sandbox tenant for '%s' (have: aws, box, github, microsoft, okta)", spec) end
       name = name ~= "" and name or app
       local mod = require(AVAILABLE[app])
       local tenant = tenant_for(app, name, mod, seed + i, size, opts)

@@ -1,0 +1,112 @@
+-- sandbox/aws/auth.lua — every request's Signature Version 4, checked as AWS does: the key must exist
+-- (long-term, or a live STS session with its token), the clock within 15 minutes, the signature the one
+-- recomputed from what arrived (constant-time compare); then the service's rate budget.  The signing
+-- algorithm is sdk/sigv4.lua's, itself held to AWS's official test suite.
+local C = require "sandbox.aws.core"
+local sigv4 = require "sdk.sigv4"
+local Aws = C.Aws
+
+-- Which error codes each kind of service uses for the same refusals.
+local CODES = {
+  s3 = { unknown = "InvalidAccessKeyId", mismatch = "SignatureDoesNotMatch", skew = "RequestTimeTooSkewed",
+         missing = "AccessDenied", throttle = { 503, "SlowDown" } },
+  cloudtrail = { unknown = "UnrecognizedClientException", mismatch = "InvalidSignatureException",
+                 skew = "InvalidSignatureException", missing = "MissingAuthenticationTokenException",
+                 throttle = { 400, "ThrottlingException" } },
+  query = { unknown = "InvalidClientTokenId", mismatch = "SignatureDoesNotMatch", skew = "RequestTimeTooSkewed",
+            missing = "MissingAuthenticationToken", throttle = { 400, "Throttling" } },
+}
+
+local function codes(svc) return CODES[svc] or CODES.query end
+
+-- The secret (and the token it needs) of an access key id.
+function Aws:credential(id)
+  local k = self.keys[id]
+  if k then
+    if k.status ~= "Active" then return nil end
+    return { secret = k.secret, user = k.user, key = k }
+  end
+  local s = self.sessions[id]
+  if s then return { secret = s.secret, token = s.token, expires = s.expires, session = s } end
+end
+
+function Aws:precheck(req)
+  local a, why = sigv4.parse_authorization(req.headers["authorization"])
+  local svc = a and a.service or (req.headers["x-amz-target"] and "cloudtrail") or "iam"
+  req.aws_service = svc
+  local E = codes(svc)
+  if not a then
+    if not req.headers["authorization"] then return self:error(req, 403, E.missing, "Request is missing Authentication Token") end
+    return self:error(req, 400, "IncompleteSignature", why)
+  end
+  local cred = self:credential(a.access_key)
+  if not cred then
+    return self:error(req, 403, E.unknown, "The security token included in the request is invalid.")
+  end
+  local amz = req.headers["x-amz-date"]
+  local t = sigv4.parse_amz_date(amz)
+  if not t then return self:error(req, 400, "IncompleteSignature", "Missing or malformed X-Amz-Date header") end
+  local now = self:wall_s()
+  if math.abs(now - t) > self.skew_limit then
+    return self:error(req, 403, E.skew, ("Signature expired: %s is now earlier than %s (%s - 15 min.)")
+      :format(amz, sigv4.amz_date(now - self.skew_limit), sigv4.amz_date(now)))
+  end
+  if a.date ~= amz:sub(1, 8) then
+    return self:error(req, 403, E.mismatch, "Credential should be scoped to a valid date: " .. amz:sub(1, 8))
+  end
+  local signed = {}
+  for _, n in ipairs(a.signed) do signed[n] = true end
+  if not (signed.host and signed["x-amz-date"]) then
+    return self:error(req, 403, E.mismatch, "Signed headers must include host and x-amz-date")
+  end
+  if cred.token then
+    if req.headers["x-amz-security-token"] ~= cred.token then
+      return self:error(req, 403, E.unknown, "The security token included in the request is invalid.")
+    end
+    if cred.expires <= now then
+      return self:error(req, 400, "ExpiredToken", "The security token included in the request is expired")
+    end
+  end
+  local payload = sigv4.hex_sha256(req.body)
+  if svc == "s3" then
+    local claimed = req.headers["x-amz-content-sha256"]
+    if not claimed then return self:error(req, 400, "InvalidRequest", "Missing required header for this request: x-amz-content-sha256") end
+    if claimed ~= sigv4.UNSIGNED_PAYLOAD and claimed ~= payload then
+      return self:error(req, 400, "XAmzContentSHA256Mismatch", "The provided 'x-amz-content-sha256' header does not match what was computed.")
+    end
+    payload = claimed
+  end
+  local creq = sigv4.canonical_request { method = req.method, path = req.path, query = req.raw_query,
+    headers = sigv4.header_values(req.headers), signed = a.signed, payload_hash = payload, s3 = svc == "s3" }
+  local sts = sigv4.string_to_sign(amz, a.scope, creq)
+  local want = sigv4.signature(sigv4.signing_key(cred.secret, a.date, a.region, a.service), sts)
+  if not crypto.equal(want, a.signature) then
+    return self:error(req, 403, E.mismatch, "The request signature we calculated does not match the signature "
+      .. "you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.")
+  end
+  req.caller = cred
+  local _, _, _, exceeded = self:rate_take(svc)
+  if exceeded then return self:error(req, E.throttle[1], E.throttle[2], "Rate exceeded") end
+end
+
+-- Injected faults answer in the service's own words.
+function Aws:fault_response(f, req)
+  local svc = (sigv4.parse_authorization(req.headers["authorization"]) or {}).service or "iam"
+  req.aws_service = svc
+  local k = f.kind
+  if k == "429" then
+    local E = codes(svc)
+    return self:error(req, E.throttle[1], E.throttle[2], "Rate exceeded")
+  elseif k == "403" then
+    return self:error(req, 403, "AccessDenied", "User is not authorized to perform this action")
+  end
+  local st = tonumber(k) or tonumber(f.status) or 500
+  if svc == "s3" then return self:s3_error(req, st, st == 503 and "SlowDown" or "InternalError", "We encountered an internal error. Please try again.") end
+  return self:error(req, st, svc == "cloudtrail" and "InternalFailure" or "ServiceFailure", "Service failure")
+end
+
+function Aws:decorate(req, st, hdr)
+  hdr["x-amzn-RequestId"] = hdr["x-amzn-RequestId"] or self:request_id(req)
+end
+
+return true
