@@ -79,13 +79,20 @@ function State:save(force)
     local wins = self.cache[policy]
     for key in pairs(keys) do
       keys[key] = nil          -- cleared in place: a feed paused in an action still holds this table
-      local v = rawget(wins, key)
-      windows[#windows + 1] = { policy = policy, key = key, data = v }
-      -- an empty window: no row, and no memory (a key seen once must not stay for the process's life)
-      if v == nil or next(v) == nil then rawset(wins, key, nil) end
+      windows[#windows + 1] = { policy = policy, key = key, data = rawget(wins, key) }
     end
   end
-  self.st:save_policy_state(self.inst.id, done, windows)
+  -- The write may wait for another task's transaction, and a feed may move these windows meanwhile: it
+  -- marks them dirty again.  A failed write (a full disk) leaves them all to the next save.
+  local ok, err = pcall(self.st.save_policy_state, self.st, self.inst.id, done, windows)
+  for _, w in ipairs(windows) do
+    local wins, v = self.cache[w.policy], rawget(self.cache[w.policy], w.key)
+    if not ok then self.dirty[w.policy][w.key] = true
+    elseif v == nil or next(v) == nil then
+      rawset(wins, w.key, nil)    -- an empty window: no row, and no memory (a key seen once must not stay)
+    end
+  end
+  if not ok then error(err, 0) end
   for _, id in ipairs(done) do self.done[id] = nil end
   self.saved_at = sched.now()
 end

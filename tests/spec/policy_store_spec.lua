@@ -76,4 +76,28 @@ describe("the store's policies and alerts", function()
       assert.matches("^store: ", err)
     end
   end)
+
+  it("leaves the windows of a save that failed (the disk full) to the next save: none is lost", function()
+    local policy = require "policy"
+    local f = assert(io.open(dir .. "/counting.lua", "w"))
+    f:write([[return policy { name = "counting", on = "activity", match = { kind = "signin" },
+      repeated = { count = 100000, within = "1d", by = "actor" } }]])
+    f:close()
+    local p = assert(policy.load(dir .. "/counting.lua"))
+    local items = {}
+    for i = 1, 3000 do     -- a window of 3,000 times: more than the page room a full disk leaves
+      items[i] = { op = "added", row = { ext_id = "e" .. i, kind = "signin", actor = "alice", time = store.iso(1.7e9 + i) } }
+    end
+    local inst = { id = 1 }
+    local pages = st.db:query("PRAGMA page_count")[1].page_count
+    assert(st.db:exec("PRAGMA max_page_count = " .. pages))
+    local ok, err = pcall(policy.feed, st, inst, { p }, "activities", items)
+    assert.is_false(ok)
+    assert.matches("^store: full", err)
+    assert.is_nil(st:policy_window("counting", 1, "alice"))
+    assert(st.db:exec("PRAGMA max_page_count = 1073741823"))      -- room again
+    policy.flush()
+    assert.equal(3000, #st:policy_window("counting", 1, "alice").times)
+    policy.forget()
+  end)
 end)
