@@ -47,7 +47,6 @@ function c.is_throttled(resp)
   return resp.status == 429 or ((resp.status == 503 or resp.status == 504) and resp.headers["retry-after"] ~= nil)
 end
 
-local function str(v) return type(v) == "string" and v ~= "" and v or nil end
 
 local ARM_PAGES = {
   items = "value",
@@ -136,10 +135,7 @@ end
 
 -- One directory object through Graph, or nil when it no longer exists (an orphaned assignment).
 local function graph_get(ctx, path, query)
-  local resp, err = ctx.client:request("GET", graph(ctx, path), { query = query, auth = "graph", expect_json = true })
-  if resp then return resp.data end
-  if tostring(err):match("^not_found:") then return nil end
-  error(err, 0)
+  return ctx:try_get(graph(ctx, path), query, { auth = "graph" })
 end
 
 -- Users and groups holding any role assignment (Entra users themselves are the Office 365 connector's).
@@ -228,7 +224,7 @@ c.stream_order = { users = 1, privileges = 2, activities = 3 }
 function c.fetch.users(ctx, id)
   local u = graph_get(ctx, "/v1.0/users/" .. urlencode(id), { ["$select"] = USER_SELECT })
   if not u then return end
-  local cur = ctx.st:query("SELECT is_admin FROM users WHERE instance_id = ? AND ext_id = ?", ctx.inst.id, u.id)[1]
+  local cur = ctx:stored("users", u.id)
   ctx:emit("users", { u }, function(x) return user_row(x, cur and cur.is_admin == 1) end)
 end
 
@@ -250,8 +246,8 @@ function c.test(ctx)
     break
   end
   if not sp then
-    error(("auth: the app %s has no service principal in tenant %s (admin consent missing?)")
-      :format(ctx.settings.client_id, ctx.settings.tenant_id), 0)
+    fail(("the app %s has no service principal in tenant %s (admin consent missing?)")
+      :format(ctx.settings.client_id, ctx.settings.tenant_id), "auth")
   end
   local held = {}
   for page in ctx:pages(graph(ctx, "/v1.0/roleManagement/directory/roleAssignments"),
@@ -262,8 +258,8 @@ function c.test(ctx)
     end
   end
   if #held == 0 then
-    error(("auth: the app %s holds neither the Security Administrator nor the Global Administrator role in "
-      .. "Entra ID: assign one of them to it, then test again"):format(ctx.settings.client_id), 0)
+    fail(("the app %s holds neither the Security Administrator nor the Global Administrator role in "
+      .. "Entra ID: assign one of them to it, then test again"):format(ctx.settings.client_id), "auth")
   end
   table.sort(held)
   return ("%s; %d subscription(s) readable"):format(table.concat(held, ", "), #subs)

@@ -46,7 +46,6 @@ end
 local PAGE = 1000                              -- limit max for users, groups, items, collaborations
 local EVENTS_PAGE = 500                        -- limit max for events
 
-local function str(v) return type(v) == "string" and v ~= "" and v or nil end
 local function when(v) local t = parse_iso(v) return t and iso(t) or nil end
 local function upload_base(ctx)
   local u = str(ctx.settings.upload_base_url) or UPLOAD
@@ -248,16 +247,12 @@ end
 
 -- Targeted re-fetch (webhooks): one file with its ancestors' sharing; gone or trashed -> its new state.
 function c.fetch.files(ctx, id)
-  local resp, err = ctx.client:request("GET", "/files/" .. urlencode(id), { query = { fields = ITEM_FIELDS }, expect_json = true })
-  if not resp then
-    if tostring(err):match("^not_found:") then
-      local t = ctx.client:request("GET", "/files/" .. urlencode(id) .. "/trash", { query = { fields = ITEM_FIELDS }, expect_json = true })
-      if t then ctx:emit("files", { t.data }, function(it) return file_row(it, path_of(it), "private", true) end) end
-      return
-    end
-    error(err, 0)
+  local it = ctx:try_get("/files/" .. urlencode(id), { fields = ITEM_FIELDS })
+  if not it then
+    local t = ctx:try_get("/files/" .. urlencode(id) .. "/trash", { fields = ITEM_FIELDS })
+    if t then ctx:emit("files", { t }, function(x) return file_row(x, path_of(x), "private", true) end) end
+    return
   end
-  local it = resp.data
   local inside = insiders(ctx)
   local level = "private"
   for _, p in ipairs(type(it.path_collection) == "table" and it.path_collection.entries or {}) do
@@ -277,7 +272,7 @@ end
 -- body is capped at max_size (the http layer aborts with too_large).
 function c.content(ctx, file, max_size)
   if file.is_folder == 1 then return nil, "unsupported: a folder has no content" end
-  local resp, err = ctx.client:request("GET", "/files/" .. urlencode(file.ext_id) .. "/content",
+  local resp, err = ctx:try("GET", "/files/" .. urlencode(file.ext_id) .. "/content",
     { max_size = max_size, raw = true, headers = { Accept = "*/*" } })
   if not resp then return nil, err end
   return resp.body
@@ -358,10 +353,7 @@ end
 -- The current item (trashed or not): GET /files/{id}, else GET /files/{id}/trash.
 local function current(ctx, row)
   local base = item_path(row)
-  local resp, err = ctx.client:request("GET", base, { query = { fields = ITEM_FIELDS }, expect_json = true })
-  if resp then return resp.data end
-  if not tostring(err):match("^not_found:") then error(err, 0) end
-  return ctx:get(base .. "/trash", { fields = ITEM_FIELDS })
+  return ctx:try_get(base, { fields = ITEM_FIELDS }) or ctx:get(base .. "/trash", { fields = ITEM_FIELDS })
 end
 
 local function find_child(ctx, folder_id, name)
@@ -376,7 +368,7 @@ local QUARANTINE = "cachost quarantine"
 local function quarantine_folder(ctx)
   local id = str(ctx.settings.quarantine_folder_id)
   if id then return id end
-  local resp, err, r = ctx.client:request("POST", "/folders", { json = { name = QUARANTINE, parent = { id = "0" } } })
+  local resp, err, token, r = ctx:try("POST", "/folders", { json = { name = QUARANTINE, parent = { id = "0" } } })
   if resp then return resp.data.id end
   local d = r and r.data
   if r and r.status == 409 and type(d) == "table" and type(d.context_info) == "table" and type(d.context_info.conflicts) == "table" then
@@ -385,16 +377,16 @@ local function quarantine_folder(ctx)
   end
   local f = find_child(ctx, "0", QUARANTINE)
   if f then return f.id end
-  error(err, 0)
+  fail(err, token)
 end
 
 -- Move with PUT {parent:{id}}; a name taken in the target (409) gets the item id in front.
 local function move(ctx, it, parent_id, name)
   local path = "/files/" .. urlencode(it.id)
-  local resp, err, r = ctx.client:request("PUT", path, { json = { parent = { id = parent_id }, name = name } })
+  local resp, err, token, r = ctx:try("PUT", path, { json = { parent = { id = parent_id }, name = name } })
   if resp then return resp.data end
   if r and r.status == 409 then return ctx:put(path, { parent = { id = parent_id }, name = it.id .. " " .. (name or it.name) }) end
-  error(err, 0)
+  fail(err, token)
 end
 
 local function upload(ctx, path, attributes, name, data)
@@ -439,8 +431,8 @@ function c.actions.unquarantine_file(ctx, file, params)
     tomb_id = t and t.id
   end
   if tomb_id then
-    local _, err, r = ctx.client:request("DELETE", "/files/" .. urlencode(tomb_id))
-    if err and not (r and r.status == 404) then error(err, 0) end
+    local _, err, token = ctx:try("DELETE", "/files/" .. urlencode(tomb_id))
+    if err and token ~= "not_found" then fail(err, token) end
   end
   move(ctx, it, origin, name)
 end

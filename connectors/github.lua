@@ -63,7 +63,6 @@ end
 local PAGE = 100                               -- per_page max
 
 local function org_path(ctx, rest) return "/orgs/" .. urlencode(ctx.settings.org) .. (rest or "") end
-local function str(v) return type(v) == "string" and v ~= "" and v or nil end
 
 ---------------------------------------------------------------------------------------------- users
 -- simple-user has no status, e-mail or creation time: members listed are active (pending invitees
@@ -144,12 +143,13 @@ local function installation_row(i)
 end
 
 function c.streams.app_grants(ctx)
+  -- SAML credential authorizations exist only for orgs with SAML SSO: others answer 404
   local ok, err = pcall(function()
     for page in ctx:pages(org_path(ctx, "/credential-authorizations"), { per_page = PAGE }) do
       ctx:emit("app_grants", page, cred_row)
     end
   end)
-  if not ok and not tostring(err):match("^not_found:") then error(err, 0) end
+  if not ok and token_of(err) ~= "not_found" then error(err, 0) end
   -- The org's app installations need admin:read (a classic or OAuth token) or organization_administration:
   -- read (a GitHub App): a 403 is that permission missing, the grants above are in.
   ok, err = pcall(function()
@@ -158,8 +158,8 @@ function c.streams.app_grants(ctx)
     end
   end)
   if not ok then
-    if not tostring(err):match("^permission:") then error(err, 0) end
-    error("permission: " .. (ctx.settings.auth == "app" and "organization_administration:read" or "admin:read"), 0)
+    if token_of(err) ~= "permission" then error(err, 0) end
+    fail(ctx.settings.auth == "app" and "organization_administration:read" or "admin:read", "permission")
   end
 end
 
@@ -195,14 +195,14 @@ local function phrase_time(sec) return (iso(sec):gsub("%.%d+Z$", "Z")) end
 -- `created:>=` (events of that second are read again; ext_id makes them no-ops).
 -- The org audit log exists on GitHub Enterprise Cloud only; any other org answers it with a plain 404
 -- (as it answers a token that may not read it).  The org's plan.name, shown to its owners, tells which:
--- -> "unavailable: needs ..." when the plan is the reason, else nil.
+-- Raises "unavailable: needs ..." when the plan is the reason.
 local function audit_log_unavailable(ctx, err)
-  if not tostring(err):match("^not_found:") then return nil end
-  local resp = ctx.client:request("GET", org_path(ctx), { expect_json = true })
+  if token_of(err) ~= "not_found" then return end
+  local resp = ctx:try("GET", org_path(ctx), { expect_json = true })
   local plan = resp and type(resp.data) == "table" and type(resp.data.plan) == "table" and str(resp.data.plan.name)
-  if not plan or plan == "enterprise" then return nil end
-  return ("unavailable: needs GitHub Enterprise Cloud: the organization audit log is an Enterprise Cloud "
-    .. "feature and %s is on the %s plan"):format(ctx.settings.org, plan)
+  if not plan or plan == "enterprise" then return end
+  fail(("needs GitHub Enterprise Cloud: the organization audit log is an Enterprise Cloud "
+    .. "feature and %s is on the %s plan"):format(ctx.settings.org, plan), "unavailable")
 end
 
 c.initial_days = 7
@@ -231,7 +231,7 @@ function c.streams.activities(ctx, cursor)
       end
     end
   end)
-  if not ok then error(audit_log_unavailable(ctx, err) or err, 0) end
+  if not ok then audit_log_unavailable(ctx, err); error(err, 0) end
 end
 
 c.stream_order = { users = 1, groups = 2, privileges = 3, app_grants = 4, activities = 5 }
@@ -239,12 +239,8 @@ c.stream_order = { users = 1, groups = 2, privileges = 3, app_grants = 4, activi
 -- Targeted re-fetch (webhooks): one user by login.  Not (or no longer) an active member: nothing to
 -- emit; the next full scan marks the row deleted.
 function c.fetch.users(ctx, login)
-  local resp, err = ctx.client:request("GET", org_path(ctx, "/memberships/" .. urlencode(login)), { expect_json = true })
-  if not resp then
-    if tostring(err):match("^not_found:") then return end
-    error(err, 0)
-  end
-  local m = resp.data
+  local m = ctx:try_get(org_path(ctx, "/memberships/" .. urlencode(login)))
+  if not m then return end
   if m.state ~= "active" then return end
   ctx:emit("users", { m.user }, function(u) return user_row(u, m.role == "admin", false) end)
 end

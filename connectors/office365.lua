@@ -66,7 +66,6 @@ function c.is_throttled(resp)
   return resp.status == 429 or ((resp.status == 503 or resp.status == 504) and resp.headers["retry-after"] ~= nil)
 end
 
-local function str(v) return type(v) == "string" and v ~= "" and v or nil end
 
 ---------------------------------------------------------------------------------------------- components
 local COMPONENTS = { "users", "audits", "signins", "apps", "activities", "files" }
@@ -291,21 +290,21 @@ local function feed(ctx) return provider_host(ctx.settings, MANAGE) .. "/api/v1.
 local function mgmt(ctx, method, url, query, body)
   query = query or {}
   query.PublisherIdentifier = ctx.settings.publisher_id or ctx.settings.tenant_id
-  return ctx.client:request(method, url, { query = query, json = body, auth = "mgmt", expect_json = true })
+  return ctx:try(method, url, { query = query, json = body, auth = "mgmt", expect_json = true })
 end
 
 -- Subscriptions must be started once per content type before content is listed.
 local function ensure_subscriptions(ctx)
-  local list, lerr = mgmt(ctx, "GET", feed(ctx) .. "/subscriptions/list")
-  if not list then error(lerr, 0) end
+  local list, lerr, ltoken = mgmt(ctx, "GET", feed(ctx) .. "/subscriptions/list")
+  if not list then fail(lerr, ltoken) end
   local enabled = {}
   for _, s in ipairs(type(list.data) == "table" and list.data or {}) do
     if s.status == "enabled" then enabled[s.contentType] = true end
   end
   for _, ct in ipairs(CONTENT_TYPES) do
     if not enabled[ct] then
-      local _, err = mgmt(ctx, "POST", feed(ctx) .. "/subscriptions/start", { contentType = ct })
-      if err then error(err, 0) end
+      local _, err, token = mgmt(ctx, "POST", feed(ctx) .. "/subscriptions/start", { contentType = ct })
+      if err then fail(err, token) end
       log.info("office365: started Management Activity subscription", { instance = ctx.instance, content_type = ct })
     end
   end
@@ -327,14 +326,14 @@ local BLOBS_IN_FLIGHT = 8
 
 -- One content blob: its records, or nil when it expired / disappeared (logged, skipped).
 local function fetch_blob(ctx, uri)
-  local resp, err, raw = mgmt(ctx, "GET", uri)
+  local resp, err, token, raw = mgmt(ctx, "GET", uri)
   if resp then return ctx:listing(resp.data, nil, "content blob") end
   local code = raw and type(raw.data) == "table" and type(raw.data.error) == "table" and raw.data.error.code
-  if tostring(err):match("^not_found:") or code == "AF20051" or code == "AF20050" then
+  if token == "not_found" or code == "AF20051" or code == "AF20050" then
     log.warn("office365: content blob expired or gone, skipped", { instance = ctx.instance, error = err })
     return nil
   end
-  error(err, 0)
+  fail(err, token)
 end
 
 -- Content blobs ({contentUri}), BLOBS_IN_FLIGHT at a time, each group's records committed together;
@@ -368,8 +367,8 @@ local function management(ctx, state, save)
     for _, ct in ipairs(CONTENT_TYPES) do
       local url, query = feed(ctx) .. "/subscriptions/content", { contentType = ct, startTime = fmt(from), endTime = fmt(to) }
       while url do
-        local resp, err = mgmt(ctx, "GET", url, query)
-        if not resp then error(err, 0) end
+        local resp, err, token = mgmt(ctx, "GET", url, query)
+        if not resp then fail(err, token) end
         -- the listing's new blobs
         local todo = {}
         for _, blob in ipairs(ctx:listing(resp.data, nil, url)) do
@@ -408,7 +407,7 @@ function c.streams.activities(ctx, cursor)
   local function source(name, fn)
     if not on[name] then return end
     local ok, err = pcall(fn)
-    if not ok then errors[#errors + 1] = tostring(err) end
+    if not ok then errors[#errors + 1] = { message = tostring(err), token = token_of(err) } end
   end
   source("audits", function()
     local since = state.audits and math.max(state.audits - OVERLAP, start - 86400 * 365) or start
@@ -427,8 +426,13 @@ function c.streams.activities(ctx, cursor)
   -- the stream's health is its first error's token: a failure leads, a source the tenant's plan does
   -- not offer (sign-ins without P1/P2) or this app may not read comes after
   local later = { unavailable = 2, permission = 1 }
-  table.sort(errors, function(a, b) return (later[a:match("^(%a+):")] or 0) < (later[b:match("^(%a+):")] or 0) end)
-  if #errors > 0 then error(table.concat(errors, "; "), 0) end
+  table.sort(errors, function(a, b) return (later[a.token] or 0) < (later[b.token] or 0) end)
+  if #errors > 0 then
+    local text = {}
+    for i, e in ipairs(errors) do text[i] = e.message end
+    if errors[1].token then fail(table.concat(text, "; "), errors[1].token) end
+    error(table.concat(text, "; "), 0)
+  end
 end
 
 ---------------------------------------------------------------------------------------------- files
@@ -450,9 +454,9 @@ end
 -- Internal domains: those of the tenant's own (member, not guest) users as last scanned.
 local function tenant_domains(ctx)
   local doms = {}
-  for _, r in ipairs(ctx.st:query("SELECT DISTINCT lower(substr(email, instr(email, '@') + 1)) d FROM users "
-      .. "WHERE instance_id = ? AND external = 0 AND deleted_at IS NULL AND email LIKE '%@%'", ctx.inst.id)) do
-    doms[r.d] = true
+  for _, u in ipairs(ctx:known_users()) do
+    local d = u.external == 0 and type(u.email) == "string" and u.email:match("@(.+)$")
+    if d then doms[d:lower()] = true end
   end
   return doms
 end
@@ -555,11 +559,12 @@ local function drives(ctx)
   local list, seen = {}, {}
   local function add(d) if type(d) == "table" and d.id and not seen[d.id] then seen[d.id] = true; list[#list + 1] = d end end
   for _, u in ipairs(ctx:known_users()) do
-    local resp, err = ctx.client:request("GET", "/v1.0/users/" .. urlencode(u.ext_id) .. "/drive", { expect_json = true })
-    -- a drive without an id is not understood: its files are then not listed, so none is deleted
-    if resp then
-      if type(resp.data) == "table" and str(resp.data.id) then add(resp.data) else ctx:reject("files", "a drive without id") end
-    elseif not tostring(err):match("^not_found:") then error(err, 0) end    -- no OneDrive provisioned
+    -- no OneDrive provisioned: 404; a drive without an id is not understood: its files are then not
+    -- listed, so none is deleted
+    local d = ctx:try_get("/v1.0/users/" .. urlencode(u.ext_id) .. "/drive")
+    if d then
+      if type(d) == "table" and str(d.id) then add(d) else ctx:reject("files", "a drive without id") end
+    end
   end
   local ok, err = pcall(function()
     for page in graph_pages(ctx, "/v1.0/sites", { search = "*" }) do
@@ -570,7 +575,7 @@ local function drives(ctx)
       end
     end
   end)
-  if not ok and not tostring(err):match("^not_found:") then error(err, 0) end
+  if not ok and token_of(err) ~= "not_found" then error(err, 0) end
   return list
 end
 
@@ -630,21 +635,17 @@ function c.streams.files(ctx, cursor)
     ctx:checkpoint(json.encode(links))
   end
   ctx:checkpoint(json.encode(next_links))
-  ctx.complete_listing = all_fresh
+  if all_fresh then ctx:complete() end
 end
 
 ---------------------------------------------------------------------------------------------- re-fetch
 c.stream_order = { users = 1, groups = 2, app_grants = 3, files = 4, activities = 5 }
 
 function c.fetch.users(ctx, id)
-  local resp, err = ctx.client:request("GET", "/v1.0/users/" .. urlencode(id), { query = { ["$select"] = USER_SELECT }, expect_json = true })
-  if not resp then
-    if tostring(err):match("^not_found:") then return end      -- deleted: the next full scan marks it
-    error(err, 0)
-  end
-  local u = resp.data
+  local u = ctx:try_get("/v1.0/users/" .. urlencode(id), { ["$select"] = USER_SELECT })
+  if not u then return end      -- deleted: the next full scan marks it
   local row = user_row(u)
-  local cur = ctx.st:query("SELECT is_admin FROM users WHERE instance_id = ? AND ext_id = ?", ctx.inst.id, u.id)[1]
+  local cur = ctx:stored("users", u.id)
   row.is_admin = cur and cur.is_admin or 0
   ctx:emit("users", { u }, function() return row end)
 end
@@ -655,40 +656,37 @@ function c.fetch.files(ctx, id)
   local drive_id = tostring(id):match("^drive:(.+)$")
   local doms = tenant_domains(ctx)
   if not drive_id then
-    local row = ctx.st:query("SELECT * FROM files WHERE instance_id = ? AND ext_id = ?", ctx.inst.id, id)[1]
+    local row = ctx:stored("files", id)
     if not row then return end
     drive_id = drive_of(row)
-    local resp, err = ctx.client:request("GET", "/v1.0/drives/" .. urlencode(drive_id) .. "/items/" .. urlencode(id), { expect_json = true })
+    local item = ctx:try_get("/v1.0/drives/" .. urlencode(drive_id) .. "/items/" .. urlencode(id))
     local drive = { id = drive_id }
-    if not resp then
-      if not tostring(err):match("^not_found:") then error(err, 0) end
+    if not item then
       local gone = file_row(decode_raw(row), drive, row.access_level)
       gone.trashed, gone.raw = 1, decode_raw(row)
       ctx:emit("files", { gone }, function(x) return x end)
       return
     end
     local rows, level = item_permissions(ctx, drive_id, id, doms)
-    local frow = file_row(resp.data, drive, level)
+    local frow = file_row(item, drive, level)
     frow.owner = row.owner
     ctx:emit("files", { frow }, function(x) return x end)
     ctx:emit("file_permissions", rows)
     -- permissions removed by the action: the item's rows not listed now are gone
-    local keep = {}
+    local keep, gone = {}, {}
     for _, r in ipairs(rows) do keep[r.ext_id] = true end
-    for _, old in ipairs(ctx.st:query("SELECT ext_id FROM file_permissions WHERE instance_id = ? AND file_id = ? AND deleted_at IS NULL",
-        ctx.inst.id, id)) do
-      if not keep[old.ext_id] then
-        ctx.st.db:exec("UPDATE file_permissions SET deleted_at = ? WHERE instance_id = ? AND ext_id = ?", iso(), ctx.inst.id, old.ext_id)
-      end
+    for _, pid in ipairs(ctx:stored_ids("file_permissions", "file_id", id)) do
+      if not keep[pid] then gone[#gone + 1] = pid end
     end
+    ctx:retire("file_permissions", gone)
     return
   end
-  local state = ctx.st:stream(ctx.inst.id, "files") or {}
+  local state = ctx:state("files")
   local links = state.cursor and json.decode(state.cursor) or {}
   if type(links) ~= "table" then links = {} end
   local link = drive_delta(ctx, { id = drive_id }, links[drive_id], doms)
   links[drive_id] = link
-  assert(ctx.st:save_stream(ctx.inst.id, "files", { cursor = json.encode(links) }))
+  ctx:save_cursor("files", json.encode(links))
 end
 
 -- Content blobs named by a Management Activity notification (c.webhook checked the URI): stored as the
@@ -801,8 +799,8 @@ function c.actions.unquarantine_file(ctx, file, params)
   if not parent then error("http: unquarantine_file needs the original folder (params.parent_id)", 0) end
   ctx:patch(item_path(drive_id, file.ext_id), { parentReference = { id = parent }, name = params.name })
   if params.tombstone_id then
-    local _, err = ctx.client:request("DELETE", item_path(drive_id, params.tombstone_id))
-    if err and not tostring(err):match("^not_found:") then error(err, 0) end
+    local _, err, token = ctx:try("DELETE", item_path(drive_id, params.tombstone_id))
+    if err and token ~= "not_found" then fail(err, token) end
   end
 end
 
@@ -815,7 +813,7 @@ local function client_state(ctx)
   local state = ctx:secret("client_state")
   if not state then
     state = crypto.b64url(crypto.random(24))
-    ctx.inst:set_secret("client_state", state)
+    ctx:set_secret("client_state", state)
   end
   return state
 end
@@ -830,8 +828,8 @@ end
 -- unless already enabled with this address and authId (start also updates and re-enables a webhook the
 -- service disabled).  The service validates the address during the start.
 local function subscribe_management(ctx, url, auth_id)
-  local list, lerr = mgmt(ctx, "GET", feed(ctx) .. "/subscriptions/list")
-  if not list then error(lerr, 0) end
+  local list, lerr, ltoken = mgmt(ctx, "GET", feed(ctx) .. "/subscriptions/list")
+  if not list then fail(lerr, ltoken) end
   local have = {}
   for _, s in ipairs(type(list.data) == "table" and list.data or {}) do
     if type(s) == "table" then have[s.contentType] = s end
@@ -841,9 +839,9 @@ local function subscribe_management(ctx, url, auth_id)
     local w = type(s.webhook) == "table" and s.webhook or {}
     if not (s.status == "enabled" and w.status == "enabled" and w.address == url
             and type(w.authId) == "string" and crypto.equal(w.authId, auth_id)) then
-      local _, err = mgmt(ctx, "POST", feed(ctx) .. "/subscriptions/start", { contentType = ct },
+      local _, err, token = mgmt(ctx, "POST", feed(ctx) .. "/subscriptions/start", { contentType = ct },
         { webhook = { address = url, authId = auth_id, expiration = "" } })
-      if err then error(err, 0) end
+      if err then fail(err, token) end
       log.info("office365: Management Activity webhook started", { instance = ctx.instance, content_type = ct })
     end
   end

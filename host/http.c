@@ -5,7 +5,7 @@
  * list, response buffer), adds it to the one multi and suspends the task (task_wait).  curl tells us
  * which sockets to watch (sock_cb) and when to call it back (timer_cb); those libevent callbacks call
  * curl_multi_socket_action and drain curl_multi_info_read; a finished record pushes {status, headers,
- * body, url} or nil, "token: message" onto the task's stack and wakes it.  Lua never runs inside a curl
+ * body, url} or nil, "token: message", token onto the task's stack and wakes it.  Lua never runs inside a curl
  * callback, and libcurl is never re-entered from one of its own callbacks.
  */
 #include "host.h"
@@ -223,6 +223,15 @@ static const char *error_token(CURLcode rc) {
     }
 }
 
+/* nil, "<token>: detail", token: every failure message of this module starts with its token, and the
+ * token travels as data too, so that no caller parses the message. */
+static int push_failure(lua_State *L, const char *msg) {
+    lua_pushnil(L);
+    lua_pushstring(L, msg);
+    lua_pushlstring(L, msg, strcspn(msg, ":"));
+    return 3;
+}
+
 static void format_error(struct req *r, char *out, size_t n) {
     if (r->too_large)
         snprintf(out, n, "too_large: response body over %zu bytes", r->max_size);
@@ -236,9 +245,7 @@ static int push_result(lua_State *L) {
     if (r->rc != CURLE_OK || r->too_large) {
         char err[CURL_ERROR_SIZE + 64];
         format_error(r, err, sizeof err);
-        lua_pushnil(L);
-        lua_pushstring(L, err);
-        return 2;
+        return push_failure(L, err);
     }
     long status = 0;
     char *eff = NULL;
@@ -518,9 +525,8 @@ static int l_parse_url(lua_State *L) {
     if (!up->u) return luaL_error(L, "out of memory");
     CURLUcode uc = curl_url_set(up->u, CURLUPART_URL, url, 0);
     if (uc != CURLUE_OK) {
-        lua_pushnil(L);
         lua_pushfstring(L, "bad_url: %s", curl_url_strerror(uc));
-        return 2;
+        return push_failure(L, lua_tostring(L, -1));
     }
     static const CURLUPart parts[] = {CURLUPART_SCHEME, CURLUPART_HOST, CURLUPART_PORT, CURLUPART_PATH,
                                       CURLUPART_QUERY, CURLUPART_FRAGMENT};
@@ -605,9 +611,7 @@ static CURL *easy_for(struct req *r, double timeout, double ctimeout) {
 static int req_start(lua_State *L, struct req *r) {
     if (curl_multi_add_handle(S.multi, r->easy) != CURLM_OK) {
         req_free(r);
-        lua_pushnil(L);
-        lua_pushstring(L, "error: cannot start request");
-        return 2;
+        return push_failure(L, "error: cannot start request");
     }
     r->next = S.reqs;
     if (S.reqs) S.reqs->prev = r;
@@ -761,9 +765,7 @@ fail:
     curl_free(full); curl_free(host); curl_free(tu);
     if (u) curl_url_cleanup(u);
     if (r) req_free(r);
-    lua_pushnil(L);
-    lua_pushstring(L, err);
-    return 2;
+    return push_failure(L, err);
 }
 
 /* ---- mail: SMTP through the same multi ---- */
@@ -861,9 +863,7 @@ fail:
     curl_free(host); curl_free(scheme); curl_free(tu);
     if (u) curl_url_cleanup(u);
     if (r) req_free(r);
-    lua_pushnil(L);
-    lua_pushstring(L, err);
-    return 2;
+    return push_failure(L, err);
 }
 
 int luaopen_http(lua_State *L) {

@@ -1,18 +1,18 @@
 /* sqlite.c — the `sqlite` Lua module: a small, sharp SQLite binding.
  *
- *   sqlite.open(path, {readonly=, busy_timeout=ms, create=true, timeout=s}) -> db | nil, err
- *   db:exec(sql, ...) -> true | nil, err          (no params: may hold several statements)
- *   db:query(sql, ...) -> {rows keyed by column} | nil, err
+ *   sqlite.open(path, {readonly=, busy_timeout=ms, create=true, timeout=s}) -> db | nil, err, token
+ *   db:exec(sql, ...) -> true | nil, err, token    (no params: may hold several statements)
+ *   db:query(sql, ...) -> {rows keyed by column} | nil, err, token
  *   db:rows(sql, ...) -> iterator, for `for row in db:rows(...)` (raises on error, like io.lines)
- *   db:cursor(sql, ...) -> cursor | nil, err       cursor:next([array]), cursor:columns(), cursor:close()
- *   db:exec_many(sql, rows, columns) -> {per-row sqlite3_changes()} | nil, err, row_index
+ *   db:cursor(sql, ...) -> cursor | nil, err, token   cursor:next([array]), cursor:columns(), cursor:close()
+ *   db:exec_many(sql, rows, columns) -> {per-row sqlite3_changes()} | nil, err, token, row_index
  *   db:changes(), db:last_insert_rowid(), db:autocommit(), db:close()
  *   sqlite.blob(s) marks a string to bind as a BLOB.
  *
  * Parameters: nil / json.null -> NULL, boolean -> 0/1, integer, float, string -> TEXT, sqlite.blob -> BLOB.
  * A single plain table argument binds named parameters (:name, @name, $name) from its fields.
- * Errors: "<token>: <sqlite3_errmsg>" with token busy, locked, full, corrupt, notadb, readonly,
- * constraint, io, cantopen, perm, interrupt, timeout, auth or sqlite (anything else).
+ * Errors: nil, "<token>: <sqlite3_errmsg>", token with token busy, locked, full, corrupt, notadb,
+ * readonly, constraint, io, cantopen, perm, interrupt, timeout, auth or sqlite (anything else).
  *
  * Bounded work: a progress handler stops any statement (a recursive CTE never ends) when SIGINT/SIGTERM
  * arrives during it ("interrupt: stopped by a signal"; the event loop cannot run while SQLite does), and,
@@ -89,15 +89,19 @@ static const char *err_token(int rc) {
     }
 }
 
+/* nil, "<token>: message", token: callers read the token, never parse the message. */
 static int push_err(lua_State *L, db_t *d, int rc) {
     lua_pushnil(L);
-    if ((rc & 0xff) == SQLITE_INTERRUPT && d->stopped == STOP_BUDGET)
+    const char *token = err_token(rc);
+    if ((rc & 0xff) == SQLITE_INTERRUPT && d->stopped == STOP_BUDGET) {
+        token = "timeout";
         lua_pushfstring(L, "timeout: the statement worked longer than %f s", d->budget);
-    else if ((rc & 0xff) == SQLITE_INTERRUPT && d->stopped == STOP_SIGNAL)
+    } else if ((rc & 0xff) == SQLITE_INTERRUPT && d->stopped == STOP_SIGNAL)
         lua_pushliteral(L, "interrupt: stopped by a signal");
     else
-        lua_pushfstring(L, "%s: %s", err_token(rc), sqlite3_errmsg(d->db));
-    return 2;
+        lua_pushfstring(L, "%s: %s", token, sqlite3_errmsg(d->db));
+    lua_pushstring(L, token);
+    return 3;
 }
 
 /* ---------- bounded work ---------- */
@@ -468,8 +472,9 @@ static int l_open(lua_State *L) {
         umask(umask_was);
         lua_pushnil(L);
         lua_pushfstring(L, "%s: %s: %s", err_token(rc), path, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+        lua_pushstring(L, err_token(rc));
         sqlite3_close_v2(db);
-        return 2;
+        return 3;
     }
     if (!readonly) make_private(db);
     d->db = db;
@@ -498,8 +503,9 @@ static int l_open(lua_State *L) {
             lua_pushfstring(L, "notadb: %s is not a SQLite database (left untouched)", path);
         else
             lua_pushfstring(L, "%s: %s: %s", err_token(rc), path, sqlite3_errmsg(db));
+        lua_pushstring(L, err_token(rc));
         db_release(d);
-        return 2;
+        return 3;
     }
     return 1;
 }
@@ -548,9 +554,9 @@ static int l_exec(lua_State *L) {
     work_begin(d, H.signals, 0);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {}
     if (rc != SQLITE_DONE) {
-        push_err(L, d, rc);
+        int n = push_err(L, d, rc);
         stmt_done(d, st);
-        return 2;
+        return n;
     }
     stmt_done(d, st);
     lua_pushboolean(L, 1);
@@ -597,9 +603,9 @@ static int l_query(lua_State *L) {
         lua_rawseti(L, -2, ++n);
     }
     if (rc != SQLITE_DONE) {
-        push_err(L, d, rc);
+        int nerr = push_err(L, d, rc);
         stmt_done(d, st);
-        return 2;
+        return nerr;
     }
     stmt_done(d, st);
     return 1;
@@ -677,10 +683,10 @@ static int l_exec_many(lua_State *L) {
         }
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {}
         if (rc != SQLITE_DONE) {
-            push_err(L, d, rc);
+            int n = push_err(L, d, rc);
             stmt_done(d, st);
             lua_pushinteger(L, i);
-            return 3;
+            return n + 1;
         }
         sqlite3_reset(st);
         lua_pushinteger(L, sqlite3_changes(d->db));

@@ -4,7 +4,8 @@
 local sdk = require "sdk"
 local auth = require "sdk.auth"
 local runtime = require "runtime"
-local sync = require "sync"
+local context = require "sdk.context"
+local util = require "sdk.util"
 
 local M = {}
 
@@ -38,8 +39,7 @@ function M.run(inst, opts)
   if not c then return nil, err end
   local scheme = auth.scheme(c, inst)
   if scheme.type == "oauth2" and scheme.grant == "device_code" then
-    local ctx = sync.context(runtime.store(), inst, "connect")
-    local d, poll = auth.device_code(ctx.client, scheme)
+    local d, poll = auth.device_code(context.client(context.new(runtime.store(), inst, "connect")), scheme)
     if not d then return nil, poll end
     say(("Open %s and enter the code %s to authorize cachost."):format(d.verification_uri, d.user_code))
     local t, perr = poll()
@@ -49,7 +49,7 @@ function M.run(inst, opts)
     local exchange
     local ok, why = browser_redirect(opts, say, "Open this URL in a browser to authorize cachost:", function(callback)
       local url
-      url, exchange = auth.authorization_code(sync.context(runtime.store(), inst, "connect").client, scheme, callback)
+      url, exchange = auth.authorization_code(context.client(context.new(runtime.store(), inst, "connect")), scheme, callback)
       return url
     end, function(req)
       local t, xerr = exchange(req.query)
@@ -81,8 +81,8 @@ function M.run(inst, opts)
 
   -- the credentials work when the connector's test (or a first listing of users) does
   if c.test then
-    local ok, terr = pcall(c.test, sync.context(runtime.store(), inst, "connect"))
-    if not ok then inst:set_status(sync.status_of(terr)); return nil, tostring(terr) end
+    local ok, terr = pcall(c.test, context.new(runtime.store(), inst, "connect"))
+    if not ok then inst:set_status(context.status_of(util.token_of(terr))); return nil, tostring(terr) end
   end
   local streams = c.streams.users and { "users" } or nil
   if streams then

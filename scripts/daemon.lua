@@ -1,8 +1,8 @@
 -- daemon.lua — what `cachost run` does: schedule every enabled instance, serve webhooks, stop cleanly.
 local runtime = require "runtime"
 local instances = require "instances"
-local sync = require "sync"
 local sdk = require "sdk"
+local context = require "sdk.context"
 
 local M = {}
 
@@ -41,7 +41,7 @@ function M.schedule(inst, tasks)
     if not ok then log.error("scan crashed", { instance = inst.name, error = err }) end
   end
   local full, incremental = {}, {}
-  for _, s in ipairs(sync.streams(c)) do
+  for _, s in ipairs(sdk.streams(c)) do
     if s == "activities" then incremental[#incremental + 1] = s else full[#full + 1] = s end
   end
   local full_every = interval(inst, "full_scan_interval", FULL_EVERY)
@@ -60,18 +60,19 @@ local refetch_slots
 function M.webhook(req)
   local inst = instances.instance(runtime.store(), req.params.instance)
   if not inst or not inst.enabled then return 404, json.encode { error = "no such instance" } end
-  local ctx = sync.context(runtime.store(), inst, "webhook")
-  if not ctx.connector.webhook then return 404, json.encode { error = "this app has no webhooks" } end
+  local ctx = context.new(runtime.store(), inst, "webhook")
+  local c = context.connector(ctx)
+  if not c.webhook then return 404, json.encode { error = "this app has no webhooks" } end
   -- a string body goes out as it is, with the connector's headers (e.g. Graph's text/plain handshake)
-  local status, body, refetch, headers = ctx.connector.webhook(ctx, req)
+  local status, body, refetch, headers = c.webhook(ctx, req)
   for _, r in ipairs(refetch or {}) do
-    local fetch = ctx.connector.fetch[r.entity]
+    local fetch = c.fetch[r.entity]
     if fetch then
       refetch_slots = refetch_slots or sched.semaphore(M.REFETCHES)
       local slots = refetch_slots
       sched.spawn(function()
         slots:acquire()
-        local ok, err = pcall(fetch, sync.context(runtime.store(), inst, "webhook"), r.id)
+        local ok, err = pcall(fetch, context.new(runtime.store(), inst, "webhook"), r.id)
         slots:release()
         if not ok then log.warn("webhook re-fetch failed", { instance = inst.name, entity = r.entity, id = r.id, error = err }) end
       end)
@@ -89,7 +90,7 @@ function M.subscribe(inst, public_url, tasks)
   if not c.subscribe or not public_url then return end
   local url = public_url:gsub("/+$", "") .. "/webhooks/" .. inst.name
   local function renew()
-    local ok, err = pcall(c.subscribe, sync.context(runtime.store(), inst, "subscribe"), url)
+    local ok, err = pcall(c.subscribe, context.new(runtime.store(), inst, "subscribe"), url)
     if not ok then log.warn("webhook subscription failed", { instance = inst.name, error = err })
     else log.info("webhook subscription renewed", { instance = inst.name, url = url }) end
   end

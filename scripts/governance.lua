@@ -6,7 +6,7 @@
 -- Every action is recorded in governance_actions with who asked, the mode (dry-run / executed / held),
 -- the result, the provider's status and how to undo it where the API allows.
 local sdk = require "sdk"
-local sync = require "sync"
+local context = require "sdk.context"
 local store = require "store"
 local util = require "sdk.util"
 
@@ -173,15 +173,15 @@ M.RECONCILE_GRACE = 120
 local function refetch(st, inst, c, entity, r)
   local fetch = c.fetch[entity]
   if fetch then
-    local ctx = sync.context(st, inst, "governance")
+    local ctx = context.new(st, inst, "governance")
     local ok, err = pcall(fetch, ctx, r.target_id)
     if not ok then
-      if tostring(err):match("^not_found") then return "gone" end
-      if tostring(err):match("cancelled$") then error(err, 0) end
+      if util.token_of(err) == "not_found" then return "gone" end
+      if util.token_of(err) == "cancelled" then error(err, 0) end
       return nil, "re-fetch failed: " .. tostring(err)
     end
     local now = st:action_target(inst.id, entity, r.target_id)
-    if not ctx.emitted[entity] or not now or now.deleted_at then return "gone" end
+    if not context.engine(ctx).emitted[entity] or not now or now.deleted_at then return "gone" end
     return "row", now
   end
   -- no targeted re-fetch: a complete listing that started after the action tells as much
@@ -277,26 +277,28 @@ end
 ---------------------------------------------------------------------------------------------- act
 
 -- Interrupted after it may have been sent: the provider may or may not have done it.
+local STILL_RUNNING = { timeout = true, reset = true }    -- the connection ended, the process did not
 local function interrupted(err)
-  local e = tostring(err)
-  return e:match("cancelled$") or e:match("interrupted") or e:match("^timeout") or e:match("^reset")
+  local token = util.token_of(err)
+  return token == "cancelled" or STILL_RUNNING[token] or tostring(err):match("interrupted")
 end
 
 local function execute(st, inst, c, req, row, rec)
   local action, entity = req.action, ENTITY[req.action]
   inflight[rec.id] = true
-  local ok, res = pcall(c.actions[action], sync.context(st, inst, "governance"), row, req.params)
+  local ok, res = pcall(c.actions[action], context.new(st, inst, "governance"), row, req.params)
   inflight[rec.id] = nil
   if not ok and interrupted(res) then
     local msg = tostring(res)
     rec = settle(st, rec.id, { result = "unknown", finished_at = store.now(),
       error = "interrupted after it was sent: " .. msg })
-    if not (msg:match("^timeout") or msg:match("^reset")) then error(res, 0) end  -- the task goes on ending
+    if not STILL_RUNNING[util.token_of(res)] then error(res, 0) end  -- the task goes on ending
     return reconcile_one(st, inst, c, rec)      -- still running: find out now
   end
   if not ok then
     local msg = tostring(res)
-    rec = settle(st, rec.id, { result = "failed", error = msg, provider_status = tonumber(msg:match("HTTP (%d%d%d)")),
+    local answer = type(res) == "table" and res.resp
+    rec = settle(st, rec.id, { result = "failed", error = msg, provider_status = answer and answer.status or json.null,
       finished_at = store.now() })
     if req.policy then
       M.alert(st, inst, req.policy, "medium", "governance action failed", entity, row.ext_id, { action = action, error = msg })
@@ -312,7 +314,7 @@ local function execute(st, inst, c, req, row, rec)
   -- the store follows the provider: re-fetch what changed, where the connector can
   local fetch = c.fetch[entity]
   if fetch then
-    local fok, ferr = pcall(fetch, sync.context(st, inst, "governance"), row.ext_id)
+    local fok, ferr = pcall(fetch, context.new(st, inst, "governance"), row.ext_id)
     if not fok then log.warn("re-fetch after action failed", { instance = inst.name, action = action, error = ferr }) end
   end
   return rec

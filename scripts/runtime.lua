@@ -29,13 +29,17 @@ end
 
 -- Policies watch the change feed of every committed page.
 function M.watch(enabled)
-  local sync = require "sync"
-  if not enabled then sync.on_feed = nil; return end
+  local context = require "sdk.context"
+  if not enabled then context.on_feed = nil; return end
   local policy = require "policy"
   -- in the page's transaction: the page is noted, so that a crash before its evaluation loses nothing
-  sync.on_commit = function(ctx, entity, res) return policy.note(ctx.st, ctx.inst, entity, res, ctx.first_scan) end
-  sync.on_feed = function(ctx, entity, feed, mark)
-    local ok, err = pcall(policy.feed, ctx.st, ctx.inst, M.policies(), entity, feed,
+  context.on_commit = function(ctx, entity, res)
+    local e = context.engine(ctx)
+    return policy.note(e.st, e.inst, entity, res, ctx.first_scan)
+  end
+  context.on_feed = function(ctx, entity, feed, mark)
+    local e = context.engine(ctx)
+    local ok, err = pcall(policy.feed, e.st, e.inst, M.policies(), entity, feed,
       { ctx = ctx, first_scan = ctx.first_scan, mark = mark })
     if not ok then log.error("policy evaluation failed", { instance = ctx.instance, entity = entity, error = err }) end
   end
@@ -45,24 +49,25 @@ end
 local function sync_now(inst, opts)
   opts = opts or {}
   local sync = require "sync"
+  local context = require "sdk.context"
   local c = assert(sdk.load(inst.app))
   local results, all_ok, instance_ok = {}, true, true
-  if sync.on_feed then
+  if context.on_feed then
     -- pages committed and never evaluated (the process died, or was stopped, between the two) go first
     local policy = require "policy"
-    local ok, err = pcall(policy.resume, M.store(), inst, M.policies(), { ctx = sync.context(M.store(), inst, "policies") })
+    local ok, err = pcall(policy.resume, M.store(), inst, M.policies(), { ctx = context.new(M.store(), inst, "policies") })
     if not ok and tostring(err):match("cancelled$") then error(err, 0) end
     if not ok then log.error("policy evaluation failed", { instance = inst.name, error = err }) end
   end
-  for _, stream in ipairs(opts.streams or sync.streams(c, inst.settings)) do
+  for _, stream in ipairs(opts.streams or sdk.streams(c, inst.settings)) do
     local t0 = sched.now()
-    local counts, err, status = sync.run(M.store(), inst, stream, opts)
+    local counts, err, status, token = sync.run(M.store(), inst, stream, opts)
     results[#results + 1] = { stream = stream, counts = counts, error = err, seconds = sched.now() - t0 }
     if not counts then
       all_ok = false
       -- a full disk or a database locked by another process stops the scan: every later stream would
       -- fail alike (each committed page stays)
-      results.store_error = M.store_unavailable(err)
+      results.store_error = M.store_unavailable(token)
       if results.store_error then instance_ok = false; break end
       -- a stream this credential may not read, or the tenant's plan does not offer, is that stream's
       -- health (stream_state): the instance stays connected and its other streams go on
@@ -74,7 +79,7 @@ local function sync_now(inst, opts)
     end
     if opts.progress then opts.progress(stream, counts, err) end
   end
-  if sync.on_feed then require("policy").flush() end      -- windows the scan moved, on disk now
+  if context.on_feed then require("policy").flush() end      -- windows the scan moved, on disk now
   -- actions of this instance interrupted after they were sent (a crash, a stop): the provider is
   -- reachable again, so settle them by a re-fetch
   local rok, rerr = pcall(require("governance").reconcile, M.store(), inst)
@@ -87,10 +92,9 @@ local function sync_now(inst, opts)
   return results, all_ok
 end
 
--- "full" when an error says the store could not grow (SQLITE_FULL: the disk, or CACHOST_DB_MAX_MB),
--- "busy" when another process holds its lock past busy_timeout, else nil.
-function M.store_unavailable(err)
-  local token = tostring(err):match("^store: (%a+):") or tostring(err):match("^(%a+):")
+-- "full" when a failure's token says the store could not grow (SQLITE_FULL: the disk, or
+-- CACHOST_DB_MAX_MB), "busy" when another process holds its lock past busy_timeout, else nil.
+function M.store_unavailable(token)
   return (token == "full" or token == "busy") and token or nil
 end
 

@@ -37,12 +37,37 @@ local function provider_host(settings, real)
   return real
 end
 
+-- fail(message, token): raises a connector's operational failure, e.g. fail("needs GitHub Enterprise
+-- Cloud", "unavailable"), or one ctx:try returned (fail(err, token)); the engine reads the token (the
+-- stream's health), the message ("token: ..." as shown) is the user's.
+local function fail(message, token)
+  if type(token) ~= "string" then error("fail: token must be a string", 2) end
+  message = tostring(message)
+  if message:sub(1, #token + 1) ~= token .. ":" then message = token .. ": " .. message end
+  error(util.failure(message, token), 0)
+end
+
+local provider
 local function connector_env()
   return env.new {
     connector = connector, json = json, crypto = crypto, log = log, sched = sched,
-    iso = util.iso, parse_iso = util.parse_iso, links = util.links, urlencode = http.urlencode,
-    provider_host = provider_host, webhook = require "sdk.webhook",
+    iso = util.iso, parse_iso = util.parse_iso, links = util.links, urlencode = http.urlencode, str = util.str,
+    provider_host = provider_host, webhook = require "sdk.webhook", fail = fail, token_of = util.token_of,
+    provider = provider,
   }
+end
+
+-- provider(name): what a family of apps shares (Microsoft's identity platform and Graph, Google's
+-- service-account JWT), scripts/providers/<name>.lua, loaded once in a connector's confined env.
+local providers = {}
+function provider(name)
+  if type(name) ~= "string" or not name:match("^[%w_]+$") then error("provider: bad name", 2) end
+  if providers[name] == nil then
+    local fn, err = env.loadfile(host.root .. "/scripts/providers/" .. name .. ".lua", connector_env())
+    if not fn then error("provider: " .. tostring(err), 2) end
+    providers[name] = fn()
+  end
+  return providers[name]
 end
 
 local function check(c, path)
@@ -123,6 +148,22 @@ function M.apps()
     end
   end
   table.sort(list)
+  return list
+end
+
+-- Streams of a connector, full listings first (activities need users to resolve actors).  With the
+-- instance's settings, only the streams c.enabled leaves on (an error from it keeps the stream listed:
+-- running it reports the error).
+function M.streams(c, settings)
+  local list = {}
+  for name in pairs(c.streams) do
+    if not (settings and c.enabled and c.enabled(name, settings) == false) then list[#list + 1] = name end
+  end
+  table.sort(list, function(a, b)
+    local oa, ob = (c.stream_order or {})[a] or 50, (c.stream_order or {})[b] or 50
+    if oa ~= ob then return oa < ob end
+    return a < b
+  end)
   return list
 end
 

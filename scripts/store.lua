@@ -13,10 +13,11 @@
 -- Every SQL statement of cachost is here or in store/*.lua: the rest of scripts/ calls named operations
 -- (tests/spec/sql_owner_spec.lua keeps it so); only `cachost query` / the REPL run the user's own, read-only.
 --
--- Errors: operational failures return nil, "<token>: detail" (token from the sqlite module: busy, full,
--- corrupt, notadb, constraint..., or schema / missing here).
+-- Errors: operational failures return nil, "<token>: detail", token (token from the sqlite module: busy,
+-- full, corrupt, notadb, constraint..., or schema / missing here).
 local sqlite = require "sqlite"
 local schema = require "store.schema"
+local util = require "sdk.util"
 
 local M = { schema = schema, DB_FILE = "cachost.db" }
 
@@ -134,8 +135,10 @@ local function db_path(where)
 end
 M.db_path = db_path
 
-local function check(ok, err)
-  if not ok then error(err, 0) end
+-- A failed statement raises its message with the sqlite module's token (sdk.util.failure), so that the
+-- transaction it happened in can return `nil, message, token`.
+local function check(ok, err, token)
+  if not ok then error(token and util.failure(err, token) or err, 0) end
   return ok
 end
 
@@ -153,8 +156,8 @@ function Store:migrate(target)
       .. "upgrade cachost, or point --home elsewhere"):format(self.path, v, schema.version)
   end
   while v < target do
-    local ok, err = db:exec("BEGIN IMMEDIATE")
-    if not ok then return nil, err end
+    local ok, err, token = db:exec("BEGIN IMMEDIATE")
+    if not ok then return nil, err, token end
     v = self:user_version()          -- another process may have migrated meanwhile
     if v >= target then db:exec("ROLLBACK"); break end
     local n = v + 1
@@ -288,13 +291,13 @@ local function begin(self)
   local now = sched.now     -- monotonic: a wall clock jump neither cuts nor stretches the wait
   local deadline = now() + self.busy_timeout / 1000
   while true do
-    local ok, err = self.db:exec("BEGIN IMMEDIATE")
+    local ok, err, token = self.db:exec("BEGIN IMMEDIATE")
     if ok then return true end
-    if not tostring(err):match("^busy") or now() >= deadline then
-      if tostring(err):match("^busy") then
-        return nil, "busy: the database is locked by another process (waited " .. self.busy_timeout .. " ms)"
+    if token ~= "busy" or now() >= deadline then
+      if token == "busy" then
+        return nil, "busy: the database is locked by another process (waited " .. self.busy_timeout .. " ms)", token
       end
-      return nil, err
+      return nil, err, token
     end
     if sched and sched.current and sched.current() then sched.sleep(0.05) end
   end
@@ -317,10 +320,10 @@ function Store:transaction(fn, ...)
     end
     self.db:exec("ROLLBACK TO " .. name)
     self.db:exec("RELEASE " .. name)
-    return nil, r[2]
+    return nil, tostring(r[2]), util.token_of(r[2])
   end
   while self.owner ~= nil do
-    if task == "main" then return nil, "busy: a task holds the store's transaction" end
+    if task == "main" then return nil, "busy: a task holds the store's transaction", "busy" end
     self.waiters[#self.waiters + 1] = task
     sched.suspend()
   end
@@ -333,17 +336,17 @@ function Store:transaction(fn, ...)
       release(self)
     end
   end })
-  local ok, err = begin(self)
-  if not ok then return nil, err end
+  local ok, err, token = begin(self)
+  if not ok then return nil, err, token end
   local r = table.pack(pcall(fn, self, ...))
   if not r[1] then
     self.db:exec("ROLLBACK")
-    return nil, r[2]
+    return nil, tostring(r[2]), util.token_of(r[2])
   end
-  local cok, cerr = self.db:exec("COMMIT")
+  local cok, cerr, ctoken = self.db:exec("COMMIT")
   if not cok then
     if not self.db:autocommit() then self.db:exec("ROLLBACK") end
-    return nil, cerr
+    return nil, cerr, ctoken
   end
   if r.n == 1 then return true end
   return unpack(r, 2, r.n)
@@ -408,8 +411,8 @@ local function upsert_events(self, entity, inst, rows, res)
   for i = 3, #q.spec do spec[i] = q.spec[i] end
   spec[#spec + 1] = { list = raws }
   spec[#spec + 1] = { value = M.now() }
-  local r, err, at = self.db:exec_many(q.insert, rows, spec)
-  if not r then error(at and (err .. " (row " .. at .. ")") or err, 0) end
+  local r, err, token, at = self.db:exec_many(q.insert, rows, spec)
+  if not r then check(nil, at and (err .. " (row " .. at .. ")") or err, token) end
   local status, added = {}, 0
   for i = 1, n do
     if r[i] > 0 then added = added + 1; status[i] = "added" else status[i] = "unchanged" end
@@ -480,7 +483,7 @@ function Store:mark_deleted(entity, inst, scan_started)
   assert(q.gone, "mark_deleted: " .. entity .. " is not an inventory entity")
   local started = M.iso(scan_started)
   local res = { removed = 0, changes = {} }
-  local ok, err = within(self, function()
+  local ok, err, token = within(self, function()
     local now = M.now()
     for r in self.db:rows(q.gone, inst, started) do
       record(self, q, inst, entity, r.ext_id, "removed", nil, now, res)
@@ -489,7 +492,7 @@ function Store:mark_deleted(entity, inst, scan_started)
     res.removed = self.db:changes()
     return true
   end)
-  if not ok then return nil, err end
+  if not ok then return nil, err, token end
   return res
 end
 
@@ -504,7 +507,7 @@ function Store:upsert(entity, inst, rows, opts)
   if type(rows) ~= "table" then error("upsert: rows must be a table", 2) end
   opts = opts or {}
   local res = { added = 0, changed = 0, unchanged = 0, removed = 0, changes = {} }
-  local ok, err = within(self, function()
+  local ok, err, token = within(self, function()
     if spec.inventory then
       local seen = M.iso(opts.scan_started)
       upsert_inventory(self, entity, inst, rows, seen, res)
@@ -518,7 +521,7 @@ function Store:upsert(entity, inst, rows, opts)
     end
     return true
   end)
-  if not ok then return nil, err end
+  if not ok then return nil, err, token end
   return res
 end
 
@@ -559,6 +562,77 @@ end
 
 function Store:stream(inst, stream)
   return self.db:query("SELECT * FROM stream_state WHERE instance_id = ? AND stream = ?", inst, stream)[1]
+end
+
+---------------------------------------------------------------------------------------------- connector context
+-- What sdk/context.lua offers connectors, as named operations (connectors never see SQL).
+
+-- The users of an instance as last stored: {ext_id, email, external}, for per-user listings.
+function Store:known_users(inst)
+  return self.db:query("SELECT ext_id, email, external FROM users WHERE instance_id = ? AND deleted_at IS NULL ORDER BY ext_id", inst)
+end
+
+-- One stored row of an entity by the provider's id (deleted ones too: deleted_at says so) | nil.
+function Store:stored(entity, inst, ext_id)
+  if not schema.entities[entity] then error("stored: unknown entity '" .. tostring(entity) .. "'", 2) end
+  local rows, err = self.db:query(("SELECT * FROM %s WHERE instance_id = ? AND ext_id = ?"):format(entity), inst, ext_id)
+  if not rows then return nil, err end
+  return rows[1]
+end
+
+-- The ext_ids of an entity's live rows whose column `field` is `value`.
+function Store:stored_ids(entity, inst, field, value)
+  local spec = schema.entities[entity]
+  if not spec then error("stored_ids: unknown entity '" .. tostring(entity) .. "'", 2) end
+  local known = false
+  for _, c in ipairs(spec.columns) do known = known or c == field end
+  if not known then error(("stored_ids: %s has no column '%s'"):format(entity, tostring(field)), 2) end
+  local rows, err, token = self.db:query(("SELECT ext_id FROM %s WHERE instance_id = ? AND \"%s\" = ? AND deleted_at IS NULL")
+    :format(entity, field), inst, value)
+  if not rows then return nil, err, token end
+  local ids = {}
+  for i, r in ipairs(rows) do ids[i] = r.ext_id end
+  return ids
+end
+
+-- Rows the provider says are gone (a targeted re-fetch found them missing): deleted_at, a `removed`
+-- change each, never DELETE.  -> {removed = n, changes = {...}} | nil, err
+function Store:retire(entity, inst, ext_ids)
+  local q = sql_for(entity)
+  if not q.gone then error("retire: " .. tostring(entity) .. " is not an inventory entity", 2) end
+  local res = { removed = 0, changes = {} }
+  local ok, err, token = within(self, function()
+    local now = M.now()
+    for _, ext in ipairs(ext_ids) do
+      check(self.db:exec(("UPDATE %s SET deleted_at = ? WHERE instance_id = ? AND ext_id = ? AND deleted_at IS NULL")
+        :format(entity), now, inst, ext))
+      if self.db:changes() > 0 then
+        res.removed = res.removed + 1
+        record(self, q, inst, entity, ext, "removed", nil, now, res)
+      end
+    end
+    return true
+  end)
+  if not ok then return nil, err, token end
+  return res
+end
+
+-- users.is_admin follows the privileges a connector found (a set of user ext_ids), in one transaction.
+function Store:set_admins(inst, ids)
+  return within(self, function()
+    check(self.db:exec("UPDATE users SET is_admin = 0 WHERE instance_id = ? AND is_admin = 1", inst))
+    for uid in pairs(ids) do
+      check(self.db:exec("UPDATE users SET is_admin = 1 WHERE instance_id = ? AND ext_id = ?", inst, uid))
+    end
+    return true
+  end)
+end
+
+-- The names of an instance's vault entries (their values never leave the vault here).
+function Store:secret_names(inst)
+  local names = {}
+  for _, r in ipairs(check(self.db:query("SELECT name FROM secrets WHERE instance_id = ?", inst))) do names[#names + 1] = r.name end
+  return names
 end
 
 ---------------------------------------------------------------------------------------------- governance

@@ -28,7 +28,7 @@ local function test(name, opts, ctx)
   local total, seen = 0, {}
   for _, inst in ipairs(insts) do
     local run = { mode = "audit", dry = true, seen = seen, state = policy.scratch_state(st, inst),
-      ctx = require("sync").context(st, inst, "policy-test"),
+      ctx = require("sdk.context").new(st, inst, "policy-test"),
       on_alert = function(a)
         local planned = {}
         for _, x in ipairs(a.evidence.actions or {}) do planned[#planned + 1] = x.action .. " " .. tostring(x.target) end

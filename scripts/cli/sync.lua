@@ -1,6 +1,7 @@
 local runtime = require "runtime"
 local instances = require "instances"
 local sync = require "sync"
+local context = require "sdk.context"
 
 return {
   summary = "scan an instance now",
@@ -29,7 +30,7 @@ Runs the instance's streams now (all of them, full listings first), committing p
     end
     local policy = require "policy"
     if tty then
-      sync.on_page = function(c, _, n)
+      context.on_page = function(c, _, n)
         pages, rows, current = pages + 1, rows + n, c.stream
         show(current)
       end
@@ -47,7 +48,7 @@ Runs the instance's streams now (all of them, full listings first), committing p
       end or nil,
     })
     stopper:cancel()
-    sync.on_page, policy.on_scan = nil, nil
+    context.on_page, policy.on_scan = nil, nil
     if not sok then
       if tostring(results):match("cancelled$") then
         if tty then ctx.err("\r\27[K") end

@@ -7,10 +7,11 @@ local L = require "policy.limits"
 -- scan_reason, scan_matches with masked samples, scanned_at).  -> evidence (masked samples only) or nil
 local function dlp_step(p, run, row)
   local st, inst, opts = run.st, run.inst, run.opts
-  local c = opts.ctx and opts.ctx.connector
-  if not c or not c.content or row.is_folder == 1 or row.is_folder == true then return nil end
+  local ctx = opts.ctx
+  if not ctx or row.is_folder == 1 or row.is_folder == true then return nil end
   local max = p.dlp.max_size or 50 * 1024 * 1024
-  local ok, body, err = pcall(c.content, opts.ctx, row, max)
+  local ok, body, err = pcall(ctx.content, ctx, row, max)
+  if ok and body == nil and err == nil then return nil end          -- the app offers no content
   if L.on_scan then L.on_scan(ok and type(body) == "string" and #body or 0) end   -- progress (cachost sync)
   local result
   if not ok or not body then

@@ -68,23 +68,23 @@ local function names(key)
 end
 M.token_names = names
 
--- Exchange a grant at the token endpoint; stores the tokens.  -> token table | nil, err
+-- Exchange a grant at the token endpoint; stores the tokens.  -> token table | nil, err, token, body
+-- (the endpoint's answer, e.g. a device grant's {"error": "authorization_pending"})
 function M.token_request(client, scheme, form, key)
   local n = names(key)
   local inst = client.inst
-  local resp, err = client:request("POST", endpoint(client, scheme, scheme.token_url), {
+  local resp, err, token, answer = client:request("POST", endpoint(client, scheme, scheme.token_url), {
     form = form, no_auth = true, headers = { Accept = "application/json" }, expect_json = true,
     idempotent = form.grant_type == "client_credentials" })     -- a new token again: harmless
   if not resp then
     -- refused (4xx) is about the credentials; an outage (5xx, timeout, a garbled answer) is not
-    local token = tostring(err):match("^(%a+):")
-    if token ~= "auth" and token ~= "permission" and token ~= "http" then return nil, err end
-    return nil, "auth: token request refused: " .. tostring(err)
+    if token ~= "auth" and token ~= "permission" and token ~= "http" and token ~= "not_found" then return nil, err, token end
+    return nil, "auth: token request refused: " .. tostring(err), "auth", answer and answer.data
   end
   local t = resp.data
   if type(t) ~= "table" or not t.access_token then
     return nil, "auth: token endpoint answered without access_token" ..
-      (type(t) == "table" and t.error and (": " .. tostring(t.error)) or ""), t
+      (type(t) == "table" and t.error and (": " .. tostring(t.error)) or ""), "auth", t
   end
   inst:set_secret(n.access, t.access_token)
   if t.refresh_token then inst:set_secret(n.refresh, t.refresh_token) end
@@ -115,14 +115,14 @@ local function refresh(client, scheme, key)
     if (scheme.grant or "authorization_code") == "client_credentials" then return client_credentials(client, scheme, key) end
     return nil, "auth: no refresh token: reconnect needed (cachost instance connect " .. inst.name .. ")"
   end
-  local t, err = M.token_request(client, scheme, {
+  local t, err, token = M.token_request(client, scheme, {
     grant_type = "refresh_token", refresh_token = rt,
     client_id = inst.settings[scheme.client_id or "client_id"],
     client_secret = inst:secret(scheme.client_secret or "client_secret"),
   }, key)
   if not t then
-    if not tostring(err):match("^auth:") then return nil, err end        -- an outage: try again later
-    return nil, "auth: token refresh refused, reconnect needed: " .. tostring(err)
+    if token ~= "auth" then return nil, err, token end        -- an outage: try again later
+    return nil, "auth: token refresh refused, reconnect needed: " .. tostring(err), "auth"
   end
   return t
 end
@@ -182,11 +182,11 @@ function M.for_connector(connector)
       local token = inst:secret(n.access)
       local exp = tonumber(inst:secret(n.expires) or "")
       if not token or (exp and exp - REFRESH_MARGIN < sched.time()) then
-        local t, err
-        if not token and (scheme.grant == "client_credentials") then t, err = client_credentials(client, scheme, key)
+        local t, err, etoken
+        if not token and (scheme.grant == "client_credentials") then t, err, etoken = client_credentials(client, scheme, key)
         elseif not token then return nil, "auth: not connected: run cachost instance connect " .. inst.name
-        else t, err = refresh(client, scheme, key) end
-        if not t then return nil, err end
+        else t, err, etoken = refresh(client, scheme, key) end
+        if not t then return nil, err, etoken end
         token = t.access_token
       end
       req.headers["Authorization"] = (scheme.format or "Bearer %s"):format(token)
@@ -232,10 +232,10 @@ end
 local DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 function M.device_code(client, scheme)
   local client_id = client.inst.settings[scheme.client_id or "client_id"]
-  local resp, err = client:request("POST", endpoint(client, scheme, scheme.device_url), {
+  local resp, err, token = client:request("POST", endpoint(client, scheme, scheme.device_url), {
     form = { client_id = client_id, scope = table.concat(scheme.scopes or {}, " ") }, no_auth = true,
     headers = { Accept = "application/json" }, expect_json = true })
-  if not resp then return nil, "auth: device code request refused: " .. tostring(err) end
+  if not resp then return nil, "auth: device code request refused: " .. tostring(err), token end
   local d = resp.data
   if type(d) ~= "table" or not d.device_code or not d.user_code then
     return nil, "auth: device code endpoint answered without device_code" .. (type(d) == "table" and d.error and (": " .. tostring(d.error)) or "")
@@ -245,7 +245,7 @@ function M.device_code(client, scheme)
     local deadline = sched.time() + (tonumber(d.expires_in) or 900)
     while sched.time() < deadline do
       sched.sleep(interval)
-      local t, terr, body = M.token_request(client, scheme, { client_id = client_id, device_code = d.device_code, grant_type = DEVICE_GRANT })
+      local t, terr, _, body = M.token_request(client, scheme, { client_id = client_id, device_code = d.device_code, grant_type = DEVICE_GRANT })
       if t then return t end
       local code = type(body) == "table" and body.error
       if code == "slow_down" then interval = interval + 5

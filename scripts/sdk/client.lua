@@ -30,8 +30,6 @@ function Client.for_instance(inst, connector, auth)
   return c
 end
 
-function Client.forget(id) clients[id] = nil end
-
 function Client:url(path)
   if path:match("^https?://") then return path end
   return util.trim_slash(self.base) .. path
@@ -47,16 +45,16 @@ end
 Client.is_loopback = is_loopback
 
 -- Credentials travel over TLS only: plain http is for a loopback address (a sandbox tenant) and only
--- when the instance says so (insecure_loopback).  -> parsed url | nil, "insecure: ..."
+-- when the instance says so (insecure_loopback).  -> parsed url | nil, "insecure: ...", "insecure"
 function Client.check_transport(url, insecure_loopback)
-  local u, err = http.parse_url(url)
-  if not u then return nil, err end
+  local u, err, token = http.parse_url(url)
+  if not u then return nil, err, token end
   if u.scheme == "https" then return u end
   if u.scheme == "http" and is_loopback(u.host) then
     if insecure_loopback then return u end
-    return nil, ("insecure: %s is plain http; a loopback sandbox needs insecure_loopback=true"):format(origin(u))
+    return nil, ("insecure: %s is plain http; a loopback sandbox needs insecure_loopback=true"):format(origin(u)), "insecure"
   end
-  return nil, ("insecure: %s is not https: credentials are only sent over TLS"):format(origin(u))
+  return nil, ("insecure: %s is not https: credentials are only sent over TLS"):format(origin(u)), "insecure"
 end
 
 -- The instance's own hosts (its API base URL and the URLs the connector and its auth schemes declare):
@@ -70,16 +68,16 @@ function Client:set_hosts(urls)
   end
 end
 
--- -> true | nil, err (no request is sent)
+-- -> true | nil, err, token (no request is sent)
 function Client:check_url(url)
-  local u, err = Client.check_transport(url, self.insecure)
-  if not u then return nil, err end
+  local u, err, token = Client.check_transport(url, self.insecure)
+  if not u then return nil, err, token end
   if self.origins and not self.origins[origin(u)] then
     local own = {}
     for o in pairs(self.origins) do own[#own + 1] = o end
     table.sort(own)
     return nil, ("refused: %s is not a host of this instance (%s); nothing was sent there")
-      :format(origin(u), table.concat(own, ", "))
+      :format(origin(u), table.concat(own, ", ")), "refused"
   end
   return true
 end
@@ -174,12 +172,13 @@ end
 
 local RETRYABLE = { timeout = true, connect = true, reset = true, resolve = false, http2 = true, error = true }
 
--- client:request(method, path, {query=, headers=, body=, json=, form=, timeout=, auth=}) -> resp | nil, err
--- resp.data is the decoded JSON body when the answer is JSON.  Errors are "token: detail" with token in
+-- client:request(method, path, {query=, headers=, body=, json=, form=, timeout=, auth=})
+--   -> resp | nil, "token: detail", token, resp
+-- resp.data is the decoded JSON body when the answer is JSON.  The token is one of
 -- auth (401: the credential is dead, reconnect needed), permission (403: this credential may not do
 -- this; other requests go on), unavailable (the connector's c.unavailable recognised the provider's
 -- "your plan does not offer this"), not_found, http (other 4xx), server (5xx after retries),
--- throttled (429 after retries), bad_json, circuit_open, or an http.request token.
+-- throttled (429 after retries), bad_json, circuit_open, insecure, refused, or an http.request token.
 -- resp.data from a JSON body.  -> nil, or the error when the body cannot be read ("bad_json: ...").
 local function decode(resp, opts, req)
   local ctype = resp.headers["content-type"] or ""
@@ -209,21 +208,22 @@ local function carried(req, form)
   return out
 end
 
+-- -> resp | nil, message, token, resp (the provider's answer, when there was one)
 function Client:request(method, path, opts)
   opts = opts or {}
-  local resp, err, raw, req = request(self, method, path, opts)
+  local resp, err, token, raw, req = request(self, method, path, opts)
   if resp then return resp end
-  return nil, Client.redact(err, req and carried(req, opts.form)), raw
+  return nil, Client.redact(err, req and carried(req, opts.form)), token, raw
 end
 
 function request(self, method, path, opts)
   local now = sched.time()
   if now < self.open_until then
-    return nil, ("circuit_open: %d consecutive failures, retrying after %s"):format(self.failures, util.iso(self.open_until))
+    return nil, ("circuit_open: %d consecutive failures, retrying after %s"):format(self.failures, util.iso(self.open_until)), "circuit_open"
   end
   local url = self:url(path)
-  local okurl, uerr = self:check_url(url)
-  if not okurl then return nil, uerr end
+  local okurl, uerr, utoken = self:check_url(url)
+  if not okurl then return nil, uerr, utoken end
   local req = {
     method = method, url = url, query = opts.query, headers = {}, body = opts.body,
     timeout = opts.timeout or Client.TIMEOUT, instance = self.inst.name, app = self.inst.app,
@@ -243,8 +243,8 @@ function request(self, method, path, opts)
     req.body, req.headers["Content-Type"] = util.multipart(opts.multipart)
   end
   if not opts.no_auth then
-    local ok, err = self.auth(self, req, opts.auth)   -- opts.auth: another of the app's auth schemes
-    if not ok then return nil, err, nil, req end
+    local ok, err, token = self.auth(self, req, opts.auth)   -- opts.auth: another of the app's auth schemes
+    if not ok then return nil, err, token or "auth", nil, req end
   end
 
   -- Asking again is harmless for a GET, or a request that says so (a client-credentials token): those
@@ -252,7 +252,7 @@ function request(self, method, path, opts)
   -- only when it cannot have been carried out (the connection never opened, or a 429): after the others
   -- it may have been, and governance settles it by a re-fetch rather than acting twice.
   local again = method == "GET" or method == "HEAD" or opts.idempotent
-  local resp, err, unread
+  local resp, err, token, unread
   for attempt = 1, MAX_ATTEMPTS do
     local wait = self.blocked_until - sched.time()
     if wait > 0 then
@@ -260,12 +260,11 @@ function request(self, method, path, opts)
       sched.sleep(wait)
     end
     self.stats.requests = self.stats.requests + 1
-    resp, err = http.request(req)
+    resp, err, token = http.request(req)
     unread = nil
-    metrics.inc("cachost_http_requests_total", { app = self.inst.app, status = resp and resp.status or err:match("^(%w+)") })
+    metrics.inc("cachost_http_requests_total", { app = self.inst.app, status = resp and resp.status or token })
     local retry_in
     if not resp then
-      local token = err:match("^(%w+)")
       if not RETRYABLE[token] or not (again or token == "connect") then break end
       retry_in = backoff(attempt)
     else
@@ -275,17 +274,17 @@ function request(self, method, path, opts)
         retry_in = math.min(wait_hint(resp) or backoff(attempt), MAX_WAIT)
         self.blocked_until = math.max(self.blocked_until, sched.time() + retry_in)
         metrics.inc("cachost_rate_limit_wait_seconds_total", { app = self.inst.app }, retry_in)
-        err = "throttled: " .. resp.status
+        err, token = "throttled: " .. resp.status, "throttled"
       elseif resp.status >= 500 then
         retry_in = backoff(attempt)
-        err = "server: HTTP " .. resp.status
+        err, token = "server: HTTP " .. resp.status, "server"
         if not again then break end
       else
         unread = decode(resp, opts, req)
         -- an error whose body cannot be read is still that error: its status says what happened
         if unread and resp.status >= 400 then unread = nil end
         if not (unread and again) then break end
-        retry_in, err = backoff(attempt), unread
+        retry_in, err, token = backoff(attempt), unread, "bad_json"
       end
     end
     if attempt == MAX_ATTEMPTS then break end
@@ -299,19 +298,19 @@ function request(self, method, path, opts)
   if not resp or resp.status >= 500 or self:throttled(resp) or (unread and again) then
     self.failures = self.failures + 1
     if self.failures >= BREAKER_THRESHOLD then self.open_until = sched.time() + BREAKER_COOLDOWN end
-    return nil, err, resp, req
+    return nil, err, token, resp, req
   end
   self.failures = 0
-  if unread then return nil, unread, resp, req end
+  if unread then return nil, unread, "bad_json", resp, req end
   if resp.status >= 400 then
     local msg = self.connector.error_message and self.connector.error_message(resp) or resp.body:sub(1, 200)
     -- c.unavailable(resp) -> "<plan or licence>" | nil: the provider's own answer for "the tenant's plan
     -- does not offer this" (e.g. Graph's sign-in logs without Entra ID P1/P2)
     local needs = self.connector.unavailable and self.connector.unavailable(resp)
-    if needs then return nil, ("unavailable: needs %s: HTTP %d: %s"):format(needs, resp.status, msg), resp, req end
-    local token = resp.status == 401 and "auth" or resp.status == 403 and "permission"
+    if needs then return nil, ("unavailable: needs %s: HTTP %d: %s"):format(needs, resp.status, msg), "unavailable", resp, req end
+    token = resp.status == 401 and "auth" or resp.status == 403 and "permission"
       or resp.status == 404 and "not_found" or "http"
-    return nil, ("%s: HTTP %d: %s"):format(token, resp.status, msg), resp, req
+    return nil, ("%s: HTTP %d: %s"):format(token, resp.status, msg), token, resp, req
   end
   return resp
 end
@@ -363,26 +362,33 @@ function Client:pages(path, query, opts)
     -- the URL as sent: a next link naming a page already read (itself, or an earlier one) ends the loop
     local key = self:url(p)
     if q and next(q) then key = key .. (key:find("?", 1, true) and "&" or "?") .. http.form(q) end
-    if seen[key] then return nil, ("endless pagination: %s was already fetched"):format((p:gsub("%?.*", ""))) end
+    if seen[key] then return nil, ("endless pagination: %s was already fetched"):format((p:gsub("%?.*", ""))), "endless" end
     seen[key] = true
     n = n + 1
-    if n > max_pages then return nil, "pagination: more than " .. max_pages .. " pages" end
-    local resp, err = self:get(p, q, { expect_json = true, auth = opts.auth, headers = opts.headers })
-    if not resp then return nil, err end
+    if n > max_pages then return nil, "pagination: more than " .. max_pages .. " pages", "pagination" end
+    local resp, err, token = self:get(p, q, { expect_json = true, auth = opts.auth, headers = opts.headers })
+    if not resp then return nil, err, token end
     local items, lerr = Client.listing(resp.data, opts.items)
-    if not items then return nil, ("%s (GET %s)"):format(lerr, (p:gsub("%?.*", ""))) end
+    if not items then return nil, ("%s (GET %s)"):format(lerr, (p:gsub("%?.*", ""))), "malformed" end
     local np, nq
-    if opts.next then np, nq = opts.next(resp, items) else np = util.links(resp.headers["link"]).next end
+    if opts.next then
+      -- the connector's reading of where the next page is may refuse the page (malformed listing)
+      local ok, a, b = pcall(opts.next, resp, items)
+      if not ok then return nil, tostring(a), util.token_of(a) or "malformed" end
+      np, nq = a, b
+    else
+      np = util.links(resp.headers["link"]).next
+    end
     return { items = items, resp = resp, path = np, query = nq }
   end
   local ahead = sched.spawn(fetch, path, query)
   local closer = setmetatable({}, { __close = function() if ahead then ahead:cancel() end end })
   local function iter()
     if not ahead then return nil end
-    local ok, page, err = ahead:join()
+    local ok, page, err, token = ahead:join()
     ahead = nil
     if not ok then error(page, 0) end          -- the fetch task itself failed
-    if not page then error(err, 0) end
+    if not page then error(util.failure(err, token), 0) end
     if page.path then
       ahead = sched.spawn(fetch, page.path, page.query)
       -- a spawned task only runs when we yield: give it a moment to send its request before the caller

@@ -21,6 +21,25 @@ end
 
 function M.trim_slash(s) return (s:gsub("/+$", "")) end
 
+-- A non-empty string, or nil (providers send "" and null for "none").
+function M.str(v) return type(v) == "string" and v ~= "" and v or nil end
+
+-- Operational failures travel as data: `nil, message, token` from the C modules and Client:request; when
+-- a connector's code raises one (ctx:get, fail()), it is this object, so the engine reads the token
+-- (auth, permission, unavailable, not_found, ...) instead of parsing the message.  It prints as its message.
+local Failure = {}
+Failure.__index = Failure
+Failure.__tostring = function(f) return f.message end
+Failure.__concat = function(a, b) return tostring(a) .. tostring(b) end
+function M.failure(message, token, resp)
+  return setmetatable({ message = tostring(message), token = token, resp = resp }, Failure)
+end
+-- The token of a raised error: a failure's, "cancelled" for a cancelled task, else nil.
+function M.token_of(e)
+  if getmetatable(e) == Failure then return e.token end
+  if type(e) == "string" and e:match("cancelled$") then return "cancelled" end
+end
+
 -- multipart/form-data body (RFC 7578) from an ordered list of parts {name=, data=, filename=, content_type=};
 -- order matters to some APIs (Box wants `attributes` before `file`).  -> body, content_type
 function M.multipart(parts)

@@ -1,6 +1,7 @@
 -- The Azure connector against the Microsoft sandbox tenant (ARM + Graph on one server): role assignments
 -- and their principals, the activity log across subscriptions (full, then incremental), the connection
 -- test, throttling, and the single-instance rule.
+local context = require "sdk.context"
 local ms = require "sandbox.microsoft"
 local runtime = require "runtime"
 local instances = require "instances"
@@ -126,7 +127,7 @@ describe("azure connector", function()
 
   it("connection test: passes with Security Administrator, refuses clearly without an admin role", function()
     local ctx = sync.context(runtime.store(), inst, "connect")
-    local msg = ctx.connector.test(ctx)
+    local msg = context.connector(ctx).test(ctx)
     assert.matches("Security Administrator", msg)
 
     local other = ms.new { seed = 22, users = 5, groups = 1, subscriptions = 1, tenant_id = TENANT, client_id = CLIENT,
@@ -138,9 +139,9 @@ describe("azure connector", function()
     local row = assert(add("azure-reader", { base_url = srv2.url, insecure_loopback = "true" }))
     local i2 = assert(instances.instance(runtime.store(), row.name))
     local ctx2 = sync.context(st, i2, "connect")
-    local ok, err = pcall(ctx2.connector.test, ctx2)
+    local ok, err = pcall(context.connector(ctx2).test, ctx2)
     assert.is_false(ok)
-    assert.matches("^auth: .*neither the Security Administrator nor the Global Administrator", err)
+    assert.matches("^auth: .*neither the Security Administrator nor the Global Administrator", tostring(err))
     assert(st.db:exec("UPDATE instances SET removed_at = ? WHERE name = 'azure-reader'", "2026-01-01T00:00:00.000Z"))
     assert(st.db:exec("UPDATE instances SET removed_at = NULL WHERE name = 'azure'"))
     srv2:close()

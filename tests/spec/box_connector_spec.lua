@@ -3,6 +3,7 @@
 -- read incrementally by stream position, each governance action changes the tenant, content downloads are
 -- size-capped, and webhooks are accepted with either valid signature key and refused when forged, stale
 -- or replayed.
+local context = require "sdk.context"
 local box_tenant = require "sandbox.box"
 local runtime = require "runtime"
 local instances = require "instances"
@@ -43,9 +44,9 @@ describe("box connector", function()
     hooks:route("POST", "/webhooks/:instance", function(req)
       local i = assert(instances.instance(runtime.store(), req.params.instance))
       local ctx = sync.context(runtime.store(), i, "webhook")
-      local status, body, refetch = ctx.connector.webhook(ctx, req)
+      local status, body, refetch = context.connector(ctx).webhook(ctx, req)
       received[#received + 1] = { status = status, trigger = req.headers["box-delivery-id"] and json.decode(req.body).trigger, refetch = refetch }
-      for _, r in ipairs(refetch or {}) do ctx.connector.fetch[r.entity](ctx, r.id) end
+      for _, r in ipairs(refetch or {}) do context.connector(ctx).fetch[r.entity](ctx, r.id) end
       return status, body and json.encode(body) or ""
     end)
     hooks:route("GET", "/callback", function(req) return 200, json.encode(req.query) end)
@@ -125,8 +126,8 @@ describe("box connector", function()
     local oi = assert(instances.instance(runtime.store(), "box-oauth"))
     oi:set_secret("client_secret", "box-secret")
     local ctx = sync.context(st, oi, "connect")
-    local scheme = auth.scheme(ctx.connector, oi)
-    local url, exchange = auth.authorization_code(ctx.client, scheme, hooks.url .. "/callback")
+    local scheme = auth.scheme(context.connector(ctx), oi)
+    local url, exchange = auth.authorization_code(context.client(ctx), scheme, hooks.url .. "/callback")
     local prefix = "https://account.box.com/api/oauth2/authorize?"
     assert.equal(prefix, url:sub(1, #prefix))           -- the browser consent is on account.box.com
     assert.is_nil(url:find("code_challenge", 1, true))
@@ -148,10 +149,10 @@ describe("box connector", function()
   it("downloads content for the scan, capped at max_size", function()
     local ctx = sync.context(runtime.store(), inst, "scan")
     local f = row(inst, tenant:sensitive_files("private_key")[1])
-    local body = assert(ctx.connector.content(ctx, f, 1024 * 1024))
+    local body = assert(context.connector(ctx).content(ctx, f, 1024 * 1024))
     assert.equal(tenant:file_content(f.ext_id), body)
     assert.truthy(body:find("BEGIN RSA PRIVATE KEY", 1, true))
-    local none, err = ctx.connector.content(ctx, f, 16)
+    local none, err = context.connector(ctx).content(ctx, f, 16)
     assert.is_nil(none)
     assert.matches("too_large", err)
   end)
@@ -159,14 +160,14 @@ describe("box connector", function()
   it("suspends, unsuspends and signs out users", function()
     local ctx = sync.context(runtime.store(), inst, "action")
     local u = runtime.store().db:query("SELECT * FROM users WHERE instance_id = ? AND status = 'active' AND is_admin = 0 ORDER BY ext_id LIMIT 1", inst.id)[1]
-    local res = ctx.connector.actions.suspend_user(ctx, u)
+    local res = context.connector(ctx).actions.suspend_user(ctx, u)
     assert.equal("inactive", tenant:find_user(u.ext_id).status)
     assert.same({ action = "unsuspend_user", params = {} }, res.undo)
     sync_ok(inst, { streams = { "users" } })
     assert.equal("suspended", runtime.store().db:query("SELECT status FROM users WHERE id = ?", u.id)[1].status)
-    ctx.connector.actions.unsuspend_user(ctx, u)
+    context.connector(ctx).actions.unsuspend_user(ctx, u)
     assert.equal("active", tenant:find_user(u.ext_id).status)
-    ctx.connector.actions.revoke_sessions(ctx, u)
+    context.connector(ctx).actions.revoke_sessions(ctx, u)
     assert.equal(1, tenant.terminated[u.ext_id])
   end)
 
@@ -175,7 +176,7 @@ describe("box connector", function()
     local f = row(inst, tenant:sensitive_files("card")[1])
     local it = tenant:find_file(f.ext_id)
     local origin, path = it.parent, tenant:path_of(it)
-    local res = ctx.connector.actions.quarantine_file(ctx, f, { correlation_id = "corr-7f3a" })
+    local res = context.connector(ctx).actions.quarantine_file(ctx, f, { correlation_id = "corr-7f3a" })
     local q = tenant:find_file(it.parent)
     assert.equal("cachost quarantine", q.name)
     assert.equal("0", q.parent)
@@ -187,10 +188,10 @@ describe("box connector", function()
     assert.equal("unquarantine_file", res.undo.action)
     -- a second quarantine reuses the folder (409 item_name_in_use names it)
     local g = row(inst, tenant:sensitive_files("ssn")[1])
-    ctx.connector.actions.quarantine_file(ctx, g, { correlation_id = "corr-2" })
+    context.connector(ctx).actions.quarantine_file(ctx, g, { correlation_id = "corr-2" })
     assert.equal(q.id, tenant:find_file(g.ext_id).parent)
     -- undo: back where it was, tombstone gone
-    ctx.connector.actions.unquarantine_file(ctx, f, res.undo.params)
+    context.connector(ctx).actions.unquarantine_file(ctx, f, res.undo.params)
     assert.equal(origin, it.parent)
     assert.equal(path, tenant:path_of(it))
     assert.is_true(tenant:in_trash(tomb))
@@ -206,7 +207,7 @@ describe("box connector", function()
     assert.is_not_nil(t)
     local it = tenant:find_file(t.ext_id)
     local origin = it.parent
-    ctx.connector.actions.quarantine_file(ctx, t, { correlation_id = "corr-trash" })
+    context.connector(ctx).actions.quarantine_file(ctx, t, { correlation_id = "corr-trash" })
     assert.is_nil(it.trashed_at)
     assert.equal("cachost quarantine", tenant:find_file(it.parent).name)
     local found
@@ -217,7 +218,7 @@ describe("box connector", function()
 
   it("removes collaborators and shared links, makes private, trashes and overwrites", function()
     local ctx = sync.context(runtime.store(), inst, "action")
-    local A = ctx.connector.actions
+    local A = context.connector(ctx).actions
     local aws = row(inst, tenant:sensitive_files("aws")[1])
     local function externals(id)
       local n = 0
@@ -260,7 +261,7 @@ describe("box connector", function()
   end)
 
   it("survives 429 with retry-after", function()
-    local client = sync.context(runtime.store(), inst, "x").client
+    local client = context.client(sync.context(runtime.store(), inst, "x"))
     local throttled = client.stats.throttled
     tenant:fault { kind = "429", count = 2, retry_after = 0 }
     sync_ok(inst, { streams = { "groups" } })
@@ -274,7 +275,7 @@ describe("box connector", function()
     local it = tenant:find_file(f.ext_id)
     tenant:webhook_target(url, tenant:find_file(it.parent).id)
     local ctx = sync.context(runtime.store(), inst, "action")
-    ctx.connector.actions.overwrite_file(ctx, f, { notice = "gone" })
+    context.connector(ctx).actions.overwrite_file(ctx, f, { notice = "gone" })
     tenant:flush()
     local last = received[#received]
     assert.equal(200, last.status)

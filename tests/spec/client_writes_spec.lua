@@ -2,6 +2,7 @@
 -- timeout, a reset or a 5xx it may have been carried out, so the error goes up (governance records the
 -- action as unknown and settles it by a re-fetch); a 429 or a connection that never opened is retried.
 -- Reads are retried as before.
+local context = require "sdk.context"
 local helpers = require "helpers"
 local Client = require "sdk.client"
 
@@ -34,25 +35,25 @@ describe("client retries", function()
   end)
 
   it("sends a write once after a 5xx, and retries a read", function()
-    local r, err = ctx.client:request("POST", "/api/v1/error")
+    local r, err = context.client(ctx):request("POST", "/api/v1/error")
     assert.is_nil(r); assert.matches("HTTP 500", err)
     assert.equal(1, hits["POST error"])
-    r, err = ctx.client:request("POST", "/api/v1/flaky")
+    r, err = context.client(ctx):request("POST", "/api/v1/flaky")
     assert.is_nil(r); assert.matches("HTTP 503", err)
     assert.equal(1, hits["POST flaky"])
-    assert(ctx.client:request("GET", "/api/v1/flaky"))
+    assert(context.client(ctx):request("GET", "/api/v1/flaky"))
     assert.equal(2, hits["GET flaky"])
   end)
 
   it("retries a write the provider refused with 429, and one whose connection never opened", function()
-    assert(ctx.client:request("POST", "/api/v1/busy"))
+    assert(context.client(ctx):request("POST", "/api/v1/busy"))
     assert.equal(2, hits["POST busy"])
     local port = srv.url:match(":(%d+)$")
     srv:close()
-    local before = ctx.client.stats.requests
-    local r, err = ctx.client:request("POST", "/api/v1/error")
+    local before = context.client(ctx).stats.requests
+    local r, err = context.client(ctx):request("POST", "/api/v1/error")
     assert.is_nil(r); assert.matches("^connect", err)
-    assert.is_true(ctx.client.stats.requests - before > 1, "a connection that never opened is tried again")
+    assert.is_true(context.client(ctx).stats.requests - before > 1, "a connection that never opened is tried again")
     srv = assert(server.listen { port = tonumber(port) })
   end)
 end)

@@ -1,5 +1,6 @@
 -- Issue 10, defect 5: credentials go only to the instance's own hosts, over TLS, and no error that is
 -- stored or printed carries a secret.
+local context = require "sdk.context"
 local runtime = require "runtime"
 local instances = require "instances"
 local tenants = require "tenants"
@@ -101,7 +102,7 @@ describe("credentials", function()
     local inst = helpers.instance("okta", "o-redirect", { domain = "acme.okta.com", base_url = redirector.url,
       insecure_loopback = true }, { api_token = "00redirect-token-must-stay-home" })
     local ctx = require("sync").context(runtime.store(), inst, "test")
-    local resp = ctx.client:request("GET", "/api/v1/users/x/content", { raw = true })
+    local resp = context.client(ctx):request("GET", "/api/v1/users/x/content", { raw = true })
     redirector:close()
     assert.equal(200, resp.status)
     assert.equal(1, #hits)

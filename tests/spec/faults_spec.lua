@@ -7,6 +7,7 @@
 -- CACHOST_FAULT_ROUNDS (default 4 syncs under faults per connector), CACHOST_FAULT_SIZE (tenant size,
 -- default 1), CACHOST_FAULT_RETRY_AFTER (seconds a 429 asks for, default 0) and CACHOST_FAULT_SEED make a
 -- longer campaign: make faults.
+local context = require "sdk.context"
 local runtime = require "runtime"
 local tenants = require "tenants"
 local helpers = require "helpers"
@@ -97,7 +98,7 @@ describe("injected faults", function()
     local r = tenants.start("okta", "okta-404")
     r.tenant:fault { kind = "truncated", path = "/api/v1/users/nobody$", count = 1 }
     local ctx = require("sync").context(runtime.store(), r.inst, "test")
-    local resp, err = ctx.client:request("GET", "/api/v1/users/nobody", { expect_json = true })
+    local resp, err = context.client(ctx):request("GET", "/api/v1/users/nobody", { expect_json = true })
     r.srv:close()
     assert.is_nil(resp)
     assert.matches("^not_found: HTTP 404", err)

@@ -1,6 +1,7 @@
 -- The GitHub connector against the GitHub sandbox tenant: full and incremental scans equal the tenant's
 -- ground truth, two orgs stay apart, governance changes the tenant, secondary rate limits are survived,
 -- and webhooks are accepted only when signed with the shared secret.
+local context = require "sdk.context"
 local github_tenant = require "sandbox.github"
 local runtime = require "runtime"
 local instances = require "instances"
@@ -61,9 +62,9 @@ describe("github connector", function()
     hooks:route("POST", "/webhooks/:instance", function(req)
       local inst = assert(instances.instance(runtime.store(), req.params.instance))
       local ctx = sync.context(runtime.store(), inst, "webhook")
-      local status, body, refetch = ctx.connector.webhook(ctx, req)
+      local status, body, refetch = context.connector(ctx).webhook(ctx, req)
       received[#received + 1] = { status = status, event = req.headers["x-github-event"], refetch = refetch }
-      for _, r in ipairs(refetch or {}) do ctx.connector.fetch[r.entity](ctx, r.id) end
+      for _, r in ipairs(refetch or {}) do context.connector(ctx).fetch[r.entity](ctx, r.id) end
       return status, body and json.encode(body) or ""
     end)
     hooks:route("GET", "/callback", function(req) return 200, json.encode(req.query) end)
@@ -116,8 +117,8 @@ describe("github connector", function()
       auth = "oauth", client_id = "Ov23liSandboxApp", oauth_base_url = srv_a.url })
     inst:set_secret("client_secret", "oauth-app-secret")
     local ctx = sync.context(runtime.store(), inst, "connect")
-    local scheme = auth.scheme(ctx.connector, inst)
-    local url, exchange = auth.authorization_code(ctx.client, scheme, hooks.url .. "/callback")
+    local scheme = auth.scheme(context.connector(ctx), inst)
+    local url, exchange = auth.authorization_code(context.client(ctx), scheme, hooks.url .. "/callback")
     local prefix = srv_a.url .. "/login/oauth/authorize?"
     assert.equal(prefix, url:sub(1, #prefix))
     assert.is_nil(url:find("code_challenge", 1, true))       -- GitHub has no PKCE
@@ -154,8 +155,8 @@ describe("github connector", function()
     local u = st.db:query("SELECT * FROM users WHERE instance_id = ? AND external = 0 AND is_admin = 0 AND deleted_at IS NULL ORDER BY ext_id LIMIT 1", inst_a.id)[1]
     local x = st.db:query("SELECT * FROM users WHERE instance_id = ? AND external = 1 AND deleted_at IS NULL ORDER BY ext_id LIMIT 1", inst_a.id)[1]
     assert.is_not_nil(ta:member(u.ext_id))
-    ctx.connector.actions.remove_member(ctx, u)
-    ctx.connector.actions.remove_member(ctx, x)
+    context.connector(ctx).actions.remove_member(ctx, u)
+    context.connector(ctx).actions.remove_member(ctx, x)
     assert.is_nil(ta:member(u.ext_id))
     assert.is_nil(ta:outside(x.ext_id))
     sync_ok(inst_a, { streams = { "users", "groups", "activities" } })
@@ -171,14 +172,14 @@ describe("github connector", function()
     local ctx = sync.context(st, inst_a, "action")
     local g = st.db:query("SELECT * FROM app_grants WHERE instance_id = ? AND ext_id LIKE 'credential:%' AND deleted_at IS NULL LIMIT 1", inst_a.id)[1]
     local n = ta:count("credential_authorizations")
-    ctx.connector.actions.revoke_grant(ctx, g)
+    context.connector(ctx).actions.revoke_grant(ctx, g)
     assert.equal(n - 1, ta:count("credential_authorizations"))
     local inst_row = st.db:query("SELECT * FROM app_grants WHERE instance_id = ? AND ext_id LIKE 'installation:%' LIMIT 1", inst_a.id)[1]
-    assert.has_error(function() ctx.connector.actions.revoke_grant(ctx, inst_row) end)
+    assert.has_error(function() context.connector(ctx).actions.revoke_grant(ctx, inst_row) end)
   end)
 
   it("survives GitHub's secondary rate limit (403 with retry-after) and the primary one", function()
-    local client = sync.context(runtime.store(), inst_b, "x").client
+    local client = context.client(sync.context(runtime.store(), inst_b, "x"))
     local throttled = client.stats.throttled
     tb:fault { kind = "secondary", count = 2, retry_after = 0 }
     tb:fault { kind = "primary", count = 1, retry_after = 0 }
@@ -190,7 +191,7 @@ describe("github connector", function()
 
   it("a 403 that is not a rate limit is an auth error, not a retry", function()
     local resp = { status = 403, headers = {}, body = '{"message":"Must have admin rights to Repository."}' }
-    local c = sync.context(runtime.store(), inst_b, "x").connector
+    local c = context.connector(sync.context(runtime.store(), inst_b, "x"))
     assert.is_false(c.is_throttled(resp))
     resp.body = '{"message":"You have exceeded a secondary rate limit. Please wait a few minutes."}'
     assert.is_true(c.is_throttled(resp))
@@ -208,7 +209,7 @@ describe("github connector", function()
     local ctx = sync.context(st, inst_a, "action")
     local u = st.db:query("SELECT * FROM users WHERE instance_id = ? AND external = 0 AND is_admin = 0 AND deleted_at IS NULL ORDER BY ext_id DESC LIMIT 1", inst_a.id)[1]
     local n0 = #received
-    ctx.connector.actions.remove_member(ctx, u)
+    context.connector(ctx).actions.remove_member(ctx, u)
     ta:flush()
     local org_event
     for i = n0 + 1, #received do if received[i].event == "organization" then org_event = received[i] end end
@@ -232,9 +233,9 @@ describe("github connector", function()
     -- the re-fetch of a user who is still a member updates that row; a removed one emits nothing
     local m = st.db:query("SELECT * FROM users WHERE instance_id = ? AND external = 0 AND deleted_at IS NULL ORDER BY ext_id LIMIT 1", inst_a.id)[1]
     local fctx = sync.context(st, inst_a, "webhook")
-    fctx.connector.fetch.users(fctx, m.ext_id)
-    assert.equal(1, fctx.counts.users.unchanged)
-    fctx.connector.fetch.users(fctx, u.ext_id)
-    assert.equal(1, fctx.counts.users.unchanged + fctx.counts.users.added + fctx.counts.users.changed)
+    context.connector(fctx).fetch.users(fctx, m.ext_id)
+    assert.equal(1, context.engine(fctx).counts.users.unchanged)
+    context.connector(fctx).fetch.users(fctx, u.ext_id)
+    assert.equal(1, context.engine(fctx).counts.users.unchanged + context.engine(fctx).counts.users.added + context.engine(fctx).counts.users.changed)
   end)
 end)

@@ -2,6 +2,7 @@
 -- one server): components on and off, full and incremental scans equal to the tenant's ground truth,
 -- governance changes the tenant, change notifications end to end, expired blobs, duplicate records,
 -- throttling, and the single-instance rule.
+local context = require "sdk.context"
 local ms = require "sandbox.microsoft"
 local runtime = require "runtime"
 local instances = require "instances"
@@ -352,10 +353,10 @@ describe("office365 connector", function()
   it("subscribes to Graph change notifications, and follows the tenant's own notifications", function()
     local ctx = sync.context(runtime.store(), inst, "spec")
     local url = hooks.url .. "/webhooks/o365"
-    local ids = ctx.connector.subscribe(ctx, url)
+    local ids = context.connector(ctx).subscribe(ctx, url)
     assert.equal(1 + tenant:count("drives"), #ids)
     assert.equal(#ids, tenant:count("graph_subscriptions"))
-    assert.same(ids, ctx.connector.subscribe(ctx, url))                  -- renewed, not duplicated
+    assert.same(ids, context.connector(ctx).subscribe(ctx, url))                  -- renewed, not duplicated
     assert.equal(#ids, tenant:count("graph_subscriptions"))
     -- a user changed by someone else
     local u = tenant.state.users[9]
@@ -376,7 +377,7 @@ describe("office365 connector", function()
   end)
 
   it("survives Graph 429 and 503 with Retry-After, and Management API 429", function()
-    local client = sync.context(runtime.store(), inst, "spec").client
+    local client = context.client(sync.context(runtime.store(), inst, "spec"))
     local throttled = client.stats.throttled
     tenant:fault { kind = "429", count = 2, retry_after = 0, path = "^/v1%.0/users" }
     tenant:fault { kind = "503", count = 2, retry_after = 0, path = "^/v1%.0/groups" }

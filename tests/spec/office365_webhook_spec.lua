@@ -2,6 +2,7 @@
 -- with the daemon's /webhooks/<instance> (the sandbox tenant validates it), the tenant's notifications
 -- store the blobs' records through the poller's path and feed policies; forged, hostile and malformed
 -- notifications fetch nothing; duplicates (webhook twice, then the poller) add no rows.
+local context = require "sdk.context"
 local ms = require "sandbox.microsoft"
 local instances = require "instances"
 local sync = require "sync"
@@ -102,7 +103,7 @@ describe("office365 Management Activity webhooks", function()
       for _, r in ipairs(tenant.log) do if r.path:find("/subscriptions/start", 1, true) then n = n + 1 end end
       return n
     end
-    ctx.connector.subscribe(ctx, url)
+    context.connector(ctx).subscribe(ctx, url)
     local first = auth_id()
     for _, ct in ipairs(TYPES) do
       local s = tenant.state.mgmt_subs[ct]
@@ -116,11 +117,11 @@ describe("office365 Management Activity webhooks", function()
     assert.are_not.equal(CLIENT_STATE, first)
     assert.equal(4, starts())
     -- renewal: already there, nothing started again, same authId
-    ctx.connector.subscribe(ctx, url)
+    context.connector(ctx).subscribe(ctx, url)
     assert.equal(4, starts())
     -- a webhook the service disabled is started again
     tenant.state.mgmt_subs["Audit.General"].webhook.status = "disabled"
-    ctx.connector.subscribe(ctx, url)
+    context.connector(ctx).subscribe(ctx, url)
     assert.equal(5, starts())
     assert.equal("enabled", tenant.state.mgmt_subs["Audit.General"].webhook.status)
     -- the validation request itself: 200 with our authId, 401 without

@@ -1,5 +1,6 @@
 -- The Okta connector against the Okta sandbox tenant: full and incremental scans equal the tenant's
 -- ground truth, governance changes the tenant, faults are survived.
+local context = require "sdk.context"
 local okta_tenant = require "sandbox.okta"
 local runtime = require "runtime"
 local instances = require "instances"
@@ -52,7 +53,7 @@ describe("okta connector", function()
   it("suspends a user in the tenant, and the next scan sees it", function()
     local ctx = sync.context(runtime.store(), inst, "action")
     local u = runtime.store().db:query("SELECT * FROM users WHERE instance_id = ? AND status = 'active' LIMIT 1", inst.id)[1]
-    ctx.connector.actions.suspend_user(ctx, u)
+    context.connector(ctx).actions.suspend_user(ctx, u)
     assert.equal("SUSPENDED", tenant:find_user(u.ext_id).status)
     runtime.sync(inst, { streams = { "users" } })
     assert.equal("suspended", runtime.store().db:query("SELECT status FROM users WHERE id = ?", u.id)[1].status)

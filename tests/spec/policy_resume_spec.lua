@@ -43,8 +43,9 @@ describe("policy evaluation after a crash", function()
   it("evaluates the pages committed before the crash first, each alert raised once", function()
     runtime.watch(true)
     -- the first run dies right after the commit of its second page of events
-    local real, pages = sync.on_feed, 0
-    sync.on_feed = function(ctx, entity, feed, mark)
+    local context = require "sdk.context"
+    local real, pages = context.on_feed, 0
+    context.on_feed = function(ctx, entity, feed, mark)
       if entity == "activities" then
         pages = pages + 1
         if pages == 2 then error("killed", 0) end

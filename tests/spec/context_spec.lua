@@ -1,0 +1,110 @@
+-- The connector contract (scripts/sdk/context.lua): a connector reaches HTTP to its instance's hosts and
+-- the store through named operations only, and operational failures travel as data (their token).
+local helpers = require "helpers"
+local runtime = require "runtime"
+local context = require "sdk.context"
+local util = require "sdk.util"
+
+describe("the connector context", function()
+  local srv, inst, st
+
+  setup(function()
+    host.home = helpers.tmp_dir()
+    st = runtime.store()
+    local tenant = require("sandbox.okta").new { seed = 11, users = 3, groups = 1, events_per_day = 1, days = 1 }
+    srv = helpers.serve(tenant)
+    inst = helpers.instance("okta", "okta-ctx", { domain = "acme.okta.com", base_url = srv.url, insecure_loopback = true },
+      { api_token = tenant.token })
+    helpers.sync_ok(inst, { streams = { "users" } })
+  end)
+  teardown(function() if srv then srv:close() end end)
+
+  it("holds no database handle, raw client or instance object a connector could reach", function()
+    local ctx = context.new(st, inst, "spec")
+    for _, field in ipairs { "st", "client", "inst", "connector", "counts", "emitted" } do
+      assert.is_nil(ctx[field], "ctx." .. field)
+    end
+    assert.equal("okta-ctx", ctx.instance)
+    assert.equal(srv.url, ctx.settings.base_url)
+  end)
+
+  it("ctx:try returns the failure's token and the provider's answer; ctx:get raises it as data", function()
+    local ctx = context.new(st, inst, "spec")
+    local resp, err, token, answer = ctx:try("GET", "/api/v1/users/nobody", { expect_json = true })
+    assert.is_nil(resp)
+    assert.equal("not_found", token)
+    assert.matches("^not_found: HTTP 404", err)
+    assert.equal(404, answer.status)
+    local ok, e = pcall(ctx.get, ctx, "/api/v1/users/nobody")
+    assert.is_false(ok)
+    assert.equal("not_found", util.token_of(e))
+    assert.matches("^not_found: HTTP 404", tostring(e))
+    assert.is_nil(ctx:try_get("/api/v1/users/nobody"))
+    -- a host that is not the instance's: refused before anything is sent, with its own token
+    resp, err, token = ctx:try("GET", "https://attacker.example/api/v1/users")
+    assert.is_nil(resp)
+    assert.equal("refused", token)
+  end)
+
+  it("the store's named operations: stored, stored_ids, known_users, retire", function()
+    local ctx = context.new(st, inst, "spec")
+    local users = ctx:known_users()
+    assert.equal(3, #users)
+    local row = ctx:stored("users", users[1].ext_id)
+    assert.equal(users[1].email, row.email)
+    assert.is_nil(ctx:stored("users", "no-such-user"))
+    assert.equal(0, #ctx:stored_ids("users", "email", "nobody@example.com"))
+    assert.same({ users[1].ext_id }, ctx:stored_ids("users", "email", users[1].email))
+    assert.equal(1, ctx:retire("users", { users[1].ext_id, "no-such-user" }))
+    assert.is_string(ctx:stored("users", users[1].ext_id).deleted_at)
+    assert.equal(0, ctx:retire("users", { users[1].ext_id }), "retiring twice changes nothing")
+    assert.equal(2, #ctx:known_users())
+    assert.has_error(function() ctx:stored_ids("users", "1=1 OR email", "x") end)
+  end)
+
+  it("the C modules return the token as a third value", function()
+    local _, err, token = http.parse_url("not a url at all")
+    assert.equal("bad_url", token)
+    assert.matches("^bad_url: ", err)
+    local db = assert(sqlite.open(helpers.tmp_dir() .. "/t.db"))
+    local ok
+    ok, err, token = db:exec("INSERT INTO nowhere VALUES (1)")
+    assert.is_nil(ok)
+    assert.equal("sqlite", token)
+    db:close()
+  end)
+
+  it("a stream's health comes from the failure's token, not from parsing its message", function()
+    -- a connector's own failure whose message says nothing of its token still sets the health
+    local c = assert(require("sdk").load("okta"))
+    local real = c.streams.groups
+    c.streams.groups = function() error(util.failure("the tenant's plan has no groups here", "unavailable"), 0) end
+    local counts, err, status = require("sync").run(st, inst, "groups")
+    c.streams.groups = real
+    assert.is_nil(counts)
+    assert.equal("unavailable", status)
+    assert.matches("^the tenant's plan", err)
+  end)
+end)
+
+describe("connectors", function()
+  -- No connector reaches the store, the raw client or SQL: what they may use is the ctx above.
+  it("contain no SQL and reach neither the store nor the HTTP client directly", function()
+    local found = {}
+    for _, app in ipairs(require("sdk").apps()) do
+      local path = host.root .. "/connectors/" .. app .. ".lua"
+      local n = 0
+      for line in io.lines(path) do
+        n = n + 1
+        local code = line:gsub("%-%-.*$", "")
+        if code:find("ctx%.st%f[%W]") or code:find("ctx%.client%f[%W]") or code:find("ctx%.inst%f[%W]")
+          or code:find("%f[%w]http%.request%f[%W]") or code:find("%f[%w]sqlite%f[%W]")
+          or code:find("%f[%w_]SELECT%s.-%sFROM%s") or code:find("%f[%w_]INSERT%s+INTO%s")
+          or code:find("%f[%w_]UPDATE%s+[%w_]+%s+SET%s") or code:find("%f[%w_]DELETE%s+FROM%s") then
+          found[#found + 1] = ("%s:%d: %s"):format(app, n, line)
+        end
+      end
+    end
+    assert.same({}, found)
+  end)
+end)
