@@ -703,7 +703,7 @@ static cursor_t *check_cursor(lua_State *L, int i) {
     return luaL_checkudata(L, i, CURSOR_MT);
 }
 
-/* Returns the cursor on the stack, or nil, err. Raises on misuse. */
+/* Returns the cursor on the stack (1), or nil, err, token (3). Raises on misuse. */
 static int open_cursor(lua_State *L, db_t *d) {
     size_t len;
     const char *sql = luaL_checklstring(L, 2, &len);
@@ -793,7 +793,7 @@ static int rows_step(lua_State *L) {
     check_cursor(L, 1);
     lua_settop(L, 1);
     int n = cursor_next(L);
-    if (n == 2) return lua_error(L);
+    if (n == 3) { lua_pop(L, 1); return lua_error(L); }     /* nil, message, token: raise the message */
     return n;
 }
 
@@ -801,7 +801,7 @@ static int rows_step(lua_State *L) {
  * an error finalizes the statement at once. */
 static int l_rows(lua_State *L) {
     db_t *d = check_db(L, 1);
-    if (open_cursor(L, d) == 2) return lua_error(L);
+    if (open_cursor(L, d) == 3) { lua_pop(L, 1); return lua_error(L); }   /* raise the message */
     lua_pushcfunction(L, rows_step);
     lua_insert(L, -2);
     lua_pushnil(L);

@@ -178,12 +178,12 @@ function M.open(where, opts)
   opts = opts or {}
   where = where or host.home
   local path = db_path(where)
-  local db, err = sqlite.open(path, { busy_timeout = opts.busy_timeout or 5000 })
-  if not db then return nil, err end
+  local db, err, token = sqlite.open(path, { busy_timeout = opts.busy_timeout or 5000 })
+  if not db then return nil, err, token end
   local st = setmetatable({ db = db, path = path, home = path:match("^(.*)/[^/]*$") or ".",
                             waiters = {}, depth = 0, busy_timeout = opts.busy_timeout or 5000 }, Store)
-  local ok, merr = st:migrate(opts.migrate_to)
-  if not ok then db:close(); return nil, merr end
+  local ok, merr, mtoken = st:migrate(opts.migrate_to)
+  if not ok then db:close(); return nil, merr, mtoken end
   -- CACHOST_DB_MAX_MB: a quota on the database (on a shared disk); past it, writes fail as on a full disk
   local max_mb = tonumber(host.getenv("CACHOST_DB_MAX_MB") or "")
   if max_mb then
@@ -203,13 +203,13 @@ function M.open_readonly(where, opts)
   -- SQLite alone tells whether the database exists (a read-only open never creates it): a descriptor of
   -- the file opened and closed outside SQLite would drop this process's locks on it, and the next process
   -- to close would take itself for the last one and delete the -wal/-shm the others still use.
-  local db, err = sqlite.open(path, { readonly = true, busy_timeout = (opts and opts.busy_timeout) or 5000,
-                                      timeout = opts and opts.timeout })
+  local db, err, token = sqlite.open(path, { readonly = true, busy_timeout = (opts and opts.busy_timeout) or 5000,
+                                             timeout = opts and opts.timeout })
   if not db then
-    if tostring(err):match("^cantopen") and not host.stat(path) then
-      return nil, "missing: no database at " .. path .. " (add an instance first)"
+    if token == "cantopen" and not host.stat(path) then
+      return nil, "missing: no database at " .. path .. " (add an instance first)", "missing"
     end
-    return nil, err
+    return nil, err, token
   end
   local v = db:query("PRAGMA user_version")[1].user_version
   if v > schema.version then

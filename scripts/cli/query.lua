@@ -21,27 +21,26 @@ Example: cachost query "SELECT email, last_login FROM users WHERE is_admin AND d
       return ctx.usage_error(ctx.load_command("query"), "--timeout wants seconds (0: no bound)")
     end
     -- A statement can work forever (an endless recursive CTE): bounded, and stopped by a signal.
-    local function stopped(e)
-      e = tostring(e)
-      if e:match("^timeout:") then
+    local function stopped(e, token)
+      if token == "timeout" then
         return ("query stopped: it worked longer than %g s (--timeout SECONDS, 0 for no bound)"):format(timeout)
-      elseif e:match("^interrupt:") then
+      elseif token == "interrupt" then
         return "query stopped by a signal"
       end
-      return e
+      return tostring(e)
     end
     local rd, err = store.open_readonly(host.home, { timeout = timeout })
     if not rd then return ctx.fail("%s", err) end
     -- The SQL and its parameters are the user's input: a statement the cursor refuses as misuse (two
     -- statements, a wrong number of parameters) is a usage error here, not a crash.
-    local ok, cur, cerr = pcall(rd.cursor, rd, sql, table.unpack(args, 2))
+    local ok, cur, cerr, ctoken = pcall(rd.cursor, rd, sql, table.unpack(args, 2))
     if not ok then cur, cerr = nil, tostring(cur):gsub("^.-:%d+: ", "") end
     if not cur then
       rd:close()
-      if tostring(cerr):match("^auth:") or tostring(cerr):match("^readonly:") then
+      if ctoken == "auth" or ctoken == "readonly" then
         cerr = "read-only: cachost query can only read (" .. cerr .. ")"
       end
-      return ctx.fail("%s", stopped(cerr))
+      return ctx.fail("%s", stopped(cerr, ctoken))
     end
     -- The writer starts at the first row or at the end, so a statement refused when it runs (VACUUM INTO
     -- is authorized at its first step) prints nothing but its error.
@@ -52,9 +51,9 @@ Example: cachost query "SELECT email, last_login FROM users WHERE is_admin AND d
     end
     local code = 0
     while true do
-      local row, rerr = cur:next(true)
+      local row, rerr, rtoken = cur:next(true)
       if not row then
-        if rerr then code = ctx.fail("%s", stopped(rerr)) end
+        if rerr then code = ctx.fail("%s", stopped(rerr, rtoken)) end
         break
       end
       writer():row(row)

@@ -106,6 +106,14 @@ function Ctx:list(path, query, where, opts)
   return self:listing(data, where, path), resp
 end
 
+-- A file's content through the app's connector (the DLP step): body | nil, err | nil, nil when the app
+-- offers no content.
+function Ctx:content(row, max_size)
+  local c = engine[self].connector
+  if not c.content then return nil, nil end
+  return c.content(self, row, max_size)
+end
+
 ---------------------------------------------------------------------------------------------- the instance
 function Ctx:secret(name) return engine[self].inst:secret(name) end
 function Ctx:set_secret(name, value) return engine[self].inst:set_secret(name, value) end

@@ -21,7 +21,8 @@ local inst = {
 function inst.secret(_, k) return SECRETS[k] end
 function inst.set_secret(_, k, v) SECRETS[k] = v end
 local ctx = sync.context(nil, inst, "webhook")
-assert(ctx.connector.webhook, app .. " has no webhook entry")
+local c = require("sdk.context").connector(ctx)
+assert(c.webhook, app .. " has no webhook entry")
 
 local function iso_now() return iso8601.format(sched.time()):gsub("%.%d+Z$", "Z") end
 
@@ -88,7 +89,7 @@ end
 
 -- -> the handler's status, body, refetch (for the regression specs)
 return function(input)
-  local status, body, refetch, headers = ctx.connector.webhook(ctx, parse(input))
+  local status, body, refetch, headers = c.webhook(ctx, parse(input))
   check_answer(status, body, refetch, headers)
   return status, body, refetch
 end

@@ -89,7 +89,7 @@ describe("hostile policies", function()
     return out
   end
   -- a connector that serves every file's content: what DLP policies download
-  local CTX = { connector = { content = function() return ("a"):rep(4000) end } }
+  local CTX = { content = function() return ("a"):rep(4000) end }
 
   before_each(function()
     host.home = helpers.tmp_dir()

@@ -128,11 +128,11 @@ describe("policies", function()
       ["clean.txt"] = "nothing to see",
       ["broken.pdf"] = "%PDF-1.4\n1 0 obj <<",
     }
-    local ctx = { connector = { content = function(_, row, max)
+    local ctx = { content = function(_, row, max)
       if row.name == "huge.bin" then return nil, "too_large: over " .. max .. " bytes" end
       if row.name == "gone.txt" then error("http 404: item_not_found") end
       return bodies[row.name]
-    end } }
+    end }
     local files, items = {}, {}
     for _, name in ipairs { "cards.txt", "clean.txt", "broken.pdf", "huge.bin", "gone.txt" } do
       files[#files + 1] = { ext_id = name, name = name }
