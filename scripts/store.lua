@@ -628,13 +628,6 @@ function Store:set_admins(inst, ids)
   end)
 end
 
--- The names of an instance's vault entries (their values never leave the vault here).
-function Store:secret_names(inst)
-  local names = {}
-  for _, r in ipairs(check(self.db:query("SELECT name FROM secrets WHERE instance_id = ?", inst))) do names[#names + 1] = r.name end
-  return names
-end
-
 ---------------------------------------------------------------------------------------------- governance
 -- governance_actions: one row per action planned, held or taken (governance.lua decides, the SQL is here).
 -- result: planned (dry run) / held / pending (recorded before the call goes out, in the transaction of

@@ -12,13 +12,6 @@ local OWNERS = {
 }
 local OWNER_DIRS = { "scripts/store/" }
 
--- Files whose SQL is being moved into the store by another part of issue 11 (the connector contract).  Once a file holds no SQL any more this spec fails until it is taken off the list.
-local PENDING = {
-  ["scripts/sync.lua"] = "set_admins, known_users, redact: the connector contract (sdk/context.lua)",
-  ["connectors/office365.lua"] = "the connector contract: no ctx.st",
-  ["connectors/azure.lua"] = "the connector contract: no ctx.st",
-}
-
 -- The contents of every string literal of Lua source (short and long), comments skipped.
 local function strings(src)
   local out, i, n = {}, 1, #src
@@ -128,7 +121,7 @@ describe("the store owns SQL", function()
     lua_files("connectors", files)
     assert.is_true(#files > 40)
     for _, rel in ipairs(files) do
-      if not owned(rel) and not PENDING[rel] then
+      if not owned(rel) then
         for _, f in ipairs(findings(rel)) do bad[#bad + 1] = rel .. " " .. f end
       end
     end
@@ -149,17 +142,6 @@ describe("the store owns SQL", function()
     end
     assert.is_true(seen.upsert ~= nil and seen.instance_row ~= nil)
     assert.same({}, twice)
-  end)
-
-  it("keeps the list of files still being moved true", function()
-    local stale = {}
-    for rel in pairs(PENDING) do
-      if not host.stat(root .. "/" .. rel) or #findings(rel) == 0 then
-        stale[#stale + 1] = rel .. " holds no SQL any more: take it off PENDING in tests/spec/sql_owner_spec.lua"
-      end
-    end
-    table.sort(stale)
-    assert.same({}, stale)
   end)
 
   it("has one writer of alerts: st:raise_alert", function()
