@@ -6,8 +6,12 @@
 --     unsigned_payload = false, access_key = "access_key_id", secret_key = "secret_access_key",
 --     session_token = "session_token" (secret names; the token optional),
 --     credentials = function(client, scheme) -> {access_key=, secret_key=, session_token=} | nil, err }
---     AWS Signature Version 4 (sdk/sigv4.lua) on every request; `credentials` replaces the secrets (keys
---     obtained from STS, refreshed by whoever supplies them).
+--     AWS Signature Version 4 (sdk/sigv4.lua) on every request; `credentials` replaces the secrets.
+--     assume_role = { role_arn = "role_arn", external_id = "external_id" (setting names), url = STS endpoint
+--     (string | function(settings)), region = ... }: when the instance sets role_arn, the keys only call
+--     STS AssumeRole (with the external id) and requests are signed with the session it returns, kept in
+--     the vault (sts_access_key_id, sts_secret_access_key, sts_session_token, sts_expires_at) and assumed
+--     again shortly before it expires.
 -- Relative endpoint URLs resolve against the scheme's own host `base_url` when it declares one (GitHub's
 -- web flow is on github.com, its API on api.github.com), else against the API base URL; the instance
 -- setting `oauth_base_url` overrides the scheme's host (GHES, sandbox tenants).
@@ -44,6 +48,10 @@ function M.hosts(connector, settings)
   local auth = connector.auth or {}
   for _, scheme in pairs(auth.type and { auth } or auth) do
     if type(scheme) == "table" then
+      -- the STS endpoint a sigv4 scheme assumes its role at
+      local sts = scheme.assume_role and scheme.assume_role.url
+      if type(sts) == "function" then sts = sts(settings) end
+      if type(sts) == "string" then out[#out + 1] = sts end
       for _, k in ipairs { "token_url", "device_url" } do
         local p = scheme[k]
         if type(p) == "function" then p = p(settings) end
@@ -127,7 +135,52 @@ local function refresh(client, scheme, key)
   return t
 end
 
--- The keys a sigv4 scheme signs with: its credentials function, else the instance's secrets.
+local function str(v) if type(v) == "string" and v ~= "" then return v end end
+
+local function setting(settings, v)
+  if type(v) == "function" then return v(settings) end
+  return v
+end
+
+local STS_VERSION = "2011-06-15"
+local STS_SESSION = 3600          -- seconds asked for; AssumeRole's default and every role's minimum maximum
+
+-- STS AssumeRole with the instance's own keys -> session credentials (stored) | nil, err.
+local function assume_role(client, scheme, keys, role_arn)
+  local ar, inst = scheme.assume_role, client.inst
+  local settings = inst.settings
+  local form = { Action = "AssumeRole", Version = STS_VERSION, RoleArn = role_arn,
+                 RoleSessionName = "cachost-" .. inst.name:gsub("[^%w+=,.@%-]", "-"):sub(1, 56),
+                 DurationSeconds = tostring(STS_SESSION), ExternalId = str(settings[ar.external_id or "external_id"]) }
+  local url = setting(settings, ar.url)
+  local region = setting(settings, ar.region) or "us-east-1"
+  local req = { method = "POST", url = url, body = http.form(form),
+                headers = { ["Content-Type"] = "application/x-www-form-urlencoded; charset=utf-8" } }
+  sigv4.sign(req, keys, { service = "sts", region = region })
+  local resp, err = client:request("POST", req.url, { body = req.body, headers = req.headers, no_auth = true,
+    raw = true, idempotent = true })
+  if not resp then
+    local token = tostring(err):match("^(%a+):")
+    -- refused (4xx: wrong keys, role or external id) is about the credentials; an outage is not
+    if token ~= "auth" and token ~= "permission" and token ~= "http" and token ~= "not_found" then return nil, err, token end
+    return nil, "auth: STS AssumeRole refused: " .. tostring(err), "auth"
+  end
+  local root = xml.decode(resp.body)
+  local x = require "sdk.xml"
+  local c = root and x.record(x.find(root, "AssumeRoleResult/Credentials") or { text = "" })
+  local expires = type(c) == "table" and util.parse_iso(c.Expiration)
+  if not (expires and c.AccessKeyId and c.SecretAccessKey and c.SessionToken) then
+    return nil, "auth: STS AssumeRole answered without credentials", "auth"
+  end
+  inst:set_secret("sts_access_key_id", c.AccessKeyId)
+  inst:set_secret("sts_secret_access_key", c.SecretAccessKey)
+  inst:set_secret("sts_session_token", c.SessionToken)
+  inst:set_secret("sts_expires_at", tostring(expires))
+  return { access_key = c.AccessKeyId, secret_key = c.SecretAccessKey, session_token = c.SessionToken }
+end
+
+-- The keys a sigv4 scheme signs with: its credentials function, else the instance's secrets (or the
+-- session of the role they assume).
 local function sigv4_credentials(client, scheme)
   if scheme.credentials then return scheme.credentials(client, scheme) end
   local inst = client.inst
@@ -142,12 +195,20 @@ local function sigv4_credentials(client, scheme)
     creds[field] = v
   end
   creds.session_token = inst:secret(scheme.session_token or "session_token")
-  return creds
+  local ar = scheme.assume_role
+  local role_arn = ar and str(inst.settings[ar.role_arn or "role_arn"])
+  if not role_arn then return creds end
+  local exp = tonumber(inst:secret("sts_expires_at") or "")
+  if exp and exp - REFRESH_MARGIN > sched.time() then
+    local id, secret, tok = inst:secret("sts_access_key_id"), inst:secret("sts_secret_access_key"), inst:secret("sts_session_token")
+    if id and secret and tok then return { access_key = id, secret_key = secret, session_token = tok } end
+  end
+  return assume_role(client, scheme, creds, role_arn)
 end
 
 local function sign_sigv4(client, req, scheme)
-  local creds, err = sigv4_credentials(client, scheme)
-  if not creds then return nil, err end
+  local creds, err, token = sigv4_credentials(client, scheme)
+  if not creds then return nil, err, token end
   local region = scheme.region
   if type(region) == "function" then region = region(client.inst.settings) end
   local service = scheme.service

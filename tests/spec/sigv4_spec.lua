@@ -193,3 +193,61 @@ describe("the sigv4 auth scheme", function()
     assert.equal("auth: secret 'secret_access_key' is not set (cachost instance edit acct)", err)
   end)
 end)
+
+describe("the sigv4 scheme's assumed role (STS AssumeRole with an external id), against the AWS sandbox", function()
+  local auth = require "sdk.auth"
+  local Client = require "sdk.client"
+  local aws = require "sandbox.aws"
+  local X = require "sdk.xml"
+  local t, srv, vault, inst, client
+
+  local function url_of(s) return s.base_url .. "/" end
+  local connector = { app = "aws-test", auth = { default = "iam",
+    iam = { type = "sigv4", service = "iam", region = "us-east-1",
+            assume_role = { role_arn = "role_arn", external_id = "external_id", url = url_of } } } }
+
+  before_each(function()
+    t = aws.new { seed = 5, users = 4 }
+    srv = require("helpers").serve(t)
+    vault = { access_key_id = t.audit_key.id, secret_access_key = t.audit_key.secret }
+    inst = { id = -77, name = "acct", settings = { base_url = srv.url, role_arn = t.role.Arn, external_id = t.role.external_id },
+             secret = function(_, n) if vault[n] then return vault[n] end return nil, "missing: " .. n end,
+             set_secret = function(_, n, v) vault[n] = v; return true end }
+    client = Client.for_instance(inst, connector, auth.for_connector(connector))
+    client.base, client.insecure = srv.url, true
+  end)
+  after_each(function() srv:close() end)
+
+  local function list_users()
+    return client:request("POST", "/", { form = { Action = "ListUsers", Version = "2010-05-08" }, raw = true })
+  end
+
+  it("signs as the role's session, assumed once and kept in the vault until shortly before it expires", function()
+    local resp = assert(list_users())
+    assert.equal(200, resp.status)
+    assert.matches("^ASIA", vault.sts_access_key_id)
+    assert.truthy(t.sessions[vault.sts_access_key_id])
+    local first = vault.sts_access_key_id
+    assert(list_users())
+    assert.equal(first, vault.sts_access_key_id)           -- not assumed again
+    local n = 0
+    for _ in pairs(t.sessions) do n = n + 1 end
+    assert.equal(1, n)
+    vault.sts_expires_at = tostring(sched.time() + 60)    -- within the refresh margin: assumed again
+    assert(list_users())
+    assert.are_not.equal(first, vault.sts_access_key_id)
+  end)
+
+  it("says the role refused when the external id is wrong, and reads with the keys when no role is set", function()
+    inst.settings.external_id = "guess"
+    local resp, err = list_users()
+    assert.is_nil(resp)
+    assert.matches("^auth: STS AssumeRole refused: .*AccessDenied", err)
+    assert.is_nil(vault.sts_access_key_id)
+    inst.settings.role_arn = nil
+    resp = assert(list_users())
+    assert.equal(200, resp.status)
+    assert.equal("cachost-audit", X.text(assert(X.decode(resp.body)), "ListUsersResult/Users/member/UserName"))
+    assert.is_nil(vault.sts_access_key_id)
+  end)
+end)
