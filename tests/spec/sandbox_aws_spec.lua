@@ -122,3 +122,91 @@ describe("sandbox aws", function()
     assert.equal("Throttling", X.error(root).code)
   end)
 end)
+
+describe("sandbox aws CloudTrail LookupEvents", function()
+  local TARGET = "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.LookupEvents"
+  local t, srv, audit
+  before_each(function()
+    t = aws.new { seed = 4, users = 12 }
+    srv = start(t)
+    audit = { access_key = t.audit_key.id, secret_key = t.audit_key.secret }
+  end)
+  after_each(function() srv:close() end)
+
+  local tick = 1
+  local function lookup(body, creds)
+    tick = tick + 1
+    t.second = function() return tick end    -- each call in a second of its own: never throttled
+    local req = { method = "POST", url = srv.url .. "/", body = json.encode(body),
+                  headers = { ["Content-Type"] = "application/x-amz-json-1.1", ["X-Amz-Target"] = TARGET } }
+    sigv4.sign(req, creds or audit, { service = "cloudtrail", region = "us-east-1" })
+    local res = assert(http.request(req))
+    return res, json.decode(res.body)
+  end
+
+  it("pages the console sign-ins newest first with NextToken, each carrying its CloudTrail record", function()
+    local seen, token, last = {}, nil, math.huge
+    repeat
+      local res, d = lookup { LookupAttributes = { { AttributeKey = "EventName", AttributeValue = "ConsoleLogin" } },
+                              MaxResults = 7, NextToken = token }
+      assert.equal(200, res.status)
+      assert.is_true(#d.Events <= 7)
+      for _, e in ipairs(d.Events) do
+        assert.is_true(e.EventTime <= last)
+        last = e.EventTime
+        local rec = assert(json.decode(e.CloudTrailEvent))
+        assert.equal("ConsoleLogin", rec.eventName)
+        assert.matches("^[SF]", rec.responseElements.ConsoleLogin)
+        seen[#seen + 1] = e.EventId
+      end
+      token = d.NextToken
+    until not token
+    assert.equal(t:count("signins"), #seen)
+  end)
+
+  it("refuses two attributes, MaxResults over 50, a reversed range and a foreign NextToken", function()
+    local two = { { AttributeKey = "EventName", AttributeValue = "ConsoleLogin" }, { AttributeKey = "Username", AttributeValue = "alice" } }
+    for _, case in ipairs {
+      { { LookupAttributes = two }, "InvalidLookupAttributesException" },
+      { { MaxResults = 51 }, "InvalidMaxResultsException" },
+      { { StartTime = 2000000000, EndTime = 1000000000 }, "InvalidTimeRangeException" },
+      { { NextToken = crypto.b64("0000000000000000:5") }, "InvalidNextTokenException" },
+    } do
+      local res, d = lookup(case[1])
+      assert.equal(400, res.status)
+      assert.equal(case[2], d.__type)
+      assert.equal(case[2], res.headers["x-amzn-errortype"])
+    end
+  end)
+
+  it("allows 2 requests a second, then ThrottlingException", function()
+    local results = {}
+    for i = 1, 3 do
+      local req = { method = "POST", url = srv.url .. "/", body = "{}",
+                    headers = { ["Content-Type"] = "application/x-amz-json-1.1", ["X-Amz-Target"] = TARGET } }
+      sigv4.sign(req, audit, { service = "cloudtrail", region = "us-east-1" })
+      t.second = function() return 99 end
+      results[i] = assert(http.request(req))
+    end
+    assert.equal(200, results[2].status)
+    assert.equal(400, results[3].status)
+    assert.equal("ThrottlingException", json.decode(results[3].body).__type)
+  end)
+
+  it("records the IAM calls made on the account", function()
+    local key = t.keys[t.users["ops-automation"].keys[1]]
+    local _, r = sts(srv, audit, { Action = "AssumeRole", RoleArn = t.role.Arn, RoleSessionName = "cachost",
+                                   ExternalId = t.role.external_id })
+    local c = X.record(X.find(r, "AssumeRoleResult/Credentials"))
+    local role = { access_key = c.AccessKeyId, secret_key = c.SecretAccessKey, session_token = c.SessionToken }
+    assert.equal(200, (iam(srv, role, { Action = "UpdateAccessKey", UserName = "ops-automation", AccessKeyId = key.id,
+                                        Status = "Inactive" })).status)
+    local res, d = lookup { LookupAttributes = { { AttributeKey = "EventName", AttributeValue = "UpdateAccessKey" } } }
+    assert.equal(200, res.status)
+    assert.equal(1, #d.Events)
+    assert.equal(key.id, d.Events[1].Resources[1].ResourceName)
+    local rec = json.decode(d.Events[1].CloudTrailEvent)
+    assert.equal("AssumedRole", rec.userIdentity.type)
+    assert.equal("Inactive", rec.requestParameters.status)
+  end)
+end)

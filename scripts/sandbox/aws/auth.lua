@@ -84,7 +84,10 @@ function Aws:precheck(req)
     return self:error(req, 403, E.mismatch, "The request signature we calculated does not match the signature "
       .. "you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.")
   end
-  req.caller = cred
+  req.caller, req.access_key = cred, a.access_key
+  if cred.key then                          -- IAM keeps when and where each access key was last used
+    cred.key.last_used = { date = require("sandbox.tenant").iso_s(now), service = svc, region = a.region }
+  end
   local _, _, _, exceeded = self:rate_take(svc)
   if exceeded then return self:error(req, E.throttle[1], E.throttle[2], "Rate exceeded") end
 end

@@ -158,7 +158,11 @@ function C.new(opts)
     if i == 1 then groups = { "Admins" } elseif rng:chance(0.6) then groups = { "Developers" } end
     local u = add_user(name, { console = console, mfa = console and rng:chance(0.5), groups = groups,
                                age = rng:int(10, 900) })
-    if rng:chance(0.6) then add_key(u, 1, "Active", rng:int(1, 500)) end
+    if i == 2 then u.attached[1] = C.ADMIN_POLICY end      -- an administrator by a policy attached to the user
+    if rng:chance(0.6) then
+      local k = add_key(u, 1, "Active", rng:int(1, 500))
+      if rng:chance(0.7) then k.last_used = { date = iso(t0 - rng:int(1, 200) * 3600), service = "s3", region = "us-east-1" } end
+    end
     if rng:chance(0.2) then add_key(u, 2, "Inactive", rng:int(100, 800)) end
   end
   -- a user made admin by an inline "*:*" policy rather than a managed one
@@ -171,8 +175,33 @@ end
 function Aws:count(what)
   if what == "users" then return #self.user_order end
   if what == "groups" then return #self.group_order end
+  if what == "events" then return self:count_events() end
+  if what == "signins" then return self:count_events("ConsoleLogin") end
   if what == "access_keys" then local n = 0; for _ in pairs(self.keys) do n = n + 1 end; return n end
   error("unknown count " .. tostring(what))
+end
+
+function Aws:active_keys()
+  local out = {}
+  for id, k in pairs(self.keys) do if k.status == "Active" then out[#out + 1] = id end end
+  table.sort(out)
+  return out
+end
+
+-- Who may do everything: AdministratorAccess attached to the user or a group of theirs, or an inline
+-- policy allowing "*" on "*" (the generated data has nothing else that amounts to it).
+function Aws:admins()
+  local out = {}
+  for _, n in ipairs(self.user_order) do
+    local u, admin = self.users[n], false
+    for _, a in ipairs(u.attached) do admin = admin or a == C.ADMIN_POLICY end
+    for _, g in ipairs(u.groups) do
+      for _, a in ipairs(self.groups[g].policies) do admin = admin or a == C.ADMIN_POLICY end
+    end
+    for _, doc in pairs(u.inline) do admin = admin or (doc:find('"Effect":"Allow","Action":"*","Resource":"*"', 1, true) ~= nil) end
+    if admin then out[#out + 1] = n end
+  end
+  return out
 end
 
 -- Ground truth of a complete sync: every user, group and access key.
@@ -180,7 +209,8 @@ function Aws:truth()
   local keys = {}
   for id in pairs(self.keys) do keys[#keys + 1] = id end
   table.sort(keys)
-  return { users = T.shallow(self.user_order), groups = T.shallow(self.group_order), access_keys = keys }
+  return { users = T.shallow(self.user_order), groups = T.shallow(self.group_order), access_keys = keys,
+           active_keys = self:active_keys(), admins = self:admins() }
 end
 
 return C

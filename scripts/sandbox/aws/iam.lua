@@ -1,6 +1,6 @@
 -- sandbox/aws/iam.lua — IAM (query protocol, Version 2010-05-08): users, groups and memberships, access
 -- keys and their last use, login profiles, MFA devices, attached and inline policies, with Marker/MaxItems
--- paging (1-1000, default 100), and the governance writes (UpdateAccessKey, DeleteAccessKey,
+-- paging (1-1000, default 100), and the governance writes (UpdateAccessKey, DeleteAccessKey, UpdateLoginProfile,
 -- DeleteLoginProfile, PutUserPolicy/DeleteUserPolicy, RemoveUserFromGroup).  Writes need a caller with
 -- write permissions: the assumed role or an administrator (the read-only audit user gets AccessDenied).
 local C = require "sandbox.aws.core"
@@ -172,6 +172,30 @@ function A.GetUserPolicy(self, req, p)
     PolicyDocument = http.urlencode(doc) })
 end
 
+local function no_group(self, req, name)
+  return self:query_error(req, 404, "NoSuchEntity", ("The group with name %s cannot be found."):format(tostring(name)))
+end
+
+function A.ListGroupPolicies(self, req, p)
+  local g = p.GroupName and self.groups[p.GroupName]
+  if not g then return no_group(self, req, p.GroupName) end
+  local names = {}
+  for n in pairs(g.inline or {}) do names[#names + 1] = n end
+  table.sort(names)
+  return listing(self, req, p, "ListGroupPolicies", names, "PolicyNames")
+end
+
+function A.GetGroupPolicy(self, req, p)
+  local g = p.GroupName and self.groups[p.GroupName]
+  if not g then return no_group(self, req, p.GroupName) end
+  local doc = p.PolicyName and (g.inline or {})[p.PolicyName]
+  if not doc then
+    return self:query_error(req, 404, "NoSuchEntity", ("The group policy with name %s cannot be found."):format(tostring(p.PolicyName)))
+  end
+  return self:query_ok(req, "GetGroupPolicy", NS, { GroupName = g.GroupName, PolicyName = p.PolicyName,
+    PolicyDocument = http.urlencode(doc) })
+end
+
 -- governance writes ------------------------------------------------------------------------------
 
 function A.UpdateAccessKey(self, req, p)
@@ -184,6 +208,7 @@ function A.UpdateAccessKey(self, req, p)
     return self:query_error(req, 400, "ValidationError", "Value at 'status' failed to satisfy constraint: Member must satisfy enum value set: [Active, Inactive]")
   end
   k.status = p.Status
+  self:api_event(req, "UpdateAccessKey", { userName = k.user, accessKeyId = k.id, status = p.Status }, { ResourceType = "AWS::IAM::AccessKey", ResourceName = k.id })
   return self:query_ok(req, "UpdateAccessKey", NS, nil)
 end
 
@@ -196,6 +221,7 @@ function A.DeleteAccessKey(self, req, p)
   self.keys[k.id] = nil
   local u = self.users[k.user]
   for i, id in ipairs(u.keys) do if id == k.id then table.remove(u.keys, i) break end end
+  self:api_event(req, "DeleteAccessKey", { userName = k.user, accessKeyId = k.id }, { ResourceType = "AWS::IAM::AccessKey", ResourceName = k.id })
   return self:query_ok(req, "DeleteAccessKey", NS, nil)
 end
 
@@ -207,7 +233,20 @@ function A.DeleteLoginProfile(self, req, p)
     return self:query_error(req, 404, "NoSuchEntity", ("Login Profile for User %s cannot be found."):format(u.UserName))
   end
   u.login = nil
+  self:api_event(req, "DeleteLoginProfile", { userName = u.UserName }, { ResourceType = "AWS::IAM::User", ResourceName = u.UserName })
   return self:query_ok(req, "DeleteLoginProfile", NS, nil)
+end
+
+function A.UpdateLoginProfile(self, req, p)
+  if not can_write(self, req) then return deny(self, req, "UpdateLoginProfile") end
+  local u = p.UserName and self.users[p.UserName]
+  if not u then return no_user(self, req, tostring(p.UserName)) end
+  if not u.login then
+    return self:query_error(req, 404, "NoSuchEntity", ("Login Profile for User %s cannot be found."):format(u.UserName))
+  end
+  if p.PasswordResetRequired then u.login.PasswordResetRequired = p.PasswordResetRequired == "true" end
+  self:api_event(req, "UpdateLoginProfile", { userName = u.UserName, passwordResetRequired = p.PasswordResetRequired == "true" }, { ResourceType = "AWS::IAM::User", ResourceName = u.UserName })
+  return self:query_ok(req, "UpdateLoginProfile", NS, nil)
 end
 
 function A.PutUserPolicy(self, req, p)
@@ -219,6 +258,7 @@ function A.PutUserPolicy(self, req, p)
     return self:query_error(req, 400, "MalformedPolicyDocument", "Syntax errors in policy.")
   end
   u.inline[p.PolicyName] = p.PolicyDocument
+  self:api_event(req, "PutUserPolicy", { userName = u.UserName, policyName = p.PolicyName, policyDocument = p.PolicyDocument }, { ResourceType = "AWS::IAM::User", ResourceName = u.UserName })
   return self:query_ok(req, "PutUserPolicy", NS, nil)
 end
 
@@ -230,6 +270,7 @@ function A.DeleteUserPolicy(self, req, p)
     return self:query_error(req, 404, "NoSuchEntity", ("The user policy with name %s cannot be found."):format(tostring(p.PolicyName)))
   end
   u.inline[p.PolicyName] = nil
+  self:api_event(req, "DeleteUserPolicy", { userName = u.UserName, policyName = p.PolicyName }, { ResourceType = "AWS::IAM::User", ResourceName = u.UserName })
   return self:query_ok(req, "DeleteUserPolicy", NS, nil)
 end
 
@@ -241,6 +282,7 @@ function A.RemoveUserFromGroup(self, req, p)
   if not g then return self:query_error(req, 404, "NoSuchEntity", ("The group with name %s cannot be found."):format(tostring(p.GroupName))) end
   for i, n in ipairs(u.groups) do if n == g.GroupName then table.remove(u.groups, i) break end end
   for i, n in ipairs(g.members) do if n == u.UserName then table.remove(g.members, i) break end end
+  self:api_event(req, "RemoveUserFromGroup", { userName = u.UserName, groupName = g.GroupName }, { ResourceType = "AWS::IAM::Group", ResourceName = g.GroupName })
   return self:query_ok(req, "RemoveUserFromGroup", NS, nil)
 end
 

@@ -1,22 +1,26 @@
 -- sandbox/aws — an AWS account emulator on loopback, following /work/shared/api/aws.md: STS and IAM (query
--- protocol, XML), every request's Signature Version 4 verified (SignatureDoesNotMatch,
--- RequestTimeTooSkewed, InvalidClientTokenId), AWS's XML error bodies, Throttling, Marker paging.
+-- protocol, XML), CloudTrail LookupEvents (JSON 1.1), every request's Signature Version 4 verified
+-- (SignatureDoesNotMatch, RequestTimeTooSkewed, InvalidClientTokenId), AWS's XML and JSON error bodies,
+-- Throttling / ThrottlingException, Marker and NextToken paging.
 --
 --   local aws = require "sandbox.aws"
 --   local t = aws.new{seed=1, users=20, external_id=...}
 --   t:mount(srv)     -- every service on one port; the credential scope of the signature says which
 --
 -- One file per API surface: core.lua (the account, XML and error bodies), auth.lua (signatures, rate
--- budget, faults), sts.lua, iam.lua.
+-- budget, faults), sts.lua, iam.lua, cloudtrail.lua.
 local C = require "sandbox.aws.core"
 require "sandbox.aws.auth"
 local T = require "sandbox.tenant"
+local cloudtrail = require "sandbox.aws.cloudtrail"
 
 local QUERY = { sts = { actions = require "sandbox.aws.sts", version = "2011-06-15", ns = C.STS_NS },
                 iam = { actions = require "sandbox.aws.iam", version = "2010-05-08", ns = C.IAM_NS } }
 
--- The query protocol: Action and Version in the form body (POST) or the query string (GET).
+-- The query protocol: Action and Version in the form body (POST) or the query string (GET); CloudTrail's
+-- JSON protocol on the same path, told apart by the signature's credential scope.
 local function query_protocol(self, req)
+  if req.aws_service == "cloudtrail" then return cloudtrail.handle(self, req) end
   local svc = QUERY[req.aws_service]
   if not svc then
     return self:error(req, 400, "InvalidAction", ("service %s is not emulated here"):format(tostring(req.aws_service)))
@@ -56,4 +60,11 @@ function C.Aws:credential_line()
     self.audit_key.secret, self.role.Arn, self.role.external_id)
 end
 
-return { new = C.new }
+-- aws.new{seed=, users=, account=, external_id=, event_days=14, now=, frozen=}
+local function new(opts)
+  local t = C.new(opts)
+  t:seed_events((opts or {}).event_days or 14)
+  return t
+end
+
+return { new = new }
