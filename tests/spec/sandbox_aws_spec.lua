@@ -210,3 +210,99 @@ describe("sandbox aws CloudTrail LookupEvents", function()
     assert.equal("Inactive", rec.requestParameters.status)
   end)
 end)
+
+describe("sandbox aws S3", function()
+  local t, srv, audit, role
+  before_each(function()
+    t = aws.new { seed = 6, users = 6 }
+    srv = start(t)
+    audit = { access_key = t.audit_key.id, secret_key = t.audit_key.secret }
+    local _, r = sts(srv, audit, { Action = "AssumeRole", RoleArn = t.role.Arn, RoleSessionName = "cachost",
+                                   ExternalId = t.role.external_id })
+    local c = X.record(X.find(r, "AssumeRoleResult/Credentials"))
+    role = { access_key = c.AccessKeyId, secret_key = c.SecretAccessKey, session_token = c.SessionToken }
+  end)
+  after_each(function() srv:close() end)
+
+  local function s3(creds, method, path, o)
+    o = o or {}
+    local req = { method = method, url = srv.url .. path, headers = o.headers or {}, body = o.body }
+    sigv4.sign(req, creds, { service = "s3", region = "us-east-1", s3 = true, unsigned_payload = o.unsigned })
+    if o.tamper then req.headers["X-Amz-Content-Sha256"] = sigv4.hex_sha256("other") end
+    local res = assert(http.request(req))
+    return res, res.body ~= "" and X.decode(res.body) or nil
+  end
+
+  it("lists buckets, and pages ListObjectsV2 with continuation tokens", function()
+    local res, root = s3(audit, "GET", "/")
+    assert.equal(200, res.status)
+    local names = {}
+    for _, b in ipairs(X.all(root, "Buckets", "Bucket")) do names[#names + 1] = X.text(b, "Name") end
+    assert.same(t:truth().buckets, names)
+    local keys, token = {}, nil
+    repeat
+      local q = "?list-type=2&max-keys=2" .. (token and ("&continuation-token=" .. http.urlencode(token)) or "")
+      local r2, l = s3(audit, "GET", "/" .. names[#names] .. q)
+      assert.equal(200, r2.status)
+      for _, c in ipairs(X.all(l, "", "Contents")) do keys[#keys + 1] = X.text(c, "Key") end
+      token = X.text(l, "NextContinuationToken")
+      assert.equal(token and "true" or "false", X.text(l, "IsTruncated"))
+    until not token
+    assert.equal(3, #keys)
+  end)
+
+  it("checks the payload hash and the path as sent, in S3's words", function()
+    local res, root = s3(audit, "GET", "/", { tamper = true })
+    assert.equal(400, res.status)
+    assert.equal("XAmzContentSHA256Mismatch", X.error(root).code)
+    res, root = s3({ access_key = audit.access_key, secret_key = "nope" }, "GET", "/acme-data?acl")
+    assert.equal(403, res.status)
+    assert.equal("SignatureDoesNotMatch", X.error(root).code)
+    assert.equal("Error", root.name)
+    res, root = s3({ access_key = "AKIANOBODY0000000000", secret_key = "x" }, "GET", "/")
+    assert.equal("InvalidAccessKeyId", X.error(root).code)
+    res, root = s3(audit, "GET", "/nope?list-type=2")
+    assert.equal(404, res.status)
+    assert.equal("NoSuchBucket", X.error(root).code)
+  end)
+
+  it("makes a public object private, and refuses public ACLs once Block Public Access is on", function()
+    local path = "/acme-data/backup/credentials.csv"
+    local _, acl = s3(audit, "GET", path .. "?acl")
+    local uris = {}
+    for _, g in ipairs(X.all(acl, "AccessControlList", "Grant")) do uris[#uris + 1] = X.text(g, "Grantee/URI") end
+    assert.truthy(table.concat(uris, " "):find("AllUsers", 1, true))
+    local res = s3(audit, "PUT", path .. "?acl", { headers = { ["x-amz-acl"] = "private" } })
+    assert.equal(403, res.status)                    -- the read-only user may not
+    res = s3(role, "PUT", path .. "?acl", { headers = { ["x-amz-acl"] = "private" } })
+    assert.equal(200, res.status)
+    assert.is_false(t:is_public("acme-data", "backup/credentials.csv"))
+    local body = '<PublicAccessBlockConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><BlockPublicAcls>true</BlockPublicAcls>'
+      .. '<IgnorePublicAcls>true</IgnorePublicAcls><BlockPublicPolicy>true</BlockPublicPolicy><RestrictPublicBuckets>true</RestrictPublicBuckets></PublicAccessBlockConfiguration>'
+    local r2, e2 = s3(role, "PUT", "/acme-data?publicAccessBlock", { body = body })
+    assert.equal(400, r2.status)                     -- no checksum
+    assert.equal("InvalidRequest", X.error(e2).code)
+    r2 = s3(role, "PUT", "/acme-data?publicAccessBlock", { body = body,
+      headers = { ["x-amz-checksum-sha256"] = crypto.b64(crypto.sha256(body)) } })
+    assert.equal(200, r2.status)
+    local r3, e3 = s3(role, "PUT", path .. "?acl", { headers = { ["x-amz-acl"] = "public-read" } })
+    assert.equal(403, r3.status)
+    assert.equal("AccessDenied", X.error(e3).code)
+    local _, cfg = s3(audit, "GET", "/acme-data?publicAccessBlock")
+    assert.equal("true", X.text(cfg, "BlockPublicAcls"))
+  end)
+
+  it("copies an object with server-side encryption and deletes the original (a quarantine)", function()
+    local res = s3(role, "PUT", "/cachost-" .. t.account .. "-logs/quarantine/q1.csv",
+      { headers = { ["x-amz-copy-source"] = "/acme-data/reports/q1.csv", ["x-amz-server-side-encryption"] = "AES256" }, unsigned = true })
+    assert.equal(200, res.status)
+    res = s3(role, "DELETE", "/acme-data/reports/q1.csv")
+    assert.equal(204, res.status)
+    local r2, e2 = s3(audit, "GET", "/acme-data/reports/q1.csv")
+    assert.equal(404, r2.status)
+    assert.equal("NoSuchKey", X.error(e2).code)
+    local r3 = s3(audit, "GET", "/cachost-" .. t.account .. "-logs/quarantine/q1.csv")
+    assert.equal("region,revenue\nemea,100\n", r3.body)
+    assert.equal("AES256", r3.headers["x-amz-server-side-encryption"])
+  end)
+end)

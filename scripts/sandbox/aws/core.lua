@@ -209,8 +209,18 @@ function Aws:truth()
   local keys = {}
   for id in pairs(self.keys) do keys[#keys + 1] = id end
   table.sort(keys)
+  local objects, public = {}, {}
+  for _, b in ipairs(self.bucket_order or {}) do
+    for k in pairs(self.buckets[b].objects) do
+      objects[#objects + 1] = b .. "/" .. k
+      if self:is_public(b, k) then public[#public + 1] = b .. "/" .. k end
+    end
+  end
+  table.sort(objects)
+  table.sort(public)
   return { users = T.shallow(self.user_order), groups = T.shallow(self.group_order), access_keys = keys,
-           active_keys = self:active_keys(), admins = self:admins() }
+           active_keys = self:active_keys(), admins = self:admins(), buckets = T.shallow(self.bucket_order or {}),
+           objects = objects, public_objects = public }
 end
 
 return C

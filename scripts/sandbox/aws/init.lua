@@ -1,5 +1,5 @@
 -- sandbox/aws — an AWS account emulator on loopback, following /work/shared/api/aws.md: STS and IAM (query
--- protocol, XML), CloudTrail LookupEvents (JSON 1.1), every request's Signature Version 4 verified
+-- protocol, XML), CloudTrail LookupEvents (JSON 1.1), S3 (REST-XML, path-style), every request's Signature Version 4 verified
 -- (SignatureDoesNotMatch, RequestTimeTooSkewed, InvalidClientTokenId), AWS's XML and JSON error bodies,
 -- Throttling / ThrottlingException, Marker and NextToken paging.
 --
@@ -8,11 +8,12 @@
 --   t:mount(srv)     -- every service on one port; the credential scope of the signature says which
 --
 -- One file per API surface: core.lua (the account, XML and error bodies), auth.lua (signatures, rate
--- budget, faults), sts.lua, iam.lua, cloudtrail.lua.
+-- budget, faults), sts.lua, iam.lua, cloudtrail.lua, s3.lua.
 local C = require "sandbox.aws.core"
 require "sandbox.aws.auth"
 local T = require "sandbox.tenant"
 local cloudtrail = require "sandbox.aws.cloudtrail"
+local s3 = require "sandbox.aws.s3"
 
 local QUERY = { sts = { actions = require "sandbox.aws.sts", version = "2011-06-15", ns = C.STS_NS },
                 iam = { actions = require "sandbox.aws.iam", version = "2010-05-08", ns = C.IAM_NS } }
@@ -21,6 +22,7 @@ local QUERY = { sts = { actions = require "sandbox.aws.sts", version = "2011-06-
 -- JSON protocol on the same path, told apart by the signature's credential scope.
 local function query_protocol(self, req)
   if req.aws_service == "cloudtrail" then return cloudtrail.handle(self, req) end
+  if req.path ~= "/" then return self:error(req, 404, "NotFound", "no such resource " .. req.path) end
   local svc = QUERY[req.aws_service]
   if not svc then
     return self:error(req, 400, "InvalidAction", ("service %s is not emulated here"):format(tostring(req.aws_service)))
@@ -46,8 +48,14 @@ local function query_protocol(self, req)
   return fn(self, req, p)
 end
 
+-- Every service on one port: the signature's credential scope says which one a request is for.
+local function dispatch(self, req)
+  if req.aws_service == "s3" then return s3.handle(self, req) end
+  return query_protocol(self, req)
+end
+
 local ROUTES = {
-  { "*", "/", query_protocol, {} },
+  { "*", "/*", dispatch, {} },
 }
 
 function C.Aws:mount(srv, prefix)
@@ -64,6 +72,7 @@ end
 local function new(opts)
   local t = C.new(opts)
   t:seed_events((opts or {}).event_days or 14)
+  t:seed_buckets()
   return t
 end
 
