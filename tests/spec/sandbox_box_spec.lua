@@ -88,14 +88,17 @@ describe("box sandbox", function()
   end)
 
   it("serves admin_logs by stream position with filters, only to admins", function()
+    -- a chunk ends with Box's processing batch: shorter than the limit while more remain; the stream is
+    -- read to its end by an empty chunk
     local r = call("GET", "/2.0/events?stream_type=admin_logs&limit=50")
-    assert.equal(50, r.data.chunk_size)
-    local pos = r.data.next_stream_position
-    r = call("GET", "/2.0/events?stream_type=admin_logs&limit=500&stream_position=" .. pos)
-    assert.equal(t:count("events") - 50, r.data.chunk_size)
-    local last = r.data.next_stream_position
-    r = call("GET", "/2.0/events?stream_type=admin_logs&stream_position=" .. last)
-    assert.equal(0, r.data.chunk_size)
+    assert.equal(t.event_batch, r.data.chunk_size)
+    local n, last = r.data.chunk_size, r.data.next_stream_position
+    repeat
+      r = call("GET", "/2.0/events?stream_type=admin_logs&limit=500&stream_position=" .. last)
+      assert.is_true(r.data.chunk_size <= t.event_batch)
+      n, last = n + r.data.chunk_size, r.data.next_stream_position
+    until r.data.chunk_size == 0
+    assert.equal(t:count("events"), n)
     assert.equal(last, call("GET", "/2.0/events?stream_type=admin_logs&stream_position=now").data.next_stream_position)
     r = call("GET", "/2.0/events?stream_type=admin_logs&limit=500&event_type=LOGIN,FAILED_LOGIN")
     for _, e in ipairs(r.data.entries) do assert.truthy(e.event_type == "LOGIN" or e.event_type == "FAILED_LOGIN") end
@@ -114,7 +117,8 @@ describe("box sandbox", function()
 
   it("removes a shared link with null, refuses name clashes, wants attributes before file", function()
     local id = t:sensitive_files("card")[1]
-    local r = call("PUT", "/2.0/files/" .. id .. "?fields=shared_link", '{"shared_link":null}')
+    local as = { ["As-User"] = t:find_file(id).owner }          -- acting as the file's owner
+    local r = call("PUT", "/2.0/files/" .. id .. "?fields=shared_link", '{"shared_link":null}', as)
     assert.equal(200, r.status)
     assert.equal(json.null, r.data.shared_link)
     assert.is_nil(t:find_file(id).link)
@@ -122,7 +126,7 @@ describe("box sandbox", function()
     local sib
     for _, c in ipairs(t:children(it.parent)) do if c.id ~= id then sib = c end end
     if sib then
-      r = call("PUT", "/2.0/files/" .. id, json.encode { name = sib.name })
+      r = call("PUT", "/2.0/files/" .. id, json.encode { name = sib.name }, as)
       assert.equal(409, r.status); assert.equal("item_name_in_use", r.data.code)
       assert.equal(sib.id, r.data.context_info.conflicts[1].id)
     end
@@ -159,10 +163,11 @@ describe("box sandbox", function()
     hs:route("POST", "/hook", function(req) got = req; return 200, "" end)
     local id = t:sensitive_files("ssn")[1]
     local folder = t:find_file(id).parent
-    local r = call("POST", "/2.0/webhooks", json.encode { target = { id = folder, type = "folder" }, address = hs.url .. "/hook", triggers = { "FILE.TRASHED" } })
+    local as = { ["As-User"] = t:find_file(id).owner }
+    local r = call("POST", "/2.0/webhooks", json.encode { target = { id = folder, type = "folder" }, address = hs.url .. "/hook", triggers = { "FILE.TRASHED" } }, as)
     assert.equal(201, r.status)
     assert.equal(400, call("POST", "/2.0/webhooks", json.encode { target = { id = "0", type = "folder" }, address = hs.url, triggers = { "FILE.TRASHED" } }).status)
-    assert.equal(204, call("DELETE", "/2.0/files/" .. id).status)
+    assert.equal(204, call("DELETE", "/2.0/files/" .. id, nil, as).status)
     t:flush()
     hs:close()
     assert.is_not_nil(got)
@@ -172,9 +177,114 @@ describe("box sandbox", function()
     assert.equal("FILE.TRASHED", json.decode(got.body).trigger)
     assert.equal(id, json.decode(got.body).source.id)
     -- the file is in the trash listing now, and restorable
-    r = call("GET", "/2.0/files/" .. id .. "/trash")
+    r = call("GET", "/2.0/files/" .. id .. "/trash", nil, as)
     assert.equal("trashed", r.data.item_status)
-    assert.equal(201, call("POST", "/2.0/files/" .. id, "{}").status)
-    assert.equal(404, call("GET", "/2.0/files/" .. id .. "/trash").status)
+    assert.equal(201, call("POST", "/2.0/files/" .. id, "{}", as).status)
+    assert.equal(404, call("GET", "/2.0/files/" .. id .. "/trash", nil, as).status)
+  end)
+
+  it("hides managed users' content from the service account unless it acts As-User", function()
+    local r = assert(http.request { method = "POST", url = srv.url .. "/oauth2/token", headers = { ["Content-Type"] = "application/x-www-form-urlencoded" },
+      body = http.form { grant_type = "client_credentials", client_id = "cid", client_secret = "csecret", box_subject_type = "enterprise", box_subject_id = "4242" } })
+    local sa = "Bearer " .. json.decode(r.body).access_token
+    -- the service account is a user of its own, with an empty root
+    r = call("GET", "/2.0/users/me", nil, { Authorization = sa })
+    assert.equal(t.service.id, r.data.id)
+    r = call("GET", "/2.0/folders/0/items?limit=1000", nil, { Authorization = sa })
+    assert.equal(200, r.status); assert.equal(0, r.data.total_count)
+    local id = t:sensitive_files("card")[1]
+    local owner = t:find_file(id).owner
+    assert.equal(404, call("GET", "/2.0/files/" .. id, nil, { Authorization = sa }).status)
+    assert.equal(404, call("PUT", "/2.0/files/" .. id .. "?fields=shared_link", '{"shared_link":null}', { Authorization = sa }).status)
+    assert.equal(404, call("GET", "/2.0/files/" .. id .. "/content", nil, { Authorization = sa }).status)
+    assert.equal(404, call("DELETE", "/2.0/files/" .. id, nil, { Authorization = sa }).status)
+    assert.is_false(t:in_trash(t:find_file(id)))
+    -- As-User the owner: the file, and the owner's root (their own top-level items and what others share with them)
+    r = call("GET", "/2.0/files/" .. id .. "?fields=owned_by", nil, { Authorization = sa, ["As-User"] = owner })
+    assert.equal(200, r.status); assert.equal(owner, r.data.owned_by.id)
+    r = call("GET", "/2.0/folders/0/items?limit=1000&fields=owned_by", nil, { Authorization = sa, ["As-User"] = owner })
+    local own = 0
+    for _, e in ipairs(r.data.entries) do
+      if e.owned_by.id == owner then own = own + 1 else assert.is_true(t:reaches(t:find_user(owner), t:find_file(e.id))) end
+    end
+    local top = 0
+    for _, c in ipairs(t:children("0")) do if c.owner == owner then top = top + 1 end end
+    assert.equal(top, own)
+    -- an item collaborated with a user shows in that user's root though someone else owns it
+    local shared
+    for _, c in ipairs(t.state.collabs) do
+      local u = not c.group and t:find_user(c.who)
+      if u and not u.external and t:find_file(c.item).owner ~= u.id and not t:in_trash(t:find_file(c.item)) then shared = c; break end
+    end
+    r = call("GET", "/2.0/folders/0/items?limit=1000", nil, { Authorization = sa, ["As-User"] = shared.who })
+    local listed = false
+    for _, e in ipairs(r.data.entries) do if e.id == shared.item then listed = true end end
+    assert.is_true(listed)
+    -- who may act as whom: not a plain user, not as the service account, not when the app may not
+    local plain
+    for _, u in ipairs(t.state.users) do if u.role == "user" and u.status == "active" then plain = u; break end end
+    local _, tk = t:issue_token(plain.id, "user", false)
+    r = call("GET", "/2.0/folders/0/items", nil, { Authorization = "Bearer " .. tk.access_token, ["As-User"] = owner })
+    assert.equal(403, r.status); assert.equal("access_denied_insufficient_permissions", r.data.code)
+    assert.equal(403, call("GET", "/2.0/folders/0/items", nil, { Authorization = sa, ["As-User"] = t.service.id }).status)
+    local off = new_tenant { as_user = false }
+    local s2 = assert(server.listen { port = 0 })
+    off:mount(s2)
+    local r2 = assert(http.request { method = "GET", url = s2.url .. "/2.0/folders/0/items",
+      headers = { Authorization = "Bearer " .. off.token, ["As-User"] = owner } })
+    s2:close()
+    assert.equal(403, r2.status)
+  end)
+
+  it("refuses group and membership offsets past 10,000 with Box's 400; those endpoints have no marker paging", function()
+    local g = t.state.groups[1].id
+    for _, path in ipairs { "/2.0/groups", "/2.0/groups/" .. g .. "/memberships", "/2.0/users/" .. t.state.users[2].id .. "/memberships" } do
+      local r = call("GET", path .. "?offset=10001")
+      assert.equal(400, r.status, path)
+      assert.equal("error", r.data.type); assert.equal(400, r.data.status); assert.equal("invalid_parameter", r.data.code)
+      assert.is_string(r.data.request_id)
+      assert.equal(200, call("GET", path .. "?offset=10000").status)
+      -- usemarker is not a parameter of these: the answer is an offset page, with no marker to follow
+      r = call("GET", path .. "?usemarker=true&limit=1")
+      assert.is_number(r.data.total_count)
+      assert.is_nil(r.data.next_marker)
+    end
+  end)
+
+  it("streams admin_logs_streaming by position, at least once, in short chunks while more remain", function()
+    local ids, n, pos, dups, short = {}, 0, "0", 0, false
+    repeat
+      local r = call("GET", "/2.0/events?stream_type=admin_logs_streaming&limit=500&stream_position=" .. pos)
+      assert.equal(200, r.status)
+      for _, e in ipairs(r.data.entries) do
+        if ids[e.event_id] then dups = dups + 1 else ids[e.event_id] = true; n = n + 1 end
+      end
+      if r.data.chunk_size > 0 and r.data.chunk_size < 500 then short = true end
+      pos = r.data.next_stream_position
+    until r.data.chunk_size == 0
+    assert.is_true(short)
+    assert.is_true(dups > 0)                               -- duplicates happen: dedupe by event_id
+    local recent = 0
+    for _, e in ipairs(t.state.events) do if e.ms >= t:now_ms() - 14 * 86400000 then recent = recent + 1 end end
+    assert.equal(recent, n)                                -- the last two weeks, every event once at least
+    -- created_after is an admin_logs parameter only: the streaming type ignores it
+    local r = call("GET", "/2.0/events?stream_type=admin_logs_streaming&limit=5&created_after=2999-01-01T00:00:00Z")
+    assert.is_true(r.data.chunk_size > 0)
+    assert.equal(pos, call("GET", "/2.0/events?stream_type=admin_logs_streaming&stream_position=now").data.next_stream_position)
+  end)
+
+  it("terminates sessions only with the body the spec requires (user_ids and user_logins)", function()
+    local u = t.state.users[3]
+    local r = call("POST", "/2.0/users/terminate_sessions", json.encode { user_ids = { u.id } })
+    assert.equal(400, r.status); assert.equal("bad_request", r.data.code)
+    r = call("POST", "/2.0/users/terminate_sessions", json.encode { user_logins = { u.login } })
+    assert.equal(400, r.status)
+    r = call("POST", "/2.0/users/terminate_sessions", '{"user_ids":[' .. u.id .. '],"user_logins":[]}')
+    assert.equal(400, r.status); assert.equal("User id format is string", r.data.message)
+    r = call("POST", "/2.0/users/terminate_sessions", '{"user_ids":[],"user_logins":[]}')
+    assert.equal(400, r.status); assert.equal("Users can not be NULL or EMPTY", r.data.message)
+    r = call("POST", "/2.0/users/terminate_sessions", json.encode { user_ids = { u.id }, user_logins = { u.login } })
+    assert.equal(202, r.status)
+    assert.equal(1, t.terminated[u.id])
   end)
 end)

@@ -29,6 +29,23 @@ function Box:precheck(req, ropts)
   end
   req.actor = self.state.by_id[rec.uid] or self.admin
   req.token = rec
+  local as = req.headers["as-user"]
+  if as then return self:as_user(req, as) end
+end
+
+-- As-User (guides/authentication/*/as-user): the app must be allowed to "perform actions as users", the
+-- token's user must be an admin, co-admin or the service account, a co-admin may not act as the primary
+-- admin or another co-admin, and a service account's id cannot be the subject.
+function Box:as_user(req, id)
+  local me, u = req.actor, self.state.by_id[id]
+  local function denied(why) return self:err(403, "access_denied_insufficient_permissions", "Access denied - insufficient permission: " .. why) end
+  if self.as_user_disabled then return denied("the application may not perform actions as users") end
+  if not C.is_admin(me) then return denied("as-user needs an admin, co-admin or service account token") end
+  if not u or u.external or u.service then return denied("as-user names no managed user of this enterprise") end
+  if me.role == "coadmin" and not me.service and (u.role == "admin" or u.role == "coadmin") and u ~= me then
+    return denied("a co-admin cannot act as an admin or another co-admin")
+  end
+  req.actor, req.token_user = u, me
 end
 
 function Box:find_token(tok)
@@ -80,7 +97,7 @@ function Box:h_token(req)
   local g = f.grant_type
   if g == "client_credentials" then
     if f.box_subject_type == "enterprise" and f.box_subject_id == self.enterprise_id then
-      return self:issue_token(self.admin.id, "service", false)
+      return self:issue_token(self.service.id, "service", false)
     elseif f.box_subject_type == "user" and self.state.by_id[f.box_subject_id or ""] and not self.state.by_id[f.box_subject_id].external then
       return self:issue_token(f.box_subject_id, "user", false)
     end

@@ -6,8 +6,6 @@ local C = {}
 local Box = setmetatable({}, { __index = T.Base })
 Box.__index = Box
 Box.default_rate_limit = 1000          -- ~1000 requests/min per user (§9)
--- admin_logs pages end at the first short page (API reference §events): a page cap would end the stream
-Box.page_exempt = "/events$"
 C.Box = Box
 
 function C.json() return T.host("json") end
@@ -32,7 +30,8 @@ function C.narrow(full, mini_keys, fields)
   return out
 end
 
-function C.is_admin(u) return u and (u.role == "admin" or u.role == "coadmin") end
+-- admin powers: the primary admin, co-admins, and the app's service account (App + Enterprise access)
+function C.is_admin(u) return u and (u.role == "admin" or u.role == "coadmin" or u.service == true) end
 function C.body_of(req)
   local b = json().decode(req.body or "")
   return type(b) == "table" and b or nil
@@ -54,12 +53,14 @@ end
 ---------------------------------------------------------------------------------------------------
 -- Pagination: offset (total_count) and marker (usemarker=true)
 ---------------------------------------------------------------------------------------------------
-function Box:paged(req, list, render, max)
+-- offset_only: the endpoint documents limit/offset only (GET /groups, /groups/{id}/memberships,
+-- /users/{id}/memberships): usemarker and marker are not its parameters and change nothing.
+function Box:paged(req, list, render, offset_only)
   local q = req.query
-  local limit, e1 = T.intparam(q.limit, 100, 1, max or 1000)
-  if not limit then return self:err(400, "invalid_parameter", "Invalid value for 'limit'" .. (e1 and "" or "")) end
+  local limit = T.intparam(q.limit, 100, 1, 1000)
+  if not limit then return self:err(400, "invalid_parameter", "Invalid value for 'limit'") end
   local out = {}
-  if q.usemarker == "true" or (q.marker and q.marker ~= "") then
+  if not offset_only and (q.usemarker == "true" or (q.marker and q.marker ~= "")) then
     local start = 0
     if q.marker and q.marker ~= "" then
       local raw = crypto().unb64url(q.marker)
@@ -72,7 +73,11 @@ function Box:paged(req, list, render, max)
   end
   local offset = T.intparam(q.offset, 0, 0)
   if not offset then return self:err(400, "invalid_parameter", "Invalid value for 'offset'") end
-  if offset > 10000 then return self:err(400, "invalid_parameter", "Offset exceeds the maximum of 10000; use marker-based pagination") end
+  -- "Queries with offset parameter value exceeding 10000 will be rejected with a 400 response" (the spec)
+  if offset > self.max_offset then
+    return self:err(400, "invalid_parameter", "Invalid value for 'offset'", { errors = json().array({ { reason = "invalid_parameter",
+      name = "offset", message = ("Invalid value '%d'. Offset must be less than or equal to %d."):format(offset, self.max_offset) } }) })
+  end
   for i = offset + 1, math.min(#list, offset + limit) do out[#out + 1] = render(list[i]) end
   return 200, { total_count = #list, limit = limit, offset = offset,
                 order = json().array({ { by = "type", direction = "ASC" }, { by = "name", direction = "ASC" } }),

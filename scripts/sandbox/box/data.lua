@@ -5,7 +5,6 @@ local C = require "sandbox.box.common"
 local Box = C.Box
 local M = {}
 
-
 local FIRST = { "Aaron", "Ellis", "Maya", "Noah", "Priya", "Lucas", "Sofia", "Omar", "Hana", "Ivan", "Chloe", "Diego",
   "Fatima", "George", "Ines", "Jonas", "Kira", "Liam", "Mei", "Nina", "Oscar", "Paula", "Quinn", "Rosa" }
 local LAST = { "Levie", "Wiggins", "Chen", "Garcia", "Patel", "Muller", "Rossi", "Haddad", "Sato", "Petrov", "Martin",
@@ -150,7 +149,9 @@ function Box:generate()
   for i = 1, self.nfolders do
     local parent = (i <= math.min(#TOP, math.max(1, self.nfolders // 2)) or #folders == 0) and "0" or folders[r:int(1, #folders)].id
     local name = parent == "0" and TOP[(i - 1) % #TOP + 1] .. (i > #TOP and (" " .. i) or "") or SUB[r:int(1, #SUB)] .. " " .. i
-    local f = self:add_item{ type = "folder", name = name, parent = parent, owner = st.users[r:int(1, #st.users)].id,
+    -- what a folder holds is its owner's (Box: content belongs to the owner of the folder it is in)
+    local drawn = st.users[r:int(1, #st.users)].id
+    local f = self:add_item{ type = "folder", name = name, parent = parent, owner = parent == "0" and drawn or st.items[parent].owner,
                              created = now - r:int(100, 900) * 86400000 }
     folders[#folders + 1] = f
   end
@@ -178,7 +179,8 @@ function Box:generate()
     elseif ext ~= "txt" then
       content = "%" .. ext:upper() .. "-sandbox\0\1\2" .. content
     end
-    local f = self:add_item{ type = "file", name = name, parent = folder.id, owner = st.users[r:int(1, #st.users)].id,
+    local _ = r:int(1, #st.users)          -- (the draw of an owner, kept so the seed's tenant stays the same)
+    local f = self:add_item{ type = "file", name = name, parent = folder.id, owner = folder.owner,
                              created = now - r:int(1, 400) * 86400000, content = content, sensitive = sensitive }
     if i == 1 or r:chance(0.12) then
       f.link = self:make_link(f, i == 1 and "open" or r:pick({ "open", "company", "collaborators" }))
@@ -195,6 +197,13 @@ function Box:generate()
     self:add_collab(folders[1], { id = g.id, name = g.name, group = true }, "viewer", folders[1].created)
     self:add_collab(folders[#folders], st.externals[1], "editor", folders[#folders].created)
   end
+  -- the app's service account (client credentials with box_subject_type=enterprise): a user of its own with
+  -- its own, empty, root; not a managed user (GET /users does not list it); it sees other users' content only
+  -- through As-User or collaborations
+  self.service = { id = self:new_id("user"), name = "cachost", service = true, role = "user", status = "active",
+    login = ("AutomationUser_%d_%s@boxdevedition.com"):format(T.below(T.hash(self.seed, "sa"), 900000) + 100000,
+                                                                T.b62(10, self.seed, "sal")), created = now - 86400000 }
+  st.by_id[self.service.id] = self.service
   -- enterprise events, chronological, over `days`
   local span = self.days * 86400000
   local TYPES = { { 0.30, "LOGIN" }, { 0.38, "FAILED_LOGIN" }, { 0.42, "ADMIN_LOGIN" }, { 0.55, "DOWNLOAD" }, { 0.65, "PREVIEW" },

@@ -40,6 +40,7 @@ function Box:h_events(req)
     return 200, { chunk_size = 0, next_stream_position = tostring(POS_BASE + #self.state.events), entries = json().array({}) }
   end
   if not is_admin(req.actor) then return self:err(403, "access_denied_insufficient_permissions", "Access denied - insufficient permission") end
+  self.event_reads[stype] = (self.event_reads[stype] or 0) + 1           -- for tests: which stream is read
   local limit = T.intparam(q.limit, 100, 1, 500)
   if not limit then return self:err(400, "invalid_parameter", "Invalid value for 'limit'") end
   local list = self.state.events
@@ -66,13 +67,21 @@ function Box:h_events(req)
     types = {}
     for t in q.event_type:gmatch("[^,%s]+") do types[t] = true end
   end
+  local function wanted(e) return (not after or e.ms >= after) and (not types or types[e.ev.event_type]) end
   local out = {}
+  -- admin_logs_streaming delivers at least once: a chunk that starts a new processing batch repeats the
+  -- event the last batch ended with (consumers dedupe by event_id)
+  local batch = self.event_batch
+  if stype == "admin_logs_streaming" and pos > 0 and pos % batch == 0 and wanted(list[pos]) then out[1] = list[pos].ev end
   local i = pos
   while i < #list and #out < limit do
     i = i + 1
     local e = list[i]
     if before and e.ms >= before then i = #list; break end
-    if (not after or e.ms >= after) and (not types or types[e.ev.event_type]) then out[#out + 1] = e.ev end
+    if wanted(e) then out[#out + 1] = e.ev end
+    -- "events less than the limit requested can be returned even when there may be more events
+    -- remaining" (GET /events, limit): a chunk ends with its processing batch
+    if i % batch == 0 and #out > 0 then break end
   end
   return 200, { chunk_size = #out, next_stream_position = tostring(POS_BASE + i), entries = json().array(out) }
 end

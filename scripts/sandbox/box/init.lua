@@ -46,6 +46,12 @@ function M.new(opts)
   -- routes needing them answer 403 insufficient_scope
   self.missing_scopes = {}
   for _, sc in ipairs(opts.missing_scopes or {}) do self.missing_scopes[sc] = true end
+  -- the app was not allowed to "perform actions as users" (developer console, advanced features)
+  self.as_user_disabled = opts.as_user == false
+  -- Box refuses offsets past 10,000 (GET /groups, memberships, ...); a spec may lower it to exercise that
+  self.max_offset = opts.max_offset or 10000
+  -- enterprise events are processed in batches of this many; a chunk of GET /events ends with its batch
+  self.event_batch = opts.event_batch or 37
   self.ngroups = opts.groups or 4
   self.nfolders = opts.folders or 10
   self.nfiles = opts.files or 40
@@ -56,6 +62,7 @@ function M.new(opts)
   self.tokens = {}        -- access token -> {uid=, exp=, kind=}
   self.refresh = {}       -- refresh token -> {uid=, exp=}
   self.codes = {}
+  self.event_reads, self.listed = {}, {}
   self.nseq = 0
   self:generate()
   return self

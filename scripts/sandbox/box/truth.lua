@@ -56,11 +56,22 @@ function Box:path_of(it)
   return "/" .. table.concat(parts, "/")
 end
 
-function Box:children(fid, trashed)
+-- children(fid [, trashed [, viewer]]): with a viewer, folder 0 is that user's own root: what they own at
+-- the top, and the topmost items others collaborated with them (Box shows those in the collaborator's root)
+function Box:children(fid, trashed, viewer)
   local out = {}
+  local root = fid == "0" and viewer
   for _, id in ipairs(self.state.order) do
     local it = self.state.items[id]
-    if it.parent == fid and (trashed or not it.trashed_at) then out[#out + 1] = it end
+    if id ~= "0" and (trashed or not it.trashed_at) then
+      if not root then
+        if it.parent == fid then out[#out + 1] = it end
+      elseif it.parent == "0" and it.owner == viewer.id then out[#out + 1] = it
+      elseif not self:in_trash(it) and (it.parent == "0" or not self:reaches(viewer, self.state.items[it.parent]))
+          and self:reaches(viewer, it) then
+        out[#out + 1] = it
+      end
+    end
   end
   table.sort(out, function(a, b)
     if a.type ~= b.type then return a.type == "folder" end

@@ -50,11 +50,20 @@ end
 
 function Box:h_terminate(req)
   if not is_admin(req.actor) then return self:err(403, "access_denied_insufficient_permissions", "Access denied - insufficient permission") end
-  local b = body_of(req) or {}
+  -- the spec's body: user_ids and user_logins, both required, arrays of strings; the 400s are its own
+  local b = body_of(req)
+  if not b then return self:err(400, "bad_request", "Supported payload format is JSON") end
+  if type(b.user_ids) ~= "table" or type(b.user_logins) ~= "table" then
+    return self:err(400, "bad_request", "user_ids and user_logins are required")
+  end
+  if #b.user_ids == 0 and #b.user_logins == 0 then return self:err(400, "bad_request", "Users can not be NULL or EMPTY") end
   local n = 0
   local want = {}
-  for _, id in ipairs(b.user_ids or {}) do want[tostring(id)] = true end
-  for _, l in ipairs(b.user_logins or {}) do want[l] = true end
+  for _, id in ipairs(b.user_ids) do
+    if type(id) ~= "string" then return self:err(400, "bad_request", "User id format is string") end
+    want[id] = true
+  end
+  for _, l in ipairs(b.user_logins) do if type(l) == "string" then want[l] = true end end
   for _, u in ipairs(self.state.users) do
     if want[u.id] or want[u.login] then
       n = n + 1
@@ -70,7 +79,7 @@ function Box:h_terminate(req)
 end
 
 function Box:h_groups(req)
-  return self:paged(req, self.state.groups, function(g) return narrow(self:group_json(g), { "type", "id", "name", "group_type" }, req.query.fields) end)
+  return self:paged(req, self.state.groups, function(g) return narrow(self:group_json(g), { "type", "id", "name", "group_type" }, req.query.fields) end, true)
 end
 
 function Box:h_group_memberships(req)
@@ -79,13 +88,13 @@ function Box:h_group_memberships(req)
   local found = false
   for _, g in ipairs(self.state.groups) do if g.id == req.params.id then found = true end end
   if not found then return self:not_found("group") end
-  return self:paged(req, list, function(m) return self:membership_json(m) end)
+  return self:paged(req, list, function(m) return self:membership_json(m) end, true)
 end
 
 function Box:h_user_memberships(req)
   local list = {}
   for _, m in ipairs(self.state.memberships) do if m.user == req.params.id then list[#list + 1] = m end end
-  return self:paged(req, list, function(m) return self:membership_json(m) end)
+  return self:paged(req, list, function(m) return self:membership_json(m) end, true)
 end
 
 function Box:h_membership_delete(req)

@@ -54,7 +54,7 @@ function Box:h_webhooks(req)
     return self:err(400, "bad_request", "target, address and triggers are required")
   end
   if tostring(b.target.id) == "0" then return self:err(400, "bad_request", "Webhooks are not allowed on the root folder") end
-  if not self:live(tostring(b.target.id), b.target.type) then return self:not_found("target") end
+  if not self:live(tostring(b.target.id), b.target.type, req.actor) then return self:not_found("target") end
   for _, w in ipairs(self.state.webhooks) do
     if w.target.id == tostring(b.target.id) then return self:err(409, "conflict", "Webhook for this target already exists") end
   end
