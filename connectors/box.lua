@@ -9,7 +9,7 @@ c.settings = {
   { "oauth_base_url", example = "https://api.box.com", help = "host of /oauth2/token (default https://api.box.com)" },
   { "webhook_primary_key", secret = true, help = "webhook signature primary key (developer console)" },
   { "webhook_secondary_key", secret = true, help = "webhook signature secondary key" },
-  { "quarantine_folder_id", help = "admin folder quarantined files are moved to (default: 'cachost quarantine' in the root)" },
+  { "quarantine_folder_id", help = "folder quarantined files are moved to (default: 'cachost quarantine' in the service account's root)" },
 }
 c.base_url = "https://api.box.com/2.0"
 local UPLOAD = "https://upload.box.com/api/2.0"
@@ -35,6 +35,19 @@ c.capabilities = {
   activities = { "signin", "admin", "user" },
 }
 
+-- What each capability needs of the Box app (developer console scopes and advanced features) and of the
+-- token's user (§2): the service account of an app with App + Enterprise Access, or an admin.
+c.needs = {
+  users = { "scope manage_managed_users", "admin, co-admin or the service account" },
+  privileges = { "scope manage_managed_users", "admin, co-admin or the service account" },
+  groups = { "scope manage_groups", "admin, co-admin or the service account (all the enterprise's groups)" },
+  files = { "scope root_readonly (root_readwrite for actions)", "advanced feature: perform actions as users (As-User)",
+            "admin or the service account (co-admins cannot act as other co-admins)" },
+  activities = { "scope manage_enterprise_properties", "admin or co-admin with 'run new reports and access existing reports'" },
+  actions = { "scopes root_readwrite and manage_managed_users", "advanced feature: perform actions as users (As-User)" },
+  webhooks = { "scope manage_webhook", "webhook signature keys (developer console)" },
+}
+
 -- ClientError: {"type":"error","status","code","message","context_info",...}; OAuth2Error: {"error","error_description"}.
 function c.error_message(resp)
   local d = resp.data
@@ -52,39 +65,22 @@ local function upload_base(ctx)
   return (u:gsub("/+$", ""))
 end
 
+-- As-User (§1): the service account (or an admin) acts as a managed user; without it that user's content
+-- is invisible (404), so the file scan walks each user's tree, and actions on a file run as its owner.
+local function as_user(id) return id and { ["As-User"] = id } or nil end
+
 -- Marker pagination (§8): usemarker=true, then marker=next_marker until it is null or empty.
-local function marker_pages(ctx, path, query)
+local function marker_pages(ctx, path, query, headers)
   query = query or {}
   query.usemarker, query.limit = "true", query.limit or PAGE
   return ctx:pages(path, query, {
-    items = "entries",
+    items = "entries", headers = headers,
     next = function(resp)
       local m = resp.data.next_marker
       if type(m) ~= "string" or m == "" then return nil end
       local q = {}
       for k, v in pairs(query) do q[k] = v end
       q.marker = m
-      return path, q
-    end,
-  })
-end
-
--- Offset pagination (§8): stop when offset + limit >= total_count.  A page without total_count is not
--- what Box documents: taking it for the last page would end the listing early (and mark the rest deleted).
-local function offset_pages(ctx, path, query)
-  query = query or {}
-  query.limit, query.offset = query.limit or PAGE, 0
-  return ctx:pages(path, query, {
-    items = "entries",
-    next = function(resp)
-      local d = resp.data
-      local total = math.tointeger(d.total_count)
-      if not total then error(("malformed listing: no total_count in an offset page (GET %s)"):format(path), 0) end
-      local nxt = (tonumber(d.offset) or 0) + (tonumber(d.limit) or PAGE)
-      if nxt >= total then return nil end
-      local q = {}
-      for k, v in pairs(query) do q[k] = v end
-      q.offset = nxt
       return path, q
     end,
   })
@@ -120,18 +116,60 @@ function c.streams.users(ctx)
 end
 
 ---------------------------------------------------------------------------------------------- groups
+local function member_row(m)
+  return { ext_id = m.id, group_id = m.group.id, member_id = m.user.id, member_type = "user", role = m.role }
+end
+
+-- Offset paging by hand: the listing's pages, false when Box refuses an offset this deep (400: offsets past
+-- 10,000 are refused, and these endpoints offer no marker paging).
+local function offset_walk(ctx, path, query, each)
+  local q = {}
+  for k, v in pairs(query or {}) do q[k] = v end
+  q.limit, q.offset = PAGE, 0
+  while true do
+    local resp, err, token, r = ctx:try("GET", path, { query = q, expect_json = true })
+    if not resp then
+      if q.offset > 0 and r and r.status == 400 then return false end
+      fail(err, token)
+    end
+    local d = resp.data
+    local items = ctx:listing(d, "entries", path)
+    -- a page without total_count is not what Box documents: taken for the last page, it would end the
+    -- listing early (and the rest would be marked deleted)
+    local total = math.tointeger(d.total_count)
+    if not total then error(("malformed listing: no total_count in an offset page (GET %s)"):format(path), 0) end
+    each(items)
+    local nxt = (tonumber(d.offset) or q.offset) + (tonumber(d.limit) or PAGE)
+    if nxt >= total then return true end
+    q.offset = nxt
+  end
+end
+
+-- GET /groups and /groups/{id}/memberships page by offset only, and Box refuses offsets past 10,000.  A
+-- group with more members than that is read from the other side: each managed user's memberships
+-- (GET /users/{id}/memberships), kept for the groups that needed it.  More groups than that: no way to
+-- list them all, said as such (a partial listing would retire the rest).
 function c.streams.groups(ctx)
   local ids = {}
-  for page in offset_pages(ctx, "/groups", { fields = "id,type,name,description,group_type" }) do
+  local complete = offset_walk(ctx, "/groups", { fields = "id,type,name,description,group_type" }, function(page)
     ctx:emit("groups", page, function(g)
       ids[#ids + 1] = g.id
       return { ext_id = g.id, name = g.name, description = str(g.description) }
     end)
-  end
+  end)
+  if not complete then fail("more groups than Box lists by offset (10,000): GET /groups offers no other paging", "http") end
+  local big = {}
   for _, gid in ipairs(ids) do
-    for page in offset_pages(ctx, "/groups/" .. gid .. "/memberships") do
-      ctx:emit("group_members", page, function(m)
-        return { ext_id = m.id, group_id = gid, member_id = m.user.id, member_type = "user", role = m.role }
+    local path = "/groups/" .. urlencode(gid) .. "/memberships"
+    if not offset_walk(ctx, path, {}, function(page) ctx:emit("group_members", page, member_row) end) then big[gid] = true end
+  end
+  if not next(big) then return end
+  for _, u in ipairs(ctx:known_users()) do
+    if not u.external or u.external == 0 then
+      offset_walk(ctx, "/users/" .. urlencode(u.ext_id) .. "/memberships", {}, function(page)
+        local keep = {}
+        for _, m in ipairs(page) do if type(m.group) == "table" and big[m.group.id] then keep[#keep + 1] = m end end
+        ctx:emit("group_members", keep, member_row)
       end)
     end
   end
@@ -146,7 +184,7 @@ local MIME = { txt = "text/plain", pdf = "application/pdf", png = "image/png", j
   docx = "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
   xlsx = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet" }
 
-local function item_path(it) return (it.type == "folder" and "/folders/" or "/files/") .. it.ext_id end
+local function item_path(row) return ((row.is_folder == 1 or row.type == "folder") and "/folders/" or "/files/") .. urlencode(row.ext_id) end
 
 -- Enterprise users are the managed users listed by the users stream; groups are the enterprise's own.
 local function insiders(ctx)
@@ -162,10 +200,10 @@ local function is_external(collab, inside)
 end
 
 -- The collaborations of an item, as file_permissions rows, and the access level they give.
-local function collaborations(ctx, it, inside)
+local function collaborations(ctx, it, inside, headers)
   local rows, level = {}, "private"
   if not it.has_collaborations then return rows, level end
-  for page in marker_pages(ctx, (it.type == "folder" and "/folders/" or "/files/") .. it.id .. "/collaborations") do
+  for page in marker_pages(ctx, (it.type == "folder" and "/folders/" or "/files/") .. it.id .. "/collaborations", nil, headers) do
     for _, cb in ipairs(page) do
       local ext = is_external(cb, inside)
       local who = type(cb.accessible_by) == "table" and cb.accessible_by or {}
@@ -206,50 +244,94 @@ local function file_row(it, path, level, trashed)
 end
 
 -- One item's rows: itself, its collaborations and its shared link, with the access level it inherits.
-local function item_rows(ctx, it, inherited, path, inside, trashed)
-  local perms, level = collaborations(ctx, it, inside)
+local function item_rows(ctx, it, inherited, path, inside, trashed, headers)
+  local perms, level = collaborations(ctx, it, inside, headers)
   local lrow, llevel = link_row(it)
   if lrow then perms[#perms + 1] = lrow end
   level = raise(raise(level, llevel), inherited)
   return file_row(it, path, level, trashed), perms, level
 end
 
--- Walk the tree from the root folder "0" (the whole enterprise with an admin / enterprise_content
--- token), breadth first; a folder's collaborators and links reach everything below it.  Then the trash.
-function c.streams.files(ctx)
-  local inside = insiders(ctx)
+local function owner_id(it) return type(it.owned_by) == "table" and str(it.owned_by.id) or nil end
+
+-- One account's tree, breadth first from its root (folder 0 as that user sees it), then its trash; a
+-- folder's collaborators and links reach everything below it.  The root also lists what others
+-- collaborated with this user (a shared folder shows in every collaborator's root): that is its owner's,
+-- read in the owner's walk, so it is skipped here (each item counted once).  Below the root everything is
+-- the folder owner's (Box: content belongs to the owner of the folder it is in).
+local function walk(ctx, uid, headers, inside)
   local queue = { { id = "0", path = "", level = "private" } }
   local head = 1
   while queue[head] do
     local f = queue[head]
     head = head + 1
-    for page in marker_pages(ctx, "/folders/" .. f.id .. "/items", { fields = ITEM_FIELDS }) do
+    for page in marker_pages(ctx, "/folders/" .. f.id .. "/items", { fields = ITEM_FIELDS }, headers) do
       local rows, perms = {}, {}
       for _, it in ipairs(page) do
-        if it.type == "file" or it.type == "folder" then
+        if not (str(it.id) and str(it.type)) then
+          ctx:reject("files", "an item without id or type")
+        elseif (it.type == "file" or it.type == "folder") and (f.id ~= "0" or owner_id(it) == uid) then
           local path = f.path .. "/" .. it.name
-          local row, p, level = item_rows(ctx, it, f.level, path, inside, false)
+          local row, p, level = item_rows(ctx, it, f.level, path, inside, false, headers)
           rows[#rows + 1] = row
           for _, x in ipairs(p) do perms[#perms + 1] = x end
           if it.type == "folder" then queue[#queue + 1] = { id = it.id, path = path, level = level } end
-        elseif not (str(it.id) and str(it.type)) then
-          ctx:reject("files", "an item without id or type")     -- web links are skipped, not this
-        end
+        end                                                   -- web links, others' shared items: skipped
       end
       ctx:emit("files", rows, function(r) return r end)
       ctx:emit("file_permissions", perms, function(r) return r end)
     end
   end
-  for page in marker_pages(ctx, "/folders/trash/items", { fields = ITEM_FIELDS }) do
+  for page in marker_pages(ctx, "/folders/trash/items", { fields = ITEM_FIELDS }, headers) do
     ctx:emit("files", page, function(it) return file_row(it, path_of(it), "private", true) end)
   end
 end
 
--- Targeted re-fetch (webhooks): one file with its ancestors' sharing; gone or trashed -> its new state.
+-- Every managed user's tree, As-User, and the token's own account (the service account: the quarantine
+-- folder).  Content owned outside the enterprise and only shared into it is not the enterprise's: skipped.
+-- Box refuses As-User (403) when the app may not "perform actions as users", or for a co-admin's token
+-- acting as an admin or another co-admin: such a user is skipped and the listing is not complete (nothing
+-- of theirs is marked deleted); refused for everyone, the stream says what the app lacks.
+function c.streams.files(ctx)
+  local inside = insiders(ctx)
+  local me = ctx:get("/users/me", { fields = "id,login" })
+  walk(ctx, me.id, nil, inside)
+  local users, refused = 0, 0
+  for _, u in ipairs(ctx:known_users()) do
+    if u.ext_id ~= me.id then
+      users = users + 1
+      local ok, err = pcall(walk, ctx, u.ext_id, as_user(u.ext_id), inside)
+      if not ok then
+        if token_of(err) ~= "permission" then error(err, 0) end
+        refused = refused + 1
+        ctx:reject("files", ("As-User %s refused: %s"):format(u.ext_id, tostring(err)))
+      end
+    end
+  end
+  if users > 0 and refused == users then
+    fail("Box refused As-User for every managed user: the app needs 'Perform actions as users' (developer console, "
+      .. "advanced features) and an admin or service account token", "permission")
+  end
+end
+
+-- The account a stored file row is acted on as: its owner when that is a managed user (As-User), else the
+-- token's own (the service account owns the quarantine folder and what was moved into it).
+local function owner_headers(ctx, row)
+  local raw = row and row.raw
+  if type(raw) == "string" then raw = json.decode(raw) end
+  local id = type(raw) == "table" and owner_id(raw)
+  for _, u in ipairs(ctx:known_users()) do
+    if u.ext_id == id or (not id and row.owner and u.email == row.owner) then return as_user(u.ext_id) end
+  end
+end
+
+-- Targeted re-fetch (webhooks): one file with its ancestors' sharing, as its owner; gone or trashed -> its
+-- new state.  A file not stored yet is looked for as the token's own account.
 function c.fetch.files(ctx, id)
-  local it = ctx:try_get("/files/" .. urlencode(id), { fields = ITEM_FIELDS })
+  local headers = owner_headers(ctx, ctx:stored("files", id))
+  local it = ctx:try_get("/files/" .. urlencode(id), { fields = ITEM_FIELDS }, { headers = headers })
   if not it then
-    local t = ctx:try_get("/files/" .. urlencode(id) .. "/trash", { fields = ITEM_FIELDS })
+    local t = ctx:try_get("/files/" .. urlencode(id) .. "/trash", { fields = ITEM_FIELDS }, { headers = headers })
     if t then ctx:emit("files", { t }, function(x) return file_row(x, path_of(x), "private", true) end) end
     return
   end
@@ -257,13 +339,13 @@ function c.fetch.files(ctx, id)
   local level = "private"
   for _, p in ipairs(type(it.path_collection) == "table" and it.path_collection.entries or {}) do
     if p.id ~= "0" then
-      local f = ctx:get("/folders/" .. p.id, { fields = "id,type,shared_link,has_collaborations" })
-      local _, fl = collaborations(ctx, f, inside)
+      local f = ctx:get("/folders/" .. p.id, { fields = "id,type,shared_link,has_collaborations" }, { headers = headers })
+      local _, fl = collaborations(ctx, f, inside, headers)
       local _, ll = link_row(f)
       level = raise(raise(level, fl), ll)
     end
   end
-  local row, perms = item_rows(ctx, it, level, path_of(it), inside, it.item_status == "trashed")
+  local row, perms = item_rows(ctx, it, level, path_of(it), inside, it.item_status == "trashed", headers)
   ctx:emit("files", { it }, function() return row end)
   ctx:emit("file_permissions", perms, function(r) return r end)
 end
@@ -272,8 +354,10 @@ end
 -- body is capped at max_size (the http layer aborts with too_large).
 function c.content(ctx, file, max_size)
   if file.is_folder == 1 then return nil, "unsupported: a folder has no content" end
+  local headers = owner_headers(ctx, file) or {}
+  headers.Accept = "*/*"
   local resp, err = ctx:try("GET", "/files/" .. urlencode(file.ext_id) .. "/content",
-    { max_size = max_size, raw = true, headers = { Accept = "*/*" } })
+    { max_size = max_size, raw = true, headers = headers })
   if not resp then return nil, err end
   return resp.body
 end
@@ -306,25 +390,57 @@ local function event_row(e)
   }
 end
 
-c.initial_days = 7
-function c.streams.activities(ctx, cursor)
-  local query = { stream_type = "admin_logs", limit = EVENTS_PAGE }
-  if cursor then query.stream_position = cursor
-  else
-    local days = tonumber(ctx.settings.initial_days) or c.initial_days
-    query.created_after = (iso(sched.time() - days * 86400):gsub("%.%d+Z$", "Z"))
-  end
-  local pos = cursor
+-- GET /events until Box has no more: an empty chunk (or a position that no longer moves).  A chunk shorter
+-- than the limit is no end: "events less than the limit requested can be returned even when there may
+-- be more events remaining" (the limit parameter).  page(entries, next_stream_position) per chunk.
+local function read_events(ctx, query, page)
+  local pos = query.stream_position
   for _ = 1, 100000 do
     local entries, resp = ctx:list("/events", query, "entries")
     local d = resp.data
     local nxt = d.next_stream_position ~= nil and tostring(d.next_stream_position) or pos
-    ctx:checkpoint(nxt, #entries > 0 and when(entries[#entries].created_at) or nil)
-    ctx:emit("activities", entries, event_row)
-    if #entries < EVENTS_PAGE or nxt == pos then return end
-    pos = nxt
-    query = { stream_type = "admin_logs", limit = EVENTS_PAGE, stream_position = nxt }
+    page(entries, nxt)
+    if #entries == 0 or nxt == pos then return nxt end
+    pos, query.stream_position = nxt, nxt
   end
+  fail("events: more than 100,000 chunks without an end", "http")
+end
+
+-- The activity stream is admin_logs_streaming (§5): low latency, two weeks kept, at least once and not
+-- in order (rows are keyed by event_id: a repeat changes nothing); the cursor is its next_stream_position.
+-- The first run reads the history with admin_logs (chronological, one year, created_after/created_before:
+-- initial_days back to now), after taking the streaming position "now" first, so what happens meanwhile
+-- is read by the stream (twice at worst, never lost).  A cursor of the admin_logs stream (before this
+-- change) is no streaming position: the first run again (repeats change nothing).
+local LIVE = "streaming:"
+c.initial_days = 7
+function c.streams.activities(ctx, cursor)
+  local pos = type(cursor) == "string" and cursor:match("^" .. LIVE .. "(.+)$")
+  local newest
+  local function seen(entries)
+    for _, e in ipairs(entries) do
+      local t = when(e.created_at)
+      if t and (not newest or t > newest) then newest = t end
+    end
+  end
+  if not pos then
+    local _, now_resp = ctx:list("/events", { stream_type = "admin_logs_streaming", stream_position = "now" }, "entries")
+    pos = now_resp.data.next_stream_position ~= nil and tostring(now_resp.data.next_stream_position) or "now"
+    local days = tonumber(ctx.settings.initial_days) or c.initial_days
+    local now = sched.time()
+    local function stamp(t) return (iso(t):gsub("%.%d+Z$", "Z")) end
+    read_events(ctx, { stream_type = "admin_logs", limit = EVENTS_PAGE, created_after = stamp(now - days * 86400),
+                       created_before = stamp(now + 1) }, function(entries)
+      seen(entries)
+      ctx:emit("activities", entries, event_row)
+    end)
+  end
+  ctx:checkpoint(LIVE .. pos, newest)
+  read_events(ctx, { stream_type = "admin_logs_streaming", limit = EVENTS_PAGE, stream_position = pos }, function(entries, nxt)
+    seen(entries)
+    ctx:checkpoint(LIVE .. nxt, newest)
+    ctx:emit("activities", entries, event_row)
+  end)
 end
 
 c.stream_order = { users = 1, groups = 2, files = 3, activities = 4 }
@@ -332,7 +448,8 @@ c.stream_order = { users = 1, groups = 2, files = 3, activities = 4 }
 ---------------------------------------------------------------------------------------------- governance
 local function user_path(user) return "/users/" .. urlencode(user.ext_id) end
 
--- §7: status inactive / active; sign-out is POST /users/terminate_sessions.
+-- §7: status inactive / active; sign-out is POST /users/terminate_sessions, whose body has both of its
+-- required fields (user_ids and user_logins, arrays of strings).
 function c.actions.suspend_user(ctx, user)
   ctx:put(user_path(user), { status = "inactive" })
   return { undo = { action = "unsuspend_user", params = {} } }
@@ -342,28 +459,33 @@ function c.actions.unsuspend_user(ctx, user)
   return { undo = { action = "suspend_user", params = {} } }
 end
 function c.actions.revoke_sessions(ctx, user)
-  ctx:post("/users/terminate_sessions", { user_ids = { user.ext_id } })
+  ctx:post("/users/terminate_sessions", { user_ids = { tostring(user.ext_id) },
+                                          user_logins = str(user.email) and { user.email } or json.array({}) })
 end
 
-local function raw_of(row)
-  if type(row.raw) == "table" then return row.raw end
-  return type(row.raw) == "string" and json.decode(row.raw) or {}
+-- Calls on an item as an account (headers: As-User, or nil for the token's own).
+local function call(ctx, method, path, headers, opts)
+  opts = opts or {}
+  opts.headers = headers
+  return ctx:request(method, path, opts)
 end
 
 -- The current item (trashed or not): GET /files/{id}, else GET /files/{id}/trash.
-local function current(ctx, row)
+local function current(ctx, row, headers)
   local base = item_path(row)
-  return ctx:try_get(base, { fields = ITEM_FIELDS }) or ctx:get(base .. "/trash", { fields = ITEM_FIELDS })
+  return ctx:try_get(base, { fields = ITEM_FIELDS }, { headers = headers })
+    or ctx:get(base .. "/trash", { fields = ITEM_FIELDS }, { headers = headers })
 end
 
-local function find_child(ctx, folder_id, name)
-  for page in marker_pages(ctx, "/folders/" .. folder_id .. "/items", { fields = "id,type,name" }) do
+local function find_child(ctx, folder_id, name, headers)
+  for page in marker_pages(ctx, "/folders/" .. folder_id .. "/items", { fields = "id,type,name" }, headers) do
     for _, it in ipairs(page) do if it.name == name then return it end end
   end
 end
 
--- The admin quarantine folder: the setting, else "cachost quarantine" in the root (created once; a 409
--- item_name_in_use names the existing one).
+-- The admin quarantine folder: the setting, else "cachost quarantine" in the root of the token's own
+-- account (the service account: no managed user sees it), created once; a 409 item_name_in_use names
+-- the existing one.
 local QUARANTINE = "cachost quarantine"
 local function quarantine_folder(ctx)
   local id = str(ctx.settings.quarantine_folder_id)
@@ -380,103 +502,129 @@ local function quarantine_folder(ctx)
   fail(err, token)
 end
 
--- Move with PUT {parent:{id}}; a name taken in the target (409) gets the item id in front.
-local function move(ctx, it, parent_id, name)
-  local path = "/files/" .. urlencode(it.id)
-  local resp, err, token, r = ctx:try("PUT", path, { json = { parent = { id = parent_id }, name = name } })
-  if resp then return resp.data end
-  if r and r.status == 409 then return ctx:put(path, { parent = { id = parent_id }, name = it.id .. " " .. (name or it.name) }) end
+-- POST /collaborations as the token's own account; one that exists already is fine.  -> its id | nil
+local function collaborate(ctx, item_type, item_id, user_id, role)
+  local resp, err, token, r = ctx:try("POST", "/collaborations", { json = { item = { type = item_type, id = item_id },
+    accessible_by = { type = "user", id = user_id }, role = role }, query = { notify = "false" } })
+  if resp then return resp.data.id end
+  local d = r and r.data
+  if r and (r.status == 400 or r.status == 409) and type(d) == "table" and d.code == "user_already_collaborator" then return nil end
   fail(err, token)
 end
 
-local function upload(ctx, path, attributes, name, data)
-  local d = ctx:request("POST", upload_base(ctx) .. path, { multipart = {
+-- Move with PUT {parent:{id}}; a name taken in the target (409) gets the item id in front.
+local function move(ctx, it, parent_id, name, headers)
+  local path = "/files/" .. urlencode(it.id)
+  local resp, err, token, r = ctx:try("PUT", path, { json = { parent = { id = parent_id }, name = name }, headers = headers })
+  if resp then return resp.data end
+  if r and r.status == 409 then
+    return call(ctx, "PUT", path, headers, { json = { parent = { id = parent_id }, name = it.id .. " " .. (name or it.name) } })
+  end
+  fail(err, token)
+end
+
+local function upload(ctx, path, attributes, name, data, headers)
+  local d = call(ctx, "POST", upload_base(ctx) .. path, headers, { multipart = {
     { name = "attributes", data = json.encode(attributes) },
     { name = "file", filename = name, content_type = "text/plain", data = data },
   } })
   return d.entries[1]
 end
 
--- Quarantine (§7): a trashed file is restored first (POST /files/{id}); the file moves to the admin
--- quarantine folder and a tombstone "<name>.quarantined.txt" in its original folder says why and where.
--- Admin quarantine: the file leaves its folder for one only admins see, loses its own shared link and
--- external collaborators on the way, and a tombstone with the correlation id takes its place.
+-- Quarantine (§7), as the file's owner (As-User): a trashed file is restored first (POST /files/{id}); it
+-- loses its own shared link and external collaborators, then moves to the admin quarantine folder, which
+-- the owner may put things into (an uploader collaboration: uploaders do not see the folder's content),
+-- and becomes the folder owner's (Box: an item moved into another user's folder is theirs); a tombstone
+-- "<name>.quarantined.txt" with the correlation id takes its place in the original folder.
 function c.actions.quarantine_file(ctx, file, params)
   params = params or {}
-  local it = current(ctx, file)
-  if it.item_status == "trashed" then it = ctx:post("/files/" .. urlencode(it.id), {}) end
+  local headers = owner_headers(ctx, file)
+  local owner = headers and headers["As-User"]
+  local it = current(ctx, file, headers)
+  if it.item_status == "trashed" then it = call(ctx, "POST", "/files/" .. urlencode(it.id), headers, { json = {} }) end
   local origin = it.parent.id
   local qid = quarantine_folder(ctx)
-  if origin == qid then error("http: file is already in the quarantine folder", 0) end
-  local moved = move(ctx, it, qid)
+  if origin == qid then fail("file is already in the quarantine folder", "http") end
   c.actions.make_private(ctx, file)
+  if owner then collaborate(ctx, "folder", qid, owner, "uploader") end
+  local moved = move(ctx, it, qid, nil, headers)
   local note = ("This file was quarantined by your administrator.\n\nFile: %s\nOriginal location: %s\n" ..
     "Moved to: admin quarantine folder '%s' (id %s) as '%s'\nCorrelation id: %s\n"):format(
     it.name, path_of(it), QUARANTINE, qid, moved.name, tostring(params.correlation_id or "-"))
   local tomb = upload(ctx, "/files/content", { name = it.name .. ".quarantined.txt", parent = { id = origin } },
-    it.name .. ".quarantined.txt", note)
+    it.name .. ".quarantined.txt", note, headers)
   return { undo = { action = "unquarantine_file", params = { parent_id = origin, name = it.name, tombstone_id = tomb.id,
-    correlation_id = params.correlation_id } } }
+    owner_id = owner, correlation_id = params.correlation_id } } }
 end
 
+-- Undo: the quarantined file is the quarantine folder owner's now; its original owner is made its editor,
+-- moves it home as themselves (it is theirs again there) and the temporary collaboration goes.
 function c.actions.unquarantine_file(ctx, file, params)
   params = params or {}
-  local it = current(ctx, file)
   local origin = params.parent_id
+  if not origin then fail("unquarantine_file needs params.parent_id (the quarantine's undo record)", "http") end
+  local owner = str(params.owner_id)
+  local headers = as_user(owner)
+  local it = ctx:try_get(item_path(file), { fields = ITEM_FIELDS }) or current(ctx, file, headers)
   local name = params.name or it.name
-  if not origin then error("http: unquarantine_file needs params.parent_id (the quarantine's undo record)", 0) end
+  local temp = owner and owner_id(it) ~= owner and collaborate(ctx, "file", it.id, owner, "editor")
   local tomb_id = params.tombstone_id
   if not tomb_id then
-    local t = find_child(ctx, origin, name .. ".quarantined.txt")
+    local t = find_child(ctx, origin, name .. ".quarantined.txt", headers)
     tomb_id = t and t.id
   end
   if tomb_id then
-    local _, err, token = ctx:try("DELETE", "/files/" .. urlencode(tomb_id))
+    local _, err, token = ctx:try("DELETE", "/files/" .. urlencode(tomb_id), { headers = headers })
     if err and token ~= "not_found" then fail(err, token) end
   end
-  move(ctx, it, origin, name)
+  move(ctx, it, origin, name, headers)
+  if temp then
+    local _, err, token = ctx:try("DELETE", "/collaborations/" .. urlencode(temp), { headers = headers })
+    if err and token ~= "not_found" then fail(err, token) end
+  end
 end
 
-local function delete_collabs(ctx, row, only_external, id)
+local function delete_collabs(ctx, row, only_external, headers)
   local inside = insiders(ctx)
-  local n = 0
   local list = {}
-  for page in marker_pages(ctx, item_path(row) .. "/collaborations") do
+  for page in marker_pages(ctx, item_path(row) .. "/collaborations", nil, headers) do
     for _, cb in ipairs(page) do
-      if (id and cb.id == id) or (not id and (not only_external or is_external(cb, inside))) then list[#list + 1] = cb.id end
+      if not only_external or is_external(cb, inside) then list[#list + 1] = cb.id end
     end
   end
-  for _, cid in ipairs(list) do ctx:delete("/collaborations/" .. urlencode(cid)); n = n + 1 end
-  return n
+  for _, cid in ipairs(list) do call(ctx, "DELETE", "/collaborations/" .. urlencode(cid), headers) end
+  return #list
 end
 
--- params.collaboration_id removes that one; without it every external collaborator goes.
+-- params.collaboration_id removes that one; without it every external collaborator goes.  As the owner.
 function c.actions.remove_collaborator(ctx, file, params)
   params = params or {}
+  local headers = owner_headers(ctx, file)
   local id = params.collaboration_id and tostring(params.collaboration_id):gsub("^collab:", "")
-  if id then ctx:delete("/collaborations/" .. urlencode(id)); return end
-  delete_collabs(ctx, file, true)
+  if id then call(ctx, "DELETE", "/collaborations/" .. urlencode(id), headers); return end
+  delete_collabs(ctx, file, true, headers)
 end
 
 function c.actions.remove_shared_link(ctx, file)
-  ctx:request("PUT", item_path(file), { query = { fields = "shared_link" }, json = { shared_link = json.null } })
+  call(ctx, "PUT", item_path(file), owner_headers(ctx, file), { query = { fields = "shared_link" }, json = { shared_link = json.null } })
 end
 
 function c.actions.make_private(ctx, file)
   c.actions.remove_shared_link(ctx, file)
-  delete_collabs(ctx, file, true)
+  delete_collabs(ctx, file, true, owner_headers(ctx, file))
 end
 
--- DELETE moves the item to the trash (restorable with POST /files/{id} for the retention period).
+-- DELETE moves the item to the owner's trash (restorable with POST /files/{id} for the retention period).
 function c.actions.trash_file(ctx, file)
-  if file.is_folder == 1 then ctx:delete("/folders/" .. urlencode(file.ext_id), { recursive = "true" })
-  else ctx:delete("/files/" .. urlencode(file.ext_id)) end
+  local headers = owner_headers(ctx, file)
+  if file.is_folder == 1 then call(ctx, "DELETE", "/folders/" .. urlencode(file.ext_id), headers, { query = { recursive = "true" } })
+  else call(ctx, "DELETE", "/files/" .. urlencode(file.ext_id), headers) end
 end
 
 -- A new version whose content is the notice; earlier versions stay in the version history.
 function c.actions.overwrite_file(ctx, file, params)
   local notice = (params and params.notice) or "This file's content was removed by your administrator."
-  upload(ctx, "/files/" .. urlencode(file.ext_id) .. "/content", {}, file.name, notice)
+  upload(ctx, "/files/" .. urlencode(file.ext_id) .. "/content", {}, file.name, notice, owner_headers(ctx, file))
 end
 
 c.undo = { suspend_user = "unsuspend_user", unsuspend_user = "suspend_user", quarantine_file = "unquarantine_file" }

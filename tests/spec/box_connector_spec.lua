@@ -84,8 +84,17 @@ describe("box connector", function()
     assert.equal("public", card.access_level)
     assert.equal("external", row(inst, tenant:sensitive_files("aws")[1]).access_level)
     assert.equal(1, n_of("file_permissions", inst, "file_id = '" .. card.ext_id .. "' AND principal = 'anyone' AND external = 1"))
-    -- events: more than one page (limit 500), every kind, outcomes of sign-ins
+    -- files: every managed user's tree walked As-User, and the service account's own; a folder shared with
+    -- others (it shows in each collaborator's root) is read once, in its owner's walk
+    for id, n in pairs(tenant.listed) do
+      if id ~= "0" then assert.equal(1, n, "folder " .. id .. " listed " .. n .. " times") end
+    end
+    assert.equal(tenant:count("users") + 1, tenant.listed["0"])
+    -- events: the history by admin_logs in chunks shorter than the limit (Box's processing batches), read
+    -- to the empty chunk; then the live stream, admin_logs_streaming
     assert.equal(tenant:count("events"), count("SELECT count(*) n FROM activities WHERE instance_id = ?", inst.id))
+    assert.is_true(tenant.event_reads.admin_logs > tenant:count("events") // 500 + 1)
+    assert.is_true(tenant.event_reads.admin_logs_streaming >= 2)      -- the position "now", then the stream
     for _, k in ipairs { "signin", "admin", "user" } do
       assert.is_true(count("SELECT count(*) n FROM activities WHERE instance_id = ? AND kind = ?", inst.id, k) > 0, k)
     end
@@ -106,11 +115,13 @@ describe("box connector", function()
     tenant:add_event("FAILED_LOGIN", u, u, { ip = "203.0.113.9" })
     tenant:add_event("LOGIN", u, u, { ip = "203.0.113.9" })
     local ev = tenant:add_event("CHANGE_ADMIN_ROLE", tenant.admin, u)
-    local req0 = #tenant.log
+    local req0, hist0 = #tenant.log, tenant.event_reads.admin_logs
     by = sync_ok(inst, { streams = { "activities" } })
     assert.equal(3, by.activities.activities.added)
     assert.equal(before + 3, count("SELECT count(*) n FROM activities WHERE instance_id = ?", inst.id))
-    assert.equal(1, #tenant.log - req0)          -- one request from the stored stream position
+    -- from the stored admin_logs_streaming position: a chunk, then the empty one that says there is no more
+    assert.equal(2, #tenant.log - req0)
+    assert.equal(hist0, tenant.event_reads.admin_logs)
     assert.equal(1, count("SELECT count(*) n FROM activities WHERE instance_id = ? AND ext_id = ? AND action = 'CHANGE_ADMIN_ROLE' AND kind = 'admin' AND target = ? AND actor = ?",
       inst.id, ev.event_id, u.login, tenant.admin.login))
     assert.equal(1, count("SELECT count(*) n FROM activities WHERE instance_id = ? AND action = 'FAILED_LOGIN' AND ip = '203.0.113.9' AND outcome = 'failure' AND kind = 'signin'", inst.id))
@@ -302,5 +313,56 @@ describe("box connector", function()
     local n = #received
     assert.equal(200, post(ts, good_p, good_s, "d-9"))       -- replayed under a new (unsigned) delivery id: acknowledged
     assert.is_nil(next(received[n + 1].refetch or {}))       -- and not handled again
+  end)
+
+  it("reads a group past Box's 10,000 offset limit through its members' memberships", function()
+    -- the same refusal at a lower depth (max_offset) and small pages (page_max), so a group is deep enough
+    local big = box_tenant.new { seed = 22, users = 60, groups = 2, folders = 2, files = 2, events = 5, days = 2,
+                                 client_id = "big-client", client_secret = "big-secret", enterprise_id = "777002", max_offset = 6 }
+    big.page_max = 4
+    local s2 = assert(server.listen { port = 0 })
+    big:mount(s2)
+    local now = store.now()
+    assert(runtime.store().db:exec("INSERT INTO instances (app, name, settings, created_at, updated_at) VALUES ('box', 'box-big', ?, ?, ?)",
+      json.encode { client_id = "big-client", enterprise_id = "777002", auth = "client_credentials", base_url = s2.url .. "/2.0",
+                    upload_base_url = s2.url .. "/api/2.0", oauth_base_url = s2.url, insecure_loopback = true }, now, now))
+    local bi = assert(instances.instance(runtime.store(), "box-big"))
+    bi:set_secret("client_secret", "big-secret")
+    local deep = 0
+    for _, g in ipairs(big.state.groups) do
+      local n = 0
+      for _, m in ipairs(big.state.memberships) do if m.group == g.id then n = n + 1 end end
+      if n > 6 + 4 then deep = deep + 1 end
+    end
+    assert.is_true(deep > 0)                               -- a group the offset paging cannot finish
+    sync_ok(bi, { streams = { "users", "groups" } })
+    s2:close()
+    assert.equal(big:count("groups"), n_of("groups", bi))
+    assert.equal(big:count("memberships"), n_of("group_members", bi))
+    local truth = {}
+    for _, m in ipairs(big.state.memberships) do truth[m.id] = m.group end
+    for _, r in ipairs(runtime.store().db:query("SELECT ext_id, group_id FROM group_members WHERE instance_id = ?", bi.id)) do
+      assert.equal(truth[r.ext_id], r.group_id)
+    end
+  end)
+
+  it("reads admin_logs_streaming at least once: repeats across chunks add nothing", function()
+    sync_ok(inst, { streams = { "activities" } })          -- what the earlier cases' actions logged
+    local before = count("SELECT count(*) n FROM activities WHERE instance_id = ?", inst.id)
+    local u = tenant.state.users[7]
+    for i = 1, 3 * tenant.event_batch do tenant:add_event(i % 2 == 0 and "LOGIN" or "PREVIEW", u, u) end
+    local by = sync_ok(inst, { streams = { "activities" } })
+    assert.equal(3 * tenant.event_batch, by.activities.activities.added)
+    assert.equal(before + 3 * tenant.event_batch, count("SELECT count(*) n FROM activities WHERE instance_id = ?", inst.id))
+  end)
+
+  it("without As-User the file scan says what the Box app lacks, and marks nothing deleted", function()
+    local files = n_of("files", inst, "deleted_at IS NULL")
+    tenant.as_user_disabled = true                         -- the app may no longer perform actions as users
+    local results, ok = runtime.sync(inst, { streams = { "files" } })
+    tenant.as_user_disabled = false
+    assert.is_false(ok)
+    assert.matches("Perform actions as users", results[1].error, 1, true)
+    assert.equal(files, n_of("files", inst, "deleted_at IS NULL"))
   end)
 end)
