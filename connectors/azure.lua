@@ -9,6 +9,8 @@ c.settings = {
   { "client_secret", secret = true, help = "a client secret of the app registration" },
   { "subscription_ids", example = "a925f2f7-5c63-4b7b-8799-25a5f97bc3b2,089bd33f-d4ec-47fe-8ba5-0753aa5c5b33",
     help = "subscriptions to read, comma separated (default: every subscription the app can see)" },
+  { "activity_overlap_minutes", example = "60",
+    help = "how late an activity log event may become readable and still be collected (default 60)" },
 }
 
 -- ARM, Graph and login each have their own host; a `base_url` setting (a sandbox tenant) serves all three.
@@ -33,6 +35,15 @@ c.capabilities = {
   users = true, groups = true, privileges = true, app_grants = false, files = false, activities = { "admin" },
 }
 
+-- What each capability needs, least privilege: no Entra directory role (c.test checks exactly these).
+local READER = "Azure RBAC: Reader on each subscription"
+c.needs = {
+  users = { READER, "Microsoft Graph application permission: User.Read.All" },
+  groups = { READER, "Microsoft Graph application permission: GroupMember.Read.All" },
+  privileges = { READER },
+  activities = { READER },
+}
+
 -- ARM: {"error":{"code","message",...}}; the activity log's flat {"code","message"}; token errors
 -- {"error","error_description"} (§7).
 function c.error_message(resp)
@@ -47,15 +58,9 @@ function c.is_throttled(resp)
   return resp.status == 429 or ((resp.status == 503 or resp.status == 504) and resp.headers["retry-after"] ~= nil)
 end
 
-
 local ARM_PAGES = {
   items = "value",
   next = function(resp) return str(resp.data.nextLink) end,
-}
-local GRAPH_PAGES = {
-  items = "value",
-  next = function(resp) return resp.data["@odata.nextLink"] end,
-  auth = "graph",
 }
 local function graph(ctx, path) return provider_host(ctx.settings, GRAPH) .. path end
 
@@ -77,23 +82,86 @@ local function subscriptions(ctx)
   return list
 end
 
----------------------------------------------------------------------------------------------- role assignments
--- Built-in privileged roles (§2), by role definition GUID.
-local PRIVILEGED = {
-  ["8e3af657-a8ff-443c-a75c-2fe8c4bcb635"] = "Owner",
-  ["b24988ac-6180-42a0-ab88-20f7382dd24c"] = "Contributor",
-  ["18d7d88d-d35e-4fb5-a5c3-7773c20a72d9"] = "User Access Administrator",
-}
-local function role_of(a)
-  local p = type(a.properties) == "table" and a.properties or {}
-  local guid = tostring(p.roleDefinitionId or ""):match("([%x%-]+)$")
-  return guid and PRIVILEGED[guid:lower()], p
+---------------------------------------------------------------------------------------------- role definitions
+-- Which roles are privileged is read from their definitions (§2 RoleDefinition.permissions), not from a
+-- list of names: a role is privileged when it can change who has access (it grants
+-- Microsoft.Authorization/roleAssignments/write: Owner, User Access Administrator, Role Based Access
+-- Control Administrator, a custom role with `Microsoft.Authorization/*/write`) or when it acts on every
+-- resource (`*`: Contributor, which Microsoft ranks among the privileged administrator roles too).
+local ASSIGN = "microsoft.authorization/roleassignments/write"
+
+-- An Azure action pattern: `*` stands for any run of characters; names are case-insensitive.
+local function action_matches(pattern, action)
+  local p = tostring(pattern):lower():gsub("[%^%$%(%)%%%.%[%]%+%-%?]", "%%%0"):gsub("%*", ".*")
+  return action:match("^" .. p .. "$") ~= nil
 end
 
--- Each page of role assignments; an assignment without its principal is not understood (rejected: the
--- run then marks nothing deleted) and left out.
+local function grants(perm, action)
+  local allowed = false
+  for _, a in ipairs(type(perm.actions) == "table" and perm.actions or {}) do
+    allowed = allowed or action_matches(a, action)
+  end
+  if not allowed then return false end
+  for _, a in ipairs(type(perm.notActions) == "table" and perm.notActions or {}) do
+    if action_matches(a, action) then return false end
+  end
+  return true
+end
+
+local function privileged(def)
+  for _, perm in ipairs(type(def.permissions) == "table" and def.permissions or {}) do
+    if type(perm) == "table" then
+      if grants(perm, ASSIGN) then return true end
+      for _, a in ipairs(type(perm.actions) == "table" and perm.actions or {}) do
+        if a == "*" then return true end
+      end
+    end
+  end
+  return false
+end
+
+local function guid_of(id) return (tostring(id or ""):match("([%x%-]+)$") or ""):lower() end
+
+-- GET of one ARM or Graph object, or nil when it no longer exists (an orphaned assignment).
+local function get_or_nil(ctx, url, query, auth) return (ctx:try_get(url, query, { auth = auth })) end
+
+-- The role definitions a run meets, by GUID -> {name=, privileged=}: each subscription's listing (built-in
+-- roles and the custom roles assignable there), then any other definition read by its id.
+local function role_book(ctx)
+  local book, listed = {}, {}
+  local function add(d)
+    local p = type(d) == "table" and type(d.properties) == "table" and d.properties
+    if p and str(d.name) then book[guid_of(d.name)] = { name = str(p.roleName) or d.name, privileged = privileged(p) } end
+  end
+  local R = {}
+  function R.list(sub)
+    if listed[sub] then return end
+    listed[sub] = true
+    for page in ctx:pages("/subscriptions/" .. urlencode(sub) .. "/providers/Microsoft.Authorization/roleDefinitions",
+        { ["api-version"] = "2022-04-01" }, ARM_PAGES) do
+      for _, d in ipairs(page) do add(d) end
+    end
+  end
+  -- the definition an assignment names, or nil when it does not exist
+  function R.of(a)
+    local id = a.properties.roleDefinitionId
+    local guid = guid_of(id)
+    if book[guid] == nil and str(id) then
+      add(get_or_nil(ctx, id, { ["api-version"] = "2022-04-01" }))
+      book[guid] = book[guid] or false
+    end
+    return book[guid] or nil
+  end
+  return R
+end
+
+---------------------------------------------------------------------------------------------- role assignments
+-- Each page of role assignments with the role book; an assignment without its principal is not
+-- understood (rejected: the run then marks nothing deleted) and left out.
 local function each_assignment(ctx, fn, entity)
+  local roles = role_book(ctx)
   for _, sub in ipairs(subscriptions(ctx)) do
+    roles.list(sub)
     for page in ctx:pages("/subscriptions/" .. urlencode(sub) .. "/providers/Microsoft.Authorization/roleAssignments",
         { ["api-version"] = "2022-04-01" }, ARM_PAGES) do
       local good = {}
@@ -104,19 +172,21 @@ local function each_assignment(ctx, fn, entity)
           ctx:reject(entity, "a role assignment without id or properties.principalId")
         end
       end
-      fn(good, sub)
+      fn(good, roles)
     end
   end
 end
 
+-- Privileged assignments of every principal: users, groups and service principals (applications and
+-- managed identities) alike; users.is_admin follows those held by users.
 function c.streams.privileges(ctx)
   local admins = {}
-  each_assignment(ctx, function(page)
+  each_assignment(ctx, function(page, roles)
     ctx:emit("privileges", page, function(a)
-      local role, p = role_of(a)
-      if not role then return nil end
+      local p, def = a.properties, roles.of(a)
+      if not (def and def.privileged) then return nil end
       if (p.principalType or "User") == "User" then admins[p.principalId] = true end
-      return { ext_id = a.id, user_id = p.principalId, role = role, scope = p.scope }
+      return { ext_id = a.id, user_id = p.principalId, role = def.name, scope = p.scope }
     end)
   end, "privileges")
   ctx:set_admins(admins)
@@ -133,22 +203,19 @@ local function user_row(u, admin)
   }
 end
 
--- One directory object through Graph, or nil when it no longer exists (an orphaned assignment).
-local function graph_get(ctx, path, query)
-  return ctx:try_get(graph(ctx, path), query, { auth = "graph" })
-end
+local function graph_get(ctx, path, query) return get_or_nil(ctx, graph(ctx, path), query, "graph") end
 
 -- Users and groups holding any role assignment (Entra users themselves are the Office 365 connector's).
 function c.streams.users(ctx)
   local users, groups, order = {}, {}, {}
-  each_assignment(ctx, function(page)
+  each_assignment(ctx, function(page, roles)
     for _, a in ipairs(page) do
-      local role, p = role_of(a)
+      local p, def = a.properties, roles.of(a)
       local kind = p.principalType or "User"
       local set = kind == "User" and users or kind == "Group" and groups or nil
       if set and p.principalId then
         if set[p.principalId] == nil then order[#order + 1] = { set, p.principalId } end
-        set[p.principalId] = set[p.principalId] or role ~= nil
+        set[p.principalId] = set[p.principalId] or (def ~= nil and def.privileged)
       end
     end
   end, "users")
@@ -168,7 +235,14 @@ function c.streams.users(ctx)
 end
 
 ---------------------------------------------------------------------------------------------- activity log
-local OVERLAP = 15 * 60             -- the activity log is eventually consistent: re-read the last minutes
+-- The activity log is filtered on eventTimestamp (when the operation happened), but an event can be read
+-- only from its submissionTimestamp on ("when the event became available for querying"), and Microsoft
+-- documents entries as "usually available for analysis and alerting within 3 to 20 minutes of the event
+-- occurring" (learn.microsoft.com, Azure Monitor activity log).  So each poll reads again from LATE
+-- before where the previous one stopped: three times the documented figure, for the "usually".  An event
+-- arriving later than that (an Azure incident) is missed; `activity_overlap_minutes` widens the window.
+-- eventDataId keys the rows: what is read again is stored once.
+local LATE = 60 * 60
 local RETENTION = 90 * 86400 - 3600
 
 local OUTCOME = { succeeded = "success", failed = "failure", canceled = "failure" }
@@ -189,34 +263,32 @@ local function event_row(e)
   }
 end
 
--- Incremental per subscription by eventTimestamp: the cursor is a JSON object subscription -> newest
--- event time seen; each poll reads from that time minus the overlap (ext_id makes re-reads no-ops).
+-- Incremental per subscription: the cursor is a JSON object subscription -> the time its log was read up
+-- to; each poll reads eventTimestamp from that time minus the overlap up to now.  The watermark (complete
+-- up to) is now minus the overlap: later events may still arrive.
 c.initial_days = 7
 function c.streams.activities(ctx, cursor)
-  local state = cursor and json.decode(cursor) or nil
-  if type(state) ~= "table" then state = {} end
+  local ok, state = pcall(json.decode, cursor or "")
+  if not ok or type(state) ~= "table" then state = {} end
   local now = sched.time()
   local days = tonumber(ctx.settings.initial_days) or c.initial_days
+  local late = (tonumber(ctx.settings.activity_overlap_minutes) or LATE / 60) * 60
   local function z(t) return (iso(t):gsub("%.%d+Z$", "Z")) end
   for _, sub in ipairs(subscriptions(ctx)) do
-    local last = parse_iso(state[sub] or "")
-    local from = math.max(last and (last - OVERLAP) or (now - days * 86400), now - RETENTION)
-    local newest = last or from
-    -- the upper bound a little ahead: events of the current second are not left for the next poll
+    local last = type(state[sub]) == "string" and parse_iso(state[sub]) or nil
+    local from = math.max(last and (last - late) or (now - days * 86400), now - RETENTION)
+    -- the upper bound a little ahead: the filter counts whole seconds, and a clock behind Azure's would
+    -- leave the newest events to the next poll
     local filter = ("eventTimestamp ge '%s' and eventTimestamp le '%s'"):format(z(from), z(now + 60))
     for page in ctx:pages("/subscriptions/" .. urlencode(sub) .. "/providers/microsoft.insights/eventtypes/management/values",
         { ["api-version"] = "2015-04-01", ["$filter"] = filter }, ARM_PAGES) do
-      for _, e in ipairs(page) do
-        local t = parse_iso(e.eventTimestamp)
-        if t and t > newest then newest = t end
-      end
       ctx:emit("activities", page, event_row)
     end
-    state[sub] = iso(newest)
-    ctx:checkpoint(json.encode(state), iso(newest))
+    state[sub] = iso(now)
+    ctx:checkpoint(json.encode(state), iso(now - late))
     ctx:emit("activities", {})         -- commit this subscription's position now
   end
-  ctx:checkpoint(json.encode(state))
+  ctx:checkpoint(json.encode(state), iso(now - late))
 end
 
 c.stream_order = { users = 1, privileges = 2, activities = 3 }
@@ -229,40 +301,41 @@ function c.fetch.users(ctx, id)
 end
 
 ---------------------------------------------------------------------------------------------- connection test
--- The app must hold Security Administrator or Global Administrator in Entra ID (built-in role template
--- ids below), besides Reader on the subscriptions.  Raises a clear "auth: ..." error when it does not
--- (cachost instance connect calls it); returns a one-line summary when it does.
-local ADMIN_ROLES = {
-  ["62e90394-69f5-4237-9190-012177145e10"] = "Global Administrator",
-  ["194ae4cb-b126-40b2-bd5b-6091b380977d"] = "Security Administrator",
-}
+-- The test asks for exactly what the streams use (c.needs), by making their calls once: Reader on each
+-- subscription (role assignments and definitions, the activity log), and Graph's application permissions
+-- to read the users and groups that hold roles.  No directory role is needed.  What is missing fails as
+-- "permission: <what>" (health: "permission missing: <what>"); a dead credential fails as auth.
+
+-- One call of a stream's kind: true, or false when the provider answers 403.
+local function allowed(ctx, url, query, auth)
+  local resp, err, token = ctx:try("GET", url, { query = query, auth = auth, expect_json = true })
+  if resp then return true end
+  if token == "permission" then return false end
+  fail(err, token)
+end
 
 function c.test(ctx)
-  local subs = subscriptions(ctx)
-  local sp
-  for page in ctx:pages(graph(ctx, "/v1.0/servicePrincipals"),
-      { ["$filter"] = ("appId eq '%s'"):format(ctx.settings.client_id) }, GRAPH_PAGES) do
-    sp = page[1]
-    break
+  local missing = {}
+  local subs = subscriptions(ctx)     -- the listing shows only the subscriptions the app holds a role on
+  if #subs == 0 then missing[#missing + 1] = "Reader on a subscription (the app sees none)" end
+  local since = (iso(sched.time() - 60):gsub("%.%d+Z$", "Z"))
+  for _, sub in ipairs(subs) do
+    local base = "/subscriptions/" .. urlencode(sub) .. "/providers/"
+    local ok = allowed(ctx, base .. "Microsoft.Authorization/roleAssignments", { ["api-version"] = "2022-04-01", ["$filter"] = "atScope()" })
+      and allowed(ctx, base .. "Microsoft.Authorization/roleDefinitions", { ["api-version"] = "2022-04-01", ["$filter"] = "roleName eq 'Reader'" })
+      and allowed(ctx, base .. "microsoft.insights/eventtypes/management/values", { ["api-version"] = "2015-04-01",
+        ["$filter"] = ("eventTimestamp ge '%s' and eventTimestamp le '%s'"):format(since, since) })
+    if not ok then missing[#missing + 1] = "Reader on subscription " .. sub end
   end
-  if not sp then
-    fail(("the app %s has no service principal in tenant %s (admin consent missing?)")
-      :format(ctx.settings.client_id, ctx.settings.tenant_id), "auth")
+  if not allowed(ctx, graph(ctx, "/v1.0/users"), { ["$top"] = "1", ["$select"] = "id" }, "graph") then
+    missing[#missing + 1] = "User.Read.All (Microsoft Graph application permission)"
   end
-  local held = {}
-  for page in ctx:pages(graph(ctx, "/v1.0/roleManagement/directory/roleAssignments"),
-      { ["$filter"] = ("principalId eq '%s'"):format(sp.id) }, GRAPH_PAGES) do
-    for _, a in ipairs(page) do
-      local name = ADMIN_ROLES[tostring(a.roleDefinitionId):lower()]
-      if name and (a.directoryScopeId == nil or a.directoryScopeId == "/") then held[#held + 1] = name end
-    end
+  if not allowed(ctx, graph(ctx, "/v1.0/groups"), { ["$top"] = "1", ["$select"] = "id" }, "graph") then
+    missing[#missing + 1] = "GroupMember.Read.All (Microsoft Graph application permission)"
   end
-  if #held == 0 then
-    fail(("the app %s holds neither the Security Administrator nor the Global Administrator role in "
-      .. "Entra ID: assign one of them to it, then test again"):format(ctx.settings.client_id), "auth")
-  end
-  table.sort(held)
-  return ("%s; %d subscription(s) readable"):format(table.concat(held, ", "), #subs)
+  if #missing > 0 then fail(table.concat(missing, "; "), "permission") end
+  return ("%d subscription(s) readable (role assignments, role definitions, activity log); Microsoft Graph users "
+    .. "and groups readable"):format(#subs)
 end
 
 return c

@@ -19,8 +19,16 @@ Without APP: one row per app with its capabilities.  With APP: its settings, str
         rows[#rows + 1] = { kind = "setting", name = s[1],
           detail = (s.required and "required " or "") .. (s.secret and "secret " or "") .. (s.help or s.example or "") }
       end
-      local streams = require("sync").streams(c)
+      local streams = sdk.streams(c)
       for _, s in ipairs(streams) do rows[#rows + 1] = { kind = "stream", name = s, detail = "" } end
+      -- c.needs: what each capability needs of the provider (scopes, roles, licences), least privilege
+      local needs = {}
+      for cap in pairs(type(c.needs) == "table" and c.needs or {}) do needs[#needs + 1] = cap end
+      table.sort(needs)
+      for _, cap in ipairs(needs) do
+        local v = c.needs[cap]
+        rows[#rows + 1] = { kind = "needs", name = cap, detail = type(v) == "table" and table.concat(v, "; ") or tostring(v) }
+      end
       local actions = {}
       for a in pairs(c.actions) do actions[#actions + 1] = a end
       table.sort(actions)
@@ -28,7 +36,7 @@ Without APP: one row per app with its capabilities.  With APP: its settings, str
       if c.webhook then rows[#rows + 1] = { kind = "webhook", name = "/webhooks/<instance>", detail = "verified, triggers a re-fetch" } end
       if fmt == "json" then
         ctx.out("%s\n", json.encode { app = c.app, title = c.title, single_instance = c.single_instance,
-          capabilities = c.capabilities, items = rows })
+          capabilities = c.capabilities, needs = c.needs, items = rows })
         return 0
       end
       ctx.out("%s (%s)%s\n", c.title, c.app, c.single_instance and " — one instance per installation" or "")

@@ -1,7 +1,6 @@
 -- The Azure connector against the Microsoft sandbox tenant (ARM + Graph on one server): role assignments
 -- and their principals, the activity log across subscriptions (full, then incremental), the connection
 -- test, throttling, and the single-instance rule.
-local context = require "sdk.context"
 local ms = require "sandbox.microsoft"
 local runtime = require "runtime"
 local instances = require "instances"
@@ -17,7 +16,13 @@ local n_of = require("helpers").n_of
 
 local sync_ok = require("helpers").sync_ok
 
-local PRIV = { Owner = true, Contributor = true, ["User Access Administrator"] = true }
+-- The privileged roles of the seeded tenant: those that may write role assignments (Owner, User Access
+-- Administrator, Role Based Access Control Administrator, the custom "Contoso Access Delegator" with
+-- Microsoft.Authorization/*/write) or act on every resource (Contributor).  "Contoso Auditor" (reads)
+-- and Reader are not.
+local PRIV = { Owner = true, Contributor = true, ["User Access Administrator"] = true,
+               ["Role Based Access Control Administrator"] = true, ["Contoso Access Delegator"] = true,
+               ["Contoso Data Access Administrator"] = true }
 
 -- Ground truth from the tenant's state.
 local function truth(t)
@@ -67,7 +72,8 @@ describe("azure connector", function()
     assert.equal(gt.users, n_of("users", inst))
     assert.equal(gt.admins, n_of("users", inst, "is_admin = 1"))
     assert.equal(gt.groups, n_of("groups", inst))
-    assert.equal(0, n_of("privileges", inst, "role NOT IN ('Owner', 'Contributor', 'User Access Administrator') OR scope IS NULL"))
+    assert.equal(0, n_of("privileges", inst, "role NOT IN ('Owner', 'Contributor', 'User Access Administrator', "
+      .. "'Role Based Access Control Administrator', 'Contoso Access Delegator', 'Contoso Data Access Administrator') OR scope IS NULL"))
     -- scopes below the subscription (resource groups) are kept
     assert.is_true(n_of("privileges", inst, "scope LIKE '%/resourceGroups/%'") > 0)
     assert.equal(tenant:count("arm_events"), count("SELECT count(*) n FROM activities WHERE instance_id = ?", inst.id))
@@ -125,25 +131,127 @@ describe("azure connector", function()
     assert.equal(truth(tenant).privileges, n_of("privileges", inst))
   end)
 
-  it("connection test: passes with Security Administrator, refuses clearly without an admin role", function()
-    local ctx = sync.context(runtime.store(), inst, "connect")
-    local msg = context.connector(ctx).test(ctx)
-    assert.matches("Security Administrator", msg)
+  it("`cachost connectors azure` lists what each capability needs: Reader and Graph read permissions, no directory role", function()
+    local out = {}
+    local code = require("cli.connectors").run({ format = "json" }, { "azure" },
+      { out = function(f, ...) out[#out + 1] = f:format(...) end, err = function() end, fail = error })
+    assert.equal(0, code)
+    local needs = json.decode(table.concat(out)).needs
+    for _, cap in ipairs { "users", "groups", "privileges", "activities" } do
+      assert.equal("Azure RBAC: Reader on each subscription", needs[cap][1], cap)
+    end
+    assert.matches("User.Read.All", needs.users[2], 1, true)
+    assert.matches("GroupMember.Read.All", needs.groups[2], 1, true)
+    assert.is_nil(table.concat(out):find("Administrator", 1, true))
+  end)
 
-    local other = ms.new { seed = 22, users = 5, groups = 1, subscriptions = 1, tenant_id = TENANT, client_id = CLIENT,
-                           client_secret = SECRET, client_roles = { "Security Reader" } }
-    local srv2 = assert(server.listen { port = 0 })
-    other:mount(srv2)
-    local st = runtime.store()
-    assert(st.db:exec("UPDATE instances SET removed_at = ? WHERE name = 'azure'", "2026-01-01T00:00:00.000Z"))
-    local row = assert(add("azure-reader", { base_url = srv2.url, insecure_loopback = "true" }))
-    local i2 = assert(instances.instance(runtime.store(), row.name))
-    local ctx2 = sync.context(st, i2, "connect")
-    local ok, err = pcall(context.connector(ctx2).test, ctx2)
-    assert.is_false(ok)
-    assert.matches("^auth: .*neither the Security Administrator nor the Global Administrator", tostring(err))
-    assert(st.db:exec("UPDATE instances SET removed_at = ? WHERE name = 'azure-reader'", "2026-01-01T00:00:00.000Z"))
-    assert(st.db:exec("UPDATE instances SET removed_at = NULL WHERE name = 'azure'"))
-    srv2:close()
+  it("privileges: Role Based Access Control Administrator and custom roles that may assign roles, held by users and service principals", function()
+    sync_ok(inst, { streams = { "privileges" } })
+    local function rows(role, ptype)
+      local n = 0
+      for _, a in ipairs(tenant.state.arm_assignments) do
+        if a.role == role and (not ptype or a.principalType == ptype) then
+          n = n + 1
+          assert.equal(1, count("SELECT count(*) n FROM privileges WHERE instance_id = ? AND deleted_at IS NULL AND ext_id LIKE ? "
+            .. "AND user_id = ? AND role = ?", inst.id, "%/" .. a.name, a.principalId, role), role)
+        end
+      end
+      return n
+    end
+    -- every privileged role of the seed, with each of its assignments
+    for role in pairs(PRIV) do assert.is_true(rows(role) > 0, role) end
+    -- service principals (applications, managed identities) hold the new kinds too
+    assert.is_true(rows("Role Based Access Control Administrator", "ServicePrincipal") > 0)
+    assert.is_true(rows("Contoso Access Delegator", "ServicePrincipal") > 0)
+    -- roles that only read are no privilege
+    assert.is_true(tenant:count("arm_role_assignments", "Contoso Auditor") > 0)
+    assert.equal(0, n_of("privileges", inst, "role IN ('Reader', 'Contoso Auditor')"))
+    assert.equal(truth(tenant).privileges, n_of("privileges", inst))
   end)
 end)
+
+-- Another Azure instance on a tenant of its own (one Azure instance per installation: the others go).
+local function fresh(opts, settings)
+  local st = runtime.store()
+  for _, r in ipairs(instances.list(st)) do if r.app == "azure" then assert(instances.remove(st, r.name, { purge = true })) end end
+  local t = ms.new(setmetatable(opts, { __index = { seed = 23, users = 12, groups = 2, days = 1, subscriptions = 2,
+    tenant_id = TENANT, client_id = CLIENT, client_secret = SECRET } }))
+  local srv = assert(server.listen { port = 0 })
+  t:mount(srv)
+  local values = { base_url = srv.url, insecure_loopback = "true" }
+  for k, v in pairs(settings or {}) do values[k] = v end
+  assert(add("azure", values))
+  return t, srv, assert(instances.instance(runtime.store(), "azure"))
+end
+
+local WRITE = { "Microsoft.Compute/virtualMachines/write", "Microsoft.Compute", "virtualMachines", "PUT", "Created", 201 }
+
+describe("azure connector: the activity log's late events", function()
+  -- the tenant's clock stands still unless advanced: when each event becomes readable is exact
+  local t, srv, inst
+  setup(function() t, srv, inst = fresh { frozen = true, subscriptions = 1, arm_events_per_day = 40 } end)
+  teardown(function() srv:close() end)
+
+  local function stored(ev)
+    return count("SELECT count(*) n FROM activities WHERE instance_id = ? AND ext_id = ?", inst.id, ev.eventDataId)
+  end
+
+  it("collects an event that became readable after the poll that covered its time, once", function()
+    sync_ok(inst)
+    local sub, now = t.state.arm_subs[1], t:now_ms()
+    local fresh_ev = t:add_arm_event(sub, { op = WRITE, resname = "fresh", ms = now - 30000, delay = 5 })
+    -- happened 17 minutes ago, readable 3 minutes from now: 20 minutes late, the longest of the documented
+    -- "usually within 3 to 20 minutes"
+    local late = t:add_arm_event(sub, { op = WRITE, resname = "late", ms = now - 17 * 60000, delay = 20 * 60 })
+    local by = sync_ok(inst, { streams = { "activities" } })
+    assert.equal(1, by.activities.activities.added)
+    assert.equal(1, stored(fresh_ev))
+    assert.equal(0, stored(late))                       -- not readable yet: the sandbox withholds it
+    t:advance(4 * 60)
+    by = sync_ok(inst, { streams = { "activities" } })
+    assert.equal(1, by.activities.activities.added)
+    assert.equal(1, stored(late))
+    -- polled again: nothing new, nothing stored twice, nothing lost
+    by = sync_ok(inst, { streams = { "activities" } })
+    assert.equal(0, by.activities.activities.added)
+    assert.equal(t:count("arm_events"), count("SELECT count(*) n FROM activities WHERE instance_id = ?", inst.id))
+  end)
+end)
+
+describe("azure connector: the connection test", function()
+  local connect = require "connect"
+  local function run(inst) return connect.run(inst, { say = function() end }) end
+
+  it("needs no directory role: Reader on the subscriptions and Graph's read permissions are enough", function()
+    local _, srv, inst = fresh { client_roles = {}, arm_client_roles = { "Reader" } }
+    local ok, err = run(inst)
+    srv:close()
+    assert.is_true(ok, err)
+  end)
+
+  it("reports Graph's refusal to list users as the application permission it lacks", function()
+    local t, srv, inst = fresh {}
+    t:fault { kind = "403", path = "^/v1.0/users$" }
+    local ok, err = run(inst)
+    srv:close()
+    assert.is_nil(ok)
+    assert.equal("permission missing: User.Read.All (Microsoft Graph application permission)", sync.health(err))
+  end)
+
+  it("reports a subscription without Reader as a missing permission", function()
+    local t, srv, inst = fresh({ arm_client_roles = {} }, {})
+    local ok, err = run(inst)
+    assert.is_nil(ok)
+    assert.equal("permission missing: Reader on a subscription (the app sees none)", sync.health(err))
+    assert.equal("permission_missing", instances.show(runtime.store(), "azure").status)
+    srv:close()
+    local ids = t.state.arm_subs[1].id .. "," .. t.state.arm_subs[2].id
+    t, srv, inst = fresh({ arm_client_roles = {} }, { subscription_ids = ids })
+    ok, err = run(inst)
+    srv:close()
+    assert.is_nil(ok)
+    assert.equal(("permission missing: Reader on subscription %s; Reader on subscription %s")
+      :format(t.state.arm_subs[1].id, t.state.arm_subs[2].id), sync.health(err))
+  end)
+end)
+
