@@ -7,6 +7,9 @@ c.settings = {
   { "client_id", help = "OAuth app client id (instead of a token: cachost instance connect)" },
   { "client_secret", secret = true, help = "OAuth app client secret" },
   { "oauth_base_url", example = "https://github.example.com", help = "host of the OAuth web flow (default https://github.com; GHES: the server)" },
+  { "app_id", example = "Iv23liExampleApp", help = "GitHub App (auth=app): its client ID, or its numeric app ID" },
+  { "private_key", secret = true, help = "GitHub App (auth=app): the app's private key (PEM)" },
+  { "installation_id", help = "GitHub App (auth=app): the installation on the org (default: looked up with GET /orgs/{org}/installation)" },
   { "webhook_secret", secret = true, help = "the secret configured on the organization webhook" },
 }
 c.base_url = "https://api.github.com"          -- GHES: https://HOST/api/v3 in the base_url setting
@@ -24,6 +27,36 @@ c.auth = {
     authorize_url = "/login/oauth/authorize", token_url = "/login/oauth/access_token",
     scopes = { "read:org", "admin:org", "admin:read", "read:audit_log" },
   },
+  -- GitHub App (§2.1, the way organizations connect apps): a JWT signed with the app's private key
+  -- (RS256; iss = the client ID or the integer app ID; iat 60 s back against clock drift; exp at most 10
+  -- minutes ahead) buys an installation token for the org, valid 1 hour.
+  app = {
+    type = "exchange",
+    exchange = function(x)
+      local now = math.floor(x.now())
+      local app_id = x.settings.app_id
+      if type(app_id) ~= "string" or app_id == "" then return nil, "auth: the app_id setting is not set" end
+      local jwt, jerr = x.jwt({ iat = now - 60, exp = now + 540, iss = math.tointeger(tonumber(app_id)) or app_id }, "private_key")
+      if not jwt then return nil, jerr end
+      local headers = { Authorization = "Bearer " .. jwt }
+      for k, v in pairs(c.headers) do headers[k] = v end
+      local id = x.settings.installation_id
+      if type(id) ~= "string" or id == "" then
+        local resp, err, token = x.request("GET", "/orgs/" .. urlencode(x.settings.org) .. "/installation", { headers = headers })
+        if not resp then return nil, err, token end
+        id = type(resp.data) == "table" and resp.data.id and tostring(math.tointeger(resp.data.id) or resp.data.id)
+        if not id then return nil, "bad_json: GET /orgs/{org}/installation answered without an id", "bad_json" end
+      end
+      local resp, err, token = x.request("POST", "/app/installations/" .. urlencode(id) .. "/access_tokens", { headers = headers })
+      if not resp then return nil, err, token end
+      local t = resp.data
+      local exp = type(t) == "table" and type(t.expires_at) == "string" and parse_iso(t.expires_at)
+      if type(t) ~= "table" or type(t.token) ~= "string" or not exp then
+        return nil, "bad_json: the installation token answer has no token or expires_at", "bad_json"
+      end
+      return { token = t.token, expires_at = exp }
+    end,
+  },
   -- device flow (§2.2): for a machine without a browser; the user enters a code on github.com/login/device
   device = {
     type = "oauth2", grant = "device_code", base_url = "https://github.com",
@@ -36,6 +69,21 @@ c.auth = {
 c.capabilities = {
   users = true, groups = true, privileges = true, app_grants = true, files = false,
   activities = { "signin", "admin", "user" },
+}
+
+-- What `cachost connectors github` shows each capability needs: of a classic PAT or OAuth token (an org
+-- owner's), and of a GitHub App (its organization permissions), per GitHub's reference for each call.
+c.needs = {
+  users = "token: read:org (2FA state: an org owner's token); app: members read",
+  groups = "token: read:org; app: members read",
+  privileges = "token: read:org, admin:org (organization roles); app: members read, organization_administration read (roles)",
+  app_grants = "token: read:org (SAML credential authorizations, GHEC), admin:read (installed apps); app: organization_administration read, "
+    .. "organization_personal_access_tokens read (fine-grained PATs: GitHub App only)",
+  activities = "GitHub Enterprise Cloud; token: read:audit_log; app: organization_administration read",
+  files = "not offered: repositories are code, not a file share",
+  remove_member = "token: admin:org; app: members write",
+  revoke_grant = "token: admin:org (SAML credential authorizations); app: organization_personal_access_tokens write (fine-grained PATs)",
+  revoke_token = "app: organization_personal_access_tokens write (fine-grained PATs: GitHub App only)",
 }
 
 -- {"message", "documentation_url", "status"}; 422 adds errors[].
@@ -74,14 +122,40 @@ local function user_row(u, is_admin, external)
   }
 end
 
-function c.streams.users(ctx)
-  for _, role in ipairs { "admin", "member" } do
-    for page in ctx:pages(org_path(ctx, "/members"), { role = role, per_page = PAGE }) do
-      ctx:emit("users", page, function(u) return user_row(u, role == "admin", false) end)
+-- Two-factor authentication: the listings filtered with filter=2fa_disabled (owners only) name those
+-- without it; the row's raw user carries GitHub's own field two_factor_authentication.
+local function without_2fa(ctx, path)
+  local set = {}
+  for page in ctx:pages(org_path(ctx, path), { filter = "2fa_disabled", per_page = PAGE }) do
+    for _, u in ipairs(page) do
+      -- an unreadable item could be anyone: no 2FA state is better than a wrong one
+      if type(u) ~= "table" or type(u.login) ~= "string" then
+        fail(("malformed items: a user without login in GET %s?filter=2fa_disabled"):format(path), "malformed")
+      end
+      set[u.login] = true
     end
   end
+  return set
+end
+
+local function with_2fa(row, u, no2fa)
+  local raw = {}
+  for k, v in pairs(u) do raw[k] = v end
+  raw.two_factor_authentication = not no2fa[u.login]
+  row.raw = raw
+  return row
+end
+
+function c.streams.users(ctx)
+  local no2fa = without_2fa(ctx, "/members")
+  for _, role in ipairs { "admin", "member" } do
+    for page in ctx:pages(org_path(ctx, "/members"), { role = role, per_page = PAGE }) do
+      ctx:emit("users", page, function(u) return with_2fa(user_row(u, role == "admin", false), u, no2fa) end)
+    end
+  end
+  no2fa = without_2fa(ctx, "/outside_collaborators")
   for page in ctx:pages(org_path(ctx, "/outside_collaborators"), { per_page = PAGE }) do
-    ctx:emit("users", page, function(u) return user_row(u, false, true) end)
+    ctx:emit("users", page, function(u) return with_2fa(user_row(u, false, true), u, no2fa) end)
   end
 end
 
@@ -110,6 +184,8 @@ function c.streams.groups(ctx)
 end
 
 ---------------------------------------------------------------------------------------------- owners
+-- Owners, then the organization roles (predefined and custom) and who holds each: the users listing of a
+-- role names those holding it directly and through a team (assignment, inherited_from).
 function c.streams.privileges(ctx)
   local admins = {}
   for page in ctx:pages(org_path(ctx, "/members"), { role = "admin", per_page = PAGE }) do
@@ -119,6 +195,15 @@ function c.streams.privileges(ctx)
     end)
   end
   ctx:set_admins(admins)
+  local data = ctx:get(org_path(ctx, "/organization-roles"))
+  for _, role in ipairs(ctx:listing(data, "roles", org_path(ctx, "/organization-roles"))) do
+    local rid = tostring(math.tointeger(role.id) or role.id)
+    for page in ctx:pages(org_path(ctx, "/organization-roles/" .. urlencode(rid) .. "/users"), { per_page = PAGE }) do
+      ctx:emit("privileges", page, function(u)
+        return { ext_id = u.login .. ":org_role:" .. rid, user_id = u.login, role = role.name, scope = ctx.settings.org }
+      end)
+    end
+  end
 end
 
 ---------------------------------------------------------------------------------------------- app grants
@@ -129,6 +214,23 @@ local function cred_row(a)
     ext_id = "credential:" .. tostring(a.credential_id), client_id = a.credential_type, app_name = a.credential_type,
     user_id = a.login, user = a.login, scopes = scopes,
     created_at = str(a.credential_authorized_at), last_used = str(a.credential_accessed_at),
+  }
+end
+
+-- A fine-grained personal access token with access to the org: its permissions as "organization.members:read".
+local function pat_row(p)
+  local perms = {}
+  for level, set in pairs(type(p.permissions) == "table" and p.permissions or {}) do
+    if type(set) == "table" then
+      for k, v in pairs(set) do perms[#perms + 1] = level .. "." .. k .. ":" .. tostring(v) end
+    end
+  end
+  table.sort(perms)
+  local owner = type(p.owner) == "table" and p.owner.login or nil
+  return {
+    ext_id = "pat:" .. tostring(math.tointeger(p.id) or p.id), client_id = "fine-grained personal access token",
+    app_name = str(p.token_name) or "fine-grained personal access token", user_id = owner, user = owner,
+    scopes = table.concat(perms, " "), created_at = str(p.access_granted_at), last_used = str(p.token_last_used_at),
   }
 end
 
@@ -150,6 +252,12 @@ function c.streams.app_grants(ctx)
     end
   end)
   if not ok and token_of(err) ~= "not_found" then error(err, 0) end
+  -- Fine-grained PATs with access to the org: only a GitHub App may list them (§3).
+  if ctx.settings.auth == "app" then
+    for page in ctx:pages(org_path(ctx, "/personal-access-tokens"), { per_page = PAGE }) do
+      ctx:emit("app_grants", page, pat_row)
+    end
+  end
   -- The org's app installations need admin:read (a classic or OAuth token) or organization_administration:
   -- read (a GitHub App): a 403 is that permission missing, the grants above are in.
   ok, err = pcall(function()
@@ -242,7 +350,8 @@ function c.fetch.users(ctx, login)
   local m = ctx:try_get(org_path(ctx, "/memberships/" .. urlencode(login)))
   if not m then return end
   if m.state ~= "active" then return end
-  ctx:emit("users", { m.user }, function(u) return user_row(u, m.role == "admin", false) end)
+  local no2fa = without_2fa(ctx, "/members")
+  ctx:emit("users", { m.user }, function(u) return with_2fa(user_row(u, m.role == "admin", false), u, no2fa) end)
 end
 
 ---------------------------------------------------------------------------------------------- governance
@@ -256,9 +365,17 @@ end
 
 -- Only SAML credential authorizations can be revoked by the org; an installed app is removed by the
 -- app itself (JWT) or in the org's settings.
+-- A fine-grained PAT's access to the org is revoked by a GitHub App: POST {"action": "revoke"} (204).
+function c.actions.revoke_token(ctx, grant)
+  local id = tostring(grant.ext_id):match("^pat:(%d+)$")
+  if not id then fail("revoke_token takes a fine-grained personal access token (pat:ID)", "http") end
+  ctx:post(org_path(ctx, "/personal-access-tokens/" .. id), { action = "revoke" })
+end
+
 function c.actions.revoke_grant(ctx, grant)
+  if tostring(grant.ext_id):match("^pat:") then return c.actions.revoke_token(ctx, grant) end
   local id = tostring(grant.ext_id):match("^credential:(%d+)$")
-  if not id then error("http: only SAML credential authorizations can be revoked through the API", 0) end
+  if not id then fail("only SAML credential authorizations and fine-grained PATs can be revoked through the API", "http") end
   ctx:delete(org_path(ctx, "/credential-authorizations/" .. id))
 end
 

@@ -12,6 +12,10 @@
 --     STS AssumeRole (with the external id) and requests are signed with the session it returns, kept in
 --     the vault (sts_access_key_id, sts_secret_access_key, sts_session_token, sts_expires_at) and assumed
 --     again shortly before it expires.
+--   { type = "exchange", exchange = function(x) -> {token=, expires_at=epoch seconds} | nil, err }: a short-lived
+--     token the connector obtains with a credential of its own (a GitHub App's JWT -> an installation token);
+--     x offers settings, secret(name), jwt(claims, secret_name) (RS256), request(method, path, opts) (sent
+--     as given: no credentials added) and now().  Kept in the vault like OAuth tokens, renewed before expiry.
 -- Relative endpoint URLs resolve against the scheme's own host `base_url` when it declares one (GitHub's
 -- web flow is on github.com, its API on api.github.com), else against the API base URL; the instance
 -- setting `oauth_base_url` overrides the scheme's host (GHES, sandbox tenants).
@@ -99,6 +103,48 @@ function M.token_request(client, scheme, form, key)
   if t.expires_in then inst:set_secret(n.expires, tostring(sched.time() + tonumber(t.expires_in))) end
   if t.scope then inst:set_granted(t.scope) end
   return t
+end
+
+-- An RS256-signed JWT (RFC 7519) of `claims` with a PEM private key -> jwt | nil, err
+function M.jwt_rs256(claims, pem)
+  local head = crypto.b64url(json.encode { alg = "RS256", typ = "JWT" }) .. "." .. crypto.b64url(json.encode(claims))
+  local sig, err = crypto.rs256_sign(pem, head)
+  if not sig then return nil, "auth: cannot sign the JWT with the private key: " .. tostring(err) end
+  return head .. "." .. crypto.b64url(sig)
+end
+
+-- A scheme of type "exchange": the connector's exchange() gets a new token; stored with its expiry.
+-- -> token | nil, err, token ("auth" when the provider refused the credential: reconnect needed)
+local function exchange(client, scheme, key)
+  local inst = client.inst
+  local x = {
+    settings = inst.settings,
+    secret = function(name) return inst:secret(name) end,
+    now = function() return sched.time() end,
+    jwt = function(claims, secret_name)
+      local pem = inst:secret(secret_name)
+      if not pem then return nil, ("auth: secret '%s' is not set (cachost instance edit %s)"):format(secret_name, inst.name) end
+      return M.jwt_rs256(claims, pem)
+    end,
+    request = function(method, path, opts)
+      opts = opts or {}
+      opts.no_auth, opts.expect_json = true, true
+      return client:request(method, path, opts)
+    end,
+  }
+  local t, err, token = scheme.exchange(x)
+  if not t then
+    token = type(token) == "string" and token or tostring(err):match("^([%a_]+):")
+    -- refused (4xx) is about the credential; an outage (5xx, timeout, a garbled answer) is not
+    if token == "auth" or token == "permission" or token == "http" or token == "not_found" then
+      return nil, "auth: token exchange refused: " .. tostring(err), "auth"
+    end
+    return nil, err, token
+  end
+  local n = names(key)
+  inst:set_secret(n.access, t.token)
+  inst:set_secret(n.expires, tostring(math.floor(t.expires_at)))
+  return t.token
 end
 
 local function client_credentials(client, scheme, key)
@@ -254,6 +300,17 @@ function M.for_connector(connector)
       return true
     elseif scheme.type == "sigv4" then
       return sign_sigv4(client, req, scheme)
+    elseif scheme.type == "exchange" then
+      local n = names(key)
+      local token = inst:secret(n.access)
+      local exp = tonumber(inst:secret(n.expires) or "")
+      if not token or not exp or exp - REFRESH_MARGIN < sched.time() then
+        local err, etoken
+        token, err, etoken = exchange(client, scheme, key)
+        if not token then return nil, err, etoken end
+      end
+      req.headers["Authorization"] = (scheme.format or "Bearer %s"):format(token)
+      return true
     end
     return nil, "auth: unknown scheme type " .. tostring(scheme.type)
   end

@@ -173,6 +173,97 @@ describe("sandbox github", function()
     assert.are.equal("admin:org, read:audit_log", res.headers["x-oauth-scopes"])
   end)
 
+  it("GitHub App: an RS256 JWT within GitHub's limits buys an installation token valid 1 hour", function()
+    local priv = crypto.keygen("RSA")
+    local pub = assert(crypto.jwk_pem(assert(crypto.jwk(priv))))
+    local t2 = new_tenant { app = { app_id = 2218, client_id = "Iv23liSandbox", public_key = pub } }
+    local s2 = start(t2)
+    local function jwt(claims, key)
+      local h = crypto.b64url(J.encode { alg = "RS256", typ = "JWT" }) .. "." .. crypto.b64url(J.encode(claims))
+      return h .. "." .. crypto.b64url(assert(crypto.rs256_sign(key or priv, h)))
+    end
+    local now = math.floor(t2:wall_s())
+    local function as_app(claims, key) return { Authorization = "Bearer " .. jwt(claims, key) } end
+    local good = { iat = now - 60, exp = now + 540, iss = "Iv23liSandbox" }
+    local inst = J.decode(get(s2, "/orgs/acme/installation", as_app(good)).body)
+    assert.are.equal(t2.state.installations[1].id, inst.id)
+    -- the numeric app ID works as iss too; refused: exp beyond 10 minutes, iat ahead of the clock, another
+    -- app, another key, an expired JWT; and a JWT is no token for the org's own routes
+    assert.are.equal(200, get(s2, "/app/installations", as_app { iat = now - 60, exp = now + 540, iss = 2218 }).status)
+    local function refused(claims, key, why)
+      local res = get(s2, "/app/installations", as_app(claims, key))
+      assert.are.equal(401, res.status)
+      assert.matches(why, J.decode(res.body).message)
+    end
+    refused({ iat = now - 60, exp = now + 1200, iss = "Iv23liSandbox" }, nil, "too far in the future")
+    refused({ iat = now + 300, exp = now + 540, iss = "Iv23liSandbox" }, nil, "Issued at")
+    refused({ iat = now - 60, exp = now + 540, iss = "Iv23liOther" }, nil, "Integration not found")
+    refused(good, crypto.keygen("RSA"), "could not be decoded")
+    refused({ iat = now - 700, exp = now - 100, iss = "Iv23liSandbox" }, nil, "Expiration time")
+    assert.are.equal(401, get(s2, "/orgs/acme/members", as_app(good)).status)
+    local res = call(s2, "POST", "/app/installations/" .. inst.id .. "/access_tokens", nil, as_app(good))
+    assert.are.equal(201, res.status)
+    local tok = J.decode(res.body)
+    assert.matches("^ghs_", tok.token)
+    local lives = T.parse_iso(tok.expires_at) // 1000 - now     -- an hour from when it was issued
+    assert.is_true(lives >= 3600 and lives <= 3600 + 5, tostring(lives))
+    assert.are.equal("write", tok.permissions.organization_personal_access_tokens)
+    assert.are.equal(200, get(s2, "/orgs/acme/members", { Authorization = "Bearer " .. tok.token }).status)
+    t2.tokens[tok.token].exp = math.floor(t2:wall_s())      -- its hour is up (wall clock: no waiting here)
+    assert.are.equal(401, get(s2, "/orgs/acme/members", { Authorization = "Bearer " .. tok.token }).status)
+    s2:close()
+  end)
+
+  it("fine-grained PATs: only a GitHub App lists them and revokes access (one: 204, several: 202)", function()
+    local ins = t.state.installations[1]
+    t.app = { app_id = ins.app_id }
+    local tok = "ghs_specInstallationToken000000000000000"
+    t.tokens[tok] = { login = "acme-sandbox[bot]", kind = "installation", exp = t:wall_s() + 3600 }
+    local app = { Authorization = "Bearer " .. tok }
+    assert.are.equal(403, get(srv, "/orgs/acme/personal-access-tokens").status)       -- a classic token
+    local n = #t.state.pats
+    assert.is_true(n >= 3)
+    local list = J.decode(get(srv, "/orgs/acme/personal-access-tokens?per_page=100", app).body)
+    assert.are.equal(n, #list)
+    assert.is_string(list[1].owner.login)
+    assert.is_table(list[1].permissions.organization)
+    assert.are.equal(403, call(srv, "POST", "/orgs/acme/personal-access-tokens/" .. list[1].id, J.encode { action = "revoke" }).status)
+    assert.are.equal(422, call(srv, "POST", "/orgs/acme/personal-access-tokens/" .. list[1].id, J.encode { action = "keep" }, app).status)
+    assert.are.equal(204, call(srv, "POST", "/orgs/acme/personal-access-tokens/" .. list[1].id, J.encode { action = "revoke" }, app).status)
+    assert.are.equal(202, call(srv, "POST", "/orgs/acme/personal-access-tokens",
+      J.encode { action = "revoke", pat_ids = { list[2].id, list[3].id } }, app).status)
+    assert.are.equal(n - 3, #J.decode(get(srv, "/orgs/acme/personal-access-tokens?per_page=100", app).body))
+  end)
+
+  it("organization roles: the roles, their teams, and their users directly or through a team (admin:org)", function()
+    local body = J.decode(get(srv, "/orgs/acme/organization-roles").body)
+    assert.are.equal(#body.roles, body.total_count)
+    local names, indirect = {}, 0
+    for _, r in ipairs(body.roles) do
+      names[r.name] = r
+      local users = J.decode(get(srv, "/orgs/acme/organization-roles/" .. r.id .. "/users?per_page=100").body)
+      local teams = J.decode(get(srv, "/orgs/acme/organization-roles/" .. r.id .. "/teams?per_page=100").body)
+      for _, u in ipairs(users) do
+        assert.is_truthy(({ direct = true, indirect = true, mixed = true })[u.assignment])
+        if u.assignment ~= "direct" then
+          indirect = indirect + 1
+          assert.is_true(#u.inherited_from > 0)
+          local via = false
+          for _, tm in ipairs(teams) do if tm.id == u.inherited_from[1].id then via = true end end
+          assert.is_true(via)
+        end
+      end
+    end
+    assert.is_table(names.security_manager)
+    assert.are.equal("Organization", names["Audit reader"].source)
+    assert.is_true(indirect > 0)
+    assert.are.equal(404, get(srv, "/orgs/acme/organization-roles/1").status)
+    t.token_scopes = "read:org"
+    local res = get(srv, "/orgs/acme/organization-roles")
+    assert.are.equal(403, res.status)
+    assert.are.equal("admin:org", res.headers["x-accepted-oauth-scopes"])
+  end)
+
   it("removing a member changes state, writes the audit log and sends a signed webhook", function()
     local rx = assert(server.listen{ port = 0 })
     local got = {}

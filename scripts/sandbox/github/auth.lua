@@ -23,23 +23,34 @@ function GH:find_token(cred)
 end
 
 
+-- A GitHub App's JWT (docs: "Generating a JSON Web Token (JWT) for a GitHub App"): RS256 with the app's
+-- key; iss the app's client ID or its (integer) app ID; iat the issue time (GitHub advises 60 s in the
+-- past against clock drift: one ahead of its clock is refused); exp at most 10 minutes ahead.
+local JWT_LEEWAY = 30          -- seconds of clock drift tolerated
 function GH:verify_app_jwt(jwt)
-  if not self.app then return nil, "A JSON web token could not be decoded" end
+  local bad = "A JSON web token could not be decoded"
+  if not self.app then return nil, bad end
   local cr = crypto()
   local h64, p64, s64 = jwt:match("^([%w_%-]+)%.([%w_%-]+)%.([%w_%-]+)$")
-  if not h64 then return nil, "A JSON web token could not be decoded" end
+  if not h64 then return nil, bad end
   local header = json().decode(cr.unb64url(h64) or "")
   local claims = json().decode(cr.unb64url(p64) or "")
-  if type(header) ~= "table" or type(claims) ~= "table" or header.alg ~= "RS256" then return nil, "A JSON web token could not be decoded" end
-  if tostring(claims.iss) ~= tostring(self.app.app_id) and tostring(claims.iss) ~= tostring(self.app.client_id) then
-    return nil, "'Issuer' claim ('iss') must be an Integer"
+  if type(header) ~= "table" or type(claims) ~= "table" or header.alg ~= "RS256" then return nil, bad end
+  local iss = claims.iss
+  if math.type(iss) ~= "integer" and type(iss) ~= "string" then return nil, "'Issuer' claim ('iss') must be an Integer" end
+  if tostring(iss) ~= tostring(self.app.app_id) and iss ~= self.app.client_id then
+    return nil, "Integration not found"
   end
-  if not cr.rs256_verify(self.app.public_key, h64 .. "." .. p64, cr.unb64url(s64) or "") then
-    return nil, "A JSON web token could not be decoded"
-  end
+  if not cr.rs256_verify(self.app.public_key, h64 .. "." .. p64, cr.unb64url(s64) or "") then return nil, bad end
   local now = self:wall_s()
-  if type(claims.exp) ~= "number" or claims.exp <= now then return nil, "'Expiration time' claim ('exp') must be a numeric value representing the future time at which the assertion expires" end
-  if claims.exp - (claims.iat or now) > 600 + 60 then return nil, "'Expiration time' claim ('exp') is too far in the future" end
+  if math.type(claims.iat) ~= "integer" or claims.iat > now + JWT_LEEWAY then
+    return nil, "'Issued at' claim ('iat') must be an Integer representing the time that the assertion was issued"
+  end
+  if math.type(claims.exp) ~= "integer" or claims.exp <= now then
+    return nil, "'Expiration time' claim ('exp') must be a numeric value representing the future time at which the assertion expires"
+  end
+  if claims.exp > now + 600 + JWT_LEEWAY then return nil, "'Expiration time' claim ('exp') is too far in the future" end
+  self.jwts = (self.jwts or 0) + 1
   return true
 end
 

@@ -1,6 +1,6 @@
 -- sandbox/github/core.lua — the GitHub tenant's class and what every API surface shares: the generated
 -- organization, JSON renderings, error bodies, token auth and rate limits, Link pagination, ground truth.
--- The surfaces (auth.lua, orgs.lua, audit.lua, installations.lua, webhooks.lua) add their handlers to it.
+-- The surfaces (auth.lua, orgs.lua, roles.lua, audit.lua, installations.lua, webhooks.lua) add their handlers.
 local T = require "sandbox.tenant"
 
 local GH = setmetatable({}, { __index = T.Base })
@@ -250,6 +250,7 @@ function GH:precheck(req, ropts)
   local tk = self:find_token(cred)
   if not tk then return self:err(401, "Bad credentials") end
   req.token = tk
+  self.token_kinds[tk.kind] = (self.token_kinds[tk.kind] or 0) + 1
   req.actor = self.state.by_login[(tk.login or ""):lower()] or { login = tk.login or "cachost-sandbox[bot]", id = 1 }
   if exceeded then
     local st, body, hdr = self:err(403, "API rate limit exceeded for user ID " .. req.actor.id .. ". If you reach out to GitHub Support for help, please include the request ID.",
@@ -354,8 +355,9 @@ function GH:count(what)
 end
 
 -- Ground truth by entity, as the ids a complete sync keys rows by (logins; team ids; "team:login";
--- "login:owner"; "credential:id" and "installation:id"; audit _document_id): the kill suite compares
--- stores with it.  Pending invitees are not members yet.
+-- "login:owner" and "login:org_role:id"; "credential:id" and "installation:id" (fine-grained PATs only
+-- reach a GitHub App); audit _document_id): the kill suite compares stores with it.  Pending invitees
+-- are not members yet.
 function GH:truth()
   local st = self.state
   local t = { users = {}, groups = {}, group_members = {}, privileges = {}, app_grants = {}, activities = {} }
@@ -371,6 +373,9 @@ function GH:truth()
     for _, m in ipairs(st.members) do
       if tm.members[m.login:lower()] then t.group_members[#t.group_members + 1] = tm.id .. ":" .. m.login end
     end
+  end
+  for _, r in ipairs(self:org_roles()) do
+    for _, h in ipairs(self:role_holders(r)) do t.privileges[#t.privileges + 1] = h.user.login .. ":org_role:" .. r.id end
   end
   for _, c in ipairs(st.creds) do t.app_grants[#t.app_grants + 1] = "credential:" .. c.credential_id end
   for _, i in ipairs(st.installations) do t.app_grants[#t.app_grants + 1] = "installation:" .. i.id end

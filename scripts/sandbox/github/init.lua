@@ -9,7 +9,7 @@
 --   t:mount(srv[, prefix])
 local T = require "sandbox.tenant"
 local GH = require "sandbox.github.core"
-local SURFACES = { "auth", "orgs", "audit", "installations", "webhooks" }
+local SURFACES = { "auth", "orgs", "roles", "audit", "installations", "webhooks" }
 local mounts = {}
 for i, name in ipairs(SURFACES) do mounts[i] = require("sandbox.github." .. name) end
 
@@ -40,6 +40,7 @@ function M.new(opts)
   self.tokens = {}            -- issued tokens -> {login=, scopes=, client_id=, kind=, exp=}
   self.codes = {}
   self.sent_versions, self.sent_accept = {}, {}    -- what clients sent (GH:note_request)
+  self.token_kinds = {}                             -- requests by kind of token: pat, oauth, installation
   self.seq = 0
   self:generate()
   return self

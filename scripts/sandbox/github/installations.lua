@@ -49,13 +49,22 @@ function GH:installation_json(ins)
            html_url = self.web_url .. "/organizations/" .. self.org.login .. "/settings/installations/" .. ins.id,
            app_id = ins.app_id, app_slug = ins.app_slug, target_id = self.org.id, target_type = "Organization",
            permissions = { members = "write", organization_administration = "read", metadata = "read", contents = "read",
-                           personal_access_tokens = "write" },
+                           organization_personal_access_tokens = "write" },
            events = json().array({ "organization", "member", "membership", "team" }),
            created_at = isos(ins.created), updated_at = isos(ins.created), single_file_name = jnull(),
            suspended_at = isos(ins.suspended), suspended_by = jnull() }
 end
 
+-- The fine-grained PAT routes: "Only GitHub Apps can use this endpoint" (an installation token with the
+-- organization_personal_access_tokens permission).
+function GH:apps_only(req)
+  if req.token and req.token.kind == "installation" then return nil end
+  return self:err(403, "Resource not accessible by personal access token; only GitHub Apps can use this endpoint")
+end
+
 GH.h_pats = guard(function(self, req)
+  local st, body, hdr = self:apps_only(req)
+  if st then return st, body, hdr end
   return self:paged(req, self:mpath("/personal-access-tokens"), self.state.pats, function(p)
     local u = self.state.by_login[p.owner:lower()]
     return { id = p.id, owner = self:user_json(u), repository_selection = p.repository_selection,
@@ -67,6 +76,8 @@ GH.h_pats = guard(function(self, req)
 end)
 
 GH.h_pats_revoke = guard(function(self, req)
+  local st, b, hdr = self:apps_only(req)
+  if st then return st, b, hdr end
   local body = json().decode(req.body or "")
   if type(body) ~= "table" or body.action ~= "revoke" then
     return 422, { message = "Validation Failed", errors = json().array({ { resource = "PersonalAccessToken", field = "action", code = "invalid" } }), documentation_url = DOCS, status = "422" }
@@ -84,6 +95,7 @@ GH.h_pats_revoke = guard(function(self, req)
     end
   end
   if not found then return self:not_found() end
+  if req.params.pat_id then return 204, "" end            -- one token: 204; several: 202 (queued)
   return 202, setmetatable({}, { __jsontype = "object" })
 end)
 
