@@ -8,7 +8,8 @@
 --   st:save_stream(instance_id, "users", {cursor =, watermark =, ...})   (same transaction as the rows)
 --   st:query(sql, ...) / st:rows(sql, ...) / st:cursor(sql, ...)        read-only connection
 --   store.sql(sql, ...) -> rows                          (the REPL's `sql` helper, on host.home)
---   st:vault() ; st:instance_row(name_or_id) ; st:update_instance(id, {...}) ... (store/instances.lua)
+--   st:vault() ; named operations here and in store/instances.lua (instance rows), store/governance.lua
+--   (governance_actions), store/sinks.lua (deliveries)
 --
 -- Every SQL statement of cachost is here or in store/*.lua: the rest of scripts/ calls named operations
 -- (tests/spec/sql_owner_spec.lua keeps it so); only `cachost query` / the REPL run the user's own, read-only.
@@ -141,6 +142,7 @@ local function check(ok, err, token)
   if not ok then error(token and util.failure(err, token) or err, 0) end
   return ok
 end
+M.check = check
 
 function Store:user_version()
   return self.db:query("PRAGMA user_version")[1].user_version
@@ -360,6 +362,7 @@ local function within(self, fn, ...)
   if self:in_transaction() then return fn(self, ...) end
   return self:transaction(fn, ...)
 end
+M.within = within
 
 ---------------------------------------------------------------------------------------------- upsert
 
@@ -628,117 +631,6 @@ function Store:set_admins(inst, ids)
   end)
 end
 
----------------------------------------------------------------------------------------------- governance
--- governance_actions: one row per action planned, held or taken (governance.lua decides, the SQL is here).
--- result: planned (dry run) / held / pending (recorded before the call goes out, in the transaction of
--- the limit check) / unknown (interrupted after it may have gone out) / ok / failed.
-
--- The row an action targets: by ext_id, or for users by email, for files by path or name.
-function Store:action_target(inst, entity, target)
-  if not schema.entities[entity] then error("action_target: unknown entity '" .. tostring(entity) .. "'", 2) end
-  local db = self.db
-  local row = check(db:query(("SELECT * FROM %s WHERE instance_id = ? AND ext_id = ?"):format(entity), inst, target))[1]
-  if row then return row end
-  if entity == "users" then
-    return check(db:query("SELECT * FROM users WHERE instance_id = ? AND lower(email) = lower(?)", inst, target))[1]
-  elseif entity == "files" then
-    return check(db:query([[SELECT * FROM files WHERE instance_id = ? AND (path = ? OR name = ?)
-      ORDER BY deleted_at IS NOT NULL LIMIT 1]], inst, target, target))[1]
-  end
-end
-
-function Store:action(id)
-  return check(self.db:query("SELECT * FROM governance_actions WHERE id = ?", id))[1]
-end
-
--- The last `action` on this target that succeeded or may have (pending, unknown), unless `undo_action`
--- was done on it since.
-function Store:action_done(inst, action, target_id, undo_action)
-  local done = check(self.db:query([[SELECT * FROM governance_actions WHERE instance_id = ? AND action = ?
-    AND target_id = ? AND mode = 'executed' AND result IN ('ok', 'pending', 'unknown') ORDER BY id DESC LIMIT 1]],
-    inst, action, target_id))[1]
-  if not done or not undo_action then return done end
-  local undone = check(self.db:query([[SELECT 1 FROM governance_actions WHERE instance_id = ? AND action = ?
-    AND target_id = ? AND mode = 'executed' AND result IN ('ok', 'pending', 'unknown') AND id > ? LIMIT 1]],
-    inst, undo_action, target_id, done.id))[1]
-  if not undone then return done end
-end
-
--- The undo an operator made of `action` on this target ({operator, created_at}), if any.
-function Store:action_undone_by_operator(inst, action, target_id)
-  return check(self.db:query([[SELECT u.operator, u.created_at FROM governance_actions u
-    JOIN governance_actions a ON u.operator LIKE 'undo of #' || a.id || ' by %'
-    WHERE a.instance_id = ? AND a.action = ? AND a.target_id = ? AND u.result = 'ok' ORDER BY u.id DESC LIMIT 1]],
-    inst, action, target_id))[1]
-end
-
--- Automatic actions executed (or in flight) since `since`: of `policy`, of every policy, the distinct
--- targets acted on in this instance; and the instance's live users.
-function Store:action_counts(inst, policy, since)
-  local function n(sql, ...) return check(self.db:query(sql, ...))[1].n end
-  return {
-    policy = n([[SELECT count(*) n FROM governance_actions WHERE policy = ? AND mode = 'executed'
-      AND created_at >= ?]], policy, since),
-    global = n([[SELECT count(*) n FROM governance_actions WHERE policy IS NOT NULL AND mode = 'executed'
-      AND created_at >= ?]], since),
-    targets = n([[SELECT count(DISTINCT target_id) n FROM governance_actions WHERE instance_id = ?
-      AND policy IS NOT NULL AND mode = 'executed' AND created_at >= ?]], inst, since),
-    users = n("SELECT count(*) n FROM users WHERE instance_id = ? AND deleted_at IS NULL", inst),
-  }
-end
-
-local ACTION_COLS = { "instance_id", "ext_id", "action", "target", "target_id", "policy", "operator", "mode",
-  "result", "provider_status", "error", "undo", "created_at", "finished_at", "raw", "owner", "note" }
-local ACTION_SETTLE = { mode = true, result = true, provider_status = true, error = true, undo = true,
-  finished_at = true, owner = true, note = true }
-
--- Inserts an action row, or updates the one of the same (instance_id, ext_id) (a retry keeps its
--- correlation id) -> the row.
-function Store:record_action(f)
-  local vals, ph, sets = {}, {}, {}
-  for i, c in ipairs(ACTION_COLS) do
-    vals[i] = norm(f[c]); ph[i] = "?"
-    if ACTION_SETTLE[c] then sets[#sets + 1] = c .. " = excluded." .. c end
-  end
-  check(self.db:exec(("INSERT INTO governance_actions (%s) VALUES (%s) ON CONFLICT (instance_id, ext_id) DO UPDATE SET %s")
-    :format(concat(ACTION_COLS, ", "), concat(ph, ", "), concat(sets, ", ")), unpack(vals, 1, #ACTION_COLS)))
-  return check(self.db:query("SELECT * FROM governance_actions WHERE instance_id = ? AND ext_id = ?",
-    f.instance_id, f.ext_id))[1]
-end
-
--- Sets the outcome fields given (json.null clears one) of action `id` -> the row.  One statement, no
--- yield: it also works in a task being cancelled (with another task's transaction open it joins it,
--- as every single write on this connection does).
-function Store:settle_action(id, f)
-  local sets, vals = {}, {}
-  for k, v in pairs(f) do
-    if not ACTION_SETTLE[k] then error("settle_action: unknown field '" .. tostring(k) .. "'", 2) end
-    sets[#sets + 1] = k .. " = ?"
-    vals[#sets] = norm(v)          -- may be nil (json.null clears)
-  end
-  local n = #sets + 1
-  vals[n] = id
-  check(self.db:exec(("UPDATE governance_actions SET %s WHERE id = ?"):format(concat(sets, ", ")), unpack(vals, 1, n)))
-  return self:action(id)
-end
-
--- Actions whose outcome is not known yet (pending, unknown), of one instance or all, oldest first.
-function Store:unsettled_actions(inst)
-  return check(self.db:query([[SELECT * FROM governance_actions WHERE result IN ('pending', 'unknown')
-    AND (? IS NULL OR instance_id = ?) ORDER BY id]], inst, inst))
-end
-
--- The governance log, newest first.
-function Store:action_log(limit)
-  return check(self.db:query([[SELECT g.id, g.created_at, i.name AS instance, g.action, g.target,
-      coalesce(g.policy, g.operator) AS by, g.mode, g.result, g.provider_status, g.error, g.note
-    FROM governance_actions g LEFT JOIN instances i ON i.id = g.instance_id ORDER BY g.id DESC LIMIT ?]], limit))
-end
-
-function Store:set_quarantined(inst, ext_id, on)
-  check(self.db:exec("UPDATE files SET quarantined = ? WHERE instance_id = ? AND ext_id = ?", on and 1 or 0, inst, ext_id))
-end
-
 ---------------------------------------------------------------------------------------------- policies and alerts
 -- What the policy engine (scripts/policy/) keeps: the operator's switches (policies), the windows
 -- (policy_state) and the pages still to evaluate (policy_pending); and alerts, which have one writer
@@ -937,55 +829,6 @@ function Store:each_row(entity, inst, since)
   return self.db:rows(("SELECT * FROM %s WHERE instance_id = ? ORDER BY %s"):format(entity, tcol or "id"), inst)
 end
 
----------------------------------------------------------------------------------------------- sinks
-
-local SEVERITY_RANK = "CASE severity WHEN 'low' THEN 1 WHEN 'medium' THEN 2 WHEN 'high' THEN 3 WHEN 'critical' THEN 4 ELSE 0 END"
-
--- The deliveries of one sink that are due (at most limit), after queueing the alerts raised since its
--- last look whose severity ranks at least min_rank (1 low .. 4 critical).  A sink seen for the first time
--- starts after the newest alert.
-function Store:sink_due(sink, min_rank, limit)
-  local now = M.now()
-  return within(self, function()
-    check(self.db:exec([[INSERT OR IGNORE INTO sinks (name, after_alert, created_at)
-      VALUES (?, (SELECT coalesce(max(id), 0) FROM alerts), ?)]], sink, now))
-    check(self.db:exec(([[INSERT OR IGNORE INTO deliveries (sink, alert_id, next_at)
-      SELECT ?, id, ? FROM alerts WHERE %s >= ? AND id > max(
-        (SELECT after_alert FROM sinks WHERE name = ?),
-        (SELECT coalesce(max(alert_id), 0) FROM deliveries WHERE sink = ?))]]):format(SEVERITY_RANK),
-      sink, now, min_rank, sink, sink))
-    return check(self.db:query([[SELECT d.attempts, a.*, i.name AS instance FROM deliveries d
-      JOIN alerts a ON a.id = d.alert_id LEFT JOIN instances i ON i.id = a.instance_id
-      WHERE d.sink = ? AND d.delivered_at IS NULL AND d.next_at <= ? ORDER BY d.alert_id LIMIT ?]], sink, now, limit))
-  end)
-end
-
-function Store:delivery_done(sink, alert_id)
-  check(self.db:exec("UPDATE deliveries SET delivered_at = ?, last_error = NULL WHERE sink = ? AND alert_id = ?",
-    M.now(), sink, alert_id))
-end
-
--- A failed attempt: the sink is taken for down, so all its waiting deliveries wait until next_at.
-function Store:delivery_failed(sink, alert_id, err, next_at)
-  local at = M.iso(next_at)
-  check(within(self, function()
-    check(self.db:exec([[UPDATE deliveries SET attempts = attempts + 1, last_error = ?, next_at = ?
-      WHERE sink = ? AND alert_id = ?]], err, at, sink, alert_id))
-    check(self.db:exec([[UPDATE deliveries SET next_at = max(next_at, ?) WHERE sink = ? AND delivered_at IS NULL]],
-      at, sink))
-    return true
-  end))
-end
-
--- Per sink: deliveries waiting, delivered, and the last error (cachost sinks, /metrics).
-function Store:sink_health()
-  return check(self:query([[SELECT sink, sum(delivered_at IS NULL) AS waiting, sum(delivered_at IS NOT NULL) AS delivered,
-    max(CASE WHEN delivered_at IS NULL THEN attempts END) AS attempts,
-    (SELECT last_error FROM deliveries e WHERE e.sink = d.sink AND e.delivered_at IS NULL AND e.last_error IS NOT NULL
-     ORDER BY e.alert_id LIMIT 1) AS last_error
-    FROM deliveries d GROUP BY sink ORDER BY sink]]))
-end
-
 ---------------------------------------------------------------------------------------------- export
 
 -- A cursor over alerts or activities since an ISO time, of one instance (by name) or all, each row with its
@@ -1016,9 +859,10 @@ function Store:health_snapshot()
   }
 end
 
----------------------------------------------------------------------------------------------- instances
+---------------------------------------------------------------------------------------------- in store/
 
-require("store.instances")(Store, M)
+-- The operations of store/<name>.lua, on the same Store: instance rows, governance records, deliveries.
+for _, name in ipairs { "instances", "governance", "sinks" } do require("store." .. name)(Store, M) end
 
 ---------------------------------------------------------------------------------------------- REPL
 

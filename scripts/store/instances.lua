@@ -4,10 +4,7 @@
 -- Only live instances are found (removed_at IS NULL): a removed instance's rows stay for queries, its
 -- name is free again.
 return function(Store, M)
-  local function check(ok, err)
-    if not ok then error(err, 0) end
-    return ok
-  end
+  local check = M.check
 
   -- The live instance with this name (a string) or id (an integer) -> row | nil.
   function Store:instance_row(key)
