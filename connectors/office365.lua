@@ -1,12 +1,11 @@
 -- Microsoft Office 365 (Entra ID + Office 365 through Microsoft Graph v1.0, and the Office 365 Management
 -- Activity API).  References: shared/api/microsoft-graph.md, shared/api/office365-management.md.
 local c = connector "office365"
+local microsoft = provider("microsoft")
 c.title = "Microsoft Office 365"
 c.single_instance = true
 c.settings = {
-  { "tenant_id", required = true, example = "84bd8158-6d4d-4958-8b9f-9d6445542f95", help = "the Entra tenant id (GUID)" },
-  { "client_id", required = true, help = "application (client) id of the app registration" },
-  { "client_secret", secret = true, help = "a client secret of the app registration" },
+  microsoft.SETTINGS[1], microsoft.SETTINGS[2], microsoft.SETTINGS[3],
   { "components", example = "users,audits,signins,apps,activities,files",
     help = "what to collect (default all): users (Entra users and groups, required by the others), audits "
       .. "(Entra management events), signins (Entra sign-in events), apps (Entra apps), activities "
@@ -17,24 +16,16 @@ c.settings = {
 
 -- Graph, manage.office.com and login each have their own host; a `base_url` setting (a sandbox tenant)
 -- serves all three.
-local GRAPH, MANAGE, LOGIN = "https://graph.microsoft.com", "https://manage.office.com", "https://login.microsoftonline.com"
+local GRAPH, MANAGE = microsoft.GRAPH, microsoft.MANAGE
 c.base_url = GRAPH
-local function token_url(settings)
-  return provider_host(settings, LOGIN) .. "/" .. urlencode(settings.tenant_id) .. "/oauth2/v2.0/token"
-end
-
 c.hosts = function(s) return { provider_host(s, MANAGE) } end    -- login: the token endpoint
 
 -- App-only (client credentials, §2).  One token per resource: requests to manage.office.com name the
--- `mgmt` scheme.
+-- `mgmt` scheme.  `instance connect` first asks an administrator's consent for the tenant (§2).
 c.auth = {
   default = "graph",
-  graph = { type = "oauth2", grant = "client_credentials", token_url = token_url,
-            scopes = { "https://graph.microsoft.com/.default" },
-            -- `instance connect` first asks an administrator's consent for the tenant (§2)
-            admin_consent = function(s) return provider_host(s, LOGIN) .. "/" .. urlencode(s.tenant_id) .. "/adminconsent" end },
-  mgmt = { type = "oauth2", grant = "client_credentials", token_url = token_url,
-           scopes = { "https://manage.office.com/.default" } },
+  graph = microsoft.client_credentials(GRAPH, { admin_consent = microsoft.admin_consent }),
+  mgmt = microsoft.client_credentials(MANAGE),
 }
 
 c.capabilities = {
@@ -42,30 +33,32 @@ c.capabilities = {
   activities = { "signin", "admin", "user" },
 }
 
--- Graph and Management API errors: {"error":{"code","message"}}; token errors: {"error","error_description"}.
-function c.error_message(resp)
-  local d = resp.data
-  if type(d) ~= "table" then return (resp.body or ""):sub(1, 200) end
-  if type(d.error) == "table" then
-    return ("%s (%s)"):format(tostring(d.error.message or "?"), tostring(d.error.code or "?"))
-  end
-  return tostring(d.error_description or d.error or (resp.body or ""):sub(1, 200))
-end
+-- What each stream and action needs (`cachost connectors office365`): Microsoft Graph application
+-- permissions (admin consent), the Management Activity API's, and the tenant's licences.
+local FILES_RW = "Graph: Files.ReadWrite.All"
+c.needs = {
+  users = "Graph: User.Read.All, RoleManagement.Read.Directory (directory roles and their members, groups among them), "
+    .. "GroupMember.Read.All",
+  groups = "Graph: GroupMember.Read.All",
+  app_grants = "Graph: Application.Read.All (servicePrincipals, appRoleAssignedTo), DelegatedPermissionGrant.Read.All",
+  files = "Graph: Files.Read.All, Sites.Read.All; Sites.FullControl.All to read every item's sharing (delta with "
+    .. "Prefer: hierarchicalsharing)",
+  activities = "Graph: AuditLog.Read.All, Directory.Read.All; sign-ins (interactive, and non-interactive through beta): "
+    .. "Microsoft Entra ID P1 or P2; Office 365 Management APIs: ActivityFeed.Read (ActivityFeed.ReadDlp for DLP.All), "
+    .. "with audit logging on in Microsoft Purview",
+  suspend_user = "Graph: User.ReadWrite.All", unsuspend_user = "Graph: User.ReadWrite.All",
+  revoke_sessions = "Graph: User.RevokeSessions.All",
+  expire_password = "Graph: User-PasswordProfile.ReadWrite.All (application permission; for administrators' passwords "
+    .. "also a directory role allowed to manage them)",
+  revoke_grant = "Graph: DelegatedPermissionGrant.ReadWrite.All (delegated grants), AppRoleAssignment.ReadWrite.All "
+    .. "(application permissions)",
+  quarantine_file = FILES_RW, unquarantine_file = FILES_RW, trash_file = FILES_RW, remove_collaborator = FILES_RW,
+  remove_shared_link = FILES_RW, make_private = FILES_RW,
+}
 
--- Sign-in logs (and signInActivity) need Microsoft Entra ID P1 or P2: Graph answers a tenant without
--- them 403 with this error code.
-function c.unavailable(resp)
-  local e = resp.status == 403 and type(resp.data) == "table" and resp.data.error
-  if type(e) == "table" and e.code == "Authentication_RequestFromNonPremiumTenantOrB2CTenant" then
-    return "Microsoft Entra ID P1 or P2"
-  end
-end
-
--- 429 always; 503 (and 504) when they carry Retry-After (§6).
-function c.is_throttled(resp)
-  return resp.status == 429 or ((resp.status == 503 or resp.status == 504) and resp.headers["retry-after"] ~= nil)
-end
-
+c.error_message = microsoft.error_message
+c.unavailable = microsoft.unavailable      -- sign-in logs without Microsoft Entra ID P1 or P2
+c.is_throttled = microsoft.is_throttled
 
 ---------------------------------------------------------------------------------------------- components
 local COMPONENTS = { "users", "audits", "signins", "apps", "activities", "files" }
@@ -106,36 +99,33 @@ function c.enabled(stream, settings)
 end
 
 ---------------------------------------------------------------------------------------------- Graph helpers
-local GRAPH_PAGES = {
-  items = "value",
-  next = function(resp) return resp.data["@odata.nextLink"] end,
-}
+local GRAPH_PAGES = microsoft.graph_pages()
 local function graph_pages(ctx, path, query) return ctx:pages(path, query, GRAPH_PAGES) end
-
-local function odata_type(o) return (type(o["@odata.type"]) == "string" and o["@odata.type"] or ""):match("([^%.]+)$") end
+local odata_type = microsoft.odata_type
 
 ---------------------------------------------------------------------------------------------- users
-local USER_SELECT = "id,displayName,mail,userPrincipalName,accountEnabled,userType,createdDateTime"
+local USER_SELECT = microsoft.USER_SELECT
 
-local function user_row(u, admins)
-  return {
-    ext_id = u.id, email = str(u.mail) or str(u.userPrincipalName), display_name = str(u.displayName),
-    status = u.accountEnabled == false and "disabled" or "active",
-    is_admin = admins and (admins[u.id] and 1 or 0) or nil,
-    external = u.userType == "Guest" and 1 or 0, created_at = str(u.createdDateTime),
-  }
-end
-
--- Activated directory roles and their user members (§3: /directoryRoles does not page).
+-- Activated directory roles and the users holding them (§3: /directoryRoles does not page): members
+-- are users, or role-assignable groups whose members hold the role through them (such groups cannot
+-- contain groups: their members are users, service principals and devices).
 local function admin_roles(ctx)
   local rows, admins = {}, {}
+  local function add(r, uid, via)
+    admins[uid] = true
+    rows[#rows + 1] = { ext_id = r.id .. ":" .. uid .. (via and (":" .. via.id) or ""), user_id = uid,
+                        role = r.displayName, scope = "/",
+                        raw = { role = r, member = { id = uid }, group = via and { id = via.id, displayName = via.displayName } or nil } }
+  end
   for _, r in ipairs(ctx:list("/v1.0/directoryRoles", nil, "value")) do
     for page in graph_pages(ctx, "/v1.0/directoryRoles/" .. urlencode(r.id) .. "/members") do
       for _, m in ipairs(page) do
-        if odata_type(m) == "user" then
-          admins[m.id] = true
-          rows[#rows + 1] = { ext_id = r.id .. ":" .. m.id, user_id = m.id, role = r.displayName, scope = "/",
-                              raw = { role = r, member = { id = m.id } } }
+        local kind = odata_type(m)
+        if kind == "user" then add(r, m.id)
+        elseif kind == "group" then
+          for gpage in graph_pages(ctx, "/v1.0/groups/" .. urlencode(m.id) .. "/transitiveMembers", { ["$top"] = 999 }) do
+            for _, gm in ipairs(gpage) do if odata_type(gm) == "user" then add(r, gm.id, m) end end
+          end
         end
       end
     end
@@ -147,7 +137,7 @@ end
 function c.streams.users(ctx)
   local privs, admins = admin_roles(ctx)
   for page in graph_pages(ctx, "/v1.0/users", { ["$select"] = USER_SELECT, ["$top"] = 999 }) do
-    ctx:emit("users", page, function(u) return user_row(u, admins) end)
+    ctx:emit("users", page, function(u) return microsoft.user_row(u, admins[u.id] == true) end)
   end
   ctx:emit("privileges", privs)
 end
@@ -157,7 +147,7 @@ function c.streams.groups(ctx)
   for page in graph_pages(ctx, "/v1.0/groups", { ["$top"] = 999 }) do
     ctx:emit("groups", page, function(g)
       ids[#ids + 1] = g.id
-      return { ext_id = g.id, name = g.displayName, email = str(g.mail), description = str(g.description) }
+      return microsoft.group_row(g)
     end)
   end
   for _, gid in ipairs(ids) do
@@ -170,11 +160,18 @@ function c.streams.groups(ctx)
 end
 
 ---------------------------------------------------------------------------------------------- apps
--- Delegated permission grants with their scopes; the client is a service principal (named by its id).
+-- Delegated permission grants (oauth2PermissionGrants: scopes a client may use on behalf of one user or
+-- all users) and application permissions (appRoleAssignments: app roles of an API granted to a client
+-- service principal, used without a signed-in user).  Application permissions are read where they are
+-- defined: each API service principal that exposes app roles lists who holds them (appRoleAssignedTo),
+-- far fewer calls than asking every service principal.
 function c.streams.app_grants(ctx)
-  local sps = {}
+  local sps, apis = {}, {}
   for page in graph_pages(ctx, "/v1.0/servicePrincipals", { ["$top"] = 999 }) do
-    for _, sp in ipairs(page) do sps[sp.id] = sp end
+    for _, sp in ipairs(page) do
+      sps[sp.id] = sp
+      if type(sp.appRoles) == "table" and #sp.appRoles > 0 then apis[#apis + 1] = sp end
+    end
   end
   local emails = {}
   for _, u in ipairs(ctx:known_users()) do emails[u.ext_id] = u.email end
@@ -188,6 +185,20 @@ function c.streams.app_grants(ctx)
         scopes = str(g.scope),
       }
     end)
+  end
+  for _, api in ipairs(apis) do
+    local role = {}
+    for _, r in ipairs(api.appRoles) do if type(r) == "table" and r.id then role[r.id] = str(r.value) or str(r.displayName) end end
+    for page in graph_pages(ctx, "/v1.0/servicePrincipals/" .. urlencode(api.id) .. "/appRoleAssignedTo", { ["$top"] = 999 }) do
+      ctx:emit("app_grants", page, function(a)
+        if a.principalType ~= "ServicePrincipal" then return nil end     -- users and groups assigned to the app
+        local sp = sps[a.principalId] or {}
+        return {
+          ext_id = a.id, client_id = sp.appId or a.principalId, app_name = sp.displayName or str(a.principalDisplayName) or a.principalId,
+          user = "application", scopes = role[a.appRoleId] or a.appRoleId, created_at = str(a.createdDateTime),
+        }
+      end)
+    end
   end
 end
 
@@ -231,7 +242,8 @@ local function signin_row(s)
   local client = str(s.clientAppUsed)
   if str(dev.browser) then client = (client and (client .. "; ") or "") .. dev.browser end
   return {
-    ext_id = s.id, time = iso(assert(parse_iso(s.createdDateTime))), kind = "signin", action = "sign-in",
+    ext_id = s.id, time = iso(assert(parse_iso(s.createdDateTime))), kind = "signin",
+    action = s.isInteractive == false and "sign-in (non-interactive)" or "sign-in",
     actor = str(s.userPrincipalName), actor_id = str(s.userId), target = str(s.appDisplayName), target_id = str(s.appId),
     ip = str(s.ipAddress), location = place(s.location), user_agent = client,
     outcome = tonumber(st.errorCode) == 0 and "success" or "failure", app = "Microsoft Entra ID",
@@ -240,9 +252,9 @@ local function signin_row(s)
 end
 
 -- Graph log listing from a time (ge), any order: returns the newest time seen.
-local function graph_log(ctx, path, field, since, map, save)
+local function graph_log(ctx, path, field, since, map, save, also)
   local newest = since
-  local filter = ("%s ge %s"):format(field, iso(since):gsub("%.%d+Z$", "Z"))
+  local filter = ("%s ge %s"):format(field, iso(since):gsub("%.%d+Z$", "Z")) .. (also and (" and " .. also) or "")
   for page in graph_pages(ctx, path, { ["$filter"] = filter }) do
     for _, e in ipairs(page) do
       local t = parse_iso(e[field])
@@ -416,6 +428,11 @@ function c.streams.activities(ctx, cursor)
   source("signins", function()
     local since = state.signins and (state.signins - OVERLAP) or start
     graph_log(ctx, "/v1.0/auditLogs/signIns", "createdDateTime", since, signin_row, saver("signins"))
+    -- non-interactive sign-ins (a client refreshing tokens for the user) are only in beta, and only
+    -- when asked for by type
+    local ni_since = state.signins_ni and (state.signins_ni - OVERLAP) or start
+    graph_log(ctx, "/beta/auditLogs/signIns", "createdDateTime", ni_since, signin_row, saver("signins_ni"),
+      "signInEventTypes/any(t: t eq 'nonInteractiveUser')")
   end)
   source("activities", function()
     local m = type(state.management) == "table" and state.management or {}
@@ -513,13 +530,18 @@ local function permission_row(item_id, p, doms)
   return row, level
 end
 
-local function file_path(it)
+-- The path below the drive root of an item as a non-delta answer describes it (parentReference.path
+-- "/drives/{id}/root:/a/b"); nil when the answer has no path (delta answers never have one, §5).
+local function answered_path(it)
+  if it.root then return "" end
   local pr = type(it.parentReference) == "table" and it.parentReference or {}
-  local parent = str(pr.path) and (pr.path:gsub("^/drives?/[^/]*/?root:", ""):gsub("^/drive/root:", "")) or ""
-  return parent .. "/" .. tostring(it.name)
+  if not str(pr.path) then return nil end
+  return (pr.path:gsub("^/drives?/[^/]*/?root:", ""):gsub("^/drive/root:", "")) .. "/" .. tostring(it.name)
 end
 
-local function file_row(it, drive, level)
+local function in_quarantine(path) return path:sub(1, #QUARANTINE + 2) == "/" .. QUARANTINE .. "/" end
+
+local function file_row(it, drive, level, path)
   local f = type(it.file) == "table" and it.file or nil
   local h = f and type(f.hashes) == "table" and f.hashes or {}
   local pr = type(it.parentReference) == "table" and it.parentReference or {}
@@ -530,11 +552,10 @@ local function file_row(it, drive, level)
     it.parentReference = pr
   end
   return {
-    ext_id = it.id, name = it.name, path = file_path(it), parent_id = str(pr.id), is_folder = it.folder and 1 or 0,
+    ext_id = it.id, name = it.name, path = path, parent_id = str(pr.id), is_folder = it.folder and 1 or 0,
     owner = owner and (str(owner.email) or str(owner.displayName)) or by and (str(by.email) or str(by.displayName)) or nil,
     size = math.tointeger(it.size), mime = f and str(f.mimeType) or nil, sha1 = str(h.sha1Hash), sha256 = str(h.sha256Hash),
-    access_level = level, trashed = 0,
-    quarantined = (pr.name == QUARANTINE or tostring(pr.path or ""):sub(-#QUARANTINE - 1) == "/" .. QUARANTINE) and 1 or 0,
+    access_level = level, trashed = 0, quarantined = in_quarantine(path) and 1 or 0,
     created_at = str(it.createdDateTime), modified_at = str(it.lastModifiedDateTime),
     raw = it,
   }
@@ -579,33 +600,105 @@ local function drives(ctx)
   return list
 end
 
+-- Graph's scan guidance for delta: deleted items shown as deleted, permission gaps traversed, sharing
+-- changes annotated (@microsoft.graph.sharedChanged, which needs the two before it), and the sharing
+-- facet only on the roots of permission hierarchies (hierarchicalsharing): an item without it inherits
+-- its parent's sharing, and an empty one means "its own, not shared".
+local DELTA_PREFER = "deltashowremovedasdeleted, deltatraversepermissiongaps, deltashowsharingchanges, hierarchicalsharing"
+
+-- The stored permission rows of an item not in `keep` are gone.
+local function retire_permissions(ctx, item_id, keep)
+  local gone = {}
+  for _, pid in ipairs(ctx:stored_ids("file_permissions", "file_id", item_id)) do
+    if not (keep and keep[pid]) then gone[#gone + 1] = pid end
+  end
+  if #gone > 0 then ctx:retire("file_permissions", gone) end
+end
+
+-- A folder's path and access level: from this run's delta, the store, or Graph's answer for the item.
+-- The drive root's level is its own permissions'.  level nil: unknown (the child reads its own).
+local function folder_info(ctx, drive, known, doms, id)
+  local k = known[id]
+  if k then return k end
+  local row = ctx:stored("files", id)
+  if row and not row.deleted_at and row.path then
+    k = { path = row.path, level = row.access_level }
+  else
+    local it = ctx:try_get("/v1.0/drives/" .. urlencode(drive.id) .. "/items/" .. urlencode(id))
+    k = { path = it and answered_path(it) }
+    if it and it.root then k.level = select(2, item_permissions(ctx, drive.id, id, doms)) end
+  end
+  known[id] = k
+  return k
+end
+
+-- One item of a delta page -> {it=, path=, level=, deleted=, perms=rows | nil (unchanged)}.
+local function delta_item(ctx, drive, known, doms, it, fresh)
+  local stored = ctx:stored("files", it.id)
+  if type(it.deleted) == "table" then       -- deleted items come without a name (§5): keep the stored one
+    if stored and not str(it.name) then it.name = stored.name end
+    return { it = it, deleted = true, path = stored and stored.path or ("/" .. tostring(it.name)),
+             level = stored and stored.access_level or "private" }
+  end
+  local pr = type(it.parentReference) == "table" and it.parentReference or {}
+  local parent = str(pr.id) and folder_info(ctx, drive, known, doms, pr.id) or {}
+  local path = parent.path and (parent.path .. "/" .. tostring(it.name)) or answered_path(it)
+  if not path then                          -- the parent is gone from Graph and the store: ask for the item
+    local again = ctx:try_get("/v1.0/drives/" .. urlencode(drive.id) .. "/items/" .. urlencode(it.id))
+    path = again and answered_path(again) or ("/" .. tostring(it.name))
+  end
+  local f = { it = it, path = path }
+  local facet = it.shared
+  if type(facet) == "table" and next(facet) == nil then
+    f.level, f.perms = "private", {}        -- its own sharing, none
+  elseif type(facet) == "table" then
+    -- a permission root: read its permissions, unless only its content changed since they were read
+    local same = not fresh and stored and not stored.deleted_at and stored.parent_id == str(pr.id)
+      and it["@microsoft.graph.sharedChanged"] == nil
+    if same then f.level = stored.access_level else f.perms, f.level = item_permissions(ctx, drive.id, it.id, doms) end
+  elseif parent.level then
+    f.level, f.perms = parent.level, {}     -- inherits: no permissions of its own
+  else
+    f.perms, f.level = item_permissions(ctx, drive.id, it.id, doms)
+  end
+  if it.folder then known[it.id] = { path = path, level = f.level } end
+  return f
+end
+
 -- One drive's delta from `link` (nil: from scratch).  -> the new deltaLink, restarted (bool)
 local function drive_delta(ctx, drive, link, doms)
   local restarted = link == nil
   local function run(from)
-    local path, query = from, nil
-    if not path then path = "/v1.0/drives/" .. urlencode(drive.id) .. "/root/delta" end
+    local path = from or ("/v1.0/drives/" .. urlencode(drive.id) .. "/root/delta")
     local delta
-    for page, resp in ctx:pages(path, query, { items = "value",
+    local known = {}
+    for page in ctx:pages(path, nil, { items = "value", headers = { Prefer = DELTA_PREFER },
         next = function(r) delta = r.data["@odata.deltaLink"] or delta; return r.data["@odata.nextLink"] end }) do
       local files, perms = {}, {}
       for _, it in ipairs(page) do
-        if not it.root then
-          if type(it.deleted) == "table" then
-            files[#files + 1] = { it = it, deleted = true }
-          else
-            local rows, level = item_permissions(ctx, drive.id, it.id, doms)
-            files[#files + 1] = { it = it, level = level }
-            for _, r in ipairs(rows) do perms[#perms + 1] = r end
-          end
+        if it.root then
+          local facet = type(it.shared) == "table" and next(it.shared) ~= nil
+          known[it.id] = { path = "", level = facet and select(2, item_permissions(ctx, drive.id, it.id, doms)) or "private" }
+        else
+          local f = delta_item(ctx, drive, known, doms, it, from == nil)
+          files[#files + 1] = f
+          for _, r in ipairs(f.perms or {}) do perms[#perms + 1] = r end
         end
       end
       ctx:emit("files", files, function(f)
-        local row = file_row(f.it, drive, f.level or "private")
+        local row = file_row(f.it, drive, f.level, f.path)
         if f.deleted then row.trashed = 1 end
         return row
       end)
       ctx:emit("file_permissions", perms)
+      -- permissions an item no longer has (listed again, or none of its own now)
+      for _, f in ipairs(files) do
+        if f.perms then
+          local keep = {}
+          for _, r in ipairs(f.perms) do keep[r.ext_id] = true end
+          retire_permissions(ctx, f.it.id, keep)
+        end
+      end
     end
     return delta
   end
@@ -644,7 +737,7 @@ c.stream_order = { users = 1, groups = 2, app_grants = 3, files = 4, activities 
 function c.fetch.users(ctx, id)
   local u = ctx:try_get("/v1.0/users/" .. urlencode(id), { ["$select"] = USER_SELECT })
   if not u then return end      -- deleted: the next full scan marks it
-  local row = user_row(u)
+  local row = microsoft.user_row(u)
   local cur = ctx:stored("users", u.id)
   row.is_admin = cur and cur.is_admin or 0
   ctx:emit("users", { u }, function() return row end)
@@ -662,23 +755,20 @@ function c.fetch.files(ctx, id)
     local item = ctx:try_get("/v1.0/drives/" .. urlencode(drive_id) .. "/items/" .. urlencode(id))
     local drive = { id = drive_id }
     if not item then
-      local gone = file_row(decode_raw(row), drive, row.access_level)
+      local gone = file_row(decode_raw(row), drive, row.access_level, row.path)
       gone.trashed, gone.raw = 1, decode_raw(row)
       ctx:emit("files", { gone }, function(x) return x end)
       return
     end
     local rows, level = item_permissions(ctx, drive_id, id, doms)
-    local frow = file_row(item, drive, level)
+    local frow = file_row(item, drive, level, answered_path(item) or row.path)
     frow.owner = row.owner
     ctx:emit("files", { frow }, function(x) return x end)
     ctx:emit("file_permissions", rows)
     -- permissions removed by the action: the item's rows not listed now are gone
-    local keep, gone = {}, {}
+    local keep = {}
     for _, r in ipairs(rows) do keep[r.ext_id] = true end
-    for _, pid in ipairs(ctx:stored_ids("file_permissions", "file_id", id)) do
-      if not keep[pid] then gone[#gone + 1] = pid end
-    end
-    ctx:retire("file_permissions", gone)
+    retire_permissions(ctx, id, keep)
     return
   end
   local state = ctx:state("files")
@@ -704,7 +794,15 @@ function c.actions.revoke_sessions(ctx, user) ctx:post(user_path(user) .. "/revo
 function c.actions.expire_password(ctx, user)
   ctx:patch(user_path(user), { passwordProfile = { forceChangePasswordNextSignIn = true } })
 end
-function c.actions.revoke_grant(ctx, grant) ctx:delete("/v1.0/oauth2PermissionGrants/" .. urlencode(grant.ext_id)) end
+-- A delegated grant is deleted; an application permission is removed from the API that defines it.
+function c.actions.revoke_grant(ctx, grant)
+  local raw = decode_raw(grant)
+  if str(raw.appRoleId) and str(raw.resourceId) then
+    ctx:delete("/v1.0/servicePrincipals/" .. urlencode(raw.resourceId) .. "/appRoleAssignedTo/" .. urlencode(grant.ext_id))
+  else
+    ctx:delete("/v1.0/oauth2PermissionGrants/" .. urlencode(grant.ext_id))
+  end
+end
 c.undo = { suspend_user = "unsuspend_user", unsuspend_user = "suspend_user" }
 
 local function item_path(drive_id, item_id)
