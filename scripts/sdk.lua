@@ -53,7 +53,7 @@ local function connector_env()
     connector = connector, json = json, crypto = crypto, log = log, sched = sched,
     iso = util.iso, parse_iso = util.parse_iso, links = util.links, urlencode = http.urlencode, str = util.str,
     provider_host = provider_host, webhook = require "sdk.webhook", fail = fail, token_of = util.token_of,
-    provider = provider,
+    provider = provider, xml = require "sdk.xml",     -- xml: replies in XML (AWS), see docs/PRIMITIVES.md
   }
 end
 

@@ -41,7 +41,7 @@ local function add_lines(app, name, url, t)
   end
   if app == "aws" then
     return { ("CACHOST_SET_ACCESS_KEY_ID=%s CACHOST_SET_SECRET_ACCESS_KEY=%s cachost instance add aws --name %s-aws"
-      .. " --set role_arn=%s --set external_id=%s --set endpoint=%s --set insecure_loopback=true")
+      .. " --set role_arn=%s --set external_id=%s --set base_url=%s --set insecure_loopback=true")
       :format(t.audit_key.id, t.audit_key.secret, name, t.role.Arn, t.role.external_id, url) }
   end
   local common = ("--set tenant_id=%s --set client_id=%s%s"):format(t.tenant_id, t.client_id, loop)

@@ -1,0 +1,467 @@
+-- Amazon Web Services: one AWS account per instance — IAM identities (users, groups, memberships,
+-- administrators), access keys, CloudTrail management events (console sign-ins, IAM changes), S3 buckets
+-- and objects, and governance.  Reference: shared/api/aws.md.  IAM and STS speak the query protocol
+-- (providers/aws.lua), CloudTrail JSON 1.1, S3 REST-XML; every request is signed with Signature Version 4.
+local aws = provider("aws")
+
+local c = connector "aws"
+c.title = "Amazon Web Services"
+c.settings = {
+  { "role_arn", example = "arn:aws:iam::123456789012:role/CachostAudit",
+    help = "the role cachost assumes through STS AssumeRole (the usual way to connect a security tool)" },
+  { "external_id", help = "the external id the role's trust policy requires (sts:ExternalId)" },
+  { "access_key_id", secret = true, help = "access key of the IAM user that assumes the role (or that cachost reads as)" },
+  { "secret_access_key", secret = true, help = "its secret access key" },
+  { "session_token", secret = true, help = "session token, when the keys above are temporary" },
+  { "region", example = "us-east-1", help = "home region: its regional STS endpoint (default us-east-1)" },
+}
+
+-- IAM is global (us-east-1); a sandbox account serves every service at base_url.
+c.base_url = "https://iam.amazonaws.com"
+local function region(s) return str(s.region) or "us-east-1" end
+local function sts_url(s) return provider_host(s, ("https://sts.%s.amazonaws.com"):format(region(s))) .. "/" end
+local function cloudtrail_url(s) return provider_host(s, ("https://cloudtrail.%s.amazonaws.com"):format(region(s))) .. "/" end
+-- S3 path-style on the regional endpoint: one host for every bucket of the region
+local function s3_url(s) return provider_host(s, ("https://s3.%s.amazonaws.com"):format(region(s))) end
+
+local ASSUME = { role_arn = "role_arn", external_id = "external_id", url = sts_url, region = region }
+c.auth = {
+  default = "iam",
+  iam = { type = "sigv4", service = "iam", region = "us-east-1", assume_role = ASSUME },
+  sts = { type = "sigv4", service = "sts", region = region, assume_role = ASSUME },
+  cloudtrail = { type = "sigv4", service = "cloudtrail", region = region, assume_role = ASSUME },
+  s3 = { type = "sigv4", service = "s3", region = region, s3 = true, assume_role = ASSUME },
+}
+c.hosts = function(s) return { sts_url(s), cloudtrail_url(s), s3_url(s) } end
+
+-- Each capability's IAM permissions (AWS's action names); the role's policy needs these.
+-- S3 event notifications need an endpoint inside AWS (SNS, SQS, Lambda, EventBridge): the data scan is
+-- periodic only.  CloudTrail has no push either: its events are polled.
+c.capabilities = {
+  users = true, groups = true, privileges = true, app_grants = true, files = true,
+  activities = { "signin", "admin" },
+}
+c.permissions = {
+  users = { "iam:ListUsers", "iam:GetLoginProfile", "iam:ListMFADevices", "iam:ListUserPolicies" },
+  groups = { "iam:ListGroups", "iam:GetGroup" },
+  privileges = { "iam:ListAttachedUserPolicies", "iam:ListUserPolicies", "iam:GetUserPolicy",
+                 "iam:ListGroupsForUser", "iam:ListAttachedGroupPolicies", "iam:ListGroupPolicies", "iam:GetGroupPolicy" },
+  app_grants = { "iam:ListAccessKeys", "iam:GetAccessKeyLastUsed" },
+  activities = { "cloudtrail:LookupEvents" },
+  files = { "s3:ListAllMyBuckets", "s3:GetBucketAcl", "s3:GetBucketPublicAccessBlock", "s3:ListBucket",
+            "s3:GetObjectAcl", "s3:GetObject" },
+  make_private = { "s3:PutObjectAcl" }, quarantine_file = { "s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:PutObjectAcl" },
+  overwrite_file = { "s3:PutObject" },
+  suspend_user = { "iam:PutUserPolicy" }, unsuspend_user = { "iam:DeleteUserPolicy" },
+  reset_password = { "iam:UpdateLoginProfile" },
+  revoke_token = { "iam:UpdateAccessKey" }, revoke_grant = { "iam:DeleteAccessKey" },
+}
+
+c.error_message = aws.error_message
+c.is_throttled = aws.is_throttled
+
+-- The connection test: who the keys (or the assumed role) are.
+function c.test(ctx)
+  local r = aws.query(ctx, "GetCallerIdentity", nil, { url = sts_url(ctx.settings), auth = "sts", version = aws.STS_VERSION })
+  return ("AWS account %s as %s"):format(xml.text(r, "Account"), xml.text(r, "Arn"))
+end
+
+---------------------------------------------------------------------------------------------- identities
+-- cachost's suspension: an explicit deny of everything, as an inline policy (undone by deleting it).
+local SUSPEND_POLICY = "cachost-deny-all"
+local DENY_ALL = '{"Version":"2012-10-17","Statement":[{"Sid":"CachostSuspended","Effect":"Deny","Action":"*","Resource":"*"}]}'
+local ADMIN_POLICIES = { ["arn:aws:iam::aws:policy/AdministratorAccess"] = true, ["arn:aws:iam::aws:policy/IAMFullAccess"] = true }
+
+-- IAM users have no e-mail: a user named like one is known by it.
+local function user_row(u, inline, login)
+  return {
+    ext_id = u.UserName, display_name = u.UserName, email = u.UserName:find("@", 1, true) and u.UserName or nil,
+    status = inline[SUSPEND_POLICY] and "suspended" or "active", last_login = str(u.PasswordLastUsed),
+    created_at = u.CreateDate, external = 0,
+    raw = { User = u, ConsoleAccess = login ~= nil, InlinePolicies = inline },
+  }
+end
+
+local function inline_policies(ctx, name)
+  local set = {}
+  for _, n in ipairs(aws.all(ctx, "ListUserPolicies", { UserName = name }, "PolicyNames")) do set[n] = true end
+  return set
+end
+
+-- The user's console password (its login profile), or nil: IAM answers 404 NoSuchEntity without one.
+local function login_profile(ctx, name)
+  local ok, r = pcall(aws.query, ctx, "GetLoginProfile", { UserName = name })
+  if ok then return xml.record(xml.child(r, "LoginProfile")) end
+  if token_of(r) == "not_found" then return nil end
+  error(r, 0)
+end
+
+-- A user's row: its inline policies (cachost's suspension is one) and console password are separate calls.
+local function user_with_details(ctx, u)
+  return user_row(u, inline_policies(ctx, u.UserName), login_profile(ctx, u.UserName))
+end
+
+function c.streams.users(ctx)
+  for page in aws.pages(ctx, "ListUsers", nil, "Users") do
+    local rows = {}
+    for i, u in ipairs(page) do rows[i] = user_with_details(ctx, u) end
+    ctx:emit("users", rows)
+  end
+end
+
+function c.fetch.users(ctx, name)
+  local r = aws.query(ctx, "GetUser", { UserName = name })     -- raises not_found when the user is gone
+  ctx:emit("users", { user_with_details(ctx, xml.record(xml.child(r, "User"))) })
+end
+
+function c.streams.groups(ctx)
+  for page in aws.pages(ctx, "ListGroups", nil, "Groups") do
+    ctx:emit("groups", page, function(g)
+      return { ext_id = g.GroupName, name = g.GroupName, description = g.Path ~= "/" and g.Path or nil }
+    end)
+    for _, g in ipairs(page) do
+      for members in aws.pages(ctx, "GetGroup", { GroupName = g.GroupName }, "Users") do
+        ctx:emit("group_members", members, function(u)
+          return { ext_id = g.GroupName .. ":" .. u.UserName, group_id = g.GroupName, member_id = u.UserName, member_type = "user" }
+        end)
+      end
+    end
+  end
+end
+
+-- Administrators: AdministratorAccess (or IAMFullAccess, which can grant it) attached to the user or one
+-- of its groups, or an inline policy allowing "*" on "*".
+function c.streams.privileges(ctx)
+  local group_admin = {}        -- group name -> {policy names}
+  for page in aws.pages(ctx, "ListGroups", nil, "Groups") do
+    for _, g in ipairs(page) do
+      local why = {}
+      for _, p in ipairs(aws.all(ctx, "ListAttachedGroupPolicies", { GroupName = g.GroupName }, "AttachedPolicies")) do
+        if ADMIN_POLICIES[p.PolicyArn] then why[#why + 1] = p.PolicyName end
+      end
+      for _, n in ipairs(aws.all(ctx, "ListGroupPolicies", { GroupName = g.GroupName }, "PolicyNames")) do
+        local doc = aws.query(ctx, "GetGroupPolicy", { GroupName = g.GroupName, PolicyName = n })
+        if aws.allows_everything(xml.text(doc, "PolicyDocument")) then why[#why + 1] = n end
+      end
+      if #why > 0 then group_admin[g.GroupName] = why end
+    end
+  end
+  local admins = {}
+  for page in aws.pages(ctx, "ListUsers", nil, "Users") do
+    local rows = {}
+    for _, u in ipairs(page) do
+      local name = u.UserName
+      local function add(role, scope)
+        rows[#rows + 1] = { ext_id = name .. ":" .. scope .. ":" .. role, user_id = name, role = role, scope = scope,
+                            raw = { UserName = name, Policy = role, Via = scope } }
+        admins[name] = true
+      end
+      for _, p in ipairs(aws.all(ctx, "ListAttachedUserPolicies", { UserName = name }, "AttachedPolicies")) do
+        if ADMIN_POLICIES[p.PolicyArn] then add(p.PolicyName, "attached") end
+      end
+      for _, n in ipairs(aws.all(ctx, "ListUserPolicies", { UserName = name }, "PolicyNames")) do
+        local doc = aws.query(ctx, "GetUserPolicy", { UserName = name, PolicyName = n })
+        if aws.allows_everything(xml.text(doc, "PolicyDocument")) then add(n, "inline") end
+      end
+      for _, g in ipairs(aws.all(ctx, "ListGroupsForUser", { UserName = name }, "Groups")) do
+        for _, p in ipairs(group_admin[g.GroupName] or {}) do add(p, "group:" .. g.GroupName) end
+      end
+    end
+    ctx:emit("privileges", rows)
+  end
+  ctx:set_admins(admins)
+end
+
+---------------------------------------------------------------------------------------------- access keys
+-- Access keys are the account's long-lived tokens: one row per active key, with its age and last use.
+local function key_row(ctx, k)
+  if k.Status ~= "Active" then return nil end
+  local r = aws.query(ctx, "GetAccessKeyLastUsed", { AccessKeyId = k.AccessKeyId })
+  local last = xml.record(xml.child(r, "AccessKeyLastUsed") or { text = "" })
+  return { ext_id = k.AccessKeyId, client_id = k.AccessKeyId, app_name = "access key", user_id = k.UserName,
+           user = k.UserName, scopes = "programmatic access", created_at = k.CreateDate,
+           last_used = type(last) == "table" and str(last.LastUsedDate) or nil, raw = { AccessKey = k, LastUsed = last } }
+end
+
+function c.streams.app_grants(ctx)
+  for _, u in ipairs(ctx:known_users()) do
+    for page in aws.pages(ctx, "ListAccessKeys", { UserName = u.ext_id }, "AccessKeyMetadata") do
+      local rows = {}
+      for _, k in ipairs(page) do rows[#rows + 1] = key_row(ctx, k) end
+      ctx:emit("app_grants", rows)
+    end
+  end
+end
+
+-- One key: its owner from GetAccessKeyLastUsed, then that owner's keys (a deleted key: not_found).
+function c.fetch.app_grants(ctx, id)
+  local r = aws.query(ctx, "GetAccessKeyLastUsed", { AccessKeyId = id })
+  local owner = xml.text(r, "UserName")
+  for _, k in ipairs(aws.all(ctx, "ListAccessKeys", { UserName = owner }, "AccessKeyMetadata")) do
+    if k.AccessKeyId == id then
+      if k.Status == "Active" then ctx:emit("app_grants", { key_row(ctx, k) })
+      else ctx:retire("app_grants", { id }) end
+      return
+    end
+  end
+  ctx:retire("app_grants", { id })
+end
+
+---------------------------------------------------------------------------------------------- CloudTrail
+-- LookupEvents (§4): the last 90 days of management events, newest first, 50 a page, 2 requests a second
+-- per account and region (the client backs off on ThrottlingException).  Two lookups: console sign-ins
+-- (EventSource signin.amazonaws.com) and IAM's changes (EventSource iam.amazonaws.com, ReadOnly false
+-- cannot be combined: one attribute per call).  The watermark is the newest event time read.
+local CT_TARGET = "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.LookupEvents"
+local SOURCES = { ["signin.amazonaws.com"] = "signin", ["iam.amazonaws.com"] = "admin" }
+
+local function event_row(e)
+  local rec = json.decode(e.CloudTrailEvent or "") or {}
+  local who = type(rec.userIdentity) == "table" and rec.userIdentity or {}
+  local res = type(e.Resources) == "table" and e.Resources[1] or nil
+  local outcome = "success"
+  if type(rec.responseElements) == "table" and rec.responseElements.ConsoleLogin then
+    outcome = tostring(rec.responseElements.ConsoleLogin):lower()
+  elseif rec.errorCode then
+    outcome = "failure"
+  end
+  return {
+    ext_id = e.EventId, time = iso(e.EventTime), kind = SOURCES[e.EventSource] or "admin", action = e.EventName,
+    actor = str(e.Username) or str(who.userName) or who.arn, actor_id = str(who.userName) or str(who.principalId),
+    target = type(res) == "table" and res.ResourceName or nil, target_id = type(res) == "table" and res.ResourceName or nil,
+    ip = str(rec.sourceIPAddress), user_agent = str(rec.userAgent), outcome = outcome, app = "AWS",
+    raw = rec,
+  }
+end
+
+c.initial_days = 7
+function c.streams.activities(ctx)
+  local days = math.min(tonumber(ctx.settings.initial_days) or c.initial_days, 90)
+  local since = ctx.watermark and parse_iso(ctx.watermark) or (sched.time() - days * 86400)
+  local newest = ctx.watermark
+  for source in pairs(SOURCES) do
+    local token
+    repeat
+      local q = { LookupAttributes = { { AttributeKey = "EventSource", AttributeValue = source } },
+                  StartTime = math.floor(since), MaxResults = 50, NextToken = token }
+      local d = ctx:request("POST", cloudtrail_url(ctx.settings), { auth = "cloudtrail", body = json.encode(q),
+        headers = { ["Content-Type"] = "application/x-amz-json-1.1", ["X-Amz-Target"] = CT_TARGET }, expect_json = true,
+        idempotent = true })
+      local events = ctx:listing(d, "Events", "LookupEvents")
+      ctx:emit("activities", events, event_row)
+      for _, e in ipairs(events) do
+        local t = iso(e.EventTime)
+        if not newest or t > newest then newest = t end
+      end
+      token = str(d.NextToken)
+    until not token
+  end
+  ctx:checkpoint(nil, newest)
+end
+
+---------------------------------------------------------------------------------------------- S3
+-- Buckets and objects (§5), path-style on the region's endpoint; an object is public when its ACL (or
+-- its bucket's) grants AllUsers or AuthenticatedUsers and Block Public Access does not ignore such ACLs.
+local QUARANTINE = "cachost-quarantine/"     -- where quarantined objects go, in their own bucket
+local PUBLIC = { ["http://acs.amazonaws.com/groups/global/AllUsers"] = "public",
+                 ["http://acs.amazonaws.com/groups/global/AuthenticatedUsers"] = "public" }
+
+local function s3(ctx, method, path, o)
+  o = o or {}
+  local resp, err, token, r = ctx:try(method, s3_url(ctx.settings) .. path, { auth = "s3", raw = true,
+    headers = o.headers, body = o.body, query = o.query, max_size = o.max_size, idempotent = o.idempotent })
+  if not resp then return nil, err, token, r end
+  return resp.body ~= "" and xml.decode(resp.body) or nil, resp
+end
+
+-- the S3 call or a raised failure
+local function s3_ok(ctx, method, path, o)
+  local root, resp, token = s3(ctx, method, path, o)
+  if root == nil and type(resp) == "string" then fail(resp, token) end
+  return root, resp
+end
+
+local function key_path(bucket, key)
+  return "/" .. urlencode(bucket) .. "/" .. key:gsub("[^/]+", urlencode)
+end
+
+-- An ACL -> its file_permissions rows and the access level it gives.
+local function acl_rows(root, file_id)
+  local rows, level = {}, "private"
+  for _, g in ipairs(xml.all(root, "AccessControlList", "Grant")) do
+    local uri, id = xml.text(g, "Grantee/URI"), xml.text(g, "Grantee/ID")
+    local perm = xml.text(g, "Permission")
+    if uri and PUBLIC[uri] then level = "public" end
+    rows[#rows + 1] = { ext_id = file_id .. ":" .. (uri or id or "?") .. ":" .. tostring(perm), file_id = file_id,
+      principal = uri and uri:match("[^/]+$") or id, principal_type = uri and "group" or "user", role = perm,
+      external = (uri and PUBLIC[uri]) and 1 or 0, raw = xml.record(g) }
+  end
+  return rows, level
+end
+
+-- A bucket's Block Public Access: {IgnorePublicAcls=bool, ...} | {} when none is set.
+local function block_public_access(ctx, bucket)
+  local root, resp, token = s3(ctx, "GET", "/" .. urlencode(bucket), { query = { publicAccessBlock = "" } })
+  if root == nil and type(resp) == "string" then
+    if token == "not_found" then return {} end
+    fail(resp, token)
+  end
+  local out = {}
+  for _, k in ipairs { "BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets" } do
+    out[k] = xml.text(root, k) == "true"
+  end
+  return out
+end
+
+-- An object (a <Contents> of ListObjectsV2) -> its files row and its ACL's file_permissions rows.
+local function object_rows(ctx, bucket, o, bpa)
+  local key = xml.text(o, "Key")
+  local id = bucket .. "/" .. key
+  local acl = s3_ok(ctx, "GET", key_path(bucket, key), { query = { acl = "" } })
+  local perms, level = acl_rows(acl, id)
+  if bpa.IgnorePublicAcls then level = "private" end
+  return { ext_id = id, name = key:match("[^/]+$"), path = "/" .. id, parent_id = bucket, is_folder = 0,
+           size = math.tointeger(tonumber(xml.text(o, "Size"))), access_level = level,
+           quarantined = key:sub(1, #QUARANTINE) == QUARANTINE and 1 or 0, modified_at = xml.text(o, "LastModified"),
+           raw = xml.record(o) }, perms
+end
+
+local function bucket_rows(ctx, bucket, b)
+  local bpa = block_public_access(ctx, bucket)
+  local bacl = s3_ok(ctx, "GET", "/" .. urlencode(bucket), { query = { acl = "" } })
+  local perms, level = acl_rows(bacl, bucket)
+  if bpa.IgnorePublicAcls then level = "private" end
+  return { ext_id = bucket, name = bucket, path = "/" .. bucket, is_folder = 1, access_level = level,
+           created_at = b and xml.text(b, "CreationDate"), raw = { Bucket = b and xml.record(b), PublicAccessBlock = bpa } },
+    perms, bpa
+end
+
+function c.streams.files(ctx)
+  local root = s3_ok(ctx, "GET", "/")
+  for _, b in ipairs(xml.all(root, "Buckets", "Bucket")) do
+    local bucket = xml.text(b, "Name")
+    local brow, bperms, bpa = bucket_rows(ctx, bucket, b)
+    ctx:emit("files", { brow })
+    ctx:emit("file_permissions", bperms)
+    local token
+    repeat
+      local l = s3_ok(ctx, "GET", "/" .. urlencode(bucket), { query = { ["list-type"] = "2", ["max-keys"] = "1000",
+        ["continuation-token"] = token } })
+      local rows, perms = {}, {}
+      for _, o in ipairs(xml.all(l, "", "Contents")) do
+        local row, p = object_rows(ctx, bucket, o, bpa)
+        rows[#rows + 1] = row
+        for _, x in ipairs(p) do perms[#perms + 1] = x end
+      end
+      ctx:emit("files", rows)
+      ctx:emit("file_permissions", perms)
+      token = xml.text(l, "NextContinuationToken")
+    until not token
+  end
+end
+
+-- Targeted re-fetch (after an action): a bucket, or one object found by listing its exact key.
+function c.fetch.files(ctx, id)
+  local bucket, key = tostring(id):match("^([^/]+)/?(.*)$")
+  if key == "" then
+    local row, perms = bucket_rows(ctx, bucket)
+    ctx:emit("files", { row })
+    ctx:emit("file_permissions", perms)
+    return
+  end
+  local l = s3_ok(ctx, "GET", "/" .. urlencode(bucket), { query = { ["list-type"] = "2", prefix = key, ["max-keys"] = "1" } })
+  local o = xml.all(l, "", "Contents")[1]
+  if not o or xml.text(o, "Key") ~= key then ctx:retire("files", { id }); return end
+  local row, perms = object_rows(ctx, bucket, o, block_public_access(ctx, bucket))
+  ctx:emit("files", { row })
+  ctx:emit("file_permissions", perms)
+end
+
+-- Content for the data scan: GetObject, capped at max_size.
+function c.content(ctx, file, max_size)
+  if file.is_folder == 1 then return nil, "unsupported: a bucket has no content" end
+  local bucket, key = file.ext_id:match("^([^/]+)/(.+)$")
+  local _, resp, token = s3(ctx, "GET", key_path(bucket, key), { max_size = max_size })
+  if type(resp) == "string" then return nil, resp, token end
+  return resp.body
+end
+
+c.stream_order = { users = 1, groups = 2, privileges = 3, app_grants = 4, activities = 5, files = 6 }
+
+---------------------------------------------------------------------------------------------- governance
+function c.actions.suspend_user(ctx, user)
+  aws.query(ctx, "PutUserPolicy", { UserName = user.ext_id, PolicyName = SUSPEND_POLICY, PolicyDocument = DENY_ALL })
+end
+function c.actions.unsuspend_user(ctx, user)
+  aws.query(ctx, "DeleteUserPolicy", { UserName = user.ext_id, PolicyName = SUSPEND_POLICY })
+end
+-- the console password must be changed at the next sign-in
+function c.actions.reset_password(ctx, user)
+  aws.query(ctx, "UpdateLoginProfile", { UserName = user.ext_id, PasswordResetRequired = "true" })
+end
+-- an access key stops working at once and can be made Active again
+function c.actions.revoke_token(ctx, key)
+  aws.query(ctx, "UpdateAccessKey", { UserName = key.user_id, AccessKeyId = key.ext_id, Status = "Inactive" })
+end
+function c.actions.revoke_grant(ctx, key)
+  aws.query(ctx, "DeleteAccessKey", { UserName = key.user_id, AccessKeyId = key.ext_id })
+end
+
+-- Data governance on S3 objects.
+local function object_of(file)
+  local bucket, key = tostring(file.ext_id):match("^([^/]+)/(.+)$")
+  if not bucket then fail("not an S3 object: " .. tostring(file.ext_id), "http") end
+  return bucket, key
+end
+
+function c.actions.make_private(ctx, file)
+  if file.is_folder == 1 then
+    -- a bucket: Block Public Access, all four settings (PutPublicAccessBlock requires a body checksum)
+    local body = '<PublicAccessBlockConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+      .. "<BlockPublicAcls>true</BlockPublicAcls><IgnorePublicAcls>true</IgnorePublicAcls>"
+      .. "<BlockPublicPolicy>true</BlockPublicPolicy><RestrictPublicBuckets>true</RestrictPublicBuckets>"
+      .. "</PublicAccessBlockConfiguration>"
+    s3_ok(ctx, "PUT", "/" .. urlencode(file.ext_id), { query = { publicAccessBlock = "" }, body = body,
+      headers = { ["Content-Type"] = "application/xml", ["x-amz-checksum-sha256"] = crypto.b64(crypto.sha256(body)) } })
+    return
+  end
+  local bucket, key = object_of(file)
+  s3_ok(ctx, "PUT", key_path(bucket, key), { query = { acl = "" }, headers = { ["x-amz-acl"] = "private" } })
+end
+
+-- Quarantine: the object is copied (encrypted, private) under cachost-quarantine/ in its bucket, the
+-- original deleted, and a tombstone object at its key says where it went and why.
+function c.actions.quarantine_file(ctx, file, params)
+  params = params or {}
+  local bucket, key = object_of(file)
+  if key:sub(1, #QUARANTINE) == QUARANTINE then fail("the object is already in quarantine", "http") end
+  local dest = QUARANTINE .. key
+  s3_ok(ctx, "PUT", key_path(bucket, dest), { headers = { ["x-amz-copy-source"] = key_path(bucket, key),
+    ["x-amz-server-side-encryption"] = "AES256", ["x-amz-acl"] = "private" } })
+  local note = ("This object was quarantined by your administrator.\n\nObject: s3://%s/%s\nMoved to: s3://%s/%s\n"
+    .. "Correlation id: %s\n"):format(bucket, key, bucket, dest, tostring(params.correlation_id or "-"))
+  s3_ok(ctx, "PUT", key_path(bucket, key .. ".quarantined.txt"), { body = note, headers = { ["Content-Type"] = "text/plain", ["x-amz-acl"] = "private" } })
+  s3_ok(ctx, "DELETE", key_path(bucket, key))
+  return { undo = { action = "unquarantine_file", params = { bucket = bucket, key = key, quarantined = dest } } }
+end
+
+function c.actions.unquarantine_file(ctx, file, params)
+  params = params or {}
+  local bucket, key = params.bucket, params.key
+  if not (bucket and key) then fail("unquarantine_file needs the quarantine's undo record", "http") end
+  local from = params.quarantined or (QUARANTINE .. key)
+  s3_ok(ctx, "PUT", key_path(bucket, key), { headers = { ["x-amz-copy-source"] = key_path(bucket, from), ["x-amz-acl"] = "private" } })
+  s3_ok(ctx, "DELETE", key_path(bucket, from))
+  s3_ok(ctx, "DELETE", key_path(bucket, key .. ".quarantined.txt"))
+end
+
+-- A new content at the same key (a versioned bucket keeps the earlier version).
+function c.actions.overwrite_file(ctx, file, params)
+  local bucket, key = object_of(file)
+  s3_ok(ctx, "PUT", key_path(bucket, key), { body = (params and params.notice) or "This object's content was removed by your administrator.",
+    headers = { ["Content-Type"] = "text/plain", ["x-amz-acl"] = "private" } })
+end
+
+c.undo = { suspend_user = "unsuspend_user", unsuspend_user = "suspend_user" }
+
+return c
