@@ -207,7 +207,8 @@ local function collaborations(ctx, it, inside, headers)
     for _, cb in ipairs(page) do
       local ext = is_external(cb, inside)
       local who = type(cb.accessible_by) == "table" and cb.accessible_by or {}
-      level = raise(level, ext and "external" or "internal")
+      -- an uploader (Box's "upload only" role) puts items in without seeing them: no access it opens
+      if cb.role ~= "uploader" then level = raise(level, ext and "external" or "internal") end
       rows[#rows + 1] = { ext_id = "collab:" .. cb.id, file_id = it.id, principal = str(who.login) or str(who.name) or str(cb.invite_email),
         principal_type = who.type or "user", role = cb.role, external = ext and 1 or 0, expires_at = when(cb.expires_at), raw = cb }
     end

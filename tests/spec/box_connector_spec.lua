@@ -210,6 +210,9 @@ describe("box connector", function()
     sync_ok(inst, { streams = { "files" } })
     assert.equal("/cachost quarantine/" .. g.name, row(inst, g.ext_id).path)
     assert.equal(tenant:count("files"), n_of("files", inst, "is_folder = 0 AND trashed = 0"))
+    -- the owners may put files into the quarantine folder (uploaders), not see it: it opens no access
+    assert.equal("private", row(inst, q.id).access_level)
+    assert.equal(tenant:access_level(g.ext_id), row(inst, g.ext_id).access_level)
   end)
 
   it("quarantines a file from the trash (restored first)", function()

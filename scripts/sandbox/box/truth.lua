@@ -41,7 +41,8 @@ function Box:access_level(id)
       if l > level then level = l end
     end
     for _, c in ipairs(self:collabs_of(it.id)) do
-      local l = self:is_external_collab(c) and 2 or 1
+      -- an uploader only adds: the content is not open to them
+      local l = c.role == "uploader" and 0 or self:is_external_collab(c) and 2 or 1
       if l > level then level = l end
     end
     it = it.parent and self.state.items[it.parent]
