@@ -12,6 +12,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <limits.h>
 #include <string.h>
 #include <yajl/yajl_gen.h>
 #include <yajl/yajl_parse.h>
@@ -87,7 +88,12 @@ static int key_cmp(const void *a, const void *b) {
 static int enc_object(struct enc *e, int t, lua_Integer count, int depth) {
     lua_State *L = e->L;
     /* Push (key-as-string, original key) pairs: keys are strings or numbers (like lua-cjson). */
-    luaL_checkstack(L, (int)(count * 2 + 4), "json: object too large");
+    /* the keys go on the stack to be sorted: an object larger than the stack can grow is an error of the
+     * value (nil, err), not of the caller */
+    if (count > (INT_MAX - 4) / 2 || !lua_checkstack(L, (int)(count * 2 + 4))) {
+        e->err = "json: object too large (too many keys)";
+        return 0;
+    }
     int base = lua_gettop(L);
     lua_pushnil(L);
     while (lua_next(L, t)) {

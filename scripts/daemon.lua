@@ -79,7 +79,14 @@ function M.webhook(req)
     end
   end
   if type(body) == "string" then return status, body, headers end
-  return status, body and json.encode(body) or "", headers
+  if body == nil then return status, "", headers end
+  -- an answer that is no JSON is the connector's bug: the provider is told it failed, not that all is well
+  local text, err = json.encode(body)
+  if not text then
+    log.error("webhook answer could not be encoded", { instance = inst.name, error = err })
+    return 500, '{"error":"internal error"}'
+  end
+  return status, text, headers
 end
 
 -- Providers that push changes only to subscribers (Graph change notifications) need a subscription to

@@ -288,15 +288,16 @@ local function execute(st, inst, c, req, row, rec)
   inflight[rec.id] = true
   local ok, res = pcall(c.actions[action], context.new(st, inst, "governance"), row, req.params)
   inflight[rec.id] = nil
+  -- what is recorded and shown of an error holds none of the instance's secrets
   if not ok and interrupted(res) then
-    local msg = tostring(res)
+    local msg = context.redact(st, inst, res)
     rec = settle(st, rec.id, { result = "unknown", finished_at = store.now(),
       error = "interrupted after it was sent: " .. msg })
     if not STILL_RUNNING[util.token_of(res)] then error(res, 0) end  -- the task goes on ending
     return reconcile_one(st, inst, c, rec)      -- still running: find out now
   end
   if not ok then
-    local msg = tostring(res)
+    local msg = context.redact(st, inst, res)
     local answer = type(res) == "table" and res.resp
     rec = settle(st, rec.id, { result = "failed", error = msg, provider_status = answer and answer.status or json.null,
       finished_at = store.now() })

@@ -6,7 +6,6 @@
 -- When a stream returns normally its listing was complete: inventory rows it no longer saw are marked
 -- deleted (never before).  A stream that calls ctx:checkpoint(cursor) is incremental (activities).
 local util = require "sdk.util"
-local Client = require "sdk.client"
 local context = require "sdk.context"
 
 local M = {}
@@ -29,16 +28,7 @@ function M.health(err)
   return "error"
 end
 
--- An error of an instance as it may be stored or printed: one bounded line without any of the
--- instance's secrets (every value of its vault: API tokens, client secrets, the tokens its auth
--- obtained) or anything shaped like a credential (Client.redact).
-function M.redact(st, inst, text)
-  local secrets = {}
-  pcall(function()                -- a vault that cannot be read leaves the pattern rules
-    for _, name in ipairs(st:secret_names(inst.id)) do secrets[#secrets + 1] = inst:secret(name) end
-  end)
-  return Client.redact(text, secrets)
-end
+M.redact = context.redact
 
 -- sync.run(st, inst, stream, {full = bool}) -> counts | nil, err, status, token
 -- status: "reconnect_needed", "permission_missing", "unavailable" or "error"; token: the failure's

@@ -58,6 +58,17 @@ function M.client(ctx) return engine[ctx].client end
 local STATUS = { auth = "reconnect_needed", permission = "permission_missing", unavailable = "unavailable" }
 function M.status_of(token) return STATUS[token] or "error" end
 
+-- An error of an instance as it may be stored or printed: one bounded line without any of the
+-- instance's secrets (every value of its vault: API tokens, client secrets, the tokens its auth
+-- obtained) or anything shaped like a credential (Client.redact).
+function M.redact(st, inst, text)
+  local secrets = {}
+  pcall(function()                -- a vault that cannot be read leaves the pattern rules
+    for _, name in ipairs(st:secret_names(inst.id)) do secrets[#secrets + 1] = inst:secret(name) end
+  end)
+  return Client.redact(text, secrets)
+end
+
 local function raise(message, token, resp) error(util.failure(message, token, resp), 0) end
 M.raise = raise
 

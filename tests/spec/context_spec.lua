@@ -74,6 +74,20 @@ describe("the connector context", function()
     db:close()
   end)
 
+  it("an action's failure is recorded without the instance's secrets", function()
+    local c = assert(require("sdk").load("okta"))
+    local real = c.actions.suspend_user
+    local token = assert(runtime.store() and require("instances").instance(st, "okta-ctx"):secret("api_token"))
+    c.actions.suspend_user = function() error("http: the provider echoed " .. token .. " back", 0) end
+    local users = context.new(st, inst, "spec"):known_users()
+    local rec = require("governance").act { store = st, instance = inst, action = "suspend_user",
+      target = users[1].ext_id, operator = "spec" }
+    c.actions.suspend_user = real
+    assert.equal("failed", rec.result)
+    assert.is_nil(rec.error:find(token, 1, true), rec.error)
+    assert.matches("echoed", rec.error)
+  end)
+
   it("a stream's health comes from the failure's token, not from parsing its message", function()
     -- a connector's own failure whose message says nothing of its token still sets the health
     local c = assert(require("sdk").load("okta"))

@@ -36,6 +36,18 @@ describe("daemon.webhook", function()
     assert.equal(29, #fetched)
     assert.equal(daemon.REFETCHES, most)
   end)
+
+  it("answers 500, not an empty 200, when the connector's answer cannot be JSON", function()
+    local daemon = require "daemon"
+    local c = assert(require("sdk").load("okta"))
+    local webhook = c.webhook
+    c.webhook = function() return 200, { broken = function() end } end
+    local ok, status, body = pcall(daemon.webhook, { params = { instance = "o" }, headers = {}, body = "" })
+    c.webhook = webhook
+    assert(ok, status)
+    assert.equal(500, status)
+    assert.matches("internal error", body)
+  end)
 end)
 
 describe("daemon webhook route", function()

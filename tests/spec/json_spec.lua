@@ -22,4 +22,13 @@ describe("json", function()
     assert.is_nil(json.source(d.n[1]))
     assert.is_nil(json.source(assert(json.decode('[{"k":1}]'))[1]))   -- not asked
   end)
+
+  it("refuses an object with more keys than the stack holds as a value error (nil, err), not a raise", function()
+    local t = {}
+    for i = 1, 600000 do t["k" .. i] = i end
+    local ok, text, err = pcall(json.encode, t)
+    assert.is_true(ok)
+    assert.is_nil(text)
+    assert.matches("too many keys", err)
+  end)
 end)
