@@ -15,6 +15,8 @@ local FAMILIES = {
   { "cachost_scan_slots", "gauge", "the scan slots of this process" },
   { "cachost_stream_last_success_timestamp_seconds", "gauge", "end of the last successful scan, by instance and stream" },
   { "cachost_stream_error", "gauge", "1 if the last scan of the stream failed, by instance and stream" },
+  { "cachost_stream_state", "gauge", "1 for the stream's health (state: ok, reconnect_needed, permission_missing, "
+    .. "unavailable, error), by instance and stream" },
   { "cachost_stream_rows", "gauge", "rows added, changed and removed by the last scan, by instance, stream and op" },
   { "cachost_activity_lag_seconds", "gauge", "age of the newest stored activity, by instance" },
   { "cachost_alerts", "gauge", "alerts by policy, severity and status" },
@@ -73,6 +75,7 @@ local function gauges(st, slots)
     local l = { instance = r.instance, stream = r.stream }
     if r.last_success then set("cachost_stream_last_success_timestamp_seconds", l, parse(r.last_success) or 0) end
     set("cachost_stream_error", l, (r.last_error and r.last_error ~= "") and 1 or 0)
+    set("cachost_stream_state", { instance = r.instance, stream = r.stream, state = require("sync").state(r.last_error) }, 1)
     local counts = json.decode(r.counts or "null")
     if type(counts) == "table" then
       for _, c in pairs(counts) do

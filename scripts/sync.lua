@@ -18,10 +18,16 @@ local status_of = context.status_of
 -- How `cachost status` and /metrics name a stream's health from its stored error (nil: none):
 -- "reconnect needed", "permission missing: <what>", "unavailable (needs <what>)" or "error".  <what> is
 -- the rest of the message: the connector's "unavailable: needs X: detail", the provider's 403 text.
+-- A stored error's state: "ok" (none), "reconnect_needed", "permission_missing", "unavailable" or "error".
+-- The stored text is all there is of an earlier run: sync.run stores it starting with its token.
+function M.state(err)
+  if err == nil or err == "" then return "ok" end
+  return status_of(tostring(err):match("^([%a_]+):"))
+end
+
 function M.health(err)
   if err == nil or err == "" then return nil end
-  -- the stored text is all there is of an earlier run: its leading token says which state it was
-  local status, rest = status_of(tostring(err):match("^([%a_]+):")), tostring(err):gsub("^[%a_]+:%s*", "", 1)
+  local status, rest = M.state(err), tostring(err):gsub("^[%a_]+:%s*", "", 1)
   if status == "reconnect_needed" then return "reconnect needed" end
   if status == "permission_missing" then return "permission missing: " .. rest:gsub("^HTTP %d+: ", "", 1) end
   if status == "unavailable" then return ("unavailable (needs %s)"):format(rest:match("^needs ([^:]+)") or rest) end
@@ -72,6 +78,8 @@ function M.run(st, inst, stream, opts)
   if not ok then
     local token = util.token_of(err)
     err = M.redact(st, inst, err)
+    -- stored, it starts with its token: `cachost status` and /metrics read the state from it later
+    if token and err:sub(1, #token + 1) ~= token .. ":" then err = token .. ": " .. err end
     log.warn("sync failed", { instance = inst.name, stream = stream, error = err })
     st:save_stream(inst.id, stream, { last_error = err, last_error_at = sched.time(), counts = e.counts })
     return nil, err, status_of(token), token

@@ -97,7 +97,9 @@ describe("the connector context", function()
     c.streams.groups = real
     assert.is_nil(counts)
     assert.equal("unavailable", status)
-    assert.matches("^the tenant's plan", err)
+    assert.matches("^unavailable: the tenant's plan", err)
+    assert.equal("unavailable (needs the tenant's plan has no groups here)",
+      require("sync").health(require("runtime").store():stream(inst.id, "groups").last_error))
   end)
 end)
 

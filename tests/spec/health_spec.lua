@@ -100,6 +100,7 @@ describe("stream health", function()
       if stream ~= "activities" then assert(r.counts, stream .. ": " .. tostring(r.error)) end
     end
     assert.matches("^unavailable: ", stream_state(inst, "activities").last_error)
+    assert.equal("unavailable", require("sync").state(stream_state(inst, "activities").last_error))   -- /metrics' state
     assert.equal("connected", instances.instance(runtime.store(), "gh-team").row.status)
     local rows = status_rows("gh-team")
     assert.equal("unavailable (needs GitHub Enterprise Cloud)", rows.activities.status)
@@ -126,6 +127,7 @@ describe("stream health", function()
     assert.is_true(n("kind <> 'signin'") > 0)                    -- the directory audits came in
     assert.equal(0, n("kind = 'signin'"))
     assert.matches("^unavailable: ", stream_state(inst, "activities").last_error)
+    assert.equal("unavailable", require("sync").state(stream_state(inst, "activities").last_error))   -- /metrics' state
     assert.equal("connected", instances.instance(runtime.store(), "o365-free").row.status)
     local rows = status_rows("o365-free")
     assert.equal("unavailable (needs Microsoft Entra ID P1 or P2)", rows.activities.status)
