@@ -125,7 +125,8 @@ end
 -- bound how long a request may take to arrive and how many connections are open (server.listen).
 M.MAX_BODY = 1024 * 1024
 function M.listen(opts)
-  local srv, err = server.listen { host = opts.host or "127.0.0.1", port = opts.port or 0, max_body = M.MAX_BODY }
+  local srv, err = server.listen { host = opts.host or "127.0.0.1", port = opts.port or 0, max_body = M.MAX_BODY,
+                                   max_connections = opts.max_connections, request_timeout = opts.request_timeout }
   if not srv then return nil, "cannot listen: " .. tostring(err) end
   return srv:route("*", "/webhooks/:instance", M.webhook)
 end

@@ -1,6 +1,7 @@
 return {
   summary = "the daemon: scheduled scans, webhooks, policies",
   usage = [[usage: cachost run [--listen HOST:PORT] [--public-url URL] [--max-scans N] [--metrics-listen HOST:PORT]
+                   [--max-connections N] [--request-timeout SECONDS]
 Schedules every enabled instance (a full scan every 12 hours, activity polling every 5 minutes; per
 instance settings full_scan_interval and poll_interval, in seconds) and serves webhooks at
 http://HOST:PORT/webhooks/<instance>.  SIGINT/SIGTERM stop gracefully (twice: at once); SIGHUP reloads
@@ -9,9 +10,12 @@ through a reverse proxy): apps that push changes only to subscribers (Office 365
 --max-scans bounds the scans running at once (default 16): each holds pages in flight, so memory grows
 with it; the other instances wait their turn.
 --metrics-listen (default 127.0.0.1:9787) serves the operator's endpoints, apart from the webhooks:
-/healthz, /readyz (503 while stopping or when the store does not answer) and /metrics (Prometheus text).]],
+/healthz, /readyz (503 while stopping or when the store does not answer) and /metrics (Prometheus text).
+--max-connections (default 256) bounds the webhook listener's open connections (past it, the one whose
+request has been arriving longest makes room); --request-timeout (default 30) is how long a request may
+take to arrive whole, headers and body.]],
   options = { { "listen", arg = true, short = "l" }, { "public-url", arg = true }, { "max-scans", arg = true },
-              { "metrics-listen", arg = true } },
+              { "metrics-listen", arg = true }, { "max-connections", arg = true }, { "request-timeout", arg = true } },
   run = function(opts, args, ctx)
     local function address(v, name)
       local h, p = v:match("^%[?([^%]]*)%]?:(%d+)$")
@@ -33,8 +37,17 @@ with it; the other instances wait their turn.
       if not n or n < 1 then return ctx.usage_error(ctx.load_command("run"), "--max-scans wants a number >= 1") end
       require("runtime").set_max_scans(n)
     end
+    local max_conns = opts["max-connections"] and math.tointeger(tonumber(opts["max-connections"]))
+    if opts["max-connections"] and not (max_conns and max_conns >= 1) then
+      return ctx.usage_error(ctx.load_command("run"), "--max-connections wants a number >= 1")
+    end
+    local req_timeout = opts["request-timeout"] and tonumber(opts["request-timeout"])
+    if opts["request-timeout"] and not (req_timeout and req_timeout > 0 and req_timeout <= 3600) then
+      return ctx.usage_error(ctx.load_command("run"), "--request-timeout wants seconds, more than 0 and at most 3600")
+    end
     local ok, err = require("daemon").run { host = host_, port = port, public_url = opts["public-url"],
-                                            metrics_host = mhost, metrics_port = mport }
+                                            metrics_host = mhost, metrics_port = mport,
+                                            max_connections = max_conns, request_timeout = req_timeout }
     if not ok then return ctx.fail("%s", err) end
     return 0
   end,

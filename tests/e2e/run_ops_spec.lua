@@ -37,4 +37,13 @@ describe("cachost run operator endpoints", function()
     os.execute("rm -rf '" .. home .. "'")
     assert(ok, err)
   end)
+
+  it("takes the webhook listener's bounds from the command line, refusing bad ones as usage errors", function()
+    for _, args in ipairs { "--max-connections 0", "--max-connections many", "--request-timeout 0",
+                            "--request-timeout 99999" } do
+      local out, code = procs.sh(bin .. " run " .. args .. " 2>&1")
+      assert.equal(2, code, args)
+      assert.matches("^cachost run: %-%-[%w-]+ wants", out)
+    end
+  end)
 end)
