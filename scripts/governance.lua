@@ -124,6 +124,13 @@ local function claim(st, inst, c, req, row)
   local action, entity = req.action, ENTITY[req.action]
   -- idempotent on retry: the same action on the same target done (or in flight), and not undone since
   local done = st:action_done(inst.id, action, row.ext_id, c.undo and c.undo[action])
+  -- the same action on this target was interrupted and may or may not have taken effect: a policy's
+  -- request waits for it (recorded, held), and is sent if it settles as not done (M.reconcile)
+  if done and done.result == "unknown" and req.policy and not req.force and not req.dry_run then
+    return record(st, inst, req, row, { mode = "held", result = "held",
+      error = ("waiting: #%d %s this target and was interrupted; sent if it did not take effect"):format(done.id,
+        action) })
+  end
   if done and not req.force then done.already = true; return done end
   if req.dry_run then return record(st, inst, req, row, { mode = "dry-run", result = "planned" }) end
   if req.policy then
@@ -235,6 +242,22 @@ local function reconcile_one(st, inst, c, r)
     note = ("reconciled at %s: %s"):format(at, why) })
 end
 
+-- A policy's requests that waited on unknown row r (claim), once r settled: sent when it did not take
+-- effect (through the whole path again: limits, pending row, call), noted when it did.  -> settled r
+local function resume_waiting(st, inst, r, settled)
+  for _, w in ipairs(st:waiting_on(inst.id, r.action, r.target_id, r.id)) do
+    if settled.result == "ok" then
+      settle(st, w.id, { note = ("not sent: #%d took effect"):format(r.id) })
+    else
+      local params = json.decode(w.raw or "null")
+      local rec, err = M.act { store = st, instance = inst, action = w.action, target = w.target_id, policy = w.policy,
+        params = type(params) == "table" and params or nil, correlation_id = w.ext_id }
+      if not rec then log.warn("a waiting action could not be sent", { instance = inst.name, id = w.id, error = err }) end
+    end
+  end
+  return settled
+end
+
 -- Pending rows whose process is gone become unknown (no network: `governance log` shows the truth).
 function M.settle_orphans(st, inst_id)
   local n = 0
@@ -262,6 +285,7 @@ function M.reconcile(st, inst)
       if not c then c, err = sdk.load(inst.app) end
       if not c then return nil, err end
       local ok, res = pcall(reconcile_one, st, inst, c, r)
+      if ok and res.result ~= "unknown" then ok, res = pcall(resume_waiting, st, inst, r, res) end
       if not ok then
         if tostring(res):match("cancelled$") then error(res, 0) end
         log.warn("reconcile failed", { instance = inst.name, id = r.id, error = res })

@@ -39,6 +39,14 @@ return function(Store, M)
     if not undone then return done end
   end
 
+  -- A policy's actions held while the same action on the same target, #id, had an unknown outcome
+  -- (governance.lua's "waiting: #id ..." rows), oldest first.
+  function Store:waiting_on(inst, action, target_id, id)
+    return check(self.db:query([[SELECT * FROM governance_actions WHERE instance_id = ? AND action = ?
+      AND target_id = ? AND result = 'held' AND error LIKE ? ORDER BY id]], inst, action, target_id,
+      ("waiting: #%d %%"):format(id)))
+  end
+
   -- The undo an operator made of `action` on this target ({operator, created_at}), if any.
   function Store:action_undone_by_operator(inst, action, target_id)
     return check(self.db:query([[SELECT u.operator, u.created_at FROM governance_actions u

@@ -262,4 +262,36 @@ describe("governance limits and interrupted actions", function()
     assert.is_true(again.already)
     assert.equal(live.id, again.id)
   end)
+
+  it("holds a policy's action while the same one on that target is unknown, and sends it once that did not happen", function()
+    local users = {}
+    for _, u in ipairs(active_users(90)) do
+      if tenant:find_user(u.ext_id).status == "ACTIVE" then users[#users + 1] = u end
+    end
+    local u = users[1]
+    local dead = assert(tonumber(io.popen("sh -c 'echo $$'"):read("l")))
+    local lost = pending_row(u, ("%d:1"):format(dead))          -- an operator's call lost with its process
+    governance.settle_orphans(runtime.store(), inst.id)
+    local limits = governance.limits
+    governance.limits = { per_policy_per_hour = 1000, global_per_hour = 1000, max_user_share = 1 }
+    local ok, err = pcall(function()
+      local w = assert(governance.act { store = runtime.store(), instance = inst, action = "suspend_user",
+        target = u.ext_id, policy = "waiting_policy", correlation_id = "waiting-1" })
+      assert.equal("held", w.result)
+      assert.matches("^waiting: #" .. lost.id .. " ", w.error)
+      assert.equal("ACTIVE", tenant:find_user(u.ext_id).status)      -- nothing sent yet
+      local grace = governance.RECONCILE_GRACE
+      governance.RECONCILE_GRACE = 0
+      local counts = governance.reconcile(runtime.store(), inst)
+      governance.RECONCILE_GRACE = grace
+      assert.equal(1, counts.failed)                                     -- the lost call did not happen ...
+      assert.equal("SUSPENDED", tenant:find_user(u.ext_id).status)      -- ... so the policy's was sent
+      local row = runtime.store():action(w.id)
+      assert.equal("ok", row.result)
+      assert.equal("executed", row.mode)
+      assert.equal("waiting_policy", row.policy)
+    end)
+    governance.limits = limits
+    assert(ok, err)
+  end)
 end)
