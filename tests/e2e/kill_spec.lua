@@ -403,18 +403,12 @@ describe("kill -9 at random points", function()
     assert(#stats.alert_problems == 0, table.concat(stats.alert_problems, "\n"))
   end)
 
-  -- PENDING: defect 3's pending record (helper "gov") and defect 7's evaluation resume (helper "policy")
-  -- have landed and the act rounds pass, but this suite still finds two ways a policy's action is lost
-  -- (the alert raised once, no action recorded, none sent):
-  -- 1. killed after the alert is written but before the action's pending row: the resumed evaluation
-  --    sees the alert and does not plan its actions again (seen: "suspension of heidi.harris@example.com
-  --    (killed 0.034 s in): 0 recorded (), 0 provider calls" in the default 50-kill run);
-  -- 2. an operator's action killed in flight stays "unknown" for RECONCILE_GRACE (120 s); a policy's
-  --    suspension of that user meanwhile counts as already done and is neither sent nor recorded, and
-  --    once the unknown one settles as failed nobody suspends the user (CACHOST_KILLS=100
-  --    CACHOST_KILL_SEED=2 CACHOST_KILL_ROUNDS=act,policy).
-  -- The figure above reports the check ("actions once: no (k of n)").
-  pending("records every action once, and the provider agrees", function()
+  -- Both ways an action used to be lost are closed: killed between the alert and the action's pending
+  -- row (actions are now planned before the alert is written), and a policy's request on a target whose
+  -- same action is unknown (recorded held, waiting, and sent when that one settles as not done).
+  -- The second needs a kill at one precise moment (CACHOST_KILLS=100 CACHOST_KILL_SEED=2
+  -- CACHOST_KILL_ROUNDS=act,policy found it once): governance_spec holds it deterministically.
+  it("records every action once, and the provider agrees", function()
     assert(stats.actions_checked > 0)
     assert(#stats.action_problems == 0, table.concat(stats.action_problems, "\n"))
   end)
