@@ -164,9 +164,20 @@ local function connecting(test_only)
     local ok, cerr
     if test_only then
       local c = require("sdk").load(i.app)
-      local results, rok = runtime.sync(i, { streams = c and c.streams.users and { "users" } or {} })
-      ok, cerr = rok, results[1] and results[1].error
-      if ok then ctx.out("%s: credentials work (%s)\n", i.name, i.app) end
+      if c and c.test then
+        -- the connector's own connection test (connect runs it too): the calls its streams make, once;
+        -- a missing permission reads as `cachost status` names it
+        local tok, res = pcall(c.test, require("sdk.context").new(runtime.store(), i, "connect"))
+        ok = tok
+        if ok then ctx.out("%s: credentials work (%s): %s\n", i.name, i.app, tostring(res)) end
+        if not ok then
+          cerr = require("sdk.util").token_of(res) == "permission" and require("sync").health(tostring(res)) or res
+        end
+      else
+        local results, rok = runtime.sync(i, { streams = c and c.streams.users and { "users" } or {} })
+        ok, cerr = rok, results[1] and results[1].error
+        if ok then ctx.out("%s: credentials work (%s)\n", i.name, i.app) end
+      end
     else
       ok, cerr = require("connect").run(i, { port = port, say = function(line) ctx.err("%s\n", line) end })
     end

@@ -238,6 +238,30 @@ describe("azure connector: the connection test", function()
     assert.equal("permission missing: User.Read.All (Microsoft Graph application permission)", sync.health(err))
   end)
 
+  it("`cachost instance test` runs the same test and names what is missing", function()
+    local cli = require "cli.instance"
+    local function test()
+      local out, err = {}, {}
+      local code = cli.run({}, { "test", "azure" }, { out = function(f, ...) out[#out + 1] = f:format(...) end,
+        err = function(f, ...) err[#err + 1] = f:format(...) end,
+        fail = function(f, ...) err[#err + 1] = f:format(...); return 1 end, ensure_home = function() return true end })
+      return code, table.concat(out), table.concat(err)
+    end
+    local _, srv = fresh { client_roles = {}, arm_client_roles = { "Reader" } }
+    local code, out, err = test()
+    srv:close()
+    assert.equal(0, code, err)
+    assert.matches("azure: credentials work (azure): 2 subscription(s) readable", out, 1, true)
+    local t
+    t, srv = fresh { arm_client_roles = {} }
+    t:fault { kind = "403", path = "^/v1.0/groups$" }
+    code, out, err = test()
+    srv:close()
+    assert.equal(1, code)
+    assert.matches("azure: permission missing: Reader on a subscription (the app sees none); GroupMember.Read.All "
+      .. "(Microsoft Graph application permission)", err, 1, true)
+  end)
+
   it("reports a subscription without Reader as a missing permission", function()
     local t, srv, inst = fresh({ arm_client_roles = {} }, {})
     local ok, err = run(inst)
