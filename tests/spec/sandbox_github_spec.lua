@@ -264,6 +264,37 @@ describe("sandbox github", function()
     assert.are.equal("admin:org", res.headers["x-accepted-oauth-scopes"])
   end)
 
+  it("fine-grained PAT requests: an App lists them, approves one (a grant now) and denies the other", function()
+    local tok = "ghs_specInstallationToken000000000000001"
+    t.tokens[tok] = { login = "acme-sandbox[bot]", kind = "installation", exp = t:wall_s() + 3600 }
+    local app = { Authorization = "Bearer " .. tok }
+    assert.are.equal(403, get(srv, "/orgs/acme/personal-access-token-requests").status)
+    local reqs = J.decode(get(srv, "/orgs/acme/personal-access-token-requests", app).body)
+    assert.are.equal(2, #reqs)
+    assert.is_string(reqs[1].reason)
+    local grants = #t.state.pats
+    assert.are.equal(204, call(srv, "POST", "/orgs/acme/personal-access-token-requests/" .. reqs[1].id, J.encode { action = "approve" }, app).status)
+    assert.are.equal(202, call(srv, "POST", "/orgs/acme/personal-access-token-requests",
+      J.encode { action = "deny", pat_request_ids = { reqs[2].id }, reason = "no" }, app).status)
+    assert.are.equal(0, #J.decode(get(srv, "/orgs/acme/personal-access-token-requests", app).body))
+    assert.are.equal(grants + 1, #t.state.pats)
+  end)
+
+  it("an org off Enterprise Cloud: the audit log and SAML credential authorizations answer GitHub's 404", function()
+    local t2 = new_tenant { plan = "team" }
+    local s2 = start(t2)
+    assert.are.equal("team", J.decode(get(s2, "/orgs/acme").body).plan.name)
+    for _, path in ipairs { "/orgs/acme/audit-log", "/orgs/acme/credential-authorizations" } do
+      local res = get(s2, path)
+      assert.are.equal(404, res.status)
+      local e = J.decode(res.body)
+      assert.are.equal("Not Found", e.message)
+      assert.are.equal("404", e.status)
+      assert.matches("^https://docs%.github%.com/rest/orgs/orgs#", e.documentation_url)
+    end
+    s2:close()
+  end)
+
   it("removing a member changes state, writes the audit log and sends a signed webhook", function()
     local rx = assert(server.listen{ port = 0 })
     local got = {}

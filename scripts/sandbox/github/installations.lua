@@ -55,6 +55,8 @@ function GH:installation_json(ins)
            suspended_at = isos(ins.suspended), suspended_by = jnull() }
 end
 
+local PAT_PERMISSIONS = { organization = { members = "read" }, repository = { metadata = "read", contents = "read" } }
+
 -- The fine-grained PAT routes: "Only GitHub Apps can use this endpoint" (an installation token with the
 -- organization_personal_access_tokens permission).
 function GH:apps_only(req)
@@ -69,22 +71,31 @@ GH.h_pats = guard(function(self, req)
     local u = self.state.by_login[p.owner:lower()]
     return { id = p.id, owner = self:user_json(u), repository_selection = p.repository_selection,
              repositories_url = self.base_url .. "/organizations/" .. self.org.id .. "/personal-access-tokens/" .. p.id .. "/repositories",
-             permissions = { organization = { members = "read" }, repository = { metadata = "read", contents = "read" } },
+             permissions = T.deep(PAT_PERMISSIONS),
              access_granted_at = isos(p.granted), token_id = p.token_id, token_name = p.token_name, token_expired = false,
              token_expires_at = isos(p.expires), token_last_used_at = isos(p.last_used) }
   end)
 end)
 
-GH.h_pats_revoke = guard(function(self, req)
+-- A POST on the App-only PAT routes: {"action": one of `actions`, ids in body[many] or the path's
+-- `one` param} -> body, {id = true} | nil, the refusal (403 not an App, 422 another action)
+local function app_review(self, req, actions, resource, one, many)
   local st, b, hdr = self:apps_only(req)
-  if st then return st, b, hdr end
+  if st then return nil, st, b, hdr end
   local body = json().decode(req.body or "")
-  if type(body) ~= "table" or body.action ~= "revoke" then
-    return 422, { message = "Validation Failed", errors = json().array({ { resource = "PersonalAccessToken", field = "action", code = "invalid" } }), documentation_url = DOCS, status = "422" }
+  if type(body) ~= "table" or not actions[body.action] then
+    return nil, 422, { message = "Validation Failed", errors = json().array({ { resource = resource, field = "action", code = "invalid" } }),
+                       documentation_url = DOCS, status = "422" }
   end
   local ids = {}
-  if req.params.pat_id then ids[math.tointeger(tonumber(req.params.pat_id)) or -1] = true
-  else for _, v in ipairs(body.pat_ids or {}) do ids[math.tointeger(v) or -1] = true end end
+  if req.params[one] then ids[math.tointeger(tonumber(req.params[one])) or -1] = true
+  else for _, v in ipairs(type(body[many]) == "table" and body[many] or {}) do ids[math.tointeger(v) or -1] = true end end
+  return body, ids
+end
+
+GH.h_pats_revoke = guard(function(self, req)
+  local body, ids, b, hdr = app_review(self, req, { revoke = true }, "PersonalAccessToken", "pat_id", "pat_ids")
+  if not body then return ids, b, hdr end
   local found = false
   for i = #self.state.pats, 1, -1 do
     local p = self.state.pats[i]
@@ -122,6 +133,58 @@ function GH:h_access_tokens(req)
                 repository_selection = "all" }
 end
 
+-- Pending requests for fine-grained PAT access (orgs that require approval), made once from the seed;
+-- approving one makes it a grant, denying drops it.
+function GH:pat_requests()
+  if self.pat_reqs then return self.pat_reqs end
+  local seed, now_s = self.seed, self.t0_ms // 1000
+  local active = {}
+  for _, m in ipairs(self.state.members) do if m.state == "active" then active[#active + 1] = m end end
+  self.pat_reqs = {}
+  for i = 1, math.min(2, #active) do
+    local m = active[T.below(T.hash(seed, "patreq", i), #active) + 1]
+    self.pat_reqs[i] = { id = 1900 + i, owner = m.login, token_id = 99700 + i, token_name = "request-" .. i,
+      reason = "Needs to read the org's members for a script", repository_selection = "subset",
+      created = now_s - (i + 1) * 3600, expires = now_s + 30 * 86400 }
+  end
+  return self.pat_reqs
+end
+
+GH.h_pat_requests = guard(function(self, req)
+  local st, body, hdr = self:apps_only(req)
+  if st then return st, body, hdr end
+  return self:paged(req, self:mpath("/personal-access-token-requests"), self:pat_requests(), function(p)
+    return { id = p.id, reason = p.reason, owner = self:user_json(self.state.by_login[p.owner:lower()]),
+             repository_selection = p.repository_selection,
+             repositories_url = self.base_url .. "/organizations/" .. self.org.id .. "/personal-access-token-requests/" .. p.id .. "/repositories",
+             permissions = T.deep(PAT_PERMISSIONS), created_at = isos(p.created), token_id = p.token_id,
+             token_name = p.token_name, token_expired = false, token_expires_at = isos(p.expires), token_last_used_at = jnull() }
+  end)
+end)
+
+-- POST .../personal-access-token-requests[/{pat_request_id}] {"action": "approve"|"deny", "reason"}: one 204, several 202
+GH.h_pat_requests_review = guard(function(self, req)
+  local body, ids, b, hdr = app_review(self, req, { approve = true, deny = true }, "PersonalAccessTokenRequest", "req_id", "pat_request_ids")
+  if not body then return ids, b, hdr end
+  local reqs, found = self:pat_requests(), false
+  for i = #reqs, 1, -1 do
+    local p = reqs[i]
+    if ids[p.id] then
+      found = true
+      table.remove(reqs, i)
+      if body.action == "approve" then
+        self.state.pats[#self.state.pats + 1] = { id = p.id + 30000, owner = p.owner, token_id = p.token_id, token_name = p.token_name,
+          repository_selection = p.repository_selection, granted = self:now_ms() // 1000, last_used = nil, expires = p.expires }
+      end
+      self:add_event{ action = "personal_access_token.request_" .. (body.action == "approve" and "approved" or "denied"),
+                      actor = req.actor.login, user = p.owner }
+    end
+  end
+  if not found then return self:not_found() end
+  if req.params.req_id then return 204, "" end
+  return 202, setmetatable({}, { __jsontype = "object" })
+end)
+
 return function(org, route)
   org("GET", "/credential-authorizations", function(self, req)
     if self.plan ~= "enterprise" then return self:cloud_only("orgs/orgs#list-saml-sso-authorizations-for-an-organization") end
@@ -133,6 +196,9 @@ return function(org, route)
   org("GET", "/personal-access-tokens", GH.h_pats)
   org("POST", "/personal-access-tokens", GH.h_pats_revoke)
   org("POST", "/personal-access-tokens/:pat_id", GH.h_pats_revoke)
+  org("GET", "/personal-access-token-requests", GH.h_pat_requests)
+  org("POST", "/personal-access-token-requests", GH.h_pat_requests_review)
+  org("POST", "/personal-access-token-requests/:req_id", GH.h_pat_requests_review)
   route("GET", "/app/installations", GH.h_app_installations, { app_jwt = true })
   route("POST", "/app/installations/:iid/access_tokens", GH.h_access_tokens, { app_jwt = true })
 end
