@@ -76,7 +76,7 @@ c.capabilities = {
 c.needs = {
   users = "token: read:org (2FA state: an org owner's token); app: members read",
   groups = "token: read:org; app: members read",
-  privileges = "token: read:org, admin:org (organization roles); app: members read, organization_administration read (roles)",
+  privileges = "token: read:org, admin:org (organization roles); app: members read, organization_custom_org_roles read (roles)",
   app_grants = "token: read:org (SAML credential authorizations, GHEC), admin:read (installed apps); app: organization_administration read, "
     .. "organization_personal_access_tokens read (fine-grained PATs: GitHub App only)",
   activities = "GitHub Enterprise Cloud; token: read:audit_log; app: organization_administration read",
@@ -195,8 +195,15 @@ function c.streams.privileges(ctx)
     end)
   end
   ctx:set_admins(admins)
-  local data = ctx:get(org_path(ctx, "/organization-roles"))
-  for _, role in ipairs(ctx:listing(data, "roles", org_path(ctx, "/organization-roles"))) do
+  -- Listing the roles needs admin:org (a token) or organization_custom_org_roles:read (an App): a 403 is
+  -- that permission missing, the owners above are in; a server without organization roles answers 404.
+  local resp, err, token = ctx:try("GET", org_path(ctx, "/organization-roles"), { expect_json = true })
+  if not resp then
+    if token == "not_found" then return end
+    if token == "permission" then fail(ctx.settings.auth == "app" and "organization_custom_org_roles:read" or "admin:org", "permission") end
+    fail(err, token)
+  end
+  for _, role in ipairs(ctx:listing(resp.data, "roles", org_path(ctx, "/organization-roles"))) do
     local rid = tostring(math.tointeger(role.id) or role.id)
     for page in ctx:pages(org_path(ctx, "/organization-roles/" .. urlencode(rid) .. "/users"), { per_page = PAGE }) do
       ctx:emit("privileges", page, function(u)

@@ -125,4 +125,20 @@ describe("github connector against GitHub's reference", function()
     assert.equal(off, helpers.n_of("users", inst, "json_extract(raw, '$.two_factor_authentication') = 0"))
     assert.equal(#t:truth().users - off, helpers.n_of("users", inst, "json_extract(raw, '$.two_factor_authentication') = 1"))
   end)
+  it("a classic token without admin:org: the organization roles are 'permission missing: admin:org', the owners are in", function()
+    local t = github_tenant.new { seed = 46, org = "acme", members = 10, teams = 2, audit_events = 20, days = 10,
+                                  token_scopes = "read:org, admin:read, read:audit_log" }
+    local srv = serve(t)
+    local inst = instance("gh-noadminorg", srv.url, t.token)
+    local results, ok = runtime.sync(inst)
+    assert.is_false(ok)
+    local by = by_stream(results)
+    assert.equal("permission: admin:org", by.privileges.error)
+    assert.equal("permission missing: admin:org", require("sync").health(by.privileges.error))
+    for stream, r in pairs(by) do
+      if stream ~= "privileges" then assert(r.counts, stream .. ": " .. tostring(r.error)) end
+    end
+    assert.equal(t:count("admins"), helpers.n_of("privileges", inst, "role = 'owner'"))
+    assert.equal(t:count("admins"), helpers.n_of("users", inst, "is_admin = 1"))
+  end)
 end)

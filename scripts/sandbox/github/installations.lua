@@ -49,7 +49,7 @@ function GH:installation_json(ins)
            html_url = self.web_url .. "/organizations/" .. self.org.login .. "/settings/installations/" .. ins.id,
            app_id = ins.app_id, app_slug = ins.app_slug, target_id = self.org.id, target_type = "Organization",
            permissions = { members = "write", organization_administration = "read", metadata = "read", contents = "read",
-                           organization_personal_access_tokens = "write" },
+                           organization_personal_access_tokens = "write", organization_custom_org_roles = "read" },
            events = json().array({ "organization", "member", "membership", "team" }),
            created_at = isos(ins.created), updated_at = isos(ins.created), single_file_name = jnull(),
            suspended_at = isos(ins.suspended), suspended_by = jnull() }
