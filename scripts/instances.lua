@@ -11,7 +11,7 @@
 --   instances.rename(st, old, new) ; instances.set_enabled(st, name, bool) ; instances.remove(st, name, {purge = bool})
 --   instances.settings(st, row) -> settings with secrets decrypted (for the instance's own connector only)
 --
--- An instance as the runtime and connector code see it (settings decoded, secrets through the vault):
+-- An instance as the runtime, the sync engine and sdk.auth see it (settings decoded, secrets through the vault):
 --   instances.instance(st, name_or_id) -> inst | nil, err ; instances.all(st, {enabled = bool}) -> {inst...}
 --   inst.id, inst.name, inst.app, inst.settings, inst.enabled, inst.row
 --   inst:secret(name) ; inst:set_secret(name, value) ; inst:set_granted(scope) ; inst:set_status(status)

@@ -1,7 +1,7 @@
 -- sandbox/tenant.lua — what every sandbox tenant (API emulator) shares:
 -- a deterministic PRNG, time formatting, URL/query helpers, a SCIM filter evaluator, the tenant clock,
--- the rate budget, fault injection, and webhook delivery.  Each app's emulator (sandbox/okta.lua,
--- sandbox/github.lua) builds on it and owns only what that provider's API says.
+-- the rate budget, fault injection, and webhook delivery.  Each provider's emulator (sandbox/<provider>/,
+-- e.g. sandbox/okta/) builds on it and owns only what that provider's API says.
 local M = {}
 
 -- Host modules are globals inside cachost; fall back to require for other loaders.
