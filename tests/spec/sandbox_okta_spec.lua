@@ -347,6 +347,61 @@ describe("sandbox okta", function()
     s2:close()
   end)
 
+  it("admin roles: IAM assignees page through _links.next only; group-held roles show on the group and its members", function()
+    local res = get(srv, "/api/v1/iam/assignees/users?limit=1")
+    assert.are.equal(200, res.status)
+    assert.is_nil(res.headers["link"])
+    local body = J.decode(res.body)
+    assert.are.equal(1, #body.value)
+    local seen, url = { body.value[1].id }, body._links.next and body._links.next.href
+    while url do
+      body = J.decode(get(srv, url).body)
+      for _, v in ipairs(body.value) do seen[#seen + 1] = v.id end
+      url = body._links.next and body._links.next.href
+    end
+    local direct = 0
+    for _, l in pairs(t.state.roles) do if #l > 0 then direct = direct + 1 end end
+    assert.are.equal(direct, #seen)
+    local gid = next(t.state.group_roles)
+    local roles = J.decode(get(srv, "/api/v1/groups/" .. gid .. "/roles").body)
+    assert.are.equal(1, #roles)
+    assert.are.equal("GROUP", roles[1].assignmentType)
+    assert.matches("/api/v1/groups/" .. gid .. "$", roles[1]._links.assignee.href)
+    local member = next(t.state.group_by_id[gid].members)
+    local mine = J.decode(get(srv, "/api/v1/users/" .. member .. "/roles").body)
+    local found
+    for _, r in ipairs(mine) do if r.id == roles[1].id then found = r end end
+    assert.are.equal("GROUP", assert(found).assignmentType)
+    -- not the user's to remove: the group's
+    assert.are.equal(404, req(srv, "DELETE", "/api/v1/users/" .. member .. "/roles/" .. roles[1].id).status)
+    assert.are.equal(204, req(srv, "DELETE", "/api/v1/groups/" .. gid .. "/roles/" .. roles[1].id).status)
+    assert.are.equal(0, #J.decode(get(srv, "/api/v1/groups/" .. gid .. "/roles").body))
+  end)
+
+  it("API tokens: listed, revoked, and a revoked token authenticates nothing; reset_factors, deactivate", function()
+    local list = J.decode(get(srv, "/api/v1/api-tokens").body)
+    assert.are.equal(t:count("api_tokens"), #list)
+    assert.is_nil(list[1].secret)
+    local other = t.state.api_tokens[1].secret == TOKEN and t.state.api_tokens[2] or t.state.api_tokens[1]
+    assert.are.equal(200, get(srv, "/api/v1/users?limit=1", { Authorization = "SSWS " .. other.secret }).status)
+    assert.are.equal(204, req(srv, "DELETE", "/api/v1/api-tokens/" .. other.id).status)
+    assert.are.equal(401, get(srv, "/api/v1/users?limit=1", { Authorization = "SSWS " .. other.secret }).status)
+    assert.are.equal(404, req(srv, "DELETE", "/api/v1/api-tokens/" .. other.id).status)
+    -- reset factors: the link is there while the user has factors
+    local u
+    for _, x in ipairs(t.state.users) do if x.status == "ACTIVE" and x.factors > 0 then u = x; break end end
+    assert.is_table(J.decode(get(srv, "/api/v1/users/" .. u.id).body)._links.resetFactors)
+    assert.are.equal(200, req(srv, "POST", "/api/v1/users/" .. u.id .. "/lifecycle/reset_factors").status)
+    assert.is_nil(J.decode(get(srv, "/api/v1/users/" .. u.id).body)._links.resetFactors)
+    assert.are.equal("ACTIVE", t:find_user(u.id).status)
+    -- deactivation deprovisions from every app
+    assert.are.equal(200, req(srv, "POST", "/api/v1/users/" .. u.id .. "/lifecycle/deactivate?sendEmail=false").status)
+    for _, a in ipairs(t.state.apps) do assert.is_nil(a.users[u.id]) end
+    -- the caller's own token, revoked: nothing more with it
+    assert.are.equal(204, req(srv, "DELETE", "/api/v1/api-tokens/current").status)
+    assert.are.equal(401, get(srv, "/api/v1/users?limit=1").status)
+  end)
+
   it("event hooks: verification challenge, then deliveries with the configured Authorization header", function()
     local rx = assert(server.listen{ port = 0 })
     local got = {}

@@ -115,9 +115,13 @@ function Okta:precheck(req, ropts)
   local auth = req.headers["authorization"] or ""
   local scheme, cred = auth:match("^(%S+)%s+(.+)$")
   scheme = scheme and scheme:lower()
-  if scheme == "ssws" and crypto().equal(cred, self.token) then
-    req.actor = { id = self.admin.id, type = "User", alternateId = self.admin.profile.login,
-                  displayName = self.admin.profile.displayName, detailEntry = jnull() }
+  local api_token = scheme == "ssws" and self:api_token_of(cred)
+  if api_token then
+    -- the token acts as the admin who created it
+    local u = self.state.by_id[api_token.userId] or self.admin
+    req.actor = { id = u.id, type = "User", alternateId = u.profile.login, displayName = u.profile.displayName,
+                  detailEntry = jnull() }
+    req.api_token = api_token
     return nil
   elseif scheme == "bearer" or scheme == "dpop" then
     local at = self.access_tokens[cred]
@@ -263,7 +267,56 @@ function Okta:h_revoke(req)
 end
 
 
+---------------------------------------------------------------------------------------------- API tokens
+-- The SSWS tokens of the org's admins (GET /api/v1/api-tokens: no paging); a revoked one authenticates
+-- nothing any more.
+function Okta:api_token_of(secret)
+  if type(secret) ~= "string" then return nil end
+  for _, k in ipairs(self.state.api_tokens) do
+    if crypto().equal(secret, k.secret) then return k end
+  end
+end
+
+function Okta:api_token_json(k)
+  local b = self.base_url
+  return { id = k.id, name = k.name, userId = k.userId, clientName = k.clientName, tokenWindow = k.tokenWindow,
+           network = { connection = "ANYWHERE" }, created = iso(k.created), lastUpdated = iso(k.lastUpdated),
+           expiresAt = iso(k.expiresAt),
+           _links = { self = { href = b .. "/api/v1/api-tokens/" .. k.id, hints = { allow = json().array({ "GET", "DELETE" }) } },
+                      user = { href = b .. "/api/v1/users/" .. k.userId, hints = { allow = json().array({ "GET" }) } } } }
+end
+
+function Okta:h_api_tokens(req)
+  local out = {}
+  for i, k in ipairs(self.state.api_tokens) do out[i] = self:api_token_json(k) end
+  return 200, json().array(out)
+end
+
+-- GET / DELETE one token; DELETE /api/v1/api-tokens/current revokes the caller's own
+function Okta:h_api_token(req)
+  local id = req.params.tid
+  if id == "current" then
+    if req.method ~= "DELETE" then return self:not_found("ApiToken", id) end
+    if not req.api_token then return self:err("E0000006") end
+    id = req.api_token.id
+  end
+  for i, k in ipairs(self.state.api_tokens) do
+    if k.id == id then
+      if req.method == "GET" then return 200, self:api_token_json(k) end
+      table.remove(self.state.api_tokens, i)
+      self:gov_event(req, "system.api_token.revoke", { { id = k.id, type = "Token", alternateId = "unknown",
+                                                          displayName = k.name, detailEntry = jnull() } })
+      return 204, ""
+    end
+  end
+  return self:not_found("ApiToken", id)
+end
+
+local K = { scope = "okta.apiTokens" }
 return {
+  { "GET", "/api/v1/api-tokens", Okta.h_api_tokens, K },
+  { "GET", "/api/v1/api-tokens/:tid", Okta.h_api_token, K },
+  { "DELETE", "/api/v1/api-tokens/:tid", Okta.h_api_token, K },
   { "POST", "/oauth2/v1/token", Okta.h_token, { noauth = true } },
   { "POST", "/oauth2/v1/revoke", Okta.h_revoke, { noauth = true } },
 }

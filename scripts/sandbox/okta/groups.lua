@@ -20,10 +20,12 @@ function Okta:group_json(g)
   }
 end
 
+-- A role assignment; the assignee is the user, or the group it is held through (assignmentType GROUP).
 function Okta:role_json(ra)
+  local assignee = ra.group and ("/api/v1/groups/" .. ra.group) or ("/api/v1/users/" .. ra.user)
   return { id = ra.id, label = ra.label, type = ra.type, status = ra.status, created = iso(ra.created),
            lastUpdated = iso(ra.lastUpdated), assignmentType = ra.assignmentType,
-           _links = { assignee = { href = self.base_url .. "/api/v1/users/" .. ra.user } } }
+           _links = { assignee = { href = self.base_url .. assignee } } }
 end
 
 
@@ -32,6 +34,12 @@ function Okta:h_user_roles(req)
   if not u then return self:not_found("User", req.params.id) end
   local out = {}
   for _, ra in ipairs(self.state.roles[u.id] or {}) do out[#out + 1] = self:role_json(ra) end
+  -- a user's roles include those held through the groups they are in (StandardRolesListResponse)
+  for _, g in ipairs(self.state.groups) do
+    if g.members[u.id] then
+      for _, ra in ipairs(self.state.group_roles[g.id] or {}) do out[#out + 1] = self:role_json(ra) end
+    end
+  end
   return 200, json().array(out)
 end
 
@@ -49,6 +57,8 @@ function Okta:h_delete_role(req)
   return self:not_found("RoleAssignment", req.params.rid)
 end
 
+-- The users assigned a role themselves; the holders through a group are found through the groups' roles.
+-- Pages through _links.next in the body (RoleAssignedUsers), without a Link header.
 function Okta:h_assignees(req)
   local users = {}
   for _, u in ipairs(self.state.users) do
@@ -66,7 +76,7 @@ function Okta:h_assignees(req)
   if nxt then
     body._links.next = { href = self.base_url .. "/api/v1/iam/assignees/users?" .. T.qs{ { "after", nxt }, { "limit", tostring(limit) } } }
   end
-  return 200, body, { Link = self:links("/api/v1/iam/assignees/users", { { "limit", tostring(limit) } }, nxt) }
+  return 200, body
 end
 
 function Okta:h_list_groups(req)
@@ -130,7 +140,24 @@ end
 function Okta:h_group_roles(req)
   local g = self.state.group_by_id[req.params.gid]
   if not g then return self:not_found("UserGroup", req.params.gid) end
-  return 200, json().array({})
+  local out = {}
+  for _, ra in ipairs(self.state.group_roles[g.id] or {}) do out[#out + 1] = self:role_json(ra) end
+  return 200, json().array(out)
+end
+
+function Okta:h_group_role_delete(req)
+  local g = self.state.group_by_id[req.params.gid]
+  if not g then return self:not_found("UserGroup", req.params.gid) end
+  local l = self.state.group_roles[g.id] or {}
+  for i, ra in ipairs(l) do
+    if ra.id == req.params.rid then
+      table.remove(l, i)
+      self:gov_event(req, "group.privilege.revoke", { { id = g.id, type = "UserGroup", alternateId = "unknown",
+                                                         displayName = g.name, detailEntry = jnull() } })
+      return 204, ""
+    end
+  end
+  return self:not_found("RoleAssignment", req.params.rid)
 end
 
 local G, R = { scope = "okta.groups" }, { scope = "okta.roles" }
@@ -143,5 +170,6 @@ return {
   { "PUT", "/api/v1/groups/:gid/users/:uid", Okta.h_group_member, G },
   { "DELETE", "/api/v1/groups/:gid/users/:uid", Okta.h_group_member, G },
   { "GET", "/api/v1/groups/:gid/roles", Okta.h_group_roles, R },
+  { "DELETE", "/api/v1/groups/:gid/roles/:rid", Okta.h_group_role_delete, R },
   { "GET", "/api/v1/iam/assignees/users", Okta.h_assignees, R },
 }

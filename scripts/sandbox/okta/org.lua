@@ -144,11 +144,12 @@ function Okta:generate()
   self.admin = gen[1]
 
   -- groups: Everyone (BUILT_IN) + OKTA_GROUPs (+ one APP_GROUP)
-  local function mkgroup(i, name, gtype, desc)
-    local g = { id = "00g" .. T.b62(17, seed, "group", i), created = now - r:int(400, 1200) * 86400000,
+  local function mkgroup(i, name, gtype, desc, rr)
+    rr = rr or r
+    local g = { id = "00g" .. T.b62(17, seed, "group", i), created = now - rr:int(400, 1200) * 86400000,
                 type = gtype, name = name, description = desc, members = {}, index = i }
-    g.lastUpdated = g.created + r:int(1, 300) * 86400000
-    g.lastMembershipUpdated = now - r:int(1, 60) * 86400000
+    g.lastUpdated = g.created + rr:int(1, 300) * 86400000
+    g.lastMembershipUpdated = now - rr:int(1, 60) * 86400000
     st.group_by_id[g.id] = g
     st.groups[#st.groups + 1] = g
     return g
@@ -180,6 +181,33 @@ function Okta:generate()
   for i = 2, #gen do
     if r:chance(0.06) then addrole(gen[i], ROLE_TYPES[r:int(2, #ROLE_TYPES)], 1) end
   end
+
+  -- A role held through a group (assignmentType GROUP): a small "Help Desk" group whose members hold
+  -- Help Desk administrator.  Its own random stream: the rest of the org is generated as before.
+  local rg = T.rng(seed, "okta-group-roles")
+  local hd = mkgroup(#glist + 1, "Help Desk", "OKTA_GROUP", "Help desk staff", rg)
+  for _ = 1, math.min(3, #gen) do hd.members[rg:pick(gen).id] = true end
+  table.sort(st.groups, function(a, b) return a.id < b.id end)
+  st.group_roles = { [hd.id] = { { id = "gra" .. T.b62(17, seed, "grouprole", 1), type = "HELP_DESK_ADMIN",
+    label = "Help Desk Administrator", status = "ACTIVE", created = hd.created + 86400000,
+    lastUpdated = hd.created + 86400000, assignmentType = "GROUP", group = hd.id } } }
+
+  -- API tokens (SSWS): the sandbox's own, of the super admin, and one of another admin; MFA factors
+  local function api_token(k, u, name, secret)
+    local created = now - rg:int(1, 60) * 86400000
+    return { id = "00T" .. T.b62(17, seed, "apitoken", k), name = name, userId = u.id, clientName = "Okta API",
+             created = created, lastUpdated = created, expiresAt = created + 30 * 86400000, tokenWindow = "P30D",
+             secret = secret }
+  end
+  st.api_tokens = { api_token(1, gen[1], "cachost", self.token) }
+  for i = 2, #gen do
+    if st.roles[gen[i].id] then
+      st.api_tokens[2] = api_token(2, gen[i], "provisioning script", "00" .. T.b62(40, seed, "apitoken-secret", 2))
+      break
+    end
+  end
+  table.sort(st.api_tokens, function(a, b) return a.id < b.id end)
+  for _, u in ipairs(gen) do u.factors = (u.activated and u.status ~= "DEPROVISIONED") and rg:int(1, 2) or 0 end
 
   -- apps, app assignments, consent grants, refresh tokens
   for i, a in ipairs(APPS) do
@@ -346,10 +374,9 @@ function Okta:count(what, status)
   elseif what == "grants" then return #st.grants
   elseif what == "tokens" then return #st.tokens
   elseif what == "sessions" then return #st.sessions
-  elseif what == "roles" then
-    local n = 0
-    for _, l in pairs(st.roles) do n = n + #l end
-    return n
+  elseif what == "roles" then           -- admin role assignments, one per holder (group ones per member)
+    return #self:truth().privileges
+  elseif what == "api_tokens" then return #st.api_tokens
   end
   error("count: unknown " .. tostring(what))
 end
@@ -368,9 +395,19 @@ function Okta:truth()
   for uid, list in pairs(st.roles) do
     for _, ra in ipairs(list) do t.privileges[#t.privileges + 1] = uid .. ":" .. ra.id end
   end
+  for gid, list in pairs(st.group_roles) do
+    for uid in pairs(st.group_by_id[gid].members) do
+      for _, ra in ipairs(list) do t.privileges[#t.privileges + 1] = uid .. ":" .. ra.id end
+    end
+  end
+  -- app grants: users' consents, app assignments ("app:user") and API tokens
   for _, g in ipairs(st.grants) do
     if g.userId and g.status == "ACTIVE" then t.app_grants[#t.app_grants + 1] = g.id end
   end
+  for _, a in ipairs(st.apps) do
+    for uid in pairs(a.users) do t.app_grants[#t.app_grants + 1] = a.id .. ":" .. uid end
+  end
+  for _, k in ipairs(st.api_tokens) do t.app_grants[#t.app_grants + 1] = k.id end
   for i = 0, self.nevents - 1 do t.activities[#t.activities + 1] = T.uuid(self.seed, "uuid", i) end
   for _, rec in ipairs(st.events) do t.activities[#t.activities + 1] = rec.ev.uuid end
   -- lifecycle operations that succeeded, by "user:operation": how often governance really acted

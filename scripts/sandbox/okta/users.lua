@@ -13,7 +13,8 @@ function Okta:user_json(u)
   if s == "ACTIVE" or s == "PASSWORD_EXPIRED" or s == "RECOVERY" or s == "LOCKED_OUT" then
     lk("suspend", "/lifecycle/suspend"); lk("resetPassword", "/lifecycle/reset_password")
     lk("expirePassword", "/lifecycle/expire_password"); lk("deactivate", "/lifecycle/deactivate")
-    lk("resetFactors", "/lifecycle/reset_factors")
+    -- "present only if the user is currently enrolled in one or more MFA factors"
+    if (u.factors or 0) > 0 then lk("resetFactors", "/lifecycle/reset_factors") end
     links.changePassword = { href = b .. "/credentials/change_password", method = "POST" }
     links.forgotPassword = { href = b .. "/credentials/forgot_password", method = "POST" }
   end
@@ -154,8 +155,11 @@ function Okta:h_lifecycle(req)
   end
   if L.to then self:set_status(u, L.to) else u.lastUpdated = self:now_ms() end
   if action == "deactivate" then
-    -- deprovisioned users lose sessions and tokens
+    -- deprovisioned from all assigned apps (the spec: "a destructive operation"), sessions ended
+    for _, a in ipairs(self.state.apps) do a.users[u.id] = nil end
     self:revoke_user_sessions(req, u, false)
+  elseif action == "reset_factors" then
+    u.factors = 0                       -- every enrollment back to unenrolled; the status stays
   end
   if (action == "reset_password" or action == "expire_password_with_temp_password") and req.query.revokeSessions == "true" then
     self:revoke_user_sessions(req, u, false)
