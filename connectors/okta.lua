@@ -1,22 +1,79 @@
 -- Okta (Management API).  Reference: shared/api/okta.md.
 local c = connector "okta"
+local function str(v) return type(v) == "string" and v ~= "" and v or nil end   -- TEMP until sdk.util's str
 c.title = "Okta"
 c.settings = {
   { "domain", required = true, example = "acme.okta.com", help = "your Okta org domain" },
   { "api_token", secret = true, help = "API token (SSWS), created by an admin" },
   { "client_id", help = "OAuth service app client id (instead of an API token)" },
   { "private_key", secret = true, help = "PEM private key of the service app (private_key_jwt)" },
+  { "dpop", type = "boolean", help = "the service app requires DPoP proofs (Okta's default for new apps; "
+      .. "false when its \"Require Demonstrating Proof of Possession (DPoP) header\" is unticked)" },
   { "hook_secret", secret = true, help = "the Authorization value configured on the event hook" },
+  { "components", help = "what to read and do (default all): users, groups, privileges, app_grants, activities, actions; "
+      .. "an OAuth service app asks only for their scopes" },
 }
 c.base_url = function(s) return "https://" .. s.domain end
+
+---------------------------------------------------------------------------------------------- components
+-- The OAuth scopes of each component, from each operation's `security` in the management spec.  A service
+-- app's token request names only the scopes of the instance's components: Okta refuses the whole request
+-- (invalid_scope) when one was not granted to the app.
+local SCOPES = {
+  users = { "okta.users.read" },
+  groups = { "okta.groups.read" },
+  privileges = { "okta.roles.read", "okta.groups.read" },              -- groups: roles held through them
+  app_grants = { "okta.users.read", "okta.apps.read", "okta.apiTokens.read" },
+  activities = { "okta.logs.read" },
+  actions = { "okta.users.manage", "okta.roles.manage", "okta.apps.manage", "okta.apiTokens.manage" },
+}
+local COMPONENTS = { "users", "groups", "privileges", "app_grants", "activities", "actions" }
+
+-- The components an instance has on: a set, or nil, err.
+local function components(settings)
+  local v, on = settings.components, {}
+  if v == nil or v == "" or v == "all" then
+    for _, k in ipairs(COMPONENTS) do on[k] = true end
+    return on
+  end
+  for name in tostring(v):gmatch("[^,%s]+") do
+    if not SCOPES[name] then
+      return nil, ("okta: unknown component '%s' (components: %s)"):format(name, table.concat(COMPONENTS, ", "))
+    end
+    on[name] = true
+  end
+  return on
+end
+function c.validate(settings) return components(settings) end
+function c.enabled(stream, settings)
+  local on, err = components(settings)
+  if not on then return nil, err end
+  return on[stream] == true
+end
+
+-- What `cachost connectors okta` shows each capability needs.  A service app also needs an admin role
+-- assigned to it (Okta checks both the scope and the role); an API token acts with its admin's role.
+c.needs = {}
+for _, k in ipairs(COMPONENTS) do
+  c.needs[k] = "service app: " .. table.concat(SCOPES[k], ", ") .. " and an admin role that allows it; API token: its admin's role"
+end
 
 c.auth = {
   default = "token",
   token = { type = "token", header = "Authorization", format = "SSWS %s", secret = "api_token" },
   oauth = {
     type = "oauth2", grant = "client_credentials", token_url = "/oauth2/v1/token",
-    scopes = { "okta.users.read", "okta.users.manage", "okta.groups.read", "okta.roles.read",
-               "okta.logs.read", "okta.apps.read" },
+    -- DPoP unless the instance says the app does not require it
+    dpop = function(settings) return settings.dpop ~= false and settings.dpop ~= "false" end,
+    scopes = function(settings)
+      local on, list, seen = components(settings) or {}, {}, {}
+      for _, k in ipairs(COMPONENTS) do
+        for _, sc in ipairs(on[k] and SCOPES[k] or {}) do
+          if not seen[sc] then seen[sc] = true; list[#list + 1] = sc end
+        end
+      end
+      return list
+    end,
     -- private_key_jwt: iss = sub = client_id, aud = the token endpoint
     assertion = function(client)
       local s = client.inst.settings
@@ -89,27 +146,64 @@ function c.streams.groups(ctx)
   end
 end
 
--- Admin roles: who holds one (IAM assignees), then each holder's role assignments.
+-- Admin roles.  The users assigned a role themselves (the IAM listing pages through `_links.next` in its
+-- body, RoleAssignedUsers), then each one's role assignments; and the roles held through groups
+-- (assignmentType GROUP): every member of such a group holds them.
+local IAM_PAGES = {
+  items = "value",
+  next = function(resp)
+    local l = type(resp.data._links) == "table" and resp.data._links.next
+    return type(l) == "table" and str(l.href) or nil
+  end,
+}
+
+local function role_row(uid, r, scope)
+  return { ext_id = uid .. ":" .. r.id, user_id = uid, role = r.type, scope = scope }
+end
+
 function c.streams.privileges(ctx)
-  local holders = {}
-  for page in ctx:pages("/api/v1/iam/assignees/users", { limit = 100 }, { items = "value" }) do
-    for _, a in ipairs(page) do holders[#holders + 1] = a.id end
-  end
   local admins = {}
-  for _, uid in ipairs(holders) do
-    local roles = ctx:list("/api/v1/users/" .. uid .. "/roles")
-    ctx:emit("privileges", roles, function(r)
-      admins[uid] = true
-      return { ext_id = uid .. ":" .. r.id, user_id = uid, role = r.type, scope = r.assignmentType }
-    end)
+  for page in ctx:pages("/api/v1/iam/assignees/users", { limit = 100 }, IAM_PAGES) do
+    for _, a in ipairs(page) do
+      -- a user's list has their group-held roles too: those come below, with their group
+      local roles = ctx:list("/api/v1/users/" .. urlencode(a.id) .. "/roles")
+      ctx:emit("privileges", roles, function(r)
+        if r.assignmentType == "GROUP" then return nil end
+        admins[a.id] = true
+        return role_row(a.id, r, r.assignmentType)
+      end)
+    end
+  end
+  for page in ctx:pages("/api/v1/groups", { limit = PAGE }) do
+    for _, g in ipairs(page) do
+      local roles = ctx:list("/api/v1/groups/" .. urlencode(g.id) .. "/roles")
+      if #roles > 0 then
+        local scope = "GROUP " .. tostring(g.profile and g.profile.name or g.id)
+        for members in ctx:pages("/api/v1/groups/" .. urlencode(g.id) .. "/users", { limit = PAGE }) do
+          local rows = {}
+          for _, u in ipairs(members) do
+            admins[u.id] = true
+            for _, r in ipairs(roles) do
+              rows[#rows + 1] = role_row(u.id, r, scope)
+              rows[#rows].raw = { role = r, group = { id = g.id, name = g.profile and g.profile.name } }
+            end
+          end
+          ctx:emit("privileges", rows)
+        end
+      end
+    end
   end
   ctx:set_admins(admins)
 end
 
--- OAuth consent grants of each user (scopes granted to apps).
+-- App permissions: each user's OAuth consent grants (scopes granted to apps), the apps' user assignments
+-- (one row "app:user"), and the org's API tokens (SSWS: each acts with all of its admin's permissions).
+-- One stream, as they share the app_grants table (a complete listing retires what it did not see).
+local API_TOKEN = "okta.api_token"
+
 function c.streams.app_grants(ctx)
   for _, u in ipairs(ctx:known_users()) do
-    for page in ctx:pages("/api/v1/users/" .. u.ext_id .. "/grants", { limit = 200, expand = "scope" }) do
+    for page in ctx:pages("/api/v1/users/" .. urlencode(u.ext_id) .. "/grants", { limit = 200, expand = "scope" }) do
       ctx:emit("app_grants", page, function(g)
         if g.status ~= "ACTIVE" then return nil end
         return { ext_id = g.id, client_id = g.clientId, user_id = u.ext_id, user = u.email,
@@ -117,6 +211,21 @@ function c.streams.app_grants(ctx)
       end)
     end
   end
+  for apps in ctx:pages("/api/v1/apps", { limit = PAGE }) do
+    for _, a in ipairs(apps) do
+      for page in ctx:pages("/api/v1/apps/" .. urlencode(a.id) .. "/users", { limit = 500 }) do
+        ctx:emit("app_grants", page, function(au)
+          return { ext_id = a.id .. ":" .. au.id, client_id = a.id, app_name = str(a.label) or a.name, user_id = au.id,
+                   user = type(au.credentials) == "table" and str(au.credentials.userName) or nil,
+                   scopes = "assigned (" .. tostring(au.scope or "USER") .. ")", created_at = str(au.created) }
+        end)
+      end
+    end
+  end
+  ctx:emit("app_grants", ctx:list("/api/v1/api-tokens"), function(k)
+    return { ext_id = k.id, client_id = API_TOKEN, app_name = "API token " .. tostring(k.name), user_id = k.userId,
+             scopes = "*", created_at = str(k.created) }
+  end)
 end
 
 local SIGNIN = { ["user.session.start"] = true, ["user.session.end"] = true }
@@ -191,8 +300,43 @@ end
 function c.actions.revoke_sessions(ctx, user)
   ctx:delete(user_path(user) .. "/sessions", { oauthTokens = "true" })
 end
+function c.actions.unlock_user(ctx, user) ctx:post(user_path(user) .. "/lifecycle/unlock") end
+-- destructive: the user is deprovisioned from every assigned app (not undone by a reactivation)
+function c.actions.deactivate_user(ctx, user)
+  ctx:post(user_path(user) .. "/lifecycle/deactivate", nil, { sendEmail = "false" })
+end
+function c.actions.reset_mfa(ctx, user) ctx:post(user_path(user) .. "/lifecycle/reset_factors") end
+
+-- The admin roles assigned to the user themselves (params.role: only that role type or assignment id).
+-- A role held through a group is the group's: the user keeps it until they leave the group.
+function c.actions.remove_admin_role(ctx, user, params)
+  local want = params and str(params.role)
+  local removed, through = 0, {}
+  for _, r in ipairs(ctx:list(user_path(user) .. "/roles")) do
+    if not want or r.type == want or r.id == want then
+      if r.assignmentType == "GROUP" then through[#through + 1] = tostring(r.label or r.type)
+      else
+        ctx:delete(user_path(user) .. "/roles/" .. urlencode(r.id))
+        removed = removed + 1
+      end
+    end
+  end
+  if removed == 0 then
+    error(#through > 0 and ("http: %s holds %s only through a group: remove them from the group"):format(user.ext_id, table.concat(through, ", "))
+      or ("http: %s holds no %s admin role assignment"):format(user.ext_id, want or "direct"), 0)
+  end
+end
+
+-- A consent grant, or an app assignment (its row "app:user"): removing the user from the app.
 function c.actions.revoke_grant(ctx, grant)
+  if grant.client_id == API_TOKEN then return c.actions.revoke_token(ctx, grant) end
+  local app, uid = grant.ext_id:match("^([^:]+):(.+)$")
+  if app then return ctx:delete("/api/v1/apps/" .. urlencode(app) .. "/users/" .. urlencode(uid)) end
   ctx:delete("/api/v1/users/" .. urlencode(grant.user_id) .. "/grants/" .. urlencode(grant.ext_id))
+end
+function c.actions.revoke_token(ctx, grant)
+  if grant.client_id ~= API_TOKEN then error("http: revoke_token acts on API tokens; this is a grant: revoke_grant", 0) end
+  ctx:delete("/api/v1/api-tokens/" .. urlencode(grant.ext_id))
 end
 c.undo = { suspend_user = "unsuspend_user", unsuspend_user = "suspend_user" }
 

@@ -10,9 +10,15 @@ local M = {}
 
 local CAPABILITIES = { "users", "groups", "privileges", "activities", "files", "app_grants" }
 M.CAPABILITIES = CAPABILITIES
+-- The actions a connector may offer, by what they act on (an account: a users row; an app permission:
+-- an app_grants row).  unlock_user: a user locked out (failed sign-ins) may sign in again;
+-- deactivate_user: the account is deprovisioned (destructive: the provider may drop its app assignments
+-- and data); reset_mfa: every MFA enrolment of the user is reset; remove_admin_role: the admin roles
+-- assigned to the user themselves are removed (params.role: only that one); revoke_token: an API token
+-- or other credential listed as an app grant is revoked.
 M.ACTIONS = {
   account = { "suspend_user", "unsuspend_user", "expire_password", "reset_password", "revoke_sessions",
-              "remove_member" },
+              "remove_member", "unlock_user", "deactivate_user", "reset_mfa", "remove_admin_role" },
   data = { "quarantine_file", "unquarantine_file", "remove_collaborator", "remove_shared_link",
            "make_private", "trash_file", "overwrite_file" },
   app_permission = { "revoke_grant", "revoke_token" },

@@ -71,23 +71,96 @@ function M.hosts(connector, settings)
   return out
 end
 
+-- The scopes a scheme asks for: a list, or a function of the instance's settings (only what its enabled
+-- components need: least privilege, and a service app may refuse a scope it was not granted).
+function M.scopes(scheme, settings)
+  local s = scheme.scopes
+  if type(s) == "function" then s = s(settings) end
+  return s or {}
+end
+
 -- Where a scheme's tokens live in the vault.  A request may name a scheme of its own (opts.auth: an app
 -- with several OAuth resources, e.g. Graph and manage.office.com, holds one token per resource); such
 -- tokens are keyed by the scheme's name, the instance's own scheme keeps the plain names.
 local function names(key)
   local sfx = key and ("." .. key) or ""
-  return { access = "access_token" .. sfx, refresh = "refresh_token" .. sfx, expires = "token_expires_at" .. sfx }
+  return { access = "access_token" .. sfx, refresh = "refresh_token" .. sfx, expires = "token_expires_at" .. sfx,
+           type = "token_type" .. sfx }
 end
 M.token_names = names
 
--- Exchange a grant at the token endpoint; stores the tokens.  -> token table | nil, err, token, body
+---------------------------------------------------------------------------------------------- DPoP
+-- DPoP (RFC 9449), a scheme's option `dpop` (true, or a function of the settings): a P-256 key pair made
+-- once and kept in the vault ("dpop_key"); a proof JWT signed with it on the token request (the server may
+-- first answer 400 use_dpop_nonce with a DPoP-Nonce header: asked once more with that nonce, which is
+-- kept for the next ones); when the token comes back bound to the key (token_type DPoP), every request
+-- carries `Authorization: DPoP <token>` and a fresh proof with the token's hash (ath), made again for
+-- each retry (a proof's jti is good once).
+function M.dpop_on(scheme, settings)
+  local d = scheme.dpop
+  if type(d) == "function" then d = d(settings) end
+  return d == true
+end
+
+local function dpop_key(client)
+  if client.dpop_pem then return client.dpop_pem, client.dpop_jwk end
+  local inst = client.inst
+  local pem, err = inst:secret("dpop_key")
+  if not pem then
+    if err and not tostring(err):match("^missing") then return nil, err end
+    pem = crypto.keygen("P-256")
+    inst:set_secret("dpop_key", pem)
+  end
+  local jwk = crypto.jwk(pem)
+  if not jwk then return nil, "auth: the vault's DPoP key cannot be read" end
+  client.dpop_pem, client.dpop_jwk = pem, jwk
+  return pem, jwk
+end
+
+-- A proof of this request (htu: the URL without query and fragment), of `token` when there is one.
+function M.dpop_proof(client, method, url, token)
+  local pem, jwk = dpop_key(client)
+  if not pem then return nil, jwk end
+  local b64 = function(t) return crypto.b64url(json.encode(t)) end
+  local input = b64 { typ = "dpop+jwt", alg = "ES256", jwk = jwk } .. "." .. b64 {
+    jti = crypto.b64url(crypto.random(16)), htm = method, htu = (url:gsub("[?#].*$", "")),
+    iat = math.floor(sched.time()), nonce = client.dpop_nonce,
+    ath = token and crypto.b64url(crypto.sha256(token)) or nil }
+  local sig, err = crypto.es256_sign(pem, input)
+  if not sig then return nil, "auth: DPoP proof: " .. tostring(err) end
+  return input .. "." .. crypto.b64url(sig)
+end
+
+-- req.refresh(req): run before each attempt of a request (client.lua), so a retry carries a new proof
+local function dpop_refresher(client, token)
+  return function(r) r.headers["DPoP"] = assert(M.dpop_proof(client, r.method, r.url, token)) end
+end
+
+-- Exchange a grant at the token endpoint; stores the tokens.  `form` may be a function making the form
+-- (asked again, its client assertion is new: a jti is good once).  -> token table | nil, err, token, body
 -- (the endpoint's answer, e.g. a device grant's {"error": "authorization_pending"})
 function M.token_request(client, scheme, form, key)
   local n = names(key)
   local inst = client.inst
-  local resp, err, token, answer = client:request("POST", endpoint(client, scheme, scheme.token_url), {
-    form = form, no_auth = true, headers = { Accept = "application/json" }, expect_json = true,
-    idempotent = form.grant_type == "client_credentials" })     -- a new token again: harmless
+  local url = endpoint(client, scheme, scheme.token_url)
+  local dpop = M.dpop_on(scheme, inst.settings)
+  local make = type(form) == "function" and form or function() return form end
+  local resp, err, token, answer
+  for _ = 1, 2 do
+    local f = make()
+    local opts = { form = f, no_auth = true, headers = { Accept = "application/json" }, expect_json = true,
+      idempotent = f.grant_type == "client_credentials" }     -- a new token again: harmless
+    if dpop then
+      local proof, perr = M.dpop_proof(client, "POST", url)
+      if not proof then return nil, perr end
+      opts.headers.DPoP, opts.refresh = proof, dpop_refresher(client)
+    end
+    resp, err, token, answer = client:request("POST", url, opts)
+    -- the server's nonce first: once more with it
+    local nonce = dpop and not resp and answer and answer.status == 400 and answer.headers["dpop-nonce"]
+    if not nonce or nonce == client.dpop_nonce then break end
+    client.dpop_nonce = nonce
+  end
   if not resp then
     -- refused (4xx) is about the credentials; an outage (5xx, timeout, a garbled answer) is not
     if token ~= "auth" and token ~= "permission" and token ~= "http" and token ~= "not_found" then return nil, err, token end
@@ -99,6 +172,8 @@ function M.token_request(client, scheme, form, key)
       (type(t) == "table" and t.error and (": " .. tostring(t.error)) or ""), "auth", t
   end
   inst:set_secret(n.access, t.access_token)
+  -- kept with the token; as "token_type=X" (every vault value is masked in output: not a bare word)
+  inst:set_secret(n.type, "token_type=" .. tostring(t.token_type or "Bearer"))
   if t.refresh_token then inst:set_secret(n.refresh, t.refresh_token) end
   if t.expires_in then inst:set_secret(n.expires, tostring(sched.time() + tonumber(t.expires_in))) end
   if t.scope then inst:set_granted(t.scope) end
@@ -149,16 +224,19 @@ end
 
 local function client_credentials(client, scheme, key)
   local inst = client.inst
-  local form = { grant_type = "client_credentials", scope = table.concat(scheme.scopes or {}, " ") }
-  if scheme.assertion then                         -- private_key_jwt (Okta service apps)
-    form.client_assertion_type = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-    form.client_assertion = scheme.assertion(client)
-  else
-    form.client_id = inst.settings[scheme.client_id or "client_id"]
-    form.client_secret = inst:secret(scheme.client_secret or "client_secret")
+  local function form()
+    local f = { grant_type = "client_credentials", scope = table.concat(M.scopes(scheme, inst.settings), " ") }
+    if scheme.assertion then                         -- private_key_jwt (Okta service apps)
+      f.client_assertion_type = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+      f.client_assertion = scheme.assertion(client)
+    else
+      f.client_id = inst.settings[scheme.client_id or "client_id"]
+      f.client_secret = inst:secret(scheme.client_secret or "client_secret")
+    end
+    -- provider-specific grant fields, e.g. Box's box_subject_type / box_subject_id
+    for k, v in pairs(scheme.form and scheme.form(inst.settings) or {}) do f[k] = v end
+    return f
   end
-  -- provider-specific grant fields, e.g. Box's box_subject_type / box_subject_id
-  for k, v in pairs(scheme.form and scheme.form(inst.settings) or {}) do form[k] = v end
   return M.token_request(client, scheme, form, key)
 end
 
@@ -296,6 +374,14 @@ function M.for_connector(connector)
         if not t then return nil, err, etoken end
         token = t.access_token
       end
+      if tostring(inst:secret(n.type)):lower() == "token_type=dpop" then       -- a token bound to our key: a proof with each request
+        req.headers["Authorization"] = "DPoP " .. token
+        local proof, perr = M.dpop_proof(client, req.method, req.url, token)
+        if not proof then return nil, perr end
+        req.headers["DPoP"] = proof
+        req.refresh = dpop_refresher(client, token)
+        return true
+      end
       req.headers["Authorization"] = (scheme.format or "Bearer %s"):format(token)
       return true
     elseif scheme.type == "sigv4" then
@@ -324,7 +410,7 @@ function M.authorization_code(client, scheme, redirect_uri)
   local state = crypto.b64url(crypto.random(16))
   local q = {
     response_type = "code", client_id = inst.settings[scheme.client_id or "client_id"],
-    redirect_uri = redirect_uri, state = state, scope = table.concat(scheme.scopes or {}, " "),
+    redirect_uri = redirect_uri, state = state, scope = table.concat(M.scopes(scheme, inst.settings), " "),
   }
   if scheme.pkce ~= false then
     q.code_challenge = crypto.b64url(crypto.sha256(verifier))
@@ -351,7 +437,7 @@ local DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 function M.device_code(client, scheme)
   local client_id = client.inst.settings[scheme.client_id or "client_id"]
   local resp, err, token = client:request("POST", endpoint(client, scheme, scheme.device_url), {
-    form = { client_id = client_id, scope = table.concat(scheme.scopes or {}, " ") }, no_auth = true,
+    form = { client_id = client_id, scope = table.concat(M.scopes(scheme, client.inst.settings), " ") }, no_auth = true,
     headers = { Accept = "application/json" }, expect_json = true })
   if not resp then return nil, "auth: device code request refused: " .. tostring(err), token end
   local d = resp.data

@@ -228,7 +228,7 @@ function request(self, method, path, opts)
     method = method, url = url, query = opts.query, headers = {}, body = opts.body,
     timeout = opts.timeout or Client.TIMEOUT, instance = self.inst.name, app = self.inst.app,
     max_size = opts.max_size, proxy = self.inst.settings.proxy,
-    insecure = self.insecure,
+    insecure = self.insecure, refresh = opts.refresh,
   }
   for k, v in pairs(opts.headers or {}) do req.headers[k] = v end
   req.headers["Accept"] = req.headers["Accept"] or "application/json"
@@ -260,6 +260,7 @@ function request(self, method, path, opts)
       sched.sleep(wait)
     end
     self.stats.requests = self.stats.requests + 1
+    if attempt > 1 and req.refresh then req.refresh(req) end     -- e.g. a new DPoP proof (auth.lua)
     resp, err, token = http.request(req)
     unread = nil
     metrics.inc("cachost_http_requests_total", { app = self.inst.app, status = resp and resp.status or token })
