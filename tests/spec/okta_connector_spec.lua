@@ -236,7 +236,7 @@ describe("okta connector with a DPoP service app", function()
     local tok
     for t, at in pairs(tenant.access_tokens) do tok = at end
     assert.is_string(tok.jkt)
-    assert.is_string(runtime.instance("okta-dpop"):secret("dpop_key"))
+    assert.is_string(instances.instance(runtime.store(), "okta-dpop"):secret("dpop_key"))
     -- an expired token: a new one, with the nonce already known (one token request)
     local n_before = #tenant.log
     inst:set_secret("token_expires_at", tostring(sched.time() - 1))
