@@ -147,7 +147,8 @@ function M.token_request(client, scheme, form, key)
   local make = type(form) == "function" and form or function() return form end
   local resp, err, token, answer
   for _ = 1, 2 do
-    local f = make()
+    local f, ferr = make()
+    if not f then return nil, ferr end
     local opts = { form = f, no_auth = true, headers = { Accept = "application/json" }, expect_json = true,
       idempotent = f.grant_type == "client_credentials" }     -- a new token again: harmless
     if dpop then
@@ -222,13 +223,31 @@ local function exchange(client, scheme, key)
   return t.token
 end
 
+-- private_key_jwt (RFC 7523, OpenID Connect Core 9): the client authenticates with a JWT signed with its
+-- private key (the secret scheme.private_key names): iss = sub = the client id, aud = the token endpoint,
+-- a short life and a jti used once.  RS256.
+function M.client_assertion(client, scheme)
+  local inst = client.inst
+  local pem, err = inst:secret(scheme.private_key)
+  if not pem then
+    if err and not tostring(err):match("^missing") then return nil, err end
+    return nil, ("auth: secret '%s' is not set (cachost instance edit %s)"):format(scheme.private_key, inst.name)
+  end
+  local id = inst.settings[scheme.client_id or "client_id"]
+  local now = math.floor(sched.time())
+  return M.jwt_rs256({ iss = id, sub = id, aud = endpoint(client, scheme, scheme.token_url), iat = now, exp = now + 300,
+                       jti = crypto.b64url(crypto.random(16)) }, pem)
+end
+
 local function client_credentials(client, scheme, key)
   local inst = client.inst
   local function form()
     local f = { grant_type = "client_credentials", scope = table.concat(M.scopes(scheme, inst.settings), " ") }
-    if scheme.assertion then                         -- private_key_jwt (Okta service apps)
+    if scheme.private_key then                       -- private_key_jwt (Okta service apps)
+      local a, err = M.client_assertion(client, scheme)
+      if not a then return nil, err end
       f.client_assertion_type = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-      f.client_assertion = scheme.assertion(client)
+      f.client_assertion = a
     else
       f.client_id = inst.settings[scheme.client_id or "client_id"]
       f.client_secret = inst:secret(scheme.client_secret or "client_secret")
