@@ -211,6 +211,26 @@ describe("okta connector with an OAuth service app", function()
     assert.are.same({ "users", "groups", "activities" }, streams)
     assert.equal(tenant:count("users"), count("SELECT count(*) n FROM users WHERE instance_id = ?", inst.id))
   end)
+
+  -- what `cachost connectors okta` lists per capability is enough: a service app granted exactly those
+  -- scopes reads that stream (the sandbox checks each route's scope)
+  it("needs for each stream exactly the scopes it lists", function()
+    local c = require("sdk").load("okta")
+    for _, stream in ipairs { "users", "groups", "privileges", "app_grants", "activities" } do
+      local scopes = {}
+      for sc in c.needs[stream]:gmatch("okta%.[%w]+%.%w+") do scopes[#scopes + 1] = sc end
+      assert(#scopes > 0, stream)
+      local tenant = okta_tenant.new { seed = 15, users = 8, groups = 2, events_per_day = 5, days = 1,
+        oauth_client = { client_id = "0oaservice", public_key = crypto.jwk_pem(crypto.jwk(key)), scopes = scopes } }
+      local srv = require("helpers").serve(tenant)
+      local inst = oauth_instance("okta-needs-" .. stream, srv.url, stream)
+      local results, ok = runtime.sync(inst)
+      srv:close()
+      assert(ok, stream .. ": " .. tostring(results[1] and results[1].error))
+      assert.equal(1, #results)
+      assert.equal(stream, results[1].stream)
+    end
+  end)
 end)
 
 -- Okta's service apps require DPoP by default: the token is bound to a key the instance holds.
