@@ -1,6 +1,5 @@
 -- Okta (Management API).  Reference: shared/api/okta.md.
 local c = connector "okta"
-local function str(v) return type(v) == "string" and v ~= "" and v or nil end   -- TEMP until sdk.util's str
 c.title = "Okta"
 c.settings = {
   { "domain", required = true, example = "acme.okta.com", help = "your Okta org domain" },

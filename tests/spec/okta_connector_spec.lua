@@ -139,7 +139,7 @@ describe("okta connector, held to Okta's reference", function()
     local st = runtime.store()
     local function act(action, target, params)
       local ctx = sync.context(st, inst, "action")
-      return ctx.connector.actions[action](ctx, target, params)
+      return context.connector(ctx).actions[action](ctx, target, params)
     end
     local function user_with(pred)
       for _, u in ipairs(tenant.state.users) do
