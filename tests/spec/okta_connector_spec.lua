@@ -180,6 +180,12 @@ describe("okta connector, held to Okta's reference", function()
     end
     act("revoke_grant", assert(asg))
     assert.is_nil(tenant.state.app_by_id[asg.client_id].users[asg.user_id])
+    -- through governance, as a policy or an operator asks: recorded, and the user re-fetched
+    local g = require "governance"
+    local locked2 = assert(user_with(function(u) return u.status == "LOCKED_OUT" end))
+    local rec = assert(g.act { store = st, instance = inst, action = "unlock_user", target = locked2.ext_id, operator = "t" })
+    assert.equal("ok", rec.result, rec.error)
+    assert.equal("active", st.db:query("SELECT status FROM users WHERE id = ?", locked2.id)[1].status)
     -- the next scan agrees with the tenant
     assert(select(2, runtime.sync(inst, { streams = { "users", "groups", "privileges", "app_grants" } })))
     assert.are.same(truth_of("app_grants"), stored("app_grants"))
