@@ -134,6 +134,26 @@ describe("aws connector", function()
     assert(ok, tostring(err))
   end)
 
+  it("stops on a cut or garbled XML answer with one clear line, and keeps what it stored", function()
+    local Client = require "sdk.client"
+    local base = Client.BACKOFF_BASE
+    Client.BACKOFF_BASE = 0.01
+    local before = n_of("groups", inst)
+    for _, kind in ipairs { "truncated", "html" } do
+      t:fault { kind = kind, count = 50 }      -- more than the retries of a read
+      local results, ok = runtime.sync(inst, { streams = { "groups" } })
+      t:clear_faults()
+      assert.is_false(ok, kind)
+      assert.is_string(results[1].error)
+      assert.is_nil(results[1].error:find("\n"), results[1].error)
+      assert.equal(before, n_of("groups", inst))
+    end
+    t:fault { kind = "reset", count = 1 }
+    local ok, err = pcall(helpers.sync_ok, inst, { streams = { "groups" } })   -- a read is asked again
+    Client.BACKOFF_BASE = base
+    assert(ok, tostring(err))
+  end)
+
   it("says the role refused when the external id is wrong", function()
     local bad = add_instance("aws-bad", t, srv, { external_id = "guess" })
     local results, ok = runtime.sync(bad, { streams = { "users" } })

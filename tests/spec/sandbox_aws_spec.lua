@@ -25,6 +25,14 @@ local function sts(srv, creds, params, o)
   return call(srv, creds, "sts", params, o)
 end
 
+-- The role's session credentials, assumed with the external id.
+local function assume(srv, t, creds)
+  local _, r = sts(srv, creds, { Action = "AssumeRole", RoleArn = t.role.Arn, RoleSessionName = "cachost",
+                                 ExternalId = t.role.external_id })
+  local c = X.record(X.find(r, "AssumeRoleResult/Credentials"))
+  return { access_key = c.AccessKeyId, secret_key = c.SecretAccessKey, session_token = c.SessionToken }
+end
+
 describe("sandbox aws", function()
   local t, srv, audit
   before_each(function()
@@ -104,10 +112,7 @@ describe("sandbox aws", function()
     assert.equal(403, res.status)
     assert.equal("AccessDenied", X.error(root).code)
     assert.equal("Active", key.status)
-    local _, r2 = sts(srv, audit, { Action = "AssumeRole", RoleArn = t.role.Arn, RoleSessionName = "cachost",
-                                    ExternalId = t.role.external_id })
-    local c = X.record(X.find(r2, "AssumeRoleResult/Credentials"))
-    local role = { access_key = c.AccessKeyId, secret_key = c.SecretAccessKey, session_token = c.SessionToken }
+    local role = assume(srv, t, audit)
     res = iam(srv, role, { Action = "UpdateAccessKey", UserName = "ops-automation", AccessKeyId = key.id, Status = "Inactive" })
     assert.equal(200, res.status)
     local _, r3 = iam(srv, audit, { Action = "ListAccessKeys", UserName = "ops-automation" })
@@ -195,10 +200,7 @@ describe("sandbox aws CloudTrail LookupEvents", function()
 
   it("records the IAM calls made on the account", function()
     local key = t.keys[t.users["ops-automation"].keys[1]]
-    local _, r = sts(srv, audit, { Action = "AssumeRole", RoleArn = t.role.Arn, RoleSessionName = "cachost",
-                                   ExternalId = t.role.external_id })
-    local c = X.record(X.find(r, "AssumeRoleResult/Credentials"))
-    local role = { access_key = c.AccessKeyId, secret_key = c.SecretAccessKey, session_token = c.SessionToken }
+    local role = assume(srv, t, audit)
     assert.equal(200, (iam(srv, role, { Action = "UpdateAccessKey", UserName = "ops-automation", AccessKeyId = key.id,
                                         Status = "Inactive" })).status)
     local res, d = lookup { LookupAttributes = { { AttributeKey = "EventName", AttributeValue = "UpdateAccessKey" } } }
@@ -217,10 +219,7 @@ describe("sandbox aws S3", function()
     t = aws.new { seed = 6, users = 6 }
     srv = start(t)
     audit = { access_key = t.audit_key.id, secret_key = t.audit_key.secret }
-    local _, r = sts(srv, audit, { Action = "AssumeRole", RoleArn = t.role.Arn, RoleSessionName = "cachost",
-                                   ExternalId = t.role.external_id })
-    local c = X.record(X.find(r, "AssumeRoleResult/Credentials"))
-    role = { access_key = c.AccessKeyId, secret_key = c.SecretAccessKey, session_token = c.SessionToken }
+    role = assume(srv, t, audit)
   end)
   after_each(function() srv:close() end)
 

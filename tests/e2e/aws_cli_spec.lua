@@ -1,0 +1,51 @@
+-- aws_cli_spec.lua — `cachost sandbox aws` to a connected account, as a newcomer would: the printed
+-- `instance add` line works (--test), a wrong external id is refused before anything is added, a sync reads
+-- every stream, and the governance path makes the public key file private and deactivates the leaked key.
+local helpers = require "helpers"
+local procs = require "procs"
+local bin = procs.BIN
+
+describe("cachost sandbox aws", function()
+  local home, pid
+  before_each(function() home = helpers.tmp_dir() end)
+  after_each(function()
+    if pid then procs.stop(pid) end
+    os.execute("rm -rf '" .. home .. "'")
+  end)
+
+  local function run(args)
+    return procs.sh(("CACHOST_HOME='%s' %s %s </dev/null"):format(home, bin, args))
+  end
+
+  it("connects through the printed line, syncs, and acts on the account", function()
+    pid = procs.spawn(("CACHOST_HOME='%s' %s sandbox aws --size 6"):format(home, bin), home .. "/sandbox")
+    local out = procs.wait_for(home .. "/sandbox", "CACHOST_SET_ACCESS_KEY_ID=[^\n]+instance add aws[^\n]+\n")
+    local line = out:match("(CACHOST_SET_ACCESS_KEY_ID=[^\n]+)"):gsub(" cachost ", " " .. bin .. " ", 1)
+    -- a wrong external id: the role is not assumed, nothing is added
+    local wrong = line:gsub("external_id=%S+", "external_id=guess"):gsub("%-%-name %S+", "--name tried")
+    local text, code = procs.sh(("CACHOST_HOME='%s' %s --test </dev/null"):format(home, wrong))
+    assert.equal(1, code, text)
+    assert.matches("AssumeRole refused", text)
+    text, code = procs.sh(("CACHOST_HOME='%s' %s --test </dev/null"):format(home, line))
+    assert.equal(0, code, text)
+    assert.matches("credentials work", text)
+    text, code = run("sync sandbox-aws --no-policies")
+    assert.equal(0, code, text)
+    assert.is_nil(text:find(" error ", 1, true), text)
+    local csv = run("query \"SELECT access_level FROM files WHERE ext_id = 'acme-data/backup/credentials.csv'\" -f csv")
+    assert.matches("public", csv)
+    text, code = run("act sandbox-aws make_private acme-data/backup/credentials.csv")
+    assert.equal(0, code, text)
+    csv = run("query \"SELECT access_level FROM files WHERE ext_id = 'acme-data/backup/credentials.csv'\" -f csv")
+    assert.matches("private", csv)
+    local keys = run("query \"SELECT ext_id FROM app_grants WHERE user_id = 'ops-automation' AND deleted_at IS NULL\" -f csv")
+    local key = keys:match("\n(AKIA%w+)")
+    assert(key, keys)
+    text, code = run("act sandbox-aws revoke_token " .. key)
+    assert.equal(0, code, text)
+    text, code = run("sync sandbox-aws --no-policies --stream app_grants")
+    assert.equal(0, code, text)
+    keys = run(("query \"SELECT count(*) AS n FROM app_grants WHERE ext_id = '%s' AND deleted_at IS NULL\" -f csv"):format(key))
+    assert.matches("\n0", keys)
+  end)
+end)
