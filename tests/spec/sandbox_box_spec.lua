@@ -252,18 +252,20 @@ describe("box sandbox", function()
   end)
 
   it("streams admin_logs_streaming by position, at least once, in short chunks while more remain", function()
-    local ids, n, pos, dups, short = {}, 0, "0", 0, false
+    local ids, n, pos, dups, short, unordered = {}, 0, "0", 0, false, false
     repeat
       local r = call("GET", "/2.0/events?stream_type=admin_logs_streaming&limit=500&stream_position=" .. pos)
       assert.equal(200, r.status)
-      for _, e in ipairs(r.data.entries) do
+      for k, e in ipairs(r.data.entries) do
         if ids[e.event_id] then dups = dups + 1 else ids[e.event_id] = true; n = n + 1 end
+        if k > 1 and T_lt(e.created_at, r.data.entries[k - 1].created_at) then unordered = true end
       end
       if r.data.chunk_size > 0 and r.data.chunk_size < 500 then short = true end
       pos = r.data.next_stream_position
     until r.data.chunk_size == 0
     assert.is_true(short)
     assert.is_true(dups > 0)                               -- duplicates happen: dedupe by event_id
+    assert.is_true(unordered)                              -- and not in chronological order
     local recent = 0
     for _, e in ipairs(t.state.events) do if e.ms >= t:now_ms() - 14 * 86400000 then recent = recent + 1 end end
     assert.equal(recent, n)                                -- the last two weeks, every event once at least

@@ -83,6 +83,11 @@ function Box:h_events(req)
     -- remaining" (GET /events, limit): a chunk ends with its processing batch
     if i % batch == 0 and #out > 0 then break end
   end
+  -- admin_logs_streaming returns events "in roughly the order they are processed", not chronologically:
+  -- here each pair of neighbours comes swapped
+  if stype == "admin_logs_streaming" then
+    for k = 1, #out - 1, 2 do out[k], out[k + 1] = out[k + 1], out[k] end
+  end
   return 200, { chunk_size = #out, next_stream_position = tostring(POS_BASE + i), entries = json().array(out) }
 end
 
