@@ -1,12 +1,11 @@
 -- Microsoft Azure (Resource Manager: activity log and RBAC role assignments; the principals behind them
 -- through Microsoft Graph).  References: shared/api/azure.md, shared/api/microsoft-graph.md.
 local c = connector "azure"
+local microsoft = provider("microsoft")
 c.title = "Microsoft Azure"
 c.single_instance = true
 c.settings = {
-  { "tenant_id", required = true, example = "84bd8158-6d4d-4958-8b9f-9d6445542f95", help = "the Entra tenant id (GUID)" },
-  { "client_id", required = true, help = "application (client) id of the app registration" },
-  { "client_secret", secret = true, help = "a client secret of the app registration" },
+  microsoft.SETTINGS[1], microsoft.SETTINGS[2], microsoft.SETTINGS[3],
   { "subscription_ids", example = "a925f2f7-5c63-4b7b-8799-25a5f97bc3b2,089bd33f-d4ec-47fe-8ba5-0753aa5c5b33",
     help = "subscriptions to read, comma separated (default: every subscription the app can see)" },
   { "activity_overlap_minutes", example = "60",
@@ -14,21 +13,16 @@ c.settings = {
 }
 
 -- ARM, Graph and login each have their own host; a `base_url` setting (a sandbox tenant) serves all three.
-local ARM, GRAPH, LOGIN = "https://management.azure.com", "https://graph.microsoft.com", "https://login.microsoftonline.com"
+local ARM, GRAPH = microsoft.ARM, microsoft.GRAPH
 c.base_url = ARM
-local function token_url(settings)
-  return provider_host(settings, LOGIN) .. "/" .. urlencode(settings.tenant_id) .. "/oauth2/v2.0/token"
-end
 
 c.hosts = function(s) return { provider_host(s, GRAPH) } end     -- login: the token endpoint
 
 -- Client credentials (§1), one token per resource: Graph requests name the `graph` scheme.
 c.auth = {
   default = "arm",
-  arm = { type = "oauth2", grant = "client_credentials", token_url = token_url,
-          scopes = { "https://management.azure.com/.default" } },
-  graph = { type = "oauth2", grant = "client_credentials", token_url = token_url,
-            scopes = { "https://graph.microsoft.com/.default" } },
+  arm = microsoft.client_credentials(ARM),
+  graph = microsoft.client_credentials(GRAPH),
 }
 
 c.capabilities = {
@@ -45,18 +39,9 @@ c.needs = {
 }
 
 -- ARM: {"error":{"code","message",...}}; the activity log's flat {"code","message"}; token errors
--- {"error","error_description"} (§7).
-function c.error_message(resp)
-  local d = resp.data
-  if type(d) ~= "table" then return (resp.body or ""):sub(1, 200) end
-  local e = type(d.error) == "table" and d.error or d
-  if e.message or e.code then return ("%s (%s)"):format(tostring(e.message or "?"), tostring(e.code or "?")) end
-  return tostring(d.error_description or d.error or (resp.body or ""):sub(1, 200))
-end
-
-function c.is_throttled(resp)
-  return resp.status == 429 or ((resp.status == 503 or resp.status == 504) and resp.headers["retry-after"] ~= nil)
-end
+-- {"error","error_description"} (§7): the provider module reads them all.
+c.error_message = microsoft.error_message
+c.is_throttled = microsoft.is_throttled
 
 local ARM_PAGES = {
   items = "value",
@@ -193,15 +178,8 @@ function c.streams.privileges(ctx)
 end
 
 ---------------------------------------------------------------------------------------------- principals
-local USER_SELECT = "id,displayName,mail,userPrincipalName,accountEnabled,userType,createdDateTime"
-
-local function user_row(u, admin)
-  return {
-    ext_id = u.id, email = str(u.mail) or str(u.userPrincipalName), display_name = str(u.displayName),
-    status = u.accountEnabled == false and "disabled" or "active", is_admin = admin and 1 or 0,
-    external = u.userType == "Guest" and 1 or 0, created_at = str(u.createdDateTime),
-  }
-end
+local USER_SELECT = microsoft.USER_SELECT
+local function user_row(u, admin) return microsoft.user_row(u, admin == true) end
 
 local function graph_get(ctx, path, query) return get_or_nil(ctx, graph(ctx, path), query, "graph") end
 
@@ -227,7 +205,7 @@ function c.streams.users(ctx)
       if u then urows[#urows + 1] = user_row(u, users[id]); urows[#urows].raw = u end
     else
       local g = graph_get(ctx, "/v1.0/groups/" .. urlencode(id))
-      if g then grows[#grows + 1] = { ext_id = g.id, name = g.displayName, email = str(g.mail), description = str(g.description), raw = g } end
+      if g then grows[#grows + 1] = microsoft.group_row(g); grows[#grows].raw = g end
     end
   end
   ctx:emit("users", urows)
