@@ -15,7 +15,10 @@
 --   { type = "exchange", exchange = function(x) -> {token=, expires_at=epoch seconds} | nil, err }: a short-lived
 --     token the connector obtains with a credential of its own (a GitHub App's JWT -> an installation token);
 --     x offers settings, secret(name), jwt(claims, secret_name) (RS256), request(method, path, opts) (sent
---     as given: no credentials added) and now().  Kept in the vault like OAuth tokens, renewed before expiry.
+--     as given: no credentials added), now() and subject (see below).  Kept in the vault like OAuth tokens,
+--     renewed before expiry.  A request may act as a subject (opts.auth = {subject = "user@example.com"}:
+--     Google's domain-wide delegation, where Drive acts as each file's owner): each subject's token is
+--     obtained with x.subject set and kept apart in the vault (access_token.sub:<subject>).
 -- Relative endpoint URLs resolve against the scheme's own host `base_url` when it declares one (GitHub's
 -- web flow is on github.com, its API on api.github.com), else against the API base URL; the instance
 -- setting `oauth_base_url` overrides the scheme's host (GHES, sandbox tenants).
@@ -191,10 +194,10 @@ end
 
 -- A scheme of type "exchange": the connector's exchange() gets a new token; stored with its expiry.
 -- -> token | nil, err, token ("auth" when the provider refused the credential: reconnect needed)
-local function exchange(client, scheme, key)
+local function exchange(client, scheme, key, subject)
   local inst = client.inst
   local x = {
-    settings = inst.settings,
+    settings = inst.settings, subject = subject,
     secret = function(name) return inst:secret(name) end,
     now = function() return sched.time() end,
     jwt = function(claims, secret_name)
@@ -371,8 +374,11 @@ function M.for_connector(connector)
     for k, v in pairs(connector.headers or {}) do
       if req.headers[k] == nil or (k == "Accept" and req.headers[k] == "application/json") then req.headers[k] = v end
     end
+    local subject                                  -- {scheme=, subject=}: acting as that subject
+    if type(which) == "table" then subject, which = which.subject, which.scheme end
     local scheme = scheme_of(connector, inst, which)
     local key = which and scheme ~= scheme_of(connector, inst) and which or nil
+    if subject then key = (key and key .. "." or "") .. "sub:" .. subject end
     if scheme.type == "token" then
       local secret, serr = inst:secret(scheme.secret)
       if not secret then
@@ -411,7 +417,7 @@ function M.for_connector(connector)
       local exp = tonumber(inst:secret(n.expires) or "")
       if not token or not exp or exp - REFRESH_MARGIN < sched.time() then
         local err, etoken
-        token, err, etoken = exchange(client, scheme, key)
+        token, err, etoken = exchange(client, scheme, key, subject)
         if not token then return nil, err, etoken end
       end
       req.headers["Authorization"] = (scheme.format or "Bearer %s"):format(token)

@@ -350,7 +350,7 @@ end
 
 -- Iterates the pages of a listing: for items, resp in client:pages(path, query, opts) do ... end.
 -- opts.items names the field of the body holding the items (nil: the body is the array); the page must
--- have that shape (Client.listing).  The next page comes from the Link header (rel="next") unless
+-- have that shape (Client.listing; with opts.absent_empty an object without the field is an empty page).  The next page comes from the Link header (rel="next") unless
 -- opts.next(resp, items) returns the next {path, query}.
 -- An endless next link (the same URL again) or more than opts.max_pages pages ends with an error.
 -- The next page is requested while the caller works on this one (the provider's latency and our
@@ -369,7 +369,15 @@ function Client:pages(path, query, opts)
     if n > max_pages then return nil, "pagination: more than " .. max_pages .. " pages", "pagination" end
     local resp, err, token = self:get(p, q, { expect_json = true, auth = opts.auth, headers = opts.headers })
     if not resp then return nil, err, token end
-    local items, lerr = Client.listing(resp.data, opts.items)
+    local items, lerr
+    -- opts.absent_empty: the provider omits an empty array (Google leaves out empty repeated fields),
+    -- so an object body without the field is an empty page; any other shape is still refused
+    local d = resp.data
+    if opts.absent_empty and opts.items and type(d) == "table" and not json.is_array(d) and d[opts.items] == nil then
+      items = {}
+    else
+      items, lerr = Client.listing(d, opts.items)
+    end
     if not items then return nil, ("%s (GET %s)"):format(lerr, (p:gsub("%?.*", ""))), "malformed" end
     local np, nq
     if opts.next then

@@ -1,0 +1,415 @@
+-- Google Workspace (Admin SDK Directory and Reports, Drive v3).  Reference: shared/api/google-workspace.md
+-- and Google's discovery documents (admin:directory_v1, admin:reports_v1, drive:v3).
+local google = provider("google")
+local c = connector "google-workspace"
+c.title = "Google Workspace"
+c.settings = {
+  { "admin_email", required = true, example = "admin@acme.com",
+    help = "a super admin the service account acts as for Directory and Reports (domain-wide delegation)" },
+  { google.KEY_SECRET, secret = true, help = "the service account's JSON key file (Cloud console > IAM > Service accounts > Keys)" },
+  { "customer_id", example = "C01abc23d", help = "the Workspace customer id (default my_customer: the admin's own)" },
+  { "oauth_base_url", example = "https://oauth2.googleapis.com", help = "host of /token (default Google's; a sandbox serves it)" },
+}
+c.base_url = "https://admin.googleapis.com"
+local DRIVE = "https://www.googleapis.com"
+c.hosts = function(s) return { provider_host(s, DRIVE) } end
+
+-- §2: a service account with domain-wide delegation; the admin grants its client id these scopes in the
+-- Admin console (Security > API controls > Domain-wide delegation).  Least privilege per capability:
+--   users: admin.directory.user.readonly (suspend/unsuspend/expire_password: admin.directory.user)
+--   groups: admin.directory.group.readonly, admin.directory.group.member.readonly
+--   privileges: admin.directory.rolemanagement.readonly
+--   app_grants: admin.directory.user.security (tokens.list/delete, signOut)
+--   activities: admin.reports.audit.readonly
+--   files: drive.readonly (the governance actions: drive), impersonating each file's owner
+local S = google.SCOPE
+c.scopes = {
+  S .. "admin.directory.user", S .. "admin.directory.user.security", S .. "admin.directory.group.readonly",
+  S .. "admin.directory.group.member.readonly", S .. "admin.directory.rolemanagement.readonly",
+  S .. "admin.reports.audit.readonly", S .. "drive",
+}
+c.auth = google.service_account { scopes = c.scopes, subject = function(s) return s.admin_email end }
+
+c.capabilities = {
+  users = true, groups = true, privileges = true, files = true, app_grants = true,
+  activities = { "signin", "admin", "user" },
+}
+c.error_message = google.error_message
+c.is_throttled = google.is_throttled
+
+local function customer(ctx) return str(ctx.settings.customer_id) or "my_customer" end
+local DIR = "/admin/directory/v1"
+local function drive_url(ctx, path) return provider_host(ctx.settings, DRIVE) .. "/drive/v3" .. path end
+
+-- §7: token paging, nextPageToken sent back as pageToken with the same other parameters; Google leaves
+-- an empty array out of the body (a group without members: no "members").  fn(items, body) per page.
+local function each_page(ctx, path, query, items, fn, opts)
+  for list, resp in ctx:pages(path, query, {
+    items = items, absent_empty = true, auth = opts and opts.auth,
+    next = function(resp)
+      local t = resp.data.nextPageToken
+      if type(t) ~= "string" or t == "" then return nil end
+      local q = {}
+      for k, v in pairs(query) do q[k] = v end
+      q.pageToken = t
+      return path, q
+    end,
+  }) do fn(list, resp.data) end
+end
+
+---------------------------------------------------------------------------------------------- users
+-- Status model (§3): suspended (with suspensionReason), archived, deleted (showDeleted=true, within the
+-- 20-day restore window); else active.
+local function status_of(u)
+  if u.deletionTime then return "deleted" end
+  if u.archived == true then return "archived" end
+  if u.suspended == true then return "suspended" end
+  return "active"
+end
+local function user_row(u)
+  if not str(u.primaryEmail) then error("user without primaryEmail") end
+  return {
+    ext_id = u.id, email = u.primaryEmail, display_name = type(u.name) == "table" and str(u.name.fullName) or nil,
+    status = status_of(u), is_admin = (u.isAdmin == true or u.isDelegatedAdmin == true) and 1 or 0,
+    last_login = str(u.lastLoginTime) ~= "1970-01-01T00:00:00.000Z" and str(u.lastLoginTime) or nil,
+    created_at = str(u.creationTime), external = 0,
+  }
+end
+
+-- Role assignments (§3) become privileges: one row per assignment to a user; an assignment to a group is
+-- held by each of its members (ext_id assignment:member).  Role names from the customer's roles.
+local function privileges(ctx, admins)
+  local names = {}
+  each_page(ctx, DIR .. "/customer/" .. urlencode(customer(ctx)) .. "/roles", { maxResults = 100 }, "items", function(list)
+    for _, r in ipairs(list) do names[tostring(r.roleId)] = str(r.roleDescription) or r.roleName end
+  end)
+  each_page(ctx, DIR .. "/customer/" .. urlencode(customer(ctx)) .. "/roleassignments", { maxResults = 200 }, "items", function(list)
+    local rows = {}
+    for _, a in ipairs(list) do
+      local role = names[tostring(a.roleId)] or tostring(a.roleId)
+      local scope = a.scopeType == "ORG_UNIT" and ("org_unit:" .. tostring(a.orgUnitId)) or "customer"
+      if a.assigneeType == "GROUP" then
+        each_page(ctx, DIR .. "/groups/" .. urlencode(a.assignedTo) .. "/members", { maxResults = 200 }, "members", function(ms)
+          for _, m in ipairs(ms) do
+            if m.type == "USER" then
+              rows[#rows + 1] = { ext_id = a.roleAssignmentId .. ":" .. m.id, user_id = m.id, role = role, scope = scope .. " (via group " .. tostring(a.assignedTo) .. ")", raw = a }
+            end
+          end
+        end)
+      else
+        rows[#rows + 1] = { ext_id = a.roleAssignmentId, user_id = a.assignedTo, role = role, scope = scope, raw = a }
+      end
+    end
+    for _, r in ipairs(rows) do admins[r.user_id] = true end
+    ctx:emit("privileges", rows)
+  end)
+end
+
+function c.streams.users(ctx)
+  local admins = {}
+  for _, deleted in ipairs { "false", "true" } do
+    each_page(ctx, DIR .. "/users", { customer = customer(ctx), maxResults = 500, showDeleted = deleted, projection = "basic" }, "users",
+      function(list)
+        ctx:emit("users", list, user_row)
+        for _, u in ipairs(list) do if u.isAdmin == true or u.isDelegatedAdmin == true then admins[u.id] = true end end
+      end)
+  end
+  privileges(ctx, admins)
+  ctx:set_admins(admins)
+end
+
+---------------------------------------------------------------------------------------------- groups
+function c.streams.groups(ctx)
+  local ids = {}
+  each_page(ctx, DIR .. "/groups", { customer = customer(ctx), maxResults = 200 }, "groups", function(list)
+    ctx:emit("groups", list, function(g)
+      ids[#ids + 1] = g.id
+      return { ext_id = g.id, name = g.name, email = g.email, description = str(g.description) }
+    end)
+  end)
+  -- members: users of the domain, outside Google accounts (not among the customer's users), groups
+  local inside = {}
+  for _, u in ipairs(ctx:known_users()) do inside[u.ext_id] = true end
+  for _, gid in ipairs(ids) do
+    each_page(ctx, DIR .. "/groups/" .. urlencode(gid) .. "/members", { maxResults = 200 }, "members", function(list)
+      ctx:emit("group_members", list, function(m)
+        local kind = m.type == "GROUP" and "group" or m.type == "CUSTOMER" and "customer"
+          or ((m.type == "EXTERNAL" or not inside[m.id]) and "external" or "user")
+        return { ext_id = gid .. ":" .. m.id, group_id = gid, member_id = m.id, member_type = kind, role = m.role }
+      end)
+    end)
+  end
+end
+
+---------------------------------------------------------------------------------------------- app grants
+-- Each user's third-party OAuth tokens (§3 tokens.list: no paging).
+function c.streams.app_grants(ctx)
+  for _, u in ipairs(ctx:known_users()) do
+    local st = ctx:stored("users", u.ext_id)
+    if not st or st.status ~= "deleted" then
+      local data = ctx:try_get(DIR .. "/users/" .. urlencode(u.ext_id) .. "/tokens")
+      local list = data and ctx:listing({ items = data.items or {} }, "items", "tokens") or {}
+      ctx:emit("app_grants", list, function(t)
+        local scopes = type(t.scopes) == "table" and table.concat(t.scopes, " ") or nil
+        return { ext_id = u.ext_id .. ":" .. t.clientId, client_id = t.clientId, app_name = str(t.displayText) or t.clientId,
+                 user_id = u.ext_id, user = u.email, scopes = scopes }
+      end)
+    end
+  end
+end
+
+---------------------------------------------------------------------------------------------- activities
+-- §4: one listing per application, newest first.  Reports lag behind the events (login up to a few
+-- hours, the others a couple of minutes: support.google.com/a/answer/7061566), so each run reads from
+-- its last start minus OVERLAP; an activity's id (time, uniqueQualifier) makes a re-read idempotent.
+local APPS = { "login", "admin", "drive", "token", "saml", "groups", "user_accounts" }
+local KIND = { login = "signin", saml = "signin", admin = "admin", groups = "admin", user_accounts = "user", drive = "user", token = "user" }
+c.OVERLAP = 6 * 3600
+c.initial_days = 7
+
+local function param(e, name)
+  for _, p in ipairs(type(e.parameters) == "table" and e.parameters or {}) do
+    if p.name == name then return p.value or (p.intValue and tostring(p.intValue)) or (type(p.multiValue) == "table" and table.concat(p.multiValue, " ")) end
+  end
+end
+
+local function event_rows(app, a)
+  local rows = {}
+  local id, actor = a.id, type(a.actor) == "table" and a.actor or {}
+  if type(id) ~= "table" or not str(id.time) then error("activity without id.time") end
+  for i, e in ipairs(type(a.events) == "table" and a.events or {}) do
+    local outcome
+    if app == "login" then outcome = e.name == "login_failure" and "failure" or (e.name == "login_success" and "success" or nil) end
+    rows[#rows + 1] = {
+      ext_id = ("%s:%s:%s:%d"):format(app, id.time, tostring(id.uniqueQualifier), i), time = id.time, kind = KIND[app],
+      action = app .. "." .. tostring(e.name), actor = str(actor.email), actor_id = str(actor.profileId),
+      target = param(e, "affected_email_address") or param(e, "USER_EMAIL") or param(e, "doc_title") or param(e, "app_name"),
+      target_id = param(e, "doc_id") or param(e, "client_id"), ip = str(a.ipAddress), outcome = outcome, app = "Google Workspace",
+      raw = a,
+    }
+  end
+  return rows
+end
+
+local function rfc3339(t) return (iso(t):gsub("%.%d+Z$", "Z")) end
+
+function c.streams.activities(ctx)
+  local now = sched.time()
+  local since
+  local w = ctx.watermark and parse_iso(ctx.watermark)
+  if w then since = w - c.OVERLAP
+  else since = now - (tonumber(ctx.settings.initial_days) or c.initial_days) * 86400 end
+  since = math.max(since, now - 180 * 86400)             -- the Reports API keeps 180 days
+  for _, app in ipairs(APPS) do
+    each_page(ctx, "/admin/reports/v1/activity/users/all/applications/" .. app,
+      { startTime = rfc3339(since), maxResults = 1000 }, "items", function(list)
+        local rows = {}
+        for _, a in ipairs(list) do
+          local ok, r = pcall(event_rows, app, a)
+          if ok then for _, x in ipairs(r) do rows[#rows + 1] = x end else ctx:reject("activities", r) end
+        end
+        ctx:emit("activities", rows)
+      end)
+  end
+  -- complete up to this run's start: the next run re-reads OVERLAP before it for late arrivals
+  ctx:checkpoint(nil, iso(now))
+end
+
+---------------------------------------------------------------------------------------------- files
+-- §5: every user's My Drive, read as that user (domain-wide delegation, sub = the user): the files they
+-- own ('me' in owners: each file once), with their permissions (inherited ones included) in the listing.
+local FILE_FIELDS = "nextPageToken,files(id,name,mimeType,parents,owners(emailAddress,permissionId),size,md5Checksum," ..
+  "createdTime,modifiedTime,trashed,webViewLink,permissions(id,type,role,emailAddress,domain,allowFileDiscovery,expirationTime,permissionDetails))"
+local FOLDER = "application/vnd.google-apps.folder"
+local RANK = { private = 0, internal = 1, external = 2, public = 3 }
+
+local function domain_of(email) return type(email) == "string" and email:match("@(.+)$") and email:match("@(.+)$"):lower() or nil end
+
+-- A permission as a file_permissions row and the access level it gives.
+local function perm_row(f, p, home)
+  if p.role == "owner" then return nil, "private" end
+  local principal, external, level, link
+  if p.type == "anyone" then
+    principal, external, level = "anyone", 1, "public"
+    link = p.allowFileDiscovery == false and str(f.webViewLink) or nil
+  elseif p.type == "domain" then
+    principal = p.domain
+    external = (str(p.domain) and p.domain:lower() ~= home) and 1 or 0
+    level = external == 1 and "external" or "internal"
+  else
+    principal = p.emailAddress
+    external = (domain_of(p.emailAddress) and domain_of(p.emailAddress) ~= home) and 1 or 0
+    level = external == 1 and "external" or "internal"
+  end
+  return { ext_id = f.id .. ":" .. p.id, file_id = f.id, principal = principal, principal_type = p.type, role = p.role,
+           external = external, link = link, expires_at = str(p.expirationTime), raw = p }, level
+end
+
+local function file_rows(f, home, paths)
+  local perms, level = {}, "private"
+  for _, p in ipairs(type(f.permissions) == "table" and f.permissions or {}) do
+    local row, l = perm_row(f, p, home)
+    if row then perms[#perms + 1] = row end
+    if RANK[l] > RANK[level] then level = l end
+  end
+  local owner = type(f.owners) == "table" and f.owners[1] or {}
+  local parent = type(f.parents) == "table" and f.parents[1] or nil
+  local row = {
+    ext_id = f.id, name = f.name, path = (paths[parent] or "") .. "/" .. tostring(f.name), parent_id = parent,
+    is_folder = f.mimeType == FOLDER and 1 or 0, owner = str(owner.emailAddress), size = math.tointeger(tonumber(f.size or "")),
+    mime = f.mimeType, md5 = str(f.md5Checksum), access_level = level, trashed = f.trashed == true and 1 or 0,
+    created_at = str(f.createdTime), modified_at = str(f.modifiedTime), raw = f,
+  }
+  return row, perms
+end
+
+-- Each user's files, as that user.  Paths: folders come before what they hold in a listing only by
+-- chance, so a user's files are read first and their paths resolved when all their folders are known.
+local function user_files(ctx, email, home)
+  local items = {}
+  local auth = { subject = email }
+  each_page(ctx, drive_url(ctx, "/files"), { q = "'me' in owners", pageSize = 1000, fields = FILE_FIELDS,
+      spaces = "drive", corpora = "user" }, "files", function(list)
+    for _, f in ipairs(list) do items[#items + 1] = f end
+  end, { auth = auth })
+  local byid, paths = {}, {}
+  for _, f in ipairs(items) do byid[f.id] = f end
+  local function path(id, depth)
+    if paths[id] then return paths[id] end
+    local f = byid[id]
+    if not f or depth > 50 then return "" end
+    local parent = type(f.parents) == "table" and f.parents[1] or nil
+    paths[id] = path(parent, depth + 1) .. "/" .. tostring(f.name)
+    return paths[id]
+  end
+  for _, f in ipairs(items) do if f.mimeType == FOLDER then path(f.id, 0) end end
+  return items, paths
+end
+
+function c.streams.files(ctx)
+  local home = domain_of(ctx.settings.admin_email)
+  for _, u in ipairs(ctx:known_users()) do
+    local st = ctx:stored("users", u.ext_id)
+    if st and st.status ~= "deleted" then        -- suspended and archived users keep their files and sharing
+      local items, paths = user_files(ctx, u.email, home)
+      local files, perms = {}, {}
+      for _, f in ipairs(items) do
+        local ok, row, p = pcall(file_rows, f, home, paths)
+        if ok then
+          files[#files + 1] = row
+          for _, x in ipairs(p) do perms[#perms + 1] = x end
+        else ctx:reject("files", row) end
+      end
+      ctx:emit("files", files)
+      ctx:emit("file_permissions", perms)
+    end
+  end
+end
+
+-- Targeted re-fetch: one file, read as its owner.
+function c.fetch.files(ctx, id)
+  local row = ctx:stored("files", id)
+  if not row or not str(row.owner) then return end
+  local f = ctx:try_get(drive_url(ctx, "/files/" .. urlencode(id)), { fields = FILE_FIELDS:match("files%((.+)%)$") }, { auth = { subject = row.owner } })
+  if not f then ctx:retire("files", { id }); return end
+  local r, perms = file_rows(f, domain_of(ctx.settings.admin_email), {})
+  r.path = row.path
+  ctx:emit("files", { r })
+  ctx:emit("file_permissions", perms)
+end
+
+-- Content for the DLP step, as the owner: Docs Editors files are exported as text (Sheets as CSV), other
+-- files downloaded with alt=media; folders and other Google types have none.
+local EXPORT = { ["application/vnd.google-apps.document"] = "text/plain", ["application/vnd.google-apps.presentation"] = "text/plain",
+                 ["application/vnd.google-apps.spreadsheet"] = "text/csv" }
+function c.content(ctx, file, max_size)
+  if file.is_folder == 1 then return nil, "unsupported: a folder has no content" end
+  local opts = { max_size = max_size, raw = true, headers = { Accept = "*/*" }, auth = { subject = file.owner } }
+  local url = drive_url(ctx, "/files/" .. urlencode(file.ext_id))
+  local mime = file.mime or ""
+  if EXPORT[mime] then
+    opts.query = { mimeType = EXPORT[mime] }
+    url = url .. "/export"
+  elseif mime:match("^application/vnd%.google%-apps%.") then
+    return nil, "unsupported: " .. mime .. " has no downloadable content"
+  else
+    opts.query = { alt = "media" }
+  end
+  local resp, err = ctx:try("GET", url, opts)
+  if not resp then return nil, err end
+  return resp.body
+end
+
+c.stream_order = { users = 1, groups = 2, app_grants = 3, files = 4, activities = 5 }
+
+---------------------------------------------------------------------------------------------- governance
+local function user_path(user) return DIR .. "/users/" .. urlencode(user.ext_id) end
+
+-- §6: PATCH users/{userKey} {"suspended": ...}, {"changePasswordAtNextLogin": true}; POST .../signOut.
+function c.actions.suspend_user(ctx, user)
+  ctx:patch(user_path(user), { suspended = true })
+  return { undo = { action = "unsuspend_user", params = {} } }
+end
+function c.actions.unsuspend_user(ctx, user)
+  ctx:patch(user_path(user), { suspended = false })
+  return { undo = { action = "suspend_user", params = {} } }
+end
+function c.actions.expire_password(ctx, user) ctx:patch(user_path(user), { changePasswordAtNextLogin = true }) end
+function c.actions.revoke_sessions(ctx, user) ctx:post(user_path(user) .. "/signOut") end
+
+-- tokens.delete: the user's grant to that app's client id.
+function c.actions.revoke_grant(ctx, grant)
+  local _, err, token = ctx:try("DELETE", DIR .. "/users/" .. urlencode(grant.user_id) .. "/tokens/" .. urlencode(grant.client_id))
+  if err and token ~= "not_found" then fail(err, token) end
+end
+c.actions.revoke_token = c.actions.revoke_grant
+
+-- Sharing changes act as the file's owner: DELETE files/{id}/permissions/{permissionId}.  A permission
+-- inherited from a folder cannot be removed on the file (it is removed on the folder that gives it).
+local function current_perms(ctx, file)
+  local f = ctx:get(drive_url(ctx, "/files/" .. urlencode(file.ext_id)), { fields = "id,permissions(id,type,role,emailAddress,domain,permissionDetails)" },
+    { auth = { subject = file.owner } })
+  return type(f.permissions) == "table" and f.permissions or {}
+end
+local function inherited(p)
+  for _, d in ipairs(type(p.permissionDetails) == "table" and p.permissionDetails or {}) do if d.inherited == true then return true end end
+  return false
+end
+local function remove_perms(ctx, file, keep)
+  local n = 0
+  for _, p in ipairs(current_perms(ctx, file)) do
+    if p.role ~= "owner" and not inherited(p) and not keep(p) then
+      local _, err, token = ctx:try("DELETE", drive_url(ctx, "/files/" .. urlencode(file.ext_id) .. "/permissions/" .. urlencode(p.id)),
+        { auth = { subject = file.owner } })
+      if err and token ~= "not_found" then fail(err, token) end
+      n = n + 1
+    end
+  end
+  return n
+end
+
+function c.actions.remove_shared_link(ctx, file)
+  remove_perms(ctx, file, function(p) return p.type ~= "anyone" and p.type ~= "domain" end)
+end
+
+-- params.permission_id removes that one; without it every collaborator outside the domain goes.
+function c.actions.remove_collaborator(ctx, file, params)
+  local home = domain_of(ctx.settings.admin_email)
+  local pid = params and params.permission_id and tostring(params.permission_id):gsub("^.*:", "")
+  remove_perms(ctx, file, function(p)
+    if pid then return p.id ~= pid end
+    if p.type == "user" or p.type == "group" then return domain_of(p.emailAddress) == home end
+    return true
+  end)
+end
+
+function c.actions.make_private(ctx, file) remove_perms(ctx, file, function() return false end) end
+
+-- PATCH files/{id} {"trashed": true}: restorable from the owner's trash for 30 days.
+function c.actions.trash_file(ctx, file)
+  ctx:request("PATCH", drive_url(ctx, "/files/" .. urlencode(file.ext_id)), { json = { trashed = true }, auth = { subject = file.owner } })
+end
+
+c.undo = { suspend_user = "unsuspend_user", unsuspend_user = "suspend_user" }
+
+return c

@@ -1,0 +1,151 @@
+-- The Google Workspace connector against the Workspace sandbox tenant: the service account's JWT-bearer
+-- assertion (wrong key, undelegated scope and unknown subject refused), a full scan equal to the tenant's
+-- ground truth (users with suspended/archived/deleted status, 2SV in raw, groups with external members,
+-- role assignments direct and through a group, OAuth tokens, Drive files of every user with their
+-- sharing), Reports read with an overlap so late (lagging) activities are not lost nor stored twice, the
+-- DLP step's content (Docs exported as text), each governance action's effect, quota errors and faults.
+local google = require "sandbox.google"
+local runtime = require "runtime"
+local helpers = require "helpers"
+local context = require "sdk.context"
+local sync = require "sync"
+local count, n_of, sync_ok = helpers.count, helpers.n_of, helpers.sync_ok
+
+local function ids(entity, inst)
+  local out = {}
+  for _, r in ipairs(runtime.store().db:query("SELECT ext_id FROM " .. entity .. " WHERE instance_id = ? AND deleted_at IS NULL ORDER BY ext_id", inst.id)) do
+    out[#out + 1] = r.ext_id
+  end
+  return out
+end
+local function sorted(list) local c = {} for i, v in ipairs(list) do c[i] = v end table.sort(c) return c end
+local function file_row(inst, id)
+  return runtime.store().db:query("SELECT * FROM files WHERE instance_id = ? AND ext_id = ?", inst.id, id)[1]
+end
+local function act(inst, action, entity, ext_id, params)
+  local ctx = sync.context(runtime.store(), inst, "governance")
+  local row = ctx:stored(entity, ext_id)
+  return context.connector(ctx).actions[action](ctx, row, params)
+end
+
+describe("google workspace connector", function()
+  local tenant, srv, inst
+  setup(function()
+    host.home = helpers.tmp_dir()
+    tenant = google.workspace { seed = 5, users = 30, groups = 4, files = 40, events = 140, days = 5 }
+    srv = helpers.serve(tenant)
+    inst = helpers.instance("google-workspace", "gw-acme", {
+      admin_email = tenant.admin.primaryEmail, base_url = srv.url, oauth_base_url = srv.url, insecure_loopback = true, initial_days = 30,
+    }, { service_account_key = tenant:key_file(tenant.sa) })
+  end)
+  teardown(function() srv:close() end)
+
+  it("scans users, admins, groups, tokens and Drive to the tenant's ground truth", function()
+    sync_ok(inst)
+    local truth = tenant:truth()
+    for _, e in ipairs { "users", "groups", "group_members", "privileges", "app_grants", "files", "file_permissions" } do
+      assert.same(sorted(truth[e]), ids(e, inst), e)
+    end
+    assert.equal(tenant:count("suspended"), n_of("users", inst, "status = 'suspended'"))
+    assert.equal(1, n_of("users", inst, "status = 'archived'"))
+    assert.equal(tenant:count("deleted"), n_of("users", inst, "status = 'deleted'"))
+    assert.equal(tenant:count("external_members"), n_of("group_members", inst, "member_type = 'external'"))
+    -- the Help Desk role held through a group reaches its members
+    assert.is_true(n_of("privileges", inst, "scope LIKE '%via group%'") > 0)
+    assert.equal(1, n_of("users", inst, "is_admin = 1 AND ext_id = '" .. tenant.admin.id .. "'"))
+    -- 2SV enrolment is in the raw user
+    local raw = json.decode(runtime.store().db:query("SELECT raw FROM users WHERE instance_id = ? AND ext_id = ?", inst.id, tenant.admin.id)[1].raw)
+    assert.equal(true, raw.isEnrolledIn2Sv)
+    -- sharing: the card-number Doc is public, the SSN file shared with an outsider
+    assert.equal("public", file_row(inst, tenant:sensitive_file("card")).access_level)
+    assert.equal("external", file_row(inst, tenant:sensitive_file("ssn")).access_level)
+    assert.equal("private", file_row(inst, tenant:sensitive_file("aws")).access_level)
+    assert.equal(tenant:count("trashed"), n_of("files", inst, "trashed = 1"))
+    -- Drive was read as each owner: one token per subject in the vault
+    assert.is_string(inst:secret("access_token.sub:" .. tenant.state.users[2].primaryEmail))
+    -- activities: every visible event once
+    assert.equal(tenant:count("activities"), count("SELECT count(*) n FROM activities WHERE instance_id = ?", inst.id))
+  end)
+
+  it("reads activities with an overlap: a lagging login shows up later, nothing is stored twice", function()
+    local before = count("SELECT count(*) n FROM activities WHERE instance_id = ?", inst.id)
+    local u = tenant.state.users[4]
+    -- a sign-in that happened 10 minutes ago, reported after the login application's lag (hours)
+    tenant:add_activity("login", u, { name = "login_failure", time_ms = tenant:now_ms() - 600000, lag = 2 * 3600 })
+    tenant:add_activity("admin", tenant.admin, { name = "CHANGE_PASSWORD", lag = 0 })
+    sync_ok(inst, { streams = { "activities" } })
+    assert.equal(before + 1, count("SELECT count(*) n FROM activities WHERE instance_id = ?", inst.id))
+    tenant:advance(3 * 3600)
+    sync_ok(inst, { streams = { "activities" } })
+    assert.equal(before + 2, count("SELECT count(*) n FROM activities WHERE instance_id = ?", inst.id))
+    assert.equal(1, count("SELECT count(*) n FROM activities WHERE instance_id = ? AND action = 'login.login_failure' AND outcome = 'failure' AND kind = 'signin' AND actor = ?",
+      inst.id, u.primaryEmail))
+  end)
+
+  it("gives the DLP step the text of Docs (exported) and the bytes of other files, as their owner", function()
+    local ctx = sync.context(runtime.store(), inst, "files")
+    local body = ctx:content(file_row(inst, tenant:sensitive_file("card")), 1000000)
+    assert.equal(google.SENSITIVE.card, body)
+    assert.equal(google.SENSITIVE.aws, ctx:content(file_row(inst, tenant:sensitive_file("aws")), 1000000))
+  end)
+
+  it("suspends, unsuspends, signs out, expires passwords and revokes tokens", function()
+    local u = tenant.state.users[5]
+    act(inst, "suspend_user", "users", u.id)
+    assert.is_true(u.suspended)
+    assert.equal("ADMIN", u.suspensionReason)
+    act(inst, "unsuspend_user", "users", u.id)
+    assert.is_false(u.suspended)
+    act(inst, "revoke_sessions", "users", u.id)
+    assert.equal(1, u.signed_out)
+    act(inst, "expire_password", "users", u.id)
+    assert.is_true(u.changePasswordAtNextLogin)
+    local holder
+    for _, x in ipairs(tenant.state.users) do if #x.tokens > 0 then holder = x break end end
+    local n = #holder.tokens
+    act(inst, "revoke_token", "app_grants", holder.id .. ":" .. holder.tokens[1].clientId)
+    assert.equal(n - 1, #holder.tokens)
+  end)
+
+  it("removes links and collaborators, makes private and trashes, as the owner", function()
+    local card = tenant.state.files_by[tenant:sensitive_file("card")]
+    act(inst, "remove_shared_link", "files", card.id)
+    assert.equal(0, #card.perms)
+    local ssn = tenant.state.files_by[tenant:sensitive_file("ssn")]
+    act(inst, "remove_collaborator", "files", ssn.id)
+    assert.equal(0, #ssn.perms)
+    act(inst, "trash_file", "files", ssn.id)
+    assert.is_true(ssn.trashed)
+    sync_ok(inst, { streams = { "files" } })
+    assert.equal("private", file_row(inst, card.id).access_level)
+    assert.equal(1, file_row(inst, ssn.id).trashed)
+  end)
+
+  it("refuses an assertion signed with another key, and an undelegated scope, with one clear line", function()
+    local other = google.workspace { seed = 99, users = 3, files = 1, events = 7 }
+    local forged = helpers.instance("google-workspace", "gw-forged", {
+      admin_email = tenant.admin.primaryEmail, base_url = srv.url, oauth_base_url = srv.url, insecure_loopback = true,
+    }, { service_account_key = (tenant:key_file(tenant.sa):gsub('"private_key":"[^"]+"', '"private_key":' .. json.encode(other.sa.private_key))) })
+    local results = runtime.sync(forged, { streams = { "users" } })
+    assert.is_nil(results[1].counts)
+    assert.matches("Invalid JWT Signature", results[1].error)
+    assert.equal(0, n_of("users", forged))
+
+    local narrow = google.workspace { seed = 7, users = 5, files = 2, events = 7, dwd_scopes = { "admin.directory.user.readonly" } }
+    local srv2 = helpers.serve(narrow)
+    local inst2 = helpers.instance("google-workspace", "gw-narrow", {
+      admin_email = narrow.admin.primaryEmail, base_url = srv2.url, oauth_base_url = srv2.url, insecure_loopback = true,
+    }, { service_account_key = narrow:key_file(narrow.sa) })
+    results = runtime.sync(inst2, { streams = { "users" } })
+    assert.matches("unauthorized_client", results[1].error)
+    srv2:close()
+  end)
+
+  it("retries Google's quota errors (429, 403 userRateLimitExceeded) and completes", function()
+    tenant:fault { kind = "429", count = 1, path = "/admin/directory/v1/users$" }
+    tenant:fault { kind = "403", count = 1, path = "/admin/directory/v1/groups$" }
+    local by = sync_ok(inst, { streams = { "users", "groups" } })
+    assert.equal(0, by.users.users.added)
+    assert.same(sorted(tenant:truth().users), ids("users", inst))
+  end)
+end)

@@ -1,0 +1,102 @@
+-- The Google Workspace sandbox follows Google, not the connector: the token endpoint verifies the
+-- assertion (signature, audience, lifetime, delegated subject and scopes), Directory and Reports only
+-- answer an administrator, Reports hide what is still within its application's lag, Drive answers the
+-- short file form unless fields= asks, refuses alt=media on Docs and an inherited permission's deletion,
+-- page tokens cannot be forged, and errors have Google's body.
+local google = require "sandbox.google"
+local helpers = require "helpers"
+
+local function jwt(sa, claims, key)
+  local b64 = function(t) return crypto.b64url(json.encode(t)) end
+  local input = b64 { alg = "RS256", typ = "JWT", kid = sa.key_id } .. "." .. b64(claims)
+  return input .. "." .. crypto.b64url(assert(crypto.rs256_sign(key or sa.private_key, input)))
+end
+
+describe("google workspace sandbox", function()
+  local t, srv
+  local function token(claims, key)
+    local r = assert(http.request { method = "POST", url = srv.url .. "/token",
+      headers = { ["Content-Type"] = "application/x-www-form-urlencoded" },
+      body = http.form { grant_type = "urn:ietf:params:oauth:grant-type:jwt-bearer", assertion = jwt(t.sa, claims, key) } })
+    return r.status, json.decode(r.body)
+  end
+  local function claims(over)
+    local now = math.floor(sched.time())
+    local c = { iss = t.sa.email, aud = srv.url .. "/token", iat = now, exp = now + 3600, sub = t.admin.primaryEmail,
+                scope = "https://www.googleapis.com/auth/admin.directory.user.readonly https://www.googleapis.com/auth/drive" }
+    for k, v in pairs(over or {}) do c[k] = v end
+    return c
+  end
+  local function get(tok, path)
+    local r = assert(http.request { method = "GET", url = srv.url .. path, headers = { Authorization = "Bearer " .. tok } })
+    return r.status, json.decode(r.body) or r.body
+  end
+  setup(function()
+    t = google.workspace { seed = 11, users = 12, files = 20, events = 70, days = 3 }
+    srv = helpers.serve(t)
+  end)
+  teardown(function() srv:close() end)
+
+  it("issues a token for a valid assertion and refuses bad ones with Google's OAuth errors", function()
+    local st, b = token(claims())
+    assert.equal(200, st); assert.matches("^ya29%.", b.access_token); assert.equal("Bearer", b.token_type)
+    st, b = token(claims(), crypto.keygen("RSA"))
+    assert.equal(400, st); assert.equal("invalid_grant", b.error); assert.equal("Invalid JWT Signature.", b.error_description)
+    st, b = token(claims { aud = "https://example.com/token" })
+    assert.equal("invalid_grant", b.error); assert.matches("audience", b.error_description)
+    st, b = token(claims { exp = math.floor(sched.time()) + 7200 })
+    assert.equal("invalid_grant", b.error); assert.matches("short%-lived", b.error_description)
+    st, b = token(claims { sub = "nobody@" .. t.domain })
+    assert.equal("invalid_grant", b.error)
+    st, b = token(claims { scope = "https://www.googleapis.com/auth/admin.directory.group" })
+    assert.equal(401, st); assert.equal("unauthorized_client", b.error)
+  end)
+
+  it("lets only an administrator read the directory, with the scopes of the token", function()
+    local _, b = token(claims())
+    local st, body = get(b.access_token, "/admin/directory/v1/users?customer=my_customer&maxResults=5")
+    assert.equal(200, st); assert.equal(5, #body.users); assert.is_string(body.nextPageToken)
+    st, body = get(b.access_token, "/admin/directory/v1/users?customer=my_customer&pageToken=bm90LWEtdG9rZW4")
+    assert.equal(400, st); assert.equal("INVALID_ARGUMENT", body.error.status)
+    st, body = get(b.access_token, "/admin/directory/v1/groups?customer=my_customer")
+    assert.equal(403, st); assert.equal("insufficientPermissions", body.error.errors[1].reason)
+    local _, ub = token(claims { sub = t.state.users[5].primaryEmail })
+    st, body = get(ub.access_token, "/admin/directory/v1/users?customer=my_customer")
+    assert.equal(403, st); assert.equal("Not Authorized to access this resource/api", body.error.message)
+    st = get("ya29.forged", "/admin/directory/v1/users?customer=my_customer")
+    assert.equal(401, st)
+  end)
+
+  it("serves Drive as the impersonated user: short form unless fields=, Docs exported, not downloaded", function()
+    local card = t.state.files_by[t:sensitive_file("card")]
+    local owner = t.state.by_id[card.owner]
+    local _, b = token(claims { sub = owner.primaryEmail })
+    local st, body = get(b.access_token, "/drive/v3/files?q=" .. http.urlencode("'me' in owners"))
+    assert.equal(200, st)
+    for _, f in ipairs(body.files) do assert.is_nil(f.permissions); assert.is_nil(f.owners) end
+    st, body = get(b.access_token, "/drive/v3/files/" .. card.id .. "?fields=" .. http.urlencode("id,permissions(id,type)"))
+    assert.equal(200, st); assert.equal("anyone", body.permissions[2].type); assert.is_nil(body.name)
+    st, body = get(b.access_token, "/drive/v3/files/" .. card.id .. "?alt=media")
+    assert.equal(403, st); assert.equal("fileNotDownloadable", body.error.errors[1].reason)
+    st, body = get(b.access_token, "/drive/v3/files/" .. card.id .. "/export?mimeType=text/plain")
+    assert.equal(200, st); assert.equal(google.SENSITIVE.card, body)
+    -- another user of the domain does not see it
+    local _, o = token(claims { sub = t.state.users[11].primaryEmail })
+    st = get(o.access_token, "/drive/v3/files/" .. card.id)
+    assert.equal(404, st)
+  end)
+
+  it("shows Reports activities only after their application's lag", function()
+    local _, b = token(claims { scope = "https://www.googleapis.com/auth/admin.reports.audit.readonly" })
+    local path = "/admin/reports/v1/activity/users/all/applications/login?startTime=" .. http.urlencode(os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(sched.time()) - 3600))
+    local _, body = get(b.access_token, path)
+    local before = #(body.items or {})
+    t:add_activity("login", t.state.users[3], { name = "login_failure" })
+    _, body = get(b.access_token, path)
+    assert.equal(before, #(body.items or {}))
+    t:advance(google.LAG.login + 1)
+    _, body = get(b.access_token, path)
+    assert.equal(before + 1, #body.items)
+    assert.equal("login_failure", body.items[1].events[1].name)
+  end)
+end)
