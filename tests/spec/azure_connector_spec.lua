@@ -1,6 +1,7 @@
 -- The Azure connector against the Microsoft sandbox tenant (ARM + Graph on one server): role assignments
 -- and their principals, the activity log across subscriptions (full, then incremental), the connection
 -- test, throttling, and the single-instance rule.
+local context = require "sdk.context"
 local ms = require "sandbox.microsoft"
 local runtime = require "runtime"
 local instances = require "instances"
@@ -129,6 +130,15 @@ describe("azure connector", function()
     for i = req0 + 1, #tenant.log do if tenant.log[i].status == 429 then throttled = throttled + 1 end end
     assert.equal(3, throttled)
     assert.equal(truth(tenant).privileges, n_of("privileges", inst))
+  end)
+
+  it("re-fetches one user from Graph, keeping what the privileges stream found", function()
+    local admin = tenant.admin.id                   -- Owner of every subscription
+    assert.equal(1, count("SELECT is_admin n FROM users WHERE instance_id = ? AND ext_id = ?", inst.id, admin))
+    local ctx = context.new(runtime.store(), inst, "users")
+    context.connector(ctx).fetch.users(ctx, admin)
+    assert.equal(1, count("SELECT is_admin n FROM users WHERE instance_id = ? AND ext_id = ?", inst.id, admin))
+    assert.is_nil(context.connector(ctx).fetch.users(ctx, "00000000-0000-0000-0000-000000000000"))   -- gone: nothing
   end)
 
   it("`cachost connectors azure` lists what each capability needs: Reader and Graph read permissions, no directory role", function()
