@@ -16,8 +16,8 @@ describe("make demo", function()
 
   local function demo()
     local out = dir .. "/.out"
-    local _, _, rc = os.execute(("CACHOST_HOME='%s' CACHOST_DEMO_DIR='%s' sh '%s/scripts/demo.sh' >'%s' 2>&1 </dev/null")
-      :format(user_home, dir, root, out))
+    local _, _, rc = os.execute(("CACHOST_TRACE_HTTP='%s/.trace' CACHOST_HOME='%s' CACHOST_DEMO_DIR='%s' sh '%s/scripts/demo.sh' >'%s' 2>&1 </dev/null")
+      :format(dir, user_home, dir, root, out))
     return rc, slurp(out)
   end
 
@@ -29,6 +29,11 @@ describe("make demo", function()
     assert.is_nil(out:find("stack traceback", 1, true), out)
     assert.equal("the user's own data", slurp(user_home .. "/cachost.db"))
     assert.truthy(host.stat(dir .. "/demo-home/.cachost-demo"))
+    -- every request cachost sent is one its provider documents (tests/fixtures/endpoints)
+    local bad, checked = require("endpoints").undocumented(dir .. "/.trace")
+    assert.is_true(checked > 1000, "requests traced: " .. checked)
+    assert.same({}, bad)
+    helpers.figure("demo: %d requests traced, %d to endpoints the providers do not document", checked, #bad)
   end)
 
   it("refuses to delete a demo-home it did not make", function()
