@@ -174,10 +174,24 @@ function M.streams(c, settings)
 end
 
 -- The base URL of an instance: the `base_url` setting (a sandbox tenant) wins over the real provider's.
+-- -> url | nil, err (the connector could not make one of these settings: a required one is missing)
 function M.base_url(c, settings)
   local url = settings.base_url
   if not url or url == "" then
-    url = type(c.base_url) == "function" and c.base_url(settings) or c.base_url
+    if type(c.base_url) == "function" then
+      local ok, u = pcall(c.base_url, settings)
+      url = ok and u or nil
+    else
+      url = c.base_url
+    end
+  end
+  if type(url) ~= "string" or url == "" then
+    local missing = {}
+    for _, s in ipairs(c.settings) do
+      if s.required and (settings[s[1]] == nil or settings[s[1]] == "") then missing[#missing + 1] = s[1] end
+    end
+    return nil, ("settings: %s has no API address%s"):format(c.app,
+      #missing > 0 and (": missing " .. table.concat(missing, ", ") .. " (cachost instance edit)") or "")
   end
   return util.trim_slash(url)
 end

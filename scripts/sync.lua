@@ -41,7 +41,8 @@ M.redact = context.redact
 -- (sdk.util.failure), e.g. "full" or "busy" when the store could not be written.
 function M.run(st, inst, stream, opts)
   opts = opts or {}
-  local ctx = M.context(st, inst, stream)
+  local cok, ctx = pcall(M.context, st, inst, stream)       -- settings it cannot work with: that error
+  if not cok then return nil, tostring(ctx), "error", util.token_of(ctx) end
   local e = context.engine(ctx)
   local c = e.connector
   local fn = c.streams[stream]

@@ -28,7 +28,9 @@ function M.engine(ctx) return engine[ctx] end
 -- names), so a next link or a notification can never send the credentials elsewhere.
 local function client_for(inst, c)
   local client = Client.for_instance(inst, c, auth.for_connector(c))
-  client.base = sdk.base_url(c, inst.settings)
+  local base, err = sdk.base_url(c, inst.settings)
+  if not base then error(util.failure(("settings: %s: %s"):format(inst.name, err:gsub("^settings: ", "")), "settings"), 0) end
+  client.base = base
   client.insecure = inst.settings.insecure_loopback == true or inst.settings.insecure_loopback == "true"
   local hosts = auth.hosts(c, inst.settings)
   hosts[#hosts + 1] = client.base

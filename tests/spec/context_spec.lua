@@ -88,6 +88,17 @@ describe("the connector context", function()
     assert.matches("echoed", rec.error)
   end)
 
+  it("an instance whose settings give no API address fails with a line naming what is missing", function()
+    local bad = helpers.instance("okta", "okta-nodomain", {}, { api_token = "x" })
+    local ok, err = pcall(context.new, st, bad, "spec")
+    assert.is_false(ok)
+    assert.equal("settings", util.token_of(err))
+    assert.equal("settings: okta-nodomain: okta has no API address: missing domain (cachost instance edit)", tostring(err))
+    local counts, serr = require("sync").run(st, bad, "users")
+    assert.is_nil(counts)
+    assert.equal(tostring(err), serr)
+  end)
+
   it("a stream's health comes from the failure's token, not from parsing its message", function()
     -- a connector's own failure whose message says nothing of its token still sets the health
     local c = assert(require("sdk").load("okta"))
