@@ -86,9 +86,15 @@ c.needs = {
   revoke_token = "app: organization_personal_access_tokens write (fine-grained PATs: GitHub App only)",
 }
 
--- {"message", "documentation_url", "status"}; 422 adds errors[].
+-- {"message", "documentation_url", "status"}; 422 adds errors[].  A 403 to a GitHub App or a fine-grained
+-- token names the permission the call needed (X-Accepted-GitHub-Permissions, e.g. "members=read").
 function c.error_message(resp)
   local d = resp.data
+  local needed = resp.status == 403 and str(resp.headers["x-accepted-github-permissions"])
+  if needed then
+    local msg = type(d) == "table" and d.message or resp.body:sub(1, 200)
+    return ("%s (needs %s)"):format(tostring(msg), needed)
+  end
   if type(d) ~= "table" then return resp.body:sub(1, 200) end
   local msg = tostring(d.message or d.error_description or d.error or resp.body:sub(1, 200))
   if type(d.errors) == "table" and type(d.errors[1]) == "table" then

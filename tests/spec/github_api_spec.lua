@@ -65,6 +65,8 @@ describe("github connector against GitHub's reference", function()
     helpers.sync_ok(inst)
     assert.equal(2, t.jwts)              -- the JWT on GET /orgs/acme/installation, then on POST .../access_tokens
     assert.equal(1, t.nins)              -- one installation token for the whole sync
+    helpers.figure("GitHub App sync: %d API requests on %d installation token (%d JWT uses)",
+      t.token_kinds.installation, t.nins, t.jwts)
     assert.is_nil(t.token_kinds.pat)
     assert.is_true(t.token_kinds.installation > 10)
     -- every stream read to the ground truth, fine-grained PATs too (only an app may list them)
@@ -140,5 +142,23 @@ describe("github connector against GitHub's reference", function()
     end
     assert.equal(t:count("admins"), helpers.n_of("privileges", inst, "role = 'owner'"))
     assert.equal(t:count("admins"), helpers.n_of("users", inst, "is_admin = 1"))
+  end)
+  it("a GitHub App without organization_administration: the audit log and installations are permission missing, naming it", function()
+    local priv = crypto.keygen("RSA")
+    local t = github_tenant.new { seed = 47, org = "acme", members = 8, teams = 2, audit_events = 20, days = 10,
+      app = { app_id = 2218, client_id = "Iv23liSandbox", public_key = assert(crypto.jwk_pem(assert(crypto.jwk(priv)))) },
+      app_permissions = { members = "read", organization_personal_access_tokens = "read", organization_custom_org_roles = "read" } }
+    local srv = serve(t)
+    local inst = helpers.instance("github", "gh-app-noadmin", { org = "acme", base_url = srv.url, insecure_loopback = true,
+      initial_days = 90, auth = "app", app_id = "2218" }, { private_key = priv })
+    local results, ok = runtime.sync(inst)
+    assert.is_false(ok)
+    local by = by_stream(results)
+    local health = require("sync").health
+    assert.equal("permission missing: Resource not accessible by integration (needs organization_administration=read)",
+      health(by.activities.error))
+    assert.equal("permission missing: organization_administration:read", health(by.app_grants.error))
+    for _, stream in ipairs { "users", "groups", "privileges" } do assert(by[stream].counts, stream .. ": " .. tostring(by[stream].error)) end
+    assert.equal(#t.state.pats, helpers.n_of("app_grants", inst, "ext_id LIKE 'pat:%'"))
   end)
 end)

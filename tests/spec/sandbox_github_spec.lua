@@ -209,6 +209,12 @@ describe("sandbox github", function()
     assert.is_true(lives >= 3600 and lives <= 3600 + 5, tostring(lives))
     assert.are.equal("write", tok.permissions.organization_personal_access_tokens)
     assert.are.equal(200, get(s2, "/orgs/acme/members", { Authorization = "Bearer " .. tok.token }).status)
+    -- the token reaches what the app's permissions allow: no organization_user_blocking here
+    t2.state.installations[1].permissions.organization_user_blocking = nil
+    res = get(s2, "/orgs/acme/blocks", { Authorization = "Bearer " .. tok.token })
+    assert.are.equal(403, res.status)
+    assert.are.equal("Resource not accessible by integration", J.decode(res.body).message)
+    assert.are.equal("organization_user_blocking=read", res.headers["x-accepted-github-permissions"])
     t2.tokens[tok.token].exp = math.floor(t2:wall_s())      -- its hour is up (wall clock: no waiting here)
     assert.are.equal(401, get(s2, "/orgs/acme/members", { Authorization = "Bearer " .. tok.token }).status)
     s2:close()
@@ -218,7 +224,8 @@ describe("sandbox github", function()
     local ins = t.state.installations[1]
     t.app = { app_id = ins.app_id }
     local tok = "ghs_specInstallationToken000000000000000"
-    t.tokens[tok] = { login = "acme-sandbox[bot]", kind = "installation", exp = t:wall_s() + 3600 }
+    t.tokens[tok] = { login = "acme-sandbox[bot]", kind = "installation", exp = t:wall_s() + 3600,
+                    permissions = t.state.installations[1].permissions }
     local app = { Authorization = "Bearer " .. tok }
     assert.are.equal(403, get(srv, "/orgs/acme/personal-access-tokens").status)       -- a classic token
     local n = #t.state.pats
@@ -266,7 +273,8 @@ describe("sandbox github", function()
 
   it("fine-grained PAT requests: an App lists them, approves one (a grant now) and denies the other", function()
     local tok = "ghs_specInstallationToken000000000000001"
-    t.tokens[tok] = { login = "acme-sandbox[bot]", kind = "installation", exp = t:wall_s() + 3600 }
+    t.tokens[tok] = { login = "acme-sandbox[bot]", kind = "installation", exp = t:wall_s() + 3600,
+                    permissions = t.state.installations[1].permissions }
     local app = { Authorization = "Bearer " .. tok }
     assert.are.equal(403, get(srv, "/orgs/acme/personal-access-token-requests").status)
     local reqs = J.decode(get(srv, "/orgs/acme/personal-access-token-requests", app).body)

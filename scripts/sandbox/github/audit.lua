@@ -219,5 +219,5 @@ return function(org, route)
     if not self:org_ok(req) then return self:not_found() end
     if self.plan ~= "enterprise" then return self:cloud_only("orgs/orgs#get-the-audit-log-for-an-organization") end
     return self:h_audit(req)
-  end)
+  end, { app = "organization_administration:read" })
 end

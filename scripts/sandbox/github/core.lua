@@ -105,8 +105,12 @@ function GH:generate()
     end
   end
   -- installations
+  -- the app's organization permissions (opts.app_permissions: another set, e.g. one missing a permission)
   st.installations = { { id = 25381 + T.below(T.hash(seed, "inst"), 100000), app_id = 2218, app_slug = "cachost-sandbox",
-                         created = now_s - 100 * 86400, suspended = nil } }
+                         created = now_s - 100 * 86400, suspended = nil,
+                         permissions = self.opts.app_permissions or { members = "write", organization_administration = "read",
+                           metadata = "read", contents = "read", organization_personal_access_tokens = "write",
+                           organization_personal_access_token_requests = "write", organization_custom_org_roles = "read" } } }
 end
 
 ---------------------------------------------------------------------------------------------------
@@ -251,6 +255,17 @@ function GH:precheck(req, ropts)
   if not tk then return self:err(401, "Bad credentials") end
   req.token = tk
   self.token_kinds[tk.kind] = (self.token_kinds[tk.kind] or 0) + 1
+  -- an installation token reaches what its app's permissions allow (the route's `app`, "name:level")
+  if tk.kind == "installation" and ropts.app then
+    local name, level = ropts.app:match("^([%w_]+):(%a+)$")
+    local have = tk.permissions and tk.permissions[name]
+    local ok = have == "admin" or have == "write" or (have == "read" and level == "read")
+    if not ok then
+      local st, body, hdr = self:err(403, "Resource not accessible by integration")
+      hdr["X-Accepted-GitHub-Permissions"] = name .. "=" .. level
+      return st, body, hdr
+    end
+  end
   req.actor = self.state.by_login[(tk.login or ""):lower()] or { login = tk.login or "cachost-sandbox[bot]", id = 1 }
   if exceeded then
     local st, body, hdr = self:err(403, "API rate limit exceeded for user ID " .. req.actor.id .. ". If you reach out to GitHub Support for help, please include the request ID.",

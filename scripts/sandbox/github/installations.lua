@@ -48,8 +48,7 @@ function GH:installation_json(ins)
            repositories_url = self.base_url .. "/installation/repositories",
            html_url = self.web_url .. "/organizations/" .. self.org.login .. "/settings/installations/" .. ins.id,
            app_id = ins.app_id, app_slug = ins.app_slug, target_id = self.org.id, target_type = "Organization",
-           permissions = { members = "write", organization_administration = "read", metadata = "read", contents = "read",
-                           organization_personal_access_tokens = "write", organization_custom_org_roles = "read" },
+           permissions = T.deep(ins.permissions),
            events = json().array({ "organization", "member", "membership", "team" }),
            created_at = isos(ins.created), updated_at = isos(ins.created), single_file_name = jnull(),
            suspended_at = isos(ins.suspended), suspended_by = jnull() }
@@ -128,7 +127,7 @@ function GH:h_access_tokens(req)
   self.nins = (self.nins or 0) + 1
   local tok = "ghs_" .. T.b62(36, self.seed, "ghs", self.nins, self:wall_s())
   local exp = self:wall_s() + 3600
-  self.tokens[tok] = { login = self.org.login .. "-sandbox[bot]", kind = "installation", exp = exp }
+  self.tokens[tok] = { login = self.org.login .. "-sandbox[bot]", kind = "installation", exp = exp, permissions = ins.permissions }
   return 201, { token = tok, expires_at = T.iso_s(exp), permissions = self:installation_json(ins).permissions,
                 repository_selection = "all" }
 end
@@ -191,14 +190,14 @@ return function(org, route)
     return self:h_creds(req)
   end)
   org("DELETE", "/credential-authorizations/:cid", GH.h_cred_delete)
-  org("GET", "/installations", GH.h_installations)
+  org("GET", "/installations", GH.h_installations, { app = "organization_administration:read" })
   org("GET", "/installation", GH.h_org_installation, { app_jwt = true })
-  org("GET", "/personal-access-tokens", GH.h_pats)
-  org("POST", "/personal-access-tokens", GH.h_pats_revoke)
-  org("POST", "/personal-access-tokens/:pat_id", GH.h_pats_revoke)
-  org("GET", "/personal-access-token-requests", GH.h_pat_requests)
-  org("POST", "/personal-access-token-requests", GH.h_pat_requests_review)
-  org("POST", "/personal-access-token-requests/:req_id", GH.h_pat_requests_review)
+  org("GET", "/personal-access-tokens", GH.h_pats, { app = "organization_personal_access_tokens:read" })
+  org("POST", "/personal-access-tokens", GH.h_pats_revoke, { app = "organization_personal_access_tokens:write" })
+  org("POST", "/personal-access-tokens/:pat_id", GH.h_pats_revoke, { app = "organization_personal_access_tokens:write" })
+  org("GET", "/personal-access-token-requests", GH.h_pat_requests, { app = "organization_personal_access_token_requests:read" })
+  org("POST", "/personal-access-token-requests", GH.h_pat_requests_review, { app = "organization_personal_access_token_requests:write" })
+  org("POST", "/personal-access-token-requests/:req_id", GH.h_pat_requests_review, { app = "organization_personal_access_token_requests:write" })
   route("GET", "/app/installations", GH.h_app_installations, { app_jwt = true })
   route("POST", "/app/installations/:iid/access_tokens", GH.h_access_tokens, { app_jwt = true })
 end

@@ -122,9 +122,11 @@ GH.h_org_role_user_delete = with_role(function(self, req, r)
 end)
 
 return function(org)
-  org("GET", "/organization-roles", GH.h_org_roles)
-  org("GET", "/organization-roles/:role_id", GH.h_org_role)
-  org("GET", "/organization-roles/:role_id/teams", GH.h_org_role_teams)
-  org("GET", "/organization-roles/:role_id/users", GH.h_org_role_users)
-  org("DELETE", "/organization-roles/users/:username/:role_id", GH.h_org_role_user_delete)
+  local R = { app = "organization_custom_org_roles:read" }
+  org("GET", "/organization-roles", GH.h_org_roles, R)
+  org("GET", "/organization-roles/:role_id", GH.h_org_role, R)
+  org("GET", "/organization-roles/:role_id/teams", GH.h_org_role_teams, R)
+  org("GET", "/organization-roles/:role_id/users", GH.h_org_role_users, R)
+  org("DELETE", "/organization-roles/users/:username/:role_id", GH.h_org_role_user_delete,
+    { app = "organization_custom_org_roles:write" })
 end
