@@ -41,7 +41,7 @@ c.capabilities = {
   users = true, groups = true, privileges = true, app_grants = true, files = true,
   activities = { "signin", "admin" },
 }
-c.permissions = {
+c.needs = {
   users = { "iam:ListUsers", "iam:GetLoginProfile", "iam:ListMFADevices", "iam:ListUserPolicies" },
   groups = { "iam:ListGroups", "iam:GetGroup" },
   privileges = { "iam:ListAttachedUserPolicies", "iam:ListUserPolicies", "iam:GetUserPolicy",
@@ -51,6 +51,7 @@ c.permissions = {
   files = { "s3:ListAllMyBuckets", "s3:GetBucketAcl", "s3:GetBucketPublicAccessBlock", "s3:ListBucket",
             "s3:GetObjectAcl", "s3:GetObject" },
   make_private = { "s3:PutObjectAcl" }, quarantine_file = { "s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:PutObjectAcl" },
+  unquarantine_file = { "s3:GetObject", "s3:PutObject", "s3:DeleteObject" },
   overwrite_file = { "s3:PutObject" },
   suspend_user = { "iam:PutUserPolicy" }, unsuspend_user = { "iam:DeleteUserPolicy" },
   reset_password = { "iam:UpdateLoginProfile" },

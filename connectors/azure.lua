@@ -28,6 +28,10 @@ c.auth = {
 c.capabilities = {
   users = true, groups = true, privileges = true, app_grants = false, files = false, activities = { "admin" },
 }
+c.not_offered = {
+  app_grants = "the tenant's app permissions are Entra ID's: the Office 365 connector reads them (service principals' grants)",
+  files = "Azure Resource Manager manages resources, not their data: storage content is outside its API",
+}
 
 -- What each capability needs, least privilege: no Entra directory role (c.test checks exactly these).
 local READER = "Azure RBAC: Reader on each subscription"

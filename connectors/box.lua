@@ -34,6 +34,9 @@ c.capabilities = {
   users = true, groups = true, privileges = true, files = true, app_grants = false,
   activities = { "signin", "admin", "user" },
 }
+c.not_offered = {
+  app_grants = "Box's API lists no OAuth authorizations a user granted to applications",
+}
 
 -- What each capability needs of the Box app (developer console scopes and advanced features) and of the
 -- token's user (§2): the service account of an app with App + Enterprise Access, or an admin.

@@ -70,6 +70,9 @@ c.capabilities = {
   users = true, groups = true, privileges = true, app_grants = true, files = false,
   activities = { "signin", "admin", "user" },
 }
+c.not_offered = {
+  files = "repositories hold code, not documents: their contents are not scanned (GitHub's secret scanning covers them)",
+}
 
 -- What `cachost connectors github` shows each capability needs: of a classic PAT or OAuth token (an org
 -- owner's), and of a GitHub App (its organization permissions), per GitHub's reference for each call.
@@ -80,7 +83,6 @@ c.needs = {
   app_grants = "token: read:org (SAML credential authorizations, GHEC), admin:read (installed apps); app: organization_administration read, "
     .. "organization_personal_access_tokens read (fine-grained PATs: GitHub App only)",
   activities = "GitHub Enterprise Cloud; token: read:audit_log; app: organization_administration read",
-  files = "not offered: repositories are code, not a file share",
   remove_member = "token: admin:org; app: members write",
   revoke_grant = "token: admin:org (SAML credential authorizations); app: organization_personal_access_tokens write (fine-grained PATs)",
   revoke_token = "app: organization_personal_access_tokens write (fine-grained PATs: GitHub App only)",

@@ -16,12 +16,21 @@ c.hosts = function(s) return { provider_host(s, DRIVE) } end
 
 -- §2: a service account with domain-wide delegation; the admin grants its client id these scopes in the
 -- Admin console (Security > API controls > Domain-wide delegation).  Least privilege per capability:
---   users: admin.directory.user.readonly (suspend/unsuspend/expire_password: admin.directory.user)
---   groups: admin.directory.group.readonly, admin.directory.group.member.readonly
---   privileges: admin.directory.rolemanagement.readonly
---   app_grants: admin.directory.user.security (tokens.list/delete, signOut)
---   activities: admin.reports.audit.readonly
---   files: drive.readonly (the governance actions: drive), impersonating each file's owner
+local USER_WRITE, DRIVE_WRITE = "scope admin.directory.user", "scope drive, impersonating the file's owner"
+c.needs = {
+  users = "scope admin.directory.user.readonly",
+  groups = "scopes admin.directory.group.readonly, admin.directory.group.member.readonly",
+  privileges = "scope admin.directory.rolemanagement.readonly",
+  app_grants = "scope admin.directory.user.security (tokens.list)",
+  activities = "scope admin.reports.audit.readonly",
+  files = "scope drive.readonly, impersonating each file's owner",
+  suspend_user = USER_WRITE, unsuspend_user = USER_WRITE, expire_password = USER_WRITE,
+  revoke_sessions = "scope admin.directory.user.security (signOut)",
+  revoke_grant = "scope admin.directory.user.security (tokens.delete)",
+  revoke_token = "scope admin.directory.user.security (tokens.delete)",
+  remove_shared_link = DRIVE_WRITE, remove_collaborator = DRIVE_WRITE, make_private = DRIVE_WRITE,
+  trash_file = DRIVE_WRITE, quarantine_file = DRIVE_WRITE, unquarantine_file = DRIVE_WRITE, overwrite_file = DRIVE_WRITE,
+}
 local S = google.SCOPE
 c.scopes = {
   S .. "admin.directory.user", S .. "admin.directory.user.security", S .. "admin.directory.group.readonly",

@@ -40,6 +40,7 @@ c.needs = {
   users = "Graph: User.Read.All, RoleManagement.Read.Directory (directory roles and their members, groups among them), "
     .. "GroupMember.Read.All",
   groups = "Graph: GroupMember.Read.All",
+  privileges = "Graph: RoleManagement.Read.Directory (directory roles, held directly or through role-assignable groups)",
   app_grants = "Graph: Application.Read.All (servicePrincipals, appRoleAssignedTo), DelegatedPermissionGrant.Read.All",
   files = "Graph: Files.Read.All, Sites.Read.All; Sites.FullControl.All to read every item's sharing (delta with "
     .. "Prefer: hierarchicalsharing)",

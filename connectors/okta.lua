@@ -81,6 +81,7 @@ c.capabilities = {
   users = true, groups = true, privileges = true, app_grants = true, files = false,
   activities = { "signin", "admin", "user" },
 }
+c.not_offered = { files = "Okta is an identity provider: it holds no files" }
 
 -- Okta's error body: {"errorCode","errorSummary",...}; the OAuth endpoints: {"error","error_description"}.
 function c.error_message(resp)

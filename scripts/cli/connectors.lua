@@ -29,6 +29,12 @@ Without APP: one row per app with its capabilities.  With APP: its settings, str
         local v = c.needs[cap]
         rows[#rows + 1] = { kind = "needs", name = cap, detail = type(v) == "table" and table.concat(v, "; ") or tostring(v) }
       end
+      -- c.not_offered: a capability the provider's API does not allow, and why
+      for _, cap in ipairs(sdk.CAPABILITIES) do
+        if not c.capabilities[cap] then
+          rows[#rows + 1] = { kind = "not offered", name = cap, detail = (c.not_offered or {})[cap] or "" }
+        end
+      end
       local actions = {}
       for a in pairs(c.actions) do actions[#actions + 1] = a end
       table.sort(actions)
@@ -36,7 +42,7 @@ Without APP: one row per app with its capabilities.  With APP: its settings, str
       if c.webhook then rows[#rows + 1] = { kind = "webhook", name = "/webhooks/<instance>", detail = "verified, triggers a re-fetch" } end
       if fmt == "json" then
         ctx.out("%s\n", json.encode { app = c.app, title = c.title, single_instance = c.single_instance,
-          capabilities = c.capabilities, needs = c.needs, items = rows })
+          capabilities = c.capabilities, needs = c.needs, not_offered = c.not_offered, items = rows })
         return 0
       end
       ctx.out("%s (%s)%s\n", c.title, c.app, c.single_instance and " — one instance per installation" or "")

@@ -133,4 +133,26 @@ describe("connectors", function()
     end
     assert.same({}, found)
   end)
+
+  -- `cachost connectors APP` lists what each capability needs and why one is not offered: it reads these
+  it("say what each capability and action needs, and why a capability is not offered", function()
+    local sdk = require "sdk"
+    local missing = {}
+    for _, app in ipairs(sdk.apps()) do
+      local c = assert(sdk.load(app))
+      local needs, not_offered = c.needs or {}, c.not_offered or {}
+      for _, cap in ipairs(sdk.CAPABILITIES) do
+        if c.capabilities[cap] then
+          if not needs[cap] then missing[#missing + 1] = app .. ": needs." .. cap end
+        elseif type(not_offered[cap]) ~= "string" or not_offered[cap] == "" then
+          missing[#missing + 1] = app .. ": not_offered." .. cap
+        end
+      end
+      for action in pairs(c.actions) do
+        if not (needs[action] or needs.actions) then missing[#missing + 1] = app .. ": needs." .. action end
+      end
+    end
+    table.sort(missing)
+    assert.same({}, missing)
+  end)
 end)
