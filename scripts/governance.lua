@@ -164,6 +164,8 @@ end
 local EFFECT = {
   suspend_user = function(r) return r.status == "suspended" or r.status == "disabled" end,
   unsuspend_user = function(r) return r.status == "active" end,
+  unlock_user = function(r) return r.status ~= "locked" end,
+  deactivate_user = function(r) return r.status == "deprovisioned" or r.status == "disabled" end,
   quarantine_file = quarantined,
   unquarantine_file = function(r) return not quarantined(r) end,
   make_private = function(r) return r.access_level == "private" end,

@@ -186,6 +186,18 @@ describe("okta connector, held to Okta's reference", function()
     local rec = assert(g.act { store = st, instance = inst, action = "unlock_user", target = locked2.ext_id, operator = "t" })
     assert.equal("ok", rec.result, rec.error)
     assert.equal("active", st.db:query("SELECT status FROM users WHERE id = ?", locked2.id)[1].status)
+    -- a deactivation interrupted after it was sent: settled by the re-fetch, which shows the user deprovisioned
+    local victim = assert(user_with(function(u) return u.status == "ACTIVE" and u ~= tenant.admin end))
+    local fault = tenant:fault { kind = "slow", path = "/users/" .. victim.ext_id .. "/lifecycle/deactivate$", delay = 1 }
+    local task = sched.spawn(g.act, { store = st, instance = inst, action = "deactivate_user", target = victim.ext_id, operator = "t" })
+    while fault.hits == 0 do sched.sleep(0.01) end
+    task:cancel()
+    task:join(10)
+    while tenant:find_user(victim.ext_id).status ~= "DEPROVISIONED" do sched.sleep(0.02) end
+    assert.equal(1, assert(g.reconcile(st, inst)).ok)
+    local row = st.db:query("SELECT * FROM governance_actions WHERE instance_id = ? AND action = 'deactivate_user'", inst.id)[1]
+    assert.equal("ok", row.result)
+    assert.matches("took effect", row.note)
     -- the next scan agrees with the tenant
     assert(select(2, runtime.sync(inst, { streams = { "users", "groups", "privileges", "app_grants" } })))
     assert.are.same(truth_of("app_grants"), stored("app_grants"))
