@@ -62,38 +62,28 @@ c.unavailable = microsoft.unavailable      -- sign-in logs without Microsoft Ent
 c.is_throttled = microsoft.is_throttled
 
 ---------------------------------------------------------------------------------------------- components
+-- users: Entra users and groups; audits: Entra management events; signins: Entra sign-in events; apps:
+-- Entra apps; activities: Office 365 activities; files: Office 365 files
 local COMPONENTS = { "users", "audits", "signins", "apps", "activities", "files" }
-local TITLES = { users = "Entra users and groups", audits = "Entra management events", signins = "Entra sign-in events",
-  apps = "Entra apps", activities = "Office 365 activities", files = "Office 365 files" }
 
 -- The components an instance has on: a set, or nil, err.
-local function components(settings)
-  local v = settings.components
-  local on = {}
-  if v == nil or v == "" or v == "all" then
-    for _, k in ipairs(COMPONENTS) do on[k] = true end
-    return on
-  end
-  for name in tostring(v):gmatch("[^,%s]+") do
-    if not TITLES[name] then
-      return nil, ("office365: unknown component '%s' (components: %s)"):format(name, table.concat(COMPONENTS, ", "))
-    end
-    on[name] = true
-  end
+local function chosen(settings)
+  local on, err = components(settings.components, COMPONENTS, "office365")
+  if not on then return nil, err end
   if not on.users then
     return nil, "office365: the 'users' component (Entra users and groups) is required by every other component: "
       .. "add it (cachost instance edit <name> --set components=users,...)"
   end
   return on
 end
-c.components = components
-function c.validate(settings) return components(settings) end   -- at instance add / edit
+c.components = chosen
+function c.validate(settings) return chosen(settings) end   -- at instance add / edit
 
 local STREAM_NEEDS = { users = { "users" }, groups = { "users" }, app_grants = { "apps" }, files = { "files" },
   activities = { "audits", "signins", "activities" } }
 
 function c.enabled(stream, settings)
-  local on, err = components(settings)
+  local on, err = chosen(settings)
   if not on then return nil, err end
   for _, comp in ipairs(STREAM_NEEDS[stream] or {}) do if on[comp] then return true end end
   return false
@@ -404,7 +394,7 @@ end
 
 c.initial_days = 7
 function c.streams.activities(ctx, cursor)
-  local on = assert(components(ctx.settings))
+  local on = assert(chosen(ctx.settings))
   local state = cursor and json.decode(cursor) or nil
   if type(state) ~= "table" then state = {} end
   local days = tonumber(ctx.settings.initial_days) or c.initial_days
@@ -953,7 +943,7 @@ end
 local LIFETIME = { users = 41000, drive = 42000 }     -- minutes
 function c.subscribe(ctx, url)
   local state = client_state(ctx)
-  local on = assert(components(ctx.settings))
+  local on = assert(chosen(ctx.settings))
   local existing = {}
   for page in graph_pages(ctx, "/v1.0/subscriptions") do
     for _, s in ipairs(page) do

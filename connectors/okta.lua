@@ -29,25 +29,12 @@ local SCOPES = {
 local COMPONENTS = { "users", "groups", "privileges", "app_grants", "activities", "actions" }
 
 -- The components an instance has on: a set, or nil, err.
-local function components(settings)
-  local v, on = settings.components, {}
-  if v == nil or v == "" or v == "all" then
-    for _, k in ipairs(COMPONENTS) do on[k] = true end
-    return on
-  end
-  for name in tostring(v):gmatch("[^,%s]+") do
-    if not SCOPES[name] then
-      return nil, ("okta: unknown component '%s' (components: %s)"):format(name, table.concat(COMPONENTS, ", "))
-    end
-    on[name] = true
-  end
-  return on
-end
-function c.validate(settings) return components(settings) end
+local function on(settings) return components(settings.components, COMPONENTS, "okta") end
+function c.validate(settings) return on(settings) end
 function c.enabled(stream, settings)
-  local on, err = components(settings)
-  if not on then return nil, err end
-  return on[stream] == true
+  local set, err = on(settings)
+  if not set then return nil, err end
+  return set[stream] == true
 end
 
 -- What `cachost connectors okta` shows each capability needs.  A service app also needs an admin role
@@ -65,9 +52,9 @@ c.auth = {
     -- DPoP unless the instance says the app does not require it
     dpop = function(settings) return settings.dpop ~= false and settings.dpop ~= "false" end,
     scopes = function(settings)
-      local on, list, seen = components(settings) or {}, {}, {}
+      local set, list, seen = on(settings) or {}, {}, {}
       for _, k in ipairs(COMPONENTS) do
-        for _, sc in ipairs(on[k] and SCOPES[k] or {}) do
+        for _, sc in ipairs(set[k] and SCOPES[k] or {}) do
           if not seen[sc] then seen[sc] = true; list[#list + 1] = sc end
         end
       end

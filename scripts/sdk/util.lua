@@ -24,6 +24,25 @@ function M.trim_slash(s) return (s:gsub("/+$", "")) end
 -- A non-empty string, or nil (providers send "" and null for "none").
 function M.str(v) return type(v) == "string" and v ~= "" and v or nil end
 
+-- The components an instance has on, from a setting listing some of `known` (comma or space separated;
+-- empty or "all": every one) -> a set | nil, "<app>: unknown component 'x' (components: ...)".
+function M.components(value, known, app)
+  local on = {}
+  if value == nil or value == "" or value == "all" then
+    for _, k in ipairs(known) do on[k] = true end
+    return on
+  end
+  local valid = {}
+  for _, k in ipairs(known) do valid[k] = true end
+  for name in tostring(value):gmatch("[^,%s]+") do
+    if not valid[name] then
+      return nil, ("%s: unknown component '%s' (components: %s)"):format(app, name, table.concat(known, ", "))
+    end
+    on[name] = true
+  end
+  return on
+end
+
 -- Operational failures travel as data: `nil, message, token` from the C modules and Client:request; when
 -- a connector's code raises one (ctx:get, fail()), it is this object, so the engine reads the token
 -- (auth, permission, unavailable, not_found, ...) instead of parsing the message.  It prints as its message.

@@ -230,6 +230,16 @@ describe("okta connector with an OAuth service app", function()
     assert.equal(tenant:count("users"), count("SELECT count(*) n FROM users WHERE instance_id = ?", inst.id))
   end)
 
+  it("refuses an unknown component with one line naming the known ones", function()
+    local c = require("sdk").load("okta")
+    local ok, err = c.validate { components = "users,grups" }
+    assert.is_nil(ok)
+    assert.equal("okta: unknown component 'grups' (components: users, groups, privileges, app_grants, activities, actions)", err)
+    assert.is_true(c.enabled("users", { components = "users" }))
+    assert.is_false(c.enabled("groups", { components = "users" }))
+    assert.is_true(c.enabled("groups", {}))
+  end)
+
   -- what `cachost connectors okta` lists per capability is enough: a service app granted exactly those
   -- scopes reads that stream (the sandbox checks each route's scope)
   it("needs for each stream exactly the scopes it lists", function()
