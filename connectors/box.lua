@@ -9,7 +9,7 @@ c.settings = {
   { "oauth_base_url", example = "https://api.box.com", help = "host of /oauth2/token (default https://api.box.com)" },
   { "webhook_primary_key", secret = true, help = "webhook signature primary key (developer console)" },
   { "webhook_secondary_key", secret = true, help = "webhook signature secondary key" },
-  { "quarantine_folder_id", help = "folder quarantined files are moved to (default: 'cachost quarantine' in the service account's root)" },
+  { "quarantine_folder_id", help = "a folder of the app's own account (the service account) quarantined files are moved to (default: 'cachost quarantine' in its root)" },
 }
 c.base_url = "https://api.box.com/2.0"
 local UPLOAD = "https://upload.box.com/api/2.0"
@@ -46,7 +46,8 @@ c.needs = {
   groups = { "scope manage_groups", "admin, co-admin or the service account (all the enterprise's groups)" },
   files = { "scope root_readonly (root_readwrite for actions)", "advanced feature: perform actions as users (As-User)",
             "admin or the service account (co-admins cannot act as other co-admins)" },
-  activities = { "scope manage_enterprise_properties", "admin or co-admin with 'run new reports and access existing reports'" },
+  activities = { "scope manage_enterprise_properties",
+                 "the service account, an admin, or a co-admin with 'run new reports and access existing reports'" },
   actions = { "scopes root_readwrite and manage_managed_users", "advanced feature: perform actions as users (As-User)" },
   webhooks = { "scope manage_webhook", "webhook signature keys (developer console)" },
 }
