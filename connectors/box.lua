@@ -77,17 +77,7 @@ local function as_user(id) return id and { ["As-User"] = id } or nil end
 local function marker_pages(ctx, path, query, headers)
   query = query or {}
   query.usemarker, query.limit = "true", query.limit or PAGE
-  return ctx:pages(path, query, {
-    items = "entries", headers = headers,
-    next = function(resp)
-      local m = resp.data.next_marker
-      if type(m) ~= "string" or m == "" then return nil end
-      local q = {}
-      for k, v in pairs(query) do q[k] = v end
-      q.marker = m
-      return path, q
-    end,
-  })
+  return ctx:pages(path, query, { items = "entries", headers = headers, page_token = { "next_marker", "marker" } })
 end
 
 ---------------------------------------------------------------------------------------------- users

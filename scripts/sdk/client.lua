@@ -350,8 +350,11 @@ end
 
 -- Iterates the pages of a listing: for items, resp in client:pages(path, query, opts) do ... end.
 -- opts.items names the field of the body holding the items (nil: the body is the array); the page must
--- have that shape (Client.listing; with opts.absent_empty an object without the field is an empty page).  The next page comes from the Link header (rel="next") unless
--- opts.next(resp, items) returns the next {path, query}.
+-- have that shape (Client.listing; with opts.absent_empty an object without the field is an empty page).
+-- The next page comes from the Link header (rel="next"), or with opts.page_token = {field, param} it is
+-- the same request with the query parameter `param` set to the body's `field` (Box's next_marker /
+-- marker, Google's nextPageToken / pageToken; none or "": the last page), or opts.next(resp, items)
+-- returns the next {path, query}.
 -- An endless next link (the same URL again) or more than opts.max_pages pages ends with an error.
 -- The next page is requested while the caller works on this one (the provider's latency and our
 -- processing overlap); leaving the loop early cancels that request.
@@ -380,7 +383,14 @@ function Client:pages(path, query, opts)
     end
     if not items then return nil, ("%s (GET %s)"):format(lerr, (p:gsub("%?.*", ""))), "malformed" end
     local np, nq
-    if opts.next then
+    if opts.page_token then
+      local t = type(d) == "table" and d[opts.page_token[1]]
+      if type(t) == "string" and t ~= "" then
+        np, nq = p, {}
+        for k, v in pairs(q or {}) do nq[k] = v end
+        nq[opts.page_token[2]] = t
+      end
+    elseif opts.next then
       -- the connector's reading of where the next page is may refuse the page (malformed listing)
       local ok, a, b = pcall(opts.next, resp, items)
       if not ok then return nil, tostring(a), util.token_of(a) or "malformed" end

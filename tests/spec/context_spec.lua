@@ -88,6 +88,26 @@ describe("the connector context", function()
     assert.matches("echoed", rec.error)
   end)
 
+  it("pages by a token the body names (page_token), keeping the query, ending on none or an empty one", function()
+    local srv <close> = assert(server.listen { port = 0 })
+    local asked = {}
+    srv:route("GET", "/items", function(req)
+      asked[#asked + 1] = (req.query.marker or "-") .. "/" .. tostring(req.query.fields)
+      local next_marker = ({ ["-"] = "m1", m1 = "m2" })[req.query.marker or "-"] or (req.query.marker == "m2" and "" or nil)
+      return 200, json.encode { entries = { { id = req.query.marker or "first" } }, next_marker = next_marker },
+        { ["Content-Type"] = "application/json" }
+    end)
+    local pinst = helpers.instance("okta", "okta-pages", { domain = "x.okta.com", base_url = srv.url, insecure_loopback = true },
+      { api_token = "x" })
+    local ctx = context.new(st, pinst, "spec")
+    local ids = {}
+    for items in ctx:pages("/items", { fields = "id" }, { items = "entries", page_token = { "next_marker", "marker" } }) do
+      for _, it in ipairs(items) do ids[#ids + 1] = it.id end
+    end
+    assert.same({ "first", "m1", "m2" }, ids)
+    assert.same({ "-/id", "m1/id", "m2/id" }, asked)
+  end)
+
   it("an instance whose settings give no API address fails with a line naming what is missing", function()
     local bad = helpers.instance("okta", "okta-nodomain", {}, { api_token = "x" })
     local ok, err = pcall(context.new, st, bad, "spec")
