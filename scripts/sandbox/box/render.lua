@@ -24,15 +24,6 @@ function Box:user_full(u)
            my_tags = json().array({}), hostname = "https://acme.app.box.com/", is_platform_access_only = false, external_app_user_id = jnull() }
 end
 
--- fields= narrows an object to its mini form plus the named fields (§11)
-local function narrow(full, mini_keys, fields)
-  if not fields or fields == "" then return full end
-  local out = {}
-  for _, k in ipairs(mini_keys) do out[k] = full[k] end
-  for f in fields:gmatch("[^,%s]+") do if full[f] ~= nil then out[f] = full[f] end end
-  return out
-end
-
 function Box:render_user(u, fields)
   local full = self:user_full(u)
   if fields and fields ~= "" then return narrow(full, { "type", "id", "name", "login" }, fields) end
