@@ -652,8 +652,34 @@ local function delta_item(ctx, drive, known, doms, it, fresh)
   else
     f.perms, f.level = item_permissions(ctx, drive.id, it.id, doms)
   end
-  if it.folder then known[it.id] = { path = path, level = f.level } end
+  if it.folder then
+    known[it.id] = { path = path, level = f.level }
+    -- renamed, moved or re-shared: its stored descendants need the new path and level (below)
+    f.restamp = stored ~= nil and not stored.deleted_at and (stored.path ~= path or stored.access_level ~= f.level)
+  end
   return f
+end
+
+-- Graph's delta does not return the descendants of a folder that was renamed or moved, nor (with
+-- hierarchicalsharing) the items whose inherited sharing changed with it (§5): the stored ones get the
+-- folder's new path, and its level unless they are permission roots themselves (they keep theirs until
+-- their own sharing changes).  -> rows to emit
+local function restamp(ctx, drive, folder_id, path, level, rows)
+  for _, id in ipairs(ctx:stored_ids("files", "parent_id", folder_id)) do
+    local row = ctx:stored("files", id)
+    if row and not row.deleted_at then
+      local raw = decode_raw(row)
+      local own = type(raw.shared) == "table" and next(raw.shared) ~= nil
+      local p, l = path .. "/" .. tostring(row.name), own and row.access_level or level
+      if p ~= row.path or l ~= row.access_level then
+        local new = file_row(raw, drive, l, p)
+        new.owner = row.owner
+        rows[#rows + 1] = new
+        if row.is_folder == 1 then restamp(ctx, drive, id, p, l, rows) end
+      end
+    end
+  end
+  return rows
 end
 
 -- One drive's delta from `link` (nil: from scratch).  -> the new deltaLink, restarted (bool)
@@ -682,6 +708,9 @@ local function drive_delta(ctx, drive, link, doms)
         return row
       end)
       ctx:emit("file_permissions", perms)
+      local moved = {}
+      for _, f in ipairs(files) do if f.restamp then restamp(ctx, drive, f.it.id, f.path, f.level, moved) end end
+      if #moved > 0 then ctx:emit("files", moved, function(x) return x end) end
       -- permissions an item no longer has (listed again, or none of its own now)
       for _, f in ipairs(files) do
         if f.perms then

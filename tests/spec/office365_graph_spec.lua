@@ -102,6 +102,33 @@ describe("office365 connector against Graph", function()
     assert.equal(0, file_row(inst, tomb.id).quarantined)
   end)
 
+  it("re-stamps what delta leaves out: a renamed folder's descendants, a folder's unshared children", function()
+    -- a drive with files in Documents and files in Shared that inherit its link
+    local docs, shared, inside, kids
+    for _, d in ipairs(tenant.state.drives) do
+      local dd, ss, ii, kk = nil, nil, nil, {}
+      for _, it in ipairs(d.items) do
+        if it.name == "Documents" and it.parent == d.root.id then dd = it elseif it.name == "Shared" then ss = it end
+      end
+      for _, it in ipairs(d.items) do
+        if dd and it.parent == dd.id and not it.deleted then ii = it end
+        if ss and it.parent == ss.id and not it.deleted and #it.perms == 0 then kk[#kk + 1] = it end
+      end
+      if ii and #kk > 0 and not docs then docs, shared, inside, kids = dd, ss, ii, kk end
+    end
+    assert(docs, "files in Documents and inheriting ones in Shared")
+    -- renamed in OneDrive: only the folder comes back in the delta
+    docs.name = "Documents 2024"
+    tenant:touch(docs)
+    -- the Shared folder's link removed in OneDrive: only the folder comes back (hierarchicalsharing)
+    shared.perms = {}
+    tenant:sharing_changed(shared)
+    sync_ok(inst, { streams = { "files" } })
+    assert.equal("/Documents 2024/" .. inside.name, file_row(inst, inside.id).path)
+    for _, k in ipairs(kids) do assert.equal("private", file_row(inst, k.id).access_level) end
+    assert.equal(tenant:count("shared_items"), n_of("files", inst, "access_level <> 'private' AND trashed = 0"))
+  end)
+
   it("reads interactive and non-interactive sign-ins", function()
     local signins = helpers.count("SELECT count(*) n FROM activities WHERE instance_id = ? AND app = 'Microsoft Entra ID' AND kind = 'signin'", inst.id)
     assert.equal(tenant:count("signins") + tenant:count("noninteractive_signins"), signins)

@@ -482,9 +482,8 @@ function MS:h_item(req, d, it)
     it.parent, it.name = newparent.id, newname
     self:touch(it)
     if moved then self:touch(oldparent); self:touch(newparent) end
-    -- moved descendants change path: they show up in delta too
-    local function touch_desc(x) for _, c in ipairs(d.items) do if c.parent == x.id and not c.deleted then self:touch(c); touch_desc(c) end end end
-    if moved and it.folder then touch_desc(it) end
+    -- descendants of a moved or renamed folder do not come back in delta: their path is the client's to
+    -- follow by parent id (driveItem delta, remarks)
     self:file_event(it, moved and "FileMoved" or "FileRenamed", 6, { SourceRelativeUrl = oldurl, DestinationFileName = newname })
     return 200, self:item_json(it)
   end
