@@ -8,6 +8,7 @@ c.settings = {
     help = "a super admin the service account acts as for Directory and Reports (domain-wide delegation)" },
   { google.KEY_SECRET, secret = true, help = "the service account's JSON key file (Cloud console > IAM > Service accounts > Keys)" },
   { "customer_id", example = "C01abc23d", help = "the Workspace customer id (default my_customer: the admin's own)" },
+  { "read_only", type = "boolean", help = "ask only for read scopes (delegate only those; no governance actions)" },
   { "oauth_base_url", example = "https://oauth2.googleapis.com", help = "host of /token (default Google's; a sandbox serves it)" },
 }
 c.base_url = "https://admin.googleapis.com"
@@ -32,12 +33,31 @@ c.needs = {
   trash_file = DRIVE_WRITE, quarantine_file = DRIVE_WRITE, unquarantine_file = DRIVE_WRITE, overwrite_file = DRIVE_WRITE,
 }
 local S = google.SCOPE
-c.scopes = {
-  S .. "admin.directory.user", S .. "admin.directory.user.security", S .. "admin.directory.group.readonly",
-  S .. "admin.directory.group.member.readonly", S .. "admin.directory.rolemanagement.readonly",
-  S .. "admin.reports.audit.readonly", S .. "drive",
-}
+-- Google issues a token only when every requested scope is delegated: an instance with read_only asks
+-- for the read scopes alone (no governance actions), so the admin may delegate only those.  tokens.list
+-- has no read-only scope: admin.directory.user.security is both.
+local READ = { "admin.directory.user.readonly", "admin.directory.group.readonly", "admin.directory.group.member.readonly",
+  "admin.directory.rolemanagement.readonly", "admin.reports.audit.readonly", "drive.readonly", "admin.directory.user.security" }
+local WRITE = { "admin.directory.user", "admin.directory.user.security", "admin.directory.group.readonly",
+  "admin.directory.group.member.readonly", "admin.directory.rolemanagement", "admin.reports.audit.readonly", "drive" }
+function c.scopes(s)
+  local list = {}
+  for _, x in ipairs((s.read_only == true or s.read_only == "true") and READ or WRITE) do list[#list + 1] = S .. x end
+  return list
+end
 c.auth = google.service_account { scopes = c.scopes, subject = function(s) return s.admin_email end }
+-- What each capability needs granted to the service account's client id (domain-wide delegation), and of
+-- admin_email (a super admin: Directory and Reports answer 403 to anyone else).
+local DWD = "domain-wide delegation of "
+c.needs = {
+  users = DWD .. "admin.directory.user.readonly, admin.directory.rolemanagement.readonly; admin_email a super admin",
+  groups = DWD .. "admin.directory.group.readonly, admin.directory.group.member.readonly",
+  privileges = DWD .. "admin.directory.rolemanagement.readonly",
+  app_grants = DWD .. "admin.directory.user.security",
+  activities = DWD .. "admin.reports.audit.readonly",
+  files = DWD .. "drive.readonly (drive for the data governance actions), impersonating each user",
+  account_governance = DWD .. "admin.directory.user (suspend, expire_password), admin.directory.user.security (signOut, tokens), admin.directory.rolemanagement (remove_admin_role)",
+}
 
 c.capabilities = {
   users = true, groups = true, privileges = true, files = true, app_grants = true,
@@ -287,24 +307,96 @@ local function user_files(ctx, email, home)
   return items, paths
 end
 
-function c.streams.files(ctx)
+-- Emits files and their permissions.  partial: these files were read one by one (changes, a re-fetch),
+-- so a permission stored for them that they no longer have is retired here (a full listing's end does
+-- that for the others).
+local function emit_user_files(ctx, items, home, paths, partial)
+  local files, perms = {}, {}
+  for _, f in ipairs(items) do
+    local ok, row, p = pcall(file_rows, f, home, paths)
+    if ok then
+      files[#files + 1] = row
+      for _, x in ipairs(p) do perms[#perms + 1] = x end
+      if partial then
+        local now = {}
+        for _, x in ipairs(p) do now[x.ext_id] = true end
+        local stale = {}
+        for _, id in ipairs(ctx:stored_ids("file_permissions", "file_id", row.ext_id)) do
+          if not now[id] then stale[#stale + 1] = id end
+        end
+        if #stale > 0 then ctx:retire("file_permissions", stale) end
+      end
+    else ctx:reject("files", row) end
+  end
+  ctx:emit("files", files)
+  ctx:emit("file_permissions", perms)
+end
+
+-- One user's changes since their page token (§5 changes.list), as that user: the files they own that
+-- changed (with their permissions now), those gone retired.  -> the token to start from next time.
+local function user_changes(ctx, email, token, home)
+  local auth = { subject = email }
+  local path = drive_url(ctx, "/changes")
+  local newest
+  local query = { pageToken = token, pageSize = 1000, spaces = "drive", includeRemoved = "true",
+                  fields = "nextPageToken,newStartPageToken,changes(fileId,removed,time," .. FILE_FIELDS:match("^nextPageToken,(files%(.+%))$"):gsub("^files", "file") .. ")" }
+  for list, resp in ctx:pages(path, query, {
+    items = "changes", absent_empty = true, auth = auth,
+    next = function(r)
+      if str(r.data.newStartPageToken) then newest = r.data.newStartPageToken end
+      local t = r.data.nextPageToken
+      if not str(t) then return nil end
+      local q = {}
+      for k, v in pairs(query) do q[k] = v end
+      q.pageToken = t
+      return path, q
+    end,
+  }) do
+    local items, gone, paths = {}, {}, {}
+    for _, ch in ipairs(list) do
+      local f = type(ch.file) == "table" and ch.file or nil
+      local owner = f and type(f.owners) == "table" and type(f.owners[1]) == "table" and f.owners[1].emailAddress
+      if ch.removed == true or not f then
+        if str(ch.fileId) then gone[#gone + 1] = ch.fileId end
+      elseif owner == email then                       -- a file shared with them is its owner's to report
+        items[#items + 1] = f
+        local parent = type(f.parents) == "table" and f.parents[1]
+        local prow = parent and ctx:stored("files", parent)
+        if prow then paths[parent] = prow.path end
+      end
+    end
+    emit_user_files(ctx, items, home, paths, true)
+    if #gone > 0 then ctx:retire("files", gone) end
+    if str(resp.data.newStartPageToken) then newest = resp.data.newStartPageToken end
+  end
+  if not newest then fail(("changes.list ended without newStartPageToken (GET %s)"):format("/drive/v3/changes"), "malformed") end
+  return newest
+end
+
+-- Full scan (no cursor: the first run, then every full_scan_interval): each user's start page token is
+-- taken before their listing, so what changes while it is read comes with the next run.  Later runs
+-- read each user's changes from there.  The cursor is {email = page token}.
+function c.streams.files(ctx, cursor)
   local home = domain_of(ctx.settings.admin_email)
+  local tokens = {}
+  local old = cursor and json.decode(cursor)
+  if type(old) ~= "table" then old = nil end
   for _, u in ipairs(ctx:known_users()) do
     local st = ctx:stored("users", u.ext_id)
     if st and st.status ~= "deleted" then        -- suspended and archived users keep their files and sharing
-      local items, paths = user_files(ctx, u.email, home)
-      local files, perms = {}, {}
-      for _, f in ipairs(items) do
-        local ok, row, p = pcall(file_rows, f, home, paths)
-        if ok then
-          files[#files + 1] = row
-          for _, x in ipairs(p) do perms[#perms + 1] = x end
-        else ctx:reject("files", row) end
+      if old and str(old[u.email]) then
+        tokens[u.email] = user_changes(ctx, u.email, old[u.email], home)
+      else
+        local start = ctx:get(drive_url(ctx, "/changes/startPageToken"), nil, { auth = { subject = u.email } })
+        if not str(start.startPageToken) then fail("changes.getStartPageToken answered without startPageToken", "malformed") end
+        tokens[u.email] = start.startPageToken
+        local items, paths = user_files(ctx, u.email, home)
+        emit_user_files(ctx, items, home, paths)
       end
-      ctx:emit("files", files)
-      ctx:emit("file_permissions", perms)
     end
   end
+  ctx:checkpoint(json.encode(tokens))
+  if not old then ctx:complete() end             -- every user's files were listed: the rest is gone
 end
 
 -- Targeted re-fetch: one file, read as its owner.
@@ -313,10 +405,9 @@ function c.fetch.files(ctx, id)
   if not row or not str(row.owner) then return end
   local f = ctx:try_get(drive_url(ctx, "/files/" .. urlencode(id)), { fields = FILE_FIELDS:match("files%((.+)%)$") }, { auth = { subject = row.owner } })
   if not f then ctx:retire("files", { id }); return end
-  local r, perms = file_rows(f, domain_of(ctx.settings.admin_email), {})
-  r.path = row.path
-  ctx:emit("files", { r })
-  ctx:emit("file_permissions", perms)
+  local parent = type(f.parents) == "table" and f.parents[1]
+  local prow = parent and ctx:stored("files", parent)
+  emit_user_files(ctx, { f }, domain_of(ctx.settings.admin_email), { [parent or ""] = prow and prow.path or nil }, true)
 end
 
 -- Content for the DLP step, as the owner: Docs Editors files are exported as text (Sheets as CSV), other
@@ -357,6 +448,27 @@ function c.actions.unsuspend_user(ctx, user)
 end
 function c.actions.expire_password(ctx, user) ctx:patch(user_path(user), { changePasswordAtNextLogin = true }) end
 function c.actions.revoke_sessions(ctx, user) ctx:post(user_path(user) .. "/signOut") end
+
+-- roleAssignments.delete of the user's own assignments (params.role: a role name or id, else all); an
+-- assignment held through a group is the group's: the user leaves the group instead.
+function c.actions.remove_admin_role(ctx, user, params)
+  local want = params and str(params.role)
+  local base = DIR .. "/customer/" .. urlencode(customer(ctx))
+  local names = {}
+  each_page(ctx, base .. "/roles", { maxResults = 100 }, "items", function(list)
+    for _, r in ipairs(list) do names[tostring(r.roleId)] = r.roleName end
+  end)
+  local mine = {}
+  each_page(ctx, base .. "/roleassignments", { userKey = user.ext_id, maxResults = 200 }, "items", function(list)
+    for _, a in ipairs(list) do
+      if a.assignedTo == user.ext_id and (not want or want == a.roleId or want == names[tostring(a.roleId)] or want == a.roleAssignmentId) then
+        mine[#mine + 1] = a.roleAssignmentId
+      end
+    end
+  end)
+  if #mine == 0 then error(("http: %s holds no %s role assignment of their own"):format(user.ext_id, want or "admin"), 0) end
+  for _, id in ipairs(mine) do ctx:delete(base .. "/roleassignments/" .. urlencode(id)) end
+end
 
 -- tokens.delete: the user's grant to that app's client id.
 function c.actions.revoke_grant(ctx, grant)

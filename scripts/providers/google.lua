@@ -47,7 +47,7 @@ end
 
 -- An auth scheme for a service account (sdk/auth.lua's exchange: the assertion buys a 1-hour access
 -- token at the token endpoint, RFC 7523 §2.1; no refresh token, a new assertion near expiry).
---   scopes: the full scope URLs requested; subject(settings) -> the user to act as when a request names
+--   scopes: the full scope URLs requested (or a function of the settings); subject(settings) -> the user to act as when a request names
 --   none (Workspace: the admin; Cloud: nil).  A request acting as someone else passes
 --   opts.auth = {subject = email}: its token is cached apart, per subject.
 M.JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -58,7 +58,8 @@ function M.service_account(opts)
       local key, err = M.key(x.secret(M.KEY_SECRET))
       if not key then return nil, err, "auth" end
       local url = M.token_url(x.settings)
-      local jwt, jerr = M.assertion(key, { scope = table.concat(opts.scopes, " "), aud = url,
+      local scopes = type(opts.scopes) == "function" and opts.scopes(x.settings) or opts.scopes
+      local jwt, jerr = M.assertion(key, { scope = table.concat(scopes, " "), aud = url,
         sub = x.subject or (opts.subject and opts.subject(x.settings)) }, x.now())
       if not jwt then return nil, jerr, "auth" end
       local resp, rerr, token, answer = x.request("POST", url, { form = { grant_type = M.JWT_BEARER, assertion = jwt },

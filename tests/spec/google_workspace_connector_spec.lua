@@ -121,6 +121,38 @@ describe("google workspace connector", function()
     assert.equal(1, file_row(inst, ssn.id).trashed)
   end)
 
+  it("follows each user's Drive changes from their page token: new sharing, removed sharing, new files", function()
+    local u = tenant.state.users[3]
+    local req0 = #tenant.log
+    local by = sync_ok(inst, { streams = { "files" } })        -- nothing changed since the last files run
+    assert.equal(0, by.files.files.added); assert.equal(0, by.files.files.changed)
+    for i = req0 + 1, #tenant.log do assert.is_nil(tenant.log[i].path:match("/drive/v3/files$"), "no full listing") end
+    local f = tenant:new_file(u, { name = "leak.txt", content = "4111 1111 1111 1111" })
+    tenant:add_permission(f, { type = "anyone", role = "reader", allowFileDiscovery = false })
+    local shared
+    for _, x in ipairs(tenant.state.files) do
+      if x.owner == u.id and x ~= f and #x.perms > 0 and not x.trashed then shared = x break end
+    end
+    local had = n_of("file_permissions", inst, "file_id = '" .. shared.id .. "'")
+    assert.is_true(had > 0)
+    shared.perms = {}
+    tenant:change(shared)
+    sync_ok(inst, { streams = { "files" } })
+    assert.equal("public", file_row(inst, f.id).access_level)
+    assert.equal(0, n_of("file_permissions", inst, "file_id = '" .. shared.id .. "'"))
+    assert.same(sorted(tenant:truth().files), ids("files", inst))
+    assert.same(sorted(tenant:truth().file_permissions), ids("file_permissions", inst))
+  end)
+
+  it("removes a user's own admin role assignment, and names a group-held one", function()
+    local u = tenant.state.users[2]
+    local n = #tenant.state.assignments
+    act(inst, "remove_admin_role", "users", u.id)
+    assert.equal(n - 1, #tenant.state.assignments)
+    for _, a in ipairs(tenant.state.assignments) do assert.not_equal(u.id, a.assignedTo) end
+    assert.has_error(function() act(inst, "remove_admin_role", "users", u.id) end)
+  end)
+
   it("refuses an assertion signed with another key, and an undelegated scope, with one clear line", function()
     local other = google.workspace { seed = 99, users = 3, files = 1, events = 7 }
     local forged = helpers.instance("google-workspace", "gw-forged", {
@@ -139,6 +171,20 @@ describe("google workspace connector", function()
     results = runtime.sync(inst2, { streams = { "users" } })
     assert.matches("unauthorized_client", results[1].error)
     srv2:close()
+  end)
+
+  it("reads everything with read_only when only the read scopes are delegated", function()
+    local ro = google.workspace { seed = 8, users = 6, files = 6, events = 14, dwd_scopes = {
+      "admin.directory.user.readonly", "admin.directory.group.readonly", "admin.directory.group.member.readonly",
+      "admin.directory.rolemanagement.readonly", "admin.reports.audit.readonly", "drive.readonly", "admin.directory.user.security" } }
+    local srv3 = helpers.serve(ro)
+    local inst3 = helpers.instance("google-workspace", "gw-ro", {
+      admin_email = ro.admin.primaryEmail, base_url = srv3.url, oauth_base_url = srv3.url, insecure_loopback = true, read_only = true,
+    }, { service_account_key = ro:key_file(ro.sa) })
+    sync_ok(inst3)
+    assert.same(sorted(ro:truth().files), ids("files", inst3))
+    assert.same(sorted(ro:truth().privileges), ids("privileges", inst3))
+    srv3:close()
   end)
 
   it("retries Google's quota errors (429, 403 userRateLimitExceeded) and completes", function()
