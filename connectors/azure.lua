@@ -75,9 +75,12 @@ end
 -- Which roles are privileged is read from their definitions (§2 RoleDefinition.permissions), not from a
 -- list of names: a role is privileged when it can change who has access (it grants
 -- Microsoft.Authorization/roleAssignments/write: Owner, User Access Administrator, Role Based Access
--- Control Administrator, a custom role with `Microsoft.Authorization/*/write`) or when it acts on every
--- resource (`*`: Contributor, which Microsoft ranks among the privileged administrator roles too).
+-- Control Administrator, a custom role with `Microsoft.Authorization/*/write`) or when it writes every
+-- resource (Contributor's `*`, which Microsoft ranks among the privileged administrator roles too).
 local ASSIGN = "microsoft.authorization/roleassignments/write"
+-- A write on a resource type that no pattern names except `*` and `*/write`: granted, the role writes
+-- every resource (minus its notActions: Contributor keeps this, a "* but */write" role does not).
+local ANY_WRITE = "any.provider/anyresource/write"
 
 -- An Azure action pattern: `*` stands for any run of characters; names are case-insensitive.
 local function action_matches(pattern, action)
@@ -100,10 +103,7 @@ end
 local function privileged(def)
   for _, perm in ipairs(type(def.permissions) == "table" and def.permissions or {}) do
     if type(perm) == "table" then
-      if grants(perm, ASSIGN) then return true end
-      for _, a in ipairs(type(perm.actions) == "table" and perm.actions or {}) do
-        if a == "*" then return true end
-      end
+      if grants(perm, ASSIGN) or grants(perm, ANY_WRITE) then return true end
     end
   end
   return false

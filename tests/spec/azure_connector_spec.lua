@@ -19,8 +19,8 @@ local sync_ok = require("helpers").sync_ok
 
 -- The privileged roles of the seeded tenant: those that may write role assignments (Owner, User Access
 -- Administrator, Role Based Access Control Administrator, the custom "Contoso Access Delegator" with
--- Microsoft.Authorization/*/write) or act on every resource (Contributor).  "Contoso Auditor" (reads)
--- and Reader are not.
+-- Microsoft.Authorization/*/write) or write every resource (Contributor).  "Contoso Auditor" (reads),
+-- "Contoso Reader Plus" (`*` without writes, deletes and actions) and Reader are not.
 local PRIV = { Owner = true, Contributor = true, ["User Access Administrator"] = true,
                ["Role Based Access Control Administrator"] = true, ["Contoso Access Delegator"] = true,
                ["Contoso Data Access Administrator"] = true }
@@ -175,7 +175,8 @@ describe("azure connector", function()
     assert.is_true(rows("Contoso Access Delegator", "ServicePrincipal") > 0)
     -- roles that only read are no privilege
     assert.is_true(tenant:count("arm_role_assignments", "Contoso Auditor") > 0)
-    assert.equal(0, n_of("privileges", inst, "role IN ('Reader', 'Contoso Auditor')"))
+    assert.is_true(tenant:count("arm_role_assignments", "Contoso Reader Plus") > 0)     -- `*` but no writes
+    assert.equal(0, n_of("privileges", inst, "role IN ('Reader', 'Contoso Auditor', 'Contoso Reader Plus')"))
     assert.equal(truth(tenant).privileges, n_of("privileges", inst))
   end)
 end)

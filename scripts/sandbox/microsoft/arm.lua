@@ -67,6 +67,8 @@ function MS:generate_arm(r)
   custom("auditor", "Contoso Auditor", "Reads resources and the activity log.", { "*/read", "Microsoft.Insights/eventtypes/*" }, {}, scopes)
   custom("dataaccess", "Contoso Data Access Administrator", "Manages role assignments in rg-data.",
     { "Microsoft.Authorization/roleAssignments/*", "Microsoft.Resources/subscriptions/resourceGroups/read" }, {}, { rg })
+  -- everything but writes, deletes and actions: reads only
+  custom("readerplus", "Contoso Reader Plus", "Reads everything, changes nothing.", { "*" }, { "*/write", "*/delete", "*/action" }, scopes)
   -- who holds the newer kinds of role: users and service principals (not the connector's own app)
   local x = T.rng(seed, "armextra")
   local members, apps = {}, {}
@@ -86,7 +88,10 @@ function MS:generate_arm(r)
       assign(s, sscope, "Contoso Access Delegator", x:pick(apps).id, "ServicePrincipal")
     end
   end
-  if #members > 0 then assign(first, rg, "Contoso Data Access Administrator", x:pick(members).id, "User") end
+  if #members > 0 then
+    assign(first, rg, "Contoso Data Access Administrator", x:pick(members).id, "User")
+    assign(first, "/subscriptions/" .. first.id, "Contoso Reader Plus", x:pick(members).id, "User")
+  end
   table.sort(st.arm_assignments, function(a, b) return a.name < b.name end)
 end
 
