@@ -312,7 +312,8 @@ end
 -- The account a stored file row is acted on as: its owner when that is a managed user (As-User), else the
 -- token's own (the service account owns the quarantine folder and what was moved into it).
 local function owner_headers(ctx, row)
-  local raw = row and row.raw
+  row = row or {}
+  local raw = row.raw
   if type(raw) == "string" then raw = json.decode(raw) end
   local id = type(raw) == "table" and owner_id(raw)
   for _, u in ipairs(ctx:known_users()) do
@@ -320,10 +321,12 @@ local function owner_headers(ctx, row)
   end
 end
 
--- Targeted re-fetch (webhooks): one file with its ancestors' sharing, as its owner; gone or trashed -> its
--- new state.  A file not stored yet is looked for as the token's own account.
-function c.fetch.files(ctx, id)
-  local headers = owner_headers(ctx, ctx:stored("files", id))
+-- Targeted re-fetch (webhooks): one file with its ancestors' sharing, as its owner (the stored row's, or
+-- for a file not stored yet the owner the signed notification named: hint.owner_id); gone or trashed ->
+-- its new state.
+function c.fetch.files(ctx, id, hint)
+  local row = ctx:stored("files", id) or { raw = { owned_by = { id = hint and hint.owner_id } } }
+  local headers = owner_headers(ctx, row)
   local it = ctx:try_get("/files/" .. urlencode(id), { fields = ITEM_FIELDS }, { headers = headers })
   if not it then
     local t = ctx:try_get("/files/" .. urlencode(id) .. "/trash", { fields = ITEM_FIELDS }, { headers = headers })
@@ -656,7 +659,11 @@ function c.webhook(ctx, req)
   local refetch = {}
   -- an id we can put in a URL: a non-empty string (Box's), or an integer
   local id = (type(src.id) == "string" and src.id ~= "" or math.type(src.id) == "integer") and tostring(src.id) or nil
-  if src.type == "file" and id then refetch[1] = { entity = "files", id = id } end
+  if src.type == "file" and id then
+    -- the owner: a new file's re-fetch has no stored row to find it in (As-User needs it)
+    local owner = type(src.owned_by) == "table" and str(src.owned_by.id) or nil
+    refetch[1] = { entity = "files", id = id, owner_id = owner }
+  end
   return 200, nil, refetch
 end
 

@@ -54,7 +54,8 @@ function M.schedule(inst, tasks)
 end
 
 -- A webhook: the connector verifies it and names what changed; we re-fetch just that, REFETCHES at a
--- time in the process (a notification may name hundreds of items; a burst of them, thousands).
+-- time in the process (a notification may name hundreds of items; a burst of them, thousands).  fetch
+-- gets the record too (fetch(ctx, id, record)): what else the verified notification said (Box: the owner).
 M.REFETCHES = 8
 local refetch_slots
 function M.webhook(req)
@@ -72,7 +73,7 @@ function M.webhook(req)
       local slots = refetch_slots
       sched.spawn(function()
         slots:acquire()
-        local ok, err = pcall(fetch, context.new(runtime.store(), inst, "webhook"), r.id)
+        local ok, err = pcall(fetch, context.new(runtime.store(), inst, "webhook"), r.id, r)
         slots:release()
         if not ok then log.warn("webhook re-fetch failed", { instance = inst.name, entity = r.entity, id = r.id, error = err }) end
       end)

@@ -46,7 +46,7 @@ describe("box connector", function()
       local ctx = sync.context(runtime.store(), i, "webhook")
       local status, body, refetch = context.connector(ctx).webhook(ctx, req)
       received[#received + 1] = { status = status, trigger = req.headers["box-delivery-id"] and json.decode(req.body).trigger, refetch = refetch }
-      for _, r in ipairs(refetch or {}) do context.connector(ctx).fetch[r.entity](ctx, r.id) end
+      for _, r in ipairs(refetch or {}) do context.connector(ctx).fetch[r.entity](ctx, r.id, r) end   -- as the daemon does
       return status, body and json.encode(body) or ""
     end)
     hooks:route("GET", "/callback", function(req) return 200, json.encode(req.query) end)
@@ -293,8 +293,28 @@ describe("box connector", function()
     tenant:flush()
     local last = received[#received]
     assert.equal(200, last.status)
-    assert.same({ { entity = "files", id = f.ext_id } }, last.refetch)
+    assert.same({ { entity = "files", id = f.ext_id, owner_id = it.owner } }, last.refetch)
     assert.equal(tenant:find_file(f.ext_id).sha1, row(inst, f.ext_id).sha1)    -- re-fetched
+    -- a new file a user uploads to their folder: no stored row says whose it is, the signed notification
+    -- does (As-User)
+    local folder
+    for _, id in ipairs(tenant.state.order) do
+      local x = tenant:find_file(id)
+      local u = tenant:find_user(x.owner)
+      if not folder and x.type == "folder" and id ~= "0" and not tenant:in_trash(x) and u and not u.service then folder = x end
+    end
+    tenant:webhook_target(url, folder.id, { "FILE.UPLOADED" })
+    local up = assert(http.request { method = "POST", url = srv.url .. "/api/2.0/files/content",
+      headers = { Authorization = "Bearer " .. tenant.token, ["As-User"] = folder.owner, ["Content-Type"] = "multipart/form-data; boundary=XyZ" },
+      body = '--XyZ\r\nContent-Disposition: form-data; name="attributes"\r\n\r\n{"name":"new-notes.txt","parent":{"id":"' .. folder.id
+        .. '"}}\r\n--XyZ\r\nContent-Disposition: form-data; name="file"; filename="new-notes.txt"\r\n\r\n' .. box_tenant.SENSITIVE.ssn
+        .. '\r\n--XyZ--\r\n' })
+    assert.equal(201, up.status, up.body)
+    local new_id = json.decode(up.body).entries[1].id
+    assert.is_nil(row(inst, new_id))
+    tenant:flush()
+    assert.equal("new-notes.txt", row(inst, new_id).name)
+    assert.equal(tenant:path_of(tenant:find_file(new_id)), row(inst, new_id).path)
 
     local body = json.encode { type = "webhook_event", id = "evt-1", trigger = "FILE.UPLOADED",
                                source = { id = f.ext_id, type = "file", name = f.name } }
