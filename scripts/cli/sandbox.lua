@@ -1,5 +1,5 @@
--- Sandbox tenants: emulators of the providers' APIs (scripts/sandbox/<app>.lua) on loopback, to try
--- cachost, policies and governance safely, and for the tests and the demo.
+-- Sandbox tenants: emulators of the providers' APIs (scripts/sandbox/<provider>/, split by API surface) on
+-- loopback, to try cachost, policies and governance safely, and for the tests and the demo.
 local AVAILABLE = { okta = "sandbox.okta", github = "sandbox.github", box = "sandbox.box",
                     microsoft = "sandbox.microsoft", aws = "sandbox.aws", ["google-workspace"] = "sandbox.google" }
 
