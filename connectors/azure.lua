@@ -4,8 +4,7 @@ local c = connector "azure"
 local microsoft = provider("microsoft")
 c.title = "Microsoft Azure"
 c.single_instance = true
-c.settings = {
-  microsoft.SETTINGS[1], microsoft.SETTINGS[2], microsoft.SETTINGS[3],
+c.settings = microsoft.settings {
   { "subscription_ids", example = "a925f2f7-5c63-4b7b-8799-25a5f97bc3b2,089bd33f-d4ec-47fe-8ba5-0753aa5c5b33",
     help = "subscriptions to read, comma separated (default: every subscription the app can see)" },
   { "activity_overlap_minutes", example = "60",

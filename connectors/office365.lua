@@ -4,8 +4,7 @@ local c = connector "office365"
 local microsoft = provider("microsoft")
 c.title = "Microsoft Office 365"
 c.single_instance = true
-c.settings = {
-  microsoft.SETTINGS[1], microsoft.SETTINGS[2], microsoft.SETTINGS[3],
+c.settings = microsoft.settings {
   { "components", example = "users,audits,signins,apps,activities,files",
     help = "what to collect (default all): users (Entra users and groups, required by the others), audits "
       .. "(Entra management events), signins (Entra sign-in events), apps (Entra apps), activities "

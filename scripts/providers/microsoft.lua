@@ -28,12 +28,18 @@ function M.admin_consent(settings)
   return provider_host(settings, M.LOGIN) .. "/" .. urlencode(settings.tenant_id) .. "/adminconsent"
 end
 
--- The settings every Microsoft app registration needs.
-M.SETTINGS = {
+-- A connector's settings: what every Microsoft app registration needs, then the connector's own.
+local SETTINGS = {
   { "tenant_id", required = true, example = "84bd8158-6d4d-4958-8b9f-9d6445542f95", help = "the Entra tenant id (GUID)" },
   { "client_id", required = true, help = "application (client) id of the app registration" },
   { "client_secret", secret = true, help = "a client secret of the app registration" },
 }
+function M.settings(own)
+  local list = {}
+  for _, s in ipairs(SETTINGS) do list[#list + 1] = s end
+  for _, s in ipairs(own) do list[#list + 1] = s end
+  return list
+end
 
 ---------------------------------------------------------------------------------------------- answers
 -- Graph, ARM and the Management API: {"error":{"code","message"}}; the activity log's flat
