@@ -98,4 +98,14 @@ typedef struct lpattern_meter {
 /* Set find/match/gmatch/gsub of the table at idx to metered copies (meter must outlive them). */
 void lpattern_install(lua_State *L, int idx, const lpattern_meter *meter);
 
+/* zstd.c, for other modules (sqlite.c's unzstd()): decompress one frame (ddict from zstd_ddict_new, or NULL);
+ * NULL on success with *out malloc'd (free it), else the message and *token (corrupt, dictionary, too_large) */
+const char *zstd_decompress_buf(const void *src, size_t n, const void *ddict, size_t max, char **out,
+                                size_t *outlen, const char **token);
+void *zstd_ddict_new(const void *dict, size_t n);   /* NULL: not a zstd dictionary */
+void zstd_ddict_free(void *ddict);
+unsigned zstd_ddict_id(const void *ddict);
+long zstd_frame_dict(const void *src, size_t n);     /* -1: not a frame; else the dictionary id it needs (0: none) */
+void zstd_shutdown(void);
+
 #endif

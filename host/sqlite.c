@@ -367,6 +367,84 @@ static void push_names(lua_State *L, sqlite3_stmt *st, int ncol) {
     }
 }
 
+/* ---------- unzstd(): compressed values read back in SQL ---------- */
+
+/* unzstd(x): x itself unless it is a BLOB holding a zstd frame; then the text it decompresses to.  A frame
+ * made with a dictionary finds it in the connection's table zstd_dicts(id = the dictionary's zstd id,
+ * dict BLOB); the last few dictionaries stay prepared on the connection.  A missing or damaged dictionary,
+ * or a damaged frame, is an SQL error naming it (one message, the statement stops). */
+#define UNZ_CACHE 8
+#define UNZ_MAX (64u * 1024 * 1024)
+typedef struct {
+    void *dd[UNZ_CACHE];
+    unsigned long used[UNZ_CACHE], clock;
+} unz_t;
+
+static void unz_free(void *p) {
+    unz_t *u = p;
+    for (int i = 0; i < UNZ_CACHE; i++) zstd_ddict_free(u->dd[i]);
+    free(u);
+}
+
+/* The prepared dictionary `id` | NULL with the error set on ctx. */
+static void *unz_dict(sqlite3_context *ctx, unz_t *u, unsigned id) {
+    int slot = 0;
+    for (int i = 0; i < UNZ_CACHE; i++) {
+        if (u->dd[i] && zstd_ddict_id(u->dd[i]) == id) { u->used[i] = ++u->clock; return u->dd[i]; }
+        if (u->used[i] < u->used[slot]) slot = i;
+    }
+    sqlite3_stmt *st = NULL;
+    void *dd = NULL;
+    char msg[160];
+    snprintf(msg, sizeof msg, "unzstd: dictionary %u is missing from zstd_dicts", id);
+    if (sqlite3_prepare_v2(sqlite3_context_db_handle(ctx), "SELECT dict FROM zstd_dicts WHERE id = ?", -1, &st,
+                           NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, id);
+        if (sqlite3_step(st) == SQLITE_ROW) {
+            dd = zstd_ddict_new(sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0));
+            if (!dd || zstd_ddict_id(dd) != id) {
+                zstd_ddict_free(dd);
+                dd = NULL;
+                snprintf(msg, sizeof msg, "unzstd: dictionary %u in zstd_dicts is damaged", id);
+            }
+        }
+    }
+    sqlite3_finalize(st);
+    if (!dd) { sqlite3_result_error(ctx, msg, -1); return NULL; }
+    zstd_ddict_free(u->dd[slot]);
+    u->dd[slot] = dd;
+    u->used[slot] = ++u->clock;
+    return dd;
+}
+
+static void sql_unzstd(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+    (void)argc;
+    sqlite3_value *v = argv[0];
+    const void *b = sqlite3_value_type(v) == SQLITE_BLOB ? sqlite3_value_blob(v) : NULL;
+    size_t n = b ? (size_t)sqlite3_value_bytes(v) : 0;
+    long id = b ? zstd_frame_dict(b, n) : -1;
+    if (id < 0) { sqlite3_result_value(ctx, v); return; }
+    void *dd = NULL;
+    if (id > 0 && !(dd = unz_dict(ctx, sqlite3_user_data(ctx), (unsigned)id))) return;
+    char *out;
+    size_t len;
+    const char *token, *err = zstd_decompress_buf(b, n, dd, UNZ_MAX, &out, &len, &token);
+    if (err) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "unzstd: %s: %s", token, err);
+        sqlite3_result_error(ctx, msg, -1);
+        return;
+    }
+    sqlite3_result_text64(ctx, out, len, free, SQLITE_UTF8);
+}
+
+static int add_functions(sqlite3 *db) {
+    unz_t *u = calloc(1, sizeof *u);
+    if (!u) return SQLITE_NOMEM;
+    return sqlite3_create_function_v2(db, "unzstd", 1, SQLITE_UTF8 | SQLITE_DETERMINISTIC, u, sql_unzstd, NULL,
+                                      NULL, unz_free);
+}
+
 /* ---------- open ---------- */
 
 /* Read-only connections (policies, the REPL, `cachost query`) may read and nothing else: no ATTACH
@@ -486,6 +564,7 @@ static int l_open(lua_State *L) {
     sqlite3_extended_result_codes(db, 0);
     /* Reading the schema refuses a file that is not a database (NOTADB) before anything is written. */
     rc = simple(db, "SELECT count(*) FROM sqlite_schema");
+    if (rc == SQLITE_OK) rc = add_functions(db);
     if (rc == SQLITE_OK && !readonly) {
         rc = simple(db, "PRAGMA journal_mode=WAL");
         /* checkpoint the WAL every ~40 MB instead of ~4 MB: scans commit page by page, and each commit

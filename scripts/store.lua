@@ -412,7 +412,7 @@ local function upsert_events(self, entity, inst, rows, res)
   end
   local spec = { { value = inst }, { list = ids } }
   for i = 3, #q.spec do spec[i] = q.spec[i] end
-  spec[#spec + 1] = { list = raws }
+  spec[#spec + 1] = { list = self:pack_raws(entity, inst, raws, n) }   -- compressed (store/compact.lua)
   spec[#spec + 1] = { value = M.now() }
   local r, err, token, at = self.db:exec_many(q.insert, rows, spec)
   if not r then check(nil, at and (err .. " (row " .. at .. ")") or err, token) end
@@ -578,7 +578,7 @@ end
 -- One stored row of an entity by the provider's id (deleted ones too: deleted_at says so) | nil.
 function Store:stored(entity, inst, ext_id)
   if not schema.entities[entity] then error("stored: unknown entity '" .. tostring(entity) .. "'", 2) end
-  local rows, err = self.db:query(("SELECT * FROM %s WHERE instance_id = ? AND ext_id = ?"):format(entity), inst, ext_id)
+  local rows, err = self.db:query(("SELECT *, unzstd(raw) AS raw FROM %s WHERE instance_id = ? AND ext_id = ?"):format(entity), inst, ext_id)
   if not rows then return nil, err end
   return rows[1]
 end
@@ -722,7 +722,7 @@ function Store:noted_feed(inst, note)
   if note.source ~= "changes" then
     if not schema.entities[note.source] then error("noted_feed: unknown source '" .. tostring(note.source) .. "'", 2) end
     local items = {}
-    for _, r in ipairs(must(self.db:query(("SELECT * FROM %s WHERE instance_id = ? AND id BETWEEN ? AND ? ORDER BY id")
+    for _, r in ipairs(must(self.db:query(("SELECT *, unzstd(raw) AS raw FROM %s WHERE instance_id = ? AND id BETWEEN ? AND ? ORDER BY id")
         :format(note.source), inst, note.first_id, note.last_id))) do
       items[#items + 1] = { op = "added", row = r }
     end
@@ -823,10 +823,10 @@ function Store:each_row(entity, inst, since)
   if not schema.entities[entity] then error("each_row: unknown entity '" .. tostring(entity) .. "'", 2) end
   local tcol = TIME_COLUMN[entity]
   if tcol and since then
-    return self.db:rows(("SELECT * FROM %s WHERE instance_id = ? AND %s >= ? ORDER BY %s"):format(entity, tcol, tcol),
-      inst, since)
+    return self.db:rows(("SELECT *, unzstd(raw) AS raw FROM %s WHERE instance_id = ? AND %s >= ? ORDER BY %s")
+      :format(entity, tcol, tcol), inst, since)
   end
-  return self.db:rows(("SELECT * FROM %s WHERE instance_id = ? ORDER BY %s"):format(entity, tcol or "id"), inst)
+  return self.db:rows(("SELECT *, unzstd(raw) AS raw FROM %s WHERE instance_id = ? ORDER BY %s"):format(entity, tcol or "id"), inst)
 end
 
 ---------------------------------------------------------------------------------------------- export
@@ -837,7 +837,7 @@ function Store:export_cursor(what, since, instance)
   local sql = what == "alerts"
     and [[SELECT a.*, i.name AS instance, i.app AS app_name FROM alerts a LEFT JOIN instances i ON i.id = a.instance_id
           WHERE a.created_at >= ? AND (?2 IS NULL OR i.name = ?2) ORDER BY a.id]]
-    or [[SELECT a.*, i.name AS instance, i.app AS app_name FROM activities a JOIN instances i ON i.id = a.instance_id
+    or [[SELECT a.*, unzstd(a.raw) AS raw, i.name AS instance, i.app AS app_name FROM activities a JOIN instances i ON i.id = a.instance_id
          WHERE a.time >= ? AND (?2 IS NULL OR i.name = ?2) ORDER BY a.time, a.id]]
   return self:cursor(sql, since, instance)
 end
@@ -862,7 +862,7 @@ end
 ---------------------------------------------------------------------------------------------- in store/
 
 -- The operations of store/<name>.lua, on the same Store: instance rows, governance records, deliveries.
-for _, name in ipairs { "instances", "governance", "sinks" } do require("store." .. name)(Store, M) end
+for _, name in ipairs { "instances", "governance", "sinks", "compact" } do require("store." .. name)(Store, M, Reader) end
 
 ---------------------------------------------------------------------------------------------- REPL
 
@@ -880,6 +880,7 @@ function M.sql(sql, ...)
       if rerr then error(rerr, 2) end
       break
     end
+    for k, v in pairs(row) do row[k] = default_reader:plain(v) end   -- compressed raw as its JSON
     rows[#rows + 1] = row
   end
   return rows, columns

@@ -9,6 +9,8 @@ Runs one SQL statement on a read-only connection (nothing can be written) and st
 result of any size prints in constant memory.  PARAMs bind the statement's ? placeholders, as text.
 Tables: instances, users, groups, group_members, privileges, activities, files, file_permissions,
 app_grants, alerts, governance_actions, stream_state, changes (secrets are encrypted and never shown).
+activities.raw is stored zstd-compressed: it prints as its JSON; inside SQL write unzstd(raw), e.g.
+json_extract(unzstd(raw), '$.eventType') (unzstd gives any other value as it is).
 --timeout bounds the work SQLite does for the query (default 60 s; 0: no bound); SIGINT/SIGTERM stop it.
 Example: cachost query "SELECT email, last_login FROM users WHERE is_admin AND deleted_at IS NULL"]],
   options = { { "format", arg = true, short = "f" }, { "timeout", arg = true, short = "t" } },
@@ -49,13 +51,14 @@ Example: cachost query "SELECT email, last_login FROM users WHERE is_admin AND d
       w = w or format.writer(cur:columns(), fmt, function(s) io.stdout:write(s) end)
       return w
     end
-    local code = 0
+    local code, ncol = 0, #cur:columns()
     while true do
       local row, rerr, rtoken = cur:next(true)
       if not row then
         if rerr then code = ctx.fail("%s", stopped(rerr, rtoken)) end
         break
       end
+      for i = 1, ncol do row[i] = rd:plain(row[i]) end   -- an event's compressed raw prints as its JSON
       writer():row(row)
     end
     if code == 0 then writer():finish() end

@@ -18,6 +18,10 @@ local function inventory(cols)
 end
 
 local TABLES = {
+  zstd_dicts = { "the zstd dictionaries events' raw JSON is compressed with (unzstd(raw) finds them)", {
+    id = "zstd's dictionary id, which each compressed raw records", app = "the app whose events trained it",
+    entity = "the entity (activities)", samples = "how many rows it was trained on", created_at = "when it was trained",
+    dict = "the dictionary (binary)" } },
   instances = { "connected app instances", {
     id = "instance id", app = "the connector (okta, github, box, office365, azure)", name = "unique name",
     settings = "JSON settings, never a secret", status = "new, connected, reconnect needed...",
@@ -59,7 +63,8 @@ local TABLES = {
     actor = "who did it", actor_id = "the actor's ext_id", target = "what it was done to", target_id = "the target's id",
     ip = "client address", location = "city, region, country as the provider reports",
     user_agent = "client user agent", outcome = "success or failure", app = "the sub-app (e.g. SharePoint)",
-    raw = "the provider's JSON, as received", recorded_at = "when cachost stored it",
+    raw = "the provider's JSON, as received, zstd-compressed: query and the REPL print it as JSON; in SQL use unzstd(raw), e.g. json_extract(unzstd(raw), '$.eventType')",
+    recorded_at = "when cachost stored it",
     lat = "latitude the provider reports", lon = "longitude the provider reports" } },
   alerts = { "what policies found", {
     id = "alert id", instance_id = "the instance", ext_id = "de-duplication key (policy, entity, window)",

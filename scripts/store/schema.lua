@@ -260,6 +260,21 @@ CREATE TABLE policy_pending (
 );
 CREATE INDEX policy_pending_instance ON policy_pending(instance_id);
 ]],
+
+  -- 8: events' raw JSON is stored zstd-compressed (store/compact.lua) with dictionaries trained per app and
+  -- entity, kept here for as long as the database: a frame names the dictionary it needs by zstd's id.
+  -- Rows written before stay plain TEXT and read as they are (unzstd() passes them through).
+  [8] = [[
+CREATE TABLE zstd_dicts (
+  id          INTEGER PRIMARY KEY,    -- zstd's dictionary id, recorded in every frame made with it
+  app         TEXT NOT NULL,
+  entity      TEXT NOT NULL,
+  samples     INTEGER NOT NULL,       -- how many rows it was trained on
+  created_at  TEXT NOT NULL,
+  dict        BLOB NOT NULL
+);
+CREATE INDEX zstd_dicts_of ON zstd_dicts(app, entity, created_at);
+]],
 }
 
 M.version = #M.migrations
