@@ -56,6 +56,10 @@ typedef struct {
     double t0;               /* when the running work began (monotonic), less what it had used before */
     sig_atomic_t sig0;       /* H.signals when it began */
     int stopped;             /* why the progress handler stopped it: STOP_SIGNAL or STOP_BUDGET */
+    int unz_read;            /* {unzstd = true}: BLOBs holding a zstd frame are read as their text */
+    void *unz;               /* unzstd()'s dictionary cache (owned by the connection) */
+    int unz_failed;          /* a value of the row just read could not be decompressed: unz_msg says why */
+    char unz_msg[220];
 } db_t;
 
 enum { STOP_SIGNAL = 1, STOP_BUDGET };
@@ -321,52 +325,6 @@ static const char *bind_args(lua_State *L, sqlite3_stmt *st, int first) {
     return NULL;
 }
 
-/* ---------- reading values ---------- */
-
-static void push_column(lua_State *L, sqlite3_stmt *st, int i) {
-    switch (sqlite3_column_type(st, i)) {
-    case SQLITE_INTEGER: lua_pushinteger(L, sqlite3_column_int64(st, i)); break;
-    case SQLITE_FLOAT: lua_pushnumber(L, sqlite3_column_double(st, i)); break;
-    case SQLITE_TEXT:
-        lua_pushlstring(L, (const char *)sqlite3_column_text(st, i), sqlite3_column_bytes(st, i));
-        break;
-    case SQLITE_BLOB: {
-        const void *b = sqlite3_column_blob(st, i);
-        lua_pushlstring(L, b ? b : "", sqlite3_column_bytes(st, i));
-        break;
-    }
-    default: lua_pushnil(L);
-    }
-}
-
-/* Push the current row as a table keyed by column name; names at stack index names (array). */
-static void push_row(lua_State *L, sqlite3_stmt *st, int ncol, int names) {
-    lua_createtable(L, 0, ncol);
-    for (int i = 0; i < ncol; i++) {
-        if (sqlite3_column_type(st, i) == SQLITE_NULL) continue;
-        lua_rawgeti(L, names, i + 1);
-        push_column(L, st, i);
-        lua_rawset(L, -3);
-    }
-}
-
-static void push_array_row(lua_State *L, sqlite3_stmt *st, int ncol) {
-    lua_createtable(L, ncol, 0);
-    for (int i = 0; i < ncol; i++) {
-        push_column(L, st, i);
-        lua_rawseti(L, -2, i + 1);
-    }
-}
-
-static void push_names(lua_State *L, sqlite3_stmt *st, int ncol) {
-    lua_createtable(L, ncol, 0);
-    for (int i = 0; i < ncol; i++) {
-        const char *n = sqlite3_column_name(st, i);
-        lua_pushstring(L, n ? n : "?");
-        lua_rawseti(L, -2, i + 1);
-    }
-}
-
 /* ---------- unzstd(): compressed values read back in SQL ---------- */
 
 /* unzstd(x): x itself unless it is a BLOB holding a zstd frame; then the text it decompresses to.  A frame
@@ -386,8 +344,8 @@ static void unz_free(void *p) {
     free(u);
 }
 
-/* The prepared dictionary `id` | NULL with the error set on ctx. */
-static void *unz_dict(sqlite3_context *ctx, unz_t *u, unsigned id) {
+/* The prepared dictionary `id` | NULL with the error in msg. */
+static void *unz_dict(sqlite3 *db, unz_t *u, unsigned id, char *msg, size_t msgsz) {
     int slot = 0;
     for (int i = 0; i < UNZ_CACHE; i++) {
         if (u->dd[i] && zstd_ddict_id(u->dd[i]) == id) { u->used[i] = ++u->clock; return u->dd[i]; }
@@ -395,26 +353,34 @@ static void *unz_dict(sqlite3_context *ctx, unz_t *u, unsigned id) {
     }
     sqlite3_stmt *st = NULL;
     void *dd = NULL;
-    char msg[160];
-    snprintf(msg, sizeof msg, "unzstd: dictionary %u is missing from zstd_dicts", id);
-    if (sqlite3_prepare_v2(sqlite3_context_db_handle(ctx), "SELECT dict FROM zstd_dicts WHERE id = ?", -1, &st,
-                           NULL) == SQLITE_OK) {
+    snprintf(msg, msgsz, "unzstd: dictionary %u is missing from zstd_dicts", id);
+    if (sqlite3_prepare_v2(db, "SELECT dict FROM zstd_dicts WHERE id = ?", -1, &st, NULL) == SQLITE_OK) {
         sqlite3_bind_int64(st, 1, id);
         if (sqlite3_step(st) == SQLITE_ROW) {
             dd = zstd_ddict_new(sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0));
             if (!dd || zstd_ddict_id(dd) != id) {
                 zstd_ddict_free(dd);
                 dd = NULL;
-                snprintf(msg, sizeof msg, "unzstd: dictionary %u in zstd_dicts is damaged", id);
+                snprintf(msg, msgsz, "unzstd: dictionary %u in zstd_dicts is damaged", id);
             }
         }
     }
     sqlite3_finalize(st);
-    if (!dd) { sqlite3_result_error(ctx, msg, -1); return NULL; }
+    if (!dd) return NULL;
     zstd_ddict_free(u->dd[slot]);
     u->dd[slot] = dd;
     u->used[slot] = ++u->clock;
     return dd;
+}
+
+/* The text of frame b (n bytes, dictionary id) -> malloc'd *out, *len | NULL with the error in msg. */
+static int unz_text(sqlite3 *db, unz_t *u, const void *b, size_t n, long id, char **out, size_t *len, char *msg,
+                    size_t msgsz) {
+    void *dd = NULL;
+    if (id > 0 && !(dd = unz_dict(db, u, (unsigned)id, msg, msgsz))) return 0;
+    const char *token, *err = zstd_decompress_buf(b, n, dd, UNZ_MAX, out, len, &token);
+    if (err) { snprintf(msg, msgsz, "unzstd: %s: %s", token, err); return 0; }
+    return 1;
 }
 
 static void sql_unzstd(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
@@ -424,25 +390,92 @@ static void sql_unzstd(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
     size_t n = b ? (size_t)sqlite3_value_bytes(v) : 0;
     long id = b ? zstd_frame_dict(b, n) : -1;
     if (id < 0) { sqlite3_result_value(ctx, v); return; }
-    void *dd = NULL;
-    if (id > 0 && !(dd = unz_dict(ctx, sqlite3_user_data(ctx), (unsigned)id))) return;
-    char *out;
+    char *out, msg[200];
     size_t len;
-    const char *token, *err = zstd_decompress_buf(b, n, dd, UNZ_MAX, &out, &len, &token);
-    if (err) {
-        char msg[200];
-        snprintf(msg, sizeof msg, "unzstd: %s: %s", token, err);
+    if (!unz_text(sqlite3_context_db_handle(ctx), sqlite3_user_data(ctx), b, n, id, &out, &len, msg, sizeof msg)) {
         sqlite3_result_error(ctx, msg, -1);
         return;
     }
     sqlite3_result_text64(ctx, out, len, free, SQLITE_UTF8);
 }
 
-static int add_functions(sqlite3 *db) {
+/* -> the function's dictionary cache (owned by the connection: freed when it closes) | NULL */
+static unz_t *add_functions(sqlite3 *db, int *rc) {
     unz_t *u = calloc(1, sizeof *u);
-    if (!u) return SQLITE_NOMEM;
-    return sqlite3_create_function_v2(db, "unzstd", 1, SQLITE_UTF8 | SQLITE_DETERMINISTIC, u, sql_unzstd, NULL,
-                                      NULL, unz_free);
+    if (!u) { *rc = SQLITE_NOMEM; return NULL; }
+    *rc = sqlite3_create_function_v2(db, "unzstd", 1, SQLITE_UTF8 | SQLITE_DETERMINISTIC, u, sql_unzstd, NULL,
+                                     NULL, unz_free);
+    return *rc == SQLITE_OK ? u : NULL;
+}
+
+/* ---------- reading values ---------- */
+
+static int push_unz_err(lua_State *L, db_t *d) {
+    d->unz_failed = 0;
+    lua_pushnil(L);
+    lua_pushstring(L, d->unz_msg);
+    lua_pushliteral(L, "corrupt");
+    return 3;
+}
+
+static void push_column(lua_State *L, db_t *d, sqlite3_stmt *st, int i) {
+    switch (sqlite3_column_type(st, i)) {
+    case SQLITE_INTEGER: lua_pushinteger(L, sqlite3_column_int64(st, i)); break;
+    case SQLITE_FLOAT: lua_pushnumber(L, sqlite3_column_double(st, i)); break;
+    case SQLITE_TEXT:
+        lua_pushlstring(L, (const char *)sqlite3_column_text(st, i), sqlite3_column_bytes(st, i));
+        break;
+    case SQLITE_BLOB: {
+        const void *b = sqlite3_column_blob(st, i);
+        size_t n = (size_t)sqlite3_column_bytes(st, i);
+        long id = b && d->unz_read ? zstd_frame_dict(b, n) : -1;
+        if (id >= 0) {   /* {unzstd = true}: a compressed value is read as its text */
+            char *out, msg[200];
+            size_t len;
+            if (!unz_text(d->db, d->unz, b, n, id, &out, &len, msg, sizeof msg)) {
+                /* the caller sees unz_failed after the row and returns nil, the message, "corrupt" */
+                if (!d->unz_failed) snprintf(d->unz_msg, sizeof d->unz_msg, "corrupt: %s", msg);
+                d->unz_failed = 1;
+                lua_pushnil(L);
+                break;
+            }
+            lua_pushlstring(L, out, len);
+            free(out);
+            break;
+        }
+        lua_pushlstring(L, b ? b : "", n);
+        break;
+    }
+    default: lua_pushnil(L);
+    }
+}
+
+/* Push the current row as a table keyed by column name; names at stack index names (array). */
+static void push_row(lua_State *L, db_t *d, sqlite3_stmt *st, int ncol, int names) {
+    lua_createtable(L, 0, ncol);
+    for (int i = 0; i < ncol; i++) {
+        if (sqlite3_column_type(st, i) == SQLITE_NULL) continue;
+        lua_rawgeti(L, names, i + 1);
+        push_column(L, d, st, i);
+        lua_rawset(L, -3);
+    }
+}
+
+static void push_array_row(lua_State *L, db_t *d, sqlite3_stmt *st, int ncol) {
+    lua_createtable(L, ncol, 0);
+    for (int i = 0; i < ncol; i++) {
+        push_column(L, d, st, i);
+        lua_rawseti(L, -2, i + 1);
+    }
+}
+
+static void push_names(lua_State *L, sqlite3_stmt *st, int ncol) {
+    lua_createtable(L, ncol, 0);
+    for (int i = 0; i < ncol; i++) {
+        const char *n = sqlite3_column_name(st, i);
+        lua_pushstring(L, n ? n : "?");
+        lua_rawseti(L, -2, i + 1);
+    }
 }
 
 /* ---------- open ---------- */
@@ -564,7 +597,8 @@ static int l_open(lua_State *L) {
     sqlite3_extended_result_codes(db, 0);
     /* Reading the schema refuses a file that is not a database (NOTADB) before anything is written. */
     rc = simple(db, "SELECT count(*) FROM sqlite_schema");
-    if (rc == SQLITE_OK) rc = add_functions(db);
+    if (rc == SQLITE_OK) d->unz = add_functions(db, &rc);
+    d->unz_read = getopt_bool(L, 2, "unzstd", 0);
     if (rc == SQLITE_OK && !readonly) {
         rc = simple(db, "PRAGMA journal_mode=WAL");
         /* checkpoint the WAL every ~40 MB instead of ~4 MB: scans commit page by page, and each commit
@@ -677,8 +711,13 @@ static int l_query(lua_State *L) {
     lua_newtable(L);
     int rc, n = 0;
     work_begin(d, H.signals, 0);
+    d->unz_failed = 0;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        push_row(L, st, ncol, names);
+        push_row(L, d, st, ncol, names);
+        if (d->unz_failed) {
+            stmt_done(d, st);
+            return push_unz_err(L, d);
+        }
         lua_rawseti(L, -2, ++n);
     }
     if (rc != SQLITE_DONE) {
@@ -832,11 +871,17 @@ static int cursor_next(lua_State *L) {
     int rc = sqlite3_step(c->stmt);
     c->used = work_used(c->owner);
     if (rc == SQLITE_ROW) {
+        c->owner->unz_failed = 0;
         if (asarray) {
-            push_array_row(L, c->stmt, c->ncol);
+            push_array_row(L, c->owner, c->stmt, c->ncol);
         } else {
             lua_getiuservalue(L, 1, 2);
-            push_row(L, c->stmt, c->ncol, lua_gettop(L));
+            push_row(L, c->owner, c->stmt, c->ncol, lua_gettop(L));
+        }
+        if (c->owner->unz_failed) {
+            db_t *d = c->owner;      /* released with the cursor */
+            cursor_release(c);
+            return push_unz_err(L, d);
         }
         return 1;
     }

@@ -2,7 +2,7 @@
 _cachost() {
   local cur prev words cword
   _init_completion || return
-  local cmds="help version run repl script test instance connectors sync status query act policy alerts alert governance vault sandbox demo"
+  local cmds="help version run repl script test instance connectors sync status query act policy alerts alert governance vault retention sandbox demo"
   local i cmd=""
   for ((i = 1; i < cword; i++)); do
     case ${words[i]} in --home|--log-level|--log-format|--trace-http) ((i++)) ;; -*) ;; *) cmd=${words[i]}; break ;; esac
@@ -19,7 +19,7 @@ _cachost() {
       if ((cword == i + 1)); then COMPREPLY=($(compgen -W "add list show edit rename enable disable connect test remove" -- "$cur"))
       elif [[ ${words[i+1]} == add ]]; then COMPREPLY=($(compgen -W "okta github box office365 azure" -- "$cur"))
       else COMPREPLY=($(compgen -W "$(instances)" -- "$cur")); fi ;;
-    sync|status|act) COMPREPLY=($(compgen -W "$(instances) --help" -- "$cur")) ;;
+    sync|status|act|retention) COMPREPLY=($(compgen -W "$(instances) --help" -- "$cur")) ;;
     connectors) COMPREPLY=($(compgen -W "okta github box office365 azure" -- "$cur")) ;;
     policy) COMPREPLY=($(compgen -W "list enable disable mode test" -- "$cur")) ;;
     governance) COMPREPLY=($(compgen -W "log retry undo pause resume status reconcile" -- "$cur")) ;;

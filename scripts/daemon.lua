@@ -106,6 +106,24 @@ function M.subscribe(inst, public_url, tasks)
   tasks[#tasks + 1] = sched.every(RENEW_EVERY, renew, { jitter = 600 })
 end
 
+-- Retention over every instance (disabled ones too), in small transactions between which the scans'
+-- pages go in.
+function M.retention()
+  local retention = require "retention"
+  for _, inst in ipairs(instances.all(runtime.store())) do
+    local r, err = retention.run(runtime.store(), inst)
+    if not r then log.warn("retention failed", { instance = inst.name, error = err })
+    else
+      for _, x in ipairs(r) do
+        if x.deleted > 0 then log.info("retention", { instance = inst.name, table = x.table, deleted = x.deleted }) end
+      end
+    end
+  end
+  local ok, pages = pcall(retention.release, runtime.store())
+  if not ok then log.warn("retention: releasing free pages failed", { error = pages })
+  elseif pages > 0 then log.info("retention: free pages released", { pages = pages }) end
+end
+
 -- The operator's endpoints, on their own listener (loopback by default, never the webhooks' public one):
 -- /healthz (the loop answers), /readyz (the store answers and we are not stopping), /metrics.
 function M.ops_routes(srv)
@@ -156,6 +174,7 @@ function M.run(opts)
     log.error("no /metrics: cannot listen on the default address (cachost run --metrics-listen)", { error = operr })
   end
   if #sinks > 0 then tasks[#tasks + 1] = sched.spawn(function() require("sinks").run(runtime.store(), sinks) end) end
+  tasks[#tasks + 1] = sched.every(require("retention").EVERY, M.retention, { jitter = 300 })
   log.info("cachost running", { instances = #tasks > 0 and #instances.all(runtime.store(), { enabled = true }) or 0, webhooks = srv.url .. "/webhooks/<instance>" })
   sched.wait_stop()
   log.info("stopping: letting scans finish their current page")

@@ -99,6 +99,9 @@ local COMMON_SETTINGS = {
   { "full_scan_interval", type = "integer", help = "seconds between full scans (default 43200)" },
   { "poll_interval", type = "integer", help = "seconds between activity polls (default 300)" },
   { "initial_days", type = "integer", help = "days of activity pulled on the first scan (default 7)" },
+  { "retention_days", type = "integer", help = "days of activities and change history kept (default 365; 0: forever)" },
+  { "retention_days_activities", type = "integer", help = "days of activities kept (default: retention_days)" },
+  { "retention_days_changes", type = "integer", help = "days of change history kept (default: retention_days)" },
   { "auth", help = "auth scheme when the app offers several" },
 }
 

@@ -157,6 +157,13 @@ function Store:migrate(target)
     return nil, ("schema: %s has schema version %d, newer than this cachost understands (%d): "
       .. "upgrade cachost, or point --home elsewhere"):format(self.path, v, schema.version)
   end
+  -- A new database gives the pages retention empties back to the file system when they are many
+  -- (store/retention.lua: release_space).  Chosen before the first table, made so by a VACUUM of the
+  -- empty file (opening it in WAL mode wrote its header); best effort: a database another process is
+  -- creating at the same moment just keeps its free pages for new rows.
+  if v == 0 and target > 0 and #db:query("SELECT 1 FROM sqlite_schema LIMIT 1") == 0 then
+    if db:exec("PRAGMA auto_vacuum = INCREMENTAL") then db:exec("VACUUM") end
+  end
   while v < target do
     local ok, err, token = db:exec("BEGIN IMMEDIATE")
     if not ok then return nil, err, token end
@@ -205,8 +212,9 @@ function M.open_readonly(where, opts)
   -- SQLite alone tells whether the database exists (a read-only open never creates it): a descriptor of
   -- the file opened and closed outside SQLite would drop this process's locks on it, and the next process
   -- to close would take itself for the last one and delete the -wal/-shm the others still use.
+  -- unzstd: events' compressed raw reads as its JSON (store/compact.lua), at no cost for other values
   local db, err, token = sqlite.open(path, { readonly = true, busy_timeout = (opts and opts.busy_timeout) or 5000,
-                                             timeout = opts and opts.timeout })
+                                             timeout = opts and opts.timeout, unzstd = true })
   if not db then
     if token == "cantopen" and not host.stat(path) then
       return nil, "missing: no database at " .. path .. " (add an instance first)", "missing"
@@ -862,7 +870,7 @@ end
 ---------------------------------------------------------------------------------------------- in store/
 
 -- The operations of store/<name>.lua, on the same Store: instance rows, governance records, deliveries.
-for _, name in ipairs { "instances", "governance", "sinks", "compact" } do require("store." .. name)(Store, M, Reader) end
+for _, name in ipairs { "instances", "governance", "sinks", "compact", "retention" } do require("store." .. name)(Store, M, Reader) end
 
 ---------------------------------------------------------------------------------------------- REPL
 
@@ -880,7 +888,6 @@ function M.sql(sql, ...)
       if rerr then error(rerr, 2) end
       break
     end
-    for k, v in pairs(row) do row[k] = default_reader:plain(v) end   -- compressed raw as its JSON
     rows[#rows + 1] = row
   end
   return rows, columns

@@ -51,14 +51,13 @@ Example: cachost query "SELECT email, last_login FROM users WHERE is_admin AND d
       w = w or format.writer(cur:columns(), fmt, function(s) io.stdout:write(s) end)
       return w
     end
-    local code, ncol = 0, #cur:columns()
+    local code = 0
     while true do
       local row, rerr, rtoken = cur:next(true)
       if not row then
         if rerr then code = ctx.fail("%s", stopped(rerr, rtoken)) end
         break
       end
-      for i = 1, ncol do row[i] = rd:plain(row[i]) end   -- an event's compressed raw prints as its JSON
       writer():row(row)
     end
     if code == 0 then writer():finish() end

@@ -6,12 +6,13 @@ local sync = require "sync"
 
 return {
   summary = "health of each instance and stream",
-  usage = [[usage: cachost status [INSTANCE] [--format table|json|csv]
+  usage = [[usage: cachost status [INSTANCE] [--size] [--format table|json|csv]
 One row per instance and stream: status (ok; reconnect needed: the credential is dead; permission
 missing: <what>: this stream may not be read, the others go on; unavailable (needs <plan>): the
 tenant's plan does not offer it; error; running; never run; disabled), last successful scan, last error, and the
-counts of the last scan.]],
-  options = { { "format", arg = true, short = "f" } },
+counts of the last scan.  Then (or, with --size, alone: in every format) the space each table takes per
+instance: rows and bytes (its pages and its indexes' pages, shared among instances by their rows).]],
+  options = { { "format", arg = true, short = "f" }, { "size" } },
   run = function(opts, args, ctx)
     local st = runtime.store()
     if args[1] then
@@ -41,7 +42,22 @@ counts of the last scan.]],
         end
       end
     end
-    format.rows(rows, { "instance", "app", "stream", "status", "last_success", "last_scan", "error" }, opts.format or "table")
+    local fmt = opts.format or "table"
+    if not opts.size then
+      format.rows(rows, { "instance", "app", "stream", "status", "last_success", "last_scan", "error" }, fmt)
+      if fmt ~= "table" then return 0 end
+      io.stdout:write("\n")
+    end
+    local names = {}
+    for _, inst in ipairs(instances.all(st)) do names[inst.id] = inst.name end
+    local sizes = {}
+    for _, r in ipairs(st:table_sizes()) do
+      local name = r.instance_id and (names[r.instance_id] or ("#" .. r.instance_id .. " (removed)")) or "-"
+      if not args[1] or args[1] == name then
+        sizes[#sizes + 1] = { instance = name, table = r.table, rows = r.rows, bytes = r.bytes }
+      end
+    end
+    format.rows(sizes, { "instance", "table", "rows", "bytes" }, fmt)
     return 0
   end,
 }

@@ -10,9 +10,9 @@
 -- or tiny ones, are plain TEXT and read as they are).
 --
 -- Reading: SQL's unzstd(raw) (host/sqlite.c) gives the text of a compressed value and any other value as
--- it is; the store's own reads select it, and `cachost query` / the REPL print a compressed value as its
--- text (Reader:plain).
-return function(Store, M, Reader)
+-- it is; the store's own reads select it.  Read-only connections (`cachost query`, the REPL, policies'
+-- readers) are opened with {unzstd = true}: a compressed value comes out as its text.
+return function(Store, M)
   local check = M.check
   local sqlite = require "sqlite"
 
@@ -98,14 +98,5 @@ return function(Store, M, Reader)
       end
     end
     return out
-  end
-
-  -- A value read from the store as text: a compressed one decompressed (with its dictionary), any other
-  -- as it is.  A missing or damaged dictionary raises one message naming it.
-  function Reader:plain(v)
-    if type(v) ~= "string" or not zstd.is_frame(v) then return v end
-    local r, err = self.db:query("SELECT unzstd(?) AS v", sqlite.blob(v))
-    if not r then error(tostring(err):gsub("^sqlite: ", ""), 0) end
-    return r[1].v
   end
 end
