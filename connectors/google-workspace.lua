@@ -16,22 +16,7 @@ local DRIVE = "https://www.googleapis.com"
 c.hosts = function(s) return { provider_host(s, DRIVE) } end
 
 -- §2: a service account with domain-wide delegation; the admin grants its client id these scopes in the
--- Admin console (Security > API controls > Domain-wide delegation).  Least privilege per capability:
-local USER_WRITE, DRIVE_WRITE = "scope admin.directory.user", "scope drive, impersonating the file's owner"
-c.needs = {
-  users = "scope admin.directory.user.readonly",
-  groups = "scopes admin.directory.group.readonly, admin.directory.group.member.readonly",
-  privileges = "scope admin.directory.rolemanagement.readonly",
-  app_grants = "scope admin.directory.user.security (tokens.list)",
-  activities = "scope admin.reports.audit.readonly",
-  files = "scope drive.readonly, impersonating each file's owner",
-  suspend_user = USER_WRITE, unsuspend_user = USER_WRITE, expire_password = USER_WRITE,
-  revoke_sessions = "scope admin.directory.user.security (signOut)",
-  revoke_grant = "scope admin.directory.user.security (tokens.delete)",
-  revoke_token = "scope admin.directory.user.security (tokens.delete)",
-  remove_shared_link = DRIVE_WRITE, remove_collaborator = DRIVE_WRITE, make_private = DRIVE_WRITE,
-  trash_file = DRIVE_WRITE, quarantine_file = DRIVE_WRITE, unquarantine_file = DRIVE_WRITE, overwrite_file = DRIVE_WRITE,
-}
+-- Admin console (Security > API controls > Domain-wide delegation).
 local S = google.SCOPE
 -- Google issues a token only when every requested scope is delegated: an instance with read_only asks
 -- for the read scopes alone (no governance actions), so the admin may delegate only those.  tokens.list
@@ -56,7 +41,16 @@ c.needs = {
   app_grants = DWD .. "admin.directory.user.security",
   activities = DWD .. "admin.reports.audit.readonly",
   files = DWD .. "drive.readonly (drive for the data governance actions), impersonating each user",
-  account_governance = DWD .. "admin.directory.user (suspend, expire_password), admin.directory.user.security (signOut, tokens), admin.directory.rolemanagement (remove_admin_role)",
+  suspend_user = DWD .. "admin.directory.user", unsuspend_user = DWD .. "admin.directory.user",
+  expire_password = DWD .. "admin.directory.user",
+  revoke_sessions = DWD .. "admin.directory.user.security (signOut)",
+  revoke_grant = DWD .. "admin.directory.user.security (tokens.delete)",
+  revoke_token = DWD .. "admin.directory.user.security (tokens.delete)",
+  remove_admin_role = DWD .. "admin.directory.rolemanagement",
+  remove_shared_link = DWD .. "drive, impersonating the file's owner",
+  remove_collaborator = DWD .. "drive, impersonating the file's owner",
+  make_private = DWD .. "drive, impersonating the file's owner",
+  trash_file = DWD .. "drive, impersonating the file's owner",
 }
 
 c.capabilities = {
