@@ -42,7 +42,8 @@ c.capabilities = {
   activities = { "signin", "admin" },
 }
 c.needs = {
-  users = { "iam:ListUsers", "iam:GetLoginProfile", "iam:ListMFADevices", "iam:ListUserPolicies" },
+  users = { "iam:ListUsers", "iam:GetLoginProfile", "iam:ListUserPolicies", "iam:GenerateCredentialReport",
+            "iam:GetCredentialReport" },
   groups = { "iam:ListGroups", "iam:GetGroup" },
   privileges = { "iam:ListAttachedUserPolicies", "iam:ListUserPolicies", "iam:GetUserPolicy",
                  "iam:ListGroupsForUser", "iam:ListAttachedGroupPolicies", "iam:ListGroupPolicies", "iam:GetGroupPolicy" },
@@ -102,15 +103,55 @@ local function user_with_details(ctx, u)
   return user_row(u, inline_policies(ctx, u.UserName), login_profile(ctx, u.UserName))
 end
 
+-- The credential report (a CSV, §3): asked for until IAM says it is COMPLETE, then read.
+local ROOT = "<root_account>"
+local function credential_report(ctx)
+  for _ = 1, 30 do
+    local r = aws.query(ctx, "GenerateCredentialReport")
+    if xml.text(r, "State") == "COMPLETE" then break end
+    sched.sleep(2)
+  end
+  local r = aws.query(ctx, "GetCredentialReport")
+  local text = crypto.unb64(xml.text(r, "Content") or "")
+  if not text then fail("GetCredentialReport: Content is not base64", "malformed") end
+  local lines = {}
+  for l in text:gmatch("[^\r\n]+") do lines[#lines + 1] = l end
+  local cols, out = {}, {}
+  for f in (lines[1] or ""):gmatch("[^,]+") do cols[#cols + 1] = f end
+  for i = 2, #lines do
+    local row, k = {}, 0
+    for f in (lines[i] .. ","):gmatch("([^,]*),") do k = k + 1; row[cols[k] or k] = f end
+    out[row.user or ""] = row
+  end
+  return out
+end
+
+local function when(v) if v and v:match("^%d%d%d%d%-") then return v end end
+
+-- The root user, as the credential report shows it: an administrator by nature; MFA and keys in raw.
+local function root_row(r)
+  return { ext_id = ROOT, display_name = "root", status = "active", last_login = when(r.password_last_used),
+           created_at = when(r.user_creation_time), external = 0,
+           raw = { Root = true, MFAActive = r.mfa_active == "true", AccessKey1Active = r.access_key_1_active == "true",
+                   AccessKey2Active = r.access_key_2_active == "true", Report = r } }
+end
+
 function c.streams.users(ctx)
   for page in aws.pages(ctx, "ListUsers", nil, "Users") do
     local rows = {}
     for i, u in ipairs(page) do rows[i] = user_with_details(ctx, u) end
     ctx:emit("users", rows)
   end
+  local root = credential_report(ctx)[ROOT]
+  if root then ctx:emit("users", { root_row(root) }) end
 end
 
 function c.fetch.users(ctx, name)
+  if name == ROOT then
+    local root = credential_report(ctx)[ROOT]
+    if root then ctx:emit("users", { root_row(root) }) end
+    return
+  end
   local r = aws.query(ctx, "GetUser", { UserName = name })     -- raises not_found when the user is gone
   ctx:emit("users", { user_with_details(ctx, xml.record(xml.child(r, "User"))) })
 end
@@ -147,7 +188,8 @@ function c.streams.privileges(ctx)
       if #why > 0 then group_admin[g.GroupName] = why end
     end
   end
-  local admins = {}
+  local admins = { [ROOT] = true }
+  ctx:emit("privileges", { { ext_id = ROOT .. ":root", user_id = ROOT, role = "root", scope = "account", raw = { Root = true } } })
   for page in aws.pages(ctx, "ListUsers", nil, "Users") do
     local rows = {}
     for _, u in ipairs(page) do
@@ -186,11 +228,14 @@ end
 
 function c.streams.app_grants(ctx)
   for _, u in ipairs(ctx:known_users()) do
+    -- the root user's keys have no API but the credential report (their state is in its users row)
+    if u.ext_id == ROOT then goto next_user end
     for page in aws.pages(ctx, "ListAccessKeys", { UserName = u.ext_id }, "AccessKeyMetadata") do
       local rows = {}
       for _, k in ipairs(page) do rows[#rows + 1] = key_row(ctx, k) end
       ctx:emit("app_grants", rows)
     end
+    ::next_user::
   end
 end
 

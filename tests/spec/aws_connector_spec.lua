@@ -48,6 +48,9 @@ describe("aws connector", function()
     for _, g in pairs(t.groups) do members = members + #g.members end
     assert.equal(members, n_of("group_members", inst))
     assert.same(T_sorted(truth.admins), ids("SELECT ext_id FROM users WHERE instance_id = ? AND is_admin = 1", inst.id))
+    local root = runtime.store().db:query("SELECT raw FROM users WHERE instance_id = ? AND ext_id = '<root_account>'", inst.id)[1]
+    assert.is_false(json.decode(root.raw).MFAActive)          -- the root user without MFA, from the credential report
+    assert.is_true(json.decode(root.raw).AccessKey1Active)
     assert.same(truth.active_keys, ids("SELECT ext_id FROM app_grants WHERE instance_id = ? AND deleted_at IS NULL", inst.id))
     assert.equal(t:count("events"), count("SELECT count(*) n FROM activities WHERE instance_id = ?", inst.id))
     assert.equal(t:count("signins"), count("SELECT count(*) n FROM activities WHERE instance_id = ? AND kind = 'signin'", inst.id))

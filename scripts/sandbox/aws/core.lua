@@ -165,6 +165,9 @@ function C.new(opts)
     end
     if rng:chance(0.2) then add_key(u, 2, "Inactive", rng:int(100, 800)) end
   end
+  -- the root user: no MFA, an access key of its own (both what the credential report shows)
+  local rk = { id = key_id("AKIA", seed, "rootkey"), status = "Active", created = iso(t0 - 700 * 86400) }
+  self.root = { created = iso(t0 - 900 * 86400), mfa = false, key = rk, password_last_used = iso(t0 - 5 * 86400) }
   -- a user made admin by an inline "*:*" policy rather than a managed one
   local ops = add_user("ops-automation", { age = 50 })
   ops.inline["full-access"] = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}'
@@ -188,8 +191,8 @@ function Aws:active_keys()
   return out
 end
 
--- Who may do everything: AdministratorAccess attached to the user or a group of theirs, or an inline
--- policy allowing "*" on "*" (the generated data has nothing else that amounts to it).
+-- Who may do everything: the root user; AdministratorAccess attached to the user or a group of theirs, or
+-- an inline policy allowing "*" on "*" (the generated data has nothing else that amounts to it).
 function Aws:admins()
   local out = {}
   for _, n in ipairs(self.user_order) do
@@ -201,6 +204,7 @@ function Aws:admins()
     for _, doc in pairs(u.inline) do admin = admin or (doc:find('"Effect":"Allow","Action":"*","Resource":"*"', 1, true) ~= nil) end
     if admin then out[#out + 1] = n end
   end
+  out[#out + 1] = "<root_account>"
   return out
 end
 
@@ -218,7 +222,9 @@ function Aws:truth()
   end
   table.sort(objects)
   table.sort(public)
-  return { users = T.shallow(self.user_order), groups = T.shallow(self.group_order), access_keys = keys,
+  local users = T.shallow(self.user_order)
+  users[#users + 1] = "<root_account>"          -- the credential report's root user is a user row too
+  return { users = users, groups = T.shallow(self.group_order), access_keys = keys,
            active_keys = self:active_keys(), admins = self:admins(), buckets = T.shallow(self.bucket_order or {}),
            objects = objects, public_objects = public }
 end

@@ -4,6 +4,7 @@
 -- DeleteLoginProfile, PutUserPolicy/DeleteUserPolicy, RemoveUserFromGroup).  Writes need a caller with
 -- write permissions: the assumed role or an administrator (the read-only audit user gets AccessDenied).
 local C = require "sandbox.aws.core"
+local T = require "sandbox.tenant"
 
 local A = {}
 local NS = C.IAM_NS
@@ -194,6 +195,57 @@ function A.GetGroupPolicy(self, req, p)
   end
   return self:query_ok(req, "GetGroupPolicy", NS, { GroupName = g.GroupName, PolicyName = p.PolicyName,
     PolicyDocument = http.urlencode(doc) })
+end
+
+-- The credential report (CSV, base64 in the XML): one line per user and one for the root account.
+local REPORT_COLUMNS = { "user", "arn", "user_creation_time", "password_enabled", "password_last_used",
+  "password_last_changed", "password_next_rotation", "mfa_active", "access_key_1_active", "access_key_1_last_rotated",
+  "access_key_1_last_used_date", "access_key_1_last_used_region", "access_key_1_last_used_service",
+  "access_key_2_active", "access_key_2_last_rotated", "access_key_2_last_used_date", "access_key_2_last_used_region",
+  "access_key_2_last_used_service", "cert_1_active", "cert_1_last_rotated", "cert_2_active", "cert_2_last_rotated" }
+
+local function report_csv(self)
+  local lines = { table.concat(REPORT_COLUMNS, ",") }
+  local function key_fields(k)
+    if not k then return { "false", "N/A", "N/A", "N/A", "N/A" } end
+    local lu = k.last_used
+    return { tostring(k.status == "Active"), k.created, lu and lu.date or "N/A", lu and lu.region or "N/A", lu and lu.service or "N/A" }
+  end
+  local function line(f) lines[#lines + 1] = table.concat(f, ",") end
+  local root = self.root
+  local f = { "<root_account>", ("arn:aws:iam::%s:root"):format(self.account), root.created, "not_supported",
+              root.password_last_used or "no_information", "not_supported", "not_supported", tostring(root.mfa) }
+  for _, v in ipairs(key_fields(root.key)) do f[#f + 1] = v end
+  for _, v in ipairs(key_fields(nil)) do f[#f + 1] = v end
+  for _, v in ipairs { "false", "N/A", "false", "N/A" } do f[#f + 1] = v end
+  line(f)
+  for _, n in ipairs(self.user_order) do
+    local u = self.users[n]
+    f = { u.UserName, u.Arn, u.CreateDate, tostring(u.login ~= nil), u.PasswordLastUsed or (u.login and "no_information" or "N/A"),
+          u.login and u.login.CreateDate or "N/A", "N/A", tostring(u.mfa ~= nil) }
+    for i = 1, 2 do
+      for _, v in ipairs(key_fields(u.keys[i] and self.keys[u.keys[i]])) do f[#f + 1] = v end
+    end
+    for _, v in ipairs { "false", "N/A", "false", "N/A" } do f[#f + 1] = v end
+    line(f)
+  end
+  return table.concat(lines, "\n")
+end
+
+-- The first call starts the report (STARTED), the next ones find it COMPLETE.
+function A.GenerateCredentialReport(self, req, p)
+  local state = self.report_at and "COMPLETE" or "STARTED"
+  self.report_at = self.report_at or self:wall_s()
+  return self:query_ok(req, "GenerateCredentialReport", NS, { State = state,
+    Description = state == "STARTED" and "No report exists. Starting a new report generation task" or nil })
+end
+
+function A.GetCredentialReport(self, req, p)
+  if not self.report_at then
+    return self:query_error(req, 410, "ReportNotPresent", "Credential report not present. Use GenerateCredentialReport to generate a report.")
+  end
+  return self:query_ok(req, "GetCredentialReport", NS, { Content = crypto.b64(report_csv(self)), ReportFormat = "text/csv",
+    GeneratedTime = T.iso_s(self.report_at) })
 end
 
 -- governance writes ------------------------------------------------------------------------------
