@@ -84,6 +84,8 @@ describe("sigv4", function()
     assert.equal(34, #all)
   end)
 
+  local passed = 0
+
   for _, c in ipairs(all) do
     it(c.rel .. ": canonical request, string to sign, Authorization and signed request", function()
       local r = parse_req(assert(read(c.dir .. "/" .. c.name .. ".req")))
@@ -106,8 +108,15 @@ describe("sigv4", function()
       elseif sreq then
         assert.equal(sreq, signed_text(r, req))
       end
+      passed = passed + 1
     end)
   end
+
+  it("reports the suite's figure", function()
+    helpers.figure("sigv4: %d of %d official test vectors (canonical request, string to sign, Authorization, signed request)",
+      passed, #all)
+    assert.equal(#all, passed)
+  end)
 
   it("derives the suite's signing key", function()
     assert.equal("938127b5336810ddb6a5d6af445fcac9e371f9ed418ed386b022aed82901be75",
