@@ -9,7 +9,8 @@ c.settings = {
   { "dpop", type = "boolean", help = "the service app requires DPoP proofs (Okta's default for new apps; "
       .. "false when its \"Require Demonstrating Proof of Possession (DPoP) header\" is unticked)" },
   { "hook_secret", secret = true, help = "the Authorization value configured on the event hook" },
-  { "components", help = "what to read and do (default all): users, groups, privileges, app_grants, activities, actions; "
+  { "components", help = "what to read and do (default all): users, groups, privileges, app_grants, api_tokens "
+      .. "(read with app_grants), activities, actions; "
       .. "an OAuth service app asks only for their scopes" },
 }
 c.base_url = function(s) return "https://" .. s.domain end
@@ -22,11 +23,12 @@ local SCOPES = {
   users = { "okta.users.read" },
   groups = { "okta.groups.read" },
   privileges = { "okta.roles.read", "okta.groups.read" },              -- groups: roles held through them
-  app_grants = { "okta.users.read", "okta.apps.read", "okta.apiTokens.read" },
+  app_grants = { "okta.users.read", "okta.apps.read" },
+  api_tokens = { "okta.apiTokens.read" },          -- listed with the app grants (one table)
   activities = { "okta.logs.read" },
   actions = { "okta.users.manage", "okta.roles.manage", "okta.apps.manage", "okta.apiTokens.manage" },
 }
-local COMPONENTS = { "users", "groups", "privileges", "app_grants", "activities", "actions" }
+local COMPONENTS = { "users", "groups", "privileges", "app_grants", "api_tokens", "activities", "actions" }
 
 -- The components an instance has on: a set, or nil, err.
 local function on(settings) return components(settings.components, COMPONENTS, "okta") end
@@ -176,7 +178,8 @@ end
 
 -- App permissions: each user's OAuth consent grants (scopes granted to apps), the apps' user assignments
 -- (one row "app:user"), and the org's API tokens (SSWS: each acts with all of its admin's permissions).
--- One stream, as they share the app_grants table (a complete listing retires what it did not see).
+-- One stream, as they share the app_grants table (a complete listing retires what it did not see); the API
+-- tokens only with the api_tokens component (their scope, okta.apiTokens.read, is granted apart).
 local API_TOKEN = "okta.api_token"
 
 function c.streams.app_grants(ctx)
@@ -200,6 +203,7 @@ function c.streams.app_grants(ctx)
       end
     end
   end
+  if not on(ctx.settings).api_tokens then return end
   ctx:emit("app_grants", ctx:list("/api/v1/api-tokens"), function(k)
     return { ext_id = k.id, client_id = API_TOKEN, app_name = "API token " .. tostring(k.name), user_id = k.userId,
              scopes = "*", created_at = str(k.created) }

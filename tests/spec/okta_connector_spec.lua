@@ -230,11 +230,24 @@ describe("okta connector with an OAuth service app", function()
     assert.equal(tenant:count("users"), count("SELECT count(*) n FROM users WHERE instance_id = ?", inst.id))
   end)
 
+  it("reads app grants without API tokens when the app has no okta.apiTokens.read", function()
+    local tenant = okta_tenant.new { seed = 16, users = 8, groups = 2, events_per_day = 5, days = 1,
+      oauth_client = { client_id = "0oaservice", public_key = crypto.jwk_pem(crypto.jwk(key)),
+                       scopes = { "okta.users.read", "okta.apps.read" } } }
+    local srv = require("helpers").serve(tenant)
+    local inst = oauth_instance("okta-grants-only", srv.url, "app_grants")
+    local results, ok = runtime.sync(inst)
+    srv:close()
+    assert(ok, tostring(results[1] and results[1].error))
+    assert.is_true(count("SELECT count(*) n FROM app_grants WHERE instance_id = ?", inst.id) > 0)
+    assert.equal(0, count("SELECT count(*) n FROM app_grants WHERE instance_id = ? AND client_id = 'okta.api_token'", inst.id))
+  end)
+
   it("refuses an unknown component with one line naming the known ones", function()
     local c = require("sdk").load("okta")
     local ok, err = c.validate { components = "users,grups" }
     assert.is_nil(ok)
-    assert.equal("okta: unknown component 'grups' (components: users, groups, privileges, app_grants, activities, actions)", err)
+    assert.equal("okta: unknown component 'grups' (components: users, groups, privileges, app_grants, api_tokens, activities, actions)", err)
     assert.is_true(c.enabled("users", { components = "users" }))
     assert.is_false(c.enabled("groups", { components = "users" }))
     assert.is_true(c.enabled("groups", {}))
@@ -244,19 +257,27 @@ describe("okta connector with an OAuth service app", function()
   -- scopes reads that stream (the sandbox checks each route's scope)
   it("needs for each stream exactly the scopes it lists", function()
     local c = require("sdk").load("okta")
-    for _, stream in ipairs { "users", "groups", "privileges", "app_grants", "activities" } do
+    -- each stream, the components it is read with
+    for stream, comps in pairs { users = { "users" }, groups = { "groups" }, privileges = { "privileges" },
+                                 app_grants = { "app_grants", "api_tokens" }, activities = { "activities" } } do
       local scopes = {}
-      for sc in c.needs[stream]:gmatch("okta%.[%w]+%.%w+") do scopes[#scopes + 1] = sc end
+      for _, comp in ipairs(comps) do
+        for sc in c.needs[comp]:gmatch("okta%.[%w]+%.%w+") do scopes[#scopes + 1] = sc end
+      end
       assert(#scopes > 0, stream)
       local tenant = okta_tenant.new { seed = 15, users = 8, groups = 2, events_per_day = 5, days = 1,
         oauth_client = { client_id = "0oaservice", public_key = crypto.jwk_pem(crypto.jwk(key)), scopes = scopes } }
       local srv = require("helpers").serve(tenant)
-      local inst = oauth_instance("okta-needs-" .. stream, srv.url, stream)
+      local inst = oauth_instance("okta-needs-" .. stream, srv.url, table.concat(comps, ","))
       local results, ok = runtime.sync(inst)
       srv:close()
       assert(ok, stream .. ": " .. tostring(results[1] and results[1].error))
       assert.equal(1, #results)
       assert.equal(stream, results[1].stream)
+      if stream == "app_grants" then
+        assert.equal(tenant:count("api_tokens"),
+          count("SELECT count(*) n FROM app_grants WHERE instance_id = ? AND client_id = 'okta.api_token'", inst.id))
+      end
     end
   end)
 end)
