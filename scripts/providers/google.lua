@@ -117,4 +117,21 @@ function M.is_throttled(resp)
   return false
 end
 
+-- Token paging of Google's APIs (AIP-158): nextPageToken sent back as pageToken with the same other
+-- parameters; an empty repeated field is left out of the body.  fn(items, body) per page; opts.auth as
+-- ctx:pages'.
+function M.each_page(ctx, path, query, items, fn, opts)
+  for list, resp in ctx:pages(path, query, {
+    items = items, absent_empty = true, auth = opts and opts.auth,
+    next = function(resp)
+      local t = resp.data.nextPageToken
+      if type(t) ~= "string" or t == "" then return nil end
+      local q = {}
+      for k, v in pairs(query) do q[k] = v end
+      q.pageToken = t
+      return path, q
+    end,
+  }) do fn(list, resp.data) end
+end
+
 return M
