@@ -1,7 +1,8 @@
 -- Sandbox tenants: emulators of the providers' APIs (scripts/sandbox/<provider>/, split by API surface) on
 -- loopback, to try cachost, policies and governance safely, and for the tests and the demo.
 local AVAILABLE = { okta = "sandbox.okta", github = "sandbox.github", box = "sandbox.box",
-                    microsoft = "sandbox.microsoft", aws = "sandbox.aws", ["google-workspace"] = "sandbox.google" }
+                    microsoft = "sandbox.microsoft", aws = "sandbox.aws", ["google-workspace"] = "sandbox.google",
+                    gcp = "sandbox.google" }
 
 -- One tenant of each app, from the command line's options.
 local function tenant_for(app, name, mod, seed, size, opts)
@@ -13,6 +14,7 @@ local function tenant_for(app, name, mod, seed, size, opts)
   if app == "box" then return mod.new { seed = seed, users = size } end
   if app == "aws" then return mod.new { seed = seed, users = size } end
   if app == "google-workspace" then return mod.workspace { seed = seed, users = size, domain = name .. ".example.com" } end
+  if app == "gcp" then return mod.gcp { seed = seed, domain = name .. ".example.com" } end
   return mod.new { seed = seed, users = size, mgmt_records = tonumber(opts.events) }
 end
 
@@ -21,8 +23,18 @@ local function credential(app, t)
   if app == "microsoft" then return ("tenant_id=%s client_id=%s client_secret=%s"):format(t.tenant_id, t.client_id, t.client_secret) end
   if app == "aws" then return t:credential_line() end
   if app == "google-workspace" then return ("service_account=%s admin=%s"):format(t.sa.email, t.admin.primaryEmail) end
+  if app == "gcp" then return ("service_account=%s organization=%s"):format(t.sa.email, t.org.name) end
   if app == "box" then return ("client_id=%s client_secret=%s enterprise_id=%s"):format(t.client_id, t.client_secret, t.enterprise_id) end
   return t.token
+end
+
+-- A Google service account's JSON key file goes to a private file: the printed command reads it into the vault.
+local function key_file(t, suffix)
+  local base = os.tmpname()
+  os.remove(base)
+  local path = base .. "-" .. suffix
+  assert(host.write_new(path, t:key_file(t.sa), 384))            -- 0600, refused if it exists
+  return path
 end
 
 -- The exact commands that connect cachost to a tenant (secrets through the environment, never argv).
@@ -42,13 +54,14 @@ local function add_lines(app, name, url, t)
       :format(t.client_secret, name, t.client_id, t.enterprise_id, url, url, url) }
   end
   if app == "google-workspace" then
-    -- the service account's JSON key file goes to a private file: the command reads it into the vault
-    local base = os.tmpname()
-    os.remove(base)
-    local path = base .. "-" .. name .. "-sa.json"
-    assert(host.write_new(path, t:key_file(t.sa), 384))            -- 0600, refused if it exists
+    local path = key_file(t, name .. "-sa.json")
     return { ("CACHOST_SET_SERVICE_ACCOUNT_KEY=\"$(cat %s)\" cachost instance add google-workspace --name %s-gws"
       .. " --set admin_email=%s --set oauth_base_url=%s%s"):format(path, name, t.admin.primaryEmail, url, loop) }
+  end
+  if app == "gcp" then
+    local path = key_file(t, name .. "-gcp-sa.json")
+    return { ("CACHOST_SET_SERVICE_ACCOUNT_KEY=\"$(cat %s)\" cachost instance add gcp --name %s-gcp"
+      .. " --set organization_id=%s --set oauth_base_url=%s%s"):format(path, name, t.org_number, url, loop) }
   end
   if app == "aws" then
     return { ("CACHOST_SET_ACCESS_KEY_ID=%s CACHOST_SET_SECRET_ACCESS_KEY=%s cachost instance add aws --name %s-aws"
@@ -65,7 +78,7 @@ end
 return {
   summary = "start sandbox tenants (API emulators) and print their URLs",
   usage = [=[usage: cachost sandbox [APP[:NAME]]... [--port P] [--seed N] [--size N]
-Starts one emulated tenant per APP (okta, github, box, microsoft, aws, google-workspace; the same app twice for two tenants, e.g.
+Starts one emulated tenant per APP (okta, github, box, microsoft, aws, google-workspace, gcp; the same app twice for two tenants, e.g.
 github:acme github:globex) on loopback ports P, P+1, ... (default: free ports) and prints one line
 per tenant: app, name, url and the credential to use (GitHub tenants also accept the OAuth web flow
 for client id sandbox-NAME, client secret sandbox-secret-NAME), and on stderr the `cachost instance add`
@@ -89,7 +102,7 @@ POST /_sandbox/fault {"kind": "429"|"500"|"reset"|..., "count": N}.]=],
     local servers, pumps = {}, {}
     for i, spec in ipairs(args) do
       local app, name = spec:match("^([%w_%-]+):?([%w_%-]*)$")
-      if not app or not AVAILABLE[app] then return ctx.fail("no sandbox tenant for '%s' (have: aws, box, github, google-workspace, microsoft, okta)", spec) end
+      if not app or not AVAILABLE[app] then return ctx.fail("no sandbox tenant for '%s' (have: aws, box, gcp, github, google-workspace, microsoft, okta)", spec) end
       name = name ~= "" and name or app
       local mod = require(AVAILABLE[app])
       local tenant = tenant_for(app, name, mod, seed + i, size, opts)

@@ -9,7 +9,8 @@
 --   t:key_file(t.sa)  -- the service account's JSON key file, its token_uri this server's /token
 --
 -- One file per API surface: common (class, errors, paging, fields=, token endpoint, shared with a Cloud
--- emulator), workspace (the seeded customer, delegation, ground truth), directory, reports, drive.
+-- emulator), workspace (the seeded customer, delegation, ground truth), directory, reports, drive;
+-- gcp (a Cloud organization: Resource Manager, IAM, Cloud Logging; its own mount).
 local C = require "sandbox.google.common"
 local WS = require "sandbox.google.workspace"
 
@@ -26,4 +27,6 @@ function WS.W:mount(srv, prefix)
   return self
 end
 
-return { workspace = WS.new, new = WS.new, SENSITIVE = WS.SENSITIVE, LAG = WS.LAG, APPS = WS.APPS }
+local GCP = require "sandbox.google.gcp"
+
+return { gcp = GCP.new, workspace = WS.new, new = WS.new, SENSITIVE = WS.SENSITIVE, LAG = WS.LAG, APPS = WS.APPS }
