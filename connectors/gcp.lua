@@ -1,0 +1,275 @@
+-- Google Cloud Platform: who holds which role (Resource Manager v3 IAM policies of the organization, its
+-- folders and projects), service accounts and their keys (IAM v1), Cloud Audit Logs (Logging v2
+-- entries:list).  Reference: shared/api/gcp.md and Google's discovery documents (cloudresourcemanager:v3,
+-- iam:v1, logging:v2).  One instance per organization (organization_id) or per project (project_id).
+local google = provider("google")
+local c = connector "gcp"
+c.title = "Google Cloud Platform"
+c.settings = {
+  { "organization_id", example = "123456789012", help = "the organization (numeric id) to read: its folders and projects too" },
+  { "project_id", example = "acme-web-1", help = "or a single project (id or number) when no organization is given" },
+  { google.KEY_SECRET, secret = true, help = "the service account's JSON key file (Cloud console > IAM > Service accounts > Keys)" },
+  { "oauth_base_url", example = "https://oauth2.googleapis.com", help = "host of /token (default Google's; a sandbox serves it)" },
+}
+c.base_url = "https://cloudresourcemanager.googleapis.com"
+local IAM, LOGGING = "https://iam.googleapis.com", "https://logging.googleapis.com"
+c.hosts = function(s) return { provider_host(s, IAM), provider_host(s, LOGGING) } end
+
+-- §1: the service account's own JWT-bearer assertion (no `sub`: Cloud has no domain-wide delegation).
+-- The scope is cloud-platform (IAM roles, granted on the organization or project, decide what it may do);
+-- least-privilege roles per capability:
+local REVIEWER = "role roles/iam.securityReviewer (getIamPolicy, serviceAccounts.list, keys.list) on the organization or project"
+c.needs = {
+  users = REVIEWER .. "; people's own accounts come from Google Workspace / Cloud Identity",
+  groups = REVIEWER,
+  privileges = REVIEWER .. ", roles/resourcemanager.folderViewer for folders",
+  app_grants = REVIEWER,
+  activities = "role roles/logging.viewer (Admin Activity, System Event, Policy Denied); roles/logging.privateLogViewer for Data Access",
+  revoke_token = "role roles/iam.serviceAccountKeyAdmin (serviceAccountKeys.disable)",
+  suspend_user = "role roles/iam.serviceAccountAdmin (serviceAccounts.disable); people are suspended in Google Workspace",
+  unsuspend_user = "role roles/iam.serviceAccountAdmin (serviceAccounts.enable)",
+  remove_admin_role = "role roles/resourcemanager.projectIamAdmin / folderIamAdmin / organizationAdmin (setIamPolicy)",
+}
+c.not_offered = {
+  files = "Google Cloud's files are Cloud Storage objects: buckets and objects are not scanned by this connector (their IAM bindings on projects are read as privileges)",
+}
+c.scopes = { google.SCOPE .. "cloud-platform" }
+c.auth = google.service_account { scopes = c.scopes }
+c.capabilities = { users = true, groups = true, privileges = true, app_grants = true, activities = { "admin", "user" } }
+c.error_message = google.error_message
+c.is_throttled = google.is_throttled
+
+local function iam_url(ctx, path) return provider_host(ctx.settings, IAM) .. "/v1" .. path end
+local function logging_url(ctx, path) return provider_host(ctx.settings, LOGGING) .. "/v2" .. path end
+
+-- §5: pageSize + pageToken -> nextPageToken (the shared Google paging).
+local each_page = google.each_page
+
+-- The resources whose policies are read: the organization, its folders (any depth) and projects; or one project.
+local function resources(ctx)
+  local org, project = str(ctx.settings.organization_id), str(ctx.settings.project_id)
+  if not org and not project then fail("settings: organization_id or project_id is required", "settings") end
+  local out = {}
+  if not org then
+    local p = ctx:get("/v3/projects/" .. urlencode(project))
+    out[1] = { name = p.name, projectId = p.projectId, kind = "project" }
+    return out
+  end
+  out[1] = { name = "organizations/" .. org, kind = "organization" }
+  local i = 1
+  while out[i] do                                    -- breadth first: folders.list and projects.list by parent
+    local parent = out[i].name
+    if out[i].kind ~= "project" then
+      each_page(ctx, "/v3/folders", { parent = parent, pageSize = 1000 }, "folders", function(list)
+        for _, f in ipairs(list) do out[#out + 1] = { name = f.name, kind = "folder" } end
+      end)
+      each_page(ctx, "/v3/projects", { parent = parent, pageSize = 1000 }, "projects", function(list)
+        for _, p in ipairs(list) do
+          if p.state == "ACTIVE" then out[#out + 1] = { name = p.name, projectId = p.projectId, kind = "project" } end
+        end
+      end)
+    end
+    i = i + 1
+  end
+  return out
+end
+
+local PRIVILEGED = { ["roles/owner"] = true, ["roles/editor"] = true, ["roles/resourcemanager.organizationAdmin"] = true,
+  ["roles/iam.securityAdmin"] = true, ["roles/iam.serviceAccountTokenCreator"] = true, ["roles/iam.serviceAccountKeyAdmin"] = true }
+local PUBLIC = { allUsers = true, allAuthenticatedUsers = true }
+
+-- A member string ("user:a@x.com", "group:g@x.com", "serviceAccount:...", "allUsers") -> kind, who
+local function principal(m)
+  local kind, who = m:match("^([%a]+):(.+)$")
+  if kind == "deleted" then return "deleted", m end
+  return kind or m, who or m
+end
+
+local function get_policy(ctx, name)
+  return ctx:post("/v3/" .. name .. ":getIamPolicy", { options = { requestedPolicyVersion = 3 } })
+end
+
+---------------------------------------------------------------------------------------------- users, privileges
+-- §2: every binding of every policy is a privilege row (resource|role|member); a public binding
+-- (allUsers / allAuthenticatedUsers) is flagged in its scope.  Principals seen in bindings are the users
+-- (people and service accounts, by email: Workspace's users join on it) and groups.
+-- each(ctx, fn(r, binding, member, policy)) over every member of every binding; -> the resources
+local function each_member(ctx, fn)
+  local list = resources(ctx)
+  for _, r in ipairs(list) do
+    local pol = get_policy(ctx, r.name)
+    for _, b in ipairs(type(pol.bindings) == "table" and pol.bindings or {}) do
+      for _, m in ipairs(type(b.members) == "table" and b.members or {}) do fn(r, b, m, pol) end
+    end
+  end
+  return list
+end
+
+function c.streams.users(ctx)
+  local users, admins, privs = {}, {}, {}
+  local list = each_member(ctx, function(r, b, m, pol)
+    local kind, who = principal(m)
+    privs[#privs + 1] = { ext_id = r.name .. "|" .. b.role .. "|" .. m, user_id = who, role = b.role,
+      scope = r.name .. (PUBLIC[m] and " (public: " .. m .. ")" or "") .. (b.condition and " (conditional)" or ""),
+      raw = { resource = r.name, role = b.role, member = m, condition = b.condition, etag = pol.etag } }
+    if kind == "user" or kind == "serviceAccount" then
+      users[who] = users[who] or { ext_id = who, email = who, status = "active", external = 0, raw = { member = m } }
+      if PRIVILEGED[b.role] then admins[who] = true end
+    end
+  end)
+  -- service accounts of each project, disabled ones suspended
+  for _, r in ipairs(list) do
+    if r.kind == "project" then
+      each_page(ctx, iam_url(ctx, "/projects/" .. urlencode(r.projectId) .. "/serviceAccounts"), { pageSize = 100 }, "accounts", function(accounts)
+        for _, sa in ipairs(accounts) do
+          users[sa.email] = { ext_id = sa.email, email = sa.email, display_name = str(sa.displayName),
+            status = sa.disabled == true and "suspended" or "active", external = 0, raw = sa }
+        end
+      end)
+    end
+  end
+  local ulist = {}
+  for _, u in pairs(users) do ulist[#ulist + 1] = u end
+  ctx:emit("users", ulist)
+  ctx:emit("privileges", privs)
+  ctx:set_admins(admins)
+end
+
+-- Groups seen in bindings; their members live in Workspace / Cloud Identity (joined by the group's email).
+function c.streams.groups(ctx)
+  local groups = {}
+  each_member(ctx, function(_, _, m)
+    local kind, who = principal(m)
+    if kind == "group" then groups[who] = { ext_id = who, name = who, email = who, raw = { member = m } } end
+  end)
+  local glist = {}
+  for _, g in pairs(groups) do glist[#glist + 1] = g end
+  ctx:emit("groups", glist)
+end
+
+---------------------------------------------------------------------------------------------- app grants
+-- Service accounts' user-managed keys (keys.list, keyTypes=USER_MANAGED: no paging): long-lived
+-- credentials; validAfterTime gives the age.  Last use is not in the IAM API (Policy Intelligence's
+-- activity analysis would be): not read.
+-- (Read from the projects themselves, not the users stream's rows: streams run in any order.)
+function c.streams.app_grants(ctx)
+  for _, r in ipairs(resources(ctx)) do
+    if r.kind == "project" then
+      each_page(ctx, iam_url(ctx, "/projects/" .. urlencode(r.projectId) .. "/serviceAccounts"), { pageSize = 100 }, "accounts", function(accounts)
+        for _, sa in ipairs(accounts) do
+          local data = ctx:try_get(iam_url(ctx, "/" .. sa.name .. "/keys"), { keyTypes = "USER_MANAGED" })
+          local keys = data and ctx:listing({ keys = data.keys or {} }, "keys", "keys") or {}
+          ctx:emit("app_grants", keys, function(k)
+            return { ext_id = k.name, client_id = sa.email, app_name = (str(sa.displayName) or sa.email) .. " key",
+                     user_id = sa.email, user = sa.email, created_at = str(k.validAfterTime), raw = k }
+          end)
+        end
+      end)
+    end
+  end
+end
+
+---------------------------------------------------------------------------------------------- activities
+-- §3: Cloud Audit Logs through entries:list, ascending from the watermark minus OVERLAP (entries can be
+-- ingested late), idempotent by insertId.  A page may be empty while nextPageToken is present: keep
+-- paging with identical parameters.
+local KIND = { activity = "admin", system_event = "admin", data_access = "user", policy = "user" }
+c.OVERLAP = 600
+c.initial_days = 7
+c.max_pages = 10000
+
+local function rfc3339(t) return (iso(t):gsub("%.%d+Z$", "Z")) end
+
+local function entry_row(e)
+  if not str(e.insertId) or not str(e.timestamp) then error("log entry without insertId or timestamp") end
+  local p = type(e.protoPayload) == "table" and e.protoPayload or {}
+  local auth = type(p.authenticationInfo) == "table" and p.authenticationInfo or {}
+  local meta = type(p.requestMetadata) == "table" and p.requestMetadata or {}
+  local log = tostring(e.logName):match("cloudaudit%.googleapis%.com%%2F(%w+)$") or "activity"
+  local failed = type(p.status) == "table" and tonumber(p.status.code) and tonumber(p.status.code) ~= 0
+  return { ext_id = e.insertId, time = e.timestamp, kind = KIND[log] or "admin", action = str(p.methodName) or log,
+           actor = str(auth.principalEmail), target = str(p.resourceName), ip = str(meta.callerIp),
+           user_agent = str(meta.callerSuppliedUserAgent), outcome = (failed or log == "policy") and "failure" or "success",
+           app = "Google Cloud", raw = e }
+end
+
+function c.streams.activities(ctx)
+  local now = sched.time()
+  local w = ctx.watermark and parse_iso(ctx.watermark)
+  local since = w and (w - c.OVERLAP) or (now - (tonumber(ctx.settings.initial_days) or c.initial_days) * 86400)
+  local names = {}
+  local org, project = str(ctx.settings.organization_id), str(ctx.settings.project_id)
+  if org then
+    for _, r in ipairs(resources(ctx)) do if r.kind ~= "folder" then names[#names + 1] = r.kind == "project" and ("projects/" .. r.projectId) or r.name end end
+  elseif project then names[1] = "projects/" .. project
+  else fail("settings: organization_id or project_id is required", "settings") end
+  local body = { resourceNames = names, orderBy = "timestamp asc", pageSize = 1000,
+                 filter = ('logName:"cloudaudit.googleapis.com" AND timestamp>="%s"'):format(rfc3339(since)) }
+  local newest = w
+  local seen, n = {}, 0
+  repeat
+    local data = ctx:post(logging_url(ctx, "/entries:list"), body)
+    local rows = {}
+    for _, e in ipairs(type(data.entries) == "table" and data.entries or {}) do
+      local ok, r = pcall(entry_row, e)
+      if ok then
+        rows[#rows + 1] = r
+        local t = parse_iso(r.time)
+        if t and (not newest or t > newest) then newest = t end
+      else ctx:reject("activities", r) end
+    end
+    ctx:emit("activities", rows)
+    local tok = str(data.nextPageToken)
+    n = n + 1
+    if tok and (seen[tok] or n > c.max_pages) then fail("endless pagination: entries:list gave the same page token again", "endless") end
+    if tok then seen[tok] = true end
+    body.pageToken = tok
+  until not tok
+  ctx:checkpoint(nil, newest and iso(newest) or ctx.watermark)
+end
+
+---------------------------------------------------------------------------------------------- actions
+local function sa_path(raw) return "/projects/" .. urlencode(raw.projectId) .. "/serviceAccounts/" .. urlencode(raw.email) end
+
+-- revoke_token: disable a user-managed key (§4 keys.disable; enable undoes it, unlike delete)
+function c.actions.revoke_token(ctx, row)
+  return ctx:post(iam_url(ctx, "/" .. row.ext_id:gsub("[^%w%-%._~@/]", urlencode) .. ":disable"), {})
+end
+
+local function service_account(row)
+  local raw = row and row.raw and json.decode(row.raw)
+  if type(raw) ~= "table" or not str(raw.uniqueId) then
+    fail("only a service account is suspended in Google Cloud; a person is suspended in Google Workspace", "unsupported")
+  end
+  return raw
+end
+function c.actions.suspend_user(ctx, row) return ctx:post(iam_url(ctx, sa_path(service_account(row)) .. ":disable"), {}) end
+function c.actions.unsuspend_user(ctx, row) return ctx:post(iam_url(ctx, sa_path(service_account(row)) .. ":enable"), {}) end
+
+-- remove_admin_role: take the member out of the role's binding: getIamPolicy, edit, setIamPolicy with the
+-- policy's etag; 409 ABORTED (someone changed it meanwhile) -> read again, up to 5 times.
+function c.actions.remove_admin_role(ctx, row)
+  local raw = row.raw and json.decode(row.raw) or {}
+  local res, role, member = raw.resource, raw.role, raw.member
+  if not (str(res) and str(role) and str(member)) then fail("privilege row without resource, role and member", "bad_row") end
+  for _ = 1, 5 do
+    local pol = get_policy(ctx, res)
+    local bindings, removed = {}, false
+    for _, b in ipairs(type(pol.bindings) == "table" and pol.bindings or {}) do
+      local keep = {}
+      for _, m in ipairs(b.members or {}) do
+        if b.role == role and m == member and not removed then removed = true else keep[#keep + 1] = m end
+      end
+      if #keep > 0 then b.members = keep; bindings[#bindings + 1] = b end
+    end
+    if not removed then return { already = true } end
+    pol.bindings = bindings
+    pol.version = 3
+    local resp, err, token, answer = ctx:try("POST", "/v3/" .. res .. ":setIamPolicy", { json = { policy = pol, updateMask = "bindings,etag" } })
+    if resp then return resp.data end
+    if not (answer and answer.status == 409) then fail(err, token) end
+  end
+  fail("setIamPolicy: the policy kept changing (409 ABORTED five times)", "conflict")
+end
+
+return c

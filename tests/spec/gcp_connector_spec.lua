@@ -1,0 +1,143 @@
+-- The GCP connector against the GCP sandbox tenant (an organization with folders and projects): the
+-- service account's JWT-bearer assertion (a wrong key refused), role bindings of every policy equal to
+-- the tenant's ground truth (public bindings flagged), service accounts and their user-managed keys,
+-- Cloud Audit Logs through entries:list (empty pages with a next token followed, ascending from a
+-- watermark with an overlap, nothing stored twice), each action's effect, setIamPolicy's etag conflict
+-- retried, and faults.
+local google = require "sandbox.google"
+local runtime = require "runtime"
+local helpers = require "helpers"
+local context = require "sdk.context"
+local sync = require "sync"
+local count, n_of, sync_ok = helpers.count, helpers.n_of, helpers.sync_ok
+
+local function ids(entity, inst)
+  local out = {}
+  local live = entity == "activities" and "" or " AND deleted_at IS NULL"
+  for _, r in ipairs(runtime.store().db:query("SELECT ext_id FROM " .. entity .. " WHERE instance_id = ?" .. live .. " ORDER BY ext_id", inst.id)) do
+    out[#out + 1] = r.ext_id
+  end
+  return out
+end
+local function sorted(list) local c = {} for i, v in ipairs(list) do c[i] = v end table.sort(c) return c end
+local function act(inst, action, entity, ext_id, params)
+  local ctx = sync.context(runtime.store(), inst, "governance")
+  local row = assert(ctx:stored(entity, ext_id), ext_id)
+  return context.connector(ctx).actions[action](ctx, row, params)
+end
+local function n_activities(inst) return count("SELECT count(*) n FROM activities WHERE instance_id = ?", inst.id) end
+
+describe("gcp connector", function()
+  local tenant, srv, inst
+  setup(function()
+    host.home = helpers.tmp_dir()
+    tenant = google.gcp { seed = 7, projects = 3, entries = 120, days = 5 }
+    srv = helpers.serve(tenant)
+    inst = helpers.instance("gcp", "gcp-acme", {
+      organization_id = tenant.org_number, base_url = srv.url, oauth_base_url = srv.url, insecure_loopback = true, initial_days = 30,
+    }, { service_account_key = tenant:key_file(tenant.sa) })
+  end)
+  teardown(function() srv:close() end)
+
+  it("reads every binding of the organization, its folders and projects, service accounts and their keys", function()
+    sync_ok(inst)
+    local truth = tenant:truth()
+    for _, e in ipairs { "users", "groups", "privileges", "app_grants" } do
+      assert.same(sorted(truth[e]), ids(e, inst), e)
+    end
+    -- public bindings are flagged
+    assert.equal(1, n_of("privileges", inst, "scope LIKE '%(public: allUsers)%'"))
+    assert.equal(1, n_of("privileges", inst, "scope LIKE '%(public: allAuthenticatedUsers)%'"))
+    -- owners are admins; a disabled key is kept with its state, its age from validAfterTime
+    local p1 = tenant.state.projects[1]
+    assert.equal(1, n_of("users", inst, ("is_admin = 1 AND ext_id = 'owner1@%s'"):format(tenant.domain)))
+    local key = p1.sas[1].keys[3]
+    local row = runtime.store().db:query("SELECT created_at, raw FROM app_grants WHERE instance_id = ? AND ext_id = ?", inst.id, key.name)[1]
+    assert.equal(key.validAfterTime, row.created_at)
+    assert.equal(true, json.decode(row.raw).disabled)
+    -- every audit entry of the organization and its projects, no other log, each once
+    local want = tenant:audit_ids({ tenant.org, table.unpack(tenant.state.projects) })
+    assert.same(sorted(want), ids("activities", inst))
+    assert.is_true(tenant.state.empty_pages > 0)
+  end)
+
+  it("reads the audit logs again from its watermark with an overlap: a late entry comes in, nothing twice", function()
+    local before = n_activities(inst)
+    sync_ok(inst, { streams = { "activities" } })
+    assert.equal(before, n_activities(inst))
+    -- ingested late: timestamped 5 minutes before the newest entry already read
+    local newest = 0
+    for _, e in ipairs(tenant.state.entries) do newest = math.max(newest, e.ms) end
+    local late = tenant:add_entry { log = "policy", res = tenant.state.projects[2], ms = newest - 300000, denied = true }
+    tenant:add_entry { log = "syslog", res = tenant.state.projects[2] }
+    sync_ok(inst, { streams = { "activities" } })
+    assert.equal(before + 1, n_activities(inst))
+    assert.equal(1, count("SELECT count(*) n FROM activities WHERE instance_id = ? AND ext_id = ? AND outcome = 'failure'", inst.id, late.insertId))
+  end)
+
+  it("disables a key, suspends a service account, refuses to suspend a person", function()
+    local sa = tenant.state.projects[2].sas[1]
+    local key = sa.keys[2]
+    act(inst, "revoke_token", "app_grants", key.name)
+    assert.is_true(key.disabled)
+    act(inst, "suspend_user", "users", sa.email)
+    assert.is_true(sa.disabled)
+    act(inst, "unsuspend_user", "users", sa.email)
+    assert.is_false(sa.disabled)
+    local ok, err = pcall(act, inst, "suspend_user", "users", "owner1@" .. tenant.domain)
+    assert.is_false(ok)
+    assert.matches("Google Workspace", tostring(err))
+  end)
+
+  it("removes a principal from a role binding, read-modify-write retried on a stale etag", function()
+    local p = tenant.state.projects[1]
+    local member = "user:contractor@outside.example.net"
+    local ext = p.name .. "|roles/editor|" .. member
+    -- someone else changes the policy between our read and our write: the first setIamPolicy gets 409
+    local orig = tenant.h_policy
+    local raced = false
+    tenant.h_policy = function(self, req)
+      if not raced and req.params.rid:find(":setIamPolicy$") then
+        raced = true
+        self:bind(p, "roles/viewer", "user:newcomer@" .. self.domain)
+        p.policy.etag = "BwYchanged"
+      end
+      return orig(self, req)
+    end
+    local sets = tenant.state.sets or 0
+    act(inst, "remove_admin_role", "privileges", ext)
+    tenant.h_policy = nil
+    assert.is_true(raced)
+    assert.equal(sets + 1, tenant.state.sets)
+    local members = {}
+    for _, b in ipairs(p.policy.bindings) do for _, m in ipairs(b.members) do members[b.role .. " " .. m] = true end end
+    assert.is_nil(members["roles/editor " .. member])
+    assert.is_true(members["roles/viewer user:newcomer@" .. tenant.domain])      -- the other change is kept
+  end)
+
+  it("is refused with a key that is not the service account's, and says so in one line", function()
+    local other = tenant:new_service_account("stranger", "elsewhere")
+    local kf = json.decode(tenant:key_file(tenant.sa))
+    kf.private_key = other.private_key
+    local bad = helpers.instance("gcp", "gcp-badkey", { organization_id = tenant.org_number, base_url = srv.url, oauth_base_url = srv.url,
+      insecure_loopback = true }, { service_account_key = json.encode(kf) })
+    local results = runtime.sync(bad, { streams = { "users" } })
+    assert.is_nil(results[1].counts)
+    assert.matches("Invalid JWT Signature", results[1].error)
+    assert.equal(0, n_of("users", bad))
+  end)
+
+  it("retries Google's quota errors and keeps what was stored on a server failure", function()
+    local before = #ids("privileges", inst)
+    tenant:fault { path = "getIamPolicy", kind = "429", count = 1, retry_after = 0 }
+    tenant:fault { path = "/v2/entries:list", kind = "403", count = 1, retry_after = 0 }
+    sync_ok(inst, { streams = { "users", "activities" } })
+    assert.equal(before, #ids("privileges", inst))
+    tenant:fault { path = "serviceAccounts", kind = "500", count = 100 }
+    local results = runtime.sync(inst, { streams = { "users" } })
+    assert.is_nil(results[1].counts)
+    assert.matches("server", results[1].error)
+    tenant:clear_faults()
+    assert.equal(before, #ids("privileges", inst))
+  end)
+end)
