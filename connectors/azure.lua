@@ -7,9 +7,22 @@ c.single_instance = true
 c.settings = microsoft.settings {
   { "subscription_ids", example = "a925f2f7-5c63-4b7b-8799-25a5f97bc3b2,089bd33f-d4ec-47fe-8ba5-0753aa5c5b33",
     help = "subscriptions to read, comma separated (default: every subscription the app can see)" },
-  { "activity_overlap_minutes", example = "60",
+  { "activity_overlap_minutes", type = "integer", example = "60",
     help = "how late an activity log event may become readable and still be collected (default 60)" },
 }
+
+-- At instance add / edit: subscription ids are GUIDs; the overlap is whole minutes within the log's 90 days.
+local GUID = "^%x%x%x%x%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$"
+function c.validate(s)
+  for id in tostring(s.subscription_ids or ""):gmatch("[^,%s]+") do
+    if not id:match(GUID) then return nil, ("setting 'subscription_ids': '%s' is not a subscription id (a GUID)"):format(id) end
+  end
+  local m = s.activity_overlap_minutes
+  if m ~= nil and (math.type(m) ~= "integer" or m < 1 or m > 90 * 1440) then
+    return nil, "setting 'activity_overlap_minutes' must be from 1 to 129600 minutes (the activity log keeps 90 days)"
+  end
+  return true
+end
 
 -- ARM, Graph and login each have their own host; a `base_url` setting (a sandbox tenant) serves all three.
 local ARM, GRAPH = microsoft.ARM, microsoft.GRAPH
