@@ -62,6 +62,7 @@ c.needs = {
 
 c.error_message = aws.error_message
 c.is_throttled = aws.is_throttled
+c.dead_credential = aws.dead_credential
 
 -- The connection test: who the keys (or the assumed role) are.
 function c.test(ctx)

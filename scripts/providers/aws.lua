@@ -63,13 +63,25 @@ end
 -- SlowDown (S3, 503), RequestLimitExceeded, TooManyRequestsException.
 local THROTTLE = { Throttling = true, ThrottlingException = true, SlowDown = true, RequestLimitExceeded = true,
                    TooManyRequestsException = true }
-function P.is_throttled(resp)
-  if resp.status ~= 400 and resp.status ~= 503 then return false end
+-- The code of an AWS error answer: XML (<Error><Code>) or JSON 1.1 ("__type": "...#Code").
+local function error_code(resp)
   local root = xml.decode(resp.body or "")
   local e = root and xml.error(root)
-  if e then return THROTTLE[e.code] == true end
+  if e then return e.code end
   local d = json.decode(resp.body or "")
-  return type(d) == "table" and THROTTLE[tostring(d.__type or ""):match("[^#]+$")] == true
+  return type(d) == "table" and tostring(d.__type or ""):match("[^#]+$") or nil
+end
+
+function P.is_throttled(resp)
+  return (resp.status == 400 or resp.status == 503) and THROTTLE[error_code(resp)] == true
+end
+
+-- The answers that say the keys themselves are no good (AWS sends them as 403): an unknown access key, a
+-- wrong secret, an expired session.  The instance needs new credentials, not another permission.
+local DEAD = { InvalidClientTokenId = true, InvalidAccessKeyId = true, SignatureDoesNotMatch = true,
+               ExpiredToken = true, ExpiredTokenException = true, UnrecognizedClientException = true }
+function P.dead_credential(resp)
+  return (resp.status == 403 or resp.status == 400) and DEAD[error_code(resp)] == true
 end
 
 -- A policy document (IAM sends them URL-encoded) -> true when it allows every action on every resource.

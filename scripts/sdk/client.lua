@@ -309,7 +309,10 @@ function request(self, method, path, opts)
     -- does not offer this" (e.g. Graph's sign-in logs without Entra ID P1/P2)
     local needs = self.connector.unavailable and self.connector.unavailable(resp)
     if needs then return nil, ("unavailable: needs %s: HTTP %d: %s"):format(needs, resp.status, msg), "unavailable", resp, req end
-    token = resp.status == 401 and "auth" or resp.status == 403 and "permission"
+    -- c.dead_credential(resp) -> true: the provider says the credential itself is no good whatever its
+    -- status (AWS answers an unknown key or a wrong secret with 403): reconnect needed, not a permission
+    local dead = self.connector.dead_credential and self.connector.dead_credential(resp)
+    token = (resp.status == 401 or dead) and "auth" or resp.status == 403 and "permission"
       or resp.status == 404 and "not_found" or "http"
     return nil, ("%s: HTTP %d: %s"):format(token, resp.status, msg), token, resp, req
   end

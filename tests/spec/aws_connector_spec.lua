@@ -157,6 +157,19 @@ describe("aws connector", function()
     assert(ok, tostring(err))
   end)
 
+  it("takes keys AWS does not know, or a wrong secret, for a dead credential (reconnect needed), not a permission", function()
+    for name, secrets in pairs {
+      ["aws-unknown-key"] = { access_key_id = "AKIAUNKNOWNKEY000000", secret_access_key = t.audit_key.secret },
+      ["aws-wrong-secret"] = { access_key_id = t.audit_key.id, secret_access_key = "not-the-secret" },
+    } do
+      local bad = helpers.instance("aws", name, { base_url = srv.url, insecure_loopback = true }, secrets)
+      local results, ok = runtime.sync(bad, { streams = { "users" } })
+      assert.is_false(ok)
+      assert.matches("^auth: HTTP 403: ", results[1].error)
+      assert.equal("reconnect_needed", require("instances").instance(runtime.store(), name).row.status)
+    end
+  end)
+
   it("says the role refused when the external id is wrong", function()
     local bad = add_instance("aws-bad", t, srv, { external_id = "guess" })
     local results, ok = runtime.sync(bad, { streams = { "users" } })
