@@ -200,7 +200,8 @@ function c.streams.activities(ctx)
   local names = {}
   local org, project = str(ctx.settings.organization_id), str(ctx.settings.project_id)
   if org then
-    for _, r in ipairs(resources(ctx)) do if r.kind ~= "folder" then names[#names + 1] = r.kind == "project" and ("projects/" .. r.projectId) or r.name end end
+    -- each resource's own logs (an organization's resourceName does not include its projects' logs)
+    for _, r in ipairs(resources(ctx)) do names[#names + 1] = r.kind == "project" and ("projects/" .. r.projectId) or r.name end
   elseif project then names[1] = "projects/" .. project
   else fail("settings: organization_id or project_id is required", "settings") end
   local body = { resourceNames = names, orderBy = "timestamp asc", pageSize = 1000,

@@ -55,10 +55,22 @@ describe("gcp connector", function()
     local row = runtime.store().db:query("SELECT created_at, raw FROM app_grants WHERE instance_id = ? AND ext_id = ?", inst.id, key.name)[1]
     assert.equal(key.validAfterTime, row.created_at)
     assert.equal(true, json.decode(row.raw).disabled)
-    -- every audit entry of the organization and its projects, no other log, each once
-    local want = tenant:audit_ids({ tenant.org, table.unpack(tenant.state.projects) })
+    -- every audit entry of the organization, its folders and its projects, no other log, each once
+    local want = tenant:audit_ids(tenant.state.resources)
     assert.same(sorted(want), ids("activities", inst))
     assert.is_true(tenant.state.empty_pages > 0)
+  end)
+
+  it("reads one project when the instance names a project, not an organization", function()
+    local p = tenant.state.projects[3]
+    local one = helpers.instance("gcp", "gcp-project", { project_id = p.projectId, base_url = srv.url, oauth_base_url = srv.url,
+      insecure_loopback = true, initial_days = 30 }, { service_account_key = tenant:key_file(tenant.sa) })
+    sync_ok(one)
+    local want = {}
+    for _, b in ipairs(p.policy.bindings) do for _, m in ipairs(b.members) do want[#want + 1] = p.name .. "|" .. b.role .. "|" .. m end end
+    assert.same(sorted(want), ids("privileges", one))
+    assert.same(sorted(tenant:audit_ids({ p })), ids("activities", one))
+    assert.equal(2, n_of("app_grants", one))
   end)
 
   it("reads the audit logs again from its watermark with an overlap: a late entry comes in, nothing twice", function()

@@ -118,7 +118,8 @@ function P:add_entry(opts)
   st.nentry = st.nentry + 1
   local res = opts.res or st.projects[1]
   local ms = opts.ms or self:now_ms()
-  local lname = res.name:gsub("^projects/%d+", "projects/" .. tostring(res.projectId)) .. "/logs/" .. (M.AUDIT_LOGS[opts.log] or opts.log)
+  local lname = res.kind == "project" and ("projects/" .. res.projectId) or res.name
+  lname = lname .. "/logs/" .. (M.AUDIT_LOGS[opts.log] or opts.log)
   local e = {
     logName = lname, insertId = T.b62(12, self.seed, "ins", st.nentry):lower(), timestamp = C.time(ms),
     receiveTimestamp = C.time(ms + 800), severity = opts.denied and "ERROR" or "NOTICE",
@@ -159,6 +160,8 @@ function P:gen_entries(rng)
   end
   local org = self.org
   self:add_entry { log = "activity", res = org, ms = self.t0_ms - 3600000, who = "admin@" .. self.domain }
+  local folder = self:of_kind("folder")[1]
+  self:add_entry { log = "activity", res = folder, ms = self.t0_ms - 7200000, who = "admin@" .. self.domain }
 end
 
 function M.new(opts)
