@@ -18,6 +18,6 @@ floor_import() {
     done
     echo "COMMIT;"
   } >"$db.sql"
-  sqlite3 "$db" <"$db.sql"
+  ${FLOOR_TIMER:-} sqlite3 "$db" <"$db.sql"     # FLOOR_TIMER: e.g. /usr/bin/time, for the CPU of the import
   rm -f "$prefix"*.json
 }
