@@ -28,7 +28,7 @@ c.needs = {
   revoke_token = "role roles/iam.serviceAccountKeyAdmin (serviceAccountKeys.disable)",
   suspend_user = "role roles/iam.serviceAccountAdmin (serviceAccounts.disable); people are suspended in Google Workspace",
   unsuspend_user = "role roles/iam.serviceAccountAdmin (serviceAccounts.enable)",
-  remove_admin_role = "role roles/resourcemanager.projectIamAdmin / folderIamAdmin / organizationAdmin (setIamPolicy)",
+  remove_admin_role = "role roles/resourcemanager.projectIamAdmin / folderIamAdmin / organizationAdmin (setIamPolicy): a principal out of its bindings (--param role=, resource=)",
 }
 c.not_offered = {
   files = "Google Cloud's files are Cloud Storage objects: buckets and objects are not scanned by this connector (their IAM bindings on projects are read as privileges)",
@@ -92,7 +92,8 @@ end
 ---------------------------------------------------------------------------------------------- users, privileges
 -- §2: every binding of every policy is a privilege row (resource|role|member); a public binding
 -- (allUsers / allAuthenticatedUsers) is flagged in its scope.  Principals seen in bindings are the users
--- (people and service accounts, by email: Workspace's users join on it) and groups.
+-- (people and service accounts, by email: Workspace's users join on it; allUsers and allAuthenticatedUsers
+-- as external pseudo-users, so that governance can take them out of a binding) and groups.
 -- each(ctx, fn(r, binding, member, policy)) over every member of every binding; -> the resources
 local function each_member(ctx, fn)
   local list = resources(ctx)
@@ -112,8 +113,10 @@ function c.streams.users(ctx)
     privs[#privs + 1] = { ext_id = r.name .. "|" .. b.role .. "|" .. m, user_id = who, role = b.role,
       scope = r.name .. (PUBLIC[m] and " (public: " .. m .. ")" or "") .. (b.condition and " (conditional)" or ""),
       raw = { resource = r.name, role = b.role, member = m, condition = b.condition, etag = pol.etag } }
-    if kind == "user" or kind == "serviceAccount" then
-      users[who] = users[who] or { ext_id = who, email = who, status = "active", external = 0, raw = { member = m } }
+    if kind == "user" or kind == "serviceAccount" or PUBLIC[m] then
+      users[who] = users[who] or { ext_id = who, email = not PUBLIC[m] and who or nil, status = "active", external = PUBLIC[m] and 1 or 0,
+        display_name = m == "allUsers" and "anyone on the internet" or m == "allAuthenticatedUsers" and "any signed-in Google account" or nil,
+        raw = { member = m } }
       if PRIVILEGED[b.role] then admins[who] = true end
     end
   end)
@@ -247,30 +250,52 @@ end
 function c.actions.suspend_user(ctx, row) return ctx:post(iam_url(ctx, sa_path(service_account(row)) .. ":disable"), {}) end
 function c.actions.unsuspend_user(ctx, row) return ctx:post(iam_url(ctx, sa_path(service_account(row)) .. ":enable"), {}) end
 
--- remove_admin_role: take the member out of the role's binding: getIamPolicy, edit, setIamPolicy with the
--- policy's etag; 409 ABORTED (someone changed it meanwhile) -> read again, up to 5 times.
-function c.actions.remove_admin_role(ctx, row)
-  local raw = row.raw and json.decode(row.raw) or {}
-  local res, role, member = raw.resource, raw.role, raw.member
-  if not (str(res) and str(role) and str(member)) then fail("privilege row without resource, role and member", "bad_row") end
+-- remove_admin_role on a principal (a users row: person, service account, allUsers...), params role= and
+-- resource= to narrow it (default: every binding the last scan saw it in).  Per resource a read-modify-
+-- write: getIamPolicy, drop the member from those roles' bindings, setIamPolicy with the policy's etag;
+-- 409 ABORTED (someone changed the policy meanwhile) -> read again, up to 5 times.
+local function member_of(user)
+  local raw = type(user.raw) == "string" and json.decode(user.raw) or {}
+  if str(raw.member) then return raw.member end
+  if str(raw.uniqueId) then return "serviceAccount:" .. user.ext_id end
+  return "user:" .. user.ext_id
+end
+
+local function remove_from(ctx, res, roles, member)
   for _ = 1, 5 do
     local pol = get_policy(ctx, res)
-    local bindings, removed = {}, false
+    local bindings, removed = {}, 0
     for _, b in ipairs(type(pol.bindings) == "table" and pol.bindings or {}) do
       local keep = {}
       for _, m in ipairs(b.members or {}) do
-        if b.role == role and m == member and not removed then removed = true else keep[#keep + 1] = m end
+        if roles[b.role] and m == member then removed = removed + 1 else keep[#keep + 1] = m end
       end
       if #keep > 0 then b.members = keep; bindings[#bindings + 1] = b end
     end
-    if not removed then return { already = true } end
-    pol.bindings = bindings
-    pol.version = 3
+    if removed == 0 then return 0 end
+    pol.bindings, pol.version = bindings, 3
     local resp, err, token, answer = ctx:try("POST", "/v3/" .. res .. ":setIamPolicy", { json = { policy = pol, updateMask = "bindings,etag" } })
-    if resp then return resp.data end
+    if resp then return removed end
     if not (answer and answer.status == 409) then fail(err, token) end
   end
-  fail("setIamPolicy: the policy kept changing (409 ABORTED five times)", "conflict")
+  fail("setIamPolicy on " .. res .. ": the policy kept changing (409 ABORTED five times)", "conflict")
+end
+
+function c.actions.remove_admin_role(ctx, user, params)
+  params = params or {}
+  local member = member_of(user)
+  local by_res = {}
+  for _, id in ipairs(ctx:stored_ids("privileges", "user_id", user.ext_id)) do
+    local res, role, m = id:match("^([^|]+)|([^|]+)|(.+)$")
+    if res and m == member and (not str(params.role) or params.role == role) and (not str(params.resource) or params.resource == res) then
+      by_res[res] = by_res[res] or {}
+      by_res[res][role] = true
+    end
+  end
+  local removed = 0
+  for res, roles in pairs(by_res) do removed = removed + remove_from(ctx, res, roles, member) end
+  if removed == 0 then fail(("%s holds no %s binding"):format(member, str(params.role) or "role"), "not_found") end
+  return { removed = removed }
 end
 
 return c

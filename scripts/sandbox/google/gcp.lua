@@ -452,6 +452,7 @@ function P:truth()
       for _, m in ipairs(b.members) do
         t.privileges[#t.privileges + 1] = r.name .. "|" .. b.role .. "|" .. m
         local kind, who = m:match("^(%a+):(.+)$")
+        if not kind and (m == "allUsers" or m == "allAuthenticatedUsers") then kind, who = "user", m end
         if (kind == "user" or kind == "serviceAccount") and not seen_u[who] then seen_u[who] = true; t.users[#t.users + 1] = who end
         if kind == "group" and not seen_g[who] then seen_g[who] = true; t.groups[#t.groups + 1] = who end
       end
