@@ -51,6 +51,8 @@ c.needs = {
   remove_collaborator = DWD .. "drive, impersonating the file's owner",
   make_private = DWD .. "drive, impersonating the file's owner",
   trash_file = DWD .. "drive, impersonating the file's owner",
+  quarantine_file = DWD .. "drive, impersonating the owner and admin_email (ownership is transferred to it)",
+  unquarantine_file = DWD .. "drive, impersonating admin_email and the owner",
 }
 
 c.capabilities = {
@@ -423,7 +425,7 @@ function c.content(ctx, file, max_size)
   end
   local resp, err = ctx:try("GET", url, opts)
   if not resp then return nil, err end
-  return resp.body
+  return resp.body, nil, opts.query.mimeType           -- an export is of that type, not the Doc's
 end
 
 c.stream_order = { users = 1, groups = 2, app_grants = 3, files = 4, activities = 5 }
@@ -517,6 +519,72 @@ function c.actions.trash_file(ctx, file)
   ctx:request("PATCH", drive_url(ctx, "/files/" .. urlencode(file.ext_id)), { json = { trashed = true }, auth = { subject = file.owner } })
 end
 
-c.undo = { suspend_user = "unsuspend_user", unsuspend_user = "suspend_user" }
+-- Quarantine: the file goes to the admin's quarantine folder (the setting, else "cachost quarantine" in
+-- admin_email's My Drive, created once).  Drive moves a file only for someone who can edit it and the
+-- target folder, so its ownership is transferred to the admin first (permissions.create with
+-- transferOwnership=true, as the owner; the owner keeps writer access until make_private removes every
+-- permission but the admin's).  A tombstone "<name>.quarantined.txt" in the original folder, created as
+-- the owner (files.create then an upload with uploadType=media), says why and where.
+local QUARANTINE = "cachost quarantine"
+local function upload_url(ctx, id) return provider_host(ctx.settings, "https://www.googleapis.com") .. "/upload/drive/v3/files/" .. urlencode(id) end
+local function as(email) return { auth = { subject = email } } end
+
+local function quarantine_folder(ctx, admin)
+  local id = str(ctx.settings.quarantine_folder_id)
+  if id then return id end
+  local found
+  each_page(ctx, drive_url(ctx, "/files"), { q = ("name = '%s' and mimeType = '%s' and 'me' in owners and trashed = false"):format(QUARANTINE, FOLDER),
+      fields = "nextPageToken,files(id)" }, "files", function(list) found = found or (list[1] and list[1].id) end, as(admin))
+  if found then return found end
+  local f = ctx:request("POST", drive_url(ctx, "/files"), { json = { name = QUARANTINE, mimeType = FOLDER }, auth = { subject = admin } })
+  return f.id
+end
+
+local function move(ctx, id, from, to, who)
+  ctx:request("PATCH", drive_url(ctx, "/files/" .. urlencode(id)), { query = { addParents = to, removeParents = from }, json = {}, auth = { subject = who } })
+end
+
+local function transfer(ctx, id, from, to)
+  ctx:request("POST", drive_url(ctx, "/files/" .. urlencode(id) .. "/permissions"), { query = { transferOwnership = "true" },
+    json = { type = "user", role = "owner", emailAddress = to }, auth = { subject = from } })
+end
+
+function c.actions.quarantine_file(ctx, file, params)
+  params = params or {}
+  local admin, owner = ctx.settings.admin_email, file.owner
+  if not str(owner) then error("http: the file has no known owner to act as", 0) end
+  local it = ctx:get(drive_url(ctx, "/files/" .. urlencode(file.ext_id)), { fields = "id,name,parents" }, as(owner))
+  local origin = type(it.parents) == "table" and it.parents[1]
+  local qid = quarantine_folder(ctx, admin)
+  if origin == qid then error("http: file is already in the quarantine folder", 0) end
+  if owner:lower() ~= admin:lower() then transfer(ctx, file.ext_id, owner, admin) end
+  move(ctx, file.ext_id, origin, qid, admin)
+  remove_perms(ctx, { ext_id = file.ext_id, owner = admin }, function() return false end)
+  local note = ("This file was quarantined by your administrator.\n\nFile: %s\nOriginal location: %s\n" ..
+    "Moved to: the admin quarantine folder '%s' (id %s) of %s\nCorrelation id: %s\n"):format(
+    it.name, tostring(file.path or it.name), QUARANTINE, qid, admin, tostring(params.correlation_id or "-"))
+  local tomb = ctx:request("POST", drive_url(ctx, "/files"), { json = { name = it.name .. ".quarantined.txt", parents = { origin },
+    mimeType = "text/plain" }, auth = { subject = owner } })
+  ctx:request("PATCH", upload_url(ctx, tomb.id), { query = { uploadType = "media" }, body = note,
+    headers = { ["Content-Type"] = "text/plain" }, auth = { subject = owner } })
+  return { undo = { action = "unquarantine_file", params = { parent_id = origin, owner = owner, tombstone_id = tomb.id,
+    correlation_id = params.correlation_id } } }
+end
+
+-- Back where it was, to its owner; the tombstone goes to the owner's trash.
+function c.actions.unquarantine_file(ctx, file, params)
+  params = params or {}
+  local admin, owner, origin = ctx.settings.admin_email, str(params.owner), str(params.parent_id)
+  if not owner or not origin then error("http: unquarantine_file needs params.owner and params.parent_id (the quarantine's undo record)", 0) end
+  local it = ctx:get(drive_url(ctx, "/files/" .. urlencode(file.ext_id)), { fields = "id,parents" }, as(admin))
+  if owner:lower() ~= admin:lower() then transfer(ctx, file.ext_id, admin, owner) end
+  move(ctx, file.ext_id, it.parents[1], origin, owner)
+  if str(params.tombstone_id) then
+    local _, err, token = ctx:try("PATCH", drive_url(ctx, "/files/" .. urlencode(params.tombstone_id)), { json = { trashed = true }, auth = { subject = owner } })
+    if err and token ~= "not_found" then fail(err, token) end
+  end
+end
+
+c.undo = { suspend_user = "unsuspend_user", unsuspend_user = "suspend_user", quarantine_file = "unquarantine_file" }
 
 return c

@@ -21,10 +21,10 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 say "starting sandbox tenants (API emulators on loopback)"
 TENANTS="$DIR/demo-tenants.txt"
 : >"$TENANTS"          # exists before the sandbox writes to it: the wait below reads it from the start
-"$BIN" sandbox okta github:acme github:globex box microsoft >"$TENANTS" 2>"$DIR/demo-tenants.log" &
+"$BIN" sandbox okta github:acme github:globex box microsoft google-workspace:acme >"$TENANTS" 2>"$DIR/demo-tenants.log" &
 SANDBOX=$!
 trap 'kill $SANDBOX 2>/dev/null' EXIT
-i=0; while [ "$(wc -l <"$TENANTS")" -lt 5 ]; do
+i=0; while [ "$(wc -l <"$TENANTS")" -lt 6 ]; do
   if ! kill -0 $SANDBOX 2>/dev/null || [ $i -ge 1200 ]; then
     echo "demo: the sandbox tenants did not start (see $DIR/demo-tenants.log)" >&2; exit 1
   fi
@@ -62,10 +62,14 @@ ms=$(field microsoft microsoft 3)
 CACHOST_SET_CLIENT_SECRET=$(cred microsoft client_secret) "$BIN" instance add office365 --name contoso-365 \
   --set tenant_id=$(cred microsoft tenant_id) --set client_id=$(cred microsoft client_id) --set base_url="$ms" \
   --set insecure_loopback=true </dev/null
+gws=$(field google-workspace acme 3)
+CACHOST_SET_SERVICE_ACCOUNT_KEY="$(cat "$(cred google-workspace key_file)")" "$BIN" instance add google-workspace \
+  --name acme-gws --set admin_email=$(cred google-workspace admin) --set base_url="$gws" --set oauth_base_url="$gws" \
+  --set insecure_loopback=true </dev/null
 
 say "scanning every instance (policies watch what changes; the file policy quarantines in enforce mode)"
 "$BIN" policy mode sensitive_file_shared enforce
-for i in acme-okta acme-github globex-github acme-box contoso-365; do "$BIN" sync "$i" || true; done
+for i in acme-okta acme-github globex-github acme-box contoso-365 acme-gws; do "$BIN" sync "$i" || true; done
 
 say "instances and health"
 "$BIN" instance list
@@ -96,6 +100,13 @@ say "a card-number file shared publicly in the Box sandbox: quarantined, with a 
   JOIN instances i ON i.id = g.instance_id WHERE i.name = 'acme-box' ORDER BY g.id"
 "$BIN" query "SELECT path, access_level, scan_status, quarantined FROM files f JOIN instances i ON i.id = f.instance_id
   WHERE i.name = 'acme-box' AND (f.quarantined = 1 OR f.name LIKE '%.quarantined.txt') ORDER BY path"
+
+say "a card-number Doc shared with anyone with the link in Google Workspace: quarantined in the admin's folder"
+"$BIN" sync acme-gws --stream files >/dev/null     # the next scan sees the move and the tombstone
+"$BIN" query "SELECT g.id, g.action, g.target, g.mode, g.result FROM governance_actions g
+  JOIN instances i ON i.id = g.instance_id WHERE i.name = 'acme-gws' ORDER BY g.id"
+"$BIN" query "SELECT path, owner, access_level, scan_status FROM files f JOIN instances i ON i.id = f.instance_id
+  WHERE i.name = 'acme-gws' AND f.deleted_at IS NULL AND (f.path LIKE '/cachost quarantine/%' OR f.name LIKE '%.quarantined.txt') ORDER BY path"
 
 say "a few recent sign-ins"
 "$BIN" query "SELECT time, actor, outcome, ip, location FROM activities WHERE kind = 'signin' ORDER BY time DESC LIMIT 8"

@@ -1,10 +1,10 @@
 -- cachost demo — what `make demo` runs (scripts/demo.sh), for an installed cachost: sandbox tenants on
--- loopback, five instances connected through the real flows, scans, a brute force suspended, a card-number
--- file quarantined.  Its home and files live in their own directory; your CACHOST_HOME is never touched.
+-- loopback, six instances connected through the real flows, scans, a brute force suspended, a card-number
+-- file quarantined in Box and a card-number Doc in Google Workspace.  Its home and files live in their own directory; your CACHOST_HOME is never touched.
 return {
   summary = "try cachost on sandbox tenants (nothing leaves this machine)",
   usage = [[usage: cachost demo [--dir DIR]
-Starts sandbox tenants (Okta, two GitHub orgs, Box, Microsoft) on loopback, connects an instance to each,
+Starts sandbox tenants (Okta, two GitHub orgs, Box, Microsoft, Google Workspace) on loopback, connects an instance to each,
 scans them and shows what cachost found and did.  Everything it makes lives in DIR (default
 $XDG_STATE_HOME/cachost-demo, i.e. ~/.local/state/cachost-demo); a later run replaces only a directory
 the demo made itself.]],

@@ -18,16 +18,6 @@ local function tenant_for(app, name, mod, seed, size, opts)
   return mod.new { seed = seed, users = size, mgmt_records = tonumber(opts.events) }
 end
 
--- The credential line printed for each tenant.
-local function credential(app, t)
-  if app == "microsoft" then return ("tenant_id=%s client_id=%s client_secret=%s"):format(t.tenant_id, t.client_id, t.client_secret) end
-  if app == "aws" then return t:credential_line() end
-  if app == "google-workspace" then return ("service_account=%s admin=%s"):format(t.sa.email, t.admin.primaryEmail) end
-  if app == "gcp" then return ("service_account=%s organization=%s"):format(t.sa.email, t.org.name) end
-  if app == "box" then return ("client_id=%s client_secret=%s enterprise_id=%s"):format(t.client_id, t.client_secret, t.enterprise_id) end
-  return t.token
-end
-
 -- A Google service account's JSON key file goes to a private file: the printed command reads it into the vault.
 local function key_file(t, suffix)
   local base = os.tmpname()
@@ -35,6 +25,19 @@ local function key_file(t, suffix)
   local path = base .. "-" .. suffix
   assert(host.write_new(path, t:key_file(t.sa), 384))            -- 0600, refused if it exists
   return path
+end
+
+-- The credential line printed for each tenant.
+local function credential(app, t)
+  if app == "microsoft" then return ("tenant_id=%s client_id=%s client_secret=%s"):format(t.tenant_id, t.client_id, t.client_secret) end
+  if app == "aws" then return t:credential_line() end
+  if app == "google-workspace" then
+    t.key_path = t.key_path or key_file(t, "gws-sa.json")        -- make demo reads the key from there
+    return ("service_account=%s admin=%s key_file=%s"):format(t.sa.email, t.admin.primaryEmail, t.key_path)
+  end
+  if app == "gcp" then return ("service_account=%s organization=%s"):format(t.sa.email, t.org.name) end
+  if app == "box" then return ("client_id=%s client_secret=%s enterprise_id=%s"):format(t.client_id, t.client_secret, t.enterprise_id) end
+  return t.token
 end
 
 -- The exact commands that connect cachost to a tenant (secrets through the environment, never argv).
@@ -54,7 +57,7 @@ local function add_lines(app, name, url, t)
       :format(t.client_secret, name, t.client_id, t.enterprise_id, url, url, url) }
   end
   if app == "google-workspace" then
-    local path = key_file(t, name .. "-sa.json")
+    local path = t.key_path or key_file(t, name .. "-sa.json")
     return { ("CACHOST_SET_SERVICE_ACCOUNT_KEY=\"$(cat %s)\" cachost instance add google-workspace --name %s-gws"
       .. " --set admin_email=%s --set oauth_base_url=%s%s"):format(path, name, t.admin.primaryEmail, url, loop) }
   end

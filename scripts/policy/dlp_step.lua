@@ -10,7 +10,9 @@ local function dlp_step(p, run, row)
   local ctx = opts.ctx
   if not ctx or row.is_folder == 1 or row.is_folder == true then return nil end
   local max = p.dlp.max_size or 50 * 1024 * 1024
-  local ok, body, err = pcall(ctx.content, ctx, row, max)
+  -- a connector may name the type of what it returns when it is not the file's own (a Google Doc
+  -- exported as text/plain)
+  local ok, body, err, ctype = pcall(ctx.content, ctx, row, max)
   if ok and body == nil and err == nil then return nil end          -- the app offers no content
   if L.on_scan then L.on_scan(ok and type(body) == "string" and #body or 0) end   -- progress (cachost sync)
   local result
@@ -18,7 +20,7 @@ local function dlp_step(p, run, row)
     local why = tostring(ok and err or body)
     result = { status = why:match("too_large") and "too_large" or "failed", reason = why }
   else
-    result = dlp.scan_file(body, { name = row.name, mime = row.mime, max_size = max, detectors = p.dlp.detectors,
+    result = dlp.scan_file(body, { name = row.name, mime = ctype or row.mime, max_size = max, detectors = p.dlp.detectors,
       custom = p.dlp.custom, min_counts = p.dlp.min_counts })
   end
   local total, found = 0, {}

@@ -119,8 +119,8 @@ function Ctx:list(path, query, where, opts)
   return self:listing(data, where, path), resp
 end
 
--- A file's content through the app's connector (the DLP step): body | nil, err | nil, nil when the app
--- offers no content.
+-- A file's content through the app's connector (the DLP step): body[, nil, content type when not the
+-- file's own, e.g. a Google Doc exported as text] | nil, err | nil, nil when the app offers no content.
 function Ctx:content(row, max_size)
   local c = engine[self].connector
   if not c.content then return nil, nil end

@@ -84,8 +84,14 @@ describe("google workspace connector", function()
 
   it("gives the DLP step the text of Docs (exported) and the bytes of other files, as their owner", function()
     local ctx = sync.context(runtime.store(), inst, "files")
-    local body = ctx:content(file_row(inst, tenant:sensitive_file("card")), 1000000)
+    local row = file_row(inst, tenant:sensitive_file("card"))
+    local body, _, ctype = ctx:content(row, 1000000)
     assert.equal(google.SENSITIVE.card, body)
+    -- the export's type, not the Doc's, is what the DLP step reads it as
+    assert.equal("text/plain", ctype)
+    local dlp = require "dlp"
+    assert.equal("unsupported", dlp.scan_file(body, { name = row.name, mime = row.mime }).status)
+    assert.equal(2, dlp.scan_file(body, { name = row.name, mime = ctype, detectors = { "credit_card" } }).matches.credit_card.count)
     assert.equal(google.SENSITIVE.aws, ctx:content(file_row(inst, tenant:sensitive_file("aws")), 1000000))
   end)
 
@@ -142,6 +148,30 @@ describe("google workspace connector", function()
     assert.equal(0, n_of("file_permissions", inst, "file_id = '" .. shared.id .. "'"))
     assert.same(sorted(tenant:truth().files), ids("files", inst))
     assert.same(sorted(tenant:truth().file_permissions), ids("file_permissions", inst))
+  end)
+
+  it("quarantines a public file into the admin's folder with a tombstone, and undoes it", function()
+    local f
+    for _, x in ipairs(tenant.state.files) do
+      if x.owner ~= tenant.admin.id and not x.trashed and x.mimeType ~= "application/vnd.google-apps.folder" and #x.perms > 0 then f = x break end
+    end
+    local owner, origin, name = tenant.state.by_id[f.owner], f.parent, f.name
+    local res = act(inst, "quarantine_file", "files", f.id, { correlation_id = "corr-7" })
+    assert.equal(tenant.admin.id, f.owner)
+    assert.equal(0, #f.perms)
+    local folder = tenant.state.files_by[f.parent]
+    assert.equal("cachost quarantine", folder.name); assert.equal(tenant.admin.id, folder.owner)
+    local tomb
+    for _, x in ipairs(tenant.state.files) do if x.name == name .. ".quarantined.txt" then tomb = x end end
+    assert.equal(origin, tomb.parent); assert.equal(owner.id, tomb.owner)
+    assert.matches("corr%-7", tomb.content); assert.matches("cachost quarantine", tomb.content)
+    sync_ok(inst, { streams = { "files" } })
+    assert.equal(tenant.admin.primaryEmail, file_row(inst, f.id).owner)
+    assert.equal("private", file_row(inst, f.id).access_level)
+    -- undo: back in its folder, its owner's again, the tombstone trashed
+    local ctx = sync.context(runtime.store(), inst, "governance")
+    context.connector(ctx).actions.unquarantine_file(ctx, ctx:stored("files", f.id), res.undo.params)
+    assert.equal(owner.id, f.owner); assert.equal(origin, f.parent); assert.is_true(tomb.trashed)
   end)
 
   it("removes a user's own admin role assignment, and names a group-held one", function()

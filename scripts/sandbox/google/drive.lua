@@ -1,8 +1,9 @@
 -- sandbox/google/drive.lua — Drive API v3 as an impersonated user sees it (the token's sub): files.list
 -- (q with 'me' in owners, trashed, 'ID' in parents, mimeType; pageSize ≤ 1000; only
 -- kind,id,name,mimeType unless fields= asks for more), files.get (alt=media for binary content only),
--- files.export (Docs Editors files only), files.update (trashed, addParents/removeParents), permissions
--- (list ≤ 100 a page, inherited ones included with permissionDetails; delete: owners and writers, never
+-- files.export (Docs Editors files only), files.create, files.update (trashed, addParents/removeParents
+-- into a folder the user may write; media uploads), permissions (create, transferOwnership
+-- to a user of the domain; list ≤ 100 a page, inherited ones included with permissionDetails; delete: owners and writers, never
 -- an inherited one), changes (startPageToken, list ending with newStartPageToken).
 local T = require "sandbox.tenant"
 local C = require "sandbox.google.common"
@@ -84,6 +85,9 @@ local function parse_q(s)
       preds[#preds + 1] = function(f) return f.trashed == val end
     elseif id then
       preds[#preds + 1] = function(f) return f.parent == id end
+    elseif term:match("^name%s*=%s*'[^']*'$") then
+      local name = term:match("^name%s*=%s*'([^']*)'$")
+      preds[#preds + 1] = function(f) return f.name == name end
     elseif term:match("^mimeType%s*!?=%s*'[^']+'$") then
       local op, m = term:match("^mimeType%s*(!?=)%s*'([^']+)'$")
       preds[#preds + 1] = function(f) return (f.mimeType == m) == (op == "=") end
@@ -144,7 +148,15 @@ function W:h_file(req)
     if req.query.addParents then
       if role ~= "owner" and role ~= "writer" then return self:err(403, "insufficientFilePermissions", "The user does not have sufficient permissions for this file.") end
       if req.query.removeParents ~= f.parent then return self:bad("Invalid Value", "removeParents") end
-      f.parent = req.query.addParents
+      local to = req.query.addParents
+      local dest = self.state.files_by[to]
+      if to ~= u.root then
+        local drole = dest and dest.mimeType == WS.FOLDER and role_of(self, dest, u)
+        if drole ~= "owner" and drole ~= "writer" then
+          return self:err(403, "insufficientFilePermissions", "The user does not have sufficient permissions for the target folder.")
+        end
+      end
+      f.parent = to
     end
     if b.name then f.name = b.name end
     f.modifiedTime = C.time(self:now_ms())
@@ -204,6 +216,67 @@ function W:h_permission_delete(req)
   return self:err(404, "notFound", "Permission not found: " .. tostring(req.params.pid) .. ".", { location = "permissionId" })
 end
 
+-- files.create (metadata only; content follows with an upload): a folder or an empty file, in the
+-- user's root unless parents names a folder they may write to.
+function W:h_create(req)
+  local u, st, body = me(self, req)
+  if not u then return st, body end
+  local b = C.body_of(req)
+  if not b or type(b.name) ~= "string" or b.name == "" then return self:bad("Invalid Value", "name") end
+  local parent = type(b.parents) == "table" and b.parents[1] or nil
+  if parent and parent ~= u.root then
+    local pf = self.state.files_by[parent]
+    local role = pf and role_of(self, pf, u)
+    if not pf or pf.mimeType ~= WS.FOLDER then return self:err(404, "notFound", "File not found: " .. tostring(parent) .. ".", { location = "fileId" }) end
+    if role ~= "owner" and role ~= "writer" then return self:err(403, "insufficientFilePermissions", "The user does not have sufficient permissions for this file.") end
+  end
+  local f = self:new_file(u, { name = b.name, mimeType = b.mimeType or "application/octet-stream", parent = parent, content = "",
+                               time = self:now_ms() })
+  local out, s2, b2 = self:fields(req, self:file_render(f, u), SHORT)
+  if not out then return s2, b2 end
+  return 200, out
+end
+
+-- files.update with media (uploadType=media): the body is the file's new content.
+function W:h_upload(req)
+  local u, f, err = target(self, req)
+  if not u then return f, err end
+  if req.query.uploadType ~= "media" then return self:bad("Invalid upload type", "uploadType") end
+  local role = role_of(self, f, u)
+  if role ~= "owner" and role ~= "writer" then return self:err(403, "insufficientFilePermissions", "The user does not have sufficient permissions for this file.") end
+  if f.mimeType:match(GOOGLE_APPS) then return self:bad("Only files with binary content can be uploaded.") end
+  f.content = req.body or ""
+  f.modifiedTime = C.time(self:now_ms())
+  self:change(f)
+  return 200, { kind = "drive#file", id = f.id, name = f.name, mimeType = f.mimeType }
+end
+
+-- permissions.create; with transferOwnership=true (owner only) the new owner is that user of the domain
+-- and the previous owner keeps writer access.
+function W:h_permission_create(req)
+  local u, f, err = target(self, req)
+  if not u then return f, err end
+  local b = C.body_of(req)
+  if not b or not b.type or not b.role then return self:bad("Invalid Value", "permission") end
+  local role = role_of(self, f, u)
+  if b.role == "owner" then
+    if req.query.transferOwnership ~= "true" then
+      return self:err(403, "forbidden", "The transferOwnership parameter must be enabled when the permission role is 'owner'.", { location = "transferOwnership" })
+    end
+    if role ~= "owner" then return self:err(403, "insufficientFilePermissions", "The user does not have sufficient permissions for this file.") end
+    local to = self.state.by_email[tostring(b.emailAddress or ""):lower()]
+    if not to then return self:err(403, "invalidSharingRequest", "Bad Request. User message: \"Sorry, you cannot transfer ownership to an account outside your domain.\"") end
+    local old = self.state.by_id[f.owner]
+    for i = #f.perms, 1, -1 do if f.perms[i].emailAddress == to.primaryEmail then table.remove(f.perms, i) end end
+    f.owner = to.id
+    self:add_permission(f, { type = "user", role = "writer", emailAddress = old.primaryEmail, displayName = old.name.fullName })
+    return 200, { kind = "drive#permission", id = to.id, type = "user", role = "owner" }
+  end
+  if role ~= "owner" and role ~= "writer" then return self:err(403, "insufficientFilePermissions", "The user does not have sufficient permissions for this file.") end
+  local p = self:add_permission(f, { type = b.type, role = b.role, emailAddress = b.emailAddress, domain = b.domain, allowFileDiscovery = b.allowFileDiscovery })
+  return 200, p
+end
+
 function W:h_start_token(req)
   local u, st, body = me(self, req)
   if not u then return st, body end
@@ -243,6 +316,9 @@ return {
   { "GET", P .. "/files/:id/export", W.h_export, { scopes = CONTENT } },
   { "GET", P .. "/files/:id/permissions", W.h_permissions, { scopes = READ } },
   { "DELETE", P .. "/files/:id/permissions/:pid", W.h_permission_delete, { scopes = WRITE } },
+  { "POST", P .. "/files", W.h_create, { scopes = WRITE } },
+  { "POST", P .. "/files/:id/permissions", W.h_permission_create, { scopes = WRITE } },
+  { "PATCH", "/upload/drive/v3/files/:id", W.h_upload, { scopes = WRITE } },
   { "GET", P .. "/changes/startPageToken", W.h_start_token, { scopes = READ } },
   { "GET", P .. "/changes", W.h_changes, { scopes = READ } },
 }
