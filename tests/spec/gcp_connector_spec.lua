@@ -142,6 +142,16 @@ describe("gcp connector", function()
     assert.equal(0, n_of("users", bad))
   end)
 
+  it("stops an endless entries:list (the same next token again) with one line, keeping what was stored", function()
+    local before = n_activities(inst)
+    tenant.h_entries = function() return 200, { entries = json.array({}), nextPageToken = "c2FtZQ" } end
+    local results = runtime.sync(inst, { streams = { "activities" } })
+    tenant.h_entries = nil
+    assert.is_nil(results[1].counts)
+    assert.matches("endless", results[1].error)
+    assert.equal(before, n_activities(inst))
+  end)
+
   it("retries Google's quota errors and keeps what was stored on a server failure", function()
     tenant:fault { path = "getIamPolicy", kind = "429", count = 1, retry_after = 0 }
     tenant:fault { path = "/v2/entries:list", kind = "403", count = 1, retry_after = 0 }
