@@ -66,13 +66,7 @@ local function customer(ctx) return str(ctx.settings.customer_id) or "my_custome
 local DIR = "/admin/directory/v1"
 local function drive_url(ctx, path) return provider_host(ctx.settings, DRIVE) .. "/drive/v3" .. path end
 
--- §7: token paging, nextPageToken sent back as pageToken with the same other parameters; Google leaves
--- an empty array out of the body (a group without members: no "members").  fn(items, body) per page.
-local function each_page(ctx, path, query, items, fn, opts)
-  for list, resp in ctx:pages(path, query, {
-    items = items, absent_empty = true, auth = opts and opts.auth, page_token = { "nextPageToken", "pageToken" },
-  }) do fn(list, resp.data) end
-end
+local each_page = google.each_page      -- §7: token paging (providers/google.lua)
 
 ---------------------------------------------------------------------------------------------- users
 -- Status model (§3): suspended (with suspensionReason), archived, deleted (showDeleted=true, within the

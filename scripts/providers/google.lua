@@ -122,15 +122,7 @@ end
 -- ctx:pages'.
 function M.each_page(ctx, path, query, items, fn, opts)
   for list, resp in ctx:pages(path, query, {
-    items = items, absent_empty = true, auth = opts and opts.auth,
-    next = function(resp)
-      local t = resp.data.nextPageToken
-      if type(t) ~= "string" or t == "" then return nil end
-      local q = {}
-      for k, v in pairs(query) do q[k] = v end
-      q.pageToken = t
-      return path, q
-    end,
+    items = items, absent_empty = true, auth = opts and opts.auth, page_token = { "nextPageToken", "pageToken" },
   }) do fn(list, resp.data) end
 end
 
