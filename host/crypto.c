@@ -24,16 +24,19 @@
 #define GCM_TAG 16
 #define RANDOM_MAX (1 << 20)
 
-static int c_sha256(lua_State *L) {
+static int digest(lua_State *L, const EVP_MD *md_type) {
     size_t len;
     const char *s = luaL_checklstring(L, 1, &len);
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
-    if (!EVP_Digest(s, len, md, &mdlen, EVP_sha256(), NULL))
-        return luaL_error(L, "crypto.sha256: digest failed");
+    if (!EVP_Digest(s, len, md, &mdlen, md_type, NULL))
+        return luaL_error(L, "crypto: digest failed");
     lua_pushlstring(L, (const char *)md, mdlen);
     return 1;
 }
+static int c_sha256(lua_State *L) { return digest(L, EVP_sha256()); }
+/* SHA-1: only where a provider names content by it (Box's `sha1`, S3 ETags are MD5): never for security */
+static int c_sha1(lua_State *L) { return digest(L, EVP_sha1()); }
 
 static int hmac(lua_State *L, const char *digest) {
     size_t klen, mlen, outlen = 0;
@@ -595,7 +598,7 @@ static int c_open(lua_State *L) {
 
 int luaopen_crypto(lua_State *L) {
     static const luaL_Reg fns[] = {
-        {"sha256", c_sha256}, {"hmac_sha256", c_hmac_sha256}, {"hmac_sha1", c_hmac_sha1},
+        {"sha256", c_sha256}, {"sha1", c_sha1}, {"hmac_sha256", c_hmac_sha256}, {"hmac_sha1", c_hmac_sha1},
         {"hex", c_hex}, {"equal", c_equal}, {"random", c_random},
         {"b64", c_b64}, {"unb64", c_unb64}, {"b64url", c_b64url}, {"unb64url", c_unb64url},
         {"rs256_sign", c_rs256_sign}, {"rs256_verify", c_rs256_verify},

@@ -33,6 +33,7 @@ static void test_sha256(void **state) {
         "eq(crypto.hex(crypto.sha256('abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq')),"
         "   '248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1', '448 bits')\n"
         "eq(#crypto.sha256('x'), 32)\n"
+        "eq(crypto.hex(crypto.sha1('abc')), 'a9993e364706816aba3e25717850c26c9cd0d89d', 'sha1 abc (FIPS 180 example)')\n"
         "assert(not pcall(crypto.sha256, {}))\n");
 }
 

@@ -62,32 +62,8 @@ local function pdf_doc(text)
 end
 M.pdf_doc = pdf_doc
 
--- SHA-1 of content (Box's `sha1` field); the host's crypto has no SHA-1 digest, and the emulator's files
--- are small, so plain Lua is enough here.
-local function sha1_hex(msg)
-  local M32 = 0xffffffff
-  local function rol(x, n) return ((x << n) | (x >> (32 - n))) & M32 end
-  local h0, h1, h2, h3, h4 = 0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0
-  local ml = #msg * 8
-  msg = msg .. "\128" .. string.rep("\0", (55 - #msg) % 64) .. string.pack(">I8", ml)
-  local w = {}
-  for chunk = 1, #msg, 64 do
-    for i = 0, 15 do w[i] = string.unpack(">I4", msg, chunk + i * 4) end
-    for i = 16, 79 do w[i] = rol(w[i - 3] ~ w[i - 8] ~ w[i - 14] ~ w[i - 16], 1) end
-    local a, b, c, d, e = h0, h1, h2, h3, h4
-    for i = 0, 79 do
-      local f, k
-      if i < 20 then f, k = (b & c) | ((~b) & d), 0x5A827999
-      elseif i < 40 then f, k = b ~ c ~ d, 0x6ED9EBA1
-      elseif i < 60 then f, k = (b & c) | (b & d) | (c & d), 0x8F1BBCDC
-      else f, k = b ~ c ~ d, 0xCA62C1D6 end
-      local t = (rol(a, 5) + (f & M32) + e + k + w[i]) & M32
-      e, d, c, b, a = d, c, rol(b, 30), a, t
-    end
-    h0, h1, h2, h3, h4 = (h0 + a) & M32, (h1 + b) & M32, (h2 + c) & M32, (h3 + d) & M32, (h4 + e) & M32
-  end
-  return string.format("%08x%08x%08x%08x%08x", h0, h1, h2, h3, h4)
-end
+-- SHA-1 of content (Box's `sha1` field)
+local function sha1_hex(msg) return crypto.hex(crypto.sha1(msg)) end
 M.sha1_hex = sha1_hex
 
 ---------------------------------------------------------------------------------------------------
