@@ -57,6 +57,7 @@ function M.run(st, inst, stream, opts)
   local cursor = not opts.full and state.cursor or nil
   local started = require("store").scan_start(state.scan_started)    -- after the last, whatever the clock
   ctx.watermark, e.watermark = state.watermark, state.watermark
+  e.started = started         -- what this scan sees is stamped seen at its start (see Ctx:emit)
   ctx.first_scan = state.last_success == nil
   -- a store that cannot be written (locked by another process, full) is an error of the sync, not a crash
   local saved, serr, stoken = st:save_stream(inst.id, stream, { scan_started = started })

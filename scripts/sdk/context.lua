@@ -231,7 +231,9 @@ function Ctx:emit(entity, items, map)
   end
   local res, mark
   store_op(st:transaction(function()
-    res = assert(st:upsert(entity, inst.id, rows))
+    -- inside a scan, rows are seen "at the scan's start": always after the previous scan's, whatever the
+    -- wall clock does, so the end of a complete listing marks deleted exactly what this scan did not see
+    res = assert(st:upsert(entity, inst.id, rows, { scan_started = e.started }))
     -- what policies have to evaluate is noted with the page (M.on_commit, policy.note): a crash before
     -- they did loses nothing
     if M.on_feed and M.on_commit then mark = M.on_commit(self, entity, res) end

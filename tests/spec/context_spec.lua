@@ -6,12 +6,12 @@ local context = require "sdk.context"
 local util = require "sdk.util"
 
 describe("the connector context", function()
-  local srv, inst, st
+  local srv, inst, st, tenant
 
   setup(function()
     host.home = helpers.tmp_dir()
     st = runtime.store()
-    local tenant = require("sandbox.okta").new { seed = 11, users = 3, groups = 1, events_per_day = 1, days = 1 }
+    tenant = require("sandbox.okta").new { seed = 11, users = 3, groups = 1, events_per_day = 1, days = 1 }
     srv = helpers.serve(tenant)
     inst = helpers.instance("okta", "okta-ctx", { domain = "acme.okta.com", base_url = srv.url, insecure_loopback = true },
       { api_token = tenant.token })
@@ -106,6 +106,24 @@ describe("the connector context", function()
     end
     assert.same({ "first", "m1", "m2" }, ids)
     assert.same({ "-/id", "m1/id", "m2/id" }, asked)
+  end)
+
+  it("a scan with the wall clock stepped back a day still marks deleted exactly what it did not see", function()
+    local users = context.new(st, inst, "spec"):known_users()
+    local gone = users[#users].ext_id
+    for _ = 1, 2 do       -- Okta: deactivate, then delete
+      assert(http.request { method = "DELETE", url = srv.url .. "/api/v1/users/" .. gone,
+        headers = { Authorization = "SSWS " .. tenant.token } })
+    end
+    local real = sched.time
+    sched.time = function() return real() - 86400 end
+    local ok, err = pcall(helpers.sync_ok, inst, { streams = { "users" } })
+    sched.time = real
+    assert(ok, err)
+    assert.is_string(context.new(st, inst, "spec"):stored("users", gone).deleted_at, "the deletion was not seen")
+    for i = 1, #users - 1 do         -- nothing else was marked deleted
+      assert.is_nil(context.new(st, inst, "spec"):stored("users", users[i].ext_id).deleted_at, users[i].ext_id)
+    end
   end)
 
   it("an instance whose settings give no API address fails with a line naming what is missing", function()
