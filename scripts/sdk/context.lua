@@ -72,7 +72,6 @@ function M.redact(st, inst, text)
 end
 
 local function raise(message, token, resp) error(util.failure(message, token, resp), 0) end
-M.raise = raise
 
 ---------------------------------------------------------------------------------------------- HTTP
 -- ctx:try(method, path, opts) -> resp | nil, message, token, resp.  Never raises on an operational failure.
