@@ -80,8 +80,9 @@ function M.run(st, inst, stream, opts)
   if not ok then
     local token = util.token_of(err)
     err = M.redact(st, inst, err)
-    -- stored, it starts with its token: `cachost status` and /metrics read the state from it later
-    if token and err:sub(1, #token + 1) ~= token .. ":" then err = token .. ": " .. err end
+    -- stored, a health state's failure starts with its token: `cachost status` and /metrics read the
+    -- state from it later (other tokens, e.g. a store's "full" under "store: ...", keep their message)
+    if status_of(token) ~= "error" and err:sub(1, #token + 1) ~= token .. ":" then err = token .. ": " .. err end
     log.warn("sync failed", { instance = inst.name, stream = stream, error = err })
     st:save_stream(inst.id, stream, { last_error = err, last_error_at = sched.time(), counts = e.counts })
     return nil, err, status_of(token), token
