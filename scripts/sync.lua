@@ -15,16 +15,17 @@ M.context = context.new
 
 local status_of = context.status_of
 
--- How `cachost status` and /metrics name a stream's health from its stored error (nil: none):
--- "reconnect needed", "permission missing: <what>", "unavailable (needs <what>)" or "error".  <what> is
--- the rest of the message: the connector's "unavailable: needs X: detail", the provider's 403 text.
 -- A stored error's state: "ok" (none), "reconnect_needed", "permission_missing", "unavailable" or "error".
--- The stored text is all there is of an earlier run: sync.run stores it starting with its token.
+-- The stored text is all there is of an earlier run: sync.run stores a health state's failure starting
+-- with its token.
 function M.state(err)
   if err == nil or err == "" then return "ok" end
   return status_of(tostring(err):match("^([%a_]+):"))
 end
 
+-- How `cachost status` and /metrics name a stream's health from its stored error (nil: none):
+-- "reconnect needed", "permission missing: <what>", "unavailable (needs <what>)" or "error".  <what> is
+-- the rest of the message: the connector's "unavailable: needs X: detail", the provider's 403 text.
 function M.health(err)
   if err == nil or err == "" then return nil end
   local status, rest = M.state(err), tostring(err):gsub("^[%a_]+:%s*", "", 1)
