@@ -1,87 +1,29 @@
 -- Sandbox tenants: emulators of the providers' APIs (scripts/sandbox/<provider>/, split by API surface) on
 -- loopback, to try cachost, policies and governance safely, and for the tests and the demo.
-local AVAILABLE = { okta = "sandbox.okta", github = "sandbox.github", box = "sandbox.box",
-                    microsoft = "sandbox.microsoft", aws = "sandbox.aws", ["google-workspace"] = "sandbox.google",
-                    gcp = "sandbox.google" }
-
--- One tenant of each app, from the command line's options.
-local function tenant_for(app, name, mod, seed, size, opts)
-  if app == "okta" then return mod.new { seed = seed, users = size, org_name = name, events = tonumber(opts.events) } end
-  if app == "github" then
-    return mod.new { seed = seed, members = size, org = name,
-      oauth_app = { client_id = "sandbox-" .. name, client_secret = "sandbox-secret-" .. name, name = "cachost" } }
+--
+-- Each provider folder with a cli.lua offers apps to this command: cli.lua returns { [app] = { new =
+-- function(name, seed, size, opts) -> tenant, credential = function(tenant) -> the line printed,
+-- add_lines = function(name, url, tenant) -> { `cachost instance add ...` } } } (secrets through the
+-- environment, never argv).
+local function available()
+  local apps = {}
+  for _, dir in ipairs(host.listdir(host.root .. "/scripts/sandbox") or {}) do
+    if host.stat(("%s/scripts/sandbox/%s/cli.lua"):format(host.root, dir)) then
+      for app, entry in pairs(require("sandbox." .. dir .. ".cli")) do apps[app] = entry end
+    end
   end
-  if app == "box" then return mod.new { seed = seed, users = size } end
-  if app == "aws" then return mod.new { seed = seed, users = size } end
-  if app == "google-workspace" then return mod.workspace { seed = seed, users = size, domain = name .. ".example.com" } end
-  if app == "gcp" then return mod.gcp { seed = seed, domain = name .. ".example.com" } end
-  return mod.new { seed = seed, users = size, mgmt_records = tonumber(opts.events) }
+  local names = {}
+  for app in pairs(apps) do names[#names + 1] = app end
+  table.sort(names)
+  return apps, table.concat(names, ", ")
 end
 
--- A Google service account's JSON key file goes to a private file: the printed command reads it into the vault.
-local function key_file(t, suffix)
-  local base = os.tmpname()
-  os.remove(base)
-  local path = base .. "-" .. suffix
-  assert(host.write_new(path, t:key_file(t.sa), 384))            -- 0600, refused if it exists
-  return path
-end
-
--- The credential line printed for each tenant.
-local function credential(app, t)
-  if app == "microsoft" then return ("tenant_id=%s client_id=%s client_secret=%s"):format(t.tenant_id, t.client_id, t.client_secret) end
-  if app == "aws" then return t:credential_line() end
-  if app == "google-workspace" then
-    t.key_path = t.key_path or key_file(t, "gws-sa.json")        -- make demo reads the key from there
-    return ("service_account=%s admin=%s key_file=%s"):format(t.sa.email, t.admin.primaryEmail, t.key_path)
-  end
-  if app == "gcp" then return ("service_account=%s organization=%s"):format(t.sa.email, t.org.name) end
-  if app == "box" then return ("client_id=%s client_secret=%s enterprise_id=%s"):format(t.client_id, t.client_secret, t.enterprise_id) end
-  return t.token
-end
-
--- The exact commands that connect cachost to a tenant (secrets through the environment, never argv).
-local function add_lines(app, name, url, t)
-  name = name == app and "sandbox" or name
-  local loop = (" --set base_url=%s --set insecure_loopback=true"):format(url)
-  if app == "okta" then
-    return { ("CACHOST_SET_API_TOKEN=%s cachost instance add okta --name %s-okta --set domain=%s.okta.com%s")
-      :format(t.token, name, name, loop) }
-  elseif app == "github" then
-    return { ("CACHOST_SET_TOKEN=%s cachost instance add github --name %s-github --set org=%s%s")
-      :format(t.token, name, name, loop) }
-  elseif app == "box" then
-    return { ("CACHOST_SET_CLIENT_SECRET=%s cachost instance add box --name %s-box --set auth=client_credentials"
-      .. " --set client_id=%s --set enterprise_id=%s --set base_url=%s/2.0 --set upload_base_url=%s/api/2.0"
-      .. " --set oauth_base_url=%s --set insecure_loopback=true")
-      :format(t.client_secret, name, t.client_id, t.enterprise_id, url, url, url) }
-  end
-  if app == "google-workspace" then
-    local path = t.key_path or key_file(t, name .. "-sa.json")
-    return { ("CACHOST_SET_SERVICE_ACCOUNT_KEY=\"$(cat %s)\" cachost instance add google-workspace --name %s-gws"
-      .. " --set admin_email=%s --set oauth_base_url=%s%s"):format(path, name, t.admin.primaryEmail, url, loop) }
-  end
-  if app == "gcp" then
-    local path = key_file(t, name .. "-gcp-sa.json")
-    return { ("CACHOST_SET_SERVICE_ACCOUNT_KEY=\"$(cat %s)\" cachost instance add gcp --name %s-gcp"
-      .. " --set organization_id=%s --set oauth_base_url=%s%s"):format(path, name, t.org_number, url, loop) }
-  end
-  if app == "aws" then
-    return { ("CACHOST_SET_ACCESS_KEY_ID=%s CACHOST_SET_SECRET_ACCESS_KEY=%s cachost instance add aws --name %s-aws"
-      .. " --set role_arn=%s --set external_id=%s --set base_url=%s --set insecure_loopback=true")
-      :format(t.audit_key.id, t.audit_key.secret, name, t.role.Arn, t.role.external_id, url) }
-  end
-  local common = ("--set tenant_id=%s --set client_id=%s%s"):format(t.tenant_id, t.client_id, loop)
-  return {
-    ("CACHOST_SET_CLIENT_SECRET=%s cachost instance add office365 --name %s-365 %s"):format(t.client_secret, name, common),
-    ("CACHOST_SET_CLIENT_SECRET=%s cachost instance add azure --name %s-azure %s"):format(t.client_secret, name, common),
-  }
-end
+local APPS, HAVE = available()
 
 return {
   summary = "start sandbox tenants (API emulators) and print their URLs",
-  usage = [=[usage: cachost sandbox [APP[:NAME]]... [--port P] [--seed N] [--size N]
-Starts one emulated tenant per APP (okta, github, box, microsoft, aws, google-workspace, gcp; the same app twice for two tenants, e.g.
+  usage = ([=[usage: cachost sandbox [APP[:NAME]]... [--port P] [--seed N] [--size N]
+Starts one emulated tenant per APP (%s; the same app twice for two tenants, e.g.
 github:acme github:globex) on loopback ports P, P+1, ... (default: free ports) and prints one line
 per tenant: app, name, url and the credential to use (GitHub tenants also accept the OAuth web flow
 for client id sandbox-NAME, client secret sandbox-secret-NAME), and on stderr the `cachost instance add`
@@ -95,7 +37,7 @@ command that connects an instance to it.  Serves until SIGINT/SIGTERM.
 Controls (not part of the providers' APIs): POST /_sandbox/bruteforce (form: login, failures) appends
 failed sign-ins then a success; GET /_sandbox/count/WHAT (users, events...) the ground truth;
 GET /_sandbox/truth the provider ids of every entity a complete sync holds ({"users": [...], ...});
-POST /_sandbox/fault {"kind": "429"|"500"|"reset"|..., "count": N}.]=],
+POST /_sandbox/fault {"kind": "429"|"500"|"reset"|..., "count": N}.]=]):format(HAVE),
   options = { { "port", arg = true, short = "p" }, { "seed", arg = true }, { "size", arg = true }, { "events", arg = true }, { "rate-limit", arg = true }, { "page-max", arg = true }, { "frozen" } },
   run = function(opts, args, ctx)
     if #args == 0 then args = { "okta", "github" } end
@@ -105,10 +47,10 @@ POST /_sandbox/fault {"kind": "429"|"500"|"reset"|..., "count": N}.]=],
     local servers, pumps = {}, {}
     for i, spec in ipairs(args) do
       local app, name = spec:match("^([%w_%-]+):?([%w_%-]*)$")
-      if not app or not AVAILABLE[app] then return ctx.fail("no sandbox tenant for '%s' (have: aws, box, gcp, github, google-workspace, microsoft, okta)", spec) end
+      local entry = APPS[app or ""]
+      if not entry then return ctx.fail("no sandbox tenant for '%s' (have: %s)", spec, HAVE) end
       name = name ~= "" and name or app
-      local mod = require(AVAILABLE[app])
-      local tenant = tenant_for(app, name, mod, seed + i, size, opts)
+      local tenant = entry.new(name, seed + i, size, opts)
       local srv, err = server.listen { host = "127.0.0.1", port = port > 0 and port + i - 1 or 0 }
       if not srv then return ctx.fail("cannot listen: %s", err) end
       -- controls of the emulator itself (not part of the provider's API), for demos and manual tests
@@ -141,8 +83,8 @@ POST /_sandbox/fault {"kind": "429"|"500"|"reset"|..., "count": N}.]=],
       servers[#servers + 1] = srv
       -- content that becomes available as real time passes is pushed to Management webhooks (microsoft)
       if tenant.mgmt_pump then pumps[#pumps + 1] = sched.every(30, function() tenant:mgmt_pump() end) end
-      ctx.out("%s\t%s\t%s\t%s\n", app, name, srv.url, credential(app, tenant))
-      for _, line in ipairs(add_lines(app, name, srv.url, tenant)) do ctx.err("  %s\n", line) end
+      ctx.out("%s\t%s\t%s\t%s\n", app, name, srv.url, entry.credential(tenant))
+      for _, line in ipairs(entry.add_lines(name == app and "sandbox" or name, srv.url, tenant)) do ctx.err("  %s\n", line) end
     end
     io.stdout:flush()
     sched.wait_stop()
