@@ -21,10 +21,11 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 say "starting sandbox tenants (API emulators on loopback)"
 TENANTS="$DIR/demo-tenants.txt"
 : >"$TENANTS"          # exists before the sandbox writes to it: the wait below reads it from the start
-"$BIN" sandbox okta github:acme github:globex box microsoft google-workspace:acme >"$TENANTS" 2>"$DIR/demo-tenants.log" &
+APPS="okta github:acme github:globex box microsoft google-workspace:acme"
+"$BIN" sandbox $APPS >"$TENANTS" 2>"$DIR/demo-tenants.log" &
 SANDBOX=$!
 trap 'kill $SANDBOX 2>/dev/null' EXIT
-i=0; while [ "$(wc -l <"$TENANTS")" -lt 6 ]; do
+i=0; while [ "$(wc -l <"$TENANTS")" -lt $(echo $APPS | wc -w) ]; do
   if ! kill -0 $SANDBOX 2>/dev/null || [ $i -ge 1200 ]; then
     echo "demo: the sandbox tenants did not start (see $DIR/demo-tenants.log)" >&2; exit 1
   fi
