@@ -3,6 +3,7 @@
 local google = provider("google")
 local c = connector "google-workspace"
 c.title = "Google Workspace"
+c.identity = "provider"     -- its deactivated and deleted accounts are people who left (policies/offboarding.lua)
 c.settings = {
   { "admin_email", required = true, example = "admin@acme.com",
     help = "a super admin the service account acts as for Directory and Reports (domain-wide delegation)" },

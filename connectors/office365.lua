@@ -3,6 +3,7 @@
 local c = connector "office365"
 local microsoft = provider("microsoft")
 c.title = "Microsoft Office 365"
+c.identity = "provider"     -- its deactivated and deleted accounts are people who left (policies/offboarding.lua)
 c.single_instance = true
 c.settings = microsoft.settings {
   { "components", example = "users,audits,signins,apps,activities,files",

@@ -1,6 +1,7 @@
 -- Okta (Management API).  Reference: shared/api/okta.md.
 local c = connector "okta"
 c.title = "Okta"
+c.identity = "provider"     -- its deactivated and deleted accounts are people who left (policies/offboarding.lua)
 c.settings = {
   { "domain", required = true, example = "acme.okta.com", help = "your Okta org domain" },
   { "api_token", secret = true, help = "API token (SSWS), created by an admin" },

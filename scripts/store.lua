@@ -240,7 +240,7 @@ function Reader:close() self.db:close() end
 M.HIDDEN = { secrets = true }
 function Reader:tables()
   local out = {}
-  for _, r in ipairs(self.db:query("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%' ORDER BY name")) do
+  for _, r in ipairs(self.db:query("SELECT name FROM sqlite_master WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite%' ORDER BY name")) do
     if not M.HIDDEN[r.name] then out[#out + 1] = r.name end
   end
   return out
@@ -870,7 +870,7 @@ end
 ---------------------------------------------------------------------------------------------- in store/
 
 -- The operations of store/<name>.lua, on the same Store: instance rows, governance records, deliveries.
-for _, name in ipairs { "instances", "governance", "sinks", "compact", "retention" } do require("store." .. name)(Store, M, Reader) end
+for _, name in ipairs { "instances", "governance", "sinks", "compact", "retention", "identities" } do require("store." .. name)(Store, M, Reader) end
 
 ---------------------------------------------------------------------------------------------- REPL
 

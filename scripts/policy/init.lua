@@ -17,6 +17,7 @@ local window = require "policy.window"
 local enrich = require "policy.enrich"
 local dlp_step = require "policy.dlp_step"
 local outcome = require "policy.outcome"
+local people = require "policy.people"
 local schema = require "store.schema"
 local ON, state_for = loader.ON, window.state_for
 local repeated_step, travel_step = window.repeated_step, window.travel_step
@@ -99,13 +100,21 @@ function M.feed(st, inst, policies, entity, items, opts)
     if op ~= "removed" then n = n + 1; rows[n] = it.row; ops_seen[op] = true end
   end
   local state = opts.state or state_for(st, inst)
+  local watched = false       -- is a policy watching users (people across apps cost a few lookups a page)
+  for _, p in ipairs(policies) do watched = watched or entity == "users" and p.enabled ~= false and p.on == "user" end
+  local alerts = 0
+  -- a source of truth said someone left (a removed account too): their accounts elsewhere are evaluated
+  -- now, not at their next scan
+  if watched and opts.fan_out ~= false and not opts.dry then
+    alerts = people.fan_out(st, inst, policies, people.leavers(st, inst, items), M.feed, opts)
+  end
   if n == 0 then
     if opts.mark then state.done[opts.mark] = true end
-    return 0
+    return alerts
   end
   if entity == "users" then state.actors = nil end   -- statuses may have changed
   enrich.rows(st, inst, entity, rows, state_for(st, inst))     -- in place: the items see it too
-  local alerts = 0
+  if watched then people.enrich(st, inst, rows) end
   for _, p in ipairs(policies) do
     if p.enabled ~= false and ON[p.on] == entity and not (p.new_only and opts.first_scan) then
       local ok, res = pcall(run_policy, st, inst, p, entity, items, rows, ops_seen, state, opts)

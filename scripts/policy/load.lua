@@ -83,15 +83,17 @@ end
 
 local function scalar(v) return type(v) == "string" or type(v) == "boolean" or (type(v) == "number" and v == v) end
 
--- The fields a row of an entity has: its columns, and what the engine adds before policies see it.
-local ROW_FIELDS = { "id", "instance_id", "ext_id", "raw", "first_seen", "last_seen", "deleted_at", "recorded_at",
-                     "actor_status", "app_users", "accuracy_km" }
+-- The fields a row of an entity has: its columns, and what the engine adds before policies see it
+-- (policy/enrich.lua, policy/people.lua).
+local ROW_FIELDS = { "id", "instance_id", "ext_id", "raw", "first_seen", "last_seen", "deleted_at", "recorded_at" }
+local ENRICHED = { activities = { "actor_status", "accuracy_km" }, app_grants = { "app_users" },
+                   users = { "person", "departed", "departed_via" } }
 local function fields_of(entity)
   local schema = require "store.schema"
   local e = schema.entities[entity]
   if not e then return nil end
   local set, list = {}, {}
-  for _, l in ipairs { e.columns, ROW_FIELDS } do
+  for _, l in ipairs { e.columns, ROW_FIELDS, ENRICHED[entity] or {} } do
     for _, c in ipairs(l) do set[c] = true; list[#list + 1] = c end
   end
   return set, list

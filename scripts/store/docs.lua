@@ -32,7 +32,18 @@ local TABLES = {
     email = "sign-in name or e-mail", display_name = "full name",
     status = "active, suspended, disabled, deprovisioned, locked or pending", is_admin = "1 if it holds an admin privilege",
     last_login = "last sign-in the provider reports", external = "1 if outside the organization",
-    created_at = "when the provider created it" } },
+    created_at = "when the provider created it",
+    terminated_at = "when the person left the organization, per a source of truth (an HR app); NULL otherwise" } },
+  identity_links = { "accounts joined to people by hand (cachost identity link), where e-mails do not join them", {
+    instance_id = "the instance of the account; NULL when account is an e-mail in any app",
+    account = "a lower-case e-mail, or the account's ext_id in that instance", person = "the person (lower-case e-mail)",
+    created_at = "when the link was made" } },
+  identities = { "view: every account with the person it belongs to (e-mail, or identity_links), across apps", {
+    person = "the person: identity_links', else the account's lower-case e-mail", instance = "the instance's name",
+    app = "the instance's app", instance_id = "the instance", account_id = "users.ext_id", email = "the account's e-mail",
+    display_name = "full name", status = "the account's status", is_admin = "1 if it holds an admin privilege",
+    last_login = "last sign-in", terminated_at = "when the person left, per an HR app",
+    deleted_at = "when the account disappeared from its app", grants = "OAuth grants and tokens it holds" } },
   groups = { "groups of each instance", inventory {
     name = "group name", email = "group address, where the app has one", description = "the provider's description" } },
   group_members = { "who belongs to which group", inventory {

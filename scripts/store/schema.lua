@@ -13,7 +13,7 @@ local M = {}
 -- `inventory = true` tables get first_seen / last_seen / deleted_at and a change history.
 M.entities = {
   users = { inventory = true, columns = {
-    "email", "display_name", "status", "is_admin", "last_login", "external", "created_at" } },
+    "email", "display_name", "status", "is_admin", "last_login", "external", "created_at", "terminated_at" } },
   groups = { inventory = true, columns = { "name", "email", "description" } },
   group_members = { inventory = true, columns = { "group_id", "member_id", "member_type", "role" } },
   privileges = { inventory = true, columns = { "user_id", "role", "scope" } },
@@ -274,6 +274,33 @@ CREATE TABLE zstd_dicts (
   dict        BLOB NOT NULL
 );
 CREATE INDEX zstd_dicts_of ON zstd_dicts(app, entity, created_at);
+]],
+  -- 9: people across apps.  A source of truth (an HR app) says when a person left (users.terminated_at);
+  -- accounts are joined into people by e-mail, or by links an admin makes (identity_links: an e-mail, or one
+  -- instance's account id, taken as a person's); `identities` is every account with its person.
+  [9] = [[
+ALTER TABLE users ADD COLUMN terminated_at TEXT;
+CREATE INDEX users_email ON users(lower(email));
+CREATE INDEX users_terminated ON users(terminated_at) WHERE terminated_at IS NOT NULL;
+CREATE INDEX users_status ON users(status, instance_id);
+CREATE INDEX users_deleted ON users(instance_id) WHERE deleted_at IS NOT NULL;
+CREATE TABLE identity_links (
+  instance_id INTEGER REFERENCES instances(id) ON DELETE CASCADE,   -- NULL: `account` is an e-mail in any app
+  account     TEXT NOT NULL,                                          -- lower-case e-mail, or the account's ext_id
+  person      TEXT NOT NULL,                                          -- lower-case e-mail of the person
+  created_at  TEXT NOT NULL
+);
+CREATE UNIQUE INDEX identity_links_account ON identity_links(coalesce(instance_id, 0), account);
+CREATE VIEW identities AS
+SELECT coalesce(l1.person, l2.person, lower(u.email)) AS person, i.name AS instance, i.app AS app,
+       u.instance_id AS instance_id, u.ext_id AS account_id, u.email AS email, u.display_name AS display_name,
+       u.status AS status, u.is_admin AS is_admin, u.last_login AS last_login, u.terminated_at AS terminated_at,
+       u.deleted_at AS deleted_at,
+       (SELECT count(*) FROM app_grants g WHERE g.instance_id = u.instance_id AND g.user_id = u.ext_id
+          AND g.deleted_at IS NULL) AS grants
+FROM users u JOIN instances i ON i.id = u.instance_id
+LEFT JOIN identity_links l1 ON l1.instance_id = u.instance_id AND l1.account = u.ext_id
+LEFT JOIN identity_links l2 ON l2.instance_id IS NULL AND l2.account = lower(u.email);
 ]],
 }
 
