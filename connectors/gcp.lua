@@ -86,7 +86,18 @@ local function principal(m)
 end
 
 local function get_policy(ctx, name)
-  return ctx:post("/v3/" .. name .. ":getIamPolicy", { options = { requestedPolicyVersion = 3 } })
+  return ctx:request("POST", "/v3/" .. name .. ":getIamPolicy", { json = { options = { requestedPolicyVersion = 3 } }, idempotent = true })
+end
+
+-- A policy's bindings, each {role, members[]} (a binding that is not is a malformed item: rejected, so the
+-- scan is no complete listing and marks nothing deleted).
+local function bindings(ctx, pol, name)
+  local out = {}
+  for _, b in ipairs(google.repeated(ctx, pol, "bindings", "/v3/" .. name .. ":getIamPolicy")) do
+    if type(b) == "table" and str(b.role) and type(b.members) == "table" and json.is_array(b.members) then out[#out + 1] = b
+    else ctx:reject("privileges", "a binding without role or members in " .. name) end
+  end
+  return out
 end
 
 ---------------------------------------------------------------------------------------------- users, privileges
@@ -99,8 +110,10 @@ local function each_member(ctx, fn)
   local list = resources(ctx)
   for _, r in ipairs(list) do
     local pol = get_policy(ctx, r.name)
-    for _, b in ipairs(type(pol.bindings) == "table" and pol.bindings or {}) do
-      for _, m in ipairs(type(b.members) == "table" and b.members or {}) do fn(r, b, m, pol) end
+    for _, b in ipairs(bindings(ctx, pol, r.name)) do
+      for _, m in ipairs(b.members) do
+        if str(m) then fn(r, b, m, pol) else ctx:reject("privileges", "a member that is not a string in " .. r.name) end
+      end
     end
   end
   return list
@@ -212,7 +225,7 @@ function c.streams.activities(ctx)
   local newest = w
   local seen, n = {}, 0
   repeat
-    local data = ctx:post(logging_url(ctx, "/entries:list"), body)
+    local data = ctx:request("POST", logging_url(ctx, "/entries:list"), { json = body, idempotent = true })   -- a read: safe to resend
     local rows = {}
     for _, e in ipairs(type(data.entries) == "table" and data.entries or {}) do
       local ok, r = pcall(entry_row, e)
@@ -265,15 +278,21 @@ local function remove_from(ctx, res, roles, member)
   for _ = 1, 5 do
     local pol = get_policy(ctx, res)
     local bindings, removed = {}, 0
-    for _, b in ipairs(type(pol.bindings) == "table" and pol.bindings or {}) do
-      local keep = {}
-      for _, m in ipairs(b.members or {}) do
-        if roles[b.role] and m == member then removed = removed + 1 else keep[#keep + 1] = m end
+    -- every binding is written back as it came but for the member taken out (a malformed answer raises
+    -- here rather than being written back as an empty policy)
+    for _, b in ipairs(google.repeated(ctx, pol, "bindings", "/v3/" .. res .. ":getIamPolicy")) do
+      local emptied = false
+      if type(b) == "table" and roles[b.role] and type(b.members) == "table" then
+        local keep = {}
+        for _, m in ipairs(b.members) do
+          if m == member then removed = removed + 1 else keep[#keep + 1] = m end
+        end
+        b.members, emptied = keep, #keep == 0
       end
-      if #keep > 0 then b.members = keep; bindings[#bindings + 1] = b end
+      if not emptied then bindings[#bindings + 1] = b end
     end
     if removed == 0 then return 0 end
-    pol.bindings, pol.version = bindings, 3
+    pol.bindings, pol.version = json.array(bindings), 3
     local resp, err, token, answer = ctx:try("POST", "/v3/" .. res .. ":setIamPolicy", { json = { policy = pol, updateMask = "bindings,etag" } })
     if resp then return removed end
     if not (answer and answer.status == 409) then fail(err, token) end

@@ -21,7 +21,7 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 say "starting sandbox tenants (API emulators on loopback)"
 TENANTS="$DIR/demo-tenants.txt"
 : >"$TENANTS"          # exists before the sandbox writes to it: the wait below reads it from the start
-APPS="okta github:acme github:globex box microsoft google-workspace:acme"
+APPS="okta github:acme github:globex box microsoft google-workspace:acme gcp:acme"
 "$BIN" sandbox $APPS >"$TENANTS" 2>"$DIR/demo-tenants.log" &
 SANDBOX=$!
 trap 'kill $SANDBOX 2>/dev/null' EXIT
@@ -67,10 +67,13 @@ gws=$(field google-workspace acme 3)
 CACHOST_SET_SERVICE_ACCOUNT_KEY="$(cat "$(cred google-workspace key_file)")" "$BIN" instance add google-workspace \
   --name acme-gws --set admin_email=$(cred google-workspace admin) --set base_url="$gws" --set oauth_base_url="$gws" \
   --set insecure_loopback=true </dev/null
+gcp=$(field gcp acme 3)
+CACHOST_SET_SERVICE_ACCOUNT_KEY="$(cat "$(cred gcp key_file)")" "$BIN" instance add gcp --name acme-gcp \
+  --set organization_id=$(cred gcp organization_id) --set base_url="$gcp" --set oauth_base_url="$gcp" --set insecure_loopback=true </dev/null
 
 say "scanning every instance (policies watch what changes; the file policy quarantines in enforce mode)"
 "$BIN" policy mode sensitive_file_shared enforce
-for i in acme-okta acme-github globex-github acme-box contoso-365 acme-gws; do "$BIN" sync "$i" || true; done
+for i in acme-okta acme-github globex-github acme-box contoso-365 acme-gws acme-gcp; do "$BIN" sync "$i" || true; done
 
 say "instances and health"
 "$BIN" instance list
@@ -108,6 +111,20 @@ say "a card-number Doc shared with anyone with the link in Google Workspace: qua
   JOIN instances i ON i.id = g.instance_id WHERE i.name = 'acme-gws' ORDER BY g.id"
 "$BIN" query "SELECT path, owner, access_level, scan_status FROM files f JOIN instances i ON i.id = f.instance_id
   WHERE i.name = 'acme-gws' AND f.deleted_at IS NULL AND (f.path LIKE '/cachost quarantine/%' OR f.name LIKE '%.quarantined.txt') ORDER BY path"
+
+say "Google Cloud: who holds which role in the organization, a binding open to anyone (allUsers), service-account keys"
+"$BIN" query "SELECT role, user_id AS member, scope AS resource FROM privileges p JOIN instances i ON i.id = p.instance_id
+  WHERE i.name = 'acme-gcp' AND p.deleted_at IS NULL AND role IN ('roles/owner', 'roles/resourcemanager.organizationAdmin',
+  'roles/iam.securityAdmin', 'roles/iam.serviceAccountTokenCreator') ORDER BY role, user_id"
+"$BIN" query "SELECT user_id, role, scope FROM privileges p JOIN instances i ON i.id = p.instance_id
+  WHERE i.name = 'acme-gcp' AND p.deleted_at IS NULL AND p.scope LIKE '%(public:%' ORDER BY user_id"
+"$BIN" query "SELECT g.user_id AS service_account, substr(g.created_at, 1, 10) AS created,
+  CAST(julianday('now') - julianday(g.created_at) AS INTEGER) AS age_days, json_extract(g.raw, '$.disabled') AS disabled
+  FROM app_grants g JOIN instances i ON i.id = g.instance_id WHERE i.name = 'acme-gcp' AND g.deleted_at IS NULL ORDER BY g.created_at"
+"$BIN" act acme-gcp remove_admin_role allUsers       # read-modify-write of the project's policy, with its etag
+"$BIN" sync acme-gcp --stream users >/dev/null
+"$BIN" query "SELECT count(*) AS public_bindings_left FROM privileges p JOIN instances i ON i.id = p.instance_id
+  WHERE i.name = 'acme-gcp' AND p.deleted_at IS NULL AND p.scope LIKE '%(public: allUsers)%'"
 
 say "a few recent sign-ins"
 "$BIN" query "SELECT time, actor, outcome, ip, location FROM activities WHERE kind = 'signin' ORDER BY time DESC LIMIT 8"

@@ -117,6 +117,13 @@ function M.is_throttled(resp)
   return false
 end
 
+-- A repeated field of an answer read in one body (a policy's bindings, a key list): Google leaves an empty
+-- one out (proto3 JSON), anything else but an array is a malformed answer (ctx:listing raises).
+function M.repeated(ctx, data, field, path)
+  if type(data) == "table" and not json.is_array(data) and data[field] == nil then return {} end
+  return ctx:listing(data, field, path)
+end
+
 -- Token paging of Google's APIs (AIP-158): nextPageToken sent back as pageToken with the same other
 -- parameters; an empty repeated field is left out of the body.  fn(items, body) per page; opts.auth as
 -- ctx:pages'.

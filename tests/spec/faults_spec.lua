@@ -20,7 +20,8 @@ local SEED = tonumber(os.getenv("CACHOST_FAULT_SEED") or "") or 10
 -- what the 429s ask the client to wait (each provider's own header): 0 keeps make test short
 local RETRY_AFTER = tonumber(os.getenv("CACHOST_FAULT_RETRY_AFTER") or "") or 0
 
--- The users each tenant's connector must end with: ext_id -> true, from the tenant's own state.
+-- The users each tenant's connector must end with: ext_id -> true, from the tenant's own state (or its
+-- tests/tenants file's users(tenant)).
 local TRUTH = {
   okta = function(t)
     local s = {}
@@ -131,7 +132,7 @@ describe("injected faults", function()
         local twin = tenants.twin(r, app .. "-clean")
         helpers.sync_ok(twin)
         local want = snapshot(twin)
-        local truth = TRUTH[app](r.tenant)
+        local truth = (TRUTH[app] or require("tenants." .. app).users)(r.tenant)
         assert.same({ 0, 0 }, { diff(want.users, truth) })
         r.tenant:chaos { rate = 0.1, seed = SEED * 100 + i, retry_after = RETRY_AFTER }
         for round = 1, ROUNDS do

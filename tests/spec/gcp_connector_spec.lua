@@ -130,6 +130,18 @@ describe("gcp connector", function()
     for _, b in ipairs(p.policy.bindings) do for _, m in ipairs(b.members) do assert.not_equal("allUsers", m) end end
   end)
 
+  it("never writes a policy back from a malformed read: the bindings stay as they were", function()
+    local p = tenant.state.projects[3]
+    local before = json.encode(p.policy.bindings)
+    local sets = tenant.state.sets or 0
+    tenant:fault { path = ":getIamPolicy$", kind = "shape", count = 1 }
+    local ok, err = pcall(act, inst, "remove_admin_role", "users", "contractor@outside.example.net", { resource = p.name })
+    assert.is_false(ok)
+    assert.matches("malformed listing: expected 'bindings' to be a JSON array", tostring(err.message or err))
+    assert.equal(sets, tenant.state.sets or 0)
+    assert.equal(before, json.encode(p.policy.bindings))
+  end)
+
   it("is refused with a key that is not the service account's, and says so in one line", function()
     local other = tenant:new_service_account("stranger", "elsewhere")
     local kf = json.decode(tenant:key_file(tenant.sa))

@@ -35,7 +35,9 @@ return {
       t.key_suffix = name .. "-gcp-sa.json"
       return t
     end,
-    credential = function(t) return ("service_account=%s organization=%s"):format(t.sa.email, t.org.name) end,
+    credential = function(t)
+      return ("service_account=%s organization_id=%s key_file=%s"):format(t.sa.email, t.org_number, key_path(t))
+    end,
     add_lines = function(name, url, t)
       return { ("CACHOST_SET_SERVICE_ACCOUNT_KEY=\"$(cat %s)\" cachost instance add gcp --name %s-gcp"
         .. " --set organization_id=%s --set oauth_base_url=%s --set base_url=%s --set insecure_loopback=true")
