@@ -373,8 +373,8 @@ function Client:pages(path, query, opts)
     seen[key] = true
     n = n + 1
     if n > max_pages then return nil, "pagination: more than " .. max_pages .. " pages", "pagination" end
-    local resp, err, token = self:get(p, q, { expect_json = true, auth = opts.auth, headers = opts.headers })
-    if not resp then return nil, err, token end
+    local resp, err, token, answer = self:get(p, q, { expect_json = true, auth = opts.auth, headers = opts.headers })
+    if not resp then return nil, err, token, answer end
     local items, lerr
     -- opts.absent_empty: the provider omits an empty array (Google leaves out empty repeated fields),
     -- so an object body without the field is an empty page; any other shape is still refused
@@ -407,10 +407,10 @@ function Client:pages(path, query, opts)
   local closer = setmetatable({}, { __close = function() if ahead then ahead:cancel() end end })
   local function iter()
     if not ahead then return nil end
-    local ok, page, err, token = ahead:join()
+    local ok, page, err, token, answer = ahead:join()
     ahead = nil
     if not ok then error(page, 0) end          -- the fetch task itself failed
-    if not page then error(util.failure(err, token), 0) end
+    if not page then error(util.failure(err, token, answer), 0) end   -- with the provider's answer, as ctx:request's
     if page.path then
       ahead = sched.spawn(fetch, page.path, page.query)
       -- a spawned task only runs when we yield: give it a moment to send its request before the caller

@@ -108,6 +108,23 @@ describe("the connector context", function()
     assert.same({ "-/id", "m1/id", "m2/id" }, asked)
   end)
 
+  it("fails a page with the provider's answer in the failure, as ctx:request does", function()
+    local srv <close> = assert(server.listen { port = 0 })
+    srv:route("GET", "/items", function(req)
+      if req.query.marker then return 403, '{"error":"forbidden"}', { ["Content-Type"] = "application/json" } end
+      return 200, json.encode { entries = { { id = "first" } }, next_marker = "m1" }, { ["Content-Type"] = "application/json" }
+    end)
+    local pinst = helpers.instance("okta", "okta-pages-403", { domain = "x.okta.com", base_url = srv.url, insecure_loopback = true },
+      { api_token = "x" })
+    local ctx = context.new(st, pinst, "spec")
+    local ok, err = pcall(function()
+      for _ in ctx:pages("/items", nil, { items = "entries", page_token = { "next_marker", "marker" } }) do end
+    end)
+    assert.is_false(ok)
+    assert.equal("permission", err.token)
+    assert.equal(403, err.resp.status)
+  end)
+
   it("a scan with the wall clock stepped back a day still marks deleted exactly what it did not see", function()
     local users = context.new(st, inst, "spec"):known_users()
     local gone = users[#users].ext_id
