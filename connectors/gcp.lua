@@ -16,20 +16,53 @@ local IAM, LOGGING = "https://iam.googleapis.com", "https://logging.googleapis.c
 c.hosts = function(s) return { provider_host(s, IAM), provider_host(s, LOGGING) } end
 
 -- §1: the service account's own JWT-bearer assertion (no `sub`: Cloud has no domain-wide delegation).
--- The scope is cloud-platform (IAM roles, granted on the organization or project, decide what it may do);
--- least-privilege roles per capability:
-local REVIEWER = "role roles/iam.securityReviewer (getIamPolicy, serviceAccounts.list, keys.list) on the organization or project"
+-- The scope is cloud-platform: the IAM roles granted to the service account on the organization (or the
+-- project) decide what it may do.  Each call below names the permission Google checks; the least-
+-- privileged predefined role that grants it is what a 403 reports missing.
+local GRANTED_BY = {
+  ["resourcemanager.folders.list"] = "roles/iam.securityReviewer", ["resourcemanager.projects.list"] = "roles/iam.securityReviewer",
+  ["resourcemanager.organizations.getIamPolicy"] = "roles/iam.securityReviewer",
+  ["resourcemanager.folders.getIamPolicy"] = "roles/iam.securityReviewer",
+  ["resourcemanager.projects.getIamPolicy"] = "roles/iam.securityReviewer",
+  ["iam.serviceAccounts.list"] = "roles/iam.securityReviewer", ["iam.serviceAccountKeys.list"] = "roles/iam.securityReviewer",
+  ["resourcemanager.projects.get"] = "roles/logging.viewer",       -- a project instance; also in roles/browser
+  ["logging.logEntries.list"] = "roles/logging.viewer",
+  ["iam.serviceAccountKeys.disable"] = "roles/iam.serviceAccountKeyAdmin",
+  ["iam.serviceAccounts.disable"] = "roles/iam.serviceAccountAdmin", ["iam.serviceAccounts.enable"] = "roles/iam.serviceAccountAdmin",
+  ["resourcemanager.organizations.setIamPolicy"] = "roles/resourcemanager.organizationAdmin",
+  ["resourcemanager.folders.setIamPolicy"] = "roles/resourcemanager.folderIamAdmin",
+  ["resourcemanager.projects.setIamPolicy"] = "roles/resourcemanager.projectIamAdmin",
+}
+local REVIEWER = "role roles/iam.securityReviewer on the organization or project (getIamPolicy, folders.list, projects.list, serviceAccounts.list, serviceAccountKeys.list)"
 c.needs = {
   users = REVIEWER .. "; people's own accounts come from Google Workspace / Cloud Identity",
   groups = REVIEWER,
-  privileges = REVIEWER .. ", roles/resourcemanager.folderViewer for folders",
+  privileges = REVIEWER,
   app_grants = REVIEWER,
-  activities = "role roles/logging.viewer (Admin Activity, System Event, Policy Denied); roles/logging.privateLogViewer for Data Access",
-  revoke_token = "role roles/iam.serviceAccountKeyAdmin (serviceAccountKeys.disable)",
-  suspend_user = "role roles/iam.serviceAccountAdmin (serviceAccounts.disable); people are suspended in Google Workspace",
-  unsuspend_user = "role roles/iam.serviceAccountAdmin (serviceAccounts.enable)",
-  remove_admin_role = "role roles/resourcemanager.projectIamAdmin / folderIamAdmin / organizationAdmin (setIamPolicy): a principal out of its bindings (--param role=, resource=)",
+  activities = "role roles/logging.viewer (logging.logEntries.list: Admin Activity, System Event, Policy Denied), roles/logging.privateLogViewer for Data Access;"
+    .. " for an organization also roles/browser or roles/iam.securityReviewer (folders.list, projects.list: each project's own logs)",
+  revoke_token = "role roles/iam.serviceAccountKeyAdmin (iam.serviceAccountKeys.disable)",
+  suspend_user = "role roles/iam.serviceAccountAdmin (iam.serviceAccounts.disable); people are suspended in Google Workspace",
+  unsuspend_user = "role roles/iam.serviceAccountAdmin (iam.serviceAccounts.enable)",
+  remove_admin_role = "role roles/resourcemanager.projectIamAdmin / folderIamAdmin / organizationAdmin on the resource (setIamPolicy): a principal out of its bindings (--param role=, resource=)",
 }
+
+-- Google's 403 for a call needing `permission` on resource `on`, raised as "permission: <the role that
+-- grants it> (<permission> on <resource>): <Google's message>" (the health's "permission missing: ...").
+local function missing(permission, on, message)
+  fail(("%s (%s on %s): %s"):format(GRANTED_BY[permission] or permission, permission, on,
+    (tostring(message):gsub("^permission: ", ""):gsub("^HTTP %d+: ", ""))), "permission")
+end
+
+-- Runs fn(...), a call needing `permission` on `on`; an HTTP 403 it raises (a failure with the provider's
+-- answer: not one already named by a call inside it) is reported as that permission missing.
+local function needing(permission, on, fn, ...)
+  local res = table.pack(pcall(fn, ...))
+  if res[1] then return table.unpack(res, 2, res.n) end
+  local e = res[2]
+  if token_of(e) == "permission" and e.resp then missing(permission, on, e.message) end
+  error(e, 0)
+end
 c.not_offered = {
   files = "Google Cloud's files are Cloud Storage objects: buckets and objects are not scanned by this connector (their IAM bindings on projects are read as privileges)",
 }
@@ -51,7 +84,7 @@ local function resources(ctx)
   if not org and not project then fail("settings: organization_id or project_id is required", "settings") end
   local out = {}
   if not org then
-    local p = ctx:get("/v3/projects/" .. urlencode(project))
+    local p = needing("resourcemanager.projects.get", "projects/" .. project, ctx.get, ctx, "/v3/projects/" .. urlencode(project))
     out[1] = { name = p.name, projectId = p.projectId, kind = "project" }
     return out
   end
@@ -60,10 +93,10 @@ local function resources(ctx)
   while out[i] do                                    -- breadth first: folders.list and projects.list by parent
     local parent = out[i].name
     if out[i].kind ~= "project" then
-      each_page(ctx, "/v3/folders", { parent = parent, pageSize = 1000 }, "folders", function(list)
+      needing("resourcemanager.folders.list", parent, each_page, ctx, "/v3/folders", { parent = parent, pageSize = 1000 }, "folders", function(list)
         for _, f in ipairs(list) do out[#out + 1] = { name = f.name, kind = "folder" } end
       end)
-      each_page(ctx, "/v3/projects", { parent = parent, pageSize = 1000 }, "projects", function(list)
+      needing("resourcemanager.projects.list", parent, each_page, ctx, "/v3/projects", { parent = parent, pageSize = 1000 }, "projects", function(list)
         for _, p in ipairs(list) do
           if p.state == "ACTIVE" then out[#out + 1] = { name = p.name, projectId = p.projectId, kind = "project" } end
         end
@@ -85,8 +118,18 @@ local function principal(m)
   return kind or m, who or m
 end
 
+-- The resource-manager permission of a verb on a resource: "projects/1" -> resourcemanager.projects.<verb>
+local function rm_permission(name, verb) return "resourcemanager." .. name:match("^(%a+)/") .. "." .. verb end
+
 local function get_policy(ctx, name)
-  return ctx:request("POST", "/v3/" .. name .. ":getIamPolicy", { json = { options = { requestedPolicyVersion = 3 } }, idempotent = true })
+  return needing(rm_permission(name, "getIamPolicy"), name, ctx.request, ctx, "POST", "/v3/" .. name .. ":getIamPolicy",
+    { json = { options = { requestedPolicyVersion = 3 } }, idempotent = true })
+end
+
+-- A project's service accounts (§2 serviceAccounts.list): fn(accounts) per page.
+local function each_account(ctx, r, fn)
+  needing("iam.serviceAccounts.list", r.name, each_page, ctx, iam_url(ctx, "/projects/" .. urlencode(r.projectId) .. "/serviceAccounts"),
+    { pageSize = 100 }, "accounts", fn)
 end
 
 -- A policy's bindings, each {role, members[]} (a binding that is not is a malformed item: rejected, so the
@@ -136,7 +179,7 @@ function c.streams.users(ctx)
   -- service accounts of each project, disabled ones suspended
   for _, r in ipairs(list) do
     if r.kind == "project" then
-      each_page(ctx, iam_url(ctx, "/projects/" .. urlencode(r.projectId) .. "/serviceAccounts"), { pageSize = 100 }, "accounts", function(accounts)
+      each_account(ctx, r, function(accounts)
         for _, sa in ipairs(accounts) do
           users[sa.email] = { ext_id = sa.email, email = sa.email, display_name = str(sa.displayName),
             status = sa.disabled == true and "suspended" or "active", external = 0, raw = sa }
@@ -171,9 +214,9 @@ end
 function c.streams.app_grants(ctx)
   for _, r in ipairs(resources(ctx)) do
     if r.kind == "project" then
-      each_page(ctx, iam_url(ctx, "/projects/" .. urlencode(r.projectId) .. "/serviceAccounts"), { pageSize = 100 }, "accounts", function(accounts)
+      each_account(ctx, r, function(accounts)
         for _, sa in ipairs(accounts) do
-          local data = ctx:try_get(iam_url(ctx, "/" .. sa.name .. "/keys"), { keyTypes = "USER_MANAGED" })
+          local data = needing("iam.serviceAccountKeys.list", r.name, ctx.try_get, ctx, iam_url(ctx, "/" .. sa.name .. "/keys"), { keyTypes = "USER_MANAGED" })
           local keys = data and ctx:listing({ keys = data.keys or {} }, "keys", "keys") or {}
           ctx:emit("app_grants", keys, function(k)
             return { ext_id = k.name, client_id = sa.email, app_name = (str(sa.displayName) or sa.email) .. " key",
@@ -225,7 +268,8 @@ function c.streams.activities(ctx)
   local newest = w
   local seen, n = {}, 0
   repeat
-    local data = ctx:request("POST", logging_url(ctx, "/entries:list"), { json = body, idempotent = true })   -- a read: safe to resend
+    local data = needing("logging.logEntries.list", table.concat(names, ", "), ctx.request, ctx, "POST", logging_url(ctx, "/entries:list"),
+      { json = body, idempotent = true })        -- a read: safe to resend
     local rows = {}
     for _, e in ipairs(type(data.entries) == "table" and data.entries or {}) do
       local ok, r = pcall(entry_row, e)
@@ -250,7 +294,7 @@ local function sa_path(raw) return "/projects/" .. urlencode(raw.projectId) .. "
 
 -- revoke_token: disable a user-managed key (§4 keys.disable; enable undoes it, unlike delete)
 function c.actions.revoke_token(ctx, row)
-  return ctx:post(iam_url(ctx, "/" .. row.ext_id:gsub("[^%w%-%._~@/]", urlencode) .. ":disable"), {})
+  return needing("iam.serviceAccountKeys.disable", row.ext_id, ctx.post, ctx, iam_url(ctx, "/" .. row.ext_id:gsub("[^%w%-%._~@/]", urlencode) .. ":disable"), {})
 end
 
 local function service_account(row)
@@ -260,8 +304,12 @@ local function service_account(row)
   end
   return raw
 end
-function c.actions.suspend_user(ctx, row) return ctx:post(iam_url(ctx, sa_path(service_account(row)) .. ":disable"), {}) end
-function c.actions.unsuspend_user(ctx, row) return ctx:post(iam_url(ctx, sa_path(service_account(row)) .. ":enable"), {}) end
+local function sa_verb(ctx, row, verb)
+  local sa = service_account(row)
+  return needing("iam.serviceAccounts." .. verb, "projects/" .. sa.projectId, ctx.post, ctx, iam_url(ctx, sa_path(sa) .. ":" .. verb), {})
+end
+function c.actions.suspend_user(ctx, row) return sa_verb(ctx, row, "disable") end
+function c.actions.unsuspend_user(ctx, row) return sa_verb(ctx, row, "enable") end
 
 -- remove_admin_role on a principal (a users row: person, service account, allUsers...), params role= and
 -- resource= to narrow it (default: every binding the last scan saw it in).  Per resource a read-modify-
@@ -295,6 +343,7 @@ local function remove_from(ctx, res, roles, member)
     pol.bindings, pol.version = json.array(bindings), 3
     local resp, err, token, answer = ctx:try("POST", "/v3/" .. res .. ":setIamPolicy", { json = { policy = pol, updateMask = "bindings,etag" } })
     if resp then return removed end
+    if token == "permission" then missing(rm_permission(res, "setIamPolicy"), res, err) end
     if not (answer and answer.status == 409) then fail(err, token) end
   end
   fail("setIamPolicy on " .. res .. ": the policy kept changing (409 ABORTED five times)", "conflict")

@@ -78,13 +78,19 @@ function M.service_account(opts)
   }
 end
 
--- Google's error body: {"error": {"code", "message", "status", "errors": [{"reason", "message", ...}]}};
+-- Google's error body: {"error": {"code", "message", "status", "errors": [{"reason", "message", ...}]}},
+-- the newer APIs' (AIP-193) with "details": [{"@type": ".../google.rpc.ErrorInfo", "reason", "metadata"}];
 -- the token endpoint's: {"error": "invalid_grant", "error_description": "..."}.
+local ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
 local function reasons(d)
   local out = {}
   local e = type(d) == "table" and d.error
-  if type(e) == "table" and type(e.errors) == "table" then
-    for _, x in ipairs(e.errors) do if type(x) == "table" and str(x.reason) then out[#out + 1] = x.reason end end
+  if type(e) ~= "table" then return out end
+  for _, x in ipairs(type(e.errors) == "table" and e.errors or {}) do
+    if type(x) == "table" and str(x.reason) then out[#out + 1] = x.reason end
+  end
+  for _, x in ipairs(type(e.details) == "table" and e.details or {}) do
+    if type(x) == "table" and x["@type"] == ERROR_INFO and str(x.reason) then out[#out + 1] = x.reason end
   end
   return out
 end

@@ -142,6 +142,39 @@ describe("gcp connector", function()
     assert.equal(before, json.encode(p.policy.bindings))
   end)
 
+  it("names the least-privileged role its service account lacks: permission missing, the other streams go on", function()
+    local narrow = google.gcp { seed = 7, projects = 2, entries = 20, days = 5, roles = { "roles/logging.viewer", "roles/browser" } }
+    local nsrv <close> = helpers.serve(narrow)
+    local ni = helpers.instance("gcp", "gcp-narrow", { organization_id = narrow.org_number, base_url = nsrv.url, oauth_base_url = nsrv.url,
+      insecure_loopback = true, initial_days = 30 }, { service_account_key = narrow:key_file(narrow.sa) })
+    local by = {}
+    for _, r in ipairs(runtime.sync(ni)) do by[r.stream] = r end
+    assert.is_table(by.activities.counts)                    -- Logs Viewer (and Browser to find the projects) read the audit logs
+    assert.is_true(n_activities(ni) > 0)
+    local health = sync.health(runtime.store():stream(ni.id, "users").last_error)
+    assert.equal(("permission missing: roles/iam.securityReviewer (resourcemanager.organizations.getIamPolicy on organizations/%s): "
+      .. "The caller does not have permission (PERMISSION_DENIED)"):format(narrow.org_number), health)
+    -- without Browser the folders cannot be listed: Google's ErrorInfo names the permission
+    narrow.org.policy.bindings = {}
+    narrow:bind(narrow.org, "roles/logging.viewer", "serviceAccount:" .. narrow.sa.email)
+    local res = runtime.sync(ni, { streams = { "activities" } })
+    assert.equal(("permission: roles/iam.securityReviewer (resourcemanager.folders.list on organizations/%s): "
+      .. "Permission 'resourcemanager.folders.list' denied on resource '//cloudresourcemanager.googleapis.com/organizations/%s' "
+      .. "(or it may not exist). (PERMISSION_DENIED, IAM_PERMISSION_DENIED)"):format(narrow.org_number, narrow.org_number), res[1].error)
+    -- with Security Reviewer the inventory reads, and an action it does not grant names its own role
+    narrow:bind(narrow.org, "roles/iam.securityReviewer", "serviceAccount:" .. narrow.sa.email)
+    sync_ok(ni, { streams = { "users", "app_grants" } })
+    local key = narrow.state.projects[2].sas[1].keys[2]
+    local ok, err = pcall(act, ni, "revoke_token", "app_grants", key.name)
+    assert.is_false(ok)
+    assert.equal("permission", err.token)
+    assert.matches("^permission: roles/iam.serviceAccountKeyAdmin %(iam.serviceAccountKeys.disable on " .. key.name:gsub("[%-%.]", "%%%0") .. "%)", err.message)
+    assert.is_false(key.disabled)
+    ok, err = pcall(act, ni, "remove_admin_role", "users", "allUsers")
+    assert.is_false(ok)
+    assert.matches("^permission: roles/resourcemanager.projectIamAdmin %(resourcemanager.projects.setIamPolicy on projects/%d+%): The caller does not have permission", err.message)
+  end)
+
   it("is refused with a key that is not the service account's, and says so in one line", function()
     local other = tenant:new_service_account("stranger", "elsewhere")
     local kf = json.decode(tenant:key_file(tenant.sa))

@@ -1,7 +1,8 @@
 -- The GCP sandbox follows Google, not the connector: the service account's own assertion (no `sub`: no
 -- domain-wide delegation in Cloud), setIamPolicy refused with 409 ABORTED on a stale etag, entries:list
 -- answering an empty page with a next token, page tokens bound to their query, user-managed keys only
--- disabled, read-only tokens refused writes, and Google's error bodies.
+-- disabled, read-only tokens refused writes, the caller's IAM roles (inherited down the hierarchy)
+-- deciding what it may read and do, and Google's error bodies.
 local google = require "sandbox.google"
 local helpers = require "helpers"
 
@@ -14,13 +15,15 @@ end
 
 describe("gcp sandbox", function()
   local t, srv
-  local function token(over)
+  -- the tenant's service account's token (another tenant's: tt at url)
+  local function token(over, tt, url)
+    tt, url = tt or t, url or srv.url
     local now = math.floor(sched.time())
-    local c = { iss = t.sa.email, aud = srv.url .. "/token", iat = now, exp = now + 3600, scope = SCOPE .. "cloud-platform" }
+    local c = { iss = tt.sa.email, aud = url .. "/token", iat = now, exp = now + 3600, scope = SCOPE .. "cloud-platform" }
     for k, v in pairs(over or {}) do c[k] = v end
-    local r = assert(http.request { method = "POST", url = srv.url .. "/token",
+    local r = assert(http.request { method = "POST", url = url .. "/token",
       headers = { ["Content-Type"] = "application/x-www-form-urlencoded" },
-      body = http.form { grant_type = "urn:ietf:params:oauth:grant-type:jwt-bearer", assertion = jwt(t.sa, c) } })
+      body = http.form { grant_type = "urn:ietf:params:oauth:grant-type:jwt-bearer", assertion = jwt(tt.sa, c) } })
     return r.status, json.decode(r.body)
   end
   local function call(tok, method, path, body)
@@ -83,6 +86,40 @@ describe("gcp sandbox", function()
     q.pageToken, q.filter = nil, "severity>=WARNING OR foo"
     st = call(b.access_token, "POST", "/v2/entries:list", q)
     assert.equal(400, st)
+  end)
+
+  it("decides by the caller's IAM roles, inherited down the hierarchy, and answers Google's 403 bodies", function()
+    -- a service account with Logs Viewer on the organization and Security Reviewer on one folder only
+    local narrow = google.gcp { seed = 3, projects = 3, entries = 10, roles = { "roles/logging.viewer" } }
+    local nsrv <close> = helpers.serve(narrow)
+    local inside = narrow.state.projects[2]
+    local folder = narrow.state.by_name[inside.parent]
+    narrow:bind(folder, "roles/iam.securityReviewer", "serviceAccount:" .. narrow.sa.email)
+    local _, b = token(nil, narrow, nsrv.url)
+    local function ncall(method, path, body)
+      local r = assert(http.request { method = method, url = nsrv.url .. path, body = body and json.encode(body),
+        headers = { Authorization = "Bearer " .. b.access_token, ["Content-Type"] = "application/json" } })
+      return r.status, json.decode(r.body)
+    end
+    local st, body = ncall("POST", "/v3/" .. narrow.org.name .. ":getIamPolicy", {})
+    assert.equal(403, st)
+    assert.same({ error = { code = 403, message = "The caller does not have permission", status = "PERMISSION_DENIED" } }, body)
+    assert.equal(200, (ncall("POST", "/v3/" .. folder.name .. ":getIamPolicy", {})))
+    assert.equal(200, (ncall("POST", "/v3/" .. inside.name .. ":getIamPolicy", {})))        -- inherited from its folder
+    assert.equal(403, (ncall("POST", "/v3/" .. narrow.state.projects[1].name .. ":getIamPolicy", {})))   -- right under the organization
+    st, body = ncall("GET", "/v1/projects/" .. narrow.state.projects[1].projectId .. "/serviceAccounts")
+    assert.equal(403, st)
+    assert.equal("Permission 'iam.serviceAccounts.list' denied on resource (or it may not exist).", body.error.message)
+    assert.equal("IAM_PERMISSION_DENIED", body.error.details[1].reason)
+    assert.equal("iam.serviceAccounts.list", body.error.details[1].metadata.permission)
+    assert.equal(200, (ncall("GET", "/v1/projects/" .. inside.projectId .. "/serviceAccounts")))
+    st, body = ncall("GET", "/v3/folders?parent=" .. narrow.org.name)
+    assert.equal(403, st)
+    assert.matches("^Permission 'resourcemanager.folders.list' denied on resource '//cloudresourcemanager.googleapis.com/organizations/%d+'",
+      body.error.message)
+    assert.equal(200, (ncall("POST", "/v2/entries:list", { resourceNames = { narrow.org.name } })))    -- Logs Viewer
+    assert.equal(403, (ncall("POST", "/v1/" .. inside.sas[1].keys[2].name .. ":disable")))          -- a reviewer does not disable keys
+    assert.is_false(inside.sas[1].keys[2].disabled)
   end)
 
   it("sends Google's quota error", function()

@@ -27,6 +27,80 @@ function P:rpc_err(code, status, message)
 end
 
 ---------------------------------------------------------------------------------------------------
+-- IAM as Google enforces it: what the caller (its member string, "serviceAccount:<email>") may do on a
+-- resource is what the roles bound to it there or on any ancestor grant (policies are inherited down the
+-- organization > folder > project hierarchy).  The predefined roles the emulator knows, with the
+-- permissions among them that its API checks, as Google lists them (IAM "roles and permissions"
+-- reference); a role it does not know grants nothing here.
+---------------------------------------------------------------------------------------------------
+local RM = "resourcemanager."
+local READS = { RM .. "organizations.getIamPolicy", RM .. "folders.getIamPolicy", RM .. "projects.getIamPolicy",
+  RM .. "folders.list", RM .. "projects.list", "iam.serviceAccounts.list", "iam.serviceAccounts.get", "iam.serviceAccountKeys.list" }
+local function set(...)
+  local out = {}
+  for _, list in ipairs { ... } do for _, p in ipairs(list) do out[p] = true end end
+  return out
+end
+M.ROLE_PERMISSIONS = {
+  ["roles/iam.securityReviewer"] = set(READS, { "logging.logEntries.list", "logging.privateLogEntries.list" }),
+  ["roles/viewer"] = set(READS, { RM .. "projects.get", RM .. "folders.get", RM .. "organizations.get", "logging.logEntries.list" }),
+  ["roles/browser"] = set { RM .. "projects.get", RM .. "projects.list", RM .. "folders.get", RM .. "folders.list", RM .. "organizations.get" },
+  ["roles/resourcemanager.folderViewer"] = set { RM .. "folders.get", RM .. "folders.list" },
+  ["roles/logging.viewer"] = set { "logging.logEntries.list", RM .. "projects.get" },
+  ["roles/logging.privateLogViewer"] = set { "logging.logEntries.list", "logging.privateLogEntries.list", RM .. "projects.get" },
+  ["roles/resourcemanager.organizationAdmin"] = set { RM .. "organizations.get", RM .. "organizations.getIamPolicy", RM .. "organizations.setIamPolicy",
+    RM .. "folders.get", RM .. "folders.list", RM .. "folders.getIamPolicy", RM .. "folders.setIamPolicy",
+    RM .. "projects.get", RM .. "projects.list", RM .. "projects.getIamPolicy", RM .. "projects.setIamPolicy" },
+  ["roles/resourcemanager.folderIamAdmin"] = set { RM .. "folders.get", RM .. "folders.getIamPolicy", RM .. "folders.setIamPolicy" },
+  ["roles/resourcemanager.projectIamAdmin"] = set { RM .. "projects.get", RM .. "projects.getIamPolicy", RM .. "projects.setIamPolicy" },
+  ["roles/iam.serviceAccountAdmin"] = set { "iam.serviceAccounts.list", "iam.serviceAccounts.get", "iam.serviceAccounts.disable",
+    "iam.serviceAccounts.enable", RM .. "projects.get", RM .. "projects.list" },
+  ["roles/iam.serviceAccountKeyAdmin"] = set { "iam.serviceAccountKeys.list", "iam.serviceAccountKeys.disable", "iam.serviceAccountKeys.enable",
+    "iam.serviceAccounts.list", "iam.serviceAccounts.get", RM .. "projects.get", RM .. "projects.list" },
+}
+M.ROLE_PERMISSIONS["roles/owner"] = setmetatable({}, { __index = function() return true end })
+
+-- The roles the tenant's own service account holds on the organization unless told otherwise: the
+-- least-privileged ones for what cachost reads and does.
+M.CALLER_ROLES = { "roles/iam.securityReviewer", "roles/logging.viewer", "roles/iam.serviceAccountKeyAdmin",
+                   "roles/iam.serviceAccountAdmin", "roles/resourcemanager.organizationAdmin" }
+
+-- May the request's caller do `permission` on resource r?
+function P:allowed(req, r, permission)
+  local member = "serviceAccount:" .. req.token.sa.email
+  while r do
+    for _, b in ipairs(r.policy.bindings) do
+      local perms = M.ROLE_PERMISSIONS[b.role]
+      if perms and perms[permission] then
+        for _, m in ipairs(b.members) do if m == member then return true end end
+      end
+    end
+    r = r.parent and self.state.by_name[r.parent]
+  end
+  return false
+end
+
+-- Google's 403 for a permission the caller lacks: Resource Manager's and IAM's own words, and the
+-- ErrorInfo that names the permission (AIP-193).
+local DOMAIN = { resourcemanager = "cloudresourcemanager.googleapis.com", iam = "iam.googleapis.com", logging = "logging.googleapis.com" }
+function P:denied(permission, r)
+  if permission:match("IamPolicy$") then
+    return self:rpc_err(403, "PERMISSION_DENIED", "The caller does not have permission")
+  end
+  local domain = DOMAIN[permission:match("^(%a+)%.")]
+  local on = domain == DOMAIN.resourcemanager and r and (" '//" .. domain .. "/" .. r.name .. "'") or ""
+  local st, body = self:rpc_err(403, "PERMISSION_DENIED", ("Permission '%s' denied on resource%s (or it may not exist)."):format(permission, on))
+  body.error.details = json().array({ { ["@type"] = "type.googleapis.com/google.rpc.ErrorInfo", reason = "IAM_PERMISSION_DENIED",
+    domain = domain, metadata = { permission = permission, resource = r and r.name or nil } } })
+  return st, body
+end
+
+-- nil when allowed, else the 403 to answer
+function P:check(req, r, permission)
+  if not self:allowed(req, r, permission) then return self:denied(permission, r) end
+end
+
+---------------------------------------------------------------------------------------------------
 -- The seeded organization
 ---------------------------------------------------------------------------------------------------
 local function etag(self, salt) self.netag = (self.netag or 0) + 1 return "BwY" .. T.b62(9, self.seed, "etag", salt, self.netag) end
@@ -62,8 +136,7 @@ function P:gen(rng)
       createTime = C.time(t0 - 900 * 86400000) })
   self.org = org
   self:bind(org, "roles/resourcemanager.organizationAdmin", "user:admin@" .. self.domain)
-  self:bind(org, "roles/iam.securityReviewer", "serviceAccount:" .. self.sa.email)
-  self:bind(org, "roles/logging.viewer", "serviceAccount:" .. self.sa.email)
+  for _, role in ipairs(self.caller_roles) do self:bind(org, role, "serviceAccount:" .. self.sa.email) end
   self:bind(org, "roles/viewer", "group:security@" .. self.domain)
   local folders = {}
   for i, n in ipairs { "Production", "Sandbox" } do
@@ -174,6 +247,7 @@ function M.new(opts)
   self.tokens = {}
   self.state = { resources = {}, by_name = {}, projects = {}, by_pid = {}, sas = {}, entries = {}, nentry = 0 }
   self.sa = self:new_service_account(opts.service_account or "cachost-audit", opts.project or "acme-security")
+  self.caller_roles = opts.roles or M.CALLER_ROLES          -- bound to self.sa on the organization
   local rng = T.rng(self.seed, "gcp")
   self:gen(rng)
   self:gen_entries(rng)
@@ -223,6 +297,8 @@ function P:h_list(kind, key)
     if not parent or not self_.state.by_name[parent] then
       return self_:rpc_err(400, "INVALID_ARGUMENT", "Request contains an invalid argument: parent")
     end
+    local st, body = self_:check(req, self_.state.by_name[parent], RM .. key .. ".list")
+    if st then return st, body end
     return listing(self_, req, self_:of_kind(kind, parent), key)
   end
 end
@@ -233,7 +309,9 @@ P.h_projects_list = P:h_list("project", "projects")
 -- GET /v3/projects/{id or number}
 function P:h_project_get(req)
   local r = self:find("projects", req.params.rid or "")
-  if not r then return self:rpc_err(403, "PERMISSION_DENIED", "The caller does not have permission") end
+  if not r then return self:denied(RM .. "projects.get") end
+  local st, body = self:check(req, r, RM .. "projects.get")
+  if st then return st, body end
   return 200, render_res(r)
 end
 
@@ -258,9 +336,11 @@ function P:h_policy(req)
     -- Google answers 403 for a resource that does not exist or that the caller cannot see
     return self:rpc_err(403, "PERMISSION_DENIED", ("The caller does not have permission"))
   end
+  if verb ~= "getIamPolicy" and verb ~= "setIamPolicy" then return self:rpc_err(404, "NOT_FOUND", "Method not found.") end
+  if verb == "setIamPolicy" and not C.has_scope(req.token, WRITE) then return self:insufficient_scopes() end
+  local st, denied = self:check(req, r, RM .. kind .. "." .. verb)
+  if st then return st, denied end
   if verb == "getIamPolicy" then return 200, render_policy(r.policy) end
-  if verb ~= "setIamPolicy" then return self:rpc_err(404, "NOT_FOUND", "Method not found.") end
-  if not C.has_scope(req.token, WRITE) then return self:insufficient_scopes() end
   local body = C.body_of(req)
   local pol = body and body.policy
   if type(pol) ~= "table" or type(pol.bindings) ~= "table" then
@@ -293,7 +373,9 @@ end
 
 function P:h_sa_list(req)
   local p = self.state.by_pid[req.params.project]
-  if not p then return self:rpc_err(403, "PERMISSION_DENIED", "Permission 'iam.serviceAccounts.list' denied on resource (or it may not exist).") end
+  if not p then return self:denied("iam.serviceAccounts.list") end
+  local st, denied = self:check(req, p, "iam.serviceAccounts.list")
+  if st then return st, denied end
   local page, nxt, body = self:paged(req, p.sas, 100, 20, "pageSize")
   if not page then return nxt, body end
   local out = {}
@@ -311,9 +393,11 @@ function P:h_sa_verb(req)
   local id, verb = (req.params.sa or ""):match("^(.-):(%a+)$")
   local sa = id and self:sa_of(id)
   if not sa then return self:rpc_err(404, "NOT_FOUND", "Service account " .. tostring(req.params.sa) .. " does not exist.") end
+  if verb ~= "disable" and verb ~= "enable" then return self:rpc_err(404, "NOT_FOUND", "Method not found.") end
   if not C.has_scope(req.token, WRITE) then return self:insufficient_scopes() end
-  if verb == "disable" then sa.disabled = true elseif verb == "enable" then sa.disabled = false
-  else return self:rpc_err(404, "NOT_FOUND", "Method not found.") end
+  local st, denied = self:check(req, self.state.by_pid[sa.projectId], "iam.serviceAccounts." .. verb)
+  if st then return st, denied end
+  sa.disabled = verb == "disable"
   return 200, {}
 end
 
@@ -321,6 +405,8 @@ local KEY_TYPES = { USER_MANAGED = true, SYSTEM_MANAGED = true }
 function P:h_keys(req)
   local sa = self:sa_of(req.params.sa)
   if not sa then return self:rpc_err(404, "NOT_FOUND", "Service account " .. tostring(req.params.sa) .. " does not exist.") end
+  local st, denied = self:check(req, self.state.by_pid[sa.projectId], "iam.serviceAccountKeys.list")
+  if st then return st, denied end
   local want = req.query.keyTypes
   if want and not KEY_TYPES[want] then return self:rpc_err(400, "INVALID_ARGUMENT", "Invalid value at 'key_types'") end
   local out = {}
@@ -339,10 +425,12 @@ function P:h_key_verb(req)
   local key
   for _, k in ipairs(sa and sa.keys or {}) do if k.id == id then key = k end end
   if not key then return self:rpc_err(404, "NOT_FOUND", "Service account key " .. tostring(id) .. " does not exist.") end
+  if verb ~= "disable" and verb ~= "enable" then return self:rpc_err(404, "NOT_FOUND", "Method not found.") end
   if not C.has_scope(req.token, WRITE) then return self:insufficient_scopes() end
+  local st, denied = self:check(req, self.state.by_pid[sa.projectId], "iam.serviceAccountKeys." .. verb)
+  if st then return st, denied end
   if key.keyType ~= "USER_MANAGED" then return self:rpc_err(400, "FAILED_PRECONDITION", "Only user-managed keys can be disabled.") end
-  if verb == "disable" then key.disabled = true elseif verb == "enable" then key.disabled = false
-  else return self:rpc_err(404, "NOT_FOUND", "Method not found.") end
+  key.disabled = verb == "disable"
   return 200, {}
 end
 
@@ -401,7 +489,9 @@ function P:h_entries(req)
   for _, n in ipairs(b.resourceNames) do
     local kind, id = tostring(n):match("^(%a+)/([^/]+)$")
     local r = kind and self:find(kind, id)
-    if not r then return self:rpc_err(403, "PERMISSION_DENIED", "The caller does not have permission") end
+    if not r then return self:denied("logging.logEntries.list") end
+    local st, denied = self:check(req, r, "logging.logEntries.list")
+    if st then return st, denied end
     names[#names + 1] = r.kind == "project" and ("projects/" .. r.projectId .. "/") or (r.name .. "/")
   end
   local n = math.tointeger(b.pageSize or 50)
