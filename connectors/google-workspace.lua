@@ -390,8 +390,25 @@ function c.streams.files(ctx, cursor)
   if not old then ctx:complete() end             -- every user's files were listed: the rest is gone
 end
 
--- Targeted re-fetch: one file, read as its owner.
+-- The files stream's cursor: {email = that user's changes page token} ({} before the first scan).
+local function page_tokens(ctx)
+  local t = json.decode(ctx:state("files").cursor or "")
+  return type(t) == "table" and t or {}
+end
+
+-- Targeted re-fetch: one file, read as its owner; or "changes:<email>" (a push notification): that
+-- user's changes since the files stream's page token, which then moves on.
 function c.fetch.files(ctx, id)
+  local email = tostring(id):match("^changes:(.+)$")
+  if email then
+    local tokens = page_tokens(ctx)
+    if not str(tokens[email]) then return end          -- not scanned yet: the first full scan reads it all
+    tokens[email] = user_changes(ctx, email, tokens[email], domain_of(ctx.settings.admin_email))
+    local now = page_tokens(ctx)                         -- another re-fetch may have moved other users on
+    now[email] = tokens[email]
+    ctx:save_cursor("files", json.encode(now))
+    return
+  end
   local row = ctx:stored("files", id)
   if not row or not str(row.owner) then return end
   local f = ctx:try_get(drive_url(ctx, "/files/" .. urlencode(id)), { fields = FILE_FIELDS:match("files%((.+)%)$") }, { auth = { subject = row.owner } })
@@ -424,6 +441,97 @@ function c.content(ctx, file, max_size)
 end
 
 c.stream_order = { users = 1, groups = 2, app_grants = 3, files = 4, activities = 5 }
+
+---------------------------------------------------------------------------------------------- push notifications
+-- §9: a changes.watch channel per user's Drive (made as that user), to the daemon's webhook URL.  Drive
+-- keeps a changes channel at most a week: the daemon renews daily (c.subscribe), each channel asked for
+-- WATCH_TTL; renewing makes new channels first, then stops the old ones.  A channel's token is an HMAC of
+-- its id with the instance's watch secret (in the vault); the current channels (id, resourceId, user) are
+-- kept in the vault too.  Notifications carry no body: each "change" is a targeted re-fetch of that
+-- user's changes (c.fetch.files "changes:<email>").
+local WATCH_TTL = 3 * 86400
+local CHANNELS = "drive_channels"
+
+local function watch_secret(ctx)
+  local s = ctx:secret("watch_secret")
+  if not s then
+    s = crypto.b64url(crypto.random(32))
+    ctx:set_secret("watch_secret", s)
+  end
+  return s
+end
+local function channel_token(secret, id)
+  local t = crypto.b64url(crypto.hmac_sha256(secret, "cachost drive channel " .. id))
+  log.redact(t)
+  return t
+end
+local function channels(ctx)
+  local t = json.decode(ctx:secret(CHANNELS) or "")
+  return type(t) == "table" and t or {}
+end
+
+-- One user's channel from their page token (the files stream's, else the current start) -> id, channel
+local function watch(ctx, url, secret, email, page)
+  if not str(page) then
+    page = ctx:get(drive_url(ctx, "/changes/startPageToken"), nil, { auth = { subject = email } }).startPageToken
+  end
+  local id = crypto.hex(crypto.random(16))
+  local ch = ctx:request("POST", drive_url(ctx, "/changes/watch"), { query = { pageToken = page, includeRemoved = "true", spaces = "drive" },
+    json = { id = id, type = "web_hook", address = url, token = channel_token(secret, id),
+             expiration = tostring(math.floor((sched.time() + WATCH_TTL) * 1000)) },
+    auth = { subject = email } })
+  if not str(ch.resourceId) then fail("changes.watch answered without resourceId", "malformed") end
+  return id, { user = email, resourceId = ch.resourceId, expiration = ch.expiration }
+end
+
+function c.subscribe(ctx, url)
+  local secret, old = watch_secret(ctx), channels(ctx)
+  local tokens, now, made = page_tokens(ctx), {}, 0
+  local ok, err = pcall(function()
+    for _, u in ipairs(ctx:known_users()) do
+      local st = ctx:stored("users", u.ext_id)
+      if st and st.status ~= "deleted" then
+        local id, ch = watch(ctx, url, secret, u.email, tokens[u.email])
+        now[id], made = ch, made + 1
+      end
+    end
+  end)
+  if not ok then                          -- those made are ours too; the old ones stay until a renewal completes
+    for id, ch in pairs(now) do old[id] = ch end
+    ctx:set_secret(CHANNELS, json.encode(old))
+    error(err, 0)
+  end
+  ctx:set_secret(CHANNELS, json.encode(now))
+  for id, ch in pairs(old) do                            -- replaced: stopped (gone already is fine)
+    local _, err, token = ctx:try("POST", drive_url(ctx, "/channels/stop"), { json = { id = id, resourceId = ch.resourceId },
+      auth = { subject = ch.user } })
+    if err and token ~= "not_found" then log.warn("google-workspace: a replaced channel could not be stopped", { instance = ctx.instance, error = err }) end
+  end
+  return made
+end
+
+-- A notification (§9): no body, no signature.  The channel must be one of ours (X-Goog-Channel-ID known,
+-- X-Goog-Resource-ID its resource), its token ours (constant time); "sync" (the channel's first message)
+-- is acknowledged, "change" re-reads that user's changes.  A message number already handled within
+-- SEEN_FOR is acknowledged and not acted on again (Google redelivers what was not acknowledged).
+local SEEN_FOR = 24 * 3600
+function c.webhook(ctx, req)
+  local h = req.headers or {}
+  local id, got = h["x-goog-channel-id"], h["x-goog-channel-token"]
+  if type(id) ~= "string" or type(got) ~= "string" then return 400, { error = "not a Drive notification" } end
+  local secret = ctx:secret("watch_secret")
+  local ch = channels(ctx)[id]
+  if not secret or not ch then return 404, { error = "unknown channel" } end
+  if not crypto.equal(got, channel_token(secret, id)) or h["x-goog-resource-id"] ~= ch.resourceId then
+    return 401, { error = "bad channel token" }
+  end
+  local state, n = h["x-goog-resource-state"], math.tointeger(tonumber(h["x-goog-message-number"] or ""))
+  if not n then return 400, { error = "no X-Goog-Message-Number" } end
+  if state == "sync" then return 200 end
+  if state ~= "change" then return 400, { error = "unexpected X-Goog-Resource-State" } end
+  if not webhook.first(ctx.instance .. "/drive-channels", id .. "#" .. n, SEEN_FOR) then return 200, { duplicate = true } end
+  return 200, nil, { { entity = "files", id = "changes:" .. ch.user } }
+end
 
 ---------------------------------------------------------------------------------------------- governance
 local function user_path(user) return DIR .. "/users/" .. urlencode(user.ext_id) end

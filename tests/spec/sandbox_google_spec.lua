@@ -2,7 +2,7 @@
 -- assertion (signature, audience, lifetime, delegated subject and scopes), Directory and Reports only
 -- answer an administrator, Reports hide what is still within its application's lag, Drive answers the
 -- short file form unless fields= asks, refuses alt=media on Docs and an inherited permission's deletion,
--- page tokens cannot be forged, and errors have Google's body.
+-- page tokens cannot be forged, changes.watch channels notify as Google's do, and errors have Google's body.
 local google = require "sandbox.google"
 local helpers = require "helpers"
 
@@ -84,6 +84,54 @@ describe("google workspace sandbox", function()
     local _, o = token(claims { sub = t.state.users[11].primaryEmail })
     st = get(o.access_token, "/drive/v3/files/" .. card.id)
     assert.equal(404, st)
+  end)
+
+  it("makes changes.watch channels as Google does: https only, unique ids, at most a week, sync first, stop", function()
+    local u = t.state.users[4]
+    local _, b = token(claims { sub = u.primaryEmail })
+    local function watch(page, body)
+      local r = assert(http.request { method = "POST", url = srv.url .. "/drive/v3/changes/watch?pageToken=" .. page, body = json.encode(body),
+        headers = { Authorization = "Bearer " .. b.access_token, ["Content-Type"] = "application/json" } })
+      return r.status, json.decode(r.body)
+    end
+    local hits = {}
+    local hook <close> = assert(server.listen { port = 0 })
+    hook:route("POST", "/hook", function(req) hits[#hits + 1] = req.headers; return 200, "" end)
+    local _, start = get(b.access_token, "/drive/v3/changes/startPageToken")
+    local st, body = watch(start.startPageToken, { id = "ch-1", type = "web_hook", address = "http://example.com/hook" })
+    assert.equal(400, st); assert.equal("push.webhookUrlNotHttps", body.error.errors[1].reason)
+    st = watch("999999", { id = "ch-1", type = "web_hook", address = hook.url .. "/hook" })
+    assert.equal(400, st)
+    local far = math.floor(sched.time() * 1000) + 30 * 86400 * 1000
+    st, body = watch(start.startPageToken, { id = "ch-1", type = "web_hook", address = hook.url .. "/hook", token = "t0k", expiration = tostring(far) })
+    assert.equal(200, st); assert.equal("api#channel", body.kind); assert.is_string(body.resourceId)
+    assert.is_true(tonumber(body.expiration) <= math.floor(sched.time() * 1000) + 604800 * 1000 + 1000, "a week at most")
+    st, body = watch(start.startPageToken, { id = "ch-1", type = "web_hook", address = hook.url .. "/hook" })
+    assert.equal(400, st); assert.equal("channelIdNotUnique", body.error.errors[1].reason)
+    t:flush()
+    assert.equal(1, #hits)
+    assert.equal("sync", hits[1]["x-goog-resource-state"]); assert.equal("1", hits[1]["x-goog-message-number"])
+    assert.equal("t0k", hits[1]["x-goog-channel-token"]); assert.equal("ch-1", hits[1]["x-goog-channel-id"])
+    assert.matches("^%a%a%a, %d%d %a%a%a %d%d%d%d %d%d:%d%d:%d%d GMT$", hits[1]["x-goog-channel-expiration"])
+    -- a change this user can see: "change"; one they cannot: nothing
+    local mine, other
+    for _, f in ipairs(t.state.files) do
+      if f.owner == u.id then mine = mine or f elseif f.owner ~= u.id and #f.perms == 0 then other = other or f end
+    end
+    t:add_permission(mine, { type = "user", role = "reader", emailAddress = "x@outside.example.net" })
+    t:add_permission(other, { type = "user", role = "reader", emailAddress = "y@outside.example.net" })
+    t:flush()
+    assert.equal(2, #hits)
+    assert.equal("change", hits[2]["x-goog-resource-state"]); assert.equal("2", hits[2]["x-goog-message-number"])
+    local r = assert(http.request { method = "POST", url = srv.url .. "/drive/v3/channels/stop", body = json.encode { id = "ch-1", resourceId = "nope" },
+      headers = { Authorization = "Bearer " .. b.access_token, ["Content-Type"] = "application/json" } })
+    assert.equal(404, r.status)
+    r = assert(http.request { method = "POST", url = srv.url .. "/drive/v3/channels/stop", body = json.encode { id = "ch-1", resourceId = t.state.channels["ch-1"].resourceId },
+      headers = { Authorization = "Bearer " .. b.access_token, ["Content-Type"] = "application/json" } })
+    assert.equal(204, r.status)
+    t:add_permission(mine, { type = "user", role = "reader", emailAddress = "z@outside.example.net" })
+    t:flush()
+    assert.equal(2, #hits)                                  -- a stopped channel says nothing more
   end)
 
   it("shows Reports activities only after their application's lag", function()

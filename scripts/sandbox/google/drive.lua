@@ -4,7 +4,8 @@
 -- files.export (Docs Editors files only), files.create, files.update (trashed, addParents/removeParents
 -- into a folder the user may write; media uploads), permissions (create, transferOwnership
 -- to a user of the domain; list ≤ 100 a page, inherited ones included with permissionDetails; delete: owners and writers, never
--- an inherited one), changes (startPageToken, list ending with newStartPageToken).
+-- an inherited one), changes (startPageToken, list ending with newStartPageToken; watch channels that
+-- notify, channels.stop).
 local T = require "sandbox.tenant"
 local C = require "sandbox.google.common"
 local WS = require "sandbox.google.workspace"
@@ -308,6 +309,82 @@ function W:h_changes(req)
   return 200, r
 end
 
+---------------------------------------------------------------------------------------------------
+-- Push notifications (Drive "Notifications for resource changes"): changes.watch makes a web_hook
+-- channel for the impersonated user's changes; Drive then POSTs, without a body, "sync" at once and
+-- "change" after each change that user can see, until the channel expires (at most a week for changes,
+-- an hour unless asked) or channels.stop ends it.  Headers: X-Goog-Channel-ID, X-Goog-Channel-Token (the
+-- token given), X-Goog-Channel-Expiration, X-Goog-Resource-ID, X-Goog-Resource-URI,
+-- X-Goog-Resource-State, X-Goog-Message-Number.
+---------------------------------------------------------------------------------------------------
+local CHANGES_MAX_MS, DEFAULT_MS = 604800 * 1000, 3600 * 1000
+local DAYS = { "Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed" }
+local MONTHS = { "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" }
+local function http_date(ms)                 -- RFC 1123, as the X-Goog-Channel-Expiration header has it
+  local s = ms // 1000
+  local y, mo, d, hh, mi, ss = T.iso_s(s):match("^(%d+)%-(%d+)%-(%d+)T(%d+):(%d+):(%d+)Z$")
+  return ("%s, %s %s %s %s:%s:%s GMT"):format(DAYS[(s // 86400) % 7 + 1], d, MONTHS[tonumber(mo)], y, hh, mi, ss)
+end
+
+function W:notify(ch, state)
+  ch.n = ch.n + 1
+  local h = { ["X-Goog-Channel-ID"] = ch.id, ["X-Goog-Channel-Expiration"] = http_date(ch.expiration),
+    ["X-Goog-Resource-ID"] = ch.resourceId, ["X-Goog-Resource-URI"] = ch.resourceUri, ["X-Goog-Resource-State"] = state,
+    ["X-Goog-Message-Number"] = tostring(ch.n) }
+  if ch.token then h["X-Goog-Channel-Token"] = ch.token end
+  self:deliver { url = ch.address, headers = h, body = "", event = state, channel = ch.id, retries = 2 }
+end
+
+-- A change of file f: a "change" message on every live channel whose user can see it.
+function W:notify_change(f)
+  local now = self:wall_s() * 1000
+  for _, ch in pairs(self.state.channels) do
+    local u = self.state.by_id[ch.user]
+    if not ch.stopped and ch.expiration > now and u and role_of(self, f, u) then self:notify(ch, "change") end
+  end
+end
+
+-- POST /drive/v3/changes/watch?pageToken=  body Channel {id, type: "web_hook", address, token, expiration}
+function W:h_changes_watch(req)
+  local u, st, body = me(self, req)
+  if not u then return st, body end
+  local start = math.tointeger(tonumber(req.query.pageToken or ""))
+  if not start or start < 1 or start > #self.state.changes + 1 then
+    return self:err(400, "invalid", "Invalid Value", { location = "pageToken" })
+  end
+  local b = C.body_of(req)
+  if not b or type(b.id) ~= "string" or not b.id:match("^[%w%-_+/=]+$") or #b.id > 64 then return self:bad("Invalid Value", "id") end
+  if b.type ~= "web_hook" then return self:bad("Invalid Value", "type") end
+  -- Google delivers to https only; the sandbox also to its loopback, where cachost's daemon listens in tests
+  if type(b.address) ~= "string" or not (b.address:match("^https://") or b.address:match("^http://127%.0%.0%.1[:/]")) then
+    return self:err(400, "push.webhookUrlNotHttps", "WebHook callback must be HTTPS: " .. tostring(b.address))
+  end
+  local old = self.state.channels[b.id]
+  if old and not old.stopped then return self:err(400, "channelIdNotUnique", "Channel id " .. b.id .. " not unique") end
+  local now = self:wall_s() * 1000
+  local want = math.tointeger(tonumber(b.expiration or "")) or (now + DEFAULT_MS)
+  local ch = { id = b.id, address = b.address, token = type(b.token) == "string" and b.token or nil, user = u.id, n = 0,
+    expiration = math.max(now, math.min(want, now + CHANGES_MAX_MS)), resourceId = T.b62(27, self.seed, "res", b.id, u.id),
+    resourceUri = ("%s/drive/v3/changes?alt=json&pageToken=%d"):format(self.base_url, start) }
+  self.state.channels[ch.id] = ch
+  self:notify(ch, "sync")
+  return 200, { kind = "api#channel", id = ch.id, resourceId = ch.resourceId, resourceUri = ch.resourceUri, token = ch.token,
+                expiration = tostring(ch.expiration) }
+end
+
+-- POST /drive/v3/channels/stop {id, resourceId} -> 204
+function W:h_channel_stop(req)
+  local u, st, body = me(self, req)
+  if not u then return st, body end
+  local b = C.body_of(req) or {}
+  local ch = self.state.channels[tostring(b.id)]
+  if not ch or ch.stopped or ch.resourceId ~= b.resourceId then
+    return self:err(404, "notFound", ("Channel '%s' not found for project '%s'"):format(tostring(b.id), self.sa.project))
+  end
+  ch.stopped = true
+  return 204, ""
+end
+
 local P = "/drive/v3"
 return {
   { "GET", P .. "/files", W.h_files, { scopes = READ } },
@@ -321,4 +398,6 @@ return {
   { "PATCH", "/upload/drive/v3/files/:id", W.h_upload, { scopes = WRITE } },
   { "GET", P .. "/changes/startPageToken", W.h_start_token, { scopes = READ } },
   { "GET", P .. "/changes", W.h_changes, { scopes = READ } },
+  { "POST", P .. "/changes/watch", W.h_changes_watch, { scopes = READ } },
+  { "POST", P .. "/channels/stop", W.h_channel_stop, { scopes = READ } },
 }

@@ -180,6 +180,7 @@ end
 function W:change(file, removed)
   local st = self.state
   st.changes[#st.changes + 1] = { fileId = file.id, time = C.time(self:now_ms()), removed = removed or false }
+  if self.notify_change then self:notify_change(file) end       -- watch channels (drive.lua)
 end
 
 function W:gen_drive(rng)
