@@ -394,7 +394,8 @@ function M.for_connector(connector)
       if not token or (exp and exp - REFRESH_MARGIN < sched.time()) then
         local t, err, etoken
         if not token and (scheme.grant == "client_credentials") then t, err, etoken = client_credentials(client, scheme, key)
-        elseif not token then return nil, "auth: not connected: run cachost instance connect " .. inst.name
+        -- a refresh token alone (a service app's, handed over by its developer portal) is redeemed on first use
+        elseif not token and not inst:secret(n.refresh) then return nil, "auth: not connected: run cachost instance connect " .. inst.name
         else t, err, etoken = refresh(client, scheme, key) end
         if not t then return nil, err, etoken end
         token = t.access_token
