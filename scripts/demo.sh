@@ -21,7 +21,7 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 say "starting sandbox tenants (API emulators on loopback)"
 TENANTS="$DIR/demo-tenants.txt"
 : >"$TENANTS"          # exists before the sandbox writes to it: the wait below reads it from the start
-APPS="okta github:acme github:globex box microsoft google-workspace:acme gcp:acme"
+APPS="okta github:acme github:globex box microsoft google-workspace:acme gcp:acme webex"
 "$BIN" sandbox $APPS >"$TENANTS" 2>"$DIR/demo-tenants.log" &
 SANDBOX=$!
 trap 'kill $SANDBOX 2>/dev/null' EXIT
@@ -71,9 +71,21 @@ gcp=$(field gcp acme 3)
 CACHOST_SET_SERVICE_ACCOUNT_KEY="$(cat "$(cred gcp key_file)")" "$BIN" instance add gcp --name acme-gcp \
   --set organization_id=$(cred gcp organization_id) --set base_url="$gcp" --set oauth_base_url="$gcp" --set insecure_loopback=true </dev/null
 
+# Webex: an integration connected by its OAuth consent (the sandbox approves it as the org's Compliance Officer)
+wx=$(field webex webex 3)
+CACHOST_SET_CLIENT_SECRET=$(cred webex client_secret) "$BIN" instance add webex --name acme-webex \
+  --set client_id=$(cred webex client_id) --set base_url="$wx/v1" --set insecure_loopback=true </dev/null
+: >"$DIR/demo-connect.txt"
+"$BIN" instance connect acme-webex 2>"$DIR/demo-connect.txt" &
+CONNECT=$!
+while ! grep -q '^http' "$DIR/demo-connect.txt" && kill -0 $CONNECT 2>/dev/null; do sleep 0.1; done
+curl -s -L "$(grep '^http' "$DIR/demo-connect.txt")" || true
+wait $CONNECT
+tail -n +3 "$DIR/demo-connect.txt"
+
 say "scanning every instance (policies watch what changes; the file policy quarantines in enforce mode)"
 "$BIN" policy mode sensitive_file_shared enforce
-for i in acme-okta acme-github globex-github acme-box contoso-365 acme-gws acme-gcp; do "$BIN" sync "$i" || true; done
+for i in acme-okta acme-github globex-github acme-box contoso-365 acme-gws acme-gcp acme-webex; do "$BIN" sync "$i" || true; done
 
 say "instances and health"
 "$BIN" instance list
@@ -125,6 +137,12 @@ say "Google Cloud: who holds which role in the organization, a binding open to a
 "$BIN" sync acme-gcp --stream users >/dev/null
 "$BIN" query "SELECT count(*) AS public_bindings_left FROM privileges p JOIN instances i ON i.id = p.instance_id
   WHERE i.name = 'acme-gcp' AND p.deleted_at IS NULL AND p.scope LIKE '%(public: allUsers)%'"
+
+say "a card-number file posted in a Webex space with an external participant: removed (quarantine deletes its message)"
+"$BIN" query "SELECT g.id, g.action, g.target, g.mode, g.result FROM governance_actions g
+  JOIN instances i ON i.id = g.instance_id WHERE i.name = 'acme-webex' ORDER BY g.id"
+"$BIN" query "SELECT path, access_level, scan_status, deleted_at IS NOT NULL AS removed FROM files f
+  JOIN instances i ON i.id = f.instance_id WHERE i.name = 'acme-webex' AND f.name LIKE 'payments-%' ORDER BY path"
 
 say "a few recent sign-ins"
 "$BIN" query "SELECT time, actor, outcome, ip, location FROM activities WHERE kind = 'signin' ORDER BY time DESC LIMIT 8"
