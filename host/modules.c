@@ -20,6 +20,7 @@ int luaopen_lpattern(lua_State *L);
 int luaopen_net(lua_State *L);
 int luaopen_xml(lua_State *L);
 int luaopen_zstd(lua_State *L);
+int luaopen_pg(lua_State *L);
 void http_shutdown(void);
 void net_shutdown(void);
 void server_shutdown(void);
@@ -30,7 +31,8 @@ static const luaL_Reg modules[] = {
     {"log", luaopen_log}, {"http", luaopen_http}, {"server", luaopen_server}, {"sqlite", luaopen_sqlite},
     {"repl", luaopen_repl}, {"vm", luaopen_vm}, {"zip", luaopen_zip}, {"iso8601", luaopen_iso8601},
     {"pdf", luaopen_pdf}, {"geoip", luaopen_geoip}, {"regex", luaopen_regex}, {"lpattern", luaopen_lpattern},
-    {"net", luaopen_net}, {"xml", luaopen_xml}, {"zstd", luaopen_zstd}, {NULL, NULL}};
+    {"net", luaopen_net}, {"xml", luaopen_xml}, {"zstd", luaopen_zstd}, {"pg", luaopen_pg},
+    {NULL, NULL}};
 
 /* Open each module as a global and in package.loaded. */
 void host_openlibs(lua_State *L)

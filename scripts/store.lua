@@ -182,9 +182,22 @@ function Store:migrate(target)
   return true
 end
 
--- store.open(home_or_db_path, {busy_timeout = ms, migrate_to = n}) -> st | nil, err
+-- Where the store is: a postgresql:// URL given, or $CACHOST_STORE for the home (store/pg.lua), else the
+-- SQLite file of the home or path given.  -> url | nil
+function M.url_of(where)
+  if M.is_url(where) then return where end
+  local env = host.getenv("CACHOST_STORE")
+  if env and env ~= "" and (where == nil or where == host.home) then return env end
+end
+
+-- store.open(home_or_db_path_or_url, {busy_timeout = ms, migrate_to = n}) -> st | nil, err
 function M.open(where, opts)
   opts = opts or {}
+  local url = M.url_of(where)
+  if url then
+    if not M.is_url(url) then return nil, "store: CACHOST_STORE must be a postgresql:// URL", "cantopen" end
+    return M.open_pg(url, opts)
+  end
   where = where or host.home
   local path = db_path(where)
   local db, err, token = sqlite.open(path, { busy_timeout = opts.busy_timeout or 5000 })
@@ -208,6 +221,8 @@ Reader.__index = Reader
 
 -- store.open_readonly(home_or_db_path, {busy_timeout = ms, timeout = s}) -> reader | nil, err
 function M.open_readonly(where, opts)
+  local url = M.url_of(where)
+  if url then return M.open_readonly_pg(url, opts) end
   local path = db_path(where or host.home)
   -- SQLite alone tells whether the database exists (a read-only open never creates it): a descriptor of
   -- the file opened and closed outside SQLite would drop this process's locks on it, and the next process
@@ -661,7 +676,8 @@ end
 -- forgotten (status ok), so a policy disabled after it failed runs again once enabled.
 function Store:set_policy_switch(name, fields)
   must(self.db:exec([[INSERT INTO policies (name, enabled, mode, status, updated_at) VALUES (?, coalesce(?, 1), ?, 'ok', ?)
-    ON CONFLICT (name) DO UPDATE SET enabled = coalesce(excluded.enabled, enabled), mode = coalesce(excluded.mode, mode),
+    ON CONFLICT (name) DO UPDATE SET enabled = coalesce(excluded.enabled, policies.enabled),
+      mode = coalesce(excluded.mode, policies.mode),
       status = 'ok', last_error = NULL, updated_at = excluded.updated_at]],
     name, fields.enabled, fields.mode, M.now()))
 end
@@ -870,7 +886,7 @@ end
 ---------------------------------------------------------------------------------------------- in store/
 
 -- The operations of store/<name>.lua, on the same Store: instance rows, governance records, deliveries.
-for _, name in ipairs { "instances", "governance", "sinks", "compact", "retention", "identities" } do require("store." .. name)(Store, M, Reader) end
+for _, name in ipairs { "instances", "governance", "sinks", "compact", "retention", "identities", "pg" } do require("store." .. name)(Store, M, Reader) end
 
 ---------------------------------------------------------------------------------------------- REPL
 

@@ -6,7 +6,14 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT" || exit 1
 export CACHOST_BIN="$ROOT/$BUILD/cachost"
 TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
+trap 'tests/pg.sh stop "$TMP/pg"; rm -rf "$TMP"' EXIT
+# One PostgreSQL server for the whole run (tests/pg.sh): the specs of the PostgreSQL store and of the
+# workers take a database each on it (tests/pgtest.lua).  Not started: those specs fail, saying why.
+if tests/pg.sh start "$TMP/pg" >"$TMP/pg.url" 2>"$TMP/pg.err"; then
+  CACHOST_TEST_PG=$(cat "$TMP/pg.url"); export CACHOST_TEST_PG
+else
+  echo "!! PostgreSQL did not start:"; cat "$TMP/pg.err"
+fi
 passed=0; failed=0
 : >"$TMP/figures"
 

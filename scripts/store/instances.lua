@@ -57,7 +57,7 @@ return function(Store, M)
   -- Live instances with their last scan and entity counts (cachost instance list; no secret ever).
   function Store:instance_summaries()
     return check(self.db:query([[
-      SELECT i.id, i.name, i.app, CASE WHEN i.enabled THEN i.status ELSE 'disabled' END AS status, i.enabled,
+      SELECT i.id, i.name, i.app, CASE WHEN i.enabled <> 0 THEN i.status ELSE 'disabled' END AS status, i.enabled,
         (SELECT max(last_success) FROM stream_state s WHERE s.instance_id = i.id) AS last_scan,
         (SELECT count(*) FROM users u WHERE u.instance_id = i.id AND u.deleted_at IS NULL) AS users,
         (SELECT count(*) FROM activities a WHERE a.instance_id = i.id) AS activities,

@@ -14,9 +14,8 @@ return function(Store, M)
       check(self.db:exec([[INSERT OR IGNORE INTO sinks (name, after_alert, created_at)
         VALUES (?, (SELECT coalesce(max(id), 0) FROM alerts), ?)]], sink, now))
       check(self.db:exec(([[INSERT OR IGNORE INTO deliveries (sink, alert_id, next_at)
-        SELECT ?, id, ? FROM alerts WHERE %s >= ? AND id > max(
-          (SELECT after_alert FROM sinks WHERE name = ?),
-          (SELECT coalesce(max(alert_id), 0) FROM deliveries WHERE sink = ?))]]):format(SEVERITY_RANK),
+        SELECT ?, id, ? FROM alerts WHERE %s >= ? AND id > (SELECT after_alert FROM sinks WHERE name = ?)
+          AND id > (SELECT coalesce(max(alert_id), 0) FROM deliveries WHERE sink = ?)]]):format(SEVERITY_RANK),
         sink, now, min_rank, sink, sink))
       return check(self.db:query([[SELECT d.attempts, a.*, i.name AS instance FROM deliveries d
         JOIN alerts a ON a.id = d.alert_id LEFT JOIN instances i ON i.id = a.instance_id
@@ -35,15 +34,16 @@ return function(Store, M)
     check(within(self, function()
       check(self.db:exec([[UPDATE deliveries SET attempts = attempts + 1, last_error = ?, next_at = ?
         WHERE sink = ? AND alert_id = ?]], err, at, sink, alert_id))
-      check(self.db:exec([[UPDATE deliveries SET next_at = max(next_at, ?) WHERE sink = ? AND delivered_at IS NULL]],
-        at, sink))
+      check(self.db:exec([[UPDATE deliveries SET next_at = CASE WHEN next_at > ?1 THEN next_at ELSE ?1 END
+        WHERE sink = ?2 AND delivered_at IS NULL]], at, sink))
       return true
     end))
   end
 
   -- Per sink: deliveries waiting, delivered, and the last error (cachost sinks, /metrics).
   function Store:sink_health()
-    return check(self:query([[SELECT sink, sum(delivered_at IS NULL) AS waiting, sum(delivered_at IS NOT NULL) AS delivered,
+    return check(self:query([[SELECT sink, sum(CASE WHEN delivered_at IS NULL THEN 1 ELSE 0 END) AS waiting,
+      sum(CASE WHEN delivered_at IS NULL THEN 0 ELSE 1 END) AS delivered,
       max(CASE WHEN delivered_at IS NULL THEN attempts END) AS attempts,
       (SELECT last_error FROM deliveries e WHERE e.sink = d.sink AND e.delivered_at IS NULL AND e.last_error IS NOT NULL
        ORDER BY e.alert_id LIMIT 1) AS last_error
