@@ -13,9 +13,22 @@ local function interval(inst, key, default)
   return tonumber(inst.settings[key]) or default
 end
 
+-- The streams of an instance due now: never scanned, or last scanned longer ago than their interval
+-- (a worker taking an instance over goes on from what the store says was done).
+local function due(inst, streams, every)
+  local last = {}
+  for _, s in ipairs(runtime.store():stream_states(inst.id)) do last[s.stream] = s.last_success end
+  local out, now = {}, sched.time()
+  for _, s in ipairs(streams) do
+    local t = last[s] and require("sdk.util").parse_iso(last[s])
+    if not t or t + every <= now then out[#out + 1] = s end
+  end
+  return out
+end
+
 -- One instance: its full listings and its incremental streams on their own cadence, with jitter, never
--- two scans of the same instance at once.
-function M.schedule(inst, tasks)
+-- two scans of the same instance at once.  opts.resume: the first scan is of the streams due only.
+function M.schedule(inst, tasks, opts)
   local c = assert(sdk.load(inst.app))
   local busy, skipped = false, false
   local function scan(streams, label)
@@ -46,7 +59,13 @@ function M.schedule(inst, tasks)
   end
   local full_every = interval(inst, "full_scan_interval", FULL_EVERY)
   local poll_every = interval(inst, "poll_interval", POLL_EVERY)
-  tasks[#tasks + 1] = sched.spawn(function() scan(nil, "initial") end)
+  if opts and opts.resume then
+    local first = due(inst, full, full_every)
+    for _, s in ipairs(due(inst, incremental, poll_every)) do first[#first + 1] = s end
+    if #first > 0 then tasks[#tasks + 1] = sched.spawn(function() scan(first, "initial") end) end
+  else
+    tasks[#tasks + 1] = sched.spawn(function() scan(nil, "initial") end)
+  end
   tasks[#tasks + 1] = sched.every(full_every, function() scan(full, "full") end, { jitter = full_every / 20 })
   if #incremental > 0 then
     tasks[#tasks + 1] = sched.every(poll_every, function() scan(incremental, "poll") end, { jitter = poll_every / 10 })
@@ -135,7 +154,12 @@ function M.ops_routes(srv)
     return 200, "ready\n", { ["Content-Type"] = "text/plain" }
   end)
   srv:route("GET", "/metrics", function()
-    return 200, require("metrics").render(runtime.store(), runtime.scan_slots()),
+    local text = require("metrics").render(runtime.store(), runtime.scan_slots())
+    if M.worker then     -- each worker serves its own /metrics: which worker, how many leases it holds
+      text = text .. ("# HELP cachost_worker_leases Instances this worker holds a lease on.\n"
+        .. "# TYPE cachost_worker_leases gauge\ncachost_worker_leases{worker=%q} %d\n"):format(M.worker.id, M.worker.count())
+    end
+    return 200, text,
       { ["Content-Type"] = "text/plain; version=0.0.4; charset=utf-8" }
   end)
 end
@@ -156,18 +180,31 @@ function M.run(opts)
   if not sinks then return nil, serr end
   runtime.watch(true)
   sched.on_reload(function() runtime.policies(true); log.info("policies reloaded") end)
-  for _, inst in ipairs(instances.all(runtime.store(), { enabled = true })) do
-    M.schedule(inst, tasks)
-    M.subscribe(inst, opts.public_url, tasks)
-  end
   local srv, err = M.listen(opts)
   if not srv then return nil, err end
   local mhost, mport = opts.metrics_host or "127.0.0.1", opts.metrics_port or 9787
   local ops, operr = server.listen { host = mhost, port = mport, max_body = 1024 }
+  -- On a shared store (PostgreSQL) this process is one worker: it schedules the instances it holds a
+  -- lease on (workers.lua); alone on SQLite, all of them.
+  local worker
+  if runtime.store().pg then
+    worker = require("workers").start(runtime.store(), { metrics = ops and ops.url .. "/metrics",
+      schedule = function(inst, itasks)
+        M.schedule(inst, itasks, { resume = true })
+        M.subscribe(inst, opts.public_url, itasks)
+      end })
+    M.worker = worker
+  else
+    for _, inst in ipairs(instances.all(runtime.store(), { enabled = true })) do
+      M.schedule(inst, tasks)
+      M.subscribe(inst, opts.public_url, tasks)
+    end
+  end
   if ops then
     M.ops_routes(ops)
     log.info("operator endpoints", { url = ops.url .. "/metrics", health = ops.url .. "/healthz" })
   elseif opts.metrics_port then
+    if worker then worker.stop() end
     srv:close()
     return nil, "cannot listen for metrics: " .. tostring(operr)
   else
@@ -175,11 +212,13 @@ function M.run(opts)
   end
   if #sinks > 0 then tasks[#tasks + 1] = sched.spawn(function() require("sinks").run(runtime.store(), sinks) end) end
   tasks[#tasks + 1] = sched.every(require("retention").EVERY, M.retention, { jitter = 300 })
-  log.info("cachost running", { instances = #tasks > 0 and #instances.all(runtime.store(), { enabled = true }) or 0, webhooks = srv.url .. "/webhooks/<instance>" })
+  log.info("cachost running", { instances = #tasks > 0 and #instances.all(runtime.store(), { enabled = true }) or 0,
+    worker = worker and worker.id, webhooks = srv.url .. "/webhooks/<instance>" })
   sched.wait_stop()
   log.info("stopping: letting scans finish their current page")
   for _, t in ipairs(tasks) do t:cancel() end
   for _, t in ipairs(tasks) do t:join(30) end
+  if worker then worker.stop() end
   require("policy").flush()
   srv:close()
   if ops then ops:close() end

@@ -25,13 +25,27 @@ M.limits = {
   max_user_share = 0.10,      -- of an instance's users acted on by automatic account actions in an hour
 }
 
+-- The kill switch: a file in the home; on a shared store (PostgreSQL) a switch in the database too, so
+-- that it stops every worker (read in the transaction of each action's limit check).
 local function paused_file() return host.home .. "/governance.paused" end
-function M.paused() return host.stat(paused_file()) ~= nil end
+local function shared() return store.url_of() and require("runtime").store() end
+function M.paused()
+  if host.stat(paused_file()) ~= nil then return true end
+  local st = shared()
+  return st and st:switch("governance_paused") ~= nil or false
+end
 function M.pause(who)
   if M.paused() then return true end
+  local st = shared()
+  if st then return st:set_switch("governance_paused", ("paused by %s at %s"):format(who or "operator", util.iso())) end
   return host.write_new(paused_file(), ("paused by %s at %s\n"):format(who or "operator", util.iso()), 384)
 end
-function M.resume() os.remove(paused_file()); return true end
+function M.resume()
+  os.remove(paused_file())
+  local st = shared()
+  if st then return st:set_switch("governance_paused", nil) end
+  return true
+end
 
 local function can(c)
   local list = {}
@@ -88,6 +102,7 @@ local inflight = {}   -- ids of the actions this process is sending right now
 -- Which limit, if any, holds an automatic action back.  Actions in flight (pending) and those whose
 -- outcome is unknown count: they were sent, or may have been.
 local function limit_hit(st, inst, req)
+  st:serialize_limits()        -- workers sharing the store count one at a time (store/leases.lua)
   if M.paused() then return "governance is paused (cachost governance resume)" end
   local L = M.limits
   local n = st:action_counts(inst.id, req.policy, util.iso(sched.time() - 3600))

@@ -93,9 +93,11 @@ local function sync_now(inst, opts)
 end
 
 -- "full" when a failure's token says the store could not grow (SQLITE_FULL: the disk, or
--- CACHOST_DB_MAX_MB), "busy" when another process holds its lock past busy_timeout, else nil.
+-- CACHOST_DB_MAX_MB), "busy" when another process holds its lock past busy_timeout, "lease" when this
+-- worker lost the instance to another (store/leases.lua: the scan stops, the instance is the other's),
+-- else nil.
 function M.store_unavailable(token)
-  return (token == "full" or token == "busy") and token or nil
+  return (token == "full" or token == "busy" or token == "lease") and token or nil
 end
 
 -- Scans at once in this process: each holds a page in flight per stream, so many instances scanning

@@ -581,6 +581,9 @@ function Store:save_stream(inst, stream, fields)
   local sql = ("INSERT INTO stream_state (instance_id, stream, %s) VALUES (?, ?, %s) "
     .. "ON CONFLICT (instance_id, stream) DO UPDATE SET %s"):format(concat(cols, ", "), concat(ph, ", "), concat(sets, ", "))
   return within(self, function()
+    -- a worker's page commits only while it holds the instance's lease (store/leases.lua)
+    local lease = self.lease
+    if lease and lease.held[inst] then self:hold_lease(inst, lease.id, lease.ttl) end
     check(self.db:exec(sql, inst, stream, unpack(vals, 1, n + 1)))
     return true
   end)
@@ -886,7 +889,7 @@ end
 ---------------------------------------------------------------------------------------------- in store/
 
 -- The operations of store/<name>.lua, on the same Store: instance rows, governance records, deliveries.
-for _, name in ipairs { "instances", "governance", "sinks", "compact", "retention", "identities", "pg" } do require("store." .. name)(Store, M, Reader) end
+for _, name in ipairs { "instances", "governance", "sinks", "compact", "retention", "identities", "pg", "leases" } do require("store." .. name)(Store, M, Reader) end
 
 ---------------------------------------------------------------------------------------------- REPL
 

@@ -556,7 +556,9 @@ function Base:wrap(handler, ropts)
       hdr["Transfer-Encoding"] = "chunked"
     end
     self.requests = self.requests + 1
-    self.log[#self.log + 1] = { method = req.method, path = req.path, status = st }
+    -- agent and time: which cachost worker asked when (workers_spec: never two on one tenant at once)
+    self.log[#self.log + 1] = { method = req.method, path = req.path, status = st, agent = M.header(req, "user-agent"),
+                                at = sched.now() }
     return st, body or "", hdr
   end
 end

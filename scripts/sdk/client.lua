@@ -10,6 +10,8 @@ Client.__index = Client
 local MAX_ATTEMPTS = 6
 -- Retry timing; the fault suite shortens it (a stalled body waits for `timeout`).
 Client.BACKOFF_BASE, Client.BACKOFF_CAP, Client.TIMEOUT = 0.25, 30, 60
+-- what every request says it is (a worker on a shared store adds its id: workers.lua)
+Client.USER_AGENT = "cachost/" .. host.version
 local BREAKER_THRESHOLD, BREAKER_COOLDOWN = 8, 60
 local MAX_WAIT = 300            -- never sleep longer than this on a provider's say-so
 
@@ -232,7 +234,7 @@ function request(self, method, path, opts)
   }
   for k, v in pairs(opts.headers or {}) do req.headers[k] = v end
   req.headers["Accept"] = req.headers["Accept"] or "application/json"
-  req.headers["User-Agent"] = "cachost/" .. host.version
+  req.headers["User-Agent"] = Client.USER_AGENT
   if opts.json ~= nil then
     req.body = assert(json.encode(opts.json))
     req.headers["Content-Type"] = "application/json"

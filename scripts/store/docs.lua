@@ -118,6 +118,15 @@ local TABLES = {
     first_scan = "1 if the page came from the instance's first scan", created_at = "when the page was committed" } },
 }
 
+TABLES.workers = { "the cachost run workers sharing this store, and their heartbeats", {
+  id = "host:pid:start time", host = "the machine", pid = "its process id", metrics = "its /metrics URL",
+  started_at = "when it started", heartbeat = "when it last said it is alive", stopped_at = "when it stopped; NULL while running" } }
+TABLES.leases = { "which worker syncs which instance, until when (renewed while it works)", {
+  instance_id = "the instance", worker = "workers.id", acquired_at = "when it took the instance",
+  expires_at = "when another worker may take it over, unless renewed" } }
+TABLES.switches = { "the operator's switches every worker obeys", {
+  name = "the switch (governance_paused)", value = "its value (who set it); NULL when off", updated_at = "last change" } }
+
 local M = { TABLES = TABLES }
 
 -- rows {table, description} of the tables a reader sees (store.lua's Reader:tables()).

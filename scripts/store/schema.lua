@@ -302,6 +302,33 @@ FROM users u JOIN instances i ON i.id = u.instance_id
 LEFT JOIN identity_links l1 ON l1.instance_id = u.instance_id AND l1.account = u.ext_id
 LEFT JOIN identity_links l2 ON l2.instance_id IS NULL AND l2.account = lower(u.email);
 ]],
+
+  -- 10: several workers on one shared store (PostgreSQL, store/leases.lua): each worker's heartbeat, and
+  -- which worker holds which instance until when (times by the database's clock); the operator's
+  -- switches every worker obeys (the governance kill switch).
+  [10] = [[
+CREATE TABLE workers (
+  id          TEXT PRIMARY KEY,       -- host:pid:start
+  host        TEXT,
+  pid         INTEGER,
+  metrics     TEXT,                   -- its /metrics URL
+  started_at  TEXT NOT NULL,
+  heartbeat   TEXT NOT NULL,
+  stopped_at  TEXT
+);
+CREATE TABLE leases (
+  instance_id INTEGER NOT NULL PRIMARY KEY REFERENCES instances(id) ON DELETE CASCADE,
+  worker      TEXT NOT NULL,
+  acquired_at TEXT NOT NULL,
+  expires_at  TEXT NOT NULL
+);
+CREATE INDEX leases_worker ON leases(worker);
+CREATE TABLE switches (
+  name        TEXT PRIMARY KEY,
+  value       TEXT,
+  updated_at  TEXT NOT NULL
+);
+]],
 }
 
 M.version = #M.migrations

@@ -206,6 +206,21 @@ for _, backend in ipairs { "sqlite", "postgresql" } do
       assert.equal(0, st:policy_switches().p.enabled)
     end)
 
+    it("joins accounts into people across instances, by e-mail or by a link", function()
+      local a, b = instance("a"), instance("b")
+      local seen = store.scan_start()
+      assert(st:upsert("users", a, { { ext_id = "x1", email = "Ann@example.com", status = "active" } }, { scan_started = seen }))
+      assert(st:upsert("users", b, { { ext_id = "y1", email = "ann@example.com", status = "suspended" },
+                                     { ext_id = "y2", email = "bob@other.com", status = "active" } }, { scan_started = seen }))
+      assert.equal(2, #st:identity("ann@example.com"))
+      st:link_identity(b, "y2", "ann@example.com")
+      st:link_identity(b, "y2", "ann@example.com")          -- again: the same link
+      assert.equal(3, #st:identity("ann@example.com"))
+      assert.same({ y1 = "ann@example.com", y2 = "ann@example.com" }, st:people_of(b, { "y1", "y2" }))
+      assert.equal("suspended", st:departures({ "okta" }, { "suspended" })["ann@example.com"].how)
+      assert.equal(1, st:unlink_identity(b, "y2"))
+    end)
+
     it("deletes old events in batches for retention", function()
       local id = instance()
       assert(st:upsert("activities", id, events(1, 10)))
@@ -214,6 +229,52 @@ for _, backend in ipairs { "sqlite", "postgresql" } do
       assert.equal(6, n_rows("activities"))
       assert.is_true(#st:table_sizes() > 0)
     end)
+
+    it("leases each instance to one worker until it expires, then to another; a lost lease refuses the page", function()
+      local a, b = instance("a"), instance("b")
+      assert(st:worker_beat { id = "w1", host = "h", pid = 1 })
+      assert(st:worker_beat { id = "w2", host = "h", pid = 2 })
+      assert.equal(2, st:live_workers(30))
+      assert.same({ a }, st:claim_leases("w1", 30, 1))
+      assert.same({ b }, st:claim_leases("w2", 30, 5))            -- a is held: w2 gets only b
+      assert.same({}, st:claim_leases("w2", 30, 5))
+      assert.same({ [a] = true }, st:renew_leases("w1", 30))
+      -- w2's lease of b lapses (a ttl in the past): w1 takes b over, and w2's next page of b is refused
+      assert.same({}, st:renew_leases("w2", -1))
+      assert.same({ b }, st:claim_leases("w1", 30, 5))
+      assert.same({}, st:renew_leases("w2", 30))
+      st.lease = { id = "w2", ttl = 30, held = { [b] = true } }
+      local ok, err = st:save_stream(b, "users", { cursor = "x" })
+      assert.is_nil(ok)
+      assert.matches("^lease: ", err)
+      st.lease = { id = "w1", ttl = 30, held = { [a] = true, [b] = true } }
+      assert(st:save_stream(b, "users", { cursor = "x" }))
+      st.lease = nil
+      assert.equal(2, st:worker_rows()[1].leases)
+      assert.equal("w1", st:lease_rows()[2].worker)
+      assert(st:release_leases("w1"))
+      assert.same({ a, b }, st:claim_leases("w2", 30, 5))
+      assert.equal("stopped", st:worker_rows()[1].stopped_at and "stopped")
+      -- the kill switch every worker reads
+      assert.is_nil(st:switch("governance_paused"))
+      assert(st:set_switch("governance_paused", "ops"))
+      assert.equal("ops", st:switch("governance_paused"))
+    end)
+
+    if backend == "postgresql" then
+      it("lets the limit checks of two workers pass one at a time", function()
+        local other = assert(store.open(where, { home = dir, busy_timeout = 200 }))
+        assert(st:transaction(function()
+          st:serialize_limits()
+          -- the other worker's check waits for this transaction (here: past its lock timeout)
+          local ok, err, token = other:transaction(function() other:serialize_limits() end)
+          assert.is_nil(ok)
+          assert.equal("busy", token, err)
+        end))
+        assert(other:transaction(function() other:serialize_limits() end))
+        other:close()
+      end)
+    end
 
     it("gives cachost query a connection that reads and cannot write", function()
       local id = instance()
