@@ -75,6 +75,10 @@ kills: deps all
 bench: deps all
 	@bench/run.sh
 
+# the workers' figure alone: make bench-workers [N=200]
+bench-workers: deps all
+	@bench/workers.sh $(CURDIR)/$(BUILD)/cachost $(or $(N),200)
+
 # The injected-faults campaign: make test runs 4 syncs under faults per connector on small tenants.
 FAULT_ROUNDS ?= 30
 FAULT_SIZE ?= 4
@@ -139,4 +143,4 @@ uninstall:
 clean:
 	rm -rf build build-asan build-fuzz cachost
 
-.PHONY: all deps fuzz-deps deps-check test asan bench demo clean ctests fuzz fuzz-build install uninstall faults
+.PHONY: all deps fuzz-deps deps-check test asan bench bench-workers demo clean ctests fuzz fuzz-build install uninstall faults

@@ -26,6 +26,9 @@ CACHOST_BIN="$bin" sh "$here/dlp.sh" || echo "bench dlp failed"
 echo "== instances: 200 instances syncing at once in one process"
 sh "$here/instances.sh" "$bin" || echo "bench instances failed"
 
+echo "== workers: 200 instances synced by one process on SQLite, and by 1, 2, 3 workers on PostgreSQL"
+sh "$here/workers.sh" "$bin" || echo "bench workers failed"
+
 echo "== policies: the shipped activity policies over 1,000,000 stored activities"
 sh "$here/policy.sh" "$bin" || echo "bench policy failed"
 
