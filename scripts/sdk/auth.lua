@@ -1,7 +1,8 @@
 -- sdk/auth.lua — the ways a connector authenticates, declared in its `auth` table, run for every request.
 --   { type = "token", header = "Authorization", format = "SSWS %s", secret = "api_token" }
 --   { type = "oauth2", token_url = "/oauth/token", authorize_url = ..., scopes = {...}, pkce = true,
---     client_id = "client_id" (setting), client_secret = "client_secret" (secret), grant = "authorization_code"|"client_credentials" }
+--     client_id = "client_id" (setting), client_secret = "client_secret" (secret), grant = "authorization_code"|"client_credentials",
+--     authorize_params = {...} (more query parameters of the consent URL, e.g. Google's access_type=offline) }
 --   { type = "sigv4", service = "iam", region = "us-east-1" | function(settings), s3 = false,
 --     unsigned_payload = false, access_key = "access_key_id", secret_key = "secret_access_key",
 --     session_token = "session_token" (secret names; the token optional),
@@ -438,6 +439,7 @@ function M.authorization_code(client, scheme, redirect_uri)
     response_type = "code", client_id = inst.settings[scheme.client_id or "client_id"],
     redirect_uri = redirect_uri, state = state, scope = table.concat(M.scopes(scheme, inst.settings), " "),
   }
+  for k, v in pairs(scheme.authorize_params or {}) do q[k] = v end
   if scheme.pkce ~= false then
     q.code_challenge = crypto.b64url(crypto.sha256(verifier))
     q.code_challenge_method = "S256"

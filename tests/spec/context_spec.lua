@@ -108,6 +108,17 @@ describe("the connector context", function()
     assert.same({ "-/id", "m1/id", "m2/id" }, asked)
   end)
 
+  it("adds a scheme's authorize_params to the consent URL, beside state and the PKCE challenge", function()
+    local auth = require "sdk.auth"
+    local scheme = { type = "oauth2", authorize_url = "https://accounts.example.com/auth", token_url = "/token", scopes = { "a", "b" },
+                     authorize_params = { access_type = "offline", prompt = "consent" } }
+    local url = auth.authorization_code(context.client(context.new(st, inst, "spec")), scheme, "http://127.0.0.1:9/callback")
+    assert.matches("^https://accounts%.example%.com/auth%?", url)
+    for _, p in ipairs { "access_type=offline", "prompt=consent", "code_challenge_method=S256", "scope=a%%20b", "state=" } do
+      assert.matches(p, url)
+    end
+  end)
+
   it("fails a page with the provider's answer in the failure, as ctx:request does", function()
     local srv <close> = assert(server.listen { port = 0 })
     srv:route("GET", "/items", function(req)
