@@ -10,7 +10,9 @@ c.settings = {
   { google.KEY_SECRET, secret = true, help = "the service account's JSON key file (Cloud console > IAM > Service accounts > Keys)" },
   { "customer_id", example = "C01abc23d", help = "the Workspace customer id (default my_customer: the admin's own)" },
   { "read_only", type = "boolean", help = "ask only for read scopes (delegate only those; no governance actions)" },
-  { "oauth_base_url", example = "https://oauth2.googleapis.com", help = "host of /token (default Google's; a sandbox serves it)" },
+  { "client_id", example = "1234-abc.apps.googleusercontent.com", help = "with auth=oauth: the Desktop app OAuth client of your Cloud project" },
+  { "client_secret", secret = true, help = "with auth=oauth: that OAuth client's secret" },
+  { "oauth_base_url", example = "https://oauth2.googleapis.com", help = "host of /token and of the consent page /o/oauth2/v2/auth (default Google's; a sandbox serves both)" },
 }
 c.base_url = "https://admin.googleapis.com"
 local DRIVE = "https://www.googleapis.com"
@@ -26,12 +28,22 @@ local READ = { "admin.directory.user.readonly", "admin.directory.group.readonly"
   "admin.directory.rolemanagement.readonly", "admin.reports.audit.readonly", "drive.readonly", "admin.directory.user.security" }
 local WRITE = { "admin.directory.user", "admin.directory.user.security", "admin.directory.group.readonly",
   "admin.directory.group.member.readonly", "admin.directory.rolemanagement", "admin.reports.audit.readonly", "drive" }
+local function consented(s) return s.auth == "oauth" end
 function c.scopes(s)
   local list = {}
-  for _, x in ipairs((s.read_only == true or s.read_only == "true") and READ or WRITE) do list[#list + 1] = S .. x end
+  for _, x in ipairs((s.read_only == true or s.read_only == "true") and READ or WRITE) do
+    if not (consented(s) and x:match("^drive")) then list[#list + 1] = S .. x end     -- an admin's consent reads no Drive
+  end
   return list
 end
-c.auth = google.service_account { scopes = c.scopes, subject = function(s) return s.admin_email end }
+-- service_account (default): domain-wide delegation, acting as admin_email and, for Drive, as each user.
+-- oauth: an admin's own consent (cachost instance connect: browser, loopback redirect, PKCE; the refresh
+-- token in the vault); the tokens act as that admin only, so Drive (each user's files) is not read.
+c.auth = {
+  default = "service_account",
+  service_account = google.service_account { scopes = c.scopes, subject = function(s) return s.admin_email end },
+  oauth = google.consent { scopes = c.scopes },
+}
 -- What each capability needs granted to the service account's client id (domain-wide delegation), and of
 -- admin_email (a super admin: Directory and Reports answer 403 to anyone else).
 local DWD = "domain-wide delegation of "
@@ -41,7 +53,7 @@ c.needs = {
   privileges = DWD .. "admin.directory.rolemanagement.readonly",
   app_grants = DWD .. "admin.directory.user.security",
   activities = DWD .. "admin.reports.audit.readonly",
-  files = DWD .. "drive.readonly (drive for the data governance actions), impersonating each user",
+  files = DWD .. "drive.readonly (drive for the data governance actions), impersonating each user (auth=service_account: an admin's consent does not give it)",
   suspend_user = DWD .. "admin.directory.user", unsuspend_user = DWD .. "admin.directory.user",
   expire_password = DWD .. "admin.directory.user",
   revoke_sessions = DWD .. "admin.directory.user.security (signOut)",
@@ -54,6 +66,7 @@ c.needs = {
   trash_file = DWD .. "drive, impersonating the file's owner",
   quarantine_file = DWD .. "drive, impersonating the owner and admin_email (ownership is transferred to it)",
   unquarantine_file = DWD .. "drive, impersonating admin_email and the owner",
+  overwrite_file = DWD .. "drive, impersonating the file's owner",
 }
 
 c.capabilities = {
@@ -68,6 +81,14 @@ local DIR = "/admin/directory/v1"
 local function drive_url(ctx, path) return provider_host(ctx.settings, DRIVE) .. "/drive/v3" .. path end
 
 local each_page = google.each_page      -- §7: token paging (providers/google.lua)
+
+-- Drive is read and changed as each file's owner (domain-wide delegation); an admin's consent acts as
+-- that admin alone.
+local function delegated(ctx)
+  if consented(ctx.settings) then
+    fail("needs auth=service_account: Drive is read as each user through domain-wide delegation, which an admin's consent does not give", "unavailable")
+  end
+end
 
 ---------------------------------------------------------------------------------------------- users
 -- Status model (§3): suspended (with suspensionReason), archived, deleted (showDeleted=true, within the
@@ -368,6 +389,7 @@ end
 -- taken before their listing, so what changes while it is read comes with the next run.  Later runs
 -- read each user's changes from there.  The cursor is {email = page token}.
 function c.streams.files(ctx, cursor)
+  delegated(ctx)
   local home = domain_of(ctx.settings.admin_email)
   local tokens = {}
   local old = cursor and json.decode(cursor)
@@ -399,6 +421,7 @@ end
 -- Targeted re-fetch: one file, read as its owner; or "changes:<email>" (a push notification): that
 -- user's changes since the files stream's page token, which then moves on.
 function c.fetch.files(ctx, id)
+  delegated(ctx)
   local email = tostring(id):match("^changes:(.+)$")
   if email then
     local tokens = page_tokens(ctx)
@@ -423,6 +446,7 @@ end
 local EXPORT = { ["application/vnd.google-apps.document"] = "text/plain", ["application/vnd.google-apps.presentation"] = "text/plain",
                  ["application/vnd.google-apps.spreadsheet"] = "text/csv" }
 function c.content(ctx, file, max_size)
+  if consented(ctx.settings) then return nil, "unavailable: needs auth=service_account (domain-wide delegation)" end
   if file.is_folder == 1 then return nil, "unsupported: a folder has no content" end
   local opts = { max_size = max_size, raw = true, headers = { Accept = "*/*" }, auth = { subject = file.owner } }
   local url = drive_url(ctx, "/files/" .. urlencode(file.ext_id))
@@ -485,6 +509,7 @@ local function watch(ctx, url, secret, email, page)
 end
 
 function c.subscribe(ctx, url)
+  delegated(ctx)
   local secret, old = watch_secret(ctx), channels(ctx)
   local tokens, now, made = page_tokens(ctx), {}, 0
   local ok, err = pcall(function()
@@ -674,6 +699,18 @@ function c.actions.quarantine_file(ctx, file, params)
     correlation_id = params.correlation_id } } }
 end
 
+-- Overwrite (§6 files.update, uploadType=media, as the owner): the content becomes a notice; the file
+-- keeps its id, name, place and sharing.  A Docs Editors file has no content to upload over.
+function c.actions.overwrite_file(ctx, file, params)
+  if (file.mime or ""):match("^application/vnd%.google%-apps%.") then
+    fail("unsupported: " .. tostring(file.mime) .. " has no uploadable content (quarantine or trash it instead)", "unsupported")
+  end
+  if not str(file.owner) then error("http: the file has no known owner to act as", 0) end
+  local notice = params and str(params.notice) or "This file's content was removed by your administrator."
+  ctx:request("PATCH", upload_url(ctx, file.ext_id), { query = { uploadType = "media" }, body = notice,
+    headers = { ["Content-Type"] = "text/plain" }, auth = { subject = file.owner } })
+end
+
 -- Back where it was, to its owner; the tombstone goes to the owner's trash.
 function c.actions.unquarantine_file(ctx, file, params)
   params = params or {}
@@ -685,6 +722,16 @@ function c.actions.unquarantine_file(ctx, file, params)
   if str(params.tombstone_id) then
     local _, err, token = ctx:try("PATCH", drive_url(ctx, "/files/" .. urlencode(params.tombstone_id)), { json = { trashed = true }, auth = { subject = owner } })
     if err and token ~= "not_found" then fail(err, token) end
+  end
+end
+
+-- Every data governance action acts as the file's owner: not with an admin's consent.
+for _, name in ipairs { "remove_shared_link", "remove_collaborator", "make_private", "trash_file", "quarantine_file",
+                        "unquarantine_file", "overwrite_file" } do
+  local act = c.actions[name]
+  c.actions[name] = function(ctx, ...)
+    delegated(ctx)
+    return act(ctx, ...)
   end
 end
 

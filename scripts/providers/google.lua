@@ -78,6 +78,22 @@ function M.service_account(opts)
   }
 end
 
+-- OAuth 2.0 for installed apps (RFC 8252): a user (an admin) consents in the browser, the redirect comes
+-- back to cachost's loopback listener (a "Desktop app" OAuth client of the customer's Cloud project), the
+-- code is exchanged with its PKCE verifier (S256); access_type=offline gives a refresh token (the vault
+-- keeps it), prompt=consent gives one again on a new consent.  Tokens act as that user only.
+M.AUTHORIZE_URL = "https://accounts.google.com/o/oauth2/v2/auth"
+function M.consent(opts)
+  return {
+    type = "oauth2", grant = "authorization_code", pkce = true, scopes = opts.scopes, token_url = M.token_url,
+    authorize_url = function(s)
+      local base = str(s.oauth_base_url)
+      return base and ((base:gsub("/+$", "")) .. "/o/oauth2/v2/auth") or M.AUTHORIZE_URL
+    end,
+    authorize_params = { access_type = "offline", prompt = "consent" },
+  }
+end
+
 -- Google's error body: {"error": {"code", "message", "status", "errors": [{"reason", "message", ...}]}},
 -- the newer APIs' (AIP-193) with "details": [{"@type": ".../google.rpc.ErrorInfo", "reason", "metadata"}];
 -- the token endpoint's: {"error": "invalid_grant", "error_description": "..."}.

@@ -174,6 +174,57 @@ describe("google workspace connector", function()
     assert.equal(owner.id, f.owner); assert.equal(origin, f.parent); assert.is_true(tomb.trashed)
   end)
 
+  it("overwrites a file's content with a notice as its owner, keeping it and its sharing; a Doc is refused", function()
+    local f
+    for _, x in ipairs(tenant.state.files) do
+      if x.mimeType == "text/plain" and not x.trashed and x.owner ~= tenant.admin.id and #x.perms > 0 then f = x break end
+    end
+    local perms, name, parent = #f.perms, f.name, f.parent
+    act(inst, "overwrite_file", "files", f.id, { notice = "Removed: it held card numbers." })
+    assert.equal("Removed: it held card numbers.", f.content)
+    assert.same({ perms, name, parent }, { #f.perms, f.name, f.parent })
+    local doc
+    for _, x in ipairs(tenant.state.files) do if x.mimeType == "application/vnd.google-apps.document" and not x.trashed then doc = x break end end
+    local before = doc.content
+    local ok, err = pcall(act, inst, "overwrite_file", "files", doc.id)
+    assert.is_false(ok)
+    assert.equal("unsupported", err.token)
+    assert.equal(before, doc.content)
+  end)
+
+  it("connects with an admin's OAuth consent (PKCE, loopback redirect, refresh token in the vault): directory yes, Drive unavailable", function()
+    local client = { client_id = "1234-sandbox.apps.googleusercontent.com", client_secret = "GOCSPX-sandbox" }
+    tenant:register_client(client)
+    local oi = helpers.instance("google-workspace", "gw-oauth", { admin_email = tenant.admin.primaryEmail, auth = "oauth",
+      client_id = client.client_id, base_url = srv.url, oauth_base_url = srv.url, insecure_loopback = true }, { client_secret = client.client_secret })
+    local said = {}
+    local t = sched.spawn(require("connect").run, oi, { say = function(line) said[#said + 1] = line end })
+    local url
+    for _ = 1, 100 do
+      sched.sleep(0.05)
+      for _, l in ipairs(said) do url = url or l:match("^(http%S+/o/oauth2/v2/auth%?%S+)") end
+      if url then break end
+    end
+    assert(url, "the consent URL was shown")
+    assert.matches("code_challenge_method=S256", url)
+    assert.matches("access_type=offline", url)
+    assert.is_nil(url:find("auth%2Fdrive", 1, true), "no Drive scope asked")
+    local r = assert(http.request { url = url })                 -- the admin's browser: consent, then back to cachost
+    assert.equal(200, r.status)
+    assert.same({ true, true }, { t:join(30) })
+    assert.is_string(oi:secret("refresh_token"))
+    -- the access token expires: the refresh token gets a new one
+    oi:set_secret("token_expires_at", tostring(sched.time() - 1))
+    local by = sync_ok(oi, { streams = { "users", "groups" } })
+    assert.is_table(by.users)
+    assert.same(sorted(tenant:truth().users), ids("users", oi))
+    local results = runtime.sync(oi, { streams = { "files" } })
+    assert.is_nil(results[1].counts)
+    assert.equal("unavailable (needs auth=service_account)", sync.health(results[1].error))
+    local ok, err = pcall(act, oi, "trash_file", "files", tenant:sensitive_file("card"))
+    assert.is_false(ok)
+  end)
+
   it("removes a user's own admin role assignment, and names a group-held one", function()
     local u = tenant.state.users[2]
     local n = #tenant.state.assignments

@@ -134,6 +134,50 @@ describe("google workspace sandbox", function()
     assert.equal(2, #hits)                                  -- a stopped channel says nothing more
   end)
 
+  it("runs an admin's OAuth consent: loopback redirect only, PKCE checked, a code used once, offline refresh", function()
+    t:register_client { client_id = "9-desk.apps.googleusercontent.com", client_secret = "GOCSPX-desk" }
+    local verifier = crypto.b64url(crypto.random(32))
+    local cb <close> = assert(server.listen { port = 0 })        -- cachost's loopback listener
+    local back
+    cb:route("GET", "/callback", function(req) back = req.query; return 200, "ok" end)
+    local redirect = cb.url .. "/callback"
+    -- the browser: the consent page, then the redirect -> (status of the consent page, the redirect's query)
+    local function authorize(over)
+      local q = { client_id = "9-desk.apps.googleusercontent.com", redirect_uri = redirect, response_type = "code",
+                  scope = "https://www.googleapis.com/auth/admin.directory.user.readonly", state = "st8", access_type = "offline",
+                  code_challenge = crypto.b64url(crypto.sha256(verifier)), code_challenge_method = "S256" }
+      for k, v in pairs(over or {}) do q[k] = v end
+      back = nil
+      local r = assert(http.request { url = srv.url .. "/o/oauth2/v2/auth?" .. http.form(q) })
+      return r.status, back
+    end
+    local function exchange(f)
+      local r = assert(http.request { method = "POST", url = srv.url .. "/token", headers = { ["Content-Type"] = "application/x-www-form-urlencoded" },
+        body = http.form(f) })
+      return r.status, json.decode(r.body)
+    end
+    assert.equal(400, (authorize { redirect_uri = "https://evil.example.com/callback" }))
+    assert.equal(401, (authorize { client_id = "unknown.apps.googleusercontent.com" }))
+    local st0, q = authorize()
+    assert.equal(200, st0); assert.equal("st8", q.state); assert.is_string(q.code)
+    local base = { grant_type = "authorization_code", code = q.code, client_id = "9-desk.apps.googleusercontent.com",
+                   client_secret = "GOCSPX-desk", redirect_uri = redirect }
+    local f = {} for k, v in pairs(base) do f[k] = v end
+    f.code_verifier = crypto.b64url(crypto.random(32))
+    local st, b = exchange(f)
+    assert.equal(400, st); assert.equal("invalid_grant", b.error); assert.equal("Invalid code verifier.", b.error_description)
+    base.code = select(2, authorize()).code
+    base.code_verifier = verifier
+    st, b = exchange(base)
+    assert.equal(200, st); assert.matches("^ya29%.", b.access_token); assert.is_string(b.refresh_token)
+    local st2, users = get(b.access_token, "/admin/directory/v1/users?customer=my_customer&maxResults=2")
+    assert.equal(200, st2); assert.equal(2, #users.users)                  -- as the admin who consented
+    st = exchange(base)
+    assert.equal(400, st)                                                  -- a code is good once
+    st, b = exchange { grant_type = "refresh_token", refresh_token = b.refresh_token, client_id = base.client_id, client_secret = base.client_secret }
+    assert.equal(200, st); assert.matches("^ya29%.", b.access_token); assert.is_nil(b.refresh_token)
+  end)
+
   it("shows Reports activities only after their application's lag", function()
     local _, b = token(claims { scope = "https://www.googleapis.com/auth/admin.reports.audit.readonly" })
     local path = "/admin/reports/v1/activity/users/all/applications/login?startTime=" .. http.urlencode(os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(sched.time()) - 3600))

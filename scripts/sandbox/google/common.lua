@@ -179,6 +179,7 @@ function G:token_audiences() return { [self.base_url .. "/token"] = true, [C.GOO
 -- account's client id in the Admin console).
 function G:h_token(req)
   local f = T.parse_form(req.body or "")
+  if f.grant_type == "authorization_code" or f.grant_type == "refresh_token" then return self:oauth_grant(f) end
   if f.grant_type ~= C.JWT_BEARER then
     return oauth_err(400, "unsupported_grant_type", "Invalid grant_type: " .. tostring(f.grant_type))
   end
@@ -220,6 +221,95 @@ function G:h_token(req)
   self.tokens[tok] = { sa = sa, sub = sub, scopes = set, exp = now + 3600 }
   self.issued = (self.issued or 0) + 1
   return 200, { access_token = tok, expires_in = 3599, token_type = "Bearer" }
+end
+
+---------------------------------------------------------------------------------------------------
+-- OAuth 2.0 for installed apps (the consent of a user, here the admin): an OAuth client of the
+-- customer's project (Desktop app: a loopback redirect on any port), the authorization code with PKCE
+-- (S256), offline access (a refresh token) with access_type=offline.  The consent screen is approved at
+-- once, as the user the tenant names (its admin).
+---------------------------------------------------------------------------------------------------
+-- register_client{client_id=, client_secret=} -> the client
+function G:register_client(c)
+  self.oauth_clients = self.oauth_clients or {}
+  self.oauth_clients[c.client_id] = { client_id = c.client_id, client_secret = c.client_secret }
+  return c
+end
+
+local function error_page(status, code, desc)
+  return status, ("<html><body><h1>Access blocked: Authorization Error</h1><p>Error %d: %s</p><p>%s</p></body></html>")
+    :format(status, code, desc), { ["Content-Type"] = "text/html; charset=utf-8" }
+end
+
+-- GET /o/oauth2/v2/auth?client_id&redirect_uri&response_type=code&scope&state&code_challenge&
+-- code_challenge_method=S256&access_type=offline&prompt=consent -> 302 redirect_uri?state&code&scope
+function G:h_authorize(req)
+  local q = req.query
+  local client = (self.oauth_clients or {})[q.client_id or ""]
+  if not client then return error_page(401, "invalid_client", "The OAuth client was not found.") end
+  local redirect = q.redirect_uri or ""
+  -- a Desktop app client redirects to the loopback interface only (any port)
+  if not (redirect:match("^http://127%.0%.0%.1:%d+/") or redirect:match("^http://localhost:%d+/") or redirect:match("^http://%[::1%]:%d+/")) then
+    return error_page(400, "redirect_uri_mismatch", "You can't sign in to this app because it doesn't comply with Google's OAuth 2.0 policy.")
+  end
+  local function back(params)
+    local sep = redirect:find("?", 1, true) and "&" or "?"
+    params[#params + 1] = { "state", q.state }
+    return 302, "", { Location = redirect .. sep .. T.qs(params) }
+  end
+  if q.response_type ~= "code" then return back { { "error", "unsupported_response_type" } } end
+  if q.code_challenge and q.code_challenge_method ~= "S256" and q.code_challenge_method ~= "plain" then
+    return back { { "error", "invalid_request" }, { "error_description", "Invalid code_challenge_method" } }
+  end
+  local scopes = {}
+  for s in (q.scope or ""):gmatch("%S+") do scopes[#scopes + 1] = s end
+  if #scopes == 0 then return back { { "error", "invalid_request" }, { "error_description", "Missing required parameter: scope" } } end
+  self.ncode = (self.ncode or 0) + 1
+  local code = "4/0A" .. T.b62(60, self.seed, "code", self.ncode, self:wall_s())
+  self.codes = self.codes or {}
+  self.codes[code] = { client_id = client.client_id, redirect_uri = redirect, scope = table.concat(scopes, " "),
+    challenge = q.code_challenge, method = q.code_challenge_method or "plain", offline = q.access_type == "offline",
+    user = self:consenting_user(), exp = self:wall_s() + 600 }
+  return back { { "code", code }, { "scope", table.concat(scopes, " ") } }
+end
+
+local function user_token(self, user, scope, client_id)
+  self.nseq = (self.nseq or 0) + 1
+  local tok = "ya29." .. T.b62(80, self.seed, "uat", self.nseq, self:wall_s())
+  local set = {}
+  for s in scope:gmatch("%S+") do set[s] = true end
+  self.tokens[tok] = { sub = user, scopes = set, exp = self:wall_s() + 3600, client = client_id }
+  self.issued = (self.issued or 0) + 1
+  return tok
+end
+
+-- POST /token grant_type=authorization_code | refresh_token (client_id, client_secret in the form)
+function G:oauth_grant(f)
+  local client = (self.oauth_clients or {})[f.client_id or ""]
+  if not client or not crypto().equal(f.client_secret or "", client.client_secret) then
+    return oauth_err(401, "invalid_client", "Unauthorized")
+  end
+  if f.grant_type == "refresh_token" then
+    local r = (self.refresh_tokens or {})[f.refresh_token or ""]
+    if not r or r.client_id ~= client.client_id then return oauth_err(400, "invalid_grant", "Token has been expired or revoked.") end
+    return 200, { access_token = user_token(self, r.user, r.scope, client.client_id), expires_in = 3599, scope = r.scope, token_type = "Bearer" }
+  end
+  local c = (self.codes or {})[f.code or ""]
+  if not c or c.client_id ~= client.client_id or c.exp <= self:wall_s() then return oauth_err(400, "invalid_grant", "Malformed auth code.") end
+  self.codes[f.code] = nil                                  -- a code is good once
+  if f.redirect_uri ~= c.redirect_uri then return oauth_err(400, "redirect_uri_mismatch", "Bad Request") end
+  if c.challenge then
+    if not f.code_verifier then return oauth_err(400, "invalid_grant", "Missing code verifier.") end
+    local want = c.method == "S256" and crypto().b64url(crypto().sha256(f.code_verifier)) or f.code_verifier
+    if not crypto().equal(want, c.challenge) then return oauth_err(400, "invalid_grant", "Invalid code verifier.") end
+  end
+  local out = { access_token = user_token(self, c.user, c.scope, client.client_id), expires_in = 3599, scope = c.scope, token_type = "Bearer" }
+  if c.offline then
+    out.refresh_token = "1//0" .. T.b62(100, self.seed, "rt", f.code)
+    self.refresh_tokens = self.refresh_tokens or {}
+    self.refresh_tokens[out.refresh_token] = { client_id = client.client_id, user = c.user, scope = c.scope }
+  end
+  return 200, out
 end
 
 -- Bearer auth on every API route -> the token record | nil, status, body

@@ -14,7 +14,8 @@
 local C = require "sandbox.google.common"
 local WS = require "sandbox.google.workspace"
 
-local ROUTES = { { "POST", "/token", C.G.h_token, { noauth = true, bucket = "token" } } }
+local ROUTES = { { "POST", "/token", C.G.h_token, { noauth = true, bucket = "token" } },
+                 { "GET", "/o/oauth2/v2/auth", C.G.h_authorize, { public = true } } }    -- accounts.google.com
 for _, name in ipairs { "directory", "reports", "drive" } do
   for _, r in ipairs(require("sandbox.google." .. name)) do ROUTES[#ROUTES + 1] = r end
 end

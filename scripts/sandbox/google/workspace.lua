@@ -300,6 +300,7 @@ function M.new(opts)
   local granted = {}
   for _, s in ipairs(opts.dwd_scopes or M.DWD_SCOPES) do granted[C.SCOPE .. s] = true end
   self.dwd[self.sa.client_id] = granted
+  if opts.oauth_client then self:register_client(opts.oauth_client) end     -- a Desktop app OAuth client
   local rng = T.rng(self.seed, "workspace")
   self:gen_users(rng)
   self:gen_groups(rng)
@@ -323,6 +324,9 @@ function W:delegate(sub, scopes, sa)
   end
   return true
 end
+
+-- The user the OAuth consent screen approves as: the super admin.
+function W:consenting_user() return self.admin.primaryEmail end
 
 -- Who the request acts as (the token's sub), or nil for the service account itself.
 function W:actor(req) return req.token and req.token.sub and self.state.by_email[req.token.sub:lower()] end
