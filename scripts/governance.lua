@@ -186,8 +186,10 @@ local EFFECT = {
   make_private = function(r) return r.access_level == "private" end,
   trash_file = function(r) return r.trashed == 1 end,
 }
--- Actions whose effect is that the target is gone.
+-- Actions whose effect is that the target is gone; an app adds those it carries out so (c.removes: Webex's
+-- quarantine deletes the message that carries the file).
 local GONE = { remove_member = true, trash_file = true, revoke_grant = true, revoke_token = true }
+local function removes(c, action) return GONE[action] or (type(c.removes) == "table" and c.removes[action] == true) end
 
 -- A provider may still be working on a request when its sender died: an effect not seen this soon
 -- after the call is not a failure yet.
@@ -224,7 +226,7 @@ local function took_effect(st, inst, c, r)
   local kind, now = refetch(st, inst, c, entity, r)
   if not kind then return nil, now end
   if kind == "gone" then
-    if GONE[r.action] then return true, "the target is gone at the provider", true end
+    if removes(c, r.action) then return true, "the target is gone at the provider", true end
     return false, "the target no longer exists at the provider", true
   end
   local eff = EFFECT[r.action]
@@ -232,7 +234,7 @@ local function took_effect(st, inst, c, r)
     if eff(now) then return true, "the re-fetched target shows it", true end
     return false, "the re-fetched target does not show it", false
   end
-  if GONE[r.action] then return false, "the target is still there at the provider", false end
+  if removes(c, r.action) then return false, "the target is still there at the provider", false end
   return false, ("a re-fetch cannot tell whether %s took effect: check at the provider (retry sends it again)")
     :format(r.action), true
 end
