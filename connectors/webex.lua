@@ -337,8 +337,9 @@ local function room_title(ctx, cache, room_id)
   return cache[room_id]
 end
 
--- Emits the rows of a message's files and their permissions, the space's membership given.
-local function emit_message(ctx, msg, members, level, org, titles)
+-- Emits the rows of a message's files and their permissions, the space's membership given; each file's id
+-- goes into `done` when given.
+local function emit_message(ctx, msg, members, level, org, titles, done)
   local rows, perms = {}, {}
   for k, url in ipairs(list_of(msg.files)) do
     if type(url) == "string" then
@@ -350,15 +351,20 @@ local function emit_message(ctx, msg, members, level, org, titles)
         access_level = level, trashed = 0, created_at = str(msg.created), modified_at = str(msg.created),
         raw = { message = msg, url = url } }
       for _, p in ipairs(perm_rows(id, members, org)) do perms[#perms + 1] = p end
+      if done then done[id] = true end
     end
   end
   ctx:emit("files", rows)
   ctx:emit("file_permissions", perms)
 end
 
--- A space's stored files, their access and permissions computed again (its membership changed).
-local function refresh_space(ctx, room_id, org, members, level)
-  local ids = ctx:stored_ids("files", "parent_id", room_id)
+-- A space's stored files (but those in `done`: emitted already), their access and permissions computed
+-- again (its membership changed).
+local function refresh_space(ctx, room_id, org, members, level, done)
+  local ids = {}
+  for _, id in ipairs(ctx:stored_ids("files", "parent_id", room_id)) do
+    if not (done and done[id]) then ids[#ids + 1] = id end
+  end
   if #ids == 0 then return end
   if not members then members, level = space_access(ctx, room_id, org) end
   local rows, perms, now = {}, {}, {}
@@ -415,18 +421,18 @@ function c.streams.files(ctx, cursor)
       if str(d.roomId) then spaces[d.roomId] = true end
     end
   end
-  local access, titles = {}, {}
+  local access, titles, done = {}, {}, {}
   for _, msg in ipairs(posted) do
     if not deleted[msg.id] then
       local a = access[msg.roomId]
       if not a then a = { space_access(ctx, msg.roomId, org) }; access[msg.roomId] = a end
-      emit_message(ctx, msg, a[1], a[2], org, titles)
+      emit_message(ctx, msg, a[1], a[2], org, titles, done)
     end
   end
   for id, room in pairs(deleted) do retire_message(ctx, id, room) end
   for room in pairs(spaces) do
     local a = access[room] or {}
-    refresh_space(ctx, room, org, a[1], a[2])
+    refresh_space(ctx, room, org, a[1], a[2], done)
   end
   ctx:checkpoint(tostring(now), iso(now))
   ctx:emit("files", {})
@@ -545,6 +551,8 @@ function c.actions.remove_collaborator(ctx, file, params)
 end
 
 c.undo = { suspend_user = "unsuspend_user", unsuspend_user = "suspend_user" }
+-- Done, these leave nothing behind to re-fetch: the file's row is gone with its message.
+c.removes = { quarantine_file = true }
 
 ---------------------------------------------------------------------------------------------- webhooks
 -- §8: created by the daemon (cachost run --public-url), each with the instance's secret (made once, kept in

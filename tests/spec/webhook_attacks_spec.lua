@@ -79,8 +79,19 @@ local APPS = {
     end,
     target = function(id) return "/activity/feed/audit/" .. id end,
   },
+  webex = {
+    settings = function() return { client_id = "cid", org_id = "org-1" } end,
+    secrets = function(v) return { client_secret = "cs", access_token = "tok", refresh_token = "rt",
+                                   token_expires_at = tostring(sched.time() + 3600), webhook_secret = "wx-" .. v } end,
+    body = function(id) return json.encode { id = "hook-1", resource = "messages", event = "created",
+                                             data = { id = id, roomId = "room-1" } } end,
+    sign = function(s, h, body, opts)
+      h["X-Spark-Signature"] = crypto.hex(crypto.hmac_sha1(opts.forge and "forged" or s.webhook_secret, body))
+    end,
+    target = function(id) return "/messages/" .. id end,
+  },
 }
-local ORDER = { "box", "github", "okta", "graph", "management" }
+local ORDER = { "box", "github", "okta", "graph", "management", "webex" }
 
 describe("webhook attacks", function()
   local runtime, daemon, srv, rec, seen

@@ -270,10 +270,17 @@ function Webex:h_message(req)
   return 204, ""
 end
 
--- A file's content (GET downloads it, HEAD gives its name, type and size: "Message Attachments").
+-- A file's content (GET downloads it, HEAD gives its name, type and size: "Message Attachments").  A file
+-- still being scanned (anti-malware, DLP; `scanning` answers left) is 423 Locked with Retry-After.
 function Webex:h_content(req)
   local c = self.contents[req.params.id]
   if not c or self.deleted_messages[c.message] then return self:not_found("content") end
+  if (c.scanning or 0) > 0 then
+    c.scanning = c.scanning - 1
+    local st, body, hdr = self:err(423, "The file is being scanned for malware; retry later.")
+    hdr["Retry-After"] = "1"
+    return st, body, hdr
+  end
   return 200, c.data, { ["Content-Type"] = c.type, ["Content-Disposition"] = ('attachment; filename="%s"'):format(c.name) }
 end
 
