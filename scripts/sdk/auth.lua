@@ -1,8 +1,15 @@
 -- sdk/auth.lua — the ways a connector authenticates, declared in its `auth` table, run for every request.
 --   { type = "token", header = "Authorization", format = "SSWS %s", secret = "api_token" }
 --   { type = "oauth2", token_url = "/oauth/token", authorize_url = ..., scopes = {...}, pkce = true,
---     client_id = "client_id" (setting), client_secret = "client_secret" (secret), grant = "authorization_code"|"client_credentials",
---     authorize_params = {...} (more query parameters of the consent URL, e.g. Google's access_type=offline) }
+--     client_id = "client_id" (setting), client_secret = "client_secret" (secret),
+--     grant = "authorization_code"|"client_credentials"|"password",
+--     authorize_params = {...} (more query parameters of the consent URL, e.g. Google's access_type=offline),
+--     username = "username" (setting), password = "password" (secret) }
+--     grant "password" (RFC 6749 4.3, an integration user's own credentials, e.g. ServiceNow): the tokens
+--     are obtained without a browser, refreshed with the refresh token, and asked for again with the
+--     password when the refresh token has expired.
+--   { type = "basic", username = "username" (setting), password = "password" (secret) }: HTTP Basic
+--     (RFC 7617) with an account's name and password, on every request.
 --   { type = "sigv4", service = "iam", region = "us-east-1" | function(settings), s3 = false,
 --     unsigned_payload = false, access_key = "access_key_id", secret_key = "secret_access_key",
 --     session_token = "session_token" (secret names; the token optional),
@@ -154,7 +161,7 @@ function M.token_request(client, scheme, form, key)
     local f, ferr = make()
     if not f then return nil, ferr end
     local opts = { form = f, no_auth = true, headers = { Accept = "application/json" }, expect_json = true,
-      idempotent = f.grant_type == "client_credentials" }     -- a new token again: harmless
+      idempotent = f.grant_type == "client_credentials" or f.grant_type == "password" }  -- a new token again: harmless
     if dpop then
       local proof, perr = M.dpop_proof(client, "POST", url)
       if not proof then return nil, perr end
@@ -263,11 +270,36 @@ local function client_credentials(client, scheme, key)
   return M.token_request(client, scheme, form, key)
 end
 
+-- The resource owner password grant: the account's own name and password (an integration user's).
+local function password_grant(client, scheme, key)
+  local inst = client.inst
+  local function form()
+    local password, err = inst:secret(scheme.password or "password")
+    if not password then
+      if err and not tostring(err):match("^missing") then return nil, err end
+      return nil, ("auth: secret '%s' is not set (cachost instance edit %s)"):format(scheme.password or "password", inst.name)
+    end
+    local scopes = M.scopes(scheme, inst.settings)
+    return { grant_type = "password", username = inst.settings[scheme.username or "username"], password = password,
+      client_id = inst.settings[scheme.client_id or "client_id"],
+      client_secret = inst:secret(scheme.client_secret or "client_secret"),
+      scope = #scopes > 0 and table.concat(scopes, " ") or nil }
+  end
+  return M.token_request(client, scheme, form, key)
+end
+
+-- A grant that needs no browser: obtained again whenever there is no usable token.
+local function obtain(client, scheme, key)
+  if scheme.grant == "password" then return password_grant(client, scheme, key) end
+  return client_credentials(client, scheme, key)
+end
+local function unattended(scheme) return scheme.grant == "client_credentials" or scheme.grant == "password" end
+
 local function refresh(client, scheme, key)
   local inst = client.inst
   local rt = inst:secret(names(key).refresh)
   if not rt then
-    if (scheme.grant or "authorization_code") == "client_credentials" then return client_credentials(client, scheme, key) end
+    if unattended(scheme) then return obtain(client, scheme, key) end
     return nil, "auth: no refresh token: reconnect needed (cachost instance connect " .. inst.name .. ")"
   end
   local t, err, token = M.token_request(client, scheme, {
@@ -277,6 +309,8 @@ local function refresh(client, scheme, key)
   }, key)
   if not t then
     if token ~= "auth" then return nil, err, token end        -- an outage: try again later
+    -- an expired refresh token: the password grant asks again with the account's own credentials
+    if scheme.grant == "password" then return password_grant(client, scheme, key) end
     return nil, "auth: token refresh refused, reconnect needed: " .. tostring(err), "auth"
   end
   return t
@@ -394,7 +428,7 @@ function M.for_connector(connector)
       local exp = tonumber(inst:secret(n.expires) or "")
       if not token or (exp and exp - REFRESH_MARGIN < sched.time()) then
         local t, err, etoken
-        if not token and (scheme.grant == "client_credentials") then t, err, etoken = client_credentials(client, scheme, key)
+        if not token and unattended(scheme) then t, err, etoken = obtain(client, scheme, key)
         -- a refresh token alone (a service app's, handed over by its developer portal) is redeemed on first use
         elseif not token and not inst:secret(n.refresh) then return nil, "auth: not connected: run cachost instance connect " .. inst.name
         else t, err, etoken = refresh(client, scheme, key) end
@@ -410,6 +444,18 @@ function M.for_connector(connector)
         return true
       end
       req.headers["Authorization"] = (scheme.format or "Bearer %s"):format(token)
+      return true
+    elseif scheme.type == "basic" then
+      local user = inst.settings[scheme.username or "username"]
+      local password, perr = inst:secret(scheme.password or "password")
+      if not password then
+        if perr and not perr:match("^missing:") then return nil, perr end
+        return nil, ("auth: secret '%s' is not set (cachost instance edit %s)"):format(scheme.password or "password", inst.name)
+      end
+      if type(user) ~= "string" or user == "" or user:find(":", 1, true) then
+        return nil, ("auth: setting '%s' must name the account (no ':'): cachost instance edit %s"):format(scheme.username or "username", inst.name)
+      end
+      req.headers["Authorization"] = "Basic " .. crypto.b64(user .. ":" .. password)
       return true
     elseif scheme.type == "sigv4" then
       return sign_sigv4(client, req, scheme)
