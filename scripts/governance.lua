@@ -176,8 +176,9 @@ local function quarantined(r)
 end
 -- The target as re-fetched, once the action took effect.  Actions missing here change nothing cachost
 -- stores (sessions, passwords, one collaborator, content): a re-fetch cannot tell.
+-- A provider whose only suspension is a lock-out (ServiceNow's locked_out) shows a suspended user locked.
 local EFFECT = {
-  suspend_user = function(r) return r.status == "suspended" or r.status == "disabled" end,
+  suspend_user = function(r) return r.status == "suspended" or r.status == "disabled" or r.status == "locked" end,
   unsuspend_user = function(r) return r.status == "active" end,
   unlock_user = function(r) return r.status ~= "locked" end,
   deactivate_user = function(r) return r.status == "deprovisioned" or r.status == "disabled" end,
