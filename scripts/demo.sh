@@ -21,7 +21,7 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 say "starting sandbox tenants (API emulators on loopback)"
 TENANTS="$DIR/demo-tenants.txt"
 : >"$TENANTS"          # exists before the sandbox writes to it: the wait below reads it from the start
-APPS="okta github:acme github:globex box microsoft google-workspace:acme gcp:acme webex"
+APPS="okta github:acme github:globex box microsoft google-workspace:acme gcp:acme webex servicenow"
 "$BIN" sandbox $APPS >"$TENANTS" 2>"$DIR/demo-tenants.log" &
 SANDBOX=$!
 trap 'kill $SANDBOX 2>/dev/null' EXIT
@@ -143,6 +143,24 @@ say "a card-number file posted in a Webex space with an external participant: re
   JOIN instances i ON i.id = g.instance_id WHERE i.name = 'acme-webex' ORDER BY g.id"
 "$BIN" query "SELECT path, access_level, scan_status, deleted_at IS NOT NULL AS removed FROM files f
   JOIN instances i ON i.id = f.instance_id WHERE i.name = 'acme-webex' AND f.name LIKE 'payments-%' ORDER BY path"
+
+say "ServiceNow: an instance through the OAuth password grant of its integration user; a brute force on an admin locks them out"
+sn=$(field servicenow servicenow 3)
+CACHOST_SET_PASSWORD=$(cred servicenow password) CACHOST_SET_CLIENT_SECRET=$(cred servicenow client_secret) \
+  "$BIN" instance add servicenow --name acme-servicenow --set instance=acme.service-now.com \
+  --set username=$(cred servicenow username) --set client_id=$(cred servicenow client_id) --set base_url="$sn" \
+  --set insecure_loopback=true </dev/null
+"$BIN" instance connect acme-servicenow
+"$BIN" sync acme-servicenow || true
+"$BIN" policy mode bruteforce enforce
+# suspend_user in ServiceNow is a lock-out (locked_out=true): the account keeps its roles and assignments
+sn_admin=$("$BIN" query "SELECT email FROM users u JOIN instances i ON i.id = u.instance_id WHERE i.name = 'acme-servicenow'
+  AND u.status = 'active' AND u.is_admin = 1 AND u.email LIKE '%@example.com' ORDER BY u.email LIMIT 1" --format csv | tail -n 1)
+curl -s -X POST "$sn/_sandbox/bruteforce" -d "login=$sn_admin&failures=8" >/dev/null
+"$BIN" sync acme-servicenow --stream activities --stream users
+"$BIN" query "SELECT g.action, g.target, g.mode, g.result, u.status AS servicenow_status FROM governance_actions g
+  JOIN instances i ON i.id = g.instance_id JOIN users u ON u.instance_id = g.instance_id AND u.ext_id = g.target_id
+  WHERE i.name = 'acme-servicenow' ORDER BY g.id"
 
 say "a few recent sign-ins"
 "$BIN" query "SELECT time, actor, outcome, ip, location FROM activities WHERE kind = 'signin' ORDER BY time DESC LIMIT 8"

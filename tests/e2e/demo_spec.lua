@@ -26,6 +26,7 @@ describe("make demo", function()
     assert.equal(0, rc, out)
     assert.matches("suspended", out)                        -- the brute force was acted on
     assert.matches("quarantine_file", out)                  -- the card-number file was quarantined
+    assert.matches("suspend_user[^\n]+executed[^\n]+ok[^\n]+locked", out)    -- a ServiceNow admin locked out
     assert.is_nil(out:find("stack traceback", 1, true), out)
     assert.equal("the user's own data", slurp(user_home .. "/cachost.db"))
     assert.truthy(host.stat(dir .. "/demo-home/.cachost-demo"))
