@@ -84,10 +84,6 @@ local IPS = { "198.51.100.", "203.0.113.", "192.0.2." }
 function S.glide_time(ms)
   return (T.iso_s(math.floor(ms / 1000)):gsub("T", " "):gsub("Z$", ""))
 end
-function S.parse_glide(s)
-  if type(s) ~= "string" or not s:match("^%d%d%d%d%-%d%d%-%d%d %d%d:%d%d:%d%d$") then return nil end
-  return T.parse_iso(s:gsub(" ", "T") .. "Z")
-end
 
 ---------------------------------------------------------------------------------------------- construction
 -- opts: seed, users (default 50), groups (8), days of history (8), events_per_day (sign-ins, 100),
@@ -211,7 +207,6 @@ function Now:generate()
     return self:insert("sys_user_has_role", { user = u.sys_id, role = rl.sys_id, inherited = group and "true" or "false",
       granted_by = group and group.sys_id or "", state = "active", inh_count = group and "1" or "0" }, "admin", ms)
   end
-  self.grant = grant
   if #groups > 0 then
     self:insert("sys_group_has_role", { group = groups[1].sys_id, role = role.admin.sys_id, inherits = "true" }, "admin", ago(800, 100))
     for i = 2, #groups do

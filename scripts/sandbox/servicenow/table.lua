@@ -118,16 +118,12 @@ function Now:page_links(req, limit, offset, total)
     l[#l + 1] = { "sysparm_offset", tostring(off) }
     return self.base_url .. req.path .. "?" .. T.qs(l)
   end
-  local last = total > 0 and ((total - 1) // limit) * limit or 0
-  local list = { { url(0), "first" } }
-  if offset > 0 then list[#list + 1] = { url(math.max(0, offset - limit)), "prev" } end
-  if offset + limit < total then list[#list + 1] = { url(offset + limit), "next" } end
-  list[#list + 1] = { url(last), "last" }
-  return table.concat((function()
-    local out = {}
-    for _, l in ipairs(list) do out[#out + 1] = "<" .. l[1] .. '>;rel="' .. l[2] .. '"' end
-    return out
-  end)(), ",")
+  local function link(off, rel) return "<" .. url(off) .. '>;rel="' .. rel .. '"' end
+  local list = { link(0, "first") }
+  if offset > 0 then list[#list + 1] = link(math.max(0, offset - limit), "prev") end
+  if offset + limit < total then list[#list + 1] = link(offset + limit, "next") end
+  list[#list + 1] = link(total > 0 and ((total - 1) // limit) * limit or 0, "last")
+  return table.concat(list, ",")
 end
 
 function Now:h_list(req)
