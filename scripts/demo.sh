@@ -155,7 +155,8 @@ CACHOST_SET_PASSWORD=$(cred servicenow password) CACHOST_SET_CLIENT_SECRET=$(cre
 "$BIN" policy mode bruteforce enforce
 # suspend_user in ServiceNow is a lock-out (locked_out=true): the account keeps its roles and assignments
 sn_admin=$("$BIN" query "SELECT email FROM users u JOIN instances i ON i.id = u.instance_id WHERE i.name = 'acme-servicenow'
-  AND u.status = 'active' AND u.is_admin = 1 AND u.email LIKE '%@example.com' ORDER BY u.email LIMIT 1" --format csv | tail -n 1)
+  AND u.status = 'active' AND u.is_admin = 1 AND u.email LIKE '%@example.com' AND u.email <> 'admin@example.com'
+  ORDER BY u.email LIMIT 1" --format csv | tail -n 1)
 curl -s -X POST "$sn/_sandbox/bruteforce" -d "login=$sn_admin&failures=8" >/dev/null
 "$BIN" sync acme-servicenow --stream activities --stream users
 "$BIN" query "SELECT g.action, g.target, g.mode, g.result, u.status AS servicenow_status FROM governance_actions g

@@ -230,6 +230,31 @@ describe("servicenow connector", function()
     assert.equal("locked", runtime.store().db:query("SELECT status FROM users WHERE id = ?", u.id)[1].status)
   end)
 
+  it("the bruteforce policy in enforce mode locks out an admin after failed sign-ins then a success", function()
+    local governance = require "governance"
+    governance.limits = { per_policy_per_hour = 100, global_per_hour = 100, max_user_share = 1 }
+    runtime.watch(true)
+    local saved = {}
+    for _, p in ipairs(runtime.policies()) do saved[p] = p.mode; if p.id == "bruteforce" then p.mode = "enforce" end end
+    local ok, err = pcall(function()
+      helpers.sync_ok(inst, { streams = { "users", "privileges", "activities" } })
+      local admin = runtime.store().db:query([[SELECT * FROM users WHERE instance_id = ? AND is_admin = 1 AND status = 'active'
+        AND email LIKE '%@example.com' AND email <> 'admin@example.com' ORDER BY email LIMIT 1]], inst.id)[1]
+      local u = tenant:get("sys_user", admin.ext_id)
+      tenant:simulate_bruteforce(u.user_name, 6)
+      helpers.sync_ok(inst, { streams = { "activities" } })
+      assert.equal("true", u.locked_out)
+      local g = runtime.store().db:query([[SELECT * FROM governance_actions WHERE instance_id = ? AND target_id = ?
+        AND policy = 'bruteforce']], inst.id, admin.ext_id)
+      assert.equal(1, #g)
+      assert.same({ "suspend_user", "executed", "ok" }, { g[1].action, g[1].mode, g[1].result })
+      assert.equal("locked", runtime.store().db:query("SELECT status FROM users WHERE id = ?", admin.id)[1].status)
+    end)
+    for p, m in pairs(saved) do p.mode = m end
+    runtime.watch(false)
+    assert(ok, err)
+  end)
+
   it("waits as a 429 asks (Retry-After) and survives 5xx", function()
     tenant:fault { kind = "429", count = 1, retry_after = 1, path = "/sys_user$" }
     tenant:fault { kind = "500", count = 2 }

@@ -347,7 +347,8 @@ function Now:user_by_name(name)
   for _, u in ipairs(self.tables.sys_user.rows) do if u.user_name == name then return u end end
 end
 
--- n failed sign-ins then a success for one user, from one address (the brute-force control).
+-- n failed sign-ins then a success for one user, from one address (the brute-force control): a second
+-- apart, ending now (sys_created_on counts whole seconds: events of one second have no order).
 function Now:simulate_bruteforce(login, failures, opts)
   opts = opts or {}
   local u = self:user_by_name(login)
@@ -355,9 +356,9 @@ function Now:simulate_bruteforce(login, failures, opts)
     for _, x in ipairs(self.tables.sys_user.rows) do if x.email ~= "" and x.email:lower() == tostring(login):lower() then u = x end end
   end
   assert(u, "no such user " .. tostring(login))
-  local ip, out = opts.ip or "203.0.113.66", {}
-  for _ = 1, failures do out[#out + 1] = self:event("login.failed", u.user_name, ip) end
-  if opts.success ~= false then out[#out + 1] = self:event("login", u.user_name, ip) end
+  local ip, out, now = opts.ip or "203.0.113.66", {}, self:now_ms()
+  for k = 1, failures do out[#out + 1] = self:event("login.failed", u.user_name, ip, now - (failures + 1 - k) * 1000) end
+  if opts.success ~= false then out[#out + 1] = self:event("login", u.user_name, ip, now) end
   return out
 end
 
