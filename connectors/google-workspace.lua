@@ -53,7 +53,8 @@ c.needs = {
   privileges = DWD .. "admin.directory.rolemanagement.readonly",
   app_grants = DWD .. "admin.directory.user.security",
   activities = DWD .. "admin.reports.audit.readonly",
-  files = DWD .. "drive.readonly (drive for the data governance actions), impersonating each user (auth=service_account: an admin's consent does not give it)",
+  files = DWD .. "drive.readonly (drive for the data governance actions), impersonating each user and a member of each shared drive;"
+    .. " admin_email lists the shared drives (useDomainAdminAccess); auth=service_account (an admin's consent does not give it)",
   suspend_user = DWD .. "admin.directory.user", unsuspend_user = DWD .. "admin.directory.user",
   expire_password = DWD .. "admin.directory.user",
   revoke_sessions = DWD .. "admin.directory.user.security (signOut)",
@@ -250,9 +251,11 @@ end
 
 ---------------------------------------------------------------------------------------------- files
 -- §5: every user's My Drive, read as that user (domain-wide delegation, sub = the user): the files they
--- own ('me' in owners: each file once), with their permissions (inherited ones included) in the listing.
-local FILE_FIELDS = "nextPageToken,files(id,name,mimeType,parents,owners(emailAddress,permissionId),size,md5Checksum," ..
-  "createdTime,modifiedTime,trashed,webViewLink,permissions(id,type,role,emailAddress,domain,allowFileDiscovery,expirationTime,permissionDetails))"
+-- own ('me' in owners: each file once), with their permissions (inherited ones included) in the listing;
+-- and every shared drive, read as one of its members (below).
+local PERM_FIELDS = "id,type,role,emailAddress,domain,allowFileDiscovery,expirationTime,permissionDetails"
+local FILE_FIELDS = "nextPageToken,files(id,name,mimeType,parents,driveId,owners(emailAddress,permissionId),size,md5Checksum," ..
+  "createdTime,modifiedTime,trashed,webViewLink,permissions(" .. PERM_FIELDS .. "))"
 local FOLDER = "application/vnd.google-apps.folder"
 local RANK = { private = 0, internal = 1, external = 2, public = 3 }
 
@@ -296,16 +299,10 @@ local function file_rows(f, home, paths)
   return row, perms
 end
 
--- Each user's files, as that user.  Paths: folders come before what they hold in a listing only by
--- chance, so a user's files are read first and their paths resolved when all their folders are known.
-local function user_files(ctx, email, home)
-  local items = {}
-  local auth = { subject = email }
-  each_page(ctx, drive_url(ctx, "/files"), { q = "'me' in owners", pageSize = 1000, fields = FILE_FIELDS,
-      spaces = "drive", corpora = "user" }, "files", function(list)
-    for _, f in ipairs(list) do items[#items + 1] = f end
-  end, { auth = auth })
-  local byid, paths = {}, {}
+-- The paths of a listing's folders, from its roots' (paths: {id = path}).  Folders come before what
+-- they hold in a listing only by chance: a whole listing is read first, its paths resolved after.
+local function resolve_paths(items, paths)
+  local byid = {}
   for _, f in ipairs(items) do byid[f.id] = f end
   local function path(id, depth)
     if paths[id] then return paths[id] end
@@ -316,7 +313,17 @@ local function user_files(ctx, email, home)
     return paths[id]
   end
   for _, f in ipairs(items) do if f.mimeType == FOLDER then path(f.id, 0) end end
-  return items, paths
+  return paths
+end
+
+-- Each user's files, as that user.
+local function user_files(ctx, email)
+  local items = {}
+  each_page(ctx, drive_url(ctx, "/files"), { q = "'me' in owners", pageSize = 1000, fields = FILE_FIELDS,
+      spaces = "drive", corpora = "user" }, "files", function(list)
+    for _, f in ipairs(list) do items[#items + 1] = f end
+  end, { auth = { subject = email } })
+  return items, resolve_paths(items, {})
 end
 
 -- Emits files and their permissions.  partial: these files were read one by one (changes, a re-fetch),
@@ -344,14 +351,27 @@ local function emit_user_files(ctx, items, home, paths, partial)
   ctx:emit("file_permissions", perms)
 end
 
--- One user's changes since their page token (§5 changes.list), as that user: the files they own that
--- changed (with their permissions now), those gone retired.  -> the token to start from next time.
-local function user_changes(ctx, email, token, home)
+-- A shared drive's item's permissions (permissions.list, as a member) into f.permissions.
+local function item_permissions(ctx, f, member)
+  local perms = {}
+  each_page(ctx, drive_url(ctx, "/files/" .. urlencode(f.id) .. "/permissions"), { supportsAllDrives = "true", pageSize = 100,
+      fields = "nextPageToken,permissions(" .. PERM_FIELDS .. ")" }, "permissions", function(list)
+    for _, p in ipairs(list) do perms[#perms + 1] = p end
+  end, { auth = { subject = member } })
+  f.permissions = perms
+end
+
+-- Changes since a page token (§5 changes.list) -> the token to start from next time.  A user's (as that
+-- user): the files they own that changed (with their permissions now); a shared drive's (drive = {id,
+-- name}, as its member email): its items that changed, their permissions read one by one.  Those gone
+-- are retired.
+local function changes_since(ctx, email, token, home, drive)
   local auth = { subject = email }
   local path = drive_url(ctx, "/changes")
   local newest
   local query = { pageToken = token, pageSize = 1000, spaces = "drive", includeRemoved = "true",
                   fields = "nextPageToken,newStartPageToken,changes(fileId,removed,time," .. FILE_FIELDS:match("^nextPageToken,(files%(.+%))$"):gsub("^files", "file") .. ")" }
+  if drive then query.driveId, query.includeItemsFromAllDrives, query.supportsAllDrives = drive.id, "true", "true" end
   for list, resp in ctx:pages(path, query, {
     items = "changes", absent_empty = true, auth = auth,
     next = function(r)
@@ -370,19 +390,71 @@ local function user_changes(ctx, email, token, home)
       local owner = f and type(f.owners) == "table" and type(f.owners[1]) == "table" and f.owners[1].emailAddress
       if ch.removed == true or not f then
         if str(ch.fileId) then gone[#gone + 1] = ch.fileId end
-      elseif owner == email then                       -- a file shared with them is its owner's to report
+      elseif drive and f.driveId == drive.id or owner == email then   -- a file shared with them is its owner's to report
+        if drive then item_permissions(ctx, f, email) end
         items[#items + 1] = f
         local parent = type(f.parents) == "table" and f.parents[1]
         local prow = parent and ctx:stored("files", parent)
         if prow then paths[parent] = prow.path end
       end
     end
+    if drive then paths[drive.id] = "/" .. tostring(drive.name) end
     emit_user_files(ctx, items, home, paths, true)
     if #gone > 0 then ctx:retire("files", gone) end
     if str(resp.data.newStartPageToken) then newest = resp.data.newStartPageToken end
   end
   if not newest then fail(("changes.list ended without newStartPageToken (GET %s)"):format("/drive/v3/changes"), "malformed") end
   return newest
+end
+
+-- §5 shared drives: every one of the domain (drives.list with useDomainAdminAccess, as admin_email);
+-- a drive's items are read as a member of the domain (files.list answers members only; a manager
+-- first) with corpora=drive, driveId, includeItemsFromAllDrives and supportsAllDrives.  A shared drive's
+-- items carry no owners (the drive owns them) nor permissions in a listing: permissions.list
+-- (supportsAllDrives) gives them, the drive's members included (inherited, permissionType "member").
+-- A drive's changes are then followed from its page token, like a user's (cursor key "drive:<id>").
+local MEMBER_RANK = { organizer = 1, fileOrganizer = 2, writer = 3, commenter = 4, reader = 5 }
+local members_seen = setmetatable({}, { __mode = "k" })          -- ctx -> {drive id -> member email | false}
+local function drive_member(ctx, drive_id)
+  local seen = members_seen[ctx] or {}
+  members_seen[ctx] = seen
+  if seen[drive_id] ~= nil then return seen[drive_id] or nil end
+  local home, best, rank = domain_of(ctx.settings.admin_email), false, nil
+  each_page(ctx, drive_url(ctx, "/files/" .. urlencode(drive_id) .. "/permissions"), { supportsAllDrives = "true",
+      useDomainAdminAccess = "true", pageSize = 100, fields = "nextPageToken,permissions(type,role,emailAddress)" }, "permissions", function(list)
+    for _, p in ipairs(list) do
+      local r = MEMBER_RANK[p.role]
+      if p.type == "user" and r and domain_of(p.emailAddress) == home and (not rank or r < rank) then best, rank = p.emailAddress, r end
+    end
+  end, { auth = { subject = ctx.settings.admin_email } })
+  seen[drive_id] = best
+  return best or nil
+end
+
+local function shared_drives(ctx, home, old, tokens)
+  local drives = {}
+  each_page(ctx, drive_url(ctx, "/drives"), { useDomainAdminAccess = "true", pageSize = 100 }, "drives", function(list)
+    for _, d in ipairs(list) do drives[#drives + 1] = d end
+  end, { auth = { subject = ctx.settings.admin_email } })
+  for _, d in ipairs(drives) do
+    local member = drive_member(ctx, d.id)
+    if not member then
+      log.warn("google-workspace: a shared drive has no member of the domain to read it as", { instance = ctx.instance, drive = d.id })
+    elseif old and str(old["drive:" .. d.id]) then
+      tokens["drive:" .. d.id] = changes_since(ctx, member, old["drive:" .. d.id], home, d)
+    else
+      local start = ctx:get(drive_url(ctx, "/changes/startPageToken"), { driveId = d.id, supportsAllDrives = "true" }, { auth = { subject = member } })
+      if not str(start.startPageToken) then fail("changes.getStartPageToken answered without startPageToken", "malformed") end
+      tokens["drive:" .. d.id] = start.startPageToken
+      local items = {}
+      each_page(ctx, drive_url(ctx, "/files"), { corpora = "drive", driveId = d.id, includeItemsFromAllDrives = "true",
+          supportsAllDrives = "true", pageSize = 1000, fields = FILE_FIELDS }, "files", function(list)
+        for _, f in ipairs(list) do items[#items + 1] = f end
+      end, { auth = { subject = member } })
+      for _, f in ipairs(items) do item_permissions(ctx, f, member) end
+      emit_user_files(ctx, items, home, resolve_paths(items, { [d.id] = "/" .. tostring(d.name) }))
+    end
+  end
 end
 
 -- Full scan (no cursor: the first run, then every full_scan_interval): each user's start page token is
@@ -398,18 +470,28 @@ function c.streams.files(ctx, cursor)
     local st = ctx:stored("users", u.ext_id)
     if st and st.status ~= "deleted" then        -- suspended and archived users keep their files and sharing
       if old and str(old[u.email]) then
-        tokens[u.email] = user_changes(ctx, u.email, old[u.email], home)
+        tokens[u.email] = changes_since(ctx, u.email, old[u.email], home)
       else
         local start = ctx:get(drive_url(ctx, "/changes/startPageToken"), nil, { auth = { subject = u.email } })
         if not str(start.startPageToken) then fail("changes.getStartPageToken answered without startPageToken", "malformed") end
         tokens[u.email] = start.startPageToken
-        local items, paths = user_files(ctx, u.email, home)
+        local items, paths = user_files(ctx, u.email)
         emit_user_files(ctx, items, home, paths)
       end
     end
   end
+  shared_drives(ctx, home, old, tokens)
   ctx:checkpoint(json.encode(tokens))
   if not old then ctx:complete() end             -- every user's files were listed: the rest is gone
+end
+
+-- Whom to act as on a stored file: its owner, or for a shared drive's item a member who manages it.
+local function actor(ctx, file)
+  if str(file.owner) then return file.owner end
+  local raw = type(file.raw) == "string" and json.decode(file.raw) or file.raw
+  local drive = type(raw) == "table" and str(raw.driveId)
+  if not drive then error("http: the file has no known owner to act as", 0) end
+  return drive_member(ctx, drive) or fail("no member of the domain in shared drive " .. drive .. " to act as", "permission")
 end
 
 -- The files stream's cursor: {email = that user's changes page token} ({} before the first scan).
@@ -426,16 +508,19 @@ function c.fetch.files(ctx, id)
   if email then
     local tokens = page_tokens(ctx)
     if not str(tokens[email]) then return end          -- not scanned yet: the first full scan reads it all
-    tokens[email] = user_changes(ctx, email, tokens[email], domain_of(ctx.settings.admin_email))
+    tokens[email] = changes_since(ctx, email, tokens[email], domain_of(ctx.settings.admin_email))
     local now = page_tokens(ctx)                         -- another re-fetch may have moved other users on
     now[email] = tokens[email]
     ctx:save_cursor("files", json.encode(now))
     return
   end
   local row = ctx:stored("files", id)
-  if not row or not str(row.owner) then return end
-  local f = ctx:try_get(drive_url(ctx, "/files/" .. urlencode(id)), { fields = FILE_FIELDS:match("files%((.+)%)$") }, { auth = { subject = row.owner } })
+  if not row then return end
+  local who = actor(ctx, row)
+  local f = ctx:try_get(drive_url(ctx, "/files/" .. urlencode(id)), { fields = FILE_FIELDS:match("files%((.+)%)$"), supportsAllDrives = "true" },
+    { auth = { subject = who } })
   if not f then ctx:retire("files", { id }); return end
+  if str(f.driveId) then item_permissions(ctx, f, who) end
   local parent = type(f.parents) == "table" and f.parents[1]
   local prow = parent and ctx:stored("files", parent)
   emit_user_files(ctx, { f }, domain_of(ctx.settings.admin_email), { [parent or ""] = prow and prow.path or nil }, true)
@@ -448,16 +533,16 @@ local EXPORT = { ["application/vnd.google-apps.document"] = "text/plain", ["appl
 function c.content(ctx, file, max_size)
   if consented(ctx.settings) then return nil, "unavailable: needs auth=service_account (domain-wide delegation)" end
   if file.is_folder == 1 then return nil, "unsupported: a folder has no content" end
-  local opts = { max_size = max_size, raw = true, headers = { Accept = "*/*" }, auth = { subject = file.owner } }
+  local opts = { max_size = max_size, raw = true, headers = { Accept = "*/*" }, auth = { subject = actor(ctx, file) } }
   local url = drive_url(ctx, "/files/" .. urlencode(file.ext_id))
   local mime = file.mime or ""
   if EXPORT[mime] then
-    opts.query = { mimeType = EXPORT[mime] }
+    opts.query = { mimeType = EXPORT[mime], supportsAllDrives = "true" }
     url = url .. "/export"
   elseif mime:match("^application/vnd%.google%-apps%.") then
     return nil, "unsupported: " .. mime .. " has no downloadable content"
   else
-    opts.query = { alt = "media" }
+    opts.query = { alt = "media", supportsAllDrives = "true" }
   end
   local resp, err = ctx:try("GET", url, opts)
   if not resp then return nil, err end
@@ -601,23 +686,24 @@ function c.actions.revoke_grant(ctx, grant)
 end
 c.actions.revoke_token = c.actions.revoke_grant
 
--- Sharing changes act as the file's owner: DELETE files/{id}/permissions/{permissionId}.  A permission
--- inherited from a folder cannot be removed on the file (it is removed on the folder that gives it).
-local function current_perms(ctx, file)
-  local f = ctx:get(drive_url(ctx, "/files/" .. urlencode(file.ext_id)), { fields = "id,permissions(id,type,role,emailAddress,domain,permissionDetails)" },
-    { auth = { subject = file.owner } })
-  return type(f.permissions) == "table" and f.permissions or {}
+-- Sharing changes act as the file's owner (a shared drive's item: a member who manages it): DELETE
+-- files/{id}/permissions/{permissionId}.  A permission inherited from a folder or the drive's membership
+-- cannot be removed on the file (it is removed where it comes from).
+local function current_perms(ctx, file, who)
+  local f = { id = file.ext_id }
+  item_permissions(ctx, f, who)
+  return f.permissions
 end
 local function inherited(p)
   for _, d in ipairs(type(p.permissionDetails) == "table" and p.permissionDetails or {}) do if d.inherited == true then return true end end
   return false
 end
 local function remove_perms(ctx, file, keep)
-  local n = 0
-  for _, p in ipairs(current_perms(ctx, file)) do
+  local n, who = 0, actor(ctx, file)
+  for _, p in ipairs(current_perms(ctx, file, who)) do
     if p.role ~= "owner" and not inherited(p) and not keep(p) then
       local _, err, token = ctx:try("DELETE", drive_url(ctx, "/files/" .. urlencode(file.ext_id) .. "/permissions/" .. urlencode(p.id)),
-        { auth = { subject = file.owner } })
+        { query = { supportsAllDrives = "true" }, auth = { subject = who } })
       if err and token ~= "not_found" then fail(err, token) end
       n = n + 1
     end
@@ -644,7 +730,8 @@ function c.actions.make_private(ctx, file) remove_perms(ctx, file, function() re
 
 -- PATCH files/{id} {"trashed": true}: restorable from the owner's trash for 30 days.
 function c.actions.trash_file(ctx, file)
-  ctx:request("PATCH", drive_url(ctx, "/files/" .. urlencode(file.ext_id)), { json = { trashed = true }, auth = { subject = file.owner } })
+  ctx:request("PATCH", drive_url(ctx, "/files/" .. urlencode(file.ext_id)), { query = { supportsAllDrives = "true" }, json = { trashed = true },
+    auth = { subject = actor(ctx, file) } })
 end
 
 -- Quarantine: the file goes to the admin's quarantine folder (the setting, else "cachost quarantine" in
@@ -680,7 +767,7 @@ end
 function c.actions.quarantine_file(ctx, file, params)
   params = params or {}
   local admin, owner = ctx.settings.admin_email, file.owner
-  if not str(owner) then error("http: the file has no known owner to act as", 0) end
+  if not str(owner) then fail("unsupported: a shared drive's item is not quarantined (it has no owner to take it from); remove its sharing or trash it", "unsupported") end
   local it = ctx:get(drive_url(ctx, "/files/" .. urlencode(file.ext_id)), { fields = "id,name,parents" }, as(owner))
   local origin = type(it.parents) == "table" and it.parents[1]
   local qid = quarantine_folder(ctx, admin)
@@ -705,10 +792,9 @@ function c.actions.overwrite_file(ctx, file, params)
   if (file.mime or ""):match("^application/vnd%.google%-apps%.") then
     fail("unsupported: " .. tostring(file.mime) .. " has no uploadable content (quarantine or trash it instead)", "unsupported")
   end
-  if not str(file.owner) then error("http: the file has no known owner to act as", 0) end
   local notice = params and str(params.notice) or "This file's content was removed by your administrator."
-  ctx:request("PATCH", upload_url(ctx, file.ext_id), { query = { uploadType = "media" }, body = notice,
-    headers = { ["Content-Type"] = "text/plain" }, auth = { subject = file.owner } })
+  ctx:request("PATCH", upload_url(ctx, file.ext_id), { query = { uploadType = "media", supportsAllDrives = "true" }, body = notice,
+    headers = { ["Content-Type"] = "text/plain" }, auth = { subject = actor(ctx, file) } })
 end
 
 -- Back where it was, to its owner; the tombstone goes to the owner's trash.

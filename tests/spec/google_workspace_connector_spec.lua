@@ -127,6 +127,34 @@ describe("google workspace connector", function()
     assert.equal(1, file_row(inst, ssn.id).trashed)
   end)
 
+  it("reads shared drives as a member of each: items without owners, their members' access, and acts there", function()
+    local fin, mkt = tenant.state.drives[1], tenant.state.drives[2]
+    local doc, plan
+    for _, f in ipairs(tenant.state.files) do
+      if f.drive == fin.id and f.name == "Vendor bank details" then doc = f end
+      if f.drive == mkt.id then plan = f end
+    end
+    local row = file_row(inst, doc.id)
+    assert.equal("/Finance/Invoices/Vendor bank details", row.path)
+    assert.is_nil(row.owner)
+    assert.equal("external", row.access_level)                    -- an outside auditor is a member of Finance
+    assert.equal(3, n_of("file_permissions", inst, "file_id = '" .. doc.id .. "'"))
+    assert.equal("public", file_row(inst, plan.id).access_level)
+    -- its sharing goes as the drive's manager; the members' access stays (it comes from the drive)
+    act(inst, "remove_shared_link", "files", plan.id)
+    assert.equal(0, #plan.perms)
+    assert.equal(1, #mkt.members)
+    local ok, err = pcall(act, inst, "quarantine_file", "files", plan.id)
+    assert.is_false(ok); assert.equal("unsupported", err.token)
+    local req0 = #tenant.log
+    local added = tenant:new_file(nil, { drive = fin.id, name = "q4-forecast.csv", content = "q4,1\n" })
+    sync_ok(inst, { streams = { "files" } })                      -- the drives' changes feeds, no listing
+    for i = req0 + 1, #tenant.log do assert.is_nil(tenant.log[i].path:match("/drive/v3/files$"), "no full listing") end
+    assert.equal("internal", file_row(inst, plan.id).access_level)
+    assert.equal("/Finance/q4-forecast.csv", file_row(inst, added.id).path)
+    assert.equal("external", file_row(inst, added.id).access_level)
+  end)
+
   it("follows each user's Drive changes from their page token: new sharing, removed sharing, new files", function()
     local u = tenant.state.users[3]
     local req0 = #tenant.log

@@ -178,6 +178,35 @@ describe("google workspace sandbox", function()
     assert.equal(200, st); assert.matches("^ya29%.", b.access_token); assert.is_nil(b.refresh_token)
   end)
 
+  it("serves shared drives as Google does: admins list them all, members read their items with supportsAllDrives", function()
+    local fin = t.state.drives[1]
+    local organizer = fin.members[1].emailAddress
+    local _, admin = token(claims())
+    local st, body = get(admin.access_token, "/drive/v3/drives?useDomainAdminAccess=true")
+    assert.equal(200, st); assert.equal(#t.state.drives, #body.drives); assert.equal("drive#driveList", body.kind)
+    local _, user = token(claims { sub = t.state.users[10].primaryEmail })
+    st, body = get(user.access_token, "/drive/v3/drives?useDomainAdminAccess=true")
+    assert.equal(403, st)
+    st, body = get(user.access_token, "/drive/v3/drives")
+    assert.equal(200, st); assert.equal(0, #body.drives)                   -- a member of none
+    local _, m = token(claims { sub = organizer })
+    local base = "/drive/v3/files?corpora=drive&driveId=" .. fin.id
+    st = get(m.access_token, base)
+    assert.equal(400, st)                                                   -- includeItemsFromAllDrives is required
+    st, body = get(m.access_token, base .. "&includeItemsFromAllDrives=true&supportsAllDrives=true&fields=" .. http.urlencode("files(id,owners,driveId,permissions)"))
+    assert.equal(200, st); assert.equal(3, #body.files)
+    for _, f in ipairs(body.files) do assert.equal(fin.id, f.driveId); assert.is_nil(f.owners); assert.is_nil(f.permissions) end
+    st = get(user.access_token, base .. "&includeItemsFromAllDrives=true&supportsAllDrives=true")
+    assert.equal(404, st)                                                   -- not a member
+    local id = body.files[1].id
+    assert.equal(404, (get(m.access_token, "/drive/v3/files/" .. id)))     -- without supportsAllDrives
+    st, body = get(m.access_token, "/drive/v3/files/" .. id .. "/permissions?supportsAllDrives=true")
+    assert.equal(200, st); assert.equal(3, #body.permissions)
+    assert.equal("member", body.permissions[1].permissionDetails[1].permissionType)
+    st, body = get(admin.access_token, "/drive/v3/files/" .. fin.id .. "/permissions?supportsAllDrives=true&useDomainAdminAccess=true")
+    assert.equal(200, st); assert.equal("organizer", body.permissions[1].role)
+  end)
+
   it("shows Reports activities only after their application's lag", function()
     local _, b = token(claims { scope = "https://www.googleapis.com/auth/admin.reports.audit.readonly" })
     local path = "/admin/reports/v1/activity/users/all/applications/login?startTime=" .. http.urlencode(os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(sched.time()) - 3600))

@@ -28,7 +28,19 @@ local function me(self, req)
   return u
 end
 
+-- Roles that may change a file (shared drives: content managers and managers too).
+local EDITS = { owner = true, organizer = true, fileOrganizer = true, writer = true }
+local RANK = { organizer = 5, fileOrganizer = 4, writer = 3, commenter = 2, reader = 1 }
+
 local function role_of(self, f, u)
+  if f.drive then                                       -- a shared drive's item: the user's membership decides
+    local best
+    for _, x in ipairs(self:perms_of(f)) do
+      local p = x.p
+      if p.type == "user" and p.emailAddress == u.primaryEmail and (not best or RANK[p.role] > RANK[best]) then best = p.role end
+    end
+    return best
+  end
   if f.owner == u.id then return "owner" end
   local best
   for _, x in ipairs(self:perms_of(f)) do
@@ -41,34 +53,47 @@ local function role_of(self, f, u)
   return best
 end
 
+-- A file's permissions as Drive lists them: its owner (My Drive), its own, those its folders give it and,
+-- in a shared drive, the drive's members (permissionType "member", inherited from the drive).
 function W:perm_render(f)
-  local owner = self.state.by_id[f.owner]
-  local out = { { kind = "drive#permission", id = owner.id, type = "user", role = "owner", emailAddress = owner.primaryEmail,
-                  displayName = owner.name.fullName, permissionDetails = json().array({ { permissionType = "file", role = "owner", inherited = false } }) } }
+  local out = {}
+  if not f.drive then
+    local owner = self.state.by_id[f.owner]
+    out[1] = { kind = "drive#permission", id = owner.id, type = "user", role = "owner", emailAddress = owner.primaryEmail,
+               displayName = owner.name.fullName, permissionDetails = json().array({ { permissionType = "file", role = "owner", inherited = false } }) }
+  end
   for _, x in ipairs(self:perms_of(f)) do
     local p = T.deep(x.p)
-    p.permissionDetails = json().array({ { permissionType = "file", role = p.role, inherited = x.inherited,
+    p.permissionDetails = json().array({ { permissionType = x.member and "member" or "file", role = p.role, inherited = x.inherited,
                                            inheritedFrom = x.inherited and x.from or nil } })
     out[#out + 1] = p
   end
   return out
 end
 
+-- A shared drive's item has no owners (the drive owns it) and, in files.list/get, no permissions (only
+-- their ids: permissions.list gives them).
 function W:file_render(f, u)
-  local owner = self.state.by_id[f.owner]
   local perms = self:perm_render(f)
   local ids = {}
   for _, p in ipairs(perms) do ids[#ids + 1] = p.id end
   local size = (not f.mimeType:match(GOOGLE_APPS)) and tostring(#(f.content or "")) or nil
-  return {
+  local out = {
     kind = "drive#file", id = f.id, name = f.name, mimeType = f.mimeType, parents = json().array({ f.parent }),
-    owners = json().array({ { kind = "drive#user", displayName = owner.name.fullName, emailAddress = owner.primaryEmail,
-                              permissionId = owner.id, me = u and u.id == owner.id } }),
     createdTime = f.createdTime, modifiedTime = f.modifiedTime, size = size, trashed = f.trashed,
     explicitlyTrashed = f.trashed, trashedTime = f.trashed and f.trashedTime or nil, shared = #perms > 1,
-    ownedByMe = u and u.id == owner.id, permissionIds = json().array(ids), permissions = json().array(perms),
-    webViewLink = ("https://drive.google.com/file/d/%s/view"):format(f.id), spaces = json().array({ "drive" }),
+    permissionIds = json().array(ids), webViewLink = ("https://drive.google.com/file/d/%s/view"):format(f.id),
+    spaces = json().array({ "drive" }),
   }
+  if f.drive then
+    out.driveId, out.ownedByMe = f.drive, false
+  else
+    local owner = self.state.by_id[f.owner]
+    out.owners = json().array({ { kind = "drive#user", displayName = owner.name.fullName, emailAddress = owner.primaryEmail,
+                                  permissionId = owner.id, me = u and u.id == owner.id } })
+    out.ownedByMe, out.permissions = u and u.id == owner.id, json().array(perms)
+  end
+  return out
 end
 local SHORT = "kind,id,name,mimeType"
 
@@ -107,9 +132,25 @@ function W:h_files(req)
   if not u then return st, body end
   local pred = parse_q(req.query.q or "")
   if not pred then return self:err(400, "invalid", "Invalid Value", { location = "q" }) end
+  -- shared drives' items only with includeItemsFromAllDrives (and supportsAllDrives); corpora=drive is
+  -- one drive (driveId, a drive the user is a member of), corpora=user (default) the user's own
+  local q = req.query
+  local all = q.includeItemsFromAllDrives == "true"
+  if all and q.supportsAllDrives ~= "true" then return self:bad("The includeItemsFromAllDrives parameter must be set to true only when supportsAllDrives is also set to true.", "includeItemsFromAllDrives") end
+  local corpora = q.corpora or "user"
+  local drive
+  if corpora == "drive" then
+    drive = q.driveId and self.state.drives_by[q.driveId]
+    if not q.driveId then return self:err(400, "required", "Required parameter: driveId", { location = "driveId" }) end
+    if not all then return self:bad("The includeItemsFromAllDrives parameter must be set to true when corpora is set to drive.", "includeItemsFromAllDrives") end
+    if not drive or not self:member_role(drive, u) then return self:err(404, "notFound", "Shared drive not found: " .. q.driveId, { location = "driveId" }) end
+  elseif corpora ~= "user" then
+    return self:bad("Invalid Value", "corpora")
+  end
   local list = {}
   for _, f in ipairs(self.state.files) do
-    if role_of(self, f, u) and pred(f, u) then list[#list + 1] = self:file_render(f, u) end
+    local here = drive and f.drive == drive.id or (not drive and (not f.drive or all))
+    if here and role_of(self, f, u) and pred(f, u) then list[#list + 1] = self:file_render(f, u) end
   end
   local page, nxt, b = self:paged(req, list, 1000, 100, "pageSize")
   if not page then return nxt, b end
@@ -121,6 +162,7 @@ end
 
 local function find(self, req, u)
   local f = self.state.files_by[req.params.id]
+  if f and f.drive and req.query.supportsAllDrives ~= "true" then f = nil end    -- not found unless the app says it supports them
   if not f or not role_of(self, f, u) then return nil, self:err(404, "notFound", "File not found: " .. tostring(req.params.id) .. ".", { location = "fileId" }) end
   return f
 end
@@ -142,18 +184,18 @@ function W:h_file(req)
     local role = role_of(self, f, u)
     local b = C.body_of(req) or {}
     if b.trashed ~= nil then
-      if role ~= "owner" then return self:err(403, "insufficientFilePermissions", "The user does not have sufficient permissions for this file.") end
+      if role ~= "owner" and role ~= "organizer" and role ~= "fileOrganizer" then return self:err(403, "insufficientFilePermissions", "The user does not have sufficient permissions for this file.") end
       f.trashed = b.trashed == true
       f.trashedTime = f.trashed and C.time(self:now_ms()) or nil
     end
     if req.query.addParents then
-      if role ~= "owner" and role ~= "writer" then return self:err(403, "insufficientFilePermissions", "The user does not have sufficient permissions for this file.") end
+      if not EDITS[role] then return self:err(403, "insufficientFilePermissions", "The user does not have sufficient permissions for this file.") end
       if req.query.removeParents ~= f.parent then return self:bad("Invalid Value", "removeParents") end
       local to = req.query.addParents
       local dest = self.state.files_by[to]
       if to ~= u.root then
         local drole = dest and dest.mimeType == WS.FOLDER and role_of(self, dest, u)
-        if drole ~= "owner" and drole ~= "writer" then
+        if not EDITS[drole] then
           return self:err(403, "insufficientFilePermissions", "The user does not have sufficient permissions for the target folder.")
         end
       end
@@ -188,6 +230,8 @@ function W:h_export(req)
 end
 
 function W:h_permissions(req)
+  local d = self.state.drives_by[req.params.id]
+  if d then return self:drive_members(req, d) end
   local u, f, err = target(self, req)       -- not u: f, err are the error's status and body
   if not u then return f, err end
   local page, nxt, b = self:paged(req, self:perm_render(f), 100, 100, "pageSize")
@@ -195,11 +239,54 @@ function W:h_permissions(req)
   return 200, { kind = "drive#permissionList", permissions = json().array(page), nextPageToken = nxt }
 end
 
+-- permissions.list with a shared drive's id: its members, for a member or (useDomainAdminAccess=true) an
+-- administrator of the domain; supportsAllDrives=true needed.
+function W:drive_members(req, d)
+  local u, st, body = me(self, req)
+  if not u then return st, body end
+  local admin = req.query.useDomainAdminAccess == "true" and u.isAdmin
+  if req.query.supportsAllDrives ~= "true" or not (admin or self:member_role(d, u)) then
+    return self:err(404, "notFound", "File not found: " .. d.id .. ".", { location = "fileId" })
+  end
+  local list = {}
+  for i, m in ipairs(d.members) do
+    list[i] = T.deep(m)
+    list[i].permissionDetails = json().array({ { permissionType = "member", role = m.role, inherited = false } })
+  end
+  local page, nxt, b = self:paged(req, list, 100, 100, "pageSize")
+  if not page then return nxt, b end
+  return 200, { kind = "drive#permissionList", permissions = json().array(page), nextPageToken = nxt }
+end
+
+function W:member_role(d, u)
+  for _, m in ipairs(d.members) do if m.type == "user" and m.emailAddress == u.primaryEmail then return m.role end end
+end
+
+-- GET /drive/v3/drives: the shared drives the user is a member of, or with useDomainAdminAccess=true (an
+-- administrator only) every shared drive of the domain.  pageSize 1..100 (default 10).
+function W:h_drives(req)
+  local u, st, body = me(self, req)
+  if not u then return st, body end
+  local admin = req.query.useDomainAdminAccess == "true"
+  if admin and not u.isAdmin then
+    return self:err(403, "insufficientAdministratorPrivileges", "The user does not have sufficient administrator privileges for the domain.")
+  end
+  local list = {}
+  for _, d in ipairs(self.state.drives) do
+    if admin or self:member_role(d, u) then
+      list[#list + 1] = { kind = "drive#drive", id = d.id, name = d.name, createdTime = d.createdTime, hidden = false }
+    end
+  end
+  local page, nxt, b = self:paged(req, list, 100, 10, "pageSize")
+  if not page then return nxt, b end
+  return 200, { kind = "drive#driveList", drives = json().array(page), nextPageToken = nxt }
+end
+
 function W:h_permission_delete(req)
   local u, f, err = target(self, req)       -- not u: f, err are the error's status and body
   if not u then return f, err end
   local role = role_of(self, f, u)
-  if role ~= "owner" and role ~= "writer" then
+  if not EDITS[role] then
     return self:err(403, "insufficientFilePermissions", "The user does not have sufficient permissions for this file.")
   end
   for i, p in ipairs(f.perms) do
@@ -229,7 +316,7 @@ function W:h_create(req)
     local pf = self.state.files_by[parent]
     local role = pf and role_of(self, pf, u)
     if not pf or pf.mimeType ~= WS.FOLDER then return self:err(404, "notFound", "File not found: " .. tostring(parent) .. ".", { location = "fileId" }) end
-    if role ~= "owner" and role ~= "writer" then return self:err(403, "insufficientFilePermissions", "The user does not have sufficient permissions for this file.") end
+    if not EDITS[role] then return self:err(403, "insufficientFilePermissions", "The user does not have sufficient permissions for this file.") end
   end
   local f = self:new_file(u, { name = b.name, mimeType = b.mimeType or "application/octet-stream", parent = parent, content = "",
                                time = self:now_ms() })
@@ -244,7 +331,7 @@ function W:h_upload(req)
   if not u then return f, err end
   if req.query.uploadType ~= "media" then return self:bad("Invalid upload type", "uploadType") end
   local role = role_of(self, f, u)
-  if role ~= "owner" and role ~= "writer" then return self:err(403, "insufficientFilePermissions", "The user does not have sufficient permissions for this file.") end
+  if not EDITS[role] then return self:err(403, "insufficientFilePermissions", "The user does not have sufficient permissions for this file.") end
   if f.mimeType:match(GOOGLE_APPS) then return self:bad("Only files with binary content can be uploaded.") end
   f.content = req.body or ""
   f.modifiedTime = C.time(self:now_ms())
@@ -273,14 +360,28 @@ function W:h_permission_create(req)
     self:add_permission(f, { type = "user", role = "writer", emailAddress = old.primaryEmail, displayName = old.name.fullName })
     return 200, { kind = "drive#permission", id = to.id, type = "user", role = "owner" }
   end
-  if role ~= "owner" and role ~= "writer" then return self:err(403, "insufficientFilePermissions", "The user does not have sufficient permissions for this file.") end
+  if not EDITS[role] then return self:err(403, "insufficientFilePermissions", "The user does not have sufficient permissions for this file.") end
   local p = self:add_permission(f, { type = b.type, role = b.role, emailAddress = b.emailAddress, domain = b.domain, allowFileDiscovery = b.allowFileDiscovery })
   return 200, p
+end
+
+-- changes.getStartPageToken and changes.list: the user's changes, or (driveId, supportsAllDrives) one
+-- shared drive's, for a member.  -> the drive, or nil, status, body when refused
+local function changes_drive(self, req, u)
+  local id = req.query.driveId
+  if not id then return nil end
+  local d = self.state.drives_by[id]
+  if req.query.supportsAllDrives ~= "true" or not d or not self:member_role(d, u) then
+    return nil, self:err(404, "notFound", "Shared drive not found: " .. id, { location = "driveId" })
+  end
+  return d
 end
 
 function W:h_start_token(req)
   local u, st, body = me(self, req)
   if not u then return st, body end
+  local d, s1, b1 = changes_drive(self, req, u)
+  if not d and s1 then return s1, b1 end
   return 200, { kind = "drive#startPageToken", startPageToken = tostring(#self.state.changes + 1) }
 end
 
@@ -291,14 +392,17 @@ function W:h_changes(req)
   if not start or start < 1 or start > #self.state.changes + 1 then
     return self:err(400, "invalid", "Invalid Value", { location = "pageToken" })
   end
+  local d, s1, b1 = changes_drive(self, req, u)
+  if not d and s1 then return s1, b1 end
   local n = math.min(T.intparam(req.query.pageSize, 100, 1, nil) or 100, 1000)
   local out, i = {}, start
   while i <= #self.state.changes and #out < n do
     local c = self.state.changes[i]
     local f = self.state.files_by[c.fileId]
-    if f and role_of(self, f, u) then
+    local here = d and f and f.drive == d.id or (not d and f and (not f.drive or req.query.includeItemsFromAllDrives == "true"))
+    if here and role_of(self, f, u) then
       out[#out + 1] = { kind = "drive#change", changeType = "file", time = c.time, removed = c.removed, fileId = c.fileId,
-                        file = self:file_render(f, u) }
+                        driveId = f.drive, file = self:file_render(f, u) }
     end
     i = i + 1
   end
@@ -340,7 +444,7 @@ function W:notify_change(f)
   local now = self:wall_s() * 1000
   for _, ch in pairs(self.state.channels) do
     local u = self.state.by_id[ch.user]
-    if not ch.stopped and ch.expiration > now and u and role_of(self, f, u) then self:notify(ch, "change") end
+    if not ch.stopped and ch.expiration > now and u and not f.drive and role_of(self, f, u) then self:notify(ch, "change") end
   end
 end
 
@@ -398,6 +502,7 @@ return {
   { "PATCH", "/upload/drive/v3/files/:id", W.h_upload, { scopes = WRITE } },
   { "GET", P .. "/changes/startPageToken", W.h_start_token, { scopes = READ } },
   { "GET", P .. "/changes", W.h_changes, { scopes = READ } },
+  { "GET", P .. "/drives", W.h_drives, { scopes = READ } },
   { "POST", P .. "/changes/watch", W.h_changes_watch, { scopes = READ } },
   { "POST", P .. "/channels/stop", W.h_channel_stop, { scopes = READ } },
 }

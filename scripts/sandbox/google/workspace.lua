@@ -151,14 +151,15 @@ end
 ---------------------------------------------------------------------------------------------------
 -- Drive
 ---------------------------------------------------------------------------------------------------
+-- owner: a user, or nil for an item of shared drive f.drive (the drive owns it)
 function W:new_file(owner, f)
   local st = self.state
   st.nfile = st.nfile + 1
   local ms = f.time or (self.t0_ms - (200 - st.nfile % 200) * 3600000)
   local file = {
     kind = "drive#file", id = "1" .. T.b62(32, self.seed, "file", st.nfile), name = f.name, mimeType = f.mimeType or "text/plain",
-    owner = owner.id, parent = f.parent or owner.root, createdTime = C.time(ms), modifiedTime = C.time(ms),
-    trashed = false, content = f.content, perms = {},
+    owner = owner and owner.id, drive = f.drive, parent = f.parent or f.drive or owner.root, createdTime = C.time(ms),
+    modifiedTime = C.time(ms), trashed = false, content = f.content, perms = {},
   }
   st.files[#st.files + 1] = file
   st.files_by[file.id] = file
@@ -224,6 +225,34 @@ function W:gen_drive(rng)
   self:add_permission(ssn, { type = "user", role = "reader", emailAddress = "recruiter@agency.example.com", displayName = "Recruiter" })
   local aws = self:new_file(a, { name = "deploy.env", content = M.SENSITIVE.aws })
   st.sensitive = { card = card.id, ssn = ssn.id, aws = aws.id }
+  self:gen_shared_drives()
+end
+
+-- Shared drives: Finance (a manager, a contributor, an outside auditor reading), its Invoices folder and
+-- a bank-details Doc; Marketing (a manager) with a plan shared with anyone with the link.
+function W:shared_drive(name, members)
+  local st = self.state
+  local d = { id = "0A" .. T.b62(17, self.seed, "drive", #st.drives + 1) .. "Uk9PVA", name = name,
+              createdTime = C.time(self.t0_ms - 300 * 86400000), members = {} }
+  for _, m in ipairs(members) do
+    d.members[#d.members + 1] = { kind = "drive#permission", id = num_id(self.seed, "perm", m[1]), type = "user", role = m[2],
+                                  emailAddress = m[1], displayName = m[1] }
+  end
+  st.drives[#st.drives + 1] = d
+  st.drives_by[d.id] = d
+  return d
+end
+
+function W:gen_shared_drives()
+  local st = self.state
+  local function user(i) return st.users[math.min(i, #st.users)].primaryEmail end
+  local fin = self:shared_drive("Finance", { { user(4), "organizer" }, { user(5), "writer" }, { "auditor@audit.example.org", "reader" } })
+  local inv = self:new_file(nil, { drive = fin.id, name = "Invoices", mimeType = M.FOLDER })
+  self:new_file(nil, { drive = fin.id, name = "budget-2027.csv", content = "line,amount\nrent,1200\n" })
+  self:new_file(nil, { drive = fin.id, parent = inv.id, name = "Vendor bank details", mimeType = M.DOC, content = "IBAN DE89 3704 0044 0532 0130 00\n" })
+  local mkt = self:shared_drive("Marketing", { { user(6), "organizer" } })
+  local plan = self:new_file(nil, { drive = mkt.id, name = "launch-plan.txt", content = "Launch on Monday.\n" })
+  self:add_permission(plan, { type = "anyone", role = "reader", allowFileDiscovery = false })
 end
 
 ---------------------------------------------------------------------------------------------------
@@ -293,7 +322,7 @@ function M.new(opts)
   self.tokens = {}
   self.state = { users = {}, by_id = {}, by_email = {}, deleted = {}, groups = {}, groups_by = {}, roles = {}, roles_by = {},
                  assignments = {}, nassign = 0, files = {}, files_by = {}, nfile = 0, nperm = 0, changes = {},
-                 activities = {}, nact = 0, channels = {} }
+                 activities = {}, nact = 0, channels = {}, drives = {}, drives_by = {} }
   self.sa = self:new_service_account(opts.service_account or "cachost-reader", opts.project or "acme-security")
   -- domain-wide delegation: client id -> granted scopes
   self.dwd = {}
@@ -364,6 +393,10 @@ function W:perms_of(f)
       if not seen[p.id] then seen[p.id] = true; out[#out + 1] = { p = p, inherited = cur ~= f, from = cur.id } end
     end
     cur = self.state.files_by[cur.parent]
+  end
+  local d = f.drive and self.state.drives_by[f.drive]
+  for _, p in ipairs(d and d.members or {}) do
+    if not seen[p.id] then seen[p.id] = true; out[#out + 1] = { p = p, inherited = true, from = d.id, member = true } end
   end
   return out
 end
