@@ -149,8 +149,9 @@ function Webex:h_authorize(req)
   return 302, "", { Location = q.redirect_uri .. sep .. T.qs { { "code", code }, { "state", q.state } } }
 end
 
+-- {"exp": epoch milliseconds} (the spec's example)
 function Webex:h_token_expiry(req)
-  return 200, { exp = req.token.exp }
+  return 200, { exp = req.token.exp * 1000 }
 end
 
 return Webex
