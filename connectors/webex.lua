@@ -80,7 +80,8 @@ c.needs = {
   remove_admin_role = { "scopes spark-admin:people_read, spark-admin:people_write", "a Full Administrator" },
   revoke_sessions = { "scopes identity:tokens_read, identity:tokens_write",
                       "revokes every integration token of the user (Webex offers no sign-out of its own apps)" },
-  revoke_grant = { "scopes identity:tokens_read, identity:tokens_write", "an administrator" },
+  revoke_grant = { "scopes identity:tokens_read, identity:tokens_write", "a Full or User Administrator",
+                   "params.org_wide: the integration loses every authorization of the organization" },
   quarantine_file = { "scope spark-compliance:messages_write", CO,
                       "quarantine here deletes the message that carries the file: Webex has no quarantine folder, "
                       .. "the file leaves the space for every member and cannot be put back (no undo)" },
@@ -519,7 +520,13 @@ end
 
 function c.actions.revoke_sessions(ctx, user) revoke(ctx, authorizations(ctx, user.ext_id)) end
 -- A grant is a refresh or an access token: both of the pair go (the other would mint or keep access).
-function c.actions.revoke_grant(ctx, grant)
+-- params.org_wide: the integration loses every authorization in the organization (§5).
+function c.actions.revoke_grant(ctx, grant, params)
+  if params and (params.org_wide == true or params.org_wide == "true") then
+    local _, err, token = ctx:try("DELETE", "/authorizations", { query = { clientId = grant.client_id, orgId = org_id(ctx) } })
+    if err and token ~= "not_found" then fail(err, token) end
+    return
+  end
   revoke(ctx, { grant.ext_id })
   revoke(ctx, authorizations(ctx, grant.user_id, grant.client_id))
 end

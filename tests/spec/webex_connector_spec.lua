@@ -157,8 +157,14 @@ describe("webex connector", function()
     assert.is_true(held(u.ext_id) > 0)
     connector(ctx).actions.revoke_sessions(ctx, u)
     assert.equal(0, held(u.ext_id))
+    -- an integration revoked for the whole organization
+    local other = db():query("SELECT * FROM app_grants WHERE instance_id = ? AND deleted_at IS NULL AND client_id <> ? LIMIT 1",
+      inst.id, g.client_id)[1]
+    connector(ctx).actions.revoke_grant(ctx, other, { org_wide = true })
+    for _, a in ipairs(t.authorizations) do assert.is_not.equal(other.client_id, a.clientId) end
     sync_ok(inst, { streams = { "app_grants" } })
     assert.equal(#t.authorizations, n_of("app_grants", inst))
+    assert.equal(0, n_of("app_grants", inst, ("client_id = '%s'"):format(other.client_id)))
   end)
 
   it("removes an external participant from a file's space", function()

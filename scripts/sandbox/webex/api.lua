@@ -289,6 +289,7 @@ function Webex:h_authorizations(req)
   local q = req.query
   if req.method == "DELETE" then                   -- an integration revoked for the whole org
     if not q.clientId then return self:err(400, "clientId is required.") end
+    if q.orgId and q.orgId ~= self.org_id then return self:err(403, "orgId is not the organization of the access token.") end
     local keep, n = {}, 0
     for _, a in ipairs(self.authorizations) do
       if a.clientId == q.clientId then n = n + 1 else keep[#keep + 1] = a end
