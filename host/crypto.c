@@ -67,6 +67,34 @@ static int c_hex(lua_State *L) {
     return 1;
 }
 
+/* crypto.scrypt(password, salt, N, r, p, len) -> key | nil, err: RFC 7914 (OpenSSL's EVP_PBE_scrypt), the
+ * memory-hard KDF passwords are stored with.  N a power of 2 above 1; the memory it takes, 128*N*r bytes,
+ * at most 256 MiB; len 1..1024. */
+static int c_scrypt(lua_State *L) {
+    size_t plen, slen;
+    const char *pass = luaL_checklstring(L, 1, &plen);
+    const char *salt = luaL_checklstring(L, 2, &slen);
+    lua_Integer n = luaL_checkinteger(L, 3), r = luaL_checkinteger(L, 4), p = luaL_checkinteger(L, 5);
+    lua_Integer len = luaL_checkinteger(L, 6);
+    luaL_argcheck(L, n > 1 && (n & (n - 1)) == 0 && n <= (1 << 24), 3, "N must be a power of 2, 2..2^24");
+    luaL_argcheck(L, r >= 1 && r <= 64, 4, "r must be 1..64");
+    luaL_argcheck(L, p >= 1 && p <= 64, 5, "p must be 1..64");
+    luaL_argcheck(L, len >= 1 && len <= 1024, 6, "len must be 1..1024");
+    uint64_t maxmem = 256u << 20;
+    luaL_argcheck(L, (uint64_t)n * (uint64_t)r * 128u <= maxmem, 3, "N*r*128 must be at most 256 MiB");
+    unsigned char out[1024];
+    /* maxmem leaves room for OpenSSL's own accounting (p*r*128 more) */
+    if (EVP_PBE_scrypt(pass, plen, (const unsigned char *)salt, slen, (uint64_t)n, (uint64_t)r, (uint64_t)p,
+                       maxmem + (uint64_t)p * (uint64_t)r * 128u, out, (size_t)len) != 1) {
+        lua_pushnil(L);
+        lua_pushstring(L, "scrypt: failed (out of memory?)");
+        return 2;
+    }
+    lua_pushlstring(L, (const char *)out, (size_t)len);
+    OPENSSL_cleanse(out, sizeof out);
+    return 1;
+}
+
 /* Constant time in the content; only the lengths (public) decide early. */
 static int c_equal(lua_State *L) {
     size_t la, lb;
@@ -604,7 +632,7 @@ int luaopen_crypto(lua_State *L) {
         {"rs256_sign", c_rs256_sign}, {"rs256_verify", c_rs256_verify},
         {"es256_sign", c_es256_sign}, {"es256_verify", c_es256_verify},
         {"keygen", c_keygen}, {"jwk", c_jwk}, {"jwk_pem", c_jwk_pem},
-        {"seal", c_seal}, {"open", c_open},
+        {"seal", c_seal}, {"open", c_open}, {"scrypt", c_scrypt},
         {NULL, NULL}};
     luaL_newlib(L, fns);
     return 1;

@@ -1,6 +1,6 @@
 /* sqlite.c — the `sqlite` Lua module: a small, sharp SQLite binding.
  *
- *   sqlite.open(path, {readonly=, busy_timeout=ms, create=true, timeout=s}) -> db | nil, err, token
+ *   sqlite.open(path, {readonly=, busy_timeout=ms, create=true, timeout=s, hidden="t1,t2"}) -> db | nil, err, token
  *   db:exec(sql, ...) -> true | nil, err, token    (no params: may hold several statements)
  *   db:query(sql, ...) -> {rows keyed by column} | nil, err, token
  *   db:rows(sql, ...) -> iterator, for `for row in db:rows(...)` (raises on error, like io.lines)
@@ -60,6 +60,7 @@ typedef struct {
     void *unz;               /* unzstd()'s dictionary cache (owned by the connection) */
     int unz_failed;          /* a value of the row just read could not be decompressed: unz_msg says why */
     char unz_msg[220];
+    char hidden[256];        /* {hidden = "a,b"}: tables a read-only connection may not read, ",a,b," */
 } db_t;
 
 enum { STOP_SIGNAL = 1, STOP_BUDGET };
@@ -483,14 +484,27 @@ static void push_names(lua_State *L, sqlite3_stmt *st, int ncol) {
 /* Read-only connections (policies, the REPL, `cachost query`) may read and nothing else: no ATTACH
  * (which could create a writable file), no PRAGMA that changes state (query_only cannot be turned off),
  * no function that reaches outside the database (fts3_tokenizer hands out and takes C pointers), and
- * nothing of the vault's table, not even its row count. */
+ * nothing of the tables the opener hides ({hidden = "secrets,..."}: the vault), not even their row count. */
+static int is_hidden(const db_t *db, const char *table) {
+    if (!table || !db->hidden[0] || strchr(table, ',')) return 0;
+    char key[130];
+    size_t n = strlen(table);
+    if (n > sizeof key - 3) return 0;
+    key[0] = ',';
+    for (size_t i = 0; i < n; i++) key[i + 1] = (char)tolower((unsigned char)table[i]);
+    key[n + 1] = ',';
+    key[n + 2] = 0;
+    return strstr(db->hidden, key) != NULL;
+}
+
 static int ro_authorizer(void *ud, int action, const char *a, const char *b, const char *c, const char *d) {
-    (void)ud; (void)c; (void)d;
+    const db_t *db = ud;
+    (void)c; (void)d;
     switch (action) {
     case SQLITE_SELECT: case SQLITE_RECURSIVE: case SQLITE_TRANSACTION: case SQLITE_SAVEPOINT:
         return SQLITE_OK;
     case SQLITE_READ:
-        return a && sqlite3_stricmp(a, "secrets") == 0 ? SQLITE_DENY : SQLITE_OK;
+        return is_hidden(db, a) ? SQLITE_DENY : SQLITE_OK;
     case SQLITE_FUNCTION: {
         static const char *const no[] = {"fts3_tokenizer", "load_extension", "readfile", "writefile", "edit", NULL};
         for (int i = 0; no[i]; i++)
@@ -505,7 +519,7 @@ static int ro_authorizer(void *ud, int action, const char *a, const char *b, con
         for (int i = 0; ok[i]; i++)
             if (a && sqlite3_stricmp(a, ok[i]) == 0) {
                 if (b && i >= 6) return SQLITE_DENY;   /* setting a value */
-                if (b && sqlite3_stricmp(b, "secrets") == 0) return SQLITE_DENY;
+                if (is_hidden(db, b)) return SQLITE_DENY;
                 return SQLITE_OK;
             }
         return SQLITE_DENY;
@@ -599,6 +613,22 @@ static int l_open(lua_State *L) {
     rc = simple(db, "SELECT count(*) FROM sqlite_schema");
     if (rc == SQLITE_OK) d->unz = add_functions(db, &rc);
     d->unz_read = getopt_bool(L, 2, "unzstd", 0);
+    if (!lua_isnoneornil(L, 2)) {
+        lua_getfield(L, 2, "hidden");
+        size_t hl = 0;
+        const char *h = lua_isnil(L, -1) ? NULL : luaL_checklstring(L, -1, &hl);
+        if (h && hl + 3 > sizeof d->hidden) {
+            db_release(d);
+            return luaL_argerror(L, 2, "hidden: too long a list");
+        }
+        if (h && hl) {
+            d->hidden[0] = ',';
+            for (size_t i = 0; i < hl; i++) d->hidden[i + 1] = (char)tolower((unsigned char)h[i]);
+            d->hidden[hl + 1] = ',';
+            d->hidden[hl + 2] = 0;
+        }
+        lua_pop(L, 1);
+    }
     if (rc == SQLITE_OK && !readonly) {
         rc = simple(db, "PRAGMA journal_mode=WAL");
         /* checkpoint the WAL every ~40 MB instead of ~4 MB: scans commit page by page, and each commit
@@ -607,7 +637,7 @@ static int l_open(lua_State *L) {
     }
     if (rc == SQLITE_OK && readonly) {
         rc = simple(db, "PRAGMA query_only=ON");
-        if (rc == SQLITE_OK) rc = sqlite3_set_authorizer(db, ro_authorizer, NULL);
+        if (rc == SQLITE_OK) rc = sqlite3_set_authorizer(db, ro_authorizer, d);
     }
     umask(umask_was);
     if (rc != SQLITE_OK) {

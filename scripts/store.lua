@@ -229,7 +229,7 @@ function M.open_readonly(where, opts)
   -- to close would take itself for the last one and delete the -wal/-shm the others still use.
   -- unzstd: events' compressed raw reads as its JSON (store/compact.lua), at no cost for other values
   local db, err, token = sqlite.open(path, { readonly = true, busy_timeout = (opts and opts.busy_timeout) or 5000,
-                                             timeout = opts and opts.timeout, unzstd = true })
+                                             timeout = opts and opts.timeout, unzstd = true, hidden = M.HIDDEN_LIST })
   if not db then
     if token == "cantopen" and not host.stat(path) then
       return nil, "missing: no database at " .. path .. " (add an instance first)", "missing"
@@ -252,7 +252,13 @@ function Reader:close() self.db:close() end
 
 -- The tables a reader may list (the vault's secrets are never readable through query), and the columns of
 -- one as PRAGMA table_info gives them (nil for a table it may not see).
-M.HIDDEN = { secrets = true }
+M.HIDDEN = { secrets = true, console_users = true, console_sessions = true }
+do
+  local names = {}
+  for t in pairs(M.HIDDEN) do names[#names + 1] = t end
+  table.sort(names)
+  M.HIDDEN_LIST = table.concat(names, ",")     -- what read-only connections are opened with (sqlite.open's hidden)
+end
 function Reader:tables()
   local out = {}
   for _, r in ipairs(self.db:query("SELECT name FROM sqlite_master WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite%' ORDER BY name")) do

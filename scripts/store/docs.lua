@@ -81,7 +81,8 @@ local TABLES = {
     id = "alert id", instance_id = "the instance", ext_id = "de-duplication key (policy, entity, window)",
     policy = "the policy's name", severity = "low, medium, high or critical", title = "the alert text",
     entity = "users, activities, files...", entity_id = "ext_id of the entity", evidence = "JSON: rows and planned actions",
-    status = "open or resolved", created_at = "when raised", updated_at = "last change", raw = "JSON: resolution note" } },
+    status = "open, resolved or dismissed", created_at = "when raised", updated_at = "last change", raw = "JSON: resolution note",
+    assignee = "who works on it (a console user), if anyone" } },
   governance_actions = { "every governance action planned or taken", {
     id = "action id", instance_id = "the instance", ext_id = "idempotency key", action = "suspend_user, quarantine_file...",
     target = "the target as given", target_id = "the target's ext_id", policy = "the policy that planned it, if any",

@@ -329,6 +329,25 @@ CREATE TABLE switches (
   updated_at  TEXT NOT NULL
 );
 ]],
+  -- 11: the web console's accounts (scrypt hashes) and sessions (only a hash of the cookie's id is kept,
+  -- so a copy of the database signs nobody in).  Alerts get an assignee and a dismissed state.
+  [11] = [[
+CREATE TABLE console_users (
+  name        TEXT PRIMARY KEY,
+  role        TEXT NOT NULL CHECK (role IN ('viewer', 'admin')),
+  hash        TEXT NOT NULL,          -- "scrypt$N$r$p$salt_b64$key_b64"
+  created_at  TEXT NOT NULL,
+  last_login  TEXT
+);
+CREATE TABLE console_sessions (
+  id_hash     TEXT PRIMARY KEY,       -- hex SHA-256 of the cookie's random id
+  account     TEXT NOT NULL REFERENCES console_users(name) ON DELETE CASCADE,
+  csrf        TEXT NOT NULL,          -- the token every change must carry (X-CSRF-Token)
+  created_at  TEXT NOT NULL,
+  expires_at  TEXT NOT NULL
+);
+ALTER TABLE alerts ADD COLUMN assignee TEXT;
+]],
 }
 
 M.version = #M.migrations

@@ -37,6 +37,20 @@ static void test_sha256(void **state) {
         "assert(not pcall(crypto.sha256, {}))\n");
 }
 
+/* RFC 7914 section 12's vectors (the 1 GiB one excepted: over the module's memory cap), and the refusals. */
+static void test_scrypt_rfc7914(void **state) {
+    run(*state,
+        "eq(crypto.hex(crypto.scrypt('', '', 16, 1, 1, 64)),"
+        "   '77d6576238657b203b19ca42c18a0497f16b4844e3074ae8dfdffa3fede21442fcd0069ded0948f8326a753a0fc81f17e8d3e0fb2e0d3628cf35e20c38d18906', 'vector 1')\n"
+        "eq(crypto.hex(crypto.scrypt('password', 'NaCl', 1024, 8, 16, 64)),"
+        "   'fdbabe1c9d3472007856e7190d01e9fe7c6ad7cbc8237830e77376634b3731622eaf30d92e22a3886ff109279d9830dac727afb94a83ee6d8360cbdfa2cc0640', 'vector 2')\n"
+        "eq(crypto.hex(crypto.scrypt('pleaseletmein', 'SodiumChloride', 16384, 8, 1, 64)),"
+        "   '7023bdcb3afd7348461c06cd81fd38ebfda8fbba904f8e3ea9b543f6545da1f2d5432955613f0fcf62d49705242a9af9e61e85dc0d651e40dfcf017b45575887', 'vector 3')\n"
+        "assert(not pcall(crypto.scrypt, 'x', 's', 1000, 8, 1, 32), 'N not a power of 2')\n"
+        "assert(not pcall(crypto.scrypt, 'x', 's', 1 << 20, 8, 1, 32), 'over the memory cap')\n"
+        "assert(not pcall(crypto.scrypt, 'x', 's', 16, 1, 1, 0), 'no length')\n");
+}
+
 static void test_hmac_sha256_rfc4231(void **state) {
     run(*state,
         "local k131 = string.rep('\\xaa', 131)\n"
@@ -314,6 +328,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_es256_jwk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gcm_vector_c, setup, teardown),
         cmocka_unit_test_setup_teardown(test_seal_open, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_scrypt_rfc7914, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

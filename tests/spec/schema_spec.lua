@@ -38,15 +38,18 @@ describe("schema discovery", function()
     assert.same({}, stale, "these are described in scripts/store/docs.lua but do not exist")
   end)
 
-  it("hides the vault's table from readers, and refuses to read it", function()
-    for _, t in ipairs(rd:tables()) do assert.are_not.equal("secrets", t) end
-    assert.is_nil(rd:columns("secrets"))
-    local rows, err = docs.columns(rd, "secrets")
-    assert.is_nil(rows); assert.matches("no table 'secrets'", err)
-    for _, sql in ipairs { "SELECT * FROM secrets", "SELECT count(*) FROM secrets", "PRAGMA table_info(secrets)",
-                           "SELECT 1 WHERE EXISTS (SELECT 1 FROM secrets)" } do
-      local r, e = rd.db:query(sql)
-      assert.is_nil(r, sql); assert.matches("^auth", e, sql)
+  it("hides the vault's and the console's accounts and sessions from readers, and refuses to read them", function()
+    for _, hidden in ipairs { "secrets", "console_users", "console_sessions" } do
+      for _, t in ipairs(rd:tables()) do assert.are_not.equal(hidden, t) end
+      assert.is_nil(rd:columns(hidden))
+      local rows, err = docs.columns(rd, hidden)
+      assert.is_nil(rows); assert.matches("no table '" .. hidden .. "'", err)
+      for _, sql in ipairs { "SELECT * FROM secrets", "SELECT count(*) FROM secrets", "PRAGMA table_info(secrets)",
+                             "SELECT 1 WHERE EXISTS (SELECT 1 FROM secrets)", "SELECT * FROM main.SECRETS" } do
+        sql = sql:gsub("secrets", hidden):gsub("SECRETS", hidden:upper())
+        local r, e = rd.db:query(sql)
+        assert.is_nil(r, sql); assert.matches("^auth", e, sql)
+      end
     end
     assert.equal("email", docs.columns(rd, "users")[4].column)
     local _, e = docs.columns(rd, "user")
