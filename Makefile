@@ -7,6 +7,8 @@ DEBS     := build-essential pkg-config liblua5.4-dev lua5.4 libyajl-dev libcurl4
             faketime libpq-dev postgresql
 # the libFuzzer harnesses (make fuzz, and their smoke run in make test)
 FUZZ_DEBS := clang libclang-rt-14-dev
+# the console's browser tests: Debian's chromium, driven by playwright-core (tests/browser, from npm)
+BROWSER_DEBS := chromium
 BUILD    ?= build
 CC       ?= cc
 CFLAGS   ?= -O2 -g
@@ -44,17 +46,21 @@ ctests: $(CTESTS)
 # --- set-up: install what is missing (Debian 12), idempotent and non-interactive ---
 deps: DEB_LIST = $(DEBS)
 fuzz-deps: DEB_LIST = $(FUZZ_DEBS)
-deps fuzz-deps:
+browser-deps: DEB_LIST = $(BROWSER_DEBS) $(if $(shell command -v npm),,nodejs npm)
+deps fuzz-deps browser-deps:
 	@missing=""; for p in $(DEB_LIST); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
+	@if [ "$@" = browser-deps ] && [ ! -d tests/browser/node_modules/playwright-core ]; then \
+	  echo "installing the browser tests' npm packages (tests/browser/package-lock.json)"; \
+	  cd tests/browser && npm ci --no-audit --no-fund --loglevel=error; fi
 
 deps-check:
 	@pkg-config --exists $(PKGS) || { echo "missing libraries: run 'make deps' (or make test / make demo)"; exit 1; }
 
-test: deps fuzz-deps
+test: deps fuzz-deps browser-deps
 	@$(MAKE) --no-print-directory all ctests
 	@if command -v $(FUZZ_CC) >/dev/null; then $(MAKE) --no-print-directory fuzz-build; \
 	 else echo "fuzz smoke skipped: $(FUZZ_CC) is not installed (make fuzz-deps)"; fi
@@ -89,6 +95,11 @@ faults: deps all
 
 demo: deps all
 	@scripts/demo.sh
+
+# The console's chart library, copied from npm (tests/browser/package-lock.json pins it) into the files the
+# console serves, which are committed: nothing is fetched when the console runs.
+console-assets: browser-deps
+	cp tests/browser/node_modules/chart.js/dist/chart.umd.js scripts/console/www/vendor/chart.umd.js
 
 # --- fuzzing: libFuzzer harnesses tests/fuzz/fuzz_<target>.c over the host built with clang, ASan and UBSan;
 # seeds in tests/fuzz/corpus/<target>/.  `make fuzz` runs each FUZZ_RUNS times (or FUZZ_SECONDS each) and
@@ -141,6 +152,6 @@ uninstall:
 	rm -rf $(SHARE)
 
 clean:
-	rm -rf build build-asan build-fuzz cachost
+	rm -rf build build-asan build-fuzz cachost tests/browser/node_modules
 
-.PHONY: all deps fuzz-deps deps-check test asan bench bench-workers demo clean ctests fuzz fuzz-build install uninstall faults
+.PHONY: all deps fuzz-deps browser-deps console-assets deps-check test asan bench bench-workers demo clean ctests fuzz fuzz-build install uninstall faults

@@ -2,7 +2,7 @@
 _cachost() {
   local cur prev words cword
   _init_completion || return
-  local cmds="help version run repl script test instance connectors sync status query act policy alerts alert governance vault retention sandbox demo"
+  local cmds="help version run repl script test instance connectors sync status query act policy alerts alert identity console governance vault retention sandbox demo"
   local i cmd=""
   for ((i = 1; i < cword; i++)); do
     case ${words[i]} in --home|--log-level|--log-format|--trace-http) ((i++)) ;; -*) ;; *) cmd=${words[i]}; break ;; esac

@@ -6,7 +6,7 @@ require "prelude"
 
 local COMMANDS = {
   "help", "version", "run", "repl", "script", "test", "instance", "connectors", "sync", "status",
-  "query", "schema", "act", "policy", "alerts", "alert", "identity", "sinks", "workers", "export", "governance", "vault", "retention", "sandbox", "demo",
+  "query", "schema", "act", "policy", "alerts", "alert", "identity", "console", "sinks", "workers", "export", "governance", "vault", "retention", "sandbox", "demo",
 }
 
 local ctx = {}

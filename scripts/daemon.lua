@@ -174,6 +174,26 @@ function M.listen(opts)
   return srv:route("*", "/webhooks/:instance", M.webhook)
 end
 
+-- The web console (scripts/console/): on loopback only (no TLS here: a reverse proxy that terminates TLS
+-- may forward to it).  opts.console: {host =, port =} | false (off) | nil (the default address; when it is
+-- taken, the daemon runs without a console and says so).  -> srv | nil | nil, err
+function M.console(opts)
+  if opts.console == false then return nil end
+  local c = opts.console or { host = "127.0.0.1", port = 8788 }
+  if not require("sdk.client").is_loopback(c.host) then
+    return nil, ("the console listens on loopback only (%s is not): put a TLS reverse proxy in front of it"):format(c.host)
+  end
+  local srv, err = server.listen { host = c.host, port = c.port, max_body = 64 * 1024, max_connections = 64 }
+  if not srv then
+    if opts.console then return nil, "cannot listen for the console: " .. tostring(err) end
+    log.error("no console: cannot listen on the default address (cachost run --console)", { error = err })
+    return nil
+  end
+  require("console").mount(srv, { secure = false })
+  log.info("console", { url = srv.url .. "/" })
+  return srv
+end
+
 function M.run(opts)
   local tasks = {}
   local sinks, serr = require("sinks").load(host.home)
@@ -210,6 +230,12 @@ function M.run(opts)
   else
     log.error("no /metrics: cannot listen on the default address (cachost run --metrics-listen)", { error = operr })
   end
+  local console, cerr = M.console(opts)
+  if cerr then
+    srv:close()
+    if ops then ops:close() end
+    return nil, cerr
+  end
   if #sinks > 0 then tasks[#tasks + 1] = sched.spawn(function() require("sinks").run(runtime.store(), sinks) end) end
   tasks[#tasks + 1] = sched.every(require("retention").EVERY, M.retention, { jitter = 300 })
   log.info("cachost running", { instances = #tasks > 0 and #instances.all(runtime.store(), { enabled = true }) or 0,
@@ -222,6 +248,7 @@ function M.run(opts)
   require("policy").flush()
   srv:close()
   if ops then ops:close() end
+  if console then console:close() end
   return true
 end
 

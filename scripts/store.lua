@@ -895,7 +895,7 @@ end
 ---------------------------------------------------------------------------------------------- in store/
 
 -- The operations of store/<name>.lua, on the same Store: instance rows, governance records, deliveries.
-for _, name in ipairs { "instances", "governance", "sinks", "compact", "retention", "identities", "pg", "leases" } do require("store." .. name)(Store, M, Reader) end
+for _, name in ipairs { "instances", "governance", "sinks", "compact", "retention", "identities", "pg", "leases", "console" } do require("store." .. name)(Store, M, Reader) end
 
 ---------------------------------------------------------------------------------------------- REPL
 

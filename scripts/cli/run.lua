@@ -1,7 +1,7 @@
 return {
   summary = "the daemon: scheduled scans, webhooks, policies",
   usage = [[usage: cachost run [--listen HOST:PORT] [--public-url URL] [--max-scans N] [--metrics-listen HOST:PORT]
-                   [--max-connections N] [--request-timeout SECONDS]
+                   [--max-connections N] [--request-timeout SECONDS] [--console HOST:PORT|off]
 Schedules every enabled instance (a full scan every 12 hours, activity polling every 5 minutes; per
 instance settings full_scan_interval and poll_interval, in seconds) and serves webhooks at
 http://HOST:PORT/webhooks/<instance>.  SIGINT/SIGTERM stop gracefully (twice: at once); SIGHUP reloads
@@ -13,9 +13,12 @@ with it; the other instances wait their turn.
 /healthz, /readyz (503 while stopping or when the store does not answer) and /metrics (Prometheus text).
 --max-connections (default 256) bounds the webhook listener's open connections (past it, the one whose
 request has been arriving longest makes room); --request-timeout (default 30) is how long a request may
-take to arrive whole, headers and body.]],
+take to arrive whole, headers and body.
+--console (default 127.0.0.1:8788) serves the web console, on loopback only (put a TLS reverse proxy in
+front of it to reach it from elsewhere); off: no console.  Accounts: cachost console user add NAME.]],
   options = { { "listen", arg = true, short = "l" }, { "public-url", arg = true }, { "max-scans", arg = true },
-              { "metrics-listen", arg = true }, { "max-connections", arg = true }, { "request-timeout", arg = true } },
+              { "metrics-listen", arg = true }, { "max-connections", arg = true }, { "request-timeout", arg = true },
+              { "console", arg = true } },
   run = function(opts, args, ctx)
     local function address(v, name)
       local h, p = v:match("^%[?([^%]]*)%]?:(%d+)$")
@@ -45,8 +48,16 @@ take to arrive whole, headers and body.]],
     if opts["request-timeout"] and not (req_timeout and req_timeout > 0 and req_timeout <= 3600) then
       return ctx.usage_error(ctx.load_command("run"), "--request-timeout wants seconds, more than 0 and at most 3600")
     end
+    local console
+    if opts.console == "off" then
+      console = false
+    elseif opts.console then
+      local chost, cport = address(opts.console, "--console")
+      if not chost then return cport end
+      console = { host = chost, port = cport }
+    end
     local ok, err = require("daemon").run { host = host_, port = port, public_url = opts["public-url"],
-                                            metrics_host = mhost, metrics_port = mport,
+                                            metrics_host = mhost, metrics_port = mport, console = console,
                                             max_connections = max_conns, request_timeout = req_timeout }
     if not ok then return ctx.fail("%s", err) end
     return 0
