@@ -40,6 +40,9 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
+#include <event2/bufferevent_ssl.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #define SERVER_MT "cachost.server"
 #define REC_MT "cachost.server.request"
@@ -71,6 +74,7 @@ struct srv {
     struct timeval deadline;          /* request_timeout */
     struct ratelimit rl_accept, rl_slow, rl_full;
     struct srv *next, **pprev;        /* all open servers, for server_shutdown() */
+    SSL_CTX *tls;                     /* {tls = {cert =, key =}}: HTTPS; NULL: plain HTTP */
     lua_Integer inflight, served, gone, failed, dropped, timed_out, evicted, accept_errors;
 };
 
@@ -254,7 +258,15 @@ static void on_conn_timer(evutil_socket_t fd, short what, void *arg)
 static struct bufferevent *on_accept(struct event_base *base, void *arg)
 {
     struct srv *s = arg;
-    struct bufferevent *bev = bufferevent_socket_new(base, -1, 0);   /* as evhttp would: it closes the fd */
+    struct bufferevent *bev;
+    if (s->tls) {                     /* as libevent's https example: the SSL and the fd go with the bufferevent */
+        SSL *ssl = SSL_new(s->tls);
+        bev = ssl ? bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE) : NULL;
+        if (!bev && ssl) SSL_free(ssl);
+        if (!bev) return NULL;
+    } else {
+        bev = bufferevent_socket_new(base, -1, 0);                    /* as evhttp would: it closes the fd */
+    }
     struct conn *c = bev ? calloc(1, sizeof *c) : NULL;
     if (c) c->timer = evtimer_new(base, on_conn_timer, c);
     if (!c || !c->timer) {
@@ -865,6 +877,7 @@ static void srv_close(lua_State *L, struct srv *s)
         conn_free(c);
     }
     if (s->resume) { event_free(s->resume); s->resume = NULL; }
+    if (s->tls) { SSL_CTX_free(s->tls); s->tls = NULL; }
     if (s->pprev) {
         *s->pprev = s->next;
         if (s->next) s->next->pprev = s->pprev;
@@ -949,7 +962,8 @@ static int srv_index(lua_State *L)
     const char *k = luaL_checkstring(L, 2);
     if (!strcmp(k, "port")) lua_pushinteger(L, s->port);
     else if (!strcmp(k, "host")) lua_pushstring(L, s->host);
-    else if (!strcmp(k, "url")) lua_pushfstring(L, strchr(s->host, ':') ? "http://[%s]:%d" : "http://%s:%d", s->host, s->port);
+    else if (!strcmp(k, "url")) lua_pushfstring(L, strchr(s->host, ':') ? "%s://[%s]:%d" : "%s://%s:%d",
+                                                 s->tls ? "https" : "http", s->host, s->port);
     else { lua_getmetatable(L, 1); lua_getfield(L, -1, "methods"); lua_getfield(L, -1, k); }
     return 1;
 }
@@ -992,8 +1006,25 @@ static struct timeval tv_of(lua_Number t)
     return tv;
 }
 
-/* server.listen{host=, port=, max_body=, max_headers=, timeout=, request_timeout=, max_connections=}
- * -> srv | nil, err */
+/* A TLS server context of a PEM certificate chain and its key (TLS 1.2 at least) -> ctx | NULL, err in buf */
+static SSL_CTX *tls_context(const char *cert, const char *key, char *err, size_t errlen)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    const char *what = "context";
+    if (ctx && SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) == 1 &&
+        (what = "certificate", SSL_CTX_use_certificate_chain_file(ctx, cert) == 1) &&
+        (what = "key", SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) == 1) &&
+        (what = "key", SSL_CTX_check_private_key(ctx) == 1))
+        return ctx;
+    unsigned long e = ERR_get_error();
+    snprintf(err, errlen, "tls: %s: %s", what, e ? ERR_reason_error_string(e) : "failed");
+    ERR_clear_error();
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+/* server.listen{host=, port=, max_body=, max_headers=, timeout=, request_timeout=, max_connections=,
+ * tls = {cert = PEM chain path, key = PEM key path}} -> srv | nil, err */
 static int l_listen(lua_State *L)
 {
     if (lua_isnoneornil(L, 1)) lua_newtable(L);
@@ -1008,6 +1039,21 @@ static int l_listen(lua_State *L)
     lua_Integer max_conns = opt_int(L, "max_connections", 256, 1, 1 << 20);
     lua_Number timeout = opt_seconds(L, "timeout", 30);
     lua_Number request_timeout = opt_seconds(L, "request_timeout", 30);
+    SSL_CTX *tls = NULL;
+    if (lua_getfield(L, 1, "tls") != LUA_TNIL) {
+        luaL_checktype(L, -1, LUA_TTABLE);
+        lua_getfield(L, -1, "cert");
+        lua_getfield(L, -2, "key");
+        const char *cert = luaL_checkstring(L, -2), *key = luaL_checkstring(L, -1);
+        char err[256];
+        if (!(tls = tls_context(cert, key, err, sizeof err))) {
+            lua_pushnil(L);
+            lua_pushstring(L, err);
+            return 2;
+        }
+        lua_pop(L, 2);
+    }
+    lua_pop(L, 1);
 
     struct srv *s = lua_newuserdatauv(L, sizeof *s, 1);   /* 3: closed until the evhttp exists */
     memset(s, 0, sizeof *s);
@@ -1016,11 +1062,14 @@ static int l_listen(lua_State *L)
     lua_newtable(L);
     lua_setiuservalue(L, 3, 1);                           /* routes */
     snprintf(s->host, sizeof s->host, "%s", host);
+    s->tls = tls;                                         /* freed with the server from here on */
     s->http = evhttp_new(H.base);
     s->resume = s->http ? evtimer_new(H.base, on_resume, s) : NULL;
     if (!s->resume) {
         if (s->http) evhttp_free(s->http);
         s->http = NULL;
+        SSL_CTX_free(s->tls);
+        s->tls = NULL;
         lua_pushnil(L); lua_pushliteral(L, "error: out of memory"); return 2;
     }
     evhttp_set_max_body_size(s->http, (ev_ssize_t)max_body);
@@ -1042,6 +1091,8 @@ static int l_listen(lua_State *L)
         s->http = NULL;
         event_free(s->resume);
         s->resume = NULL;
+        SSL_CTX_free(s->tls);
+        s->tls = NULL;
         lua_pushnil(L);
         if (e) lua_pushfstring(L, "bind: %s", strerror(e));
         else lua_pushfstring(L, "bind: cannot listen on %s:%d", host, (int)port);

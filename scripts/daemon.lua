@@ -174,22 +174,23 @@ function M.listen(opts)
   return srv:route("*", "/webhooks/:instance", M.webhook)
 end
 
--- The web console (scripts/console/): on loopback only (no TLS here: a reverse proxy that terminates TLS
--- may forward to it).  opts.console: {host =, port =} | false (off) | nil (the default address; when it is
--- taken, the daemon runs without a console and says so).  -> srv | nil | nil, err
+-- The web console (scripts/console/): on loopback, or anywhere with TLS (a certificate and its key).
+-- opts.console: {host =, port =, cert =, key =} | false (off) | nil (the default address; when it is taken,
+-- the daemon runs without a console and says so).  -> srv | nil | nil, err
 function M.console(opts)
   if opts.console == false then return nil end
   local c = opts.console or { host = "127.0.0.1", port = 8788 }
-  if not require("sdk.client").is_loopback(c.host) then
-    return nil, ("the console listens on loopback only (%s is not): put a TLS reverse proxy in front of it"):format(c.host)
+  if not c.cert and not require("sdk.client").is_loopback(c.host) then
+    return nil, ("the console serves %s only over TLS: give --console-cert and --console-key (or a loopback address)"):format(c.host)
   end
-  local srv, err = server.listen { host = c.host, port = c.port, max_body = 64 * 1024, max_connections = 64 }
+  local srv, err = server.listen { host = c.host, port = c.port, max_body = 64 * 1024, max_connections = 64,
+                                   tls = c.cert and { cert = c.cert, key = c.key } or nil }
   if not srv then
-    if opts.console then return nil, "cannot listen for the console: " .. tostring(err) end
+    if opts.console then return nil, "cannot serve the console: " .. tostring(err) end
     log.error("no console: cannot listen on the default address (cachost run --console)", { error = err })
     return nil
   end
-  require("console").mount(srv, { secure = false })
+  require("console").mount(srv, { secure = c.cert ~= nil })
   log.info("console", { url = srv.url .. "/" })
   return srv
 end
@@ -198,12 +199,28 @@ function M.run(opts)
   local tasks = {}
   local sinks, serr = require("sinks").load(host.home)
   if not sinks then return nil, serr end
-  runtime.watch(true)
-  sched.on_reload(function() runtime.policies(true); log.info("policies reloaded") end)
+  -- the listeners first: one that cannot be had ends the run before anything is scheduled
   local srv, err = M.listen(opts)
   if not srv then return nil, err end
   local mhost, mport = opts.metrics_host or "127.0.0.1", opts.metrics_port or 9787
   local ops, operr = server.listen { host = mhost, port = mport, max_body = 1024 }
+  if ops then
+    M.ops_routes(ops)
+    log.info("operator endpoints", { url = ops.url .. "/metrics", health = ops.url .. "/healthz" })
+  elseif opts.metrics_port then
+    srv:close()
+    return nil, "cannot listen for metrics: " .. tostring(operr)
+  else
+    log.error("no /metrics: cannot listen on the default address (cachost run --metrics-listen)", { error = operr })
+  end
+  local console, cerr = M.console(opts)
+  if cerr then
+    srv:close()
+    if ops then ops:close() end
+    return nil, cerr
+  end
+  runtime.watch(true)
+  sched.on_reload(function() runtime.policies(true); log.info("policies reloaded") end)
   -- On a shared store (PostgreSQL) this process is one worker: it schedules the instances it holds a
   -- lease on (workers.lua); alone on SQLite, all of them.
   local worker
@@ -219,22 +236,6 @@ function M.run(opts)
       M.schedule(inst, tasks)
       M.subscribe(inst, opts.public_url, tasks)
     end
-  end
-  if ops then
-    M.ops_routes(ops)
-    log.info("operator endpoints", { url = ops.url .. "/metrics", health = ops.url .. "/healthz" })
-  elseif opts.metrics_port then
-    if worker then worker.stop() end
-    srv:close()
-    return nil, "cannot listen for metrics: " .. tostring(operr)
-  else
-    log.error("no /metrics: cannot listen on the default address (cachost run --metrics-listen)", { error = operr })
-  end
-  local console, cerr = M.console(opts)
-  if cerr then
-    srv:close()
-    if ops then ops:close() end
-    return nil, cerr
   end
   if #sinks > 0 then tasks[#tasks + 1] = sched.spawn(function() require("sinks").run(runtime.store(), sinks) end) end
   tasks[#tasks + 1] = sched.every(require("retention").EVERY, M.retention, { jitter = 300 })

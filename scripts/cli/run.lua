@@ -2,6 +2,7 @@ return {
   summary = "the daemon: scheduled scans, webhooks, policies",
   usage = [[usage: cachost run [--listen HOST:PORT] [--public-url URL] [--max-scans N] [--metrics-listen HOST:PORT]
                    [--max-connections N] [--request-timeout SECONDS] [--console HOST:PORT|off]
+                   [--console-cert PEM --console-key PEM]
 Schedules every enabled instance (a full scan every 12 hours, activity polling every 5 minutes; per
 instance settings full_scan_interval and poll_interval, in seconds) and serves webhooks at
 http://HOST:PORT/webhooks/<instance>.  SIGINT/SIGTERM stop gracefully (twice: at once); SIGHUP reloads
@@ -14,11 +15,12 @@ with it; the other instances wait their turn.
 --max-connections (default 256) bounds the webhook listener's open connections (past it, the one whose
 request has been arriving longest makes room); --request-timeout (default 30) is how long a request may
 take to arrive whole, headers and body.
---console (default 127.0.0.1:8788) serves the web console, on loopback only (put a TLS reverse proxy in
-front of it to reach it from elsewhere); off: no console.  Accounts: cachost console user add NAME.]],
+--console (default 127.0.0.1:8788) serves the web console; off: no console.  On an address other than
+loopback only over TLS: --console-cert (a PEM certificate chain) and --console-key (its PEM key); cookies
+are then Secure.  Accounts: cachost console user add NAME.]],
   options = { { "listen", arg = true, short = "l" }, { "public-url", arg = true }, { "max-scans", arg = true },
               { "metrics-listen", arg = true }, { "max-connections", arg = true }, { "request-timeout", arg = true },
-              { "console", arg = true } },
+              { "console", arg = true }, { "console-cert", arg = true }, { "console-key", arg = true } },
   run = function(opts, args, ctx)
     local function address(v, name)
       local h, p = v:match("^%[?([^%]]*)%]?:(%d+)$")
@@ -49,12 +51,18 @@ front of it to reach it from elsewhere); off: no console.  Accounts: cachost con
       return ctx.usage_error(ctx.load_command("run"), "--request-timeout wants seconds, more than 0 and at most 3600")
     end
     local console
+    if (opts["console-cert"] == nil) ~= (opts["console-key"] == nil) then
+      return ctx.usage_error(ctx.load_command("run"), "--console-cert and --console-key go together")
+    end
     if opts.console == "off" then
       console = false
-    elseif opts.console then
-      local chost, cport = address(opts.console, "--console")
-      if not chost then return cport end
-      console = { host = chost, port = cport }
+    elseif opts.console or opts["console-cert"] then
+      local chost, cport = "127.0.0.1", 8788
+      if opts.console then
+        chost, cport = address(opts.console, "--console")
+        if not chost then return cport end
+      end
+      console = { host = chost, port = cport, cert = opts["console-cert"], key = opts["console-key"] }
     end
     local ok, err = require("daemon").run { host = host_, port = port, public_url = opts["public-url"],
                                             metrics_host = mhost, metrics_port = mport, console = console,

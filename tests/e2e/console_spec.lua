@@ -106,6 +106,25 @@ describe("the web console", function()
     end
   end)
 
+  it("serves over TLS with a given certificate (Secure cookie, HSTS); elsewhere than loopback only with TLS", function()
+    local _, rc = procs.sh(("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=127.0.0.1"
+      .. " -addext subjectAltName=IP:127.0.0.1 -keyout %s/key.pem -out %s/cert.pem"):format(dir, dir))
+    assert.equal(0, rc)
+    local out, code = procs.sh(("CACHOST_HOME='%s' %s run --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --console 0.0.0.0:0 </dev/null")
+      :format(home, procs.BIN))
+    assert.equal(1, code)
+    assert.matches("only over TLS: give %-%-console%-cert and %-%-console%-key", out)
+    local pid = procs.spawn(("CACHOST_HOME='%s' %s run --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --console 127.0.0.1:0"
+      .. " --console-cert %s/cert.pem --console-key %s/key.pem"):format(home, procs.BIN, dir, dir), dir .. "/tls.log")
+    local tls_url = procs.wait_for(dir .. "/tls.log", "msg=console url=(https://[%d%.:]+)/", 30):match("url=(https://[%d%.:]+)/")
+    local resp = assert(http.request { method = "POST", url = tls_url .. "/api/login", ca_file = dir .. "/cert.pem",
+      body = json.encode { name = "alice", password = ADMIN_PW } })
+    procs.stop(pid)
+    assert.equal(200, resp.status, resp.body)
+    assert.matches("; Secure", resp.headers["set-cookie"])
+    assert.matches("max%-age=", resp.headers["strict-transport-security"])
+  end)
+
   it("stops answering sign-ins after ten failures from one address", function()
     local last
     for _ = 1, 11 do last = call("POST", "/api/login", { name = "mallory", password = "guess-guess-guess" }) end

@@ -51,6 +51,31 @@ describe("server", function()
     assert.matches("^bind: Address already in use", err)
   end)
 
+  it("serves HTTPS with a given certificate and key, and says clearly when they do not load", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(host.mkdir(dir, 448))
+    local _, _, rc = os.execute(("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=127.0.0.1"
+      .. " -addext subjectAltName=IP:127.0.0.1 -keyout %s/key.pem -out %s/cert.pem 2>/dev/null"):format(dir, dir))
+    assert.equal(0, rc)
+    local tls = assert(server.listen { port = 0, tls = { cert = dir .. "/cert.pem", key = dir .. "/key.pem" } })
+    tls:route("GET", "/hello", function(req) return 200, "hi over tls" end)
+    assert.matches("^https://127%.0%.0%.1:%d+$", tls.url)
+    local r = assert(http.request { url = tls.url .. "/hello", ca_file = dir .. "/cert.pem" })
+    assert.equal(200, r.status); assert.equal("hi over tls", r.body)
+    -- a client that does not trust the certificate is refused by its own TLS check; plain HTTP gets nothing
+    local none, err = http.request { url = tls.url .. "/hello" }
+    assert.is_nil(none); assert.matches("^tls", err)
+    local plain = http.request { url = tls.url:gsub("^https", "http") .. "/hello", timeout = 3 }
+    assert.is_true(plain == nil or plain.status >= 400)
+    tls:close()
+    local bad, berr = server.listen { port = 0, tls = { cert = dir .. "/missing.pem", key = dir .. "/key.pem" } }
+    assert.is_nil(bad); assert.matches("^tls: certificate", berr)
+    bad, berr = server.listen { port = 0, tls = { cert = dir .. "/cert.pem", key = dir .. "/cert.pem" } }
+    assert.is_nil(bad); assert.matches("^tls: key", berr)
+    os.execute("rm -rf '" .. dir .. "'")
+  end)
+
   it("routes by method and pattern, capturing :params and a final *", function()
     srv:route("GET", "/users/:id", function(req) return 200, "user " .. req.params.id end)
     srv:route("GET", "/users/:id/repos/:repo", function(req)
