@@ -96,6 +96,56 @@ M.routes = {
     end
     return 200, arr(out)
   end },
+  -- the apps there are connectors for, with the settings each needs (which are secrets)
+  { "GET", "/api/connectors", "viewer", function()
+    local sdk = require "sdk"
+    local out = {}
+    for _, app in ipairs(sdk.apps()) do
+      local c = sdk.load(app)
+      if c then
+        local settings = {}
+        for _, st in ipairs(c.settings or {}) do
+          settings[#settings + 1] = { name = st[1], secret = st.secret == true, required = st.required == true,
+            type = st.type or "string", help = st.help, example = st.example }
+        end
+        out[#out + 1] = { app = app, title = c.title or app, single_instance = c.single_instance == true, settings = arr(settings) }
+      end
+    end
+    return 200, arr(out)
+  end },
+  -- {app =, name =, settings = {k = v}}: a new instance (secrets to the vault), then connect it
+  { "POST", "/api/instances", "admin", function(x)
+    local values = {}
+    for k, v in pairs(type(x.body.settings) == "table" and x.body.settings or {}) do
+      if v ~= "" then values[k] = tostring(v) end
+    end
+    if type(x.body.app) ~= "string" or type(x.body.name) ~= "string" then return bad("app and name") end
+    local ok, err = instances.add(x.st, x.body.app, x.body.name, values)
+    if not ok then return 400, { error = err } end
+    log.info("instance added from the console", { instance = x.body.name, app = x.body.app, by = x.session.user })
+    return 200, instances.show(x.st, x.body.name)
+  end },
+  -- The provider's own authorization: for a consent flow, the URL to open (the daemon waits for the
+  -- redirect, 10 minutes); for a token, the test and the first fetch of users, done here.
+  { "POST", "/api/instances/:name/connect", "admin", function(x)
+    local inst, err = instances.instance(x.st, x.params.name)
+    if not inst then return 404, { error = err } end
+    local said, url, waiting = {}, nil, sched.cond()
+    local task = sched.spawn(function()
+      local ok, cerr = require("connect").run(inst, { say = function(line)
+        said[#said + 1] = line
+        if not url and line:match("^https?://") then url = line; waiting:signal() end
+      end })
+      if not ok then log.warn("console connect failed", { instance = inst.name, error = cerr }) end
+      return ok, cerr
+    end)
+    sched.spawn(function() task:join(); waiting:signal() end)
+    waiting:wait(60)
+    if url then return 200, { url = url, said = arr(said) } end
+    local joined, ok, cerr = task:join(0)
+    if joined and ok then return 200, { connected = true, said = arr(said) } end
+    return 400, { error = joined and tostring(cerr) or "the connection did not finish within a minute", said = arr(said) }
+  end },
   { "GET", "/api/instances/:name", "viewer", function(x)
     local shown, err = instances.show(x.st, x.params.name)      -- secrets as ********, never their values
     if not shown then return 404, { error = err } end

@@ -10,7 +10,7 @@ local root = host.root
 local ADMIN_PW, VIEWER_PW = "admin-password-for-tests", "viewer-password-for-tests"
 
 describe("the web console", function()
-  local dir, home, sandbox, daemon, url
+  local dir, home, sandbox, daemon, url, okta_url, okta_token
 
   local function cli(args, env)
     local out, rc = procs.sh(("%s CACHOST_HOME='%s' %s %s </dev/null"):format(env or "", home, procs.BIN, args))
@@ -32,7 +32,7 @@ describe("the web console", function()
     local lines = procs.wait_for(tenants, "\nbox\t[^\n]*\n", 60)
     local function field(app, n) return lines:match("\n?" .. app .. "\t[^\t]*\t([^\t\n]*)\t?([^\n]*)") and select(n,
       lines:match("\n?" .. app .. "\t[^\t]*\t([^\t\n]*)\t?([^\n]*)")) end
-    local okta_url, okta_token = field("okta", 1), field("okta", 2)
+    okta_url, okta_token = field("okta", 1), field("okta", 2)
     local box_url, box_cred = field("box", 1), field("box", 2)
     local function cred(k) return box_cred:match(k .. "=(%S+)") end
     cli(("instance add okta --name acme-okta --set domain=acme.okta.com --set base_url=%s --set insecure_loopback=true")
@@ -91,6 +91,33 @@ describe("the web console", function()
     assert.equal(400, s); assert.matches("^auth", b.error)
     assert.equal(200, (call("POST", "/api/logout", {}, jar)))
     assert.equal(401, (call("GET", "/api/instances", nil, jar)))      -- the session ended on the server
+  end)
+
+  it("connects a new instance: its secret goes to the vault and never comes back", function()
+    local _, body, headers = call("POST", "/api/login", { name = "alice", password = ADMIN_PW })
+    local jar = { Cookie = headers["set-cookie"]:match("^([^;]+)"), ["X-CSRF-Token"] = body.csrf }
+    local s, apps = call("GET", "/api/connectors", nil, jar)
+    assert.equal(200, s)
+    local okta
+    for _, a in ipairs(apps) do if a.app == "okta" then okta = a end end
+    local secret = false
+    for _, st in ipairs(okta.settings) do secret = secret or (st.name == "api_token" and st.secret) end
+    assert.is_true(secret)
+    local created
+    s, created = call("POST", "/api/instances", { app = "okta", name = "second-okta", settings = { domain = "acme.okta.com",
+      base_url = okta_url, insecure_loopback = "true", api_token = okta_token } }, jar)
+    assert.equal(200, s, json.encode(created))
+    assert.equal("********", created.settings.api_token)
+    local r
+    s, r = call("POST", "/api/instances/second-okta/connect", {}, jar)
+    assert.equal(200, s, json.encode(r))
+    assert.is_true(r.connected)
+    local raw = assert(http.request { url = url .. "/api/instances", headers = { Cookie = jar.Cookie } }).body
+    assert.is_nil(raw:find(okta_token, 1, true))
+    assert.truthy(raw:find("second-okta", 1, true))
+    s = call("POST", "/api/instances", { app = "okta", name = "bad name!", settings = {} }, jar)
+    assert.equal(400, s)
+    assert.equal(200, (call("POST", "/api/instances/second-okta/pause", {}, jar)))
   end)
 
   it("drives the console in headless chromium: health, alert, undo, enforce, a viewer refused", function()

@@ -77,7 +77,7 @@ const views = {
   async apps() {
     const list = await api("GET", "/api/instances");
     const rows = list.map((i) => ({ ...i }));
-    view(el("h1", {}, "Connected apps"),
+    view(el("h1", {}, "Connected apps"), isAdmin() ? await connectForm() : null,
       table(rows, [
         ["name", "Instance"], ["app", "App"],
         ["status", "Status", (r) => el("span", { class: statusClass(r.status), "data-status": r.status }, r.status)],
@@ -262,6 +262,34 @@ const views = {
       datasets: [{ label: "public", data: c.shared_files.map((r) => r.public) }, { label: "external", data: c.shared_files.map((r) => r.external) }] }, options: opts });
   },
 };
+
+// Connect an app: its settings (secrets as password fields, never shown again), then the provider's own
+// authorization: a consent URL to open, or a token tested at once.
+async function connectForm() {
+  const apps = await api("GET", "/api/connectors");
+  const fields = el("div", { class: "filters" });
+  const result = el("p");
+  const choose = el("select", { name: "app", onchange: () => draw() }, apps.map((a) => el("option", { value: a.app }, a.title)));
+  const name = el("input", { name: "name", placeholder: "acme-okta", required: true });
+  function draw() {
+    const a = apps.find((x) => x.app === choose.value);
+    fields.replaceChildren(...a.settings.map((s) => el("label", { title: s.help || "" }, s.name + (s.required ? " *" : ""),
+      el("input", { name: s.name, type: s.secret ? "password" : "text", placeholder: s.example || "", autocomplete: "off" }))));
+  }
+  draw();
+  const form = el("form", { class: "card", id: "connect", onsubmit: guarded(async (e) => {
+    e.preventDefault();
+    const settings = {};
+    for (const i of fields.querySelectorAll("input")) if (i.value !== "") settings[i.name] = i.value;
+    await api("POST", "/api/instances", { app: choose.value, name: name.value, settings });
+    result.textContent = "Connecting...";
+    const r = await api("POST", `/api/instances/${encodeURIComponent(name.value)}/connect`);
+    if (r.url) result.replaceChildren("Authorize cachost at the provider: ", el("a", { href: r.url, target: "_blank", rel: "noopener noreferrer" }, r.url));
+    else { result.textContent = (r.said || []).join(" "); route(); }
+  }) }, el("h2", {}, "Connect an app"), el("div", { class: "filters" }, el("label", {}, "App", choose), el("label", {}, "Name", name)),
+    fields, el("button", {}, "Add and connect"), result);
+  return el("details", {}, el("summary", {}, "Connect an app"), form);
+}
 
 // ---------------------------------------------------------------------------- routing and sign-in
 
