@@ -44,6 +44,9 @@ return function(Store, M)
 
   ------------------------------------------------------------------------------------------ alerts
 
+  -- `text` anywhere, as a LIKE pattern (its own % and _ taken literally)
+  local function like(text) return "%" .. text:lower():gsub("[%%_\\]", "\\%0") .. "%" end
+
   -- Alerts newest first, filtered: f = {severity =, policy =, instance = name, status =, q = text in the
   -- title or the entity, limit =}.
   function Store:alerts_where(f)
@@ -52,8 +55,8 @@ return function(Store, M)
       LEFT JOIN instances i ON i.id = a.instance_id
       WHERE (?1 IS NULL OR a.severity = ?1) AND (?2 IS NULL OR a.policy = ?2) AND (?3 IS NULL OR i.name = ?3)
         AND (?4 IS NULL OR a.status = ?4)
-        AND (?5 IS NULL OR instr(lower(a.title), lower(?5)) > 0 OR instr(lower(a.entity_id), lower(?5)) > 0)
-      ORDER BY a.id DESC LIMIT ?6]], f.severity, f.policy, f.instance, f.status, f.q, f.limit or 200))
+        AND (?5 IS NULL OR lower(a.title) LIKE ?5 ESCAPE '\' OR lower(a.entity_id) LIKE ?5 ESCAPE '\')
+      ORDER BY a.id DESC LIMIT ?6]], f.severity, f.policy, f.instance, f.status, f.q and like(f.q), f.limit or 200))
   end
 
   -- Triage: status (open, resolved, dismissed) and/or assignee ("" unassigns) of alerts `ids`, a note
@@ -88,8 +91,8 @@ return function(Store, M)
   -- Users, files, activities and grants of every app whose names match `q` (at most `limit` each).
   function Store:search(q, limit)
     limit = limit or 50
-    local like = "%" .. q:lower():gsub("[%%_\\]", "\\%0") .. "%"
-    local function rows(sql) return check(self.db:query(sql, like, limit)) end
+    local pattern = like(q)
+    local function rows(sql) return check(self.db:query(sql, pattern, limit)) end
     return {
       users = rows([[SELECT i.name AS instance, i.app, u.ext_id, u.email, u.display_name, u.status, u.is_admin,
         u.last_login FROM users u JOIN instances i ON i.id = u.instance_id WHERE u.deleted_at IS NULL
@@ -116,7 +119,8 @@ return function(Store, M)
   -- Sign-ins per day and app over the last `days` days: {day, app, success, failure}.
   function Store:signins_by_day(days)
     return check(self.db:query([[SELECT substr(a.time, 1, 10) AS day, i.app,
-        sum(a.outcome = 'success') AS success, sum(a.outcome = 'failure') AS failure
+        sum(CASE WHEN a.outcome = 'success' THEN 1 ELSE 0 END) AS success,
+        sum(CASE WHEN a.outcome = 'failure' THEN 1 ELSE 0 END) AS failure
       FROM activities a JOIN instances i ON i.id = a.instance_id
       WHERE a.kind = 'signin' AND a.time >= ? GROUP BY day, i.app ORDER BY day, i.app]],
       M.iso(sched.time() - days * 86400)))
@@ -129,12 +133,12 @@ return function(Store, M)
       M.iso(sched.time() - days * 86400)))
   end
   function Store:alerts_by_severity()
-    return check(self.db:query([[SELECT severity, sum(status = 'open') AS open, count(*) AS total FROM alerts
+    return check(self.db:query([[SELECT severity, sum(CASE WHEN status = 'open' THEN 1 ELSE 0 END) AS open, count(*) AS total FROM alerts
       GROUP BY severity]]))
   end
   function Store:public_files_by_app()
-    return check(self.db:query([[SELECT i.app, sum(f.access_level = 'public') AS public,
-        sum(f.access_level = 'external') AS external FROM files f JOIN instances i ON i.id = f.instance_id
+    return check(self.db:query([[SELECT i.app, sum(CASE WHEN f.access_level = 'public' THEN 1 ELSE 0 END) AS public,
+        sum(CASE WHEN f.access_level = 'external' THEN 1 ELSE 0 END) AS external FROM files f JOIN instances i ON i.id = f.instance_id
       WHERE f.deleted_at IS NULL AND f.is_folder IS NOT 1 GROUP BY i.app ORDER BY i.app]]))
   end
 end

@@ -61,7 +61,7 @@ return function(Store, M)
   -- to a person; again for the same account moves it.
   function Store:link_identity(inst, account, person)
     check(self.db:exec([[INSERT INTO identity_links (instance_id, account, person, created_at) VALUES (?, ?, ?, ?)
-      ON CONFLICT (coalesce(instance_id, 0), account) DO UPDATE SET person = excluded.person,
+      ON CONFLICT ((coalesce(instance_id, 0)), account) DO UPDATE SET person = excluded.person,
       created_at = excluded.created_at]], inst, account, person, M.now()))
   end
 
