@@ -14,14 +14,16 @@ local users = {}
 for i = 1, 500 do users[i] = { ext_id = "u" .. i, email = "u" .. i .. "@example.com", status = i % 50 == 0 and "suspended" or "active" } end
 assert(st:upsert("users", inst.id, users))
 
--- N events over a day: sign-ins (about 2% failed, scattered) and downloads, each actor signing in from
--- home; one actor in 5,000 events brute-forced.  Realistic hit rates, so what is measured is matching.
+-- N events: sign-ins (about 2% failed, scattered) and downloads, each actor signing in from home; one
+-- actor in 5,000 events brute-forced; one event in 100 by an account that is suspended (the issue's "about
+-- 1% matching rows": suspended_user_activity matches them, its alerts deduplicated per actor and hour).
 local t0 = sched.time()
 for first = 1, n, 10000 do
   local page = {}
   for i = first, math.min(n, first + 9999) do
     local a = i % 490 + 1
-    if a % 50 == 0 then a = a + 1 end     -- the suspended accounts are quiet
+    if i % 100 == 0 then a = 50 * (i // 100 % 9 + 1)      -- 1%: a suspended account (u50, u100, ... u450)
+    elseif a % 50 == 0 then a = a + 1 end                   -- the others: active accounts
     local brute = (i % 5000) < 8
     page[#page + 1] = { ext_id = "e" .. i, time = util.iso(t0 + i * 0.05), kind = i % 3 == 0 and "user" or "signin",
       action = i % 3 == 0 and "DOWNLOAD" or "user.session.start", actor = "u" .. a .. "@example.com", actor_id = "u" .. a,
@@ -39,7 +41,9 @@ local only = os.getenv("POLICY_BENCH_ONLY")
 for _, p in ipairs(assert(policy.load_all(st))) do
   if p.on == "activity" and (not only or p.id == only) then list[#list + 1] = p end
 end
-local failures, alerts, total = 0, 0, 0
+local failures, alerts, total, matching = 0, 0, 0, 0
+local suspended = {}
+for _, u in ipairs(users) do if u.status == "suspended" then suspended[u.ext_id] = true end end
 local read, bare, with = 0, 0, 0
 local cursor_fn, cursor = st.db:rows("SELECT * FROM activities WHERE instance_id = ? ORDER BY time", inst.id)   -- as policy test
 local function next_row() return cursor_fn(cursor) end
@@ -62,6 +66,7 @@ while not done do
     for _, it in ipairs(items) do
       local r = it.row
       if r.kind == "signin" and r.outcome == "failure" then failures = failures + 1 end
+      if suspended[r.actor_id] then matching = matching + 1 end
     end
   end
   local c2 = os.clock()
@@ -70,5 +75,5 @@ while not done do
   read, bare, with = read + (c1 - c0), bare + (c2 - c1), with + (c3 - c2)
 end
 local f = io.open("/proc/self/status"); local status = f:read("a"); f:close()
-print(("%d activities, %d activity policies: %.0f rows/s (%.2f s CPU, %d alerts); floor, a bare Lua loop over the same rows: %.0f rows/s (%.2f s); target 200,000 rows/s; reading them from the store, apart: %.0f rows/s; peak memory %s")
-  :format(total, #list, total / with, with, alerts, total / bare, bare, total / read, status:match("VmHWM:%s*(%d+ kB)")))
+print(("%d activities (%.1f%% by suspended accounts), %d activity policies: %.0f rows/s (%.2f s CPU, %d alerts); floor, a bare Lua loop over the same rows: %.0f rows/s (%.2f s); target 1,000,000 rows/s; reading them from the store, apart: %.0f rows/s; peak memory %s")
+  :format(total, 100 * matching / total, #list, total / with, with, alerts, total / bare, bare, total / read, status:match("VmHWM:%s*(%d+ kB)")))

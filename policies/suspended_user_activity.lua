@@ -5,6 +5,7 @@ return policy {
   on = "activity",
   match = { actor_status = { "suspended", "disabled", "deprovisioned" } },
   alert = "{actor} ({actor_status}) did {action}",
+  group_by = "actor",           -- one alert an hour per account, however much it does
   actions = { "alert", "revoke_sessions" },
   mode = "audit",
 }

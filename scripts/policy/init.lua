@@ -26,7 +26,12 @@ local fire = outcome.fire
 local M = L
 M.ON = ON
 M.load, M.find, M.load_all = loader.load, loader.find, loader.load_all
-M.scratch_state, M.flush, M.forget = window.scratch_state, window.flush, window.forget
+M.scratch_state, M.flush = window.scratch_state, window.flush
+-- forgets what this process holds in memory (windows, evaluated pages, recent alerts), as a restart would
+function M.forget(...)
+  outcome.forget()
+  return window.forget(...)
+end
 
 ---------------------------------------------------------------------------------------------- evaluating
 

@@ -160,6 +160,11 @@ local function validate(d, name)
       if a ~= "alert" and not governance.ENTITY[a] then bad("actions", "unknown action '%s'", tostring(a)) end
     end
   end
+  if d.group_by ~= nil then
+    local known = fields_of(ON[d.on] or "")
+    if type(d.group_by) ~= "string" then bad("group_by", "must be the name of a row field, got %s", got(d.group_by))
+    elseif known and not known[d.group_by] then bad("group_by", "rows of %s have no field '%s'", ON[d.on], d.group_by) end
+  end
   if d.ops ~= nil then
     if not is_list(d.ops) or #d.ops == 0 then bad("ops", "must be a list of 'added' and 'changed', got %s", got(d.ops))
     else
@@ -223,7 +228,7 @@ local function validate(d, name)
     end
   end
   local known = { name = 1, severity = 1, on = 1, match = 1, match_fn = 1, repeated = 1, followed_by = 1, travel = 1,
-                  alert = 1, actions = 1, mode = 1, description = 1, ops = 1, new_only = 1, dlp = 1 }
+                  alert = 1, actions = 1, mode = 1, description = 1, ops = 1, new_only = 1, dlp = 1, group_by = 1 }
   for k in pairs(d) do
     if not known[k] then bad(tostring(k), "unknown field '%s'", tostring(k)) end
   end

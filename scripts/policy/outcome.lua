@@ -6,6 +6,18 @@ local row_time = enrich.row_time
 
 local M = {}
 
+-- Alerts this process raised or touched lately, per store: (instance, key) -> when (monotonic seconds)
+local recent = setmetatable({}, { __mode = "k" })
+-- What this process remembers of alerts goes (policy.forget: as after a restart).
+function M.forget() recent = setmetatable({}, { __mode = "k" }) end
+
+local function remember(st, ck)
+  local r = recent[st]
+  if not r or r.n > 10000 then r = { n = 0, at = {} }; recent[st] = r end
+  if not r.at[ck] then r.n = r.n + 1 end
+  r.at[ck] = sched.now()
+end
+
 local function alert_title(p, row, ev)
   local t = p.alert or p.name
   return (t:gsub("{([%w_]+)}", function(k) return tostring(row[k] or (ev and ev[k]) or "?") end))
@@ -18,12 +30,14 @@ local function target_of(entity, action, row)
   return nil
 end
 
--- One hit: an alert (deduplicated per policy, entity and window), and the policy's actions through
--- the governance path (audit mode plans them as dry runs).
+-- One hit: an alert (deduplicated per policy, entity and hour: per row, or per value of the policy's
+-- group_by field, e.g. one alert an hour per actor), and the policy's actions through the governance path
+-- (audit mode plans them as dry runs).
 function M.fire(st, inst, p, entity, row, evidence, opts)
   local bucket = math.floor(row_time(row) / 3600)
   local title = alert_title(p, row, evidence)
-  local key = ("%s:%s:%s:%d"):format(p.id, entity, row.ext_id or "?", bucket)
+  local key = p.group_by and ("%s:%s:%s=%s:%d"):format(p.id, entity, p.group_by, tostring(row[p.group_by] or "?"), bucket)
+    or ("%s:%s:%s:%d"):format(p.id, entity, row.ext_id or "?", bucket)
   evidence = evidence or {}
   evidence.row = { ext_id = row.ext_id, time = row.time, actor = row.actor, action = row.action, ip = row.ip,
                    location = row.location, email = row.email, name = row.name, path = row.path }
@@ -49,7 +63,11 @@ function M.fire(st, inst, p, entity, row, evidence, opts)
                                            entity_id = row.ext_id, evidence = evidence } end
     return 1
   end
-  if st:touch_alert(inst.id, key) then return 0 end
+  -- the same alert again within a minute of this process writing it: nothing to write (its updated_at
+  -- moved then)
+  local ck = inst.id .. "\0" .. key
+  if ((recent[st] and recent[st].at[ck]) or -math.huge) > sched.now() - 60 then return 0 end
+  if st:touch_alert(inst.id, key) then remember(st, ck); return 0 end
   local plans = {}
   local mode = opts.mode or p.mode
   for _, w in ipairs(wanted) do
@@ -68,6 +86,7 @@ function M.fire(st, inst, p, entity, row, evidence, opts)
       entity = entity, entity_id = row.ext_id, evidence = evidence, keep_evidence = true } then
     return 0          -- raised meanwhile by another task (an action yielded)
   end
+  remember(st, ck)
   if opts.on_alert then opts.on_alert { policy = p.id, severity = p.severity, title = title, entity = entity,
                                          entity_id = row.ext_id, evidence = evidence } end
   return 1

@@ -27,8 +27,9 @@ describe("offboarding across apps", function()
 
   setup(function()
     st = runtime.store()
-    okta = tenants.start("okta", "okta-offb")
-    box = tenants.start("box", "box-offb")
+    -- a seed of their own: other specs' tenants (same home) must not hold the same people
+    okta = tenants.start("okta", "okta-offb", { seed = 41, tenant = { email_domain = "offboarding.example" } })
+    box = tenants.start("box", "box-offb", { seed = 41 })
     -- one person with an account in both: a Box member whose login is an active Okta user's
     for _, u in ipairs(okta.tenant.state.users) do
       if u.status == "ACTIVE" and not okta_user then okta_user = u end

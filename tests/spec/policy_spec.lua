@@ -330,7 +330,8 @@ describe("policies", function()
     bad.travel.max_kmh = "fast"          -- what a check at load would refuse: the engine raises on it
     titled.alert = 12345
     local list = { bad, titled, only("suspended_user_activity")[1] }
-    local feed = { signin("u30", "success", 1, { lat = 48.85, lon = 2.35 }), signin("u30", "success", 2, { lat = 40.71, lon = -74.0 }) }
+    -- (one alert an hour per account: the second sign-in is an hour later)
+    local feed = { signin("u30", "success", 1, { lat = 48.85, lon = 2.35 }), signin("u30", "success", 3602, { lat = 40.71, lon = -74.0 }) }
     assert.equal(2, policy.feed(st, inst, list, "activities", feed))
     assert.equal(2, #alerts("suspended_user_activity"))
     local failed = st.db:query("SELECT name, last_error FROM policies WHERE status = 'failed' ORDER BY name")
@@ -357,7 +358,7 @@ describe("policies", function()
     governance.resume()
     local saved = governance.limits.max_user_share
     governance.limits.max_user_share = 0.01       -- 1 of 30 users is already over it
-    policy.feed(st, inst, { p }, "activities", { signin("u30", "success", 2) })
+    policy.feed(st, inst, { p }, "activities", { signin("u30", "success", 3600 * 5) })   -- the next hour's alert
     governance.limits.max_user_share = saved
     g = st.db:query("SELECT * FROM governance_actions WHERE policy = 'suspended_user_activity' ORDER BY id")
     assert.equal("held", g[2].mode)
