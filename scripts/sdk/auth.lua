@@ -27,6 +27,11 @@
 --     renewed before expiry.  A request may act as a subject (opts.auth = {subject = "user@example.com"}:
 --     Google's domain-wide delegation, where Drive acts as each file's owner): each subject's token is
 --     obtained with x.subject set and kept apart in the vault (access_token.sub:<subject>).
+--   { type = "wsse", username = setting name | function(settings), password = "password" (secret) }: an
+--     integration user's name and password: a WS-Security UsernameToken in the header of a SOAP call
+--     (client opts.soap), HTTP Basic on the app's other requests (Workday's reports).
+--   An oauth2 scheme with grant = "refresh_token" is given its refresh token (the secret refresh_token) by
+--     the admin, e.g. Workday's API clients for integrations: access tokens come from it, no consent flow.
 -- Relative endpoint URLs resolve against the scheme's own host `base_url` when it declares one (GitHub's
 -- web flow is on github.com, its API on api.github.com), else against the API base URL; the instance
 -- setting `oauth_base_url` overrides the scheme's host (GHES, sandbox tenants).
@@ -34,6 +39,7 @@
 -- refreshed shortly before they expire; a refused refresh means "reconnect needed".
 local util = require "sdk.util"
 local sigv4 = require "sdk.sigv4"
+local soap = require "sdk.soap"
 
 local M = {}
 local REFRESH_MARGIN = 120   -- seconds before expiry
@@ -430,7 +436,11 @@ function M.for_connector(connector)
         local t, err, etoken
         if not token and unattended(scheme) then t, err, etoken = obtain(client, scheme, key)
         -- a refresh token alone (a service app's, handed over by its developer portal) is redeemed on first use
-        elseif not token and not inst:secret(n.refresh) then return nil, "auth: not connected: run cachost instance connect " .. inst.name
+        elseif not token and not inst:secret(n.refresh) then
+          if scheme.grant == "refresh_token" then       -- the admin hands it over: no consent to run
+            return nil, ("auth: secret '%s' is not set (cachost instance edit %s)"):format(n.refresh, inst.name)
+          end
+          return nil, "auth: not connected: run cachost instance connect " .. inst.name
         else t, err, etoken = refresh(client, scheme, key) end
         if not t then return nil, err, etoken end
         token = t.access_token
@@ -459,6 +469,18 @@ function M.for_connector(connector)
       return true
     elseif scheme.type == "sigv4" then
       return sign_sigv4(client, req, scheme)
+    elseif scheme.type == "wsse" then
+      local u = scheme.username or "username"
+      local user = type(u) == "function" and u(inst.settings) or inst.settings[u]
+      local password, perr = inst:secret(scheme.password or "password")
+      if not password then
+        if perr and not perr:match("^missing:") then return nil, perr end
+        return nil, ("auth: secret '%s' is not set (cachost instance edit %s)"):format(scheme.password or "password", inst.name)
+      end
+      if type(user) ~= "string" or user == "" then return nil, "auth: no user name for WS-Security (cachost instance edit " .. inst.name .. ")" end
+      if req.soap then req.soap_header = { soap.username_token(user, password) }
+      else req.headers["Authorization"] = "Basic " .. crypto.b64(user .. ":" .. password) end
+      return true
     elseif scheme.type == "exchange" then
       local n = names(key)
       local token = inst:secret(n.access)

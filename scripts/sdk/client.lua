@@ -2,6 +2,7 @@
 -- one rate budget per instance (shared by sync, actions and the REPL), retries with capped exponential
 -- backoff and jitter, and a circuit breaker so one failing instance never starves the others.
 local util = require "sdk.util"
+local soap = require "sdk.soap"
 local metrics = require "metrics"
 
 local Client = {}
@@ -172,6 +173,14 @@ function Client:note_budget(resp)
   end
 end
 
+-- c.fault_token(resp) -> "auth" | "permission" | "not_found" | "http" | nil: the connector's reading of an
+-- error answer whose status does not say what it is (SOAP 1.1 sends every Fault as HTTP 500: a refused
+-- credential or an invalid request is no outage, and asking again would not change it).
+local function answered(self, resp)
+  local fn = self.connector.fault_token
+  return fn and resp.status >= 400 and fn(resp) or nil
+end
+
 local RETRYABLE = { timeout = true, connect = true, reset = true, resolve = false, http2 = true, error = true }
 
 -- client:request(method, path, {query=, headers=, body=, json=, form=, timeout=, auth=})
@@ -185,7 +194,11 @@ local RETRYABLE = { timeout = true, connect = true, reset = true, resolve = fals
 local function decode(resp, opts, req)
   local ctype = resp.headers["content-type"] or ""
   local where = (req.url:gsub("%?.*", ""))
-  if resp.body ~= "" and (ctype:find("json", 1, true) or opts.expect_json) then
+  if opts.soap then                    -- a SOAP call: resp.soap is its answer's Body element
+    local el, err = soap.body(resp.body)
+    if not el then return ("bad_xml: HTTP %d from %s: %s"):format(resp.status, where, err) end
+    resp.soap = el
+  elseif resp.body ~= "" and (ctype:find("json", 1, true) or opts.expect_json) then
     local data, jerr = json.decode(resp.body, { sources = true })   -- items keep their exact text (raw)
     if data == nil then return ("bad_json: HTTP %d from %s: %s"):format(resp.status, where, jerr) end
     resp.data = data
@@ -244,9 +257,15 @@ function request(self, method, path, opts)
   elseif opts.multipart then                    -- ordered parts, see util.multipart
     req.body, req.headers["Content-Type"] = util.multipart(opts.multipart)
   end
+  if opts.soap then req.soap = true end          -- the auth may add a SOAP header (WS-Security)
   if not opts.no_auth then
     local ok, err, token = self.auth(self, req, opts.auth)   -- opts.auth: another of the app's auth schemes
     if not ok then return nil, err, token or "auth", nil, req end
+  end
+  if opts.soap then
+    req.body = soap.envelope(opts.soap, req.soap_header)
+    req.headers["Content-Type"] = "text/xml; charset=utf-8"
+    req.headers["Accept"] = "text/xml"
   end
 
   -- Asking again is harmless for a GET, or a request that says so (a client-credentials token): those
@@ -278,7 +297,7 @@ function request(self, method, path, opts)
         self.blocked_until = math.max(self.blocked_until, sched.time() + retry_in)
         metrics.inc("cachost_rate_limit_wait_seconds_total", { app = self.inst.app }, retry_in)
         err, token = "throttled: " .. resp.status, "throttled"
-      elseif resp.status >= 500 then
+      elseif resp.status >= 500 and not answered(self, resp) then
         retry_in = backoff(attempt)
         err, token = "server: HTTP " .. resp.status, "server"
         if not again then break end
@@ -298,7 +317,7 @@ function request(self, method, path, opts)
     resp = nil
   end
 
-  if not resp or resp.status >= 500 or self:throttled(resp) or (unread and again) then
+  if not resp or (resp.status >= 500 and not answered(self, resp)) or self:throttled(resp) or (unread and again) then
     self.failures = self.failures + 1
     if self.failures >= BREAKER_THRESHOLD then self.open_until = sched.time() + BREAKER_COOLDOWN end
     return nil, err, token, resp, req
@@ -314,7 +333,7 @@ function request(self, method, path, opts)
     -- c.dead_credential(resp) -> true: the provider says the credential itself is no good whatever its
     -- status (AWS answers an unknown key or a wrong secret with 403): reconnect needed, not a permission
     local dead = self.connector.dead_credential and self.connector.dead_credential(resp)
-    token = (resp.status == 401 or dead) and "auth" or resp.status == 403 and "permission"
+    token = answered(self, resp) or (resp.status == 401 or dead) and "auth" or resp.status == 403 and "permission"
       or resp.status == 404 and "not_found" or "http"
     return nil, ("%s: HTTP %d: %s"):format(token, resp.status, msg), token, resp, req
   end
