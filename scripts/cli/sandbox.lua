@@ -33,12 +33,14 @@ command that connects an instance to it.  Serves until SIGINT/SIGTERM.
               records of a Microsoft tenant (default 2,000 a day over 7 days)
   --rate-limit N  requests a minute per API bucket (default: the provider's usual)
   --page-max N    items a page at most, whatever the client asks (default: the provider's maximum)
+  --people FILE   e-mail addresses (one a line) an HR tenant (workday) employs first, e.g. an Okta
+                  tenant's users: the same person in both apps
   --frozen        the tenants' clocks stay at their start: no content becomes available as time passes
 Controls (not part of the providers' APIs): POST /_sandbox/bruteforce (form: login, failures) appends
 failed sign-ins then a success; GET /_sandbox/count/WHAT (users, events...) the ground truth;
 GET /_sandbox/truth the provider ids of every entity a complete sync holds ({"users": [...], ...});
 POST /_sandbox/fault {"kind": "429"|"500"|"reset"|..., "count": N}.]=]):format(HAVE),
-  options = { { "port", arg = true, short = "p" }, { "seed", arg = true }, { "size", arg = true }, { "events", arg = true }, { "rate-limit", arg = true }, { "page-max", arg = true }, { "frozen" } },
+  options = { { "port", arg = true, short = "p" }, { "seed", arg = true }, { "size", arg = true }, { "events", arg = true }, { "rate-limit", arg = true }, { "page-max", arg = true }, { "people", arg = true }, { "frozen" } },
   run = function(opts, args, ctx)
     if #args == 0 then args = { "okta", "github" } end
     local port = tonumber(opts.port or 0)

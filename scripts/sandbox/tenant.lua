@@ -474,6 +474,9 @@ function M.rewrite(body, how)
   return json.encode(d)
 end
 
+-- A tenant that answers in another format than JSON (XML) rewrites its own bodies for `shape`/`garbled`.
+function Base:rewrite(body, how) return M.rewrite(body, how) end
+
 -- The next link of an answer set to url, in every form providers use (fault `next`).
 function M.set_next(body, hdr, url)
   for k in pairs(hdr) do
@@ -548,7 +551,7 @@ function Base:wrap(handler, ropts)
     end
     if not ropts.public then self:decorate(req, st, hdr) end
     if truncate and body then body = body:sub(1, #body // 2) end
-    if rewrite and body then body = M.rewrite(body, rewrite); st = 200 end
+    if rewrite and body then body = self:rewrite(body, rewrite); st = 200 end
     if next_url then body = M.set_next(body, hdr, next_url) end
     if stall and body then
       local half = body:sub(1, #body // 2)
