@@ -87,6 +87,35 @@ say "scanning every instance (policies watch what changes; the file policy quara
 "$BIN" policy mode sensitive_file_shared enforce
 for i in acme-okta acme-github globex-github acme-box contoso-365 acme-gws acme-gcp acme-webex; do "$BIN" sync "$i" || true; done
 
+say "a Workday tenant employing the Okta org's people: one of them has left, their Workday account still active"
+"$BIN" query "SELECT email FROM users u JOIN instances i ON i.id = u.instance_id WHERE i.name = 'acme-okta'
+  AND u.status = 'active' AND coalesce(u.is_admin, 0) = 0 AND u.email IS NOT NULL ORDER BY u.email DESC LIMIT 20" \
+  --format csv | tail -n +2 >"$DIR/demo-people.txt"
+WORKDAY_T="$DIR/demo-workday.txt"; : >"$WORKDAY_T"
+"$BIN" sandbox workday --people "$DIR/demo-people.txt" >"$WORKDAY_T" 2>>"$DIR/demo-tenants.log" &
+WORKDAY=$!
+trap 'kill $SANDBOX $WORKDAY 2>/dev/null' EXIT
+i=0; while [ ! -s "$WORKDAY_T" ]; do
+  if ! kill -0 $WORKDAY 2>/dev/null || [ $i -ge 600 ]; then
+    echo "demo: the Workday sandbox did not start (see $DIR/demo-tenants.log)" >&2; exit 1
+  fi
+  sleep 0.1; i=$((i + 1))
+done
+wdc() { cut -f4 "$WORKDAY_T" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+CACHOST_SET_CLIENT_SECRET=$(wdc client_secret) CACHOST_SET_REFRESH_TOKEN=$(wdc refresh_token) "$BIN" instance add workday \
+  --name acme-workday --set host=wd2-impl-services1.workday.com --set tenant=$(wdc tenant) --set client_id=$(wdc client_id) \
+  --set accounts_report=$(wdc accounts_report) --set groups_report=$(wdc groups_report) --set audit_report=$(wdc audit_report) \
+  --set base_url="$(cut -f3 "$WORKDAY_T")" --set insecure_loopback=true </dev/null
+"$BIN" sync acme-workday || true
+leaver=$("$BIN" query "SELECT email FROM users u JOIN instances i ON i.id = u.instance_id WHERE i.name = 'acme-workday'
+  AND json_extract(unzstd(u.raw), '$.Worker.Worker_Data.Employment_Data.Worker_Status_Data.Terminated') = '1'
+  AND u.status = 'active' ORDER BY email LIMIT 1" --format csv | tail -n 1)
+"$BIN" query "SELECT i.name AS instance, u.email, u.status FROM users u JOIN instances i ON i.id = u.instance_id
+  WHERE u.email = '$leaver' ORDER BY i.name"
+"$BIN" act acme-workday suspend_user "$leaver"
+"$BIN" sync acme-workday --stream users >/dev/null
+"$BIN" query "SELECT u.email, u.status FROM users u JOIN instances i ON i.id = u.instance_id WHERE i.name = 'acme-workday' AND u.email = '$leaver'"
+
 say "instances and health"
 "$BIN" instance list
 "$BIN" status
