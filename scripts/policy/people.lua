@@ -56,7 +56,8 @@ end
 -- Is this row of inst's feed a source of truth saying its person left?
 local function says_left(inst, it)
   local r = it.row
-  if r.terminated_at then return true end
+  -- json.null: the HR app says the person has no termination (a rehire clears an earlier one)
+  if r.terminated_at ~= nil and r.terminated_at ~= json.null then return true end
   local idp = false
   for _, app in ipairs(identity_providers()) do idp = idp or app == inst.app end
   if not idp then return false end
