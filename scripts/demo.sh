@@ -108,10 +108,8 @@ CACHOST_SET_CLIENT_SECRET=$(wdc client_secret) CACHOST_SET_REFRESH_TOKEN=$(wdc r
   --set base_url="$(cut -f3 "$WORKDAY_T")" --set insecure_loopback=true </dev/null
 "$BIN" sync acme-workday || true
 leaver=$("$BIN" query "SELECT email FROM users u JOIN instances i ON i.id = u.instance_id WHERE i.name = 'acme-workday'
-  AND json_extract(unzstd(u.raw), '$.Worker.Worker_Data.Employment_Data.Worker_Status_Data.Terminated') = '1'
-  AND u.status = 'active' ORDER BY email LIMIT 1" --format csv | tail -n 1)
-"$BIN" query "SELECT i.name AS instance, u.email, u.status FROM users u JOIN instances i ON i.id = u.instance_id
-  WHERE u.email = '$leaver' ORDER BY i.name"
+  AND u.terminated_at IS NOT NULL AND u.status = 'active' ORDER BY email LIMIT 1" --format csv | tail -n 1)
+"$BIN" query "SELECT instance, email, status, terminated_at FROM identities WHERE person = lower('$leaver') ORDER BY instance"
 "$BIN" act acme-workday suspend_user "$leaver"
 "$BIN" sync acme-workday --stream users >/dev/null
 "$BIN" query "SELECT u.email, u.status FROM users u JOIN instances i ON i.id = u.instance_id WHERE i.name = 'acme-workday' AND u.email = '$leaver'"
