@@ -241,7 +241,7 @@ function c.streams.activities(ctx, cursor)
     or now - (tonumber(ctx.settings.initial_days) or c.initial_days) * 86400
   local window = { { "From_DateTime", iso(from) }, { "To_DateTime", iso(now) } }
   local pages = wws.pages(ctx, "Identity_Management", "Get_Workday_Account_Signons",
-    { criteria = window, item = "Workday_Account_Signon", as_of = iso(now), count = c.page_size })
+    { criteria = window, item = "Workday_Account_Signon", count = c.page_size })
   local audit = str(ctx.settings.audit_report)
   local page = pages()
   while page do

@@ -87,11 +87,13 @@ end
 
 -- The pages of a Get_ operation, each {items (the elements named `item` under Response_Data), response}.
 -- Request_Criteria and Response_Group as given; Response_Filter's Page runs 1..Total_Pages with Count and
--- one As_Of_Entry_DateTime (now, unless given): every page sees the tenant as of the same moment.
+-- one As_Of_Entry_DateTime: every page sees the tenant as of the same moment, the tenant's own (the first
+-- page asks for none, Workday takes its current moment and says which; the next pages ask for that one),
+-- so a record entered meanwhile shifts no page whatever our clock says.
 -- A page that is not what the operation documents (no Response_Results, a page other than the one asked,
 -- Total_Pages changing on the way) ends the listing with one "malformed listing" line.
 function M.pages(ctx, service, operation, o)
-  local as_of = o.as_of or iso(sched.time())
+  local as_of = o.as_of
   local page, total = 0, nil
   return function()
     page = page + 1
@@ -102,7 +104,9 @@ function M.pages(ctx, service, operation, o)
     content[#content + 1] = wd("Response_Filter", M.elements {
       { "As_Of_Entry_DateTime", as_of }, { "Page", page }, { "Count", o.count or M.MAX_COUNT } })
     if o.group then content[#content + 1] = wd("Response_Group", M.elements(o.group)) end
+    local asked = sched.time()
     local r = M.call(ctx, service, operation .. "_Request", content)
+    as_of = as_of or xml.text(r, "Response_Filter/As_Of_Entry_DateTime") or iso(asked)
     local results = xml.child(r, "Response_Results")
     local pages = tonumber(xml.text(results, "Total_Pages") or "")
     local this = tonumber(xml.text(results, "Page") or "")

@@ -106,7 +106,7 @@ describe("workday connector", function()
     assert.is_true(w.account.disabled)
   end)
 
-  it("pages workers and sign-ons as of one moment: what enters while paging waits for the next poll", function()
+  it("pages workers and sign-ons as of the tenant's moment of the first page: what enters meanwhile waits for the next scan", function()
     local r2 = tenants.start("workday", "wd-paging", { size = 1, seed = 12 })
     local t2, c = r2.tenant, require("sdk").load("workday")
     local saved = c.page_size
@@ -117,6 +117,7 @@ describe("workday connector", function()
       local f, why, xpath = filter(self, op)
       if f and f.page == 2 then
         landed = landed + 1
+        sched.sleep(0.002)          -- entered after the first page's moment, not in the same millisecond
         self:add_signon(self.state.workers[1].user_name, false, self:now_ms() - 60000)
         self:hire("Nova", "Late" .. landed)
       end
