@@ -38,6 +38,7 @@
 #define BLOB_MT   "sqlite.blob"      /* one blob marker for both modules (the store binds either) */
 #define CACHE_MAX 64
 #define MAX_PARAMS 4096
+#define PIPE_BATCH 256       /* rows exec_many sends before it reads their results */
 
 /* PostgreSQL type oids (catalog/pg_type.h is not among libpq-dev's headers) */
 enum { BOOLOID = 16, BYTEAOID = 17, INT8OID = 20, INT2OID = 21, INT4OID = 23, TEXTOID = 25, OIDOID = 26,
@@ -142,7 +143,7 @@ static void quiet(void *arg, const char *msg) { (void)arg; (void)msg; }
  * SQLite); quotes, identifiers, comments and dollar-quoted text are copied as they are.  *np: the
  * number of parameters; NULL on a placeholder beyond MAX_PARAMS or out of memory. */
 static char *translate(const char *sql, size_t len, int *np) {
-    char *out = malloc(len * 4 + 16), *o = out;
+    char *out = malloc(len * 5 + 16), *o = out;     /* a ? becomes at most $4096 */
     if (!out) return NULL;
     int max = 0;
     const char *p = sql, *end = sql + len;
@@ -530,7 +531,7 @@ static int l_exec_many(lua_State *L) {
     lua_Integer nrows = (lua_Integer)lua_rawlen(L, 3);
     int ncols = (int)lua_rawlen(L, 4);
     if (ncols == 0) return luaL_argerror(L, 4, "no columns");
-    luaL_checkstack(L, ncols + 8, "too many columns");
+    luaL_checkstack(L, ncols + 8, "too many columns");    /* the column specs, one slot each */
     int kinds[ncols];
     for (int j = 1; j <= ncols; j++) {
         int t = lua_rawgeti(L, 4, j);
@@ -559,41 +560,89 @@ static int l_exec_many(lua_State *L) {
     if (!params_init(&p, ncols)) return luaL_error(L, "out of memory");
     lua_createtable(L, (int)(nrows > 1 << 24 ? 1 << 24 : nrows), 0);
     int results = lua_gettop(L);
-    for (lua_Integer i = 1; i <= nrows; i++) {
-        if (lua_rawgeti(L, 3, i) != LUA_TTABLE) {
+    /* a row's table and its ncols values stay on the stack until the row is sent */
+    luaL_checkstack(L, ncols + 8, "too many columns");
+    /* Pipelined: a batch of rows sent at once, then their results read, one round trip per batch (the
+     * results of a batch are small enough to wait in the socket's buffers while it is sent). */
+    for (lua_Integer first = 1; first <= nrows; first += PIPE_BATCH) {
+        lua_Integer last = first + PIPE_BATCH - 1 < nrows ? first + PIPE_BATCH - 1 : nrows;
+        if (!PQenterPipelineMode(d->conn)) {
             params_free(&p);
-            return luaL_error(L, "exec_many: row %d is not a table", (int)i);
+            return push_res_err(L, d, NULL);
         }
-        int row = lua_gettop(L);
-        for (int j = 1; j <= ncols; j++) {
-            int spec = base + j;
-            switch (kinds[j - 1]) {
-            case COL_KEY: lua_pushvalue(L, spec); lua_rawget(L, row); break;
-            case COL_LIST: lua_rawgeti(L, spec, i); break;
-            default: lua_pushvalue(L, spec);
+        lua_Integer sent = first - 1;
+        for (lua_Integer i = first; i <= last; i++) {
+            if (lua_rawgeti(L, 3, i) != LUA_TTABLE) {
+                lua_settop(L, results);
+                break;     /* raised below, once the pipeline is drained */
             }
-            /* the value stays on the stack until the statement ran (its string is bound as is) */
-            const char *e = bind_one(L, &p, j - 1, lua_gettop(L));
+            int row = lua_gettop(L);
+            const char *e = NULL;
+            int j;
+            for (j = 1; j <= ncols && !e; j++) {
+                int spec = base + j;
+                switch (kinds[j - 1]) {
+                case COL_KEY: lua_pushvalue(L, spec); lua_rawget(L, row); break;
+                case COL_LIST: lua_rawgeti(L, spec, i); break;
+                default: lua_pushvalue(L, spec);
+                }
+                /* the value stays on the stack until the statement is sent (its string is bound as is) */
+                e = bind_one(L, &p, j - 1, lua_gettop(L));
+            }
             if (e) {
-                params_free(&p);
-                lua_pushvalue(L, spec);
-                return luaL_error(L, "exec_many: row %d column %s: %s", (int)i,
-                                  lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?", e);
+                lua_settop(L, results);
+                lua_pushvalue(L, base + j - 1);
+                lua_pushfstring(L, "exec_many: row %d column %s: %s", (int)i,
+                                lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?", e);
+                lua_replace(L, -2);
+                break;
             }
+            int ok = PQsendQueryPrepared(d->conn, name, ncols, p.values, p.lengths, p.formats, 0);
+            lua_settop(L, results);
+            if (!ok) break;
+            sent = i;
         }
-        PGresult *r = PQexecPrepared(d->conn, name, ncols, p.values, p.lengths, p.formats, 0);
-        if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK) {
+        PQpipelineSync(d->conn);
+        /* results of rows first..sent, then the sync point */
+        lua_Integer at = first, bad = 0;
+        PGresult *err = NULL;
+        for (;;) {
+            PGresult *r = PQgetResult(d->conn);
+            if (!r) {
+                if (PQstatus(d->conn) == CONNECTION_BAD) break;
+                continue;              /* the end of one statement's results */
+            }
+            ExecStatusType st = PQresultStatus(r);
+            if (st == PGRES_PIPELINE_SYNC) { PQclear(r); break; }
+            if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+                note_changes(d, r);
+                lua_pushinteger(L, d->changes);
+                lua_rawseti(L, results, at);
+                PQclear(r);
+            } else if (!err && st != PGRES_PIPELINE_ABORTED) {
+                err = r;
+                bad = at;
+            } else {
+                PQclear(r);
+            }
+            at++;
+        }
+        PQexitPipelineMode(d->conn);
+        if (err || sent < last) {
             params_free(&p);
-            int n = push_res_err(L, d, r);
-            PQclear(r);
-            lua_pushinteger(L, i);
+            if (err) {
+                int n = push_res_err(L, d, err);
+                PQclear(err);
+                lua_pushinteger(L, bad);
+                return n + 1;
+            }
+            if (lua_gettop(L) > results) return lua_error(L);     /* a bad value: misuse */
+            if (sent + 1 <= nrows && lua_rawgeti(L, 3, sent + 1) != LUA_TTABLE)
+                return luaL_error(L, "exec_many: row %d is not a table", (int)(sent + 1));
+            int n = push_res_err(L, d, NULL);
+            lua_pushinteger(L, sent + 1);
             return n + 1;
         }
-        note_changes(d, r);
-        PQclear(r);
-        lua_pushinteger(L, d->changes);
-        lua_rawseti(L, results, i);
-        lua_settop(L, results);
     }
     params_free(&p);
     return 1;

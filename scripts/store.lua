@@ -463,14 +463,21 @@ local function upsert_inventory(self, entity, inst, rows, seen, res)
   local nc = #cols
   local now = M.now()
   local status = {}
+  -- a store across the network reads the page's stored rows in one query (store/pg.lua), not row by row
+  local known = self.stored_rows and self:stored_rows(entity, inst, rows, ext_id_of)
   for i, row in ipairs(rows) do
     local ext = ext_id_of(row, i)
     local vals = {}
     for j = 1, nc do vals[j] = norm(row[cols[j]]) end
     local raw = raw_of(row, true)
-    local found, err = db:query(q.select, inst, ext)
-    if not found then error(err, 0) end
-    local old = found[1]
+    local old
+    if known then
+      old = known[ext]
+    else
+      local found, err = db:query(q.select, inst, ext)
+      if not found then error(err, 0) end
+      old = found[1]
+    end
     if not old then
       vals[nc + 1], vals[nc + 2], vals[nc + 3] = raw, seen, seen
       check(db:exec(q.insert, inst, ext, unpack(vals, 1, nc + 3)))

@@ -91,6 +91,10 @@ for _, backend in ipairs { "sqlite", "postgresql" } do
       assert.equal(1, n_rows("changes WHERE op = 'removed'"))
       assert.same({ "u1", "u2" }, assert(st:stored_ids("users", id, "status", "active")))
       assert.equal(2, #st:known_users(id))
+      -- a page holding a row twice: the second is the first again
+      local twice = { users(4)[4], users(4)[4] }
+      r = assert(st:upsert("users", id, twice, { scan_started = t2 }))
+      assert.same({ 1, 0, 1 }, { r.added, r.changed, r.unchanged })
     end)
 
     it("inserts events once, and reads their raw JSON back as it was", function()
