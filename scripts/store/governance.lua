@@ -47,12 +47,15 @@ return function(Store, M)
       ("waiting: #%d %%"):format(id)))
   end
 
-  -- The undo an operator made of `action` on this target ({operator, created_at}), if any.
+  -- The undo an operator made of `action` on this target ({operator, created_at}), if any: an undo is
+  -- recorded on the same target, its operator "undo of #<id> by <who>" naming the action it undid.
+  -- Both sides are found through (instance_id, target_id) (migration 12), never by scanning the log.
   function Store:action_undone_by_operator(inst, action, target_id)
     return check(self.db:query([[SELECT u.operator, u.created_at FROM governance_actions u
-      JOIN governance_actions a ON u.operator LIKE 'undo of #' || a.id || ' by %'
-      WHERE a.instance_id = ? AND a.action = ? AND a.target_id = ? AND u.result = 'ok' ORDER BY u.id DESC LIMIT 1]],
-      inst, action, target_id))[1]
+      WHERE u.instance_id = ?1 AND u.target_id = ?3 AND u.result = 'ok' AND u.operator LIKE 'undo of #%'
+        AND EXISTS (SELECT 1 FROM governance_actions a WHERE a.instance_id = ?1 AND a.target_id = ?3
+          AND a.action = ?2 AND u.operator LIKE 'undo of #' || a.id || ' by %')
+      ORDER BY u.id DESC LIMIT 1]], inst, action, target_id))[1]
   end
 
   -- Automatic actions executed (or in flight) since `since`: of `policy`, of every policy, the distinct

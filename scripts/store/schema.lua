@@ -348,6 +348,11 @@ CREATE TABLE console_sessions (
 );
 ALTER TABLE alerts ADD COLUMN assignee TEXT;
 ]],
+  -- 12: a target's governance record found by its index, not by reading the whole log (a policy's action
+  -- asks whether it was done or undone before: the webhook bench's latency grew with the actions stored).
+  [12] = [[
+CREATE INDEX governance_target ON governance_actions(instance_id, target_id);
+]],
 }
 
 M.version = #M.migrations
