@@ -97,6 +97,11 @@ describe("governance", function()
     -- and the policy does not quarantine it again on the next scan
     assert(select(2, runtime.sync(box, { streams = { "files" } })))
     assert.is_nil(box_t:path_of(box_t:find_file(q[1].target_id)):match("^/cachost quarantine/"))
+    -- nor when it asks again later: an action an operator undid is held, not repeated
+    local again = assert(governance.act { store = runtime.store(), instance = box, action = "quarantine_file",
+      target = q[1].target_id, policy = "sensitive_file_shared", correlation_id = "again-after-undo" })
+    assert.equal("held", again.mode)
+    assert.matches("an operator undid quarantine_file on this target", again.error)
   end)
 end)
 
