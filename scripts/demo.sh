@@ -198,4 +198,6 @@ cat <<EOT
   CACHOST_HOME=$CACHOST_HOME $BIN repl        # then:  sql "SELECT * FROM users LIMIT 5"
   $BIN connectors                              # what each app can do
   $BIN help                                    # every command
+  CACHOST_HOME=$CACHOST_HOME $BIN console user add me --role admin   # then, to look at it in a browser:
+  CACHOST_HOME=$CACHOST_HOME $BIN run          # the daemon, with the web console on http://127.0.0.1:8788/
 EOT
