@@ -46,7 +46,7 @@ POST /_sandbox/fault {"kind": "429"|"500"|"reset"|..., "count": N}.]=]):format(H
     local port = tonumber(opts.port or 0)
     local seed, size = tonumber(opts.seed or 1), tonumber(opts.size or 50)
     if not port or not seed or not size then return ctx.usage_error(ctx.load_command("sandbox"), "--port, --seed and --size take numbers") end
-    local servers, pumps = {}, {}
+    local servers, pumps, stops = {}, {}, {}
     for i, spec in ipairs(args) do
       local app, name = spec:match("^([%w_%-]+):?([%w_%-]*)$")
       local entry = APPS[app or ""]
@@ -86,12 +86,15 @@ POST /_sandbox/fault {"kind": "429"|"500"|"reset"|..., "count": N}.]=]):format(H
       -- content that becomes available as real time passes is pushed to Management webhooks (microsoft)
       if tenant.mgmt_pump then pumps[#pumps + 1] = sched.every(30, function() tenant:mgmt_pump() end) end
       ctx.out("%s\t%s\t%s\t%s\n", app, name, srv.url, entry.credential(tenant))
+      -- entry.stop(tenant): what a tenant leaves behind goes when the sandbox stops (Google's key files)
+      if entry.stop then stops[#stops + 1] = function() entry.stop(tenant) end end
       for _, line in ipairs(entry.add_lines(name == app and "sandbox" or name, srv.url, tenant)) do ctx.err("  %s\n", line) end
     end
     io.stdout:flush()
     sched.wait_stop()
     for _, p in ipairs(pumps) do p:cancel() end
     for _, s in ipairs(servers) do s:close() end
+    for _, stop in ipairs(stops) do stop() end
     return 0
   end,
 }

@@ -41,5 +41,11 @@ describe("cachost sandbox gcp", function()
     assert.matches("\n0", csv)
     csv = run(("query \"SELECT raw FROM app_grants WHERE ext_id = '%s'\" -f csv"):format(key))
     assert.matches('disabled""?:true', csv)
+    -- the service account's key file goes with the sandbox
+    local key_file = line:match('%$%(cat ([^)]+)%)')
+    assert.truthy(host.stat(key_file))
+    assert.is_true(procs.stop(pid))
+    pid = nil
+    assert.is_nil(host.stat(key_file))
   end)
 end)
