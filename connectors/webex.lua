@@ -72,7 +72,9 @@ c.needs = {
   activities = { "scope audit:events_read (admin audit, sign-ins: a Full Administrator)",
                  "scope spark-compliance:events_read (compliance events: messages, memberships, files)", CO },
   files = { "scopes spark-compliance:events_read, spark-compliance:messages_read, spark-compliance:memberships_read, "
-            .. "spark-compliance:rooms_read, spark:kms", CO },
+            .. "spark-compliance:rooms_read, spark:kms", CO,
+            "the inventory is built from the compliance events: files posted since initial_days before the first scan "
+            .. "(Webex lists no spaces organization-wide)" },
   app_grants = { "scope identity:tokens_read", "an administrator" },
   suspend_user = { "scopes spark-admin:people_read, spark-admin:people_write", "a Full or User Administrator",
                    "sets loginEnabled false (true again to undo)" },
