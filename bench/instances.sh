@@ -1,11 +1,12 @@
 #!/bin/sh
-# bench/instances.sh [BINARY] [N] — N instances (default 200) syncing at once in one process.
+# bench/instances.sh [BINARY] [N] — N instances (default 1,000) of three apps (Okta, GitHub, Box) syncing
+# at once in one process, against one sandbox tenant of each app in another process.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 bin=${1:-$here/../build/cachost}
 tmp=$(mktemp -d)
-"$bin" sandbox okta --size 20 --events 400 --rate-limit 1000000 >"$tmp/tenants" 2>"$tmp/sandbox.log" &
+"$bin" sandbox okta github:acme box --size 20 --events 400 --rate-limit 1000000 >"$tmp/tenants" 2>"$tmp/sandbox.log" &
 spid=$!
 trap 'kill $spid 2>/dev/null; wait $spid 2>/dev/null; rm -rf "$tmp"' EXIT INT TERM
-i=0; while [ ! -s "$tmp/tenants" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
-CACHOST_HOME="$tmp/home" "$bin" script "$here/instances.lua" "$(awk '{print $3}' "$tmp/tenants")" "${2:-200}"
+i=0; while [ "$(wc -l <"$tmp/tenants")" -lt 3 ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
+CACHOST_HOME="$tmp/home" "$bin" script "$here/instances.lua" "$tmp/tenants" "${2:-1000}"

@@ -23,7 +23,7 @@ sh "$here/webhook.sh" "$bin" || echo "bench webhook failed"
 echo "== dlp: scanning 1 GB of text files, all detectors"
 CACHOST_BIN="$bin" sh "$here/dlp.sh" || echo "bench dlp failed"
 
-echo "== instances: 200 instances syncing at once in one process"
+echo "== instances: 1,000 instances of three apps syncing at once in one process (target: peak memory <= 128 MB)"
 sh "$here/instances.sh" "$bin" || echo "bench instances failed"
 
 echo "== workers: 200 instances synced by one process on SQLite, and by 1, 2, 3 workers on PostgreSQL"
