@@ -48,7 +48,7 @@ c.needs = {
   groups = "the groups report (domain Security Configuration: security groups and their members)",
   privileges = "the groups report (domain Security Configuration)",
   activities = "Get_Workday_Account_Signons (System scope; domain System Auditing: sign-ons) and the audit report "
-    .. "(domain System Auditing)",
+    .. "(domain System Auditing); polled: Workday pushes changes only to its own integrations, not to an outside listener",
   actions = "Workday_Account_for_Worker_Update (Human_Resources; domain Security Administration: User Account Management)",
 }
 c.not_offered = {

@@ -27,9 +27,9 @@
 --     renewed before expiry.  A request may act as a subject (opts.auth = {subject = "user@example.com"}:
 --     Google's domain-wide delegation, where Drive acts as each file's owner): each subject's token is
 --     obtained with x.subject set and kept apart in the vault (access_token.sub:<subject>).
---   { type = "wsse", username = setting name | function(settings), password = "password" (secret) }: an
---     integration user's name and password: a WS-Security UsernameToken in the header of a SOAP call
---     (client opts.soap), HTTP Basic on the app's other requests (Workday's reports).
+--   { type = "wsse", username = "username" (setting), password = "password" (secret) }: an integration
+--     user's name and password: a WS-Security UsernameToken in the header of a SOAP call (client
+--     opts.soap), HTTP Basic on the app's other requests (Workday's reports).
 --   An oauth2 scheme with grant = "refresh_token" is given its refresh token (the secret refresh_token) by
 --     the admin, e.g. Workday's API clients for integrations: access tokens come from it, no consent flow.
 -- Relative endpoint URLs resolve against the scheme's own host `base_url` when it declares one (GitHub's
@@ -405,6 +405,20 @@ local function sign_sigv4(client, req, scheme)
   return true
 end
 
+-- The account of a basic or wsse scheme: user name (a setting), password (a secret) | nil, err.
+local function account(inst, scheme)
+  local password, perr = inst:secret(scheme.password or "password")
+  if not password then
+    if perr and not perr:match("^missing:") then return nil, perr end
+    return nil, ("auth: secret '%s' is not set (cachost instance edit %s)"):format(scheme.password or "password", inst.name)
+  end
+  local user = inst.settings[scheme.username or "username"]
+  if type(user) ~= "string" or user == "" or user:find(":", 1, true) then
+    return nil, ("auth: setting '%s' must name the account (no ':'): cachost instance edit %s"):format(scheme.username or "username", inst.name)
+  end
+  return user, password
+end
+
 -- The `auth(client, req, which)` hook the client calls before every request; `which` names a scheme
 -- other than the instance's (a request's opts.auth).
 -- A connector's `headers` ride on each of its authenticated API requests (GitHub's media type and API
@@ -455,32 +469,14 @@ function M.for_connector(connector)
       end
       req.headers["Authorization"] = (scheme.format or "Bearer %s"):format(token)
       return true
-    elseif scheme.type == "basic" then
-      local user = inst.settings[scheme.username or "username"]
-      local password, perr = inst:secret(scheme.password or "password")
-      if not password then
-        if perr and not perr:match("^missing:") then return nil, perr end
-        return nil, ("auth: secret '%s' is not set (cachost instance edit %s)"):format(scheme.password or "password", inst.name)
-      end
-      if type(user) ~= "string" or user == "" or user:find(":", 1, true) then
-        return nil, ("auth: setting '%s' must name the account (no ':'): cachost instance edit %s"):format(scheme.username or "username", inst.name)
-      end
-      req.headers["Authorization"] = "Basic " .. crypto.b64(user .. ":" .. password)
+    elseif scheme.type == "basic" or scheme.type == "wsse" then
+      local user, password = account(inst, scheme)
+      if not user then return nil, password end
+      if scheme.type == "wsse" and req.soap then req.soap_header = { soap.username_token(user, password) }
+      else req.headers["Authorization"] = "Basic " .. crypto.b64(user .. ":" .. password) end
       return true
     elseif scheme.type == "sigv4" then
       return sign_sigv4(client, req, scheme)
-    elseif scheme.type == "wsse" then
-      local u = scheme.username or "username"
-      local user = type(u) == "function" and u(inst.settings) or inst.settings[u]
-      local password, perr = inst:secret(scheme.password or "password")
-      if not password then
-        if perr and not perr:match("^missing:") then return nil, perr end
-        return nil, ("auth: secret '%s' is not set (cachost instance edit %s)"):format(scheme.password or "password", inst.name)
-      end
-      if type(user) ~= "string" or user == "" then return nil, "auth: no user name for WS-Security (cachost instance edit " .. inst.name .. ")" end
-      if req.soap then req.soap_header = { soap.username_token(user, password) }
-      else req.headers["Authorization"] = "Basic " .. crypto.b64(user .. ":" .. password) end
-      return true
     elseif scheme.type == "exchange" then
       local n = names(key)
       local token = inst:secret(n.access)

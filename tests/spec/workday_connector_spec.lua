@@ -98,6 +98,18 @@ describe("workday connector", function()
     assert.equal(4, count("SELECT count(*) n FROM activities WHERE instance_id = ? AND action = 'Workday Account for Worker Update'", inst.id))
   end)
 
+  it("re-fetches one account by its worker's WID (a governance action's outcome)", function()
+    local w = t.state.workers[1]
+    w.account.locked = true
+    local ctx = sync.context(runtime.store(), inst, "fetch")
+    context.connector(ctx).fetch.users(ctx, w.user_name)
+    assert.equal("locked", user(inst, w.user_name).status)
+    w.account.locked = false
+    local ok, err = pcall(context.connector(ctx).fetch.users, ctx, "nobody@example.com")
+    assert.is_false(ok)
+    assert.equal("not_found: nobody@example.com: no worker reference stored: sync the users first", tostring(err))
+  end)
+
   it("updates a contingent worker through its Contingent_Worker_Reference", function()
     local w
     for _, x in ipairs(t.state.workers) do if x.contingent and x.user_name and x ~= t.leaver then w = x; break end end

@@ -13,6 +13,7 @@ Tenant.__index = Tenant
 Tenant.default_rate_limit = 6000
 W.Tenant = Tenant
 W.NS = "urn:com.workday/bsvc"
+W.VERSION = "v42.0"            -- what the answers say (wd:version); a request names its own in the URL
 
 local FIRST = { "Logan", "Maria", "Chen", "Priya", "Omar", "Sofia", "Lars", "Amara", "Diego", "Hana", "Felix", "Ines",
   "Kwame", "Noor", "Pavel", "Rosa", "Tomas", "Yuki", "Zara", "Ben", "Clara", "Emil", "Greta", "Ivan" }

@@ -265,8 +265,6 @@ function Tenant:h_soap(req)
   return fn(self, op)
 end
 
-W.VERSION = "v42.0"
-
 return {
   { "POST", "/ccx/service/:tenant/:service/:version", Tenant.h_soap },
 }
