@@ -61,6 +61,7 @@ local function connector_env()
     provider_host = provider_host, webhook = require "sdk.webhook", fail = fail, token_of = util.token_of,
     provider = provider, xml = require "sdk.xml",     -- xml: replies in XML (AWS), see docs/PRIMITIVES.md
     soap = require "sdk.soap",                        -- SOAP 1.1 envelopes and faults (Workday)
+    csv = require "sdk.csv",                          -- csv: logs handed out as CSV (Salesforce's EventLogFile)
   }
 end
 
