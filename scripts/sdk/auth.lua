@@ -3,6 +3,8 @@
 --   { type = "oauth2", token_url = "/oauth/token", authorize_url = ..., scopes = {...}, pkce = true,
 --     client_id = "client_id" (setting), client_secret = "client_secret" (secret),
 --     grant = "authorization_code"|"client_credentials"|"password",
+--     lifetime = seconds (a token answer without expires_in lives this long), accept = function(settings, answer) ->
+--     true | nil, err (the connector's check of a token answer, e.g. that it is for the instance's own org),
 --     authorize_params = {...} (more query parameters of the consent URL, e.g. Google's access_type=offline),
 --     username = "username" (setting), password = "password" (secret) }
 --     grant "password" (RFC 6749 4.3, an integration user's own credentials, e.g. ServiceNow): the tokens
@@ -189,11 +191,18 @@ function M.token_request(client, scheme, form, key)
     return nil, "auth: token endpoint answered without access_token" ..
       (type(t) == "table" and t.error and (": " .. tostring(t.error)) or ""), "auth", t
   end
+  if scheme.accept then                  -- the connector's check of the answer (Salesforce: the right org)
+    local ok, why = scheme.accept(inst.settings, t)
+    if not ok then return nil, why, "auth", t end
+  end
   inst:set_secret(n.access, t.access_token)
   -- kept with the token; as "token_type=X" (every vault value is masked in output: not a bare word)
   inst:set_secret(n.type, "token_type=" .. tostring(t.token_type or "Bearer"))
   if t.refresh_token then inst:set_secret(n.refresh, t.refresh_token) end
-  if t.expires_in then inst:set_secret(n.expires, tostring(sched.time() + tonumber(t.expires_in))) end
+  -- a provider that says nothing of the token's life (Salesforce: the org's session timeout) has the
+  -- scheme's `lifetime`: renewed (refreshed) after it
+  local life = tonumber(t.expires_in) or tonumber(scheme.lifetime)
+  if life then inst:set_secret(n.expires, tostring(sched.time() + life)) end
   if t.scope then inst:set_granted(t.scope) end
   return t
 end
