@@ -402,7 +402,8 @@ end
 --   echo: an error (status `status`, default 400) whose text body echoes the request's Authorization
 --     header, as some gateways do
 --   next: the real answer with a next link to `url` (default: the request's own URL, a self-link) in
---     every form a provider uses (Link header, NextPageUri, @odata.nextLink and nextLink of an object)
+--     every form a provider uses (Link header, NextPageUri, @odata.nextLink and nextLink of an object,
+--     nextRecordsUrl of a query answer that has `done`)
 function Base:fault(f)
   assert(type(f) == "table" and f.kind, "fault: kind required")
   local known = { ["429"] = 1, ["500"] = 1, ["502"] = 1, ["503"] = 1, reset = 1, slow = 1, malformed = 1,
@@ -488,6 +489,7 @@ function M.set_next(body, hdr, url)
   local d = body and json.decode(body)
   if type(d) == "table" and not json.is_array(d) then
     d["@odata.nextLink"], d.nextLink = url, url
+    if d.done ~= nil then d.done, d.nextRecordsUrl = false, url end     -- a Salesforce query answer
     body = json.encode(d)
   end
   return body

@@ -116,8 +116,11 @@ describe("injected faults", function()
       local waited = sched.now() - t0
       r.srv:close()
       assert(ok, err)
-      -- the backoff is 20 ms here: only the provider's header explains a wait of seconds
-      assert.is_true(waited >= 0.9, ("%s waited %.2f s"):format(app, waited))
+      -- the backoff is 20 ms here: only the provider's header explains a wait of seconds (a provider
+      -- whose limit errors name no wait, Salesforce's REQUEST_LIMIT_EXCEEDED, is retried after the backoff)
+      if require("tenants." .. app).retry_header ~= false then
+        assert.is_true(waited >= 0.9, ("%s waited %.2f s"):format(app, waited))
+      end
     end
   end)
 
