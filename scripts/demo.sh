@@ -21,7 +21,7 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 say "starting sandbox tenants (API emulators on loopback)"
 TENANTS="$DIR/demo-tenants.txt"
 : >"$TENANTS"          # exists before the sandbox writes to it: the wait below reads it from the start
-APPS="okta github:acme github:globex box microsoft google-workspace:acme gcp:acme webex servicenow"
+APPS="okta github:acme github:globex box microsoft google-workspace:acme gcp:acme webex servicenow salesforce:acme salesforce:globex"
 "$BIN" sandbox $APPS >"$TENANTS" 2>"$DIR/demo-tenants.log" &
 SANDBOX=$!
 trap 'kill $SANDBOX 2>/dev/null' EXIT
@@ -83,9 +83,17 @@ curl -s -L "$(grep '^http' "$DIR/demo-connect.txt")" || true
 wait $CONNECT
 tail -n +3 "$DIR/demo-connect.txt"
 
+# two Salesforce orgs, each its own connected app and integration user (JWT bearer with the app's key)
+sfcred() { awk -F '\t' -v n="$1" '$1 == "salesforce" && $2 == n {print $4}' "$TENANTS" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
+for org in acme globex; do
+  CACHOST_SET_PRIVATE_KEY="$(cat "$(sfcred $org key_file)")" "$BIN" instance add salesforce --name "$org-sf" \
+    --set my_domain=$org.my.salesforce.com --set client_id=$(sfcred $org client_id) \
+    --set username=$(sfcred $org username) --set base_url="$(field salesforce $org 3)" --set insecure_loopback=true </dev/null
+done
+
 say "scanning every instance (policies watch what changes; the file policy quarantines in enforce mode)"
 "$BIN" policy mode sensitive_file_shared enforce
-for i in acme-okta acme-github globex-github acme-box contoso-365 acme-gws acme-gcp acme-webex; do "$BIN" sync "$i" || true; done
+for i in acme-okta acme-github globex-github acme-box contoso-365 acme-gws acme-gcp acme-webex acme-sf globex-sf; do "$BIN" sync "$i" || true; done
 
 say "a Workday tenant employing the Okta org's people: one of them has left, their Workday account still active"
 "$BIN" query "SELECT email FROM users u JOIN instances i ON i.id = u.instance_id WHERE i.name = 'acme-okta'
@@ -136,6 +144,16 @@ curl -s -X POST "$(field okta okta 3)/_sandbox/bruteforce" -d "login=$victim&fai
 "$BIN" alerts --open --limit 5
 "$BIN" governance log --limit 3
 "$BIN" query "SELECT email, status FROM users WHERE email = '$victim'"
+
+say "a brute-force attempt in the acme Salesforce org: the user is frozen (Salesforce's suspension)"
+sfvictim=$("$BIN" query "SELECT email FROM users u JOIN instances i ON i.id = u.instance_id WHERE i.name = 'acme-sf'
+  AND u.status = 'active' AND coalesce(u.is_admin, 0) = 0 AND u.external = 0 ORDER BY u.email LIMIT 1" --format csv | tail -n 1)
+curl -s -X POST "$(field salesforce acme 3)/_sandbox/bruteforce" -d "login=$sfvictim&failures=8" >/dev/null
+"$BIN" sync acme-sf --stream activities --stream users
+"$BIN" query "SELECT g.action, g.target, g.mode, g.result FROM governance_actions g JOIN instances i ON i.id = g.instance_id
+  WHERE i.name = 'acme-sf' AND g.policy = 'bruteforce'"
+"$BIN" query "SELECT i.name AS instance, u.email, u.status FROM users u JOIN instances i ON i.id = u.instance_id
+  WHERE u.email = '$sfvictim' ORDER BY i.name"
 
 say "a card-number file shared publicly in the Box sandbox: quarantined, with a tombstone left behind"
 "$BIN" sync acme-box --stream files >/dev/null     # the next scan sees the tombstones
