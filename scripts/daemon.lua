@@ -26,6 +26,18 @@ local function due(inst, streams, every)
   return out
 end
 
+-- A connector's streams by cadence: full listings (every full_scan_interval) and the streams polled
+-- every poll_interval: activities, and those the connector reads incrementally between full listings of
+-- its own (c.polled, e.g. Salesforce's files by SystemModstamp).  -> full, polled
+function M.cadence(c)
+  local full, polled, named = {}, {}, {}
+  for _, s in ipairs(c.polled or {}) do named[s] = true end
+  for _, s in ipairs(sdk.streams(c)) do
+    if s == "activities" or named[s] then polled[#polled + 1] = s else full[#full + 1] = s end
+  end
+  return full, polled
+end
+
 -- One instance: its full listings and its incremental streams on their own cadence, with jitter, never
 -- two scans of the same instance at once.  opts.resume: the first scan is of the streams due only.
 function M.schedule(inst, tasks, opts)
@@ -53,10 +65,7 @@ function M.schedule(inst, tasks, opts)
     if not ok and tostring(err):match("cancelled$") then error("cancelled", 0) end
     if not ok then log.error("scan crashed", { instance = inst.name, error = err }) end
   end
-  local full, incremental = {}, {}
-  for _, s in ipairs(sdk.streams(c)) do
-    if s == "activities" then incremental[#incremental + 1] = s else full[#full + 1] = s end
-  end
+  local full, incremental = M.cadence(c)
   local full_every = interval(inst, "full_scan_interval", FULL_EVERY)
   local poll_every = interval(inst, "poll_interval", POLL_EVERY)
   if opts and opts.resume then

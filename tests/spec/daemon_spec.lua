@@ -1,6 +1,19 @@
 -- daemon_spec.lua — scripts/daemon.lua: what a webhook names is re-fetched, a bounded number at a time.
 local helpers = require "helpers"
 
+describe("daemon.cadence", function()
+  it("polls activities and the streams a connector reads incrementally; lists the others in full", function()
+    local daemon = require "daemon"
+    local sdk = require "sdk"
+    local full, polled = daemon.cadence(assert(sdk.load("okta")))
+    assert.same({ "activities" }, polled)
+    assert.same({ "users", "groups", "privileges", "app_grants" }, full)
+    full, polled = daemon.cadence(assert(sdk.load("salesforce")))
+    assert.same({ "files", "activities" }, polled)
+    assert.same({ "users", "groups", "privileges", "app_grants" }, full)
+  end)
+end)
+
 describe("daemon.webhook", function()
   it("re-fetches what a notification names, at most REFETCHES at once, all of it", function()
     host.home = helpers.tmp_dir()
