@@ -536,6 +536,8 @@ function c.content(ctx, file, max_size)
 end
 
 c.stream_order = { users = 1, groups = 2, privileges = 3, app_grants = 4, files = 5, activities = 6 }
+-- files is polled with activities (`cachost run`): its increments between its own full listings
+c.polled = { "files" }
 
 ---------------------------------------------------------------------------------------------- account governance
 local function sobject(name, id) return API .. "/sobjects/" .. name .. "/" .. urlencode(id) end

@@ -218,8 +218,6 @@ function Org:h_delete(req)
     local list = self.db[object]
     for i, x in ipairs(list) do if x == row then table.remove(list, i); break end end
     self.byid[row.Id:sub(1, 15)] = nil
-    local doc = row.ContentDocumentId and self.byid[row.ContentDocumentId:sub(1, 15)]
-    if doc then doc.SystemModstamp = S.sftime(self:now_ms()) end
   end
   return 204, ""
 end
@@ -270,7 +268,6 @@ function Org:h_create(req)
       end
     end
     created = self:link(doc, target and target.Id or self.org_id, body.ShareType or "V", body.Visibility or "AllUsers", now)
-    doc.SystemModstamp = S.sftime(now)
   end
   return 201, { id = created.Id, success = true, errors = json().array({}) }
 end
@@ -307,7 +304,7 @@ end
 
 local D = "/services/data/:v"
 return {
-  { "GET", "/services/data", Org.h_versions },
+  { "GET", "/services/data", Org.h_versions, { public = true } },       -- the versions need no session
   { "GET", D .. "/limits", Org.h_limits },
   { "GET", D .. "/query", Org.h_query },
   { "GET", D .. "/queryAll", Org.h_query_all },
