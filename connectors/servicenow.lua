@@ -7,6 +7,8 @@ c.settings = {
   { "password", secret = true, help = "the integration user's password" },
   { "client_id", help = "client id of the OAuth application registry (System OAuth > Application Registry)" },
   { "client_secret", secret = true, help = "client secret of that registry" },
+  { "quarantine_table", help = "table of the record quarantined attachments are moved onto (with quarantine_sys_id)" },
+  { "quarantine_sys_id", help = "sys_id of that record: one only the security team may read" },
   { "components", help = "what to read and do (default all): users, groups, privileges, app_grants, activities, "
       .. "files, actions; an integration user needs only the roles of the components it has on" },
 }
@@ -47,8 +49,8 @@ c.needs = {
   app_grants = "oauth_admin (read oauth_credential, oauth_entity), or admin",
   activities = "admin (read sysevent and sys_audit)",
   files = "admin (read sys_attachment and the records attachments belong to)",
-  actions = "user_admin (write sys_user: active, locked_out, password_needs_reset); admin (delete sys_user_has_role, "
-    .. "sys_attachment); oauth_admin (delete oauth_credential, write oauth_entity)",
+  actions = "user_admin (write sys_user: active, locked_out, password_needs_reset); admin (delete sys_user_has_role; "
+    .. "add and delete sys_attachment); oauth_admin (delete oauth_credential, write oauth_entity)",
 }
 
 c.capabilities = {
@@ -275,8 +277,9 @@ function c.streams.files(ctx)
 end
 
 function c.fetch.files(ctx, id)
-  local d = ctx:get(table_path("sys_attachment") .. "/" .. urlencode(id), { sysparm_fields = FILE_FIELDS,
+  local d = ctx:try_get(table_path("sys_attachment") .. "/" .. urlencode(id), { sysparm_fields = FILE_FIELDS,
     sysparm_exclude_reference_link = "true" })
+  if not d then return ctx:retire("files", { id }) end
   ctx:emit("files", { type(d) == "table" and d.result or nil }, file_row)
 end
 
@@ -339,8 +342,48 @@ function c.actions.revoke_grant(ctx, grant)
 end
 
 -- Attachments are immutable and have no trash: deleting one removes it (DELETE /api/now/attachment/{id}).
-function c.actions.trash_file(ctx, file) ctx:delete("/api/now/attachment/" .. urlencode(file.ext_id)) end
+local function attachment_path(file) return "/api/now/attachment/" .. urlencode(file.ext_id) end
+function c.actions.trash_file(ctx, file) ctx:delete(attachment_path(file)) end
+
+-- The record an attachment belongs to (its path: table/sys_id/name) and its bytes.
+local function record_of(file)
+  local t, id = tostring(file.path):match("^([^/]+)/([^/]+)/")
+  if not t then error("http: " .. tostring(file.ext_id) .. " names no record (scan it again)", 0) end
+  return t, id
+end
+local function bytes(ctx, file)
+  local _, resp = ctx:request("GET", attachment_path(file) .. "/file", { raw = true, headers = { Accept = "*/*" } })
+  return resp.body
+end
+local function upload(ctx, table_name, record, name, mime, body)
+  ctx:request("POST", "/api/now/attachment/file", { query = { table_name = table_name, table_sys_id = record,
+    file_name = name }, body = body, headers = { ["Content-Type"] = mime or "application/octet-stream" } })
+end
+local NOTICE = "This attachment was removed by your security team (cachost). Ask them for access.\n"
+
+-- Quarantine: the attachment moves onto the quarantine record (quarantine_table, quarantine_sys_id), named
+-- after where it was, and a tombstone takes its place; being immutable, it moves by download, upload, delete.
+function c.actions.quarantine_file(ctx, file)
+  local qt, qid = str(ctx.settings.quarantine_table), str(ctx.settings.quarantine_sys_id)
+  if not (qt and qid) then
+    error("http: quarantine needs the settings quarantine_table and quarantine_sys_id (cachost instance edit "
+      .. ctx.instance .. ")", 0)
+  end
+  local t, id = record_of(file)
+  upload(ctx, qt, qid, ("%s_%s_%s"):format(t, id, file.name), file.mime, bytes(ctx, file))
+  upload(ctx, t, id, file.name .. ".quarantined.txt", "text/plain", NOTICE)
+  ctx:delete(attachment_path(file))
+end
+
+-- Overwrite: an attachment of the same name holding the notice replaces it on its record.
+function c.actions.overwrite_file(ctx, file, params)
+  local t, id = record_of(file)
+  upload(ctx, t, id, file.name, "text/plain", params and str(params.notice) or NOTICE)
+  ctx:delete(attachment_path(file))
+end
 
 c.undo = { suspend_user = "unsuspend_user", unsuspend_user = "suspend_user" }
+-- the attachment acted on is gone afterwards (a new one, or the tombstone, takes its place)
+c.removes = { quarantine_file = true, overwrite_file = true }
 
 return c

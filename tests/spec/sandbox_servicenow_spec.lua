@@ -176,7 +176,21 @@ describe("servicenow sandbox", function()
     assert.is_nil(t:get("sys_user_has_role", inh.sys_id))
   end)
 
-  it("Attachment API: the file with its content type, DELETE 204 then 404", function()
+  it("Attachment API: an upload onto a record, the file with its content type, DELETE 204 then 404", function()
+    local inc = t.tables.incident.rows[1]
+    local q = { table_name = "incident", table_sys_id = inc.sys_id, file_name = "notes.csv" }
+    local reader = basic_of(t.reader.user_name, t.passwords[t.reader.sys_id])
+    local r = call("POST", "/api/now/attachment/file", { query = q, body = "a,b\n", headers = { ["Content-Type"] = "text/csv",
+      Authorization = reader } })
+    assert.equal(403, r.status)
+    assert.equal("ACL Exception Insert Failed due to security constraints", r.data.error.detail)
+    r = call("POST", "/api/now/attachment/file", { query = q, body = "a,b\n", headers = { ["Content-Type"] = "text/csv" } })
+    assert.equal(201, r.status)
+    assert.same({ "notes.csv", "incident", inc.sys_id, "4", "text/csv" }, { r.data.result.file_name, r.data.result.table_name,
+      r.data.result.table_sys_id, r.data.result.size_bytes, r.data.result.content_type })
+    assert.equal(srv.url .. "/api/now/attachment/" .. r.data.result.sys_id, r.headers["location"])
+    q.table_sys_id = "0000"
+    assert.equal(404, call("POST", "/api/now/attachment/file", { query = q, body = "x", headers = { ["Content-Type"] = "text/plain" } }).status)
     local a = t.tables.sys_attachment.rows[1]
     local r = call("GET", "/api/now/attachment/" .. a.sys_id .. "/file", { headers = { Accept = "*/*" } })
     assert.equal(200, r.status)

@@ -156,6 +156,49 @@ describe("servicenow connector", function()
     assert.is_not_nil(runtime.store().db:query("SELECT deleted_at FROM files WHERE id = ?", f.id)[1].deleted_at)
   end)
 
+  it("quarantines an attachment onto the quarantine record with a tombstone, and overwrites one", function()
+    local governance = require "governance"
+    local q = tenant.groups[2]            -- the quarantine record
+    local qi = add("sn-q", { username = tenant.integration.user_name, auth = "basic", quarantine_table = "sys_user_group",
+      quarantine_sys_id = q.sys_id }, { password = tenant.integration.password })
+    helpers.sync_ok(qi, { streams = { "users", "files" } })
+    local card
+    for _, a in ipairs(tenant.tables.sys_attachment.rows) do
+      if (tenant.contents[a.sys_id] or ""):find("4111", 1, true) then card = a end
+    end
+    local body, record = tenant.contents[card.sys_id], card.table_sys_id
+    local rec = assert(governance.act { store = runtime.store(), instance = qi, action = "quarantine_file", target = card.sys_id,
+      operator = "spec" })
+    assert.equal("ok", rec.result, rec.error)
+    assert.is_nil(tenant:get("sys_attachment", card.sys_id))
+    local moved, tomb
+    for _, a in ipairs(tenant.tables.sys_attachment.rows) do
+      if a.table_sys_id == q.sys_id and a.file_name == ("incident_%s_%s"):format(record, card.file_name) then moved = a end
+      if a.table_sys_id == record and a.file_name == card.file_name .. ".quarantined.txt" then tomb = a end
+    end
+    assert.equal(body, tenant.contents[moved.sys_id])
+    assert.equal("text/plain", tomb.content_type)
+    assert.matches("removed by your security team", tenant.contents[tomb.sys_id])
+    assert.is_not_nil(runtime.store().db:query("SELECT deleted_at FROM files WHERE instance_id = ? AND ext_id = ?", qi.id, card.sys_id)[1].deleted_at)
+    -- overwrite: the same name on the same record, holding the notice
+    local other = tenant.tables.sys_attachment.rows[1]
+    local name, on = other.file_name, other.table_sys_id
+    rec = assert(governance.act { store = runtime.store(), instance = qi, action = "overwrite_file", target = other.sys_id,
+      operator = "spec", params = { notice = "gone" } })
+    assert.equal("ok", rec.result, rec.error)
+    assert.is_nil(tenant:get("sys_attachment", other.sys_id))
+    local now = tenant.tables.sys_attachment.rows[#tenant.tables.sys_attachment.rows]
+    assert.same({ name, on, "gone" }, { now.file_name, now.table_sys_id, tenant.contents[now.sys_id] })
+    -- without a quarantine record: one clear line, nothing touched
+    local n = #tenant.tables.sys_attachment.rows
+    helpers.sync_ok(inst, { streams = { "files" } })
+    rec = governance.act { store = runtime.store(), instance = inst, action = "quarantine_file",
+      target = tenant.tables.sys_attachment.rows[1].sys_id, operator = "spec" }
+    assert.equal("failed", rec.result)
+    assert.matches("^http: quarantine needs the settings quarantine_table and quarantine_sys_id", rec.error)
+    assert.equal(n, #tenant.tables.sys_attachment.rows)
+  end)
+
   it("connects with Basic auth and with client credentials; refuses wrong credentials", function()
     local basic = add("sn-basic", { username = tenant.integration.user_name, auth = "basic" }, { password = tenant.integration.password })
     helpers.sync_ok(basic, { streams = { "users" } })
