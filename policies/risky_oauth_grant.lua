@@ -1,6 +1,7 @@
 -- An OAuth grant with high-privilege scopes to an app few users have granted anything.
 local HIGH = { "Mail.ReadWrite", "Mail.Send", "Files.ReadWrite.All", "Directory.ReadWrite.All", "offline_access",
-  "admin:org", "repo", "root_readwrite", "full_access", "okta.users.manage", "https://mail.google.com/" }
+  "admin:org", "repo", "root_readwrite", "full_access", "okta.users.manage", "https://mail.google.com/",
+  "useraccount" }         -- ServiceNow's: everything the user's account may do
 
 return policy {
   name = "High-privilege OAuth grant to a rarely seen app",

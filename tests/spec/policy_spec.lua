@@ -242,9 +242,15 @@ describe("policies", function()
     local feed = {
       { op = "added", row = { ext_id = "g1", client_id = "c1", app_name = "Shady", user = "u1", user_id = "u1", scopes = "Mail.Send openid" } },
       { op = "added", row = { ext_id = "g2", client_id = "c2", app_name = "Calendar", user = "u1", user_id = "u1", scopes = "openid profile" } },
+      -- a ServiceNow token: the useraccount scope is the whole account
+      { op = "added", row = { ext_id = "g3", client_id = "c3", app_name = "Tableau", user = "u2", user_id = "u2",
+        scopes = "useraccount (refresh_token)" } },
     }
-    assert.equal(1, policy.feed(st, inst, only("risky_oauth_grant"), "app_grants", feed))
-    assert.equal("g1", alerts("risky_oauth_grant")[1].entity_id)
+    assert.equal(2, policy.feed(st, inst, only("risky_oauth_grant"), "app_grants", feed))
+    local ids = {}
+    for _, a in ipairs(alerts("risky_oauth_grant")) do ids[#ids + 1] = a.entity_id end
+    table.sort(ids)
+    assert.same({ "g1", "g3" }, ids)
   end)
 
   it("new admin alerts on a new privilege but not on the first scan's baseline", function()
