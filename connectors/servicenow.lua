@@ -48,7 +48,7 @@ c.needs = {
   privileges = "user_admin (read sys_user_has_role, sys_user_role), or admin",
   app_grants = "oauth_admin (read oauth_credential, oauth_entity), or admin",
   activities = "admin (read sysevent and sys_audit)",
-  files = "admin (read sys_attachment and the records attachments belong to)",
+  files = "read of the records attachments belong to (each attachment follows its record's ACL; admin reads all)",
   actions = "user_admin (write sys_user: active, locked_out, password_needs_reset); admin (delete sys_user_has_role; "
     .. "add and delete sys_attachment); oauth_admin (delete oauth_credential, write oauth_entity)",
 }

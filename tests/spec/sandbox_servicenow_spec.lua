@@ -145,6 +145,22 @@ describe("servicenow sandbox", function()
     r = call("DELETE", "/api/now/table/sys_user_has_role/" .. t.tables.sys_user_has_role.rows[1].sys_id, { headers = { Authorization = reader } })
     assert.equal(403, r.status)
     assert.equal("ACL Exception Delete Failed due to security constraints", r.data.error.detail)
+    -- attachments follow their record's ACL, after the limit: a short page that still has a next link
+    r = call("GET", "/api/now/table/sys_attachment", { headers = { Authorization = reader }, query = { sysparm_limit = 2 } })
+    local all = #t.tables.sys_attachment.rows
+    assert.equal(tostring(all), r.headers["x-total-count"])
+    local readable, seen, url = 0, 0, srv.url .. "/api/now/table/sys_attachment?sysparm_limit=2"
+    for _, a in ipairs(t.tables.sys_attachment.rows) do if a.table_name == "sys_user_group" then readable = readable + 1 end end
+    local short = false
+    while url do
+      local p = assert(http.request { url = url, headers = { Authorization = reader } })
+      local d = json.decode(p.body).result
+      for _, a in ipairs(d) do assert.equal("sys_user_group", a.table_name); seen = seen + 1 end
+      url = links(p.headers["link"]).next
+      short = short or (#d < 2 and url ~= nil)
+    end
+    assert.equal(readable, seen)
+    assert.is_true(short)
     r = list("no_such_table")
     assert.equal(400, r.status)
     assert.equal("Invalid table no_such_table", r.data.error.message)

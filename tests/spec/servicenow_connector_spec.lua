@@ -227,6 +227,17 @@ describe("servicenow connector", function()
     assert.matches("^permission: HTTP 403", by.app_grants.error)
     assert.equal("permission missing: Insufficient rights to query records: Field(s) present in the query do not have permission to be read",
       sync.health(runtime.store():stream(r.id, "activities").last_error))
+    -- attachments follow their record's ACL, applied after the limit: short and empty pages, then more
+    tenant.page_max = 3
+    local ok, err = pcall(helpers.sync_ok, r, { streams = { "files" } })
+    tenant.page_max = nil
+    assert(ok, err)
+    local want = {}
+    for _, a in ipairs(tenant.tables.sys_attachment.rows) do
+      if a.table_name == "sys_user_group" then want[#want + 1] = a.sys_id end
+    end
+    assert.is_true(#want > 0 and #want < #tenant.tables.sys_attachment.rows)
+    assert.same(sorted(want), ids("SELECT ext_id FROM files WHERE instance_id = ? AND deleted_at IS NULL", r.id))
   end)
 
   it("OAuth: refreshes an expiring token; when the refresh token is refused, asks again with the password", function()

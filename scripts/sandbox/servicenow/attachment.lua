@@ -17,7 +17,9 @@ local function find(self, req, write)
     return nil, { self:err(403, "Insufficient rights to query records", "Field(s) present in the query do not have permission to be read") }
   end
   local rec = self:get("sys_attachment", req.params.id)
-  if not rec then return nil, { self:err(404, "No Record found", "Record doesn't exist or ACL restricts the record retrieval") } end
+  if not rec or not self:row_readable(req, "sys_attachment", rec) then
+    return nil, { self:err(404, "No Record found", "Record doesn't exist or ACL restricts the record retrieval") }
+  end
   return rec
 end
 

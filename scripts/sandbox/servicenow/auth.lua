@@ -61,8 +61,14 @@ end
 function Now:allowed(req, table_name, write)
   if req.roles.admin then return true end
   local t = S.TABLES[table_name]
-  for _, r in ipairs(write and t.write or t.read) do if req.roles[r] then return true end end
+  for _, r in ipairs(write and t.write or t.read) do if r == "*" or req.roles[r] then return true end end
   return false
+end
+
+-- Row-level: an attachment is readable by whoever may read the record it belongs to.
+function Now:row_readable(req, table_name, rec)
+  if table_name ~= "sys_attachment" then return true end
+  return S.TABLES[rec.table_name] ~= nil and self:allowed(req, rec.table_name)
 end
 
 function Now:decorate(req, status, hdr)

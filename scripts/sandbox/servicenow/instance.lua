@@ -43,7 +43,8 @@ local TABLES = {
   sys_audit = { read = ADMIN, write = ADMIN,
     fields = { "tablename", "documentkey", "fieldname", "oldvalue", "newvalue", "user", "reason", "record_checkpoint",
       "internal_checkpoint" } },
-  sys_attachment = { display = "file_name", read = ADMIN, write = ADMIN,
+  -- any signed-in user reads sys_attachment, but only the rows of records they may read (Now:row_readable)
+  sys_attachment = { display = "file_name", read = { "*" }, write = ADMIN,
     fields = { "file_name", "content_type", "size_bytes", "size_compressed", "compressed", "table_name", "table_sys_id",
       "hash", "state" } },
   oauth_entity = { display = "name", read = OAUTH, write = OAUTH,
@@ -283,6 +284,12 @@ function Now:generate()
       or ("Screenshot notes for " .. inc.number .. ": the VPN client times out after login.\n")
     self:attach(inc, ("%s-notes-%d.txt"):format(inc.number:lower(), i), "text/plain", body,
       users[r:int(4, math.max(4, #users))].user_name, ago(30, 1))
+  end
+  -- a few on groups (readable by a user_admin, where incidents' need itil)
+  local gr = T.rng(self.seed, "servicenow-group-files")
+  for i = 1, math.min(#groups, math.max(1, self.nfiles // 4)) do
+    self:attach(groups[i], ("charter-%d.txt"):format(i), "text/plain", "Charter of " .. groups[i].name .. "\n",
+      "admin", now - gr:int(1, 30) * 86400000)
   end
   -- history: sign-ins (the event queue) and audited changes, spread over the days before now
   local ev = T.rng(self.seed, "servicenow-events")

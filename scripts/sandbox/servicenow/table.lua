@@ -137,7 +137,10 @@ function Now:h_list(req)
   if offset < 0 then offset = 0 end
   local rows = self:select(name, q.sysparm_query)
   local out = {}
-  for i = offset + 1, math.min(#rows, offset + limit) do out[#out + 1] = self:render(name, rows[i], q) end
+  -- the limit applies before the row ACLs: a page may hold fewer rows than asked, even none
+  for i = offset + 1, math.min(#rows, offset + limit) do
+    if self:row_readable(req, name, rows[i]) then out[#out + 1] = self:render(name, rows[i], q) end
+  end
   local hdr = {}
   if q.sysparm_no_count ~= "true" then hdr["X-Total-Count"] = tostring(#rows) end
   if q.sysparm_suppress_pagination_header ~= "true" and #rows > limit then
@@ -154,7 +157,7 @@ function Now:h_get(req)
   local name, e = table_of(self, req)
   if not name then return table.unpack(e) end
   local rec = self:get(name, req.params.id)
-  if not rec then return no_record(self) end
+  if not rec or not self:row_readable(req, name, rec) then return no_record(self) end
   return 200, { result = self:render(name, rec, req.query) }
 end
 
