@@ -309,6 +309,39 @@ describe("servicenow connector", function()
     assert(ok, err)
   end)
 
+  it("OAuth under injected faults (the token endpoint too): each sync completes or fails in one line; then exact", function()
+    local Client = require "sdk.client"
+    local saved = { Client.TIMEOUT, Client.BACKOFF_BASE }
+    Client.TIMEOUT, Client.BACKOFF_BASE = 1.5, 0.02
+    local t2 = sn.new { seed = 21, users = 20, groups = 3, events_per_day = 30, days = 2, files = 5, frozen = true }
+    local s2 = helpers.serve(t2)
+    local o = helpers.instance("servicenow", "sn-chaos", { instance = "acme.service-now.com", username = t2.integration.user_name,
+      client_id = t2.client.id, base_url = s2.url, insecure_loopback = true },
+      { password = t2.integration.password, client_secret = t2.client.secret })
+    local ok, err = pcall(function()
+      t2:chaos { rate = 0.15, seed = 77, retry_after = 0 }
+      for round = 1, 4 do
+        if round == 3 then o:set_secret("token_expires_at", "0") end   -- a token request under faults
+        local results, done = runtime.sync(o, { full = round % 2 == 1 })
+        if not done then
+          for _, r in ipairs(results) do
+            if not r.counts then assert.is_nil(r.error:find("\n"), r.error); assert.matches("^[%w_ ]+: ", r.error) end
+          end
+        end
+      end
+      t2:chaos(nil)
+      helpers.sync_ok(o)
+      local truth = t2:truth()
+      for _, e in ipairs { "users", "groups", "group_members", "privileges", "app_grants", "files" } do
+        assert.same(sorted(truth[e]), ids(("SELECT ext_id FROM %s WHERE instance_id = ? AND deleted_at IS NULL"):format(e), o.id), e)
+      end
+      assert.same(sorted(truth.activities), ids("SELECT ext_id FROM activities WHERE instance_id = ?", o.id))
+    end)
+    Client.TIMEOUT, Client.BACKOFF_BASE = saved[1], saved[2]
+    s2:close()
+    assert(ok, err)
+  end)
+
   it("waits as a 429 asks (Retry-After) and survives 5xx", function()
     tenant:fault { kind = "429", count = 1, retry_after = 1, path = "/sys_user$" }
     tenant:fault { kind = "500", count = 2 }
