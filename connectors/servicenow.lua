@@ -49,7 +49,7 @@ c.needs = {
   app_grants = "oauth_admin (read oauth_credential, oauth_entity), or admin",
   activities = "admin (read sysevent and sys_audit)",
   files = "read of the records attachments belong to (each attachment follows its record's ACL; admin reads all)",
-  actions = "user_admin (write sys_user: active, locked_out, password_needs_reset); admin (delete sys_user_has_role; "
+  actions = "user_admin (write sys_user: active, locked_out, password_needs_reset; delete sys_user_grmember); admin (delete sys_user_has_role; "
     .. "add and delete sys_attachment); oauth_admin (delete oauth_credential, write oauth_entity)",
 }
 
@@ -324,9 +324,23 @@ function c.actions.remove_admin_role(ctx, user, params)
     end
   end
   if removed == 0 then
-    error(#through > 0 and ("http: %s holds %s only through a group: remove them from the group"):format(user.ext_id, table.concat(through, ", "))
+    error(#through > 0 and ("http: %s holds %s only through a group: remove them from the group (remove_member, param group)")
+      :format(user.ext_id, table.concat(through, ", "))
       or ("http: %s holds no direct %s role"):format(user.ext_id, want or "admin or elevated"), 0)
   end
+end
+
+-- The user leaves a group (params.group: its sys_id or name), and with it the roles the group gave: the
+-- way to take away an inherited admin role.
+function c.actions.remove_member(ctx, user, params)
+  local group = params and str(params.group)
+  if not group or group:find("^", 1, true) then error("http: remove_member needs the group (param group: a sys_id or a name)", 0) end
+  local ids = {}                 -- listed first: deleting while paging by offset would skip rows
+  for page in rows(ctx, "sys_user_grmember", ("user=%s^group=%s^ORgroup.name=%s"):format(user.ext_id, group, group), "sys_id") do
+    for _, m in ipairs(page) do ids[#ids + 1] = str(m.sys_id) end
+  end
+  if #ids == 0 then error(("http: %s is not a member of group %s"):format(user.ext_id, group), 0) end
+  for _, id in ipairs(ids) do ctx:delete(table_path("sys_user_grmember") .. "/" .. urlencode(id)) end
 end
 
 -- A user's token: its oauth_credential row deleted (the token stops working); an application registry:

@@ -138,6 +138,16 @@ describe("servicenow connector", function()
     assert.is_false(ok)
     assert.matches("only through a group", tostring(err))
     assert.is_table(tenant:get("sys_user_has_role", inherited.sys_id))
+    -- leaving the group (by its name) takes the inherited role away
+    local group = tenant:get("sys_user_group", inherited.granted_by)
+    c.actions.remove_member(ctx, { ext_id = inherited.user }, { group = group.name })
+    assert.is_nil(tenant:get("sys_user_has_role", inherited.sys_id))
+    for _, m in ipairs(tenant.tables.sys_user_grmember.rows) do
+      assert.is_false(m.user == inherited.user and m.group == group.sys_id)
+    end
+    ok, err = pcall(c.actions.remove_member, ctx, { ext_id = inherited.user }, { group = group.sys_id })
+    assert.is_false(ok)
+    assert.matches("^http: %x+ is not a member of group", tostring(err))
   end)
 
   it("revokes a user's token and deletes an attachment", function()
