@@ -59,12 +59,19 @@ typedef struct {
     int ncache;
     struct cached cache[CACHE_MAX];
     long long changes;       /* rows the last statement changed */
+    unsigned long txn;       /* read-only: the transaction a streaming cursor began (0: none open) */
+    unsigned long txns;      /* how many it began */
 } db_t;
 
 typedef struct {
-    PGresult *res;           /* NULL once closed */
+    PGresult *res;           /* the rows at hand; NULL once closed */
     int row, nrows, ncol;
+    db_t *owner;             /* streaming: the connection its server-side cursor lives on (kept alive) */
+    char name[24];           /* streaming: the server-side cursor's name ("" when the result is whole) */
+    unsigned long began;     /* streaming: the transaction it began (db_t.txn), 0 if it found one open */
 } cursor_t;
+
+#define FETCH_ROWS 500       /* rows a streaming cursor fetches at a time */
 
 /* ---------- errors ---------- */
 
@@ -97,6 +104,12 @@ static int push_res_err(lua_State *L, db_t *d, PGresult *r) {
     lua_pushnil(L);
     push_line(L, token, msg ? msg : PQerrorMessage(d->conn));
     lua_pushstring(L, token);
+    /* a statement failed inside the transaction a streaming cursor began: that transaction is aborted
+     * (the cursor with it: its next fetch says so); the connection goes on without it */
+    if (d->txn && PQtransactionStatus(d->conn) == PQTRANS_INERROR) {
+        PQclear(PQexec(d->conn, "ROLLBACK"));
+        d->txn = 0;
+    }
     return 3;
 }
 
@@ -650,36 +663,155 @@ static int l_exec_many(lua_State *L) {
 
 /* ---------- cursors ---------- */
 
-/* A cursor holds its whole result (libpq reads it at once): cachost query's rows print one by one, and
- * the connection is free for other statements meanwhile. */
+/* On a read-only connection a cursor streams (`cachost query` over millions of rows in constant memory):
+ * a server-side cursor (DECLARE ... NO SCROLL CURSOR FOR the statement, its parameters bound) fetched
+ * FETCH_ROWS at a time, in a transaction of its own unless one is open; other statements may run on the
+ * connection between fetches.  On a connection that writes, the store's transactions are the
+ * connection's: a cursor holds its whole result instead. */
 static cursor_t *check_cursor(lua_State *L, int i) { return luaL_checkudata(L, i, CURSOR_MT); }
 
 static void cursor_release(cursor_t *c) {
     if (c->res) PQclear(c->res);
     c->res = NULL;
+    if (c->name[0] && c->owner && c->owner->conn) {
+        PGconn *conn = c->owner->conn;
+        char q[64];
+        if (PQtransactionStatus(conn) == PQTRANS_INTRANS) {
+            snprintf(q, sizeof q, "CLOSE %s", c->name);
+            PQclear(PQexec(conn, q));
+        }
+        if (c->began && c->began == c->owner->txn) {       /* it only read */
+            PQclear(PQexec(conn, "ROLLBACK"));
+            c->owner->txn = 0;
+        }
+    }
+    c->name[0] = 0;
+    c->owner = NULL;
+}
+
+/* The next FETCH_ROWS rows of a streaming cursor -> 1 (c->res holds them, maybe none) | 3 (error pushed) */
+static int cursor_fetch(lua_State *L, cursor_t *c) {
+    char q[64];
+    snprintf(q, sizeof q, "FETCH %d FROM %s", FETCH_ROWS, c->name);
+    PGresult *r = PQexec(c->owner->conn, q);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        int n = push_res_err(L, c->owner, r);
+        PQclear(r);
+        return n;
+    }
+    if (c->res) PQclear(c->res);
+    c->res = r;
+    c->row = 0;
+    c->nrows = PQntuples(r);
+    return 1;
+}
+
+/* DECLARE the statement at stack 2 (parameters first..last) as cursor c's -> 0 | 3 (error pushed); raises
+ * on misuse as run_args does. */
+static int cursor_declare(lua_State *L, db_t *d, cursor_t *c, int first, int last) {
+    static unsigned long serial;
+    size_t len;
+    const char *sql = luaL_checklstring(L, 2, &len);
+    int np = 0;
+    char *text = translate(sql, len, &np);
+    if (!text) luaL_error(L, "too many parameters, or out of memory");
+    int nargs = last >= first ? last - first + 1 : 0;
+    if (nargs != np) { free(text); luaL_error(L, "rows: %s", nargs < np ? "too few parameters" : "too many parameters"); }
+    params_t p;
+    if (!params_init(&p, nargs)) { free(text); luaL_error(L, "out of memory"); }
+    for (int i = 0; i < nargs; i++) {
+        const char *e = bind_one(L, &p, i, first + i);
+        if (e) { params_free(&p); free(text); luaL_error(L, "rows: %s", e); }
+    }
+    snprintf(c->name, sizeof c->name, "cur%lu", ++serial);
+    size_t n = strlen(text) + 64;
+    char *decl = malloc(n);
+    if (!decl) { params_free(&p); free(text); luaL_error(L, "out of memory"); }
+    snprintf(decl, n, "DECLARE %s NO SCROLL CURSOR FOR %s", c->name, text);
+    free(text);
+    if (PQtransactionStatus(d->conn) == PQTRANS_IDLE) {
+        PQclear(PQexec(d->conn, "BEGIN"));
+        c->began = d->txn = ++d->txns;
+    }
+    c->owner = d;
+    Oid types[np > 0 ? np : 1];
+    memset(types, 0, sizeof types);
+    PGresult *r;
+    for (;;) {      /* parameters PostgreSQL cannot type are text, as in stmt_get */
+        PQclear(PQexec(d->conn, "SAVEPOINT declare_"));
+        r = PQexecParams(d->conn, decl, nargs, types, p.values, p.lengths, p.formats, 0);
+        const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        int which = 0;
+        if (PQresultStatus(r) == PGRES_FATAL_ERROR && state && (!strcmp(state, "42P18") || !strcmp(state, "42P08"))) {
+            const char *m = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+            const char *dollar = m ? strchr(m, '$') : NULL;
+            which = dollar ? atoi(dollar + 1) : 0;
+        }
+        if (which < 1 || which > np || types[which - 1]) break;
+        types[which - 1] = TEXTOID;
+        PQclear(r);
+        PQclear(PQexec(d->conn, "ROLLBACK TO declare_"));
+    }
+    free(decl);
+    params_free(&p);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        int nerr = push_res_err(L, d, r);
+        PQclear(r);
+        PQclear(PQexec(d->conn, "ROLLBACK TO declare_"));
+        PQclear(PQexec(d->conn, "RELEASE declare_"));
+        c->name[0] = 0;
+        if (c->began) { PQclear(PQexec(d->conn, "ROLLBACK")); d->txn = 0; }
+        c->began = 0;
+        c->owner = NULL;
+        return nerr;
+    }
+    PQclear(r);
+    PQclear(PQexec(d->conn, "RELEASE declare_"));
+    return 0;
 }
 
 static int open_cursor(lua_State *L, db_t *d) {
-    int nret = 0;
-    PGresult *r = run_args(L, d, "rows", 3, &nret);
-    if (!r) return nret;
-    cursor_t *c = lua_newuserdatauv(L, sizeof *c, 1); /* uv1: column names */
+    int top = lua_gettop(L);
+    PGresult *r = NULL;
+    if (!d->readonly) {
+        int nret = 0;
+        r = run_args(L, d, "rows", 3, &nret);
+        if (!r) return nret;
+    }
+    cursor_t *c = lua_newuserdatauv(L, sizeof *c, 2); /* uv1: column names, uv2: the db (kept alive) */
     memset(c, 0, sizeof *c);
     luaL_setmetatable(L, CURSOR_MT);
-    c->res = r;
-    c->nrows = PQntuples(r);
-    c->ncol = PQnfields(r);
-    push_names(L, r, c->ncol);
-    lua_setiuservalue(L, -2, 1);
+    int ci = lua_gettop(L);
+    lua_pushvalue(L, 1);
+    lua_setiuservalue(L, ci, 2);
+    if (r) {
+        c->res = r;
+        c->nrows = PQntuples(r);
+    } else {
+        int n = cursor_declare(L, d, c, 3, top);
+        if (n) return n;
+        if (cursor_fetch(L, c) == 3) { cursor_release(c); return 3; }
+    }
+    c->ncol = PQnfields(c->res);
+    push_names(L, c->res, c->ncol);
+    lua_setiuservalue(L, ci, 1);
+    lua_settop(L, ci);
     return 1;
 }
 
 static int l_cursor(lua_State *L) { return open_cursor(L, check_db(L, 1)); }
 
+/* cursor:next([array]) -> row | nil (done, cursor closed) | nil, err, token (cursor closed) */
 static int cursor_next(lua_State *L) {
     cursor_t *c = check_cursor(L, 1);
     if (!c->res) return 0;
-    if (c->row >= c->nrows) { cursor_release(c); return 0; }
+    if (c->row >= c->nrows) {
+        /* a streaming cursor's batch is used up: the next one, unless this one was the last */
+        if (!c->name[0] || c->nrows < FETCH_ROWS || !c->owner || !c->owner->conn) { cursor_release(c); return 0; }
+        int n = cursor_fetch(L, c);
+        if (n == 3) { cursor_release(c); return 3; }
+        if (c->nrows == 0) { cursor_release(c); return 0; }
+    }
     if (lua_toboolean(L, 2)) push_array_row(L, c->res, c->row, c->ncol);
     else push_row(L, c->res, c->row, c->ncol);
     c->row++;
@@ -704,10 +836,13 @@ static int cursor_tostring(lua_State *L) {
     return 1;
 }
 
+/* The for-loop step: raises on error (like io.lines), so a failing query never ends a loop silently. */
 static int rows_step(lua_State *L) {
     check_cursor(L, 1);
     lua_settop(L, 1);
-    return cursor_next(L);
+    int n = cursor_next(L);
+    if (n == 3) { lua_pop(L, 1); return lua_error(L); }
+    return n;
 }
 
 static int l_rows(lua_State *L) {

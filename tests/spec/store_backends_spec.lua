@@ -287,10 +287,23 @@ for _, backend in ipairs { "sqlite", "postgresql" } do
       local cur = assert(rd:cursor("SELECT ext_id, email FROM users WHERE instance_id = ? ORDER BY ext_id", id))
       assert.same({ "ext_id", "email" }, cur:columns())
       assert.same({ "u1", "user1@example.com" }, cur:next(true))
+      cur:close()
       local ok, err, token = rd:query("DELETE FROM users")
       assert.is_nil(ok)
       assert.truthy(token == "readonly" or token == "auth", tostring(err))
       assert.equal(2, n_rows("users"))
+      -- a long result streams (PostgreSQL: FETCH by batches), other statements running between its rows
+      assert(st:upsert("activities", id, events(1, 1200)))
+      local all = assert(rd:cursor("SELECT ext_id, raw FROM activities WHERE instance_id = ? ORDER BY id", id))
+      local n = 0
+      while true do
+        local row, rerr = all:next()
+        assert.is_nil(rerr)
+        if not row then break end
+        n = n + 1
+        if n == 700 then assert.equal(1200, rd:query("SELECT count(*) AS n FROM activities")[1].n) end
+      end
+      assert.equal(1200, n)
       local cols = rd:columns("users")
       assert.equal("id", cols[1].name)
       assert.is_nil(rd:columns("secrets"))
