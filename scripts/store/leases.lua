@@ -126,6 +126,25 @@ return function(Store, M)
       FROM leases l JOIN instances i ON i.id = l.instance_id ORDER BY i.name]])))
   end
 
+  ------------------------------------------------------------------------------------------ sinks
+
+  -- Every worker delivers alerts to the sinks (sinks.lua): the due deliveries of a sink are taken by one
+  -- worker at a time (an advisory lock per sink in the transaction that reads them) and put out of the
+  -- others' sight for CLAIM_SECONDS (next_at moves on), so an alert goes out once; one whose worker died
+  -- before it was done is due again after that.  On SQLite one process delivers, as before.
+  M.CLAIM_SECONDS = 120
+  function PgStore:sink_due(sink, min_rank, limit)
+    return within(self, function()
+      check(self.db:exec("SELECT pg_advisory_xact_lock(7261003, hashtext(?))", sink))
+      local due = check(Store.sink_due(self, sink, min_rank, limit))
+      local claim = M.iso((sched.time and sched.time() or os.time()) + M.CLAIM_SECONDS)
+      for _, a in ipairs(due) do
+        check(self.db:exec("UPDATE deliveries SET next_at = ? WHERE sink = ? AND alert_id = ?", claim, sink, a.id))
+      end
+      return due
+    end)
+  end
+
   ------------------------------------------------------------------------------------------ switches
 
   -- An operator's switch every worker obeys: its value | nil (off).

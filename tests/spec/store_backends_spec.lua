@@ -278,6 +278,18 @@ for _, backend in ipairs { "sqlite", "postgresql" } do
         assert(other:transaction(function() other:serialize_limits() end))
         other:close()
       end)
+
+      it("gives each due delivery to one worker", function()
+        local id = instance()
+        local other = assert(store.open(where, { home = dir }))
+        assert.equal(0, #st:sink_due("s", 1, 10))
+        st:raise_alert { instance_id = id, ext_id = "k1", policy = "p", severity = "high", title = "t" }
+        assert.equal(1, #st:sink_due("s", 1, 10))
+        assert.equal(0, #other:sink_due("s", 1, 10))        -- taken by the first
+        st:delivery_done("s", st:alert_list(1)[1].id)
+        assert.equal(1, st:sink_health()[1].delivered)
+        other:close()
+      end)
     end
 
     it("gives cachost query a connection that reads and cannot write", function()
