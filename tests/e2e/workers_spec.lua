@@ -23,7 +23,8 @@ local function setup(n, size, ttl)
     local srv = helpers.serve(t)
     tenants[i] = { t = t, srv = srv, name = "org" .. i }
     assert(instances.add(st, "okta", "org" .. i, { domain = "org" .. i .. ".okta.com", base_url = srv.url,
-      insecure_loopback = "true", api_token = t.token, full_scan_interval = "86400", poll_interval = "86400" }))
+      insecure_loopback = "true", api_token = t.token, full_scan_interval = "86400", poll_interval = "86400",
+      hook_secret = "hook-secret-" .. i }))
   end
   return { home = home, url = url, st = st, tenants = tenants,
            env = ("CACHOST_HOME='%s' CACHOST_STORE='%s' CACHOST_LEASE_TTL=%d"):format(home, url, ttl) }
@@ -70,8 +71,8 @@ end
 describe("workers sharing a PostgreSQL store", function()
   it("three workers sync 60 instances: each once, by one worker, the totals exact", function()
     local c = setup(60, 4, 3)
-    local pids = {}
-    for w = 1, 3 do pids[w] = procs.start(RUN, c.env) end
+    local pids, jobs = {}, {}
+    for w = 1, 3 do pids[w], jobs[w] = procs.start(RUN, c.env) end
     local ok, err = pcall(function()
       wait_scanned(c, 180)
       local per, per_sync = {}, nil
@@ -92,6 +93,30 @@ describe("workers sharing a PostgreSQL store", function()
       table.sort(shares)
       print(("# figure: workers: 60 instances shared %s"):format(table.concat(shares, "/")))
       assert.equal(3, #shares)
+      -- a webhook reaches a worker that does not hold the instance: verified and re-fetched there
+      local x = c.tenants[1]
+      local holder = askers(x.t)[1].worker
+      local w = 1
+      while holder:find(":" .. pids[w] .. ":", 1, true) do w = w + 1 end
+      local hooks = procs.wait_for(jobs[w] .. ".err", "webhooks=http://[%d.:]+"):match("webhooks=(http://[%d.:]+)")
+      local uid = c.st:query("SELECT ext_id FROM users WHERE instance_id = 1 AND status = 'active' ORDER BY ext_id")[1].ext_id
+      assert.equal(200, assert(http.request { method = "POST", url = x.srv.url .. "/api/v1/users/" .. uid .. "/lifecycle/suspend",
+        headers = { Authorization = "SSWS " .. x.t.token } }).status)
+      local delivery = json.encode { data = { events = { { uuid = "e-1", target = { { type = "User", id = uid } } } } } }
+      local r = assert(http.request { method = "POST", url = hooks .. "/webhooks/org1", body = delivery,
+        headers = { Authorization = "hook-secret-1", ["Content-Type"] = "application/json" } })
+      assert.equal(200, r.status, r.body)
+      local deadline = sched.now() + 30
+      while c.st:query("SELECT status FROM users WHERE instance_id = 1 AND ext_id = ?", uid)[1].status ~= "suspended" do
+        assert(sched.now() < deadline, "the webhook's re-fetch did not land")
+        sched.sleep(0.05)
+      end
+      local fetched_by = {}
+      for _, e in ipairs(x.t.log) do
+        if e.path == "/api/v1/users/" .. uid then fetched_by[#fetched_by + 1] = e.agent:match("worker/(%S+)") end
+      end
+      assert.is_true(#fetched_by >= 1)
+      assert.matches(":" .. pids[w] .. ":", fetched_by[#fetched_by], 1, true)
       -- cachost workers sees them and their leases
       local out = procs.sh(c.env .. " " .. procs.BIN .. " workers --format csv")
       local running = 0
