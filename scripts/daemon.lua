@@ -53,6 +53,7 @@ function M.schedule(inst, tasks, opts)
       return
     end
     busy, skipped = true, false
+    tasks.scanning = true          -- a worker gives up only instances it is not scanning (workers.lua)
     local ok, err = pcall(function()
       local results, _, locked = runtime.sync(now, { streams = streams })
       if locked then return log.info("scan skipped", { instance = inst.name, reason = locked }) end
@@ -61,7 +62,7 @@ function M.schedule(inst, tasks, opts)
       end
       log.info("scan done", { instance = inst.name, kind = label })
     end)
-    busy = false
+    busy, tasks.scanning = false, false
     if not ok and tostring(err):match("cancelled$") then error("cancelled", 0) end
     if not ok then log.error("scan crashed", { instance = inst.name, error = err }) end
   end

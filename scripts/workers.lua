@@ -3,11 +3,12 @@
 --
 -- Every TTL/3 seconds a worker says it is alive, renews its leases, stops the scans of any it lost, and
 -- claims free instances up to its fair share (the enabled instances divided by the live workers; its
--- scans wait for their scan slots as in one process): workers started together share the instances, a worker that joins later
--- takes expired and unclaimed ones.  Its first claim waits a second after its first heartbeat, so that
--- workers starting together have all said they are alive.  A claimed instance is scheduled from what the store says was done:
--- streams scanned recently are not scanned again at once (a takeover goes on where the last worker
--- stopped; a stream it left half-done resumes from its saved cursor).  Shutdown gives the leases up.
+-- scans wait for their scan slots as in one process).  Workers started together share the instances
+-- (a worker's first claim waits a second after its first heartbeat, so that all of them count); when one
+-- joins later, the others give up what they hold beyond their new share (instances they are not
+-- scanning at that moment) and it takes them.  A claimed instance is scheduled from what the store says
+-- was done: streams scanned recently are not scanned again at once (a takeover goes on where the last
+-- worker stopped; a stream it left half-done resumes from its saved cursor).  Shutdown gives the leases up.
 --
 -- Webhooks: any worker may receive a provider's notification.  It is verified and processed there, by
 -- whoever received it: the connector names what changed and the receiver re-fetches just that, which is
@@ -62,6 +63,17 @@ function M.start(st, opts)
     for _ in pairs(w.mine) do have = have + 1 end
     local n = #st:instance_rows { enabled = true }
     local fair = math.ceil(n / math.max(1, st:live_workers(ttl)))
+    -- more than its share (a worker joined): it gives up instances it is not scanning, for the newcomer
+    for inst, tasks in pairs(w.mine) do
+      if have <= fair then break end
+      if not tasks.scanning then
+        cancel(tasks)
+        w.mine[inst], held[inst] = nil, nil
+        st:release_leases(id, inst)
+        have = have - 1
+        log.info("lease given up for another worker", { instance_id = inst, worker = id })
+      end
+    end
     for _, inst_id in ipairs(st:claim_leases(id, ttl, fair - have)) do
       held[inst_id] = true
       local inst = instances.instance(st, inst_id)

@@ -131,6 +131,28 @@ describe("workers sharing a PostgreSQL store", function()
     assert(ok, err)
   end)
 
+  it("a worker that joins later gets its share from the others, without a second sync of any instance", function()
+    local c = setup(6, 4, 2)
+    local pids = { (procs.start(RUN, c.env)) }
+    local ok, err = pcall(function()
+      wait_scanned(c, 60)
+      pids[2] = procs.start(RUN, c.env)
+      local deadline = sched.now() + 30
+      while true do
+        local by = {}
+        for _, l in ipairs(c.st:lease_rows()) do if l.expired == 0 then by[l.worker] = (by[l.worker] or 0) + 1 end end
+        local shares = {}
+        for _, n in pairs(by) do shares[#shares + 1] = n end
+        if #shares == 2 and shares[1] == 3 and shares[2] == 3 then break end
+        assert(sched.now() < deadline, "the newcomer did not get its share")
+        sched.sleep(0.1)
+      end
+      for _, x in ipairs(c.tenants) do assert.equal(1, #askers(x.t), x.name .. " was synced again") end
+    end)
+    teardown(c, pids)
+    assert(ok, err)
+  end)
+
   it("a worker killed mid-scan loses its instances to the other once its leases expire: nothing lost or duplicated", function()
     local ttl = 2
     local c = setup(4, 30, ttl)
