@@ -755,10 +755,11 @@ static int cursor_declare(lua_State *L, db_t *d, cursor_t *c, int first, int las
     free(decl);
     params_free(&p);
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-        int nerr = push_res_err(L, d, r);
-        PQclear(r);
+        /* back to before the DECLARE first: a transaction someone else began goes on */
         PQclear(PQexec(d->conn, "ROLLBACK TO declare_"));
         PQclear(PQexec(d->conn, "RELEASE declare_"));
+        int nerr = push_res_err(L, d, r);
+        PQclear(r);
         c->name[0] = 0;
         if (c->began) { PQclear(PQexec(d->conn, "ROLLBACK")); d->txn = 0; }
         c->began = 0;
