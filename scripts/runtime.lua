@@ -110,8 +110,18 @@ function M.set_max_scans(n) scan_slots, scan_size = sched.semaphore(n), n end
 function M.scan_slots() return { size = scan_size, in_use = scan_slots and scan_size - scan_slots:free() or 0 } end
 
 -- One sync of an instance at a time, across processes (the daemon, `cachost sync`): a flock on
--- $CACHOST_HOME/locks/sync-<id>.lock (never on the database), released by the kernel however we end.
+-- $CACHOST_HOME/locks/sync-<id>.lock (never on the database), released by the kernel however we end;
+-- across machines sharing a store, the workers' leases (workers.lua).
 local function sync_lock(inst)
+  -- on a shared store, an instance another worker holds a lease on is that worker's to sync
+  local st = M.store()
+  if st.pg and not (st.lease and st.lease.held[inst.id]) then
+    local holder = st:lease_holder(inst.id)
+    if holder and holder ~= (st.lease and st.lease.id) then
+      return nil, ("locked: instance '%s' is being synced by worker %s; try again when it gives it up")
+        :format(inst.name, holder)
+    end
+  end
   local dir = M.store().home .. "/locks"
   host.mkdir(dir, 448)
   local lock, err, pid = host.lock(("%s/sync-%d.lock"):format(dir, inst.id))

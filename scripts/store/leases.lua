@@ -98,6 +98,12 @@ return function(Store, M)
     end
   end
 
+  -- The worker holding an unexpired lease of `inst` | nil.
+  function Store:lease_holder(inst)
+    local r = check(self.db:query(sql(self, "holder", "SELECT worker FROM leases WHERE instance_id = ? AND expires_at >= {NOW}"), inst))[1]
+    return r and r.worker
+  end
+
   -- Gives up worker `id`'s lease of `inst`, or all of them with the worker stopped (shutdown).
   function Store:release_leases(id, inst)
     return within(self, function()

@@ -117,6 +117,10 @@ describe("workers sharing a PostgreSQL store", function()
       end
       assert.is_true(#fetched_by >= 1)
       assert.matches(":" .. pids[w] .. ":", fetched_by[#fetched_by], 1, true)
+      -- an operator's sync of an instance a worker holds is refused, saying which worker
+      local out1, code1 = procs.sh(c.env .. " " .. procs.BIN .. " sync org2")
+      assert.equal(1, code1, out1)
+      assert.matches("locked: instance 'org2' is being synced by worker ", out1)
       -- cachost workers sees them and their leases
       local out = procs.sh(c.env .. " " .. procs.BIN .. " workers --format csv")
       local running = 0

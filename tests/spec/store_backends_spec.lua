@@ -258,6 +258,7 @@ for _, backend in ipairs { "sqlite", "postgresql" } do
       assert.equal("w1", st:lease_rows()[2].worker)
       assert(st:release_leases("w1"))
       assert.same({ a, b }, st:claim_leases("w2", 30, 5))
+      assert.equal("w2", st:lease_holder(a))
       assert.equal("stopped", st:worker_rows()[1].stopped_at and "stopped")
       -- the kill switch every worker reads
       assert.is_nil(st:switch("governance_paused"))
