@@ -90,6 +90,21 @@ return function(Store, M, Reader)
     return st
   end
 
+  -- The readers (cachost query, the REPL, policies) take the role cachost_reader, which may read every
+  -- table but the vault's: as SQLite's read-only connections refuse `secrets`.  Made when the store's
+  -- user may create roles (its owner usually may); otherwise readers read as that user, in read-only
+  -- transactions, and the vault's ciphertext is readable to them (never a plaintext).
+  local READER = [[DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'cachost_reader') THEN CREATE ROLE cachost_reader NOLOGIN; END IF;
+    IF NOT pg_has_role(current_user, 'cachost_reader', 'MEMBER') THEN
+      EXECUTE 'GRANT cachost_reader TO ' || quote_ident(current_user);
+    END IF;
+    EXECUTE 'GRANT USAGE ON SCHEMA ' || quote_ident(current_schema()) || ' TO cachost_reader';
+    EXECUTE 'GRANT SELECT ON ALL TABLES IN SCHEMA ' || quote_ident(current_schema()) || ' TO cachost_reader';
+    REVOKE ALL ON secrets FROM cachost_reader;
+  EXCEPTION WHEN insufficient_privilege OR unique_violation OR duplicate_object THEN NULL;
+  END $$]]
+
   function PgStore:user_version()
     local r = self.db:query([[SELECT version FROM cachost_schema]])
     return r and r[1] and r[1].version or 0
@@ -113,7 +128,11 @@ return function(Store, M, Reader)
         return nil, ("schema: %s has schema version %d, newer than this cachost understands (%d): upgrade cachost")
           :format(self.path, v, schema.version)
       end
-      if v >= target then db:exec("ROLLBACK"); return true end
+      if v >= target then
+        -- the readers' grants, under the same lock (workers starting together take turns)
+        if db:exec(READER) then db:exec("COMMIT") else db:exec("ROLLBACK") end
+        return true
+      end
       local n = v + 1
       ok, err = db:exec(ddl(schema.migrations[n]))
       if ok then ok, err = db:exec("DELETE FROM cachost_schema") end
@@ -127,6 +146,7 @@ return function(Store, M, Reader)
   end
 
   ------------------------------------------------------------------------------------------ readers
+
 
   local PgReader = setmetatable({}, { __index = Reader })
   PgReader.__index = PgReader
@@ -145,6 +165,11 @@ return function(Store, M, Reader)
       db:close()
       return nil, ("schema: %s has schema version %d, newer than this cachost understands (%d)")
         :format(shown(url), v.version, schema.version)
+    end
+    local role = db:query("SELECT pg_has_role(current_user, 'cachost_reader', 'MEMBER') AS ok FROM pg_roles WHERE rolname = 'cachost_reader'")
+    if role and role[1] and role[1].ok == 1 then
+      local ok, rerr, rtoken = db:exec("SET ROLE cachost_reader")
+      if not ok then db:close(); return nil, rerr, rtoken end
     end
     return setmetatable({ db = db, path = shown(url) }, PgReader)
   end

@@ -320,6 +320,9 @@ for _, backend in ipairs { "sqlite", "postgresql" } do
       local cols = rd:columns("users")
       assert.equal("id", cols[1].name)
       assert.is_nil(rd:columns("secrets"))
+      local sok, serr = rd:query("SELECT * FROM secrets")       -- the vault is not for readers
+      assert.is_nil(sok)
+      assert.truthy(serr)
       rd:close()
     end)
   end)
