@@ -42,14 +42,21 @@ c.auth = {
 -- (granted to the integration user's security group), as Workday's admins assign them.
 c.capabilities = { users = true, groups = true, privileges = true, app_grants = false, files = false,
                    activities = { "signin", "admin", "user" } }
+-- What the reports' data sources are secured by (a permission failure names it).
+local REPORT_NEEDS = {
+  accounts = "the domain Security Administration (the accounts report's data source)",
+  groups = "the domain Security Administration (the groups report's data source)",
+  audit = "the domains the audit report's data source is secured by",
+}
 c.needs = {
-  users = "Get_Workers (Staffing / Personal Data scopes; domains Worker Data: Public Worker Reports, Worker Data: "
-    .. "Personal Data) and the accounts report (domain Security Administration: Workday Accounts)",
-  groups = "the groups report (domain Security Configuration: security groups and their members)",
-  privileges = "the groups report (domain Security Configuration)",
-  activities = "Get_Workday_Account_Signons (System scope; domain System Auditing: sign-ons) and the audit report "
-    .. "(domain System Auditing); polled: Workday pushes changes only to its own integrations, not to an outside listener",
-  actions = "Workday_Account_for_Worker_Update (Human_Resources; domain Security Administration: User Account Management)",
+  users = "Get_Workers: " .. wws.DOMAIN.Get_Workers_Request .. " (functional area Staffing); the accounts report: "
+    .. REPORT_NEEDS.accounts,
+  groups = "the groups report: " .. REPORT_NEEDS.groups,
+  privileges = "the groups report: " .. REPORT_NEEDS.groups,
+  activities = "Get_Workday_Account_Signons: " .. wws.DOMAIN.Get_Workday_Account_Signons_Request .. " (functional area "
+    .. "System); the audit report: " .. REPORT_NEEDS.audit .. "; polled: Workday pushes changes only to its own "
+    .. "integrations, not to an outside listener",
+  actions = "Workday_Account_for_Worker_Update: " .. wws.DOMAIN.Workday_Account_for_Worker_Update,
 }
 c.not_offered = {
   files = "Workday is not a file-sharing service: its API offers no files or sharing to scan",
@@ -118,7 +125,7 @@ end
 
 local function accounts(ctx)
   local out = {}
-  for _, a in ipairs(wws.report(ctx, ctx.settings.accounts_report)) do
+  for _, a in ipairs(wws.report(ctx, ctx.settings.accounts_report, nil, REPORT_NEEDS.accounts)) do
     if type(a) == "table" and type(a.User_Name) == "string" then out[a.User_Name] = a end
   end
   return out
@@ -167,7 +174,7 @@ local DEFAULT_ADMIN_GROUPS = { "Security Administrator", "Security Configuration
 local function memberships(ctx)
   local report = str(ctx.settings.groups_report)
   if not report then fail("needs the groups_report setting (a report of security group members)", "unavailable") end
-  return wws.report(ctx, report)
+  return wws.report(ctx, report, nil, REPORT_NEEDS.groups)
 end
 
 -- The groups are those the members' entries name.
@@ -251,7 +258,7 @@ function c.streams.activities(ctx, cursor)
     page = nxt
   end
   if audit then
-    local entries = wws.report(ctx, audit, { From_Moment = iso(from), To_Moment = iso(now) })
+    local entries = wws.report(ctx, audit, { From_Moment = iso(from), To_Moment = iso(now) }, REPORT_NEEDS.audit)
     ctx:checkpoint(iso(now), iso(now))
     ctx:emit("activities", entries, audit_row)
   end

@@ -69,6 +69,24 @@ function M.error_message(resp)
   return (resp.body or ""):sub(1, 200)
 end
 
+-- The domain security policy each operation needs (granted to the integration user's security group, or
+-- the API client's functional area), named in a permission failure.
+M.DOMAIN = {
+  Get_Workers_Request = "the domain Worker Data: Public Worker Reports",
+  Get_Workday_Account_Signons_Request = "the domain Sign-on audit",
+  Workday_Account_for_Worker_Update = "the domain User Account Management",
+}
+
+-- fn(...)'s results; a permission failure says what it needs (`cachost status`: permission missing: <needs>).
+function M.needing(needs, fn, ...)
+  local r = table.pack(pcall(fn, ...))
+  if r[1] then return table.unpack(r, 2, r.n) end
+  if needs and token_of(r[2]) == "permission" then
+    fail(("%s: %s"):format(needs, (tostring(r[2]):gsub("^permission:%s*", ""):gsub("^HTTP %d+:%s*", ""))), "permission")
+  end
+  error(r[2], 0)
+end
+
 -- One operation, its request element named as the WSDL names it (Get_Workers_Request,
 -- Workday_Account_for_Worker_Update): the element of its answer (<wd:Get_Workers_Response>, namespaces
 -- resolved), or nil when the answer's body is empty (an update has no output).  Reads (Get_*) may be
@@ -76,7 +94,8 @@ end
 function M.call(ctx, service, element, content)
   local read = element:match("^Get_") ~= nil
   local req = wd(element, content, { ["xmlns:wd"] = M.NS, ["wd:version"] = M.VERSION })
-  local _, resp = ctx:request("POST", M.service_path(ctx.settings, service), { soap = req, idempotent = read or nil })
+  local _, resp = M.needing(M.DOMAIN[element], ctx.request, ctx, "POST", M.service_path(ctx.settings, service),
+    { soap = req, idempotent = read or nil })
   local el = resp.soap[1]
   if not el and not read then return nil end
   if not el or el.ns ~= M.NS then
@@ -125,14 +144,15 @@ function M.pages(ctx, service, operation, o)
 end
 
 -- A web-service-enabled custom report (RaaS) as JSON: its Report_Entry items.  `report` is
--- "<owner>/<Report_Name>" as the report's web service URL names it; prompts become query parameters.
-function M.report(ctx, report, prompts)
+-- "<owner>/<Report_Name>" as the report's web service URL names it; prompts become query parameters;
+-- needs: what its data source asks (a permission failure says it).
+function M.report(ctx, report, prompts, needs)
   local owner, name = tostring(report):match("^([^/]+)/([^/]+)$")
   if not owner then fail(("settings: a report is named owner/Report_Name, not %q"):format(tostring(report)), "settings") end
   local q = { format = "json" }
   for k, v in pairs(prompts or {}) do q[k] = v end
   local path = ("/ccx/service/customreport2/%s/%s/%s"):format(urlencode(ctx.settings.tenant), urlencode(owner), urlencode(name))
-  return ctx:list(path, q, "Report_Entry")
+  return M.needing(needs, ctx.list, ctx, path, q, "Report_Entry")
 end
 
 -- "1"/"0" and "true"/"false" (Workday's booleans) -> boolean | nil

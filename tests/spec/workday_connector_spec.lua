@@ -180,12 +180,22 @@ describe("workday connector", function()
     for _, res in ipairs(results) do
       if res.stream == "activities" then
         assert.equal("permission_missing", sync.state(res.error))
-        assert.matches("not authorized", res.error)
+        assert.equal("permission missing: the domain Sign-on audit: Client.validationError: Validation error occurred. "
+          .. "The task submitted is not authorized.", sync.health(res.error))
         assert.is_nil(res.error:find("\n"))
       else
         assert(res.counts, res.stream .. ": " .. tostring(res.error))
       end
     end
+  end)
+
+  it("names the domain a report's data source needs when the integration user may not run it", function()
+    local r6 = tenants.start("workday", "wd-denied-report", { size = 1, seed = 16,
+      tenant = { denied = { cachost_Security_Group_Members = true } } })
+    local results = runtime.sync(r6.inst, { streams = { "groups" } })
+    r6.srv:close()
+    assert.equal("permission missing: the domain Security Administration (the groups report's data source): "
+      .. "Client.validationError: Validation error occurred. The task submitted is not authorized.", sync.health(results[1].error))
   end)
 
   it("says groups are unavailable without a groups report, and refuses a report name that is not owner/Report_Name", function()
