@@ -89,7 +89,7 @@ c.needs = {
     .. "(EventLogFile; event types beyond Login and Logout need the Event Monitoring add-on)",
   files = "View All Data or Query All Files (every user's Salesforce Files)",
   suspend_user = "Manage Users (freezes the user: UserLogin.IsFrozen)", unsuspend_user = "Manage Users (unfreezes)",
-  deactivate_user = "Manage Users", reset_password = "Manage Users (Salesforce e-mails the user)",
+  deactivate_user = "Manage Users", revoke_sessions = "Manage Users (AuthSession)", reset_password = "Manage Users (Salesforce e-mails the user)",
   unlock_user = "Manage Users", remove_admin_role = "Manage Users and Assign Permission Sets",
   quarantine_file = "Modify All Data and membership of the quarantine library", unquarantine_file = "Modify All Data",
   remove_shared_link = "Modify All Data", remove_collaborator = "Modify All Data", make_private = "Modify All Data",
@@ -145,7 +145,7 @@ end
 local NEXT = { items = "records", next = function(resp) return next_records(resp) end }
 
 -- Objects that need a permission: a user without it is told the object does not exist (INVALID_TYPE).
-local NEEDS = { UserLogin = "Manage Users", LoginHistory = "Manage Users", LoginGeo = "Manage Users",
+local NEEDS = { UserLogin = "Manage Users", AuthSession = "Manage Users", LoginHistory = "Manage Users", LoginGeo = "Manage Users",
   SetupAuditTrail = "View Setup and Configuration", PermissionSetAssignment = "View Setup and Configuration",
   PermissionSet = "View Setup and Configuration", EventLogFile = "View Event Log Files" }
 
@@ -561,6 +561,14 @@ function c.actions.unsuspend_user(ctx, user)
 end
 function c.actions.unlock_user(ctx, user)
   ctx:patch(sobject("UserLogin", user_login(ctx, user).Id), { IsPasswordLocked = false })
+end
+-- Signed out everywhere: each of the user's sessions (AuthSession) is deleted.
+function c.actions.revoke_sessions(ctx, user)
+  local ids = {}
+  query(ctx, { "AuthSession", "Id", where = "UsersId = " .. lit(user.ext_id) }, function(rows)
+    for _, r in ipairs(rows) do ids[#ids + 1] = r.Id end
+  end)
+  for _, id in ipairs(ids) do ctx:delete(sobject("AuthSession", id)) end
 end
 -- Deactivation frees the licence; the user can be reactivated (IsActive true) by an admin.
 function c.actions.deactivate_user(ctx, user) ctx:patch(sobject("User", user.ext_id), { IsActive = false }) end

@@ -138,6 +138,16 @@ describe("salesforce connector", function()
     assert.equal("suspended", runtime.store().db:query("SELECT status FROM users WHERE instance_id = ? AND ext_id = ?", inst.id, u.Id)[1].status)
     act("unsuspend_user", "users", u.Id)
     assert.is_false(u["@login"].IsFrozen)
+    -- signed out everywhere: a new sign-in's session, then none
+    t:add_login(u, t:now_ms(), "Success", t.geos[1], { "Chrome 127", "Mac OSX" }, require("sandbox.tenant").rng(1))
+    local function sessions()
+      local n = 0
+      for _, x in ipairs(t.db.AuthSession) do if x.UsersId == u.Id then n = n + 1 end end
+      return n
+    end
+    assert.is_true(sessions() >= 1)
+    act("revoke_sessions", "users", u.Id)
+    assert.equal(0, sessions())
     act("reset_password", "users", u.Id)
     assert.is_true(u["@expired"])
     act("deactivate_user", "users", u.Id)

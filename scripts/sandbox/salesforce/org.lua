@@ -56,6 +56,10 @@ S.SCHEMA = {
   EventLogFile = { prefix = "0AT", fields = { Id = ID, EventType = PICK, LogDate = DT, Interval = PICK, Sequence = INT,
     LogFileLength = DBL, LogFileContentType = STR, LogFileFieldNames = STR, LogFileFieldTypes = STR, CreatedDate = DT,
     ApiVersion = DBL, LogFile = "base64" }, needs = "PermissionsViewEventLogFiles" },
+  AuthSession = { prefix = "0Ak", fields = { Id = ID, UsersId = ID, CreatedDate = DT, LastModifiedDate = DT, NumSecondsValid = INT,
+    LoginType = PICK, SessionType = PICK, SessionSecurityLevel = PICK, SourceIp = STR, UserType = PICK, LoginHistoryId = ID,
+    ParentId = ID, IsCurrent = B }, rels = { Users = { object = "User", key = "UsersId" } }, needs = "PermissionsManageUsers",
+    deletable = true },
   OauthToken = { prefix = "0CQ", fields = { Id = ID, AppName = STR, AppMenuItemId = ID, UserId = ID, CreatedDate = DT,
     LastUsedDate = DT, UseCount = INT, DeleteToken = STR, RequestToken = STR },
     rels = { User = { object = "User", key = "UserId" } } },
@@ -307,13 +311,22 @@ function Org:geo(c)
 end
 
 -- One LoginHistory row (and the user's LastLoginDate on success).
+-- One LoginHistory row; a success updates the user's LastLoginDate and opens a session (AuthSession,
+-- valid 2 hours) when it is that recent.
 function Org:add_login(u, ms, status, geo, browser, r)
   local ip = ("%d.%d.%d.%d"):format(r:int(20, 200), r:int(0, 255), r:int(0, 255), r:int(1, 254))
   local row = put(self, "LoginHistory", { UserId = u.Id, LoginTime = S.sftime(ms), LoginType = "Application",
     SourceIp = ip, Status = status, Application = "Browser", Browser = browser[1], Platform = browser[2],
     LoginUrl = self.name .. ".my.salesforce.com", CountryIso = geo.CountryIso, LoginGeoId = geo.Id,
     TlsProtocol = "TLS 1.3", CipherSuite = "TLS_AES_256_GCM_SHA384", ApiType = "N/A", ApiVersion = "N/A" })
-  if status == "Success" then u.LastLoginDate = row.LoginTime end
+  if status == "Success" then
+    u.LastLoginDate = row.LoginTime
+    if ms > self.t0_ms - 7200000 then
+      put(self, "AuthSession", { UsersId = u.Id, CreatedDate = row.LoginTime, LastModifiedDate = row.LoginTime, NumSecondsValid = 7200,
+        LoginType = "Application", SessionType = "UI", SessionSecurityLevel = "STANDARD", SourceIp = ip, UserType = u.UserType,
+        LoginHistoryId = row.Id, IsCurrent = true })
+    end
+  end
   return row
 end
 
