@@ -38,7 +38,8 @@
 -- web flow is on github.com, its API on api.github.com), else against the API base URL; the instance
 -- setting `oauth_base_url` overrides the scheme's host (GHES, sandbox tenants).
 -- OAuth tokens live in the vault as secrets access_token / refresh_token / token_expires_at, and are
--- refreshed shortly before they expire; a refused refresh means "reconnect needed".
+-- refreshed shortly before they expire, or when the provider answers 401 to one that has not expired (then
+-- the request is sent once more with the new token); a refused refresh means "reconnect needed".
 local util = require "sdk.util"
 local sigv4 = require "sdk.sigv4"
 local soap = require "sdk.soap"
@@ -338,6 +339,68 @@ local function setting(settings, v)
   return v
 end
 
+-- One renewal of a token at a time per instance (`name`: the token's vault name): a request needing it
+-- while another renews it waits for that renewal and shares its outcome, so requests in flight together
+-- cause a single token request (Box's refresh tokens are single use: a second refresh with the same one
+-- would be refused and read as a dead credential).  fn() -> value | nil, err, token
+local function once(client, name, fn)
+  client.renewing = client.renewing or {}
+  while client.renewing[name] do
+    local r = client.renewing[name]:wait()
+    if type(r) == "table" then return table.unpack(r, 1, r.n) end
+    -- the renewing task raised (e.g. it was cancelled): renew here
+  end
+  local cond = sched.cond()
+  client.renewing[name] = cond
+  local res = table.pack(pcall(fn))
+  client.renewing[name] = nil
+  cond:broadcast(res[1] and table.pack(table.unpack(res, 2, res.n)) or false)
+  if not res[1] then error(res[2], 0) end
+  return table.unpack(res, 2, res.n)
+end
+
+-- The vault's token under `n` when it may be sent: not expiring, and not the one the provider refused.
+local function usable(inst, n, refused, need_expiry)
+  local token = inst:secret(n.access)
+  local exp = tonumber(inst:secret(n.expires) or "")
+  if not token or token == refused or (need_expiry and not exp) or (exp and exp - REFRESH_MARGIN < sched.time()) then return nil end
+  return token
+end
+
+-- An oauth2 scheme's access token, obtained or refreshed when missing, expiring or refused.
+local function oauth_token(client, scheme, key, refused)
+  local inst, n = client.inst, names(key)
+  local token = usable(inst, n, refused)
+  if token then return token end
+  return once(client, n.access, function()
+    local fresh = usable(inst, n, refused)          -- renewed by the request we waited behind
+    if fresh then return fresh end
+    local t, err, etoken
+    if not inst:secret(n.access) and unattended(scheme) then t, err, etoken = obtain(client, scheme, key)
+    -- a refresh token alone (a service app's, handed over by its developer portal) is redeemed on first use
+    elseif not inst:secret(n.access) and not inst:secret(n.refresh) then
+      if scheme.grant == "refresh_token" then       -- the admin hands it over: no consent to run
+        return nil, ("auth: secret '%s' is not set (cachost instance edit %s)"):format(n.refresh, inst.name)
+      end
+      return nil, "auth: not connected: run cachost instance connect " .. inst.name
+    else t, err, etoken = refresh(client, scheme, key) end
+    if not t then return nil, err, etoken end
+    return t.access_token
+  end)
+end
+
+-- An exchange scheme's token, exchanged again when missing, expiring or refused.
+local function exchange_token(client, scheme, key, subject, refused)
+  local inst, n = client.inst, names(key)
+  local token = usable(inst, n, refused, true)
+  if token then return token end
+  return once(client, n.access, function()
+    local fresh = usable(inst, n, refused, true)     -- renewed by the request we waited behind
+    if fresh then return fresh end
+    return exchange(client, scheme, key, subject)
+  end)
+end
+
 local STS_VERSION = "2011-06-15"
 local STS_SESSION = 3600          -- seconds asked for; AssumeRole's default and every role's minimum maximum
 
@@ -428,12 +491,16 @@ local function account(inst, scheme)
   return user, password
 end
 
--- The `auth(client, req, which)` hook the client calls before every request; `which` names a scheme
--- other than the instance's (a request's opts.auth).
+-- The `auth(client, req, which, refused)` hook the client calls before every request; `which` names a
+-- scheme other than the instance's (a request's opts.auth).  -> true, token (the OAuth or exchanged token
+-- the request carries, which a 401 may have the client hand back as `refused`) | nil, err, token
+-- `refused`: the provider answered 401 to this token although it has not expired (revoked, or the
+-- provider's session ended): a new one is obtained without a user (refresh token, client credentials,
+-- password, exchange) for the client's one retry of the request.
 -- A connector's `headers` ride on each of its authenticated API requests (GitHub's media type and API
 -- version); an Accept a request names itself stays, the client's default application/json gives way.
 function M.for_connector(connector)
-  return function(client, req, which)
+  return function(client, req, which, refused)
     local inst = client.inst
     for k, v in pairs(connector.headers or {}) do
       if req.headers[k] == nil or (k == "Accept" and req.headers[k] == "application/json") then req.headers[k] = v end
@@ -453,31 +520,18 @@ function M.for_connector(connector)
       return true
     elseif scheme.type == "oauth2" then
       local n = names(key)
-      local token = inst:secret(n.access)
-      local exp = tonumber(inst:secret(n.expires) or "")
-      if not token or (exp and exp - REFRESH_MARGIN < sched.time()) then
-        local t, err, etoken
-        if not token and unattended(scheme) then t, err, etoken = obtain(client, scheme, key)
-        -- a refresh token alone (a service app's, handed over by its developer portal) is redeemed on first use
-        elseif not token and not inst:secret(n.refresh) then
-          if scheme.grant == "refresh_token" then       -- the admin hands it over: no consent to run
-            return nil, ("auth: secret '%s' is not set (cachost instance edit %s)"):format(n.refresh, inst.name)
-          end
-          return nil, "auth: not connected: run cachost instance connect " .. inst.name
-        else t, err, etoken = refresh(client, scheme, key) end
-        if not t then return nil, err, etoken end
-        token = t.access_token
-      end
+      local token, err, etoken = oauth_token(client, scheme, key, refused)
+      if not token then return nil, err, etoken end
       if tostring(inst:secret(n.type)):lower() == "token_type=dpop" then       -- a token bound to our key: a proof with each request
         req.headers["Authorization"] = "DPoP " .. token
         local proof, perr = M.dpop_proof(client, req.method, req.url, token)
         if not proof then return nil, perr end
         req.headers["DPoP"] = proof
         req.refresh = dpop_refresher(client, token)
-        return true
+        return true, token
       end
       req.headers["Authorization"] = (scheme.format or "Bearer %s"):format(token)
-      return true
+      return true, token
     elseif scheme.type == "basic" or scheme.type == "wsse" then
       local user, password = account(inst, scheme)
       if not user then return nil, password end
@@ -487,16 +541,10 @@ function M.for_connector(connector)
     elseif scheme.type == "sigv4" then
       return sign_sigv4(client, req, scheme)
     elseif scheme.type == "exchange" then
-      local n = names(key)
-      local token = inst:secret(n.access)
-      local exp = tonumber(inst:secret(n.expires) or "")
-      if not token or not exp or exp - REFRESH_MARGIN < sched.time() then
-        local err, etoken
-        token, err, etoken = exchange(client, scheme, key, subject)
-        if not token then return nil, err, etoken end
-      end
+      local token, err, etoken = exchange_token(client, scheme, key, subject, refused)
+      if not token then return nil, err, etoken end
       req.headers["Authorization"] = (scheme.format or "Bearer %s"):format(token)
-      return true
+      return true, token
     end
     return nil, "auth: unknown scheme type " .. tostring(scheme.type)
   end

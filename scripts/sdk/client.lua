@@ -224,14 +224,23 @@ local function carried(req, form)
 end
 
 -- -> resp | nil, message, token, resp (the provider's answer, when there was one)
+-- A 401 to an OAuth (or exchanged) token that has not expired (revoked, or the provider's session ended)
+-- gets a new token, shared by the instance's requests in flight (auth.lua), and the request is sent once
+-- more with it; a second 401 is a dead credential.  Sending a write again is safe here: a 401 says the
+-- provider did not authorize the request, so it cannot have acted on it.
 function Client:request(method, path, opts)
   opts = opts or {}
-  local resp, err, token, raw, req = request(self, method, path, opts)
+  local resp, err, token, raw, req, sent = request(self, method, path, opts)
+  if not resp and sent and raw and raw.status == 401 then
+    resp, err, token, raw, req = request(self, method, path, opts, sent)
+  end
   if resp then return resp end
   return nil, Client.redact(err, req and carried(req, opts.form)), token, raw
 end
 
-function request(self, method, path, opts)
+-- -> resp | nil, err, token, resp, req, sent (the token the request carried, when a 401 may renew it);
+-- `refused`: the token a first attempt carried, which the provider refused
+function request(self, method, path, opts, refused)
   local now = sched.time()
   if now < self.open_until then
     return nil, ("circuit_open: %d consecutive failures, retrying after %s"):format(self.failures, util.iso(self.open_until)), "circuit_open"
@@ -258,9 +267,11 @@ function request(self, method, path, opts)
     req.body, req.headers["Content-Type"] = util.multipart(opts.multipart)
   end
   if opts.soap then req.soap = true end          -- the auth may add a SOAP header (WS-Security)
+  local sent
   if not opts.no_auth then
-    local ok, err, token = self.auth(self, req, opts.auth)   -- opts.auth: another of the app's auth schemes
+    local ok, err, token = self.auth(self, req, opts.auth, refused)   -- opts.auth: another of the app's auth schemes
     if not ok then return nil, err, token or "auth", nil, req end
+    sent = not refused and err or nil           -- on success auth's second value is the token it added
   end
   if opts.soap then
     req.body = soap.envelope(opts.soap, req.soap_header)
@@ -335,7 +346,7 @@ function request(self, method, path, opts)
     local dead = self.connector.dead_credential and self.connector.dead_credential(resp)
     token = answered(self, resp) or (resp.status == 401 or dead) and "auth" or resp.status == 403 and "permission"
       or resp.status == 404 and "not_found" or "http"
-    return nil, ("%s: HTTP %d: %s"):format(token, resp.status, msg), token, resp, req
+    return nil, ("%s: HTTP %d: %s"):format(token, resp.status, msg), token, resp, req, sent
   end
   return resp
 end
