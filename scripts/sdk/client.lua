@@ -26,6 +26,7 @@ function Client.for_instance(inst, connector, auth)
   c = setmetatable({
     inst = inst, connector = connector, auth = auth,
     blocked_until = 0,          -- rate limit: no request before this (sched.time)
+    paced = {},                 -- URL -> no request before this (sched.now; opts.per_second)
     failures = 0, open_until = 0,
     stats = { requests = 0, retries = 0, throttled = 0 },
   }, Client)
@@ -190,7 +191,8 @@ local RETRYABLE = { timeout = true, connect = true, reset = true, resolve = fals
 -- this; other requests go on), unavailable (the connector's c.unavailable recognised the provider's
 -- "your plan does not offer this"), not_found, http (other 4xx), server (5xx after retries),
 -- throttled (429 after retries), bad_json, circuit_open, insecure, refused, or an http.request token.
--- resp.data from a JSON body.  -> nil, or the error when the body cannot be read ("bad_json: ...").
+-- resp.data from a JSON body, resp.xml from an XML one (opts.expect_xml).  -> nil, or the error when the
+-- body cannot be read ("bad_json: ..." or "bad_xml: ...", token bad_json either way).
 local function decode(resp, opts, req)
   local ctype = resp.headers["content-type"] or ""
   local where = (req.url:gsub("%?.*", ""))
@@ -202,6 +204,10 @@ local function decode(resp, opts, req)
     local data, jerr = json.decode(resp.body, { sources = true })   -- items keep their exact text (raw)
     if data == nil then return ("bad_json: HTTP %d from %s: %s"):format(resp.status, where, jerr) end
     resp.data = data
+  elseif opts.expect_xml and resp.body ~= "" then      -- an XML API (AWS): resp.xml, the document's tree
+    local root, xerr = xml.decode(resp.body)
+    if not root then return ("bad_xml: HTTP %d from %s: %s"):format(resp.status, where, xerr) end
+    resp.xml = root
   elseif resp.status < 300 and resp.body ~= "" and not opts.raw and ctype:find("html", 1, true) then
     return ("bad_json: HTTP %d from %s answered HTML, not JSON"):format(resp.status, where)
   end
@@ -290,6 +296,15 @@ function request(self, method, path, opts, refused)
     if wait > 0 then
       metrics.inc("cachost_rate_limit_wait_seconds_total", { app = self.inst.app }, wait)
       sched.sleep(wait)
+    end
+    -- opts.per_second: an endpoint's documented request rate (CloudTrail's LookupEvents: 2 a second per
+    -- account and region): this instance's requests to that URL are spaced to stay under it
+    if opts.per_second then
+      local key = req.url:gsub("%?.*", "")
+      -- monotonic time; checked again after each sleep (another task may have gone first; timers may
+      -- fire a little early), and taken with nothing that yields between the check and the send
+      while (self.paced[key] or 0) > sched.now() do sched.sleep(math.max(self.paced[key] - sched.now(), 0.001)) end
+      self.paced[key] = sched.now() + 1 / opts.per_second
     end
     self.stats.requests = self.stats.requests + 1
     if attempt > 1 and req.refresh then req.refresh(req) end     -- e.g. a new DPoP proof (auth.lua)

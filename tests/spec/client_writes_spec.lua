@@ -19,6 +19,10 @@ describe("client retries", function()
       if count(req.method .. " flaky") == 1 then return 503, "{}" end
       return 200, "{}"
     end)
+    srv:route("*", "/api/v1/xml", function(req)
+      if count(req.method .. " xml") == 1 then return 200, "<ListUsersResponse><ListUsersResult><Us" end   -- cut short
+      return 200, "<ListUsersResponse><ListUsersResult/></ListUsersResponse>", { ["Content-Type"] = "text/xml" }
+    end)
     srv:route("*", "/api/v1/busy", function(req)
       if count(req.method .. " busy") == 1 then return 429, "{}", { ["Retry-After"] = "0" } end
       return 200, "{}"
@@ -55,5 +59,30 @@ describe("client retries", function()
     assert.is_nil(r); assert.matches("^connect", err)
     assert.is_true(context.client(ctx).stats.requests - before > 1, "a connection that never opened is tried again")
     srv = assert(server.listen { port = tonumber(port) })
+  end)
+
+  it("reads an XML answer (expect_xml) and asks again for one that cannot be parsed", function()
+    local r = assert(context.client(ctx):request("POST", "/api/v1/xml", { expect_xml = true, raw = true, idempotent = true }))
+    assert.equal("ListUsersResponse", r.xml.name)
+    assert.equal("ListUsersResult", r.xml[1].name)
+    assert.equal(2, hits["POST xml"])
+    -- a write is not sent again: its unreadable answer is the error
+    local resp, err, token = context.client(ctx):request("PUT", "/api/v1/xml", { expect_xml = true, raw = true })
+    hits["PUT xml"] = 0
+    assert.is_nil(resp)
+    assert.equal("bad_json", token)
+    assert.matches("^bad_xml: HTTP 200 from ", err)
+  end)
+
+  it("spaces the requests to an endpoint with a documented rate (per_second), retries included", function()
+    local sent, request = {}, http.request
+    http.request = function(req) sent[#sent + 1] = sched.now(); return request(req) end
+    local ok, err = pcall(function()
+      for _ = 1, 3 do assert(context.client(ctx):request("GET", "/api/v1/flaky?x=1", { per_second = 5 })) end
+    end)
+    http.request = request
+    assert(ok, err)
+    assert.equal(4, #sent)          -- the first answer is a 503, asked again
+    for i = 2, 4 do assert.is_true(sent[i] - sent[i - 1] >= 0.2, ("%.3f"):format(sent[i] - sent[i - 1])) end
   end)
 end)
