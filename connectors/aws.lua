@@ -101,7 +101,9 @@ local function login_profile(ctx, name)
 end
 
 -- A user's row: its inline policies (cachost's suspension is one) and console password are separate calls.
+-- A member without a UserName is handed over as it is: ctx:emit rejects it (no id).
 local function user_with_details(ctx, u)
+  if type(u) ~= "table" or type(u.UserName) ~= "string" then return u end
   return user_row(u, inline_policies(ctx, u.UserName), login_profile(ctx, u.UserName))
 end
 
@@ -294,7 +296,7 @@ function c.streams.activities(ctx)
                   StartTime = math.floor(since), MaxResults = 50, NextToken = token }
       local d = ctx:request("POST", cloudtrail_url(ctx.settings), { auth = "cloudtrail", body = json.encode(q),
         headers = { ["Content-Type"] = "application/x-amz-json-1.1", ["X-Amz-Target"] = CT_TARGET }, expect_json = true,
-        idempotent = true })
+        idempotent = true, per_second = 2 })
       local events = ctx:listing(d, "Events", "LookupEvents")
       ctx:emit("activities", events, event_row)
       for _, e in ipairs(events) do
@@ -317,9 +319,10 @@ local PUBLIC = { ["http://acs.amazonaws.com/groups/global/AllUsers"] = "public",
 local function s3(ctx, method, path, o)
   o = o or {}
   local resp, err, token, r = ctx:try(method, s3_url(ctx.settings) .. path, { auth = "s3", raw = true,
-    headers = o.headers, body = o.body, query = o.query, max_size = o.max_size, idempotent = o.idempotent })
+    expect_xml = not o.content, headers = o.headers, body = o.body, query = o.query, max_size = o.max_size,
+    idempotent = o.idempotent })
   if not resp then return nil, err, token, r end
-  return resp.body ~= "" and xml.decode(resp.body) or nil, resp
+  return resp.xml, resp
 end
 
 -- the S3 call or a raised failure
@@ -327,6 +330,16 @@ local function s3_ok(ctx, method, path, o)
   local root, resp, token = s3(ctx, method, path, o)
   if root == nil and type(resp) == "string" then fail(resp, token) end
   return root, resp
+end
+
+-- A listing's answer: its root element is the one S3 documents, or it is no listing at all.
+local function s3_listing(ctx, path, query, root_name)
+  local root = s3_ok(ctx, "GET", path, { query = query })
+  if not root or root.name ~= root_name then
+    fail(("malformed listing: expected <%s> from GET %s, got %s"):format(root_name, path,
+      root and "<" .. tostring(root.name) .. ">" or "nothing"), "malformed")
+  end
+  return root
 end
 
 local function key_path(bucket, key)
@@ -385,7 +398,7 @@ local function bucket_rows(ctx, bucket, b)
 end
 
 function c.streams.files(ctx)
-  local root = s3_ok(ctx, "GET", "/")
+  local root = s3_listing(ctx, "/", nil, "ListAllMyBucketsResult")
   for _, b in ipairs(xml.all(root, "Buckets", "Bucket")) do
     local bucket = xml.text(b, "Name")
     local brow, bperms, bpa = bucket_rows(ctx, bucket, b)
@@ -393,8 +406,8 @@ function c.streams.files(ctx)
     ctx:emit("file_permissions", bperms)
     local token
     repeat
-      local l = s3_ok(ctx, "GET", "/" .. urlencode(bucket), { query = { ["list-type"] = "2", ["max-keys"] = "1000",
-        ["continuation-token"] = token } })
+      local l = s3_listing(ctx, "/" .. urlencode(bucket), { ["list-type"] = "2", ["max-keys"] = "1000",
+        ["continuation-token"] = token }, "ListBucketResult")
       local rows, perms = {}, {}
       for _, o in ipairs(xml.all(l, "", "Contents")) do
         local row, p = object_rows(ctx, bucket, o, bpa)
@@ -417,7 +430,7 @@ function c.fetch.files(ctx, id)
     ctx:emit("file_permissions", perms)
     return
   end
-  local l = s3_ok(ctx, "GET", "/" .. urlencode(bucket), { query = { ["list-type"] = "2", prefix = key, ["max-keys"] = "1" } })
+  local l = s3_listing(ctx, "/" .. urlencode(bucket), { ["list-type"] = "2", prefix = key, ["max-keys"] = "1" }, "ListBucketResult")
   local o = xml.all(l, "", "Contents")[1]
   if not o or xml.text(o, "Key") ~= key then ctx:retire("files", { id }); return end
   local row, perms = object_rows(ctx, bucket, o, block_public_access(ctx, bucket))
@@ -429,7 +442,7 @@ end
 function c.content(ctx, file, max_size)
   if file.is_folder == 1 then return nil, "unsupported: a bucket has no content" end
   local bucket, key = file.ext_id:match("^([^/]+)/(.+)$")
-  local _, resp, token = s3(ctx, "GET", key_path(bucket, key), { max_size = max_size })
+  local _, resp, token = s3(ctx, "GET", key_path(bucket, key), { max_size = max_size, content = true })
   if type(resp) == "string" then return nil, resp, token end
   return resp.body
 end

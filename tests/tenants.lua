@@ -4,7 +4,9 @@
 --
 -- tests/tenants/<app>.lua returns { users_path = a Lua pattern on the path of its users listing,
 -- tenant = function(o) -> the emulator (o(defaults) scales counts by opts.size and adds seed and
--- opts.tenant), instance = function(tenant, url) -> settings, secrets }.
+-- opts.tenant), instance = function(tenant, url) -> settings, secrets }; optionally users = function(tenant)
+-- -> {user ext_id = true} a complete sync holds (faults_spec), retry_header = false when the provider's
+-- 429 names no wait, next_links = false when its listings carry no URL of the next page.
 local helpers = require "helpers"
 
 local M = {}

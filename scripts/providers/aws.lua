@@ -14,12 +14,12 @@ function P.query(ctx, action, params, o)
   local form = { Action = action, Version = o.version or P.IAM_VERSION }
   for k, v in pairs(params or {}) do form[k] = v end
   -- reads may be sent again after a timeout or a 5xx; writes only when they cannot have been carried out
-  local read = action:match("^List") or action:match("^Get")
-  local _, resp = ctx:request("POST", o.url or "/", { form = form, auth = o.auth, raw = true,
+  -- (GenerateCredentialReport only starts a report when none is recent)
+  local read = action:match("^List") or action:match("^Get") or action == "GenerateCredentialReport"
+  local _, resp = ctx:request("POST", o.url or "/", { form = form, auth = o.auth, raw = true, expect_xml = true,
     headers = { Accept = "text/xml" }, idempotent = read and true or nil })
-  local root, err = xml.decode(resp.body)
-  if not root then fail(("%s answered: %s"):format(action, err), "malformed") end
-  return xml.child(root, action .. "Result") or root
+  if not resp.xml then fail(("malformed: %s answered nothing"):format(action), "malformed") end
+  return xml.child(resp.xml, action .. "Result") or resp.xml
 end
 
 -- The pages of a Marker-paged listing, each an array of the list's <member> elements as plain records
@@ -32,8 +32,17 @@ function P.pages(ctx, action, params, list, o)
     for k, v in pairs(params or {}) do p[k] = v end
     p.MaxItems, p.Marker = p.MaxItems or "1000", marker
     local result = P.query(ctx, action, p, o)
+    -- the list is required in every listing's answer, and holds <member>s only: anything else is no
+    -- complete listing (nothing may be marked deleted for it)
+    local el = xml.find(result, list)
+    if not el then fail(("malformed listing: expected %s in the %s answer"):format(list, action), "malformed") end
     local items = {}
-    for i, m in ipairs(xml.all(result, list, "member")) do items[i] = xml.record(m) end
+    for i, m in ipairs(el) do
+      if m.name ~= "member" then
+        fail(("malformed listing: expected %s to hold <member> items, got <%s> (%s)"):format(list, tostring(m.name), action), "malformed")
+      end
+      items[i] = xml.record(m)
+    end
     marker = xml.text(result, "IsTruncated") == "true" and xml.text(result, "Marker") or nil
     done = marker == nil
     return items, result

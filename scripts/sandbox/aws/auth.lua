@@ -108,6 +108,64 @@ function Aws:fault_response(f, req)
   return self:error(req, st, svc == "cloudtrail" and "InternalFailure" or "ServiceFailure", "Service failure")
 end
 
+-- What a fault's path pattern is matched against: IAM and STS (query protocol) and CloudTrail (JSON 1.1)
+-- send every operation as POST /, so there "/" followed by the operation's name ("/ListUsers$",
+-- "/LookupEvents$"); S3's own path otherwise.
+local T = require "sandbox.tenant"
+local function operation(req)
+  local target = req.headers["x-amz-target"]
+  if target then return "/" .. target:match("[^.]*$") end
+  local action = req.query.Action
+  if not action and req.method == "POST" and req.path == "/" then action = T.parse_form(req.body).Action end
+  return action and "/" .. action or req.path
+end
+
+function Aws:take_fault(req)
+  local path = req.path
+  req.path = operation(req)
+  local f = T.Base.take_fault(self, req)
+  req.path = path
+  return f
+end
+
+-- Faults `shape` and `garbled` on XML answers: every list of <member>s (and S3's <Buckets>) holds a
+-- maintenance message instead of its items, or keeps its items with none of their fields.  Flattened
+-- lists (ListObjectsV2's <Contents>) have no wrapper to replace: only garbled applies to them.
+local X = require "sdk.xml"
+local ITEMS = { member = true, Bucket = true, Contents = true }
+local function render(el)
+  local attrs = {}
+  for k, v in pairs(el.attrs or {}) do attrs[#attrs + 1] = (' %s="%s"'):format(k, C.esc(v)) end
+  table.sort(attrs)
+  local inner = {}
+  for i, c in ipairs(el) do inner[i] = render(c) end
+  return ("<%s%s>%s%s</%s>"):format(el.name, table.concat(attrs), #el == 0 and C.esc(el.text or "") or "",
+    table.concat(inner), el.name)
+end
+local function mangle(el, how)
+  local n = #el
+  if n > 0 and how == "shape" and (el[1].name == "member" or el.name == "Buckets") then
+    for i = n, 1, -1 do el[i] = nil end
+    el[1] = { name = "Message", text = "The service is under maintenance." }
+    return
+  end
+  for _, c in ipairs(el) do
+    if how == "garbled" and ITEMS[c.name] then
+      for i = #c, 1, -1 do c[i] = nil end
+      c[1] = { name = "Error", text = "maintenance" }
+    else
+      mangle(c, how)
+    end
+  end
+end
+
+function Aws:rewrite(body, how)
+  local root = body:match("^%s*<") and X.decode(body)
+  if not root then return T.rewrite(body, how) end
+  mangle(root, how)
+  return '<?xml version="1.0" encoding="UTF-8"?>\n' .. render(root)
+end
+
 function Aws:decorate(req, st, hdr)
   hdr["x-amzn-RequestId"] = hdr["x-amzn-RequestId"] or self:request_id(req)
 end
