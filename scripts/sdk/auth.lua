@@ -417,16 +417,15 @@ local function assume_role(client, scheme, keys, role_arn)
                 headers = { ["Content-Type"] = "application/x-www-form-urlencoded; charset=utf-8" } }
   sigv4.sign(req, keys, { service = "sts", region = region })
   local resp, err = client:request("POST", req.url, { body = req.body, headers = req.headers, no_auth = true,
-    raw = true, idempotent = true })
+    raw = true, expect_xml = true, idempotent = true })
   if not resp then
     local token = tostring(err):match("^(%a+):")
     -- refused (4xx: wrong keys, role or external id) is about the credentials; an outage is not
     if token ~= "auth" and token ~= "permission" and token ~= "http" and token ~= "not_found" then return nil, err, token end
     return nil, "auth: STS AssumeRole refused: " .. tostring(err), "auth"
   end
-  local root = xml.decode(resp.body)
   local x = require "sdk.xml"
-  local c = root and x.record(x.find(root, "AssumeRoleResult/Credentials") or { text = "" })
+  local c = resp.xml and x.record(x.find(resp.xml, "AssumeRoleResult/Credentials") or { text = "" })
   local expires = type(c) == "table" and util.parse_iso(c.Expiration)
   if not (expires and c.AccessKeyId and c.SecretAccessKey and c.SessionToken) then
     return nil, "auth: STS AssumeRole answered without credentials", "auth"
