@@ -8,7 +8,10 @@
 --       result.extractor: text | docx | xlsx | pptx | zip | pdf (see dlp/extract.lua)
 --
 -- opts: detectors = {"credit_card", ...} (nil = all), custom = {{name =, pattern =, min =}},
---       min_counts = {credit_card = 2}: a type is reported only when its count reaches its minimum.
+--       min_counts = {credit_card = 2}: a type is reported only when its count reaches its minimum,
+--       values = {"aws_access_key"}: those types' matched texts are returned too (matches[type].values,
+--       distinct, at most dlp.VALUES), to be recognised (an access key id among the grants cachost knows);
+--       they are the caller's to keep out of the store: only masked samples are recorded.
 --
 -- Detectors (built-in names): credit_card, ssn, iban, aws_access_key, aws_secret_key, private_key, jwt.
 --  * credit_card: 13-19 digits, optionally in groups split by one space or dash, a known IIN prefix with its
@@ -38,6 +41,7 @@
 local M = {}
 
 M.SAMPLES = 3          -- masked samples kept per type
+M.VALUES = 100         -- distinct matched texts returned per type asked for (opts.values)
 M.OVERLAP = 8192       -- longest match found across a chunk boundary (a JWT can be long)
 M.MARGIN = 256         -- context a detector may need after a match (frontiers, proximity)
 M.CHUNK = 1 << 20
@@ -487,6 +491,14 @@ function M.check_options(opts)
       end
     end
   end
+  if opts.values ~= nil then
+    if type(opts.values) ~= "table" then bad("values", "must be a list of detector names, got a %s", type(opts.values))
+    else
+      for _, d in ipairs(opts.values) do
+        if not known[d] then bad("values", "unknown detector '%s' (%s)", tostring(d), table.concat(M.TYPES, ", ")) end
+      end
+    end
+  end
   if opts.custom ~= nil then
     if type(opts.custom) ~= "table" then bad("custom", "must be a list of {name =, pattern =, min =}, got a %s", type(opts.custom))
     else
@@ -522,7 +534,9 @@ local function prepare(opts)
     custom[#custom + 1] = { name = c.name, pattern = c.pattern }
     if c.min then mins[c.name] = c.min end
   end
-  return want, custom, mins
+  local values = {}
+  for _, d in ipairs(opts.values or {}) do values[d] = true end
+  return want, custom, mins, values
 end
 
 -- Between windows a scan inside a task lets the event loop run the other ready tasks (sched.sleep(0)), so
@@ -536,7 +550,7 @@ end
 
 -- dlp.stream(opts): feed chunks of any size; each match is counted in exactly one window (by its end).
 function M.stream(opts)
-  local want, custom, mins = prepare(opts)
+  local want, custom, mins, values = prepare(opts)
   local found = {}
   local st = { bytes = 0 }
   local buf, base = "", 0   -- buf holds text[base+1 .. base+#buf]
@@ -549,6 +563,12 @@ function M.stream(opts)
     if not f then f = { count = 0, samples = {} }; found[kind] = f end
     f.count = f.count + 1
     if #f.samples < M.SAMPLES then f.samples[#f.samples + 1] = sample end
+    if values[kind] then
+      local v = sub(buf, s, e)
+      f.values = f.values or {}
+      f.seen = f.seen or {}
+      if not f.seen[v] and #f.values < M.VALUES then f.seen[v] = true; f.values[#f.values + 1] = v end
+    end
   end
   local function window(final)
     lo = counted
@@ -575,6 +595,7 @@ function M.stream(opts)
     local matches, total = {}, 0
     for kind, f in pairs(found) do
       if f.count >= (mins[kind] or 1) then
+        f.seen = nil
         matches[kind] = f
         total = total + f.count
       end

@@ -78,6 +78,25 @@ describe("dlp AWS keys", function()
     assert.equal(0, count(r, "aws_access_key"))
     assert.equal(0, count(r, "aws_secret_key"))
   end)
+  it("returns the access key ids found when asked (values), each once, and no other type's", function()
+    local text = "AKIAIOSFODNN7EXAMPLE wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY again AKIAIOSFODNN7EXAMPLE and ASIAY34FZKBOKMUTVV7A"
+    local r = dlp.scan(text, { values = { "aws_access_key" } })
+    assert.equal(3, count(r, "aws_access_key"))
+    assert.same({ "AKIAIOSFODNN7EXAMPLE", "ASIAY34FZKBOKMUTVV7A" }, r.matches.aws_access_key.values)
+    assert.is_nil(r.matches.aws_secret_key.values)
+    assert.is_nil(r.matches.aws_access_key.seen)
+    -- across chunk boundaries too, and bounded
+    local parts = {}
+    for i = 1, dlp.VALUES + 20 do parts[i] = ("AKIA%016d"):format(i) end
+    local s = dlp.stream { values = { "aws_access_key" }, detectors = { "aws_access_key" } }
+    local all = table.concat(parts, " " .. ("x"):rep(20000) .. " ")
+    for i = 1, #all, 65536 do s:feed(all:sub(i, i + 65535)) end
+    local r2 = s:finish()
+    assert.equal(dlp.VALUES + 20, count(r2, "aws_access_key"))
+    assert.equal(dlp.VALUES, #r2.matches.aws_access_key.values)
+    assert.equal("AKIA0000000000000001", r2.matches.aws_access_key.values[1])
+    assert.has_error(function() dlp.scan("x", { values = { "passwords" } }) end)
+  end)
 end)
 
 describe("dlp private keys and JWTs", function()
