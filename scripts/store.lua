@@ -789,6 +789,15 @@ function Store:app_users(inst, client_id)
     AND client_id = ? AND deleted_at IS NULL]], inst, client_id))[1].n
 end
 
+-- The live app grants, in every live instance, whose id is one of ids (access key ids found in a file) ->
+-- {{instance_id =, instance = its name, ext_id =, user_id =, user =, app_name =}, ...}
+function Store:grants_with_ids(ids)
+  return must(self.db:query([[SELECT g.instance_id, i.name AS instance, g.ext_id, g.user_id, g.user, g.app_name
+    FROM app_grants g JOIN instances i ON i.id = g.instance_id
+    WHERE g.ext_id IN (SELECT value FROM json_each(?)) AND g.deleted_at IS NULL AND i.removed_at IS NULL
+    ORDER BY i.name, g.ext_id]], json.encode(json.array(ids))))
+end
+
 -- An actor's account (by ext_id, or email) -> {status =, since = ISO time cachost has known that status
 -- from: its last change, else when the account was first seen} | nil
 function Store:actor_status(inst, who, email)

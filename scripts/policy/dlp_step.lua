@@ -2,9 +2,13 @@
 local dlp = require "dlp"
 local L = require "policy.limits"
 
--- dlp = {detectors = {...}, custom = {{name=, pattern=, min=}}, min_counts = {...}, min = N, max_size = bytes}:
--- download the file through its connector and scan it; the file row records the outcome (scan_status,
--- scan_reason, scan_matches with masked samples, scanned_at).  -> evidence (masked samples only) or nil
+-- dlp = {detectors = {...}, custom = {{name=, pattern=, min=}}, min_counts = {...}, min = N, max_size = bytes,
+-- grants = DETECTOR}: download the file through its connector and scan it; the file row records the outcome
+-- (scan_status, scan_reason, scan_matches with masked samples, scanned_at).  -> evidence (masked samples
+-- only) or nil.
+-- With grants, what that detector finds (an access key id) is looked up among the live app grants of every
+-- instance: the policy hits only when the file holds one of them, and evidence.grants names those grants
+-- (their instance, user and masked id) for the policy's app-permission actions (policy/outcome).
 local function dlp_step(p, run, row)
   local st, inst, opts = run.st, run.inst, run.opts
   local ctx = opts.ctx
@@ -21,7 +25,7 @@ local function dlp_step(p, run, row)
     result = { status = why:match("too_large") and "too_large" or "failed", reason = why }
   else
     result = dlp.scan_file(body, { name = row.name, mime = ctype or row.mime, max_size = max, detectors = p.dlp.detectors,
-      custom = p.dlp.custom, min_counts = p.dlp.min_counts })
+      custom = p.dlp.custom, min_counts = p.dlp.min_counts, values = p.dlp.grants and { p.dlp.grants } or nil })
   end
   local total, found = 0, {}
   for kind, m in pairs(result.status == "completed" and result.matches or {}) do
@@ -32,7 +36,18 @@ local function dlp_step(p, run, row)
     st:record_scan(inst.id, row.ext_id, { status = result.status, reason = result.reason,
       matches = result.status == "completed" and found or nil })
   end
-  if total >= (p.dlp.min or 1) then return { matches = found, count = total } end
+  if total < (p.dlp.min or 1) then return nil end
+  if not p.dlp.grants then return { matches = found, count = total } end
+  local m = result.status == "completed" and result.matches[p.dlp.grants]
+  local grants = m and m.values and st:grants_with_ids(m.values) or {}
+  if #grants == 0 then return nil end
+  local named, users = {}, {}
+  for i, g in ipairs(grants) do
+    named[i] = { instance_id = g.instance_id, instance = g.instance, ext_id = g.ext_id, user = g.user_id,
+                 masked = dlp.mask(g.ext_id, 4, 4) }
+    users[i] = ("%s (%s)"):format(tostring(g.user_id or g.user or "?"), g.instance)
+  end
+  return { matches = found, count = total, grants = named, grant_users = table.concat(users, ", ") }
 end
 
 return dlp_step

@@ -218,13 +218,19 @@ local function validate(d, name)
   end
   if d.dlp ~= nil then
     local x = d.dlp
-    if check_fields(x, "dlp", { detectors = 1, custom = 1, min_counts = 1, min = 1, max_size = 1 }, bad) then
+    if check_fields(x, "dlp", { detectors = 1, custom = 1, min_counts = 1, min = 1, max_size = 1, grants = 1 }, bad) then
       local perr = dlp.check_options(x)
+      -- grants = DETECTOR: what it finds is looked up among the app grants cachost knows (see dlp_step)
+      if x.grants ~= nil then
+        local ok = false
+        for _, dname in ipairs(type(x.detectors) == "table" and x.detectors or dlp.TYPES) do ok = ok or dname == x.grants end
+        if not ok then bad("dlp.grants", "must name one of the policy's detectors, got %s", got(x.grants)) end
+      end
       for _, e in ipairs(perr) do bad("dlp." .. e[1], "%s", e[2]) end
       if x.min ~= nil and (math.type(x.min) ~= "integer" or x.min < 1) then bad("dlp.min", "must be a whole number of at least 1, got %s", got(x.min)) end
       if x.max_size ~= nil and (math.type(x.max_size) ~= "integer" or x.max_size < 1) then bad("dlp.max_size", "must be a positive number of bytes, got %s", got(x.max_size)) end
     else
-      bad("dlp", "must be a table {detectors =, custom =, min_counts =, min =, max_size =}, got %s", got(x))
+      bad("dlp", "must be a table {detectors =, custom =, min_counts =, min =, max_size =, grants =}, got %s", got(x))
     end
   end
   local known = { name = 1, severity = 1, on = 1, match = 1, match_fn = 1, repeated = 1, followed_by = 1, travel = 1,

@@ -47,12 +47,20 @@ function M.fire(st, inst, p, entity, row, evidence, opts)
   -- so after a crash between the two the page's second evaluation finds them and writes the alert
   -- without planning them again: alert and actions once each.
   -- opts.dry (policy test) writes nothing: alerts once per key in memory, actions only said.
-  -- what the hit asks for: {action, target} of each action that has a target in this row
+  -- what the hit asks for: {action, target} of each action that has a target in this row; an
+  -- app-permission action of a file policy acts on the grants its content was found to hold (dlp.grants),
+  -- each in its own instance
   local wanted = {}
   for _, action in ipairs(p.actions) do
     local target = action ~= "alert" and target_of(entity, action, row)
     if target then wanted[#wanted + 1] = { action = action, target = target } end
+    if action ~= "alert" and not target and governance.ENTITY[action] == "app_grants" then
+      for _, g in ipairs(evidence.grants or {}) do
+        wanted[#wanted + 1] = { action = action, target = g.ext_id, instance_id = g.instance_id }
+      end
+    end
   end
+  for _, g in ipairs(evidence.grants or {}) do g.ext_id, g.instance_id = nil, nil end   -- the alert keeps the masked id
   if opts.dry then
     if opts.seen[key] then return 0 end
     opts.seen[key] = true
@@ -72,10 +80,15 @@ function M.fire(st, inst, p, entity, row, evidence, opts)
   local mode = opts.mode or p.mode
   for _, w in ipairs(wanted) do
     local action, target = w.action, w.target
+    local on, rec, err = inst, nil, nil
     local cid = crypto.hex(crypto.sha256(key .. "\0" .. action)):sub(1, 16)
-    local rec, err = st:action_of(inst.id, cid)
-    if not rec then
-      rec, err = governance.act { store = st, instance = inst, action = action, target = target, policy = p.id,
+    if w.instance_id then      -- another instance's grant: the id says which
+      cid = crypto.hex(crypto.sha256(key .. "\0" .. action .. "\0" .. w.instance_id .. "\0" .. target)):sub(1, 16)
+      on, err = require("instances").instance(st, w.instance_id)
+    end
+    if on then rec, err = st:action_of(on.id, cid) end
+    if on and not rec then
+      rec, err = governance.act { store = st, instance = on, action = action, target = target, policy = p.id,
         dry_run = mode ~= "enforce", params = { reason = title }, correlation_id = cid }
     end
     plans[#plans + 1] = { action = action, target = target, mode = rec and rec.mode or "error",

@@ -52,7 +52,8 @@ describe("policies", function()
     local names = {}
     for _, p in ipairs(shipped) do names[#names + 1] = p.id end
     table.sort(names)
-    assert.same({ "bruteforce", "impossible_travel", "mass_download", "new_admin", "offboarding", "risky_oauth_grant",
+    assert.same({ "bruteforce", "impossible_travel", "leaked_access_key", "mass_download", "new_admin", "offboarding",
+                  "risky_oauth_grant",
                   "sensitive_file_shared", "suspended_user_activity" }, names)
   end)
 
