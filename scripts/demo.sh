@@ -21,7 +21,7 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 say "starting sandbox tenants (API emulators on loopback)"
 TENANTS="$DIR/demo-tenants.txt"
 : >"$TENANTS"          # exists before the sandbox writes to it: the wait below reads it from the start
-APPS="okta github:acme github:globex box microsoft google-workspace:acme gcp:acme webex servicenow salesforce:acme salesforce:globex"
+APPS="okta github:acme github:globex box microsoft google-workspace:acme gcp:acme webex servicenow salesforce:acme salesforce:globex aws"
 "$BIN" sandbox $APPS >"$TENANTS" 2>"$DIR/demo-tenants.log" &
 SANDBOX=$!
 trap 'kill $SANDBOX 2>/dev/null' EXIT
@@ -35,7 +35,7 @@ cat "$TENANTS"
 field() { awk -v a="$1" -v n="$2" -v f="$3" '$1==a && $2==n {print $f}' "$TENANTS"; }
 cred() { grep "^$1	" "$TENANTS" | cut -f4 | tr ' ' '\n' | sed -n "s/^$2=//p"; }
 
-say "adding instances: one Okta org (API token), two GitHub orgs (OAuth web flow), Box, Office 365"
+say "adding instances: one Okta org (API token), two GitHub orgs (OAuth web flow), Box, Office 365, Google Workspace, an AWS account (a role with an external id)"
 CACHOST_SET_API_TOKEN=$(field okta okta 4) "$BIN" instance add okta --name acme-okta \
   --set domain=acme.okta.com --set base_url="$(field okta okta 3)" --set insecure_loopback=true </dev/null
 "$BIN" instance connect acme-okta
@@ -70,6 +70,10 @@ CACHOST_SET_SERVICE_ACCOUNT_KEY="$(cat "$(cred google-workspace key_file)")" "$B
 gcp=$(field gcp acme 3)
 CACHOST_SET_SERVICE_ACCOUNT_KEY="$(cat "$(cred gcp key_file)")" "$BIN" instance add gcp --name acme-gcp \
   --set organization_id=$(cred gcp organization_id) --set base_url="$gcp" --set oauth_base_url="$gcp" --set insecure_loopback=true </dev/null
+# AWS: the audit user's keys assume the account's role with its external id (secrets through the environment)
+CACHOST_SET_ACCESS_KEY_ID=$(cred aws access_key_id) CACHOST_SET_SECRET_ACCESS_KEY=$(cred aws secret_access_key) \
+  "$BIN" instance add aws --name acme-aws --set role_arn=$(cred aws role_arn) --set external_id=$(cred aws external_id) \
+  --set base_url="$(field aws aws 3)" --set insecure_loopback=true </dev/null
 
 # Webex: an integration connected by its OAuth consent (the sandbox approves it as the org's Compliance Officer)
 wx=$(field webex webex 3)
@@ -93,7 +97,8 @@ done
 
 say "scanning every instance (policies watch what changes; the file policy quarantines in enforce mode)"
 "$BIN" policy mode sensitive_file_shared enforce
-for i in acme-okta acme-github globex-github acme-box contoso-365 acme-gws acme-gcp acme-webex acme-sf globex-sf; do "$BIN" sync "$i" || true; done
+"$BIN" policy mode leaked_access_key enforce
+for i in acme-okta acme-github globex-github acme-box contoso-365 acme-gws acme-gcp acme-webex acme-sf globex-sf acme-aws; do "$BIN" sync "$i" || true; done
 
 say "a Workday tenant employing the Okta org's people: those who left but still have active accounts are offboarded"
 "$BIN" query "SELECT email FROM users u JOIN instances i ON i.id = u.instance_id WHERE i.name = 'acme-okta'
@@ -209,6 +214,15 @@ curl -s -X POST "$sn/_sandbox/bruteforce" -d "login=$sn_admin&failures=8" >/dev/
 "$BIN" query "SELECT g.action, g.target, g.mode, g.result, u.status AS servicenow_status FROM governance_actions g
   JOIN instances i ON i.id = g.instance_id JOIN users u ON u.instance_id = g.instance_id AND u.ext_id = g.target_id
   WHERE i.name = 'acme-servicenow' ORDER BY g.id"
+
+say "an AWS account: the public bucket's key file quarantined (private copy, tombstone), the leaked access key deactivated"
+"$BIN" sync acme-aws --stream files >/dev/null     # the next scan sees the quarantine
+"$BIN" query "SELECT g.id, g.policy, g.action, g.target, g.mode, g.result FROM governance_actions g
+  JOIN instances i ON i.id = g.instance_id WHERE i.name = 'acme-aws' ORDER BY g.id"
+"$BIN" query "SELECT path, access_level, scan_status, quarantined FROM files f JOIN instances i ON i.id = f.instance_id
+  WHERE i.name = 'acme-aws' AND f.deleted_at IS NULL AND f.path LIKE '/acme-data/%' ORDER BY path"
+"$BIN" query "SELECT g.user, g.ext_id AS access_key, CASE WHEN g.deleted_at IS NULL THEN 'active' ELSE 'deactivated' END AS state
+  FROM app_grants g JOIN instances i ON i.id = g.instance_id WHERE i.name = 'acme-aws' AND g.user = 'ops-automation'"
 
 say "a few recent sign-ins"
 "$BIN" query "SELECT time, actor, outcome, ip, location FROM activities WHERE kind = 'signin' ORDER BY time DESC LIMIT 8"

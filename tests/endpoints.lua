@@ -1,10 +1,10 @@
 -- endpoints.lua — is a request cachost sent one its provider documents?  tests/fixtures/endpoints/<app>.txt
 -- lists, per app, "METHOD /path/{param}" templates taken from the providers' references; a {param} is one
--- path segment.  Used on CACHOST_TRACE_HTTP traces (demo_spec): every request there must match one.
+-- path segment, a {param+} one or more (AWS's notation for S3's object keys: /{Bucket}/{Key+}).  Used on CACHOST_TRACE_HTTP traces (demo_spec): every request there must match one.
 local M = {}
 
 local function pattern(template)
-  local p = template:gsub("[%^%$%(%)%%%.%[%]%*%+%-%?]", "%%%0"):gsub("{[^}/]+}", "[^/]+")
+  local p = template:gsub("[%^%$%(%)%%%.%[%]%*%+%-%?]", "%%%0"):gsub("{[^}/]+%%%+}", ".+"):gsub("{[^}/]+}", "[^/]+")
   return "^" .. p .. "$"
 end
 

@@ -12,6 +12,11 @@ describe("documented endpoints", function()
     assert.is_nil(endpoints.documented("okta", "GET", "/api/v1/made/up"))
     assert.truthy(endpoints.documented("office365", "GET", "/api/v1.0/t-1/activity/feed/audit/a$b$c"))
     assert.is_nil(endpoints.load("no-such-app"))
+    -- {Key+}: one segment or more
+    assert.equal("/{Bucket}/{Key+}", endpoints.documented("aws", "GET", "/acme-data/backup/2025/credentials.csv"))
+    assert.equal("/{Bucket}/{Key+}", endpoints.documented("aws", "DELETE", "/acme-data/credentials.csv"))
+    assert.is_nil(endpoints.documented("aws", "DELETE", "/acme-data/"))
+    assert.is_nil(endpoints.documented("aws", "DELETE", "/acme-data"))
   end)
 
   it("lists a trace's undocumented requests of apps it knows, once each", function()
