@@ -1,9 +1,9 @@
 # cachost — build, test, bench, demo.  Every target installs what it needs (make deps) first.
 .DEFAULT_GOAL := all
 
-PKGS     := lua5.4 yajl libcurl sqlite3 libevent libevent_openssl openssl readline libzip poppler-glib libmaxminddb libpcre2-8 expat libzstd libpq
+PKGS     := lua5.4 yajl libcurl sqlite3 libevent libevent_openssl openssl readline libzip poppler-glib libmaxminddb libpcre2-8 expat libzstd libpq zlib
 DEBS     := build-essential pkg-config liblua5.4-dev lua5.4 libyajl-dev libcurl4-openssl-dev \
-            libsqlite3-dev sqlite3 libevent-dev libssl-dev libreadline-dev libcmocka-dev lua-busted curl python3 openssl time libzip-dev libpoppler-glib-dev libmaxminddb-dev mmdb-bin libpcre2-dev libexpat1-dev libzstd-dev \
+            libsqlite3-dev sqlite3 libevent-dev libssl-dev libreadline-dev libcmocka-dev lua-busted curl python3 openssl time libzip-dev libpoppler-glib-dev libmaxminddb-dev mmdb-bin libpcre2-dev libexpat1-dev libzstd-dev zlib1g-dev \
             faketime libpq-dev postgresql
 # the libFuzzer harnesses (make fuzz, and their smoke run in make test)
 FUZZ_DEBS := clang libclang-rt-14-dev

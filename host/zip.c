@@ -7,9 +7,18 @@
  * "too_large" (the entry inflates past max; default 64 MiB: zip bombs stop there).
  * The archive handle lives in a userdata with __gc from the moment it is opened, so a raise (out of
  * memory while building the result) never leaks it.  The bytes must stay alive during the call only.
+ *
+ * gzip (RFC 1952, zlib), for what providers hand over gzipped (AWS CloudTrail's log files in S3):
+ *   zip.gunzip(s[, max]) -> data | nil, err, token   every member of s in turn, as `gzip -d` reads
+ *        concatenated members; token "corrupt" (not gzip, damaged, cut short: err says which) or
+ *        "too_large" (the output passes max bytes, default 64 MiB: gzip bombs stop there)
+ *   zip.gzip(s[, level]) -> gzip member              level 1..9 (default 6)
+ * The zlib stream lives in a userdata with __gc too.
  */
+#include <limits.h>
 #include <string.h>
 #include <zip.h>
+#include <zlib.h>
 
 #include "host.h"
 
@@ -130,12 +139,114 @@ static int l_read(lua_State *L) {
     return 1;
 }
 
+/* ---- gzip ---- */
+#define GZBOX_MT "cachost.gzbox"
+
+typedef struct {
+    z_stream zs;
+    int inflating, deflating; /* which end call the stream needs */
+} gzbox_t;
+
+static int gz_gc(lua_State *L) {
+    gzbox_t *b = luaL_checkudata(L, 1, GZBOX_MT);
+    if (b->inflating) inflateEnd(&b->zs);
+    if (b->deflating) deflateEnd(&b->zs);
+    b->inflating = b->deflating = 0;
+    return 0;
+}
+
+static gzbox_t *new_gzbox(lua_State *L) {
+    gzbox_t *b = lua_newuserdatauv(L, sizeof *b, 0);
+    memset(b, 0, sizeof *b);
+    luaL_setmetatable(L, GZBOX_MT);
+    return b;
+}
+
+static int gz_fail(lua_State *L, const char *token, const char *why) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s: gzip: %s", token, why);
+    lua_pushstring(L, token);
+    return 3;
+}
+
+static int l_gunzip(lua_State *L) {
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    lua_Integer max = luaL_optinteger(L, 2, DEFAULT_MAX);
+    luaL_argcheck(L, max >= 0, 2, "max must not be negative");
+    if (n == 0) return gz_fail(L, "corrupt", "empty input");
+    if (n > UINT_MAX) return gz_fail(L, "too_large", "input over 4 GiB");
+    gzbox_t *b = new_gzbox(L);
+    if (inflateInit2(&b->zs, 16 + MAX_WBITS) != Z_OK) return luaL_error(L, "gunzip: out of memory");
+    b->inflating = 1;
+    b->zs.next_in = (Bytef *)s;
+    b->zs.avail_in = (uInt)n;
+    luaL_Buffer buf;
+    luaL_buffinit(L, &buf);
+    size_t total = 0;
+    for (;;) {
+        char *p = luaL_prepbuffer(&buf);
+        b->zs.next_out = (Bytef *)p;
+        b->zs.avail_out = LUAL_BUFFERSIZE;
+        int rc = inflate(&b->zs, Z_NO_FLUSH);
+        size_t got = LUAL_BUFFERSIZE - b->zs.avail_out;
+        total += got;
+        if (total > (size_t)max) return gz_fail(L, "too_large", "the output passes its limit");
+        luaL_addsize(&buf, got);
+        if (rc == Z_STREAM_END) {
+            if (b->zs.avail_in == 0) break;
+            if (inflateReset(&b->zs) != Z_OK) return gz_fail(L, "corrupt", "cannot read the next member");
+            continue; /* another member follows */
+        }
+        if (rc == Z_BUF_ERROR && b->zs.avail_in == 0) return gz_fail(L, "corrupt", "cut short");
+        if (rc != Z_OK) return gz_fail(L, "corrupt", b->zs.msg ? b->zs.msg : "damaged");
+    }
+    inflateEnd(&b->zs);
+    b->inflating = 0;
+    luaL_pushresult(&buf);
+    return 1;
+}
+
+static int l_gzip(lua_State *L) {
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    int level = (int)luaL_optinteger(L, 2, 6);
+    luaL_argcheck(L, level >= 1 && level <= 9, 2, "level out of range (1..9)");
+    luaL_argcheck(L, n <= UINT_MAX, 1, "input over 4 GiB");
+    gzbox_t *b = new_gzbox(L);
+    if (deflateInit2(&b->zs, level, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+        return luaL_error(L, "gzip: out of memory");
+    b->deflating = 1;
+    b->zs.next_in = (Bytef *)s;
+    b->zs.avail_in = (uInt)n;
+    luaL_Buffer buf;
+    luaL_buffinit(L, &buf);
+    int rc;
+    do {
+        char *p = luaL_prepbuffer(&buf);
+        b->zs.next_out = (Bytef *)p;
+        b->zs.avail_out = LUAL_BUFFERSIZE;
+        rc = deflate(&b->zs, Z_FINISH);
+        if (rc == Z_STREAM_ERROR) return luaL_error(L, "gzip: stream error");
+        luaL_addsize(&buf, LUAL_BUFFERSIZE - b->zs.avail_out);
+    } while (rc != Z_STREAM_END);
+    deflateEnd(&b->zs);
+    b->deflating = 0;
+    luaL_pushresult(&buf);
+    return 1;
+}
+
 int luaopen_zip(lua_State *L) {
     luaL_newmetatable(L, ZIPBOX_MT);
     lua_pushcfunction(L, box_gc);
     lua_setfield(L, -2, "__gc");
     lua_pop(L, 1);
-    static const luaL_Reg fns[] = {{"entries", l_entries}, {"read", l_read}, {NULL, NULL}};
+    luaL_newmetatable(L, GZBOX_MT);
+    lua_pushcfunction(L, gz_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
+    static const luaL_Reg fns[] = {{"entries", l_entries}, {"read", l_read}, {"gunzip", l_gunzip}, {"gzip", l_gzip},
+                                   {NULL, NULL}};
     luaL_newlib(L, fns);
     return 1;
 }
