@@ -35,7 +35,7 @@ cat "$TENANTS"
 field() { awk -v a="$1" -v n="$2" -v f="$3" '$1==a && $2==n {print $f}' "$TENANTS"; }
 cred() { grep "^$1	" "$TENANTS" | cut -f4 | tr ' ' '\n' | sed -n "s/^$2=//p"; }
 
-say "adding instances: one Okta org (API token), two GitHub orgs (OAuth web flow), Box, Office 365, Google Workspace, an AWS account (a role with an external id)"
+say "adding instances: one Okta org (API token), two GitHub orgs (OAuth web flow), Box, Office 365, Google Workspace, a GCP organization, an AWS account (a role with an external id)"
 CACHOST_SET_API_TOKEN=$(field okta okta 4) "$BIN" instance add okta --name acme-okta \
   --set domain=acme.okta.com --set base_url="$(field okta okta 3)" --set insecure_loopback=true </dev/null
 "$BIN" instance connect acme-okta
