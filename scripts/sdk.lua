@@ -62,6 +62,7 @@ local function connector_env()
     provider = provider, xml = require "sdk.xml",     -- xml: replies in XML (AWS), see docs/PRIMITIVES.md
     soap = require "sdk.soap",                        -- SOAP 1.1 envelopes and faults (Workday)
     csv = require "sdk.csv",                          -- csv: logs handed out as CSV (Salesforce's EventLogFile)
+    gunzip = zip.gunzip,                              -- what providers hand over gzipped (CloudTrail's log files)
   }
 end
 

@@ -464,10 +464,11 @@ local function sigv4_credentials(client, scheme)
   return assume_role(client, scheme, creds, role_arn)
 end
 
-local function sign_sigv4(client, req, scheme)
+-- region: the request's own (an S3 bucket's region, another region's CloudTrail), else the scheme's.
+local function sign_sigv4(client, req, scheme, region)
   local creds, err, token = sigv4_credentials(client, scheme)
   if not creds then return nil, err, token end
-  local region = scheme.region
+  region = region or scheme.region
   if type(region) == "function" then region = region(client.inst.settings) end
   local service = scheme.service
   if type(service) == "function" then service = service(client.inst.settings) end
@@ -504,8 +505,9 @@ function M.for_connector(connector)
     for k, v in pairs(connector.headers or {}) do
       if req.headers[k] == nil or (k == "Accept" and req.headers[k] == "application/json") then req.headers[k] = v end
     end
-    local subject                                  -- {scheme=, subject=}: acting as that subject
-    if type(which) == "table" then subject, which = which.subject, which.scheme end
+    -- {scheme=, subject=}: acting as that subject; {scheme=, region=}: a sigv4 request of that region
+    local subject, region
+    if type(which) == "table" then subject, region, which = which.subject, which.region, which.scheme end
     local scheme = scheme_of(connector, inst, which)
     local key = which and scheme ~= scheme_of(connector, inst) and which or nil
     if subject then key = (key and key .. "." or "") .. "sub:" .. subject end
@@ -538,7 +540,7 @@ function M.for_connector(connector)
       else req.headers["Authorization"] = "Basic " .. crypto.b64(user .. ":" .. password) end
       return true
     elseif scheme.type == "sigv4" then
-      return sign_sigv4(client, req, scheme)
+      return sign_sigv4(client, req, scheme, region)
     elseif scheme.type == "exchange" then
       local token, err, etoken = exchange_token(client, scheme, key, subject, refused)
       if not token then return nil, err, etoken end

@@ -298,9 +298,10 @@ function request(self, method, path, opts, refused)
       sched.sleep(wait)
     end
     -- opts.per_second: an endpoint's documented request rate (CloudTrail's LookupEvents: 2 a second per
-    -- account and region): this instance's requests to that URL are spaced to stay under it
+    -- account and region): this instance's requests to that URL (or of that opts.pace_key: a region) are
+    -- spaced to stay under it
     if opts.per_second then
-      local key = req.url:gsub("%?.*", "")
+      local key = opts.pace_key or req.url:gsub("%?.*", "")
       -- monotonic time; checked again after each sleep (another task may have gone first; timers may
       -- fire a little early), and taken with nothing that yields between the check and the send
       while (self.paced[key] or 0) > sched.now() do sched.sleep(math.max(self.paced[key] - sched.now(), 0.001)) end

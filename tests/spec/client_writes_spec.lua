@@ -84,5 +84,10 @@ describe("client retries", function()
     assert(ok, err)
     assert.equal(4, #sent)          -- the first answer is a 503, asked again
     for i = 2, 4 do assert.is_true(sent[i] - sent[i - 1] >= 0.2, ("%.3f"):format(sent[i] - sent[i - 1])) end
+    -- a pace_key (a region: CloudTrail's rate is per account and region) has a pace of its own, whatever the URL
+    assert(context.client(ctx):request("GET", "/api/v1/flaky?x=1", { per_second = 5, pace_key = "eu-west-1" }))
+    local paced = context.client(ctx).paced
+    assert.is_number(paced["eu-west-1"])
+    assert.is_true(paced["eu-west-1"] > paced[srv.url .. "/api/v1/flaky"])
   end)
 end)
