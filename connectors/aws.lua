@@ -14,15 +14,34 @@ c.settings = {
   { "secret_access_key", secret = true, help = "its secret access key" },
   { "session_token", secret = true, help = "session token, when the keys above are temporary" },
   { "region", example = "us-east-1", help = "home region: its regional STS endpoint (default us-east-1)" },
+  { "trail_bucket", example = "acme-cloudtrail-logs",
+    help = "a trail's S3 bucket: CloudTrail's events are read from its log files instead of LookupEvents (large accounts)" },
+  { "trail_prefix", help = "the trail's S3 key prefix, if it has one" },
+  { "account_id", example = "123456789012", help = "the account's id, for S3 Control (default: the one in role_arn)" },
 }
 
 -- IAM is global (us-east-1); a sandbox account serves every service at base_url.
 c.base_url = "https://iam.amazonaws.com"
 local function region(s) return str(s.region) or "us-east-1" end
 local function sts_url(s) return provider_host(s, ("https://sts.%s.amazonaws.com"):format(region(s))) .. "/" end
-local function cloudtrail_url(s) return provider_host(s, ("https://cloudtrail.%s.amazonaws.com"):format(region(s))) .. "/" end
--- S3 path-style on the regional endpoint: one host for every bucket of the region
-local function s3_url(s) return provider_host(s, ("https://s3.%s.amazonaws.com"):format(region(s))) end
+local function cloudtrail_url(s, r) return provider_host(s, ("https://cloudtrail.%s.amazonaws.com"):format(r or region(s))) .. "/" end
+local function ec2_url(s) return provider_host(s, ("https://ec2.%s.amazonaws.com"):format(region(s))) .. "/" end
+-- S3 Control answers at the account's own endpoint: the account id is a setting, or the role's ARN says it
+local function account_id(s) return str(s.account_id) or tostring(s.role_arn or ""):match("^arn:aws:iam::(%d+):") end
+local function s3control_url(s)
+  local a = account_id(s)
+  return a and provider_host(s, ("https://%s.s3-control.%s.amazonaws.com"):format(a, region(s)))
+end
+-- S3 path-style on a region's endpoint (by default the home region's): one host for every bucket there
+local function s3_url(s, r) return provider_host(s, ("https://s3.%s.amazonaws.com"):format(r or region(s))) end
+
+-- The regions of the aws partition (AWS SDKs' partitions.json): where buckets and CloudTrail's events may
+-- be.  Credentials go to these endpoints only (c.hosts); a region missing here is refused with one line.
+local REGIONS = { "af-south-1", "ap-east-1", "ap-east-2", "ap-northeast-1", "ap-northeast-2", "ap-northeast-3",
+  "ap-south-1", "ap-south-2", "ap-southeast-1", "ap-southeast-2", "ap-southeast-3", "ap-southeast-4", "ap-southeast-5",
+  "ap-southeast-6", "ap-southeast-7", "ca-central-1", "ca-west-1", "eu-central-1", "eu-central-2", "eu-north-1",
+  "eu-south-1", "eu-south-2", "eu-west-1", "eu-west-2", "eu-west-3", "il-central-1", "me-central-1", "me-south-1",
+  "mx-central-1", "sa-east-1", "us-east-1", "us-east-2", "us-west-1", "us-west-2" }
 
 local ASSUME = { role_arn = "role_arn", external_id = "external_id", url = sts_url, region = region }
 c.auth = {
@@ -30,9 +49,14 @@ c.auth = {
   iam = { type = "sigv4", service = "iam", region = "us-east-1", assume_role = ASSUME },
   sts = { type = "sigv4", service = "sts", region = region, assume_role = ASSUME },
   cloudtrail = { type = "sigv4", service = "cloudtrail", region = region, assume_role = ASSUME },
+  ec2 = { type = "sigv4", service = "ec2", region = region, assume_role = ASSUME },
   s3 = { type = "sigv4", service = "s3", region = region, s3 = true, assume_role = ASSUME },
 }
-c.hosts = function(s) return { sts_url(s), cloudtrail_url(s), s3_url(s) } end
+c.hosts = function(s)
+  local out = { sts_url(s), ec2_url(s), s3control_url(s) }
+  for _, r in ipairs(REGIONS) do out[#out + 1] = s3_url(s, r); out[#out + 1] = cloudtrail_url(s, r) end
+  return out
+end
 
 -- Each capability's IAM permissions (AWS's action names); the role's policy needs these.
 -- S3 event notifications need an endpoint inside AWS (SNS, SQS, Lambda, EventBridge): the data scan is
@@ -48,8 +72,10 @@ c.needs = {
   privileges = { "iam:ListAttachedUserPolicies", "iam:ListUserPolicies", "iam:GetUserPolicy",
                  "iam:ListGroupsForUser", "iam:ListAttachedGroupPolicies", "iam:ListGroupPolicies", "iam:GetGroupPolicy" },
   app_grants = { "iam:ListAccessKeys", "iam:GetAccessKeyLastUsed" },
-  activities = { "cloudtrail:LookupEvents" },
-  files = { "s3:ListAllMyBuckets", "s3:GetBucketAcl", "s3:GetBucketPublicAccessBlock", "s3:ListBucket",
+  activities = { "cloudtrail:LookupEvents", "ec2:DescribeRegions",
+                 "with trail_bucket: s3:ListBucket and s3:GetObject on the trail's bucket instead of LookupEvents" },
+  files = { "s3:ListAllMyBuckets", "s3:GetBucketLocation", "s3:GetBucketAcl", "s3:GetBucketPublicAccessBlock",
+            "s3:GetAccountPublicAccessBlock", "s3:ListBucket",
             "s3:GetObjectAcl", "s3:GetObject",
             "periodic only: S3 event notifications reach only SNS, SQS, Lambda or EventBridge inside AWS, not cachost" },
   make_private = { "s3:PutObjectAcl" }, quarantine_file = { "s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:PutObjectAcl" },
@@ -76,13 +102,18 @@ local SUSPEND_POLICY = "cachost-deny-all"
 local DENY_ALL = '{"Version":"2012-10-17","Statement":[{"Sid":"CachostSuspended","Effect":"Deny","Action":"*","Resource":"*"}]}'
 local ADMIN_POLICIES = { ["arn:aws:iam::aws:policy/AdministratorAccess"] = true, ["arn:aws:iam::aws:policy/IAMFullAccess"] = true }
 
--- IAM users have no e-mail: a user named like one is known by it.
-local function user_row(u, inline, login)
+local function when(v) if v and v:match("^%d%d%d%d%-") then return v end end
+
+-- IAM users have no e-mail: a user named like one is known by it.  report: the user's line of the
+-- credential report (MFA, last console sign-in), when there is one.
+local function user_row(u, inline, login, report)
+  report = report or {}
   return {
     ext_id = u.UserName, display_name = u.UserName, email = u.UserName:find("@", 1, true) and u.UserName or nil,
-    status = inline[SUSPEND_POLICY] and "suspended" or "active", last_login = str(u.PasswordLastUsed),
-    created_at = u.CreateDate, external = 0,
-    raw = { User = u, ConsoleAccess = login ~= nil, InlinePolicies = inline },
+    status = inline[SUSPEND_POLICY] and "suspended" or "active",
+    last_login = str(u.PasswordLastUsed) or when(report.password_last_used), created_at = u.CreateDate, external = 0,
+    raw = { User = u, ConsoleAccess = login ~= nil, InlinePolicies = inline,
+            MFAActive = report.mfa_active and (report.mfa_active == "true"), CredentialReport = report.user and report or nil },
   }
 end
 
@@ -102,9 +133,9 @@ end
 
 -- A user's row: its inline policies (cachost's suspension is one) and console password are separate calls.
 -- A member without a UserName is handed over as it is: ctx:emit rejects it (no id).
-local function user_with_details(ctx, u)
+local function user_with_details(ctx, u, report)
   if type(u) ~= "table" or type(u.UserName) ~= "string" then return u end
-  return user_row(u, inline_policies(ctx, u.UserName), login_profile(ctx, u.UserName))
+  return user_row(u, inline_policies(ctx, u.UserName), login_profile(ctx, u.UserName), report and report[u.UserName])
 end
 
 -- The credential report (a CSV, §3): asked for until IAM says it is COMPLETE, then read.
@@ -130,8 +161,6 @@ local function credential_report(ctx)
   return out
 end
 
-local function when(v) if v and v:match("^%d%d%d%d%-") then return v end end
-
 -- The root user, as the credential report shows it: an administrator by nature; MFA and keys in raw.
 local function root_row(r)
   return { ext_id = ROOT, display_name = "root", status = "active", last_login = when(r.password_last_used),
@@ -140,14 +169,15 @@ local function root_row(r)
                    AccessKey2Active = r.access_key_2_active == "true", Report = r } }
 end
 
+-- Users, with each one's MFA and last console sign-in from the credential report (one call for all).
 function c.streams.users(ctx)
+  local report = credential_report(ctx)
   for page in aws.pages(ctx, "ListUsers", nil, "Users") do
     local rows = {}
-    for i, u in ipairs(page) do rows[i] = user_with_details(ctx, u) end
+    for i, u in ipairs(page) do rows[i] = user_with_details(ctx, u, report) end
     ctx:emit("users", rows)
   end
-  local root = credential_report(ctx)[ROOT]
-  if root then ctx:emit("users", { root_row(root) }) end
+  if report[ROOT] then ctx:emit("users", { root_row(report[ROOT]) }) end
 end
 
 function c.fetch.users(ctx, name)
@@ -157,7 +187,7 @@ function c.fetch.users(ctx, name)
     return
   end
   local r = aws.query(ctx, "GetUser", { UserName = name })     -- raises not_found when the user is gone
-  ctx:emit("users", { user_with_details(ctx, xml.record(xml.child(r, "User"))) })
+  ctx:emit("users", { user_with_details(ctx, xml.record(xml.child(r, "User")), credential_report(ctx)) })
 end
 
 function c.streams.groups(ctx)
@@ -257,71 +287,71 @@ function c.fetch.app_grants(ctx, id)
   ctx:retire("app_grants", { id })
 end
 
----------------------------------------------------------------------------------------------- CloudTrail
--- LookupEvents (§4): the last 90 days of management events, newest first, 50 a page, 2 requests a second
--- per account and region (the client backs off on ThrottlingException).  Two lookups: console sign-ins
--- (EventSource signin.amazonaws.com) and IAM's changes (EventSource iam.amazonaws.com, ReadOnly false
--- cannot be combined: one attribute per call).  The watermark is the newest event time read.
-local CT_TARGET = "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.LookupEvents"
-local SOURCES = { ["signin.amazonaws.com"] = "signin", ["iam.amazonaws.com"] = "admin" }
-
-local function event_row(e)
-  local rec = json.decode(e.CloudTrailEvent or "") or {}
-  local who = type(rec.userIdentity) == "table" and rec.userIdentity or {}
-  local res = type(e.Resources) == "table" and e.Resources[1] or nil
-  local outcome = "success"
-  if type(rec.responseElements) == "table" and rec.responseElements.ConsoleLogin then
-    outcome = tostring(rec.responseElements.ConsoleLogin):lower()
-  elseif rec.errorCode then
-    outcome = "failure"
-  end
-  return {
-    ext_id = e.EventId, time = iso(e.EventTime), kind = SOURCES[e.EventSource] or "admin", action = e.EventName,
-    actor = str(e.Username) or str(who.userName) or who.arn, actor_id = str(who.userName) or str(who.principalId),
-    target = type(res) == "table" and res.ResourceName or nil, target_id = type(res) == "table" and res.ResourceName or nil,
-    ip = str(rec.sourceIPAddress), user_agent = str(rec.userAgent), outcome = outcome, app = "AWS",
-    raw = rec,
-  }
-end
-
-c.initial_days = 7
-function c.streams.activities(ctx)
-  local days = math.min(tonumber(ctx.settings.initial_days) or c.initial_days, 90)
-  local since = ctx.watermark and parse_iso(ctx.watermark) or (sched.time() - days * 86400)
-  local newest = ctx.watermark
-  for source in pairs(SOURCES) do
-    local token
-    repeat
-      local q = { LookupAttributes = { { AttributeKey = "EventSource", AttributeValue = source } },
-                  StartTime = math.floor(since), MaxResults = 50, NextToken = token }
-      local d = ctx:request("POST", cloudtrail_url(ctx.settings), { auth = "cloudtrail", body = json.encode(q),
-        headers = { ["Content-Type"] = "application/x-amz-json-1.1", ["X-Amz-Target"] = CT_TARGET }, expect_json = true,
-        idempotent = true, per_second = 2 })
-      local events = ctx:listing(d, "Events", "LookupEvents")
-      ctx:emit("activities", events, event_row)
-      for _, e in ipairs(events) do
-        local t = iso(e.EventTime)
-        if not newest or t > newest then newest = t end
-      end
-      token = str(d.NextToken)
-    until not token
-  end
-  ctx:checkpoint(nil, newest)
-end
-
 ---------------------------------------------------------------------------------------------- S3
--- Buckets and objects (§5), path-style on the region's endpoint; an object is public when its ACL (or
+-- Buckets and objects (§5), path-style on each bucket's region's endpoint; an object is public when its ACL (or
 -- its bucket's) grants AllUsers or AuthenticatedUsers and Block Public Access does not ignore such ACLs.
 local QUARANTINE = "cachost-quarantine/"     -- where quarantined objects go, in their own bucket
 local PUBLIC = { ["http://acs.amazonaws.com/groups/global/AllUsers"] = "public",
                  ["http://acs.amazonaws.com/groups/global/AuthenticatedUsers"] = "public" }
 
-local function s3(ctx, method, path, o)
-  o = o or {}
-  local resp, err, token, r = ctx:try(method, s3_url(ctx.settings) .. path, { auth = "s3", raw = true,
+-- One S3 request at region r's endpoint, signed for r.
+local function s3_at(ctx, r, method, path, o)
+  return ctx:try(method, s3_url(ctx.settings, r) .. path, { auth = { scheme = "s3", region = r }, raw = true,
     expect_xml = not o.content, headers = o.headers, body = o.body, query = o.query, max_size = o.max_size,
     idempotent = o.idempotent })
-  if not resp then return nil, err, token, r end
+end
+
+-- Where S3 says a bucket is when it was asked elsewhere: 301 PermanentRedirect (path-style on another
+-- region's endpoint) or 400 AuthorizationHeaderMalformed (signed for another region), with the
+-- x-amz-bucket-region header or a <Region> in the error.
+local function moved_to(resp)
+  if not resp or (resp.status ~= 301 and resp.status ~= 400) then return nil end
+  local h = resp.headers["x-amz-bucket-region"]
+  if h then return h end
+  local root = xml.decode(resp.body or "")
+  return root and xml.text(root, "Region")
+end
+
+-- Each bucket lives in one region and is addressed there.  Its region comes from GetBucketLocation, which
+-- us-east-1 answers for every bucket; only the bucket's owner may ask it, so where it is refused the home
+-- region is tried and S3's redirect says the rest.  Known per context (one scan, one action).
+local regions = setmetatable({}, { __mode = "k" })        -- ctx -> {bucket -> region}
+local LOCATION = { [""] = "us-east-1", EU = "eu-west-1" } -- LocationConstraint's legacy names
+local function bucket_region(ctx, bucket)
+  local known = regions[ctx] or {}
+  regions[ctx] = known
+  if known[bucket] then return known[bucket] end
+  local resp, err, token = s3_at(ctx, "us-east-1", "GET", "/" .. urlencode(bucket), { query = { location = "" } })
+  local r
+  if resp and resp.xml and resp.xml.name == "LocationConstraint" then
+    r = LOCATION[resp.xml.text or ""] or resp.xml.text
+  elseif resp then
+    fail(("malformed: GetBucketLocation of %s answered HTTP %d without a LocationConstraint"):format(bucket, resp.status), "malformed")
+  elseif token == "permission" then
+    r = region(ctx.settings)
+  else
+    fail(err, token)
+  end
+  known[bucket] = r
+  return r
+end
+
+-- An S3 call in the region of the bucket its path names (ListBuckets: the home region), following S3's
+-- redirect once -> the answer's XML tree (nil for none, or for content), resp | nil, err, token, resp.
+local function s3(ctx, method, path, o)
+  o = o or {}
+  local bucket = path:match("^/([^/]+)")
+  local r = bucket and bucket_region(ctx, bucket) or region(ctx.settings)
+  local resp, err, token, raw = s3_at(ctx, r, method, path, o)
+  local moved = bucket and moved_to(resp or raw)
+  if moved and moved ~= r then
+    regions[ctx][bucket] = moved
+    resp, err, token, raw = s3_at(ctx, moved, method, path, o)
+  end
+  if resp and resp.status >= 300 then          -- a redirect that was not followed: no answer here
+    return nil, ("http: HTTP %d: %s"):format(resp.status, c.error_message(resp)), "http", resp
+  end
+  if not resp then return nil, err, token, raw end
   return resp.xml, resp
 end
 
@@ -360,18 +390,42 @@ local function acl_rows(root, file_id)
   return rows, level
 end
 
--- A bucket's Block Public Access: {IgnorePublicAcls=bool, ...} | {} when none is set.
+-- Block Public Access settings: {IgnorePublicAcls = bool, ...}
+local BPA = { "BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets" }
+local function bpa_of(root)
+  local out = {}
+  for _, k in ipairs(BPA) do out[k] = xml.text(root, k) == "true" end
+  return out
+end
+
+-- The account's Block Public Access (S3 Control GetPublicAccessBlock at the account's own endpoint), which
+-- every bucket inherits: {} when none is set, or when the account's id is not known (neither account_id
+-- nor role_arn says it).  Read once per context.
+local account_bpa = setmetatable({}, { __mode = "k" })     -- ctx -> settings
+local function account_public_access(ctx)
+  if account_bpa[ctx] then return account_bpa[ctx] end
+  local url, out = s3control_url(ctx.settings), {}
+  if url then
+    local resp, err, token = ctx:try("GET", url .. "/v20180820/configuration/publicAccessBlock", { auth = "s3", raw = true,
+      expect_xml = true, headers = { ["x-amz-account-id"] = account_id(ctx.settings) } })
+    if resp then out = bpa_of(resp.xml) elseif token ~= "not_found" then fail(err, token) end
+  end
+  account_bpa[ctx] = out
+  return out
+end
+
+-- A bucket's Block Public Access as it applies (its own settings, or the account's) -> that, its own.
 local function block_public_access(ctx, bucket)
   local root, resp, token = s3(ctx, "GET", "/" .. urlencode(bucket), { query = { publicAccessBlock = "" } })
+  local own = {}
   if root == nil and type(resp) == "string" then
-    if token == "not_found" then return {} end
-    fail(resp, token)
+    if token ~= "not_found" then fail(resp, token) end
+  else
+    own = bpa_of(root)
   end
-  local out = {}
-  for _, k in ipairs { "BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets" } do
-    out[k] = xml.text(root, k) == "true"
-  end
-  return out
+  local acct, applies = account_public_access(ctx), {}
+  for _, k in ipairs(BPA) do applies[k] = own[k] == true or acct[k] == true end
+  return applies, own
 end
 
 -- An object (a <Contents> of ListObjectsV2) -> its files row and its ACL's file_permissions rows.
@@ -388,12 +442,14 @@ local function object_rows(ctx, bucket, o, bpa)
 end
 
 local function bucket_rows(ctx, bucket, b)
-  local bpa = block_public_access(ctx, bucket)
+  local bpa, own = block_public_access(ctx, bucket)
   local bacl = s3_ok(ctx, "GET", "/" .. urlencode(bucket), { query = { acl = "" } })
   local perms, level = acl_rows(bacl, bucket)
   if bpa.IgnorePublicAcls then level = "private" end
   return { ext_id = bucket, name = bucket, path = "/" .. bucket, is_folder = 1, access_level = level,
-           created_at = b and xml.text(b, "CreationDate"), raw = { Bucket = b and xml.record(b), PublicAccessBlock = bpa } },
+           created_at = b and xml.text(b, "CreationDate"),
+           raw = { Bucket = b and xml.record(b), PublicAccessBlock = own, AccountPublicAccessBlock = account_public_access(ctx),
+                   Region = bucket_region(ctx, bucket) } },
     perms, bpa
 end
 
@@ -448,6 +504,154 @@ function c.content(ctx, file, max_size)
 end
 
 c.stream_order = { users = 1, groups = 2, privileges = 3, app_grants = 4, activities = 5, files = 6 }
+
+---------------------------------------------------------------------------------------------- CloudTrail
+-- Management events (§4) of two sources: console sign-ins (signin.amazonaws.com), which land in the region
+-- of the sign-in endpoint used, and IAM's changes (iam.amazonaws.com), a global service's, in us-east-1.
+-- Every enabled region is read (EC2 DescribeRegions).  Two ways, both keyed by the event's id:
+--  * LookupEvents: the last 90 days, newest first, 50 a page, one lookup attribute a call, 2 requests a
+--    second per account and region (paced; the client backs off on ThrottlingException).  The watermark is
+--    the newest event time read; the next poll starts OVERLAP before it (CloudTrail delivers an event
+--    minutes after the call).
+--  * a trail's bucket (trail_bucket; large accounts, where 2 lookups a second cannot keep up): CloudTrail
+--    delivers each region's events every few minutes as a gzipped JSON file {"Records": [...]} under
+--    [trail_prefix/]AWSLogs/<account>/CloudTrail/<region>/YYYY/MM/DD/, named in time order.  Each region is
+--    listed after the last file read (the cursor), the first time from initial_days back.
+local CT_TARGET = "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.LookupEvents"
+local SOURCES = { ["signin.amazonaws.com"] = "signin", ["iam.amazonaws.com"] = "admin" }
+local OVERLAP = 15 * 60
+local EC2_VERSION = "2016-11-15"
+local TRAIL_FILE_MAX = 256 * 1024 * 1024       -- a log file's size, gzipped and read
+
+-- A CloudTrail record -> its activities row (e: its LookupEvents summary, when it came that way).
+local function record_row(rec, e)
+  local who = type(rec.userIdentity) == "table" and rec.userIdentity or {}
+  local outcome = "success"
+  if type(rec.responseElements) == "table" and rec.responseElements.ConsoleLogin then
+    outcome = tostring(rec.responseElements.ConsoleLogin):lower()
+  elseif rec.errorCode then
+    outcome = "failure"
+  end
+  local params = type(rec.requestParameters) == "table" and rec.requestParameters or {}
+  local res = e and type(e.Resources) == "table" and e.Resources[1]
+  local target = type(res) == "table" and str(res.ResourceName)
+    or str(params.userName) or str(params.groupName) or str(params.accessKeyId) or str(params.roleName)
+  return {
+    ext_id = e and e.EventId or rec.eventID, time = e and iso(e.EventTime) or rec.eventTime,
+    kind = SOURCES[rec.eventSource] or "admin", action = rec.eventName,
+    actor = e and str(e.Username) or str(who.userName) or who.arn, actor_id = str(who.userName) or str(who.principalId),
+    target = target, target_id = target, ip = str(rec.sourceIPAddress), user_agent = str(rec.userAgent), outcome = outcome,
+    app = "AWS", raw = rec,
+  }
+end
+
+local function event_row(e) return record_row(json.decode(e.CloudTrailEvent or "") or {}, e) end
+
+-- The account's enabled regions (EC2 DescribeRegions in the home region: without AllRegions, the enabled
+-- ones only; a region not enabled refuses the credentials).
+local function enabled_regions(ctx)
+  local _, resp = ctx:request("POST", ec2_url(ctx.settings), { form = { Action = "DescribeRegions", Version = EC2_VERSION },
+    auth = "ec2", raw = true, expect_xml = true, idempotent = true })
+  local out = {}
+  for _, it in ipairs(xml.all(resp.xml, "regionInfo", "item")) do out[#out + 1] = xml.text(it, "regionName") end
+  if #out == 0 then fail("malformed listing: DescribeRegions named no region", "malformed") end
+  return out
+end
+
+local function lookup_events(ctx, since)
+  local newest = ctx.watermark
+  local lookups = { { "us-east-1", "iam.amazonaws.com" } }
+  for _, r in ipairs(enabled_regions(ctx)) do lookups[#lookups + 1] = { r, "signin.amazonaws.com" } end
+  for _, l in ipairs(lookups) do
+    local r, source = l[1], l[2]
+    local token
+    repeat
+      local q = { LookupAttributes = { { AttributeKey = "EventSource", AttributeValue = source } },
+                  StartTime = math.floor(since), MaxResults = 50, NextToken = token }
+      local d = ctx:request("POST", cloudtrail_url(ctx.settings, r), { auth = { scheme = "cloudtrail", region = r },
+        body = json.encode(q), headers = { ["Content-Type"] = "application/x-amz-json-1.1", ["X-Amz-Target"] = CT_TARGET },
+        expect_json = true, idempotent = true, per_second = 2, pace_key = r })
+      local events = ctx:listing(d, "Events", "LookupEvents")
+      ctx:emit("activities", events, event_row)
+      for _, e in ipairs(events) do
+        local t = iso(e.EventTime)
+        if not newest or t > newest then newest = t end
+      end
+      token = str(d.NextToken)
+    until not token
+  end
+  ctx:checkpoint(nil, newest)
+end
+
+-- The records of one log file of the trail, or a raised failure (a file that is not what CloudTrail writes).
+local function trail_records(ctx, bucket, key)
+  local _, resp, token = s3(ctx, "GET", key_path(bucket, key), { content = true, max_size = TRAIL_FILE_MAX })
+  if type(resp) == "string" then fail(resp, token) end
+  local text, err, gtoken = gunzip(resp.body, TRAIL_FILE_MAX)
+  if not text then fail(("%s: s3://%s/%s"):format(err, bucket, key), gtoken == "too_large" and "too_large" or "malformed") end
+  local doc = json.decode(text)
+  if type(doc) ~= "table" or type(doc.Records) ~= "table" then
+    fail(("malformed listing: expected Records in s3://%s/%s"):format(bucket, key), "malformed")
+  end
+  return doc.Records
+end
+
+-- When a log file was delivered, from its name (..._CloudTrail_<region>_YYYYMMDDTHHmmZ_<unique>.json.gz).
+local function file_time(key)
+  local y, mo, d, h, mi = key:match("_(%d%d%d%d)(%d%d)(%d%d)T(%d%d)(%d%d)Z_[^/]*$")
+  return y and parse_iso(("%s-%s-%sT%s:%s:00Z"):format(y, mo, d, h, mi))
+end
+
+-- Each region's files are listed from the day OVERLAP before the newest file read; files older than that,
+-- or read already (the cursor keeps the names of those within OVERLAP), are skipped: names within one
+-- minute sort by a random part, and a file may be delivered after a later-named one.
+local function trail_events(ctx, bucket, since, cursor)
+  local id = aws.query(ctx, "GetCallerIdentity", nil, { url = sts_url(ctx.settings), auth = "sts", version = aws.STS_VERSION })
+  local prefix = (str(ctx.settings.trail_prefix) and ctx.settings.trail_prefix:gsub("/+$", "") .. "/" or "")
+    .. "AWSLogs/" .. xml.text(id, "Account") .. "/CloudTrail/"
+  local state = type(cursor) == "string" and json.decode(cursor) or {}
+  local newest = ctx.watermark
+  for _, r in ipairs(enabled_regions(ctx)) do
+    local base = prefix .. r .. "/"
+    local st = type(state[r]) == "table" and state[r] or {}
+    local from = (tonumber(st.newest) or since + OVERLAP) - OVERLAP
+    local read = type(st.read) == "table" and st.read or {}
+    local token
+    repeat
+      local l = s3_listing(ctx, "/" .. urlencode(bucket), { ["list-type"] = "2", prefix = base, ["continuation-token"] = token,
+        ["start-after"] = not token and base .. iso(from):sub(1, 10):gsub("%-", "/") .. "/" or nil }, "ListBucketResult")
+      for _, o in ipairs(xml.all(l, "", "Contents")) do
+        local key = xml.text(o, "Key")
+        local t = file_time(key or "")
+        if t and t >= from and not read[key] then
+          local rows = {}
+          for _, rec in ipairs(trail_records(ctx, bucket, key)) do
+            if type(rec) ~= "table" or SOURCES[rec.eventSource] then rows[#rows + 1] = rec end
+            local et = type(rec) == "table" and str(rec.eventTime)
+            if et and SOURCES[rec.eventSource] and (not newest or et > newest) then newest = et end
+          end
+          read[key] = t
+          st.newest = math.max(tonumber(st.newest) or 0, t)
+          for k, kt in pairs(read) do if kt < st.newest - OVERLAP then read[k] = nil end end
+          st.read, state[r] = read, st
+          ctx:checkpoint(json.encode(state), newest)      -- committed with this file's rows
+          ctx:emit("activities", rows, record_row)
+        end
+      end
+      token = xml.text(l, "NextContinuationToken")
+    until not token
+  end
+  ctx:checkpoint(json.encode(state), newest)
+end
+
+c.initial_days = 7
+function c.streams.activities(ctx, cursor)
+  local days = math.min(tonumber(ctx.settings.initial_days) or c.initial_days, 90)
+  local since = ctx.watermark and parse_iso(ctx.watermark) - OVERLAP or (sched.time() - days * 86400)
+  local bucket = str(ctx.settings.trail_bucket)
+  if bucket then return trail_events(ctx, bucket, since, cursor) end
+  lookup_events(ctx, since)
+end
 
 ---------------------------------------------------------------------------------------------- governance
 function c.actions.suspend_user(ctx, user)

@@ -215,12 +215,15 @@ curl -s -X POST "$sn/_sandbox/bruteforce" -d "login=$sn_admin&failures=8" >/dev/
   JOIN instances i ON i.id = g.instance_id JOIN users u ON u.instance_id = g.instance_id AND u.ext_id = g.target_id
   WHERE i.name = 'acme-servicenow' ORDER BY g.id"
 
-say "an AWS account: the public bucket's key file quarantined (private copy, tombstone), the leaked access key deactivated"
+say "an AWS account: public objects with keys or card numbers quarantined (private copy, tombstone) in their buckets' regions, the leaked access key deactivated"
 "$BIN" sync acme-aws --stream files >/dev/null     # the next scan sees the quarantine
 "$BIN" query "SELECT g.id, g.policy, g.action, g.target, g.mode, g.result FROM governance_actions g
   JOIN instances i ON i.id = g.instance_id WHERE i.name = 'acme-aws' ORDER BY g.id"
-"$BIN" query "SELECT path, access_level, scan_status, quarantined FROM files f JOIN instances i ON i.id = f.instance_id
-  WHERE i.name = 'acme-aws' AND f.deleted_at IS NULL AND f.path LIKE '/acme-data/%' ORDER BY path"
+"$BIN" query "SELECT f.path, json_extract(b.raw, '$.Region') AS region, f.access_level, f.quarantined FROM files f
+  JOIN instances i ON i.id = f.instance_id JOIN files b ON b.instance_id = f.instance_id AND b.ext_id = f.parent_id
+  WHERE i.name = 'acme-aws' AND f.deleted_at IS NULL AND f.parent_id IN ('acme-data', 'acme-eu-exports') ORDER BY f.path"
+"$BIN" query "SELECT json_extract(unzstd(a.raw), '$.awsRegion') AS region, a.action, count(*) AS events FROM activities a
+  JOIN instances i ON i.id = a.instance_id WHERE i.name = 'acme-aws' GROUP BY 1, 2 ORDER BY 1, 2"
 "$BIN" query "SELECT g.user, g.ext_id AS access_key, CASE WHEN g.deleted_at IS NULL THEN 'active' ELSE 'deactivated' END AS state
   FROM app_grants g JOIN instances i ON i.id = g.instance_id WHERE i.name = 'acme-aws' AND g.user = 'ops-automation'"
 

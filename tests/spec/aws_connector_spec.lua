@@ -51,6 +51,15 @@ describe("aws connector", function()
     local root = runtime.store().db:query("SELECT raw FROM users WHERE instance_id = ? AND ext_id = '<root_account>'", inst.id)[1]
     assert.is_false(json.decode(root.raw).MFAActive)          -- the root user without MFA, from the credential report
     assert.is_true(json.decode(root.raw).AccessKey1Active)
+    -- every user's MFA from the same report, and the console users' last sign-in
+    local mfa = 0
+    for _, r in ipairs(runtime.store().db:query("SELECT ext_id, raw, last_login FROM users WHERE instance_id = ? AND ext_id <> '<root_account>'", inst.id)) do
+      local u = t.users[r.ext_id]
+      assert.equal(u.mfa ~= nil, json.decode(r.raw).MFAActive, r.ext_id)
+      if u.mfa then mfa = mfa + 1 end
+      assert.equal(u.PasswordLastUsed, r.last_login)
+    end
+    assert.is_true(mfa > 0)
     assert.same(truth.active_keys, ids("SELECT ext_id FROM app_grants WHERE instance_id = ? AND deleted_at IS NULL", inst.id))
     assert.equal(t:count("events"), count("SELECT count(*) n FROM activities WHERE instance_id = ?", inst.id))
     assert.equal(t:count("signins"), count("SELECT count(*) n FROM activities WHERE instance_id = ? AND kind = 'signin'", inst.id))
@@ -118,6 +127,64 @@ describe("aws connector", function()
     assert.truthy(b.objects["reports/q1.csv"])
     assert.is_nil(b.objects["cachost-quarantine/reports/q1.csv"])
     assert.is_nil(b.objects["reports/q1.csv.quarantined.txt"])
+  end)
+
+  it("reads a bucket in its own region (GetBucketLocation), and finds it through S3's redirect when that is refused", function()
+    local raw = json.decode(runtime.store().db:query("SELECT raw FROM files WHERE instance_id = ? AND ext_id = 'acme-eu-exports'",
+      inst.id)[1].raw)
+    assert.equal("eu-west-1", raw.Region)
+    assert.equal("public", runtime.store().db:query("SELECT access_level FROM files WHERE instance_id = ? AND ext_id = ?",
+      inst.id, "acme-eu-exports/share/cards.csv")[1].access_level)
+    local ctx = sync.context(runtime.store(), inst, "action")
+    assert.matches("4111 1111 1111 1111", (context.connector(ctx).content(ctx, { ext_id = "acme-eu-exports/share/cards.csv", is_folder = 0 })))
+    t.location_denied = true                 -- only a bucket's owner may ask GetBucketLocation
+    local before = t.requests
+    act("make_private", "files", "acme-eu-exports/share/cards.csv")
+    t.location_denied = nil
+    assert.is_false(t:is_public("acme-eu-exports", "share/cards.csv"))
+    assert.equal(before + 3, t.requests)     -- refused location, 301 at home, then the bucket's region
+  end)
+
+  it("reads CloudTrail from a trail's bucket (every region's gzipped log files), then only the files delivered since", function()
+    local trail = add_instance("aws-trail", t, srv, { initial_days = 30, trail_bucket = t.trail_bucket })
+    helpers.sync_ok(trail, { streams = { "activities" } })
+    local want = {}
+    for _, ev in ipairs(t.events) do want[#want + 1] = ev.id end
+    assert.same(T_sorted(want), ids("SELECT ext_id FROM activities WHERE instance_id = ?", trail.id))
+    assert.is_true(count("SELECT count(*) n FROM activities WHERE instance_id = ? AND json_extract(unzstd(raw), '$.awsRegion') = 'eu-west-1'",
+      trail.id) > 0)
+    local from = #t.log
+    t:simulate_bruteforce("alice", 2)           -- three events, three files delivered
+    helpers.sync_ok(trail, { streams = { "activities" } })
+    assert.equal(#want + 3, count("SELECT count(*) n FROM activities WHERE instance_id = ?", trail.id))
+    local read = 0
+    for i = from + 1, #t.log do
+      if t.log[i].method == "GET" and t.log[i].path:find("/CloudTrail/", 1, true) then read = read + 1 end
+    end
+    assert.equal(3, read)                       -- the files read before are not read again
+    -- a file that is not gzip: one line, nothing lost
+    t:put_object(t.trail_bucket, ("AWSLogs/%s/CloudTrail/us-east-1/2099/01/01/%s_CloudTrail_us-east-1_20990101T0000Z_x.json.gz")
+      :format(t.account, t.account), "not gzip")
+    local results, ok = runtime.sync(trail, { streams = { "activities" } })
+    assert.is_false(ok)
+    assert.matches("^malformed: corrupt: gzip: incorrect header check: s3://cachost%-%d+%-logs/AWSLogs/", results[1].error)
+    assert.equal(#want + 3, count("SELECT count(*) n FROM activities WHERE instance_id = ?", trail.id))
+  end)
+
+  it("takes the account's Block Public Access (S3 Control) into every bucket's access level", function()
+    local function public()
+      return ids("SELECT ext_id FROM files WHERE instance_id = ? AND access_level = 'public' AND deleted_at IS NULL", inst.id)
+    end
+    helpers.sync_ok(inst, { streams = { "files" } })
+    assert.is_true(#public() > 0)
+    t.account_bpa = { BlockPublicAcls = true, IgnorePublicAcls = true, BlockPublicPolicy = true, RestrictPublicBuckets = true }
+    helpers.sync_ok(inst, { streams = { "files" } })
+    t.account_bpa = nil
+    assert.same({}, public())
+    local raw = json.decode(runtime.store().db:query("SELECT raw FROM files WHERE instance_id = ? AND ext_id = 'acme-data'", inst.id)[1].raw)
+    assert.is_true(raw.AccountPublicAccessBlock.IgnorePublicAcls)
+    helpers.sync_ok(inst, { streams = { "files" } })
+    assert.is_true(#public() > 0)
   end)
 
   it("blocks public access on a bucket", function()

@@ -156,34 +156,63 @@ describe("sandbox aws CloudTrail LookupEvents", function()
   after_each(function() srv:close() end)
 
   local tick = 1
-  local function lookup(body, creds)
+  local function lookup(body, creds, region)
     tick = tick + 1
     t.second = function() return tick end    -- each call in a second of its own: never throttled
     local req = { method = "POST", url = srv.url .. "/", body = json.encode(body),
                   headers = { ["Content-Type"] = "application/x-amz-json-1.1", ["X-Amz-Target"] = TARGET } }
-    sigv4.sign(req, creds or audit, { service = "cloudtrail", region = "us-east-1" })
+    sigv4.sign(req, creds or audit, { service = "cloudtrail", region = region or "us-east-1" })
     local res = assert(http.request(req))
     return res, json.decode(res.body)
   end
 
-  it("pages the console sign-ins newest first with NextToken, each carrying its CloudTrail record", function()
-    local seen, token, last = {}, nil, math.huge
-    repeat
-      local res, d = lookup { LookupAttributes = { { AttributeKey = "EventName", AttributeValue = "ConsoleLogin" } },
-                              MaxResults = 7, NextToken = token }
-      assert.equal(200, res.status)
-      assert.is_true(#d.Events <= 7)
-      for _, e in ipairs(d.Events) do
-        assert.is_true(e.EventTime <= last)
-        last = e.EventTime
-        local rec = assert(json.decode(e.CloudTrailEvent))
-        assert.equal("ConsoleLogin", rec.eventName)
-        assert.matches("^[SF]", rec.responseElements.ConsoleLogin)
-        seen[#seen + 1] = e.EventId
-      end
-      token = d.NextToken
-    until not token
+  it("pages the console sign-ins newest first with NextToken, each region its own, each carrying its record", function()
+    local seen = {}
+    for _, region in ipairs { "us-east-1", "eu-west-1" } do
+      local token, last, n = nil, math.huge, 0
+      repeat
+        local res, d = lookup({ LookupAttributes = { { AttributeKey = "EventName", AttributeValue = "ConsoleLogin" } },
+                                MaxResults = 7, NextToken = token }, nil, region)
+        assert.equal(200, res.status)
+        assert.is_true(#d.Events <= 7)
+        for _, e in ipairs(d.Events) do
+          assert.is_true(e.EventTime <= last)
+          last = e.EventTime
+          local rec = assert(json.decode(e.CloudTrailEvent))
+          assert.equal("ConsoleLogin", rec.eventName)
+          assert.equal(region, rec.awsRegion)
+          assert.matches("^[SF]", rec.responseElements.ConsoleLogin)
+          seen[#seen + 1] = e.EventId
+          n = n + 1
+        end
+        token = d.NextToken
+      until not token
+      assert.is_true(n > 0, region)
+    end
     assert.equal(t:count("signins"), #seen)
+    local res, d = lookup({}, nil, "ap-south-1")          -- an enabled region where nobody signed in
+    assert.same({ 200, 0 }, { res.status, #d.Events })
+  end)
+
+  it("names the account's enabled regions (EC2 DescribeRegions); a region not enabled refuses the keys", function()
+    local req = { method = "POST", url = srv.url .. "/", body = http.form { Action = "DescribeRegions", Version = "2016-11-15" },
+                  headers = { ["Content-Type"] = "application/x-www-form-urlencoded; charset=utf-8" } }
+    sigv4.sign(req, audit, { service = "ec2", region = "us-east-1" })
+    local res = assert(http.request(req))
+    assert.equal(200, res.status)
+    local root = X.decode(res.body)
+    local names, status = {}, {}
+    for _, it in ipairs(X.all(root, "regionInfo", "item")) do
+      names[#names + 1] = X.text(it, "regionName")
+      status[X.text(it, "regionName")] = X.text(it, "optInStatus")
+    end
+    assert.equal(18, #names)                     -- the 17 that need no opt-in, and me-central-1 opted in
+    assert.equal("opted-in", status["me-central-1"])
+    assert.equal("opt-in-not-required", status["us-east-1"])
+    assert.is_nil(status["af-south-1"])
+    local res2, d = lookup({}, nil, "af-south-1")
+    assert.equal(403, res2.status)
+    assert.equal("UnrecognizedClientException", d.__type)
   end)
 
   it("refuses two attributes, MaxResults over 50, a reversed range and a foreign NextToken", function()
@@ -243,7 +272,7 @@ describe("sandbox aws S3", function()
   local function s3(creds, method, path, o)
     o = o or {}
     local req = { method = method, url = srv.url .. path, headers = o.headers or {}, body = o.body }
-    sigv4.sign(req, creds, { service = "s3", region = "us-east-1", s3 = true, unsigned_payload = o.unsigned })
+    sigv4.sign(req, creds, { service = "s3", region = o.region or "us-east-1", s3 = true, unsigned_payload = o.unsigned })
     if o.tamper then req.headers["X-Amz-Content-Sha256"] = sigv4.hex_sha256("other") end
     local res = assert(http.request(req))
     return res, res.body ~= "" and X.decode(res.body) or nil
@@ -264,7 +293,45 @@ describe("sandbox aws S3", function()
       token = X.text(l, "NextContinuationToken")
       assert.equal(token and "true" or "false", X.text(l, "IsTruncated"))
     until not token
-    assert.equal(3, #keys)
+    local n = 0
+    for _ in pairs(t.buckets[names[#names]].objects) do n = n + 1 end
+    assert.is_true(n > 2)                                 -- the trail's log files: several pages
+    assert.equal(n, #keys)
+  end)
+
+  it("answers a bucket in its own region only (301 PermanentRedirect elsewhere), GetBucketLocation in us-east-1", function()
+    local res, root = s3(audit, "GET", "/acme-eu-exports?list-type=2")
+    assert.equal(301, res.status)
+    assert.equal("PermanentRedirect", X.error(root).code)
+    assert.equal("eu-west-1", res.headers["x-amz-bucket-region"])
+    assert.equal("s3.eu-west-1.amazonaws.com", X.text(root, "Endpoint"))
+    res, root = s3(audit, "GET", "/acme-eu-exports?list-type=2", { region = "eu-west-1" })
+    assert.equal(200, res.status)
+    assert.equal(2, #X.all(root, "", "Contents"))
+    res, root = s3(audit, "GET", "/acme-eu-exports?location")
+    assert.equal(200, res.status)
+    assert.same({ "LocationConstraint", "eu-west-1" }, { root.name, root.text })
+    res, root = s3(audit, "GET", "/acme-data?location")
+    assert.equal("", root.text)                      -- us-east-1 has an empty LocationConstraint
+    res = s3(audit, "GET", "/acme-data?location", { region = "eu-west-1" })
+    assert.equal(301, res.status)
+    res = s3(audit, "GET", "/", { region = "eu-west-1" })          -- ListBuckets answers in every region
+    assert.equal(200, res.status)
+  end)
+
+  it("serves the account's Block Public Access (S3 Control) to the account only", function()
+    local path = "/v20180820/configuration/publicAccessBlock"
+    local res, root = s3(audit, "GET", path, { headers = { ["x-amz-account-id"] = t.account } })
+    assert.equal(404, res.status)
+    assert.equal("NoSuchPublicAccessBlockConfiguration", X.error(root).code)
+    t.account_bpa = { BlockPublicAcls = true, IgnorePublicAcls = true }
+    res, root = s3(audit, "GET", path, { headers = { ["x-amz-account-id"] = t.account } })
+    assert.equal(200, res.status)
+    assert.same({ "true", "true", "false" }, { X.text(root, "BlockPublicAcls"), X.text(root, "IgnorePublicAcls"),
+      X.text(root, "RestrictPublicBuckets") })
+    assert.is_false(t:is_public("acme-data", "backup/credentials.csv"))     -- ignored, whatever the object's ACL
+    res = s3(audit, "GET", path, { headers = { ["x-amz-account-id"] = "000000000000" } })
+    assert.equal(403, res.status)
   end)
 
   it("checks the payload hash and the path as sent, in S3's words", function()

@@ -13,6 +13,8 @@ local CODES = {
   cloudtrail = { unknown = "UnrecognizedClientException", mismatch = "InvalidSignatureException",
                  skew = "InvalidSignatureException", missing = "MissingAuthenticationTokenException",
                  throttle = { 400, "ThrottlingException" } },
+  ec2 = { unknown = "AuthFailure", mismatch = "AuthFailure", skew = "RequestExpired", missing = "AuthFailure",
+          throttle = { 503, "RequestLimitExceeded" } },
   query = { unknown = "InvalidClientTokenId", mismatch = "SignatureDoesNotMatch", skew = "RequestTimeTooSkewed",
             missing = "MissingAuthenticationToken", throttle = { 400, "Throttling" } },
 }
@@ -41,6 +43,10 @@ function Aws:precheck(req)
   end
   local cred = self:credential(a.access_key)
   if not cred then
+    return self:error(req, 403, E.unknown, "The security token included in the request is invalid.")
+  end
+  -- a region the account has not enabled knows none of its credentials
+  if not self.enabled_regions[a.region] then
     return self:error(req, 403, E.unknown, "The security token included in the request is invalid.")
   end
   local amz = req.headers["x-amz-date"]
@@ -85,6 +91,7 @@ function Aws:precheck(req)
       .. "you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.")
   end
   req.caller, req.access_key = cred, a.access_key
+  req.aws_region = a.region               -- the region whose endpoint the request was sent to (see s3.lua)
   if cred.key then                          -- IAM keeps when and where each access key was last used
     cred.key.last_used = { date = require("sandbox.tenant").iso_s(now), service = svc, region = a.region }
   end

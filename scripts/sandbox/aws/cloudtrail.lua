@@ -1,7 +1,8 @@
 -- sandbox/aws/cloudtrail.lua — CloudTrail's LookupEvents (JSON 1.1: POST / with X-Amz-Target
 -- com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.LookupEvents): the account's management events of
 -- the last 90 days, newest first, at most one lookup attribute, MaxResults 1-50, NextToken paging, and the
--- documented 2 requests a second per account and region (ThrottlingException).  The history holds console
+-- documented 2 requests a second per account and region (ThrottlingException).  Each region has its own
+-- history: console sign-ins where the sign-in endpoint was, IAM's calls in us-east-1 (a global service).  The history holds console
 -- sign-ins (ConsoleLogin records as the CloudTrail user guide shows them) and the IAM calls made here.
 local C = require "sandbox.aws.core"
 local T = require "sandbox.tenant"
@@ -23,12 +24,52 @@ function C.Aws:add_event(ev)
   ev.id = ev.id or T.uuid(self.seed, "event", self.event_seq)
   ev.record.eventID = ev.id
   ev.ms = ev.time * 1000
+  ev.region = ev.region or "us-east-1"
   T.insert_sorted(self.events, ev)
+  if self.trail_live then self:deliver { ev } end
   return ev
 end
 
--- A console sign-in of an IAM user (or the root user when name is nil).
-function C.Aws:console_login(name, t, ok, ip, mfa)
+-- The account's trail: CloudTrail also delivers every event to the trail's bucket, a gzipped JSON file
+-- {"Records": [...]} per region and delivery, under AWSLogs/<account>/CloudTrail/<region>/YYYY/MM/DD/ named
+-- <account>_CloudTrail_<region>_<YYYYMMDDTHHmmZ>_<unique>.json.gz (the CloudTrail user guide's layout).
+-- The seeded history comes as one file per region and day; each later event in a file of its own.
+function C.Aws:deliver(events)
+  local by = {}
+  for _, ev in ipairs(events) do
+    by[ev.region] = by[ev.region] or {}
+    table.insert(by[ev.region], ev)
+  end
+  local regions = {}
+  for r in pairs(by) do regions[#regions + 1] = r end
+  table.sort(regions)
+  for _, r in ipairs(regions) do
+    local records, last = {}, 0
+    for i, ev in ipairs(by[r]) do records[i] = ev.record; last = math.max(last, math.floor(ev.time)) end
+    self.trail_seq = (self.trail_seq or 0) + 1
+    local y, mo, d, h, mi = T.iso_s(last):match("^(%d+)%-(%d+)%-(%d+)T(%d+):(%d+)")
+    local key = ("AWSLogs/%s/CloudTrail/%s/%s/%s/%s/%s_CloudTrail_%s_%s%s%sT%s%sZ_%s.json.gz"):format(self.account, r, y, mo, d,
+      self.account, r, y, mo, d, h, mi, T.b62(16, self.seed, "trail", self.trail_seq))
+    self:put_object(self.trail_bucket, key, zip.gzip(json.encode { Records = json.array(records) }))
+  end
+end
+
+-- The seeded history into the trail, then every new event as it happens.
+function C.Aws:seed_trail()
+  local days, order = {}, {}
+  for _, ev in ipairs(self.events or {}) do
+    local day = ev.region .. T.iso_s(ev.time):sub(1, 10)
+    if not days[day] then days[day] = {}; order[#order + 1] = day end
+    table.insert(days[day], ev)
+  end
+  for _, day in ipairs(order) do self:deliver(days[day]) end
+  self.trail_live = true
+end
+
+-- A console sign-in of an IAM user (or the root user when name is nil), recorded in the region of the
+-- sign-in endpoint used (default us-east-1).
+function C.Aws:console_login(name, t, ok, ip, mfa, region)
+  region = region or "us-east-1"
   local u = name and self.users[name]
   local identity = u and { type = "IAMUser", principalId = u.UserId, accountId = self.account, accessKeyId = "",
                            userName = u.UserName, arn = u.Arn }
@@ -36,15 +77,15 @@ function C.Aws:console_login(name, t, ok, ip, mfa)
          accountId = self.account, accessKeyId = "" }
   local record = {
     eventVersion = "1.08", userIdentity = identity, eventTime = T.iso_s(t), eventSource = "signin.amazonaws.com",
-    eventName = "ConsoleLogin", awsRegion = "us-east-1", sourceIPAddress = ip, userAgent = UA,
+    eventName = "ConsoleLogin", awsRegion = region, sourceIPAddress = ip, userAgent = UA,
     errorMessage = (not ok) and "Failed authentication" or nil, requestParameters = json.null,
     responseElements = { ConsoleLogin = ok and "Success" or "Failure" },
-    additionalEventData = { LoginTo = "https://console.aws.amazon.com/console/home", MobileVersion = "No",
+    additionalEventData = { LoginTo = ("https://%s.console.aws.amazon.com/console/home"):format(region), MobileVersion = "No",
                             MFAUsed = mfa and "Yes" or "No" },
     eventType = "AwsConsoleSignIn", recipientAccountId = self.account,
   }
   return self:add_event { time = t, name = "ConsoleLogin", source = "signin.amazonaws.com", read_only = "false",
-    username = u and u.UserName or "root", access_key = "", record = record, resources = {} }
+    username = u and u.UserName or "root", access_key = "", record = record, resources = {}, region = region }
 end
 
 -- An IAM call made on this account (the governance writes), as CloudTrail records it.
@@ -62,20 +103,21 @@ function C.Aws:api_event(req, action, params, resource)
   }
   return self:add_event { time = t, name = action, source = "iam.amazonaws.com", read_only = "false",
     username = c.session and c.session.name or c.user, access_key = req.access_key or "", record = record,
-    resources = resource and { resource } or {} }
+    resources = resource and { resource } or {}, region = "us-east-1" }      -- IAM is global: us-east-1
 end
 
 -- The generated history: each console user signs in a few times over the last two weeks, a tenth of the
--- attempts failing; the root user once.
+-- attempts failing, every third user through the Ireland console (eu-west-1); the root user once.
 function C.Aws:seed_events(days)
   local rng = T.rng(self.seed, "events")
   local now = math.floor(self:now_ms() / 1000)
-  for _, n in ipairs(self.user_order) do
+  for i, n in ipairs(self.user_order) do
     local u = self.users[n]
     if u.login then
       for _ = 1, rng:int(1, 6) do
         local ok = not rng:chance(0.1)
-        self:console_login(n, now - rng:int(600, days * 86400), ok, ("203.0.113.%d"):format(rng:int(1, 254)), u.mfa ~= nil)
+        self:console_login(n, now - rng:int(600, days * 86400), ok, ("203.0.113.%d"):format(rng:int(1, 254)), u.mfa ~= nil,
+          i % 3 == 0 and "eu-west-1" or nil)
       end
     end
   end
@@ -132,7 +174,8 @@ local function lookup(self, req, q)
   local events = self.events or {}
   for i = #events, 1, -1 do                       -- newest first
     local ev = events[i]
-    if ev.time <= to and ev.time >= from and (not attr or tostring(ev[KEYS[attr.AttributeKey]]) == attr.AttributeValue) then
+    if ev.region == req.aws_region and ev.time <= to and ev.time >= from
+        and (not attr or tostring(ev[KEYS[attr.AttributeKey]]) == attr.AttributeValue) then
       seen = seen + 1
       if seen > skip then
         if #out == max then more = true; break end
@@ -156,10 +199,13 @@ function CT.handle(self, req)
     return self:json_error(req, 400, "SerializationException", "Content-Type must be application/x-amz-json-1.1")
   end
   -- 2 requests a second per account and region
-  local sec = self:second()
-  if self.ct_second ~= sec then self.ct_second, self.ct_count = sec, 0 end
-  self.ct_count = self.ct_count + 1
-  if self.ct_count > PER_SECOND then return self:json_error(req, 400, "ThrottlingException", "Rate exceeded") end
+  local sec, r = self:second(), req.aws_region
+  self.ct_rate = self.ct_rate or {}
+  local rate = self.ct_rate[r] or {}
+  self.ct_rate[r] = rate
+  if rate.second ~= sec then rate.second, rate.count = sec, 0 end
+  rate.count = rate.count + 1
+  if rate.count > PER_SECOND then return self:json_error(req, 400, "ThrottlingException", "Rate exceeded") end
   local q = json.decode(req.body ~= "" and req.body or "{}")
   if type(q) ~= "table" then return self:json_error(req, 400, "SerializationException", "Malformed JSON body") end
   return lookup(self, req, q)

@@ -13,6 +13,17 @@ C.STS_NS = "https://sts.amazonaws.com/doc/2011-06-15/"
 C.ADMIN_POLICY = "arn:aws:iam::aws:policy/AdministratorAccess"
 C.READONLY_POLICY = "arn:aws:iam::aws:policy/ReadOnlyAccess"
 
+-- The regions of the aws partition; those in OPT_IN are enabled only for accounts that opted in.
+C.REGIONS = { "af-south-1", "ap-east-1", "ap-east-2", "ap-northeast-1", "ap-northeast-2", "ap-northeast-3", "ap-south-1",
+  "ap-south-2", "ap-southeast-1", "ap-southeast-2", "ap-southeast-3", "ap-southeast-4", "ap-southeast-5", "ap-southeast-6",
+  "ap-southeast-7", "ca-central-1", "ca-west-1", "eu-central-1", "eu-central-2", "eu-north-1", "eu-south-1", "eu-south-2",
+  "eu-west-1", "eu-west-2", "eu-west-3", "il-central-1", "me-central-1", "me-south-1", "mx-central-1", "sa-east-1",
+  "us-east-1", "us-east-2", "us-west-1", "us-west-2" }
+C.OPT_IN = {}
+for _, r in ipairs { "af-south-1", "ap-east-1", "ap-east-2", "ap-south-2", "ap-southeast-3", "ap-southeast-4", "ap-southeast-5",
+  "ap-southeast-6", "ap-southeast-7", "ca-west-1", "eu-central-2", "eu-south-1", "eu-south-2", "il-central-1", "me-central-1",
+  "me-south-1", "mx-central-1" } do C.OPT_IN[r] = true end
+
 ---------------------------------------------------------------------------------------------------
 -- XML out: a list is marked with C.list{...} and rendered as <member> items (the query protocol)
 ---------------------------------------------------------------------------------------------------
@@ -75,10 +86,18 @@ function Aws:json_error(req, status, code, message)
     { ["Content-Type"] = "application/x-amz-json-1.1", ["x-amzn-ErrorType"] = code }
 end
 
+-- EC2 error: <Response><Errors><Error><Code/><Message/></Error></Errors><RequestID/></Response>
+function Aws:ec2_error(req, status, code, message)
+  return status, ('<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error><Code>%s</Code><Message>%s</Message>'
+    .. '</Error></Errors><RequestID>%s</RequestID></Response>'):format(code, C.esc(message), self:request_id(req)),
+    { ["Content-Type"] = "text/xml;charset=UTF-8" }
+end
+
 -- The error in the form the service of the request speaks.
 function Aws:error(req, status, code, message)
   local svc = req.aws_service or "iam"
   if svc == "s3" then return self:s3_error(req, status, code, message) end
+  if svc == "ec2" then return self:ec2_error(req, status, code, message) end
   if svc == "cloudtrail" then return self:json_error(req, status, code, message) end
   return self:query_error(req, status, code, message, svc == "sts" and C.STS_NS or C.IAM_NS)
 end
@@ -99,6 +118,10 @@ function C.new(opts)
   local seed = self.seed
   self.account = opts.account or ("%012d"):format(T.below(T.hash(seed, "account"), 10 ^ 12))
   self.region = opts.region or "us-east-1"
+  -- the account's enabled regions: every one that needs no opt-in, and those it opted in to
+  self.enabled_regions = {}
+  for _, r in ipairs(C.REGIONS) do if not C.OPT_IN[r] then self.enabled_regions[r] = true end end
+  for _, r in ipairs(opts.opted_in or { "me-central-1" }) do self.enabled_regions[r] = true end
   self.skew_limit = 15 * 60                  -- seconds of clock difference AWS tolerates
   local t0 = math.floor(self:now_ms() / 1000)
   local function iso(s) return T.iso_s(s) end

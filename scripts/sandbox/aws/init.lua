@@ -16,7 +16,8 @@ local cloudtrail = require "sandbox.aws.cloudtrail"
 local s3 = require "sandbox.aws.s3"
 
 local QUERY = { sts = { actions = require "sandbox.aws.sts", version = "2011-06-15", ns = C.STS_NS },
-                iam = { actions = require "sandbox.aws.iam", version = "2010-05-08", ns = C.IAM_NS } }
+                iam = { actions = require "sandbox.aws.iam", version = "2010-05-08", ns = C.IAM_NS },
+                ec2 = { actions = require "sandbox.aws.ec2", version = "2016-11-15", ns = "http://ec2.amazonaws.com/doc/2016-11-15/" } }
 
 -- The query protocol: Action and Version in the form body (POST) or the query string (GET); CloudTrail's
 -- JSON protocol on the same path, told apart by the signature's credential scope.
@@ -38,11 +39,11 @@ local function query_protocol(self, req)
   end
   local fn = p.Action and svc.actions[p.Action]
   if not fn then
-    return self:query_error(req, 400, "InvalidAction", ("Could not find operation %s for version %s")
+    return self:error(req, 400, "InvalidAction", ("Could not find operation %s for version %s")
       :format(tostring(p.Action), tostring(p.Version)), svc.ns)
   end
   if p.Version ~= svc.version then
-    return self:query_error(req, 400, "InvalidAction", ("Could not find operation %s for version %s")
+    return self:error(req, 400, "InvalidAction", ("Could not find operation %s for version %s")
       :format(p.Action, tostring(p.Version)), svc.ns)
   end
   return fn(self, req, p)
@@ -73,6 +74,7 @@ local function new(opts)
   local t = C.new(opts)
   t:seed_events((opts or {}).event_days or 14)
   t:seed_buckets()
+  t:seed_trail()
   return t
 end
 

@@ -3,6 +3,10 @@
 -- checksum required), ListObjectsV2 (max-keys <= 1000, continuation-token), GetObject, PutObject,
 -- CopyObject (x-amz-copy-source, server-side encryption), DeleteObject, Get/PutObjectAcl (canned x-amz-acl;
 -- a public ACL refused under BlockPublicAcls), S3's <Error> bodies and 503 SlowDown.
+-- Buckets live in regions: every service answers at one address here, so the region a request was sent
+-- to is the one it is signed for (clients sign for the endpoint they call).  A bucket asked in another
+-- region answers 301 PermanentRedirect with x-amz-bucket-region, as S3's path-style regional endpoints do;
+-- GetBucketLocation is answered in us-east-1 for every bucket, and elsewhere for the region's own.
 local C = require "sandbox.aws.core"
 local T = require "sandbox.tenant"
 local X = require "sdk.xml"
@@ -52,6 +56,7 @@ end
 function C.Aws:is_public(bucket, key)
   local b = self.buckets[bucket]
   if b.bpa and b.bpa.IgnorePublicAcls then return false end
+  if self.account_bpa and self.account_bpa.IgnorePublicAcls then return false end
   local grants = key and b.objects[key].grants or b.grants
   for _, g in ipairs(grants) do
     if g.uri == C.ALL_USERS or g.uri == C.AUTH_USERS then return true end
@@ -63,9 +68,10 @@ end
 -- someone made public.
 function C.Aws:seed_buckets()
   self.owner_id = T.hexs(64, self.seed, "canonical")
-  local logs = "cachost-" .. self.account .. "-logs"
-  self:add_bucket(logs, { bpa = { BlockPublicAcls = true, IgnorePublicAcls = true, BlockPublicPolicy = true, RestrictPublicBuckets = true } })
-  for i = 1, 3 do self:put_object(logs, ("AWSLogs/%s/2025/01/%02d/log.json"):format(self.account, i), '{"Records":[]}') end
+  -- the trail's bucket (see cloudtrail.lua: seed_trail)
+  self.trail_bucket = "cachost-" .. self.account .. "-logs"
+  self:add_bucket(self.trail_bucket, { bpa = { BlockPublicAcls = true, IgnorePublicAcls = true, BlockPublicPolicy = true,
+    RestrictPublicBuckets = true } })
   self:add_bucket("acme-public-site", { acl = "public-read" })
   self:put_object("acme-public-site", "index.html", "<html><body>Acme</body></html>", { acl = "public-read" })
   self:add_bucket("acme-data")
@@ -73,6 +79,10 @@ function C.Aws:seed_buckets()
   local key = self.keys[self.users["ops-automation"].keys[1]]
   self:put_object("acme-data", "backup/credentials.csv",
     ("User name,Access key ID,Secret access key\nops-automation,%s,%s\n"):format(key.id, key.secret), { acl = "public-read" })
+  -- a bucket in another region, with an export someone shared publicly
+  self:add_bucket("acme-eu-exports", { region = "eu-west-1" })
+  self:put_object("acme-eu-exports", "exports/2025-01.csv", "order,amount\n1001,20\n")
+  self:put_object("acme-eu-exports", "share/cards.csv", "name,card\nJane Roe,4111 1111 1111 1111\n", { acl = "public-read" })
 end
 
 local function xml_ok(body, status, hdr)
@@ -230,8 +240,26 @@ local function object_op(self, req, b, key)
   return self:s3_error(req, 405, "MethodNotAllowed", "The specified method is not allowed against this resource.")
 end
 
+-- S3 Control's account-level Block Public Access (GET /v20180820/configuration/publicAccessBlock with the
+-- x-amz-account-id header; the account's own s3-control endpoint): 404 NoSuchPublicAccessBlockConfiguration
+-- when none is set.
+local function account_bpa(self, req)
+  if req.method ~= "GET" then return self:s3_error(req, 405, "MethodNotAllowed", "The specified method is not allowed against this resource.") end
+  if req.headers["x-amz-account-id"] ~= self.account then
+    return self:s3_error(req, 403, "AccessDenied", "Access Denied")
+  end
+  if not self.account_bpa then
+    return self:s3_error(req, 404, "NoSuchPublicAccessBlockConfiguration", "The public access block configuration was not found",
+      { AccountId = self.account })
+  end
+  local out = {}
+  for _, k in ipairs(BPA) do out[#out + 1] = ("<%s>%s</%s>"):format(k, tostring(self.account_bpa[k] == true), k) end
+  return xml_ok(('<PublicAccessBlockConfiguration xmlns="%s">%s</PublicAccessBlockConfiguration>'):format(NS, table.concat(out)))
+end
+
 -- Any request whose credential scope names s3: / lists the buckets, /bucket and /bucket/key the rest.
 function S3.handle(self, req)
+  if req.path == "/v20180820/configuration/publicAccessBlock" then return account_bpa(self, req) end
   if req.path == "/" then
     if req.method ~= "GET" then return self:s3_error(req, 405, "MethodNotAllowed", "The specified method is not allowed against this resource.") end
     return list_buckets(self, req)
@@ -239,6 +267,15 @@ function S3.handle(self, req)
   local name, key = req.path:match("^/([^/]+)/?(.*)$")
   local b = name and self.buckets[decode(name)]
   if not b then return self:s3_error(req, 404, "NoSuchBucket", "The specified bucket does not exist", { BucketName = name }) end
+  local location = key == "" and req.query.location and req.method == "GET"
+  if b.region ~= req.aws_region and not (location and req.aws_region == "us-east-1") then
+    local st, body, hdr = self:s3_error(req, 301, "PermanentRedirect", "The bucket you are attempting to access must be "
+      .. "addressed using the specified endpoint. Please send all future requests to this endpoint.",
+      { Bucket = b.name, Endpoint = ("s3.%s.amazonaws.com"):format(b.region) })
+    hdr["x-amz-bucket-region"] = b.region
+    return st, body, hdr
+  end
+  if location and self.location_denied then return denied(self, req) end
   if key == "" then return bucket_op(self, req, b) end
   return object_op(self, req, b, decode(key))
 end
