@@ -67,10 +67,11 @@ c.capabilities = {
 }
 c.needs = {
   users = { "iam:ListUsers", "iam:GetLoginProfile", "iam:ListUserPolicies", "iam:GenerateCredentialReport",
-            "iam:GetCredentialReport" },
+            "iam:GetCredentialReport", "iam:ListRoles" },
   groups = { "iam:ListGroups", "iam:GetGroup" },
   privileges = { "iam:ListAttachedUserPolicies", "iam:ListUserPolicies", "iam:GetUserPolicy",
-                 "iam:ListGroupsForUser", "iam:ListAttachedGroupPolicies", "iam:ListGroupPolicies", "iam:GetGroupPolicy" },
+                 "iam:ListGroupsForUser", "iam:ListAttachedGroupPolicies", "iam:ListGroupPolicies", "iam:GetGroupPolicy",
+                 "iam:ListRoles", "iam:ListAttachedRolePolicies", "iam:ListRolePolicies", "iam:GetRolePolicy" },
   app_grants = { "iam:ListAccessKeys", "iam:GetAccessKeyLastUsed" },
   activities = { "cloudtrail:LookupEvents", "ec2:DescribeRegions",
                  "with trail_bucket: s3:ListBucket and s3:GetObject on the trail's bucket instead of LookupEvents" },
@@ -81,7 +82,7 @@ c.needs = {
   make_private = { "s3:PutObjectAcl" }, quarantine_file = { "s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:PutObjectAcl" },
   unquarantine_file = { "s3:GetObject", "s3:PutObject", "s3:DeleteObject" },
   overwrite_file = { "s3:PutObject" },
-  suspend_user = { "iam:PutUserPolicy" }, unsuspend_user = { "iam:DeleteUserPolicy" },
+  suspend_user = { "iam:PutUserPolicy", "iam:PutRolePolicy" }, unsuspend_user = { "iam:DeleteUserPolicy", "iam:DeleteRolePolicy" },
   reset_password = { "iam:UpdateLoginProfile" },
   revoke_token = { "iam:UpdateAccessKey" }, revoke_grant = { "iam:DeleteAccessKey" },
 }
@@ -169,7 +170,22 @@ local function root_row(r)
                    AccessKey2Active = r.access_key_2_active == "true", Report = r } }
 end
 
--- Users, with each one's MFA and last console sign-in from the credential report (one call for all).
+-- Roles are identities too (assumed by people, services and other accounts): users rows named role/<name>
+-- (IAM user names cannot hold a "/"), their trust policy in raw.
+-- A role is suspended by the same deny-all inline policy as a user.
+local ROLE = "role/"
+local function role_row(ctx, r)
+  if type(r) ~= "table" or type(r.RoleName) ~= "string" then return r end
+  local inline = {}
+  for _, n in ipairs(aws.all(ctx, "ListRolePolicies", { RoleName = r.RoleName }, "PolicyNames")) do inline[n] = true end
+  local trust = type(r.AssumeRolePolicyDocument) == "string" and json.decode((r.AssumeRolePolicyDocument:gsub("%%(%x%x)",
+    function(h) return string.char(tonumber(h, 16)) end))) or nil
+  return { ext_id = ROLE .. r.RoleName, display_name = r.RoleName, status = inline[SUSPEND_POLICY] and "suspended" or "active",
+           created_at = r.CreateDate, external = 0, raw = { Role = r, TrustPolicy = trust, InlinePolicies = inline } }
+end
+
+-- Users, with each one's MFA and last console sign-in from the credential report (one call for all),
+-- the root user, and the roles.
 function c.streams.users(ctx)
   local report = credential_report(ctx)
   for page in aws.pages(ctx, "ListUsers", nil, "Users") do
@@ -178,9 +194,19 @@ function c.streams.users(ctx)
     ctx:emit("users", rows)
   end
   if report[ROOT] then ctx:emit("users", { root_row(report[ROOT]) }) end
+  for page in aws.pages(ctx, "ListRoles", nil, "Roles") do
+    local rows = {}
+    for i, r in ipairs(page) do rows[i] = role_row(ctx, r) end
+    ctx:emit("users", rows)
+  end
 end
 
 function c.fetch.users(ctx, name)
+  if name:sub(1, #ROLE) == ROLE then
+    local r = aws.query(ctx, "GetRole", { RoleName = name:sub(#ROLE + 1) })     -- not_found when the role is gone
+    ctx:emit("users", { role_row(ctx, xml.record(xml.child(r, "Role"))) })
+    return
+  end
   if name == ROOT then
     local root = credential_report(ctx)[ROOT]
     if root then ctx:emit("users", { root_row(root) }) end
@@ -223,25 +249,41 @@ function c.streams.privileges(ctx)
     end
   end
   local admins = { [ROOT] = true }
+  local rows
+  local function add(name, role, scope)
+    rows[#rows + 1] = { ext_id = name .. ":" .. scope .. ":" .. role, user_id = name, role = role, scope = scope,
+                        raw = { UserName = name, Policy = role, Via = scope } }
+    admins[name] = true
+  end
   ctx:emit("privileges", { { ext_id = ROOT .. ":root", user_id = ROOT, role = "root", scope = "account", raw = { Root = true } } })
   for page in aws.pages(ctx, "ListUsers", nil, "Users") do
-    local rows = {}
+    rows = {}
     for _, u in ipairs(page) do
       local name = u.UserName
-      local function add(role, scope)
-        rows[#rows + 1] = { ext_id = name .. ":" .. scope .. ":" .. role, user_id = name, role = role, scope = scope,
-                            raw = { UserName = name, Policy = role, Via = scope } }
-        admins[name] = true
-      end
       for _, p in ipairs(aws.all(ctx, "ListAttachedUserPolicies", { UserName = name }, "AttachedPolicies")) do
-        if ADMIN_POLICIES[p.PolicyArn] then add(p.PolicyName, "attached") end
+        if ADMIN_POLICIES[p.PolicyArn] then add(name, p.PolicyName, "attached") end
       end
       for _, n in ipairs(aws.all(ctx, "ListUserPolicies", { UserName = name }, "PolicyNames")) do
         local doc = aws.query(ctx, "GetUserPolicy", { UserName = name, PolicyName = n })
-        if aws.allows_everything(xml.text(doc, "PolicyDocument")) then add(n, "inline") end
+        if aws.allows_everything(xml.text(doc, "PolicyDocument")) then add(name, n, "inline") end
       end
       for _, g in ipairs(aws.all(ctx, "ListGroupsForUser", { UserName = name }, "Groups")) do
-        for _, p in ipairs(group_admin[g.GroupName] or {}) do add(p, "group:" .. g.GroupName) end
+        for _, p in ipairs(group_admin[g.GroupName] or {}) do add(name, p, "group:" .. g.GroupName) end
+      end
+    end
+    ctx:emit("privileges", rows)
+  end
+  -- roles: the same, with their own attached and inline policies
+  for page in aws.pages(ctx, "ListRoles", nil, "Roles") do
+    rows = {}
+    for _, r in ipairs(page) do
+      local id = ROLE .. r.RoleName
+      for _, p in ipairs(aws.all(ctx, "ListAttachedRolePolicies", { RoleName = r.RoleName }, "AttachedPolicies")) do
+        if ADMIN_POLICIES[p.PolicyArn] then add(id, p.PolicyName, "attached") end
+      end
+      for _, n in ipairs(aws.all(ctx, "ListRolePolicies", { RoleName = r.RoleName }, "PolicyNames")) do
+        local doc = aws.query(ctx, "GetRolePolicy", { RoleName = r.RoleName, PolicyName = n })
+        if aws.allows_everything(xml.text(doc, "PolicyDocument")) then add(id, n, "inline") end
       end
     end
     ctx:emit("privileges", rows)
@@ -262,8 +304,9 @@ end
 
 function c.streams.app_grants(ctx)
   for _, u in ipairs(ctx:known_users()) do
-    -- the root user's keys have no API but the credential report (their state is in its users row)
-    if u.ext_id == ROOT then goto next_user end
+    -- the root user's keys have no API but the credential report (their state is in its users row); roles
+    -- have no keys
+    if u.ext_id == ROOT or u.ext_id:sub(1, #ROLE) == ROLE then goto next_user end
     for page in aws.pages(ctx, "ListAccessKeys", { UserName = u.ext_id }, "AccessKeyMetadata") do
       local rows = {}
       for _, k in ipairs(page) do rows[#rows + 1] = key_row(ctx, k) end
@@ -654,11 +697,17 @@ function c.streams.activities(ctx, cursor)
 end
 
 ---------------------------------------------------------------------------------------------- governance
+-- The inline-policy call of a user, or of a role (role/<name>) -> action, params
+local function inline_policy(user, verb, params)
+  local role = tostring(user.ext_id):match("^role/(.+)$")
+  if role then params.RoleName = role else params.UserName = user.ext_id end
+  return verb .. (role and "RolePolicy" or "UserPolicy"), params
+end
 function c.actions.suspend_user(ctx, user)
-  aws.query(ctx, "PutUserPolicy", { UserName = user.ext_id, PolicyName = SUSPEND_POLICY, PolicyDocument = DENY_ALL })
+  aws.query(ctx, inline_policy(user, "Put", { PolicyName = SUSPEND_POLICY, PolicyDocument = DENY_ALL }))
 end
 function c.actions.unsuspend_user(ctx, user)
-  aws.query(ctx, "DeleteUserPolicy", { UserName = user.ext_id, PolicyName = SUSPEND_POLICY })
+  aws.query(ctx, inline_policy(user, "Delete", { PolicyName = SUSPEND_POLICY }))
 end
 -- the console password must be changed at the next sign-in
 function c.actions.reset_password(ctx, user)

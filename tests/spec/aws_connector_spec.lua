@@ -53,7 +53,7 @@ describe("aws connector", function()
     assert.is_true(json.decode(root.raw).AccessKey1Active)
     -- every user's MFA from the same report, and the console users' last sign-in
     local mfa = 0
-    for _, r in ipairs(runtime.store().db:query("SELECT ext_id, raw, last_login FROM users WHERE instance_id = ? AND ext_id <> '<root_account>'", inst.id)) do
+    for _, r in ipairs(runtime.store().db:query("SELECT ext_id, raw, last_login FROM users WHERE instance_id = ? AND ext_id <> '<root_account>' AND ext_id NOT LIKE 'role/%'", inst.id)) do
       local u = t.users[r.ext_id]
       assert.equal(u.mfa ~= nil, json.decode(r.raw).MFAActive, r.ext_id)
       if u.mfa then mfa = mfa + 1 end
@@ -99,6 +99,22 @@ describe("aws connector", function()
     assert.equal("suspended", runtime.store().db:query("SELECT status FROM users WHERE instance_id = ? AND ext_id = 'bob'", inst.id)[1].status)
     act("unsuspend_user", "users", "bob")
     assert.is_nil(t.users.bob.inline["cachost-deny-all"])
+  end)
+
+  it("knows roles as identities (role/<name>) with their administrators, and suspends one the same way", function()
+    local r = runtime.store().db:query("SELECT * FROM users WHERE instance_id = ? AND ext_id = 'role/ci-deploy'", inst.id)[1]
+    assert.equal(1, r.is_admin)                                  -- an inline Allow * on *
+    assert.equal("token.actions.githubusercontent.com", json.decode(r.raw).TrustPolicy.Statement[1].Principal.Federated:match("[^/]+$"))
+    assert.is_not.equal(1, runtime.store().db:query("SELECT is_admin FROM users WHERE instance_id = ? AND ext_id = 'role/lambda-orders'",
+      inst.id)[1].is_admin)
+    act("suspend_user", "users", "role/ci-deploy")
+    assert.truthy(t.roles["ci-deploy"].inline["cachost-deny-all"])
+    local ctx = sync.context(runtime.store(), inst, "action")
+    context.connector(ctx).fetch.users(ctx, "role/ci-deploy")
+    assert.equal("suspended", runtime.store().db:query("SELECT status FROM users WHERE instance_id = ? AND ext_id = 'role/ci-deploy'",
+      inst.id)[1].status)
+    act("unsuspend_user", "users", "role/ci-deploy")
+    assert.is_nil(t.roles["ci-deploy"].inline["cachost-deny-all"])
   end)
 
   it("deactivates a leaked access key, and the next scan no longer lists it", function()

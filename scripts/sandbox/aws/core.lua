@@ -169,8 +169,30 @@ function C.new(opts)
   -- the identity cachost connects as: read-only, plus the role it assumes with an external id
   local audit = add_user("cachost-audit", { groups = { "Auditors" } })
   self.audit_key = add_key(audit, 1, "Active", 30)
-  self.role = { RoleName = "CachostAudit", RoleId = key_id("AROA", seed, "role"), Path = "/",
-                Arn = arn("role", "/", "CachostAudit"), external_id = opts.external_id or ("cachost-" .. T.b62(12, seed, "ext")) }
+  self.roles, self.role_order = {}, {}
+  local function add_role(name, trust, o)
+    local r = { RoleName = name, RoleId = key_id("AROA", seed, "role", name), Path = o.path or "/", Arn = arn("role", o.path or "/", name),
+                CreateDate = iso(t0 - 500 * 86400), MaxSessionDuration = 3600, trust = trust, attached = o.attached or {},
+                inline = o.inline or {} }
+    self.roles[name] = r
+    self.role_order[#self.role_order + 1] = name
+    return r
+  end
+  local function trust(principal, condition)
+    return json.encode { Version = "2012-10-17", Statement = { { Effect = "Allow", Principal = principal,
+      Action = "sts:AssumeRole", Condition = condition } } }
+  end
+  local external_id = opts.external_id or ("cachost-" .. T.b62(12, seed, "ext"))
+  self.role = add_role("CachostAudit", trust({ AWS = arn("user", "/", "cachost-audit") },
+    { StringEquals = { ["sts:ExternalId"] = external_id } }), { attached = { C.READONLY_POLICY } })
+  self.role.external_id = external_id
+  -- the roles an account has besides: one an organization's management account assumes (an administrator),
+  -- a CI role made all-powerful by an inline policy, a Lambda function's
+  add_role("OrganizationAccountAccessRole", trust { AWS = "arn:aws:iam::111122223333:root" }, { attached = { C.ADMIN_POLICY } })
+  add_role("ci-deploy", trust { Federated = "arn:aws:iam::" .. self.account .. ":oidc-provider/token.actions.githubusercontent.com" },
+    { inline = { deploy = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}' } })
+  add_role("lambda-orders", trust { Service = "lambda.amazonaws.com" }, { path = "/service-role/",
+    attached = { "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole" } })
 
   local n = math.tointeger(opts.users or 20) or 20
   local rng = T.rng(seed, "users")
@@ -214,8 +236,8 @@ function Aws:active_keys()
   return out
 end
 
--- Who may do everything: the root user; AdministratorAccess attached to the user or a group of theirs, or
--- an inline policy allowing "*" on "*" (the generated data has nothing else that amounts to it).
+-- Who may do everything: the root user; AdministratorAccess attached to the user or a group of theirs (or
+-- to a role), or an inline policy allowing "*" on "*" (the generated data has nothing else that amounts to it).
 function Aws:admins()
   local out = {}
   for _, n in ipairs(self.user_order) do
@@ -226,6 +248,12 @@ function Aws:admins()
     end
     for _, doc in pairs(u.inline) do admin = admin or (doc:find('"Effect":"Allow","Action":"*","Resource":"*"', 1, true) ~= nil) end
     if admin then out[#out + 1] = n end
+  end
+  for _, n in ipairs(self.role_order) do
+    local r, admin = self.roles[n], false
+    for _, a in ipairs(r.attached) do admin = admin or a == C.ADMIN_POLICY end
+    for _, doc in pairs(r.inline) do admin = admin or (doc:find('"Effect":"Allow","Action":"*","Resource":"*"', 1, true) ~= nil) end
+    if admin then out[#out + 1] = "role/" .. n end
   end
   out[#out + 1] = "<root_account>"
   return out
@@ -247,6 +275,7 @@ function Aws:truth()
   table.sort(public)
   local users = T.shallow(self.user_order)
   users[#users + 1] = "<root_account>"          -- the credential report's root user is a user row too
+  for _, n in ipairs(self.role_order) do users[#users + 1] = "role/" .. n end      -- and roles, as role/<name>
   return { users = users, groups = T.shallow(self.group_order), access_keys = keys,
            active_keys = self:active_keys(), admins = self:admins(), buckets = T.shallow(self.bucket_order or {}),
            objects = objects, public_objects = public }

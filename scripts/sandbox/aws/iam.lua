@@ -1,4 +1,4 @@
--- sandbox/aws/iam.lua — IAM (query protocol, Version 2010-05-08): users, groups and memberships, access
+-- sandbox/aws/iam.lua — IAM (query protocol, Version 2010-05-08): users, groups and memberships, roles, access
 -- keys and their last use, login profiles, MFA devices, attached and inline policies, with Marker/MaxItems
 -- paging (1-1000, default 100), and the governance writes (UpdateAccessKey, DeleteAccessKey, UpdateLoginProfile,
 -- DeleteLoginProfile, PutUserPolicy/DeleteUserPolicy, RemoveUserFromGroup).  Writes need a caller with
@@ -194,6 +194,86 @@ function A.GetGroupPolicy(self, req, p)
     return self:query_error(req, 404, "NoSuchEntity", ("The group policy with name %s cannot be found."):format(tostring(p.PolicyName)))
   end
   return self:query_ok(req, "GetGroupPolicy", NS, { GroupName = g.GroupName, PolicyName = p.PolicyName,
+    PolicyDocument = http.urlencode(doc) })
+end
+
+-- Roles: ListRoles (its trust policy URL-encoded), their attached and inline policies.
+local function no_role(self, req, name)
+  return self:query_error(req, 404, "NoSuchEntity", ("The role with name %s cannot be found."):format(tostring(name)))
+end
+
+function A.ListRoles(self, req, p)
+  local items = {}
+  for _, n in ipairs(self.role_order) do
+    local r = self.roles[n]
+    if not p.PathPrefix or r.Path:sub(1, #p.PathPrefix) == p.PathPrefix then
+      items[#items + 1] = { Path = r.Path, RoleName = r.RoleName, RoleId = r.RoleId, Arn = r.Arn, CreateDate = r.CreateDate,
+                            AssumeRolePolicyDocument = http.urlencode(r.trust), MaxSessionDuration = r.MaxSessionDuration }
+    end
+  end
+  return listing(self, req, p, "ListRoles", items, "Roles")
+end
+
+function A.GetRole(self, req, p)
+  local r = p.RoleName and self.roles[p.RoleName]
+  if not r then return no_role(self, req, p.RoleName) end
+  return self:query_ok(req, "GetRole", NS, { Role = { Path = r.Path, RoleName = r.RoleName, RoleId = r.RoleId, Arn = r.Arn,
+    CreateDate = r.CreateDate, AssumeRolePolicyDocument = http.urlencode(r.trust), MaxSessionDuration = r.MaxSessionDuration } })
+end
+
+-- An inline policy on a role (cachost's suspension of a role is one), and its removal.
+function A.PutRolePolicy(self, req, p)
+  if not can_write(self, req) then return deny(self, req, "PutRolePolicy") end
+  local r = p.RoleName and self.roles[p.RoleName]
+  if not r then return no_role(self, req, p.RoleName) end
+  local doc = p.PolicyDocument and json.decode(p.PolicyDocument)
+  if not p.PolicyName or type(doc) ~= "table" or not doc.Statement then
+    return self:query_error(req, 400, "MalformedPolicyDocument", "Syntax errors in policy.")
+  end
+  r.inline[p.PolicyName] = p.PolicyDocument
+  self:api_event(req, "PutRolePolicy", { roleName = r.RoleName, policyName = p.PolicyName, policyDocument = p.PolicyDocument },
+    { ResourceType = "AWS::IAM::Role", ResourceName = r.RoleName })
+  return self:query_ok(req, "PutRolePolicy", NS, nil)
+end
+
+function A.DeleteRolePolicy(self, req, p)
+  if not can_write(self, req) then return deny(self, req, "DeleteRolePolicy") end
+  local r = p.RoleName and self.roles[p.RoleName]
+  if not r then return no_role(self, req, p.RoleName) end
+  if not (p.PolicyName and r.inline[p.PolicyName]) then
+    return self:query_error(req, 404, "NoSuchEntity", ("The role policy with name %s cannot be found."):format(tostring(p.PolicyName)))
+  end
+  r.inline[p.PolicyName] = nil
+  self:api_event(req, "DeleteRolePolicy", { roleName = r.RoleName, policyName = p.PolicyName },
+    { ResourceType = "AWS::IAM::Role", ResourceName = r.RoleName })
+  return self:query_ok(req, "DeleteRolePolicy", NS, nil)
+end
+
+function A.ListAttachedRolePolicies(self, req, p)
+  local r = p.RoleName and self.roles[p.RoleName]
+  if not r then return no_role(self, req, p.RoleName) end
+  local items = {}
+  for _, a in ipairs(r.attached) do items[#items + 1] = policy_view(a) end
+  return listing(self, req, p, "ListAttachedRolePolicies", items, "AttachedPolicies")
+end
+
+function A.ListRolePolicies(self, req, p)
+  local r = p.RoleName and self.roles[p.RoleName]
+  if not r then return no_role(self, req, p.RoleName) end
+  local names = {}
+  for n in pairs(r.inline) do names[#names + 1] = n end
+  table.sort(names)
+  return listing(self, req, p, "ListRolePolicies", names, "PolicyNames")
+end
+
+function A.GetRolePolicy(self, req, p)
+  local r = p.RoleName and self.roles[p.RoleName]
+  if not r then return no_role(self, req, p.RoleName) end
+  local doc = p.PolicyName and r.inline[p.PolicyName]
+  if not doc then
+    return self:query_error(req, 404, "NoSuchEntity", ("The role policy with name %s cannot be found."):format(tostring(p.PolicyName)))
+  end
+  return self:query_ok(req, "GetRolePolicy", NS, { RoleName = r.RoleName, PolicyName = p.PolicyName,
     PolicyDocument = http.urlencode(doc) })
 end
 
