@@ -13,7 +13,8 @@
 --   { type = "basic", username = "username" (setting), password = "password" (secret) }: HTTP Basic
 --     (RFC 7617) with an account's name and password, on every request.
 --   { type = "sigv4", service = "iam", region = "us-east-1" | function(settings), s3 = false,
---     unsigned_payload = false, access_key = "access_key_id", secret_key = "secret_access_key",
+--     unsigned_payload = false, chunk_size = nil (S3: a longer body goes as a chunked upload),
+--     access_key = "access_key_id", secret_key = "secret_access_key",
 --     session_token = "session_token" (secret names; the token optional),
 --     credentials = function(client, scheme) -> {access_key=, secret_key=, session_token=} | nil, err }
 --     AWS Signature Version 4 (sdk/sigv4.lua) on every request; `credentials` replaces the secrets.
@@ -473,7 +474,7 @@ local function sign_sigv4(client, req, scheme, region)
   local service = scheme.service
   if type(service) == "function" then service = service(client.inst.settings) end
   sigv4.sign(req, creds, { service = service, region = region or "us-east-1", s3 = scheme.s3,
-                           unsigned_payload = scheme.unsigned_payload })
+                           unsigned_payload = scheme.unsigned_payload, chunk_size = scheme.chunk_size })
   return true
 end
 

@@ -5,10 +5,14 @@
 --                       signed header names \n payload hash
 --   string to sign    = "AWS4-HMAC-SHA256" \n amz date \n date/region/service/aws4_request \n sha256(creq)
 --   signing key       = HMAC chain "AWS4"..secret -> date -> region -> service -> "aws4_request"
+-- S3's chunked upload (payload STREAMING-AWS4-HMAC-SHA256-PAYLOAD, Content-Encoding aws-chunked): the body is
+-- sent as chunks "<hex size>;chunk-signature=<sig>\r\n<data>\r\n" ending with an empty one, each signature
+-- chained to the previous one from the request's own (the seed): AWS's S3 API reference, sigv4-streaming.
 local M = {}
 
 M.ALGORITHM = "AWS4-HMAC-SHA256"
 M.UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
+M.STREAMING_PAYLOAD = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
 M.EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 -- headers a proxy or the HTTP library may change or add on the way: never signed (as the AWS SDKs do)
 local UNSIGNABLE = { ["user-agent"] = true, expect = true, ["x-amzn-trace-id"] = true, ["content-length"] = true,
@@ -118,12 +122,47 @@ local function set(headers, name, value)
   headers[k or name] = value
 end
 
+-- One chunk's signature, chained to the previous one (the first chunk's: the request's own signature).
+function M.chunk_signature(key, amz_date, scope, previous, data)
+  return M.signature(key, table.concat({ "AWS4-HMAC-SHA256-PAYLOAD", amz_date, scope, previous, M.EMPTY_SHA256,
+    M.hex_sha256(data) }, "\n"))
+end
+
+-- The aws-chunked body of data: chunks of chunk_size (the last one shorter), then an empty one.
+function M.chunked_body(data, chunk_size, key, amz_date, scope, seed)
+  local out, prev, i = {}, seed, 1
+  repeat
+    local part = data:sub(i, i + chunk_size - 1)
+    prev = M.chunk_signature(key, amz_date, scope, prev, part)
+    out[#out + 1] = ("%x;chunk-signature=%s\r\n%s\r\n"):format(#part, prev, part)
+    i = i + chunk_size
+  until part == ""
+  return table.concat(out)
+end
+
+-- The data of an aws-chunked body, every chunk's signature checked (constant time) -> data | nil, why.
+function M.dechunk(body, key, amz_date, scope, seed)
+  local out, prev, pos = {}, seed, 1
+  while true do
+    local size, sig, at = body:match("^(%x+);chunk%-signature=(%x+)\r\n()", pos)
+    if not size or #size > 8 then return nil, "malformed chunk header" end
+    local n = tonumber(size, 16)
+    local data = body:sub(at, at + n - 1)
+    if #data ~= n or body:sub(at + n, at + n + 1) ~= "\r\n" then return nil, "chunk cut short" end
+    if not crypto.equal(M.chunk_signature(key, amz_date, scope, prev, data), sig) then return nil, "chunk signature" end
+    out[#out + 1], prev, pos = data, sig, at + n + 2
+    if n == 0 then break end
+  end
+  if pos <= #body then return nil, "data after the final chunk" end
+  return table.concat(out)
+end
+
 -- Sign a request in place (the client side).
 --   req   {method=, url=, query={k=v} (folded into url), headers={}, body=}
 --   creds {access_key=, secret_key=, session_token=}
 --   opts  {service=, region=, time= epoch (default now), s3= (path as sent, x-amz-content-sha256 header),
 --          unsigned_payload= (S3: the body is not hashed), token_after= (token added once signed: the
---          services that want it so)}
+--          services that want it so), chunk_size= (S3: a body longer than that goes as a chunked upload)}
 -- Adds Host, X-Amz-Date, X-Amz-Security-Token, X-Amz-Content-Sha256 and Authorization.
 -- -> {canonical_request=, string_to_sign=, signature=, authorization=}
 function M.sign(req, creds, opts)
@@ -151,8 +190,14 @@ function M.sign(req, creds, opts)
   if creds.session_token and not opts.token_after then
     set(req.headers, "X-Amz-Security-Token", creds.session_token)
   end
-  local payload = opts.unsigned_payload and M.UNSIGNED_PAYLOAD or M.hex_sha256(req.body)
+  local chunked = opts.s3 and opts.chunk_size and req.body and #req.body > opts.chunk_size
+  local payload = chunked and M.STREAMING_PAYLOAD or opts.unsigned_payload and M.UNSIGNED_PAYLOAD or M.hex_sha256(req.body)
   if opts.s3 then set(req.headers, "X-Amz-Content-Sha256", payload) end
+  if chunked then
+    local _, enc = get(req.headers, "content-encoding")
+    set(req.headers, "Content-Encoding", enc and ("aws-chunked," .. enc) or "aws-chunked")
+    set(req.headers, "X-Amz-Decoded-Content-Length", tostring(#req.body))
+  end
 
   local values = M.header_values(req.headers)
   local signed = {}
@@ -165,7 +210,9 @@ function M.sign(req, creds, opts)
   local date = amz:sub(1, 8)
   local scope = M.scope(date, opts.region, opts.service)
   local sts = M.string_to_sign(amz, scope, creq)
-  local sig = M.signature(M.signing_key(creds.secret_key, date, opts.region, opts.service), sts)
+  local key = M.signing_key(creds.secret_key, date, opts.region, opts.service)
+  local sig = M.signature(key, sts)
+  if chunked then req.body = M.chunked_body(req.body, opts.chunk_size, key, amz, scope, sig) end
   local authz = ("%s Credential=%s/%s, SignedHeaders=%s, Signature=%s"):format(M.ALGORITHM, creds.access_key,
     scope, names, sig)
   set(req.headers, "Authorization", authz)

@@ -141,6 +141,53 @@ describe("sigv4", function()
     assert.equal("20150830T123600Z", un.headers["X-Amz-Date"])
   end)
 
+  -- AWS's own chunked-upload example (S3 API reference, sigv4-streaming: "Example: PUT Object"): 66,560
+  -- bytes of 'a' in 64 KiB chunks, its seed and chunk signatures
+  it("signs S3's chunked upload as AWS's example does, and checks one chunk by chunk", function()
+    local creds = { access_key = "AKIAIOSFODNN7EXAMPLE", secret_key = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY" }
+    local headers = { host = "s3.amazonaws.com", ["x-amz-date"] = "20130524T000000Z", ["x-amz-storage-class"] = "REDUCED_REDUNDANCY",
+      ["x-amz-content-sha256"] = sigv4.STREAMING_PAYLOAD, ["content-encoding"] = "aws-chunked",
+      ["x-amz-decoded-content-length"] = "66560", ["content-length"] = "66824" }
+    local signed = { "content-encoding", "content-length", "host", "x-amz-content-sha256", "x-amz-date",
+                     "x-amz-decoded-content-length", "x-amz-storage-class" }
+    local creq = sigv4.canonical_request { method = "PUT", path = "/examplebucket/chunkObject.txt", query = "", headers = headers,
+      signed = signed, payload_hash = sigv4.STREAMING_PAYLOAD, s3 = true }
+    local scope = sigv4.scope("20130524", "us-east-1", "s3")
+    local key = sigv4.signing_key(creds.secret_key, "20130524", "us-east-1", "s3")
+    local seed = sigv4.signature(key, sigv4.string_to_sign("20130524T000000Z", scope, creq))
+    assert.equal("4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9", seed)
+    local data = ("a"):rep(66560)
+    local body = sigv4.chunked_body(data, 65536, key, "20130524T000000Z", scope, seed)
+    assert.equal(66824, #body)
+    local sigs = {}
+    for s in body:gmatch(";chunk%-signature=(%x+)\r\n") do sigs[#sigs + 1] = s end
+    assert.same({ "ad80c730a21e5b8d04586a2213dd63b9a0e99e0e2307b0ade35a65485a288648",
+                  "0055627c9e194cb4542bae2aa5492e3c1575bbb81b612b7d234b86a503ef5497",
+                  "b6c6ea8a5354eaf15b3cb7646744f4275b71ea724fed81ceb9323e279d449df9" }, sigs)
+    assert.equal(data, sigv4.dechunk(body, key, "20130524T000000Z", scope, seed))
+    -- a chunk changed, reordered or cut, or a chain from another seed: refused
+    local swapped = body:gsub("aaaa\r\n400;", "aaab\r\n400;", 1)
+    for _, case in ipairs {
+      { swapped, seed, "chunk signature" }, { body:sub(1, -3), seed, "chunk cut short" }, { body:sub(1, 66000), seed, "chunk cut short" },
+      { body, ("0"):rep(64), "chunk signature" }, { body .. "x", seed, "data after the final chunk" },
+    } do
+      local got, why = sigv4.dechunk(case[1], key, "20130524T000000Z", scope, case[2])
+      assert(got == nil, "refused: " .. case[3])
+      assert.equal(case[3], why:sub(1, #case[3]))
+    end
+    -- sign() sends a body past chunk_size that way; a shorter one as usual
+    local req = { method = "PUT", url = "https://s3.amazonaws.com/b/k", headers = {}, body = data }
+    sigv4.sign(req, creds, { service = "s3", region = "us-east-1", time = 1369353600, s3 = true, chunk_size = 65536 })
+    assert.equal(sigv4.STREAMING_PAYLOAD, req.headers["X-Amz-Content-Sha256"])
+    assert.equal("aws-chunked", req.headers["Content-Encoding"])
+    assert.equal("66560", req.headers["X-Amz-Decoded-Content-Length"])
+    assert.equal(66824, #req.body)
+    local small = { method = "PUT", url = "https://s3.amazonaws.com/b/k", headers = {}, body = "hello" }
+    sigv4.sign(small, creds, { service = "s3", region = "us-east-1", time = 1369353600, s3 = true, chunk_size = 65536 })
+    assert.equal(sigv4.hex_sha256("hello"), small.headers["X-Amz-Content-Sha256"])
+    assert.equal("hello", small.body)
+  end)
+
   it("folds a query table into the URL it signs, and leaves a default port out of Host", function()
     local req = { method = "GET", url = "http://127.0.0.1:8443/", query = { Action = "ListUsers", Version = "2010-05-08",
                   Marker = "a b/c" }, headers = {} }
