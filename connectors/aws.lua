@@ -18,6 +18,8 @@ c.settings = {
     help = "a trail's S3 bucket: CloudTrail's events are read from its log files instead of LookupEvents (large accounts)" },
   { "trail_prefix", help = "the trail's S3 key prefix, if it has one" },
   { "account_id", example = "123456789012", help = "the account's id, for S3 Control (default: the one in role_arn)" },
+  { "member_role", example = "OrganizationAccountAccessRole",
+    help = "an organization's management account: the role its member accounts' instances assume (cachost instance members)" },
 }
 
 -- IAM is global (us-east-1); a sandbox account serves every service at base_url.
@@ -26,6 +28,7 @@ local function region(s) return str(s.region) or "us-east-1" end
 local function sts_url(s) return provider_host(s, ("https://sts.%s.amazonaws.com"):format(region(s))) .. "/" end
 local function cloudtrail_url(s, r) return provider_host(s, ("https://cloudtrail.%s.amazonaws.com"):format(r or region(s))) .. "/" end
 local function ec2_url(s) return provider_host(s, ("https://ec2.%s.amazonaws.com"):format(region(s))) .. "/" end
+local function organizations_url(s) return provider_host(s, "https://organizations.us-east-1.amazonaws.com") .. "/" end
 -- S3 Control answers at the account's own endpoint: the account id is a setting, or the role's ARN says it
 local function account_id(s) return str(s.account_id) or tostring(s.role_arn or ""):match("^arn:aws:iam::(%d+):") end
 local function s3control_url(s)
@@ -50,10 +53,12 @@ c.auth = {
   sts = { type = "sigv4", service = "sts", region = region, assume_role = ASSUME },
   cloudtrail = { type = "sigv4", service = "cloudtrail", region = region, assume_role = ASSUME },
   ec2 = { type = "sigv4", service = "ec2", region = region, assume_role = ASSUME },
-  s3 = { type = "sigv4", service = "s3", region = region, s3 = true, assume_role = ASSUME },
+  organizations = { type = "sigv4", service = "organizations", region = "us-east-1", assume_role = ASSUME },
+  -- (a body past 64 KiB goes as S3's chunked upload: STREAMING-AWS4-HMAC-SHA256-PAYLOAD)
+  s3 = { type = "sigv4", service = "s3", region = region, s3 = true, chunk_size = 64 * 1024, assume_role = ASSUME },
 }
 c.hosts = function(s)
-  local out = { sts_url(s), ec2_url(s), s3control_url(s) }
+  local out = { sts_url(s), ec2_url(s), organizations_url(s), s3control_url(s) }
   for _, r in ipairs(REGIONS) do out[#out + 1] = s3_url(s, r); out[#out + 1] = cloudtrail_url(s, r) end
   return out
 end
@@ -85,16 +90,47 @@ c.needs = {
   suspend_user = { "iam:PutUserPolicy", "iam:PutRolePolicy" }, unsuspend_user = { "iam:DeleteUserPolicy", "iam:DeleteRolePolicy" },
   reset_password = { "iam:UpdateLoginProfile" },
   revoke_token = { "iam:UpdateAccessKey" }, revoke_grant = { "iam:DeleteAccessKey" },
+  members = { "organizations:ListAccounts (the management account)", "sts:AssumeRole on each member account's member_role" },
 }
 
 c.error_message = aws.error_message
 c.is_throttled = aws.is_throttled
 c.dead_credential = aws.dead_credential
 
--- The connection test: who the keys (or the assumed role) are.
+-- Who the keys (or the assumed role) are: STS GetCallerIdentity -> its result (Account, Arn, UserId).
+local function caller(ctx)
+  return aws.query(ctx, "GetCallerIdentity", nil, { url = sts_url(ctx.settings), auth = "sts", version = aws.STS_VERSION })
+end
+
+-- The connection test.
 function c.test(ctx)
-  local r = aws.query(ctx, "GetCallerIdentity", nil, { url = sts_url(ctx.settings), auth = "sts", version = aws.STS_VERSION })
+  local r = caller(ctx)
   return ("AWS account %s as %s"):format(xml.text(r, "Account"), xml.text(r, "Arn"))
+end
+
+---------------------------------------------------------------------------------------------- organization
+-- AWS Organizations: connected to an organization's management account, an instance names the member
+-- accounts (ListAccounts, JSON 1.1, 20 a page); `cachost instance members NAME --add` adds one instance for
+-- each active one, with the same keys assuming its member_role (OrganizationAccountAccessRole: the role
+-- Organizations creates in the accounts it creates, trusting the management account; no external id).
+local ORG_TARGET = "AWSOrganizationsV20161128.ListAccounts"
+function c.members(ctx)
+  local me = xml.text(caller(ctx), "Account")
+  local role = str(ctx.settings.member_role) or "OrganizationAccountAccessRole"
+  local out, token = {}, nil
+  repeat
+    local d = ctx:request("POST", organizations_url(ctx.settings), { auth = "organizations", expect_json = true, idempotent = true,
+      body = json.encode { MaxResults = 20, NextToken = token },
+      headers = { ["Content-Type"] = "application/x-amz-json-1.1", ["X-Amz-Target"] = ORG_TARGET } })
+    for _, a in ipairs(ctx:listing(d, "Accounts", "ListAccounts")) do
+      if type(a) == "table" and a.Status == "ACTIVE" and a.Id ~= me then
+        out[#out + 1] = { name = tostring(a.Id), title = str(a.Name), settings = { account_id = a.Id, external_id = false,
+          role_arn = ("arn:aws:iam::%s:role/%s"):format(a.Id, role), member_role = false } }
+      end
+    end
+    token = str(d.NextToken)
+  until not token
+  return out
 end
 
 ---------------------------------------------------------------------------------------------- identities
@@ -649,9 +685,8 @@ end
 -- or read already (the cursor keeps the names of those within OVERLAP), are skipped: names within one
 -- minute sort by a random part, and a file may be delivered after a later-named one.
 local function trail_events(ctx, bucket, since, cursor)
-  local id = aws.query(ctx, "GetCallerIdentity", nil, { url = sts_url(ctx.settings), auth = "sts", version = aws.STS_VERSION })
   local prefix = (str(ctx.settings.trail_prefix) and ctx.settings.trail_prefix:gsub("/+$", "") .. "/" or "")
-    .. "AWSLogs/" .. xml.text(id, "Account") .. "/CloudTrail/"
+    .. "AWSLogs/" .. xml.text(caller(ctx), "Account") .. "/CloudTrail/"
   local state = type(cursor) == "string" and json.decode(cursor) or {}
   local newest = ctx.watermark
   for _, r in ipairs(enabled_regions(ctx)) do

@@ -226,6 +226,7 @@ say "an AWS account: public objects with keys or card numbers quarantined (priva
   JOIN instances i ON i.id = a.instance_id WHERE i.name = 'acme-aws' GROUP BY 1, 2 ORDER BY 1, 2"
 "$BIN" query "SELECT g.user, g.ext_id AS access_key, CASE WHEN g.deleted_at IS NULL THEN 'active' ELSE 'deactivated' END AS state
   FROM app_grants g JOIN instances i ON i.id = g.instance_id WHERE i.name = 'acme-aws' AND g.user = 'ops-automation'"
+"$BIN" instance members acme-aws      # the organization's member accounts (--add: an instance for each)
 
 say "a few recent sign-ins"
 "$BIN" query "SELECT time, actor, outcome, ip, location FROM activities WHERE kind = 'signin' ORDER BY time DESC LIMIT 8"

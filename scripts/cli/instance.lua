@@ -16,6 +16,9 @@ local usage = [[usage: cachost instance COMMAND [OPTIONS]
   connect NAME [--port P]                    run the provider's authorization (OAuth consent in a browser,
                                              redirect to 127.0.0.1:P), then fetch the users
   test NAME                                  check the credentials now (a real call to the provider)
+  members NAME [--add]                       the instances NAME stands for (an AWS organization's member
+                                             accounts); --add adds each as NAME-<member> with NAME's
+                                             settings and credentials and the member's own
   remove NAME [--purge] [--yes]              forget the instance and its credentials; --purge also deletes
                                              its data (asks for confirmation on a terminal unless --yes)
 Settings are validated against what the app's connector declares (required, type, secret).  Missing
@@ -187,6 +190,37 @@ local function connecting(test_only)
 end
 SUB.connect, SUB.test = connecting(false), connecting(true)
 
+-- The instances one stands for (its connector's c.members: an AWS organization's member accounts), listed
+-- or added: each with the instance's settings and secrets, then the member's own (false unsets one).
+function SUB.members(opts, args, ctx, st)
+  local name = args[2]
+  if not name then return 2, "missing NAME" end
+  local runtime = require "runtime"
+  local i, err = inst.instance(runtime.store(), name)
+  if not i then return 1, err end
+  local c = inst.connector(i.app)
+  if not (c and c.members) then return 1, ("%s (%s) stands for no other instances"):format(i.name, i.app) end
+  local ok, list = pcall(c.members, require("sdk.context").new(runtime.store(), i, "connect"))
+  if not ok then return 1, ("%s: %s"):format(i.name, require("sync").redact(runtime.store(), i, tostring(list))) end
+  for _, m in ipairs(list) do
+    local child = ("%s-%s"):format(i.name, m.name)
+    if not opts.add then
+      ctx.out("%s\t%s\t%s\n", m.name, m.title or "", child)
+    elseif inst.get(st, child) then
+      ctx.out("%s exists\n", child)
+    else
+      local values = {}
+      for k, v in pairs(i.settings) do values[k] = tostring(v) end
+      for _, s in ipairs(c.settings) do if s.secret then values[s[1]] = i:secret(s[1]) end end
+      for k, v in pairs(m.settings or {}) do values[k] = v ~= false and tostring(v) or nil end
+      local r, aerr = inst.add(st, i.app, child, values)
+      if not r then return 1, ("%s: %s"):format(child, aerr) end
+      ctx.out("added instance %s (%s)%s\n", r.name, r.app, m.title and (": " .. m.title) or "")
+    end
+  end
+  return 0
+end
+
 function SUB.remove(opts, args, ctx, st)
   local name = args[2]
   if not name then return 2, "missing NAME" end
@@ -207,7 +241,7 @@ return {
   summary = "manage app instances (add, list, show, edit, rename, enable, disable, remove)",
   usage = usage,
   options = { { "name", arg = true }, { "set", arg = true, many = true }, { "format", arg = true, short = "f" },
-              { "purge" }, { "yes", short = "y" }, { "port", arg = true }, { "test" } },
+              { "purge" }, { "yes", short = "y" }, { "port", arg = true }, { "test" }, { "add" } },
   run = function(opts, args, ctx)
     local sub = args[1]
     local fn = sub and SUB[sub]

@@ -203,6 +203,12 @@ describe("aws connector", function()
     assert.is_true(#public() > 0)
   end)
 
+  it("overwrites an object with a long notice as S3's chunked upload, every chunk signed", function()
+    local notice = ("This object's content was removed by your administrator.\n"):rep(3000)     -- about 170 KB
+    act("overwrite_file", "files", "acme-data/reports/q1.csv", { notice = notice })
+    assert.equal(notice, t.buckets["acme-data"].objects["reports/q1.csv"].body)
+  end)
+
   it("blocks public access on a bucket", function()
     act("make_private", "files", "acme-public-site")
     assert.is_true(t.buckets["acme-public-site"].bpa.BlockPublicAcls)

@@ -334,6 +334,26 @@ describe("sandbox aws S3", function()
     assert.equal(403, res.status)
   end)
 
+  it("takes a chunked upload only with every chunk's signature right, and the length it announced", function()
+    local data = ("x"):rep(70000)
+    local function put(tamper)
+      local req = { method = "PUT", url = srv.url .. "/acme-data/big.bin", headers = {}, body = data }
+      sigv4.sign(req, role, { service = "s3", region = "us-east-1", s3 = true, chunk_size = 65536 })
+      if tamper then req.body = tamper(req) end
+      local res = assert(http.request(req))
+      return res, res.body ~= "" and X.decode(res.body) or nil
+    end
+    local res = put()
+    assert.equal(200, res.status)
+    assert.equal(data, t.buckets["acme-data"].objects["big.bin"].body)
+    local r2, e2 = put(function(req) return (req.body:gsub("xxxx\r\n", "xxxy\r\n", 1)) end)
+    assert.equal(403, r2.status)
+    assert.equal("SignatureDoesNotMatch", X.error(e2).code)
+    local r3, e3 = put(function(req) req.headers["X-Amz-Decoded-Content-Length"] = "69999"; return req.body end)
+    assert.equal(403, r3.status)                     -- a signed header changed: the seed signature no longer holds
+    assert.equal("SignatureDoesNotMatch", X.error(e3).code)
+  end)
+
   it("checks the payload hash and the path as sent, in S3's words", function()
     local res, root = s3(audit, "GET", "/", { tamper = true })
     assert.equal(400, res.status)
@@ -387,5 +407,67 @@ describe("sandbox aws S3", function()
     local r3 = s3(audit, "GET", "/cachost-" .. t.account .. "-logs/quarantine/q1.csv")
     assert.equal("region,revenue\nemea,100\n", r3.body)
     assert.equal("AES256", r3.headers["x-amz-server-side-encryption"])
+  end)
+end)
+
+describe("sandbox aws Organizations", function()
+  local TARGET = "AWSOrganizationsV20161128.ListAccounts"
+  local t, srv, audit
+  before_each(function()
+    t = aws.new { seed = 8, users = 4, members = 3 }
+    srv = start(t)
+    audit = { access_key = t.audit_key.id, secret_key = t.audit_key.secret }
+  end)
+  after_each(function() srv:close() end)
+
+  local function list(creds, body)
+    local req = { method = "POST", url = srv.url .. "/", body = json.encode(body or {}),
+                  headers = { ["Content-Type"] = "application/x-amz-json-1.1", ["X-Amz-Target"] = TARGET } }
+    sigv4.sign(req, creds, { service = "organizations", region = "us-east-1" })
+    local res = assert(http.request(req))
+    return res, json.decode(res.body)
+  end
+
+  it("lists the organization's accounts to the management account, 20 a page at most, and lets it into each member", function()
+    local ids, token = {}, nil
+    repeat
+      local res, d = list(audit, { MaxResults = 2, NextToken = token })
+      assert.equal(200, res.status)
+      for _, a in ipairs(d.Accounts) do ids[#ids + 1] = a.Id; assert.equal("ACTIVE", a.Status) end
+      token = d.NextToken
+    until not token
+    assert.equal(4, #ids)
+    assert.equal(t.account, ids[1])
+    local res, d = list(audit, { MaxResults = 21 })
+    assert.same({ 400, "InvalidInputException" }, { res.status, d.__type })
+    -- the member's OrganizationAccountAccessRole trusts the management account: its session is that account's
+    local _, root = sts(srv, audit, { Action = "AssumeRole", RoleArn = ("arn:aws:iam::%s:role/OrganizationAccountAccessRole"):format(ids[2]),
+                                      RoleSessionName = "cachost" })
+    local c = X.record(X.find(root, "AssumeRoleResult/Credentials"))
+    local member = { access_key = c.AccessKeyId, secret_key = c.SecretAccessKey, session_token = c.SessionToken }
+    local r2, who = sts(srv, member, { Action = "GetCallerIdentity" })
+    assert.equal(200, r2.status)
+    assert.equal(ids[2], X.text(who, "GetCallerIdentityResult/Account"))
+    local r3, users = iam(srv, member, { Action = "ListUsers" })
+    assert.equal(200, r3.status)
+    assert.equal(#t.org.by_account[ids[2]].user_order, #X.all(users, "ListUsersResult/Users", "member"))
+    -- and a member account may not list the organization
+    local r4, e = list(member)
+    assert.same({ 400, "AccessDeniedException" }, { r4.status, e.__type })
+    -- nor may a role of another account be assumed that does not trust this one
+    local r5 = sts(srv, audit, { Action = "AssumeRole", RoleArn = ("arn:aws:iam::%s:role/ci-deploy"):format(ids[2]),
+                                 RoleSessionName = "cachost" })
+    assert.equal(403, r5.status)
+  end)
+
+  it("says an account outside any organization is not in one", function()
+    local lone = aws.new { seed = 9, users = 2 }
+    local s2 = start(lone)
+    local req = { method = "POST", url = s2.url .. "/", body = "{}",
+                  headers = { ["Content-Type"] = "application/x-amz-json-1.1", ["X-Amz-Target"] = TARGET } }
+    sigv4.sign(req, { access_key = lone.audit_key.id, secret_key = lone.audit_key.secret }, { service = "organizations", region = "us-east-1" })
+    local res = assert(http.request(req))
+    s2:close()
+    assert.equal("AWSOrganizationsNotInUseException", json.decode(res.body).__type)
   end)
 end)

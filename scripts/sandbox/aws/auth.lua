@@ -13,6 +13,9 @@ local CODES = {
   cloudtrail = { unknown = "UnrecognizedClientException", mismatch = "InvalidSignatureException",
                  skew = "InvalidSignatureException", missing = "MissingAuthenticationTokenException",
                  throttle = { 400, "ThrottlingException" } },
+  organizations = { unknown = "UnrecognizedClientException", mismatch = "InvalidSignatureException",
+                    skew = "InvalidSignatureException", missing = "MissingAuthenticationTokenException",
+                    throttle = { 400, "TooManyRequestsException" } },
   ec2 = { unknown = "AuthFailure", mismatch = "AuthFailure", skew = "RequestExpired", missing = "AuthFailure",
           throttle = { 503, "RequestLimitExceeded" } },
   query = { unknown = "InvalidClientTokenId", mismatch = "SignatureDoesNotMatch", skew = "RequestTimeTooSkewed",
@@ -40,6 +43,13 @@ function Aws:precheck(req)
   if not a then
     if not req.headers["authorization"] then return self:error(req, 403, E.missing, "Request is missing Authentication Token") end
     return self:error(req, 400, "IncompleteSignature", why)
+  end
+  -- a member account's session (an organization on one port): that account answers
+  local owner = self.org and self.org.owner_of[a.access_key]
+  if owner and owner ~= self then
+    local st, body, hdr = owner:precheck(req)
+    if st then return st, body, hdr end
+    return C.dispatch(owner, req)
   end
   local cred = self:credential(a.access_key)
   if not cred then
@@ -77,7 +87,7 @@ function Aws:precheck(req)
   if svc == "s3" then
     local claimed = req.headers["x-amz-content-sha256"]
     if not claimed then return self:error(req, 400, "InvalidRequest", "Missing required header for this request: x-amz-content-sha256") end
-    if claimed ~= sigv4.UNSIGNED_PAYLOAD and claimed ~= payload then
+    if claimed ~= sigv4.UNSIGNED_PAYLOAD and claimed ~= sigv4.STREAMING_PAYLOAD and claimed ~= payload then
       return self:error(req, 400, "XAmzContentSHA256Mismatch", "The provided 'x-amz-content-sha256' header does not match what was computed.")
     end
     payload = claimed
@@ -85,10 +95,19 @@ function Aws:precheck(req)
   local creq = sigv4.canonical_request { method = req.method, path = req.path, query = req.raw_query,
     headers = sigv4.header_values(req.headers), signed = a.signed, payload_hash = payload, s3 = svc == "s3" }
   local sts = sigv4.string_to_sign(amz, a.scope, creq)
-  local want = sigv4.signature(sigv4.signing_key(cred.secret, a.date, a.region, a.service), sts)
-  if not crypto.equal(want, a.signature) then
-    return self:error(req, 403, E.mismatch, "The request signature we calculated does not match the signature "
-      .. "you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.")
+  local key = sigv4.signing_key(cred.secret, a.date, a.region, a.service)
+  local want = sigv4.signature(key, sts)
+  local MISMATCH = "The request signature we calculated does not match the signature you provided. Check your AWS "
+    .. "Secret Access Key and signing method. Consult the service documentation for details."
+  if not crypto.equal(want, a.signature) then return self:error(req, 403, E.mismatch, MISMATCH) end
+  -- a chunked upload: every chunk's signature, chained from the request's; the data is the body from here on
+  if svc == "s3" and payload == sigv4.STREAMING_PAYLOAD then
+    local data, why = sigv4.dechunk(req.body, key, amz, a.scope, a.signature)
+    if not data then return self:error(req, 403, E.mismatch, MISMATCH .. " (" .. why .. ")") end
+    if tostring(#data) ~= req.headers["x-amz-decoded-content-length"] then
+      return self:error(req, 400, "IncompleteBody", "You did not provide the number of bytes specified by the x-amz-decoded-content-length header")
+    end
+    req.body = data
   end
   req.caller, req.access_key = cred, a.access_key
   req.aws_region = a.region               -- the region whose endpoint the request was sent to (see s3.lua)

@@ -98,7 +98,7 @@ function Aws:error(req, status, code, message)
   local svc = req.aws_service or "iam"
   if svc == "s3" then return self:s3_error(req, status, code, message) end
   if svc == "ec2" then return self:ec2_error(req, status, code, message) end
-  if svc == "cloudtrail" then return self:json_error(req, status, code, message) end
+  if svc == "cloudtrail" or svc == "organizations" then return self:json_error(req, status, code, message) end
   return self:query_error(req, status, code, message, svc == "sts" and C.STS_NS or C.IAM_NS)
 end
 

@@ -14,6 +14,7 @@ require "sandbox.aws.auth"
 local T = require "sandbox.tenant"
 local cloudtrail = require "sandbox.aws.cloudtrail"
 local s3 = require "sandbox.aws.s3"
+local organizations = require "sandbox.aws.organizations"
 
 local QUERY = { sts = { actions = require "sandbox.aws.sts", version = "2011-06-15", ns = C.STS_NS },
                 iam = { actions = require "sandbox.aws.iam", version = "2010-05-08", ns = C.IAM_NS },
@@ -52,8 +53,10 @@ end
 -- Every service on one port: the signature's credential scope says which one a request is for.
 local function dispatch(self, req)
   if req.aws_service == "s3" then return s3.handle(self, req) end
+  if req.aws_service == "organizations" then return organizations.handle(self, req) end
   return query_protocol(self, req)
 end
+C.dispatch = dispatch
 
 local ROUTES = {
   { "*", "/*", dispatch, {} },
@@ -69,12 +72,32 @@ function C.Aws:credential_line()
     self.audit_key.secret, self.role.Arn, self.role.external_id)
 end
 
--- aws.new{seed=, users=, account=, external_id=, event_days=14, now=, frozen=}
+-- aws.new{seed=, users=, account=, external_id=, event_days=14, now=, frozen=, members=N}: members: the
+-- account manages an organization of N member accounts (emulated too, each smaller), reached through
+-- their OrganizationAccountAccessRole.
 local function new(opts)
+  opts = opts or {}
   local t = C.new(opts)
-  t:seed_events((opts or {}).event_days or 14)
+  t:seed_events(opts.event_days or 14)
   t:seed_buckets()
   t:seed_trail()
+  local n = math.tointeger(opts.members or 0) or 0
+  if n > 0 then
+    local org = { id = "o-" .. T.b62(10, t.seed, "org"):lower(), management = t, accounts = { t }, by_account = {}, owner_of = {} }
+    local function join(a, name, days_ago)
+      a.org, a.org_name, a.org_email = org, name, ("aws+%s@example.com"):format(name)
+      a.org_joined = math.floor(t:now_ms() / 1000) - days_ago * 86400
+      org.by_account[a.account] = a
+      if a ~= t then org.accounts[#org.accounts + 1] = a end
+    end
+    join(t, "acme-management", 900)
+    for i = 1, n do
+      local m = new { seed = t.seed * 100 + i, users = opts.member_users or 4, event_days = 2, now = opts.now, frozen = opts.frozen }
+      m.roles.OrganizationAccountAccessRole.trust = json.encode { Version = "2012-10-17", Statement = { { Effect = "Allow",
+        Principal = { AWS = ("arn:aws:iam::%s:root"):format(t.account) }, Action = "sts:AssumeRole" } } }
+      join(m, ("acme-member-%d"):format(i), 300 - i)
+    end
+  end
   return t
 end
 

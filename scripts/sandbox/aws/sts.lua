@@ -28,9 +28,19 @@ function A.AssumeRole(self, req, p)
   if not dur or dur < 900 or dur > 43200 then
     return self:query_error(req, 400, "ValidationError", "The requested DurationSeconds exceeds the MaxSessionDuration set for this role.", C.STS_NS)
   end
-  local role = self.role
-  -- the role's trust policy: the caller must be a user of this account and give the external id
-  if p.RoleArn ~= role.Arn or not req.caller.user or p.ExternalId ~= role.external_id then
+  -- whose role: this account's audit role, whose trust policy wants one of this account's users and the
+  -- external id; or, in an organization, a member account's OrganizationAccountAccessRole, which trusts the
+  -- management account
+  local acct, name = tostring(p.RoleArn):match("^arn:aws:iam::(%d+):role/(.+)$")
+  local owner = acct == self.account and self or (self.org and self.org.by_account[acct])
+  local role = owner and owner.roles[name or ""]
+  local trusted
+  if owner == self then
+    trusted = role == self.role and req.caller.user ~= nil and p.ExternalId == role.external_id
+  else
+    trusted = role ~= nil and name == "OrganizationAccountAccessRole" and self.org.management == self and req.caller.user ~= nil
+  end
+  if not trusted then
     local who = req.caller.user and self.users[req.caller.user].Arn or "unknown"
     return self:query_error(req, 403, "AccessDenied", ("User: %s is not authorized to perform: sts:AssumeRole on resource: %s")
       :format(who, p.RoleArn), C.STS_NS)
@@ -40,8 +50,9 @@ function A.AssumeRole(self, req, p)
   local expires = self:wall_s() + dur
   local s = { secret = T.b62(40, self.seed, "ssecret", self.session_seq), name = p.RoleSessionName,
               token = "FwoGZXIvYXdzE" .. T.b62(200, self.seed, "token", self.session_seq), expires = expires, role = role,
-              arn = ("arn:aws:sts::%s:assumed-role/%s/%s"):format(self.account, role.RoleName, p.RoleSessionName) }
-  self.sessions[id] = s
+              arn = ("arn:aws:sts::%s:assumed-role/%s/%s"):format(owner.account, role.RoleName, p.RoleSessionName) }
+  owner.sessions[id] = s
+  if owner ~= self then self.org.owner_of[id] = owner end      -- its requests are that account's
   return self:query_ok(req, "AssumeRole", C.STS_NS, {
     Credentials = { AccessKeyId = id, SecretAccessKey = s.secret, SessionToken = s.token, Expiration = T.iso_s(expires) },
     AssumedRoleUser = { AssumedRoleId = role.RoleId .. ":" .. p.RoleSessionName, Arn = s.arn } })
