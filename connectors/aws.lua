@@ -1,7 +1,9 @@
--- Amazon Web Services: one AWS account per instance — IAM identities (users, groups, memberships,
--- administrators), access keys, CloudTrail management events (console sign-ins, IAM changes), S3 buckets
--- and objects, and governance.  Reference: shared/api/aws.md.  IAM and STS speak the query protocol
--- (providers/aws.lua), CloudTrail JSON 1.1, S3 REST-XML; every request is signed with Signature Version 4.
+-- Amazon Web Services: one AWS account per instance — IAM identities (users with their MFA and last
+-- sign-in, roles, the root user; groups, memberships, administrators), access keys, CloudTrail management
+-- events of every enabled region (console sign-ins, IAM changes; by LookupEvents or from a trail's bucket),
+-- S3 buckets in their own regions and their objects, governance, and an organization's member accounts.
+-- Reference: shared/api/aws.md.  IAM, STS and EC2 speak the query protocol (providers/aws.lua), CloudTrail
+-- and Organizations JSON 1.1, S3 REST-XML; every request is signed with Signature Version 4.
 local aws = provider("aws")
 
 local c = connector "aws"
@@ -89,6 +91,11 @@ c.needs = {
   overwrite_file = { "s3:PutObject" },
   suspend_user = { "iam:PutUserPolicy", "iam:PutRolePolicy" }, unsuspend_user = { "iam:DeleteUserPolicy", "iam:DeleteRolePolicy" },
   reset_password = { "iam:UpdateLoginProfile" },
+  deactivate_user = { "iam:DeleteLoginProfile", "iam:ListAccessKeys", "iam:UpdateAccessKey" },
+  remove_member = { "iam:ListGroupsForUser", "iam:RemoveUserFromGroup" },
+  remove_admin_role = { "iam:ListAttachedUserPolicies", "iam:DetachUserPolicy", "iam:ListGroupsForUser",
+                        "iam:ListAttachedGroupPolicies", "iam:ListGroupPolicies", "iam:GetGroupPolicy",
+                        "iam:RemoveUserFromGroup", "iam:ListUserPolicies", "iam:GetUserPolicy", "iam:DeleteUserPolicy" },
   revoke_token = { "iam:UpdateAccessKey" }, revoke_grant = { "iam:DeleteAccessKey" },
   members = { "organizations:ListAccounts (the management account)", "sts:AssumeRole on each member account's member_role" },
 }
@@ -267,20 +274,26 @@ function c.streams.groups(ctx)
   end
 end
 
+-- The policies that make a group's members administrators -> {names} (empty when none does).
+local function group_admin_policies(ctx, group)
+  local why = {}
+  for _, p in ipairs(aws.all(ctx, "ListAttachedGroupPolicies", { GroupName = group }, "AttachedPolicies")) do
+    if ADMIN_POLICIES[p.PolicyArn] then why[#why + 1] = p.PolicyName end
+  end
+  for _, n in ipairs(aws.all(ctx, "ListGroupPolicies", { GroupName = group }, "PolicyNames")) do
+    local doc = aws.query(ctx, "GetGroupPolicy", { GroupName = group, PolicyName = n })
+    if aws.allows_everything(xml.text(doc, "PolicyDocument")) then why[#why + 1] = n end
+  end
+  return why
+end
+
 -- Administrators: AdministratorAccess (or IAMFullAccess, which can grant it) attached to the user or one
 -- of its groups, or an inline policy allowing "*" on "*".
 function c.streams.privileges(ctx)
   local group_admin = {}        -- group name -> {policy names}
   for page in aws.pages(ctx, "ListGroups", nil, "Groups") do
     for _, g in ipairs(page) do
-      local why = {}
-      for _, p in ipairs(aws.all(ctx, "ListAttachedGroupPolicies", { GroupName = g.GroupName }, "AttachedPolicies")) do
-        if ADMIN_POLICIES[p.PolicyArn] then why[#why + 1] = p.PolicyName end
-      end
-      for _, n in ipairs(aws.all(ctx, "ListGroupPolicies", { GroupName = g.GroupName }, "PolicyNames")) do
-        local doc = aws.query(ctx, "GetGroupPolicy", { GroupName = g.GroupName, PolicyName = n })
-        if aws.allows_everything(xml.text(doc, "PolicyDocument")) then why[#why + 1] = n end
-      end
+      local why = group_admin_policies(ctx, g.GroupName)
       if #why > 0 then group_admin[g.GroupName] = why end
     end
   end
@@ -748,6 +761,57 @@ end
 function c.actions.reset_password(ctx, user)
   aws.query(ctx, "UpdateLoginProfile", { UserName = user.ext_id, PasswordResetRequired = "true" })
 end
+-- (a role: these are for IAM users; a role is suspended by suspend_user)
+local function iam_user(user, action)
+  if tostring(user.ext_id):match("^role/") or user.ext_id == ROOT then
+    fail(("%s: %s is not an IAM user (a role or the root user: suspend_user denies a role everything)"):format(action,
+      tostring(user.ext_id)), "http")
+  end
+  return user.ext_id
+end
+
+-- No way in any more: the console password deleted (its login profile: it cannot be restored, a new one
+-- can be made) and every active access key deactivated (they can be made Active again).
+function c.actions.deactivate_user(ctx, user)
+  local name = iam_user(user, "deactivate_user")
+  local ok, err = pcall(aws.query, ctx, "DeleteLoginProfile", { UserName = name })
+  if not ok and token_of(err) ~= "not_found" then error(err, 0) end          -- not_found: no console password
+  for _, k in ipairs(aws.all(ctx, "ListAccessKeys", { UserName = name }, "AccessKeyMetadata")) do
+    if k.Status == "Active" then aws.query(ctx, "UpdateAccessKey", { UserName = name, AccessKeyId = k.AccessKeyId, Status = "Inactive" }) end
+  end
+end
+
+-- Out of its groups (params.group: of that one only).
+function c.actions.remove_member(ctx, user, params)
+  local name = iam_user(user, "remove_member")
+  for _, g in ipairs(aws.all(ctx, "ListGroupsForUser", { UserName = name }, "Groups")) do
+    if not (params and params.group) or params.group == g.GroupName then
+      aws.query(ctx, "RemoveUserFromGroup", { UserName = name, GroupName = g.GroupName })
+    end
+  end
+end
+
+-- An administrator no more: AdministratorAccess and IAMFullAccess detached from the user, the user taken
+-- out of the groups that grant them, and its inline policies allowing everything deleted (those cannot be
+-- put back by cachost: the governance log keeps their names).
+function c.actions.remove_admin_role(ctx, user)
+  local name = iam_user(user, "remove_admin_role")
+  for _, p in ipairs(aws.all(ctx, "ListAttachedUserPolicies", { UserName = name }, "AttachedPolicies")) do
+    if ADMIN_POLICIES[p.PolicyArn] then aws.query(ctx, "DetachUserPolicy", { UserName = name, PolicyArn = p.PolicyArn }) end
+  end
+  for _, g in ipairs(aws.all(ctx, "ListGroupsForUser", { UserName = name }, "Groups")) do
+    if #group_admin_policies(ctx, g.GroupName) > 0 then
+      aws.query(ctx, "RemoveUserFromGroup", { UserName = name, GroupName = g.GroupName })
+    end
+  end
+  for _, n in ipairs(aws.all(ctx, "ListUserPolicies", { UserName = name }, "PolicyNames")) do
+    local doc = aws.query(ctx, "GetUserPolicy", { UserName = name, PolicyName = n })
+    if aws.allows_everything(xml.text(doc, "PolicyDocument")) then
+      aws.query(ctx, "DeleteUserPolicy", { UserName = name, PolicyName = n })
+    end
+  end
+end
+
 -- an access key stops working at once and can be made Active again
 function c.actions.revoke_token(ctx, key)
   aws.query(ctx, "UpdateAccessKey", { UserName = key.user_id, AccessKeyId = key.ext_id, Status = "Inactive" })

@@ -117,6 +117,38 @@ describe("aws connector", function()
     assert.is_nil(t.roles["ci-deploy"].inline["cachost-deny-all"])
   end)
 
+  it("deactivates a user (console password and keys), takes one out of its groups, and an administrator's rights away", function()
+    -- a console user with an active key
+    local who
+    for _, n in ipairs(t.user_order) do
+      local u = t.users[n]
+      if not who and u.login and #u.keys > 0 and t.keys[u.keys[1]].status == "Active" and #u.groups == 0 then who = n end
+    end
+    assert(who, "the account has a console user with a key")
+    act("deactivate_user", "users", who)
+    assert.is_nil(t.users[who].login)
+    for _, id in ipairs(t.users[who].keys) do assert.equal("Inactive", t.keys[id].status) end
+    local errors = select(2, pcall(act, "deactivate_user", "users", "role/ci-deploy"))
+    assert.matches("^http: deactivate_user: role/ci%-deploy is not an IAM user", tostring(errors))
+    -- a developer out of Developers
+    local dev
+    for _, n in ipairs(t.groups.Developers.members) do dev = dev or n end
+    act("remove_member", "users", dev)
+    assert.same({}, t.users[dev].groups)
+    -- the administrators: by the Admins group, by an attached AdministratorAccess, by an inline *:*
+    local admins = {}
+    for _, n in ipairs(t:admins()) do admins[n] = true end
+    for _, n in ipairs { "alice", "bob", "ops-automation" } do
+      assert.is_true(admins[n], n)
+      act("remove_admin_role", "users", n)
+    end
+    helpers.sync_ok(inst, { streams = { "privileges" } })
+    for _, n in ipairs { "alice", "bob", "ops-automation" } do
+      assert.is_not.equal(1, runtime.store().db:query("SELECT is_admin FROM users WHERE instance_id = ? AND ext_id = ?", inst.id, n)[1].is_admin, n)
+    end
+    assert.same(T_sorted(t:admins()), ids("SELECT ext_id FROM users WHERE instance_id = ? AND is_admin = 1", inst.id))
+  end)
+
   it("deactivates a leaked access key, and the next scan no longer lists it", function()
     local key = t.users["ops-automation"].keys[1]
     act("revoke_token", "app_grants", key)

@@ -1,7 +1,7 @@
 -- sandbox/aws/iam.lua — IAM (query protocol, Version 2010-05-08): users, groups and memberships, roles, access
 -- keys and their last use, login profiles, MFA devices, attached and inline policies, with Marker/MaxItems
 -- paging (1-1000, default 100), and the governance writes (UpdateAccessKey, DeleteAccessKey, UpdateLoginProfile,
--- DeleteLoginProfile, PutUserPolicy/DeleteUserPolicy, RemoveUserFromGroup).  Writes need a caller with
+-- DeleteLoginProfile, PutUserPolicy/DeleteUserPolicy, DetachUserPolicy, RemoveUserFromGroup, and the roles').  Writes need a caller with
 -- write permissions: the assumed role or an administrator (the read-only audit user gets AccessDenied).
 local C = require "sandbox.aws.core"
 local T = require "sandbox.tenant"
@@ -404,6 +404,20 @@ function A.DeleteUserPolicy(self, req, p)
   u.inline[p.PolicyName] = nil
   self:api_event(req, "DeleteUserPolicy", { userName = u.UserName, policyName = p.PolicyName }, { ResourceType = "AWS::IAM::User", ResourceName = u.UserName })
   return self:query_ok(req, "DeleteUserPolicy", NS, nil)
+end
+
+function A.DetachUserPolicy(self, req, p)
+  if not can_write(self, req) then return deny(self, req, "DetachUserPolicy") end
+  local u = p.UserName and self.users[p.UserName]
+  if not u then return no_user(self, req, tostring(p.UserName)) end
+  for i, arn in ipairs(u.attached) do
+    if arn == p.PolicyArn then
+      table.remove(u.attached, i)
+      self:api_event(req, "DetachUserPolicy", { userName = u.UserName, policyArn = arn }, { ResourceType = "AWS::IAM::User", ResourceName = u.UserName })
+      return self:query_ok(req, "DetachUserPolicy", NS, nil)
+    end
+  end
+  return self:query_error(req, 404, "NoSuchEntity", ("Policy %s was not found."):format(tostring(p.PolicyArn)))
 end
 
 function A.RemoveUserFromGroup(self, req, p)
