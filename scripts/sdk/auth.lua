@@ -5,7 +5,8 @@
 --     grant = "authorization_code"|"client_credentials"|"password",
 --     lifetime = seconds (a token answer without expires_in lives this long), accept = function(settings, answer) ->
 --     true | nil, err (the connector's check of a token answer, e.g. that it is for the instance's own org),
---     authorize_params = {...} (more query parameters of the consent URL, e.g. Google's access_type=offline),
+--     authorize_params = {...} | function(settings) (more query parameters of the consent URL, e.g.
+--     Google's access_type=offline, Dropbox's token_access_type=offline),
 --     username = "username" (setting), password = "password" (secret) }
 --     grant "password" (RFC 6749 4.3, an integration user's own credentials, e.g. ServiceNow): the tokens
 --     are obtained without a browser, refreshed with the refresh token, and asked for again with the
@@ -562,7 +563,9 @@ function M.authorization_code(client, scheme, redirect_uri)
     response_type = "code", client_id = inst.settings[scheme.client_id or "client_id"],
     redirect_uri = redirect_uri, state = state, scope = table.concat(M.scopes(scheme, inst.settings), " "),
   }
-  for k, v in pairs(scheme.authorize_params or {}) do q[k] = v end
+  local extra = scheme.authorize_params
+  if type(extra) == "function" then extra = extra(inst.settings) end
+  for k, v in pairs(extra or {}) do q[k] = v end
   if scheme.pkce ~= false then
     q.code_challenge = crypto.b64url(crypto.sha256(verifier))
     q.code_challenge_method = "S256"

@@ -184,7 +184,7 @@ end
 
 local RETRYABLE = { timeout = true, connect = true, reset = true, resolve = false, http2 = true, error = true }
 
--- client:request(method, path, {query=, headers=, body=, json=, form=, timeout=, auth=})
+-- client:request(method, path, {query=, headers=, header_json=, body=, json=, form=, timeout=, auth=})
 --   -> resp | nil, "token: detail", token, resp
 -- resp.data is the decoded JSON body when the answer is JSON.  The token is one of
 -- auth (401: the credential is dead, reconnect needed), permission (403: this credential may not do
@@ -261,6 +261,8 @@ function request(self, method, path, opts, refused)
     insecure = self.insecure, refresh = opts.refresh,
   }
   for k, v in pairs(opts.headers or {}) do req.headers[k] = v end
+  -- opts.header_json = {name = value}: a JSON argument carried in a header (Dropbox-API-Arg), ASCII-safe
+  for k, v in pairs(opts.header_json or {}) do req.headers[k] = assert(util.header_json(v)) end
   req.headers["Accept"] = req.headers["Accept"] or "application/json"
   req.headers["User-Agent"] = Client.USER_AGENT
   if opts.json ~= nil then
@@ -405,7 +407,10 @@ end
 -- The next page comes from the Link header (rel="next"), or with opts.page_token = {field, param} it is
 -- the same request with the query parameter `param` set to the body's `field` (Box's next_marker /
 -- marker, Google's nextPageToken / pageToken; none or "": the last page), or opts.next(resp, items)
--- returns the next {path, query}.
+-- returns the next path, query (and body).
+-- RPC-style listings (Dropbox: POST a JSON argument, then POST {"cursor"} to a /continue route) set
+-- opts.method = "POST" and opts.body (the first page's JSON argument); their opts.next returns the next
+-- path, nil, body.  Such a read is asked again after a timeout, a reset or a 5xx like a GET.
 -- An endless next link (the same URL again) or more than opts.max_pages pages ends with an error.
 -- The next page is requested while the caller works on this one (the provider's latency and our
 -- processing overlap); leaving the loop early cancels that request.
@@ -413,15 +418,19 @@ function Client:pages(path, query, opts)
   opts = opts or {}
   local seen, n = {}, 0
   local max_pages = opts.max_pages or 100000
-  local function fetch(p, q)
-    -- the URL as sent: a next link naming a page already read (itself, or an earlier one) ends the loop
+  local method = opts.method or "GET"
+  local function fetch(p, q, b)
+    -- the request as sent: a next link (or cursor) naming a page already read (itself, or an earlier
+    -- one) ends the loop
     local key = self:url(p)
     if q and next(q) then key = key .. (key:find("?", 1, true) and "&" or "?") .. http.form(q) end
+    if b ~= nil then key = key .. " " .. assert(json.encode(b)) end
     if seen[key] then return nil, ("endless pagination: %s was already fetched"):format((p:gsub("%?.*", ""))), "endless" end
     seen[key] = true
     n = n + 1
     if n > max_pages then return nil, "pagination: more than " .. max_pages .. " pages", "pagination" end
-    local resp, err, token, answer = self:get(p, q, { expect_json = true, auth = opts.auth, headers = opts.headers })
+    local resp, err, token, answer = self:request(method, p, { query = q, json = b, expect_json = true, auth = opts.auth,
+      headers = opts.headers, idempotent = method ~= "GET" or nil })
     if not resp then return nil, err, token, answer end
     local items, lerr
     -- opts.absent_empty: the provider omits an empty array (Google leaves out empty repeated fields),
@@ -432,8 +441,8 @@ function Client:pages(path, query, opts)
     else
       items, lerr = Client.listing(d, opts.items)
     end
-    if not items then return nil, ("%s (GET %s)"):format(lerr, (p:gsub("%?.*", ""))), "malformed" end
-    local np, nq
+    if not items then return nil, ("%s (%s %s)"):format(lerr, method, (p:gsub("%?.*", ""))), "malformed" end
+    local np, nq, nb
     if opts.page_token then
       local t = type(d) == "table" and d[opts.page_token[1]]
       if type(t) == "string" and t ~= "" then
@@ -443,15 +452,15 @@ function Client:pages(path, query, opts)
       end
     elseif opts.next then
       -- the connector's reading of where the next page is may refuse the page (malformed listing)
-      local ok, a, b = pcall(opts.next, resp, items)
+      local ok, a, b2, c = pcall(opts.next, resp, items)
       if not ok then return nil, tostring(a), util.token_of(a) or "malformed" end
-      np, nq = a, b
+      np, nq, nb = a, b2, c
     else
       np = util.links(resp.headers["link"]).next
     end
-    return { items = items, resp = resp, path = np, query = nq }
+    return { items = items, resp = resp, path = np, query = nq, body = nb }
   end
-  local ahead = sched.spawn(fetch, path, query)
+  local ahead = sched.spawn(fetch, path, query, opts.body)
   local closer = setmetatable({}, { __close = function() if ahead then ahead:cancel() end end })
   local function iter()
     if not ahead then return nil end
@@ -460,7 +469,7 @@ function Client:pages(path, query, opts)
     if not ok then error(page, 0) end          -- the fetch task itself failed
     if not page then error(util.failure(err, token, answer), 0) end   -- with the provider's answer, as ctx:request's
     if page.path then
-      ahead = sched.spawn(fetch, page.path, page.query)
+      ahead = sched.spawn(fetch, page.path, page.query, page.body)
       -- a spawned task only runs when we yield: give it a moment to send its request before the caller
       -- starts its (non-yielding) work on this page, so the provider works while we do
       sched.sleep(0.001)

@@ -75,4 +75,18 @@ function M.multipart(parts)
   return table.concat(out), "multipart/form-data; boundary=" .. boundary
 end
 
+-- JSON that may travel in an HTTP header (an API's argument carried as a header, e.g. Dropbox-API-Arg):
+-- every character from U+007F up written as a \uXXXX escape (a surrogate pair past U+FFFF), so the
+-- header is ASCII.  -> text | nil, err
+function M.header_json(v)
+  local text, err = json.encode(v)
+  if not text then return nil, err end
+  return (text:gsub("[\127\194-\244][\128-\191]*", function(ch)
+    local cp = utf8.codepoint(ch)
+    if cp < 0x10000 then return ("\\u%04x"):format(cp) end
+    cp = cp - 0x10000
+    return ("\\u%04x\\u%04x"):format(0xD800 + (cp >> 10), 0xDC00 + (cp & 0x3FF))
+  end))
+end
+
 return M
