@@ -21,7 +21,7 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 say "starting sandbox tenants (API emulators on loopback)"
 TENANTS="$DIR/demo-tenants.txt"
 : >"$TENANTS"          # exists before the sandbox writes to it: the wait below reads it from the start
-APPS="okta github:acme github:globex box microsoft google-workspace:acme gcp:acme webex servicenow salesforce:acme salesforce:globex aws"
+APPS="okta github:acme github:globex box microsoft google-workspace:acme gcp:acme webex servicenow salesforce:acme salesforce:globex aws dropbox"
 "$BIN" sandbox $APPS >"$TENANTS" 2>"$DIR/demo-tenants.log" &
 SANDBOX=$!
 trap 'kill $SANDBOX 2>/dev/null' EXIT
@@ -95,10 +95,24 @@ for org in acme globex; do
     --set username=$(sfcred $org username) --set base_url="$(field salesforce $org 3)" --set insecure_loopback=true </dev/null
 done
 
+# Dropbox: a team-scoped app connected through the OAuth consent (PKCE, offline access), which the sandbox
+# approves as the team admin; a browser (curl) follows it back to cachost
+dbx=$(field dropbox dropbox 3)
+CACHOST_SET_CLIENT_SECRET=$(cred dropbox app_secret) "$BIN" instance add dropbox --name acme-dropbox \
+  --set client_id=$(cred dropbox app_key) --set base_url="$dbx" --set content_base_url="$dbx" --set oauth_base_url="$dbx" \
+  --set insecure_loopback=true </dev/null
+: >"$DIR/demo-connect.txt"
+"$BIN" instance connect acme-dropbox 2>"$DIR/demo-connect.txt" &
+CONNECT=$!
+while ! grep -q '^http' "$DIR/demo-connect.txt" && kill -0 $CONNECT 2>/dev/null; do sleep 0.1; done
+curl -s -L "$(grep '^http' "$DIR/demo-connect.txt")" || true
+wait $CONNECT
+tail -n +3 "$DIR/demo-connect.txt"
+
 say "scanning every instance (policies watch what changes; the file policy quarantines in enforce mode)"
 "$BIN" policy mode sensitive_file_shared enforce
 "$BIN" policy mode leaked_access_key enforce
-for i in acme-okta acme-github globex-github acme-box contoso-365 acme-gws acme-gcp acme-webex acme-sf globex-sf acme-aws; do "$BIN" sync "$i" || true; done
+for i in acme-okta acme-github globex-github acme-box contoso-365 acme-gws acme-gcp acme-webex acme-sf globex-sf acme-aws acme-dropbox; do "$BIN" sync "$i" || true; done
 
 say "a Workday tenant employing the Okta org's people: those who left but still have active accounts are offboarded"
 "$BIN" query "SELECT email FROM users u JOIN instances i ON i.id = u.instance_id WHERE i.name = 'acme-okta'
@@ -227,6 +241,14 @@ say "an AWS account: public objects with keys or card numbers quarantined (priva
 "$BIN" query "SELECT g.user, g.ext_id AS access_key, CASE WHEN g.deleted_at IS NULL THEN 'active' ELSE 'deactivated' END AS state
   FROM app_grants g JOIN instances i ON i.id = g.instance_id WHERE i.name = 'acme-aws' AND g.user = 'ops-automation'"
 "$BIN" instance members acme-aws      # the organization's member accounts (--add: an instance for each)
+
+say "an SSN file linked publicly in Dropbox: copied to the admin's quarantine folder, a tombstone in its place"
+"$BIN" sync acme-dropbox --stream files >/dev/null     # the next scan sees the tombstones and the admin's copies
+"$BIN" query "SELECT g.id, g.action, g.target, g.mode, g.result FROM governance_actions g
+  JOIN instances i ON i.id = g.instance_id WHERE i.name = 'acme-dropbox' ORDER BY g.id"
+"$BIN" query "SELECT path, owner, access_level, quarantined, deleted_at IS NOT NULL AS gone FROM files f
+  JOIN instances i ON i.id = f.instance_id WHERE i.name = 'acme-dropbox'
+  AND (f.quarantined = 1 OR f.name LIKE '%.quarantined.txt' OR f.path LIKE '/cachost quarantine/%') ORDER BY path"
 
 say "a few recent sign-ins"
 "$BIN" query "SELECT time, actor, outcome, ip, location FROM activities WHERE kind = 'signin' ORDER BY time DESC LIMIT 8"

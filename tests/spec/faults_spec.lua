@@ -39,6 +39,11 @@ local TRUTH = {
     for _, u in ipairs(t.state.users) do s[u.id] = true end
     return s
   end,
+  dropbox = function(t)
+    local s = {}
+    for _, m in ipairs(t.members) do s[m.id] = true end
+    return s
+  end,
   office365 = function(t)
     local s = {}
     for _, u in ipairs(t.state.users) do if not u.deleted then s[u.id] = true end end
