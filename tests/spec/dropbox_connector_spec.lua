@@ -55,6 +55,15 @@ describe("dropbox connector", function()
 
   it("scans members, roles, groups, linked apps, every namespace's files with their sharing, and the team_log", function()
     sync_ok(inst)
+    -- the ids a complete sync holds, as the team has them
+    for entity, ids in pairs(t:truth()) do
+      local want, got = {}, {}
+      for _, id in ipairs(ids) do want[id] = true end
+      for _, x in ipairs(runtime.store().db:query("SELECT ext_id FROM " .. entity .. " WHERE instance_id = ? AND deleted_at IS NULL", inst.id)) do
+        got[x.ext_id] = true
+      end
+      assert.same(want, got, entity)
+    end
     assert.equal(t:count("users"), n_of("users", inst))
     assert.equal(t:count("suspended_users"), n_of("users", inst, "status = 'suspended'"))
     assert.equal(t:count("invited_users"), n_of("users", inst, "status = 'pending'"))

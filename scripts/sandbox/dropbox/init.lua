@@ -311,14 +311,14 @@ function D:count(what)
   error("count: unknown " .. tostring(what))
 end
 
--- The provider ids of what a complete sync holds: members, groups, live entries (shared and team folders
--- as their namespace root), events are not keyed by an id of Dropbox's (they have none).
+-- The ids a complete sync keys rows by: members, groups, live entries and each shared or team folder as
+-- "ns:<namespace id>" (events have no id of Dropbox's: not listed).
 function D:truth()
   local t = { users = {}, groups = {}, files = {} }
   for _, m in ipairs(self.members) do t.users[#t.users + 1] = m.id end
   for _, g in ipairs(self.groups) do t.groups[#t.groups + 1] = g.id end
   for _, e in ipairs(self.entries) do if not e.deleted then t.files[#t.files + 1] = e.id end end
-  for _, ns in ipairs(self.namespaces) do if ns.type ~= "team_member_folder" then t.files[#t.files + 1] = ns.root_id end end
+  for _, ns in ipairs(self.namespaces) do if ns.type ~= "team_member_folder" then t.files[#t.files + 1] = "ns:" .. ns.id end end
   return t
 end
 
