@@ -97,10 +97,11 @@ local function listing(ctx, route, arg, items, continue, headers)
     end })
 end
 
-local function rpc(ctx, route, arg, headers)
+-- An RPC call (a Void argument is sent as null) -> data | raises; try_call -> resp | nil, err, token, resp
+local function call(ctx, route, arg, headers)
   return ctx:request("POST", "/2/" .. route, { json = arg == nil and json.null or arg, headers = headers, expect_json = true })
 end
-local function try_rpc(ctx, route, arg, headers)
+local function try_call(ctx, route, arg, headers)
   return ctx:try("POST", "/2/" .. route, { json = arg == nil and json.null or arg, headers = headers, expect_json = true })
 end
 local function content_base(ctx) return (str(ctx.settings.content_base_url) or CONTENT):gsub("/+$", "") end
@@ -167,14 +168,8 @@ end
 function c.streams.app_grants(ctx)
   local email = {}
   for _, u in ipairs(ctx:known_users()) do email[u.ext_id] = u.email end
-  local pages = ctx:pages("/2/team/linked_apps/list_members_linked_apps", nil, { method = "POST", body = {}, items = "apps",
-    next = function(resp)
-      local d = resp.data
-      if d.has_more ~= true then return nil end
-      if type(d.cursor) ~= "string" or d.cursor == "" then error("malformed listing: has_more without a cursor (linked apps)", 0) end
-      return "/2/team/linked_apps/list_members_linked_apps", nil, { cursor = d.cursor }
-    end })
-  for page in pages do
+  -- the same route goes on with {"cursor"}
+  for page in listing(ctx, "team/linked_apps/list_members_linked_apps", {}, "apps", "team/linked_apps/list_members_linked_apps") do
     local grants = {}
     for _, m in ipairs(page) do
       if type(m) ~= "table" or type(m.linked_api_apps) ~= "table" then ctx:reject("app_grants", "a member's apps without linked_api_apps")
@@ -193,7 +188,7 @@ end
 local function admin_id(ctx)
   local id = str(ctx.settings.admin_member_id)
   if id then return id end
-  local d = rpc(ctx, "team/token/get_authenticated_admin")
+  local d = call(ctx, "team/token/get_authenticated_admin")
   return d.admin_profile.team_member_id
 end
 
@@ -213,7 +208,7 @@ local function member_of(ctx, email)
     if u.email == email then
       local row = ctx:stored("users", u.ext_id)
       local p = decode(row and row.raw).profile or {}
-      return { id = u.ext_id, ns = p.member_folder_id, status = row and row.status }
+      return { id = u.ext_id, ns = p.member_folder_id }
     end
   end
 end
@@ -235,13 +230,6 @@ local function as_owner(ctx, row)
   local m = row.owner and member_of(ctx, row.owner)
   if not m then fail(("%s has no owner among the team's members"):format(tostring(row.path)), "http") end
   return { ["Dropbox-API-Select-User"] = m.id, ["Dropbox-API-Path-Root"] = path_root(ns_of(ctx, row)) }, m.id
-end
-
-local function call(ctx, route, arg, h)
-  return ctx:request("POST", "/2/" .. route, { json = arg, headers = h, expect_json = true })
-end
-local function try_call(ctx, route, arg, h)
-  return ctx:try("POST", "/2/" .. route, { json = arg, headers = h, expect_json = true })
 end
 
 ---------------------------------------------------------------------------------------------- files
@@ -399,11 +387,11 @@ end
 
 -- One file, as Dropbox has it now (governance, webhooks): its metadata in its namespace and its links
 -- (those of the folders above it too); gone: marked deleted.
-local function fetch_file(ctx, id)
+local function fetch_file(ctx, id, admin)
   local row = ctx:stored("files", id)
   if not row or tostring(id):match("^ns:") then return end
   local ns = ns_of(ctx, row)
-  local h = admin_read(admin_id(ctx), ns)
+  local h = admin_read(admin or admin_id(ctx), ns)
   local resp, err, token = try_call(ctx, "files/get_metadata", { path = id }, h)
   if not resp then
     if token == "not_found" then ctx:retire("files", { id }); return end
@@ -468,7 +456,7 @@ local function member_changes(ctx, mid)
             local ids = ctx:stored_ids("files", "path", prefix .. tostring(it.path_display))
             if #ids > 0 then ctx:retire("files", ids) end
           elseif str(it.id) and not it.shared_folder_id then
-            if ctx:stored("files", it.id) then fetch_file(ctx, it.id)
+            if ctx:stored("files", it.id) then fetch_file(ctx, it.id, admin)
             else
               -- new here: a row like the scan's, then its links
               ctx:emit("files", { it }, function(x)
@@ -476,7 +464,7 @@ local function member_changes(ctx, mid)
                          owner = nsrow and nsrow.owner or row.email, size = math.tointeger(x.size), access_level = nsrow and nsrow.access_level or "private",
                          mime = MIME[(tostring(x.name):match("%.(%w+)$") or ""):lower()], trashed = 0, modified_at = when(x.server_modified) }
               end)
-              fetch_file(ctx, it.id)
+              fetch_file(ctx, it.id, admin)
             end
           end
         end
@@ -577,24 +565,24 @@ c.stream_order = { users = 1, groups = 2, app_grants = 3, files = 4, activities 
 ---------------------------------------------------------------------------------------------- account governance
 -- §8: suspend keeps the member's data unless asked (Dropbox's wipe_data defaults to true: always sent).
 function c.actions.suspend_user(ctx, user, params)
-  rpc(ctx, "team/members/suspend", { user = member_sel(user.ext_id), wipe_data = type(params) == "table" and params.wipe_data == true })
+  call(ctx, "team/members/suspend", { user = member_sel(user.ext_id), wipe_data = type(params) == "table" and params.wipe_data == true })
   return { undo = { action = "unsuspend_user", params = {} } }
 end
 function c.actions.unsuspend_user(ctx, user)
-  rpc(ctx, "team/members/unsuspend", { user = member_sel(user.ext_id) })
+  call(ctx, "team/members/unsuspend", { user = member_sel(user.ext_id) })
   return { undo = { action = "suspend_user", params = {} } }
 end
 
 -- Sign out of every web session and unlink every device (their files stay: delete_on_unlink false).
 function c.actions.revoke_sessions(ctx, user)
-  local d = rpc(ctx, "team/devices/list_member_devices", { team_member_id = user.ext_id, include_web_sessions = true,
+  local d = call(ctx, "team/devices/list_member_devices", { team_member_id = user.ext_id, include_web_sessions = true,
     include_desktop_clients = true, include_mobile_clients = true })
   local n = 0
   for field, kind in pairs { active_web_sessions = "web_session", desktop_client_sessions = "desktop_client", mobile_client_sessions = "mobile_client" } do
     for _, s in ipairs(type(d[field]) == "table" and d[field] or {}) do
       local arg = { [".tag"] = kind, session_id = s.session_id, team_member_id = user.ext_id }
       if kind == "desktop_client" then arg.delete_on_unlink = false end
-      local _, err, token = try_rpc(ctx, "team/devices/revoke_device_session", arg)
+      local _, err, token = try_call(ctx, "team/devices/revoke_device_session", arg)
       if err and token ~= "not_found" then fail(err, token) end
       n = n + 1
     end
@@ -606,7 +594,7 @@ end
 function c.actions.revoke_grant(ctx, grant)
   local mid, app = tostring(grant.ext_id):match("^(dbmid:[^:]+):(.+)$")
   if not mid then fail("revoke_grant: " .. tostring(grant.ext_id) .. " is not a linked app of a member", "http") end
-  rpc(ctx, "team/linked_apps/revoke_linked_app", { app_id = app, team_member_id = mid, keep_app_folder = true })
+  call(ctx, "team/linked_apps/revoke_linked_app", { app_id = app, team_member_id = mid, keep_app_folder = true })
 end
 
 ---------------------------------------------------------------------------------------------- data governance
