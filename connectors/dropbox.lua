@@ -60,20 +60,19 @@ local function tag_of(resp)
   return type(d) == "table" and type(d.error) == "table" and d.error[".tag"] or nil
 end
 
--- Dropbox's 401 also says "this token lacks a scope" and "this member cannot be acted as"; a 409 names
--- what is gone.
-local NOT_FOUND = { not_found = true, path_lookup = true, from_lookup = true, shared_link_not_found = true, member_not_found = true,
-  app_not_found = true, user_not_found = true, id_not_found = true, device_session_not_found = true }
+-- Dropbox's 401 also says "this token lacks a scope" and "this member cannot be acted as"; a 409 says what
+-- is gone by its tag, or by the LookupError inside it; a 422 refuses a Path-Root the caller may not use.
+local GONE = { not_found = true, shared_link_not_found = true, member_not_found = true, app_not_found = true,
+  user_not_found = true, id_not_found = true, device_session_not_found = true }
+local LOOKUP = { path = true, path_lookup = true, from_lookup = true }
 function c.fault_token(resp)
   local t = tag_of(resp)
   if resp.status == 401 then
     if t == "missing_scope" or t == "invalid_select_admin" then return "permission" end
     if t == "invalid_select_user" or t == "user_suspended" then return "not_found" end
   elseif resp.status == 409 and t then
-    local e = resp.data.error
-    local inner = type(e[t]) == "table" and e[t][".tag"]
-    if NOT_FOUND[t] and (t ~= "path_lookup" and t ~= "from_lookup" or inner == "not_found") then return "not_found" end
-    if t == "path" and inner == "not_found" then return "not_found" end
+    local inner = resp.data.error[t]
+    if GONE[t] or (LOOKUP[t] and type(inner) == "table" and inner[".tag"] == "not_found") then return "not_found" end
   elseif resp.status == 422 then
     return "permission"
   end

@@ -289,6 +289,24 @@ describe("dropbox connector", function()
     assert.is_not_nil(file_row(plain[1].ext_id).deleted_at)
   end)
 
+  it("reads a link's expiry: an expired public link opens nothing, its row stays with the date", function()
+    local m
+    for _, x in ipairs(t.members) do if not m and x.status == "active" and x ~= t.admin then m = x end end
+    local e = t:add_entry(t.ns_by_id[m.ns], "/old-share.txt", { content = "old\n" })
+    local l = t:add_link(e, m.id, "public", (math.floor(sched.time()) - 86400) * 1000)
+    sync_ok(inst, { streams = { "files" } })
+    assert.equal("private", file_row(e.id).access_level)
+    local p = runtime.store().db:query("SELECT * FROM file_permissions WHERE instance_id = ? AND file_id = ? AND deleted_at IS NULL", inst.id, e.id)[1]
+    assert.equal(l.url, p.link)
+    assert.matches("^%d%d%d%d%-%d%d%-%d%dT", p.expires_at)
+    l.expires = nil                                           -- the expiry removed: public again
+    sync_ok(inst, { streams = { "files" } })
+    assert.equal("public", file_row(e.id).access_level)
+    l.revoked = true
+    sync_ok(inst, { streams = { "files" } })
+    assert.equal("private", file_row(e.id).access_level)
+  end)
+
   it("quarantines with the shipped sensitive_file_shared policy in enforce mode", function()
     -- a new publicly linked SSN file in a member's folder
     local m
