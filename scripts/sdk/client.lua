@@ -237,7 +237,8 @@ end
 function Client:request(method, path, opts)
   opts = opts or {}
   local resp, err, token, raw, req, sent = request(self, method, path, opts)
-  if not resp and sent and raw and raw.status == 401 then
+  -- (a 401 the connector reads as something else, c.fault_token: Dropbox's missing_scope, is not renewed)
+  if not resp and sent and raw and raw.status == 401 and token == "auth" then
     resp, err, token, raw, req = request(self, method, path, opts, sent)
   end
   if resp then return resp end
