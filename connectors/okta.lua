@@ -54,15 +54,7 @@ c.auth = {
     type = "oauth2", grant = "client_credentials", token_url = "/oauth2/v1/token",
     -- DPoP unless the instance says the app does not require it
     dpop = function(settings) return settings.dpop ~= false and settings.dpop ~= "false" end,
-    scopes = function(settings)
-      local set, list, seen = on(settings) or {}, {}, {}
-      for _, k in ipairs(COMPONENTS) do
-        for _, sc in ipairs(set[k] and SCOPES[k] or {}) do
-          if not seen[sc] then seen[sc] = true; list[#list + 1] = sc end
-        end
-      end
-      return list
-    end,
+    scopes = function(settings) return component_scopes(on(settings) or {}, COMPONENTS, SCOPES) end,
     private_key = "private_key",             -- private_key_jwt: the app's key signs the client assertion
   },
 }

@@ -46,15 +46,7 @@ c.auth = {
   default = "oauth",
   oauth = {
     type = "oauth2", grant = "authorization_code", pkce = false, authorize_url = "/authorize", token_url = "/access_token",
-    scopes = function(settings)
-      local set, list, seen = on(settings) or {}, {}, {}
-      for _, k in ipairs(COMPONENTS) do
-        for _, sc in ipairs(set[k] and SCOPES[k] or {}) do
-          if not seen[sc] then seen[sc] = true; list[#list + 1] = sc end
-        end
-      end
-      return list
-    end,
+    scopes = function(settings) return component_scopes(on(settings) or {}, COMPONENTS, SCOPES) end,
   },
   service_app = { type = "oauth2", grant = "refresh_token", token_url = "/access_token" },
 }

@@ -57,7 +57,7 @@ local provider
 local function connector_env()
   return env.new {
     connector = connector, json = json, crypto = crypto, log = log, sched = sched,
-    iso = util.iso, parse_iso = util.parse_iso, links = util.links, urlencode = http.urlencode, str = util.str, components = util.components,
+    iso = util.iso, parse_iso = util.parse_iso, links = util.links, urlencode = http.urlencode, str = util.str, components = util.components, component_scopes = util.component_scopes,
     provider_host = provider_host, webhook = require "sdk.webhook", fail = fail, token_of = util.token_of,
     provider = provider, xml = require "sdk.xml",     -- xml: replies in XML (AWS), see docs/PRIMITIVES.md
     soap = require "sdk.soap",                        -- SOAP 1.1 envelopes and faults (Workday)

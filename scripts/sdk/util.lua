@@ -43,6 +43,18 @@ function M.components(value, known, app)
   return on
 end
 
+-- The scopes of the components a set turns on (util.components), each once, in the order of `known`:
+-- scopes[component] lists what that component needs.
+function M.component_scopes(on, known, scopes)
+  local list, seen = {}, {}
+  for _, k in ipairs(known) do
+    for _, sc in ipairs(on[k] and scopes[k] or {}) do
+      if not seen[sc] then seen[sc] = true; list[#list + 1] = sc end
+    end
+  end
+  return list
+end
+
 -- Operational failures travel as data: `nil, message, token` from the C modules and Client:request; when
 -- a connector's code raises one (ctx:get, fail()), it is this object, so the engine reads the token
 -- (auth, permission, unavailable, not_found, ...) instead of parsing the message.  It prints as its message.
