@@ -276,6 +276,19 @@ static const char *bind_one(lua_State *L, params_t *p, int i, int idx) {
 
 /* ---------- statements ---------- */
 
+/* PostgreSQL cannot type a parameter used only where any type fits (`$1 IS NULL`); such a parameter is
+ * sent as text.  r failed that way (42P18 / 42P08: "could not determine data type of parameter $n") ->
+ * n, the parameter to type as text and try again | 0: r is not that, or n is already typed. */
+static int untyped_param(const PGresult *r, int np, const Oid *types) {
+    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    if (PQresultStatus(r) != PGRES_FATAL_ERROR || !state || (strcmp(state, "42P18") && strcmp(state, "42P08")))
+        return 0;
+    const char *m = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+    const char *dollar = m ? strchr(m, '$') : NULL;
+    int which = dollar ? atoi(dollar + 1) : 0;
+    return which >= 1 && which <= np && !types[which - 1] ? which : 0;
+}
+
 /* The prepared statement for sql, prepared now if it is not cached -> its cache slot | NULL with the
  * error pushed (3 values in *nret), or raises on misuse. */
 static struct cached *stmt_get(lua_State *L, db_t *d, const char *sql, size_t len, int *nret) {
@@ -308,15 +321,8 @@ static struct cached *stmt_get(lua_State *L, db_t *d, const char *sql, size_t le
     PGresult *r;
     for (;;) {
         r = PQprepare(d->conn, slot->name, text, np, types);
-        const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-        int which = 0;
-        /* 42P18 / 42P08: "could not determine data type of parameter $n" */
-        if (PQresultStatus(r) == PGRES_FATAL_ERROR && state && (!strcmp(state, "42P18") || !strcmp(state, "42P08"))) {
-            const char *m = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
-            const char *dollar = m ? strchr(m, '$') : NULL;
-            which = dollar ? atoi(dollar + 1) : 0;
-        }
-        if (which < 1 || which > np || types[which - 1]) break;
+        int which = untyped_param(r, np, types);
+        if (!which) break;
         types[which - 1] = TEXTOID;
         PQclear(r);
     }
@@ -740,14 +746,8 @@ static int cursor_declare(lua_State *L, db_t *d, cursor_t *c, int first, int las
     for (;;) {      /* parameters PostgreSQL cannot type are text, as in stmt_get */
         PQclear(PQexec(d->conn, "SAVEPOINT declare_"));
         r = PQexecParams(d->conn, decl, nargs, types, p.values, p.lengths, p.formats, 0);
-        const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-        int which = 0;
-        if (PQresultStatus(r) == PGRES_FATAL_ERROR && state && (!strcmp(state, "42P18") || !strcmp(state, "42P08"))) {
-            const char *m = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
-            const char *dollar = m ? strchr(m, '$') : NULL;
-            which = dollar ? atoi(dollar + 1) : 0;
-        }
-        if (which < 1 || which > np || types[which - 1]) break;
+        int which = untyped_param(r, np, types);
+        if (!which) break;
         types[which - 1] = TEXTOID;
         PQclear(r);
         PQclear(PQexec(d->conn, "ROLLBACK TO declare_"));

@@ -317,6 +317,12 @@ for _, backend in ipairs { "sqlite", "postgresql" } do
         if n == 700 then assert.equal(1200, rd:query("SELECT count(*) AS n FROM activities")[1].n) end
       end
       assert.equal(1200, n)
+      -- a parameter whose type only its value tells (PostgreSQL cannot infer it) is taken as text,
+      -- in a statement and in a cursor alike
+      assert.equal(1, rd:query("SELECT count(*) AS n FROM users WHERE ? IS NULL AND ext_id = 'u1'", nil)[1].n)
+      local typed = assert(rd:cursor("SELECT ? AS v", "x"))
+      assert.same({ "x" }, typed:next(true))
+      typed:close()
       local cols = rd:columns("users")
       assert.equal("id", cols[1].name)
       assert.is_nil(rd:columns("secrets"))
