@@ -156,11 +156,7 @@ int luaopen_geoip(lua_State *L) {
     static const luaL_Reg methods[] = {
         {"lookup", l_lookup}, {"metadata", l_metadata}, {"close", l_close}, {NULL, NULL}};
     static const luaL_Reg meta[] = {{"__gc", l_close}, {"__close", l_close}, {"__tostring", l_tostring}, {NULL, NULL}};
-    luaL_newmetatable(L, GEODB_MT);
-    luaL_setfuncs(L, meta, 0);
-    luaL_newlib(L, methods);
-    lua_setfield(L, -2, "__index");
-    lua_pop(L, 1);
+    host_class(L, GEODB_MT, meta, methods);
     static const luaL_Reg funcs[] = {{"open", l_open}, {NULL, NULL}};
     luaL_newlib(L, funcs);
     return 1;

@@ -37,6 +37,15 @@ struct host {
 };
 extern struct host H;
 
+/* ---- userdata classes (modules.c) ---- */
+
+/* Registers the metatable `name`: the entries of meta (__gc, __close, __tostring...) and an __index table
+ * of methods. */
+void host_class(lua_State *L, const char *name, const luaL_Reg *meta, const luaL_Reg *methods);
+
+/* sqlite.blob(s) -> a value both database modules bind as a BLOB (sqlite.c; pg.c shares it). */
+int db_blob(lua_State *L);
+
 /* ---- tasks (sched.c) ---- */
 
 /* The running task; raises "<what>: must be called inside a task" when there is none. */

@@ -34,6 +34,16 @@ static const luaL_Reg modules[] = {
     {"net", luaopen_net}, {"xml", luaopen_xml}, {"zstd", luaopen_zstd}, {"pg", luaopen_pg},
     {NULL, NULL}};
 
+void host_class(lua_State *L, const char *name, const luaL_Reg *meta, const luaL_Reg *methods)
+{
+    luaL_newmetatable(L, name);
+    luaL_setfuncs(L, meta, 0);
+    lua_newtable(L);
+    luaL_setfuncs(L, methods, 0);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+}
+
 /* Open each module as a global and in package.loaded. */
 void host_openlibs(lua_State *L)
 {

@@ -888,15 +888,6 @@ static int l_readonly(lua_State *L) {
     return 1;
 }
 
-static int l_blob(lua_State *L) {
-    luaL_checkstring(L, 1);
-    lua_createtable(L, 1, 0);
-    lua_pushvalue(L, 1);
-    lua_rawseti(L, -2, 1);
-    luaL_setmetatable(L, BLOB_MT);
-    return 1;
-}
-
 static const luaL_Reg db_methods[] = {
     {"exec", l_exec},       {"query", l_query},        {"rows", l_rows},
     {"cursor", l_cursor},   {"exec_many", l_exec_many}, {"changes", l_changes},
@@ -913,19 +904,11 @@ static const luaL_Reg cursor_meta[] = {
     {"__gc", cursor_close}, {"__close", cursor_close}, {"__tostring", cursor_tostring},
     {"__index", NULL}, {NULL, NULL}};
 
-static const luaL_Reg funcs[] = {{"open", l_open}, {"blob", l_blob}, {NULL, NULL}};
+static const luaL_Reg funcs[] = {{"open", l_open}, {"blob", db_blob}, {NULL, NULL}};
 
 int luaopen_pg(lua_State *L) {
-    luaL_newmetatable(L, DB_MT);
-    luaL_setfuncs(L, db_meta, 0);
-    luaL_newlib(L, db_methods);
-    lua_setfield(L, -2, "__index");
-    lua_pop(L, 1);
-    luaL_newmetatable(L, CURSOR_MT);
-    luaL_setfuncs(L, cursor_meta, 0);
-    luaL_newlib(L, cursor_methods);
-    lua_setfield(L, -2, "__index");
-    lua_pop(L, 1);
+    host_class(L, DB_MT, db_meta, db_methods);
+    host_class(L, CURSOR_MT, cursor_meta, cursor_methods);
     luaL_newmetatable(L, BLOB_MT);     /* the sqlite module's, if it registered it first */
     lua_pushliteral(L, "sqlite.blob");
     lua_setfield(L, -2, "__name");

@@ -241,11 +241,7 @@ int luaopen_regex(lua_State *L)
     static const luaL_Reg methods[] = {{"find", re_find}, {"gmatch", re_gmatch}, {NULL, NULL}};
     static const luaL_Reg meta[] = {{"__gc", re_gc}, {"__tostring", re_tostring}, {NULL, NULL}};
     static const luaL_Reg fns[] = {{"compile", l_compile}, {NULL, NULL}};
-    luaL_newmetatable(L, REGEX_MT);
-    luaL_setfuncs(L, meta, 0);
-    luaL_newlib(L, methods);
-    lua_setfield(L, -2, "__index");
-    lua_pop(L, 1);
+    host_class(L, REGEX_MT, meta, methods);
     luaL_newlib(L, fns);
     lua_pushboolean(L, jit_available());
     lua_setfield(L, -2, "jit");

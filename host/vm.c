@@ -716,11 +716,7 @@ static const luaL_Reg methods[] = {{"load", l_load}, {"call", l_call}, {"set", l
 static const luaL_Reg meta[] = {{"__gc", l_gc}, {"__close", l_gc}, {"__tostring", l_tostring}, {NULL, NULL}};
 
 int luaopen_vm(lua_State *L) {
-    luaL_newmetatable(L, VM_MT);
-    luaL_setfuncs(L, meta, 0);
-    luaL_newlib(L, methods);
-    lua_setfield(L, -2, "__index");
-    lua_pop(L, 1);
+    host_class(L, VM_MT, meta, methods);
     lua_createtable(L, 0, 2);
     lua_pushcfunction(L, l_new);
     lua_setfield(L, -2, "new");
