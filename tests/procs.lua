@@ -68,6 +68,21 @@ function M.sandbox(dir, args)
   return M.wait_for(dir .. "/tenants.txt", "http://[%d%.:]+", 30):match("(http://[%d%.:]+)"), pid
 end
 
+-- A home for a spec that drives `cachost sandbox APP` as a newcomer does:
+--   home = procs.home(dir); home:run(args) -> output, code of `cachost ARGS` there;
+--   home:connect_line(sandbox_args, var) -> the `VAR=... cachost instance add ...` line the sandbox prints,
+--     ready to run (with this binary); home:stop() stops that sandbox.
+local Home = {}
+Home.__index = Home
+function M.home(dir) return setmetatable({ dir = dir }, Home) end
+function Home:run(args) return M.sh(("CACHOST_HOME='%s' %s %s </dev/null"):format(self.dir, M.BIN, args)) end
+function Home:connect_line(sandbox_args, var)
+  self.pid = M.spawn(("CACHOST_HOME='%s' %s sandbox %s"):format(self.dir, M.BIN, sandbox_args), self.dir .. "/sandbox")
+  local out = M.wait_for(self.dir .. "/sandbox", var .. "=[^\n]+instance add[^\n]+\n")
+  return (out:match("(" .. var .. "=[^\n]+)"):gsub(" cachost ", " " .. M.BIN .. " ", 1))
+end
+function Home:stop() if self.pid then M.stop(self.pid) end end
+
 -- start(args[, env]) -> pid, job: `cachost ARGS` in the background, with its exit status kept (job.rc,
 -- written by the shell that waited for it; job.out, job.err).  env: "NAME=value ..." before it.
 local jobs = 0

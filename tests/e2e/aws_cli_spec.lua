@@ -3,24 +3,19 @@
 -- every stream, and the governance path makes the public key file private and deactivates the leaked key.
 local helpers = require "helpers"
 local procs = require "procs"
-local bin = procs.BIN
 
 describe("cachost sandbox aws", function()
-  local home, pid
-  before_each(function() home = helpers.tmp_dir() end)
+  local home, sandbox
+  before_each(function() home = helpers.tmp_dir(); sandbox = procs.home(home) end)
   after_each(function()
-    if pid then procs.stop(pid) end
+    sandbox:stop()
     os.execute("rm -rf '" .. home .. "'")
   end)
 
-  local function run(args)
-    return procs.sh(("CACHOST_HOME='%s' %s %s </dev/null"):format(home, bin, args))
-  end
+  local function run(args) return sandbox:run(args) end
 
   it("connects through the printed line, syncs, and acts on the account", function()
-    pid = procs.spawn(("CACHOST_HOME='%s' %s sandbox aws --size 6"):format(home, bin), home .. "/sandbox")
-    local out = procs.wait_for(home .. "/sandbox", "CACHOST_SET_ACCESS_KEY_ID=[^\n]+instance add aws[^\n]+\n")
-    local line = out:match("(CACHOST_SET_ACCESS_KEY_ID=[^\n]+)"):gsub(" cachost ", " " .. bin .. " ", 1)
+    local line = sandbox:connect_line("aws --size 6", "CACHOST_SET_ACCESS_KEY_ID")
     -- a wrong external id: the role is not assumed, nothing is added
     local wrong = line:gsub("external_id=%S+", "external_id=guess"):gsub("%-%-name %S+", "--name tried")
     local text, code = procs.sh(("CACHOST_HOME='%s' %s --test </dev/null"):format(home, wrong))
@@ -50,9 +45,7 @@ describe("cachost sandbox aws", function()
   end)
 
   it("adds an instance for each member account of the organization, each scanning its own account", function()
-    pid = procs.spawn(("CACHOST_HOME='%s' %s sandbox aws --size 6"):format(home, bin), home .. "/sandbox")
-    local out = procs.wait_for(home .. "/sandbox", "CACHOST_SET_ACCESS_KEY_ID=[^\n]+instance add aws[^\n]+\n")
-    local line = out:match("(CACHOST_SET_ACCESS_KEY_ID=[^\n]+)"):gsub(" cachost ", " " .. bin .. " ", 1)
+    local line = sandbox:connect_line("aws --size 6", "CACHOST_SET_ACCESS_KEY_ID")
     local text, code = procs.sh(("CACHOST_HOME='%s' %s </dev/null"):format(home, line))
     assert.equal(0, code, text)
     text, code = run("instance members sandbox-aws")

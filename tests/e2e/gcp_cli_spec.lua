@@ -3,24 +3,19 @@
 -- reads every stream, and the governance path disables a user-managed key and takes the public binding away.
 local helpers = require "helpers"
 local procs = require "procs"
-local bin = procs.BIN
 
 describe("cachost sandbox gcp", function()
-  local home, pid
-  before_each(function() home = helpers.tmp_dir() end)
+  local home, sandbox
+  before_each(function() home = helpers.tmp_dir(); sandbox = procs.home(home) end)
   after_each(function()
-    if pid then procs.stop(pid) end
+    sandbox:stop()
     os.execute("rm -rf '" .. home .. "'")
   end)
 
-  local function run(args)
-    return procs.sh(("CACHOST_HOME='%s' %s %s </dev/null"):format(home, bin, args))
-  end
+  local function run(args) return sandbox:run(args) end
 
   it("connects through the printed line, syncs, and acts on the organization", function()
-    pid = procs.spawn(("CACHOST_HOME='%s' %s sandbox gcp"):format(home, bin), home .. "/sandbox")
-    local out = procs.wait_for(home .. "/sandbox", "CACHOST_SET_SERVICE_ACCOUNT_KEY=[^\n]+instance add gcp[^\n]+\n")
-    local line = out:match("(CACHOST_SET_SERVICE_ACCOUNT_KEY=[^\n]+)"):gsub(" cachost ", " " .. bin .. " ", 1)
+    local line = sandbox:connect_line("gcp", "CACHOST_SET_SERVICE_ACCOUNT_KEY")
     local text, code = procs.sh(("CACHOST_HOME='%s' %s --test </dev/null"):format(home, line))
     assert.equal(0, code, text)
     text, code = run("sync sandbox-gcp --no-policies")
@@ -44,8 +39,8 @@ describe("cachost sandbox gcp", function()
     -- the service account's key file goes with the sandbox
     local key_file = line:match('%$%(cat ([^)]+)%)')
     assert.truthy(host.stat(key_file))
-    assert.is_true(procs.stop(pid))
-    pid = nil
+    assert.is_true(procs.stop(sandbox.pid))
+    sandbox.pid = nil
     assert.is_nil(host.stat(key_file))
   end)
 end)

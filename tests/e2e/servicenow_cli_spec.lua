@@ -4,24 +4,19 @@
 -- `cachost act` locks a user out and back in, seen in the instance after a re-sync.
 local helpers = require "helpers"
 local procs = require "procs"
-local bin = procs.BIN
 
 describe("cachost sandbox servicenow", function()
-  local home, pid
-  before_each(function() home = helpers.tmp_dir() end)
+  local home, sandbox
+  before_each(function() home = helpers.tmp_dir(); sandbox = procs.home(home) end)
   after_each(function()
-    if pid then procs.stop(pid) end
+    sandbox:stop()
     os.execute("rm -rf '" .. home .. "'")
   end)
 
-  local function run(args)
-    return procs.sh(("CACHOST_HOME='%s' %s %s </dev/null"):format(home, bin, args))
-  end
+  local function run(args) return sandbox:run(args) end
 
   it("connects through the printed line, syncs, and locks a user out", function()
-    pid = procs.spawn(("CACHOST_HOME='%s' %s sandbox servicenow --size 20"):format(home, bin), home .. "/sandbox")
-    local out = procs.wait_for(home .. "/sandbox", "CACHOST_SET_PASSWORD=[^\n]+instance add servicenow[^\n]+\n")
-    local line = out:match("(CACHOST_SET_PASSWORD=[^\n]+)"):gsub(" cachost ", " " .. bin .. " ", 1)
+    local line = sandbox:connect_line("servicenow --size 20", "CACHOST_SET_PASSWORD")
     local wrong = line:gsub("^CACHOST_SET_PASSWORD=%S+", "CACHOST_SET_PASSWORD=wrong"):gsub("%-%-name %S+", "--name tried")
     local text, code = procs.sh(("CACHOST_HOME='%s' %s --test </dev/null"):format(home, wrong))
     assert.equal(1, code, text)
