@@ -253,6 +253,24 @@ function Instance:set_secret(name, value)
   assert(assert(self.st:vault()):put(self.id, name, value))
 end
 
+-- inst:exclusive(name, fn) -> fn()'s results, fn run while this process holds the store's lock on this
+-- instance's `name` (held as workers.id()): the processes sharing the store (the daemon, `cachost act`, other workers) take
+-- turns.  A holder that died frees it after LOCK_TTL seconds; a wait longer than that gives up.
+local LOCK_TTL = 60
+function Instance:exclusive(name, fn)
+  local key, holder, deadline = self.id .. ":" .. name, require("workers").id(), sched.now() + LOCK_TTL
+  while not self.st:take_lock(key, holder, LOCK_TTL) do
+    if sched.now() > deadline then
+      return nil, ("lock: %s of %s still held by another process after %d s"):format(name, self.name, LOCK_TTL), "unavailable"
+    end
+    sched.sleep(0.1)
+  end
+  local res = table.pack(pcall(fn))
+  self.st:drop_lock(key, holder)
+  if not res[1] then error(res[2], 0) end
+  return table.unpack(res, 2, res.n)
+end
+
 -- What the provider says it granted (OAuth scopes), kept with the instance.
 function Instance:set_granted(scope)
   local comp = json.decode(self.row.components or "null")

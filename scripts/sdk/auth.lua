@@ -344,8 +344,15 @@ end
 -- One renewal of a token at a time per instance (`name`: the token's vault name): a request needing it
 -- while another renews it waits for that renewal and shares its outcome, so requests in flight together
 -- cause a single token request (Box's refresh tokens are single use: a second refresh with the same one
--- would be refused and read as a dead credential).  fn() -> value | nil, err, token
+-- would be refused and read as a dead credential).  Across the processes sharing the store the same, by
+-- the store's lock (inst:exclusive); fn reads the vault again first, so a process that waited there uses
+-- the token the other one stored.  fn() -> value | nil, err, token
 local function once(client, name, fn)
+  local inst = client.inst
+  if inst.id and inst.exclusive then        -- (an instance not yet stored has no other process to meet)
+    local inner = fn
+    fn = function() return inst:exclusive("token:" .. name, inner) end
+  end
   client.renewing = client.renewing or {}
   while client.renewing[name] do
     local r = client.renewing[name]:wait()

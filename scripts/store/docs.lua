@@ -128,6 +128,10 @@ TABLES.leases = { "which worker syncs which instance, until when (renewed while 
 TABLES.switches = { "the operator's switches every worker obeys", {
   name = "the switch (governance_paused)", value = "its value (who set it); NULL when off", updated_at = "last change" } }
 
+TABLES.locks = { "named locks the processes sharing this store take turns on (token renewals)", {
+  name = "what is locked (instance id:token)", holder = "the process holding it (host:pid:random)",
+  expires_at = "when another process may take it, unless given up before" } }
+
 local M = { TABLES = TABLES }
 
 -- rows {table, description} of the tables a reader sees (store.lua's Reader:tables()).

@@ -104,6 +104,27 @@ return function(Store, M)
     return r and r.worker
   end
 
+  -- Named locks (locks table): `holder` takes `name` for ttl seconds if it is free or expired -> true |
+  -- false (another holder has it); the same atomic statement as a lease's.
+  function Store:take_lock(name, holder, ttl)
+    local taken
+    check(within(self, function()
+      check(self.db:exec(sql(self, "lock", [[INSERT INTO locks (name, holder, expires_at) VALUES (?, ?, {LATER})
+        ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+        WHERE locks.expires_at < {NOW} OR locks.holder = excluded.holder]]), name, holder, ttl))
+      taken = self.db:changes() == 1
+      return true
+    end))
+    return taken
+  end
+
+  function Store:drop_lock(name, holder)
+    return within(self, function()
+      check(self.db:exec("DELETE FROM locks WHERE name = ? AND holder = ?", name, holder))
+      return true
+    end)
+  end
+
   -- Gives up worker `id`'s lease of `inst`, or all of them with the worker stopped (shutdown).
   function Store:release_leases(id, inst)
     return within(self, function()

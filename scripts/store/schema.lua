@@ -353,6 +353,15 @@ ALTER TABLE alerts ADD COLUMN assignee TEXT;
   [12] = [[
 CREATE INDEX governance_target ON governance_actions(instance_id, target_id);
 ]],
+  -- 13: named locks the processes sharing a store take turns on (an instance's OAuth token renewal: a
+  -- single-use refresh token redeemed by the daemon and by `cachost act` at once kills the connection).
+  [13] = [[
+CREATE TABLE locks (
+  name        TEXT PRIMARY KEY,
+  holder      TEXT NOT NULL,          -- host:pid:random of the process holding it
+  expires_at  TEXT NOT NULL           -- by the database's clock; a dead holder's lock is free after it
+);
+]],
 }
 
 M.version = #M.migrations

@@ -28,6 +28,37 @@ describe("a refresh token alone", function()
     assert.is_not.equal("handed-over-refresh-token", inst:secret("refresh_token"))
   end)
 
+  -- Another process sharing the store (the daemon while an operator runs `cachost act`) renewing the same
+  -- single-use refresh token: this one waits on the store's lock, then uses the token that one stored.
+  it("waits for another process renewing the token, and uses what it stored", function()
+    t.refresh["rt-shared"] = { uid = t.admin.id, exp = t:wall_s() + 3600 }
+    local inst = box("shared", { client_secret = "bx-secret", refresh_token = "rt-shared", access_token = "stale",
+                                 token_expires_at = "1" })
+    local st, lock, other = runtime.store(), inst.id .. ":token:access_token", "elsewhere:4242:1"
+    assert.is_true(st:take_lock(lock, other, 60))
+    assert.is_false(st:take_lock(lock, "third:1:1", 60))          -- held: nobody else takes it
+    local done
+    sched.spawn(function() done = table.pack(runtime.sync(inst, { streams = { "users" } })) end)
+    sched.sleep(0.3)
+    assert.is_nil(done)                                            -- waiting for the other process
+    -- the other process redeems the refresh token, stores what it got, and lets go
+    local r = assert(http.request { method = "POST", url = srv.url .. "/oauth2/token",
+      headers = { ["Content-Type"] = "application/x-www-form-urlencoded" },
+      body = http.form { grant_type = "refresh_token", refresh_token = "rt-shared", client_id = "bx", client_secret = "bx-secret" } })
+    assert.equal(200, r.status, r.body)
+    local got = json.decode(r.body)
+    inst:set_secret("access_token", got.access_token)
+    inst:set_secret("refresh_token", got.refresh_token)
+    inst:set_secret("token_expires_at", tostring(math.floor(sched.time()) + 3600))
+    st:drop_lock(lock, other)
+    local deadline = sched.now() + 20
+    while not done and sched.now() < deadline do sched.sleep(0.05) end
+    assert.is_true(done and done[2], done and tostring(done[1][1] and done[1][1].error))
+    assert.equal(got.access_token, inst:secret("access_token"))   -- no renewal of its own
+    assert.equal(got.refresh_token, inst:secret("refresh_token"))
+    assert.is_true(st:take_lock(lock, "third:1:1", 60))           -- given up once done
+  end)
+
   it("without it, the instance is not connected", function()
     local inst = box("none", { client_secret = "bx-secret" })
     local results, ok = runtime.sync(inst, { streams = { "users" } })

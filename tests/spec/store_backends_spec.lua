@@ -266,6 +266,18 @@ for _, backend in ipairs { "sqlite", "postgresql" } do
       assert.equal("ops", st:switch("governance_paused"))
     end)
 
+    it("gives a named lock to one process at a time, until it is given up or expires", function()
+      assert.is_true(st:take_lock("7:token", "p1", 30))
+      assert.is_true(st:take_lock("7:token", "p1", 30))            -- its holder again: renewed
+      assert.is_false(st:take_lock("7:token", "p2", 30))
+      assert.is_true(st:take_lock("8:token", "p2", 30))            -- another name is free
+      assert(st:drop_lock("7:token", "p2"))                         -- not p2's to give up
+      assert.is_false(st:take_lock("7:token", "p2", 30))
+      assert(st:drop_lock("7:token", "p1"))
+      assert.is_true(st:take_lock("7:token", "p2", -1))            -- taken, already expired...
+      assert.is_true(st:take_lock("7:token", "p3", 30))            -- ...so a dead holder does not keep it
+    end)
+
     if backend == "postgresql" then
       it("lets the limit checks of two workers pass one at a time", function()
         local other = assert(store.open(where, { home = dir, busy_timeout = 200 }))
