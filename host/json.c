@@ -280,6 +280,13 @@ static int j_pretty(lua_State *L) { return encode(L, 1); }
 /* ---- decoding ---- */
 
 #define SOURCES "cachost.json.sources"
+#define PARTIAL_NAME "json.partial"
+
+/* fields: the members of a listing's items to build (the others are parsed and validated, never built).
+ * A tree: each node is a list of member names (linked by `next`), each either built whole (child -1) or an
+ * object of which only the members of node `child` are built. */
+struct field { const char *name; size_t len; int child, next; };
+struct fnode { int head; int mt; };        /* mt: stack index of the node's metatable (partial objects) */
 
 struct dec {
     lua_State *L;
@@ -290,6 +297,13 @@ struct dec {
     const char *text;
     int want_sources, items_depth;   /* items_depth: 0 none yet, -1 done */
     size_t start;
+    /* fields: nodes[0] restricts each item; node[depth]: the node restricting the object open at that
+     * depth (-1: built whole); skip: > 0 inside a value not built (its nesting), skip_next: the next value
+     * is not built; next_node: the node of the value after the key just read */
+    struct field *fields;
+    struct fnode *nodes;
+    int skip, skip_next, next_node;
+    int node[DECODE_MAX_DEPTH + 1];
     unsigned char is_map[DECODE_MAX_DEPTH + 1];
     lua_Integer count[DECODE_MAX_DEPTH + 1];
 };
@@ -302,19 +316,29 @@ static int add(struct dec *d) {
     return 1;
 }
 
+/* A scalar that is not built: inside a skipped value, or the skipped value itself. */
+static int skipped(struct dec *d) {
+    if (d->skip) return 1;
+    if (d->skip_next) { d->skip_next = 0; return 1; }
+    return 0;
+}
+
 static int cb_null(void *ctx) {
     struct dec *d = ctx;
+    if (skipped(d)) return 1;
     lua_pushlightuserdata(d->L, NULL);
     return add(d);
 }
 static int cb_bool(void *ctx, int v) {
     struct dec *d = ctx;
+    if (skipped(d)) return 1;
     lua_pushboolean(d->L, v);
     return add(d);
 }
 static int cb_number(void *ctx, const char *s, size_t len) {
     struct dec *d = ctx;
     char buf[128];
+    if (skipped(d)) return 1;
     /* lua_stringtonumber gives an integer for integral text that fits, a float otherwise */
     if (len < sizeof buf) {
         memcpy(buf, s, len);
@@ -330,6 +354,7 @@ static int cb_number(void *ctx, const char *s, size_t len) {
 }
 static int cb_string(void *ctx, const unsigned char *s, size_t len) {
     struct dec *d = ctx;
+    if (skipped(d)) return 1;
     lua_pushlstring(d->L, (const char *)s, len);
     return add(d);
 }
@@ -338,13 +363,31 @@ static int open_container(struct dec *d, int map) {
         d->err = "json: too deep";
         return 0; /* cancels the parse */
     }
+    if (d->skip || d->skip_next) {          /* a value not built: only its depth is followed */
+        d->skip++;
+        d->skip_next = 0;
+        d->depth++;
+        return 1;
+    }
     luaL_checkstack(d->L, 4, "json: too deep");
-    if (d->want_sources && d->items_depth > 0 && map && d->depth == d->items_depth)
+    int item = d->items_depth > 0 && d->depth == d->items_depth;
+    if (d->want_sources && item && map)
         d->start = yajl_get_bytes_consumed(d->h) - 1;          /* just after its '{' */
+    /* the node restricting this object: the root for an item, a declared member's path inside one */
+    int node = -1;
+    if (map && d->fields) {
+        if (item) node = 0;
+        else if (d->node[d->depth] >= 0) node = d->next_node;   /* a declared member of a restricted object */
+    }
     lua_newtable(d->L);
     if (!map) luaL_setmetatable(d->L, ARRAY_MT);
+    else if (node >= 0) {
+        lua_pushvalue(d->L, d->nodes[node].mt);
+        lua_setmetatable(d->L, -2);
+    }
     d->depth++;
-    if (d->want_sources && !map && d->items_depth == 0) d->items_depth = d->depth;
+    d->node[d->depth] = node;
+    if ((d->want_sources || d->fields) && !map && d->items_depth == 0) d->items_depth = d->depth;
     d->is_map[d->depth] = (unsigned char)map;
     d->count[d->depth] = 0;
     return 1;
@@ -353,13 +396,26 @@ static int cb_start_map(void *ctx) { return open_container(ctx, 1); }
 static int cb_start_array(void *ctx) { return open_container(ctx, 0); }
 static int cb_key(void *ctx, const unsigned char *s, size_t len) {
     struct dec *d = ctx;
+    if (d->skip) return 1;
+    int node = d->node[d->depth];
+    if (node >= 0) {                         /* a restricted object: is this member declared? */
+        int f = d->nodes[node].head;
+        while (f >= 0 && (d->fields[f].len != len || memcmp(d->fields[f].name, s, len) != 0)) f = d->fields[f].next;
+        if (f < 0) { d->skip_next = 1; return 1; }
+        d->next_node = d->fields[f].child;
+    }
     lua_pushlstring(d->L, (const char *)s, len);
     return 1;
 }
 static int cb_end(void *ctx) {
     struct dec *d = ctx;
-    if (d->want_sources && d->items_depth > 0) {
-        if (d->depth == d->items_depth + 1 && d->is_map[d->depth]) {   /* an item closes: sources[item] = text */
+    if (d->skip) {                           /* the end of a container inside a value not built */
+        d->skip--;
+        d->depth--;
+        return 1;
+    }
+    if (d->items_depth > 0) {
+        if (d->want_sources && d->depth == d->items_depth + 1 && d->is_map[d->depth]) {   /* an item closes: sources[item] = text */
             size_t end = yajl_get_bytes_consumed(d->h);
             lua_getfield(d->L, LUA_REGISTRYINDEX, SOURCES);
             lua_pushvalue(d->L, -2);
@@ -379,22 +435,138 @@ static const yajl_callbacks callbacks = {
     cb_start_map, cb_key, cb_end, cb_start_array, cb_end,
 };
 
-/* json.decode(s[, {sources = true}]): with sources, json.source(item) is the exact text of each object
- * of the first array in s (a listing's items), so the provider's raw JSON is kept as it came. */
+/* A partial object's __index (upvalues: the declared names as a set, the object's path prefix, where the
+ * fields were declared): a declared member that is absent is nil; any other name is a misuse, raised, as
+ * a silent nil would lose data. */
+static int partial_index(lua_State *L) {
+    if (lua_type(L, 2) != LUA_TSTRING) return 0;       /* not a JSON member name: nothing */
+    lua_pushvalue(L, 2);
+    if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 0;
+    luaL_where(L, 1);                                   /* the code that read it */
+    const char *origin = lua_tostring(L, lua_upvalueindex(3));
+    lua_pushfstring(L, "json: undeclared field '%s%s': the item was decoded with only its declared fields; "
+                       "add it to the fields of %s", lua_tostring(L, lua_upvalueindex(2)), lua_tostring(L, 2),
+                    origin && *origin ? origin : "the decode");
+    lua_concat(L, 2);
+    return lua_error(L);
+}
+
+/* Compiles opts.fields (a list of "name" or "name.member..." strings) into d->fields/d->nodes, allocated
+ * in a userdata left on the stack with each node's metatable (so they live as long as the decode). */
+static void compile_fields(lua_State *L, struct dec *d, int list, const char *origin) {
+    lua_Integer n = luaL_len(L, list);
+    size_t segs = 0;
+    for (lua_Integer i = 1; i <= n; i++) {
+        size_t len;
+        if (lua_rawgeti(L, list, i) != LUA_TSTRING) luaL_error(L, "json.decode: fields[%d] is not a string", (int)i);
+        const char *s = lua_tolstring(L, -1, &len);
+        lua_pop(L, 1);                   /* the string stays alive in the list */
+        if (len == 0 || s[0] == '.' || s[len - 1] == '.' || strstr(s, ".."))
+            luaL_error(L, "json.decode: fields[%d] '%s' is not a name or a dotted path", (int)i, s);
+        segs++;
+        for (size_t k = 0; k < len; k++) segs += s[k] == '.';
+    }
+    if (segs > INT_MAX / 4) luaL_error(L, "json.decode: too many fields");
+    char *mem = lua_newuserdatauv(L, segs * sizeof(struct field) + (segs + 1) * sizeof(struct fnode), 0);
+    d->fields = (struct field *)mem;
+    d->nodes = (struct fnode *)(mem + segs * sizeof(struct field));
+    int nf = 0, nn = 1;
+    d->nodes[0].head = -1;
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, list, i);
+        const char *s = lua_tostring(L, -1);
+        lua_pop(L, 1);
+        int cur = 0;
+        for (;;) {
+            const char *dot = strchr(s, '.');
+            size_t len = dot ? (size_t)(dot - s) : strlen(s);
+            int f = d->nodes[cur].head;
+            while (f >= 0 && (d->fields[f].len != len || memcmp(d->fields[f].name, s, len) != 0)) f = d->fields[f].next;
+            if (f < 0) {                 /* a new member of this node */
+                f = nf++;
+                d->fields[f] = (struct field){ s, len, -1, d->nodes[cur].head };
+                d->nodes[cur].head = f;
+                if (dot) {
+                    d->fields[f].child = nn;
+                    d->nodes[nn++].head = -1;
+                }
+            } else if (!dot) {
+                d->fields[f].child = -1;   /* the whole member: it wins over paths inside it */
+            }
+            if (!dot || d->fields[f].child < 0) break;   /* the whole member is built already */
+            cur = d->fields[f].child;
+            s = dot + 1;
+        }
+    }
+    /* each node's metatable: __index with its declared names and its path ("client." for client.x) */
+    luaL_checkstack(L, nn + 8, "json.decode: too many fields");
+    for (int k = 0; k < nn; k++) d->nodes[k].mt = 0;
+    for (int k = 0; k < nn; k++) {
+        lua_createtable(L, 0, 2);
+        d->nodes[k].mt = lua_gettop(L);
+        lua_newtable(L);                                    /* upvalue 1: the declared names */
+        for (int f = d->nodes[k].head; f >= 0; f = d->fields[f].next) {
+            lua_pushlstring(L, d->fields[f].name, d->fields[f].len);
+            lua_pushboolean(L, 1);
+            lua_rawset(L, -3);
+        }
+        lua_pushliteral(L, "");                             /* upvalue 2: the path, found below */
+        lua_pushstring(L, origin);                          /* upvalue 3 */
+        lua_pushcclosure(L, partial_index, 3);
+        lua_setfield(L, -2, "__index");
+        lua_pushliteral(L, PARTIAL_NAME);
+        lua_setfield(L, -2, "__name");
+    }
+    /* the paths: a child's is its parent's, its member's name and a dot */
+    for (int k = 0; k < nn; k++) {
+        for (int f = d->nodes[k].head; f >= 0; f = d->fields[f].next) {
+            int c = d->fields[f].child;
+            if (c < 0) continue;
+            lua_getfield(L, d->nodes[k].mt, "__index");
+            lua_getupvalue(L, -1, 2);
+            lua_pushlstring(L, d->fields[f].name, d->fields[f].len);
+            lua_pushliteral(L, ".");
+            lua_concat(L, 3);
+            lua_getfield(L, d->nodes[c].mt, "__index");
+            lua_insert(L, -2);
+            lua_setupvalue(L, -2, 2);
+            lua_pop(L, 2);
+        }
+    }
+}
+
+/* json.decode(s[, {sources = true, fields = {...}, origin = "..."}]): with sources, json.source(item) is
+ * the exact text of each object of the first array in s (a listing's items), so the provider's raw JSON
+ * is kept as it came.  With fields, those items are built with only the declared members (the whole text
+ * is still parsed and validated); reading any other member raises (see partial_index). */
 static int j_decode(lua_State *L) {
     size_t len;
     const char *s = luaL_checklstring(L, 1, &len);
-    int want = 0;
-    if (lua_istable(L, 2)) { lua_getfield(L, 2, "sources"); want = lua_toboolean(L, -1); }
-    lua_settop(L, 1);
-    struct box *b = box_new(L, 1);                                   /* 2 */
-    struct dec *d = lua_newuserdatauv(L, sizeof *d, 0);              /* 3 */
+    int want = 0, list = 0;
+    const char *origin = "";
+    lua_settop(L, 2);
+    if (lua_istable(L, 2)) {
+        lua_getfield(L, 2, "sources");
+        want = lua_toboolean(L, -1);
+        if (lua_getfield(L, 2, "fields") == LUA_TTABLE) list = lua_gettop(L);
+        else if (!lua_isnil(L, -1)) return luaL_error(L, "json.decode: fields must be a list of names");
+        if (lua_getfield(L, 2, "origin") == LUA_TSTRING) origin = lua_tostring(L, -1);
+    }
+    struct dec *d = lua_newuserdatauv(L, sizeof *d, 0);
     d->L = L;
     d->depth = 0;
     d->err = NULL;
     d->want_sources = want;
     d->items_depth = 0;
     d->text = s;
+    d->fields = NULL;
+    d->nodes = NULL;
+    d->skip = d->skip_next = 0;
+    d->next_node = -1;
+    d->node[0] = -1;
+    if (list) compile_fields(L, d, list, origin);
+    struct box *b = box_new(L, 1);
+    int base = lua_gettop(L);           /* the decoded value goes just above */
     yajl_handle h = yajl_alloc(&callbacks, NULL, d);
     if (!h) return luaL_error(L, "json: out of memory");
     b->h = h;
@@ -402,7 +574,7 @@ static int j_decode(lua_State *L) {
     yajl_status st = yajl_parse(h, (const unsigned char *)s, len);
     if (st == yajl_status_ok) st = yajl_complete_parse(h);
     if (st != yajl_status_ok) {
-        lua_settop(L, 3);
+        lua_settop(L, base);
         lua_pushnil(L);
         if (d->err) {
             lua_pushstring(L, d->err);
@@ -417,7 +589,7 @@ static int j_decode(lua_State *L) {
         }
         return 2;
     }
-    if (lua_gettop(L) != 4) { /* nothing decoded (cannot happen after a complete parse) */
+    if (lua_gettop(L) != base + 1) { /* nothing decoded (cannot happen after a complete parse) */
         lua_pushnil(L);
         lua_pushliteral(L, "json: no value");
         return 2;

@@ -105,7 +105,16 @@ function Ctx:try_get(path, query, opts)
   raise(err, token, r)
 end
 
-function Ctx:pages(path, query, opts) return engine[self].client:pages(path, query, opts) end
+-- opts.fields (see Client:pages): the members of each item the connector reads, the only ones decoded; the
+-- error on reading another names the connector's line declaring them.
+function Ctx:pages(path, query, opts)
+  if opts and opts.fields and not opts.fields_origin then
+    local at = debug.getinfo(2, "Sl")
+    opts = setmetatable({ fields_origin = ("fields declared at %s:%d"):format(at.short_src, at.currentline) },
+      { __index = opts })
+  end
+  return engine[self].client:pages(path, query, opts)
+end
 -- The items of a listing answered in one body, checked against the documented shape (`where`: the
 -- array field of an object body, nil: the body is the array; see Client.listing); raises if it is not.
 function Ctx:listing(data, where, path)
@@ -225,6 +234,7 @@ function Ctx:emit(entity, items, map)
       if row.raw == nil then row.raw = json.source(item) or item end   -- the provider's own text
       rows[#rows + 1] = row
     elseif not ok then
+      if util.undeclared(row) then error(row, 0) end       -- the connector's misuse, not a malformed item
       self:reject(entity, row)
     end
   end

@@ -71,6 +71,12 @@ function M.token_of(e)
   if type(e) == "string" and e:match("cancelled$") then return "cancelled" end
 end
 
+-- A raised error that is json.decode's "undeclared field" (a listing decoded with only its declared fields,
+-- and code reading another): a misuse to raise, never an item to reject or a provider's fault.
+function M.undeclared(e)
+  return type(e) == "string" and e:find("json: undeclared field", 1, true) ~= nil
+end
+
 -- multipart/form-data body (RFC 7578) from an ordered list of parts {name=, data=, filename=, content_type=};
 -- order matters to some APIs (Box wants `attributes` before `file`).  -> body, content_type
 function M.multipart(parts)

@@ -131,6 +131,83 @@ static void test_pretty(void **state) {
         "local s, err = json.pretty(print); eq(s, nil); eq(err, 'json: cannot encode function')\n");
 }
 
+
+/* fields: a listing's items built with only their declared members, the whole text still parsed */
+#define PAGE \
+    "local page = '{\"n\":1,\"value\":[{\"id\":\"a\",\"when\":\"t1\",\"actor\":{\"id\":7,\"tags\":[1,{\"x\":2}]}," \
+    "\"client\":{\"ip\":\"1.2.3.4\",\"ua\":{\"raw\":\"r\"},\"geo\":{\"city\":\"P\",\"pt\":{\"lat\":1.5}}}," \
+    "\"debug\":{\"deep\":[[{\"a\":[1]}]]}} , {\"id\":\"b\",\"client\":null},{\"id\":\"c\",\"client\":[{\"ip\":1}]}," \
+    "{\"id\":\"d\"}, 5, [1,{\"debug\":1}]],\"more\":[{\"debug\":2}]}'\n" \
+    "local F = {'id', 'when', 'actor', 'client.ip', 'client.geo.pt', 'client.ua.raw'}\n"
+
+static void test_fields(void **state) {
+    run(*state, PAGE
+        "local d = assert(json.decode(page, {sources = true, fields = F, origin = 'the listing /x'}))\n"
+        "local a = d.value[1]\n"
+        /* declared: whole values, arrays and objects inside them untouched */
+        "eq(a.id, 'a'); eq(a.when, 't1'); eq(a.actor.id, 7); eq(a.actor.tags[2].x, 2); assert(json.is_array(a.actor.tags))\n"
+        "eq(getmetatable(a.actor), nil)\n"
+        /* a nested path: only that member of the object */
+        "eq(a.client.ip, '1.2.3.4'); eq(a.client.geo.pt.lat, 1.5); eq(a.client.ua.raw, 'r')\n"
+        /* declared but absent: nil */
+        "eq(d.value[4].when, nil); eq(d.value[4].client, nil); eq(d.value[4].actor, nil)\n"
+        /* a declared path whose value is not an object: as it is */
+        "eq(d.value[2].client, json.null); eq(d.value[3].client[1].ip, 1)\n"
+        /* undeclared: raised, naming the member (its path) and where it was declared */
+        "for _, f in ipairs { function() return a.debug end, function() return a.client.ua.other end,"
+        "                     function() return a.client.geo.city end, function() return a.client.name end } do\n"
+        "  local ok, err = pcall(f); eq(ok, false)\n"
+        "  assert(err:find(\"json: undeclared field '\", 1, true) and err:find('add it to the fields of the listing /x', 1, true), err)\n"
+        "end\n"
+        "local ok, err = pcall(function() return a.client.geo.city end)\n"
+        "assert(err:find(\"'client.geo.city'\", 1, true) and err:find('^%[string'), err)\n"
+        "eq(a[1], nil)   -- not a member name\n"
+        /* pairs goes over what was built; encode too */
+        "local keys = {}; for k in pairs(a) do keys[#keys + 1] = k end; table.sort(keys)\n"
+        "eq(table.concat(keys, ','), 'actor,client,id,when')\n"
+        "eq(json.encode(a.client), '{\"geo\":{\"pt\":{\"lat\":1.5}},\"ip\":\"1.2.3.4\",\"ua\":{\"raw\":\"r\"}}')\n"
+        /* only the first array's items; what is outside it is whole */
+        "eq(d.n, 1); eq(d.more[1].debug, 2); eq(d.value[5], 5); eq(d.value[6][2].debug, 1)\n"
+        /* the sources are the same, byte for byte */
+        "local w = assert(json.decode(page, {sources = true}))\n"
+        "for i = 1, 4 do eq(json.source(d.value[i]), json.source(w.value[i])) end\n"
+        "eq(json.source(d.value[1]), page:match('(%{\"id\":\"a\".-%}) ,'))\n"
+        /* without sources, fields alone */
+        "local v = assert(json.decode(page, {fields = {'id'}})); eq(v.value[2].id, 'b'); eq(json.source(v.value[2]), nil)\n"
+        "assert(not pcall(function() return v.value[2].client end))\n"
+        /* a name and a path inside it: the whole member */
+        "for _, f in ipairs { {'client', 'client.ip'}, {'client.ip', 'client'} } do\n"
+        "  local x = assert(json.decode(page, {fields = f})); eq(x.value[1].client.ua.raw, 'r')\n"
+        "end\n"
+        /* without fields nothing changes; an empty list builds no member */
+        "eq(json.encode(assert(json.decode(page))), json.encode(w))\n"
+        "local e = assert(json.decode(page, {fields = {}})); eq(next(e.value[1]), nil)\n");
+}
+
+static void test_fields_misuse_and_errors(void **state) {
+    run(*state, PAGE
+        /* a declaration that is not a list of names or dotted paths raises */
+        "for _, bad in ipairs { {''}, {'a.'}, {'.a'}, {'a..b'}, {1}, {{}} } do\n"
+        "  assert(not pcall(json.decode, '[]', {fields = bad}))\n"
+        "end\n"
+        "assert(not pcall(json.decode, '[]', {fields = 'id'}))\n"
+        /* malformed text: the same error with and without fields, inside a member not built too */
+        "for _, bad in ipairs { page:sub(1, -2), page:gsub('\"deep\"', 'deep'), page:gsub('%[%[', '[[,'),"
+        "                      '[{\"id\":1,\"x\":[1,]}]', '[{\"x\":\"\\xff\"}]', '[{\"x\":{\"y\" 1}}]' } do\n"
+        "  local v, err = json.decode(bad); local w, werr = json.decode(bad, {sources = true, fields = F})\n"
+        "  eq(v, nil); eq(w, nil); assert(werr and werr == err, tostring(werr) .. ' vs ' .. tostring(err))\n"
+        "end\n"
+        /* the depth limit is the same inside members that are not built, and inside declared ones */
+        "for _, m in ipairs { 'skipped', 'id' } do\n"
+        "  local deep = '[{\"' .. m .. '\":' .. string.rep('[', 600) .. string.rep(']', 600) .. '}]'\n"
+        "  local v, err = json.decode(deep, {fields = {'id'}}); eq(v, nil); eq(err, 'json: too deep')\n"
+        "  local ok = '[{\"' .. m .. '\":' .. string.rep('{\"a\":', 500) .. '1' .. string.rep('}', 500) .. '}]'\n"
+        "  assert(json.decode(ok, {fields = {'id'}})); assert(json.decode(ok))\n"
+        "end\n"
+        "local huge = '[{\"skipped\":' .. string.rep('[', 100000) .. string.rep(']', 100000) .. '}]'\n"
+        "local v, err = json.decode(huge, {fields = {'id'}}); eq(v, nil); eq(err, 'json: too deep')\n");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
@@ -140,6 +217,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_depth, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unencodable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pretty, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fields, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fields_misuse_and_errors, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

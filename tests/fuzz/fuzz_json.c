@@ -1,7 +1,8 @@
-/* fuzz_json.c — host/json.c's decoder on any bytes, with and without {sources = true}.
+/* fuzz_json.c — host/json.c's decoder on any bytes, with and without {sources = true} and {fields = ...}.
  * Properties: a failure is nil and one "json: ..." line; a decoded value encodes (or refuses with a known
  * reason), and decode . encode is a fixed point; pretty output decodes to the same value; the source text
- * kept for an item decodes to that item. */
+ * kept for an item decodes to that item.  With fields: the same outcome and error, each item built is the
+ * whole item cut to the declared members, with the same source, and reading an undeclared member raises. */
 #include "fuzz.h"
 
 int luaopen_json(lua_State *L);
@@ -27,11 +28,40 @@ static const char *checker =
     "  end\n"
     "  for _, v in pairs(t) do sources_agree(v, depth + 1) end\n"
     "end\n"
+    /* fields: names the dictionary (json.dict) offers, a path two deep, and the tree they declare */
+    "local FIELDS = { 'id', 'a', 'b.c', 'b.d.e', 'value' }\n"
+    "local TREE = { id = true, a = true, value = true, b = { c = true, d = { e = true } } }\n"
+    "local function cut(full, tree)\n"
+    "  if type(full) ~= 'table' or json.is_array(full) or tree == true then return full end\n"
+    "  local out = {}\n"
+    "  for k, sub in pairs(tree) do out[k] = cut(full[k], sub) end\n"
+    "  return out\n"
+    "end\n"
+    "local function partial(t) local mt = getmetatable(t); return mt and mt.__name == 'json.partial' end\n"
+    /* walks the value decoded with fields beside the whole one: each partial item is the whole item cut */
+    "local function fields_agree(whole, part, depth)\n"
+    "  if type(part) ~= 'table' or depth > 600 then return end\n"
+    "  if partial(part) then\n"
+    "    assert(json.encode(cut(whole, TREE)) == json.encode(part), 'fields: not the item cut to its fields')\n"
+    "    assert(json.source(part) == json.source(whole), 'fields: source differs')\n"
+    "    for k in pairs(whole) do\n"
+    "      if type(k) == 'string' and TREE[k] == nil then\n"
+    "        local ok, e = pcall(function() return part[k] end)\n"
+    "        assert(not ok and tostring(e):find('json: undeclared field', 1, true), 'fields: undeclared member read')\n"
+    "      end\n"
+    "    end\n"
+    "    return\n"
+    "  end\n"
+    "  for k, v in pairs(part) do fields_agree(whole[k], v, depth + 1) end\n"
+    "end\n"
     "function check(s)\n"
     "  local v, err = json.decode(s)\n"
     "  local w, werr = json.decode(s, { sources = true })\n"
+    "  local f, ferr = json.decode(s, { sources = true, fields = FIELDS })\n"
     "  assert((v == nil) == (w == nil), 'sources changes the outcome')\n"
-    "  if v == nil then one_line_error(err); assert(err == werr); return end\n"
+    "  assert((v == nil) == (f == nil), 'fields changes the outcome')\n"
+    "  if v == nil then one_line_error(err); assert(err == werr); assert(err == ferr, 'fields changes the error'); return end\n"
+    "  fields_agree(w, f, 0)\n"
     "  local e, eerr = json.encode(v)\n"
     "  if not e then refusal(eerr); return end\n"
     "  assert(json.encode(w) == e, 'sources changes the value')\n"

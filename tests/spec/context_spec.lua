@@ -108,6 +108,42 @@ describe("the connector context", function()
     assert.same({ "-/id", "m1/id", "m2/id" }, asked)
   end)
 
+  it("decodes only the fields a listing declares: the raw stays whole, reading another member is a misuse raised", function()
+    local srv <close> = assert(server.listen { port = 0 })
+    local item1 = '{"id":"g1", "profile":{"name":"Ops","description":"on call"}, "extra":[1,{"deep":[true]}]}'
+    local body = '{"entries":[' .. item1 .. ',{"id":"g2"}]}'
+    srv:route("GET", "/groups", function() return 200, body, { ["Content-Type"] = "application/json" } end)
+    -- an error's body is read whole (c.error_message), whatever the listing declares
+    srv:route("GET", "/denied", function() return 403, '{"errors":[{"extra":"why"}]}', { ["Content-Type"] = "application/json" } end)
+    local pinst = helpers.instance("okta", "okta-fields", { domain = "x.okta.com", base_url = srv.url, insecure_loopback = true },
+      { api_token = "x" })
+    local ctx = context.new(st, pinst, "spec")
+    local FIELDS = { "id", "profile.name" }
+    for items in ctx:pages("/groups", nil, { items = "entries", fields = FIELDS }) do
+      assert.is_nil(items[2].profile)                       -- declared, absent
+      ctx:emit("groups", items, function(g) return { ext_id = g.id, name = g.profile and g.profile.name } end)
+    end
+    local row = ctx:stored("groups", "g1")
+    assert.equal("Ops", row.name)
+    assert.equal(item1, row.raw)                            -- byte for byte what was sent
+    -- an undeclared member: the emit raises (no item rejected), naming the member and the declaring line
+    local line = debug.getinfo(1, "l").currentline + 2
+    local ok, err = pcall(function()
+      for items in ctx:pages("/groups", nil, { items = "entries", fields = FIELDS }) do
+        ctx:emit("groups", items, function(g) return { ext_id = g.id, name = g.profile.description } end)
+      end
+    end)
+    assert.is_false(ok)
+    assert.matches("json: undeclared field 'profile.description'", tostring(err), 1, true)
+    assert.matches("the listing /groups (fields declared at " .. debug.getinfo(1, "S").short_src .. ":" .. line .. ")",
+      tostring(err), 1, true)
+    assert.is_nil(context.engine(ctx).rejected)
+    local ok2, failure = pcall(function() for _ in ctx:pages("/denied", nil, { items = "entries", fields = FIELDS }) do end end)
+    assert.is_false(ok2)
+    assert.equal("permission", failure.token)
+    assert.equal("why", failure.resp.data.errors[1].extra)
+  end)
+
   it("adds a scheme's authorize_params to the consent URL, beside state and the PKCE challenge", function()
     local auth = require "sdk.auth"
     local scheme = { type = "oauth2", authorize_url = "https://accounts.example.com/auth", token_url = "/token", scopes = { "a", "b" },
