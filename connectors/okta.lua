@@ -204,7 +204,7 @@ function c.streams.app_grants(ctx)
 end
 
 local SIGNIN = { ["user.session.start"] = true, ["user.session.end"] = true }
-local function kind_of(t)
+local function classify(t)
   if SIGNIN[t] or t:match("^user%.authentication%.") then return "signin" end
   if t:match("^user%.lifecycle%.") or t:match("^group%.") or t:match("^application%.") or t:match("^app%.")
     or t:match("^policy%.") or t:match("^system%.") or t:match("^iam%.") or t:match("^user%.account%.privilege") then
@@ -212,15 +212,25 @@ local function kind_of(t)
   end
   return "user"
 end
+-- a log holds a few hundred event types: each is classified once (a System Log sync maps millions of events)
+local KINDS = {}
+local function kind_of(t)
+  local k = KINDS[t]
+  if not k then k = classify(t); KINDS[t] = k end
+  return k
+end
 
+local NONE = {}       -- an absent object, read but never written
+local PLACE = { "city", "state", "country" }
 local function event_row(e)
-  local cl, geo = e.client or {}, nil
-  geo = type(cl.geographicalContext) == "table" and cl.geographicalContext or {}
+  local cl = e.client or NONE
+  local geo = type(cl.geographicalContext) == "table" and cl.geographicalContext or NONE
   local target = type(e.target) == "table" and e.target[1] or nil
-  local point = type(geo.geolocation) == "table" and geo.geolocation or {}
+  local point = type(geo.geolocation) == "table" and geo.geolocation or NONE
   local place = {}
-  for _, k in ipairs { "city", "state", "country" } do
-    if type(geo[k]) == "string" then place[#place + 1] = geo[k] end
+  for i = 1, #PLACE do
+    local v = geo[PLACE[i]]
+    if type(v) == "string" then place[#place + 1] = v end
   end
   return {
     ext_id = e.uuid, time = e.published, kind = kind_of(e.eventType), action = e.eventType,
