@@ -286,7 +286,7 @@ static int j_pretty(lua_State *L) { return encode(L, 1); }
  * A tree: each node is a list of member names (linked by `next`), each either built whole (child -1) or an
  * object of which only the members of node `child` are built. */
 struct field { const char *name; size_t len; int child, next; };
-struct fnode { int head; int mt; };        /* mt: stack index of the node's metatable (partial objects) */
+struct fnode { int head, n, mt; };   /* n: its members; mt: stack index of its metatable (partial objects) */
 
 struct dec {
     lua_State *L;
@@ -379,7 +379,8 @@ static int open_container(struct dec *d, int map) {
         if (item) node = 0;
         else if (d->node[d->depth] >= 0) node = d->next_node;   /* a declared member of a restricted object */
     }
-    lua_newtable(d->L);
+    /* a restricted object holds at most its declared members: sized once, never rehashed */
+    lua_createtable(d->L, 0, node >= 0 ? d->nodes[node].n : 0);
     if (!map) luaL_setmetatable(d->L, ARRAY_MT);
     else if (node >= 0) {
         lua_pushvalue(d->L, d->nodes[node].mt);
@@ -472,6 +473,7 @@ static void compile_fields(lua_State *L, struct dec *d, int list, const char *or
     d->nodes = (struct fnode *)(mem + segs * sizeof(struct field));
     int nf = 0, nn = 1;
     d->nodes[0].head = -1;
+    d->nodes[0].n = 0;
     for (lua_Integer i = 1; i <= n; i++) {
         lua_rawgeti(L, list, i);
         const char *s = lua_tostring(L, -1);
@@ -486,9 +488,11 @@ static void compile_fields(lua_State *L, struct dec *d, int list, const char *or
                 f = nf++;
                 d->fields[f] = (struct field){ s, len, -1, d->nodes[cur].head };
                 d->nodes[cur].head = f;
+                d->nodes[cur].n++;
                 if (dot) {
                     d->fields[f].child = nn;
-                    d->nodes[nn++].head = -1;
+                    d->nodes[nn].head = -1;
+                    d->nodes[nn++].n = 0;
                 }
             } else if (!dot) {
                 d->fields[f].child = -1;   /* the whole member: it wins over paths inside it */
