@@ -15,7 +15,12 @@ local Client = require "sdk.client"
 local auth = require "sdk.auth"
 
 local M = {}
-local gc_mark = 16 * 1024      -- KB of Lua heap after the last collection (see Ctx:emit)
+
+-- A listing's pages are large and short-lived (a body of megabytes, its items, their rows): the collector
+-- starts a cycle once the heap has grown by half since the last one (Lua's default waits for it to double)
+-- and does it in steps while the next page is read.  One full collection after each page cost more CPU
+-- (bench/sync.sh) for a higher peak; the generational mode kept old pages' strings far longer (3x the peak).
+collectgarbage("incremental", 150, 200)
 
 local Ctx = {}
 Ctx.__index = Ctx
@@ -258,17 +263,11 @@ function Ctx:emit(entity, items, map)
   for _, k in ipairs { "added", "changed", "unchanged" } do c[k] = c[k] + res[k] end
   -- the change feed: new events, and inventory rows added or changed (policies watch it)
   local feed = res.changes or {}
-  if #feed == 0 and res.status then
+  if M.on_feed and #feed == 0 and res.status then
     for i, s in ipairs(res.status) do if s == "added" then feed[#feed + 1] = { op = "added", row = rows[i] } end end
   end
   if M.on_feed and #feed > 0 then M.on_feed(self, entity, feed, mark) end
   if M.on_page then M.on_page(self, entity, #rows) end          -- progress on a terminal (cachost sync)
-  -- the page is garbage now: collect once the heap has grown by half since the last collection (a
-  -- listing's pages are large and short-lived; Lua's default waits for it to double)
-  if collectgarbage("count") > gc_mark * 1.5 then
-    collectgarbage()
-    gc_mark = math.max(collectgarbage("count"), 16 * 1024)
-  end
   return res
 end
 
