@@ -446,8 +446,8 @@ static int partial_index(lua_State *L) {
     luaL_where(L, 1);                                   /* the code that read it */
     const char *origin = lua_tostring(L, lua_upvalueindex(3));
     lua_pushfstring(L, "json: undeclared field '%s%s': the item was decoded with only its declared fields; "
-                       "add it to the fields of %s", lua_tostring(L, lua_upvalueindex(2)), lua_tostring(L, 2),
-                    origin && *origin ? origin : "the decode");
+                       "add it to %s", lua_tostring(L, lua_upvalueindex(2)), lua_tostring(L, 2),
+                    origin && *origin ? origin : "the fields given to json.decode");
     lua_concat(L, 2);
     return lua_error(L);
 }

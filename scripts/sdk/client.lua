@@ -204,7 +204,8 @@ local function decode(resp, opts, req)
     -- items keep their exact text (raw); a listing's declared fields (opts.fields, Client:pages) are all
     -- its items are built with, on a success (an error body is read whole, by c.error_message)
     local fields = resp.status < 300 and opts.fields or nil
-    local data, jerr = json.decode(resp.body, { sources = true, fields = fields, origin = fields and opts.fields_origin })
+    local origin = fields and ("the fields of %s %s (declared at %s)"):format(req.method, where, opts.fields_origin or "?")
+    local data, jerr = json.decode(resp.body, { sources = true, fields = fields, origin = origin })
     if data == nil then return ("bad_json: HTTP %d from %s: %s"):format(resp.status, where, jerr) end
     resp.data = data
   elseif opts.expect_xml and resp.body ~= "" then      -- an XML API (AWS): resp.xml, the document's tree
@@ -416,8 +417,8 @@ end
 -- opts.method = "POST" and opts.body (the first page's JSON argument); their opts.next returns the next
 -- path, nil, body.  Such a read is asked again after a timeout, a reset or a 5xx like a GET.
 -- opts.fields: the members of each item the caller reads (a name: its whole value; "a.b": only member b
--- of object a), the only ones decoded; reading another raises (json.decode's fields; opts.fields_origin
--- names the declaration in that error).
+-- of object a), the only ones decoded; reading another raises (json.decode's fields; opts.fields_origin,
+-- where they were declared, goes in that error).  Client:request takes them too (a listing in one body).
 -- An endless next link (the same URL again) or more than opts.max_pages pages ends with an error.
 -- The next page is requested while the caller works on this one (the provider's latency and our
 -- processing overlap); leaving the loop early cancels that request.
@@ -426,7 +427,6 @@ function Client:pages(path, query, opts)
   local seen, n = {}, 0
   local max_pages = opts.max_pages or 100000
   local method = opts.method or "GET"
-  local origin = opts.fields and ("the listing %s (%s)"):format((path:gsub("%?.*", "")), opts.fields_origin or "Client:pages")
   local function fetch(p, q, b)
     -- the request as sent: a next link (or cursor) naming a page already read (itself, or an earlier
     -- one) ends the loop
@@ -438,7 +438,7 @@ function Client:pages(path, query, opts)
     n = n + 1
     if n > max_pages then return nil, "pagination: more than " .. max_pages .. " pages", "pagination" end
     local resp, err, token, answer = self:request(method, p, { query = q, json = b, expect_json = true, auth = opts.auth,
-      headers = opts.headers, idempotent = method ~= "GET" or nil, fields = opts.fields, fields_origin = origin })
+      headers = opts.headers, idempotent = method ~= "GET" or nil, fields = opts.fields, fields_origin = opts.fields_origin })
     if not resp then return nil, err, token, answer end
     local items, lerr
     -- opts.absent_empty: the provider omits an empty array (Google leaves out empty repeated fields),

@@ -79,9 +79,18 @@ end
 local function raise(message, token, resp) error(util.failure(message, token, resp), 0) end
 
 ---------------------------------------------------------------------------------------------- HTTP
+-- opts.fields (see Client:pages): the members of each item of a listing the connector reads, the only ones
+-- decoded; the error on reading another names the line of the connector's call that declared them.
+local function declared(opts)
+  if not (opts and opts.fields) or opts.fields_origin then return opts end
+  local level, at = 3, nil
+  repeat at = debug.getinfo(level, "Sl"); level = level + 1 until not at or not at.short_src:find("sdk/context.lua", 1, true)
+  return setmetatable({ fields_origin = at and ("%s:%d"):format(at.short_src, at.currentline) }, { __index = opts })
+end
+
 -- ctx:try(method, path, opts) -> resp | nil, message, token, resp.  Never raises on an operational failure.
 function Ctx:try(method, path, opts)
-  return engine[self].client:request(method, path, opts)
+  return engine[self].client:request(method, path, declared(opts))
 end
 
 -- ctx:request(method, path, opts) -> data, resp; raises a failure (its token for the engine).
@@ -110,16 +119,7 @@ function Ctx:try_get(path, query, opts)
   raise(err, token, r)
 end
 
--- opts.fields (see Client:pages): the members of each item the connector reads, the only ones decoded; the
--- error on reading another names the connector's line declaring them.
-function Ctx:pages(path, query, opts)
-  if opts and opts.fields and not opts.fields_origin then
-    local at = debug.getinfo(2, "Sl")
-    opts = setmetatable({ fields_origin = ("fields declared at %s:%d"):format(at.short_src, at.currentline) },
-      { __index = opts })
-  end
-  return engine[self].client:pages(path, query, opts)
-end
+function Ctx:pages(path, query, opts) return engine[self].client:pages(path, query, declared(opts)) end
 -- The items of a listing answered in one body, checked against the documented shape (`where`: the
 -- array field of an object body, nil: the body is the array; see Client.listing); raises if it is not.
 function Ctx:listing(data, where, path)

@@ -142,7 +142,7 @@ static void test_pretty(void **state) {
 
 static void test_fields(void **state) {
     run(*state, PAGE
-        "local d = assert(json.decode(page, {sources = true, fields = F, origin = 'the listing /x'}))\n"
+        "local d = assert(json.decode(page, {sources = true, fields = F, origin = 'the fields of the listing /x'}))\n"
         "local a = d.value[1]\n"
         /* declared: whole values, arrays and objects inside them untouched */
         "eq(a.id, 'a'); eq(a.when, 't1'); eq(a.actor.id, 7); eq(a.actor.tags[2].x, 2); assert(json.is_array(a.actor.tags))\n"

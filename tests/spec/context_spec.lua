@@ -135,8 +135,8 @@ describe("the connector context", function()
     end)
     assert.is_false(ok)
     assert.matches("json: undeclared field 'profile.description'", tostring(err), 1, true)
-    assert.matches("the listing /groups (fields declared at " .. debug.getinfo(1, "S").short_src .. ":" .. line .. ")",
-      tostring(err), 1, true)
+    assert.matches("add it to the fields of GET " .. srv.url .. "/groups (declared at " .. debug.getinfo(1, "S").short_src
+      .. ":" .. line .. ")", tostring(err), 1, true)
     assert.is_nil(context.engine(ctx).rejected)
     local ok2, failure = pcall(function() for _ in ctx:pages("/denied", nil, { items = "entries", fields = FIELDS }) do end end)
     assert.is_false(ok2)
