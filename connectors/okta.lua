@@ -212,11 +212,15 @@ local function classify(t)
   end
   return "user"
 end
--- a log holds a few hundred event types: each is classified once (a System Log sync maps millions of events)
-local KINDS = {}
+-- a log holds a few hundred event types: each is classified once (a System Log sync maps millions of
+-- events); the cache stops growing at KINDS_MAX whatever a tenant sends
+local KINDS, KINDS_MAX, kinds = {}, 4096, 0
 local function kind_of(t)
   local k = KINDS[t]
-  if not k then k = classify(t); KINDS[t] = k end
+  if not k then
+    k = classify(t)
+    if kinds < KINDS_MAX then KINDS[t], kinds = k, kinds + 1 end
+  end
   return k
 end
 
