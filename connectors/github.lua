@@ -310,6 +310,10 @@ local function event_row(e)
   }
 end
 
+-- What event_row and the cursor read of an event: the only members decoded (raw: the event's whole text).
+local EVENT_FIELDS = { "_document_id", "@timestamp", "created_at", "action", "actor", "actor_id", "actor_location.country_code",
+  "user", "user_id", "repo", "repo_id", "team", "actor_ip", "user_agent" }
+
 -- Whole seconds: the audit-log search syntax takes ISO dates and date-times (`created:>=…`).
 local function phrase_time(sec) return (iso(sec):gsub("%.%d+Z$", "Z")) end
 
@@ -341,7 +345,7 @@ function c.streams.activities(ctx, cursor)
   end
   local resume = cursor
   local ok, err = pcall(function()
-    for page, resp in ctx:pages(path, query, { max_pages = 1000000 }) do
+    for page, resp in ctx:pages(path, query, { max_pages = 1000000, fields = EVENT_FIELDS }) do
       local next_url = links(resp.headers["link"]).next
       if #page > 0 then
         local last = page[#page]
