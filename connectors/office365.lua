@@ -287,13 +287,17 @@ local function record_row(r)
   }
 end
 
+-- What record_row reads of a record: the only members decoded (raw: the record's whole text).
+local RECORD_FIELDS = { "Id", "CreationTime", "RecordType", "Operation", "ResultStatus", "ErrorCode", "UserId", "UserKey",
+  "ObjectId", "ClientIP", "ActorIpAddress", "UserAgent", "Workload" }
+
 local CONTENT_TYPES = { "Audit.AzureActiveDirectory", "Audit.Exchange", "Audit.SharePoint", "Audit.General" }
 
 local function feed(ctx) return provider_host(ctx.settings, MANAGE) .. "/api/v1.0/" .. urlencode(ctx.settings.tenant_id) .. "/activity/feed" end
-local function mgmt(ctx, method, url, query, body)
+local function mgmt(ctx, method, url, query, body, fields)
   query = query or {}
   query.PublisherIdentifier = ctx.settings.publisher_id or ctx.settings.tenant_id
-  return ctx:try(method, url, { query = query, json = body, auth = "mgmt", expect_json = true })
+  return ctx:try(method, url, { query = query, json = body, auth = "mgmt", expect_json = true, fields = fields })
 end
 
 -- Subscriptions must be started once per content type before content is listed.
@@ -329,7 +333,7 @@ local BLOBS_IN_FLIGHT = 8
 
 -- One content blob: its records, or nil when it expired / disappeared (logged, skipped).
 local function fetch_blob(ctx, uri)
-  local resp, err, token, raw = mgmt(ctx, "GET", uri)
+  local resp, err, token, raw = mgmt(ctx, "GET", uri, nil, nil, RECORD_FIELDS)
   if resp then return ctx:listing(resp.data, nil, "content blob") end
   local code = raw and type(raw.data) == "table" and type(raw.data.error) == "table" and raw.data.error.code
   if token == "not_found" or code == "AF20051" or code == "AF20050" then
