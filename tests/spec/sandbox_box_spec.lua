@@ -147,6 +147,55 @@ describe("box sandbox", function()
     assert.equal(box.sha1_hex("hello\r\nworld"), r.data.entries[1].sha1)
   end)
 
+  it("finds name clashes by the names items have now: renamed, moved, trashed, restored", function()
+    -- two live files of one folder (not the root), acted on as its owner
+    local a, b
+    for _, id in ipairs(t.state.order) do
+      local it = t:find_file(id)
+      if it.type == "file" and it.parent ~= "0" and not t:in_trash(it) then
+        for _, c in ipairs(t:children(it.parent)) do
+          if c.type == "file" and c.id ~= id then a, b = it, c end
+        end
+      end
+      if a then break end
+    end
+    local as = { ["As-User"] = t:find_file(a.parent).owner }
+    local function put(it, body) return call("PUT", "/2.0/files/" .. it.id, json.encode(body), as) end
+    local function upload(name)
+      local attrs = json.encode { name = name, parent = { id = a.parent } }
+      return call("POST", "/api/2.0/files/content", "--XyZ\r\nContent-Disposition: form-data; name=\"attributes\"\r\n\r\n"
+        .. attrs .. "\r\n--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.txt\"\r\n\r\nhi\r\n--XyZ--\r\n",
+        { ["As-User"] = as["As-User"], ["Content-Type"] = "multipart/form-data; boundary=XyZ" })
+    end
+    assert.equal(200, put(a, { name = "Clash.TXT" }).status)
+    local r = put(b, { name = "clash.txt" })
+    assert.equal(409, r.status); assert.equal(a.id, r.data.context_info.conflicts[1].id)
+    assert.equal(200, put(a, { name = "elsewhere.txt" }).status)       -- the old name is free again
+    assert.equal(200, put(b, { name = "clash.txt" }).status)
+    r = upload("CLASH.txt")
+    assert.equal(409, r.status); assert.equal(b.id, r.data.context_info.conflicts[1].id)
+    -- moved out of the folder: no clash there
+    local other
+    for _, id in ipairs(t.state.order) do
+      local f = t:find_file(id)
+      if f.type == "folder" and id ~= "0" and id ~= a.parent and f.owner == as["As-User"] and not t:in_trash(f) then other = f end
+    end
+    if other then
+      assert.equal(200, put(b, { parent = { id = other.id } }).status)
+      assert.equal(200, put(a, { name = "clash.txt" }).status)
+      assert.equal(200, put(a, { name = "elsewhere.txt" }).status)
+      assert.equal(200, put(b, { parent = { id = a.parent } }).status)
+    end
+    -- trashed: no clash; restored under a name taken meanwhile: a clash, under another name: that name clashes
+    assert.equal(204, call("DELETE", "/2.0/files/" .. b.id, nil, as).status)
+    local n = upload("clash.txt")
+    assert.equal(201, n.status)
+    assert.equal(409, call("POST", "/2.0/files/" .. b.id, "{}", as).status)
+    assert.equal(201, call("POST", "/2.0/files/" .. b.id, json.encode { name = "Restored.txt" }, as).status)
+    r = put(a, { name = "restored.TXT" })
+    assert.equal(409, r.status); assert.equal(b.id, r.data.context_info.conflicts[1].id)
+  end)
+
   it("answers 429 with retry-after and a ClientError body", function()
     t:fault { kind = "429", count = 1, retry_after = 3 }
     local r = call("GET", "/2.0/groups")

@@ -102,10 +102,15 @@ function Box:notify(trigger, it, actor, extra)
   end
 end
 
+-- the first item of children(parent, false, actor) named `name` (case-insensitive) other than `except`
 function Box:name_taken(parent, name, except, actor)
-  for _, c in ipairs(self:children(parent, false, actor)) do
-    if c.name:lower() == name:lower() and c.id ~= except then return c end
+  local key, first = name:lower(), nil
+  for id in pairs(self.state.named[key] or {}) do
+    local c = self.state.items[id]
+    if c and id ~= except and c.name:lower() == key and self:listed_in(c, parent, false, actor)
+        and (not first or Box.before(c, first)) then first = c end
   end
+  return first
 end
 
 function Box:conflict(c)
@@ -139,7 +144,8 @@ function Box:h_put_item(req, ty)
     if c then return self:conflict(c) end
   end
   local moved = parent ~= it.parent
-  it.name, it.parent = name, parent
+  it.parent = parent
+  self:rename(it, name)
   if moved then
     local owner = self:owner_in(self.state.items[parent], req.actor)
     if owner ~= it.owner then self:set_owner(it, owner) end
@@ -206,7 +212,8 @@ function Box:h_restore(req, ty)
   local name = type(b.name) == "string" and b.name or it.name
   local c = self:name_taken(parent, name, it.id, req.actor)
   if c then return self:conflict(c) end
-  it.trashed_at, it.parent, it.name = nil, parent, name
+  it.trashed_at, it.parent = nil, parent
+  self:rename(it, name)
   self:touch(it, req.actor)
   self:add_event("UNDELETE", req.actor, it)
   self:notify((ty == "file" and "FILE" or "FOLDER") .. ".RESTORED", it, req.actor)
@@ -387,7 +394,7 @@ function Box:h_upload(req)
     if type(attrs.name) == "string" and attrs.name ~= it.name then
       local c = self:name_taken(it.parent, attrs.name, it.id, req.actor)
       if c then return self:conflict(c) end
-      it.name = attrs.name
+      self:rename(it, attrs.name)
     end
     self.nseq = self.nseq + 1
     it.versions = it.versions or 1

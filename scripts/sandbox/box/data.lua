@@ -82,7 +82,7 @@ function Box:generate()
   local r = T.rng(self.seed, "box")
   local now = self.t0_ms
   local st = { users = {}, by_id = {}, externals = {}, groups = {}, memberships = {}, items = {}, order = {},
-               collabs = {}, events = {}, webhooks = {} }
+               collabs = {}, events = {}, webhooks = {}, named = {} }
   self.state = st
   local used = {}
   for i = 1, self.nusers do
@@ -212,7 +212,18 @@ function Box:add_item(spec)
   it.size = it.size or 0
   st.items[it.id] = it
   st.order[#st.order + 1] = it.id
+  self:rename(it, it.name)
   return it
+end
+
+-- Every name an item was given: state.named[lower(name)] = {id = true} (a superset: name_taken checks the
+-- current name), so that a name is looked up without reading every item.
+function Box:rename(it, name)
+  it.name = name
+  local key = name:lower()
+  local set = self.state.named[key]
+  if not set then set = {}; self.state.named[key] = set end
+  set[it.id] = true
 end
 
 function Box:make_link(it, access)

@@ -57,28 +57,32 @@ function Box:path_of(it)
   return "/" .. table.concat(parts, "/")
 end
 
--- children(fid [, trashed [, viewer]]): with a viewer, folder 0 is that user's own root: what they own at
--- the top, and the topmost items others collaborated with them (Box shows those in the collaborator's root)
+-- Is `it` among children(fid, trashed, viewer)?  With a viewer, folder 0 is that user's own root: what
+-- they own at the top, and the topmost items others collaborated with them (Box shows those in the
+-- collaborator's root).
+function Box:listed_in(it, fid, trashed, viewer)
+  if it.id == "0" or (it.trashed_at and not trashed) then return false end
+  if not (fid == "0" and viewer) then return it.parent == fid end
+  if it.parent == "0" and it.owner == viewer.id then return true end
+  return not self:in_trash(it) and (it.parent == "0" or not self:reaches(viewer, self.state.items[it.parent]))
+    and self:reaches(viewer, it)
+end
+
+-- Box's order of a folder's items: folders first, then by name
+function Box.before(a, b)
+  if a.type ~= b.type then return a.type == "folder" end
+  if a.name:lower() ~= b.name:lower() then return a.name:lower() < b.name:lower() end
+  return a.id < b.id
+end
+
+-- children(fid [, trashed [, viewer]]), in Box's order
 function Box:children(fid, trashed, viewer)
   local out = {}
-  local root = fid == "0" and viewer
   for _, id in ipairs(self.state.order) do
     local it = self.state.items[id]
-    if id ~= "0" and (trashed or not it.trashed_at) then
-      if not root then
-        if it.parent == fid then out[#out + 1] = it end
-      elseif it.parent == "0" and it.owner == viewer.id then out[#out + 1] = it
-      elseif not self:in_trash(it) and (it.parent == "0" or not self:reaches(viewer, self.state.items[it.parent]))
-          and self:reaches(viewer, it) then
-        out[#out + 1] = it
-      end
-    end
+    if self:listed_in(it, fid, trashed, viewer) then out[#out + 1] = it end
   end
-  table.sort(out, function(a, b)
-    if a.type ~= b.type then return a.type == "folder" end
-    if a.name:lower() ~= b.name:lower() then return a.name:lower() < b.name:lower() end
-    return a.id < b.id
-  end)
+  table.sort(out, Box.before)
   return out
 end
 
