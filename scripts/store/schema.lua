@@ -362,6 +362,17 @@ CREATE TABLE locks (
   expires_at  TEXT NOT NULL           -- by the database's clock; a dead holder's lock is free after it
 );
 ]],
+  -- 14: the safety brakes' counts of the last hour's automatic actions (asked before every one) read
+  -- indexes of those alone: per policy, in all, and the targets of an instance (which had taken
+  -- governance_target and read the instance's whole log), not every action of the hour (held ones too).
+  [14] = [[
+CREATE INDEX governance_auto_policy ON governance_actions(policy, created_at, mode)
+  WHERE mode = 'executed' AND policy IS NOT NULL;
+CREATE INDEX governance_auto_recent ON governance_actions(created_at, policy, mode)
+  WHERE mode = 'executed' AND policy IS NOT NULL;
+CREATE INDEX governance_auto_target ON governance_actions(instance_id, created_at, target_id, policy, mode)
+  WHERE mode = 'executed' AND policy IS NOT NULL;
+]],
 }
 
 M.version = #M.migrations

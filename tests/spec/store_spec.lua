@@ -116,6 +116,45 @@ describe("store", function()
     end)
   end)
 
+  describe("governance counts", function()
+    -- the safety brakes count before every automatic action: the last hour's automatic actions, read
+    -- from indexes of those alone (migration 14), never the instance's whole log nor the hour's held rows
+    it("counts the last hour's automatic actions, each count from an index of those alone", function()
+      local id, other = new_instance(st, "a"), new_instance(st, "b")
+      local old, recent, since = "2026-01-01T00:00:00.000Z", "2026-01-02T10:30:00.000Z", "2026-01-02T10:00:00.000Z"
+      local k = 0
+      local function act(inst, policy, mode, target, at)
+        k = k + 1
+        st:record_action { instance_id = inst, ext_id = "c" .. k, action = "suspend_user", target_id = target,
+                           policy = policy, mode = mode, result = mode == "held" and "held" or "ok", created_at = at }
+      end
+      for i = 1, 5 do act(id, "p", "executed", "u" .. i, old) end          -- before the hour
+      act(id, "p", "executed", "u1", recent); act(id, "p", "executed", "u1", recent); act(id, "p", "executed", "u2", recent)
+      act(id, "q", "executed", "u3", recent); act(other, "p", "executed", "u9", recent)
+      act(id, "p", "held", "u4", recent); act(id, nil, "executed", "u5", recent)   -- held; an operator's
+      local c = st:action_counts(id, "p", since)
+      assert.same({ 4, 5, 3 }, { c.policy, c.global, c.targets })
+      -- each count's plan: a covering search of a governance_auto_* index
+      local seen, db = {}, st.db
+      st.db = setmetatable({ query = function(_, sql, ...) seen[#seen + 1] = table.pack(sql, ...); return db:query(sql, ...) end },
+                           { __index = function(_, f) return function(_, ...) return db[f](db, ...) end end })
+      st:action_counts(id, "p", since)
+      st.db = db
+      local counted = 0
+      for _, q in ipairs(seen) do
+        local sql = q[1]
+        if sql:find("governance_actions", 1, true) then
+          counted = counted + 1
+          local plan = {}
+          for _, r in ipairs(db:query("EXPLAIN QUERY PLAN " .. sql, table.unpack(q, 2, q.n))) do plan[#plan + 1] = r.detail end
+          plan = table.concat(plan, "; ")
+          assert.matches("SEARCH governance_actions USING COVERING INDEX governance_auto_%w+ %(", plan, 1, false, sql)
+        end
+      end
+      assert.equal(3, counted)
+    end)
+  end)
+
   describe("upsert", function()
     local id
     before_each(function() id = new_instance(st, "t1") end)
