@@ -105,10 +105,11 @@ local function limit_hit(st, inst, req)
   st:serialize_limits()        -- workers sharing the store count one at a time (store/leases.lua)
   if M.paused() then return "governance is paused (cachost governance resume)" end
   local L = M.limits
-  local n = st:action_counts(inst.id, req.policy, util.iso(sched.time() - 3600))
+  local accounts = ENTITY[req.action] == "users"
+  local n = st:action_counts(inst.id, req.policy, util.iso(sched.time() - 3600), accounts)
   if n.policy >= L.per_policy_per_hour then return ("policy limit: %d actions in the last hour"):format(n.policy) end
   if n.global >= L.global_per_hour then return ("global limit: %d automatic actions in the last hour"):format(n.global) end
-  if ENTITY[req.action] == "users" and n.users > 0 and (n.targets + 1) / n.users > L.max_user_share then
+  if accounts and n.users > 0 and (n.targets + 1) / n.users > L.max_user_share then
     return ("share limit: %d of %d users already acted on in the last hour"):format(n.targets, n.users)
   end
   return nil

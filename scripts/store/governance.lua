@@ -58,19 +58,24 @@ return function(Store, M)
       ORDER BY u.id DESC LIMIT 1]], inst, action, target_id))[1]
   end
 
-  -- Automatic actions executed (or in flight) since `since`: of `policy`, of every policy, the distinct
-  -- targets acted on in this instance; and the instance's live users.
-  function Store:action_counts(inst, policy, since)
+  -- Automatic actions executed (or in flight) since `since`: of `policy`, of every policy; with
+  -- `accounts` (an action on an account, which the share limit checks) also the distinct targets acted on
+  -- in this instance and the instance's live users.  Each count reads an index of the automatic actions
+  -- executed (migration 14).
+  function Store:action_counts(inst, policy, since, accounts)
     local function n(sql, ...) return check(self.db:query(sql, ...))[1].n end
-    return {
+    local c = {
       policy = n([[SELECT count(*) n FROM governance_actions WHERE policy = ? AND mode = 'executed'
         AND created_at >= ?]], policy, since),
       global = n([[SELECT count(*) n FROM governance_actions WHERE policy IS NOT NULL AND mode = 'executed'
         AND created_at >= ?]], since),
-      targets = n([[SELECT count(DISTINCT target_id) n FROM governance_actions WHERE instance_id = ?
-        AND policy IS NOT NULL AND mode = 'executed' AND created_at >= ?]], inst, since),
-      users = n("SELECT count(*) n FROM users WHERE instance_id = ? AND deleted_at IS NULL", inst),
     }
+    if accounts then
+      c.targets = n([[SELECT count(DISTINCT target_id) n FROM governance_actions WHERE instance_id = ?
+        AND policy IS NOT NULL AND mode = 'executed' AND created_at >= ?]], inst, since)
+      c.users = n("SELECT count(*) n FROM users WHERE instance_id = ? AND deleted_at IS NULL", inst)
+    end
+    return c
   end
 
   local ACTION_COLS = { "instance_id", "ext_id", "action", "target", "target_id", "policy", "operator", "mode",

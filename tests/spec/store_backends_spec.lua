@@ -169,7 +169,7 @@ for _, backend in ipairs { "sqlite", "postgresql" } do
       assert.equal(1, #st:unsettled_actions(nil))
       row = st:settle_action(row.id, { result = "ok", provider_status = 200 })
       assert.equal(200, row.provider_status)
-      local c = st:action_counts(id, "p", "2000-01-01T00:00:00.000Z")
+      local c = st:action_counts(id, "p", "2000-01-01T00:00:00.000Z", true)
       assert.same({ 1, 1, 1 }, { c.policy, c.global, c.targets })
       assert.equal(row.id, st:action_done(id, "suspend_user", "u1").id)
       assert.equal(1, #st:action_log(5))

@@ -132,13 +132,14 @@ describe("store", function()
       act(id, "p", "executed", "u1", recent); act(id, "p", "executed", "u1", recent); act(id, "p", "executed", "u2", recent)
       act(id, "q", "executed", "u3", recent); act(other, "p", "executed", "u9", recent)
       act(id, "p", "held", "u4", recent); act(id, nil, "executed", "u5", recent)   -- held; an operator's
-      local c = st:action_counts(id, "p", since)
+      local c = st:action_counts(id, "p", since, true)
       assert.same({ 4, 5, 3 }, { c.policy, c.global, c.targets })
+      assert.is_nil(st:action_counts(id, "p", since).targets)           -- asked for account actions only
       -- each count's plan: a covering search of a governance_auto_* index
       local seen, db = {}, st.db
       st.db = setmetatable({ query = function(_, sql, ...) seen[#seen + 1] = table.pack(sql, ...); return db:query(sql, ...) end },
                            { __index = function(_, f) return function(_, ...) return db[f](db, ...) end end })
-      st:action_counts(id, "p", since)
+      st:action_counts(id, "p", since, true)
       st.db = db
       local counted = 0
       for _, q in ipairs(seen) do
