@@ -345,7 +345,8 @@ function Base.init(self, opts)
   self.frozen = opts.frozen or false
   self.faults = {}
   self.requests = 0            -- requests served (after auth and faults), for tests and benches
-  self.log = {}                -- every request: {method, path, status}
+  self.log = {}                -- the requests, oldest first: {method, path, status} (Base:note)
+  self.log_max = opts.log_max or 100000
   local rl = opts.rate_limit or {}
   self.rate = { limit = rl.limit or self.default_rate_limit or 600, window = rl.window or 60, used = 0, window_start = nil }
   self.deliveries = {}         -- webhook delivery records {url, event, status, err}
@@ -511,7 +512,7 @@ function Base:wrap(handler, ropts)
     if f then
       local k = f.kind
       if k == "reset" then
-        self.log[#self.log + 1] = { method = req.method, path = req.path, status = "reset" }
+        self:note { method = req.method, path = req.path, status = "reset" }
         return server and server.DROP
       elseif k == "slow" then
         host("sched").sleep(f.delay or 2)
@@ -527,7 +528,7 @@ function Base:wrap(handler, ropts)
         rewrite = k
       elseif k == "echo" then
         local auth = req.headers["authorization"] or ""
-        self.log[#self.log + 1] = { method = req.method, path = req.path, status = f.status or 400 }
+        self:note { method = req.method, path = req.path, status = f.status or 400 }
         return f.status or 400, ("Bad Request\r\nRequest: %s %s\r\nAuthorization: %s\r\nCredential: %s\r\n")
           :format(req.method, req.path, auth, auth:match("%S+%s+(.+)") or ""), { ["Content-Type"] = "text/plain" }
       elseif k == "next" then
@@ -535,7 +536,7 @@ function Base:wrap(handler, ropts)
           .. ((req.raw_query and req.raw_query ~= "") and ("?" .. req.raw_query) or ""))
       else
         local st, body, hdr = self:fault_response(f, req)
-        self.log[#self.log + 1] = { method = req.method, path = req.path, status = st }
+        self:note { method = req.method, path = req.path, status = st }
         return st, body, hdr
       end
     end
@@ -562,9 +563,21 @@ function Base:wrap(handler, ropts)
     end
     self.requests = self.requests + 1
     -- agent and time: which cachost worker asked when (workers_spec: never two on one tenant at once)
-    self.log[#self.log + 1] = { method = req.method, path = req.path, status = st, agent = M.header(req, "user-agent"),
-                                at = sched.now() }
+    self:note { method = req.method, path = req.path, status = st, agent = M.header(req, "user-agent"),
+                 at = sched.now() }
     return st, body or "", hdr
+  end
+end
+
+-- The request log keeps the last log_max requests (opts.log_max; the older half goes when it is full): a
+-- long run (the webhook bench) would otherwise grow it without end.
+function Base:note(rec)
+  local log = self.log
+  log[#log + 1] = rec
+  if #log > self.log_max then
+    local keep = self.log_max // 2
+    table.move(log, #log - keep + 1, #log, 1)
+    for i = #log, keep + 1, -1 do log[i] = nil end
   end
 end
 

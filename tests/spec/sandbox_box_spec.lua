@@ -196,6 +196,23 @@ describe("box sandbox", function()
     assert.equal(409, r.status); assert.equal(b.id, r.data.context_info.conflicts[1].id)
   end)
 
+  it("keeps the last log_max requests in its log, oldest first", function()
+    local small = new_tenant { log_max = 4 }
+    local s2 = assert(server.listen { port = 0 })
+    small:mount(s2)
+    local paths = {}
+    for i = 1, 7 do
+      paths[i] = "/2.0/users/" .. small.state.users[i].id
+      assert(http.request { url = s2.url .. paths[i], headers = { Authorization = "Bearer " .. small.token } })
+    end
+    s2:close()
+    assert.equal(7, small.requests)
+    local kept = {}
+    for _, l in ipairs(small.log) do kept[#kept + 1] = l.path end
+    assert.is_true(#kept >= 2 and #kept <= 4)
+    assert.same({ table.unpack(paths, 8 - #kept, 7) }, kept)
+  end)
+
   it("answers 429 with retry-after and a ClientError body", function()
     t:fault { kind = "429", count = 1, retry_after = 3 }
     local r = call("GET", "/2.0/groups")

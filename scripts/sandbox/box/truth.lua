@@ -144,7 +144,7 @@ function Box:truth()
       t.files[#t.files + 1] = id
     end
   end
-  for _, e in ipairs(st.events) do t.activities[#t.activities + 1] = e.ev.event_id end
+  for _, e in ipairs(st.events) do t.activities[#t.activities + 1] = e.id end
   return t
 end
 
