@@ -18,7 +18,7 @@ echo "== storage: bytes per Okta event stored, beside the raw JSON received (20,
 sh "$here/storage.sh" "$bin" || echo "bench storage failed"
 echo "== sync: full sync of an Okta System Log of 1,000,000 events"
 sh "$here/sync.sh" "$bin" || echo "bench sync failed"
-echo "== webhook to action: Box webhooks to quarantines by sensitive_file_shared in enforce mode (WEBHOOK_BENCH_N, default 1,000)"
+echo "== webhook to action: Box webhooks to quarantines by sensitive_file_shared in enforce mode (WEBHOOK_BENCH_N, default 10,000)"
 sh "$here/webhook.sh" "$bin" || echo "bench webhook failed"
 echo "== dlp: scanning 1 GB of text files, all detectors"
 CACHOST_BIN="$bin" sh "$here/dlp.sh" || echo "bench dlp failed"
