@@ -117,7 +117,7 @@ local function post(path, body)
   assert(r.status == 200, r.body)
 end
 
-local lat, floor = {}, {}
+local lat, floor, used = {}, {}, {}  -- used: each notification's CPU (all of it, the sandbox's too)
 local own = 0                       -- the bench's own CPU: new files in the sandbox, the floor's POSTs
 on = true
 local cpu0 = clock()
@@ -141,16 +141,25 @@ for i = 1, n do
   lat[#lat + 1] = hit - t0
   -- let the rest of this quarantine finish (the sandbox quiet for 20 ms) before the next notification
   while sched.now() - last < 0.02 do sched.sleep(0.005) end
+  used[i] = clock() - c0
 end
 
 local cpu = clock() - cpu0
 on = false
 
 local function pct(t, p) table.sort(t); return t[math.max(1, math.ceil(#t * p))] * 1000 end
+-- what grows with what is stored shows between the first and the last tenth of the run
+local tenth = math.max(1, n // 10)
+local function slice(t, from) return table.move(t, from, from + tenth - 1, 1, {}) end
+local function mean(t) local sum = 0; for _, v in ipairs(t) do sum = sum + v end; return sum / #t * 1000 end
+local growth = ("first and last %d notifications: p50 %.2f and %.2f ms, p99 %.2f and %.2f ms, CPU %.2f and %.2f ms a notification")
+  :format(tenth, pct(slice(lat, 1), 0.5), pct(slice(lat, n - tenth + 1), 0.5), pct(slice(lat, 1), 0.99),
+          pct(slice(lat, n - tenth + 1), 0.99), mean(slice(used, 1)), mean(slice(used, n - tenth + 1)))
 local p50, p99 = pct(lat, 0.5), pct(lat, 0.99)
 print(("webhook to governance call (Box, sensitive_file_shared in enforce mode, %d notifications): p50 %.2f ms (floor %.2f), p99 %.2f ms (floor %.2f); target p99 <= 50 ms: %s")
   :format(n, p50, pct(floor, 0.5), p99, pct(floor, 0.99), p99 <= 50 and "met" or "NOT met"))
 print("  floor: the same POST answered by a no-op handler on the same server")
+print(growth)
 local sections = { box = 0, sql = 0 }
 for k, e in pairs(cost) do local s = k:match("^%a+"); sections[s] = sections[s] + e.t end
 print(("CPU a notification: %.2f ms: the Box sandbox's routes %.2f, the bench's own (new file, floor's POST) %.2f, cachost (with the HTTP of both sides) %.2f%s")
