@@ -803,8 +803,10 @@ end
 -- An actor's account (by ext_id, or email) -> {status =, since = ISO time cachost has known that status
 -- from: its last change, else when the account was first seen} | nil
 function Store:actor_status(inst, who, email)
-  local u = must(self.db:query([[SELECT ext_id, status, first_seen FROM users WHERE instance_id = ?
-    AND (ext_id = ? OR lower(email) = lower(?)) LIMIT 1]], inst, who, email))[1]
+  -- each half by its own index (one OR would read every user of the instance)
+  local u = must(self.db:query([[SELECT ext_id, status, first_seen FROM users WHERE instance_id = ?1 AND ext_id = ?2
+    UNION ALL SELECT ext_id, status, first_seen FROM users WHERE instance_id = ?1 AND lower(email) = lower(?3)
+    LIMIT 1]], inst, who, email))[1]
   if not u then return nil end
   local ch = must(self.db:query([[SELECT max(time) t FROM changes WHERE instance_id = ? AND entity = 'users'
     AND ext_id = ? AND diff LIKE '%"status"%']], inst, u.ext_id))[1]

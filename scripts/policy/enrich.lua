@@ -61,14 +61,23 @@ function M.rows(st, inst, entity, rows, state)
   -- the users of that instance change (policy.feed of "users" clears it).
   local known = state.actors
   if not known then known = {}; state.actors = known end
-  for _, r in ipairs(rows) do
+  local parse = util.parse_iso
+  for i = 1, #rows do
+    local r = rows[i]
     local who = r.actor_id or r.actor
-    if who and known[who] == nil then
-      local a = st:actor_status(inst.id, who, r.actor or who)
-      known[who] = a and { status = a.status, since = util.parse_iso(a.since) or 0 } or false
+    if who then
+      local k = known[who]
+      if k == nil then
+        local a = st:actor_status(inst.id, who, r.actor or who)
+        k = a and { status = a.status, since = parse(a.since) or 0 } or false
+        known[who] = k
+      end
+      if k then
+        local t = r._t          -- row_time, inline: this runs on every row of the feed
+        if not t then t = parse(r.time) or sched.time(); r._t = t end
+        r.actor_status = t >= k.since and k.status or nil
+      end
     end
-    local k = who and known[who]
-    if k then r.actor_status = (r._t or M.row_time(r)) >= k.since and k.status or nil end
   end
 end
 

@@ -18,6 +18,7 @@ local enrich = require "policy.enrich"
 local dlp_step = require "policy.dlp_step"
 local outcome = require "policy.outcome"
 local people = require "policy.people"
+local metrics = require "metrics"
 local schema = require "store.schema"
 local ON, state_for = loader.ON, window.state_for
 local repeated_step, travel_step = window.repeated_step, window.travel_step
@@ -35,11 +36,9 @@ end
 
 ---------------------------------------------------------------------------------------------- evaluating
 
-local function always() return {} end
-
--- The step of one policy for its scan: what it does with a row that matches (or follows), through fire().
--- -> step(row, hit) -> 1 when it alerted, else 0 | nil, err
-local function stepper(st, inst, p, entity, state, opts)
+-- The step of one policy for its scan (see policy.match): what it makes of a row that matches or follows
+-- -> step(row, hit) -> evidence | nil, or false for a policy whose match is all it asks | nil, err
+local function stepper(st, inst, p, state, opts)
   local run = { st = st, inst = inst, opts = opts }      -- what the policy's kind of step needs
   if p.repeated or p.travel then run.wins, run.dirty = state:windows(p.id) end
   if p.followed_by then run.armed = state:armed(p.id) end
@@ -48,12 +47,10 @@ local function stepper(st, inst, p, entity, state, opts)
     run.geo, err = enrich.geo_db(p.travel.geoip)
     if not run.geo then return nil, "travel.geoip: " .. err end
   end
-  local kind = p.repeated and repeated_step or p.travel and travel_step or p.dlp and dlp_step or always
-  return function(row, hit)
-    local ev = kind(p, run, row, hit)
-    if not ev then return 0 end
-    return fire(st, inst, p, entity, row, ev, opts)
-  end
+  if p.repeated then return repeated_step(p, run) end
+  if p.travel then return travel_step(p, run) end
+  if p.dlp then return function(row) return dlp_step(p, run, row) end end
+  return false
 end
 
 -- One policy on one batch of the feed -> its alert count.  Raises when the policy fails.
@@ -61,7 +58,7 @@ local function run_policy(st, inst, p, entity, items, rows, ops_seen, state, opt
   if not p.op_set then
     local set = {}
     for _, o in ipairs(p.ops or (entity == "activities" and { "added" } or { "added", "changed" })) do set[o] = true end
-    p.scan = match.scanner(p)
+    p.scan = match.scanner(p, (p.repeated or p.travel or p.dlp) ~= nil)
     p.op_set = set
   end
   local mine, ops = rows, p.op_set
@@ -74,9 +71,10 @@ local function run_policy(st, inst, p, entity, items, rows, ops_seen, state, opt
   end
   local hits, step, err
   if p.match_fn then hits, err = match.in_vm(p, mine) end
-  if not err then step, err = stepper(st, inst, p, entity, state, opts) end
-  if not step then error(err, 0) end
-  return p.scan(mine, step, hits, state.armed_keys[p.id])
+  if not err then step, err = stepper(st, inst, p, state, opts) end
+  if step == nil then error(err, 0) end
+  local function hit(row, ev) return fire(st, inst, p, entity, row, ev, opts) end
+  return p.scan(mine, step, hit, hits, state.armed_keys[p.id])
 end
 
 -- What a failure says, whatever was raised (an error object of the main state is ours: no __tostring
@@ -123,7 +121,8 @@ function M.feed(st, inst, policies, entity, items, opts)
   for _, p in ipairs(policies) do
     if p.enabled ~= false and ON[p.on] == entity and not (p.new_only and opts.first_scan) then
       local ok, res = pcall(run_policy, st, inst, p, entity, items, rows, ops_seen, state, opts)
-      require("metrics").inc("cachost_policy_evaluations_total", { policy = p.id }, n)
+      p.evaluated = p.evaluated or metrics.counter("cachost_policy_evaluations_total", { policy = p.id })
+      p.evaluated(n)
       if ok then
         alerts = alerts + res
       elseif type(res) == "string" and (res:match("^store: ") or res:match("cancelled$")) then

@@ -6,9 +6,11 @@ local M = {}
 -- How a policy walks a batch of rows is generated once per policy as one Lua function, its tests inline:
 -- this is the hot path, and most rows match nothing.  A table match {kind = "signin", action = {"a", "b"}}
 -- becomes `r["kind"] == c1 and c2[r["action"]] == true`, values and sets as upvalues; a function match
--- (run in the policy's own state beforehand) is hits[i].  scan(rows, step, hits) calls step(row, hit)
--- for each row that matches, and with followed_by also for each follower (hit false) of a key in
--- armed (see State:armed); it returns the sum of what step returned (the alerts).
+-- (run in the policy's own state beforehand) is hits[i].
+-- scan(rows, step, fire, hits, armed): for each row that matches, ev = step(row, true), and fire(row, ev)
+-- when the step gives evidence; with followed_by also for each follower of a key in armed (see
+-- State:armed), step(row, false).  A policy without a step (stepped false: its match is all it asks) fires
+-- on each match, with no evidence.  Returns the sum of what fire returned (the alerts).
 local function test_of(m, consts)
   local function const(v)
     consts[#consts + 1] = v
@@ -28,18 +30,25 @@ local function test_of(m, consts)
   return #tests > 0 and table.concat(tests, " and ") or "true"
 end
 
-function M.scanner(p)
+local FIRE = "do local ev = step(r, %s); if ev then n = n + fire(r, ev) end end"
+
+function M.scanner(p, stepped)
   local consts = {}
   local hit = p.match_fn and "hits[i]" or test_of(p.match or {}, consts)
-  local body = ("if %s then n = n + step(r, true) end"):format(hit)
-  if p.followed_by then      -- keys that are not strings are left to the step
-    body = ("local hit, k = %s, r[%q]\n    if hit or (armed[k] or type(k) ~= 'string') and %s then n = n + step(r, hit) end")
-      :format(hit, p.repeated.by, test_of(p.followed_by, consts))
+  local body = ("if %s then %s end"):format(hit, stepped and FIRE:format("true") or "n = n + fire(r)")
+  if p.followed_by then
+    -- A follower can only fire for a key whose window holds enough matches, and those keys are armed:
+    -- while none is, followers are not even looked at (`any`, read again after each step, where armed
+    -- changes).  Keys that are not strings are left to the step.
+    body = ("if %s then\n      %s\n      any = next(armed) ~= nil\n    elseif any and %s then\n      local k = r[%q]\n"
+      .. "      if armed[k] or type(k) ~= 'string' then\n        %s\n        any = next(armed) ~= nil\n      end\n    end")
+      :format(hit, FIRE:format("true"), test_of(p.followed_by, consts), p.repeated.by, FIRE:format("false"))
   end
   local src = { "local C = ..." }
   for i = 1, math.min(#consts, 100) do src[#src + 1] = ("local c%d = C[%d]"):format(i, i) end
-  src[#src + 1] = ("return function(rows, step, hits, armed)\n  local n = 0\n  for i = 1, #rows do\n    local r = rows[i]\n    %s\n  end\n  return n\nend"):format(body)
-  return assert(load(table.concat(src, "\n"), "=" .. p.id .. " (match)", "t", { type = type }))(consts)
+  src[#src + 1] = ("return function(rows, step, fire, hits, armed)\n  local n, any = 0, armed and next(armed) ~= nil\n"
+    .. "  for i = 1, #rows do\n    local r = rows[i]\n    %s\n  end\n  return n\nend"):format(body)
+  return assert(load(table.concat(src, "\n"), "=" .. p.id .. " (match)", "t", { type = type, next = next }))(consts)
 end
 
 -- Function matches run in the policy's own state, a batch of rows per call -> array of booleans, or

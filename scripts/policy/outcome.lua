@@ -35,18 +35,30 @@ end
 -- (audit mode plans them as dry runs).
 function M.fire(st, inst, p, entity, row, evidence, opts)
   local bucket = math.floor(row_time(row) / 3600)
-  local title = alert_title(p, row, evidence)
   local key = p.group_by and ("%s:%s:%s=%s:%d"):format(p.id, entity, p.group_by, tostring(row[p.group_by] or "?"), bucket)
     or ("%s:%s:%s:%d"):format(p.id, entity, row.ext_id or "?", bucket)
+  -- An alert that exists was raised before (a page evaluated again after a crash, or the same row again
+  -- within its window): nothing more, and nothing is built for it (most hits of a group_by policy are
+  -- that).  Its actions carry correlation ids derived from the alert, which governance records (pending)
+  -- before they go out; they are planned first and the alert written last, so after a crash between the
+  -- two the page's second evaluation finds them and writes the alert without planning them again: alert
+  -- and actions once each.
+  -- opts.dry (policy test) writes nothing: alerts once per key in memory, actions only said.
+  local ck
+  if opts.dry then
+    if opts.seen[key] then return 0 end
+    opts.seen[key] = true
+  else
+    -- the same alert again within a minute of this process writing it: nothing to write (its updated_at
+    -- moved then)
+    ck = inst.id .. "\0" .. key
+    if ((recent[st] and recent[st].at[ck]) or -math.huge) > sched.now() - 60 then return 0 end
+    if st:touch_alert(inst.id, key) then remember(st, ck); return 0 end
+  end
+  local title = alert_title(p, row, evidence)
   evidence = evidence or {}
   evidence.row = { ext_id = row.ext_id, time = row.time, actor = row.actor, action = row.action, ip = row.ip,
                    location = row.location, email = row.email, name = row.name, path = row.path }
-  -- An alert that exists was raised before (a page evaluated again after a crash, or the same row again
-  -- within its window): nothing more.  Its actions carry correlation ids derived from the alert, which
-  -- governance records (pending) before they go out; they are planned first and the alert written last,
-  -- so after a crash between the two the page's second evaluation finds them and writes the alert
-  -- without planning them again: alert and actions once each.
-  -- opts.dry (policy test) writes nothing: alerts once per key in memory, actions only said.
   -- what the hit asks for: {action, target} of each action that has a target in this row; an
   -- app-permission action of a file policy acts on the grants its content was found to hold (dlp.grants),
   -- each in its own instance
@@ -62,8 +74,6 @@ function M.fire(st, inst, p, entity, row, evidence, opts)
   end
   for _, g in ipairs(evidence.grants or {}) do g.ext_id, g.instance_id = nil, nil end   -- the alert keeps the masked id
   if opts.dry then
-    if opts.seen[key] then return 0 end
-    opts.seen[key] = true
     local plans = {}
     for i, w in ipairs(wanted) do plans[i] = { action = w.action, target = w.target, mode = "dry-run", result = "planned" } end
     evidence.actions = plans
@@ -71,11 +81,6 @@ function M.fire(st, inst, p, entity, row, evidence, opts)
                                            entity_id = row.ext_id, evidence = evidence } end
     return 1
   end
-  -- the same alert again within a minute of this process writing it: nothing to write (its updated_at
-  -- moved then)
-  local ck = inst.id .. "\0" .. key
-  if ((recent[st] and recent[st].at[ck]) or -math.huge) > sched.now() - 60 then return 0 end
-  if st:touch_alert(inst.id, key) then remember(st, ck); return 0 end
   local plans = {}
   local mode = opts.mode or p.mode
   for _, w in ipairs(wanted) do

@@ -107,61 +107,79 @@ end
 -- Forget what is cached in memory (as a restart would).
 function M.forget() states = setmetatable({}, { __mode = "k" }) end
 
+-- The steps below are made once per policy and batch (policy.feed's stepper), with what they read on
+-- every row (the policy's parameters, its windows) in upvalues: they run once per matching row.
+
 -- repeated = {count, within, by}, optional followed_by: N matches within the window (then a follower).
--- Returns the evidence when the policy fires on this row.
+-- -> step(row, matched) -> the evidence when the policy fires on this row, else nil.
 -- Called for the rows that match and, with followed_by, for the followers.
-function M.repeated_step(p, run, row, matched)
+function M.repeated_step(p, run)
   local r = p.repeated
-  local key = row[r.by]
-  if type(key) ~= "string" then key = tostring(key or "?") end
-  local w = run.wins[key]
-  local times = w.times
-  if not matched and (not times or #times < r.count) then return nil end   -- a follower of too few
-  if not times then times = json.array {} end
-  local t = row._t or row_time(row)
-  -- drop what fell out of the window (in place: the oldest are first)
-  local drop = 0
-  while times[drop + 1] and t - times[drop + 1] > r.within do drop = drop + 1 end
-  if drop > 0 then table.move(times, drop + 1, #times + drop, 1) end
-  local fired
-  if matched then
-    times[#times + 1] = t
-    if not p.followed_by and #times >= r.count then fired = { count = #times, key = key } end
-  elseif #times >= r.count then
-    fired = { count = #times, key = key, followed_by = row.ext_id }
+  local by, count, within, follows = r.by, r.count, r.within, p.followed_by ~= nil
+  local wins, dirty, armed = run.wins, run.dirty, run.armed
+  return function(row, matched)
+    local key = row[by]
+    if type(key) ~= "string" then key = tostring(key or "?") end
+    local w = wins[key]
+    local times = w.times
+    if not matched and (not times or #times < count) then return nil end   -- a follower of too few
+    if not times then times = json.array {} end
+    local t = row._t or row_time(row)
+    -- drop what fell out of the window (in place: the oldest are first)
+    local drop = 0
+    while times[drop + 1] and t - times[drop + 1] > within do drop = drop + 1 end
+    if drop > 0 then table.move(times, drop + 1, #times + drop, 1) end
+    local fired
+    local n = #times
+    if matched then
+      n = n + 1
+      times[n] = t
+      if not follows and n >= count then fired = { count = n, key = key } end
+    elseif n >= count then
+      fired = { count = n, key = key, followed_by = row.ext_id }
+    end
+    if fired or n == 0 then times = nil end      -- an empty window is forgotten at the next save
+    if matched or fired or drop > 0 then w.times = times; dirty[key] = true end
+    if armed then armed[key] = times and n >= count or nil end
+    return fired
   end
-  if fired or #times == 0 then times = nil end      -- an empty window is forgotten at the next save
-  if matched or fired or drop > 0 then w.times = times; run.dirty[key] = true end
-  if run.armed then run.armed[key] = times and #times >= r.count or nil end
-  return fired
 end
 
 -- travel = {max_kmh, min_km, exclude = {cidr...}, geoip = path}: two sign-ins farther apart than a plane
 -- can fly.  Where the location came from a database, its accuracy radii are taken off the distance (a
 -- country-level record can be 1,000 km off): only travel that is impossible however wrong they are fires.
--- run.geo is the opened travel.geoip database, if any.
-function M.travel_step(p, run, row)
-  local exclude = p.travel.exclude
-  for i = 1, #exclude do if host.ip_in(row.ip, exclude[i]) then return nil end end
-  if (not row.lat or not row.lon) and not (run.geo and geo_fill(run.geo, row)) then return nil end
-  local key = row.actor
-  if type(key) ~= "string" then key = tostring(key or "?") end
-  local t = row._t or row_time(row)
-  local last = run.wins[key]
-  local ev
-  if last.lat and (last.lat ~= row.lat or last.lon ~= row.lon) then
-    local km = haversine_km(last.lat, last.lon, row.lat, row.lon)
-    local least = km - (last.accuracy_km or 0) - (row.accuracy_km or 0)
-    local hours = math.max(math.abs(t - last.t), 60) / 3600
-    if least >= p.travel.min_km and least / hours > p.travel.max_kmh then
-      ev = { km = math.floor(km), kmh = math.floor(km / hours), from = last.location, to = row.location,
-             from_ip = last.ip, to_ip = row.ip }
+-- run.geo is the opened travel.geoip database, if any.  -> step(row) -> the evidence, or nil.
+function M.travel_step(p, run)
+  local exclude, min_km, max_kmh = p.travel.exclude, p.travel.min_km, p.travel.max_kmh
+  local geo, wins, dirty = run.geo, run.wins, run.dirty
+  local ip_in = host.ip_in
+  return function(row)
+    for i = 1, #exclude do if ip_in(row.ip, exclude[i]) then return nil end end
+    local lat, lon = row.lat, row.lon
+    if not lat or not lon then
+      if not (geo and geo_fill(geo, row)) then return nil end
+      lat, lon = row.lat, row.lon
     end
+    local key = row.actor
+    if type(key) ~= "string" then key = tostring(key or "?") end
+    local t = row._t or row_time(row)
+    local last = wins[key]
+    local ev
+    local llat, llon = last.lat, last.lon
+    if llat and (llat ~= lat or llon ~= lon) then
+      local km = haversine_km(llat, llon, lat, lon)
+      local least = km - (last.accuracy_km or 0) - (row.accuracy_km or 0)
+      local hours = math.max(math.abs(t - last.t), 60) / 3600
+      if least >= min_km and least / hours > max_kmh then
+        ev = { km = math.floor(km), kmh = math.floor(km / hours), from = last.location, to = row.location,
+               from_ip = last.ip, to_ip = row.ip }
+      end
+    end
+    last.lat, last.lon, last.accuracy_km, last.t, last.location, last.ip = lat, lon, row.accuracy_km, t,
+      row.location, row.ip
+    dirty[key] = true
+    return ev
   end
-  last.lat, last.lon, last.accuracy_km, last.t, last.location, last.ip = row.lat, row.lon, row.accuracy_km, t,
-    row.location, row.ip
-  run.dirty[key] = true
-  return ev
 end
 
 return M
