@@ -40,7 +40,7 @@ end
 -- -> step(row, hit) -> evidence | nil, or false for a policy whose match is all it asks | nil, err
 local function stepper(st, inst, p, state, opts)
   local run = { st = st, inst = inst, opts = opts }      -- what the policy's kind of step needs
-  if p.repeated or p.travel then run.wins, run.dirty = state:windows(p.id) end
+  if p.repeated or p.travel then run.wins, run.dirty, run.open = state:windows(p.id) end
   if p.followed_by then run.armed = state:armed(p.id) end
   if p.travel and p.travel.geoip then     -- opened at load; only a policy table changed since can fail here
     local err

@@ -29,26 +29,26 @@ end
 function M.scratch_state(st, inst)
   return setmetatable({ st = st, inst = inst, cache = {}, dirty = {}, armed_keys = {}, done = {}, scratch = true }, State)
 end
--- The windows of one policy: wins[key] is the state of that key (read from policy_state on first use);
--- a step that changes it sets dirty[key] = true.  Plain tables, because steps run once per row.
+-- The windows of one policy: wins[key] is the state of that key, a plain table, because steps run once
+-- per row; a step that changes it sets dirty[key] = true.  A key that wins does not hold (not read yet,
+-- or not a string) goes through open(key) -> the key as a string, its window (read from policy_state on
+-- first use).
 function State:windows(policy)
   local wins = self.cache[policy]
-  if not wins and self.scratch then
-    wins = setmetatable({}, { __index = function(t, key) local v = {}; rawset(t, key, v); return v end })
-    self.cache[policy] = wins
-  end
-  if not wins then
-    local st, inst = self.st, self.inst
-    wins = setmetatable({}, { __index = function(t, key)
-      local v = st:policy_window(policy, inst.id, key) or {}
-      rawset(t, key, v)
-      return v
-    end })
-    self.cache[policy] = wins
+  if not wins then wins = {}; self.cache[policy] = wins end
+  local st, inst, scratch = self.st, self.inst, self.scratch
+  local function open(key)
+    if type(key) ~= "string" then key = tostring(key or "?") end
+    local w = wins[key]
+    if not w then
+      w = not scratch and st:policy_window(policy, inst.id, key) or {}
+      wins[key] = w
+    end
+    return key, w
   end
   local dirty = self.dirty[policy]
   if not dirty then dirty = {}; self.dirty[policy] = dirty end
-  return wins, dirty
+  return wins, dirty, open
 end
 -- The keys of a followed_by policy whose window may hold enough matches for a follower to fire: every
 -- key stored before this process read them, then exactly what repeated_step leaves.  The scan skips
@@ -79,17 +79,18 @@ function State:save(force)
     local wins = self.cache[policy]
     for key in pairs(keys) do
       keys[key] = nil          -- cleared in place: a feed paused in an action still holds this table
-      windows[#windows + 1] = { policy = policy, key = key, data = rawget(wins, key) }
+      windows[#windows + 1] = { policy = policy, key = key, data = wins[key] }
     end
   end
   -- The write may wait for another task's transaction, and a feed may move these windows meanwhile: it
   -- marks them dirty again.  A failed write (a full disk) leaves them all to the next save.
   local ok, err = pcall(self.st.save_policy_state, self.st, self.inst.id, done, windows)
   for _, w in ipairs(windows) do
-    local wins, v = self.cache[w.policy], rawget(self.cache[w.policy], w.key)
+    local wins = self.cache[w.policy]
+    local v = wins[w.key]
     if not ok then self.dirty[w.policy][w.key] = true
     elseif v == nil or next(v) == nil then
-      rawset(wins, w.key, nil)    -- an empty window: no row, and no memory (a key seen once must not stay)
+      wins[w.key] = nil    -- an empty window: no row, and no memory (a key seen once must not stay)
     end
   end
   if not ok then error(err, 0) end
@@ -116,11 +117,11 @@ function M.forget() states = setmetatable({}, { __mode = "k" }) end
 function M.repeated_step(p, run)
   local r = p.repeated
   local by, count, within, follows = r.by, r.count, r.within, p.followed_by ~= nil
-  local wins, dirty, armed = run.wins, run.dirty, run.armed
+  local wins, dirty, open, armed = run.wins, run.dirty, run.open, run.armed
   return function(row, matched)
     local key = row[by]
-    if type(key) ~= "string" then key = tostring(key or "?") end
     local w = wins[key]
+    if not w then key, w = open(key) end
     local times = w.times
     if not matched and (not times or #times < count) then return nil end   -- a follower of too few
     if not times then times = json.array {} end
@@ -151,7 +152,7 @@ end
 -- run.geo is the opened travel.geoip database, if any.  -> step(row) -> the evidence, or nil.
 function M.travel_step(p, run)
   local exclude, min_km, max_kmh = p.travel.exclude, p.travel.min_km, p.travel.max_kmh
-  local geo, wins, dirty = run.geo, run.wins, run.dirty
+  local geo, wins, dirty, open = run.geo, run.wins, run.dirty, run.open
   local ip_in = host.ip_in
   return function(row)
     for i = 1, #exclude do if ip_in(row.ip, exclude[i]) then return nil end end
@@ -161,9 +162,9 @@ function M.travel_step(p, run)
       lat, lon = row.lat, row.lon
     end
     local key = row.actor
-    if type(key) ~= "string" then key = tostring(key or "?") end
-    local t = row._t or row_time(row)
     local last = wins[key]
+    if not last then key, last = open(key) end
+    local t = row._t or row_time(row)
     local ev
     local llat, llon = last.lat, last.lon
     if llat and (llat ~= lat or llon ~= lon) then
