@@ -62,7 +62,9 @@ end
 
 ---------------------------------------------------------------------------------------------- owners
 -- A pending row names the process sending it ("pid:start time" from /proc), so another process can
--- tell an action in flight from one whose sender died.  The start time tells a reused pid apart.
+-- tell an action in flight from one whose sender died.  The start time tells a reused pid apart.  A
+-- process that ended and is not reaped yet (a zombie: its parent, or an init that does not reap, has
+-- not waited for it) has no start time here: it will never settle its rows.
 local function start_time(pid)
   local f = io.open("/proc/" .. pid .. "/stat")
   if not f then return nil end
@@ -73,6 +75,7 @@ local function start_time(pid)
   local i = 2
   for v in rest:gmatch("%S+") do
     i = i + 1
+    if i == 3 and (v == "Z" or v == "X") then return nil end    -- field 3: state
     if i == 22 then return v end              -- field 22: starttime
   end
 end

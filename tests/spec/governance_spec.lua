@@ -268,6 +268,40 @@ describe("governance limits and interrupted actions", function()
     assert.equal(live.id, again.id)
   end)
 
+  it("settles a pending row whose process ended and was not reaped (a zombie)", function()
+    local u
+    for _, x in ipairs(active_users(90)) do
+      if tenant:find_user(x.ext_id).status == "ACTIVE" then u = x end
+    end
+    -- a child that ends under a parent that never waits for it (sleep): a zombie until that parent ends
+    local p = io.popen("exec sh -c 'sleep 0.01 & echo $!; exec sleep 5'")
+    local pid = assert(math.tointeger(tonumber(p:read("l"))))
+    local stat
+    for _ = 1, 500 do
+      local f = io.open("/proc/" .. pid .. "/stat")
+      stat = f and f:read("a")
+      if f then f:close() end
+      if stat and stat:match("%) Z ") then break end
+      sched.sleep(0.01)
+    end
+    assert.matches("%) Z ", stat)
+    local fields = stat:match("%)%s+(.*)$")
+    local parent = fields:match("^%S+%s+(%d+)")                                          -- field 4: ppid
+    local start = fields:match(("%S+%s+"):rep(19) .. "(%S+)")                           -- field 22: starttime
+    local row = pending_row(u, ("%d:%s"):format(pid, start))
+    governance.settle_orphans(runtime.store(), inst.id)
+    local r = runtime.store().db:query("SELECT result, error FROM governance_actions WHERE id = ?", row.id)[1]
+    os.execute("kill " .. parent .. " 2>/dev/null")      -- the sleep that holds it
+    p:close()
+    assert.equal("unknown", r.result)
+    assert.matches("the process sending it ended", r.error)
+    local grace = governance.RECONCILE_GRACE
+    governance.RECONCILE_GRACE = 0
+    local settled = governance.reconcile(runtime.store(), inst)      -- never sent: settled as failed, out of the next case's way
+    governance.RECONCILE_GRACE = grace
+    assert.equal(1, settled.failed)
+  end)
+
   it("holds a policy's action while the same one on that target is unknown, and sends it once that did not happen", function()
     local users = {}
     for _, u in ipairs(active_users(90)) do
