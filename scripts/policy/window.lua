@@ -5,6 +5,7 @@ local enrich = require "policy.enrich"
 local geo_fill, row_time = enrich.geo_fill, enrich.row_time
 
 local M = {}
+local move = table.move
 
 local function haversine_km(lat1, lon1, lat2, lon2)
   local r = math.rad
@@ -127,11 +128,10 @@ function M.repeated_step(p, run)
     if not times then times = json.array {} end
     local t = row._t or row_time(row)
     -- drop what fell out of the window (in place: the oldest are first)
-    local drop = 0
-    while times[drop + 1] and t - times[drop + 1] > within do drop = drop + 1 end
-    if drop > 0 then table.move(times, drop + 1, #times + drop, 1) end
+    local n, drop = #times, 0
+    while drop < n and t - times[drop + 1] > within do drop = drop + 1 end
+    if drop > 0 then move(times, drop + 1, n + drop, 1); n = n - drop end
     local fired
-    local n = #times
     if matched then
       n = n + 1
       times[n] = t
@@ -165,19 +165,26 @@ function M.travel_step(p, run)
     local last = wins[key]
     if not last then key, last = open(key) end
     local t = row._t or row_time(row)
+    local accuracy, location, ip = row.accuracy_km, row.location, row.ip
     local ev
     local llat, llon = last.lat, last.lon
-    if llat and (llat ~= lat or llon ~= lon) then
-      local km = haversine_km(llat, llon, lat, lon)
-      local least = km - (last.accuracy_km or 0) - (row.accuracy_km or 0)
-      local hours = math.max(math.abs(t - last.t), 60) / 3600
-      if least >= min_km and least / hours > max_kmh then
-        ev = { km = math.floor(km), kmh = math.floor(km / hours), from = last.location, to = row.location,
-               from_ip = last.ip, to_ip = row.ip }
+    if llat ~= lat or llon ~= lon then        -- moved, or the first sign-in of its key
+      if llat then
+        local km = haversine_km(llat, llon, lat, lon)
+        local least = km - (last.accuracy_km or 0) - (accuracy or 0)
+        local hours = math.max(math.abs(t - last.t), 60) / 3600
+        if least >= min_km and least / hours > max_kmh then
+          ev = { km = math.floor(km), kmh = math.floor(km / hours), from = last.location, to = location,
+                 from_ip = last.ip, to_ip = ip }
+        end
       end
+      last.lat, last.lon = lat, lon
     end
-    last.lat, last.lon, last.accuracy_km, last.t, last.location, last.ip = lat, lon, row.accuracy_km, t,
-      row.location, row.ip
+    -- the others written where they differ (setting a field that is absent to nil is a slow path)
+    last.t = t
+    if last.accuracy_km ~= accuracy then last.accuracy_km = accuracy end
+    if last.location ~= location then last.location = location end
+    if last.ip ~= ip then last.ip = ip end
     dirty[key] = true
     return ev
   end
