@@ -1,6 +1,7 @@
 /* sqlite.c — the `sqlite` Lua module: a small, sharp SQLite binding.
  *
- *   sqlite.open(path, {readonly=, busy_timeout=ms, create=true, timeout=s, hidden="t1,t2"}) -> db | nil, err, token
+ *   sqlite.open(path, {readonly=, busy_timeout=ms, create=true, timeout=s, hidden="t1,t2", unzstd=true|"col"})
+ *     -> db | nil, err, token   (unzstd: BLOBs holding a zstd frame, in any column or the columns so named, read as text)
  *   db:exec(sql, ...) -> true | nil, err, token    (no params: may hold several statements)
  *   db:query(sql, ...) -> {rows keyed by column} | nil, err, token
  *   db:rows(sql, ...) -> iterator, for `for row in db:rows(...)` (raises on error, like io.lines)
@@ -57,6 +58,7 @@ typedef struct {
     sig_atomic_t sig0;       /* H.signals when it began */
     int stopped;             /* why the progress handler stopped it: STOP_SIGNAL or STOP_BUDGET */
     int unz_read;            /* {unzstd = true}: BLOBs holding a zstd frame are read as their text */
+    char unz_col[32];        /* {unzstd = "raw"}: only in columns of this name (a random BLOB elsewhere is left be) */
     void *unz;               /* unzstd()'s dictionary cache (owned by the connection) */
     int unz_failed;          /* a value of the row just read could not be decompressed: unz_msg says why */
     char unz_msg[220];
@@ -400,12 +402,26 @@ static void sql_unzstd(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
     sqlite3_result_text64(ctx, out, len, free, SQLITE_UTF8);
 }
 
+/* zstd_dict(x): the id of the dictionary x's zstd frame was made with (0: none), NULL when x is not one (the
+ * store asks which dictionaries rows still use before deleting one). */
+static void sql_zstd_dict(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+    (void)argc;
+    sqlite3_value *v = argv[0];
+    const void *b = sqlite3_value_type(v) == SQLITE_BLOB ? sqlite3_value_blob(v) : NULL;
+    long id = b ? zstd_frame_dict(b, (size_t)sqlite3_value_bytes(v)) : -1;
+    if (id < 0) sqlite3_result_null(ctx);
+    else sqlite3_result_int64(ctx, id);
+}
+
 /* -> the function's dictionary cache (owned by the connection: freed when it closes) | NULL */
 static unz_t *add_functions(sqlite3 *db, int *rc) {
     unz_t *u = calloc(1, sizeof *u);
     if (!u) { *rc = SQLITE_NOMEM; return NULL; }
     *rc = sqlite3_create_function_v2(db, "unzstd", 1, SQLITE_UTF8 | SQLITE_DETERMINISTIC, u, sql_unzstd, NULL,
                                      NULL, unz_free);
+    if (*rc != SQLITE_OK) return NULL;
+    *rc = sqlite3_create_function_v2(db, "zstd_dict", 1, SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL, sql_zstd_dict,
+                                     NULL, NULL, NULL);
     return *rc == SQLITE_OK ? u : NULL;
 }
 
@@ -429,7 +445,8 @@ static void push_column(lua_State *L, db_t *d, sqlite3_stmt *st, int i) {
     case SQLITE_BLOB: {
         const void *b = sqlite3_column_blob(st, i);
         size_t n = (size_t)sqlite3_column_bytes(st, i);
-        long id = b && d->unz_read ? zstd_frame_dict(b, n) : -1;
+        int unz = d->unz_read && (!d->unz_col[0] || strcmp(sqlite3_column_name(st, i), d->unz_col) == 0);
+        long id = b && unz ? zstd_frame_dict(b, n) : -1;
         if (id >= 0) {   /* {unzstd = true}: a compressed value is read as its text */
             char *out, msg[200];
             size_t len;
@@ -613,6 +630,17 @@ static int l_open(lua_State *L) {
     rc = simple(db, "SELECT count(*) FROM sqlite_schema");
     if (rc == SQLITE_OK) d->unz = add_functions(db, &rc);
     d->unz_read = getopt_bool(L, 2, "unzstd", 0);
+    if (!lua_isnoneornil(L, 2)) {
+        lua_getfield(L, 2, "unzstd");
+        size_t cl = 0;
+        const char *col = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &cl) : NULL;
+        if (col && (cl == 0 || cl >= sizeof d->unz_col)) {
+            db_release(d);
+            return luaL_argerror(L, 2, "unzstd: a column name of 1 to 31 bytes, or true");
+        }
+        if (col) memcpy(d->unz_col, col, cl + 1);
+        lua_pop(L, 1);
+    }
     if (!lua_isnoneornil(L, 2)) {
         lua_getfield(L, 2, "hidden");
         size_t hl = 0;
