@@ -197,7 +197,7 @@ say "Google Cloud: who holds which role in the organization, a binding open to a
 "$BIN" query "SELECT user_id, role, scope FROM privileges p JOIN instances i ON i.id = p.instance_id
   WHERE i.name = 'acme-gcp' AND p.deleted_at IS NULL AND p.scope LIKE '%(public:%' ORDER BY user_id"
 "$BIN" query "SELECT g.user_id AS service_account, substr(g.created_at, 1, 10) AS created,
-  CAST(julianday('now') - julianday(g.created_at) AS INTEGER) AS age_days, json_extract(g.raw, '$.disabled') AS disabled
+  CAST(julianday('now') - julianday(g.created_at) AS INTEGER) AS age_days, json_extract(unzstd(g.raw), '$.disabled') AS disabled
   FROM app_grants g JOIN instances i ON i.id = g.instance_id WHERE i.name = 'acme-gcp' AND g.deleted_at IS NULL ORDER BY g.created_at"
 "$BIN" act acme-gcp remove_admin_role allUsers       # read-modify-write of the project's policy, with its etag
 "$BIN" sync acme-gcp --stream users >/dev/null
@@ -233,7 +233,7 @@ say "an AWS account: public objects with keys or card numbers quarantined (priva
 "$BIN" sync acme-aws --stream files >/dev/null     # the next scan sees the quarantine
 "$BIN" query "SELECT g.id, g.policy, g.action, g.target, g.mode, g.result FROM governance_actions g
   JOIN instances i ON i.id = g.instance_id WHERE i.name = 'acme-aws' ORDER BY g.id"
-"$BIN" query "SELECT f.path, json_extract(b.raw, '$.Region') AS region, f.access_level, f.quarantined FROM files f
+"$BIN" query "SELECT f.path, json_extract(unzstd(b.raw), '$.Region') AS region, f.access_level, f.quarantined FROM files f
   JOIN instances i ON i.id = f.instance_id JOIN files b ON b.instance_id = f.instance_id AND b.ext_id = f.parent_id
   WHERE i.name = 'acme-aws' AND f.deleted_at IS NULL AND f.parent_id IN ('acme-data', 'acme-eu-exports') ORDER BY f.path"
 "$BIN" query "SELECT json_extract(unzstd(a.raw), '$.awsRegion') AS region, a.action, count(*) AS events FROM activities a

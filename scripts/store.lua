@@ -202,7 +202,8 @@ function M.open(where, opts)
   end
   where = where or host.home
   local path = db_path(where)
-  local db, err, token = sqlite.open(path, { busy_timeout = opts.busy_timeout or 5000 })
+  -- unzstd: a compressed raw (store/compact.lua) reads as its JSON text, in every read of the store's own
+  local db, err, token = sqlite.open(path, { busy_timeout = opts.busy_timeout or 5000, unzstd = "raw" })
   if not db then return nil, err, token end
   local st = setmetatable({ db = db, path = path, home = path:match("^(.*)/[^/]*$") or ".",
                             waiters = {}, depth = 0, busy_timeout = opts.busy_timeout or 5000 }, Store)
@@ -229,7 +230,7 @@ function M.open_readonly(where, opts)
   -- SQLite alone tells whether the database exists (a read-only open never creates it): a descriptor of
   -- the file opened and closed outside SQLite would drop this process's locks on it, and the next process
   -- to close would take itself for the last one and delete the -wal/-shm the others still use.
-  -- unzstd: events' compressed raw reads as its JSON (store/compact.lua), at no cost for other values
+  -- unzstd: a compressed raw reads as its JSON (store/compact.lua), at no cost for other values
   local db, err, token = sqlite.open(path, { readonly = true, busy_timeout = (opts and opts.busy_timeout) or 5000,
                                              timeout = opts and opts.timeout, unzstd = true, hidden = M.HIDDEN_LIST })
   if not db then
@@ -411,6 +412,7 @@ local function sql_for(entity)
   if spec.inventory then
     local sets = {}
     for i, c in ipairs(quoted) do sets[i] = c .. " = ?" end
+    -- raw reads as its text: a row is unchanged when its JSON is, whichever dictionary compressed it
     q.select = ("SELECT * FROM %s WHERE instance_id = ? AND ext_id = ?"):format(entity)
     q.insert = ("INSERT INTO %s (instance_id, ext_id, %s, raw, first_seen, last_seen) VALUES (?, ?, %s, ?, ?, ?)")
       :format(entity, concat(quoted, ", "), concat(ph, ", "))
@@ -443,7 +445,7 @@ local function upsert_events(self, entity, inst, rows, res)
   end
   local spec = { { value = inst }, { list = ids } }
   for i = 3, #q.spec do spec[i] = q.spec[i] end
-  spec[#spec + 1] = { list = self:pack_raws(entity, inst, raws, n) }   -- compressed (store/compact.lua)
+  spec[#spec + 1] = { list = self:pack_raws(entity, inst, raws, n, ids) }   -- compressed (store/compact.lua)
   spec[#spec + 1] = { value = M.now() }
   local r, err, token, at = self.db:exec_many(q.insert, rows, spec)
   if not r then check(nil, at and (err .. " (row " .. at .. ")") or err, token) end
@@ -481,7 +483,7 @@ local function upsert_inventory(self, entity, inst, rows, seen, res)
       old = found[1]
     end
     if not old then
-      vals[nc + 1], vals[nc + 2], vals[nc + 3] = raw, seen, seen
+      vals[nc + 1], vals[nc + 2], vals[nc + 3] = self:pack_raw(entity, inst, raw, ext), seen, seen
       check(db:exec(q.insert, inst, ext, unpack(vals, 1, nc + 3)))
       res.added = res.added + 1
       status[i] = "added"
@@ -502,7 +504,7 @@ local function upsert_inventory(self, entity, inst, rows, seen, res)
       end
       if old.raw ~= raw then diff = diff or {}; diff.raw = true end
       if diff or old.deleted_at then
-        vals[nc + 1], vals[nc + 2], vals[nc + 3] = raw, seen, old.id
+        vals[nc + 1], vals[nc + 2], vals[nc + 3] = self:pack_raw(entity, inst, raw, ext), seen, old.id
         check(db:exec(q.update, unpack(vals, 1, nc + 3)))
         local op = old.deleted_at and "added" or "changed"   -- a row that came back is added again
         if op == "added" then res.added = res.added + 1 else res.changed = res.changed + 1 end
@@ -553,6 +555,7 @@ function Store:upsert(entity, inst, rows, opts)
       local seen = M.iso(opts.scan_started)
       upsert_inventory(self, entity, inst, rows, seen, res)
       if opts.complete then
+        self:listing_done(entity, inst)
         local m = check(self:mark_deleted(entity, inst, seen))
         res.removed = m.removed
         for _, c in ipairs(m.changes) do res.changes[#res.changes + 1] = c end
@@ -619,7 +622,7 @@ end
 -- One stored row of an entity by the provider's id (deleted ones too: deleted_at says so) | nil.
 function Store:stored(entity, inst, ext_id)
   if not schema.entities[entity] then error("stored: unknown entity '" .. tostring(entity) .. "'", 2) end
-  local rows, err = self.db:query(("SELECT *, unzstd(raw) AS raw FROM %s WHERE instance_id = ? AND ext_id = ?"):format(entity), inst, ext_id)
+  local rows, err = self.db:query(("SELECT * FROM %s WHERE instance_id = ? AND ext_id = ?"):format(entity), inst, ext_id)
   if not rows then return nil, err end
   return rows[1]
 end
@@ -764,7 +767,7 @@ function Store:noted_feed(inst, note)
   if note.source ~= "changes" then
     if not schema.entities[note.source] then error("noted_feed: unknown source '" .. tostring(note.source) .. "'", 2) end
     local items = {}
-    for _, r in ipairs(must(self.db:query(("SELECT *, unzstd(raw) AS raw FROM %s WHERE instance_id = ? AND id BETWEEN ? AND ? ORDER BY id")
+    for _, r in ipairs(must(self.db:query(("SELECT * FROM %s WHERE instance_id = ? AND id BETWEEN ? AND ? ORDER BY id")
         :format(note.source), inst, note.first_id, note.last_id))) do
       items[#items + 1] = { op = "added", row = r }
     end
@@ -876,10 +879,10 @@ function Store:each_row(entity, inst, since)
   if not schema.entities[entity] then error("each_row: unknown entity '" .. tostring(entity) .. "'", 2) end
   local tcol = TIME_COLUMN[entity]
   if tcol and since then
-    return self.db:rows(("SELECT *, unzstd(raw) AS raw FROM %s WHERE instance_id = ? AND %s >= ? ORDER BY %s")
+    return self.db:rows(("SELECT * FROM %s WHERE instance_id = ? AND %s >= ? ORDER BY %s")
       :format(entity, tcol, tcol), inst, since)
   end
-  return self.db:rows(("SELECT *, unzstd(raw) AS raw FROM %s WHERE instance_id = ? ORDER BY %s"):format(entity, tcol or "id"), inst)
+  return self.db:rows(("SELECT * FROM %s WHERE instance_id = ? ORDER BY %s"):format(entity, tcol or "id"), inst)
 end
 
 ---------------------------------------------------------------------------------------------- export
@@ -890,7 +893,7 @@ function Store:export_cursor(what, since, instance)
   local sql = what == "alerts"
     and [[SELECT a.*, i.name AS instance, i.app AS app_name FROM alerts a LEFT JOIN instances i ON i.id = a.instance_id
           WHERE a.created_at >= ? AND (?2 IS NULL OR i.name = ?2) ORDER BY a.id]]
-    or [[SELECT a.*, unzstd(a.raw) AS raw, i.name AS instance, i.app AS app_name FROM activities a JOIN instances i ON i.id = a.instance_id
+    or [[SELECT a.*, i.name AS instance, i.app AS app_name FROM activities a JOIN instances i ON i.id = a.instance_id
          WHERE a.time >= ? AND (?2 IS NULL OR i.name = ?2) ORDER BY a.time, a.id]]
   return self:cursor(sql, since, instance)
 end

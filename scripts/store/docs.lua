@@ -6,7 +6,7 @@ local INVENTORY = {
   id = "cachost's row id",
   instance_id = "the instance (instances.id)",
   ext_id = "the provider's own id of the row",
-  raw = "the provider's JSON, as received",
+  raw = "the provider's JSON, as received, zstd-compressed: query and the REPL print it as JSON; in SQL use unzstd(raw), e.g. json_extract(unzstd(raw), '$.profile.login')",
   first_seen = "when cachost first saw the row (ISO 8601 UTC)",
   last_seen = "when a listing last returned the row",
   deleted_at = "when a complete listing no longer returned it (the row is kept); NULL while it exists",
@@ -18,10 +18,11 @@ local function inventory(cols)
 end
 
 local TABLES = {
-  zstd_dicts = { "the zstd dictionaries events' raw JSON is compressed with (unzstd(raw) finds them)", {
-    id = "zstd's dictionary id, which each compressed raw records", app = "the app whose events trained it",
-    entity = "the entity (activities)", samples = "how many rows it was trained on", created_at = "when it was trained",
-    dict = "the dictionary (binary)" } },
+  zstd_dicts = { "the zstd dictionaries raw JSON is compressed with (unzstd(raw) finds them)", {
+    id = "zstd's dictionary id, which each compressed raw records", app = "the app whose rows trained it",
+    entity = "the entity (activities, users, files...)", samples = "how many rows it was trained on", created_at = "when it was trained",
+    dict = "the dictionary (binary)",
+    ratio = "compressed / JSON bytes of the first rows compressed with it (a later drift retrains); NULL until measured" } },
   instances = { "connected app instances", {
     id = "instance id", app = "the connector (okta, github, box, office365, azure)", name = "unique name",
     settings = "JSON settings, never a secret", status = "new, connected, reconnect needed...",

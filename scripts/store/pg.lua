@@ -228,8 +228,10 @@ return function(Store, M, Reader)
     return out
   end
 
-  -- Events' raw stays text (see above).
+  -- Raw JSON stays text (see above).
   function PgStore:pack_raws(_, _, raws) return raws end
+  function PgStore:pack_raw(_, _, raw) return raw end
+  function PgStore:listing_done() end
 
   -- PostgreSQL gives freed space back itself (autovacuum); nothing to release by hand.
   function PgStore:release_space() return 0 end

@@ -373,6 +373,11 @@ CREATE INDEX governance_auto_recent ON governance_actions(created_at, policy, mo
 CREATE INDEX governance_auto_target ON governance_actions(instance_id, created_at, target_id, policy, mode)
   WHERE mode = 'executed' AND policy IS NOT NULL;
 ]],
+  -- 15: every entity's raw JSON is compressed (store/compact.lua), and a dictionary is retrained when the
+  -- ratio it gives drifts from the one it first gave (NULL until measured).
+  [15] = [[
+ALTER TABLE zstd_dicts ADD COLUMN ratio REAL;
+]],
 }
 
 M.version = #M.migrations

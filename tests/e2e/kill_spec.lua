@@ -256,7 +256,7 @@ describe("kill -9 at random points", function()
     for _ = 1, 2 do
       local db = assert(sqlite.open(K .. "/cachost.db", { readonly = true, busy_timeout = 10000 }))
       -- Okta suspends ACTIVE users only (not PASSWORD_EXPIRED or RECOVERY, which cachost calls active)
-      local rows = db:query([[SELECT u.ext_id, u.email, json_extract(u.raw, '$.status') AS status FROM users u
+      local rows = db:query([[SELECT u.ext_id, u.email, json_extract(unzstd(u.raw), '$.status') AS status FROM users u
         JOIN instances i ON i.id = u.instance_id
         WHERE i.name = 'o' AND coalesce(u.is_admin, 0) = 0 AND u.deleted_at IS NULL ORDER BY u.ext_id]])
       db:close()

@@ -124,8 +124,8 @@ describe("github connector against GitHub's reference", function()
     for _, m in ipairs(t.state.members) do if m.state == "active" and not m.two_factor then off = off + 1 end end
     for _, m in ipairs(t.state.outside) do if not m.two_factor then off = off + 1 end end
     assert.is_true(off > 0)
-    assert.equal(off, helpers.n_of("users", inst, "json_extract(raw, '$.two_factor_authentication') = 0"))
-    assert.equal(#t:truth().users - off, helpers.n_of("users", inst, "json_extract(raw, '$.two_factor_authentication') = 1"))
+    assert.equal(off, helpers.n_of("users", inst, "json_extract(unzstd(raw), '$.two_factor_authentication') = 0"))
+    assert.equal(#t:truth().users - off, helpers.n_of("users", inst, "json_extract(unzstd(raw), '$.two_factor_authentication') = 1"))
   end)
   it("a classic token without admin:org: the organization roles are 'permission missing: admin:org', the owners are in", function()
     local t = github_tenant.new { seed = 46, org = "acme", members = 10, teams = 2, audit_events = 20, days = 10,

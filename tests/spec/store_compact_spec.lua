@@ -1,8 +1,9 @@
--- store_compact_spec.lua — events' raw JSON stored zstd-compressed (scripts/store/compact.lua, host/zstd.c,
--- unzstd() in host/sqlite.c): byte for byte back through every read (store, SQL, query/REPL, export) for
--- each connector's events from its sandbox, rows written before migration 8 still read, and a missing or
--- damaged dictionary is one clear error.
+-- store_compact_spec.lua — every entity's raw JSON stored zstd-compressed (scripts/store/compact.lua,
+-- host/zstd.c, unzstd() in host/sqlite.c): byte for byte back through every read (store, SQL, query/REPL,
+-- export) for each connector's rows from its sandbox, rows written before migration 8 still read, a missing
+-- or damaged dictionary is one clear error, and a dictionary gone stale is retrained.
 local store = require "store"
+local sqlite = require "sqlite"
 local helpers = require "helpers"
 local BIN = os.getenv("CACHOST_BIN") or "./build/cachost"
 
@@ -27,10 +28,43 @@ local function events(n, from)
   return rows
 end
 
+-- n events of another shape (another provider's fields), as after an app's change
+local function other_events(n, from)
+  local rows = {}
+  for i = from, from + n - 1 do
+    rows[#rows + 1] = { ext_id = "x" .. i, time = "2024-06-01T00:00:00.000Z", action = "FileDownloaded",
+      raw = ('{"Id":"x%d","CreationTime":"2024-06-01T00:%02d:00","Operation":"FileDownloaded","Workload":"SharePoint",'
+        .. '"UserId":"person%d@contoso.example","ClientIP":"192.168.%d.%d","ObjectId":"https://contoso.sharepoint.com/sites/s%d/doc%d.docx",'
+        .. '"SourceFileExtension":"docx","UserAgent":"Mozilla/5.0 (Windows NT 10.0; Win64; x64) Edge/%d"}'):format(
+        i, i % 60, i % 13, i % 256, i % 97, i % 5, i, 100 + i % 20) }
+  end
+  return rows
+end
+
+-- n users as a provider lists them
+local function users(n, from)
+  local rows = {}
+  for i = from or 1, (from or 1) + n - 1 do
+    rows[#rows + 1] = { ext_id = "u" .. i, email = "user" .. i .. "@example.com", status = "active",
+      raw = ('{"id":"00u%d","status":"ACTIVE","created":"2024-01-%02dT10:00:00.000Z","profile":{"login":"user%d@example.com",'
+        .. '"firstName":"First%d","lastName":"Last%d","email":"user%d@example.com","department":"Dept%d"},'
+        .. '"credentials":{"provider":{"type":"OKTA","name":"OKTA"}}}'):format(i, i % 28 + 1, i, i, i, i, i % 9) }
+  end
+  return rows
+end
+
+local function dicts_of(st, entity)
+  return st.db:query("SELECT id FROM zstd_dicts WHERE entity = ? ORDER BY created_at, id", entity)
+end
+
+local function dict_of(st, entity, inst, ext_id)
+  return st.db:query(("SELECT zstd_dict(raw) AS d FROM %s WHERE instance_id = ? AND ext_id = ?"):format(entity), inst, ext_id)[1].d
+end
+
 describe("compact raw", function()
-  local saved_train
-  setup(function() saved_train = store.TRAIN_ROWS end)
-  teardown(function() store.TRAIN_ROWS = saved_train end)
+  local saved = {}
+  setup(function() for _, k in ipairs { "TRAIN_ROWS", "MIN_TRAIN", "MAX_DICTS" } do saved[k] = store[k] end end)
+  teardown(function() for k, v in pairs(saved) do store[k] = v end end)
 
   it("zstd: round trip with and without a dictionary, and bad input is nil, err, token", function()
     local samples = {}
@@ -50,6 +84,17 @@ describe("compact raw", function()
     assert.same({ nil, "dictionary: not a zstd dictionary", "dictionary" }, { zstd.dictionary("not one") })
     assert.equal("train", select(3, zstd.train({ "a", "b" }, 4096)))
     assert.has_error(function() zstd.compress({}) end)
+  end)
+
+  it("a connection opened with unzstd = COLUMN reads frames as text in columns so named only", function()
+    local f = zstd.compress(("{\"a\":1}"):rep(20))
+    local db = assert(sqlite.open(tmpdir() .. "/x.db", { unzstd = "raw" }))
+    local r = db:query("SELECT ? AS raw, ? AS nonce", sqlite.blob(f), sqlite.blob(f))[1]
+    assert.equal(("{\"a\":1}"):rep(20), r.raw)
+    assert.equal(f, r.nonce)              -- any other BLOB (a secret's nonce...) as it is, even if it looks like a frame
+    db:close()
+    assert.has_error(function() sqlite.open(tmpdir() .. "/y.db", { unzstd = "" }) end)
+    assert.has_error(function() sqlite.open(tmpdir() .. "/y.db", { unzstd = ("c"):rep(32) }) end)
   end)
 
   it("stores events compressed with a dictionary per app, and every read gives the JSON back byte for byte", function()
@@ -135,7 +180,7 @@ describe("compact raw", function()
     assert(st.db:exec("DELETE FROM zstd_dicts"))                         -- missing
     local r, e = st:stored("activities", a, "e70")
     assert.is_nil(r)
-    assert.equal(("sqlite: unzstd: dictionary %d is missing from zstd_dicts"):format(id), e)
+    assert.equal(("corrupt: unzstd: dictionary %d is missing from zstd_dicts"):format(id), e)
     local p = io.popen(("CACHOST_HOME='%s' %s query \"SELECT raw FROM activities\" 2>&1; echo \"exit $?\""):format(dir, BIN))
     local out = p:read("a"); p:close()
     assert.matches(("dictionary %d is missing from zstd_dicts"):format(id), out, 1, true)
@@ -147,7 +192,107 @@ describe("compact raw", function()
     st:close()
   end)
 
-  it("round-trips each connector's events from its sandbox byte for byte", function()
+  it("stores inventory compressed too: a complete listing of few rows trains from MIN_TRAIN, and a row is unchanged when its JSON is, whatever the dictionary", function()
+    store.TRAIN_ROWS, store.MIN_TRAIN = 100, 30
+    local dir = tmpdir()
+    local st = assert(store.open(dir))
+    local a = new_instance(st, "a", "okta")
+    local rows = users(40)
+    assert(st:upsert("users", a, rows, { scan_started = 1000, complete = true }))
+    assert.same({ { app = "okta", entity = "users", samples = 40 } }, st.db:query("SELECT app, entity, samples FROM zstd_dicts"))
+    local id = dicts_of(st, "users")[1].id
+    -- every row, the listing's first ones too, is compressed with it
+    for _, r in ipairs(rows) do
+      assert.equal(id, dict_of(st, "users", a, r.ext_id))
+      assert.equal(r.raw, st:stored("users", a, r.ext_id).raw)
+    end
+    assert.equal(5, st.db:query("SELECT count(*) n FROM users WHERE json_extract(unzstd(raw), '$.profile.department') = 'Dept3'")[1].n)
+    -- a newer dictionary for users (trained by another listing): the same rows again change nothing
+    store.MIN_TRAIN = 10
+    local b = new_instance(st, "b", "okta")
+    st.compact = nil
+    local kept = st.db:query("SELECT dict FROM zstd_dicts")[1].dict
+    assert(st.db:exec("DELETE FROM zstd_dicts"))   -- as if never trained: b's listing trains its own
+    assert(st:upsert("users", b, users(20, 500), { scan_started = 1000, complete = true }))
+    local newer = dicts_of(st, "users")[1].id
+    assert.not_equal(id, newer)
+    -- (the old one back, older, as readers need it)
+    assert(st.db:exec("INSERT INTO zstd_dicts (id, app, entity, samples, created_at, dict) VALUES (?, 'okta', 'users', 40, '2000-01-01', ?)",
+      id, sqlite.blob(kept)))
+    local res = assert(st:upsert("users", a, users(40), { scan_started = 2000, complete = true }))
+    assert.same({ 0, 0, 40 }, { res.added, res.changed, res.unchanged })
+    assert.equal(0, st.db:query("SELECT count(*) n FROM changes WHERE instance_id = ? AND op = 'changed'", a)[1].n)
+    -- a changed row is written with the newest dictionary
+    local moved = users(1, 7)
+    moved[1].raw = moved[1].raw:gsub("Dept7", "Dept8")
+    res = assert(st:upsert("users", a, moved, { scan_started = 3000 }))
+    assert.equal(1, res.changed)
+    assert.equal(newer, dict_of(st, "users", a, "u7"))
+    assert.equal(moved[1].raw, st:stored("users", a, "u7").raw)
+    st:close()
+    -- `cachost query` prints the JSON, and json_extract(unzstd(raw)) reads it
+    local p = io.popen(("CACHOST_HOME='%s' %s query \"SELECT raw, json_extract(unzstd(raw), '$.profile.login') AS login FROM users WHERE ext_id = 'u9' AND instance_id = %d\" --format json 2>&1"):format(dir, BIN, a))
+    local out = p:read("a"); p:close()
+    assert.same({ { raw = rows[9].raw, login = "user9@example.com" } }, json.decode(out), out)
+  end)
+
+  it("retrains when the rows change shape: old rows read back byte for byte, new rows use the new dictionary, at most MAX_DICTS kept and none still used deleted", function()
+    store.TRAIN_ROWS, store.MAX_DICTS = 100, 2
+    local dir = tmpdir()
+    local st = assert(store.open(dir))
+    local a = new_instance(st, "a", "okta")
+    local function put(list)
+      for p = 1, #list, 100 do assert(st:upsert("activities", a, table.move(list, p, math.min(#list, p + 99), 1, {}))) end
+    end
+    local old = events(300)
+    put(old)
+    local first = dicts_of(st, "activities")
+    assert.equal(1, #first)
+    local ratio = st.db:query("SELECT ratio FROM zstd_dicts")[1].ratio
+    assert.is_true(ratio > 0 and ratio < 0.5, tostring(ratio))
+    -- the app changes shape: its first window compresses worse, the next TRAIN_ROWS train a new dictionary
+    local new = other_events(400, 1)
+    put(new)
+    local now = dicts_of(st, "activities")
+    assert.equal(2, #now)
+    assert.equal(first[1].id, now[1].id)
+    for _, r in ipairs(old) do
+      assert.equal(first[1].id, dict_of(st, "activities", a, r.ext_id))
+      assert.equal(r.raw, st:stored("activities", a, r.ext_id).raw)
+    end
+    for i, r in ipairs(new) do
+      if i > 200 then assert.equal(now[2].id, dict_of(st, "activities", a, r.ext_id)) end
+      assert.equal(r.raw, st:stored("activities", a, r.ext_id).raw)
+    end
+    local z = st.db:query("SELECT sum(length(raw)) z FROM activities WHERE ext_id LIKE 'x%' AND id > (SELECT min(id) + 300 FROM activities WHERE ext_id LIKE 'x%')")[1].z
+    local plain = 0
+    for i = 302, 400 do plain = plain + #new[i].raw end
+    assert.is_true(z < plain / 4, ("compressed %d of %d bytes"):format(z, plain))
+    -- another shape: both dictionaries are still used, so none is added
+    local third = users(300)
+    for _, r in ipairs(third) do r.ext_id = "t" .. r.ext_id; r.time = "2024-07-01T00:00:00.000Z" end
+    put(third)
+    assert.same(now, dicts_of(st, "activities"))
+    -- once no row uses the oldest (retention deleted the oldest rows), the next stale window replaces it
+    assert(st.db:exec("DELETE FROM activities WHERE id <= (SELECT min(id) + 399 FROM activities)"))
+    assert.equal(0, st.db:query("SELECT count(*) n FROM activities WHERE zstd_dict(raw) = ?", first[1].id)[1].n)
+    st.compact = nil
+    local more = users(400, 1000)
+    for _, r in ipairs(more) do r.ext_id = "t" .. r.ext_id; r.time = "2024-07-02T00:00:00.000Z" end
+    put(more)
+    local last = dicts_of(st, "activities")
+
+    assert.equal(2, #last)
+    assert.equal(now[2].id, last[1].id)
+    assert.not_equal(now[2].id, last[2].id)
+    for _, list in ipairs { table.move(new, 101, 400, 1, {}), third, more } do
+      for _, r in ipairs(list) do assert.equal(r.raw, st:stored("activities", a, r.ext_id).raw) end
+    end
+    assert.equal(last[2].id, dict_of(st, "activities", a, more[400].ext_id))
+    st:close()
+  end)
+
+  it("round-trips each connector's rows from its sandbox byte for byte", function()
     store.TRAIN_ROWS = 20
     local tenants = require "tenants"
     host.home = tmpdir()
@@ -156,9 +301,13 @@ describe("compact raw", function()
     local sent = {}
     local upsert = store.Store.upsert
     store.Store.upsert = function(self, entity, inst, rows, opts)   -- a spy: what the connector handed over
-      if entity == "activities" then
-        for _, r in ipairs(rows) do
-          sent[inst .. "/" .. tostring(r.ext_id)] = type(r.raw) == "string" and r.raw or json.encode(r.raw)
+      for _, r in ipairs(rows) do
+        if r.raw ~= nil then
+          local text = r.raw     -- as the store makes it (store.lua: raw_of)
+          if type(text) ~= "string" then
+            if entity == "activities" then text = json.encode(text) else text = store.canonical_json(text) end
+          end
+          sent[entity .. "/" .. inst .. "/" .. tostring(r.ext_id)] = text
         end
       end
       return upsert(self, entity, inst, rows, opts)
@@ -174,11 +323,13 @@ describe("compact raw", function()
     assert(ok, err)
     local st = runtime.store()
     local n, by_app = 0, {}
-    for r in st.db:rows([[SELECT a.instance_id, a.ext_id, unzstd(a.raw) AS raw, typeof(a.raw) AS t, i.app FROM activities a
-        JOIN instances i ON i.id = a.instance_id]]) do
-      n = n + 1
-      assert.equal(sent[r.instance_id .. "/" .. r.ext_id], r.raw)
-      by_app[r.app] = (by_app[r.app] or 0) + (r.t == "blob" and 1 or 0)
+    for entity in pairs(store.schema.entities) do
+      for r in st.db:rows(([[SELECT a.instance_id, a.ext_id, unzstd(a.raw) AS raw, typeof(a.raw) AS t, i.app FROM %s a
+          JOIN instances i ON i.id = a.instance_id WHERE a.raw IS NOT NULL]]):format(entity)) do
+        n = n + 1
+        assert.equal(sent[entity .. "/" .. r.instance_id .. "/" .. r.ext_id], r.raw)
+        if entity == "activities" then by_app[r.app] = (by_app[r.app] or 0) + (r.t == "blob" and 1 or 0) end
+      end
     end
     for _, app in ipairs(tenants.APPS) do
       assert.is_true((by_app[app] or 0) > 0, app .. " has compressed events")
