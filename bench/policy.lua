@@ -43,6 +43,7 @@ collectgarbage()
 -- POLICY_BENCH_ONLY=<id>: that policy alone.
 local list, on_activities, elsewhere = {}, {}, {}
 local only = os.getenv("POLICY_BENCH_ONLY")
+if only == "" then only = nil end
 for _, p in ipairs(assert(policy.load_all(st))) do
   if not only or p.id == only then
     list[#list + 1] = p
