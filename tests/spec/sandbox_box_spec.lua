@@ -87,6 +87,26 @@ describe("box sandbox", function()
     assert.equal(200, r.status); assert.equal("cannot_delete_edit_upload", u.status)
   end)
 
+  it("serves every event as it was logged, from the compressed chunks and the open one alike", function()
+    local big = new_tenant { events = 600 }                    -- two sealed chunks of 256, and the rest
+    local s2 = assert(server.listen { port = 0 })
+    big:mount(s2)
+    local ids, pos = {}, "0"
+    repeat
+      local r = assert(http.request { url = s2.url .. "/2.0/events?stream_type=admin_logs&limit=500&stream_position=" .. pos,
+                                      headers = { Authorization = "Bearer " .. big.token } })
+      local d = json.decode(r.body)
+      for _, e in ipairs(d.entries) do
+        ids[#ids + 1] = e.event_id
+        assert.equal(big.state.events[#ids].type, e.event_type)
+      end
+      pos = d.next_stream_position
+    until d.chunk_size == 0
+    s2:close()
+    assert.equal(600, #big.state.events)
+    assert.same(big:truth().activities, ids)
+  end)
+
   it("serves admin_logs by stream position with filters, only to admins", function()
     -- a chunk ends with Box's processing batch: shorter than the limit while more remain; the stream is
     -- read to its end by an empty chunk

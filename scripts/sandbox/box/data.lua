@@ -82,7 +82,7 @@ function Box:generate()
   local r = T.rng(self.seed, "box")
   local now = self.t0_ms
   local st = { users = {}, by_id = {}, externals = {}, groups = {}, memberships = {}, items = {}, order = {},
-               collabs = {}, events = {}, webhooks = {}, named = {} }
+               collabs = {}, events = {}, event_texts = { sealed = {}, open = {} }, webhooks = {}, named = {} }
   self.state = st
   local used = {}
   for i = 1, self.nusers do

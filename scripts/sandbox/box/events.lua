@@ -1,11 +1,12 @@
--- sandbox/box/events.lua — enterprise events: one chronological list; a stream position is POS_BASE + how
--- many come before it.  Each event is kept as its JSON text ({ms, type, id, text}): a long run (the webhook
--- bench: several events a notification) holds tens of thousands, and as tables they made most of the heap
--- the garbage collector walks.
+-- sandbox/box/events.lua — enterprise events: one chronological list ({ms, type, id}); a stream position
+-- is POS_BASE + how many come before it.  The events' JSON texts are kept apart, every CHUNK of them in one
+-- zstd frame: a long run (the webhook bench: several events a notification) holds tens of thousands, and
+-- in the bench's one process their bytes were most of the heap (the collector's pauses grow with it).
 local T = require "sandbox.tenant"
 local C = require "sandbox.box.common"
 local Box = C.Box
 local json, jnull, btime, is_admin, POS_BASE = C.json, C.jnull, C.btime, C.is_admin, C.POS_BASE
+local CHUNK = 256
 
 function Box:add_event(event_type, actor, source, extra)
   extra = extra or {}
@@ -28,9 +29,27 @@ function Box:add_event(event_type, actor, source, extra)
                created_at = btime(ms), recorded_at = btime(ms + 1000), created_by = self:user_mini(actor), event_type = event_type,
                session_id = jnull(), source = src, ip_address = extra.ip or "10.0.0.1",
                additional_details = extra.details or jnull(), action_by = jnull() }
-  local list = self.state.events
-  list[#list + 1] = { ms = ms, type = event_type, id = ev.event_id, text = json().encode(ev) }
+  local list, texts = self.state.events, self.state.event_texts
+  list[#list + 1] = { ms = ms, type = event_type, id = ev.event_id }
+  texts.open[#texts.open + 1] = json().encode(ev)
+  if #texts.open == CHUNK then                -- JSON text holds no raw newline: one separates them
+    texts.sealed[#texts.sealed + 1] = T.host("zstd").compress(table.concat(texts.open, "\n"))
+    texts.open = {}
+  end
   return ev
+end
+
+-- the JSON text of event i (the last chunk read out of its frame is kept)
+function Box:event_text(i)
+  local texts = self.state.event_texts
+  local k, j = (i - 1) // CHUNK + 1, (i - 1) % CHUNK + 1
+  if k > #texts.sealed then return texts.open[j] end
+  if texts.read ~= k then
+    local out = {}
+    for line in T.host("zstd").decompress(texts.sealed[k]):gmatch("[^\n]+") do out[#out + 1] = line end
+    texts.read, texts.read_list = k, out
+  end
+  return texts.read_list[j]
 end
 
 -- a chunk of GET /events, its entries being the events' texts as kept
@@ -80,13 +99,13 @@ function Box:h_events(req)
   -- admin_logs_streaming delivers at least once: a chunk that starts a new processing batch repeats the
   -- event the last batch ended with (consumers dedupe by event_id)
   local batch = self.event_batch
-  if stype == "admin_logs_streaming" and pos > 0 and pos % batch == 0 and wanted(list[pos]) then out[1] = list[pos].text end
+  if stype == "admin_logs_streaming" and pos > 0 and pos % batch == 0 and wanted(list[pos]) then out[1] = self:event_text(pos) end
   local i = pos
   while i < #list and #out < limit do
     i = i + 1
     local e = list[i]
     if before and e.ms >= before then i = #list; break end
-    if wanted(e) then out[#out + 1] = e.text end
+    if wanted(e) then out[#out + 1] = self:event_text(i) end
     -- "events less than the limit requested can be returned even when there may be more events
     -- remaining" (GET /events, limit): a chunk ends with its processing batch
     if i % batch == 0 and #out > 0 then break end
