@@ -1,7 +1,9 @@
 /* sqlite.c — the `sqlite` Lua module: a small, sharp SQLite binding.
  *
- *   sqlite.open(path, {readonly=, busy_timeout=ms, create=true, timeout=s, hidden="t1,t2", unzstd=true|"col"})
- *     -> db | nil, err, token   (unzstd: BLOBs holding a zstd frame, in any column or the columns so named, read as text)
+ *   sqlite.open(path, {readonly=, busy_timeout=ms, create=true, timeout=s, hidden="t1,t2", unzstd=true|"col",
+ *                      page_size=n}) -> db | nil, err, token
+ *     (unzstd: BLOBs holding a zstd frame, in any column or the columns so named, read as text; page_size: a
+ *     new database's, a power of two from 512 to 65536; an existing one keeps its own)
  *   db:exec(sql, ...) -> true | nil, err, token    (no params: may hold several statements)
  *   db:query(sql, ...) -> {rows keyed by column} | nil, err, token
  *   db:rows(sql, ...) -> iterator, for `for row in db:rows(...)` (raises on error, like io.lines)
@@ -588,6 +590,9 @@ static int l_open(lua_State *L) {
     int readonly = getopt_bool(L, 2, "readonly", 0);
     int create = getopt_bool(L, 2, "create", 1);
     int busy = getopt_int(L, 2, "busy_timeout", 5000);
+    int page = getopt_int(L, 2, "page_size", 0);
+    luaL_argcheck(L, page == 0 || (page >= 512 && page <= 65536 && !(page & (page - 1))), 2,
+                  "page_size: a power of two from 512 to 65536");
     double budget = 0;
     if (!lua_isnoneornil(L, 2)) {
         lua_getfield(L, 2, "timeout");
@@ -658,10 +663,22 @@ static int l_open(lua_State *L) {
         lua_pop(L, 1);
     }
     if (rc == SQLITE_OK && !readonly) {
-        rc = simple(db, "PRAGMA journal_mode=WAL");
+        char sql[160];
+        snprintf(sql, sizeof sql, "PRAGMA page_size=%d", page);   /* before anything is written; else a no-op */
+        if (page) rc = simple(db, sql);
+        if (rc == SQLITE_OK) rc = simple(db, "PRAGMA journal_mode=WAL");
         /* checkpoint the WAL every ~40 MB instead of ~4 MB: scans commit page by page, and each commit
          * rewrites the index pages it touched; fewer checkpoints write them back fewer times */
-        if (rc == SQLITE_OK) rc = simple(db, "PRAGMA foreign_keys=ON; PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=10000");
+        if (rc == SQLITE_OK) {
+            sqlite3_stmt *st = NULL;
+            int size = 4096;
+            if (sqlite3_prepare_v2(db, "PRAGMA page_size", -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+                size = sqlite3_column_int(st, 0);
+            sqlite3_finalize(st);
+            snprintf(sql, sizeof sql, "PRAGMA foreign_keys=ON; PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=%d",
+                     10000 * 4096 / (size > 0 ? size : 4096));
+            rc = simple(db, sql);
+        }
         /* an 8 MB page cache (SQLite's default is 2 MB): events' (instance_id, ext_id) index takes random ids,
          * so each page of a sync touches leaves all over it; with 2 MB they were read back from the file
          * again and again (bench/sync.sh: ~5% of the sync's CPU).  Allocated as used. */

@@ -160,9 +160,7 @@ function Store:migrate(target)
   -- A new database gives the pages retention empties back to the file system when they are many
   -- (store/retention.lua: release_space).  Chosen before the first table, made so by a VACUUM of the
   -- empty file (opening it in WAL mode wrote its header); best effort: a database another process is
-  -- creating at the same moment just keeps its free pages for new rows.  The page size stays SQLite's
-  -- 4 KB, by measurement (bench/storage.sh, 20,000 Okta events): 4, 8, 16 and 64 KB pages gave 13.4,
-  -- 13.5, 13.9 and 16.8 MB (compressed events are a few hundred bytes: bigger pages only waste more).
+  -- creating at the same moment just keeps its free pages for new rows.  (Its page size: store.open.)
   if v == 0 and target > 0 and #db:query("SELECT 1 FROM sqlite_schema LIMIT 1") == 0 then
     if db:exec("PRAGMA auto_vacuum = INCREMENTAL") then db:exec("VACUUM") end
   end
@@ -202,8 +200,11 @@ function M.open(where, opts)
   end
   where = where or host.home
   local path = db_path(where)
-  -- unzstd: a compressed raw (store/compact.lua) reads as its JSON text, in every read of the store's own
-  local db, err, token = sqlite.open(path, { busy_timeout = opts.busy_timeout or 5000, unzstd = "raw" })
+  -- unzstd: a compressed raw (store/compact.lua) reads as its JSON text, in every read of the store's own.
+  -- page_size (a new database's), by measurement (bench/storage.sh, every stream of Okta and Box, 20,000
+  -- events, all raw compressed): an activity row is ~650 bytes (its columns ~400, its raw ~200); 4, 8 and
+  -- 16 KB pages gave 19.2, 18.4 and 18.5 MB with 500 users, 14.5, 14.2 MB (4, 8) with 50; 64 KB wastes more.
+  local db, err, token = sqlite.open(path, { busy_timeout = opts.busy_timeout or 5000, unzstd = "raw", page_size = 8192 })
   if not db then return nil, err, token end
   local st = setmetatable({ db = db, path = path, home = path:match("^(.*)/[^/]*$") or ".",
                             waiters = {}, depth = 0, busy_timeout = opts.busy_timeout or 5000 }, Store)

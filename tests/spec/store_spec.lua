@@ -3,6 +3,7 @@
 -- transactions between yielding tasks, read-only access, and the bad inputs (foreign / newer / locked /
 -- full databases).
 local store = require "store"
+local sqlite = require "sqlite"
 
 local function tmpdir()
   local p = os.tmpname()
@@ -52,6 +53,21 @@ describe("store", function()
                            "stream_state", "changes" } do
         assert.equal(1, count(st, "sqlite_schema WHERE type = 'table' AND name = ?", t), t)
       end
+    end)
+
+    it("makes a new database with 8 KiB pages (its WAL checkpointed every ~40 MB); one made before keeps its own", function()
+      assert.equal(8192, st.db:query("PRAGMA page_size")[1].page_size)
+      assert.equal(5000, st.db:query("PRAGMA wal_autocheckpoint")[1].wal_autocheckpoint)
+      local d2 = tmpdir()
+      local db = assert(sqlite.open(d2 .. "/cachost.db"))
+      assert(db:exec("CREATE TABLE t (x)"))
+      db:close()
+      local old = assert(store.open(d2, { migrate_to = 1 }))
+      assert.equal(4096, old.db:query("PRAGMA page_size")[1].page_size)
+      assert.equal(10000, old.db:query("PRAGMA wal_autocheckpoint")[1].wal_autocheckpoint)
+      old:close()
+      assert.has_error(function() sqlite.open(d2 .. "/x.db", { page_size = 1000 }) end)
+      os.execute("rm -rf '" .. d2 .. "'")
     end)
 
     it("upgrades a version 1 database in place with its data intact", function()
