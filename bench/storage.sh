@@ -1,7 +1,7 @@
 #!/bin/sh
 # bench/storage.sh [BINARY] [EVENTS] [USERS] — the store's size beside its floor, the raw JSON the APIs sent,
-# measured in the same run on sandboxes: an Okta org (EVENTS System Log events, USERS users) and a Box
-# enterprise (USERS users, their files and collaborations).
+# measured in the same run on sandboxes: an Okta org (EVENTS System Log events, default 20,000; USERS users,
+# default 500) and a Box enterprise (USERS users, its files and collaborations).
 #   1. Okta's System Log alone: the database file (with its WAL) against the events' own JSON texts.
 #   2. Then every stream of both (users, groups, memberships, privileges, grants, files, permissions, events):
 #      the whole database against the JSON of every row stored (raw: byte for byte what was sent).
@@ -12,7 +12,7 @@ set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 bin=${1:-$here/../build/cachost}
 events=${2:-${STORAGE_BENCH_EVENTS:-20000}}
-users=${3:-${STORAGE_BENCH_USERS:-2000}}
+users=${3:-${STORAGE_BENCH_USERS:-500}}
 tmp=$(mktemp -d)
 "$bin" sandbox okta:bench box:bench --size "$users" --events "$events" --rate-limit 100000000 >"$tmp/tenants" 2>"$tmp/sandbox.log" &
 spid=$!
@@ -62,16 +62,19 @@ cpu() {   # CPU seconds (user + sys) of N runs of a cachost command on home $1
     </dev/null 2>/dev/null
   awk '{ printf "%.3f", $1 + $2 }' "$tmp/time"
 }
+q_inventory="SELECT count(*) AS n, count(json_extract(unzstd(raw), '\$.id')) AS ids FROM (SELECT raw FROM users UNION ALL SELECT raw FROM groups
+  UNION ALL SELECT raw FROM group_members UNION ALL SELECT raw FROM privileges UNION ALL SELECT raw FROM app_grants
+  UNION ALL SELECT raw FROM files UNION ALL SELECT raw FROM file_permissions)"
 q_users="SELECT count(*) AS n FROM users WHERE json_extract(unzstd(raw), '\$.status') = 'ACTIVE' OR json_extract(unzstd(raw), '\$.status') IS NULL"
 q_files="SELECT json_extract(unzstd(raw), '\$.owned_by.login') AS owner, count(*) AS n FROM files GROUP BY 1 ORDER BY 2 DESC LIMIT 3"
 q_events="SELECT json_extract(unzstd(raw), '\$.eventType') AS t, count(*) AS n FROM activities GROUP BY 1 ORDER BY 2 DESC LIMIT 3"
-for what in users files events; do
+for what in inventory users files events; do
   eval "q=\$q_$what"
   CACHOST_HOME="$tmp/z" "$bin" query "$q" --format csv >"$tmp/z.out"
   CACHOST_HOME="$tmp/p" "$bin" query "$q" --format csv >"$tmp/p.out"
   cmp -s "$tmp/z.out" "$tmp/p.out" || { echo "storage: query over $what answers differently compressed and plain" >&2; exit 1; }
   zt=$(CACHOST_HOME="$tmp/z" cpu "$tmp/z" 10 "$bin" query "$q"); pt=$(CACHOST_HOME="$tmp/p" cpu "$tmp/p" 10 "$bin" query "$q")
-  echo "storage (query json_extract over $what' raw, 10 runs, CPU user+sys): compressed ${zt} s   floor: plain ${pt} s"
+  echo "storage (query json_extract over $what raw, 10 runs, CPU user+sys): compressed ${zt} s   floor: plain ${pt} s"
 done
 for pol in offboarding sensitive_file_shared bruteforce; do
   zt=$(CACHOST_HOME="$tmp/z" cpu "$tmp/z" 3 "$bin" policy test "$pol" --since 3650); pt=$(CACHOST_HOME="$tmp/p" cpu "$tmp/p" 3 "$bin" policy test "$pol" --since 3650)
