@@ -563,27 +563,9 @@ int task_outcome(lua_State *L, struct task *t)
     return outcome_size(t);
 }
 
-/* Idle time goes to the garbage collector: while no task is ready and no event is due, the collector
- * works in small steps, so the next webhook or page finds its cycle done instead of paying for it (the
- * webhook bench's slowest notifications were those a collection landed in).  A cycle is started only
- * once the heap has grown 3/8 (and 1 MB) past where the last idle one left it: a little before the
- * collector's own pause (150%, sdk/context.lua) would start one, so it does about as many cycles, and an
- * idle process rests.  -> 1 while there is more to do. */
-static size_t idle_base_kb;
-static int idle_collect(void)
-{
-    size_t kb = (size_t)lua_gc(H.L, LUA_GCCOUNT);
-    if (kb < idle_base_kb) idle_base_kb = kb;                      /* a collection ran meanwhile */
-    if (idle_base_kb && kb < idle_base_kb + idle_base_kb * 3 / 8 + 1024) return 0;   /* (0: none yet) */
-    if (lua_gc(H.L, LUA_GCSTEP, 0)) { idle_base_kb = (size_t)lua_gc(H.L, LUA_GCCOUNT); return 0; }
-    return 1;
-}
-
 int sched_run(void)
 {
     while (alive > 0 && H.stopping < 2) {
-        while (!ready_head && H.stopping < 2 && idle_collect())
-            if (event_base_loop(H.base, EVLOOP_NONBLOCK) < 0) return -1;   /* what arrived meanwhile */
         if (event_base_loop(H.base, EVLOOP_ONCE) < 0) return -1;
     }
     return 0;

@@ -1,21 +1,4 @@
 describe("sched", function()
-  -- The loop gives its idle moments to the garbage collector: garbage left behind is collected while the
-  -- process waits (nothing allocates then, so without it the heap would stay as it is), and once that
-  -- cycle is done the idle process does not keep collecting.
-  it("collects garbage while idle, then rests", function()
-    collectgarbage()
-    local base = collectgarbage("count")
-    do local junk = {}; for i = 1, 200000 do junk[i] = { i, tostring(i) } end end
-    local grown = collectgarbage("count")
-    assert.is_true(grown - base > 10 * 1024, "the garbage should weigh over 10 MB")
-    local deadline = sched.now() + 10
-    while collectgarbage("count") > base + (grown - base) / 2 and sched.now() < deadline do sched.sleep(0.05) end
-    assert.is_true(collectgarbage("count") < base + (grown - base) / 2, "the idle loop did not collect")
-    local c0 = os.clock()
-    sched.sleep(1)
-    assert.is_true(os.clock() - c0 < 0.5, "the idle loop kept collecting")
-  end)
-
   it("runs tasks concurrently and joins their results", function()
     local order = {}
     local a = sched.spawn(function(x) sched.sleep(0.02); order[#order + 1] = "a"; return x * 2 end, 21)
