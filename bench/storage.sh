@@ -6,8 +6,9 @@
 #   2. Then every stream of both (users, groups, memberships, privileges, grants, files, permissions, events):
 #      the whole database against the JSON of every row stored (raw: byte for byte what was sent).
 #   3. The same database compacted (VACUUM INTO), with its raw compressed and decompressed (the store as it
-#      was before compression), and the CPU time (user + sys) of `cachost query` reading raw and of policy
-#      tests replaying the stored rows, on each.
+#      was before compression), and the CPU time (user + sys) of `cachost query` reading raw (written
+#      json_extract(unzstd(raw), ...) and json_extract(raw, ...)) and of policy tests replaying the stored
+#      rows, on each; then what the readers' views of raw cost (bench/raw_views.lua).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 bin=${1:-$here/../build/cachost}
@@ -45,7 +46,7 @@ awk -v db="$db" -v raw="$raw" -v rows="$rows" 'BEGIN {
     rows, db / 1048576, raw / 1048576, db / raw }'
 "$bin" query "SELECT t AS \"table\", n AS rows, json AS json_bytes, stored AS stored_raw_bytes, round(1.0 * stored / json, 2) AS raw_ratio FROM (
   $(for t in users groups group_members privileges files file_permissions app_grants activities; do
-    echo "SELECT '$t' AS t, count(*) AS n, coalesce(sum(length(CAST(unzstd(raw) AS BLOB))), 0) AS json, coalesce(sum(length(CAST(raw AS BLOB))), 0) AS stored FROM $t UNION ALL"; done)
+    echo "SELECT '$t' AS t, count(*) AS n, coalesce(sum(length(CAST(unzstd(raw) AS BLOB))), 0) AS json, coalesce(sum(length(CAST(raw AS BLOB))), 0) AS stored FROM main.$t UNION ALL"; done)
   SELECT NULL, 0, 0, 0) WHERE n > 0"
 
 # compacted copies: compressed (z) and with raw decompressed (p: the store before compression)
@@ -68,16 +69,30 @@ q_inventory="SELECT count(*) AS n, count(json_extract(unzstd(raw), '\$.id')) AS 
 q_users="SELECT count(*) AS n FROM users WHERE json_extract(unzstd(raw), '\$.status') = 'ACTIVE' OR json_extract(unzstd(raw), '\$.status') IS NULL"
 q_files="SELECT json_extract(unzstd(raw), '\$.owned_by.login') AS owner, count(*) AS n FROM files GROUP BY 1 ORDER BY 2 DESC LIMIT 3"
 q_events="SELECT json_extract(unzstd(raw), '\$.eventType') AS t, count(*) AS n FROM activities GROUP BY 1 ORDER BY 2 DESC LIMIT 3"
+failed=0
 for what in inventory users files events; do
   eval "q=\$q_$what"
   CACHOST_HOME="$tmp/z" "$bin" query "$q" --format csv >"$tmp/z.out"
   CACHOST_HOME="$tmp/p" "$bin" query "$q" --format csv >"$tmp/p.out"
   cmp -s "$tmp/z.out" "$tmp/p.out" || { echo "storage: query over $what answers differently compressed and plain" >&2; exit 1; }
   zt=$(CACHOST_HOME="$tmp/z" cpu "$tmp/z" 10 "$bin" query "$q"); pt=$(CACHOST_HOME="$tmp/p" cpu "$tmp/p" 10 "$bin" query "$q")
-  echo "storage (query json_extract over $what raw, 10 runs, CPU user+sys): compressed ${zt} s   floor: plain ${pt} s"
+  echo "storage (query json_extract(unzstd(raw)) over $what raw, 10 runs, CPU user+sys): compressed ${zt} s   floor: plain ${pt} s"
+  # the same query as a user writes it, json_extract(raw, ...): raw reads as its JSON text in readers' SQL
+  q=$(printf '%s' "$q" | sed 's/unzstd(raw)/raw/g')
+  CACHOST_HOME="$tmp/z" "$bin" query "$q" --format csv >"$tmp/z.out" 2>&1 || true
+  CACHOST_HOME="$tmp/p" "$bin" query "$q" --format csv >"$tmp/p.out"
+  if cmp -s "$tmp/z.out" "$tmp/p.out"; then
+    zt=$(CACHOST_HOME="$tmp/z" cpu "$tmp/z" 10 "$bin" query "$q"); pt=$(CACHOST_HOME="$tmp/p" cpu "$tmp/p" 10 "$bin" query "$q")
+    echo "storage (query json_extract(raw) over $what raw, 10 runs, CPU user+sys): compressed ${zt} s   floor: plain ${pt} s"
+  else
+    echo "storage: json_extract(raw) over $what answers differently compressed and plain" >&2; failed=1
+  fi
 done
 for pol in offboarding sensitive_file_shared bruteforce; do
   zt=$(CACHOST_HOME="$tmp/z" cpu "$tmp/z" 3 "$bin" policy test "$pol" --since 3650); pt=$(CACHOST_HOME="$tmp/p" cpu "$tmp/p" 3 "$bin" policy test "$pol" --since 3650)
   echo "storage (policy test $pol over the stored rows, 3 runs, CPU user+sys): compressed ${zt} s   floor: plain ${pt} s"
 done
+# the readers' views of raw (raw reads as its JSON text): their cost, in one process, beside none
+"$bin" script "$here/raw_views.lua" "$tmp/z/cachost.db" 20 | sed 's/^/storage (/; s/: /): /'
 echo "storage: load average $(cut -d' ' -f1-3 /proc/loadavg)"
+exit $failed

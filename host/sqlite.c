@@ -1,9 +1,10 @@
 /* sqlite.c — the `sqlite` Lua module: a small, sharp SQLite binding.
  *
  *   sqlite.open(path, {readonly=, busy_timeout=ms, create=true, timeout=s, hidden="t1,t2", unzstd=true|"col",
- *                      page_size=n}) -> db | nil, err, token
+ *                      page_size=n, text_views="col"}) -> db | nil, err, token
  *     (unzstd: BLOBs holding a zstd frame, in any column or the columns so named, read as text; page_size: a
- *     new database's, a power of two from 512 to 65536; an existing one keeps its own)
+ *     new database's, a power of two from 512 to 65536; an existing one keeps its own; text_views: read-only,
+ *     the column so named reads through unzstd() in SQL too, see text_views())
  *   db:exec(sql, ...) -> true | nil, err, token    (no params: may hold several statements)
  *   db:query(sql, ...) -> {rows keyed by column} | nil, err, token
  *   db:rows(sql, ...) -> iterator, for `for row in db:rows(...)` (raises on error, like io.lines)
@@ -48,6 +49,15 @@ struct cached {
 
 struct cursor;
 
+/* unzstd()'s state on a connection: the last few dictionaries prepared, and whether it failed in the
+ * statement that is failing (its error is then "corrupt", as a value that cannot be read back) */
+#define UNZ_CACHE 8
+typedef struct {
+    void *dd[UNZ_CACHE];
+    unsigned long used[UNZ_CACHE], clock;
+    int failed;
+} unz_t;
+
 typedef struct {
     sqlite3 *db;             /* NULL once closed */
     int readonly;
@@ -61,7 +71,7 @@ typedef struct {
     int stopped;             /* why the progress handler stopped it: STOP_SIGNAL or STOP_BUDGET */
     int unz_read;            /* {unzstd = true}: BLOBs holding a zstd frame are read as their text */
     char unz_col[32];        /* {unzstd = "raw"}: only in columns of this name (a random BLOB elsewhere is left be) */
-    void *unz;               /* unzstd()'s dictionary cache (owned by the connection) */
+    unz_t *unz;              /* unzstd()'s dictionary cache (owned by the connection) */
     int unz_failed;          /* a value of the row just read could not be decompressed: unz_msg says why */
     char unz_msg[220];
     char hidden[256];        /* {hidden = "a,b"}: tables a read-only connection may not read, ",a,b," */
@@ -102,6 +112,14 @@ static const char *err_token(int rc) {
 static int push_err(lua_State *L, db_t *d, int rc) {
     lua_pushnil(L);
     const char *token = err_token(rc);
+    if (d->unz && d->unz->failed) {
+        d->unz->failed = 0;
+        if ((rc & 0xff) == SQLITE_ERROR) token = "corrupt";
+    }
+    /* a read-only connection's text views (text_views()): a write to one is refused before the authorizer
+     * would refuse it, by SQLite's "cannot modify T because it is a view" */
+    if (d->readonly && (rc & 0xff) == SQLITE_ERROR && strstr(sqlite3_errmsg(d->db), "because it is a view"))
+        token = "readonly";
     if ((rc & 0xff) == SQLITE_INTERRUPT && d->stopped == STOP_BUDGET) {
         token = "timeout";
         lua_pushfstring(L, "timeout: the statement worked longer than %f s", d->budget);
@@ -336,12 +354,7 @@ static const char *bind_args(lua_State *L, sqlite3_stmt *st, int first) {
  * made with a dictionary finds it in the connection's table zstd_dicts(id = the dictionary's zstd id,
  * dict BLOB); the last few dictionaries stay prepared on the connection.  A missing or damaged dictionary,
  * or a damaged frame, is an SQL error naming it (one message, the statement stops). */
-#define UNZ_CACHE 8
 #define UNZ_MAX (64u * 1024 * 1024)
-typedef struct {
-    void *dd[UNZ_CACHE];
-    unsigned long used[UNZ_CACHE], clock;
-} unz_t;
 
 static void unz_free(void *p) {
     unz_t *u = p;
@@ -397,7 +410,9 @@ static void sql_unzstd(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
     if (id < 0) { sqlite3_result_value(ctx, v); return; }
     char *out, msg[200];
     size_t len;
-    if (!unz_text(sqlite3_context_db_handle(ctx), sqlite3_user_data(ctx), b, n, id, &out, &len, msg, sizeof msg)) {
+    unz_t *u = sqlite3_user_data(ctx);
+    if (!unz_text(sqlite3_context_db_handle(ctx), u, b, n, id, &out, &len, msg, sizeof msg)) {
+        u->failed = 1;
         sqlite3_result_error(ctx, msg, -1);
         return;
     }
@@ -584,6 +599,46 @@ static void make_private(sqlite3 *db) {
         chmod(shm, st.st_mode & 0700);
 }
 
+/* {text_views = "raw"} on a read-only connection: each table of main with a column so named (but a hidden
+ * one) is shadowed by a TEMP view of the same name, which SQLite finds first for a bare name, reading that
+ * column through unzstd() and the others as they are.  The reader's SQL sees the JSON text where the table
+ * holds zstd frames (json_extract(raw, ...), raw LIKE ...), as a human writes it.  SQLite flattens such a
+ * view into the query that reads it (or runs it as a co-routine computing only the columns used), so a
+ * value is decompressed only where the query uses the column, and the tables' indexes serve as before;
+ * main.<table> reads the stored values.  Made before the connection's read-only restrictions. */
+static int text_views(sqlite3 *db, const db_t *d, const char *col) {
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, "SELECT name FROM main.sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
+                                -1, &st, NULL);
+    sqlite3_stmt *cols = NULL;   /* a table's columns, in order */
+    if (rc == SQLITE_OK) rc = sqlite3_prepare_v2(db, "SELECT name FROM pragma_table_info(?1, 'main')", -1, &cols, NULL);
+    if (rc != SQLITE_OK) { sqlite3_finalize(st); return rc; }
+    sqlite3_str *sql = sqlite3_str_new(db);
+    sqlite3_str_appendall(sql, "BEGIN;");
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *t = (const char *)sqlite3_column_text(st, 0);
+        if (!t || is_hidden(d, t) || sqlite3_table_column_metadata(db, "main", t, col, NULL, NULL, NULL, NULL, NULL) != SQLITE_OK)
+            continue;
+        sqlite3_reset(cols);
+        sqlite3_bind_text(cols, 1, t, -1, SQLITE_STATIC);
+        sqlite3_str_appendf(sql, "CREATE TEMP VIEW \"%w\" AS SELECT ", t);
+        for (int i = 0; (rc = sqlite3_step(cols)) == SQLITE_ROW; i++) {
+            const char *c = (const char *)sqlite3_column_text(cols, 0);
+            if (sqlite3_stricmp(c, col) == 0) sqlite3_str_appendf(sql, "%sunzstd(\"%w\") AS \"%w\"", i ? ", " : "", c, c);
+            else sqlite3_str_appendf(sql, "%s\"%w\"", i ? ", " : "", c);
+        }
+        if (rc != SQLITE_DONE) break;
+        sqlite3_str_appendf(sql, " FROM main.\"%w\";", t);
+    }
+    sqlite3_finalize(cols);
+    sqlite3_finalize(st);
+    sqlite3_str_appendall(sql, "COMMIT;");
+    char *text = sqlite3_str_finish(sql);
+    if (rc == SQLITE_DONE) rc = text ? simple(db, text) : SQLITE_NOMEM;
+    sqlite3_free(text);
+    return rc;
+}
+
 static int l_open(lua_State *L) {
     const char *path = luaL_checkstring(L, 1);
     if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
@@ -593,8 +648,13 @@ static int l_open(lua_State *L) {
     int page = getopt_int(L, 2, "page_size", 0);
     luaL_argcheck(L, page == 0 || (page >= 512 && page <= 65536 && !(page & (page - 1))), 2,
                   "page_size: a power of two from 512 to 65536");
+    const char *views = NULL;    /* stays alive in the options table, at index 2 */
     double budget = 0;
     if (!lua_isnoneornil(L, 2)) {
+        lua_getfield(L, 2, "text_views");
+        if (!lua_isnil(L, -1) && !(views = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL))
+            return luaL_argerror(L, 2, "text_views: a column name");
+        lua_pop(L, 1);
         lua_getfield(L, 2, "timeout");
         if (!lua_isnil(L, -1)) {
             budget = luaL_checknumber(L, -1);
@@ -683,6 +743,10 @@ static int l_open(lua_State *L) {
          * so each page of a sync touches leaves all over it; with 2 MB they were read back from the file
          * again and again (bench/sync.sh: ~5% of the sync's CPU).  Allocated as used. */
         if (rc == SQLITE_OK) rc = simple(db, "PRAGMA cache_size=-8192");
+    }
+    if (rc == SQLITE_OK && readonly && views) {
+        work_begin(d, H.signals, 0);    /* the progress handler measures from here */
+        rc = text_views(db, d, views);
     }
     if (rc == SQLITE_OK && readonly) {
         rc = simple(db, "PRAGMA query_only=ON");

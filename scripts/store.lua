@@ -231,9 +231,11 @@ function M.open_readonly(where, opts)
   -- SQLite alone tells whether the database exists (a read-only open never creates it): a descriptor of
   -- the file opened and closed outside SQLite would drop this process's locks on it, and the next process
   -- to close would take itself for the last one and delete the -wal/-shm the others still use.
-  -- unzstd: a compressed raw reads as its JSON (store/compact.lua), at no cost for other values
+  -- A compressed raw (store/compact.lua) reads as its JSON: in SQL (text_views: json_extract(raw, ...) as
+  -- before compression, decompressed only where a query uses raw), and in every column of a result (unzstd).
   local db, err, token = sqlite.open(path, { readonly = true, busy_timeout = (opts and opts.busy_timeout) or 5000,
-                                             timeout = opts and opts.timeout, unzstd = true, hidden = M.HIDDEN_LIST })
+                                             timeout = opts and opts.timeout, unzstd = true, text_views = "raw",
+                                             hidden = M.HIDDEN_LIST })
   if not db then
     if token == "cantopen" and not host.stat(path) then
       return nil, "missing: no database at " .. path .. " (add an instance first)", "missing"
@@ -272,7 +274,8 @@ function Reader:tables()
 end
 function Reader:columns(name)
   for _, t in ipairs(self:tables()) do
-    if t == name then return self.db:query(("PRAGMA table_info(%q)"):format(name)) end
+    -- main's: the table's declared types (its raw view has none)
+    if t == name then return self.db:query(("PRAGMA main.table_info(%q)"):format(name)) end
   end
 end
 

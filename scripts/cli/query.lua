@@ -9,8 +9,8 @@ Runs one SQL statement on a read-only connection (nothing can be written) and st
 result of any size prints in constant memory.  PARAMs bind the statement's ? placeholders, as text.
 Tables: instances, users, groups, group_members, privileges, activities, files, file_permissions,
 app_grants, alerts, governance_actions, stream_state, changes (secrets are encrypted and never shown).
-Every table's raw (the provider's JSON) is stored zstd-compressed: it prints as its JSON; inside SQL
-write unzstd(raw), e.g. json_extract(unzstd(raw), '$.eventType') (unzstd gives any other value as it is).
+Every table's raw (the provider's JSON) is stored zstd-compressed and reads as its JSON text, e.g.
+json_extract(raw, '$.eventType') or raw LIKE '%admin%' (main.<table>.raw: the stored frames).
 --timeout bounds the work SQLite does for the query (default 60 s; 0: no bound); SIGINT/SIGTERM stop it.
 Example: cachost query "SELECT email, last_login FROM users WHERE is_admin AND deleted_at IS NULL"]],
   options = { { "format", arg = true, short = "f" }, { "timeout", arg = true, short = "t" } },

@@ -18,8 +18,10 @@
 -- no new one is trained.
 --
 -- Reading: SQL's unzstd(raw) (host/sqlite.c) gives the text of a compressed value and any other value as
--- it is; the store's own reads select it.  Read-only connections (`cachost query`, the REPL, policies'
--- readers) are opened with {unzstd = true}: a compressed value comes out as its text.
+-- it is; the store's own connection reads raw columns as text ({unzstd = "raw"}).  Read-only connections
+-- (`cachost query`, the REPL, policies' readers) see each table's raw as its text in SQL too ({text_views =
+-- "raw"}: a TEMP view of the table's name reads it through unzstd()), and a compressed value of any
+-- column of a result comes out as its text ({unzstd = true}).
 return function(Store, M)
   local check = M.check
   local sqlite = require "sqlite"

@@ -6,7 +6,7 @@ local INVENTORY = {
   id = "cachost's row id",
   instance_id = "the instance (instances.id)",
   ext_id = "the provider's own id of the row",
-  raw = "the provider's JSON, as received, zstd-compressed: query and the REPL print it as JSON; in SQL use unzstd(raw), e.g. json_extract(unzstd(raw), '$.profile.login')",
+  raw = "the provider's JSON, as received (stored zstd-compressed, read as the JSON text), e.g. json_extract(raw, '$.profile.login')",
   first_seen = "when cachost first saw the row (ISO 8601 UTC)",
   last_seen = "when a listing last returned the row",
   deleted_at = "when a complete listing no longer returned it (the row is kept); NULL while it exists",
@@ -18,7 +18,7 @@ local function inventory(cols)
 end
 
 local TABLES = {
-  zstd_dicts = { "the zstd dictionaries raw JSON is compressed with (unzstd(raw) finds them)", {
+  zstd_dicts = { "the zstd dictionaries raw JSON is compressed with (main.<table>.raw holds the frames)", {
     id = "zstd's dictionary id, which each compressed raw records", app = "the app whose rows trained it",
     entity = "the entity (activities, users, files...)", samples = "how many rows it was trained on", created_at = "when it was trained",
     dict = "the dictionary (binary)",
@@ -75,7 +75,7 @@ local TABLES = {
     actor = "who did it", actor_id = "the actor's ext_id", target = "what it was done to", target_id = "the target's id",
     ip = "client address", location = "city, region, country as the provider reports",
     user_agent = "client user agent", outcome = "success or failure", app = "the sub-app (e.g. SharePoint)",
-    raw = "the provider's JSON, as received, zstd-compressed: query and the REPL print it as JSON; in SQL use unzstd(raw), e.g. json_extract(unzstd(raw), '$.eventType')",
+    raw = "the provider's JSON, as received (stored zstd-compressed, read as the JSON text), e.g. json_extract(raw, '$.eventType')",
     recorded_at = "when cachost stored it",
     lat = "latitude the provider reports", lon = "longitude the provider reports" } },
   alerts = { "what policies found", {
