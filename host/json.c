@@ -284,9 +284,16 @@ static int j_pretty(lua_State *L) { return encode(L, 1); }
 
 /* fields: the members of a listing's items to build (the others are parsed and validated, never built).
  * A tree: each node is a list of member names (linked by `next`), each either built whole (child -1) or an
- * object of which only the members of node `child` are built. */
-struct field { const char *name; size_t len; int child, next; };
-struct fnode { int head, n, mt; };   /* n: its members; mt: stack index of its metatable (partial objects) */
+ * object (or an array of objects) of which only the members of node `child` are built.  key: the stack
+ * index of the name as a Lua string, made once per decode (not hashed and interned again for each item). */
+struct field { const char *name; size_t len; int child, next, key; };
+/* n: its members; mt: stack index of its metatable (partial objects); mask: keybit of each member's name,
+ * so that most undeclared keys are told apart without a compare */
+struct fnode { int head, n, mt; unsigned long long mask; };
+
+static unsigned long long keybit(const char *s, size_t len) {
+    return 1ULL << ((len * 8 + (len ? (unsigned char)s[0] : 0)) & 63);
+}
 
 struct dec {
     lua_State *L;
@@ -298,8 +305,9 @@ struct dec {
     int want_sources, items_depth;   /* items_depth: 0 none yet, -1 done */
     size_t start;
     /* fields: nodes[0] restricts each item; node[depth]: the node restricting the object open at that
-     * depth (-1: built whole); skip: > 0 inside a value not built (its nesting), skip_next: the next value
-     * is not built; next_node: the node of the value after the key just read */
+     * depth, or each object in the array open there (-1: built whole); skip: > 0 inside a value not built
+     * (its nesting), skip_next: the next value is not built; next_node: the node of the value after the
+     * key just read */
     struct field *fields;
     struct fnode *nodes;
     int skip, skip_next, next_node;
@@ -373,14 +381,15 @@ static int open_container(struct dec *d, int map) {
     int item = d->items_depth > 0 && d->depth == d->items_depth;
     if (d->want_sources && item && map)
         d->start = yajl_get_bytes_consumed(d->h) - 1;          /* just after its '{' */
-    /* the node restricting this object: the root for an item, a declared member's path inside one */
+    /* the node restricting this object (or the objects in this array): the root for an item, a declared
+     * member's path inside one (through arrays: each element as the array) */
     int node = -1;
-    if (map && d->fields) {
-        if (item) node = 0;
-        else if (d->node[d->depth] >= 0) node = d->next_node;   /* a declared member of a restricted object */
+    if (d->fields) {
+        if (item && map) node = 0;
+        else if (d->node[d->depth] >= 0) node = d->is_map[d->depth] ? d->next_node : d->node[d->depth];
     }
     /* a restricted object holds at most its declared members: sized once, never rehashed */
-    lua_createtable(d->L, 0, node >= 0 ? d->nodes[node].n : 0);
+    lua_createtable(d->L, 0, map && node >= 0 ? d->nodes[node].n : 0);
     if (!map) luaL_setmetatable(d->L, ARRAY_MT);
     else if (node >= 0) {
         lua_pushvalue(d->L, d->nodes[node].mt);
@@ -399,13 +408,19 @@ static int cb_key(void *ctx, const unsigned char *s, size_t len) {
     struct dec *d = ctx;
     if (d->skip) return 1;
     int node = d->node[d->depth];
-    if (node >= 0) {                         /* a restricted object: is this member declared? */
-        int f = d->nodes[node].head;
-        while (f >= 0 && (d->fields[f].len != len || memcmp(d->fields[f].name, s, len) != 0)) f = d->fields[f].next;
-        if (f < 0) { d->skip_next = 1; return 1; }
-        d->next_node = d->fields[f].child;
+    if (node < 0) {
+        lua_pushlstring(d->L, (const char *)s, len);
+        return 1;
     }
-    lua_pushlstring(d->L, (const char *)s, len);
+    /* a restricted object: is this member declared? */
+    int f = -1;
+    if (d->nodes[node].mask & keybit((const char *)s, len)) {
+        f = d->nodes[node].head;
+        while (f >= 0 && (d->fields[f].len != len || memcmp(d->fields[f].name, s, len) != 0)) f = d->fields[f].next;
+    }
+    if (f < 0) { d->skip_next = 1; return 1; }
+    d->next_node = d->fields[f].child;
+    lua_pushvalue(d->L, d->fields[f].key);
     return 1;
 }
 static int cb_end(void *ctx) {
@@ -474,6 +489,7 @@ static void compile_fields(lua_State *L, struct dec *d, int list, const char *or
     int nf = 0, nn = 1;
     d->nodes[0].head = -1;
     d->nodes[0].n = 0;
+    d->nodes[0].mask = 0;
     for (lua_Integer i = 1; i <= n; i++) {
         lua_rawgeti(L, list, i);
         const char *s = lua_tostring(L, -1);
@@ -486,12 +502,14 @@ static void compile_fields(lua_State *L, struct dec *d, int list, const char *or
             while (f >= 0 && (d->fields[f].len != len || memcmp(d->fields[f].name, s, len) != 0)) f = d->fields[f].next;
             if (f < 0) {                 /* a new member of this node */
                 f = nf++;
-                d->fields[f] = (struct field){ s, len, -1, d->nodes[cur].head };
+                d->fields[f] = (struct field){ s, len, -1, d->nodes[cur].head, 0 };
                 d->nodes[cur].head = f;
                 d->nodes[cur].n++;
+                d->nodes[cur].mask |= keybit(s, len);
                 if (dot) {
                     d->fields[f].child = nn;
                     d->nodes[nn].head = -1;
+                    d->nodes[nn].mask = 0;
                     d->nodes[nn++].n = 0;
                 }
             } else if (!dot) {
@@ -502,15 +520,19 @@ static void compile_fields(lua_State *L, struct dec *d, int list, const char *or
             s = dot + 1;
         }
     }
+    /* each member's name, on the stack for the decode */
+    luaL_checkstack(L, nf + nn + 8, "json.decode: too many fields");
+    for (int f = 0; f < nf; f++) {
+        lua_pushlstring(L, d->fields[f].name, d->fields[f].len);
+        d->fields[f].key = lua_gettop(L);
+    }
     /* each node's metatable: __index with its declared names and its path ("client." for client.x) */
-    luaL_checkstack(L, nn + 8, "json.decode: too many fields");
-    for (int k = 0; k < nn; k++) d->nodes[k].mt = 0;
     for (int k = 0; k < nn; k++) {
         lua_createtable(L, 0, 2);
         d->nodes[k].mt = lua_gettop(L);
-        lua_newtable(L);                                    /* upvalue 1: the declared names */
+        lua_createtable(L, 0, d->nodes[k].n);               /* upvalue 1: the declared names */
         for (int f = d->nodes[k].head; f >= 0; f = d->fields[f].next) {
-            lua_pushlstring(L, d->fields[f].name, d->fields[f].len);
+            lua_pushvalue(L, d->fields[f].key);
             lua_pushboolean(L, 1);
             lua_rawset(L, -3);
         }

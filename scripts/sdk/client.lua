@@ -417,8 +417,8 @@ end
 -- opts.method = "POST" and opts.body (the first page's JSON argument); their opts.next returns the next
 -- path, nil, body.  Such a read is asked again after a timeout, a reset or a 5xx like a GET.
 -- opts.fields: the members of each item the caller reads (a name: its whole value; "a.b": only member b
--- of object a), the only ones decoded; reading another raises (json.decode's fields; opts.fields_origin,
--- where they were declared, goes in that error).  Client:request takes them too (a listing in one body).
+-- of object a, or of each object in array a), the only ones decoded; reading another raises
+-- (json.decode's fields; opts.fields_origin, where they were declared, goes in that error).  Client:request takes them too (a listing in one body).
 -- An endless next link (the same URL again) or more than opts.max_pages pages ends with an error.
 -- The next page is requested while the caller works on this one (the provider's latency and our
 -- processing overlap); leaving the loop early cancels that request.

@@ -136,9 +136,10 @@ static void test_pretty(void **state) {
 #define PAGE \
     "local page = '{\"n\":1,\"value\":[{\"id\":\"a\",\"when\":\"t1\",\"actor\":{\"id\":7,\"tags\":[1,{\"x\":2}]}," \
     "\"client\":{\"ip\":\"1.2.3.4\",\"ua\":{\"raw\":\"r\"},\"geo\":{\"city\":\"P\",\"pt\":{\"lat\":1.5}}}," \
+    "\"target\":[{\"id\":\"t1\",\"type\":\"User\"},{\"id\":\"t2\",\"detail\":{\"k\":1,\"j\":2}},3,[{\"id\":\"n\",\"z\":1}],null]," \
     "\"debug\":{\"deep\":[[{\"a\":[1]}]]}} , {\"id\":\"b\",\"client\":null},{\"id\":\"c\",\"client\":[{\"ip\":1}]}," \
     "{\"id\":\"d\"}, 5, [1,{\"debug\":1}]],\"more\":[{\"debug\":2}]}'\n" \
-    "local F = {'id', 'when', 'actor', 'client.ip', 'client.geo.pt', 'client.ua.raw'}\n"
+    "local F = {'id', 'when', 'actor', 'client.ip', 'client.geo.pt', 'client.ua.raw', 'target.id', 'target.detail.k'}\n"
 
 static void test_fields(void **state) {
     run(*state, PAGE
@@ -151,20 +152,29 @@ static void test_fields(void **state) {
         "eq(a.client.ip, '1.2.3.4'); eq(a.client.geo.pt.lat, 1.5); eq(a.client.ua.raw, 'r')\n"
         /* declared but absent: nil */
         "eq(d.value[4].when, nil); eq(d.value[4].client, nil); eq(d.value[4].actor, nil)\n"
-        /* a declared path whose value is not an object: as it is */
-        "eq(d.value[2].client, json.null); eq(d.value[3].client[1].ip, 1)\n"
+        /* a path through an array: each object in it (and in arrays inside it) cut alike; other values as they are */
+        "local t = a.target; assert(json.is_array(t)); eq(#t, 5); eq(t[1].id, 't1'); eq(t[2].id, 't2'); eq(t[2].detail.k, 1)\n"
+        "eq(t[3], 3); assert(json.is_array(t[4])); eq(t[4][1].id, 'n'); eq(t[5], json.null)\n"
+        "eq(getmetatable(t[1]).__name, 'json.partial'); eq(getmetatable(t[4][1]), getmetatable(t[1]))\n"
+        "eq(json.encode(t), '[{\"id\":\"t1\"},{\"detail\":{\"k\":1},\"id\":\"t2\"},3,[{\"id\":\"n\"}],null]')\n"
+        "eq(d.value[3].client[1].ip, 1)\n"
+        /* a declared path whose value is not an object or an array: as it is */
+        "eq(d.value[2].client, json.null)\n"
         /* undeclared: raised, naming the member (its path) and where it was declared */
         "for _, f in ipairs { function() return a.debug end, function() return a.client.ua.other end,"
-        "                     function() return a.client.geo.city end, function() return a.client.name end } do\n"
+        "                     function() return a.client.geo.city end, function() return a.client.name end,"
+        "                     function() return t[1].type end, function() return t[2].detail.j end,"
+        "                     function() return t[4][1].z end, function() return d.value[3].client[1].name end } do\n"
         "  local ok, err = pcall(f); eq(ok, false)\n"
         "  assert(err:find(\"json: undeclared field '\", 1, true) and err:find('add it to the fields of the listing /x', 1, true), err)\n"
         "end\n"
         "local ok, err = pcall(function() return a.client.geo.city end)\n"
         "assert(err:find(\"'client.geo.city'\", 1, true) and err:find('^%[string'), err)\n"
+        "ok, err = pcall(function() return t[2].detail.j end); assert(err:find(\"'target.detail.j'\", 1, true), err)\n"
         "eq(a[1], nil)   -- not a member name\n"
         /* pairs goes over what was built; encode too */
         "local keys = {}; for k in pairs(a) do keys[#keys + 1] = k end; table.sort(keys)\n"
-        "eq(table.concat(keys, ','), 'actor,client,id,when')\n"
+        "eq(table.concat(keys, ','), 'actor,client,id,target,when')\n"
         "eq(json.encode(a.client), '{\"geo\":{\"pt\":{\"lat\":1.5}},\"ip\":\"1.2.3.4\",\"ua\":{\"raw\":\"r\"}}')\n"
         /* only the first array's items; what is outside it is whole */
         "eq(d.n, 1); eq(d.more[1].debug, 2); eq(d.value[5], 5); eq(d.value[6][2].debug, 1)\n"
@@ -176,8 +186,10 @@ static void test_fields(void **state) {
         "local v = assert(json.decode(page, {fields = {'id'}})); eq(v.value[2].id, 'b'); eq(json.source(v.value[2]), nil)\n"
         "assert(not pcall(function() return v.value[2].client end))\n"
         /* a name and a path inside it: the whole member */
-        "for _, f in ipairs { {'client', 'client.ip'}, {'client.ip', 'client'} } do\n"
-        "  local x = assert(json.decode(page, {fields = f})); eq(x.value[1].client.ua.raw, 'r')\n"
+        "for _, f in ipairs { {'client', 'client.ip'}, {'client.ip', 'client'}, {'target.id', 'target'} } do\n"
+        "  local x = assert(json.decode(page, {fields = f})); local v1 = x.value[1]\n"
+        "  if f[1] == 'target.id' then eq(v1.target[1].type, 'User'); eq(getmetatable(v1.target[1]), nil)\n"
+        "  else eq(v1.client.ua.raw, 'r') end\n"
         "end\n"
         /* without fields nothing changes; an empty list builds no member */
         "eq(json.encode(assert(json.decode(page))), json.encode(w))\n"

@@ -2,7 +2,8 @@
  * Properties: a failure is nil and one "json: ..." line; a decoded value encodes (or refuses with a known
  * reason), and decode . encode is a fixed point; pretty output decodes to the same value; the source text
  * kept for an item decodes to that item.  With fields: the same outcome and error, each item built is the
- * whole item cut to the declared members, with the same source, and reading an undeclared member raises. */
+ * whole item cut to the declared members (a path through an array: each object in it cut alike), with the
+ * same source, and reading an undeclared member raises. */
 #include "fuzz.h"
 
 int luaopen_json(lua_State *L);
@@ -28,12 +29,17 @@ static const char *checker =
     "  end\n"
     "  for _, v in pairs(t) do sources_agree(v, depth + 1) end\n"
     "end\n"
-    /* fields: names the dictionary (json.dict) offers, a path two deep, and the tree they declare */
+    /* fields: names the dictionary (json.dict) offers, a path two deep (through arrays too), and the tree
+     * they declare */
     "local FIELDS = { 'id', 'a', 'b.c', 'b.d.e', 'value' }\n"
     "local TREE = { id = true, a = true, value = true, b = { c = true, d = { e = true } } }\n"
     "local function cut(full, tree)\n"
-    "  if type(full) ~= 'table' or json.is_array(full) or tree == true then return full end\n"
+    "  if type(full) ~= 'table' or tree == true then return full end\n"
     "  local out = {}\n"
+    "  if json.is_array(full) then\n"
+    "    for i = 1, #full do out[i] = cut(full[i], tree) end\n"
+    "    return json.array(out)\n"
+    "  end\n"
     "  for k, sub in pairs(tree) do out[k] = cut(full[k], sub) end\n"
     "  return out\n"
     "end\n"

@@ -110,7 +110,8 @@ describe("the connector context", function()
 
   it("decodes only the fields a listing declares: the raw stays whole, reading another member is a misuse raised", function()
     local srv <close> = assert(server.listen { port = 0 })
-    local item1 = '{"id":"g1", "profile":{"name":"Ops","description":"on call"}, "extra":[1,{"deep":[true]}]}'
+    local item1 = '{"id":"g1", "profile":{"name":"Ops","description":"on call"}, "owners":[{"id":"u1","type":"USER"}],'
+      .. ' "extra":[1,{"deep":[true]}]}'
     local body = '{"entries":[' .. item1 .. ',{"id":"g2"}]}'
     srv:route("GET", "/groups", function() return 200, body, { ["Content-Type"] = "application/json" } end)
     -- an error's body is read whole (c.error_message), whatever the listing declares
@@ -118,9 +119,11 @@ describe("the connector context", function()
     local pinst = helpers.instance("okta", "okta-fields", { domain = "x.okta.com", base_url = srv.url, insecure_loopback = true },
       { api_token = "x" })
     local ctx = context.new(st, pinst, "spec")
-    local FIELDS = { "id", "profile.name" }
+    local FIELDS = { "id", "profile.name", "owners.id" }
     for items in ctx:pages("/groups", nil, { items = "entries", fields = FIELDS }) do
       assert.is_nil(items[2].profile)                       -- declared, absent
+      assert.equal("u1", items[1].owners[1].id)             -- a path through an array: each object in it
+      assert.has_error(function() return items[1].owners[1].type end)
       ctx:emit("groups", items, function(g) return { ext_id = g.id, name = g.profile and g.profile.name } end)
     end
     local row = ctx:stored("groups", "g1")

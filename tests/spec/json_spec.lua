@@ -23,6 +23,21 @@ describe("json", function()
     assert.is_nil(json.source(assert(json.decode('[{"k":1}]'))[1]))   -- not asked
   end)
 
+  it("builds a declared path through an array in each of its objects, the items' sources unchanged", function()
+    local body = '[{"id":1,"target":[{"id":"u1","type":"User","detail":{"k":1,"j":2}},[{"id":"u2","x":0}],"s",null],"z":0},{"id":2}]'
+    local d = assert(json.decode(body, { sources = true, fields = { "id", "target.id", "target.detail.k" } }))
+    local t = d[1].target
+    assert.equal('[{"detail":{"k":1},"id":"u1"},[{"id":"u2"}],"s",null]', json.encode(t))
+    assert.is_nil(d[2].target)
+    assert.has_error(function() return t[1].type end)
+    local ok, err = pcall(function() return t[2][1].x end)
+    assert.is_false(ok)
+    assert.matches("json: undeclared field 'target.x'", err, 1, true)
+    local w = assert(json.decode(body, { sources = true }))
+    for i = 1, 2 do assert.equal(json.source(w[i]), json.source(d[i])) end
+    assert.equal('{"id":2}', json.source(d[2]))
+  end)
+
   it("refuses an object with more keys than the stack holds as a value error (nil, err), not a raise", function()
     local t = {}
     for i = 1, 600000 do t["k" .. i] = i end
