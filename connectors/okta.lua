@@ -225,23 +225,27 @@ local function kind_of(t)
 end
 
 local NONE = {}       -- an absent object, read but never written
+-- "city, state, country" of those the event gives
 local PLACE = { "city", "state", "country" }
+local function place(geo)
+  local s
+  for i = 1, #PLACE do
+    local v = geo[PLACE[i]]
+    if type(v) == "string" then s = s and s .. ", " .. v or v end
+  end
+  return s
+end
 local function event_row(e)
   local cl = e.client or NONE
   local geo = type(cl.geographicalContext) == "table" and cl.geographicalContext or NONE
   local target = type(e.target) == "table" and e.target[1] or nil
   local point = type(geo.geolocation) == "table" and geo.geolocation or NONE
-  local place = {}
-  for i = 1, #PLACE do
-    local v = geo[PLACE[i]]
-    if type(v) == "string" then place[#place + 1] = v end
-  end
   return {
     ext_id = e.uuid, time = e.published, kind = kind_of(e.eventType), action = e.eventType,
     actor = e.actor.alternateId, actor_id = e.actor.id,
     target = target and target.alternateId or nil, target_id = target and target.id or nil,
     ip = cl.ipAddress ~= json.null and cl.ipAddress or nil,
-    location = #place > 0 and table.concat(place, ", ") or nil,
+    location = place(geo),
     user_agent = type(cl.userAgent) == "table" and cl.userAgent.rawUserAgent or nil,
     outcome = type(e.outcome) == "table" and e.outcome.result and e.outcome.result:lower() or nil,
     app = "Okta",
@@ -250,8 +254,10 @@ local function event_row(e)
 end
 
 -- What event_row reads of an event: the only members decoded (the stored raw is the event's whole text).
-local EVENT_FIELDS = { "uuid", "published", "eventType", "actor.id", "actor.alternateId", "target", "client.ipAddress",
-  "client.geographicalContext", "client.userAgent.rawUserAgent", "outcome.result" }
+local EVENT_FIELDS = { "uuid", "published", "eventType", "actor.id", "actor.alternateId", "target.id", "target.alternateId",
+  "client.ipAddress", "client.geographicalContext.city", "client.geographicalContext.state",
+  "client.geographicalContext.country", "client.geographicalContext.geolocation", "client.userAgent.rawUserAgent",
+  "outcome.result" }
 
 -- System Log, incremental: a polling query (since, no until) always offers a next link, even after an
 -- empty page; we keep it as the cursor and resume from it next time, so no poll is wasted.

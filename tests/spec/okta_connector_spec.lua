@@ -39,6 +39,23 @@ describe("okta connector", function()
       count("SELECT count(*) n FROM users WHERE instance_id = ? AND status = 'suspended'", inst.id))
   end)
 
+  it("maps each System Log event from its whole text (the sync decodes only what the mapping reads)", function()
+    local rows = runtime.store().db:query("SELECT * FROM activities WHERE instance_id = ?", inst.id)
+    assert.is_true(#rows > 0)
+    local two = 0
+    for _, r in ipairs(rows) do
+      local e = assert(json.decode(r.raw))
+      local t, cl = e.target[1], e.client
+      local g = cl.geographicalContext
+      two = two + (#e.target > 1 and 1 or 0)
+      assert.same({ e.uuid, e.eventType, e.actor.alternateId, e.actor.id, t and t.alternateId, t and t.id, cl.ipAddress,
+                    g.city .. ", " .. g.state .. ", " .. g.country, g.geolocation.lat, g.geolocation.lon,
+                    cl.userAgent.rawUserAgent, e.outcome.result:lower() },
+        { r.ext_id, r.action, r.actor, r.actor_id, r.target, r.target_id, r.ip, r.location, r.lat, r.lon, r.user_agent, r.outcome })
+    end
+    assert.is_true(two > 0)   -- events with more than one target: the first one is the row's
+  end)
+
   it("re-scanning changes nothing and incremental polling picks up only new events", function()
     local before = count("SELECT count(*) n FROM activities WHERE instance_id = ?", inst.id)
     tenant:simulate_bruteforce(tenant.state.users[3].profile.login, 5)
