@@ -303,6 +303,7 @@ struct dec {
     yajl_handle h;
     const char *text;
     int want_sources, items_depth;   /* items_depth: 0 none yet, -1 done */
+    int sources, array_mt;           /* stack indices of the sources table and the arrays' metatable */
     size_t start;
     /* fields: nodes[0] restricts each item; node[depth]: the node restricting the object open at that
      * depth, or each object in the array open there (-1: built whole); skip: > 0 inside a value not built
@@ -390,8 +391,10 @@ static int open_container(struct dec *d, int map) {
     }
     /* a restricted object holds at most its declared members: sized once, never rehashed */
     lua_createtable(d->L, 0, map && node >= 0 ? d->nodes[node].n : 0);
-    if (!map) luaL_setmetatable(d->L, ARRAY_MT);
-    else if (node >= 0) {
+    if (!map) {
+        lua_pushvalue(d->L, d->array_mt);
+        lua_setmetatable(d->L, -2);
+    } else if (node >= 0) {
         lua_pushvalue(d->L, d->nodes[node].mt);
         lua_setmetatable(d->L, -2);
     }
@@ -433,11 +436,9 @@ static int cb_end(void *ctx) {
     if (d->items_depth > 0) {
         if (d->want_sources && d->depth == d->items_depth + 1 && d->is_map[d->depth]) {   /* an item closes: sources[item] = text */
             size_t end = yajl_get_bytes_consumed(d->h);
-            lua_getfield(d->L, LUA_REGISTRYINDEX, SOURCES);
-            lua_pushvalue(d->L, -2);
+            lua_pushvalue(d->L, -1);
             lua_pushlstring(d->L, d->text + d->start, end - d->start);
-            lua_rawset(d->L, -3);
-            lua_pop(d->L, 1);
+            lua_rawset(d->L, d->sources);
         } else if (d->depth == d->items_depth) {
             d->items_depth = -1;
         }
@@ -591,6 +592,10 @@ static int j_decode(lua_State *L) {
     d->next_node = -1;
     d->node[0] = -1;
     if (list) compile_fields(L, d, list, origin);
+    lua_getfield(L, LUA_REGISTRYINDEX, SOURCES);
+    d->sources = lua_gettop(L);
+    luaL_getmetatable(L, ARRAY_MT);
+    d->array_mt = lua_gettop(L);
     struct box *b = box_new(L, 1);
     int base = lua_gettop(L);           /* the decoded value goes just above */
     yajl_handle h = yajl_alloc(&callbacks, NULL, d);
