@@ -487,21 +487,31 @@ end
 
 -- The admin quarantine folder: the setting, else "cachost quarantine" in the root of the token's own
 -- account (the service account: no managed user sees it), created once; a 409 item_name_in_use names
--- the existing one.
+-- the existing one.  Its id is remembered by this process per enterprise (one POST /folders, not one per
+-- quarantine); `again` forgets it (an admin deleted or trashed the folder: it is made anew).
+-- -> id, remembered (true when it came from memory)
 local QUARANTINE = "cachost quarantine"
-local function quarantine_folder(ctx)
+local quarantine_ids = {}
+local function quarantine_folder(ctx, again)
   local id = str(ctx.settings.quarantine_folder_id)
   if id then return id end
+  local key = ("%s\0%s\0%s"):format(ctx.instance, tostring(ctx.settings.enterprise_id), tostring(ctx.settings.base_url))
+  if again then quarantine_ids[key] = nil end
+  if quarantine_ids[key] then return quarantine_ids[key], true end
   local resp, err, token, r = ctx:try("POST", "/folders", { json = { name = QUARANTINE, parent = { id = "0" } } })
-  if resp then return resp.data.id end
+  if resp then id = resp.data.id end
   local d = r and r.data
-  if r and r.status == 409 and type(d) == "table" and type(d.context_info) == "table" and type(d.context_info.conflicts) == "table" then
+  if not id and r and r.status == 409 and type(d) == "table" and type(d.context_info) == "table" and type(d.context_info.conflicts) == "table" then
     local cf = d.context_info.conflicts[1] or d.context_info.conflicts
-    if cf.id then return cf.id end
+    id = cf.id
   end
-  local f = find_child(ctx, "0", QUARANTINE)
-  if f then return f.id end
-  fail(err, token)
+  if not id then
+    local f = find_child(ctx, "0", QUARANTINE)
+    id = f and f.id
+  end
+  if not id then fail(err, token) end
+  quarantine_ids[key] = id
+  return id
 end
 
 -- POST /collaborations as the token's own account; one that exists already is fine.  -> its id | nil
@@ -545,11 +555,21 @@ function c.actions.quarantine_file(ctx, file, params)
   local it = current(ctx, file, headers)
   if it.item_status == "trashed" then it = call(ctx, "POST", "/files/" .. urlencode(it.id), headers, { json = {} }) end
   local origin = it.parent.id
-  local qid = quarantine_folder(ctx)
+  local qid, remembered = quarantine_folder(ctx)
   if origin == qid then fail("file is already in the quarantine folder", "http") end
   c.actions.make_private(ctx, file)
-  if owner then collaborate(ctx, "folder", qid, owner, "uploader") end
-  local moved = move(ctx, it, qid, nil, headers)
+  local function into(folder_id)
+    if owner then collaborate(ctx, "folder", folder_id, owner, "uploader") end
+    return move(ctx, it, folder_id, nil, headers)
+  end
+  local ok, moved = pcall(into, qid)
+  if not ok and remembered and token_of(moved) == "not_found" then
+    -- the remembered folder is gone (or the file: then the move fails again, as it would have)
+    qid = quarantine_folder(ctx, true)
+    moved = into(qid)
+  elseif not ok then
+    error(moved, 0)
+  end
   local note = ("This file was quarantined by your administrator.\n\nFile: %s\nOriginal location: %s\n" ..
     "Moved to: admin quarantine folder '%s' (id %s) as '%s'\nCorrelation id: %s\n"):format(
     it.name, path_of(it), QUARANTINE, qid, moved.name, tostring(params.correlation_id or "-"))

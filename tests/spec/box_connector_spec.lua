@@ -397,3 +397,54 @@ describe("box connector", function()
     assert.equal(files, n_of("files", inst, "deleted_at IS NULL"))
   end)
 end)
+
+describe("box connector quarantine folder", function()
+  it("remembers the quarantine folder (no POST /folders each time) and makes it anew when an admin deleted it", function()
+    host.home = tmp_home()
+    local tenant = box_tenant.new { seed = 5, users = 6, groups = 1, folders = 3, files = 8, events = 10, days = 30,
+                                    client_id = "box-client", client_secret = "box-secret", enterprise_id = "777002" }
+    local srv = assert(server.listen { port = 0 })
+    finally(function() srv:close() end)
+    tenant:mount(srv)
+    local st = runtime.store()
+    local now = store.now()
+    assert(st.db:exec("INSERT INTO instances (app, name, settings, created_at, updated_at) VALUES ('box', 'box-q', ?, ?, ?)",
+      json.encode { client_id = "box-client", enterprise_id = "777002", auth = "client_credentials",
+                    base_url = srv.url .. "/2.0", upload_base_url = srv.url .. "/api/2.0", oauth_base_url = srv.url,
+                    insecure_loopback = true, initial_days = 30 }, now, now))
+    local inst = assert(instances.instance(st, "box-q"))
+    inst:set_secret("client_secret", "box-secret")
+    sync_ok(inst, { streams = { "users", "files" } })
+    local ctx = sync.context(runtime.store(), inst, "action")
+    local A = context.connector(ctx).actions
+    local function folder_posts()
+      local n = 0
+      for _, r in ipairs(tenant.log) do if r.method == "POST" and r.path == "/2.0/folders" then n = n + 1 end end
+      return n
+    end
+    -- three files of managed users, neither trashed nor quarantined yet
+    local todo = {}
+    for _, f in ipairs(runtime.store().db:query("SELECT * FROM files WHERE instance_id = ? AND is_folder = 0 AND trashed = 0 AND deleted_at IS NULL ORDER BY ext_id", inst.id)) do
+      local it = tenant:find_file(f.ext_id)
+      local u = it and tenant:find_user(it.owner)
+      if it and not tenant:in_trash(it) and tenant:find_file(it.parent).name ~= "cachost quarantine" and u and not u.service and #todo < 3 then todo[#todo + 1] = f end
+    end
+    assert.equal(3, #todo)
+    A.quarantine_file(ctx, todo[1], { correlation_id = "corr-r1" })
+    local q1 = tenant:find_file(tenant:find_file(todo[1].ext_id).parent)
+    assert.equal("cachost quarantine", q1.name)
+    local posts = folder_posts()
+    A.quarantine_file(ctx, todo[2], { correlation_id = "corr-r2" })
+    assert.equal(q1.id, tenant:find_file(todo[2].ext_id).parent)
+    assert.equal(posts, folder_posts())                        -- remembered: not looked up again
+    -- an admin deletes the quarantine folder (to the trash): the next quarantine makes a new one
+    q1.trashed_at = tenant:now_ms()
+    A.quarantine_file(ctx, todo[3], { correlation_id = "corr-r3" })
+    local q2 = tenant:find_file(tenant:find_file(todo[3].ext_id).parent)
+    assert.equal("cachost quarantine", q2.name)
+    assert.equal("0", q2.parent)
+    assert.is_not.equal(q1.id, q2.id)
+    assert.is_false(tenant:in_trash(q2))
+    assert.equal(posts + 1, folder_posts())
+  end)
+end)
