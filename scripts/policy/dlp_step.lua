@@ -2,6 +2,30 @@
 local dlp = require "dlp"
 local L = require "policy.limits"
 
+-- The downloads the DLP policies of one batch share: each file is downloaded once for all of them.  The
+-- policies run one after the other over the whole batch, so what is kept stays until the batch is done:
+-- at most KEEP bytes of it (beyond, a file is downloaded again by the next policy).
+local KEEP = 4 * 1024 * 1024
+local function downloads() return { bytes = 0, files = {} } end
+
+-- ctx.content(row, max) through the batch's downloads -> ok, body, err, ctype (as pcall gives them)
+local function content(run, ctx, row, max)
+  local kept = run.downloads
+  local got = kept and kept.files[row]
+  -- a whole body fits any cap it is within; a failure is the same only under the same cap
+  if got and (got.max == max or (got[1] and type(got[2]) == "string" and #got[2] <= max)) then
+    return table.unpack(got, 1, 4)
+  end
+  got = table.pack(pcall(ctx.content, ctx, row, max))
+  if kept then
+    local size = type(got[2]) == "string" and #got[2] or 0
+    if kept.bytes + size <= KEEP then
+      got.max, kept.bytes, kept.files[row] = max, kept.bytes + size, got
+    end
+  end
+  return table.unpack(got, 1, 4)
+end
+
 -- dlp = {detectors = {...}, custom = {{name=, pattern=, min=}}, min_counts = {...}, min = N, max_size = bytes,
 -- grants = DETECTOR}: download the file through its connector and scan it; the file row records the outcome
 -- (scan_status, scan_reason, scan_matches with masked samples, scanned_at).  -> evidence (masked samples
@@ -16,7 +40,7 @@ local function dlp_step(p, run, row)
   local max = p.dlp.max_size or 50 * 1024 * 1024
   -- a connector may name the type of what it returns when it is not the file's own (a Google Doc
   -- exported as text/plain)
-  local ok, body, err, ctype = pcall(ctx.content, ctx, row, max)
+  local ok, body, err, ctype = content(run, ctx, row, max)
   if ok and body == nil and err == nil then return nil end          -- the app offers no content
   if L.on_scan then L.on_scan(ok and type(body) == "string" and #body or 0) end   -- progress (cachost sync)
   local result
@@ -50,4 +74,4 @@ local function dlp_step(p, run, row)
   return { matches = found, count = total, grants = named, grant_users = table.concat(users, ", ") }
 end
 
-return dlp_step
+return { step = dlp_step, downloads = downloads }

@@ -38,8 +38,9 @@ end
 
 -- The step of one policy for its scan (see policy.match): what it makes of a row that matches or follows
 -- -> step(row, hit) -> evidence | nil, or false for a policy whose match is all it asks | nil, err
-local function stepper(st, inst, p, state, opts)
-  local run = { st = st, inst = inst, opts = opts }      -- what the policy's kind of step needs
+local function stepper(st, inst, p, state, opts, downloads)
+  -- what the policy's kind of step needs (downloads: file contents the batch's DLP policies share)
+  local run = { st = st, inst = inst, opts = opts, downloads = downloads }
   if p.repeated or p.travel then run.wins, run.dirty, run.open = state:windows(p.id) end
   if p.followed_by then run.armed = state:armed(p.id) end
   if p.travel and p.travel.geoip then     -- opened at load; only a policy table changed since can fail here
@@ -49,12 +50,12 @@ local function stepper(st, inst, p, state, opts)
   end
   if p.repeated then return repeated_step(p, run) end
   if p.travel then return travel_step(p, run) end
-  if p.dlp then return function(row) return dlp_step(p, run, row) end end
+  if p.dlp then return function(row) return dlp_step.step(p, run, row) end end
   return false
 end
 
 -- One policy on one batch of the feed -> its alert count.  Raises when the policy fails.
-local function run_policy(st, inst, p, entity, items, rows, ops_seen, state, opts)
+local function run_policy(st, inst, p, entity, items, rows, ops_seen, state, opts, downloads)
   if not p.op_set then
     local set = {}
     for _, o in ipairs(p.ops or (entity == "activities" and { "added" } or { "added", "changed" })) do set[o] = true end
@@ -71,7 +72,7 @@ local function run_policy(st, inst, p, entity, items, rows, ops_seen, state, opt
   end
   local hits, step, err
   if p.match_fn then hits, err = match.in_vm(p, mine) end
-  if not err then step, err = stepper(st, inst, p, state, opts) end
+  if not err then step, err = stepper(st, inst, p, state, opts, downloads) end
   if step == nil then error(err, 0) end
   local function hit(row, ev) return fire(st, inst, p, entity, row, ev, opts) end
   return p.scan(mine, step, hit, hits, state.armed_keys[p.id])
@@ -105,6 +106,12 @@ function M.feed(st, inst, policies, entity, items, opts)
   local state = opts.state or state_for(st, inst)
   local watched = false       -- is a policy watching users (people across apps cost a few lookups a page)
   for _, p in ipairs(policies) do watched = watched or entity == "users" and p.enabled ~= false and p.on == "user" end
+  -- two DLP policies on the same files (sensitive_file_shared, leaked_access_key) share each download
+  local dlps, downloads = 0, nil
+  for _, p in ipairs(policies) do
+    if p.dlp and p.enabled ~= false and ON[p.on] == entity and not (p.new_only and opts.first_scan) then dlps = dlps + 1 end
+  end
+  if dlps > 1 then downloads = dlp_step.downloads() end
   local alerts = 0
   -- a source of truth said someone left (a removed account too): their accounts elsewhere are evaluated
   -- now, not at their next scan
@@ -120,7 +127,7 @@ function M.feed(st, inst, policies, entity, items, opts)
   if watched then people.enrich(st, inst, rows) end
   for _, p in ipairs(policies) do
     if p.enabled ~= false and ON[p.on] == entity and not (p.new_only and opts.first_scan) then
-      local ok, res = pcall(run_policy, st, inst, p, entity, items, rows, ops_seen, state, opts)
+      local ok, res = pcall(run_policy, st, inst, p, entity, items, rows, ops_seen, state, opts, downloads)
       p.evaluated = p.evaluated or metrics.counter("cachost_policy_evaluations_total", { policy = p.id })
       p.evaluated(n)
       if ok then

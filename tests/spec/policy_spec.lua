@@ -156,6 +156,43 @@ describe("policies", function()
     for _, f in pairs(got) do assert.is_string(f.scanned_at) end
   end)
 
+  it("dlp: the DLP policies of one batch download each file once, within each one's size cap", function()
+    local dir = tmp_home()
+    local cards = assert(policy.load(write(dir, "cards", [[return policy { name = "cards", on = "file",
+      dlp = { detectors = { "credit_card" } } }]])))
+    local ssns = assert(policy.load(write(dir, "ssns", [[return policy { name = "ssns", on = "file",
+      dlp = { detectors = { "ssn" } } }]])))
+    local small = assert(policy.load(write(dir, "small", [[return policy { name = "small", on = "file",
+      dlp = { detectors = { "ssn" }, max_size = 32 } }]])))
+    local bodies = { ["a.txt"] = "card 4111 1111 1111 1111", ["b.txt"] = "ssn 536-22-1234 and a longer tail of text" }
+    local calls = {}
+    local ctx = { content = function(_, row, max)
+      calls[row.name] = (calls[row.name] or 0) + 1
+      local body = bodies[row.name]
+      if #body > max then return nil, "too_large: over " .. max .. " bytes" end
+      return body
+    end }
+    local files, items = {}, {}
+    for _, name in ipairs { "a.txt", "b.txt" } do
+      files[#files + 1] = { ext_id = name, name = name }
+      items[#items + 1] = { op = "added", row = files[#files] }
+    end
+    assert(st:upsert("files", inst.id, files))
+    assert.equal(2, policy.feed(st, inst, { cards, ssns }, "files", items, { ctx = ctx }))
+    assert.same({ ["a.txt"] = 1, ["b.txt"] = 1 }, calls)
+    assert.equal(1, #alerts("cards"))
+    assert.equal(1, #alerts("ssns"))
+    -- a.txt fits the small policy's cap (the body at hand is scanned); b.txt does not: asked again, too large
+    calls = {}
+    items[1].op, items[2].op = "changed", "changed"
+    policy.feed(st, inst, { cards, small }, "files", items, { ctx = ctx })
+    assert.same({ ["a.txt"] = 1, ["b.txt"] = 2 }, calls)
+    -- one DLP policy alone keeps nothing
+    calls = {}
+    policy.feed(st, inst, { ssns }, "files", items, { ctx = ctx })
+    assert.same({ ["a.txt"] = 1, ["b.txt"] = 1 }, calls)
+  end)
+
   it("forgets a window once it is empty: no row, and the key starts afresh", function()
     local p = only("bruteforce")[1]
     local feed = {}
