@@ -150,10 +150,13 @@ local function store_op(ok, err, token)
   return ok
 end
 
--- The users of this instance as last stored: {ext_id, email, external}, for per-user listings.
+-- The users of this instance as last stored: {ext_id, email, external}, for per-user listings.  Read once
+-- for the ctx (one notification's re-fetch, one action, one stream's run: a Box quarantine asked nine
+-- times), again after the ctx itself emitted or retired users.  Not to be changed by the caller.
 function Ctx:known_users()
   local e = engine[self]
-  return store_op(e.st:known_users(e.inst.id))
+  if not e.users then e.users = store_op(e.st:known_users(e.inst.id)) end
+  return e.users
 end
 
 -- The stored row of an entity by the provider's id | nil (deleted rows too: deleted_at says so).
@@ -173,6 +176,7 @@ end
 -- Rows the provider says are gone (a targeted re-fetch found them missing): marked deleted now.
 function Ctx:retire(entity, ext_ids)
   local e = engine[self]
+  if entity == "users" then e.users = nil end
   return store_op(e.st:retire(entity, e.inst.id, ext_ids)).removed
 end
 
@@ -259,6 +263,7 @@ function Ctx:emit(entity, items, map)
     return true
   end))
   e.emitted[entity] = true
+  if entity == "users" then e.users = nil end
   local c = count(e, entity)
   for _, k in ipairs { "added", "changed", "unchanged" } do c[k] = c[k] + res[k] end
   -- the change feed: new events, and inventory rows added or changed (policies watch it)

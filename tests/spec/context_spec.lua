@@ -62,6 +62,22 @@ describe("the connector context", function()
     assert.has_error(function() ctx:stored_ids("users", "1=1 OR email", "x") end)
   end)
 
+  it("reads the known users once for a ctx, and again after it emitted users", function()
+    local reads = 0
+    local known = st.known_users
+    st.known_users = function(...) reads = reads + 1; return known(...) end
+    finally(function() st.known_users = nil end)
+    local ctx = context.new(st, inst, "spec")
+    local n = #ctx:known_users()
+    assert.equal(n, #ctx:known_users())
+    assert.equal(1, reads)
+    ctx:emit("users", { { id = "00u-new-ctx", profile = { login = "new@acme.example", email = "new@acme.example" } } },
+      function(u) return { ext_id = u.id, email = u.profile.email } end)
+    assert.equal(n + 1, #ctx:known_users())
+    assert.equal(2, reads)
+    assert.equal(1, #context.new(st, inst, "spec"):known_users() - n)    -- a new ctx reads them afresh
+  end)
+
   it("the C modules return the token as a third value", function()
     local _, err, token = http.parse_url("not a url at all")
     assert.equal("bad_url", token)
