@@ -88,7 +88,7 @@ function M.open(st, opts)
   -- never mint a new key while secrets sealed by another one exist (the key file was lost or moved)
   local key, src = M.master_key(home, { nocreate = #ids > 0 or (opts and opts.nocreate) })
   if not key then return nil, src end
-  local v = setmetatable({ st = st, key = key, kid = key_id(key), source = src }, V)
+  local v = setmetatable({ st = st, key = key, kid = key_id(key), source = src, opened = {} }, V)
   if #ids > 0 and src ~= "env" then
     local pending = home .. "/" .. KEY_FILE .. ".new"
     if host.stat(pending) and ids[1].key_id ~= v.kid then
@@ -140,13 +140,23 @@ local function open_row(self, r, inst, name)
 end
 
 -- The plaintext, registered with log.redact so it never reaches a log line or a trace.
+-- What was opened is kept in memory with the sealed bytes it came from (a fresh nonce each time a secret
+-- is written, rotated or not): the row is read every time, and decrypted again only when those bytes or the
+-- key changed (another process refreshed a token, a rotation), so a secret changed anywhere is seen at once
+-- and a tampered row is refused as before.  (A request reads three secrets: the decryption was most of it.)
 function V:get(inst, name)
   check_args(inst, name)
   local r = self.st.db:query("SELECT * FROM secrets WHERE instance_id = ? AND name = ?", inst, name)[1]
   if not r then return nil, ("missing: instance %d has no secret '%s'"):format(inst, name) end
+  local sealed = r.nonce .. r.ciphertext
+  local mine = self.opened[inst]
+  local was = mine and mine[name]
+  if was and was.sealed == sealed and was.kid == r.key_id and r.key_id == self.kid then return was.plain end
   local plain, err = open_row(self, r, inst, name)
   if not plain then return nil, err end
   if log and log.redact and #plain > 0 then log.redact(plain) end
+  if not mine then mine = {}; self.opened[inst] = mine end
+  mine[name] = { sealed = sealed, kid = r.key_id, plain = plain }
   return plain
 end
 
@@ -159,6 +169,9 @@ function V:names(inst)
 end
 
 function V:delete(inst, name)
+  if self.opened[inst] then
+    if name then self.opened[inst][name] = nil else self.opened[inst] = nil end
+  end
   if name then return self.st.db:exec("DELETE FROM secrets WHERE instance_id = ? AND name = ?", inst, name) end
   return self.st.db:exec("DELETE FROM secrets WHERE instance_id = ?", inst)
 end

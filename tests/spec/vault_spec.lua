@@ -78,6 +78,31 @@ describe("vault", function()
     assert.is_nil(p); assert.matches("^missing:", err)
   end)
 
+  it("decrypts a secret again only when its row changed: another process's write is seen, a tampered row refused", function()
+    local v = assert(vault.open(st))
+    local id = instance(st, "a")
+    assert(v:put(id, "access_token", SECRET))
+    local opens, open = 0, crypto.open
+    crypto.open = function(...) opens = opens + 1; return open(...) end
+    finally(function() crypto.open = open end)
+    for _ = 1, 3 do assert.equal(SECRET, v:get(id, "access_token")) end
+    assert.equal(1, opens)
+    -- another process (its own connection and vault) refreshes the token
+    local other = assert(store.open(dir))
+    assert(assert(vault.open(other)):put(id, "access_token", SECRET .. "-new"))
+    other:close()
+    assert.equal(SECRET .. "-new", v:get(id, "access_token"))
+    assert.equal(2, opens)
+    -- a flipped ciphertext byte under the same nonce does not open, whatever was read before
+    assert(st.db:exec("UPDATE secrets SET ciphertext = ? WHERE instance_id = ?", require("sqlite").blob(("x"):rep(40)), id))
+    local p, err = v:get(id, "access_token")
+    assert.is_nil(p)
+    assert.matches("^auth: ", err)
+    assert(v:delete(id, "access_token"))
+    p, err = v:get(id, "access_token")
+    assert.is_nil(p); assert.matches("^missing:", err)
+  end)
+
   it("creates master.key 0600 on first use and refuses one others can read", function()
     assert(vault.open(st))
     local s = assert(host.stat(dir .. "/master.key"))
