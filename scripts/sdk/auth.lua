@@ -532,7 +532,8 @@ function M.for_connector(connector)
       local n = names(key)
       local token, err, etoken = oauth_token(client, scheme, key, refused)
       if not token then return nil, err, etoken end
-      if tostring(inst:secret(n.type)):lower() == "token_type=dpop" then       -- a token bound to our key: a proof with each request
+      -- a token bound to our key (only a DPoP scheme asks for one): a proof with each request
+      if M.dpop_on(scheme, inst.settings) and tostring(inst:secret(n.type)):lower() == "token_type=dpop" then
         req.headers["Authorization"] = "DPoP " .. token
         local proof, perr = M.dpop_proof(client, req.method, req.url, token)
         if not proof then return nil, perr end

@@ -66,3 +66,24 @@ describe("a refresh token alone", function()
     assert.matches("^auth: not connected: run cachost instance connect none", results[1].error)
   end)
 end)
+
+describe("an OAuth token in use", function()
+  it("costs a request two vault reads (the token and its expiry): its type only matters to a DPoP scheme", function()
+    host.home = helpers.tmp_dir()
+    local t = require("sandbox.box").new { seed = 6, users = 3, groups = 1, folders = 1, files = 1, events = 5, days = 1,
+      client_id = "bx", client_secret = "bx-secret", enterprise_id = "777003" }
+    local srv = helpers.serve(t)
+    finally(function() srv:close() end)
+    local inst = helpers.instance("box", "reads", { client_id = "bx", enterprise_id = "777003", auth = "client_credentials",
+      base_url = srv.url .. "/2.0", upload_base_url = srv.url .. "/api/2.0", oauth_base_url = srv.url, insecure_loopback = true },
+      { client_secret = "bx-secret" })
+    local ctx = require("sdk.context").new(runtime.store(), inst, "spec")
+    ctx:get("/users/me")                                          -- obtains the token
+    local v = assert(runtime.store():vault())
+    local read = {}
+    v.get = function(self, id, name) read[#read + 1] = name; return getmetatable(self).__index.get(self, id, name) end
+    finally(function() v.get = nil end)
+    assert.is_string(ctx:get("/users/me").id)
+    assert.same({ "access_token", "token_expires_at" }, read)
+  end)
+end)
