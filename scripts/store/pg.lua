@@ -8,8 +8,9 @@
 --   * BEGIN IMMEDIATE is BEGIN (PostgreSQL locks rows, not the database; lock waits are bounded by
 --     lock_timeout = busy_timeout, and a deadlock or a lock timeout is the "busy" token as in SQLite);
 --   * INSERT OR IGNORE is INSERT ... ON CONFLICT DO NOTHING (the upserts are ON CONFLICT in both);
---   * unzstd(x) is x: events' raw JSON is stored as text here (PostgreSQL compresses large values
---     itself, TOAST), so there is no zstd frame to read back and `cachost query` needs no function;
+--   * unzstd(x) is x: every table's raw JSON is stored as text here (PgStore:pack_raws; PostgreSQL
+--     compresses large values itself, TOAST), so there is no zstd frame to read back: readers' SQL reads
+--     raw as the JSON text with no view (SQLite's readers need text_views for that, store.lua);
 --   * the schema's types: INTEGER PRIMARY KEY is an identity column, INTEGER bigint, REAL double
 --     precision, BLOB bytea, the column `user` quoted (a reserved word);
 --   * PRAGMA user_version is the table cachost_schema; PRAGMA table_info is information_schema.
