@@ -4,7 +4,7 @@
  *                      page_size=n, text_views="col"}) -> db | nil, err, token
  *     (unzstd: BLOBs holding a zstd frame, in any column or the columns so named, read as text; page_size: a
  *     new database's, a power of two from 512 to 65536; an existing one keeps its own; text_views: read-only,
- *     the column so named reads through unzstd() in SQL too, see text_views())
+ *     the column so named reads through unzstd() in SQL too, see text_views() and views_for())
  *   db:exec(sql, ...) -> true | nil, err, token    (no params: may hold several statements)
  *   db:query(sql, ...) -> {rows keyed by column} | nil, err, token
  *   db:rows(sql, ...) -> iterator, for `for row in db:rows(...)` (raises on error, like io.lines)
@@ -75,6 +75,9 @@ typedef struct {
     int unz_failed;          /* a value of the row just read could not be decompressed: unz_msg says why */
     char unz_msg[220];
     char hidden[256];        /* {hidden = "a,b"}: tables a read-only connection may not read, ",a,b," */
+    char views_col[32];      /* {text_views = "raw"}: the column text_views() makes views for... */
+    int views_pending;       /* ...when the first statement naming it is prepared */
+    char views_err[200];     /* why making them failed, for that statement's error */
 } db_t;
 
 enum { STOP_SIGNAL = 1, STOP_BUDGET };
@@ -126,7 +129,8 @@ static int push_err(lua_State *L, db_t *d, int rc) {
     } else if ((rc & 0xff) == SQLITE_INTERRUPT && d->stopped == STOP_SIGNAL)
         lua_pushliteral(L, "interrupt: stopped by a signal");
     else
-        lua_pushfstring(L, "%s: %s", token, sqlite3_errmsg(d->db));
+        lua_pushfstring(L, "%s: %s", token, d->views_err[0] ? d->views_err : sqlite3_errmsg(d->db));
+    d->views_err[0] = 0;
     lua_pushstring(L, token);
     return 3;
 }
@@ -191,6 +195,7 @@ static void db_release(db_t *d) {
     d->ncache = 0;
     sqlite3_close_v2(d->db);
     d->db = NULL;
+    d->unz = NULL;   /* freed with the connection */
 }
 
 static int db_gc(lua_State *L) {
@@ -213,6 +218,8 @@ static int db_tostring(lua_State *L) {
 
 /* ---------- statement cache ---------- */
 
+static int views_for(db_t *d, const char *sql, size_t len);
+
 /* Returns a reset statement for sql (cached by text), or NULL with rc set. */
 static sqlite3_stmt *stmt_get(db_t *d, const char *sql, size_t len, int *rc, const char **tail) {
     for (int i = 0; i < d->ncache; i++) {
@@ -225,6 +232,7 @@ static sqlite3_stmt *stmt_get(db_t *d, const char *sql, size_t len, int *rc, con
     }
     sqlite3_stmt *st = NULL;
     const char *t = NULL;
+    if ((*rc = views_for(d, sql, len)) != SQLITE_OK) return NULL;
     *rc = sqlite3_prepare_v3(d->db, sql, (int)len, SQLITE_PREPARE_PERSISTENT, &st, &t);
     if (*rc != SQLITE_OK) return NULL;
     if (tail) *tail = t;
@@ -605,7 +613,7 @@ static void make_private(sqlite3 *db) {
  * holds zstd frames (json_extract(raw, ...), raw LIKE ...), as a human writes it.  SQLite flattens such a
  * view into the query that reads it (or runs it as a co-routine computing only the columns used), so a
  * value is decompressed only where the query uses the column, and the tables' indexes serve as before;
- * main.<table> reads the stored values.  Made before the connection's read-only restrictions. */
+ * main.<table> reads the stored values. */
 static int text_views(sqlite3 *db, const db_t *d, const char *col) {
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(db, "SELECT name FROM main.sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
@@ -639,6 +647,38 @@ static int text_views(sqlite3 *db, const db_t *d, const char *col) {
     return rc;
 }
 
+/* Does sql (len bytes) name col, in any case?  (A word that merely contains it counts too: harmless.) */
+static int names_col(const char *sql, size_t len, const char *col) {
+    size_t n = strlen(col);
+    for (size_t i = 0; i + n <= len; i++)
+        if (sqlite3_strnicmp(sql + i, col, (int)n) == 0) return 1;
+    return 0;
+}
+
+/* Makes the text views of a {text_views} connection before the first statement that names their column is
+ * prepared (one that does not reads none of its values in SQL, and a result's are decompressed anyway:
+ * unzstd), so that opening costs nothing more; the read-only restrictions lifted meanwhile (nothing but
+ * text_views() runs).  On failure the statement fails with why (views_err), and the next one tries again. */
+static int views_for(db_t *d, const char *sql, size_t len) {
+    if (!d->views_pending || !names_col(sql, len, d->views_col)) return SQLITE_OK;
+    work_begin(d, H.signals, 0);    /* the progress handler measures from here */
+    sqlite3_set_authorizer(d->db, NULL, NULL);
+    int rc = simple(d->db, "PRAGMA query_only=OFF");
+    if (rc == SQLITE_OK) rc = text_views(d->db, d, d->views_col);
+    if (rc != SQLITE_OK) {
+        snprintf(d->views_err, sizeof d->views_err, "%s", sqlite3_errmsg(d->db));
+        if (!sqlite3_get_autocommit(d->db)) simple(d->db, "ROLLBACK");
+    }
+    /* the restrictions back, whatever happened: a connection that cannot have them is closed */
+    if (simple(d->db, "PRAGMA query_only=ON") != SQLITE_OK || sqlite3_set_authorizer(d->db, ro_authorizer, d) != SQLITE_OK) {
+        if (rc == SQLITE_OK) snprintf(d->views_err, sizeof d->views_err, "%s", sqlite3_errmsg(d->db));
+        rc = SQLITE_ERROR;
+        db_release(d);
+    }
+    if (rc == SQLITE_OK) d->views_pending = 0;
+    return rc;
+}
+
 static int l_open(lua_State *L) {
     const char *path = luaL_checkstring(L, 1);
     if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
@@ -648,12 +688,13 @@ static int l_open(lua_State *L) {
     int page = getopt_int(L, 2, "page_size", 0);
     luaL_argcheck(L, page == 0 || (page >= 512 && page <= 65536 && !(page & (page - 1))), 2,
                   "page_size: a power of two from 512 to 65536");
-    const char *views = NULL;    /* stays alive in the options table, at index 2 */
+    const char *views = NULL;    /* alive in the options table, at index 2, while open runs */
     double budget = 0;
     if (!lua_isnoneornil(L, 2)) {
         lua_getfield(L, 2, "text_views");
-        if (!lua_isnil(L, -1) && !(views = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL))
-            return luaL_argerror(L, 2, "text_views: a column name");
+        if (!lua_isnil(L, -1) && (!(views = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL) || !*views ||
+                                  strlen(views) >= sizeof ((db_t *)0)->views_col))
+            return luaL_argerror(L, 2, "text_views: a column name of 1 to 31 bytes");
         lua_pop(L, 1);
         lua_getfield(L, 2, "timeout");
         if (!lua_isnil(L, -1)) {
@@ -744,9 +785,9 @@ static int l_open(lua_State *L) {
          * again and again (bench/sync.sh: ~5% of the sync's CPU).  Allocated as used. */
         if (rc == SQLITE_OK) rc = simple(db, "PRAGMA cache_size=-8192");
     }
-    if (rc == SQLITE_OK && readonly && views) {
-        work_begin(d, H.signals, 0);    /* the progress handler measures from here */
-        rc = text_views(db, d, views);
+    if (readonly && views) {      /* made when first needed: views_for() */
+        snprintf(d->views_col, sizeof d->views_col, "%s", views);
+        d->views_pending = 1;
     }
     if (rc == SQLITE_OK && readonly) {
         rc = simple(db, "PRAGMA query_only=ON");
@@ -780,7 +821,8 @@ static int l_exec(lua_State *L) {
         while (p < end) {
             sqlite3_stmt *st = NULL;
             const char *tail = NULL;
-            rc = sqlite3_prepare_v2(d->db, p, (int)(end - p), &st, &tail);
+            rc = views_for(d, p, (size_t)(end - p));
+            if (rc == SQLITE_OK) rc = sqlite3_prepare_v2(d->db, p, (int)(end - p), &st, &tail);
             if (rc != SQLITE_OK) return push_err(L, d, rc);
             if (!st) break; /* only whitespace / comments left */
             if (sqlite3_bind_parameter_count(st) > 0) {
@@ -975,7 +1017,8 @@ static int open_cursor(lua_State *L, db_t *d) {
     lua_setiuservalue(L, -2, 1);
     lua_insert(L, 3); /* cursor at 3, parameters now from 4 */
     const char *tail = NULL;
-    int rc = sqlite3_prepare_v2(d->db, sql, (int)len, &c->stmt, &tail);
+    int rc = views_for(d, sql, len);
+    if (rc == SQLITE_OK) rc = sqlite3_prepare_v2(d->db, sql, (int)len, &c->stmt, &tail);
     if (rc != SQLITE_OK) return push_err(L, d, rc);
     if (!c->stmt) return luaL_error(L, "rows: empty SQL");
     c->owner = d;
