@@ -225,6 +225,9 @@ local function kind_of(t)
 end
 
 local NONE = {}       -- an absent object, read but never written
+-- event_row runs for each of millions of events: the globals it calls are locals (a connector's global is
+-- looked up through its confined environment, scripts/env.lua)
+local type, tonumber, NULL = type, tonumber, json.null
 -- "city, state, country" of those the event gives
 local PLACE = { "city", "state", "country" }
 local function place(geo)
@@ -244,7 +247,7 @@ local function event_row(e)
     ext_id = e.uuid, time = e.published, kind = kind_of(e.eventType), action = e.eventType,
     actor = e.actor.alternateId, actor_id = e.actor.id,
     target = target and target.alternateId or nil, target_id = target and target.id or nil,
-    ip = cl.ipAddress ~= json.null and cl.ipAddress or nil,
+    ip = cl.ipAddress ~= NULL and cl.ipAddress or nil,
     location = place(geo),
     user_agent = type(cl.userAgent) == "table" and cl.userAgent.rawUserAgent or nil,
     outcome = type(e.outcome) == "table" and e.outcome.result and e.outcome.result:lower() or nil,
