@@ -259,8 +259,8 @@ end
 -- What event_row reads of an event: the only members decoded (the stored raw is the event's whole text).
 local EVENT_FIELDS = { "uuid", "published", "eventType", "actor.id", "actor.alternateId", "target.id", "target.alternateId",
   "client.ipAddress", "client.geographicalContext.city", "client.geographicalContext.state",
-  "client.geographicalContext.country", "client.geographicalContext.geolocation", "client.userAgent.rawUserAgent",
-  "outcome.result" }
+  "client.geographicalContext.country", "client.geographicalContext.geolocation.lat",
+  "client.geographicalContext.geolocation.lon", "client.userAgent.rawUserAgent", "outcome.result" }
 
 -- System Log, incremental: a polling query (since, no until) always offers a next link, even after an
 -- empty page; we keep it as the cursor and resume from it next time, so no poll is wasted.
