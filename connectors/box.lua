@@ -487,17 +487,19 @@ end
 
 -- The admin quarantine folder: the setting, else "cachost quarantine" in the root of the token's own
 -- account (the service account: no managed user sees it), created once; a 409 item_name_in_use names
--- the existing one.  Its id is remembered by this process per enterprise (one POST /folders, not one per
--- quarantine); `again` forgets it (an admin deleted or trashed the folder: it is made anew).
--- -> id, remembered (true when it came from memory)
+-- the existing one.  This process remembers it per enterprise, with the owners it made uploaders there
+-- (one POST /folders and one POST /collaborations per owner, not one each per quarantine); `again` forgets
+-- it (an admin deleted or trashed the folder, or removed an owner's collaboration: looked up anew).
+-- -> id, what is remembered of it ({id, uploaders}; nil for the setting's folder), from memory (true|nil)
 local QUARANTINE = "cachost quarantine"
-local quarantine_ids = {}
+local quarantines = {}
 local function quarantine_folder(ctx, again)
   local id = str(ctx.settings.quarantine_folder_id)
   if id then return id end
   local key = ("%s\0%s\0%s"):format(ctx.instance, tostring(ctx.settings.enterprise_id), tostring(ctx.settings.base_url))
-  if again then quarantine_ids[key] = nil end
-  if quarantine_ids[key] then return quarantine_ids[key], true end
+  if again then quarantines[key] = nil end
+  local q = quarantines[key]
+  if q then return q.id, q, true end
   local resp, err, token, r = ctx:try("POST", "/folders", { json = { name = QUARANTINE, parent = { id = "0" } } })
   if resp then id = resp.data.id end
   local d = r and r.data
@@ -510,8 +512,9 @@ local function quarantine_folder(ctx, again)
     id = f and f.id
   end
   if not id then fail(err, token) end
-  quarantine_ids[key] = id
-  return id
+  q = { id = id, uploaders = {} }
+  quarantines[key] = q
+  return id, q
 end
 
 -- POST /collaborations as the token's own account; one that exists already is fine.  -> its id | nil
@@ -555,17 +558,20 @@ function c.actions.quarantine_file(ctx, file, params)
   local it = current(ctx, file, headers)
   if it.item_status == "trashed" then it = call(ctx, "POST", "/files/" .. urlencode(it.id), headers, { json = {} }) end
   local origin = it.parent.id
-  local qid, remembered = quarantine_folder(ctx)
+  local qid, q, remembered = quarantine_folder(ctx)
   if origin == qid then fail("file is already in the quarantine folder", "http") end
   c.actions.make_private(ctx, file)
   local function into(folder_id)
-    if owner then collaborate(ctx, "folder", folder_id, owner, "uploader") end
+    if owner and not (q and q.uploaders[owner]) then
+      collaborate(ctx, "folder", folder_id, owner, "uploader")
+      if q then q.uploaders[owner] = true end
+    end
     return move(ctx, it, folder_id, nil, headers)
   end
   local ok, moved = pcall(into, qid)
   if not ok and remembered and token_of(moved) == "not_found" then
-    -- the remembered folder is gone (or the file: then the move fails again, as it would have)
-    qid = quarantine_folder(ctx, true)
+    -- the remembered folder, or the owner's access to it, is gone (or the file: then the move fails again)
+    qid, q = quarantine_folder(ctx, true)
     moved = into(qid)
   elseif not ok then
     error(moved, 0)

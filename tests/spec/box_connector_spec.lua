@@ -399,9 +399,9 @@ describe("box connector", function()
 end)
 
 describe("box connector quarantine folder", function()
-  it("remembers the quarantine folder (no POST /folders each time) and makes it anew when an admin deleted it", function()
+  it("is remembered with its uploaders (no POST /folders nor /collaborations each time), made anew when an admin deleted it", function()
     host.home = tmp_home()
-    local tenant = box_tenant.new { seed = 5, users = 6, groups = 1, folders = 3, files = 8, events = 10, days = 30,
+    local tenant = box_tenant.new { seed = 5, users = 4, groups = 1, folders = 3, files = 30, events = 10, days = 30,
                                     client_id = "box-client", client_secret = "box-secret", enterprise_id = "777002" }
     local srv = assert(server.listen { port = 0 })
     finally(function() srv:close() end)
@@ -417,34 +417,50 @@ describe("box connector quarantine folder", function()
     sync_ok(inst, { streams = { "users", "files" } })
     local ctx = sync.context(runtime.store(), inst, "action")
     local A = context.connector(ctx).actions
-    local function folder_posts()
+    local function posts(path)
       local n = 0
-      for _, r in ipairs(tenant.log) do if r.method == "POST" and r.path == "/2.0/folders" then n = n + 1 end end
+      for _, r in ipairs(tenant.log) do if r.method == "POST" and r.path == path then n = n + 1 end end
       return n
     end
-    -- three files of managed users, neither trashed nor quarantined yet
-    local todo = {}
+    -- four files of one managed user, not trashed
+    local by_owner, todo = {}, nil
     for _, f in ipairs(runtime.store().db:query("SELECT * FROM files WHERE instance_id = ? AND is_folder = 0 AND trashed = 0 AND deleted_at IS NULL ORDER BY ext_id", inst.id)) do
       local it = tenant:find_file(f.ext_id)
       local u = it and tenant:find_user(it.owner)
-      if it and not tenant:in_trash(it) and tenant:find_file(it.parent).name ~= "cachost quarantine" and u and not u.service and #todo < 3 then todo[#todo + 1] = f end
+      if it and not tenant:in_trash(it) and u and not u.service then
+        by_owner[u.id] = by_owner[u.id] or {}
+        table.insert(by_owner[u.id], f)
+        if #by_owner[u.id] == 4 then todo = todo or by_owner[u.id] end
+      end
     end
-    assert.equal(3, #todo)
+    assert.is_not_nil(todo)
+    local owner = tenant:find_file(todo[1].ext_id).owner
+    local function parent(f) return tenant:find_file(tenant:find_file(f.ext_id).parent) end
     A.quarantine_file(ctx, todo[1], { correlation_id = "corr-r1" })
-    local q1 = tenant:find_file(tenant:find_file(todo[1].ext_id).parent)
+    local q1 = parent(todo[1])
     assert.equal("cachost quarantine", q1.name)
-    local posts = folder_posts()
+    local folders, collabs = posts("/2.0/folders"), posts("/2.0/collaborations")
     A.quarantine_file(ctx, todo[2], { correlation_id = "corr-r2" })
-    assert.equal(q1.id, tenant:find_file(todo[2].ext_id).parent)
-    assert.equal(posts, folder_posts())                        -- remembered: not looked up again
+    assert.equal(q1.id, parent(todo[2]).id)
+    assert.equal(folders, posts("/2.0/folders"))              -- remembered: not looked up again
+    assert.equal(collabs, posts("/2.0/collaborations"))        -- the owner is an uploader there already
+    -- an admin removes the owner's collaboration on the folder: looked up again, the owner made uploader again
+    for i = #tenant.state.collabs, 1, -1 do
+      local cb = tenant.state.collabs[i]
+      if cb.item == q1.id and cb.who == owner then table.remove(tenant.state.collabs, i) end
+    end
+    A.quarantine_file(ctx, todo[3], { correlation_id = "corr-r3" })
+    assert.equal(q1.id, parent(todo[3]).id)
+    assert.equal(folders + 1, posts("/2.0/folders"))
+    assert.equal(collabs + 1, posts("/2.0/collaborations"))
     -- an admin deletes the quarantine folder (to the trash): the next quarantine makes a new one
     q1.trashed_at = tenant:now_ms()
-    A.quarantine_file(ctx, todo[3], { correlation_id = "corr-r3" })
-    local q2 = tenant:find_file(tenant:find_file(todo[3].ext_id).parent)
+    A.quarantine_file(ctx, todo[4], { correlation_id = "corr-r4" })
+    local q2 = parent(todo[4])
     assert.equal("cachost quarantine", q2.name)
     assert.equal("0", q2.parent)
     assert.is_not.equal(q1.id, q2.id)
     assert.is_false(tenant:in_trash(q2))
-    assert.equal(posts + 1, folder_posts())
+    assert.equal(folders + 2, posts("/2.0/folders"))
   end)
 end)
