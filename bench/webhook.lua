@@ -158,9 +158,9 @@ print(growth)
 local sb = sandbox("GET", "/_bench/report")
 local sql = 0
 for _, e in pairs(cost) do sql = sql + e.t end
-print(("CPU a notification: cachost %.2f ms (with the bench's client posting to it%s), the bench's own (asking the sandbox for a notification, the floor's POST, its wait) %.2f; the Box sandbox's process %.2f (its routes %.2f, the bench's controls %.2f, the rest its HTTP server)")
+print(("CPU a notification: cachost %.2f ms (with the bench's client posting to it%s), the bench's own (asking the sandbox for a notification, the floor's POST, its wait) %.2f; the Box sandbox's process %.2f (its routes %.2f, the bench's controls %.2f, its %d collections between notifications %.2f, the rest its HTTP server)")
   :format((cpu - own) / n * 1e3, profile and (", of which SQL %.2f"):format(sql / n * 1e3) or "", own / n * 1e3,
-          sb.cpu / n * 1e3, sb.routes / n * 1e3, sb.controls / n * 1e3))
+          sb.cpu / n * 1e3, sb.routes / n * 1e3, sb.controls / n * 1e3, sb.gc_runs, sb.gc_cpu / n * 1e3))
 if profile then
   local rows = {}
   for k, e in pairs(cost) do rows[#rows + 1] = { key = k, t = e.t, n = e.n } end
