@@ -629,7 +629,9 @@ local function record_row(rec, e)
   local target = type(res) == "table" and str(res.ResourceName)
     or str(params.userName) or str(params.groupName) or str(params.accessKeyId) or str(params.roleName)
   return {
-    ext_id = e and e.EventId or rec.eventID, time = e and iso(e.EventTime) or rec.eventTime,
+    -- the record's own eventTime first: the same event read from LookupEvents and from the trail's files
+    -- has the same time, which with its id is an event's key (store/schema.lua)
+    ext_id = e and e.EventId or rec.eventID, time = str(rec.eventTime) or e and iso(e.EventTime),
     kind = SOURCES[rec.eventSource] or "admin", action = rec.eventName,
     actor = e and str(e.Username) or str(who.userName) or who.arn, actor_id = str(who.userName) or str(who.principalId),
     target = target, target_id = target, ip = str(rec.sourceIPAddress), user_agent = str(rec.userAgent), outcome = outcome,

@@ -170,7 +170,8 @@ function Store:migrate(target)
     v = self:user_version()          -- another process may have migrated meanwhile
     if v >= target then db:exec("ROLLBACK"); break end
     local n = v + 1
-    ok, err = db:exec(schema.migrations[n])
+    local m = schema.migrations[n]
+    ok, err = db:exec(type(m) == "table" and m.sqlite or m)
     if ok then ok, err = db:exec(("PRAGMA user_version = %d"):format(n)) end
     if ok then ok, err = db:exec("COMMIT") end
     if not ok then
@@ -427,9 +428,9 @@ local function sql_for(entity)
     q.mark = ("UPDATE %s SET deleted_at = ? WHERE instance_id = ? AND deleted_at IS NULL AND last_seen < ?")
       :format(entity)
   else
-    -- Events are immutable facts: a known (instance_id, ext_id) is left as it is.
+    -- Events are immutable facts: a known (instance_id, time, ext_id) is left as it is.
     q.insert = ("INSERT INTO %s (instance_id, ext_id, %s, raw, recorded_at) VALUES (?, ?, %s, ?, ?) "
-      .. "ON CONFLICT (instance_id, ext_id) DO NOTHING"):format(entity, concat(quoted, ", "), concat(ph, ", "))
+      .. "ON CONFLICT (instance_id, time, ext_id) DO NOTHING"):format(entity, concat(quoted, ", "), concat(ph, ", "))
     q.spec = { false, "ext_id" }
     for i, c in ipairs(cols) do q.spec[i + 2] = c end
   end
@@ -441,15 +442,18 @@ end
 local function upsert_events(self, entity, inst, rows, res)
   local q = sql_for(entity)
   local n = #rows
-  local raws, ids = {}, {}
+  local raws, ids, times = {}, {}, {}
   for i = 1, n do
     local row = rows[i]
     ids[i] = ext_id_of(row, i)
+    local t = row.time
+    if t == nil or t == null then error(("row %d has no time"):format(i), 0) end   -- part of an event's key
+    times[i] = t
     raws[i] = raw_of(row, false)
   end
   local spec = { { value = inst }, { list = ids } }
   for i = 3, #q.spec do spec[i] = q.spec[i] end
-  spec[#spec + 1] = { list = self:pack_raws(entity, inst, raws, n, ids) }   -- compressed (store/compact.lua)
+  spec[#spec + 1] = { list = self:pack_raws(entity, inst, raws, n, ids, times) }   -- compressed (store/compact.lua)
   spec[#spec + 1] = { value = M.now() }
   local r, err, token, at = self.db:exec_many(q.insert, rows, spec)
   if not r then check(nil, at and (err .. " (row " .. at .. ")") or err, token) end

@@ -13,6 +13,7 @@ local sdk = require "sdk"
 local util = require "sdk.util"
 local Client = require "sdk.client"
 local auth = require "sdk.auth"
+local entities = require("store.schema").entities
 
 local M = {}
 
@@ -227,17 +228,22 @@ function Ctx:reject(entity, why)
   c.bad = c.bad + 1
 end
 
+local function missing(v) return v == nil or v == json.null or v == "" end
+
 -- Normalise and commit one page.  map(item) -> row (with ext_id) or nil to skip; an item map() fails
--- on, or whose row has no ext_id, is rejected (Ctx:reject), the page's other rows still commit.  Each
--- emit is one transaction: the rows, the stream's cursor and watermark together.
+-- on, or whose row has no ext_id (an event's: or no time), is rejected (Ctx:reject), the page's other rows
+-- still commit.  Each emit is one transaction: the rows, the stream's cursor and watermark together.
 function Ctx:emit(entity, items, map)
   local e = engine[self]
   local st, inst = e.st, e.inst
+  local event = entities[entity] and not entities[entity].inventory
   local rows = {}
   for _, item in ipairs(items) do
     local ok, row = pcall(map or function(x) return x end, item)
-    if ok and row and (row.ext_id == nil or row.ext_id == json.null or row.ext_id == "") then
+    if ok and row and missing(row.ext_id) then
       ok, row = false, "no id"
+    elseif ok and row and event and missing(row.time) then
+      ok, row = false, "no time"
     end
     if ok and row then
       if row.raw == nil then row.raw = json.source(item) or item end   -- the provider's own text

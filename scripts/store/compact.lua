@@ -116,23 +116,28 @@ return function(Store, M)
     check(self.db:exec([[INSERT OR IGNORE INTO zstd_dicts (id, app, entity, samples, created_at, dict)
       VALUES (?, ?, ?, ?, ?, ?)]], d.id, s.app, s.entity, #samples, M.now(), sqlite.blob(bytes)))
     s.d, s.win_in, s.win_out, s.win_n = d, 0, 0, 0
-    -- the sampled rows, as stored then (unless rewritten since), take the new dictionary
+    -- the sampled rows, as stored then (unless rewritten since), take the new dictionary; an event is
+    -- found by its key, time and id (schema.lua)
     local sql = ("UPDATE %s SET raw = ? WHERE instance_id = ? AND ext_id = ? AND raw = ?"):format(s.entity)
     for _, x in ipairs(samples) do
       local v = x.stored ~= nil and pack(d, x.raw)    -- (a row of the page being stored has no value yet)
-      if v and v ~= x.stored then check(self.db:exec(sql, v, x.inst, x.ext, x.stored)) end
+      if v and v ~= x.stored then
+        if x.time ~= nil then check(self.db:exec(sql .. " AND time = ?", v, x.inst, x.ext, x.stored, x.time))
+        else check(self.db:exec(sql, v, x.inst, x.ext, x.stored)) end
+      end
     end
   end
 
-  -- raws[1..n] (JSON text or nil) of rows of entity of instance inst, ext_ids[1..n] theirs -> the values to store.
-  function Store:pack_raws(entity, inst, raws, n, ext_ids)
+  -- raws[1..n] (JSON text or nil) of rows of entity of instance inst, ext_ids[1..n] theirs (and times[1..n],
+  -- events') -> the values to store.
+  function Store:pack_raws(entity, inst, raws, n, ext_ids, times)
     local s = state_of(self, inst, entity)
     local samples, mine = s.samples, nil
     if samples then   -- this page's rows are samples too, compressed with the dictionary they train if it comes now
       mine = {}
       for i = 1, n do
         if raws[i] and #samples < M.TRAIN_ROWS then
-          samples[#samples + 1] = { raw = raws[i], inst = inst, ext = ext_ids[i] }
+          samples[#samples + 1] = { raw = raws[i], inst = inst, ext = ext_ids[i], time = times and times[i] }
           mine[#samples] = i
         end
       end

@@ -71,7 +71,7 @@ local TABLES = {
     last_used = "last use the provider reports" } },
   activities = { "the audit trail: user, admin and sign-in activity", {
     id = "cachost's row id", instance_id = "the instance (instances.id)", ext_id = "the provider's event id",
-    time = "when it happened (ISO 8601 UTC)", kind = "user, admin or signin", action = "the provider's event name",
+    time = "when it happened (ISO 8601 UTC); with instance_id and ext_id the event's key, indexed in that order", kind = "user, admin or signin", action = "the provider's event name",
     actor = "who did it", actor_id = "the actor's ext_id", target = "what it was done to", target_id = "the target's id",
     ip = "client address", location = "city, region, country as the provider reports",
     user_agent = "client user agent", outcome = "success or failure", app = "the sub-app (e.g. SharePoint)",

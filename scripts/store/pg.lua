@@ -135,7 +135,8 @@ return function(Store, M, Reader)
         return true
       end
       local n = v + 1
-      ok, err = db:exec(ddl(schema.migrations[n]))
+      local m = schema.migrations[n]
+      ok, err = db:exec(type(m) == "table" and m.postgresql or ddl(m))
       if ok then ok, err = db:exec("DELETE FROM cachost_schema") end
       if ok then ok, err = db:exec("INSERT INTO cachost_schema (version) VALUES (?)", n) end
       if ok then ok, err = db:exec("COMMIT") end

@@ -1,12 +1,13 @@
 -- store/schema.lua — the common entity model and its versioned migrations.
 --
 -- Every entity table is keyed by (instance_id, ext_id): ext_id is the provider's own id, so re-reading a page
--- is harmless.  `raw` keeps the provider's JSON.  Inventory tables carry first_seen / last_seen / deleted_at
+-- is harmless; events (activities) by (instance_id, time, ext_id), the order they arrive in.  `raw` keeps the provider's JSON.  Inventory tables carry first_seen / last_seen / deleted_at
 -- (a row missing from a complete listing is marked, never deleted).  Times are ISO 8601 UTC text
 -- ("2024-05-01T12:00:00.000Z"): sortable, readable, and understood by SQLite's date functions.
 --
 -- Migrations only ever append: migration N upgrades a database at user_version N-1.  Never edit a
--- released migration; add the next one.
+-- released migration; add the next one.  A migration is SQL both stores run (PostgreSQL's spelling of its
+-- types: store/pg.lua), or {sqlite = SQL, postgresql = SQL} where they must differ.
 local M = {}
 
 -- Normalised columns per entity (besides id, instance_id, ext_id, raw and the inventory times).
@@ -378,6 +379,48 @@ CREATE INDEX governance_auto_target ON governance_actions(instance_id, created_a
   [15] = [[
 ALTER TABLE zstd_dicts ADD COLUMN ratio REAL;
 ]],
+  -- 16: an event is known by (instance, time, provider id), in the order events arrive, instead of by
+  -- (instance, provider id): provider ids are random (uuids), so each page of a sync wrote that index's
+  -- pages all over the file again (a third of a System Log sync's CPU); the time index, which every read by
+  -- time takes, now carries the id and is the key.  SQLite cannot drop a table's UNIQUE constraint: the
+  -- table is copied, ids kept.  An event needs a time now (sdk/context.lua rejects one without).
+  [16] = {
+    sqlite = [[
+CREATE TABLE activities_16 (
+  id          INTEGER PRIMARY KEY,
+  instance_id INTEGER NOT NULL REFERENCES instances(id) ON DELETE CASCADE,
+  ext_id      TEXT NOT NULL,
+  time        TEXT,
+  kind        TEXT,        -- user / admin / signin
+  action      TEXT,
+  actor       TEXT,
+  actor_id    TEXT,
+  target      TEXT,
+  target_id   TEXT,
+  ip          TEXT,
+  location    TEXT,
+  user_agent  TEXT,
+  outcome     TEXT,
+  app         TEXT,        -- the sub-app, e.g. SharePoint
+  raw         TEXT,
+  recorded_at TEXT NOT NULL,
+  lat         REAL,
+  lon         REAL
+);
+INSERT INTO activities_16 (id, instance_id, ext_id, time, kind, action, actor, actor_id, target, target_id, ip,
+  location, user_agent, outcome, app, raw, recorded_at, lat, lon)
+SELECT id, instance_id, ext_id, time, kind, action, actor, actor_id, target, target_id, ip,
+  location, user_agent, outcome, app, raw, recorded_at, lat, lon FROM activities;
+DROP TABLE activities;
+ALTER TABLE activities_16 RENAME TO activities;
+CREATE UNIQUE INDEX activities_time ON activities(instance_id, time, ext_id);
+]],
+    postgresql = [[
+ALTER TABLE activities DROP CONSTRAINT activities_instance_id_ext_id_key;
+DROP INDEX activities_time;
+CREATE UNIQUE INDEX activities_time ON activities(instance_id, time, ext_id);
+]],
+  },
 }
 
 M.version = #M.migrations

@@ -209,7 +209,7 @@ describe("cachost instance", function()
       for _, n in ipairs { "prod", "other" } do
         local id = inst.get(st, n).id
         assert(st:upsert("users", id, { { ext_id = "u1", email = "a@" .. n }, { ext_id = "u2", email = "b@" .. n } }))
-        assert(st:upsert("activities", id, { { ext_id = "e1", action = "login" } }))
+        assert(st:upsert("activities", id, { { ext_id = "e1", time = "2024-01-01T00:00:00Z", action = "login" } }))
       end
     ]])
     f:close()

@@ -199,6 +199,18 @@ describe("aws connector", function()
     local want = {}
     for _, ev in ipairs(t.events) do want[#want + 1] = ev.id end
     assert.same(T_sorted(want), ids("SELECT ext_id FROM activities WHERE instance_id = ?", trail.id))
+    -- an event read from the trail's files and by LookupEvents has the same key, time and id (store/schema.lua)
+    local lookup = add_instance("aws-lookup", t, srv, { initial_days = 30 })
+    helpers.sync_ok(lookup, { streams = { "activities" } })
+    local function keys(id)
+      local out = {}
+      for _, r in ipairs(runtime.store().db:query("SELECT time || ' ' || ext_id AS k FROM activities WHERE instance_id = ? ORDER BY k", id)) do
+        out[#out + 1] = r.k
+      end
+      return out
+    end
+    assert.equal(#want, #keys(lookup.id))
+    assert.same(keys(lookup.id), keys(trail.id))
     assert.is_true(count("SELECT count(*) n FROM activities WHERE instance_id = ? AND json_extract(unzstd(raw), '$.awsRegion') = 'eu-west-1'",
       trail.id) > 0)
     local from = #t.log

@@ -46,6 +46,17 @@ describe("the connector context", function()
     assert.equal("refused", token)
   end)
 
+  it("rejects an item whose row has no id, or an event's none of its time (its key), keeping the others", function()
+    local ctx = context.new(st, inst, "spec")
+    local res = ctx:emit("activities", { { id = "a1", t = "2024-01-01T00:00:00Z" }, { id = "a2" }, { t = "2024-01-01T00:00:01Z" } },
+      function(x) return { ext_id = x.id, time = x.t, action = "x", raw = json.encode(x) } end)
+    assert.equal(1, res.added)
+    local e = context.engine(ctx)
+    assert.equal(2, e.rejected)
+    assert.equal("activities: no time", e.rejected_first)
+    assert.equal(2, e.counts.activities.bad)
+  end)
+
   it("the store's named operations: stored, stored_ids, known_users, retire", function()
     local ctx = context.new(st, inst, "spec")
     local users = ctx:known_users()

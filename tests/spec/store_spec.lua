@@ -105,6 +105,41 @@ describe("store", function()
       os.execute("rm -rf '" .. d2 .. "'")
     end)
 
+    it("upgrades a version 15 database's events to the key (instance, time, id), each row and its id kept", function()
+      local d2 = tmpdir()
+      local old = assert(store.open(d2, { migrate_to = 15 }))
+      local id = new_instance(old, "prod")
+      local rows = {}
+      for i = 1, 5 do
+        rows[i] = { ext_id = "e" .. i, time = ("2024-01-01T00:00:0%dZ"):format(i), action = "login", actor = "a@b",
+                    lat = i / 2, raw = ('{"n":%d}'):format(i) }
+        assert(old.db:exec([[INSERT INTO activities (instance_id, ext_id, time, action, actor, lat, raw, recorded_at)
+          VALUES (?, ?, ?, ?, ?, ?, ?, ?)]], id, rows[i].ext_id, rows[i].time, "login", "a@b", i / 2, rows[i].raw, store.now()))
+      end
+      -- written before an event needed a time
+      assert(old.db:exec("INSERT INTO activities (instance_id, ext_id, action, recorded_at) VALUES (?, 'e0', 'x', ?)",
+        id, store.now()))
+      local before = old.db:query("SELECT id, ext_id, time, action, actor, lat, unzstd(raw) AS raw FROM activities ORDER BY id")
+      old:close()
+
+      local up = assert(store.open(d2))
+      assert.same(before, up.db:query("SELECT id, ext_id, time, action, actor, lat, unzstd(raw) AS raw FROM activities ORDER BY id"))
+      -- the old key is gone (an index over random ids), the time index is the key
+      assert.equal(0, count(up, "sqlite_schema WHERE tbl_name = 'activities' AND name LIKE 'sqlite_autoindex%'"))
+      assert.matches("UNIQUE INDEX activities_time ON activities%(instance_id, time, ext_id%)",
+        up.db:query("SELECT sql FROM sqlite_schema WHERE name = 'activities_time'")[1].sql)
+      local r = assert(up:upsert("activities", id, { rows[2], rows[5],
+        { ext_id = "e6", time = "2024-01-01T00:00:06Z", action = "logout" } }))
+      assert.same({ 1, 2 }, { r.added, r.unchanged })
+      assert.equal(7, count(up, "activities"))
+      -- reads by time take it
+      local plan = up.db:query("EXPLAIN QUERY PLAN SELECT * FROM activities WHERE instance_id = 1 AND time > '2024'")
+      assert.matches("activities_time", plan[1].detail)
+      up:close()
+      os.execute("rm -rf '" .. d2 .. "'")
+    end)
+
+
     it("refuses a database newer than this binary, without touching it", function()
       assert(st.db:exec("PRAGMA user_version = 999"))
       st:close()
@@ -261,7 +296,7 @@ describe("store", function()
       end
       local r1 = assert(st:upsert("activities", id, page))
       assert.equal(100, r1.added)
-      page[101] = { ext_id = "ev101", action = "logout" }
+      page[101] = { ext_id = "ev101", time = "2024-01-01T01:00:00Z", action = "logout" }
       local r2 = assert(st:upsert("activities", id, page))
       assert.same({ 1, 100 }, { r2.added, r2.unchanged })
       assert.equal("added", r2.status[101])
@@ -277,6 +312,11 @@ describe("store", function()
       assert.is_nil(r)
       assert.matches("row 3 has no ext_id", err)
       assert.equal(0, count(st, "users"))
+      -- an event's time is part of its key
+      r, err = st:upsert("activities", id, { { ext_id = "e1", time = "2024-01-01T00:00:00Z" }, { ext_id = "e2" } })
+      assert.is_nil(r)
+      assert.matches("row 2 has no time", err)
+      assert.equal(0, count(st, "activities"))
       assert.has_error(function() st:upsert("nope", id, {}) end)
     end)
 
@@ -300,13 +340,13 @@ describe("store", function()
 
     it("is saved in the same transaction as the rows it covers", function()
       assert(st:transaction(function()
-        assert(st:upsert("activities", id, { { ext_id = "e1" } }))
+        assert(st:upsert("activities", id, { { ext_id = "e1", time = "2024-01-01T00:00:00Z" } }))
         assert(st:save_stream(id, "activities", { cursor = "c1", watermark = "2024-01-01T00:00:00Z" }))
       end) ~= nil)
       assert.equal("c1", st:stream(id, "activities").cursor)
       -- a failure after the rows: neither the rows nor the cursor are kept
       local ok, err = st:transaction(function()
-        assert(st:upsert("activities", id, { { ext_id = "e2" } }))
+        assert(st:upsert("activities", id, { { ext_id = "e2", time = "2024-01-01T00:00:01Z" } }))
         assert(st:save_stream(id, "activities", { cursor = "c2", counts = { seen = 2 } }))
         error("page 2 failed")
       end)
