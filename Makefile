@@ -14,9 +14,9 @@ CC       ?= cc
 CFLAGS   ?= -O2 -g
 WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter
 CPPFLAGS += -D_GNU_SOURCE -DCACHOST_ROOT='"$(CURDIR)"' $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-# libcurl and poppler-glib are loaded at run time by host/curl_dl.c and host/pdf.c (their headers only at
-# build time): see curl_dl.h
-LDLIBS   += $(shell pkg-config --libs $(filter-out libcurl poppler-glib,$(PKGS)) 2>/dev/null) -lm
+# libcurl, libpq and poppler-glib are loaded at run time (host/dl.h: curl_dl.c, pq_dl.c, pdf.c), their
+# headers only at build time
+LDLIBS   += $(shell pkg-config --libs $(filter-out libcurl libpq poppler-glib,$(PKGS)) 2>/dev/null) -lm
 
 HOST_SRC := $(wildcard host/*.c)
 HOST_OBJ := $(HOST_SRC:host/%.c=$(BUILD)/%.o)

@@ -1,7 +1,7 @@
 /* curl_dl.h — libcurl, loaded when the `http` module opens rather than when the process starts.
  *
  * Linking libcurl pulls in some thirty libraries (GnuTLS, Kerberos, LDAP, SSH...) whose loading alone
- * costs about 10 ms at every start, `cachost version` included.  http.c includes this header after
+ * costs about 10 ms at every start, `cachost version` included (dl.h).  http.c includes this header after
  * <curl/curl.h>: each curl_* function it uses is called through a pointer filled by curl_dl_load(). */
 #ifndef CACHOST_CURL_DL_H
 #define CACHOST_CURL_DL_H

@@ -14,11 +14,9 @@
  * task the parent waits on that pipe through the event loop (other tasks go on); outside one it blocks.
  *
  * poppler-glib drags in glib, gobject, cairo, freetype, lcms, nss... (some forty libraries): linked, they
- * would cost every start, `cachost version` included.  Like libcurl (curl_dl.c), it is loaded with dlopen
- * the first time pdf.text runs (in the parent, so every child inherits it), its headers only used at build
- * time; the functions are called through a table of pointers resolved once.
+ * would cost every start, `cachost version` included.  Like libcurl and libpq, it is loaded (dl.h) the
+ * first time pdf.text runs (in the parent, so every child inherits it).
  */
-#include <dlfcn.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
@@ -32,6 +30,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "dl.h"
 #include "host.h"
 
 #define DEFAULT_MAX (64 << 20)
@@ -52,26 +51,17 @@ enum { CHILD_TEXT = 0, CHILD_ENCRYPTED = 10, CHILD_TOO_LARGE = 11, CHILD_DAMAGED
     X(char *, poppler_page_get_text, (PopplerPage *))
 
 /* dl_ prefixed: glib may define some of these names as macros */
-#define PDF_DL_DEFINE(ret, name, args) static ret(*dl_##name) args;
-PDF_DL_FUNCTIONS(PDF_DL_DEFINE)
+#define PDF_DL_POINTER(ret, name, args) static DL_POINTER(ret, name, args)
+PDF_DL_FUNCTIONS(PDF_DL_POINTER)
 
-/* Loads poppler-glib once; returns NULL, or a message saying why it could not be loaded. */
+/* Loads poppler-glib once; returns NULL, or a message saying why it could not be loaded.  The g_*
+ * functions come from glib/gobject, its dependencies. */
 static const char *pdf_dl_load(void)
 {
-    static void *lib;
-    static const char *failure;
-    if (lib || failure) return failure;
-    void *h = dlopen(POPPLER_SO, RTLD_NOW | RTLD_LOCAL);
-    if (!h) return failure = "cannot load " POPPLER_SO " (apt-get install libpoppler-glib8)";
-    /* dlsym on the handle also searches its dependencies: the g_* functions come from glib/gobject */
-#define PDF_DL_RESOLVE(ret, name, args)                                     \
-    if (!(*(void **)&dl_##name = dlsym(h, #name))) {                         \
-        dlclose(h);                                                          \
-        return failure = POPPLER_SO " lacks " #name " (poppler 0.82 or newer)"; \
-    }
-    PDF_DL_FUNCTIONS(PDF_DL_RESOLVE)
-    lib = h;
-    return NULL;
+    static const struct dl_symbol symbols[] = {PDF_DL_FUNCTIONS(DL_SYMBOL)};
+    static struct dl_library poppler = {.soname = POPPLER_SO, .install = "apt-get install libpoppler-glib8",
+                                        .version = "poppler 0.82 or newer"};
+    return dl_load(&poppler, symbols, DL_COUNT(symbols));
 }
 
 /* ---- the child: plain C, no Lua; everything it holds is freed by its exit ---- */

@@ -27,7 +27,7 @@
  * transactions short (a page) and bounds lock waits by lock_timeout (busy_timeout). */
 #include "host.h"
 
-#include <libpq-fe.h>
+#include "pq_dl.h"      /* <libpq-fe.h>, its functions loaded at the first pg.open */
 #include <stdlib.h>
 #include <string.h>
 #include <stdio.h>
@@ -466,6 +466,13 @@ static int l_open(lua_State *L) {
             if (!(budget >= 0)) return luaL_argerror(L, 2, "timeout must be seconds >= 0");
         }
         lua_pop(L, 1);
+    }
+    const char *why = pq_dl_load();
+    if (why) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "cantopen: %s", why);
+        lua_pushliteral(L, "cantopen");
+        return 3;
     }
     db_t *d = lua_newuserdatauv(L, sizeof *d, 0);
     memset(d, 0, sizeof *d);
@@ -914,7 +921,5 @@ int luaopen_pg(lua_State *L) {
     lua_setfield(L, -2, "__name");
     lua_pop(L, 1);
     luaL_newlib(L, funcs);
-    lua_pushinteger(L, PQlibVersion());
-    lua_setfield(L, -2, "version");
     return 1;
 }
