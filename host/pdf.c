@@ -34,7 +34,6 @@
 #include "host.h"
 
 #define DEFAULT_MAX (64 << 20)
-#define POPPLER_SO "libpoppler-glib.so.8"
 #define CPU_SECONDS 30                 /* of parsing per document (default) */
 #define MEMORY_BYTES (1024L << 20)     /* the child may map this much beyond what it inherits (default) */
 #define WALL_SECONDS 120.0             /* a child blocked on something else is killed after this */
@@ -59,7 +58,7 @@ PDF_DL_FUNCTIONS(PDF_DL_POINTER)
 static const char *pdf_dl_load(void)
 {
     static const struct dl_symbol symbols[] = {PDF_DL_FUNCTIONS(DL_SYMBOL)};
-    static struct dl_library poppler = {.soname = POPPLER_SO, .install = "apt-get install libpoppler-glib8",
+    static struct dl_library poppler = {.soname = "libpoppler-glib.so.8", .install = "apt-get install libpoppler-glib8",
                                         .version = "poppler 0.82 or newer"};
     return dl_load(&poppler, symbols, DL_COUNT(symbols));
 }
