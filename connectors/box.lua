@@ -321,15 +321,21 @@ local function owner_headers(ctx, row)
   end
 end
 
--- Targeted re-fetch (webhooks): one file with its ancestors' sharing, as its owner (the stored row's, or
--- for a file not stored yet the owner the signed notification named: hint.owner_id); gone or trashed ->
--- its new state.
+-- Targeted re-fetch (webhooks, governance): one file with its ancestors' sharing, as its owner (the stored
+-- row's, or for a file not stored yet the owner the signed notification named: hint.owner_id); gone or
+-- trashed -> its new state.  A file the stored owner no longer sees may have become the token's own
+-- account's (a quarantine moved it into its folder): asked again as that account.
 function c.fetch.files(ctx, id, hint)
   local row = ctx:stored("files", id) or { raw = { owned_by = { id = hint and hint.owner_id } } }
   local headers = owner_headers(ctx, row)
-  local it = ctx:try_get("/files/" .. urlencode(id), { fields = ITEM_FIELDS }, { headers = headers })
+  local path = "/files/" .. urlencode(id)
+  local it = ctx:try_get(path, { fields = ITEM_FIELDS }, { headers = headers })
+  if not it and headers then
+    it = ctx:try_get(path, { fields = ITEM_FIELDS })
+    if it then headers = nil end
+  end
   if not it then
-    local t = ctx:try_get("/files/" .. urlencode(id) .. "/trash", { fields = ITEM_FIELDS }, { headers = headers })
+    local t = ctx:try_get(path .. "/trash", { fields = ITEM_FIELDS }, { headers = headers })
     if t then ctx:emit("files", { t }, function(x) return file_row(x, path_of(x), "private", true) end) end
     return
   end

@@ -201,6 +201,10 @@ describe("box connector", function()
     local g = row(inst, tenant:sensitive_files("ssn")[1])
     context.connector(ctx).actions.quarantine_file(ctx, g, { correlation_id = "corr-2" })
     assert.equal(q.id, tenant:find_file(g.ext_id).parent)
+    -- the re-fetch after the action finds it where it went, the service account's now (its stored owner,
+    -- As-User, no longer sees it)
+    context.connector(ctx).fetch.files(ctx, g.ext_id)
+    assert.equal("/cachost quarantine/" .. g.name, row(inst, g.ext_id).path)
     -- undo: back where it was, tombstone gone
     context.connector(ctx).actions.unquarantine_file(ctx, f, res.undo.params)
     assert.equal(origin, it.parent)
