@@ -5,6 +5,7 @@
 local tenants, n = arg[1], tonumber(arg[2] or 1000)
 local runtime = require "runtime"
 local instances = require "instances"
+local measure = dofile((arg[0]:match("^(.*)/") or ".") .. "/measure.lua")
 local st = runtime.store()
 local by = {}
 for line in io.lines(tenants) do
@@ -38,9 +39,9 @@ for _, inst in ipairs(instances.all(runtime.store())) do
 end
 for _, t in ipairs(tasks) do t:join() end
 table.sort(done)
-local f = io.open("/proc/self/status"); local status = f:read("a"); f:close()
 local rows = st.db:query("SELECT count(*) AS n FROM users")[1].n
 print(("%d instances (Okta, GitHub, Box), at most %d scanning at once: all done in %.1f s (%d failed); first finished at %.1f s, median %.1f s, last %.1f s; %d user rows")
   :format(#done, runtime.MAX_SCANS, sched.now() - t0, failed, done[1], done[#done // 2 + 1], done[#done], rows))
-print(("cachost CPU %.1f s of that (the rest waits for the sandbox tenant, one Lua process); peak memory %s")
-  :format(os.clock(), status:match("VmHWM:%s*(%d+ kB)")))
+local peak = measure.peak_rss_mb()
+print(("cachost CPU %.1f s of that (the rest waits for the sandbox tenant, one Lua process); peak memory %.1f MB (target 128 MB: %s); load average %s")
+  :format(os.clock(), peak, peak <= 128 and "met" or "NOT met", measure.load()))

@@ -12,19 +12,14 @@ local runtime = require "runtime"
 local instances = require "instances"
 local daemon = require "daemon"
 local store = require "store"
+local measure = dofile((arg[0]:match("^(.*)/") or ".") .. "/measure.lua")
 local sandbox_url = assert(arg and arg[1], "usage: webhook.lua SANDBOX_URL [N] [profile]")
 local n = tonumber(arg[2]) or 10000
 local profile = arg[3] == "profile"
 local clock = os.clock
 
--- CPU time per SQL statement, counted from `on` (the timed notifications)
-local cost, on = {}, false
-local function spent(k, t)
-  if not on then return end
-  local e = cost[k]
-  if not e then e = { t = 0, n = 0 }; cost[k] = e end
-  e.t, e.n = e.t + t, e.n + 1
-end
+-- CPU time per SQL statement, counted while the notifications are timed
+local cost = measure.tally()
 -- a store connection whose statements are timed (profile): query/exec/exec_many whole, rows to its end.
 -- The time is read before anything is allocated (a step of the garbage collector would be counted).
 local function timed(db)
@@ -32,7 +27,7 @@ local function timed(db)
     return function(_, sql, ...)
       local function done(c0, ...)
         local t = clock() - c0
-        spent("sql " .. sql, t)
+        cost.add("sql " .. sql, t)
         return ...
       end
       return done(clock(), f(db, sql, ...))
@@ -46,7 +41,7 @@ local function timed(db)
       local t, c1 = clock() - c0, nil
       local function step(...)
         t = t + clock() - c1
-        if (...) == nil then spent("sql " .. sql, t) end
+        if (...) == nil then cost.add("sql " .. sql, t) end
         return ...
       end
       return function(...) c1 = clock(); return step(it(...)) end, a, b
@@ -98,7 +93,7 @@ end
 
 local lat, floor, used = {}, {}, {}  -- used: each notification's CPU in this process, the bench's own apart
 local own = 0                       -- the bench's own CPU: asking for notifications, the floor's POSTs, waiting
-on = true
+cost.on = true
 local cpu0 = clock()
 for i = 1, n do
   -- a new publicly shared file holding an SSN, and Box's notification of it, from the sandbox (not timed)
@@ -140,7 +135,7 @@ for i = 1, n do
 end
 
 local cpu = clock() - cpu0
-on = false
+cost.on = false
 
 local function pct(t, p) table.sort(t); return t[math.max(1, math.ceil(#t * p))] * 1000 end
 -- what grows with what is stored shows between the first and the last tenth of the run
@@ -156,15 +151,13 @@ print(("webhook to governance call (Box, sensitive_file_shared in enforce mode, 
 print("  floor: the same POST answered by a no-op handler on the same server")
 print(growth)
 local sb = sandbox("GET", "/_bench/report")
-local sql = 0
-for _, e in pairs(cost) do sql = sql + e.t end
+local sql = cost.total()
 print(("CPU a notification: cachost %.2f ms (with the bench's client posting to it%s), the bench's own (asking the sandbox for a notification, the floor's POST, its wait) %.2f; the Box sandbox's process %.2f (its routes %.2f, the bench's controls %.2f, its %d collections between notifications %.2f, the rest its HTTP server)")
   :format((cpu - own) / n * 1e3, profile and (", of which SQL %.2f"):format(sql / n * 1e3) or "", own / n * 1e3,
           sb.cpu / n * 1e3, sb.routes / n * 1e3, sb.controls / n * 1e3, sb.gc_runs, sb.gc_cpu / n * 1e3))
 if profile then
-  local rows = {}
-  for k, e in pairs(cost) do rows[#rows + 1] = { key = k, t = e.t, n = e.n } end
-  for _, e in ipairs(sb.per or {}) do rows[#rows + 1] = { key = e.route, t = e.t, n = e.n } end
+  local rows = cost.list()
+  for _, e in ipairs(sb.per or {}) do rows[#rows + 1] = e end
   table.sort(rows, function(a, b) return a.t > b.t end)
   for i = 1, math.min(#rows, 25) do
     local e = rows[i]
@@ -174,9 +167,7 @@ if profile then
 end
 hooks:close()
 -- memory: each process's peak, and its Lua heap at the end
-local f = io.open("/proc/self/status"); local status = f:read("a"); f:close()
+local rss_peak_mb = measure.peak_rss_mb()
 collectgarbage(); collectgarbage()
-f = io.open("/proc/loadavg"); local load = f:read("l"); f:close()
 print(("peak RSS: cachost %.1f MB, the Box sandbox %.1f MB; Lua heap at the end: cachost %.1f MB, the Box sandbox (its files and events) %.1f MB; load average %s")
-  :format(tonumber(status:match("VmHWM:%s*(%d+) kB")) / 1024, sb.rss_peak_mb, collectgarbage("count") / 1024, sb.heap_mb,
-          load:match("^(%S+ %S+ %S+)")))
+  :format(rss_peak_mb, sb.rss_peak_mb, collectgarbage("count") / 1024, sb.heap_mb, measure.load()))

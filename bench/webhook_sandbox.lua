@@ -10,6 +10,7 @@
 --                              write arrived (sched.now(), CLOCK_MONOTONIC: the bench's clock too)}
 --   GET  /_bench/report        CPU of this process: Box's routes (each, with `profile`), the controls, the rest
 local box_tenant = require "sandbox.box"
+local measure = dofile((arg[0]:match("^(.*)/") or ".") .. "/measure.lua")
 local profile = arg and arg[1] == "profile"
 local clock = os.clock
 
@@ -20,13 +21,7 @@ local tenant = box_tenant.new { seed = 7, users = 10, groups = 2, folders = 4, f
 local srv = assert(server.listen { host = "127.0.0.1", port = 0, max_connections = 1024 })
 
 -- CPU per route (Box's), from the first notification on
-local cost, on = {}, false
-local function spent(k, t)
-  if not on then return end
-  local e = cost[k]
-  if not e then e = { t = 0, n = 0 }; cost[k] = e end
-  e.t, e.n = e.t + t, e.n + 1
-end
+local cost = measure.tally()
 
 -- hit: when the first write since the last notification arrived (false: none yet); last: the last request
 local hit, last, arrived = false, 0, sched.semaphore(0)
@@ -37,7 +32,7 @@ function proxy.route(_, method, pattern, handler)
     if req.method ~= "GET" and hit == false then hit = last; arrived:release() end
     local c0 = clock()
     local status, body, headers = handler(req, ...)
-    spent("box " .. method .. " " .. pattern, clock() - c0)
+    cost.add("box " .. method .. " " .. pattern, clock() - c0)
     return status, body, headers
   end)
   return proxy
@@ -60,7 +55,7 @@ local function control(method, path, fn, waits)
   srv:route(method, path, function(req)
     local c0 = clock()
     local status, body = fn(req)
-    if on and not waits then controls = controls + clock() - c0 end
+    if cost.on and not waits then controls = controls + clock() - c0 end
     return status, json.encode(body), { ["content-type"] = "application/json" }
   end)
 end
@@ -72,7 +67,7 @@ end)
 
 local seq = 0
 control("POST", "/_bench/notification", function()
-  if not on then on, cpu0, gc_base = true, clock(), collectgarbage("count"); collectgarbage("stop") end
+  if not cost.on then cost.on, cpu0, gc_base = true, clock(), collectgarbage("count"); collectgarbage("stop") end
   seq = seq + 1
   local f = tenant:add_item { type = "file", name = ("bench-%d.txt"):format(seq), parent = folder.id, owner = folder.owner,
                               created = tenant:now_ms(), content = "notes\n" .. box_tenant.SENSITIVE.ssn .. "\n" }
@@ -104,12 +99,10 @@ control("GET", "/_bench/wait", function(req)
 end, true)
 
 control("GET", "/_bench/report", function()
-  local cpu, routes, per = clock() - (cpu0 or clock()), 0, {}
-  for k, e in pairs(cost) do routes = routes + e.t; per[#per + 1] = { route = k, t = e.t, n = e.n } end
-  local f = io.open("/proc/self/status"); local status = f:read("a"); f:close()
+  local cpu, rss_peak_mb = clock() - (cpu0 or clock()), measure.peak_rss_mb()
   collectgarbage(); collectgarbage()
-  return 200, { notifications = seq, cpu = cpu, routes = routes, controls = controls, gc_cpu = gc_cpu, gc_runs = gc_runs, per = profile and per or nil,
-                rss_peak_mb = tonumber(status:match("VmHWM:%s*(%d+) kB")) / 1024, heap_mb = collectgarbage("count") / 1024 }
+  return 200, { notifications = seq, cpu = cpu, routes = cost.total(), controls = controls, gc_cpu = gc_cpu, gc_runs = gc_runs,
+                per = profile and cost.list() or nil, rss_peak_mb = rss_peak_mb, heap_mb = collectgarbage("count") / 1024 }
 end)
 
 io.stdout:write(srv.url, "\n")
