@@ -22,7 +22,7 @@ local TABLES = {
     id = "zstd's dictionary id, which each compressed raw records", app = "the app whose rows trained it",
     entity = "the entity (activities, users, files...)", samples = "how many rows it was trained on", created_at = "when it was trained",
     dict = "the dictionary (binary)",
-    ratio = "compressed / JSON bytes of the first rows compressed with it (a later drift retrains); NULL until measured" } },
+    ratio = "compressed / JSON bytes of the rows it was trained on (a window of later rows that much worse retrains); NULL until measured" } },
   instances = { "connected app instances", {
     id = "instance id", app = "the connector (okta, github, box, office365, azure)", name = "unique name",
     settings = "JSON settings, never a secret", status = "new, connected, reconnect needed...",

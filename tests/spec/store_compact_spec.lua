@@ -292,6 +292,45 @@ describe("compact raw", function()
     st:close()
   end)
 
+  it("retrains when a shape comes right after the rows a dictionary was trained on (its ratio is theirs)", function()
+    -- as Okta's app grants: OAuth grants listed first, then app assignments; inventory rows are packed one
+    -- by one, so every row of the first window after training is one the dictionary was not trained on
+    store.TRAIN_ROWS = 100
+    local st = assert(store.open(tmpdir()))
+    local a = new_instance(st, "a", "okta")
+    local function assignments(n, from)
+      local rows = {}
+      for i, e in ipairs(other_events(n, from)) do
+        rows[i] = { ext_id = "b" .. (from + i - 1), email = "b" .. (from + i - 1) .. "@example.com", status = "active", raw = e.raw }
+      end
+      return rows
+    end
+    local first = users(75)
+    for _, r in ipairs(assignments(25, 1)) do first[#first + 1] = r end
+    assert(st:upsert("users", a, first))
+    local trained = dicts_of(st, "users")
+    assert.equal(1, #trained)
+    local ratio = st.db:query("SELECT ratio FROM zstd_dicts")[1].ratio
+    assert.is_true(ratio > 0 and ratio < 1, tostring(ratio))
+    local later = assignments(400, 26)
+    for p = 1, #later, 100 do assert(st:upsert("users", a, table.move(later, p, p + 99, 1, {}))) end
+    local now = dicts_of(st, "users")
+    assert.equal(2, #now)
+    assert.equal(trained[1].id, now[1].id)
+    -- the assignments after the new dictionary's samples are its, and compress as well as the first rows did
+    local z, plain = 0, 0
+    for i = 201, 400 do
+      assert.equal(now[2].id, dict_of(st, "users", a, later[i].ext_id))
+      z = z + st.db:query("SELECT length(raw) n FROM users WHERE instance_id = ? AND ext_id = ?", a, later[i].ext_id)[1].n
+      plain = plain + #later[i].raw
+    end
+    assert.is_true(z / plain < ratio * 1.25, ("%.3f of the JSON, the first dictionary %.3f of its rows"):format(z / plain, ratio))
+    for _, list in ipairs { first, later } do
+      for _, r in ipairs(list) do assert.equal(r.raw, st:stored("users", a, r.ext_id).raw) end
+    end
+    st:close()
+  end)
+
   it("round-trips each connector's rows from its sandbox byte for byte", function()
     store.TRAIN_ROWS = 20
     local tenants = require "tenants"
