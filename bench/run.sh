@@ -32,5 +32,5 @@ sh "$here/workers.sh" "$bin" || echo "bench workers failed"
 echo "== policies: the shipped activity policies over 1,000,000 stored activities"
 sh "$here/policy.sh" "$bin" || echo "bench policy failed"
 
-echo "== office365: Management Activity API, 1,000,000 records"
+echo "== office365: full sync of Management Activity API content and Graph audit logs, 1,000,000 records (target: CPU <= 1.0x the floor)"
 sh "$here/o365.sh" "$bin" || echo "bench o365 failed"
