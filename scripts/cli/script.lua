@@ -4,7 +4,7 @@ return {
   usage = [[usage: cachost script FILE [ARGS...]
 Runs FILE as a task with every host module (sched, http, server, json, crypto, log, store...).
 The global `arg` holds ARGS (arg[0] = FILE); the script's return value, if an integer, is the exit status.
-Errors are reported with file:line and a traceback; exit status 1.]],
+An error is one line with its file:line (the traceback with cachost --debug script ...); exit status 1.]],
   raw = true,
   run = function(_, args, ctx)
     local file = args[1]
@@ -20,7 +20,10 @@ Errors are reported with file:line and a traceback; exit status 1.]],
     local chunk, perr = load(src, "@" .. file, "t")
     if not chunk then return ctx.fail("%s", perr) end
     _G.arg = { [0] = file, table.unpack(args, 2) }
-    local ok, res = xpcall(chunk, debug.traceback, table.unpack(args, 2))
+    local ok, res = xpcall(chunk, function(e)
+      if host.getenv("CACHOST_DEBUG") == "1" then return debug.traceback(tostring(e), 2) end
+      return tostring(e):match("^[^\n]*") .. " (cachost --debug script shows the trace)"
+    end, table.unpack(args, 2))
     if not ok then return ctx.fail("%s", res) end
     -- wait for the tasks it spawned: the loop ends when no task is alive
     return math.type(res) == "integer" and res or 0

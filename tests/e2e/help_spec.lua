@@ -73,6 +73,19 @@ describe("help", function()
     end
   end)
 
+  it("reports an error in a user's script as one line naming its file and line; the trace with --debug", function()
+    local f = home .. "/broken.lua"
+    local h = assert(io.open(f, "w")); h:write("local t = nil\nreturn t.field\n"); h:close()
+    local rc, out, err = run("script " .. f)
+    assert.equal(1, rc, out .. err)
+    assert.matches("broken%.lua:2: attempt to index a nil value", err)
+    assert.is_nil(err:find("stack traceback", 1, true), err)
+    assert.equal(1, select(2, err:gsub("\n", "")), err)
+    rc, _, err = run("--debug script " .. f)
+    assert.equal(1, rc)
+    assert.matches("stack traceback", err)
+  end)
+
   it("takes --debug before any command", function()
     local rc, out, err = run("--debug help")
     assert.equal(0, rc, err)
