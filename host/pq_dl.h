@@ -2,7 +2,7 @@
  *
  * Debian's libpq pulls in Kerberos, LDAP, SASL and GnuTLS (some twenty libraries): linked, their loading
  * was most of every start's time, `cachost version` included, on SQLite stores too (dl.h).  pg.c includes
- * this header after <libpq-fe.h>: each PQ* function it uses is called through a pointer filled by
+ * this header in place of <libpq-fe.h>: each PQ* function it uses is called through a pointer filled by
  * pq_dl_load(). */
 #ifndef CACHOST_PQ_DL_H
 #define CACHOST_PQ_DL_H
