@@ -1,10 +1,10 @@
 /* sqlite.c — the `sqlite` Lua module: a small, sharp SQLite binding.
  *
- *   sqlite.open(path, {readonly=, busy_timeout=ms, create=true, timeout=s, hidden="t1,t2", unzstd=true|"col",
- *                      page_size=n, text_views="col"}) -> db | nil, err, token
+ *   sqlite.open(path, {readonly=, busy_timeout=ms, create=true, timeout=s, hidden="t1,t2", unzstd=true|"c1,c2",
+ *                      page_size=n, text_views="c1,c2"}) -> db | nil, err, token
  *     (unzstd: BLOBs holding a zstd frame, in any column or the columns so named, read as text; page_size: a
  *     new database's, a power of two from 512 to 65536; an existing one keeps its own; text_views: read-only,
- *     the column so named reads through unzstd() in SQL too, see text_views() and views_for())
+ *     the columns so named read through unzstd() in SQL too, see text_views() and views_for())
  *   db:exec(sql, ...) -> true | nil, err, token    (no params: may hold several statements)
  *   db:query(sql, ...) -> {rows keyed by column} | nil, err, token
  *   db:rows(sql, ...) -> iterator, for `for row in db:rows(...)` (raises on error, like io.lines)
@@ -70,13 +70,13 @@ typedef struct {
     sig_atomic_t sig0;       /* H.signals when it began */
     int stopped;             /* why the progress handler stopped it: STOP_SIGNAL or STOP_BUDGET */
     int unz_read;            /* {unzstd = true}: BLOBs holding a zstd frame are read as their text */
-    char unz_col[32];        /* {unzstd = "raw"}: only in columns of this name (a random BLOB elsewhere is left be) */
+    char unz_cols[64];       /* {unzstd = "raw,c"}: only in columns so named, as ",raw,c," (a random BLOB elsewhere is left be) */
     unz_t *unz;              /* unzstd()'s dictionary cache (owned by the connection) */
     int unz_failed;          /* a value of the row just read could not be decompressed: unz_msg says why */
     char unz_msg[220];
     char hidden[256];        /* {hidden = "a,b"}: tables a read-only connection may not read, ",a,b," */
-    char views_col[32];      /* {text_views = "raw"}: the column text_views() makes views for... */
-    int views_pending;       /* ...when the first statement naming it is prepared */
+    char views_cols[64];     /* {text_views = "raw,c"}: the columns text_views() makes views for, as ",raw,c,"... */
+    int views_pending;       /* ...when the first statement naming one is prepared */
     char views_err[200];     /* why making them failed, for that statement's error */
 } db_t;
 
@@ -452,6 +452,29 @@ static unz_t *add_functions(sqlite3 *db, int *rc) {
 
 /* ---------- reading values ---------- */
 
+/* Name lists ({hidden}, {unzstd}, {text_views}) are kept as ",a,b," in lower case: one strstr finds a name.
+ * set_list(dst, cap, "a,b", n) -> 0 when the list is empty or too long for cap. */
+static int set_list(char *dst, size_t cap, const char *src, size_t n) {
+    if (n == 0 || n + 3 > cap) return 0;
+    dst[0] = ',';
+    for (size_t i = 0; i < n; i++) dst[i + 1] = (char)tolower((unsigned char)src[i]);
+    dst[n + 1] = ',';
+    dst[n + 2] = 0;
+    return 1;
+}
+
+static int in_list(const char *list, const char *name) {
+    if (!name || !list[0] || strchr(name, ',')) return 0;
+    char key[130];
+    size_t n = strlen(name);
+    if (n > sizeof key - 3) return 0;
+    key[0] = ',';
+    for (size_t i = 0; i < n; i++) key[i + 1] = (char)tolower((unsigned char)name[i]);
+    key[n + 1] = ',';
+    key[n + 2] = 0;
+    return strstr(list, key) != NULL;
+}
+
 static int push_unz_err(lua_State *L, db_t *d) {
     d->unz_failed = 0;
     lua_pushnil(L);
@@ -470,7 +493,7 @@ static void push_column(lua_State *L, db_t *d, sqlite3_stmt *st, int i) {
     case SQLITE_BLOB: {
         const void *b = sqlite3_column_blob(st, i);
         size_t n = (size_t)sqlite3_column_bytes(st, i);
-        int unz = d->unz_read && (!d->unz_col[0] || strcmp(sqlite3_column_name(st, i), d->unz_col) == 0);
+        int unz = d->unz_read && (!d->unz_cols[0] || in_list(d->unz_cols, sqlite3_column_name(st, i)));
         long id = b && unz ? zstd_frame_dict(b, n) : -1;
         if (id >= 0) {   /* {unzstd = true}: a compressed value is read as its text */
             char *out, msg[200];
@@ -527,17 +550,7 @@ static void push_names(lua_State *L, sqlite3_stmt *st, int ncol) {
  * (which could create a writable file), no PRAGMA that changes state (query_only cannot be turned off),
  * no function that reaches outside the database (fts3_tokenizer hands out and takes C pointers), and
  * nothing of the tables the opener hides ({hidden = "secrets,..."}: the vault), not even their row count. */
-static int is_hidden(const db_t *db, const char *table) {
-    if (!table || !db->hidden[0] || strchr(table, ',')) return 0;
-    char key[130];
-    size_t n = strlen(table);
-    if (n > sizeof key - 3) return 0;
-    key[0] = ',';
-    for (size_t i = 0; i < n; i++) key[i + 1] = (char)tolower((unsigned char)table[i]);
-    key[n + 1] = ',';
-    key[n + 2] = 0;
-    return strstr(db->hidden, key) != NULL;
-}
+static int is_hidden(const db_t *db, const char *table) { return in_list(db->hidden, table); }
 
 static int ro_authorizer(void *ud, int action, const char *a, const char *b, const char *c, const char *d) {
     const db_t *db = ud;
@@ -608,13 +621,13 @@ static void make_private(sqlite3 *db) {
 }
 
 /* {text_views = "raw"} on a read-only connection: each table of main with a column so named (but a hidden
- * one) is shadowed by a TEMP view of the same name, which SQLite finds first for a bare name, reading that
- * column through unzstd() and the others as they are.  The reader's SQL sees the JSON text where the table
+ * one) is shadowed by a TEMP view of the same name, which SQLite finds first for a bare name, reading those
+ * columns through unzstd() and the others as they are.  The reader's SQL sees the JSON text where the table
  * holds zstd frames (json_extract(raw, ...), raw LIKE ...), as a human writes it.  SQLite flattens such a
  * view into the query that reads it (or runs it as a co-routine computing only the columns used), so a
  * value is decompressed only where the query uses the column, and the tables' indexes serve as before;
  * main.<table> reads the stored values. */
-static int text_views(sqlite3 *db, const db_t *d, const char *col) {
+static int text_views(sqlite3 *db, const db_t *d) {
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(db, "SELECT name FROM main.sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
                                 -1, &st, NULL);
@@ -625,18 +638,23 @@ static int text_views(sqlite3 *db, const db_t *d, const char *col) {
     sqlite3_str_appendall(sql, "BEGIN;");
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         const char *t = (const char *)sqlite3_column_text(st, 0);
-        if (!t || is_hidden(d, t) || sqlite3_table_column_metadata(db, "main", t, col, NULL, NULL, NULL, NULL, NULL) != SQLITE_OK)
-            continue;
+        if (!t || is_hidden(d, t)) continue;
         sqlite3_reset(cols);
         sqlite3_bind_text(cols, 1, t, -1, SQLITE_STATIC);
-        sqlite3_str_appendf(sql, "CREATE TEMP VIEW \"%w\" AS SELECT ", t);
+        sqlite3_str *sel = sqlite3_str_new(db);
+        int named = 0;   /* has a column so named: a view */
         for (int i = 0; (rc = sqlite3_step(cols)) == SQLITE_ROW; i++) {
             const char *c = (const char *)sqlite3_column_text(cols, 0);
-            if (sqlite3_stricmp(c, col) == 0) sqlite3_str_appendf(sql, "%sunzstd(\"%w\") AS \"%w\"", i ? ", " : "", c, c);
-            else sqlite3_str_appendf(sql, "%s\"%w\"", i ? ", " : "", c);
+            if (in_list(d->views_cols, c)) { named = 1; sqlite3_str_appendf(sel, "%sunzstd(\"%w\") AS \"%w\"", i ? ", " : "", c, c); }
+            else sqlite3_str_appendf(sel, "%s\"%w\"", i ? ", " : "", c);
         }
+        char *list = sqlite3_str_finish(sel);
+        if (rc == SQLITE_DONE && named) {
+            if (list) sqlite3_str_appendf(sql, "CREATE TEMP VIEW \"%w\" AS SELECT %s FROM main.\"%w\";", t, list, t);
+            else rc = SQLITE_NOMEM;
+        }
+        sqlite3_free(list);
         if (rc != SQLITE_DONE) break;
-        sqlite3_str_appendf(sql, " FROM main.\"%w\";", t);
     }
     sqlite3_finalize(cols);
     sqlite3_finalize(st);
@@ -647,24 +665,27 @@ static int text_views(sqlite3 *db, const db_t *d, const char *col) {
     return rc;
 }
 
-/* Does sql (len bytes) name col, in any case?  (A word that merely contains it counts too: harmless.) */
-static int names_col(const char *sql, size_t len, const char *col) {
-    size_t n = strlen(col);
-    for (size_t i = 0; i + n <= len; i++)
-        if (sqlite3_strnicmp(sql + i, col, (int)n) == 0) return 1;
+/* Does sql (len bytes) name one of list's columns, in any case?  (A word that merely contains one counts too:
+ * harmless.) */
+static int names_col(const char *sql, size_t len, const char *list) {
+    for (const char *c = list + 1; *c; c = strchr(c, ',') + 1) {
+        size_t n = (size_t)(strchr(c, ',') - c);
+        for (size_t i = 0; i + n <= len; i++)
+            if (sqlite3_strnicmp(sql + i, c, (int)n) == 0) return 1;
+    }
     return 0;
 }
 
-/* Makes the text views of a {text_views} connection before the first statement that names their column is
+/* Makes the text views of a {text_views} connection before the first statement that names one of their columns is
  * prepared (one that does not reads none of its values in SQL, and a result's are decompressed anyway:
  * unzstd), so that opening costs nothing more; the read-only restrictions lifted meanwhile (nothing but
  * text_views() runs).  On failure the statement fails with why (views_err), and the next one tries again. */
 static int views_for(db_t *d, const char *sql, size_t len) {
-    if (!d->views_pending || !names_col(sql, len, d->views_col)) return SQLITE_OK;
+    if (!d->views_pending || !names_col(sql, len, d->views_cols)) return SQLITE_OK;
     work_begin(d, H.signals, 0);    /* the progress handler measures from here */
     sqlite3_set_authorizer(d->db, NULL, NULL);
     int rc = simple(d->db, "PRAGMA query_only=OFF");
-    if (rc == SQLITE_OK) rc = text_views(d->db, d, d->views_col);
+    if (rc == SQLITE_OK) rc = text_views(d->db, d);
     if (rc != SQLITE_OK) {
         snprintf(d->views_err, sizeof d->views_err, "%s", sqlite3_errmsg(d->db));
         if (!sqlite3_get_autocommit(d->db)) simple(d->db, "ROLLBACK");
@@ -693,8 +714,8 @@ static int l_open(lua_State *L) {
     if (!lua_isnoneornil(L, 2)) {
         lua_getfield(L, 2, "text_views");
         if (!lua_isnil(L, -1) && (!(views = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL) || !*views ||
-                                  strlen(views) >= sizeof ((db_t *)0)->views_col))
-            return luaL_argerror(L, 2, "text_views: a column name of 1 to 31 bytes");
+                                  strlen(views) + 3 > sizeof ((db_t *)0)->views_cols))
+            return luaL_argerror(L, 2, "text_views: column names (\"a,b\") of 1 to 61 bytes");
         lua_pop(L, 1);
         lua_getfield(L, 2, "timeout");
         if (!lua_isnil(L, -1)) {
@@ -740,26 +761,19 @@ static int l_open(lua_State *L) {
         lua_getfield(L, 2, "unzstd");
         size_t cl = 0;
         const char *col = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &cl) : NULL;
-        if (col && (cl == 0 || cl >= sizeof d->unz_col)) {
+        if (col && !set_list(d->unz_cols, sizeof d->unz_cols, col, cl)) {
             db_release(d);
-            return luaL_argerror(L, 2, "unzstd: a column name of 1 to 31 bytes, or true");
+            return luaL_argerror(L, 2, "unzstd: column names (\"a,b\") of 1 to 61 bytes, or true");
         }
-        if (col) memcpy(d->unz_col, col, cl + 1);
         lua_pop(L, 1);
     }
     if (!lua_isnoneornil(L, 2)) {
         lua_getfield(L, 2, "hidden");
         size_t hl = 0;
         const char *h = lua_isnil(L, -1) ? NULL : luaL_checklstring(L, -1, &hl);
-        if (h && hl + 3 > sizeof d->hidden) {
+        if (h && hl && !set_list(d->hidden, sizeof d->hidden, h, hl)) {
             db_release(d);
             return luaL_argerror(L, 2, "hidden: too long a list");
-        }
-        if (h && hl) {
-            d->hidden[0] = ',';
-            for (size_t i = 0; i < hl; i++) d->hidden[i + 1] = (char)tolower((unsigned char)h[i]);
-            d->hidden[hl + 1] = ',';
-            d->hidden[hl + 2] = 0;
         }
         lua_pop(L, 1);
     }
@@ -786,7 +800,7 @@ static int l_open(lua_State *L) {
         if (rc == SQLITE_OK) rc = simple(db, "PRAGMA cache_size=-8192");
     }
     if (readonly && views) {      /* made when first needed: views_for() */
-        snprintf(d->views_col, sizeof d->views_col, "%s", views);
+        set_list(d->views_cols, sizeof d->views_cols, views, strlen(views));
         d->views_pending = 1;
     }
     if (rc == SQLITE_OK && readonly) {

@@ -192,6 +192,18 @@ function M.url_of(where)
 end
 
 -- store.open(home_or_db_path_or_url, {busy_timeout = ms, migrate_to = n}) -> st | nil, err
+-- The columns that may hold zstd frames (store/compact.lua): raw and the entities' packed ones, "raw,user_agent"
+do
+  local names, seen = { "raw" }, { raw = true }
+  for _, spec in pairs(schema.entities) do
+    for _, c in ipairs(spec.packed or {}) do
+      if not seen[c] then seen[c] = true; names[#names + 1] = c end
+    end
+  end
+  table.sort(names)
+  M.PACKED_LIST = table.concat(names, ",")
+end
+
 function M.open(where, opts)
   opts = opts or {}
   local url = M.url_of(where)
@@ -201,11 +213,12 @@ function M.open(where, opts)
   end
   where = where or host.home
   local path = db_path(where)
-  -- unzstd: a compressed raw (store/compact.lua) reads as its JSON text, in every read of the store's own.
+  -- unzstd: a compressed raw (store/compact.lua) reads as its JSON text, in every read of the store's own
+  -- (and so does a compressed user agent).
   -- page_size (a new database's), by measurement (bench/storage.sh, every stream of Okta and Box, 20,000
   -- events, all raw compressed): an activity row is ~650 bytes (its columns ~400, its raw ~200); 4, 8 and
   -- 16 KB pages gave 19.2, 18.4 and 18.5 MB with 500 users, 14.5, 14.2 MB (4, 8) with 50; 64 KB wastes more.
-  local db, err, token = sqlite.open(path, { busy_timeout = opts.busy_timeout or 5000, unzstd = "raw", page_size = 8192 })
+  local db, err, token = sqlite.open(path, { busy_timeout = opts.busy_timeout or 5000, unzstd = M.PACKED_LIST, page_size = 8192 })
   if not db then return nil, err, token end
   local st = setmetatable({ db = db, path = path, home = path:match("^(.*)/[^/]*$") or ".",
                             waiters = {}, depth = 0, busy_timeout = opts.busy_timeout or 5000 }, Store)
@@ -235,7 +248,7 @@ function M.open_readonly(where, opts)
   -- A compressed raw (store/compact.lua) reads as its JSON: in SQL (text_views: json_extract(raw, ...) as
   -- before compression, decompressed only where a query uses raw), and in every column of a result (unzstd).
   local db, err, token = sqlite.open(path, { readonly = true, busy_timeout = (opts and opts.busy_timeout) or 5000,
-                                             timeout = opts and opts.timeout, unzstd = true, text_views = "raw",
+                                             timeout = opts and opts.timeout, unzstd = true, text_views = M.PACKED_LIST,
                                              hidden = M.HIDDEN_LIST })
   if not db then
     if token == "cantopen" and not host.stat(path) then
@@ -431,8 +444,11 @@ local function sql_for(entity)
     -- Events are immutable facts: a known (instance_id, time, ext_id) is left as it is.
     q.insert = ("INSERT INTO %s (instance_id, ext_id, %s, raw, recorded_at) VALUES (?, ?, %s, ?, ?) "
       .. "ON CONFLICT (instance_id, time, ext_id) DO NOTHING"):format(entity, concat(quoted, ", "), concat(ph, ", "))
-    q.spec = { false, "ext_id" }
+    q.spec, q.packed = { false, "ext_id" }, {}
     for i, c in ipairs(cols) do q.spec[i + 2] = c end
+    for _, c in ipairs(spec.packed or {}) do
+      for i, name in ipairs(cols) do if name == c then q.packed[c] = i + 2 end end
+    end
   end
   q.change = "INSERT INTO changes (instance_id, entity, ext_id, op, time, diff) VALUES (?, ?, ?, ?, ?, ?)"
   stmts[entity] = q
@@ -454,6 +470,11 @@ local function upsert_events(self, entity, inst, rows, res)
   local spec = { { value = inst }, { list = ids } }
   for i = 3, #q.spec do spec[i] = q.spec[i] end
   spec[#spec + 1] = { list = self:pack_raws(entity, inst, raws, n, ids, times) }   -- compressed (store/compact.lua)
+  for c, at in pairs(q.packed) do
+    local vals = {}
+    for i = 1, n do vals[i] = rows[i][c] end
+    spec[at] = { list = self:pack_column(entity, inst, vals, n) }
+  end
   spec[#spec + 1] = { value = M.now() }
   local r, err, token, at = self.db:exec_many(q.insert, rows, spec)
   if not r then check(nil, at and (err .. " (row " .. at .. ")") or err, token) end

@@ -20,14 +20,18 @@
 -- MAX_DICTS are kept per app and entity: the oldest one no row uses any more makes room; while all are used
 -- no new one is trained.
 --
+-- An entity's `packed` columns (schema.lua: activities' user_agent) are compressed with the dictionary of
+-- its raw (none while it samples), and a dictionary is in use while any of them holds a frame made with it.
+--
 -- Reading: SQL's unzstd(raw) (host/sqlite.c) gives the text of a compressed value and any other value as
--- it is; the store's own connection reads raw columns as text ({unzstd = "raw"}).  Read-only connections
--- (`cachost query`, the REPL, policies' readers) see each table's raw as its text in SQL too ({text_views =
--- "raw"}: a TEMP view of the table's name reads it through unzstd()), and a compressed value of any
--- column of a result comes out as its text ({unzstd = true}).
+-- it is; the store's own connection reads raw and packed columns as text ({unzstd = M.PACKED_LIST}).
+-- Read-only connections (`cachost query`, the REPL, policies' readers) see them as text in SQL too
+-- ({text_views}: a TEMP view of the table's name reads them through unzstd()), and a compressed value of
+-- any column of a result comes out as its text ({unzstd = true}).
 return function(Store, M)
   local check = M.check
   local sqlite = require "sqlite"
+  local schema = require "store.schema"
 
   M.TRAIN_ROWS = 1000   -- samples a dictionary is trained on, and the window its ratio is measured over (specs lower it)
   M.MIN_TRAIN = 100     -- a complete listing of fewer rows trains on what it has, from this many
@@ -74,12 +78,14 @@ return function(Store, M)
     return r, #r
   end
 
-  -- The oldest dictionary of s's app and entity that no row uses | nil.
+  -- The oldest dictionary of s's app and entity that no row uses (in raw or a packed column) | nil.
   local function unused_dict(self, s)
+    local uses = "zstd_dict(raw) = ?1"
+    for _, c in ipairs(schema.entities[s.entity].packed or {}) do uses = uses .. (" OR zstd_dict(%s) = ?1"):format(c) end
     for _, r in ipairs(check(self.db:query("SELECT id FROM zstd_dicts WHERE app = ? AND entity = ? ORDER BY created_at, id",
         s.app, s.entity))) do
-      local used = check(self.db:query(("SELECT 1 FROM %s WHERE zstd_dict(raw) = ? AND instance_id IN (SELECT id FROM instances WHERE app = ?) LIMIT 1")
-        :format(s.entity), r.id, s.app))[1]
+      local used = check(self.db:query(("SELECT 1 FROM %s WHERE (%s) AND instance_id IN (SELECT id FROM instances WHERE app = ?2) LIMIT 1")
+        :format(s.entity, uses), r.id, s.app))[1]
       if not used then return r.id end
     end
   end
@@ -196,6 +202,17 @@ return function(Store, M)
         end
         s.win_in, s.win_out, s.win_n = 0, 0, 0
       end
+    end
+    return out
+  end
+
+  -- values[1..n] of a packed column of rows of entity of instance inst -> the values to store: a text
+  -- compressed with the dictionary raw has now (as it is while there is none, or when that is no smaller).
+  function Store:pack_column(entity, inst, values, n)
+    local d, out = state_of(self, inst, entity).d, {}
+    for i = 1, n do
+      local v = values[i]
+      out[i] = (d and type(v) == "string") and (pack(d, v)) or v
     end
     return out
   end

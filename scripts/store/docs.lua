@@ -74,7 +74,7 @@ local TABLES = {
     time = "when it happened (ISO 8601 UTC); with instance_id and ext_id the event's key, indexed in that order", kind = "user, admin or signin", action = "the provider's event name",
     actor = "who did it", actor_id = "the actor's ext_id", target = "what it was done to", target_id = "the target's id",
     ip = "client address", location = "city, region, country as the provider reports",
-    user_agent = "client user agent", outcome = "success or failure", app = "the sub-app (e.g. SharePoint)",
+    user_agent = "client user agent (stored zstd-compressed, read as text)", outcome = "success or failure", app = "the sub-app (e.g. SharePoint)",
     raw = "the provider's JSON, as received (stored zstd-compressed, read as the JSON text), e.g. json_extract(raw, '$.eventType')",
     recorded_at = "when cachost stored it",
     lat = "latitude the provider reports", lon = "longitude the provider reports" } },

@@ -8,7 +8,7 @@
 --   * BEGIN IMMEDIATE is BEGIN (PostgreSQL locks rows, not the database; lock waits are bounded by
 --     lock_timeout = busy_timeout, and a deadlock or a lock timeout is the "busy" token as in SQLite);
 --   * INSERT OR IGNORE is INSERT ... ON CONFLICT DO NOTHING (the upserts are ON CONFLICT in both);
---   * unzstd(x) is x: every table's raw JSON is stored as text here (PgStore:pack_raws; PostgreSQL
+--   * unzstd(x) is x: every table's raw JSON (and packed column) is stored as text here (PgStore:pack_raws; PostgreSQL
 --     compresses large values itself, TOAST), so there is no zstd frame to read back: readers' SQL reads
 --     raw as the JSON text with no view (SQLite's readers need text_views for that, store.lua);
 --   * the schema's types: INTEGER PRIMARY KEY is an identity column, INTEGER bigint, REAL double
@@ -233,6 +233,7 @@ return function(Store, M, Reader)
   -- Raw JSON stays text (see above).
   function PgStore:pack_raws(_, _, raws) return raws end
   function PgStore:pack_raw(_, _, raw) return raw end
+  function PgStore:pack_column(_, _, values) return values end
   function PgStore:listing_done() end
 
   -- PostgreSQL gives freed space back itself (autovacuum); nothing to release by hand.

@@ -27,7 +27,10 @@ M.entities = {
     "client_id", "app_name", "user_id", "user", "scopes", "created_at", "last_used" } },
   activities = { inventory = false, columns = {
     "time", "kind", "action", "actor", "actor_id", "target", "target_id", "ip", "location", "user_agent",
-    "outcome", "app", "lat", "lon" } },
+    "outcome", "app", "lat", "lon" },
+    -- stored compressed like raw, with the same dictionary (store/compact.lua), read as text everywhere: a
+    -- user agent is ~110 bytes, the same few strings over and over (~25 with the events' dictionary)
+    packed = { "user_agent" } },
 }
 
 local function inventory_table(name, cols)

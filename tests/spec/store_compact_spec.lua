@@ -86,15 +86,19 @@ describe("compact raw", function()
     assert.has_error(function() zstd.compress({}) end)
   end)
 
-  it("a connection opened with unzstd = COLUMN reads frames as text in columns so named only", function()
+  it("a connection opened with unzstd = COLUMNS reads frames as text in columns so named only", function()
     local f = zstd.compress(("{\"a\":1}"):rep(20))
     local db = assert(sqlite.open(tmpdir() .. "/x.db", { unzstd = "raw" }))
     local r = db:query("SELECT ? AS raw, ? AS nonce", sqlite.blob(f), sqlite.blob(f))[1]
     assert.equal(("{\"a\":1}"):rep(20), r.raw)
     assert.equal(f, r.nonce)              -- any other BLOB (a secret's nonce...) as it is, even if it looks like a frame
     db:close()
+    db = assert(sqlite.open(tmpdir() .. "/x.db", { unzstd = "raw,User_Agent" }))
+    r = db:query("SELECT ? AS raw, ? AS user_agent, ? AS agent, ? AS raw_agent", sqlite.blob(f), sqlite.blob(f), sqlite.blob(f), sqlite.blob(f))[1]
+    assert.same({ ("{\"a\":1}"):rep(20), ("{\"a\":1}"):rep(20), f, f }, { r.raw, r.user_agent, r.agent, r.raw_agent })
+    db:close()
     assert.has_error(function() sqlite.open(tmpdir() .. "/y.db", { unzstd = "" }) end)
-    assert.has_error(function() sqlite.open(tmpdir() .. "/y.db", { unzstd = ("c"):rep(32) }) end)
+    assert.has_error(function() sqlite.open(tmpdir() .. "/y.db", { unzstd = ("c"):rep(62) }) end)
   end)
 
   it("stores events compressed with a dictionary per app, and every read gives the JSON back byte for byte", function()
@@ -136,6 +140,53 @@ describe("compact raw", function()
     local got = store.sql("SELECT raw FROM activities WHERE ext_id = 'e9' AND instance_id = ?", a)
     host.home = saved
     assert.equal(rows[9].raw, got[1].raw)
+  end)
+
+  it("stores events' user agents compressed with their raw's dictionary, read as text everywhere, and a dictionary one still uses is kept", function()
+    store.TRAIN_ROWS, store.MAX_DICTS = 100, 1
+    local dir = tmpdir()
+    local st = assert(store.open(dir))
+    local a = new_instance(st, "a", "okta")
+    local agents = { "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
+      "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/127.0.0.0 Safari/537.36",
+      "okta-sdk-java/8.2.5 java/17.0.8 Linux/6.1.0" }
+    local rows = events(300)
+    for i, r in ipairs(rows) do   -- the agent is in the event's JSON too, as the providers send it
+      r.user_agent = agents[i % 3 + 1]
+      r.raw = '{"userAgent":"' .. r.user_agent .. '",' .. r.raw:sub(2)
+    end
+    rows[7].user_agent = json.null
+    for p = 1, 300, 100 do assert(st:upsert("activities", a, table.move(rows, p, p + 99, 1, {}))) end
+    local dict = dicts_of(st, "activities")[1].id
+    -- (trained on the first page, which it compresses too) every user agent is a frame of the events' dictionary
+    local z = st.db:query("SELECT count(*) n, sum(length(user_agent)) b FROM main.activities WHERE zstd_dict(user_agent) = ?", dict)[1]
+    assert.equal(299, z.n)
+    local plain = 0
+    for _, r in ipairs(rows) do if r.user_agent ~= json.null then plain = plain + #r.user_agent end end
+    assert.is_true(z.b < plain / 3, ("%d of %d bytes"):format(z.b, plain))
+    for _, r in ipairs(rows) do
+      assert.equal(r.user_agent ~= json.null and r.user_agent or nil, st:stored("activities", a, r.ext_id).user_agent)
+    end
+    assert.equal(100, st.db:query("SELECT count(*) n FROM activities WHERE unzstd(user_agent) LIKE '%Firefox%'")[1].n)
+    -- a reader's SQL and `cachost query` see the text
+    local rd = assert(store.open_readonly(dir))
+    assert.equal(100, rd:query("SELECT count(*) n FROM activities WHERE user_agent LIKE '%Firefox%'")[1].n)
+    assert.same({ { user_agent = agents[3] } }, rd:query("SELECT user_agent FROM activities WHERE ext_id = 'e200'"))
+    rd:close()
+    local p = io.popen(("CACHOST_HOME='%s' %s query \"SELECT user_agent FROM activities WHERE ext_id = 'e250'\" --format json 2>&1"):format(dir, BIN))
+    local out = p:read("a"); p:close()
+    assert.same({ { user_agent = agents[250 % 3 + 1] } }, json.decode(out), out)
+    -- no raw uses the dictionary any more, the user agents still do: a new shape does not replace it
+    local new = other_events(300, 1)
+    for p = 1, 300, 100 do
+      assert(st.db:exec("UPDATE main.activities SET raw = unzstd(raw)"))
+      assert(st:upsert("activities", a, table.move(new, p, p + 99, 1, {})))   -- stale, then samples, then trains
+    end
+    assert.same({ { id = dict } }, dicts_of(st, "activities"))
+    for _, r in ipairs(rows) do
+      assert.equal(r.user_agent ~= json.null and r.user_agent or nil, st:stored("activities", a, r.ext_id).user_agent)
+    end
+    st:close()
   end)
 
   it("rows stored before migration 8 stay readable as they were, next to compressed ones", function()
