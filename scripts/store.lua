@@ -191,7 +191,6 @@ function M.url_of(where)
   if env and env ~= "" and (where == nil or where == host.home) then return env end
 end
 
--- store.open(home_or_db_path_or_url, {busy_timeout = ms, migrate_to = n}) -> st | nil, err
 -- The columns that may hold zstd frames (store/compact.lua): raw and the entities' packed ones, "raw,user_agent"
 do
   local names, seen = { "raw" }, { raw = true }
@@ -204,6 +203,7 @@ do
   M.PACKED_LIST = table.concat(names, ",")
 end
 
+-- store.open(home_or_db_path_or_url, {busy_timeout = ms, migrate_to = n}) -> st | nil, err
 function M.open(where, opts)
   opts = opts or {}
   local url = M.url_of(where)
