@@ -57,6 +57,9 @@ function M.in_vm(p, rows)
   local out = {}
   for first = 1, #rows, L.BATCH do
     local batch = table.move(rows, first, math.min(#rows, first + L.BATCH - 1), 1, {})
+    -- a stored row reads its raw when first asked (store.lua's LazyRaw); the copy into the policy's
+    -- state takes what the row holds, so raw is read now
+    for _, r in ipairs(batch) do local _ = r.raw end
     local ok, res = p.vm:call("__match", batch)
     if not ok then return nil, res end
     if type(res) ~= "table" then return nil, ("error: __match returned a %s, not a list"):format(type(res)) end

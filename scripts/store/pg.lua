@@ -235,6 +235,7 @@ return function(Store, M, Reader)
   function PgStore:pack_raw(_, _, raw) return raw end
   function PgStore:pack_column(_, _, values) return values end
   function PgStore:listing_done() end
+  function PgStore:policy_select(entity) return "SELECT * FROM " .. entity end
 
   -- PostgreSQL gives freed space back itself (autovacuum); nothing to release by hand.
   function PgStore:release_space() return 0 end

@@ -125,9 +125,33 @@ describe("compact raw", function()
       assert.equal(r.raw, st:stored("activities", a, r.ext_id).raw)
       assert.equal(r.raw, st.db:query("SELECT unzstd(raw) AS j FROM activities WHERE instance_id = ? AND ext_id = ?", a, r.ext_id)[1].j)
     end
+    -- the rows policies read (each_row, noted_feed) decompress raw only when it is read
     local n = 0
-    for r in st:each_row("activities", a) do n = n + 1; assert.equal(rows[n].raw, r.raw) end
+    for r in st:each_row("activities", a) do
+      n = n + 1
+      assert.is_nil(rawget(r, "raw"))
+      assert.is_nil(r.raw_frame)
+      assert.equal(rows[n].ext_id, r.ext_id)
+      assert.equal(rows[n].raw, r.raw)
+      assert.equal(rows[n].raw, rawget(r, "raw"))
+    end
     assert.equal(300, n)
+    local ids = st.db:query("SELECT min(id) lo, max(id) hi FROM activities WHERE instance_id = ?", a)[1]
+    local feed = st:noted_feed(a, { source = "activities", first_id = ids.lo, last_id = ids.hi }).activities
+    assert.equal(300, #feed)
+    assert.is_nil(rawget(feed[5].row, "raw"))
+    assert.equal(rows[5].raw, feed[5].row.raw)
+    -- a policy reading raw in a function match (rows are copied into its own state) sees the JSON
+    local f = assert(io.open(dir .. "/raw_reader.lua", "w"))
+    f:write([[return policy { name = "raw reader", on = "activity",
+      match = function(r) return r.raw ~= nil and r.raw:find('"u3@example.com"', 1, true) ~= nil end }]])
+    f:close()
+    local pol = assert(require("policy").load(dir .. "/raw_reader.lua"))
+    local list = {}
+    for r in st:each_row("activities", a) do list[#list + 1] = r end
+    local hits = 0
+    for _, hit in ipairs(assert(require("policy.match").in_vm(pol, list))) do if hit then hits = hits + 1 end end
+    assert.equal(43, hits)
     -- SQL over the JSON: json_extract(unzstd(raw), ...)
     assert.equal(43, st.db:query("SELECT count(*) n FROM activities WHERE json_extract(unzstd(raw), '$.actor.alternateId') = 'u3@example.com' AND instance_id = ?", a)[1].n)
     st:close()
@@ -209,6 +233,12 @@ describe("compact raw", function()
     for _, r in ipairs(new) do assert.equal(r.raw, st:stored("activities", a, r.ext_id).raw) end
     local types = st.db:query("SELECT typeof(raw) t, count(*) n FROM activities GROUP BY 1 ORDER BY 1")
     assert.same({ { t = "blob", n = 60 }, { t = "text", n = 60 } }, types)
+    local want = {}
+    for _, r in ipairs(old) do want[r.ext_id] = r.raw end
+    for _, r in ipairs(new) do want[r.ext_id] = r.raw end
+    local n = 0
+    for r in st:each_row("activities", a) do n = n + 1; assert.equal(want[r.ext_id], r.raw) end   -- (policies' rows)
+    assert.equal(120, n)
     st:close()
   end)
 
