@@ -944,7 +944,7 @@ end
 local TIME_COLUMN = { activities = "time" }
 function Store:each_row(entity, inst, since)
   if not schema.entities[entity] then error("each_row: unknown entity '" .. tostring(entity) .. "'", 2) end
-  local tcol, step, cursor, init, close = TIME_COLUMN[entity], nil, nil, nil, nil
+  local tcol, step, cursor, init, close = TIME_COLUMN[entity]
   if tcol and since then
     step, cursor, init, close = self.db:rows(("%s WHERE instance_id = ? AND %s >= ? ORDER BY %s")
       :format(self:policy_select(entity), tcol, tcol), inst, since)
